@@ -1,0 +1,79 @@
+"""``hepatoplan`` command line: ``hepatoplan SUBCOMMAND ...``.
+
+Each subcommand lives in its own module of ``pipeline/`` exposing ``register(subparsers)``, which
+adds its parser and sets ``func=run`` with ``run(args) -> int``. :func:`main` is testable
+in-process: ``main(["plan", ...])`` returns the exit status.
+
+Exit status: 0 success, 1 a batch with failed studies, 2 bad input (one clear line on stderr, no
+traceback, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hepatoplan import __version__
+from hepatoplan.errors import HepatoplanError
+
+#: Modules of ``pipeline`` that register subcommands, in the order ``--help`` lists them.
+SUBCOMMAND_MODULES = (
+    "pipeline.cmd_plan",
+    "pipeline.cmd_couinaud",
+    "pipeline.cmd_segment",
+    "pipeline.cmd_staging",
+    "pipeline.cmd_batch",
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so errors follow the one-line, exit-2 rule."""
+
+    def error(self, message):  # noqa: D102
+        raise HepatoplanError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hepatoplan", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hepatoplan {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # subcommand not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        return int(args.func(args) or 0)
+    except HepatoplanError as exc:
+        print(f"hepatoplan: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hepatoplan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
