@@ -1,0 +1,324 @@
+"""Regeneration growth model of the future liver remnant: dM/dt = k·Qp / M.
+
+Seed 000: the stimulus per gram of liver is the portal flow ``Qp`` spread over the remnant mass
+``M``, so the remnant grows as ``dM/dt = k·Qp / M`` with ``k`` a regenerative efficiency. Integrating
+gives
+
+    M(t)² = M0² + 2·k·Qp·t                    (1)
+    t*    = (M_target² − M0²) / (2·k·Qp)        (2)
+
+so the time to grow depends on the difference of the *squares*: growing 200 → 400 g takes
+(400² − 200²) / (2·k·Qp) = 120 000 / (2·k·Qp) while 800 → 1000 g takes 360 000 / (2·k·Qp), three
+times longer for the same 200 g gain.
+
+Masses are taken as volumes in mL (liver density 1 g/mL, the usual volumetry convention), so
+``k·Qp`` is in mL²/day (``kqp_ml2_per_day``) and times are in days from the stage-1 procedure.
+
+Fitting (:func:`fit_growth`): (1) is a straight line in ``M²`` versus ``t``; ordinary least squares
+of ``M²`` on ``t`` gives the intercept ``M0²`` and the slope ``2·k·Qp``. With two volumes the line is
+exact and there is no uncertainty; with three or more the slope's standard error comes from the
+residual variance (n − 2 degrees of freedom) and a Student-t 95 % interval is reported.
+
+References
+----------
+Seed document 000 (staged hepatectomy: the ``dM/dt = k·Qp/M`` model and ``t*``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scipy import stats
+
+from hepatoplan.errors import InputError
+
+from planning import _validate
+
+_DAYS_HINT = "days since the stage-1 procedure, e.g. 0,21"
+_FLR_HINT = "FLR volumes in mL, e.g. 380,520"
+
+
+def predict_flr_ml(*, flr0_ml: float, kqp_ml2_per_day: float, days: float) -> float:
+    """Predicted FLR volume ``sqrt(M0² + 2·k·Qp·t)`` (equation 1).
+
+    Parameters
+    ----------
+    flr0_ml : float
+        FLR volume at day 0 in mL (> 0).
+    kqp_ml2_per_day : float
+        Growth constant k·Qp in mL²/day (>= 0).
+    days : float
+        Time since day 0 in days (>= 0).
+
+    Returns
+    -------
+    float
+        Predicted FLR volume in mL.
+
+    Raises
+    ------
+    InputError
+        Non-positive ``flr0_ml``, negative ``kqp_ml2_per_day`` or ``days``.
+    """
+    m0 = _validate.positive("flr0_ml", flr0_ml)
+    kqp = _validate.non_negative("kqp_ml2_per_day", kqp_ml2_per_day)
+    t = _validate.non_negative("days", days, hint=_DAYS_HINT)
+    return math.sqrt(m0 * m0 + 2.0 * kqp * t)
+
+
+def days_to_target(*, flr0_ml: float, target_ml: float, kqp_ml2_per_day: float) -> float:
+    """Time to grow from ``flr0_ml`` to ``target_ml``: ``(T² − M0²) / (2·k·Qp)`` (equation 2).
+
+    Parameters
+    ----------
+    flr0_ml : float
+        Baseline FLR in mL (> 0).
+    target_ml : float
+        Volume to reach in mL (>= ``flr0_ml``).
+    kqp_ml2_per_day : float
+        Growth constant in mL²/day (> 0).
+
+    Returns
+    -------
+    float
+        t* in days (0 when the target equals the baseline). Example: 200 → 400 mL at k·Qp =
+        1000 mL²/day takes 60 days; 800 → 1000 mL takes 180 days.
+
+    Raises
+    ------
+    InputError
+        ``target_ml`` below ``flr0_ml``, non-positive volumes or ``kqp_ml2_per_day``.
+    """
+    m0 = _validate.positive("flr0_ml", flr0_ml)
+    target = _validate.positive("target_ml", target_ml)
+    kqp = _validate.positive("kqp_ml2_per_day", kqp_ml2_per_day, hint="the remnant must grow")
+    _check_target(target, m0)
+    return (target * target - m0 * m0) / (2.0 * kqp)
+
+
+def kqp_from_hypertrophy(*, flr0_ml: float, hypertrophy_percent: float, days: float) -> float:
+    """k·Qp that makes the FLR grow by ``hypertrophy_percent`` in ``days``.
+
+    From (1): ``k·Qp = M0² · ((1 + h/100)² − 1) / (2·t)``. Literature figures for a technique
+    ("PVE: +38 % in 4 weeks") are relative, so the same technique gives a larger k·Qp to a larger
+    remnant.
+
+    Parameters
+    ----------
+    flr0_ml : float
+        Baseline FLR in mL (> 0).
+    hypertrophy_percent : float
+        Relative FLR increase ``100 · (M(t) − M0) / M0`` in percent (> 0).
+    days : float
+        Time at which that increase is observed, days (> 0).
+
+    Returns
+    -------
+    float
+        k·Qp in mL²/day. Example: 400 mL, +50 % at 25 days -> 400²·(1.5² − 1)/50 = 4000 mL²/day.
+
+    Raises
+    ------
+    InputError
+        Non-positive arguments.
+    """
+    m0 = _validate.positive("flr0_ml", flr0_ml)
+    h = _validate.positive("hypertrophy_percent", hypertrophy_percent)
+    t = _validate.positive("days", days)
+    return m0 * m0 * ((1.0 + h / 100.0) ** 2 - 1.0) / (2.0 * t)
+
+
+def _check_target(target_ml: float, baseline_ml: float) -> None:
+    if target_ml < baseline_ml:
+        raise InputError(
+            f"target_ml ({target_ml:g}) is below the baseline FLR ({baseline_ml:g} mL): the remnant "
+            "already exceeds the target, there is nothing to grow (check the target or the volumes)"
+        )
+
+
+def check_series(days: Sequence[float], flr_ml: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Validate a serial-volumetry series; return ``(days, flr_ml)`` as float lists.
+
+    Raises
+    ------
+    InputError
+        Fewer than 2 points, different lengths, negative or non-increasing days, non-positive
+        volumes.
+    """
+    t = _validate.series("days", days, positive_values=False, hint=_DAYS_HINT)
+    m = _validate.series("flr_ml", flr_ml, positive_values=True, hint=_FLR_HINT)
+    if len(t) != len(m):
+        raise InputError(
+            f"days and flr_ml must have the same length, got {len(t)} days and {len(m)} volumes "
+            "(one FLR volume per scan day)"
+        )
+    if len(t) < 2:
+        raise InputError(
+            f"at least 2 serial FLR volumes are needed to fit the growth model, got {len(t)} "
+            f"({_DAYS_HINT}; {_FLR_HINT})"
+        )
+    for i in range(1, len(t)):
+        if t[i] <= t[i - 1]:
+            raise InputError(
+                f"days must be strictly increasing, got days[{i - 1}] = {t[i - 1]:g} then "
+                f"days[{i}] = {t[i]:g} (list the scans in chronological order, one per day)"
+            )
+    return t, m
+
+
+@dataclass(frozen=True)
+class GrowthFit:
+    """Least-squares fit of ``M² = a + 2·k·Qp·t`` to serial FLR volumes.
+
+    Attributes
+    ----------
+    days, flr_ml : tuple of float
+        The data (days since stage 1, volumes in mL).
+    kqp_ml2_per_day : float
+        Fitted k·Qp in mL²/day (slope / 2). May be <= 0 when the remnant did not grow.
+    kqp_se_ml2_per_day : float or None
+        Standard error of k·Qp; None with ``uncertainty_reason`` when n = 2.
+    kqp_ci95_ml2_per_day : tuple of float or None
+        Student-t 95 % confidence interval of k·Qp (n >= 3).
+    intercept_ml2 : float
+        Fitted ``M0²`` in mL² (the model's volume squared at day 0).
+    r_squared : float or None
+        Coefficient of determination of the line in ``M²`` (None when n = 2).
+    uncertainty_reason : str or None
+        Why the uncertainty is not computable.
+    """
+
+    days: tuple[float, ...]
+    flr_ml: tuple[float, ...]
+    kqp_ml2_per_day: float
+    kqp_se_ml2_per_day: float | None
+    kqp_ci95_ml2_per_day: tuple[float, float] | None
+    intercept_ml2: float
+    intercept_se_ml2: float | None
+    cov_intercept_slope_ml4_per_day: float | None
+    r_squared: float | None
+    uncertainty_reason: str | None
+
+    @property
+    def n_points(self) -> int:
+        return len(self.days)
+
+    @property
+    def fitted_flr0_ml(self) -> float | None:
+        """Model FLR at day 0, ``sqrt(intercept)``; None when the intercept is not positive."""
+        return math.sqrt(self.intercept_ml2) if self.intercept_ml2 > 0 else None
+
+    def predict_flr_ml(self, days: float) -> float | None:
+        """Model FLR in mL at ``days`` (None when ``M²`` would be negative)."""
+        t = _validate.finite("days", days)
+        m2 = self.intercept_ml2 + 2.0 * self.kqp_ml2_per_day * t
+        return math.sqrt(m2) if m2 > 0 else None
+
+    def days_to_target(self, target_ml: float) -> dict:
+        """Day at which the fitted curve reaches ``target_ml`` and its uncertainty.
+
+        Returns a dict with ``target_ml``, ``day`` (t* since day 0, from the fitted line:
+        ``(T² − a) / (2·k·Qp)``), ``days_after_last_scan`` (may be negative when the target was
+        passed between scans), ``day_se`` (delta method on the intercept/slope covariance, n >= 3)
+        and ``reason`` (why ``day`` is None, e.g. the remnant is not growing).
+
+        Raises
+        ------
+        InputError
+            ``target_ml`` below the first measured FLR, or not positive.
+        """
+        target = _validate.positive("target_ml", target_ml)
+        _check_target(target, self.flr_ml[0])
+        out = {"target_ml": target, "day": None, "days_after_last_scan": None, "day_se": None, "reason": None}
+        if self.kqp_ml2_per_day <= 0:
+            out["reason"] = (
+                f"the fitted k·Qp is {self.kqp_ml2_per_day:.4g} mL²/day: the remnant is not growing, "
+                "so the target is never reached under this model"
+            )
+            return out
+        slope = 2.0 * self.kqp_ml2_per_day
+        gap = target * target - self.intercept_ml2
+        day = gap / slope
+        out["day"] = day
+        out["days_after_last_scan"] = day - self.days[-1]
+        if self.kqp_se_ml2_per_day is not None:
+            var_a = self.intercept_se_ml2**2
+            var_b = (2.0 * self.kqp_se_ml2_per_day) ** 2
+            cov_ab = self.cov_intercept_slope_ml4_per_day  # cov(intercept, slope)
+            g_a = -1.0 / slope
+            g_b = -gap / slope**2
+            out["day_se"] = math.sqrt(max(0.0, g_a * g_a * var_a + g_b * g_b * var_b + 2 * g_a * g_b * cov_ab))
+        else:
+            out["reason"] = self.uncertainty_reason
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "model": "M(t)^2 = M0^2 + 2*k*Qp*t  (dM/dt = k*Qp/M)",
+            "days": list(self.days),
+            "flr_ml": list(self.flr_ml),
+            "n_points": self.n_points,
+            "kqp_ml2_per_day": self.kqp_ml2_per_day,
+            "kqp_se_ml2_per_day": self.kqp_se_ml2_per_day,
+            "kqp_ci95_ml2_per_day": list(self.kqp_ci95_ml2_per_day) if self.kqp_ci95_ml2_per_day else None,
+            "intercept_ml2": self.intercept_ml2,
+            "fitted_flr0_ml": self.fitted_flr0_ml,
+            "r_squared": self.r_squared,
+            "uncertainty_reason": self.uncertainty_reason,
+        }
+
+
+def fit_growth(*, days: Sequence[float], flr_ml: Sequence[float]) -> GrowthFit:
+    """Fit k·Qp to serial FLR volumes by least squares on ``M²`` (see module docstring).
+
+    Parameters
+    ----------
+    days : sequence of float
+        Scan days since the stage-1 procedure, >= 0 and strictly increasing.
+    flr_ml : sequence of float
+        FLR volume at each scan in mL (> 0).
+
+    Returns
+    -------
+    GrowthFit
+
+    Raises
+    ------
+    InputError
+        See :func:`check_series`.
+    """
+    t, m = check_series(days, flr_ml)
+    y = [v * v for v in m]
+    n = len(t)
+    t_mean = sum(t) / n
+    y_mean = sum(y) / n
+    sxx = sum((ti - t_mean) ** 2 for ti in t)
+    sxy = sum((ti - t_mean) * (yi - y_mean) for ti, yi in zip(t, y))
+    slope = sxy / sxx
+    intercept = y_mean - slope * t_mean
+    kqp = slope / 2.0
+    if n == 2:
+        return GrowthFit(
+            days=tuple(t), flr_ml=tuple(m), kqp_ml2_per_day=kqp, kqp_se_ml2_per_day=None,
+            kqp_ci95_ml2_per_day=None, intercept_ml2=intercept, intercept_se_ml2=None,
+            cov_intercept_slope_ml4_per_day=None, r_squared=None,
+            uncertainty_reason="two volumes define the line exactly; give 3 or more scans for an uncertainty",
+        )
+    residuals = [yi - (intercept + slope * ti) for ti, yi in zip(t, y)]
+    ssr = sum(r * r for r in residuals)
+    sst = sum((yi - y_mean) ** 2 for yi in y)
+    dof = n - 2
+    s2 = ssr / dof
+    se_slope = math.sqrt(s2 / sxx)
+    se_intercept = math.sqrt(s2 * (1.0 / n + t_mean * t_mean / sxx))
+    cov_ab = -t_mean * s2 / sxx
+    tq = float(stats.t.ppf(0.975, dof))
+    kqp_se = se_slope / 2.0
+    return GrowthFit(
+        days=tuple(t), flr_ml=tuple(m), kqp_ml2_per_day=kqp, kqp_se_ml2_per_day=kqp_se,
+        kqp_ci95_ml2_per_day=(kqp - tq * kqp_se, kqp + tq * kqp_se), intercept_ml2=intercept,
+        intercept_se_ml2=se_intercept, cov_intercept_slope_ml4_per_day=cov_ab,
+        r_squared=(1.0 - ssr / sst) if sst > 0 else None, uncertainty_reason=None,
+    )

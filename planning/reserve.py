@@ -1,0 +1,87 @@
+"""Recurrence reserve: how much more liver a future salvage resection could take.
+
+Seed 004 (parenchymal-sparing surgery): with a functional liver of 1500 mL and a 30 % minimum
+(450 mL), patient A (remnant 525 mL) has a reserve of 75 mL and cannot afford a 150 mL salvage
+resection (375 mL would be left), whereas patient B (remnant 975 mL) has 525 mL of reserve: the
+salvage leaves 825 mL and there is room for three such resections in all.
+
+The minimum is measured against the *original* functional liver volume, as in the seed; the
+regeneration after the first resection is a safety margin this arithmetic does not take credit for.
+"""
+
+from __future__ import annotations
+
+import math
+
+from planning import _validate
+from planning.thresholds import check_parenchyma
+from planning.thresholds import threshold_percent as _threshold_percent
+
+_REL_TOL = 1e-9
+
+
+def recurrence_reserve(
+    *,
+    remnant_ml: float,
+    functional_liver_ml: float,
+    parenchyma: str = "normal",
+    threshold_percent: float | None = None,
+    salvage_ml: float | None = None,
+) -> dict:
+    """Reserve above the minimum safe remnant, and whether a salvage resection is affordable.
+
+    Parameters
+    ----------
+    remnant_ml : float
+        Remnant after the first resection, mL (> 0).
+    functional_liver_ml : float
+        Functional liver volume the threshold refers to, mL (> 0).
+    parenchyma : {"normal", "chemotherapy", "cirrhosis"}
+        Sets the threshold (20 / 30 / 40 %).
+    threshold_percent : float, optional
+        Override of the threshold, percent in (0, 100].
+    salvage_ml : float, optional
+        Volume a future salvage resection would remove, mL (> 0).
+
+    Returns
+    -------
+    dict
+        ``threshold_percent``, ``min_remnant_ml``, ``reserve_ml`` (``remnant − min``, negative when
+        already below), ``salvage_ml``, ``remnant_after_salvage_ml``, ``salvage_affordable``
+        (remnant after salvage >= minimum) and ``salvages_affordable`` (how many such salvages in
+        a row stay above the minimum); the salvage keys are None without ``salvage_ml``.
+
+    Raises
+    ------
+    InputError
+        Non-positive volumes, unknown parenchyma, threshold outside (0, 100].
+    """
+    remnant = _validate.positive("remnant_ml", remnant_ml)
+    functional = _validate.positive("functional_liver_ml", functional_liver_ml)
+    key = check_parenchyma(parenchyma)
+    thr = _threshold_percent(key, override_percent=threshold_percent)
+    min_ml = thr / 100.0 * functional
+    reserve = remnant - min_ml
+    out = {
+        "parenchyma": key,
+        "threshold_percent": thr,
+        "remnant_ml": remnant,
+        "functional_liver_ml": functional,
+        "min_remnant_ml": min_ml,
+        "reserve_ml": reserve,
+        "salvage_ml": None,
+        "remnant_after_salvage_ml": None,
+        "salvage_affordable": None,
+        "salvages_affordable": None,
+    }
+    if salvage_ml is not None:
+        salvage = _validate.positive("salvage_ml", salvage_ml, hint="volume the salvage resection removes")
+        after = remnant - salvage
+        tol = _REL_TOL * min_ml
+        out.update(
+            salvage_ml=salvage,
+            remnant_after_salvage_ml=after,
+            salvage_affordable=bool(after >= min_ml - tol),
+            salvages_affordable=max(0, math.floor((reserve + tol) / salvage)),
+        )
+    return out
