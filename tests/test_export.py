@@ -1,0 +1,235 @@
+"""Label exports: colour table, Slicer .seg.nrrd, DICOM-SEG referencing its source series."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from hepatoplan.errors import GeometryMismatchError, LabelError
+from pipeline.export import (LABEL_TABLE, RAS_TO_LPS, label_entry, structure_entry,
+                             write_colour_table, write_dicom_seg, write_seg_nrrd)
+
+TS_DICOM_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator" \
+    / "ct_contrast_dicom"
+
+
+def _canonical(array, affine):
+    """Reorient (array, affine) to canonical RAS+ like the pipeline does (independent path)."""
+    ornt = nib.orientations.io_orientation(affine)
+    out = nib.orientations.apply_orientation(array, ornt)
+    new_affine = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape)
+    return np.ascontiguousarray(out), new_affine
+
+
+def _plan_labels(shape):
+    """A small plan-like label map: kept and resected segments, a tumour, liver without label."""
+    labels = np.zeros(shape, np.uint8)
+    x, y, z = np.indices(shape)
+    inside = ((x - shape[0] / 2) / (shape[0] / 2.6)) ** 2 + ((y - shape[1] / 2) / (shape[1] / 2.6)) ** 2 \
+        + ((z - shape[2] / 2) / (shape[2] / 2.4)) ** 2 < 1
+    labels[inside & (x < shape[0] // 2)] = 5
+    labels[inside & (x >= shape[0] // 2)] = 12
+    labels[inside & (y < shape[1] // 3)] = 9
+    labels[(x - shape[0] // 2 - 3) ** 2 + (y - shape[1] // 2) ** 2 < 9] = 21  # a tumour column
+    return labels
+
+
+def test_label_table_scheme():
+    assert label_entry(5).name == "segment 5 kept"
+    assert label_entry(15).name == "segment 5 resected"
+    assert label_entry(9).name == "liver kept" and label_entry(19).name == "liver resected"
+    assert label_entry(23).name == "tumour 3"
+    assert label_entry(23).property_type == ("108369006", "Neoplasm")
+    assert set(LABEL_TABLE) == set(range(1, 10)) | set(range(11, 20))
+    with pytest.raises(LabelError):
+        label_entry(10)
+    assert structure_entry("portal vein").property_type[0] == "32764006"
+    assert structure_entry("hepatic veins").property_type[0] == "8993003"
+    assert structure_entry("Segment 3").colour_rgb == LABEL_TABLE[3].colour_rgb
+
+
+def test_colour_table(tmp_path):
+    labels = _plan_labels((20, 22, 12))
+    path = write_colour_table(labels, tmp_path / "labels.ctbl")
+    rows = [l.split() for l in path.read_text().splitlines() if not l.startswith("#")]
+    values = [int(r[0]) for r in rows]
+    assert values == [0, 5, 9, 12, 21]
+    assert rows[-1][1] == "tumour_1" and len(rows[-1]) == 6
+
+
+def _seg_affine():
+    # anisotropic, flipped (x and z) and permuted-free; origin off zero
+    return np.array([[-0.8, 0, 0, 40.0], [0, 0.7, 0, -60.0], [0, 0, -2.5, 100.0], [0, 0, 0, 1]])
+
+
+def test_seg_nrrd_pynrrd_and_simpleitk(tmp_path):
+    import nrrd
+    import SimpleITK as sitk
+
+    labels = _plan_labels((20, 22, 12))
+    affine = _seg_affine()
+    path = write_seg_nrrd(labels, affine_ras=affine, path=tmp_path / "labels.seg.nrrd")
+    data, header = nrrd.read(str(path))
+    np.testing.assert_array_equal(data, labels)
+    assert header["space"] == "left-posterior-superior"
+    names = {header[f"Segment{i}_Name"]: int(header[f"Segment{i}_LabelValue"]) for i in range(4)}
+    assert names == {"segment 5 kept": 5, "liver kept": 9, "segment 2 resected": 12, "tumour 1": 21}
+    assert "Segment4_Name" not in header
+    assert "SCT^10200004^Liver" in header["Segment0_Tags"]
+
+    img = sitk.ReadImage(str(path))
+    assert img.GetMetaData("Segment3_Name") == "tumour 1"
+    arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+    np.testing.assert_array_equal(arr, labels)
+    # world position of a voxel agrees with the RAS affine (SimpleITK speaks LPS)
+    ijk = (3, 7, 5)
+    lps = np.array(img.TransformIndexToPhysicalPoint(ijk))
+    ras = (affine @ [*ijk, 1])[:3]
+    np.testing.assert_allclose(lps, (RAS_TO_LPS[:3, :3] @ ras), atol=1e-6)
+
+
+def test_seg_nrrd_with_overlapping_extra_layer(tmp_path):
+    import nrrd
+
+    labels = _plan_labels((20, 22, 12))
+    vessel = np.zeros(labels.shape, bool)
+    vessel[10, :, 6] = True  # crosses several labels
+    path = write_seg_nrrd(labels, affine_ras=_seg_affine(), path=tmp_path / "x.seg.nrrd",
+                          extra_structures={"portal vein": vessel, "hepatic veins": np.zeros_like(vessel)})
+    data, header = nrrd.read(str(path))
+    assert data.shape == (2, 20, 22, 12)
+    assert header["kinds"] == ["list", "domain", "domain", "domain"]
+    np.testing.assert_array_equal(data[0], labels)
+    np.testing.assert_array_equal(data[1], vessel)
+    assert header["Segment4_Name"] == "portal vein" and header["Segment4_Layer"] == "1"
+    assert "Segment5_Name" not in header  # the empty structure is skipped
+
+
+def _write_series(folder, *, shape_rcs=(24, 20, 6), spacing_rc=(0.7, 0.8), dz=2.5):
+    """Tiny synthetic axial CT series written with pydicom; slices written in shuffled order.
+
+    IOP is the usual (1,0,0,0,1,0): columns go to patient Left, rows to Posterior; slices go
+    from superior to inferior (negative z steps), so the canonical grid is flipped.
+    """
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    rows, cols, n = shape_rcs
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for k in np.random.default_rng(0).permutation(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality = "CT"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Liver", "P1", "", "O"
+        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20260101", "120000", "", "1"
+        ds.ReferringPhysicianName, ds.Manufacturer = "", "test"
+        ds.SeriesNumber, ds.InstanceNumber = 1, int(k) + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-10.0, 20.0, 50.0 - dz * float(k)]
+        ds.PixelSpacing = list(spacing_rc)
+        ds.SliceThickness = dz
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.zeros((rows, cols), np.int16).tobytes()
+        f = folder / f"slice{k:03d}.dcm"
+        ds.save_as(f, enforce_file_format=True)
+        files.append(f)
+    # native SimpleITK-like grid: (col, row, slice) in LPS, then RAS
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0] = [spacing_rc[1], 0, 0]
+    affine_lps[:3, 1] = [0, spacing_rc[0], 0]
+    affine_lps[:3, 2] = [0, 0, -dz]
+    affine_lps[:3, 3] = [-10.0, 20.0, 50.0]
+    return files, RAS_TO_LPS @ affine_lps, (cols, rows, n), series
+
+
+def test_dicom_seg_reads_back_and_references_series(tmp_path):
+    import highdicom as hd
+
+    src = tmp_path / "ct"
+    src.mkdir()
+    files, affine_native, shape_native, series_uid = _write_series(src)
+    native = _plan_labels(shape_native)
+    vessel = np.zeros(shape_native, bool)
+    vessel[5, 3:15, 1:5] = True
+    labels, affine = _canonical(native, affine_native)
+    vessel_c, _ = _canonical(vessel, affine_native)
+    assert not np.allclose(affine, affine_native)  # the test exercises a reorientation
+
+    path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                           path=tmp_path / "labels_seg.dcm", extra_structures={"portal vein": vessel_c})
+    seg = hd.seg.segread(path)
+    assert seg.SeriesInstanceUID != series_uid
+    refs = seg.ReferencedSeriesSequence
+    assert [r.SeriesInstanceUID for r in refs] == [series_uid]
+    labels_by_number = {d.SegmentNumber: d.SegmentLabel for d in seg.SegmentSequence}
+    assert list(labels_by_number.values()) == ["segment 5 kept", "liver kept", "segment 2 resected",
+                                               "tumour 1", "portal vein"]
+    types = [d.SegmentedPropertyTypeCodeSequence[0].CodeValue for d in seg.SegmentSequence]
+    assert types == ["10200004", "10200004", "10200004", "108369006", "32764006"]
+
+    # pixel content: per source slice, the frame equals the native labels at that slice
+    import pydicom
+    by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
+    uids = list(by_uid)
+    arr = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, segment_numbers=[1, 2, 3, 4, 5],
+        ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
+    for i, uid in enumerate(uids):
+        k = int(pydicom.dcmread(by_uid[uid], stop_before_pixels=True).InstanceNumber) - 1
+        expected = native[:, :, k].T  # (rows, cols)
+        for s, v in enumerate([5, 9, 12, 21]):
+            np.testing.assert_array_equal(arr[i, :, :, s], expected == v)
+        np.testing.assert_array_equal(arr[i, :, :, 4], vessel[:, :, k].T)
+
+
+def test_dicom_seg_rejects_other_grid(tmp_path):
+    src = tmp_path / "ct"
+    src.mkdir()
+    files, affine_native, shape_native, _ = _write_series(src)
+    shifted = affine_native.copy()
+    shifted[:3, 3] += [0.3, 0, 0]
+    with pytest.raises(GeometryMismatchError, match="grid"):
+        write_dicom_seg(_plan_labels(shape_native), affine_ras=shifted, source_dicom_files=files,
+                        path=tmp_path / "x.dcm")
+    assert not (tmp_path / "x.dcm").exists()
+
+
+def test_dicom_seg_on_real_series(tmp_path):
+    """The TotalSegmentator DICOM series (read-only) as source, geometry from SimpleITK."""
+    import highdicom as hd
+    import pydicom
+
+    if not TS_DICOM_DIR.is_dir():
+        pytest.skip(f"real DICOM series not found at {TS_DICOM_DIR} (see ../shared/data/README.md)")
+    files = sorted(TS_DICOM_DIR.iterdir())
+    dss = sorted((pydicom.dcmread(f, stop_before_pixels=True) for f in files),
+                 key=lambda d: float(d.ImagePositionPatient[2]))
+    rows, cols = int(dss[0].Rows), int(dss[0].Columns)
+    dr, dc = (float(v) for v in dss[0].PixelSpacing)
+    iop = np.asarray(dss[0].ImageOrientationPatient, float)
+    p0, p1 = (np.asarray(d.ImagePositionPatient, float) for d in dss[:2])
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0], affine_lps[:3, 1], affine_lps[:3, 2], affine_lps[:3, 3] = \
+        iop[:3] * dc, iop[3:] * dr, p1 - p0, p0
+    native = np.zeros((cols, rows, len(dss)), np.uint8)
+    native[200:300, 150:260, 3:15] = 9
+    native[240:260, 190:210, 6:9] = 21
+    labels, affine = _canonical(native, RAS_TO_LPS @ affine_lps)
+    path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                           path=tmp_path / "seg.dcm")
+    seg = hd.seg.segread(path)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == dss[0].SeriesInstanceUID
+    assert seg.StudyInstanceUID == dss[0].StudyInstanceUID
+    assert int(seg.NumberOfFrames) == 12 + 3
