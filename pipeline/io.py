@@ -1,0 +1,456 @@
+"""Reading and writing images: the one place that knows file formats and orientation.
+
+Every image is read with SimpleITK (NIfTI ``.nii``/``.nii.gz``, NRRD ``.nrrd``/``.seg.nrrd``,
+MetaImage ``.mha``/``.mhd``, or a folder holding a DICOM series) and handed to the rest of
+hepatoplan as a :class:`Volume`: a numpy array in **canonical RAS+** orientation plus the geometry
+needed to go back to the file's own grid.
+
+Canonical RAS+ (what ``nibabel.as_closest_canonical`` gives): array index axis 0 increases toward
+the patient's **R**\\ ight, axis 1 toward **A**\\ nterior, axis 2 toward **S**\\ uperior.
+``Volume.affine_ras`` maps a canonical index ``(i, j, k, 1)`` to RAS world millimetres. Domain
+packages (``segmentation``, ``couinaud``, ``resection``, ``planning``) only ever see such arrays
+and ``spacing_mm`` in the same axis order.
+
+How the conversion works, once: SimpleITK returns arrays indexed ``[k, j, i]`` and geometry in
+LPS (``world_lps = origin + direction @ diag(spacing) @ (i, j, k)``). We transpose to ``[i, j, k]``,
+build the native RAS affine ``diag(-1, -1, 1) @ [direction·spacing | origin]``, and apply the
+nibabel orientation transform (axis permutation and flips only, never interpolation) that makes it
+closest to canonical. Writing inverts exactly those steps and copies the native geometry, so outputs
+lie voxel-for-voxel on the input's grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from hepatoplan.errors import (
+    GeometryMismatchError,
+    InputError,
+    InputFileError,
+    LabelError,
+)
+
+log = logging.getLogger(__name__)
+
+#: File endings read as single files (a folder is read as a DICOM series).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd")
+#: Two grids are "the same" when origins and spacings agree within this many mm ...
+GRID_TOLERANCE_MM = 1e-2
+#: ... and direction cosines within this.
+DIRECTION_TOLERANCE = 1e-4
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+_CANONICAL_ORNT = np.array([[0, 1], [1, 1], [2, 1]])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The native grid of a file, in SimpleITK's terms (index order ``i, j, k``; LPS world).
+
+    Attributes
+    ----------
+    size : tuple of int
+        ``(ni, nj, nk)`` voxels.
+    spacing_mm : tuple of float
+        Spacing along ``i, j, k`` in mm.
+    origin_lps_mm : tuple of float
+        World position of voxel ``(0, 0, 0)`` in LPS mm.
+    direction : tuple of float
+        Row-major 3×3 direction cosines (LPS).
+    """
+
+    size: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_lps_mm: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Grid":
+        return cls(
+            tuple(int(n) for n in image.GetSize()),
+            tuple(float(s) for s in image.GetSpacing()),
+            tuple(float(o) for o in image.GetOrigin()),
+            tuple(float(d) for d in image.GetDirection()),
+        )
+
+    def affine_ras(self) -> np.ndarray:
+        """4×4 map from native index ``(i, j, k, 1)`` to RAS world mm."""
+        linear = np.asarray(self.direction).reshape(3, 3) * np.asarray(self.spacing_mm)
+        affine = np.eye(4)
+        affine[:3, :3] = _LPS_TO_RAS @ linear
+        affine[:3, 3] = _LPS_TO_RAS @ np.asarray(self.origin_lps_mm)
+        return affine
+
+    def orientation(self) -> np.ndarray:
+        """nibabel orientation (axis permutation + flips) taking the native array to canonical RAS."""
+        return nib.orientations.io_orientation(self.affine_ras())
+
+    def empty_image(self, pixel_id: int = sitk.sitkUInt8) -> sitk.Image:
+        image = sitk.Image([int(n) for n in self.size], pixel_id)
+        self.stamp(image)
+        return image
+
+    def stamp(self, image: sitk.Image) -> None:
+        image.SetSpacing(self.spacing_mm)
+        image.SetOrigin(self.origin_lps_mm)
+        image.SetDirection(self.direction)
+
+    def describe(self) -> str:
+        d = np.asarray(self.direction).reshape(3, 3)
+        codes = "".join(nib.orientations.aff2axcodes(self.affine_ras()))
+        return (
+            f"size {self.size}, spacing {_fmt(self.spacing_mm)} mm, origin (LPS) "
+            f"{_fmt(self.origin_lps_mm)} mm, axes {codes}, direction {_fmt(d.ravel())}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """An image in canonical RAS+ orientation with the geometry to go back to its file.
+
+    Attributes
+    ----------
+    array : ndarray, shape (nx, ny, nz)
+        Voxel values; axis 0 → Right, 1 → Anterior, 2 → Superior.
+    affine_ras : ndarray, shape (4, 4)
+        Canonical index → RAS world mm.
+    grid : Grid
+        The file's native grid (for writing outputs on it).
+    path : Path
+        The file or DICOM folder read.
+    dicom_files : tuple of str
+        For a DICOM series, its files in slice order (empty otherwise).
+    """
+
+    array: np.ndarray
+    affine_ras: np.ndarray
+    grid: Grid
+    path: Path
+    dicom_files: tuple[str, ...] = field(default=())
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        return tuple(float(s) for s in np.linalg.norm(self.affine_ras[:3, :3], axis=0))
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(abs(np.linalg.det(self.affine_ras[:3, :3])))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path, *, series_uid: str | None = None, name: str = "image") -> Volume:
+    """Read a CT/MR (or any scalar image) as a canonical :class:`Volume`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A NIfTI, NRRD, MetaImage file, or a folder with a DICOM series.
+    series_uid : str, optional
+        For a DICOM folder holding several series, the SeriesInstanceUID to read (default: the
+        series with the most files, logged).
+    name : str
+        How the CLI calls this input (a flag such as ``--liver``), used in error messages.
+
+    Raises
+    ------
+    InputFileError
+        The path does not exist or is not a readable image.
+    InputError
+        The image is not 3D, not scalar, or holds NaN/inf values.
+    """
+    image, source, files = _read_sitk(Path(path), series_uid=series_uid, name=name)
+    array = sitk.GetArrayFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputError(
+            f"{name} {source}: {int((~np.isfinite(array)).sum())} voxels are NaN or infinite; "
+            "expected finite intensities. Fix or mask those voxels before running hepatoplan."
+        )
+    return _to_canonical(array, Grid.of(image), source, files)
+
+
+def read_labels(
+    path,
+    *,
+    name: str = "mask",
+    reference: Volume | None = None,
+    resample: bool = False,
+) -> Volume:
+    """Read an integer label map (0 = background) as a canonical :class:`Volume`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Label file (NIfTI, NRRD, MetaImage) or DICOM folder.
+    name : str
+        The flag this file came from (``--liver``), named in every error.
+    reference : Volume, optional
+        The image the labels must share a grid with (the CT). When the canonical grids differ
+        (shape, spacing, origin or direction beyond :data:`GRID_TOLERANCE_MM` /
+        :data:`DIRECTION_TOLERANCE`) a :class:`GeometryMismatchError` names both geometries,
+        unless ``resample`` is true.
+    resample : bool
+        Resample nearest-neighbour, in physical space, onto ``reference``'s grid.
+
+    Returns
+    -------
+    Volume
+        ``array`` of an unsigned integer dtype (the smallest that holds the labels).
+
+    Raises
+    ------
+    LabelError
+        Non-integer, negative or non-finite values.
+    GeometryMismatchError
+        Grid differs from ``reference`` and ``resample`` is false.
+    """
+    image, source, files = _read_sitk(Path(path), series_uid=None, name=name)
+    array = _integer_labels(sitk.GetArrayFromImage(image), name=name, source=source)
+    if reference is not None:
+        grid = Grid.of(image)
+        problem = _grid_difference(grid, reference.grid)
+        if problem:
+            if not resample:
+                raise GeometryMismatchError(
+                    f"{name} {source} does not lie on the CT's grid ({problem}).\n"
+                    f"  {name}: {grid.describe()}\n"
+                    f"  CT ({reference.path}): {reference.grid.describe()}\n"
+                    "If both describe the same patient space, pass --resample-masks to resample the "
+                    "mask nearest-neighbour onto the CT grid; otherwise give the mask made on this CT."
+                )
+            array = _resample_labels(array, grid, reference.grid, name=name, source=source)
+            log.warning("%s %s resampled nearest-neighbour onto the CT grid", name, source)
+            return _to_canonical(array, reference.grid, source, files)
+    return _to_canonical(array, Grid.of(image), source, files)
+
+
+def same_grid(a: Volume, b: Volume) -> bool:
+    """True when two volumes share one grid in canonical space (within the tolerances)."""
+    return not _grid_difference(a.grid, b.grid)
+
+
+def _read_sitk(path: Path, *, series_uid: str | None, name: str):
+    if not path.exists():
+        raise InputFileError(f"{name} {path}: no such file or folder. Check the path.")
+    files: tuple[str, ...] = ()
+    if path.is_dir():
+        files = _dicom_series_files(path, series_uid=series_uid, name=name)
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(list(files))
+        what = "a DICOM series"
+    else:
+        if not path.name.lower().endswith(IMAGE_SUFFIXES):
+            raise InputFileError(
+                f"{name} {path}: unsupported file type; expected one of "
+                f"{', '.join(IMAGE_SUFFIXES)} or a folder holding a DICOM series."
+            )
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        what = "an image"
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        detail = _itk_message(exc)
+        raise InputFileError(
+            f"{name} {path}: cannot be read as {what} ({detail}). "
+            "Is the file complete (not truncated) and in a supported format?"
+        ) from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"{name} {path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+            "expected a scalar image (one value per voxel)."
+        )
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3:
+        raise InputError(
+            f"{name} {path}: is {image.GetDimension()}D with size {image.GetSize()}; expected a 3D "
+            "volume. Split 4D series into 3D volumes; stack 2D slices into one 3D file."
+        )
+    if min(image.GetSize()) < 2:
+        raise InputError(
+            f"{name} {path}: size {image.GetSize()} is a single slice; expected a 3D volume with "
+            "at least 2 voxels along each axis."
+        )
+    return image, path, files
+
+
+def _dicom_series_files(folder: Path, *, series_uid: str | None, name: str) -> tuple[str, ...]:
+    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not uids:
+        raise InputFileError(
+            f"{name} {folder}: the folder holds no DICOM series; give an image file or a folder "
+            "of DICOM slices."
+        )
+    series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in uids}
+    if series_uid is not None:
+        if series_uid not in series:
+            raise InputError(
+                f"--series-uid {series_uid}: not in {folder}; it holds "
+                + ", ".join(f"{uid} ({len(f)} files)" for uid, f in series.items())
+            )
+        return tuple(series[series_uid])
+    chosen = max(series, key=lambda uid: len(series[uid]))
+    if len(series) > 1:
+        log.warning(
+            "%s: %d DICOM series; reading the largest, %s (%d files). Choose another with --series-uid.",
+            folder, len(series), chosen, len(series[chosen]),
+        )
+    return tuple(series[chosen])
+
+
+def _itk_message(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if ln.lower().startswith(("description", "itk::error"))]
+    text = (useful or lines or ["unknown error"])[-1]
+    return text.removeprefix("Description:").strip()[:300]
+
+
+def _integer_labels(array: np.ndarray, *, name: str, source: Path) -> np.ndarray:
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise LabelError(f"{name} {source}: label map holds NaN or infinite values; expected integers.")
+        if not np.array_equal(array, np.round(array)):
+            raise LabelError(
+                f"{name} {source}: label map holds non-integer values (e.g. "
+                f"{array[array != np.round(array)].flat[0]:g}); expected integer labels. Was it "
+                "resampled with linear interpolation? Resample label maps nearest-neighbour."
+            )
+    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
+        raise LabelError(f"{name} {source}: voxel type {array.dtype} is not a label type.")
+    low, high = (array.min(), array.max()) if array.size else (0, 0)
+    if low < 0:
+        raise LabelError(
+            f"{name} {source}: label map holds negative values (minimum {low:g}); expected labels >= 0."
+        )
+    dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.uint32
+    return array.astype(dtype, copy=False)
+
+
+def _resample_labels(array_kji, grid: Grid, target: Grid, *, name: str, source: Path) -> np.ndarray:
+    moving = sitk.GetImageFromArray(array_kji)
+    grid.stamp(moving)
+    out = sitk.Resample(moving, target.empty_image(moving.GetPixelID()), sitk.Transform(),
+                        sitk.sitkNearestNeighbor, 0, moving.GetPixelID())
+    resampled = sitk.GetArrayFromImage(out)
+    before, after = int(np.count_nonzero(array_kji)), int(np.count_nonzero(resampled))
+    voxel_ratio = np.prod(grid.spacing_mm) / np.prod(target.spacing_mm)
+    if before and after < 0.9 * before * voxel_ratio:
+        log.warning(
+            "%s %s: after resampling only %.0f %% of the labelled volume lies inside the CT grid",
+            name, source, 100.0 * after / (before * voxel_ratio),
+        )
+    if before and not after:
+        raise GeometryMismatchError(
+            f"{name} {source}: after resampling onto the CT grid no labelled voxel remains; the mask "
+            "does not overlap the CT in physical space. Give the mask made on this CT."
+        )
+    return resampled
+
+
+def _grid_difference(a: Grid, b: Grid) -> str:
+    """'' when the canonical grids match, else which part differs."""
+    aff_a, aff_b = _canonical_affine(a), _canonical_affine(b)
+    shape_a = _canonical_shape(a)
+    shape_b = _canonical_shape(b)
+    if shape_a != shape_b:
+        return f"shape {shape_a} vs {shape_b}"
+    sp_a, sp_b = np.linalg.norm(aff_a[:3, :3], axis=0), np.linalg.norm(aff_b[:3, :3], axis=0)
+    if not np.allclose(sp_a, sp_b, rtol=0, atol=GRID_TOLERANCE_MM):
+        return f"spacing {_fmt(sp_a)} vs {_fmt(sp_b)} mm"
+    if not np.allclose(aff_a[:3, :3] / sp_a, aff_b[:3, :3] / sp_b, rtol=0, atol=DIRECTION_TOLERANCE):
+        return "direction differs"
+    if not np.allclose(aff_a[:3, 3], aff_b[:3, 3], rtol=0, atol=GRID_TOLERANCE_MM):
+        return f"origin {_fmt(aff_a[:3, 3])} vs {_fmt(aff_b[:3, 3])} mm (RAS)"
+    return ""
+
+
+def _canonical_affine(grid: Grid) -> np.ndarray:
+    ornt = grid.orientation()
+    return grid.affine_ras() @ nib.orientations.inv_ornt_aff(ornt, grid.size)
+
+
+def _canonical_shape(grid: Grid) -> tuple[int, ...]:
+    ornt = grid.orientation()
+    shape = [0, 0, 0]
+    for native_axis, (target_axis, _) in enumerate(ornt):
+        shape[int(target_axis)] = grid.size[native_axis]
+    return tuple(shape)
+
+
+def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Volume:
+    ornt = grid.orientation()
+    canonical = nib.orientations.apply_orientation(array_kji.T, ornt)
+    return Volume(
+        array=np.ascontiguousarray(canonical),
+        affine_ras=_canonical_affine(grid),
+        grid=grid,
+        path=source,
+        dicom_files=tuple(files),
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def native_array(array: np.ndarray, *, reference: Volume) -> np.ndarray:
+    """The canonical ``array`` back in the reference file's native ``[i, j, k]`` order."""
+    if array.shape != reference.shape:
+        raise GeometryMismatchError(
+            f"array shape {array.shape} does not match the reference image {reference.shape}"
+        )
+    back = nib.orientations.ornt_transform(_CANONICAL_ORNT, reference.grid.orientation())
+    return nib.orientations.apply_orientation(array, back)
+
+
+def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
+    """Write a canonical label (or scalar) array on ``reference``'s native grid.
+
+    The format follows the file ending (``.nii.gz``, ``.nrrd``, ``.mha`` ...). Integer arrays are
+    written as the smallest unsigned type holding them; the write is atomic (temporary file in the
+    same folder, then renamed), so a killed run never leaves a torn file.
+    """
+    path = Path(path)
+    data = native_array(np.asarray(array), reference=reference)
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
+    reference.grid.stamp(image)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{''.join(path.suffixes)}")
+    try:
+        sitk.WriteImage(image, str(tmp), True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def sha256_of(path) -> str:
+    """SHA-256 of a file, or of a folder's files (sorted names and contents) for a DICOM series."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            digest.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"

@@ -1,0 +1,299 @@
+"""Virtual resections: anatomical (whole Couinaud segments) and non-anatomical (tumour + margin).
+
+Arrays are canonical RAS+ (axis 0 → patient Right, 1 → Anterior, 2 → Superior), all on one grid,
+with ``spacing_mm`` in the same axis order. Nothing here reads files.
+
+Partial voxels along constructed boundaries
+-------------------------------------------
+A margin of ``m`` mm around a tumour is a region the program constructs; its edge rarely falls on
+voxel faces (a 1 mm margin on 2 mm slices would otherwise be 0 or 2 mm in z). Each voxel therefore
+gets the *fraction* of it that lies within the margin. With ``s`` the signed distance (mm) from the
+voxel centre to the tumour's smooth surface (:func:`tumour_signed_distance_mm`) and
+``w = Σ_k spacing_k·|n_k|`` the voxel's extent along the surface normal ``n`` (the gradient of
+``s``), the fraction is
+
+    f = clip((m + w/2 − s) / w, 0, 1),
+
+exact for a plane aligned with the grid. Measured on spheres of radius 10 and 20 mm with margins of
+1 and 5 mm at 0.75 × 0.75 × 2 mm, the resected volume is within 1 % of ``4/3·π·(r + m)³``
+(tests/test_resection.py). Tumour voxels count whole; volumes sum the fractions; label maps show
+voxels with ``f ≥ 0.5``. A margin of 0 removes exactly the tumour voxels (enucleation).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import edt
+import numpy as np
+import skfmm
+from scipy import ndimage
+
+from hepatoplan.errors import InputError
+
+from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, WedgeResection, check_margin_mm
+from .volumetry import bounding_box, voxel_volume_ml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TumourOutcome:
+    """What a plan does to one tumour.
+
+    ``status`` is ``"resected"`` (every voxel removed), ``"cut through"`` (partly removed: not R0)
+    or ``"left in remnant"``. ``min_margin_mm`` is the smallest clear distance from the tumour to
+    the kept liver (``None`` when the tumour is left, 0 when cut through). For a wedge it is the
+    requested margin, which the construction guarantees inside the parenchyma; for a tumour inside
+    removed segments it is measured from the voxel grid (accurate to about a voxel).
+    """
+
+    id: int
+    volume_ml: float
+    status: str
+    resected_fraction: float
+    min_margin_mm: float | None
+    wedge_margin_mm: float | None
+
+    @property
+    def resected(self) -> bool:
+        return self.status == "resected"
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "volume_ml": self.volume_ml,
+            "resected": self.resected,
+            "status": self.status,
+            "resected_fraction": self.resected_fraction,
+            "min_margin_mm": self.min_margin_mm,
+            "wedge_margin_mm": self.wedge_margin_mm,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ResectionResult:
+    """Outcome of a virtual resection.
+
+    Attributes
+    ----------
+    resected_fraction : ndarray of float32
+        Fraction (0-1) of each voxel removed; 0 outside the liver.
+    resected_ml : float
+        Liver removed, tumours included, in mL.
+    resected_functional_ml : float
+        Functional liver (liver − tumours) removed, in mL.
+    functional_liver_ml, remnant_ml : float
+        Functional liver before and after, in mL.
+    flr_percent : float
+        ``remnant_ml / functional_liver_ml × 100``.
+    """
+
+    resected_fraction: np.ndarray
+    resected_ml: float
+    resected_functional_ml: float
+    functional_liver_ml: float
+    remnant_ml: float
+    flr_percent: float
+    tumours: list[TumourOutcome]
+    specs: list[str] = field(default_factory=list)
+    segments_removed: list[int] = field(default_factory=list)
+
+    @property
+    def resected_mask(self) -> np.ndarray:
+        return self.resected_fraction >= 0.5
+
+
+def plan_resection(
+    *,
+    liver: np.ndarray,
+    tumours: np.ndarray | None,
+    segments: np.ndarray | None,
+    resections: list[ResectionSpec],
+    spacing_mm,
+    default_margin_mm: float = DEFAULT_MARGIN_MM,
+) -> ResectionResult:
+    """Apply anatomical and wedge resections to a liver and measure the remnant.
+
+    Parameters
+    ----------
+    liver : ndarray of bool, shape (nx, ny, nz)
+        Liver mask (tumours inside it count as liver), canonical RAS+.
+    tumours : ndarray of int or None
+        Tumour instance labels (0 = none), inside the liver.
+    segments : ndarray of int or None
+        Couinaud segments 1-8 covering the liver (needed by anatomical resections).
+    resections : list of AnatomicalResection or WedgeResection
+        Combined by union.
+    spacing_mm : sequence of 3 float
+        Voxel spacing along the array axes, mm.
+    default_margin_mm : float
+        Margin for wedges that do not give their own (``wedge:2@5``).
+
+    Returns
+    -------
+    ResectionResult
+
+    Raises
+    ------
+    InputError
+        An anatomical resection without segments, a wedge naming a tumour that does not exist, a
+        wedge without tumours, or a negative margin.
+    """
+    spacing = tuple(float(s) for s in spacing_mm)
+    check_margin_mm(default_margin_mm)
+    liver = liver.astype(bool, copy=False)
+    tumours = np.zeros(liver.shape, np.uint8) if tumours is None else tumours
+    tumour_ids = [int(i) for i in np.unique(tumours[liver]) if i]
+    unit_ml = voxel_volume_ml(spacing)
+    box = bounding_box(liver)
+    liver_c, tum_c = liver[box], tumours[box]
+    fraction = np.zeros(liver_c.shape, np.float32)
+
+    anatomical = np.zeros(liver_c.shape, bool)
+    removed_segments: set[int] = set()
+    wedge_margin: dict[int, float] = {}
+    for spec in resections:
+        if isinstance(spec, AnatomicalResection):
+            if segments is None:
+                raise InputError(
+                    f"--resect {spec.name}: an anatomical resection needs Couinaud segments; give "
+                    "--segments FILE (labels 1-8) or the portal and hepatic vein masks to derive them."
+                )
+            removed_segments |= spec.segments
+        else:
+            ids = _wedge_ids(spec, tumour_ids)
+            margin = default_margin_mm if spec.margin_mm is None else spec.margin_mm
+            for i in ids:
+                wedge_margin[i] = max(margin, wedge_margin.get(i, 0.0))
+    if removed_segments:
+        anatomical = np.isin(segments[box], sorted(removed_segments)) & liver_c
+        fraction[anatomical] = 1.0
+    for i, margin in wedge_margin.items():
+        _add_wedge(fraction, tum_c == i, liver_c, margin_mm=margin, spacing_mm=spacing)
+
+    tumour_any = tum_c > 0
+    functional = liver_c & ~tumour_any
+    functional_ml = int(np.count_nonzero(functional)) * unit_ml
+    if functional_ml <= 0:
+        raise InputError("the liver mask holds no functional liver (it is empty or all tumour)")
+    resected_ml = float(fraction.sum(dtype=np.float64)) * unit_ml
+    resected_functional_ml = float(fraction[functional].sum(dtype=np.float64)) * unit_ml
+    remnant_ml = functional_ml - resected_functional_ml
+
+    outcomes = _tumour_outcomes(
+        fraction, tum_c, liver_c, anatomical, tumour_ids, wedge_margin, spacing=spacing, unit_ml=unit_ml
+    )
+    full = np.zeros(liver.shape, np.float32)
+    full[box] = fraction
+    return ResectionResult(
+        resected_fraction=full,
+        resected_ml=resected_ml,
+        resected_functional_ml=resected_functional_ml,
+        functional_liver_ml=functional_ml,
+        remnant_ml=remnant_ml,
+        flr_percent=100.0 * remnant_ml / functional_ml,
+        tumours=outcomes,
+        specs=[spec.describe() for spec in resections],
+        segments_removed=sorted(removed_segments),
+    )
+
+
+def _wedge_ids(spec: WedgeResection, tumour_ids: list[int]) -> list[int]:
+    if not tumour_ids:
+        raise InputError(
+            f"--resect {spec.text}: a wedge resection needs tumours; give --tumours FILE "
+            "(binary or instance-labelled) with at least one tumour inside the liver."
+        )
+    if spec.tumour_ids is None:
+        return tumour_ids
+    unknown = sorted(set(spec.tumour_ids) - set(tumour_ids))
+    if unknown:
+        raise InputError(
+            f"--resect {spec.text}: no tumour with id {', '.join(map(str, unknown))}; the tumour "
+            f"map holds ids {', '.join(map(str, tumour_ids))} inside the liver."
+        )
+    return list(spec.tumour_ids)
+
+
+def _extent_along_gradient_mm(distance_mm: np.ndarray, spacing_mm) -> np.ndarray:
+    """Voxel extent ``Σ_k spacing_k·|n_k|`` along the unit gradient ``n`` of a distance map."""
+    grads = np.gradient(distance_mm, *spacing_mm)
+    norm = np.sqrt(sum(g * g for g in grads))
+    extent = sum(s * np.abs(g) for s, g in zip(spacing_mm, grads))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        width = np.where(norm > 0, extent / norm, np.mean(spacing_mm))
+    return width.astype(np.float32)
+
+
+def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None:
+    """Raise ``fraction`` to the share of each voxel within ``margin_mm`` of ``tumour`` (in place)."""
+    pad = [int(np.ceil((margin_mm + 2 * max(spacing_mm)) / s)) + 2 for s in spacing_mm]
+    box = bounding_box(tumour)
+    box = tuple(
+        slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, tumour.shape)
+    )
+    inside = tumour[box]
+    if margin_mm == 0.0:
+        share = inside.astype(np.float32)
+    else:
+        signed_mm = tumour_signed_distance_mm(inside, spacing_mm=spacing_mm)
+        width = _extent_along_gradient_mm(signed_mm, spacing_mm)
+        share = np.clip((margin_mm + 0.5 * width - signed_mm) / width, 0.0, 1.0)
+        share[inside] = 1.0
+        share *= liver[box]
+    np.maximum(fraction[box], share, out=fraction[box])
+
+
+def tumour_signed_distance_mm(mask: np.ndarray, *, spacing_mm) -> np.ndarray:
+    """Signed distance (mm, negative inside) from voxel centres to the smooth surface of ``mask``.
+
+    The surface is the 0.5 level of the mask smoothed with a Gaussian of half a voxel along each
+    axis (which removes the voxel staircase without shrinking it measurably), and distances come
+    from second-order fast marching (scikit-fmm) with the anisotropic spacing.
+    """
+    smooth = ndimage.gaussian_filter(mask.astype(np.float32), sigma=0.5)
+    if not ((smooth > 0.5).any() and (smooth < 0.5).any()):
+        smooth = mask.astype(np.float32)  # too thin to survive smoothing: use the mask itself
+    return np.asarray(skfmm.distance(0.5 - smooth, dx=tuple(spacing_mm), order=2), dtype=np.float32)
+
+
+def _clearance_mm(tumour, kept, spacing_mm) -> float:
+    """Smallest gap (mm) between a tumour and kept liver voxels, surface to surface."""
+    if not kept.any():
+        return float("inf")
+    distance = edt.edt(~kept, anisotropy=spacing_mm, black_border=False).astype(np.float32)
+    box = bounding_box(tumour, pad=1)
+    width = _extent_along_gradient_mm(distance[box], spacing_mm)
+    inside = tumour[box]
+    return float(max(0.0, np.min(distance[box][inside] - width[inside])))
+
+
+def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):
+    removed = fraction >= 0.5
+    outcomes = []
+    kept_all = None
+    for i in tumour_ids:
+        voxels = tum == i
+        n = int(np.count_nonzero(voxels))
+        share = float(np.count_nonzero(removed & voxels)) / n
+        wedge = wedge_margin.get(i)
+        if share == 0.0:
+            status, margin = "left in remnant", None
+        elif share < 1.0:
+            status, margin = "cut through", 0.0
+        else:
+            status = "resected"
+            if wedge is not None:
+                margin = wedge
+                if anatomical[voxels].all():
+                    margin = max(margin, _clearance_mm(voxels, liver & ~anatomical, spacing))
+            else:
+                if kept_all is None:
+                    kept_all = liver & ~removed
+                margin = _clearance_mm(voxels, kept_all, spacing)
+            if margin == float("inf"):
+                margin = None  # the whole liver is removed: no cut surface to measure
+        outcomes.append(TumourOutcome(i, n * unit_ml, status, share, margin, wedge))
+    return outcomes
