@@ -332,6 +332,8 @@ def run_stage(args) -> int:
         raise InputError("give both --height-cm and --weight-kg (for the standardized FLR), or neither")
     if args.doubling_days is not None and args.tumour_ml is None:
         raise InputError("--doubling-days needs --tumour-ml (the tumour volume now, in mL)")
+    if not (math.isfinite(args.dropout_wait_days) and args.dropout_wait_days > 0):
+        raise InputError(f"--dropout-wait-days must be > 0, got {args.dropout_wait_days:g}")
     techniques = _techniques(args)
     assessment = assess_remnant(
         remnant_ml=args.flr_ml, functional_liver_ml=args.functional_liver_ml, parenchyma=args.parenchyma,
