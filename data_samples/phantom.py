@@ -37,7 +37,7 @@ Anatomy (all lengths below are at ``scale=1`` and are multiplied by ``scale``)
   and the caudate (1): the liver inside an ellipsoid on the IVC's left/anterior side, posterior to
   the portal bifurcation. After the planes, any voxel in a piece not connected to its segment's main
   piece (rare, at the organ surface) is given to the neighbouring segment, so each segment is one
-  connected piece; the number of voxels moved is in ``truth["segments"]["reassigned_voxels"]``.
+  connected piece (6-connectivity); the number of voxels moved is in ``truth["segments"]["reassigned_voxels"]``.
 - **Tumours**: hypodense spheres, instance-labelled in the order given.
 
 Branch ids
@@ -484,6 +484,11 @@ def _default_grid(scale: float, spacing_mm, shape) -> _Grid:
             raise InputError(f"shape must be 3 positive integers, found {shape!r}")
     centre = 0.5 * (lo + hi)
     origin = centre - 0.5 * (n - 1) * sp
+    # Snap z so that the transverse portal plane z_b lies on a voxel face: the cranial/caudal split
+    # then carries no sampling bias, and segment volumes agree across spacings.
+    z_b = _Anatomy(scale).z_b
+    m = math.ceil((z_b - origin[2]) / sp[2] - 0.5)
+    origin[2] = z_b - (m + 0.5) * sp[2]
     return _Grid(tuple(int(v) for v in n), tuple(float(v) for v in sp), tuple(float(v) for v in origin))
 
 
@@ -560,7 +565,9 @@ def make_phantom(
         liver[:, :, a:b] = organ
         seg = _classify_segments(A, X, Y, Z)
         segments[:, :, a:b] = np.where(organ, seg, 0)
-    reassigned = _make_segments_connected(segments)
+    nzi = [np.nonzero(liver.any(axis=tuple(j for j in range(3) if j != ax)))[0] for ax in range(3)]
+    crop = tuple(slice(max(0, int(v[0]) - 1), int(v[-1]) + 2) if v.size else slice(0, 0) for v in nzi)
+    reassigned = _make_segments_connected(segments[crop])  # in place on the liver's bounding box
 
     # --- vessels --------------------------------------------------------------------------
     portal_tree = _portal_tree(A)
@@ -608,7 +615,7 @@ def _paint_tree(grid: _Grid, tree: list[Branch]) -> np.ndarray:
 
 
 def _make_segments_connected(segments: np.ndarray) -> int:
-    """Give voxels outside each segment's largest 26-connected piece to a neighbouring segment."""
+    """Give voxels outside each segment's largest 6-connected piece to a neighbouring segment."""
     import cc3d
 
     moved = 0
@@ -618,7 +625,7 @@ def _make_segments_connected(segments: np.ndarray) -> int:
             m = segments == k
             if not m.any():
                 continue
-            lab, n = cc3d.connected_components(m, connectivity=26, return_N=True)
+            lab, n = cc3d.connected_components(m, connectivity=6, return_N=True)
             if n <= 1:
                 continue
             counts = np.bincount(lab.ravel())
