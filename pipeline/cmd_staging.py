@@ -35,7 +35,7 @@ from planning.reserve import salvage_reserve
 from planning.scenarios import (
     DEFAULT_TECHNIQUES,
     DROPOUT_WAIT_DAYS_DEFAULT,
-    growth_outlook,
+    outlook_for_assessment,
     techniques_with_overrides,
 )
 from planning.thresholds import PARENCHYMA_CHOICES
@@ -343,18 +343,10 @@ def run_stage(args) -> int:
     reserve = salvage_reserve(
         remnant_ml=args.flr_ml, min_remnant_ml=assessment.min_remnant_ml, salvage_ml=args.salvage_ml
     )
-    outlook = None
-    reason = None
-    if assessment.shortfall_ml > 0:
-        outlook = growth_outlook(
-            flr_ml=args.flr_ml, target_ml=assessment.min_remnant_ml, tumour_ml=args.tumour_ml,
-            doubling_days=args.doubling_days, techniques=techniques, dropout_wait_days=args.dropout_wait_days,
-        )
-    elif assessment.adequate:
-        reason = "the remnant is adequate: no staging needed"
-    else:
-        reason = "the remnant is large enough but a non-volume criterion failed (KGR): growth will not fix it"
-
+    outlook, reason = outlook_for_assessment(
+        assessment, tumour_ml=args.tumour_ml, doubling_days=args.doubling_days, techniques=techniques,
+        dropout_wait_days=args.dropout_wait_days,
+    )
     out = _assessment_lines(assessment)
     if reserve["salvage_ml"] is not None:
         out.append(

@@ -298,3 +298,32 @@ def growth_outlook(
         "fastest_to_target": fastest,
         "reachable_without_dropout_risk": [s["technique"] for s in scenarios if not s["dropout_risk"]],
     }
+
+
+def outlook_for_assessment(
+    assessment,
+    *,
+    tumour_ml: float | None = None,
+    doubling_days: float | None = None,
+    techniques: Mapping[str, Technique] | None = None,
+    dropout_wait_days: float = DROPOUT_WAIT_DAYS_DEFAULT,
+) -> tuple[dict | None, str | None]:
+    """Growth outlook for a :class:`planning.assessment.RemnantAssessment`, or why there is none.
+
+    Returns
+    -------
+    (dict or None, str or None)
+        ``(growth_outlook(...), None)`` when the remnant is short of ``min_remnant_ml``;
+        ``(None, reason)`` when it is adequate, or big enough but failing a non-volume criterion
+        (KGR), where growth cannot fix the verdict.
+    """
+    if assessment.shortfall_ml > 0:
+        outlook = growth_outlook(
+            flr_ml=assessment.remnant_ml, target_ml=assessment.min_remnant_ml, tumour_ml=tumour_ml,
+            doubling_days=doubling_days, techniques=techniques, dropout_wait_days=dropout_wait_days,
+        )
+        return outlook, None
+    if assessment.verdict == "adequate":
+        return None, "the remnant is adequate: no staging needed"
+    failed = ", ".join(c.name for c in assessment.criteria if not c.passed)
+    return None, f"the remnant is large enough but {failed} failed: growing it further will not fix that"

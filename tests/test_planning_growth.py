@@ -218,3 +218,17 @@ def test_growth_outlook_errors():
         growth_outlook(flr_ml=330, target_ml=450, tumour_ml=0)
     with pytest.raises(InputError, match="doubling_days must be > 0"):
         growth_outlook(flr_ml=330, target_ml=450, tumour_ml=10, doubling_days=-1)
+
+
+def test_outlook_for_assessment():
+    from planning.assessment import assess_remnant
+    from planning.scenarios import outlook_for_assessment
+
+    short = assess_remnant(remnant_ml=330, functional_liver_ml=1500, parenchyma="chemotherapy")
+    outlook, reason = outlook_for_assessment(short, tumour_ml=40)
+    assert reason is None and outlook["target_ml"] == pytest.approx(450.0) and outlook["flr_ml"] == 330.0
+    ok = assess_remnant(remnant_ml=600, functional_liver_ml=1500, parenchyma="chemotherapy")
+    assert outlook_for_assessment(ok) == (None, "the remnant is adequate: no staging needed")
+    slow = assess_remnant(remnant_ml=600, functional_liver_ml=1500, kgr_percent_per_week=1.2)
+    outlook, reason = outlook_for_assessment(slow)
+    assert outlook is None and "kgr_percent_per_week failed" in reason
