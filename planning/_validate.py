@@ -27,7 +27,7 @@ def positive(name: str, value, *, hint: str = "") -> float:
     """Return ``value`` as a float > 0 or raise InputError naming ``name``."""
     number = finite(name, value, hint=hint)
     if number <= 0:
-        raise InputError(f"{name} must be > 0, got {value:g}{_hint(hint)}")
+        raise InputError(f"{name} must be > 0, got {number:g}{_hint(hint)}")
     return number
 
 
@@ -35,7 +35,7 @@ def non_negative(name: str, value, *, hint: str = "") -> float:
     """Return ``value`` as a float >= 0 or raise InputError naming ``name``."""
     number = finite(name, value, hint=hint)
     if number < 0:
-        raise InputError(f"{name} must be >= 0, got {value:g}{_hint(hint)}")
+        raise InputError(f"{name} must be >= 0, got {number:g}{_hint(hint)}")
     return number
 
 
@@ -43,7 +43,7 @@ def percent(name: str, value, *, hint: str = "") -> float:
     """Return ``value`` as a float in (0, 100] or raise InputError naming ``name``."""
     number = positive(name, value, hint=hint)
     if number > 100:
-        raise InputError(f"{name} must be a percentage in (0, 100], got {value:g}{_hint(hint)}")
+        raise InputError(f"{name} must be a percentage in (0, 100], got {number:g}{_hint(hint)}")
     return number
 
 

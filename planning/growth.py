@@ -30,8 +30,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
-
 from hepatoplan.errors import InputError
 
 from planning import _validate
@@ -314,6 +312,8 @@ def fit_growth(*, days: Sequence[float], flr_ml: Sequence[float]) -> GrowthFit:
     se_slope = math.sqrt(s2 / sxx)
     se_intercept = math.sqrt(s2 * (1.0 / n + t_mean * t_mean / sxx))
     cov_ab = -t_mean * s2 / sxx
+    from scipy import stats  # deferred: only fits with >= 3 scans need the t quantile
+
     tq = float(stats.t.ppf(0.975, dof))
     kqp_se = se_slope / 2.0
     return GrowthFit(
