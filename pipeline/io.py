@@ -118,8 +118,9 @@ class Volume:
 
     Attributes
     ----------
-    array : ndarray, shape (nx, ny, nz)
-        Voxel values; axis 0 → Right, 1 → Anterior, 2 → Superior.
+    array : ndarray, shape (nx, ny, nz), or None
+        Voxel values; axis 0 → Right, 1 → Anterior, 2 → Superior. ``None`` when only the
+        geometry was read (``read_image(..., header_only=True)``).
     affine_ras : ndarray, shape (4, 4)
         Canonical index → RAS world mm.
     grid : Grid
@@ -130,7 +131,7 @@ class Volume:
         For a DICOM series, its files in slice order (empty otherwise).
     """
 
-    array: np.ndarray
+    array: np.ndarray | None
     affine_ras: np.ndarray
     grid: Grid
     path: Path
@@ -146,13 +147,15 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.array.shape)
+        return _canonical_shape(self.grid)
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path, *, series_uid: str | None = None, name: str = "image") -> Volume:
+def read_image(
+    path, *, series_uid: str | None = None, name: str = "image", header_only: bool = False
+) -> Volume:
     """Read a CT/MR (or any scalar image) as a canonical :class:`Volume`.
 
     Parameters
@@ -164,6 +167,9 @@ def read_image(path, *, series_uid: str | None = None, name: str = "image") -> V
         series with the most files, logged).
     name : str
         How the CLI calls this input (a flag such as ``--liver``), used in error messages.
+    header_only : bool
+        Read only the geometry of a single file (``array`` is ``None``): the CT serves as the
+        reference grid when every mask is given.
 
     Raises
     ------
@@ -172,7 +178,11 @@ def read_image(path, *, series_uid: str | None = None, name: str = "image") -> V
     InputError
         The image is not 3D, not scalar, or holds NaN/inf values.
     """
-    image, source, files = _read_sitk(Path(path), series_uid=series_uid, name=name)
+    image, source, files = _read_sitk(
+        Path(path), series_uid=series_uid, name=name, header_only=header_only
+    )
+    if header_only and isinstance(image, Grid):
+        return Volume(None, _canonical_affine(image), image, source)
     array = sitk.GetArrayFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise InputError(
@@ -242,7 +252,7 @@ def same_grid(a: Volume, b: Volume) -> bool:
     return not _grid_difference(a.grid, b.grid)
 
 
-def _read_sitk(path: Path, *, series_uid: str | None, name: str):
+def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bool = False):
     if not path.exists():
         raise InputFileError(f"{name} {path}: no such file or folder. Check the path.")
     files: tuple[str, ...] = ()
@@ -260,6 +270,8 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str):
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         what = "an image"
+        if header_only:
+            return _read_header(reader, path, name), path, files
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -286,6 +298,32 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str):
             "at least 2 voxels along each axis."
         )
     return image, path, files
+
+
+def _read_header(reader: sitk.ImageFileReader, path: Path, name: str) -> Grid:
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputFileError(
+            f"{name} {path}: cannot be read as an image ({_itk_message(exc)}). "
+            "Is the file complete and in a supported format?"
+        ) from None
+    size = list(reader.GetSize())
+    if len(size) == 4 and size[3] == 1:
+        size = size[:3]
+    if len(size) != 3 or min(size) < 2 or reader.GetNumberOfComponents() != 1:
+        raise InputError(
+            f"{name} {path}: size {tuple(reader.GetSize())} with {reader.GetNumberOfComponents()} "
+            "component(s) per voxel; expected a scalar 3D volume."
+        )
+    ndim = reader.GetDimension()
+    direction = np.asarray(reader.GetDirection()).reshape(ndim, ndim)[:3, :3]
+    return Grid(
+        tuple(int(n) for n in size),
+        tuple(float(s) for s in reader.GetSpacing()[:3]),
+        tuple(float(o) for o in reader.GetOrigin()[:3]),
+        tuple(float(d) for d in direction.ravel()),
+    )
 
 
 def _dicom_series_files(folder: Path, *, series_uid: str | None, name: str) -> tuple[str, ...]:
@@ -395,12 +433,27 @@ def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Vol
     ornt = grid.orientation()
     canonical = nib.orientations.apply_orientation(array_kji.T, ornt)
     return Volume(
-        array=np.ascontiguousarray(canonical),
+        array=_c_contiguous(canonical),
         affine_ras=_canonical_affine(grid),
         grid=grid,
         path=source,
         dicom_files=tuple(files),
     )
+
+
+def _c_contiguous(view: np.ndarray, block: int = 32) -> np.ndarray:
+    """C-ordered copy of a transposed/flipped view, copied in cache-sized tiles.
+
+    A plain ``np.ascontiguousarray`` of a full 3D transpose thrashes the cache (about 2.5× slower
+    on a 512×512×129 scan).
+    """
+    if view.flags.c_contiguous:
+        return view
+    out = np.empty(view.shape, view.dtype)
+    for i in range(0, view.shape[0], block):
+        for j in range(0, view.shape[1], block):
+            out[i:i + block, j:j + block] = view[i:i + block, j:j + block]
+    return out
 
 
 # --------------------------------------------------------------------------- writing
@@ -427,7 +480,7 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
     data = native_array(np.asarray(array), reference=reference)
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
+    image = sitk.GetImageFromArray(_c_contiguous(data.T))
     reference.grid.stamp(image)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{''.join(path.suffixes)}")
     try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import edt
 import numpy as np
 import skfmm
 from scipy import ndimage
@@ -33,7 +32,7 @@ from scipy import ndimage
 from hepatoplan.errors import InputError
 
 from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, WedgeResection, check_margin_mm
-from .volumetry import bounding_box, voxel_volume_ml
+from .volumetry import boundary_voxels, bounding_box, nearest_in_set, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,8 @@ def plan_resection(
     check_margin_mm(default_margin_mm)
     liver = liver.astype(bool, copy=False)
     tumours = np.zeros(liver.shape, np.uint8) if tumours is None else tumours
-    tumour_ids = [int(i) for i in np.unique(tumours[liver]) if i]
+    counts = np.bincount(tumours[liver].ravel().astype(np.int64, copy=False), minlength=1)
+    tumour_ids = [int(i) for i in np.flatnonzero(counts) if i]
     unit_ml = voxel_volume_ml(spacing)
     box = bounding_box(liver)
     liver_c, tum_c = liver[box], tumours[box]
@@ -260,14 +260,20 @@ def tumour_signed_distance_mm(mask: np.ndarray, *, spacing_mm) -> np.ndarray:
 
 
 def _clearance_mm(tumour, kept, spacing_mm) -> float:
-    """Smallest gap (mm) between a tumour and kept liver voxels, surface to surface."""
+    """Smallest gap (mm) between a tumour and kept liver voxels, surface to surface.
+
+    The centre-to-centre distance ``d`` between the closest tumour and kept voxels, less the
+    voxel's extent along that direction (half a voxel on each side): touching voxels give 0.
+    """
     if not kept.any():
         return float("inf")
-    distance = edt.edt(~kept, anisotropy=spacing_mm, black_border=False).astype(np.float32)
-    box = bounding_box(tumour, pad=1)
-    width = _extent_along_gradient_mm(distance[box], spacing_mm)
-    inside = tumour[box]
-    return float(max(0.0, np.min(distance[box][inside] - width[inside])))
+    candidates = np.argwhere(boundary_voxels(kept))
+    points = np.argwhere(boundary_voxels(tumour))
+    distance, nearest = nearest_in_set(points, candidates, spacing_mm=spacing_mm)
+    k = int(np.argmin(distance))
+    step = (candidates[nearest[k]] - points[k]) * np.asarray(spacing_mm)
+    extent = float(np.abs(step) @ np.asarray(spacing_mm)) / max(float(distance[k]), 1e-9)
+    return float(max(0.0, distance[k] - extent))
 
 
 def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):

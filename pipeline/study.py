@@ -1,0 +1,241 @@
+"""One study: the CT's grid and the masks on it, checked, in canonical RAS+.
+
+:class:`Study` is the only place where "the CT" and "its masks" meet. Loading checks that every
+mask lies on the CT's grid (or resamples it nearest-neighbour on request), that labels are
+integers, and that the liver is not empty; tumours and segments are restricted to the liver.
+Arrays are canonical RAS+ (axis 0 → patient Right, 1 → Anterior, 2 → Superior).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hepatoplan.errors import InputError
+
+from . import io
+
+log = logging.getLogger(__name__)
+
+#: TotalSegmentator "total" task labels used by ``--totalsegmentator``.
+TOTALSEG_LIVER, TOTALSEG_IVC, TOTALSEG_PORTAL_SPLENIC = 5, 63, 64
+
+
+@dataclass(frozen=True)
+class MaskPaths:
+    """Mask files given by the user (``None`` = not given)."""
+
+    liver: Path | None = None
+    tumours: Path | None = None
+    portal: Path | None = None
+    hepatic: Path | None = None
+    segments: Path | None = None
+    totalsegmentator: Path | None = None
+
+    def given(self) -> dict[str, Path]:
+        return {k: Path(v) for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(eq=False)
+class Study:
+    """A CT (or its grid) and its masks, all canonical RAS+ on one grid.
+
+    Attributes
+    ----------
+    ct : io.Volume
+        The reference image; ``ct.array`` is ``None`` when only its geometry was needed.
+    liver : ndarray of bool
+    tumours : ndarray of uint or None
+        Instance labels inside the liver.
+    portal, hepatic : ndarray of bool or None
+    segments : ndarray of uint8 or None
+        Couinaud labels 1-8 as given, restricted to the liver.
+    sources : dict
+        Mask name → where it came from (a path, ``"totalsegmentator"`` or ``"automatic"``).
+    warnings : list of str
+    """
+
+    ct: io.Volume
+    liver: np.ndarray
+    tumours: np.ndarray | None = None
+    portal: np.ndarray | None = None
+    hepatic: np.ndarray | None = None
+    segments: np.ndarray | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        return self.ct.spacing_mm
+
+
+def load_masks(
+    ct: io.Volume, paths: MaskPaths, *, resample: bool = False
+) -> dict[str, np.ndarray]:
+    """Read every given mask onto the CT grid; return name → canonical label array.
+
+    A TotalSegmentator multilabel file supplies liver (label 5), portal/splenic vein (64) and the
+    inferior vena cava (63, as ``hepatic``) for whichever of them was not given separately.
+    """
+    flags = {
+        "liver": "--liver", "tumours": "--tumours", "portal": "--portal",
+        "hepatic": "--hepatic", "segments": "--segments", "totalsegmentator": "--totalsegmentator",
+    }
+    arrays = {
+        name: io.read_labels(path, name=f"{flags[name]}", reference=ct, resample=resample).array
+        for name, path in paths.given().items()
+    }
+    total = arrays.pop("totalsegmentator", None)
+    if total is not None:
+        for name, label in (("liver", TOTALSEG_LIVER), ("portal", TOTALSEG_PORTAL_SPLENIC),
+                            ("hepatic", TOTALSEG_IVC)):
+            if name not in arrays and (total == label).any():
+                arrays[name] = (total == label).astype(np.uint8)
+    return arrays
+
+
+def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[str, str]) -> Study:
+    """Check the masks and assemble a :class:`Study`.
+
+    Raises
+    ------
+    InputError
+        Empty liver mask; segment labels outside 1-8.
+    """
+    warnings: list[str] = []
+    if "liver" not in arrays:
+        raise InputError("no liver mask: give --liver FILE (or --totalsegmentator FILE)")
+    liver = arrays["liver"] > 0
+    if not liver.any():
+        raise InputError(
+            f"--liver {sources.get('liver')}: the liver mask is empty (no voxel > 0); give the "
+            "liver mask of this CT."
+        )
+    voxel_ml = float(np.prod(ct.spacing_mm)) / 1000.0
+
+    def inside_liver(name: str, labels: np.ndarray) -> np.ndarray:
+        outside = int(np.count_nonzero(labels[~liver]))
+        if outside:
+            message = (
+                f"{name}: {outside * voxel_ml:.2f} mL labelled outside the liver mask was ignored"
+            )
+            warnings.append(message)
+            log.warning(message)
+            labels = np.where(liver, labels, 0).astype(labels.dtype)
+        return labels
+
+    tumours = arrays.get("tumours")
+    if tumours is not None:
+        tumours = inside_liver("--tumours", tumours)
+    segments = arrays.get("segments")
+    if segments is not None:
+        present = np.flatnonzero(np.bincount(segments.ravel().astype(np.int64, copy=False)))
+        bad = sorted(set(present.tolist()) - set(range(9)))
+        if bad:
+            raise InputError(
+                f"--segments {sources.get('segments')}: labels {bad[:5]} are not Couinaud segments; "
+                "expected 0 (background) and 1-8 (1 = caudate ... 8)."
+            )
+        segments = inside_liver("--segments", segments)
+        if not segments.any():
+            raise InputError(
+                f"--segments {sources.get('segments')}: no segment label inside the liver mask; "
+                "is it the segment map of this study?"
+            )
+    return Study(
+        ct=ct,
+        liver=liver,
+        tumours=tumours,
+        portal=None if arrays.get("portal") is None else arrays["portal"] > 0,
+        hepatic=None if arrays.get("hepatic") is None else arrays["hepatic"] > 0,
+        segments=segments,
+        sources=sources,
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`."""
+
+    ct: Path
+    out: Path
+    masks: MaskPaths = MaskPaths()
+    resect: tuple[str, ...] = ()
+    margin_mm: float = 1.0
+    parenchyma: str = "normal"
+    threshold_percent: float | None = None
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    resample_masks: bool = False
+    series_uid: str | None = None
+    preview: bool = True
+
+    def validate(self):
+        """Parse resection specs and check numbers; returns the parsed specs."""
+        from planning.thresholds import threshold_percent
+        from resection.procedures import check_margin_mm, parse_resection
+
+        check_margin_mm(self.margin_mm)
+        threshold_percent(self.parenchyma, override_percent=self.threshold_percent)
+        for flag, value in (("--height-cm", self.height_cm), ("--weight-kg", self.weight_kg)):
+            if value is not None and not (0 < value < 1000):
+                raise InputError(f"{flag}: expected a positive number, got {value:g}")
+        if (self.height_cm is None) != (self.weight_kg is None) and self.height_cm is not None:
+            raise InputError("--height-cm needs --weight-kg too (body surface area needs both)")
+        return [parse_resection(text) for text in self.resect]
+
+
+def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
+    """Read the CT grid and masks; derive what is missing (Couinaud segments from the vessels).
+
+    The CT's voxels are read only when something must be computed from them; with every mask
+    given, its header is the reference grid.
+    """
+    masks = options.masks
+    have_liver = masks.liver is not None or masks.totalsegmentator is not None
+    ct = io.read_image(
+        options.ct, series_uid=options.series_uid, name="CT",
+        header_only=have_liver and not Path(options.ct).is_dir(),
+    )
+    arrays = load_masks(ct, masks, resample=options.resample_masks)
+    sources = {name: str(path) for name, path in masks.given().items()}
+    for name in ("liver", "portal", "hepatic"):
+        if name in arrays and name not in sources:
+            sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
+    missing = [name for name in ("liver",) if name not in arrays]
+    if missing:
+        raise InputError(
+            "automatic liver segmentation is not available yet: give --liver FILE "
+            "(or --totalsegmentator FILE)"
+        )
+    study = build_study(ct, arrays, sources=sources)
+    if study.segments is None and study.portal is not None and study.hepatic is not None:
+        _derive_segments(study)
+    if needs_segments and study.segments is None:
+        raise InputError(
+            "anatomical resections need Couinaud segments: give --segments FILE (labels 1-8), or "
+            "--portal FILE and --hepatic FILE to derive them from the vessel tree"
+        )
+    return study
+
+
+def _derive_segments(study: Study) -> None:
+    try:
+        from couinaud import segment_couinaud
+    except ImportError:
+        log.warning("Couinaud segmentation is not available; give --segments FILE")
+        return
+    result = segment_couinaud(
+        study.liver, study.portal, study.hepatic,
+        spacing_mm=study.spacing_mm,
+    )
+    study.segments = result.labels
+    study.sources["segments"] = "automatic (couinaud, from portal and hepatic veins)"
+    study.warnings.extend(result.warnings)
