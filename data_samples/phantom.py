@@ -659,46 +659,70 @@ def _nearest_branch_territories(liver, branches, spacing_mm) -> np.ndarray:
     return out
 
 
+# tissue codes of the CT label volume, in painting priority (a higher code wins)
+_TISSUES = (("air", HU_AIR), ("fat", HU_FAT), ("soft_tissue", HU_SOFT_TISSUE), ("spleen", HU_SPLEEN),
+            ("kidney", HU_KIDNEY), ("aorta", HU_AORTA), ("bone", HU_BONE), ("liver", HU_LIVER),
+            ("tumour", HU_TUMOUR), ("portal", HU_PORTAL), ("hepatic", HU_HEPATIC))
+_CODE = {name: i for i, (name, _) in enumerate(_TISSUES)}
+
+
 def _synthesize_ct(A: _Anatomy, grid: _Grid, liver, portal, hepatic, tum, *, noise_hu: float, seed: int) -> np.ndarray:
+    """Portal-venous CT: tissue codes -> HU lookup, Gaussian blur (0.7 mm), Gaussian noise; by z slabs."""
     s = A.s
     xs, ys, zs = (grid.axis_mm(a) for a in range(3))
-    X = xs[:, None, None].astype(np.float32)
-    Y = ys[None, :, None].astype(np.float32)
+    X = xs[:, None].astype(np.float32)
+    Y = ys[None, :].astype(np.float32)
     ct = np.empty(grid.shape, np.int16)
     sigma = [_BLUR_SIGMA_MM / v for v in grid.spacing_mm]
-    halo = int(math.ceil(4 * sigma[2]))
+    halo = int(math.ceil(3 * sigma[2]))
     nz = grid.shape[2]
-    body_a, body_b, body_c = 165.0 * s, 120.0 * s, -15.0 * s
-    fat_mm = 14.0 * s
-    r_body = ((X / body_a) ** 2 + ((Y - body_c) / body_b) ** 2)
-    inner = ((X / (body_a - fat_mm)) ** 2 + ((Y - body_c) / (body_b - fat_mm)) ** 2) <= 1.0
-    body = r_body <= 1.0
-    spine = (X ** 2 + (Y + 100.0 * s) ** 2) <= (18.0 * s) ** 2
-    aorta = ((X + 18.0 * s) ** 2 + (Y + 70.0 * s) ** 2) <= (11.0 * s) ** 2
+    lut = np.array([hu for _, hu in _TISSUES], np.float32)
+    # z-invariant background (2D): body ellipse with a subcutaneous fat layer, spine, aorta
+    body_a, body_b, body_c, fat_mm = 165.0 * s, 120.0 * s, -15.0 * s, 14.0 * s
+    bg = np.zeros((grid.shape[0], grid.shape[1]), np.uint8)
+    bg[(X / body_a) ** 2 + ((Y - body_c) / body_b) ** 2 <= 1.0] = _CODE["fat"]
+    bg[(X / (body_a - fat_mm)) ** 2 + ((Y - body_c) / (body_b - fat_mm)) ** 2 <= 1.0] = _CODE["soft_tissue"]
+    bg[(X + 18.0 * s) ** 2 + (Y + 70.0 * s) ** 2 <= (11.0 * s) ** 2] = _CODE["aorta"]
+    bg[X ** 2 + (Y + 100.0 * s) ** 2 <= (18.0 * s) ** 2] = _CODE["bone"]
+    organs = (  # (code, centre, semi-axes) ellipsoids at scale 1
+        (_CODE["spleen"], (-110.0, -70.0, 10.0), (32.0, 26.0, 50.0)),
+        (_CODE["kidney"], (70.0, -80.0, -80.0), (28.0, 25.0, 50.0)),
+    )
     for slab_index, a in enumerate(range(0, nz, _SLAB)):
         b = min(nz, a + _SLAB)
         ha, hb = max(0, a - halo), min(nz, b + halo)
-        Z = zs[None, None, ha:hb].astype(np.float32)
-        img = np.full((grid.shape[0], grid.shape[1], hb - ha), HU_AIR, np.float32)
-        img[np.broadcast_to(body, img.shape)] = HU_FAT
-        img[np.broadcast_to(inner, img.shape)] = HU_SOFT_TISSUE
-        spleen = ((X + 110 * s) / (32 * s)) ** 2 + ((Y + 70 * s) / (26 * s)) ** 2 + ((Z - 10 * s) / (50 * s)) ** 2 <= 1
-        img[spleen] = HU_SPLEEN
-        kidney = ((X - 70 * s) / (28 * s)) ** 2 + ((Y + 80 * s) / (25 * s)) ** 2 + ((Z + 80 * s) / (50 * s)) ** 2 <= 1
-        img[kidney] = HU_KIDNEY
-        img[np.broadcast_to(aorta, img.shape)] = HU_AORTA
-        img[np.broadcast_to(spine, img.shape)] = HU_BONE
-        img[liver[:, :, ha:hb] > 0] = HU_LIVER
-        img[tum[:, :, ha:hb] > 0] = HU_TUMOUR
-        img[portal[:, :, ha:hb] > 0] = HU_PORTAL
-        img[hepatic[:, :, ha:hb] > 0] = HU_HEPATIC
-        img = ndimage.gaussian_filter(img, sigma, mode="nearest")[:, :, a - ha:a - ha + (b - a)]
+        code = np.repeat(bg[:, :, None], hb - ha, axis=2)
+        Z = zs[ha:hb].astype(np.float32)
+        for c, centre, semi in organs:
+            cz, rz = centre[2] * s, semi[2] * s
+            kz = np.nonzero(np.abs(Z - cz) < rz)[0]
+            if kz.size == 0:
+                continue
+            q = ((X[:, :, None] - centre[0] * s) / (semi[0] * s)) ** 2 + ((Y[:, :, None] - centre[1] * s) / (semi[1] * s)) ** 2 \
+                + ((Z[None, None, kz] - cz) / rz) ** 2
+            sub = code[:, :, kz]
+            sub[(q <= 1.0) & (sub >= _CODE["soft_tissue"])] = c
+            code[:, :, kz] = sub
+        for name, arr in (("liver", liver), ("tumour", tum), ("portal", portal), ("hepatic", hepatic)):
+            np.maximum(code, (arr[:, :, ha:hb] > 0).view(np.uint8) * np.uint8(_CODE[name]), out=code)
+        img = lut[code]
+        img = ndimage.gaussian_filter(img, sigma, mode="nearest", truncate=3.0)[:, :, a - ha:a - ha + (b - a)]
         if noise_hu > 0:
             rng = np.random.default_rng([seed, slab_index])
             img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_hu)
         np.clip(np.rint(img), -1024, 3071, out=img)
         ct[:, :, a:b] = img.astype(np.int16)
     return ct
+
+
+def _label_counts(arr: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count of each label 0..n-1 (bincount in chunks: no full-size intp copy)."""
+    flat = arr.reshape(-1)
+    out = np.zeros(n, np.int64)
+    step = 1 << 22
+    for i in range(0, flat.size, step):
+        out += np.bincount(flat[i:i + step], minlength=n)[:n]
+    return out
 
 
 def _r(v, nd=3):
@@ -709,12 +733,16 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
            portal_branches, hepatic_branches, territories, portal, hepatic, reassigned, seed, noise_hu) -> dict:
     s = A.s
     vml = float(np.prod(grid.spacing_mm)) / MM3_PER_ML
-    seg_counts = np.bincount(segments.ravel(), minlength=9)
-    tum_counts = np.bincount(tumours_arr.ravel(), minlength=len(tumour_specs) + 1)
-    ter_counts = np.bincount(territories.ravel(), minlength=len(portal_tree) + 1)
-    pb_counts = np.bincount(portal_branches.ravel(), minlength=len(portal_tree) + 1)
-    hb_counts = np.bincount(hepatic_branches.ravel(), minlength=len(hepatic_tree) + 1)
-    liver_n = int(liver.sum())
+    seg_counts = _label_counts(segments, 9)
+    tum_counts = _label_counts(tumours_arr, len(tumour_specs) + 1)
+    ter_counts = _label_counts(territories, len(portal_tree) + 1)
+    pb_counts = _label_counts(portal_branches, len(portal_tree) + 1)
+    hb_counts = _label_counts(hepatic_branches, len(hepatic_tree) + 1)
+    liver_n = int(_label_counts(liver, 2)[1])
+    tum_idx = np.nonzero(tumours_arr)
+    tum_lab = tumours_arr[tum_idx]
+    tum_seg = segments[tum_idx]
+    del tum_idx
 
     def descendants(tree, bid):
         by_id = {b.id: b for b in tree}
@@ -766,8 +794,7 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
     for i, t in enumerate(tumour_specs, start=1):
         c = np.asarray(t.centre_mm, float) * s
         r = float(t.radius_mm) * s
-        vox = tumours_arr == i
-        seg_in = np.bincount(segments[vox], minlength=9) if vox.any() else np.zeros(9, int)
+        seg_in = np.bincount(tum_seg[tum_lab == i], minlength=9)
         tum_info.append({
             "id": i,
             "centre_mm": _r(c),
@@ -812,8 +839,8 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "liver": round(liver_n * vml, 6),
             "tumours_total": round(float(tum_counts[1:].sum()) * vml, 6),
             "functional_liver": round((liver_n - int(tum_counts[1:].sum())) * vml, 6),
-            "portal_vein": round(float(portal.sum()) * vml, 6),
-            "hepatic_veins": round(float(hepatic.sum()) * vml, 6),
+            "portal_vein": round(float(pb_counts[1:].sum()) * vml, 6),
+            "hepatic_veins": round(float(hb_counts[1:].sum()) * vml, 6),
         },
         "segments": {
             "volumes_ml": {str(k): round(float(seg_counts[k]) * vml, 6) for k in SEGMENT_LABELS},
