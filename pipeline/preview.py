@@ -1,0 +1,685 @@
+"""Surface meshes of the plan's structures, mesh files, and offscreen-rendered PNG previews.
+
+Meshes are computed as TotalSegmentator does: in (spacing-scaled) voxel index space with vtk
+(flying edges at 0.5 on the binary mask, quadric decimation, windowed-sinc smoothing), then mapped
+to world coordinates by the affine; triangle winding is flipped when the affine mirrors (its
+determinant is negative), so normals always point outwards. Masks are zero-padded before meshing,
+so a structure touching the volume border still gives a closed surface.
+
+Coordinate conventions
+----------------------
+* In memory (:class:`Mesh`): **RAS** world millimetres, the pipeline's canonical convention.
+* STL and OBJ files: **LPS** world millimetres (x and y negated), as 3D Slicer and ITK expect;
+  each file says so in its header (``SPACE=LPS``), which Slicer (≥ 4.11) reads, so the meshes
+  overlay the CT when dragged into Slicer.
+* GLB (``plan.glb``): mesh vertex data in LPS millimetres as well; one parent node
+  ``patient_LPS_mm`` carries the matrix that maps LPS mm to glTF's convention (metres, +Y up =
+  Superior, +Z towards the viewer = Anterior, +X = patient Left), so generic glTF viewers show the
+  patient upright from the front.
+
+Rendering is offscreen through vtk (EGL with Mesa's software renderer on headless machines).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from hepatoplan.errors import HepatoplanError, InputError
+from pipeline.export import RAS_TO_LPS, structure_colour
+
+log = logging.getLogger(__name__)
+
+#: Zero voxels added around a structure's bounding box before meshing.
+PAD_VOXELS = 2
+
+#: Maps LPS millimetres to glTF scene units (metres, Y up = Superior, Z = Anterior, X = Left).
+LPS_MM_TO_GLTF = np.array([
+    [0.001, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.001, 0.0],
+    [0.0, -0.001, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
+
+
+class Mesh(NamedTuple):
+    """A triangle surface in world coordinates.
+
+    Attributes
+    ----------
+    vertices_mm : ndarray of float32, shape (N, 3)
+        Vertex positions, RAS world millimetres.
+    faces : ndarray of int32, shape (M, 3)
+        Vertex indices of each triangle, counter-clockwise seen from outside.
+    """
+
+    vertices_mm: np.ndarray
+    faces: np.ndarray
+
+
+def mesh_volume_mm3(mesh: Mesh) -> float:
+    """Signed enclosed volume (mm³) of a closed mesh; positive when the normals point outwards."""
+    v = np.asarray(mesh.vertices_mm, dtype=np.float64)
+    a, b, c = v[mesh.faces[:, 0]], v[mesh.faces[:, 1]], v[mesh.faces[:, 2]]
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+def mesh_centroid_mm(mesh: Mesh) -> np.ndarray:
+    """Centroid (RAS mm) of the solid a closed mesh encloses (not of its vertices)."""
+    v = np.asarray(mesh.vertices_mm, dtype=np.float64)
+    a, b, c = v[mesh.faces[:, 0]], v[mesh.faces[:, 1]], v[mesh.faces[:, 2]]
+    vol6 = np.einsum("ij,ij->i", a, np.cross(b, c))
+    return (vol6[:, None] * (a + b + c)).sum(axis=0) / (4.0 * vol6.sum())
+
+
+def _check_affine(affine_ras) -> np.ndarray:
+    affine = np.asarray(affine_ras, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) \
+            or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"affine_ras must be a finite, invertible 4x4 matrix, got {affine!r}")
+    return affine
+
+
+def _polydata_arrays(polydata) -> tuple[np.ndarray, np.ndarray]:
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    if polydata.GetNumberOfPoints() == 0 or polydata.GetNumberOfPolys() == 0:
+        return np.zeros((0, 3), np.float64), np.zeros((0, 3), np.int32)
+    points = vtk_to_numpy(polydata.GetPoints().GetData()).astype(np.float64)
+    polys = polydata.GetPolys()
+    offsets = vtk_to_numpy(polys.GetOffsetsArray())
+    conn = vtk_to_numpy(polys.GetConnectivityArray())
+    if not np.all(np.diff(offsets) == 3):
+        raise HepatoplanError("vtk returned non-triangle polygons (internal error)")
+    return points, conn.reshape(-1, 3).astype(np.int32)
+
+
+def _arrays_polydata(points: np.ndarray, faces: np.ndarray):
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+
+    pts = vtk.vtkPoints()
+    pts.SetData(numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
+    cells = vtk.vtkCellArray()
+    offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
+    cells.SetData(numpy_to_vtkIdTypeArray(offsets, deep=True),
+                  numpy_to_vtkIdTypeArray(np.ascontiguousarray(faces, dtype=np.int64).ravel(),
+                                          deep=True))
+    poly = vtk.vtkPolyData()
+    poly.SetPoints(pts)
+    poly.SetPolys(cells)
+    return poly
+
+
+def surface_mesh(
+    mask: np.ndarray,
+    *,
+    affine_ras: np.ndarray,
+    smoothing_iterations: int = 20,
+    smoothing_passband: float = 0.05,
+    target_reduction: float = 0.5,
+) -> Mesh:
+    """Closed, smoothed, decimated surface of one binary mask, in RAS world millimetres.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The structure.
+    affine_ras : ndarray, shape (4, 4)
+        Voxel index -> RAS world mm (any orientation, anisotropic spacing, mirroring allowed).
+    smoothing_iterations : int, optional
+        Windowed-sinc iterations (0 = no smoothing).
+    smoothing_passband : float, optional
+        Windowed-sinc pass band in (0, 2); smaller smooths more (Slicer: 10**(-4 * factor)).
+    target_reduction : float, optional
+        Fraction of triangles removed by quadric decimation, in [0, 1).
+
+    Returns
+    -------
+    Mesh
+        Empty (0 vertices) when the mask is empty.
+    """
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    affine = _check_affine(affine_ras)
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise InputError(f"mask must be 3D, got shape {mask.shape}")
+    if not 0 <= target_reduction < 1:
+        raise InputError(f"target_reduction must be in [0, 1), got {target_reduction}")
+    if smoothing_iterations < 0 or not 0 < smoothing_passband < 2:
+        raise InputError("smoothing_iterations must be >= 0 and smoothing_passband in (0, 2), got "
+                         f"{smoothing_iterations} and {smoothing_passband}")
+    mask = mask.astype(bool, copy=False)
+    ranges = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
+        ranges.append((int(hit[0]), int(hit[-1]) + 1))
+    crop = mask[tuple(slice(lo, hi) for lo, hi in ranges)]
+    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in crop.shape), np.uint8)
+    padded[tuple(slice(PAD_VOXELS, PAD_VOXELS + s) for s in crop.shape)] = crop
+
+    # index space scaled by the voxel sizes, so smoothing and decimation act in millimetres
+    spacing_mm = np.linalg.norm(affine[:3, :3], axis=0)
+    image = vtk.vtkImageData()
+    image.SetDimensions(*padded.shape)
+    image.SetSpacing(*spacing_mm)
+    image.SetOrigin(0.0, 0.0, 0.0)
+    scalars = numpy_to_vtk(padded.ravel(order="F"), deep=True)
+    image.GetPointData().SetScalars(scalars)
+
+    contour = vtk.vtkFlyingEdges3D()
+    contour.SetInputData(image)
+    contour.SetValue(0, 0.5)
+    contour.ComputeNormalsOff()
+    contour.ComputeGradientsOff()
+    contour.ComputeScalarsOff()
+    contour.Update()
+    output = contour.GetOutputPort()
+
+    if target_reduction > 0:
+        decimate = vtk.vtkQuadricDecimation()
+        decimate.SetInputConnection(output)
+        decimate.SetTargetReduction(float(target_reduction))
+        decimate.VolumePreservationOn()
+        decimate.Update()
+        output = decimate.GetOutputPort()
+    if smoothing_iterations > 0:
+        smooth = vtk.vtkWindowedSincPolyDataFilter()
+        smooth.SetInputConnection(output)
+        smooth.SetNumberOfIterations(int(smoothing_iterations))
+        smooth.SetPassBand(float(smoothing_passband))
+        smooth.BoundarySmoothingOff()
+        smooth.FeatureEdgeSmoothingOff()
+        smooth.NonManifoldSmoothingOn()
+        smooth.NormalizeCoordinatesOn()
+        smooth.Update()
+        output = smooth.GetOutputPort()
+    algorithm = output.GetProducer()
+    points, faces = _polydata_arrays(algorithm.GetOutputDataObject(0))
+
+    offset = np.array([lo for lo, _ in ranges], dtype=np.float64) - PAD_VOXELS
+    index = points / spacing_mm + offset
+    world = index @ affine[:3, :3].T + affine[:3, 3]
+    # flying edges' winding in index space is fixed; the affine may mirror it
+    mesh = Mesh(world.astype(np.float32), faces)
+    if mesh_volume_mm3(mesh) < 0:
+        mesh = Mesh(mesh.vertices_mm, np.ascontiguousarray(faces[:, ::-1]))
+    return mesh
+
+
+def structure_meshes(
+    structures: Mapping[str, np.ndarray],
+    *,
+    affine_ras: np.ndarray,
+    smoothing_iterations: int = 20,
+    smoothing_passband: float = 0.05,
+    target_reduction: float = 0.5,
+) -> dict[str, Mesh]:
+    """Meshes of named binary masks (see :func:`surface_mesh`); empty masks are left out (logged).
+
+    Parameters
+    ----------
+    structures : mapping of str to bool ndarray
+        E.g. ``{"remnant": ..., "resected": ..., "tumour 1": ..., "portal vein": ...,
+        "hepatic veins": ..., "segment 5": ...}``, all on the grid of ``affine_ras``.
+    affine_ras : ndarray, shape (4, 4)
+        Voxel index -> RAS world mm.
+    smoothing_iterations, smoothing_passband, target_reduction
+        As in :func:`surface_mesh`.
+
+    Returns
+    -------
+    dict of str to Mesh
+        In the order of ``structures``.
+    """
+    meshes = {}
+    for name, mask in structures.items():
+        mesh = surface_mesh(mask, affine_ras=affine_ras, smoothing_iterations=smoothing_iterations,
+                            smoothing_passband=smoothing_passband,
+                            target_reduction=target_reduction)
+        if len(mesh.faces) == 0:
+            log.warning("structure %r is empty: no mesh", name)
+            continue
+        meshes[name] = mesh
+        log.info("mesh %r: %d vertices, %d triangles", name, len(mesh.vertices_mm),
+                 len(mesh.faces))
+    return meshes
+
+
+def decimate_mesh(mesh: Mesh, *, max_triangles: int) -> Mesh:
+    """Reduce a mesh to at most about ``max_triangles`` triangles (quadric decimation).
+
+    Parameters
+    ----------
+    mesh : Mesh
+    max_triangles : int
+        Target upper bound (vtk may keep a few more).
+
+    Returns
+    -------
+    Mesh
+        ``mesh`` itself when it is already small enough.
+    """
+    import vtk
+
+    if max_triangles < 4:
+        raise InputError(f"max_triangles must be >= 4, got {max_triangles}")
+    if len(mesh.faces) <= max_triangles:
+        return mesh
+    decimate = vtk.vtkQuadricDecimation()
+    decimate.SetInputData(_arrays_polydata(mesh.vertices_mm, mesh.faces))
+    decimate.SetTargetReduction(1.0 - max_triangles / len(mesh.faces))
+    decimate.VolumePreservationOn()
+    decimate.Update()
+    points, faces = _polydata_arrays(decimate.GetOutput())
+    out = Mesh(points.astype(np.float32), faces)
+    if len(faces) and mesh_volume_mm3(out) * mesh_volume_mm3(mesh) < 0:
+        out = Mesh(out.vertices_mm, np.ascontiguousarray(faces[:, ::-1]))
+    return out
+
+
+def default_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """Display colours (floats in [0, 1]) by structure name, as in :mod:`pipeline.export`."""
+    return {name: structure_colour(name) for name in names}
+
+
+def _safe_filename(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
+    return keep or "structure"
+
+
+def _lps(mesh: Mesh) -> np.ndarray:
+    return (np.asarray(mesh.vertices_mm, np.float64) @ RAS_TO_LPS[:3, :3].T)
+
+
+def _write_stl(path: Path, vertices_lps: np.ndarray, faces: np.ndarray, name: str) -> None:
+    tri = vertices_lps[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
+    header = f"SPACE=LPS hepatoplan mesh {name} (mm)".encode("ascii", "replace")[:80]
+    record = np.zeros(len(faces), dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
+    record["n"] = normals
+    record["v"] = tri
+    with open(path, "wb") as f:
+        f.write(header.ljust(80, b" "))
+        f.write(np.uint32(len(faces)).tobytes())
+        f.write(record.tobytes())
+
+
+def _write_obj(path: Path, vertices_lps: np.ndarray, faces: np.ndarray, name: str,
+               colour: tuple[float, float, float]) -> None:
+    lines = [f"# hepatoplan mesh {name}: world millimetres", "# SPACE=LPS",
+             f"# colour {colour[0]:.4f} {colour[1]:.4f} {colour[2]:.4f}", f"o {_safe_filename(name)}"]
+    body = "\n".join(lines) + "\n"
+    v = "".join(f"v {x:.4f} {y:.4f} {z:.4f}\n" for x, y, z in vertices_lps)
+    f_ = "".join(f"f {a} {b} {c}\n" for a, b, c in (faces + 1))
+    path.write_text(body + v + f_)
+
+
+def write_meshes(
+    meshes: Mapping[str, Mesh],
+    out_dir: str | Path,
+    *,
+    colours: Mapping[str, Sequence[float]] | None = None,
+    opacities: Mapping[str, float] | None = None,
+    formats: Sequence[str] = ("glb", "stl", "obj"),
+    glb_name: str = "plan.glb",
+) -> list[Path]:
+    """Write the meshes: one GLB scene (named nodes, coloured), and one STL and OBJ per structure.
+
+    Parameters
+    ----------
+    meshes : mapping of str to Mesh
+        RAS world mm (as from :func:`structure_meshes`).
+    out_dir : str or Path
+        Created if needed. Per-structure files go to ``out_dir/meshes/<name>.stl|.obj``.
+    colours : mapping of str to (r, g, b), optional
+        Floats in [0, 1]; default :func:`default_colours`.
+    opacities : mapping of str to float, optional
+        GLB material alpha per structure (default opaque; < 1 uses glTF alpha blending).
+    formats : sequence of {"glb", "stl", "obj"}
+        Which files to write.
+    glb_name : str
+        File name of the GLB scene in ``out_dir``.
+
+    Returns
+    -------
+    list of Path
+        The files written (GLB first).
+    """
+    import trimesh
+    from trimesh.visual.material import PBRMaterial
+
+    unknown = set(formats) - {"glb", "stl", "obj"}
+    if unknown:
+        raise InputError(f"unknown mesh formats {sorted(unknown)}; known: glb, stl, obj")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colours = dict(default_colours(list(meshes))) | dict(colours or {})
+    opacities = dict(opacities or {})
+    written: list[Path] = []
+
+    if "glb" in formats:
+        scene = trimesh.Scene()
+        scene.graph.update(frame_from=scene.graph.base_frame, frame_to="patient_LPS_mm",
+                           matrix=LPS_MM_TO_GLTF)
+        for name, mesh in meshes.items():
+            rgba = [float(c) for c in colours[name]] + [float(opacities.get(name, 1.0))]
+            material = PBRMaterial(name=name, baseColorFactor=rgba, metallicFactor=0.0,
+                                   roughnessFactor=0.8, doubleSided=False,
+                                   alphaMode="BLEND" if rgba[3] < 1 else "OPAQUE")
+            tm = trimesh.Trimesh(vertices=_lps(mesh), faces=mesh.faces, process=False,
+                                 visual=trimesh.visual.TextureVisuals(material=material))
+            scene.add_geometry(tm, node_name=name, geom_name=name,
+                               parent_node_name="patient_LPS_mm")
+        path = out_dir / glb_name
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(scene.export(file_type="glb"))
+        tmp.replace(path)
+        written.append(path)
+
+    mesh_dir = out_dir / "meshes"
+    for name, mesh in meshes.items():
+        if not {"stl", "obj"} & set(formats):
+            break
+        mesh_dir.mkdir(exist_ok=True)
+        lps = _lps(mesh)
+        stem = _safe_filename(name)
+        if "stl" in formats:
+            path = mesh_dir / f"{stem}.stl"
+            _write_stl(path, lps, mesh.faces, name)
+            written.append(path)
+        if "obj" in formats:
+            path = mesh_dir / f"{stem}.obj"
+            _write_obj(path, lps, mesh.faces, name, tuple(colours[name]))
+            written.append(path)
+    log.info("wrote %d mesh files to %s", len(written), out_dir)
+    return written
+
+
+#: Opacity of liver parenchyma in the previews (so that tumours and vessels inside show).
+PARENCHYMA_OPACITY = 0.45
+#: Opacity of the resected part in the "after" previews (ghosted).
+RESECTED_OPACITY = 0.2
+#: Camera directions (from the focal point towards the camera, RAS) and view-up vectors.
+VIEWS = {
+    "anterior": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    "superior": ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0)),
+}
+_RAS_LETTERS = (("R", "L"), ("A", "P"), ("S", "I"))
+
+
+def _kind(name: str) -> str:
+    key = name.lower()
+    if key.startswith("segment"):
+        return "segment"
+    if key.startswith(("tumour", "tumor", "lesion")):
+        return "tumour"
+    if key in ("remnant", "liver remnant"):
+        return "remnant"
+    if key.startswith("resected"):
+        return "resected"
+    if key in ("liver", "functional liver"):
+        return "liver"
+    return "other"  # vessels and anything else: opaque in every scene
+
+
+def default_scenes(names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Which structures each preview scene shows, with their opacities.
+
+    ``before``: the Couinaud segments (else the liver, else remnant and resected together) at
+    :data:`PARENCHYMA_OPACITY`, plus tumours and vessels, opaque. ``after`` (only when a
+    ``remnant`` mesh exists): the remnant at :data:`PARENCHYMA_OPACITY`, the resected part ghosted
+    at :data:`RESECTED_OPACITY` (so tumours and their margins are seen inside it), plus tumours
+    and vessels.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Available mesh names.
+
+    Returns
+    -------
+    dict of str to dict of str to float
+        Scene name -> {structure name: opacity}.
+    """
+    kinds = {n: _kind(n) for n in names}
+    solid = {n: 1.0 for n, k in kinds.items() if k in ("tumour", "other")}
+    segments = [n for n, k in kinds.items() if k == "segment"]
+    if segments:
+        parenchyma = segments
+    elif "liver" in kinds.values():
+        parenchyma = [n for n, k in kinds.items() if k == "liver"]
+    else:
+        parenchyma = [n for n, k in kinds.items() if k in ("remnant", "resected")]
+    scenes = {"before": {n: PARENCHYMA_OPACITY for n in parenchyma} | solid}
+    remnant = [n for n, k in kinds.items() if k == "remnant"]
+    if remnant:
+        after = {n: PARENCHYMA_OPACITY for n in remnant}
+        after |= {n: RESECTED_OPACITY for n, k in kinds.items() if k == "resected"}
+        scenes["after"] = after | solid
+    return scenes
+
+
+def _ensure_offscreen_backend() -> None:
+    # Without a display, go straight to EGL (avoids a failed X connection attempt and warning).
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
+def _direction_letter(vector: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(vector)))
+    return _RAS_LETTERS[axis][0 if vector[axis] > 0 else 1]
+
+
+def render_previews(
+    meshes: Mapping[str, Mesh],
+    out_dir: str | Path,
+    *,
+    colours: Mapping[str, Sequence[float]] | None = None,
+    scenes: Mapping[str, Mapping[str, float]] | None = None,
+    views: Sequence[str] = ("anterior", "superior"),
+    size_px: tuple[int, int] = (1000, 800),
+    max_triangles_per_structure: int = 150_000,
+) -> list[Path]:
+    """Render PNG previews offscreen: ``preview_<scene>_<view>.png`` for each scene and view.
+
+    Every image of one call shares one camera framing (the bounding box of all meshes), so
+    before/after images can be compared directly. Images carry a title, orientation letters at
+    the edges (R/L, A/P, S/I, patient directions) and a legend.
+
+    Parameters
+    ----------
+    meshes : mapping of str to Mesh
+        RAS world mm.
+    out_dir : str or Path
+        Created if needed.
+    colours : mapping of str to (r, g, b), optional
+        Floats in [0, 1]; default :func:`default_colours`.
+    scenes : mapping of str to mapping of str to float, optional
+        Scene name -> {structure: opacity}; default :func:`default_scenes`. Unknown structure
+        names are ignored with a log message.
+    views : sequence of str
+        Keys of :data:`VIEWS`: ``anterior`` (camera in front of the patient, patient's right on
+        the image's left, superior up) and ``superior`` (camera above the head looking down,
+        anterior up).
+    size_px : (int, int)
+        Image width and height in pixels.
+    max_triangles_per_structure : int
+        Meshes are decimated to this size for rendering.
+
+    Returns
+    -------
+    list of Path
+        The PNG files, in scene then view order.
+
+    Raises
+    ------
+    InputError
+        If ``meshes`` is empty or a view is unknown.
+    """
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    if not meshes:
+        raise InputError("no meshes to render")
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise InputError(f"unknown views {unknown}; known: {sorted(VIEWS)}")
+    _ensure_offscreen_backend()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colours = dict(default_colours(list(meshes))) | dict(colours or {})
+    scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
+
+    all_points = np.concatenate([m.vertices_mm for m in meshes.values()])
+    lo, hi = all_points.min(axis=0), all_points.max(axis=0)
+    centre = (lo + hi) / 2.0
+    radius_mm = float(np.linalg.norm(hi - lo) / 2.0) or 1.0
+
+    polydata = {}
+    for name, mesh in meshes.items():
+        small = decimate_mesh(mesh, max_triangles=max_triangles_per_structure)
+        normals = vtk.vtkPolyDataNormals()
+        normals.SetInputData(_arrays_polydata(small.vertices_mm, small.faces))
+        normals.SplittingOff()
+        normals.ConsistencyOff()
+        normals.AutoOrientNormalsOff()
+        normals.Update()
+        polydata[name] = normals.GetOutput()
+
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(int(size_px[0]), int(size_px[1]))
+    window.SetAlphaBitPlanes(1)
+    window.SetMultiSamples(0)
+    written = []
+    for scene_name, members in scenes.items():
+        renderer = vtk.vtkRenderer()
+        renderer.SetBackground(1.0, 1.0, 1.0)
+        renderer.SetUseDepthPeeling(1)
+        renderer.SetMaximumNumberOfPeels(10)
+        renderer.SetOcclusionRatio(0.0)
+        legend_names = []
+        for name, opacity in members.items():
+            if name not in polydata:
+                log.info("scene %r: no mesh %r, skipped", scene_name, name)
+                continue
+            mapper = vtk.vtkPolyDataMapper()
+            mapper.SetInputData(polydata[name])
+            mapper.ScalarVisibilityOff()  # else vtk colours by scalars (black meshes)
+            actor = vtk.vtkActor()
+            actor.SetMapper(mapper)
+            prop = actor.GetProperty()
+            prop.SetColor(*[float(c) for c in colours[name]])
+            prop.SetOpacity(float(opacity))
+            prop.SetSpecular(0.25)
+            prop.SetSpecularPower(20.0)
+            prop.SetDiffuse(0.85)
+            prop.SetAmbient(0.15)
+            renderer.AddActor(actor)
+            legend_names.append(name)
+        if not legend_names:
+            log.warning("scene %r has none of its structures: not rendered", scene_name)
+            continue
+        for actor in _legend(legend_names, colours):
+            renderer.AddViewProp(actor)
+        window.AddRenderer(renderer)
+        for view in views:
+            towards_camera, view_up = (np.asarray(v, float) for v in VIEWS[view])
+            camera = renderer.GetActiveCamera()
+            camera.SetViewUp(*view_up)
+            camera.ParallelProjectionOn()
+            # frame the bounding box of every mesh (same framing for every scene of a view)
+            corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
+                                for c in (lo[2], hi[2])]) - centre
+            screen_right_ = np.cross(-towards_camera, view_up)
+            half_width = np.abs(corners @ screen_right_).max()
+            half_height = np.abs(corners @ view_up).max()
+            aspect = size_px[0] / size_px[1]
+            # the model goes in the left 78 % of the image, the legend column to its right
+            scale = max(half_height, half_width / (aspect * 0.78)) * 1.12
+            camera.SetParallelScale(scale)
+            focal = centre + screen_right_ * (0.5 - 0.39) * 2.0 * scale * aspect
+            camera.SetFocalPoint(*focal)
+            camera.SetPosition(*(focal + towards_camera * radius_mm * 4.0))
+            renderer.ResetCameraClippingRange()
+            texts = _view_texts(f"{scene_name} resection - {view} view", screen_right_, view_up)
+            for t in texts:
+                renderer.AddViewProp(t)
+            window.Render()
+            grab = vtk.vtkWindowToImageFilter()
+            grab.SetInput(window)
+            grab.SetInputBufferTypeToRGB()
+            grab.ReadFrontBufferOff()
+            grab.Update()
+            image = grab.GetOutput()
+            if vtk_to_numpy(image.GetPointData().GetScalars()).max() == 0:
+                raise HepatoplanError(
+                    "offscreen rendering produced an all-black image: no working OpenGL "
+                    "(install libegl1 and libgl1-mesa-dri, or run with a display)")
+            path = out_dir / f"preview_{scene_name}_{view}.png"
+            tmp = path.with_name(path.stem + ".part.png")
+            writer = vtk.vtkPNGWriter()
+            writer.SetFileName(str(tmp))
+            writer.SetInputData(image)
+            writer.Write()
+            tmp.replace(path)
+            written.append(path)
+            for t in texts:
+                renderer.RemoveViewProp(t)
+        window.RemoveRenderer(renderer)
+    window.Finalize()
+    log.info("rendered %d previews to %s", len(written), out_dir)
+    return written
+
+
+def _text(text: str, x: float, y: float, *, size: int, justify: str = "left", bold=False):
+    import vtk
+
+    actor = vtk.vtkTextActor()
+    actor.SetInput(text)
+    actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+    actor.SetPosition(x, y)
+    prop = actor.GetTextProperty()
+    prop.SetFontSize(size)
+    prop.SetColor(0.1, 0.1, 0.1)
+    prop.SetBold(bold)
+    prop.SetJustification({"left": 0, "centre": 1, "right": 2}[justify])
+    prop.SetVerticalJustification(1)
+    return actor
+
+
+def _view_texts(title: str, screen_right: np.ndarray, view_up: np.ndarray):
+    right, up = _direction_letter(screen_right), _direction_letter(view_up)
+    left, down = _direction_letter(-screen_right), _direction_letter(-view_up)
+    return [
+        _text(title, 0.02, 0.97, size=20, bold=True),
+        _text(left, 0.02, 0.5, size=22, bold=True),
+        _text(right, 0.98, 0.5, size=22, justify="right", bold=True),
+        _text(up, 0.5, 0.93, size=22, justify="centre", bold=True),
+        _text(down, 0.5, 0.03, size=22, justify="centre", bold=True),
+    ]
+
+
+def _legend(names: Sequence[str], colours: Mapping[str, Sequence[float]]) -> list:
+    """Bottom-right legend (right of the model at the default 5:4 size): a coloured square and the structure's name in dark text."""
+    actors = []
+    line = 0.035
+    for i, name in enumerate(reversed(list(names))):
+        y = 0.02 + line * (i + 1)
+        square = _text("    ", 0.80, y, size=14)
+        square.GetTextProperty().SetBackgroundColor(*[float(c) for c in colours[name]])
+        square.GetTextProperty().SetBackgroundOpacity(1.0)
+        actors.append(square)
+        actors.append(_text(name, 0.835, y, size=16))
+    return actors

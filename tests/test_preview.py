@@ -1,0 +1,173 @@
+"""Meshes in world coordinates, mesh files (GLB/STL/OBJ) and offscreen PNG previews."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from output_phantom import phantom_structures
+from pipeline.export import RAS_TO_LPS
+from pipeline.preview import (LPS_MM_TO_GLTF, Mesh, decimate_mesh, default_scenes,
+                              mesh_centroid_mm, mesh_volume_mm3, render_previews, structure_meshes,
+                              surface_mesh, write_meshes)
+
+# flipped (det < 0), anisotropic, permuted and off-origin: mesh must still be right
+AFFINES = {
+    "flipped_x_z": np.array([[-0.8, 0, 0, 40.0], [0, 0.7, 0, -60.0], [0, 0, -2.5, 100.0], [0, 0, 0, 1]]),
+    "permuted_flipped_y": np.array([[0, 0, 2.0, -30.0], [-0.9, 0, 0, 70.0], [0, 0.75, 0, -20.0],
+                                    [0, 0, 0, 1]]),
+    "plain": np.diag([1.2, 1.0, 3.0, 1.0]),
+}
+
+
+def _ellipsoid_mask(affine, shape=(120, 130, 60), centre=(-5.0, 10.0, 20.0), axes=(40.0, 30.0, 35.0)):
+    idx = np.indices(shape).reshape(3, -1).T.astype(float)
+    world = idx @ affine[:3, :3].T + affine[:3, 3]
+    inside = (((world - centre) / axes) ** 2).sum(axis=1) < 1
+    return inside.reshape(shape), world[inside].mean(axis=0)
+
+
+def _fit_shape(affine):
+    """A grid shape that covers the ellipsoid whatever the axis order."""
+    spacing = np.abs(affine[:3, :3]).sum(axis=0)
+    return tuple(int(np.ceil(100 / s)) for s in spacing)
+
+
+@pytest.mark.parametrize("name", sorted(AFFINES))
+def test_mesh_volume_centroid_and_outward_normals(name):
+    affine = AFFINES[name].copy()
+    shape = _fit_shape(affine)
+    # put the grid's centre at the world origin region so the ellipsoid is inside
+    affine[:3, 3] = -affine[:3, :3] @ (np.array(shape) / 2.0) + np.array([-5.0, 10.0, 20.0])
+    mask, centroid_mm = _ellipsoid_mask(affine, shape=shape)
+    voxel_ml = abs(np.linalg.det(affine[:3, :3]))
+    mask_mm3 = mask.sum() * voxel_ml
+
+    mesh = surface_mesh(mask, affine_ras=affine)
+    assert mesh.vertices_mm.dtype == np.float32 and mesh.faces.dtype == np.int32
+    volume = mesh_volume_mm3(mesh)
+    assert volume > 0, "normals point inwards"
+    assert abs(volume / mask_mm3 - 1) < 0.02
+    np.testing.assert_allclose(mesh_centroid_mm(mesh), centroid_mm, atol=0.3)
+    # every face normal points away from the (convex) solid's centre
+    tri = mesh.vertices_mm[mesh.faces].astype(float)
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    outward = np.einsum("ij,ij->i", normals, tri.mean(axis=1) - centroid_mm)
+    assert (outward > 0).mean() > 0.99
+
+
+def test_mask_touching_the_border_gives_a_closed_mesh():
+    import trimesh
+
+    mask = np.zeros((20, 20, 10), bool)
+    mask[:12, 5:15, :] = True  # touches three faces of the array
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    mesh = surface_mesh(mask, affine_ras=affine, smoothing_iterations=0, target_reduction=0)
+    assert trimesh.Trimesh(mesh.vertices_mm, mesh.faces, process=False).is_watertight
+    assert mesh_volume_mm3(mesh) == pytest.approx(mask.sum() * 2.0, rel=0.1)
+
+
+def test_empty_structures_are_left_out(caplog):
+    mask = np.zeros((10, 10, 10), bool)
+    full = mask.copy()
+    full[3:7, 3:7, 3:7] = True
+    meshes = structure_meshes({"a": mask, "b": full}, affine_ras=np.eye(4))
+    assert list(meshes) == ["b"]
+    assert "'a' is empty" in caplog.text
+
+
+def test_decimate_keeps_orientation():
+    mask, _ = _ellipsoid_mask(np.eye(4), shape=(100, 80, 90), centre=(50, 40, 45), axes=(30, 25, 28))
+    mesh = surface_mesh(mask, affine_ras=np.eye(4), target_reduction=0)
+    small = decimate_mesh(mesh, max_triangles=2000)
+    assert len(small.faces) <= 2100
+    assert mesh_volume_mm3(small) == pytest.approx(mesh_volume_mm3(mesh), rel=0.02)
+
+
+@pytest.fixture(scope="module")
+def phantom_meshes():
+    structures, _, affine = phantom_structures()
+    return structure_meshes(structures, affine_ras=affine, target_reduction=0.3), structures, affine
+
+
+def _glb_json(path):
+    data = path.read_bytes()
+    assert data[:4] == b"glTF"
+    length = struct.unpack("<I", data[12:16])[0]
+    return json.loads(data[20:20 + length])
+
+
+def test_write_meshes_glb_stl_obj_in_lps(phantom_meshes, tmp_path):
+    import trimesh
+
+    meshes, _, _ = phantom_meshes
+    files = write_meshes(meshes, tmp_path)
+    assert files[0] == tmp_path / "plan.glb"
+    assert len(files) == 1 + 2 * len(meshes)
+
+    gltf = _glb_json(files[0])
+    nodes = gltf["nodes"]
+    root = nodes[gltf["scenes"][0]["nodes"][0]]
+    assert root["name"] == "patient_LPS_mm"
+    np.testing.assert_allclose(np.reshape(root["matrix"], (4, 4)).T, LPS_MM_TO_GLTF)
+    assert sorted(nodes[i]["name"] for i in root["children"]) == sorted(meshes)
+    colour = {m["name"]: m["pbrMetallicRoughness"]["baseColorFactor"] for m in gltf["materials"]}
+    assert colour["tumour 1"][:3] == pytest.approx([1.0, 225 / 255, 0.0])
+
+    scene = trimesh.load(files[0])
+    tm = scene.geometry["tumour 1"]
+    lps = meshes["tumour 1"].vertices_mm @ RAS_TO_LPS[:3, :3].T
+    np.testing.assert_allclose(tm.vertices, lps, atol=1e-3)
+
+    stl = tmp_path / "meshes" / "tumour_1.stl"
+    assert stl.read_bytes()[:9] == b"SPACE=LPS"
+    st = trimesh.load(stl)
+    assert st.volume == pytest.approx(mesh_volume_mm3(meshes["tumour 1"]), rel=1e-4)  # LPS flip keeps it outward
+    np.testing.assert_allclose(st.center_mass, mesh_centroid_mm(meshes["tumour 1"]) * [-1, -1, 1], atol=1e-2)
+
+    obj = (tmp_path / "meshes" / "portal_vein.obj").read_text()
+    assert "# SPACE=LPS" in obj
+    assert obj.count("\nv ") == len(meshes["portal vein"].vertices_mm)
+    assert obj.count("\nf ") == len(meshes["portal vein"].faces)
+
+
+def test_default_scenes():
+    names = ["segment 1", "segment 5", "remnant", "resected", "tumour 1", "portal vein"]
+    scenes = default_scenes(names)
+    assert set(scenes["before"]) == {"segment 1", "segment 5", "tumour 1", "portal vein"}
+    assert scenes["after"]["resected"] < scenes["after"]["remnant"] < scenes["after"]["tumour 1"]
+    assert list(default_scenes(["liver", "tumour 1"])) == ["before"]
+
+
+def test_render_previews_not_blank_and_oriented(phantom_meshes, tmp_path):
+    import matplotlib.image as mpimg
+
+    meshes, _, _ = phantom_meshes
+    files = render_previews(meshes, tmp_path, size_px=(500, 400))
+    assert [f.name for f in files] == ["preview_before_anterior.png", "preview_before_superior.png",
+                                       "preview_after_anterior.png", "preview_after_superior.png"]
+    images = {f.stem: mpimg.imread(f)[..., :3] for f in files}
+    for name, img in images.items():
+        assert img.shape == (400, 500, 3)
+        covered = (np.abs(img - 1.0).max(axis=2) > 0.05)[40:-40, 40:390].mean()  # model area
+        assert 0.15 < covered < 0.9, (name, covered)
+    assert not np.allclose(images["preview_before_anterior"], images["preview_after_anterior"])
+    # anterior view: patient's right (the resected, reddish half) on the image's left,
+    # the remnant (green) on the image's right
+    img = images["preview_after_anterior"][60:340, 40:390]
+    red = (img[..., 0] > img[..., 1] + 0.08)
+    green = (img[..., 1] > img[..., 0] + 0.08)
+    half = img.shape[1] // 2
+    assert red[:, :half].sum() > 3 * red[:, half:].sum()
+    assert green[:, half:].sum() > 3 * green[:, :half].sum()
+
+
+def test_render_rejects_nothing():
+    from hepatoplan.errors import InputError
+
+    with pytest.raises(InputError):
+        render_previews({}, "/nonexistent")
+    mesh = Mesh(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.int32))
+    with pytest.raises(InputError, match="unknown views"):
+        render_previews({"x": mesh}, "/nonexistent", views=("left",))
