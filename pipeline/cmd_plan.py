@@ -30,7 +30,7 @@ from .study import MaskPaths, PlanOptions, Study, load_study
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data_samples" / "demo"
-DEMO_RESECTIONS = ("right-posterior-sectionectomy", "wedge:all")
+DEMO_RESECTIONS = ("right-anterior-sectionectomy", "wedge:3")
 
 
 def register(subparsers) -> None:

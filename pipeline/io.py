@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +282,7 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
             f"{name} {path}: cannot be read as {what} ({detail}). "
             "Is the file complete (not truncated) and in a supported format?"
         ) from None
+    _check_nifti_finite(path, name)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"{name} {path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
@@ -298,6 +301,21 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
             "at least 2 voxels along each axis."
         )
     return image, path, files
+
+
+def _check_nifti_finite(path: Path, name: str) -> None:
+    """ITK's NIfTI reader silently turns NaN into 0; look at float NIfTI data with nibabel."""
+    if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    img = nib.load(str(path))
+    if np.issubdtype(img.get_data_dtype(), np.floating):
+        data = np.asanyarray(img.dataobj)
+        bad = int((~np.isfinite(data)).sum())
+        if bad:
+            raise InputError(
+                f"{name} {path}: {bad} voxels are NaN or infinite; expected finite values. "
+                "Fix or mask those voxels before running hepatoplan."
+            )
 
 
 def _read_header(reader: sitk.ImageFileReader, path: Path, name: str) -> Grid:
@@ -473,8 +491,8 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
     """Write a canonical label (or scalar) array on ``reference``'s native grid.
 
     The format follows the file ending (``.nii.gz``, ``.nrrd``, ``.mha`` ...). Integer arrays are
-    written as the smallest unsigned type holding them; the write is atomic (temporary file in the
-    same folder, then renamed), so a killed run never leaves a torn file.
+    written as given; the write is atomic (temporary folder beside the target, then renamed), so a
+    killed run never leaves a torn file.
     """
     path = Path(path)
     data = native_array(np.asarray(array), reference=reference)
@@ -482,12 +500,15 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
         data = data.astype(np.uint8)
     image = sitk.GetImageFromArray(_c_contiguous(data.T))
     reference.grid.stamp(image)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{''.join(path.suffixes)}")
+    # write into a temporary folder beside the target, then rename (MetaImage .mhd writes a second
+    # data file that its header names, so the whole set is written under its final name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        sitk.WriteImage(image, str(tmp), True)
-        os.replace(tmp, path)
+        sitk.WriteImage(image, str(tmp / path.name), True)
+        for produced in tmp.iterdir():
+            os.replace(produced, path.parent / produced.name)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
