@@ -18,14 +18,9 @@ from pathlib import Path
 from hepatoplan.errors import HepatoplanError
 
 from .phantom import DEFAULT_TUMOURS, make_phantom
-from .write import write_study
+from .write import DEMO_AXCODES, DEMO_DIR, DEMO_PARAMS, write_study
 
 log = logging.getLogger("data_samples")
-
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
-#: Parameters of the shipped demo (regenerate with ``python -m data_samples --demo``).
-DEMO_PARAMS = {"spacing_mm": (2.5, 2.5, 3.0), "scale": 1.0, "seed": 0, "noise_hu": 12.0}
-DEMO_AXCODES = "LPS"
 
 
 def _triple(text: str, kind):

@@ -50,6 +50,37 @@ nearest-branch territory in the liver (``territory_ml``) and the territory of it
 (``subtree_territory_ml``: what is devascularised when the branch is cut). Territories: every liver
 voxel goes to the branch of its nearest portal voxel (Euclidean distance in mm, ties broken by
 scipy's ``distance_transform_edt``).
+
+Ground truth (``PhantomStudy.truth``, written as ``truth.json``)
+----------------------------------------------------------------
+All positions are world RAS millimetres, all volumes mL; JSON-ready (str keys, lists, floats).
+
+- ``generator``: ``name``, ``version``, ``seed``, ``noise_hu``, ``scale``.
+- ``geometry``: ``shape``, ``spacing_mm``, ``origin_mm``, ``affine_ras`` (of the RAS arrays),
+  ``voxel_volume_mm3``. (``write_study`` adds ``files``: ``axcodes``, file ``affine``, ``shape``.)
+- ``volumes_ml``: ``liver``, ``tumours_total``, ``functional_liver`` (liver - tumours),
+  ``portal_vein``, ``hepatic_veins`` (voxel counts x voxel volume).
+- ``segments``: ``volumes_ml`` and ``voxel_counts`` keyed "1".."8", ``reassigned_voxels``.
+- ``tumours``: list of ``id``, ``centre_mm``, ``radius_mm``, ``volume_ml_analytic`` (4/3 pi r^3),
+  ``volume_ml_voxels``, ``voxel_count``, ``segment``, ``segment_voxel_counts``,
+  ``clipped_to_liver``, ``min_distance_to_portal_mm``, ``min_distance_to_hepatic_mm`` (analytic gap
+  between sphere and tube surfaces), ``nearest_vessel`` (``tree``, ``branch``, ``name``, ``gap_mm``,
+  ``vessel_radius_mm``, ``vessel_diameter_mm``).
+- ``portal_branches``: keyed by branch id: ``name``, ``parent``, ``children``, ``depth``,
+  ``terminal``, ``segment`` (terminals), ``segments_fed``, ``subtree``, ``points_mm``,
+  ``radius_start_mm``, ``radius_end_mm``, ``length_mm``, ``voxel_count``, ``territory_ml``,
+  ``territory_voxels``, ``subtree_territory_ml``, ``subtree_territory_voxels``.
+- ``hepatic_branches``: keyed by id (1 = IVC, 2 right, 3 middle, 4 left hepatic vein, 5..10
+  tributaries): ``name``, ``parent``, ``children``, ``depth``, ``terminal``, ``points_mm``, radii,
+  ``voxel_count``.
+- ``landmarks``: ``portal_bifurcation_mm``, ``portal_root_mm`` (lower end of the trunk),
+  ``transverse_portal_plane_z_mm``, ``ivc_axis`` (``point_mm``, ``direction``, ``radius_mm``),
+  ``hepatic_vein_trunks`` (``right``/``middle``/``left``: ``junction_mm`` on the IVC axis,
+  ``direction`` of the first leg, ``points_mm``), ``umbilical_portion`` (``start_mm``, ``end_mm``,
+  ``direction``), ``scissurae`` (``right``, ``middle``, ``right_posterior_closure``: vertical
+  half-planes from the IVC axis with ``point_mm``, ``normal``, ``azimuth_deg``,
+  ``half_plane_direction``; ``umbilical``: ``point_mm``, ``normal``), ``caudate_ellipsoid``.
+- ``conventions``: one-line statements of the choices above.
 """
 
 from __future__ import annotations
@@ -583,7 +614,13 @@ def make_phantom(
         c = np.asarray(t.centre_mm, float) * scale
         r = float(t.radius_mm) * scale
         _rasterize_tube(grid, c, c, r, r, tum, i)
+    sphere_counts = _label_counts(tum, len(tumours) + 1)
     tum[liver == 0] = 0  # a tumour is liver tissue; never outside the organ
+    in_liver = _label_counts(tum, len(tumours) + 1)
+    for i in range(1, len(tumours) + 1):
+        if in_liver[i] == 0:
+            raise InputError(f"tumour {i} ({tumours[i - 1]}) has no voxel inside the liver at scale {scale}; "
+                             "move its centre into the liver (see truth['landmarks'] for the anatomy)")
 
     # --- territories -----------------------------------------------------------------------
     territories = _nearest_branch_territories(liver, portal_branches, grid.spacing_mm)
@@ -595,7 +632,7 @@ def make_phantom(
         A, grid, liver=liver, segments=segments, tumours_arr=tum, tumour_specs=tumours,
         portal_tree=portal_tree, hepatic_tree=hepatic_tree, hv_trunks=hv_trunks,
         portal_branches=portal_branches, hepatic_branches=hepatic_branches,
-        territories=territories, portal=portal, hepatic=hepatic, reassigned=reassigned,
+        territories=territories, portal=portal, hepatic=hepatic, reassigned=reassigned, sphere_counts=sphere_counts,
         seed=int(seed), noise_hu=float(noise_hu),
     )
     return PhantomStudy(
@@ -730,7 +767,7 @@ def _r(v, nd=3):
 
 
 def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, hepatic_tree, hv_trunks,
-           portal_branches, hepatic_branches, territories, portal, hepatic, reassigned, seed, noise_hu) -> dict:
+           portal_branches, hepatic_branches, territories, portal, hepatic, reassigned, sphere_counts, seed, noise_hu) -> dict:
     s = A.s
     vml = float(np.prod(grid.spacing_mm)) / MM3_PER_ML
     seg_counts = _label_counts(segments, 9)
@@ -795,6 +832,10 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
         c = np.asarray(t.centre_mm, float) * s
         r = float(t.radius_mm) * s
         seg_in = np.bincount(tum_seg[tum_lab == i], minlength=9)
+        gp = _sphere_to_tree_gap(c, r, portal_tree)
+        gh = _sphere_to_tree_gap(c, r, hepatic_tree)
+        tree, g = ("portal", gp) if gp[0] <= gh[0] else ("hepatic", gh)
+        name = {b.id: b.name for b in (portal_tree if tree == "portal" else hepatic_tree)}[g[1]]
         tum_info.append({
             "id": i,
             "centre_mm": _r(c),
@@ -804,8 +845,13 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "voxel_count": int(tum_counts[i]),
             "segment": int(seg_in[1:].argmax() + 1) if seg_in[1:].any() else None,
             "segment_voxel_counts": {str(k): int(seg_in[k]) for k in SEGMENT_LABELS if seg_in[k]},
-            "min_distance_to_portal_mm": round(_sphere_to_tree_gap(c, r, portal_tree), 3),
-            "min_distance_to_hepatic_mm": round(_sphere_to_tree_gap(c, r, hepatic_tree), 3),
+            "clipped_to_liver": bool(tum_counts[i] < sphere_counts[i]),
+            "min_distance_to_portal_mm": round(gp[0], 3),
+            "min_distance_to_hepatic_mm": round(gh[0], 3),
+            "nearest_vessel": {
+                "tree": tree, "branch": int(g[1]), "name": name, "gap_mm": round(g[0], 3),
+                "vessel_radius_mm": round(g[2], 3), "vessel_diameter_mm": round(2 * g[2], 3),
+            },
         })
 
     cx, cy = A.ivc_xy
@@ -876,9 +922,12 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
     }
 
 
-def _sphere_to_tree_gap(c, r, tree: list[Branch]) -> float:
-    """Smallest distance (mm) from a sphere's surface to any tube's surface (negative = overlap)."""
-    best = np.inf
+def _sphere_to_tree_gap(c, r, tree: list[Branch]) -> tuple[float, int, float]:
+    """Smallest gap (mm) from a sphere's surface to a tube's surface (negative = overlap).
+
+    Returns the gap, the branch id and the tube radius (mm) at the closest point.
+    """
+    best = (np.inf, 0, 0.0)
     for b in tree:
         radii = b.radii_mm()
         for k in range(len(b.points_mm) - 1):
@@ -888,5 +937,6 @@ def _sphere_to_tree_gap(c, r, tree: list[Branch]) -> float:
             t = 0.0 if dd == 0 else float(np.clip((c - p0) @ d / dd, 0, 1))
             dist = float(np.linalg.norm(c - (p0 + t * d)))
             rt = radii[k] + t * (radii[k + 1] - radii[k])
-            best = min(best, dist - rt - r)
-    return float(best)
+            if dist - rt - r < best[0]:
+                best = (float(dist - rt - r), b.id, float(rt))
+    return best

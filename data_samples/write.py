@@ -23,13 +23,38 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as nio
 
-from hepatoplan.errors import InputError
+from hepatoplan.errors import InputError, InputFileError
 
 from .phantom import PhantomStudy
 
-#: Files always written: stem -> attribute of PhantomStudy.
+#: File stems always written (``<stem>.nii.gz``).
 CORE_FILES = ("ct", "liver", "tumours", "portal_vein", "hepatic_veins", "segments")
+#: File stems written with ``extras=True``.
 EXTRA_FILES = ("portal_branches", "hepatic_branches", "portal_territories")
+
+#: Folder of the shipped demo study (package data).
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+#: Parameters of the shipped demo; regenerate with ``python -m data_samples --demo``.
+DEMO_PARAMS = {"spacing_mm": (2.5, 2.5, 3.0), "scale": 1.0, "seed": 0, "noise_hu": 12.0}
+#: Axis codes the demo is stored in (as a DICOM-converted scan would be: LPS, anisotropic).
+DEMO_AXCODES = "LPS"
+
+
+def demo_files() -> dict[str, Path]:
+    """Paths of the shipped demo study: ``ct``, ``liver``, ``tumours``, ``portal_vein``,
+    ``hepatic_veins``, ``segments`` (``.nii.gz``) and ``truth`` (``truth.json``).
+
+    Raises
+    ------
+    hepatoplan.errors.InputFileError
+        If a demo file is missing (regenerate with ``python -m data_samples --demo``).
+    """
+    files = {stem: DEMO_DIR / f"{stem}.nii.gz" for stem in CORE_FILES}
+    files["truth"] = DEMO_DIR / "truth.json"
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise InputFileError(f"demo study incomplete, missing {missing}; regenerate with `python -m data_samples --demo`")
+    return files
 
 
 def reorient_from_ras(array: np.ndarray, affine_ras: np.ndarray, axcodes: str) -> tuple[np.ndarray, np.ndarray]:
