@@ -1,0 +1,148 @@
+"""Benchmark: automatic Couinaud segments against the reference annotation on 3D-IRCADb cases.
+
+Usage::
+
+    python bench/bench_couinaud.py [--data ../shared/data/ircadb] [--cases 01 02 ...] [--no-write]
+
+For every case it reads ``liver``, ``portal_vein`` and ``hepatic_veins`` (canonical RAS via
+nibabel), runs :func:`couinaud.segment_couinaud`, and compares with ``couinaud_reference``:
+per-segment Dice (1..8), the case mean over segments 1-8, and hemiliver Dice. Hemilivers:
+left = segments 2, 3, 4 and right = 5, 6, 7, 8; segment 1 (caudate, drained directly into the
+IVC and fed by both portal branches) belongs to neither and is left out of both.
+Runtime is the wall time of ``segment_couinaud`` alone (files already loaded), median of
+``--repeat`` runs on the first case.
+
+The table is printed and written into the ``## Couinaud segments`` section of
+``bench/RESULTS.md`` (other sections are left as they are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from couinaud import segment_couinaud  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ircadb"
+SECTION = "## Couinaud segments"
+LEFT = (2, 3, 4)
+RIGHT = (5, 6, 7, 8)
+
+
+def load(case_dir: Path, name: str):
+    img = nib.as_closest_canonical(nib.load(str(case_dir / f"{name}.nii.gz")))
+    return np.asanyarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / s if s else float("nan")
+
+
+def evaluate(labels: np.ndarray, ref: np.ndarray) -> dict:
+    per = [dice(labels == k, ref == k) for k in range(1, 9)]
+    return {
+        "dice": per,
+        "mean": float(np.nanmean(per)),
+        "left": dice(np.isin(labels, LEFT), np.isin(ref, LEFT)),
+        "right": dice(np.isin(labels, RIGHT), np.isin(ref, RIGHT)),
+    }
+
+
+def run(data: Path, cases: list[str], repeat: int) -> tuple[list, float]:
+    rows = []
+    runtime = float("nan")
+    for i, case in enumerate(cases):
+        d = data / case
+        liver, sp = load(d, "liver")
+        portal, _ = load(d, "portal_vein")
+        hepatic, _ = load(d, "hepatic_veins")
+        ref, _ = load(d, "couinaud_reference")
+        times = []
+        for _ in range(repeat if i == 0 else 1):
+            t0 = time.perf_counter()
+            res = segment_couinaud(liver, portal, hepatic, spacing_mm=sp)
+            times.append(time.perf_counter() - t0)
+        if i == 0:
+            runtime = float(np.median(times))
+        ev = evaluate(res.labels, ref)
+        ev["case"] = case
+        ev["time_s"] = times[-1]
+        ev["warnings"] = res.warnings
+        fb = [k for k, v in res.methods.items() if v.get("method") == "fallback"]
+        ev["fallbacks"] = fb
+        rows.append(ev)
+        print(f"{case}: mean {ev['mean']:.3f}  L {ev['left']:.3f} R {ev['right']:.3f}  {ev['time_s']:.2f} s"
+              + (f"  fallback: {', '.join(fb)}" if fb else ""), file=sys.stderr)
+    return rows, runtime
+
+
+def table(rows: list, runtime: float, first_case: str) -> str:
+    head = "| case | " + " | ".join(f"S{k}" for k in range(1, 9)) + " | mean 1-8 | left (2-4) | right (5-8) | time s |"
+    sep = "|" + "---|" * 13
+    lines = [head, sep]
+    for r in rows:
+        lines.append(f"| {r['case']} | " + " | ".join(f"{v:.3f}" for v in r["dice"])
+                     + f" | **{r['mean']:.3f}** | {r['left']:.3f} | {r['right']:.3f} | {r['time_s']:.2f} |")
+    D = np.array([r["dice"] for r in rows])
+    means = np.array([r["mean"] for r in rows])
+    lines.append("| **mean** | " + " | ".join(f"{v:.3f}" for v in np.nanmean(D, axis=0))
+                 + f" | **{means.mean():.3f}** | {np.mean([r['left'] for r in rows]):.3f}"
+                 f" | {np.mean([r['right'] for r in rows]):.3f} | |")
+    worst = rows[int(np.argmin(means))]
+    hemi = [min(r["left"], r["right"]) for r in rows]
+    summary = [
+        "",
+        f"- mean Dice over segments 1-8, averaged over {len(rows)} cases: **{means.mean():.3f}** (target >= 0.80, aim 0.85)",
+        f"- worst case: {worst['case']} with {worst['mean']:.3f} (target: none below 0.65)",
+        f"- hemiliver Dice, mean left {np.mean([r['left'] for r in rows]):.3f} / right {np.mean([r['right'] for r in rows]):.3f}; "
+        f"lowest single hemiliver {min(hemi):.3f} (target >= 0.92; segment 1 in neither hemiliver)",
+        f"- runtime of segment_couinaud on case {first_case} (median, files already loaded): **{runtime:.2f} s** (target <= 1.5 s on 2 cores)",
+    ]
+    fbs = {r["case"]: r["fallbacks"] for r in rows if r["fallbacks"]}
+    if fbs:
+        summary.append("- boundaries decided by a fallback prior: " + "; ".join(f"{c}: {', '.join(v)}" for c, v in fbs.items()))
+    return "\n".join(lines + summary)
+
+
+def write_section(body: str, command: str) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{SECTION}\n\nCommand: `{command}`\n\n{body}\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + block + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--cases", nargs="*", default=[f"{i:02d}" for i in range(1, 13)])
+    p.add_argument("--repeat", type=int, default=3, help="timing runs on the first case")
+    p.add_argument("--no-write", action="store_true", help="print only, do not touch bench/RESULTS.md")
+    args = p.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"data not found: {args.data}", file=sys.stderr)
+        return 2
+    rows, runtime = run(args.data, args.cases, args.repeat)
+    body = table(rows, runtime, args.cases[0])
+    print(body)
+    if not args.no_write:
+        write_section(body, "python bench/bench_couinaud.py" + ("" if len(args.cases) == 12 else " --cases " + " ".join(args.cases)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
