@@ -34,8 +34,12 @@ Anatomy (all lengths below are at ``scale=1`` and are multiplied by ``scale``)
   half-planes from the IVC axis containing the RHV (azimuth ``phi_rhv``) and the MHV (``phi_mhv``),
   a posterior half-plane closing the right posterior section, the umbilical-fissure plane (left of
   it: 2/3), the transverse portal plane ``z = z_b`` (cranial 7/8/2, caudal 6/5/3; 4 is not split),
-  and the caudate (1): the liver inside an ellipsoid on the IVC's left/anterior side, posterior to
-  the portal bifurcation. After the planes, any voxel in a piece not connected to its segment's main
+  and the caudate (1): the part of the IVC's left/anterior sector (between the MHV half-plane and
+  the posterior closure, right of the umbilical-fissure plane) that lies posterior to the coronal
+  plane ``y = y_c = y_bifurcation - 6 mm`` (the posterior wall of the portal bifurcation) and
+  caudal to the oblique plane ``z = z_b + 20 mm + 0.5 (y_c - y)`` (the caudate rises along the IVC
+  toward the hepatic-venous confluence); every caudate boundary is a plane derived from a landmark.
+  After the planes, any voxel in a piece not connected to its segment's main
   piece (rare, at the organ surface) is given to the neighbouring segment, so each segment is one
   connected piece (6-connectivity); the number of voxels moved is in ``truth["segments"]["reassigned_voxels"]``.
 - **Tumours**: hypodense spheres, instance-labelled in the order given.
@@ -79,7 +83,8 @@ All positions are world RAS millimetres, all volumes mL; JSON-ready (str keys, l
   ``direction`` of the first leg, ``points_mm``), ``umbilical_portion`` (``start_mm``, ``end_mm``,
   ``direction``), ``scissurae`` (``right``, ``middle``, ``right_posterior_closure``: vertical
   half-planes from the IVC axis with ``point_mm``, ``normal``, ``azimuth_deg``,
-  ``half_plane_direction``; ``umbilical``: ``point_mm``, ``normal``), ``caudate_ellipsoid``.
+  ``half_plane_direction``; ``umbilical``: ``point_mm``, ``normal``), ``caudate``
+  (``anterior_plane_y_mm``, ``top_plane_z_mm``, ``top_plane_slope``, ``rule``).
 - ``conventions``: one-line statements of the choices above.
 """
 
@@ -281,8 +286,14 @@ class _Anatomy:
         return np.array([-23.0, 38.0, -10.0]) * self.s
 
     @property
-    def caudate(self):
-        return np.array([-8.0, -38.0, -2.0]) * self.s, np.array([24.0, 29.0, 32.0]) * self.s
+    def caudate_anterior_y(self):  # coronal plane: posterior wall of the portal bifurcation
+        return self.bifurcation[1] - 6.0 * self.s
+
+    @property
+    def caudate_top_z(self):  # height of the caudate's oblique top plane at y = caudate_anterior_y
+        return self.z_b + 20.0 * self.s
+
+    caudate_top_slope: float = 0.5  # the top plane rises by this many mm per mm toward posterior
 
     def unit(self, phi_deg: float) -> np.ndarray:
         p = math.radians(phi_deg)
@@ -325,9 +336,9 @@ def _classify_segments(A: _Anatomy, x, y, z) -> np.ndarray:
     seg[rp] = np.where(cranial[rp], 7, 6)
     lft = left & ~rp & ~ra
     seg[lft] = np.where(cranial[lft], 2, 3)
-    cc, cr = A.caudate
-    q = ((x - cc[0]) / cr[0]) ** 2 + ((y - cc[1]) / cr[1]) ** 2 + ((z - cc[2]) / cr[2]) ** 2
-    seg[np.broadcast_to(q <= 1.0, ang.shape)] = 1
+    caudate = ~left & ~rp & ~ra & np.broadcast_to(
+        (y < A.caudate_anterior_y) & (z < A.caudate_top_z + A.caudate_top_slope * (A.caudate_anterior_y - y)), ang.shape)
+    seg[caudate] = 1
     return seg
 
 
@@ -358,8 +369,8 @@ def _portal_tree(A: _Anatomy) -> list[Branch]:
         Branch(12, "segment 3 portal branch", np.stack([u_q3, P(-32, 27, -18), P(-62, 27, -19)]), 3.0 * s, 1.5 * s, 4, 3),
         Branch(13, "segment 4 portal branch (cranial, 4a)", np.stack([u_mid, P(-10, 18, 5), P(-2, 20, 30)]), 2.8 * s, 1.5 * s, 4, 4),
         Branch(14, "segment 4 portal branch (caudal, 4b)", np.stack([u1, P(-10, 38, -20), P(-6, 36, -27)]), 2.8 * s, 1.5 * s, 4, 4),
-        Branch(15, "caudate portal branch (left)", np.stack([P(-12, -9, zb), P(-16, -30, -2)]), 2.2 * s, 1.4 * s, 3, 1),
-        Branch(16, "caudate portal branch (right)", np.stack([P(-9, -8, zb), P(-6, -30, 6)]), 2.2 * s, 1.4 * s, 1, 1),
+        Branch(15, "caudate portal branch (left)", np.stack([P(-12, -9, zb), P(-13, -20, zb), P(-16, -30, -2)]), 2.2 * s, 1.4 * s, 3, 1),
+        Branch(16, "caudate portal branch (right)", np.stack([P(-6, -7, zb), P(-5, -20, zb), P(-3, -30, 8)]), 2.2 * s, 1.4 * s, 1, 1),
     ]
     return _link(br)
 
@@ -517,9 +528,11 @@ def _default_grid(scale: float, spacing_mm, shape) -> _Grid:
     origin = centre - 0.5 * (n - 1) * sp
     # Snap z so that the transverse portal plane z_b lies on a voxel face: the cranial/caudal split
     # then carries no sampling bias, and segment volumes agree across spacings.
-    z_b = _Anatomy(scale).z_b
-    m = math.ceil((z_b - origin[2]) / sp[2] - 0.5)
-    origin[2] = z_b - (m + 0.5) * sp[2]
+    # Likewise y, for the caudate's coronal plane.
+    anat = _Anatomy(scale)
+    for axis, face in ((2, anat.z_b), (1, anat.caudate_anterior_y)):
+        m = math.ceil((face - origin[axis]) / sp[axis] - 0.5)
+        origin[axis] = face - (m + 0.5) * sp[axis]
     return _Grid(tuple(int(v) for v in n), tuple(float(v) for v in sp), tuple(float(v) for v in origin))
 
 
@@ -871,7 +884,6 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
 
     u0, u1 = A.umbilical_start, A.umbilical_end
     du = (u1 - u0) / np.linalg.norm(u1 - u0)
-    cc, cr = A.caudate
     return {
         "generator": {"name": "data_samples.phantom", "version": GENERATOR_VERSION, "seed": seed,
                       "noise_hu": noise_hu, "scale": s},
@@ -909,7 +921,15 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
                 "right_posterior_closure": vplane(A.phi_post_deg),
                 "umbilical": {"point_mm": _r(u0), "normal": _r([-du[1], du[0], 0.0], 6)},
             },
-            "caudate_ellipsoid": {"centre_mm": _r(cc), "semi_axes_mm": _r(cr)},
+            "caudate": {
+                "anterior_plane_y_mm": round(float(A.caudate_anterior_y), 4),
+                "top_plane_z_mm": round(float(A.caudate_top_z), 4),
+                "top_plane_slope": A.caudate_top_slope,
+                "rule": "liver in the IVC's left sector (between scissurae.middle and "
+                        "scissurae.right_posterior_closure), right of scissurae.umbilical, "
+                        "y < anterior_plane_y_mm and "
+                        "z < top_plane_z_mm + top_plane_slope * (anterior_plane_y_mm - y)",
+            },
         },
         "conventions": {
             "arrays": "canonical RAS+: axis 0 -> patient Right, 1 -> Anterior, 2 -> Superior",

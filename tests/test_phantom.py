@@ -252,7 +252,7 @@ def test_truth_is_json_ready_with_documented_keys(ph):
         assert key in t
     lm = t["landmarks"]
     for key in ("portal_bifurcation_mm", "portal_root_mm", "transverse_portal_plane_z_mm", "ivc_axis",
-                "hepatic_vein_trunks", "umbilical_portion", "scissurae", "caudate_ellipsoid"):
+                "hepatic_vein_trunks", "umbilical_portion", "scissurae", "caudate"):
         assert key in lm
     assert set(lm["hepatic_vein_trunks"]) == {"right", "middle", "left"}
     assert t["geometry"]["shape"] == list(ph.shape)
