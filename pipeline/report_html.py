@@ -1,0 +1,400 @@
+"""The self-contained HTML report: verdict, tables, previews, growth plot and a 3D view.
+
+One file, no network access needed: CSS, the PNG images (base64) and a small WebGL viewer
+(``pipeline/assets/viewer.js``, no third-party library) with the meshes embedded (quantised,
+decimated to a triangle budget) are all inlined. Any ``report`` dict renders: known keys get a
+prominent verdict banner and a warnings box, and every section is shown as tables (nested dicts
+become sub-tables, lists of records become tables with one row per record).
+
+The viewer shows meshes in RAS millimetres: it opens on the anterior view (patient's right on
+the screen's left, superior up) and has buttons for the six standard views and for the
+"before"/"after" scenes of :func:`pipeline.preview.default_scenes`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from hepatoplan.errors import InputError, InputFileError
+from pipeline.preview import Mesh, decimate_mesh, default_colours, default_scenes
+
+log = logging.getLogger(__name__)
+
+#: Triangle budget of all meshes embedded in the 3D view together (keeps the file ~1–2 MB).
+DEFAULT_MAX_TRIANGLES = 120_000
+#: Smallest triangle budget of one structure (small tumours keep their shape).
+MIN_TRIANGLES_PER_STRUCTURE = 600
+#: Order of the report's top-level sections (others follow in their own order; inputs last).
+SECTION_ORDER = ("assessment", "resection", "volumes_ml", "growth_outlook")
+#: (towards the camera, view-up) per named view, RAS; as :data:`pipeline.preview.VIEWS`.
+VIEWER_VIEWS = {
+    "anterior": ((0, 1, 0), (0, 0, 1)),
+    "posterior": ((0, -1, 0), (0, 0, 1)),
+    "right": ((1, 0, 0), (0, 0, 1)),
+    "left": ((-1, 0, 0), (0, 0, 1)),
+    "superior": ((0, 0, 1), (0, 1, 0)),
+    "inferior": ((0, 0, -1), (0, 1, 0)),
+}
+_UNIT_SUFFIXES = (("_ml", "mL"), ("_mm", "mm"), ("_percent", "%"), ("_cm", "cm"), ("_kg", "kg"),
+                  ("_m2", "m²"), ("_days", "days"), ("_weeks", "weeks"), ("_hu", "HU"))
+
+
+def _asset(name: str) -> str:
+    return resources.files("pipeline").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+# ---- formatting --------------------------------------------------------------------------------
+
+def _label(key: Any) -> str:
+    """``flr_percent`` -> ``flr (%)``; keys keep their words, units move into brackets."""
+    text = str(key)
+    for suffix, unit in _UNIT_SUFFIXES:
+        if text.endswith(suffix) and len(text) > len(suffix):
+            return f"{text[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return text.replace("_", " ")
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            return str(v)
+        if v == 0:
+            return "0"
+        if abs(v) >= 100:
+            return f"{v:,.1f}"
+        if abs(v) >= 0.01:
+            return f"{v:.2f}"
+        return f"{v:.3g}"
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list, tuple)) for v in value):
+        return ", ".join(_format_value(v) for v in value) if value else "—"
+    return str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, dict):
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(not isinstance(v, (dict, list, tuple)) for v in value)
+    return True
+
+
+def _cell(value: Any) -> str:
+    cls = ' class="num"' if isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, bool) else ""
+    return f"<td{cls}>{html.escape(_format_value(value))}</td>"
+
+
+def _records_table(rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None,
+                   keys: Sequence[Any] | None = None) -> str:
+    columns: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in columns:
+                columns.append(k)
+    head = ([html.escape(key_column)] if key_column else []) + [html.escape(_label(c)) for c in columns]
+    out = ["<table class='records'><thead><tr>", "".join(f"<th>{h}</th>" for h in head),
+           "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cells = [f"<th>{html.escape(str(keys[i]))}</th>"] if key_column and keys is not None else []
+        for c in columns:
+            v = row.get(c)
+            cells.append(_cell(v) if _is_scalar(v) else
+                         f"<td>{html.escape(json.dumps(v, default=str))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _render(value: Any, *, depth: int = 0) -> str:
+    """Generic HTML of a JSON-like value: tables for dicts and lists of records."""
+    heading = f"h{min(3 + depth, 6)}"
+    if isinstance(value, dict):
+        if value and all(isinstance(v, dict) and all(_is_scalar(x) for x in v.values())
+                         for v in value.values()):
+            return _records_table(list(value.values()), key_column="", keys=list(value))
+        scalars = [(k, v) for k, v in value.items() if _is_scalar(v)]
+        nested = [(k, v) for k, v in value.items() if not _is_scalar(v)]
+        out = []
+        if scalars:
+            out.append("<table class='kv'><tbody>")
+            for k, v in scalars:
+                out.append(f"<tr><th title='{html.escape(str(k))}'>{html.escape(_label(k))}</th>"
+                           f"{_cell(v)}</tr>")
+            out.append("</tbody></table>")
+        for k, v in nested:
+            out.append(f"<{heading}>{html.escape(_label(k))}</{heading}>")
+            out.append(_render(v, depth=depth + 1))
+        return "".join(out) or "<p class='empty'>—</p>"
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) for v in value):
+            if all(all(_is_scalar(x) for x in v.values()) for v in value):
+                return _records_table(value)
+            return "".join(f"<div class='item'>{_render(v, depth=depth + 1)}</div>" for v in value)
+        if _is_scalar(value):
+            return f"<p>{html.escape(_format_value(value))}</p>"
+        return "<ol>" + "".join(f"<li>{_render(v, depth=depth + 1)}</li>" for v in value) + "</ol>"
+    return f"<p>{html.escape(_format_value(value))}</p>"
+
+
+def _get(report: Mapping, *path: str) -> Any:
+    node: Any = report
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _verdict_html(report: Mapping) -> str:
+    assessment = _get(report, "assessment") or {}
+    verdict = assessment.get("verdict") if isinstance(assessment, Mapping) else None
+    flr = _get(report, "resection", "flr_percent")
+    threshold = assessment.get("threshold_percent") if isinstance(assessment, Mapping) else None
+    kind = str(verdict).lower() if verdict in ("adequate", "inadequate") else "unknown"
+    title = {"adequate": "Future liver remnant adequate",
+             "inadequate": "Future liver remnant INADEQUATE",
+             "unknown": f"Verdict: {verdict}" if verdict is not None else "No FLR verdict"}[kind]
+    facts = []
+
+    def fact(label: str, value: Any, unit: str = "") -> None:
+        if value is not None:
+            facts.append(f"<span class='fact'><b>{html.escape(label)}</b> "
+                         f"{html.escape(_format_value(value))}{html.escape(unit)}</span>")
+
+    fact("FLR", flr, " %")
+    fact("required", threshold, " %")
+    fact("sFLR", assessment.get("sflr_percent") if isinstance(assessment, Mapping) else None, " %")
+    fact("remnant", _get(report, "resection", "remnant_ml"), " mL")
+    fact("resected", _get(report, "resection", "resected_ml"), " mL")
+    if isinstance(assessment, Mapping):
+        if assessment.get("shortfall_ml"):
+            fact("shortfall", assessment.get("shortfall_ml"), " mL")
+        fact("parenchyma", assessment.get("parenchyma"))
+    tumours = _get(report, "resection", "tumours")
+    if isinstance(tumours, list):
+        left = [t for t in tumours if isinstance(t, Mapping) and t.get("resected") is False]
+        if left:
+            fact("tumours left in the remnant", ", ".join(str(t.get("id", "?")) for t in left))
+    return (f"<section class='verdict {kind}' id='verdict' data-verdict='{html.escape(kind)}'>"
+            f"<div class='verdict-title'>{html.escape(title)}</div>"
+            f"<div class='facts'>{''.join(facts)}</div></section>")
+
+
+def _warnings_html(report: Mapping) -> str:
+    warnings = report.get("warnings")
+    if not warnings:
+        return ""
+    if not isinstance(warnings, (list, tuple)):
+        warnings = [warnings]
+    items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+    return f"<section class='warnings'><h2>Warnings</h2><ul>{items}</ul></section>"
+
+
+def _png_data_uri(path: Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"image for the HTML report not found: {path}")
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise InputError(f"{path} is not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+# ---- 3D view data ------------------------------------------------------------------------------
+
+def _budgets(meshes: Mapping[str, Mesh], max_triangles: int) -> dict[str, int]:
+    total = sum(len(m.faces) for m in meshes.values())
+    if total <= max_triangles:
+        return {n: len(m.faces) for n, m in meshes.items()}
+    return {n: max(MIN_TRIANGLES_PER_STRUCTURE, int(max_triangles * len(m.faces) / total))
+            for n, m in meshes.items()}
+
+
+def viewer_data(
+    meshes: Mapping[str, Mesh],
+    *,
+    colours: Mapping[str, Sequence[float]] | None = None,
+    scenes: Mapping[str, Mapping[str, float]] | None = None,
+    max_triangles: int = DEFAULT_MAX_TRIANGLES,
+) -> dict:
+    """The JSON-able data of the embedded 3D view (meshes quantised to uint16, base64).
+
+    Parameters
+    ----------
+    meshes : mapping of str to Mesh
+        RAS world mm.
+    colours : mapping of str to (r, g, b), optional
+        Floats in [0, 1]; default :func:`pipeline.preview.default_colours`.
+    scenes : mapping, optional
+        Scene name -> {structure: opacity}; default :func:`pipeline.preview.default_scenes`.
+        The viewer opens on the ``after`` scene when there is one, else ``before``.
+    max_triangles : int
+        Triangle budget of all structures together.
+
+    Returns
+    -------
+    dict
+    """
+    colours = dict(default_colours(list(meshes))) | dict(colours or {})
+    scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
+    initial = scenes.get("after") or scenes.get("before") or {n: 1.0 for n in meshes}
+    budgets = _budgets(meshes, max_triangles)
+    all_opacity = {n: o for scene in scenes.values() for n, o in scene.items()}
+    structures = []
+    lo_all, hi_all = np.full(3, np.inf), np.full(3, -np.inf)
+    for name, mesh in meshes.items():
+        small = decimate_mesh(mesh, max_triangles=max(4, budgets[name]))
+        v = np.asarray(small.vertices_mm, np.float64)
+        lo, hi = v.min(axis=0), v.max(axis=0)
+        lo_all, hi_all = np.minimum(lo_all, lo), np.maximum(hi_all, hi)
+        extent = np.where(hi > lo, hi - lo, 1.0)
+        q = np.round((v - lo) / extent * 65535).astype("<u2")
+        index_type = "u16" if len(v) <= 65535 else "u32"
+        idx = small.faces.astype("<u2" if index_type == "u16" else "<u4")
+        structures.append({
+            "name": name,
+            "colour": [round(float(c), 4) for c in colours[name]],
+            "opacity": float(initial.get(name, all_opacity.get(name, 1.0))),
+            "visible": name in initial,
+            "lo_mm": lo.round(4).tolist(),
+            "hi_mm": (lo + extent).round(4).tolist(),
+            "positions_b64": base64.b64encode(q.tobytes()).decode("ascii"),
+            "index_type": index_type,
+            "indices_b64": base64.b64encode(idx.tobytes()).decode("ascii"),
+            "n_vertices": int(len(v)),
+            "n_triangles": int(len(idx)),
+        })
+    return {
+        "coordinates": "RAS world millimetres",
+        "bbox_lo_mm": lo_all.round(3).tolist(),
+        "bbox_hi_mm": hi_all.round(3).tolist(),
+        "background": [1.0, 1.0, 1.0],
+        "views": {k: [list(a), list(b)] for k, (a, b) in VIEWER_VIEWS.items()},
+        "initial_view": "anterior",
+        "scenes": {k: dict(v) for k, v in scenes.items()},
+        "structures": structures,
+    }
+
+
+def _viewer_html(data: dict) -> str:
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    view_buttons = "".join(f"<button type='button' data-view='{v}'>{v}</button>"
+                           for v in VIEWER_VIEWS)
+    scene_buttons = "".join(f"<button type='button' data-scene='{html.escape(s)}'>"
+                            f"{html.escape(s)}</button>" for s in data["scenes"])
+    return (
+        "<section id='view3d'><h2>3D view</h2>"
+        "<div id='hp-viewer' data-status='loading'>"
+        "<div class='hp-stage'><canvas class='hp-gl'></canvas>"
+        "<canvas class='hp-axes' width='96' height='96'></canvas>"
+        "<p class='hp-viewer-message'></p></div>"
+        "<div class='hp-side'><div class='hp-buttons'><span>view</span>" + view_buttons + "</div>"
+        "<div class='hp-buttons'><span>scene</span>" + scene_buttons + "</div>"
+        "<div class='hp-structures'></div>"
+        "<p class='hint'>Drag to rotate, wheel to zoom, shift-drag to pan. Coordinates: "
+        "patient RAS (axes: R right, A anterior, S superior).</p></div></div>"
+        f"<script type='application/json' id='hp-mesh-data'>{payload}</script>"
+        f"<script>{_asset('viewer.js')}</script></section>")
+
+
+# ---- the page ----------------------------------------------------------------------------------
+
+def write_report_html(
+    report: Mapping[str, Any],
+    *,
+    out_path: str | Path,
+    previews: Sequence[str | Path] = (),
+    meshes: Mapping[str, Mesh] | None = None,
+    colours: Mapping[str, Sequence[float]] | None = None,
+    scenes: Mapping[str, Mapping[str, float]] | None = None,
+    growth_plot_png: str | Path | None = None,
+    title: str = "hepatoplan: liver resection plan",
+    max_triangles: int = DEFAULT_MAX_TRIANGLES,
+) -> Path:
+    """Write the self-contained HTML report.
+
+    Parameters
+    ----------
+    report : mapping
+        The plan's ``report.json`` content (any JSON-like dict).
+    out_path : str or Path
+        Output file (``report.html``), written atomically.
+    previews : sequence of path
+        PNG files to embed (e.g. from :func:`pipeline.preview.render_previews`), in order.
+    meshes : mapping of str to Mesh, optional
+        Structures for the interactive 3D view (RAS mm); no 3D view without them.
+    colours, scenes : optional
+        As in :func:`viewer_data`.
+    growth_plot_png : path, optional
+        A growth-outlook plot to embed.
+    title : str
+        Page title and heading.
+    max_triangles : int
+        Triangle budget of the 3D view.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        If ``report`` is not a mapping or an image is not a PNG.
+    InputFileError
+        If an image file is missing.
+    """
+    if not isinstance(report, Mapping):
+        raise InputError(f"report must be a mapping (the report.json content), got {type(report)}")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>{html.escape(title)}</title><style>{_asset('report.css')}</style></head><body>",
+        f"<header><h1>{html.escape(title)}</h1></header><main>",
+        _verdict_html(report),
+        _warnings_html(report),
+    ]
+    if meshes:
+        parts.append(_viewer_html(viewer_data(meshes, colours=colours, scenes=scenes,
+                                              max_triangles=max_triangles)))
+    if previews:
+        parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
+        for p in previews:
+            caption = Path(p).stem.replace("preview_", "").replace("_", " ")
+            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append("</div></section>")
+    if growth_plot_png is not None:
+        parts.append("<section id='growth'><h2>Growth outlook</h2>"
+                     f"<figure><img src='{_png_data_uri(Path(growth_plot_png))}' "
+                     "alt='growth outlook plot'></figure></section>")
+    keys = [k for k in SECTION_ORDER if k in report]
+    keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
+    keys += [k for k in ("inputs",) if k in report]
+    for key in keys:
+        parts.append(f"<section class='data' id='section-{html.escape(str(key))}'>"
+                     f"<h2>{html.escape(_label(key))}</h2>{_render(report[key])}</section>")
+    parts.append("</main><footer>Generated by hepatoplan. For research use; not a medical "
+                 "device.</footer></body></html>")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".part")
+    tmp.write_text("".join(parts), encoding="utf-8")
+    tmp.replace(out_path)
+    log.info("wrote %s (%.1f kB)", out_path, out_path.stat().st_size / 1024)
+    return out_path

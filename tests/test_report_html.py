@@ -1,0 +1,142 @@
+"""The self-contained HTML report: content, escaping, no network, and the 3D view in Chromium."""
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from output_phantom import phantom_structures
+from pipeline.preview import structure_meshes
+from pipeline.report_html import viewer_data, write_report_html
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+REPORT = {
+    "volumes_ml": {"liver": 1523.456, "functional_liver": 1490.2, "tumours": {"1": 20.1, "2": 3.3},
+                   "segments": {str(k): 100.0 + k for k in range(1, 9)}},
+    "resection": {
+        "specs": ["right-hepatectomy", "wedge:2@5"], "resected_ml": 900.1, "remnant_ml": 590.1,
+        "flr_percent": 39.6,
+        "tumours": [{"id": 1, "volume_ml": 20.1, "resected": True, "min_margin_mm": 12.3},
+                    {"id": 2, "volume_ml": 3.3, "resected": False, "min_margin_mm": None}]},
+    "assessment": {"parenchyma": "chemotherapy", "threshold_percent": 30.0, "verdict": "adequate",
+                   "shortfall_ml": 0.0, "min_remnant_ml": 447.06,
+                   "criteria": [{"name": "FLR", "value": 39.6, "ok": True}]},
+    "growth_outlook": {"weeks_to_threshold": None, "model": {"name": "exp", "rate_per_week": 0.031}},
+    "inputs": {"ct": {"path": "/data/<script>alert(1)</script>.nii.gz", "sha256": "ab" * 32}},
+    "warnings": ["tumour 2 left in the remnant (not R0) & <b>flagged</b>"],
+}
+
+
+def _png(path, colour):
+    import matplotlib.image as mpimg
+
+    img = np.ones((30, 40, 3)) * np.asarray(colour, float)
+    mpimg.imsave(path, img)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_meshes():
+    structures, _, affine = phantom_structures()
+    keep = ("remnant", "resected", "tumour 1", "tumour 2", "portal vein", "hepatic veins")
+    return structure_meshes({k: structures[k] for k in keep}, affine_ras=affine,
+                            target_reduction=0.5)
+
+
+def test_report_content_escaping_and_offline(tmp_path, small_meshes):
+    previews = [_png(tmp_path / "preview_before_anterior.png", (1, 0, 0)),
+                _png(tmp_path / "preview_after_anterior.png", (0, 1, 0))]
+    growth = _png(tmp_path / "growth.png", (0, 0, 1))
+    path = write_report_html(REPORT, out_path=tmp_path / "out" / "report.html", previews=previews,
+                             meshes=small_meshes, growth_plot_png=growth)
+    text = path.read_text(encoding="utf-8")
+    assert "data-verdict='adequate'" in text and "Future liver remnant adequate" in text
+    assert "39.60" in text and "30.00" in text  # FLR and threshold
+    assert "min margin (mm)" in text and "12.30" in text  # tumour records table
+    assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+    assert "&lt;b&gt;flagged&lt;/b&gt;" in text
+    assert text.count("data:image/png;base64,") == 3
+    # self-contained: no resource is fetched from anywhere but the page itself
+    assert not re.search(r"""<[^>]*\s(?:src|href)\s*=\s*['"](?!data:|#)""", text)
+    assert "http://" not in text and "https://" not in text and "@import" not in text
+    assert "id='hp-mesh-data'" in text
+    assert path.stat().st_size < 3_000_000
+    assert not list(path.parent.glob("*.part"))
+
+
+def test_verdict_variants(tmp_path):
+    bad = {"resection": {"flr_percent": 18.0, "remnant_ml": 270.0},
+           "assessment": {"verdict": "inadequate", "threshold_percent": 30.0, "shortfall_ml": 180.0}}
+    text = write_report_html(bad, out_path=tmp_path / "a.html").read_text()
+    assert "data-verdict='inadequate'" in text and "INADEQUATE" in text and "180.0" in text
+    assert "id='hp-viewer'" not in text  # no meshes, no 3D view
+    text = write_report_html({}, out_path=tmp_path / "b.html").read_text()
+    assert "No FLR verdict" in text
+
+
+def test_viewer_data_budget_and_quantisation(small_meshes):
+    data = viewer_data(small_meshes, max_triangles=3000)
+    total = sum(s["n_triangles"] for s in data["structures"])
+    assert total <= 3000 + 600 * len(small_meshes)
+    import base64
+
+    s = next(s for s in data["structures"] if s["name"] == "tumour 1")
+    q = np.frombuffer(base64.b64decode(s["positions_b64"]), "<u2").reshape(-1, 3)
+    lo, hi = np.array(s["lo_mm"]), np.array(s["hi_mm"])
+    pos = lo + q / 65535 * (hi - lo)
+    original = small_meshes["tumour 1"].vertices_mm
+    assert np.abs(pos.min(axis=0) - original.min(axis=0)).max() < 1.0
+    assert data["scenes"]["after"]["resected"] < 1
+    assert {s["name"] for s in data["structures"] if s["visible"]} == set(data["scenes"]["after"])
+
+
+def _chromium(args, timeout_s=90):
+    profile = tempfile.mkdtemp(prefix="hp-chromium-")
+    try:
+        # SwiftShader WebGL through ANGLE (no GPU needed); --disable-gpu would add a
+        # "GPU stall due to ReadPixels" performance notice of Chromium's own to the console
+        cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--use-angle=swiftshader",
+               "--enable-unsafe-swiftshader", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+               "--window-size=1280,1400", "--virtual-time-budget=10000", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        return done.stdout, done.stderr
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium); "
+                    "CI installs it")
+def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
+    import matplotlib.image as mpimg
+
+    path = write_report_html(REPORT, out_path=tmp_path / "report.html", meshes=small_meshes)
+    url = path.resolve().as_uri()
+
+    dom, log = _chromium(["--dump-dom", url])
+    console = [line for line in log.splitlines() if ":CONSOLE" in line]
+    assert console == [], "console messages:\n" + "\n".join(console)
+    viewer = re.search(r'<div id="hp-viewer"[^>]*>', dom)
+    assert viewer, dom[:2000]
+    attrs = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', viewer.group(0)))
+    assert attrs["data-status"] == "rendered", attrs
+    assert int(attrs["data-triangles"]) > 1000
+    left, top, width, height = (int(v) for v in attrs["data-rect"].split(","))
+
+    shot = tmp_path / "shot.png"
+    _, log = _chromium([f"--screenshot={shot}", url])
+    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    img = mpimg.imread(shot)[..., :3]
+    canvas = img[top + 2:top + height - 2, left + 2:left + width - 2]
+    covered = np.abs(canvas - 1.0).max(axis=2) > 0.05
+    assert 0.05 < covered.mean() < 0.9, covered.mean()
+    # the model is drawn in colour: green remnant and red resected part both show
+    r, g, b = canvas[..., 0], canvas[..., 1], canvas[..., 2]
+    assert ((g > r + 0.08) & covered).mean() > 0.01
+    assert ((r > g + 0.08) & covered).mean() > 0.01
