@@ -132,6 +132,13 @@ DEFAULT_TUMOURS: tuple[TumourSpec, ...] = (
     TumourSpec((-47.0, 25.0, 10.0), 8.0),
 )
 
+#: A point deep in the right lobe (world mm at ``scale=1``, multiply by ``scale``): the liver
+#: surface is 49 mm away (measured at 1 mm spacing), so a sphere of radius up to ~45 mm x scale
+#: centred here stays inside the liver (vessels pass nearby; they are liver voxels). For volume
+#: tests of tumour + margin spheres.
+DEEP_POINT_MM = (41.5, 10.5, -0.5)
+DEEP_POINT_CLEARANCE_MM = 49.0
+
 # --- intensities of the synthetic CT (portal-venous phase), HU ---------------------------------
 HU_AIR = -1000.0
 HU_FAT = -100.0
@@ -554,8 +561,10 @@ def make_phantom(
     scale : float
         Multiplies every length of the anatomy (body, liver, vessels, tumour centres and radii);
         ``scale=0.5`` gives a liver of about 1/8 the volume, fast for tests.
-    tumours : sequence of TumourSpec
-        Spheres at ``scale=1`` (centre in world RAS mm, radius mm). Empty for none.
+    tumours : sequence of TumourSpec or None
+        Spheres at ``scale=1`` (centre in world RAS mm, radius mm). Empty or None for none. A later
+        tumour overwrites an earlier one where they overlap; voxels outside the liver are dropped
+        (``clipped_to_liver`` in the truth). See :data:`DEEP_POINT_MM` for room for big spheres.
     seed : int
         Seed of the CT noise.
     noise_hu : float
@@ -581,9 +590,12 @@ def make_phantom(
         raise InputError(f"scale must be a positive number, found {scale!r}")
     if not (np.isfinite(noise_hu) and noise_hu >= 0):
         raise InputError(f"noise_hu must be >= 0, found {noise_hu!r}")
-    tumours = tuple(tumours)
+    tumours = () if tumours is None else tuple(tumours)
     for t in tumours:
-        if not (t.radius_mm > 0):
+        centre = np.asarray(t.centre_mm, dtype=float) if hasattr(t, "centre_mm") else np.empty(0)
+        if centre.shape != (3,) or not np.isfinite(centre).all():
+            raise InputError(f"each tumour must be a TumourSpec with a 3-number centre_mm, found {t!r}")
+        if not (np.isfinite(t.radius_mm) and t.radius_mm > 0):
             raise InputError(f"tumour radius_mm must be > 0, found {t.radius_mm!r}")
     if len(tumours) > 255:
         raise InputError(f"at most 255 tumours, found {len(tumours)}")

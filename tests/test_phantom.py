@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from data_samples.phantom import DEFAULT_TUMOURS, TumourSpec, make_phantom
+from data_samples.phantom import DEEP_POINT_MM, DEFAULT_TUMOURS, TumourSpec, make_phantom
 from data_samples.write import reorient_from_ras, write_study
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
@@ -96,6 +96,15 @@ def test_tumour_volume_matches_sphere():
     assert t["volume_ml_analytic"] == pytest.approx(4 / 3 * math.pi * r_mm ** 3 / MM3_PER_ML)
     assert t["volume_ml_voxels"] == pytest.approx(t["volume_ml_analytic"], rel=0.02)
     assert t["voxel_count"] == int((study.tumours == 1).sum())
+
+
+def test_big_sphere_at_the_deep_point_stays_inside_the_liver():
+    study = make_phantom(spacing_mm=(1.5, 1.5, 2.5), scale=0.5, noise_hu=0.0,
+                         tumours=(TumourSpec(DEEP_POINT_MM, 45.0),))
+    t = study.truth["tumours"][0]
+    assert t["radius_mm"] == pytest.approx(22.5)
+    assert not t["clipped_to_liver"]
+    assert t["volume_ml_voxels"] == pytest.approx(t["volume_ml_analytic"], rel=0.01)
 
 
 def test_default_tumours_labelled_in_liver_and_separate_segments(ph):
@@ -239,6 +248,8 @@ def test_reorient_rejects_bad_axcodes():
 @pytest.mark.parametrize("kwargs", [
     {"spacing_mm": (1.0, 0.0, 1.0)}, {"spacing_mm": (1.0, 1.0)}, {"scale": 0.0}, {"noise_hu": -1.0},
     {"tumours": (TumourSpec((0, 0, 0), -2.0),)}, {"shape": (10, 10)},
+    {"tumours": (TumourSpec((0, 0), 5.0),)}, {"tumours": ((0, 0, 0),)},
+    {"tumours": (TumourSpec((400.0, 0.0, 0.0), 5.0),), "scale": 0.3},  # no voxel inside the liver
 ])
 def test_bad_parameters_raise_input_error(kwargs):
     with pytest.raises(InputError):
@@ -267,6 +278,20 @@ def test_cli_writes_a_study(tmp_path):
     assert {"ct.nii.gz", "segments.nii.gz", "portal_branches.nii.gz", "truth.json"} <= names
     assert main(["--out", str(tmp_path / "bad"), "--axcodes", "QQQ", "--scale", "0.3"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_as_a_subprocess(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "p"
+    res = subprocess.run([sys.executable, "-m", "data_samples", "--out", str(out), "--scale", "0.3",
+                          "--spacing-mm", "2,2,3", "--no-tumours"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ""  # logs go to stderr
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["tumours"] == []
+    assert truth["files"]["axcodes"] == "RAS"
 
 
 def test_shipped_demo_is_small_and_regenerates_identically(tmp_path):
