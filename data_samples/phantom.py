@@ -76,7 +76,8 @@ All positions are world RAS millimetres, all volumes mL; JSON-ready (str keys, l
   ``territory_voxels``, ``subtree_territory_ml``, ``subtree_territory_voxels``.
 - ``hepatic_branches``: keyed by id (1 = IVC, 2 right, 3 middle, 4 left hepatic vein, 5..10
   tributaries): ``name``, ``parent``, ``children``, ``depth``, ``terminal``, ``points_mm``, radii,
-  ``voxel_count``.
+  ``voxel_count``, ``territory_ml``/``_voxels``, ``subtree_territory_ml``/``_voxels`` (nearest
+  hepatic-vein voxel; ``hepatic_territories`` array).
 - ``landmarks``: ``portal_bifurcation_mm``, ``portal_root_mm`` (lower end of the trunk),
   ``transverse_portal_plane_z_mm``, ``ivc_axis`` (``point_mm``, ``direction``, ``radius_mm``),
   ``hepatic_vein_trunks`` (``right``/``middle``/``left``: ``junction_mm`` on the IVC axis,
@@ -454,7 +455,7 @@ class PhantomStudy:
         Tumour instance ids 1..n, 0 elsewhere.
     portal_branches, hepatic_branches : ndarray of uint8
         Vessel voxels labelled by branch id (0 = none); see ``truth``.
-    portal_territories : ndarray of uint8
+    portal_territories, hepatic_territories : ndarray of uint8
         Liver voxels labelled by the id of the portal branch whose voxel is nearest (mm).
     affine_ras : ndarray, shape (4, 4)
         Voxel index -> world RAS millimetres.
@@ -472,6 +473,7 @@ class PhantomStudy:
     portal_branches: np.ndarray
     hepatic_branches: np.ndarray
     portal_territories: np.ndarray
+    hepatic_territories: np.ndarray
     affine_ras: np.ndarray
     spacing_mm: tuple[float, float, float]
     truth: dict
@@ -507,6 +509,7 @@ class PhantomStudy:
             "portal_branches": self.portal_branches,
             "hepatic_branches": self.hepatic_branches,
             "portal_territories": self.portal_territories,
+            "hepatic_territories": self.hepatic_territories,
         }
 
 
@@ -649,6 +652,7 @@ def make_phantom(
 
     # --- territories -----------------------------------------------------------------------
     territories = _nearest_branch_territories(liver, portal_branches, grid.spacing_mm)
+    hepatic_territories = _nearest_branch_territories(liver, hepatic_branches, grid.spacing_mm)
 
     # --- CT ----------------------------------------------------------------------------------
     ct = _synthesize_ct(A, grid, liver, portal, hepatic, tum, noise_hu=float(noise_hu), seed=int(seed))
@@ -657,13 +661,13 @@ def make_phantom(
         A, grid, liver=liver, segments=segments, tumours_arr=tum, tumour_specs=tumours,
         portal_tree=portal_tree, hepatic_tree=hepatic_tree, hv_trunks=hv_trunks,
         portal_branches=portal_branches, hepatic_branches=hepatic_branches,
-        territories=territories, portal=portal, hepatic=hepatic, reassigned=reassigned, sphere_counts=sphere_counts,
+        territories=territories, hepatic_territories=hepatic_territories, portal=portal, hepatic=hepatic, reassigned=reassigned, sphere_counts=sphere_counts,
         seed=int(seed), noise_hu=float(noise_hu),
     )
     return PhantomStudy(
         ct_hu=ct, liver=liver, portal=portal, hepatic=hepatic, segments=segments, tumours=tum,
         portal_branches=portal_branches, hepatic_branches=hepatic_branches,
-        portal_territories=territories, affine_ras=grid.affine, spacing_mm=grid.spacing_mm, truth=truth,
+        portal_territories=territories, hepatic_territories=hepatic_territories, affine_ras=grid.affine, spacing_mm=grid.spacing_mm, truth=truth,
     )
 
 
@@ -705,19 +709,48 @@ def _make_segments_connected(segments: np.ndarray) -> int:
     return moved
 
 
-def _nearest_branch_territories(liver, branches, spacing_mm) -> np.ndarray:
+def _nearest_branch_territories(liver, branches, spacing_mm, *, margin_mm: float = 30.0) -> np.ndarray:
+    """Label every liver voxel with the branch id of its nearest vessel voxel (Euclidean, mm).
+
+    Works on a crop: in x and y the bounding box of liver and vessels together (no vessel voxel is
+    left out), in z the liver's extent grown by ``margin_mm``. Exact: a vessel voxel cut off in z
+    is at least the z-distance to the crop face away; the few liver voxels whose nearest in-crop
+    vessel is not closer than that are looked up among all vessel voxels with a k-d tree.
+    """
+    from scipy.spatial import cKDTree
+
     out = np.zeros(liver.shape, np.uint8)
-    both = (liver > 0) | (branches > 0)
     if not (liver.any() and branches.any()):
         return out
-    nz = np.nonzero(both)
-    lo = [max(0, int(v.min()) - 1) for v in nz]
-    hi = [int(v.max()) + 2 for v in nz]
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    br = branches[sl]
-    idx = ndimage.distance_transform_edt(br == 0, sampling=spacing_mm, return_distances=False, return_indices=True)
-    lab = br[tuple(idx)]
-    out[sl] = np.where(liver[sl] > 0, lab, 0)
+    both_xy = (liver > 0).any(axis=2) | (branches > 0).any(axis=2)
+    xs = np.nonzero(both_xy.any(axis=1))[0]
+    ys = np.nonzero(both_xy.any(axis=0))[0]
+    zs = np.nonzero(liver.any(axis=(0, 1)))[0]
+    nz, dz = liver.shape[2], float(spacing_mm[2])
+    g = int(math.ceil(margin_mm / dz))
+    z0, z1 = max(0, int(zs[0]) - g), min(nz, int(zs[-1]) + g + 1)
+    crop = (slice(int(xs[0]), int(xs[-1]) + 1), slice(int(ys[0]), int(ys[-1]) + 1), slice(z0, z1))
+    br = branches[crop]
+    inside = liver[crop] > 0
+    if br.any():
+        dist, idx = ndimage.distance_transform_edt(br == 0, sampling=spacing_mm, return_indices=True)
+        lab = np.where(inside, br[tuple(idx)], 0).astype(np.uint8)
+        k = np.arange(z1 - z0, dtype=float)
+        lower = (k + 1) * dz if z0 > 0 else np.full(k.shape, np.inf)
+        upper = (z1 - z0 - k) * dz if z1 < nz else np.full(k.shape, np.inf)
+        unsure = inside & ~(dist < np.minimum(lower, upper)[None, None, :])
+        del dist, idx
+    else:
+        lab = np.zeros(inside.shape, np.uint8)
+        unsure = inside
+    out[crop] = lab
+    if unsure.any():
+        sp = np.asarray(spacing_mm, float)
+        vessel_ijk = np.argwhere(branches > 0)
+        tree = cKDTree(vessel_ijk * sp)
+        q = np.argwhere(unsure) + np.array([c.start for c in crop])
+        _, nearest = tree.query(q * sp)
+        out[tuple(q.T)] = branches[tuple(vessel_ijk[nearest].T)]
     return out
 
 
@@ -792,12 +825,13 @@ def _r(v, nd=3):
 
 
 def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, hepatic_tree, hv_trunks,
-           portal_branches, hepatic_branches, territories, portal, hepatic, reassigned, sphere_counts, seed, noise_hu) -> dict:
+           portal_branches, hepatic_branches, territories, hepatic_territories, portal, hepatic, reassigned, sphere_counts, seed, noise_hu) -> dict:
     s = A.s
     vml = float(np.prod(grid.spacing_mm)) / MM3_PER_ML
     seg_counts = _label_counts(segments, 9)
     tum_counts = _label_counts(tumours_arr, len(tumour_specs) + 1)
     ter_counts = _label_counts(territories, len(portal_tree) + 1)
+    hter_counts = _label_counts(hepatic_territories, len(hepatic_tree) + 1)
     pb_counts = _label_counts(portal_branches, len(portal_tree) + 1)
     hb_counts = _label_counts(hepatic_branches, len(hepatic_tree) + 1)
     liver_n = int(_label_counts(liver, 2)[1])
@@ -842,6 +876,7 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
     depth_h = _depths(hepatic_tree)
     hepatic_info = {}
     for b in hepatic_tree:
+        sub = descendants(hepatic_tree, b.id)
         pts = b.points_mm.copy()
         if b.id == 1:  # clip the IVC to the field of view for the record
             pts[:, 2] = np.clip(pts[:, 2], grid.origin_mm[2], grid.origin_mm[2] + grid.spacing_mm[2] * (grid.shape[2] - 1))
@@ -850,6 +885,10 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "terminal": not b.children, "points_mm": [_r(p) for p in pts],
             "radius_start_mm": round(b.radius_start_mm, 3), "radius_end_mm": round(b.radius_end_mm, 3),
             "voxel_count": int(hb_counts[b.id]),
+            "territory_ml": round(float(hter_counts[b.id]) * vml, 6),
+            "territory_voxels": int(hter_counts[b.id]),
+            "subtree_territory_ml": round(float(sum(hter_counts[i] for i in sub)) * vml, 6),
+            "subtree_territory_voxels": int(sum(hter_counts[i] for i in sub)),
         }
 
     tum_info = []
@@ -949,7 +988,8 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "portal_extrahepatic": "the portal trunk below the hilum lies outside the liver mask and is kept in portal_vein",
             "hepatic_veins": "includes the IVC (branch 1) through the whole field of view, as IRCADb",
             "segments": "Couinaud 1..8 (4 not split) on every liver voxel; plane-based, see landmarks.scissurae",
-            "territories": "liver voxel -> branch of nearest portal voxel (mm); subtree_territory = devascularised if cut",
+            "territories": "liver voxel -> branch of nearest portal (hepatic) voxel in mm; portal subtree_territory = "
+                           "devascularised if the branch is cut at its origin, hepatic subtree_territory = congested",
         },
     }
 

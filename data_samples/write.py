@@ -9,7 +9,7 @@ recover the identical RAS arrays; this is what orientation tests use.
 Files: ``ct.nii.gz`` (int16 HU), ``liver.nii.gz``, ``tumours.nii.gz`` (instance ids),
 ``portal_vein.nii.gz``, ``hepatic_veins.nii.gz`` (includes the IVC), ``segments.nii.gz``
 (Couinaud 1..8), all uint8; with ``extras=True`` also ``portal_branches.nii.gz``,
-``hepatic_branches.nii.gz`` and ``portal_territories.nii.gz``. ``truth.json`` holds the study's
+``hepatic_branches.nii.gz``, ``portal_territories.nii.gz`` and ``hepatic_territories.nii.gz``. ``truth.json`` holds the study's
 ``truth`` plus a ``files`` section (names, axcodes, the file affine and shape). World coordinates in
 ``truth.json`` (centres, landmarks) do not depend on ``axcodes``.
 """
@@ -30,7 +30,7 @@ from .phantom import PhantomStudy
 #: File stems always written (``<stem>.nii.gz``).
 CORE_FILES = ("ct", "liver", "tumours", "portal_vein", "hepatic_veins", "segments")
 #: File stems written with ``extras=True``.
-EXTRA_FILES = ("portal_branches", "hepatic_branches", "portal_territories")
+EXTRA_FILES = ("portal_branches", "hepatic_branches", "portal_territories", "hepatic_territories")
 
 #: Folder of the shipped demo study (package data).
 DEMO_DIR = Path(__file__).resolve().parent / "demo"

@@ -158,6 +158,24 @@ def test_portal_tree_labels_and_territories(ph):
     assert (ph.liver[(pb > 1)] == 1).mean() > 0.99
 
 
+@pytest.mark.parametrize("tree", ["portal", "hepatic"])
+def test_territories_are_exact_nearest_branch(ph_other_spacing, tree):
+    import edt
+
+    study = ph_other_spacing
+    br = getattr(study, f"{tree}_branches")
+    ter = getattr(study, f"{tree}_territories")
+    liver = study.liver > 0
+    assert np.array_equal(ter > 0, liver)
+    nearest_any = edt.edt(br == 0, anisotropy=study.spacing_mm)
+    for bid in np.unique(br[br > 0]):
+        mine = liver & (ter == bid)
+        d_mine = edt.edt(br != bid, anisotropy=study.spacing_mm)
+        np.testing.assert_allclose(d_mine[mine], nearest_any[mine], atol=1e-4)
+    info = study.truth[f"{tree}_branches"]
+    assert sum(b["territory_voxels"] for b in info.values()) == int(liver.sum())
+
+
 def test_hepatic_includes_ivc_beyond_the_liver(ph):
     hb = ph.hepatic_branches
     ivc = hb == 1
