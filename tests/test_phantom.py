@@ -59,6 +59,13 @@ def test_each_segment_is_one_connected_piece(ph, ph_other_spacing, connectivity)
             assert n == 1, f"segment {k} has {n} pieces"
 
 
+def test_vessel_trees_are_one_6_connected_piece(ph, ph_other_spacing):
+    for study in (ph, ph_other_spacing):
+        for name in ("portal", "hepatic"):
+            _, n = cc3d.connected_components(getattr(study, name), connectivity=6, return_N=True)
+            assert n == 1, f"{name} tree has {n} pieces at spacing {study.spacing_mm}"
+
+
 def test_segment_sides_in_ras(ph):
     c = {k: _centroid_mm(ph, ph.segments == k) for k in range(1, 9)}
     lm = ph.truth["landmarks"]
