@@ -25,11 +25,19 @@ log = logging.getLogger(__name__)
 
 #: Smallest in-plane radius (mm) an axial cross-section must have to be taken for the IVC.
 IVC_MIN_RADIUS_MM = 4.0
+#: Slice-to-slice continuity of the IVC chain: centres may move this much (mm) ...
+IVC_MAX_STEP_MM = 3.0
+#: ... plus this much per mm of height (the IVC is close to vertical).
+IVC_MAX_TILT = 0.35
 #: A branch of the portal tree counts as a main branch when it carries this fraction of the
 #: intrahepatic portal volume (r^2-weighted skeleton length).
 PORTAL_MAIN_BRANCH_FRACTION = 0.12
 #: Length (mm) of the left portal vein followed from the bifurcation (transverse + umbilical part).
 LPV_LENGTH_MM = 90.0
+#: Umbilical portion: left-portal nodes at least this fraction of the left portal vein's radius ...
+UMBILICAL_RADIUS_FRACTION = 0.6
+#: ... and at least this many of them to fit its direction.
+UMBILICAL_MIN_NODES = 8
 
 
 @dataclass
@@ -55,6 +63,15 @@ class IVCAxis:
         z = np.asarray(z_mm, float)
         return self.slope_xy[0] * z + self.intercept_mm[0], self.slope_xy[1] * z + self.intercept_mm[1]
 
+    def centre_near(self, z_mm: float, *, window_mm: float = 20.0) -> np.ndarray:
+        """IVC centre (x, y) at height ``z_mm``: radius-weighted mean of the tracked centres within
+        ``window_mm``, or the fitted axis where no centre was tracked that close."""
+        c = self.centres_mm
+        near = np.abs(c[:, 2] - z_mm) <= window_mm
+        if near.sum() >= 2:
+            return c[near, :2].mean(axis=0)
+        return np.array(self.xy_at(z_mm), float)
+
 
 def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
     """Track the IVC through the axial slices of the hepatic-vein mask and fit a straight axis.
@@ -79,18 +96,20 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
     # per-slice 2D distances: an enormous z anisotropy makes edt ignore the neighbouring slices
     d2 = edt.edt(np.ascontiguousarray(hepatic), anisotropy=(sp[0], sp[1], 1e6), black_border=False)
     cands = []
-    for z in np.nonzero(hepatic.any(axis=(0, 1)))[0]:
-        s = hepatic[:, :, z]
-        d = d2[:, :, z]
-        if d.max() < IVC_MIN_RADIUS_MM:
-            continue
-        lab, n = ndi.label(s)
-        big = np.unique(lab[d >= IVC_MIN_RADIUS_MM])
-        big = big[big > 0]
-        mx = ndi.maximum(d, lab, big)
-        pos = ndi.maximum_position(d, lab, big)
-        for k in np.argsort(-np.asarray(mx))[:3]:
-            cands.append((z * sp[2], pos[k][0] * sp[0], pos[k][1] * sp[1], mx[k]))
+    yy, xx = None, None
+    for z in np.nonzero(d2.max(axis=(0, 1)) >= IVC_MIN_RADIUS_MM)[0]:
+        d = d2[:, :, z].copy()
+        if xx is None:
+            xx = (np.arange(d.shape[0]) * sp[0])[:, None]
+            yy = (np.arange(d.shape[1]) * sp[1])[None, :]
+        for _ in range(3):  # the three biggest discs, each suppressing its neighbourhood
+            k = int(np.argmax(d))
+            r = float(d.flat[k])
+            if r < IVC_MIN_RADIUS_MM:
+                break
+            i, j = np.unravel_index(k, d.shape)
+            cands.append((z * sp[2], i * sp[0], j * sp[1], r))
+            d[(xx - i * sp[0]) ** 2 + (yy - j * sp[1]) ** 2 <= (2.0 * r + 5.0) ** 2] = 0
     if len(cands) < 3:
         raise NotComputableError(
             "no IVC found in the hepatic-vein mask: no vertical tube of radius >= "
@@ -107,7 +126,7 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
         if not ok.any():
             continue
         dxy = np.hypot(C[i, 1] - C[:i, 1], C[i, 2] - C[:i, 2])
-        ok &= dxy <= np.maximum(4.0, 0.7 * dz) + 0.3 * C[i, 3]
+        ok &= dxy <= IVC_MAX_STEP_MM + IVC_MAX_TILT * dz
         if ok.any():
             cand = np.nonzero(ok)[0]
             j = cand[np.argmax(score[cand])]
@@ -117,14 +136,25 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
     while prev[chain[-1]] >= 0:
         chain.append(int(prev[chain[-1]]))
     P = C[chain[::-1]]
-    w = P[:, 3]
-    A = np.c_[P[:, 0], np.ones(len(P))] * w[:, None]
-    if np.ptp(P[:, 0]) < 10.0:
-        fx = np.array([0.0, np.average(P[:, 1], weights=w)])
-        fy = np.array([0.0, np.average(P[:, 2], weights=w)])
-    else:
-        fx = np.linalg.lstsq(A, P[:, 1] * w, rcond=None)[0]
-        fy = np.linalg.lstsq(A, P[:, 2] * w, rcond=None)[0]
+    # robust straight axis: weighted least squares, twice trimming centres far from the line
+    keep = np.ones(len(P), bool)
+    fx = fy = None
+    for _ in range(3):
+        Q = P[keep]
+        w = Q[:, 3]
+        if np.ptp(Q[:, 0]) < 10.0:
+            fx = np.array([0.0, np.average(Q[:, 1], weights=w)])
+            fy = np.array([0.0, np.average(Q[:, 2], weights=w)])
+        else:
+            A = np.c_[Q[:, 0], np.ones(len(Q))] * w[:, None]
+            fx = np.linalg.lstsq(A, Q[:, 1] * w, rcond=None)[0]
+            fy = np.linalg.lstsq(A, Q[:, 2] * w, rcond=None)[0]
+        res = np.hypot(P[:, 1] - (fx[0] * P[:, 0] + fx[1]), P[:, 2] - (fy[0] * P[:, 0] + fy[1]))
+        new_keep = res <= max(4.0, 0.5 * float(np.median(P[keep, 3])))
+        if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    P = P[keep] if keep.sum() >= 3 else P
     return IVCAxis(
         slope_xy=np.array([fx[0], fy[0]]),
         intercept_mm=np.array([fx[1], fy[1]]),
@@ -152,12 +182,15 @@ class PortalLandmarks:
     bifurcation_mm: np.ndarray
     lpv_path_mm: np.ndarray
     umbilical_mm: np.ndarray
+    umbilical_angle_deg: float | None
+    umbilical_nodes: int
     main_branch_centroids_mm: np.ndarray
     disconnected_fraction: float
     notes: list = field(default_factory=list)
 
 
-def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm) -> PortalLandmarks:
+def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
+                     distance_to_liver_mm: np.ndarray | None = None) -> PortalLandmarks:
     """Root, bifurcation, left portal vein and umbilical portion of the portal tree.
 
     The skeleton graph is weighted by ``radius^2`` on its intrahepatic nodes (within the node's
@@ -177,7 +210,9 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm) -> Porta
     g = skeleton_graph(portal, sp, distance_mm=dpv)
     if g.n < 10:
         raise NotComputableError("portal-vein mask too small to build a vessel tree (fewer than 10 skeleton voxels)")
-    dl = edt.edt(np.ascontiguousarray(~liver), anisotropy=tuple(sp), black_border=False)
+    dl = distance_to_liver_mm
+    if dl is None:
+        dl = edt.edt(np.ascontiguousarray(~liver), anisotropy=tuple(sp), black_border=False)
     dnode = dl[tuple(g.ijk.T)]
     inside = dnode <= g.radius_mm + 3.0
     w = np.where(inside, g.radius_mm ** 2, 0.0)
@@ -206,8 +241,41 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm) -> Porta
     lpv = big[int(np.argmin(cents[:, 0]))]
     path = heaviest_path(t, lpv, max_length_mm=LPV_LENGTH_MM)
     lp = g.xyz_mm[[node] + path]
-    umb = lp[int(np.argmin(lp[:, 0]))]
+    umb, ang, n_umb = _umbilical_portion(g, t, lpv, lp)
     return PortalLandmarks(
         root_mm=g.xyz_mm[root], bifurcation_mm=g.xyz_mm[node], lpv_path_mm=lp, umbilical_mm=umb,
+        umbilical_angle_deg=ang, umbilical_nodes=n_umb,
         main_branch_centroids_mm=cents, disconnected_fraction=disc,
     )
+
+
+def _umbilical_portion(g, t, lpv: int, lp: np.ndarray):
+    """The umbilical portion: the thick part of the left portal vein that runs anteriorly.
+
+    Nodes of the left-portal subtree whose radius is at least :data:`UMBILICAL_RADIUS_FRACTION` of
+    the left portal vein's own radius (median over its first 15 mm) and that lie anterior to the
+    bifurcation. A weighted line fit in the axial plane gives its position (weighted centroid) and
+    direction (angle from +x toward +y, in [0, 180)). Returns ``(point, angle or None, n_nodes)``;
+    the angle is None when fewer than :data:`UMBILICAL_MIN_NODES` nodes qualify, and the point is
+    then the leftmost point of the left portal vein.
+    """
+    sub = t.descendants(lpv)
+    d = t.dist_mm - t.dist_mm[lpv]
+    first = sub & (d <= 15.0)
+    r_lpv = float(np.median(g.radius_mm[first])) if first.any() else float(g.radius_mm[lpv])
+    b = lp[0]
+    sel = sub & (g.radius_mm >= UMBILICAL_RADIUS_FRACTION * r_lpv) & (g.xyz_mm[:, 1] > b[1])
+    n = int(sel.sum())
+    if n < UMBILICAL_MIN_NODES:
+        return lp[int(np.argmin(lp[:, 0]))], None, n
+    p = g.xyz_mm[sel]
+    w = g.radius_mm[sel] ** 2
+    m = (p * w[:, None]).sum(0) / w.sum()
+    q = p[:, :2] - m[:2]
+    cov = (q * w[:, None]).T @ q / w.sum()
+    ev, evec = np.linalg.eigh(cov)
+    dvec = evec[:, 1]
+    if dvec[1] < 0:
+        dvec = -dvec
+    ang = float(np.degrees(np.arctan2(dvec[1], dvec[0])))
+    return m, ang, n

@@ -66,6 +66,15 @@ PRIOR_MIDDLE_SCISSURA_DEG = 40.0
 PRIOR_RIGHT_SCISSURA_DEG = 0.0
 #: Prior angle of the umbilical fissure (anterior, slightly to the right).
 PRIOR_UMBILICAL_DEG = 74.0
+#: The middle scissura passes this many IVC radii anterior-left of the IVC centre (the middle
+#: hepatic vein joins the IVC on its anterior-left wall).
+MIDDLE_SCISSURA_OFFSET_IVC_RADII = 1.5
+#: Prior position of the umbilical fissure: this far to the patient's left of the bifurcation (mm).
+UMBILICAL_PRIOR_OFFSET_MM = 25.0
+#: Caudate lobe extent around the bifurcation level (mm): below, above, and left of the IVC axis.
+CAUDATE_BELOW_MM = 15.0
+CAUDATE_ABOVE_MM = 40.0
+CAUDATE_LEFT_OF_IVC_MM = 25.0
 
 #: Segment 4 sub-labels when ``split_segment_4`` is true: 4a (cranial) keeps label 4, 4b (caudal)
 #: gets label 9.
@@ -197,10 +206,10 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     shift = (f - 1) / 2.0 * spa  # centre of a pooled block, in mm of the crop frame
     L2, PV2, HV2 = _pool(Lc, f), _pool(PVc, f), _pool(HVc, f)
 
-    _check_near_liver(L2, PV2, HV2, sp2, warnings)
+    dl2 = _check_near_liver(L2, PV2, HV2, sp2)
 
     ivc = lm.ivc_axis(HV2, sp2)
-    pl = lm.portal_landmarks(PV2, L2, sp2)
+    pl = lm.portal_landmarks(PV2, L2, sp2, distance_to_liver_mm=dl2)
     if pl.disconnected_fraction > 0.2:
         warnings.append(
             f"portal-vein mask: {100 * pl.disconnected_fraction:.0f}% of its intrahepatic volume is not "
@@ -219,38 +228,58 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 
     z_right = float(B[2])
     z_left = float((lpv[:, 2].mean() + lpv[:, 2].max()) / 2.0)
+    # IVC centre at the level of the bifurcation: the scissurae are vertical planes hinged there
+    ivc_at_b = ivc.centre_near(z_right - shift[2]) + shift[:2]
 
-    methods = {}
-    phi_m = PRIOR_MIDDLE_SCISSURA_DEG
-    methods["middle_scissura"] = {"method": "fallback", "angle_deg": phi_m,
-                                  "detail": "prior angle, hinged on the IVC's anterior-left wall"}
-    phi_r = PRIOR_RIGHT_SCISSURA_DEG
-    methods["right_scissura"] = {"method": "fallback", "angle_deg": phi_r, "detail": "prior angle through the IVC axis"}
-    phi_u = PRIOR_UMBILICAL_DEG
-    methods["umbilical_fissure"] = {"method": "plane fit", "angle_deg": phi_u,
-                                    "detail": "vertical plane through the umbilical portion of the left portal vein"}
-    methods["transverse_right"] = {"method": "plane fit", "z_mm": z_right + off_vox[2] * spa[2],
-                                   "detail": "axial plane through the portal bifurcation"}
-    methods["transverse_left"] = {"method": "plane fit", "z_mm": z_left + off_vox[2] * spa[2],
-                                  "detail": "axial plane at the level of the left portal vein"}
-    methods["caudate"] = {"method": "plane fit", "detail": "box between IVC, bifurcation and left portal vein"}
+    # umbilical fissure: shrink the vessel estimate (leftmost point of the left portal vein)
+    # halfway toward the prior position (UMBILICAL_PRIOR_OFFSET_MM to the left of the bifurcation)
+    u_vessel = lpv[int(np.argmin(lpv[:, 0]))]
+    u_prior = B + np.array([-UMBILICAL_PRIOR_OFFSET_MM, 0.0, 0.0])
+    U = 0.5 * (u_vessel + u_prior)
+
+    methods = {
+        "middle_scissura": {
+            "method": "fallback", "angle_deg": PRIOR_MIDDLE_SCISSURA_DEG,
+            "offset_mm": round(MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc, 2),
+            "detail": "vertical plane at the prior angle, hinged on the IVC axis at the bifurcation level, "
+                      f"{MIDDLE_SCISSURA_OFFSET_IVC_RADII} IVC radii anterior-left of its centre (where the middle "
+                      "hepatic vein joins)",
+        },
+        "right_scissura": {
+            "method": "plane fit", "angle_deg": PRIOR_RIGHT_SCISSURA_DEG,
+            "detail": "vertical coronal plane through the IVC centre at the bifurcation level (the right "
+                      "hepatic vein's course)",
+        },
+        "umbilical_fissure": {
+            "method": "plane fit", "angle_deg": PRIOR_UMBILICAL_DEG,
+            "detail": "vertical plane through the left portal vein's umbilical portion (leftmost point, shrunk "
+                      f"halfway toward {UMBILICAL_PRIOR_OFFSET_MM:.0f} mm left of the bifurcation)",
+        },
+        "transverse_right": {"method": "plane fit", "z_mm": round(z_right + off_vox[2] * spa[2], 2),
+                             "detail": "axial plane through the portal bifurcation (7/8 cranial, 6/5 caudal)"},
+        "transverse_left": {"method": "plane fit", "z_mm": round(z_left + off_vox[2] * spa[2], 2),
+                            "detail": "axial plane at the level of the left portal vein (2 cranial, 3 caudal)"},
+        "caudate": {"method": "plane fit",
+                    "detail": "liver in front of the IVC, behind and left of the portal bifurcation, "
+                              f"from {CAUDATE_BELOW_MM:.0f} mm below to {CAUDATE_ABOVE_MM:.0f} mm above it"},
+    }
 
     # --- labels at full resolution on the crop
     nx, ny, nz = Lc.shape
     X = (np.arange(nx, dtype=np.float32) * spa[0])[:, None, None]
     Y = (np.arange(ny, dtype=np.float32) * spa[1])[None, :, None]
     Z = (np.arange(nz, dtype=np.float32) * spa[2])[None, None, :]
-    icx = (ivc.slope_xy[0] * Z + ivc_b[0]).astype(np.float32)
-    icy = (ivc.slope_xy[1] * Z + ivc_b[1]).astype(np.float32)
+    icx, icy = np.float32(ivc_at_b[0]), np.float32(ivc_at_b[1])
 
     def side(px, py, phi_deg, off=0.0):
-        """> 0 on the counter-clockwise side of the directed line (through p at angle phi)."""
+        """> 0 on the counter-clockwise side of the directed line through p at angle phi (deg)."""
         a = np.radians(phi_deg)
-        return np.cos(a) * (Y - py) - np.sin(a) * (X - px) - off
+        return np.float32(np.cos(a)) * (Y - py) - np.float32(np.sin(a)) * (X - px) - np.float32(off)
 
-    left = (side(icx, icy, phi_m, r_ivc) > 0) | ((X < icx) & (Y < icy))
-    ant = side(icx, icy, phi_r) > 0
-    lat = side(U[0], U[1], phi_u) > 0
+    left = (side(ivc_at_b[0], ivc_at_b[1], PRIOR_MIDDLE_SCISSURA_DEG, MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc) > 0) \
+        | ((X < icx) & (Y < icy))
+    ant = side(icx, icy, PRIOR_RIGHT_SCISSURA_DEG) > 0
+    lat = side(U[0], U[1], PRIOR_UMBILICAL_DEG) > 0
     up_r = Z >= z_right
     up_l = Z >= z_left
     lab = np.where(
@@ -259,8 +288,8 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         np.where(ant, np.where(up_r, 8, 5), np.where(up_r, 7, 6)),
     ).astype(np.uint8)
     s1 = (
-        (Y > icy - r_ivc) & (Y < B[1] - 5.0) & (X > icx - 30.0) & (X < icx + r_ivc)
-        & (Z > z_right - 10.0) & (Z < z_left + 10.0)
+        (Y > icy - 0.5 * r_ivc) & (Y < B[1]) & (X > icx - CAUDATE_LEFT_OF_IVC_MM) & (X < B[0])
+        & (Z > z_right - CAUDATE_BELOW_MM) & (Z < z_right + CAUDATE_ABOVE_MM)
     )
     lab[np.broadcast_to(s1, lab.shape)] = 1
     lab[~Lc] = 0
@@ -290,7 +319,8 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     return CouinaudResult(out, landmarks, methods, warnings, time.perf_counter() - t0)
 
 
-def _check_near_liver(L2, PV2, HV2, sp2, warnings):
+def _check_near_liver(L2, PV2, HV2, sp2):
+    """Reject vessel masks that do not lie at the liver; return the distance map to the liver."""
     dl = edt.edt(np.ascontiguousarray(~L2), anisotropy=tuple(sp2), black_border=False)
     for name, m in (("portal", PV2), ("hepatic", HV2)):
         n = int(m.sum())
@@ -304,6 +334,7 @@ def _check_near_liver(L2, PV2, HV2, sp2, warnings):
                 f"{NEAR_LIVER_MM:.0f} mm of liver tissue (expected >= {100 * MIN_FRACTION_NEAR_LIVER:.0f}%); "
                 "check that the masks belong to this study and share its grid"
             )
+    return dl
 
 
 def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
