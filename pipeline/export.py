@@ -219,9 +219,20 @@ def structure_colour(name: str) -> tuple[float, float, float]:
 
 
 def _present_labels(labels: np.ndarray) -> list[int]:
+    return list(_label_boxes(labels))
+
+
+def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding box (slices) of every non-zero label value present, in one pass."""
+    from scipy import ndimage
+
     _check_labels(labels)
-    present = np.flatnonzero(np.bincount(labels.ravel()))
-    return [int(v) for v in present if v != 0]
+    if labels.size == 0 or not labels.any():
+        return {}
+    if labels.dtype.itemsize > 4 or labels.dtype == np.uint32:
+        labels = labels.astype(np.int64)
+    boxes = ndimage.find_objects(labels)
+    return {i + 1: b for i, b in enumerate(boxes) if b is not None}
 
 
 def _check_labels(labels: np.ndarray) -> None:
@@ -324,16 +335,19 @@ def write_seg_nrrd(
 
     labels = np.asarray(labels)
     affine = _check_affine(affine_ras)
-    values = _present_labels(labels)
+    boxes = _label_boxes(labels)
+    values = list(boxes)
     extras = _checked_extras(extra_structures, labels.shape)
 
-    layers = [labels.astype(np.uint8 if (not values or max(values) < 256) else np.uint16)]
-    segments: list[tuple[LabelEntry, int, int, np.ndarray]] = []  # entry, layer, value, mask
+    layers = [labels.astype(np.uint8 if (not values or max(values) < 256) else np.uint16,
+                            copy=False)]
+    segments: list[tuple[LabelEntry, int, int, tuple]] = []  # entry, layer, value, bounding box
     for v in values:
-        segments.append((label_entry(v), 0, v, labels == v))
+        segments.append((label_entry(v), 0, v, boxes[v]))
     for name, mask in extras.items():
         layers.append(mask.astype(layers[0].dtype))
-        segments.append((structure_entry(name, value=1), len(layers) - 1, 1, mask))
+        box = _label_boxes(mask.view(np.uint8))[1]
+        segments.append((structure_entry(name, value=1), len(layers) - 1, 1, box))
 
     affine_lps = RAS_TO_LPS @ affine
     header: dict = {
@@ -356,11 +370,9 @@ def write_seg_nrrd(
     header["Segmentation_MasterRepresentation"] = "Binary labelmap"
     header["Segmentation_ContainedRepresentationNames"] = "Binary labelmap|"
     header["Segmentation_ReferenceImageExtentOffset"] = "0 0 0"
-    for i, (entry, layer, value, mask) in enumerate(segments):
+    for i, (entry, layer, value, box) in enumerate(segments):
         r, g, b = entry.colour_float
-        idx = np.nonzero(mask.any(axis=(1, 2)))[0], np.nonzero(mask.any(axis=(0, 2)))[0], \
-            np.nonzero(mask.any(axis=(0, 1)))[0]
-        extent = " ".join(f"{int(a[0])} {int(a[-1])}" for a in idx)
+        extent = " ".join(f"{sl.start} {sl.stop - 1}" for sl in box)
         p = f"Segment{i}_"
         header[p + "ID"] = f"Segment_{i + 1}"
         header[p + "Name"] = entry.name
