@@ -398,3 +398,87 @@ def write_report_html(
     tmp.replace(out_path)
     log.info("wrote %s (%.1f kB)", out_path, out_path.stat().st_size / 1024)
     return out_path
+
+
+def write_plan_visuals(
+    out_dir: str | Path,
+    *,
+    report: Mapping[str, Any],
+    labels: np.ndarray,
+    affine_ras: np.ndarray,
+    vessels: Mapping[str, np.ndarray] | None = None,
+    source_dicom_files: Sequence[str | Path] | None = None,
+    growth_plot_png: str | Path | None = None,
+    meshes_and_previews: bool = True,
+    preview_size_px: tuple[int, int] = (1000, 800),
+) -> dict[str, list[Path]]:
+    """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
+
+    Files: ``labels.ctbl`` (colour table of ``labels.nii.gz``), ``labels.seg.nrrd`` (vessels as
+    extra layers), ``labels_seg.dcm`` when ``source_dicom_files`` is given, and, unless
+    ``meshes_and_previews`` is false, ``plan.glb``, ``meshes/*.stl|obj``,
+    ``preview_{before,after}_{anterior,superior}.png``; always ``report.html`` (with the 3D view
+    and previews when they were made).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder (created if needed).
+    report : mapping
+        The ``report.json`` content.
+    labels : ndarray of int, shape (X, Y, Z)
+        The plan's label map, canonical RAS grid.
+    affine_ras : ndarray, shape (4, 4)
+        Voxel index -> RAS world mm of ``labels``.
+    vessels : mapping of str to bool ndarray, optional
+        E.g. ``{"portal vein": ..., "hepatic veins": ...}`` on the labels' grid.
+    source_dicom_files : sequence of path, optional
+        Files of the CT series when the input was DICOM (the labels must be on its grid).
+    growth_plot_png : path, optional
+        Embedded in the HTML report.
+    meshes_and_previews : bool
+        False skips meshes, GLB/STL/OBJ and PNG rendering (``--no-preview``).
+    preview_size_px : (int, int)
+        PNG size.
+
+    Returns
+    -------
+    dict of str to list of Path
+        Keys ``labels``, ``dicom_seg``, ``meshes``, ``previews``, ``report``.
+    """
+    import time
+
+    from pipeline.export import write_colour_table, write_dicom_seg, write_seg_nrrd
+    from pipeline.preview import (render_previews, structure_meshes, structures_from_labels,
+                                  write_meshes)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vessels = dict(vessels or {})
+    written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
+                                      "report": []}
+    t = time.perf_counter()
+    written["labels"].append(write_colour_table(labels, out_dir / "labels.ctbl"))
+    written["labels"].append(write_seg_nrrd(labels, affine_ras=affine_ras,
+                                            path=out_dir / "labels.seg.nrrd",
+                                            extra_structures=vessels))
+    if source_dicom_files:
+        written["dicom_seg"].append(write_dicom_seg(
+            labels, affine_ras=affine_ras, source_dicom_files=source_dicom_files,
+            path=out_dir / "labels_seg.dcm", extra_structures=vessels))
+    log.info("label exports: %.1f s", time.perf_counter() - t)
+    meshes = None
+    if meshes_and_previews:
+        t = time.perf_counter()
+        meshes = structure_meshes(structures_from_labels(labels, vessels=vessels),
+                                  affine_ras=affine_ras)
+        written["meshes"] = write_meshes(meshes, out_dir)
+        log.info("meshes: %.1f s", time.perf_counter() - t)
+        t = time.perf_counter()
+        if meshes:
+            written["previews"] = render_previews(meshes, out_dir, size_px=preview_size_px)
+        log.info("previews: %.1f s", time.perf_counter() - t)
+    written["report"].append(write_report_html(
+        report, out_path=out_dir / "report.html", previews=written["previews"], meshes=meshes,
+        growth_plot_png=growth_plot_png))
+    return written

@@ -11,7 +11,7 @@ import pytest
 
 from output_phantom import phantom_structures
 from pipeline.preview import structure_meshes
-from pipeline.report_html import viewer_data, write_report_html
+from pipeline.report_html import viewer_data, write_plan_visuals, write_report_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -140,3 +140,22 @@ def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
     r, g, b = canvas[..., 0], canvas[..., 1], canvas[..., 2]
     assert ((g > r + 0.08) & covered).mean() > 0.01
     assert ((r > g + 0.08) & covered).mean() > 0.01
+
+
+def test_write_plan_visuals_bundle(tmp_path):
+    from pipeline.preview import structures_from_labels
+
+    structures, labels, affine = phantom_structures()
+    vessels = {"portal vein": structures["portal vein"], "hepatic veins": structures["hepatic veins"]}
+    names = list(structures_from_labels(labels, vessels=vessels))
+    assert names == [f"segment {k}" for k in range(1, 9)] + [
+        "remnant", "resected", "tumour 1", "tumour 2", "portal vein", "hepatic veins"]
+    out = write_plan_visuals(tmp_path, report=REPORT, labels=labels, affine_ras=affine,
+                             vessels=vessels, preview_size_px=(300, 240))
+    assert [p.name for p in out["labels"]] == ["labels.ctbl", "labels.seg.nrrd"]
+    assert out["meshes"][0].name == "plan.glb" and len(out["previews"]) == 4
+    assert out["report"][0].read_text().count("data:image/png;base64,") == 4
+    quick = write_plan_visuals(tmp_path / "quick", report=REPORT, labels=labels, affine_ras=affine,
+                               meshes_and_previews=False)
+    assert quick["meshes"] == [] and quick["previews"] == []
+    assert "id='hp-viewer'" not in quick["report"][0].read_text()
