@@ -31,7 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so errors follow the one-line, exit-2 rule."""
+    """argparse that raises instead of exiting, so errors follow the one-line, exit-2 rule.
+
+    Abbreviated long options are refused: ``--margin`` must not silently mean ``--margin-mm``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D102
         raise HepatoplanError(f"{self.prog}: {message} (see '{self.prog} --help')")

@@ -217,7 +217,9 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
         tmp = Path(tmp)
         for name, array in arrays.items():
             io.write_labels(array, reference=study.ct, path=tmp / f"{name}.nii.gz")
-        (tmp / "report.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        (tmp / "report.json").write_text(
+            json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
         out.mkdir(exist_ok=True)
         for f in tmp.iterdir():
             shutil.move(str(f), out / f.name)

@@ -282,7 +282,7 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
             f"{name} {path}: cannot be read as {what} ({detail}). "
             "Is the file complete (not truncated) and in a supported format?"
         ) from None
-    _check_nifti_finite(path, name)
+    _check_nifti(path, name)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"{name} {path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
@@ -303,14 +303,27 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
     return image, path, files
 
 
-def _check_nifti_finite(path: Path, name: str) -> None:
-    """ITK's NIfTI reader silently turns NaN into 0; look at float NIfTI data with nibabel."""
+def _check_nifti(path: Path, name: str) -> None:
+    """Checks ITK's NIfTI reader skips: it fills truncated data with zeros and turns NaN into 0."""
     if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
         return
     img = nib.load(str(path))
-    if np.issubdtype(img.get_data_dtype(), np.floating):
-        data = np.asanyarray(img.dataobj)
-        bad = int((~np.isfinite(data)).sum())
+    header = img.header
+    expected = int(header.get_data_offset()) + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as fh:  # gzip trailer: uncompressed size modulo 2**32
+            fh.seek(-4, os.SEEK_END)
+            available = int.from_bytes(fh.read(4), "little")
+        expected %= 2**32
+    else:
+        available = path.stat().st_size
+    if available < expected:
+        raise InputFileError(
+            f"{name} {path}: holds {available} bytes of image data where its header announces "
+            f"{expected}; the file is truncated. Copy or export it again."
+        )
+    if np.issubdtype(header.get_data_dtype(), np.floating):
+        bad = int((~np.isfinite(np.asanyarray(img.dataobj))).sum())
         if bad:
             raise InputError(
                 f"{name} {path}: {bad} voxels are NaN or infinite; expected finite values. "

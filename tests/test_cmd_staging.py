@@ -20,7 +20,7 @@ def test_growth_issue_example_two_scans(capsys, tmp_path):
     text = capsys.readouterr().out
     # k·Qp = (520² - 380²) / (2*21) = 3000 mL²/day; t* = (600² - 380²) / 6000 = 35.93 days
     assert "3000.0 mL²/day" in text and "day 35.9" in text
-    data = json.loads(out_json.read_text())
+    data = json.loads(out_json.read_text(encoding="utf-8"))
     assert data["fit"]["kqp_ml2_per_day"] == pytest.approx(3000.0)
     assert data["target"]["day"] == pytest.approx(215600 / 6000)
     assert data["fit"]["kqp_se_ml2_per_day"] is None and data["fit"]["uncertainty_reason"]
@@ -33,7 +33,7 @@ def test_growth_with_parenchyma_target_kgr_and_plot(capsys, tmp_path):
                "--json", str(out_json), "--plot", str(out_png)])
     assert rc == 0
     text = capsys.readouterr().out
-    data = json.loads(out_json.read_text())
+    data = json.loads(out_json.read_text(encoding="utf-8"))
     # TELV = -794.41 + 1267.28 * 2.0 = 1740.15 mL; sFLR 380 -> 540 mL = 21.84 -> 31.03 %: DH 9.19 points
     # over 4 weeks -> KGR 2.30 %/week
     kgr = data["kgr"]
@@ -55,7 +55,7 @@ def test_stage_seed_patient_a_and_b(capsys, tmp_path):
     text = capsys.readouterr().out
     assert "ADEQUATE" in text and "450.0 mL" in text and "recurrence reserve:      75.0 mL" in text
     assert "leaves 375.0 mL" in text and "NOT affordable" in text
-    a = json.loads(out_json.read_text())
+    a = json.loads(out_json.read_text(encoding="utf-8"))
     assert a["recurrence_reserve"]["reserve_ml"] == 75.0 and a["recurrence_reserve"]["salvage_affordable"] is False
     assert a["growth_outlook"] is None and "no staging needed" in a["growth_outlook_reason"]
     # patient B: remnant 975 mL -> 825 mL after the salvage, affordable
@@ -76,7 +76,7 @@ def test_stage_inadequate_prints_one_row_per_technique(capsys, tmp_path):
     rows = [line.split()[0] for line in text.splitlines() if line.strip().split(" ")[0] in {"PVE", "PVL", "LVD", "ALPPS"}
             and "@" in line]
     assert rows == ["PVE", "PVL", "LVD", "ALPPS"]
-    data = json.loads(out_json.read_text())
+    data = json.loads(out_json.read_text(encoding="utf-8"))
     scen = {s["technique"]: s for s in data["growth_outlook"]["scenarios"]}
     assert scen["PVE"]["hypertrophy_percent"] == 45.0  # the override reached the scenario
     assert data["growth_outlook"]["doubling_days"] == 60.0
@@ -133,7 +133,7 @@ def test_subprocess_stage(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "ALPPS" in proc.stdout and "INADEQUATE" in proc.stdout
-    data = json.loads(out_json.read_text())
+    data = json.loads(out_json.read_text(encoding="utf-8"))
     assert data["assessment"]["verdict"] == "inadequate"
     bad = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "growth", "--days", "0,21", "--flr-ml", "380,520", "--target-ml", "100"],

@@ -111,7 +111,7 @@ def test_degree_of_hypertrophy_and_kgr_hand_values():
 def test_planning_is_pure_arithmetic():
     """planning/ imports neither pipeline nor numpy (plain arithmetic on volumes and times)."""
     for path in PLANNING_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):

@@ -1,0 +1,202 @@
+"""``hepatoplan plan`` / ``demo`` end to end: orientation invariance, real data, bad input."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from data_samples.phantom import make_phantom
+from data_samples.write import write_study
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(spacing_mm=(2.0, 2.2, 3.0), scale=0.6, seed=3)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _plan(study_dir, out, *extra):
+    args = [str(study_dir / "ct.nii.gz"), "--out", str(out),
+            "--liver", str(study_dir / "liver.nii.gz"), "--tumours", str(study_dir / "tumours.nii.gz"),
+            "--segments", str(study_dir / "segments.nii.gz"), "--no-preview", *extra]
+    assert main(["plan", *args]) == 0
+    return json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def test_same_numbers_and_world_labels_whatever_the_file_orientation(phantom, tmp_path):
+    reports, worlds = {}, {}
+    for codes in ("RAS", "LPS", "PIR"):
+        study = tmp_path / codes
+        write_study(phantom, study, axcodes=codes)
+        out = tmp_path / f"out_{codes}"
+        reports[codes] = _plan(study, out, "--resect", "right-hepatectomy", "--resect", "wedge:3@2")
+        img = nib.as_closest_canonical(nib.load(out / "labels.nii.gz"))
+        worlds[codes] = (np.asanyarray(img.dataobj), img.affine)
+        # outputs lie on the input's own grid
+        assert np.allclose(nib.load(out / "labels.nii.gz").affine, nib.load(study / "ct.nii.gz").affine, atol=1e-4)
+    base = reports["RAS"]
+    for codes in ("LPS", "PIR"):
+        r = reports[codes]
+        assert _flat(r["volumes_ml"]) == pytest.approx(_flat(base["volumes_ml"]), rel=1e-9)
+        assert r["resection"]["remnant_ml"] == pytest.approx(base["resection"]["remnant_ml"], rel=1e-9)
+        assert r["resection"]["resected_ml"] == pytest.approx(base["resection"]["resected_ml"], rel=1e-9)
+        assert np.array_equal(worlds[codes][0], worlds["RAS"][0])
+        assert np.allclose(worlds[codes][1], worlds["RAS"][1], atol=1e-4)
+
+
+def test_volumes_match_the_phantom_truth(phantom, tmp_path):
+    write_study(phantom, tmp_path / "s", axcodes="LPS")
+    report = _plan(tmp_path / "s", tmp_path / "o", "--resect", "left-lateral-sectionectomy")
+    v = report["volumes_ml"]
+    truth = phantom.truth["volumes_ml"]
+    assert v["liver"] == pytest.approx(truth["liver"])
+    assert v["functional_liver"] == pytest.approx(truth["functional_liver"])
+    assert sum(v["segments"].values()) == pytest.approx(v["liver"])
+    voxel_ml = np.prod(phantom.spacing_mm) / 1000
+    removed = np.isin(phantom.segments, [2, 3]) & phantom.liver
+    functional = phantom.liver & (phantom.tumours == 0)
+    expected_remnant = (functional & ~removed).sum() * voxel_ml
+    assert report["resection"]["remnant_ml"] == pytest.approx(expected_remnant)
+    assert report["resection"]["flr_percent"] == pytest.approx(100 * expected_remnant / (functional.sum() * voxel_ml))
+
+
+def test_ircadb01_volumes_are_voxel_counts_and_right_hepatectomy_flr(ircadb_dir, tmp_path):
+    case = ircadb_dir / "01"
+    out = tmp_path / "o"
+    assert main(["plan", str(case / "ct.nii.gz"), "--out", str(out), "--liver", str(case / "liver.nii.gz"),
+                 "--tumours", str(case / "tumours.nii.gz"), "--segments", str(case / "couinaud_reference.nii.gz"),
+                 "--resect", "right-hepatectomy", "--parenchyma", "chemotherapy", "--height-cm", "170",
+                 "--weight-kg", "70", "--no-preview"]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    img = nib.load(case / "liver.nii.gz")
+    liver = np.asanyarray(img.dataobj) > 0
+    tumours = np.asanyarray(nib.load(case / "tumours.nii.gz").dataobj)
+    segments = np.asanyarray(nib.load(case / "couinaud_reference.nii.gz").dataobj)
+    voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000
+    v = report["volumes_ml"]
+    # equal up to the float32 precision of the NIfTI header spacing
+    assert v["liver"] == pytest.approx(liver.sum() * voxel_ml, rel=1e-7)
+    for t in range(1, 8):
+        assert v["tumours"][str(t)] == pytest.approx(((tumours == t) & liver).sum() * voxel_ml, rel=1e-7)
+    for k in range(1, 9):
+        assert v["segments_as_given"][str(k)] == pytest.approx(((segments == k) & liver).sum() * voxel_ml, rel=1e-7)
+    assert sum(v["segments"].values()) == pytest.approx(v["liver"], rel=1e-7)
+    # right hepatectomy FLR, done independently: unlabelled liver voxels join the nearest segment
+    from scipy import ndimage
+    zooms = img.header.get_zooms()[:3]
+    _, idx = ndimage.distance_transform_edt(segments == 0, sampling=zooms, return_indices=True)
+    filled = np.where(liver, segments[tuple(idx)], 0)
+    functional = liver & (tumours == 0)
+    remnant = functional & ~np.isin(filled, [5, 6, 7, 8])
+    flr = 100.0 * remnant.sum() / functional.sum()
+    assert report["resection"]["flr_percent"] == pytest.approx(flr, abs=0.01)  # ties in the fill
+    a = report["assessment"]
+    assert a["threshold_percent"] == 30.0 and a["sflr_percent"] is not None
+    assert a["verdict"] == ("adequate" if a["shortfall_ml"] == 0 else "inadequate")
+    statuses = {t["id"]: t["status"] for t in report["resection"]["tumours"]}
+    assert "left in remnant" in statuses.values()  # case 01 has tumours in the left liver
+    labels = nib.load(out / "labels.nii.gz")
+    assert labels.shape == img.shape and np.allclose(labels.affine, img.affine, atol=1e-4)
+    assert np.asanyarray(labels.dataobj).dtype == np.uint8
+
+
+def test_seed_minimum_remnant_is_450_ml(tmp_path):
+    from planning.assessment import assess_remnant
+
+    a = assess_remnant(remnant_ml=525, functional_liver_ml=1500, parenchyma="chemotherapy")
+    assert a.min_remnant_ml == pytest.approx(450.0) and a.verdict == "adequate"
+
+
+def test_demo_runs_and_subprocess_entry_point(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--no-preview"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict" in proc.stdout
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["assessment"]["verdict"] in ("adequate", "inadequate")
+    assert all(t["resected"] for t in report["resection"]["tumours"])
+    assert {p.name for p in out.iterdir()} >= {"report.json", "labels.nii.gz", "remnant.nii.gz"}
+
+
+# --------------------------------------------------------------------------- bad input corpus
+
+
+@pytest.fixture(scope="module")
+def study_dir(phantom, tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    write_study(phantom, d, axcodes="LPS")
+    affine = nib.load(d / "liver.nii.gz").affine
+    liver = np.asanyarray(nib.load(d / "liver.nii.gz").dataobj)
+    bad = {
+        "truncated.nii.gz": None,
+        "flat.nii.gz": nib.Nifti1Image(np.zeros(liver.shape[:2] + (1,), np.uint8), affine),
+        "4d.nii.gz": nib.Nifti1Image(np.zeros(liver.shape + (2,), np.uint8), affine),
+        "nan_ct.nii.gz": nib.Nifti1Image(np.where(liver > 0, np.nan, 0).astype(np.float32), affine),
+        "float_labels.nii.gz": nib.Nifti1Image(liver.astype(np.float32) * 0.5, affine),
+        "negative.nii.gz": nib.Nifti1Image(liver.astype(np.int16) * -1, affine),
+        "empty.nii.gz": nib.Nifti1Image(np.zeros_like(liver), affine),
+        "shifted.nii.gz": nib.Nifti1Image(liver, affine @ np.diag([1, 1, 1, 1]) + np.array(
+            [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 7.0], [0, 0, 0, 0]])),
+    }
+    for name, img in bad.items():
+        if img is not None:
+            img.to_filename(d / name)
+    raw = (d / "liver.nii.gz").read_bytes()
+    (d / "truncated.nii.gz").write_bytes(gzip.compress(gzip.decompress(raw)[: len(gzip.decompress(raw)) // 3]))
+    return d
+
+
+BAD_CASES = {
+    "missing file": (["--liver", "{d}/nope.nii.gz"], "no such file"),
+    "truncated": (["--liver", "{d}/truncated.nii.gz"], "truncated"),
+    "2D image": (["--liver", "{d}/flat.nii.gz"], "3D"),
+    "4D image": (["--liver", "{d}/4d.nii.gz"], "4D"),
+    "float labels": (["--liver", "{d}/float_labels.nii.gz"], "non-integer"),
+    "negative labels": (["--liver", "{d}/negative.nii.gz"], "negative"),
+    "empty liver": (["--liver", "{d}/empty.nii.gz"], "empty"),
+    "other grid": (["--liver", "{d}/shifted.nii.gz"], "--resample-masks"),
+    "unknown procedure": (["--liver", "{d}/liver.nii.gz", "--resect", "left-trisectionectomy"], "unknown resection"),
+    "negative margin": (["--liver", "{d}/liver.nii.gz", "--margin-mm", "-1"], "--margin-mm"),
+    "anatomical without segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"], "segments"),
+    "unknown flag": (["--liver", "{d}/liver.nii.gz", "--margin", "2"], "unrecognized"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(study_dir, tmp_path, capsys, case):
+    flags, expected = BAD_CASES[case]
+    out = tmp_path / "out"
+    ct = study_dir / ("nan_ct.nii.gz" if case == "nan" else "ct.nii.gz")
+    argv = ["plan", str(ct), "--out", str(out), "--no-preview"] + [f.format(d=study_dir) for f in flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hepatoplan: error:") and expected in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary output left behind"
+
+
+def test_nan_ct_is_refused_when_its_voxels_are_needed(study_dir, tmp_path, capsys):
+    from pipeline import io
+    from hepatoplan.errors import InputError
+
+    with pytest.raises(InputError, match="NaN"):
+        io.read_image(study_dir / "nan_ct.nii.gz", name="CT")
+
+
+def test_inputs_are_never_modified(study_dir, tmp_path):
+    before = {p.name: p.read_bytes() for p in study_dir.iterdir() if p.suffix == ".gz"}
+    _plan(study_dir, tmp_path / "o", "--resect", "wedge:all")
+    assert before == {p.name: p.read_bytes() for p in study_dir.iterdir() if p.suffix == ".gz"}
