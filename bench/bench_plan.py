@@ -1,0 +1,95 @@
+"""Benchmark ``hepatoplan plan`` from masks: wall time and peak memory per study (median of runs).
+
+    python bench/bench_plan.py [--runs 3] [--write]
+
+Studies: ircadb 01 with its reference masks (../shared/data), and a 512×512×300 phantom at
+0.75×0.75×2.0 mm generated into a temporary folder. Each run is a fresh process (imports
+included, as a user would see it); peak memory is that process's maximum resident set size.
+``--write`` replaces the "## plan from masks" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IRCADB = ROOT.parent / "shared" / "data" / "ircadb" / "01"
+RUNNER = (
+    "import resource, sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)"
+)
+
+
+def run_once(args: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"plan failed: {proc.stderr}")
+    rss_kb = float(proc.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
+    return seconds, rss_kb / 1024**2
+
+
+def phantom_study(folder: Path) -> Path:
+    from data_samples.phantom import make_phantom
+    from data_samples.write import write_study
+
+    ph = make_phantom(spacing_mm=(0.75, 0.75, 2.0), shape=(512, 512, 300), seed=0)
+    write_study(ph, folder, axcodes="LPS")
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    opts = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        studies = {}
+        if IRCADB.is_dir():
+            studies["ircadb 01 (512×512×129)"] = (IRCADB / "ct.nii.gz", IRCADB / "liver.nii.gz",
+                                                  IRCADB / "tumours.nii.gz", IRCADB / "couinaud_reference.nii.gz")
+        ph = phantom_study(tmp / "phantom")
+        studies["phantom 512×512×300"] = (ph / "ct.nii.gz", ph / "liver.nii.gz", ph / "tumours.nii.gz",
+                                           ph / "segments.nii.gz")
+        for name, (ct, liver, tumours, segments) in studies.items():
+            for resect in (["right-hepatectomy"], ["wedge:all"]):
+                args = ["plan", str(ct), "--out", str(tmp / "out"), "--liver", str(liver), "--tumours",
+                        str(tumours), "--segments", str(segments), "--no-preview"]
+                for r in resect:
+                    args += ["--resect", r]
+                runs = [run_once(args) for _ in range(opts.runs)]
+                rows.append((name, " ".join(resect), statistics.median(s for s, _ in runs),
+                             max(m for _, m in runs)))
+    header = "| study | resection | wall time (s, median) | peak memory (GB) |\n|---|---|---|---|"
+    table = "\n".join([header] + [f"| {n} | {r} | {s:.2f} | {m:.2f} |" for n, r, s, m in rows])
+    print(table)
+    if opts.write:
+        write_section("plan from masks", f"`python bench/bench_plan.py --runs {opts.runs} --write` "
+                      f"({time.strftime('%Y-%m-%d')}, 2 cores, fresh process per run, imports included)\n\n{table}\n")
+
+
+def write_section(title: str, body: str) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    head = f"## {title}\n"
+    if head in text:
+        start = text.index(head)
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + head + "\n" + body + (text[end:] if end != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + head + "\n" + body
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
