@@ -1,0 +1,117 @@
+"""Time the output side of ``plan`` (label exports, meshes, previews, HTML report).
+
+Studies: the shipped demo phantom (``data_samples/demo``, its own masks) and IRCADb 01 from
+``../shared/data`` (reference masks). Labels are made here as ``plan`` makes them for a right
+hepatectomy (segments 5-8 resected, unlabelled liver kept, tumours over everything); vessels are
+the given portal and hepatic masks. Prints one Markdown table row per study.
+
+    python bench/bench_previews.py [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.export import write_colour_table, write_seg_nrrd  # noqa: E402
+from pipeline.preview import (mesh_volume_mm3, render_previews, structure_meshes,  # noqa: E402
+                              structures_from_labels, write_meshes)
+from pipeline.report_html import write_report_html  # noqa: E402
+
+IRCADB_01 = ROOT.parent / "shared" / "data" / "ircadb" / "01"
+DEMO = ROOT / "data_samples" / "demo"
+
+
+def _load(path: Path):
+    img = nib.as_closest_canonical(nib.load(path))
+    return np.asarray(img.dataobj), img.affine
+
+
+def study_labels(folder: Path, names: dict[str, str]):
+    liver, affine = _load(folder / names["liver"])
+    segments, _ = _load(folder / names["segments"])
+    tumours, _ = _load(folder / names["tumours"])
+    portal, _ = _load(folder / names["portal"])
+    hepatic, _ = _load(folder / names["hepatic"])
+    liver = liver > 0
+    labels = np.zeros(liver.shape, np.uint8)
+    labels[liver] = 9
+    seg = np.where(liver, segments, 0).astype(np.uint8)
+    for k in range(1, 9):
+        labels[seg == k] = k + (10 if k >= 5 else 0)
+    for i in np.unique(tumours[(tumours > 0) & liver]):
+        labels[(tumours == i) & liver] = 20 + int(i)
+    return labels, affine, {"portal vein": portal > 0, "hepatic veins": hepatic > 0}
+
+
+def run(name: str, labels, affine, vessels, out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    times = {}
+    t0 = t = time.perf_counter()
+    write_colour_table(labels, out / "labels.ctbl")
+    write_seg_nrrd(labels, affine_ras=affine, path=out / "labels.seg.nrrd", extra_structures=vessels)
+    times["seg.nrrd"] = time.perf_counter() - t
+    t = time.perf_counter()
+    structures = structures_from_labels(labels, vessels=vessels)
+    meshes = structure_meshes(structures, affine_ras=affine)
+    times["meshes"] = time.perf_counter() - t
+    t = time.perf_counter()
+    files = write_meshes(meshes, out)
+    times["GLB/STL/OBJ"] = time.perf_counter() - t
+    t = time.perf_counter()
+    previews = render_previews(meshes, out)
+    times["4 PNGs"] = time.perf_counter() - t
+    t = time.perf_counter()
+    html = write_report_html({"resection": {"flr_percent": 0.0}}, out_path=out / "report.html",
+                             previews=previews, meshes=meshes)
+    times["report.html"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    ratios = {k: mesh_volume_mm3(meshes[k]) / (structures[k].sum() * voxel_mm3)
+              for k in ("remnant", "resected")}
+    spacing = "×".join(f"{s:.2f}" for s in np.linalg.norm(affine[:3, :3], axis=0))
+    return (f"| {name} | {'×'.join(map(str, labels.shape))} @ {spacing} mm | "
+            + " | ".join(f"{times[k]:.1f}" for k in ("seg.nrrd", "meshes", "GLB/STL/OBJ", "4 PNGs",
+                                                     "report.html"))
+            + f" | {total:.1f} | {sum(len(m.faces) for m in meshes.values()):,} | "
+            f"{files[0].stat().st_size / 1e6:.1f} | {html.stat().st_size / 1e6:.1f} | "
+            f"{ratios['remnant']:.4f} / {ratios['resected']:.4f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="keep the outputs here")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="hp-bench-previews-"))
+    print("| study | grid | seg.nrrd s | meshes s | GLB/STL/OBJ s | 4 PNGs s | report.html s | "
+          "total s | triangles | GLB MB | HTML MB | mesh/mask volume remnant / resected |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    if DEMO.is_dir():
+        labels, affine, vessels = study_labels(DEMO, {
+            "liver": "liver.nii.gz", "segments": "segments.nii.gz", "tumours": "tumours.nii.gz",
+            "portal": "portal_vein.nii.gz", "hepatic": "hepatic_veins.nii.gz"})
+        print(run("demo phantom", labels, affine, vessels, out / "demo"), flush=True)
+    if IRCADB_01.is_dir():
+        labels, affine, vessels = study_labels(IRCADB_01, {
+            "liver": "liver.nii.gz", "segments": "couinaud_reference.nii.gz",
+            "tumours": "tumours.nii.gz", "portal": "portal_vein.nii.gz",
+            "hepatic": "hepatic_veins.nii.gz"})
+        print(run("IRCADb 01", labels, affine, vessels, out / "ircadb01"), flush=True)
+    else:
+        print(f"(IRCADb 01 not found at {IRCADB_01})")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"\npeak RSS of the whole run: {peak_gb:.2f} GB; outputs in {out}")
+
+
+if __name__ == "__main__":
+    main()
