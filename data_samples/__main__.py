@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=lambda t: _triple(t, int), default=None,
                    help="grid shape nx,ny,nz (default: covers the body)")
     p.add_argument("--scale", type=float, default=1.0, help="anatomy scale factor (default 1.0)")
+    p.add_argument("--rotation-deg", type=float, default=0.0,
+                   help="turn the body about the z axis by this angle, within [-30, 30] (default 0)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--noise-hu", type=float, default=12.0, help="CT noise SD in HU")
     p.add_argument("--axcodes", default="RAS", help="axis codes of the written arrays, e.g. RAS, LPS, PIR")
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
                 print("error: --out DIR is required (or --demo)", file=sys.stderr)
                 return 2
             study = make_phantom(spacing_mm=args.spacing_mm, shape=args.shape, scale=args.scale, seed=args.seed,
-                                 noise_hu=args.noise_hu, tumours=() if args.no_tumours else DEFAULT_TUMOURS)
+                                 noise_hu=args.noise_hu, tumours=() if args.no_tumours else DEFAULT_TUMOURS,
+                                 rotation_deg=args.rotation_deg)
             written = write_study(study, args.out, axcodes=args.axcodes, extras=args.extras)
     except HepatoplanError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -82,7 +82,8 @@ All positions are world RAS millimetres, all volumes mL; JSON-ready (str keys, l
   ``voxel_count``, ``territory_ml``/``_voxels``, ``subtree_territory_ml``/``_voxels`` (nearest
   hepatic-vein voxel; ``hepatic_territories`` array).
 - ``landmarks``: ``portal_bifurcation_mm``, ``portal_root_mm`` (lower end of the trunk),
-  ``transverse_portal_plane_z_mm``, ``ivc_axis`` (``point_mm``, ``direction``, ``radius_mm``),
+  ``transverse_portal_plane_z_mm``, ``anatomical_frame`` (rotation about z; identity by default),
+  ``ivc_axis`` (``point_mm``, ``direction``, ``radius_mm``),
   ``hepatic_vein_trunks`` (``right``/``middle``/``left``: ``junction_mm`` on the IVC axis,
   ``direction`` of the first leg, ``points_mm``), ``umbilical_portion`` (``start_mm``, ``end_mm``,
   ``direction``), ``scissurae`` (``right``, ``middle``, ``right_posterior_closure``: vertical
@@ -260,6 +261,24 @@ def _min_vessel_radius_mm(spacing_mm) -> float:
 @dataclass(frozen=True)
 class _Anatomy:
     s: float
+    rotation_deg: float = 0.0  # the whole body turned about the world z axis (patient rotated on the table)
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """3x3 rotation: anatomical frame -> world (about z, counter-clockwise seen from above)."""
+        c, s = math.cos(math.radians(self.rotation_deg)), math.sin(math.radians(self.rotation_deg))
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def to_world(self, p) -> np.ndarray:
+        """World mm of anatomical-frame point(s) ``p`` (..., 3)."""
+        return np.asarray(p, float) @ self.rotation.T
+
+    def anat_xy(self, X, Y):
+        """Anatomical-frame x, y (float32) of world coordinates X, Y (broadcast)."""
+        if self.rotation_deg == 0.0:
+            return X, Y
+        c, s = np.float32(math.cos(math.radians(self.rotation_deg))), np.float32(math.sin(math.radians(self.rotation_deg)))
+        return c * X + s * Y, c * Y - s * X
 
     # organ ellipsoids: centre, semi-axes
     @property
@@ -388,10 +407,12 @@ def _portal_tree(A: _Anatomy) -> list[Branch]:
         Branch(11, "segment 2 portal branch", np.stack([u_q1, P(-45, -2, 5), P(-72, -6, 18)]), 3.0 * s, 1.5 * s, 4, 2),
         Branch(12, "segment 3 portal branch", np.stack([u_q3, P(-32, 27, -18), P(-62, 27, -19)]), 3.0 * s, 1.5 * s, 4, 3),
         Branch(13, "segment 4 portal branch (cranial, 4a)", np.stack([u_mid, P(-10, 18, 5), P(-2, 20, 30)]), 2.8 * s, 1.5 * s, 4, 4),
-        Branch(14, "segment 4 portal branch (caudal, 4b)", np.stack([u1, P(-10, 36, -19), P(-8, 33, -24)]), 2.8 * s, 1.5 * s, 4, 4),
+        Branch(14, "segment 4 portal branch (caudal, 4b)", np.stack([u0 + 0.85 * (u1 - u0), P(-12, 35, -15), P(-8, 33, -24)]), 2.8 * s, 1.5 * s, 4, 4),
         Branch(15, "caudate portal branch (left)", np.stack([P(-12, -9, zb), P(-13, -20, zb), P(-16, -30, -2)]), 2.2 * s, 1.4 * s, 3, 1),
         Branch(16, "caudate portal branch (right)", np.stack([P(-6, -7, zb), P(-5, -20, zb), P(-3, -30, 8)]), 2.2 * s, 1.4 * s, 1, 1),
     ]
+    for b in br:
+        b.points_mm = A.to_world(b.points_mm)
     return _link(br)
 
 
@@ -421,9 +442,9 @@ def _hepatic_tree(A: _Anatomy) -> tuple[list[Branch], dict]:
         Branch(9, "left hepatic vein tributary (segment 2)", np.stack([lhv[1], P(-60, -20, 20)]), 2.5 * s, 1.2 * s, 4),
         Branch(10, "left hepatic vein tributary (segment 3)", np.stack([0.5 * (lhv[1] + lhv[2]), P(-75, 28, 0)]), 2.5 * s, 1.2 * s, 4),
     ]
-    trunks = {
-        "right": rhv, "middle": mhv, "left": lhv,
-    }
+    for b in br:
+        b.points_mm = A.to_world(b.points_mm)
+    trunks = {"right": A.to_world(rhv), "middle": A.to_world(mhv), "left": A.to_world(lhv)}
     return _link(br), trunks
 
 
@@ -535,7 +556,8 @@ def _check_spacing(spacing_mm) -> tuple[float, float, float]:
     return sp
 
 
-def _default_grid(scale: float, spacing_mm, shape) -> _Grid:
+def _default_grid(anat: _Anatomy, spacing_mm, shape) -> _Grid:
+    scale = anat.s
     # field of view at scale 1: body ellipse x in [-165, 165], y in [-135, 105]; liver z in ~[-75, 75]
     lo = np.array([-180.0, -150.0, -115.0]) * scale
     hi = np.array([180.0, 120.0, 95.0]) * scale
@@ -550,9 +572,9 @@ def _default_grid(scale: float, spacing_mm, shape) -> _Grid:
     origin = centre - 0.5 * (n - 1) * sp
     # Snap z so that the transverse portal plane z_b lies on a voxel face: the cranial/caudal split
     # then carries no sampling bias, and segment volumes agree across spacings.
-    # Likewise y, for the caudate's coronal plane.
-    anat = _Anatomy(scale)
-    for axis, face in ((2, anat.z_b), (1, anat.caudate_anterior_y)):
+    # Likewise y, for the caudate's coronal plane (when the body is not rotated).
+    faces = [(2, anat.z_b)] + ([(1, anat.caudate_anterior_y)] if anat.rotation_deg == 0.0 else [])
+    for axis, face in faces:
         m = math.ceil((face - origin[axis]) / sp[axis] - 0.5)
         origin[axis] = face - (m + 0.5) * sp[axis]
     return _Grid(tuple(int(v) for v in n), tuple(float(v) for v in sp), tuple(float(v) for v in origin))
@@ -566,6 +588,7 @@ def make_phantom(
     seed: int = 0,
     noise_hu: float = 12.0,
     shape=None,
+    rotation_deg: float = 0.0,
 ) -> PhantomStudy:
     """Generate a synthetic liver study whose answers are known by construction.
 
@@ -587,6 +610,11 @@ def make_phantom(
     shape : tuple of 3 int, optional
         Grid shape; default covers the body (360 x 270 x 210 mm at ``scale=1``). The grid is always
         centred on the same world point, so anatomy does not move with spacing or shape.
+    rotation_deg : float
+        Turn the whole body (liver, vessels, tumours, neighbours) by this angle about the world z
+        axis through the origin (counter-clockwise seen from above, i.e. from +x toward +y), as a
+        patient lying slightly rotated on the table; within [-30, 30]. Tumour centres are given in
+        the unrotated (anatomical) frame; every position in ``truth`` is in world mm.
 
     Returns
     -------
@@ -615,11 +643,12 @@ def make_phantom(
     if len(tumours) > 255:
         raise InputError(f"at most 255 tumours, found {len(tumours)}")
 
-    A = _Anatomy(float(scale))
-    grid = _default_grid(float(scale), sp, shape)
+    if not (np.isfinite(rotation_deg) and abs(rotation_deg) <= 30.0):
+        raise InputError(f"rotation_deg must be within [-30, 30] degrees, found {rotation_deg!r}")
+    A = _Anatomy(float(scale), float(rotation_deg))
+    grid = _default_grid(A, sp, shape)
     xs, ys, zs = (grid.axis_mm(a) for a in range(3))
-    X = xs[:, None, None].astype(np.float32)
-    Y = ys[None, :, None].astype(np.float32)
+    X, Y = A.anat_xy(xs[:, None, None].astype(np.float32), ys[None, :, None].astype(np.float32))
 
     # --- organ shape and segments, slab by slab ---------------------------------------------
     liver = np.zeros(grid.shape, np.uint8)
@@ -655,7 +684,7 @@ def make_phantom(
     # --- tumours ----------------------------------------------------------------------------
     tum = np.zeros(grid.shape, np.uint8)
     for i, t in enumerate(tumours, start=1):
-        c = np.asarray(t.centre_mm, float) * scale
+        c = A.to_world(np.asarray(t.centre_mm, float) * scale)
         r = float(t.radius_mm) * scale
         _rasterize_tube(grid, c, c, r, r, tum, i)
     sphere_counts = _label_counts(tum, len(tumours) + 1)
@@ -781,8 +810,8 @@ def _synthesize_ct(A: _Anatomy, grid: _Grid, liver, portal, hepatic, tum, *, noi
     """Portal-venous CT: tissue codes -> HU lookup, Gaussian blur (0.7 mm), Gaussian noise; by z slabs."""
     s = A.s
     xs, ys, zs = (grid.axis_mm(a) for a in range(3))
-    X = xs[:, None].astype(np.float32)
-    Y = ys[None, :].astype(np.float32)
+    X, Y = A.anat_xy(xs[:, None].astype(np.float32), ys[None, :].astype(np.float32))
+    X, Y = np.broadcast_arrays(X, Y)
     ct = np.empty(grid.shape, np.int16)
     sigma = [_BLUR_SIGMA_MM / v for v in grid.spacing_mm]
     halo = int(math.ceil(3 * sigma[2]))
@@ -909,7 +938,7 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
 
     tum_info = []
     for i, t in enumerate(tumour_specs, start=1):
-        c = np.asarray(t.centre_mm, float) * s
+        c = A.to_world(np.asarray(t.centre_mm, float) * s)
         r = float(t.radius_mm) * s
         seg_in = np.bincount(tum_seg[tum_lab == i], minlength=9)
         gp = _sphere_to_tree_gap(c, r, portal_tree)
@@ -944,16 +973,19 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "points_mm": [_r(p) for p in pts],
         }
 
+    ivc_point = A.to_world([cx, cy, 0.0])
+
     def vplane(phi):
         u = A.unit(phi)
-        return {"point_mm": _r([cx, cy, 0.0]), "normal": _r([-u[1], u[0], 0.0], 6),
-                "azimuth_deg": phi, "half_plane_direction": _r([u[0], u[1], 0.0], 6)}
+        return {"point_mm": _r(ivc_point), "normal": _r(A.to_world([-u[1], u[0], 0.0]), 6),
+                "azimuth_deg": round(phi + A.rotation_deg, 6), "half_plane_direction": _r(A.to_world([u[0], u[1], 0.0]), 6)}
 
-    u0, u1 = A.umbilical_start, A.umbilical_end
+    u0, u1 = A.to_world(A.umbilical_start), A.to_world(A.umbilical_end)
     du = (u1 - u0) / np.linalg.norm(u1 - u0)
+    rot = A.rotation
     return {
         "generator": {"name": "data_samples.phantom", "version": GENERATOR_VERSION, "seed": seed,
-                      "noise_hu": noise_hu, "scale": s},
+                      "noise_hu": noise_hu, "scale": s, "rotation_deg": A.rotation_deg},
         "geometry": {
             "shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm), "origin_mm": list(grid.origin_mm),
             "affine_ras": [list(map(float, row)) for row in grid.affine],
@@ -976,10 +1008,10 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
         "portal_branches": portal_info,
         "hepatic_branches": hepatic_info,
         "landmarks": {
-            "portal_bifurcation_mm": _r(A.bifurcation),
+            "portal_bifurcation_mm": _r(A.to_world(A.bifurcation)),
             "portal_root_mm": _r(portal_tree[0].points_mm[0]),
             "transverse_portal_plane_z_mm": round(A.z_b, 4),
-            "ivc_axis": {"point_mm": _r([cx, cy, 0.0]), "direction": [0.0, 0.0, 1.0], "radius_mm": round(A.ivc_radius, 4)},
+            "ivc_axis": {"point_mm": _r(ivc_point), "direction": [0.0, 0.0, 1.0], "radius_mm": round(A.ivc_radius, 4)},
             "hepatic_vein_trunks": trunks,
             "umbilical_portion": {"start_mm": _r(u0), "end_mm": _r(u1), "direction": _r(du, 6)},
             "scissurae": {
@@ -988,7 +1020,13 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
                 "right_posterior_closure": vplane(A.phi_post_deg),
                 "umbilical": {"point_mm": _r(u0), "normal": _r([-du[1], du[0], 0.0], 6)},
             },
+            "anatomical_frame": {
+                "rotation_deg_about_z": A.rotation_deg, "origin_mm": [0.0, 0.0, 0.0],
+                "x_axis": _r(rot[:, 0], 6), "y_axis": _r(rot[:, 1], 6), "z_axis": [0.0, 0.0, 1.0],
+                "note": "world = rotation @ anatomical; identical to world when rotation_deg_about_z is 0",
+            },
             "caudate": {
+                "frame": "anatomical (x, y below are landmarks.anatomical_frame coordinates)",
                 "anterior_plane_y_mm": round(float(A.caudate_anterior_y), 4),
                 "top_plane_z_mm": round(float(A.caudate_top_z), 4),
                 "top_plane_slope": A.caudate_top_slope,

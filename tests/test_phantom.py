@@ -166,10 +166,10 @@ def test_portal_tree_labels_and_territories(ph):
 
 
 @pytest.mark.parametrize("tree", ["portal", "hepatic"])
-def test_territories_are_exact_nearest_branch(ph_other_spacing, tree):
+def test_territories_are_exact_nearest_branch(ph, tree):
     import edt
 
-    study = ph_other_spacing
+    study = ph
     br = getattr(study, f"{tree}_branches")
     ter = getattr(study, f"{tree}_territories")
     liver = study.liver > 0
@@ -209,6 +209,28 @@ def test_same_anatomy_at_two_spacings_in_world_mm(ph, ph_other_spacing):
     for t in ph.truth["tumours"]:
         for study in (ph, ph_other_spacing):
             assert study.tumours[tuple(study.index_of(t["centre_mm"]))] == t["id"]
+
+
+def test_rotated_body_same_answers_in_world_mm(ph):
+    rot = make_phantom(spacing_mm=(1.5, 1.5, 2.5), scale=0.5, seed=1, rotation_deg=15.0)
+    a, b = ph.truth["segments"]["volumes_ml"], rot.truth["segments"]["volumes_ml"]
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=0.03), k
+    for k in range(1, 9):
+        _, n = cc3d.connected_components(rot.segments == k, connectivity=6, return_N=True)
+        assert n == 1
+    lm = rot.truth["landmarks"]
+    c, s = math.cos(math.radians(15.0)), math.sin(math.radians(15.0))
+    bif0 = np.array(ph.truth["landmarks"]["portal_bifurcation_mm"])
+    np.testing.assert_allclose(lm["portal_bifurcation_mm"], [c * bif0[0] - s * bif0[1], s * bif0[0] + c * bif0[1], bif0[2]], atol=1e-3)
+    assert rot.portal[tuple(rot.index_of(lm["portal_bifurcation_mm"]))] == 1
+    assert rot.hepatic_branches[tuple(rot.index_of(lm["ivc_axis"]["point_mm"]))] == 1
+    assert lm["scissurae"]["right"]["azimuth_deg"] == pytest.approx(ph.truth["landmarks"]["scissurae"]["right"]["azimuth_deg"] + 15.0)
+    for t in rot.truth["tumours"]:
+        assert rot.tumours[tuple(rot.index_of(t["centre_mm"]))] == t["id"]
+    for bid, br in rot.truth["portal_branches"].items():
+        if br["terminal"]:
+            assert (rot.segments[rot.portal_branches == int(bid)] == br["segment"]).all()
 
 
 def test_reproducible_with_seed():
@@ -273,7 +295,7 @@ def test_reorient_rejects_bad_axcodes():
 @pytest.mark.parametrize("kwargs", [
     {"spacing_mm": (1.0, 0.0, 1.0)}, {"spacing_mm": (1.0, 1.0)}, {"scale": 0.0}, {"noise_hu": -1.0},
     {"tumours": (TumourSpec((0, 0, 0), -2.0),)}, {"shape": (10, 10)},
-    {"tumours": (TumourSpec((0, 0), 5.0),)}, {"tumours": ((0, 0, 0),)},
+    {"tumours": (TumourSpec((0, 0), 5.0),)}, {"tumours": ((0, 0, 0),)}, {"rotation_deg": 45.0},
     {"tumours": (TumourSpec((400.0, 0.0, 0.0), 5.0),), "scale": 0.3},  # no voxel inside the liver
 ])
 def test_bad_parameters_raise_input_error(kwargs):
