@@ -238,7 +238,9 @@ def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None
     if margin_mm == 0.0:
         share = inside.astype(np.float32)
     else:
-        signed_mm = tumour_signed_distance_mm(inside, spacing_mm=spacing_mm)
+        signed_mm = tumour_signed_distance_mm(
+            inside, spacing_mm=spacing_mm, band_mm=margin_mm + 2 * max(spacing_mm)
+        )
         width = _extent_along_gradient_mm(signed_mm, spacing_mm)
         share = np.clip((margin_mm + 0.5 * width - signed_mm) / width, 0.0, 1.0)
         share[inside] = 1.0
@@ -246,17 +248,23 @@ def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None
     np.maximum(fraction[box], share, out=fraction[box])
 
 
-def tumour_signed_distance_mm(mask: np.ndarray, *, spacing_mm) -> np.ndarray:
+def tumour_signed_distance_mm(mask: np.ndarray, *, spacing_mm, band_mm: float | None = None) -> np.ndarray:
     """Signed distance (mm, negative inside) from voxel centres to the smooth surface of ``mask``.
 
     The surface is the 0.5 level of the mask smoothed with a Gaussian of half a voxel along each
     axis (which removes the voxel staircase without shrinking it measurably), and distances come
-    from second-order fast marching (scikit-fmm) with the anisotropic spacing.
+    from second-order fast marching (scikit-fmm) with the anisotropic spacing. With ``band_mm``
+    the march stops at that distance (faster); farther voxels get ``+band_mm`` or ``-band_mm``.
     """
     smooth = ndimage.gaussian_filter(mask.astype(np.float32), sigma=0.5)
     if not ((smooth > 0.5).any() and (smooth < 0.5).any()):
         smooth = mask.astype(np.float32)  # too thin to survive smoothing: use the mask itself
-    return np.asarray(skfmm.distance(0.5 - smooth, dx=tuple(spacing_mm), order=2), dtype=np.float32)
+    phi = 0.5 - smooth
+    if band_mm is None:
+        return np.asarray(skfmm.distance(phi, dx=tuple(spacing_mm), order=2), dtype=np.float32)
+    distance = skfmm.distance(phi, dx=tuple(spacing_mm), order=2, narrow=band_mm)
+    far = np.where(phi > 0, band_mm, -band_mm)
+    return np.ma.filled(np.ma.where(np.ma.getmaskarray(distance), far, distance), 0).astype(np.float32)
 
 
 def _clearance_mm(tumour, kept, spacing_mm) -> float:
