@@ -448,18 +448,21 @@ def _read_source_series(source_dicom_files: Sequence[str | Path]):
     return [datasets[i] for i in order]
 
 
-def _source_index_maps(datasets, affine_ras: np.ndarray, shape: tuple[int, int, int]):
-    """Per source slice: integer canonical voxel indices of each source pixel (rows, cols, 3)."""
-    inv = np.linalg.inv(affine_ras)
-    maps = []
-    for ds in datasets:
+class _SliceSampler:
+    """Samples a canonical volume on one source slice's pixel grid (rows, cols).
+
+    The labels' grid must be the series' grid with axes permuted and/or flipped (as the
+    canonical RAS grid of the series is); a plane is then a view of the volume.
+    """
+
+    def __init__(self, ds, inv_affine: np.ndarray, shape: tuple[int, int, int], affine_ras):
         iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
         ipp = np.asarray(ds.ImagePositionPatient, dtype=float)
         row_spacing_mm, col_spacing_mm = (float(v) for v in ds.PixelSpacing)
-        lps_to_ras = RAS_TO_LPS[:3, :3]  # its own inverse
-        origin = inv[:3, :3] @ (lps_to_ras @ ipp) + inv[:3, 3]
-        step_col = inv[:3, :3] @ (lps_to_ras @ (iop[:3] * col_spacing_mm))
-        step_row = inv[:3, :3] @ (lps_to_ras @ (iop[3:] * row_spacing_mm))
+        flip = RAS_TO_LPS[:3, :3]  # its own inverse: LPS <-> RAS
+        origin = inv_affine[:3, :3] @ (flip @ ipp) + inv_affine[:3, 3]
+        step_col = inv_affine[:3, :3] @ (flip @ (iop[:3] * col_spacing_mm))
+        step_row = inv_affine[:3, :3] @ (flip @ (iop[3:] * row_spacing_mm))
         parts = np.stack([origin, step_col, step_row])
         if np.max(np.abs(parts - np.round(parts))) > 1e-2:
             raise GeometryMismatchError(
@@ -469,17 +472,38 @@ def _source_index_maps(datasets, affine_ras: np.ndarray, shape: tuple[int, int, 
                 f"{origin.round(3).tolist()} with steps col {step_col.round(3).tolist()} row "
                 f"{step_row.round(3).tolist()}; affine_ras is\n{affine_ras}. Resample the "
                 "labels onto the series grid first")
-        origin, step_col, step_row = (np.round(p).astype(np.int64) for p in parts)
-        rows = np.arange(int(ds.Rows))[:, None, None]
-        cols = np.arange(int(ds.Columns))[None, :, None]
-        idx = origin + rows * step_row + cols * step_col  # (rows, cols, 3)
-        corners = idx[[0, 0, -1, -1], [0, -1, 0, -1]]
+        self.origin, self.step_col, self.step_row = (np.round(p).astype(np.int64) for p in parts)
+        self.rows, self.cols = int(ds.Rows), int(ds.Columns)
+        last = self.origin + (self.rows - 1) * self.step_row + (self.cols - 1) * self.step_col
+        corners = np.stack([self.origin, last, self.origin + (self.rows - 1) * self.step_row,
+                            self.origin + (self.cols - 1) * self.step_col])
         if corners.min() < 0 or np.any(corners.max(axis=0) >= np.asarray(shape)):
             raise GeometryMismatchError(
                 f"source slice {ds.SOPInstanceUID} (IPP {ipp.tolist()}) lies outside the "
                 f"labels' grid of shape {shape}: the labels do not cover the source series")
-        maps.append(idx)
-    return maps
+        unit = lambda v: np.count_nonzero(v) == 1 and np.abs(v).sum() == 1  # noqa: E731
+        if not (unit(self.step_col) and unit(self.step_row)):
+            raise GeometryMismatchError(
+                f"source slice {ds.SOPInstanceUID}: its pixel grid is not the labels' grid up to "
+                f"axis order and flips (column step {self.step_col.tolist()}, row step "
+                f"{self.step_row.tolist()} in label voxels); resample the labels onto the series")
+        self.axis_col = int(np.flatnonzero(self.step_col)[0])
+        self.axis_row = int(np.flatnonzero(self.step_row)[0])
+        self.axis_slice = 3 - self.axis_col - self.axis_row
+        index: list = [None, None, None]
+        index[self.axis_slice] = int(self.origin[self.axis_slice])
+        index[self.axis_col] = self._axis_slice(self.axis_col, self.step_col, self.cols)
+        index[self.axis_row] = self._axis_slice(self.axis_row, self.step_row, self.rows)
+        self.index = tuple(index)
+
+    def _axis_slice(self, axis: int, step: np.ndarray, n: int) -> slice:
+        start, sign = int(self.origin[axis]), int(step[axis])
+        stop = start + sign * n
+        return slice(start, stop if stop >= 0 else None, sign)
+
+    def __call__(self, volume: np.ndarray) -> np.ndarray:
+        plane = volume[self.index]
+        return plane if self.axis_row < self.axis_col else plane.T
 
 
 def write_dicom_seg(
@@ -539,30 +563,37 @@ def write_dicom_seg(
     if not values and not extras:
         raise InputError("nothing to export: labels are all background and no extra structure")
     datasets = _read_source_series(source_dicom_files)
-    maps = _source_index_maps(datasets, affine, labels.shape)
+    inv = np.linalg.inv(affine)
+    samplers = [_SliceSampler(ds, inv, labels.shape, affine) for ds in datasets]
 
     entries = [label_entry(v) for v in values] + \
         [structure_entry(name, value=1) for name in extras]
-    masks_by_segment = [None] * len(values) + list(extras.values())
-
-    def frame(idx: np.ndarray) -> np.ndarray:
-        lab = labels[idx[..., 0], idx[..., 1], idx[..., 2]]
-        out = np.zeros(lab.shape + (len(entries),), dtype=bool)
-        for s, v in enumerate(values):
-            out[..., s] = lab == v
-        for s in range(len(values), len(entries)):
-            m = masks_by_segment[s]
-            out[..., s] = m[idx[..., 0], idx[..., 1], idx[..., 2]]
-        return out
-
-    # keep only the slices that hold anything (frames of empty slices would be omitted anyway)
-    frames, used = [], []
-    for ds, idx in zip(datasets, maps):
-        f = frame(idx)
-        if f.any():
-            frames.append(f)
-            used.append(ds)
-    pixel_array = np.stack(frames, axis=0)
+    # Frames of the source slices that hold anything, on the source pixel grid. Without extra
+    # structures the segments do not overlap: one array of segment numbers (F, R, C); with them,
+    # one boolean plane per segment (F, R, C, S) as highdicom needs for overlapping segments.
+    lut = np.zeros(int(max(values, default=0)) + 1, np.uint16 if len(entries) > 255 else np.uint8)
+    for number, v in enumerate(values, start=1):
+        lut[v] = number
+    masks = list(extras.values())
+    used = [i for i, sample in enumerate(samplers)
+            if sample(labels).any() or any(sample(m).any() for m in masks)]
+    if not used:
+        raise InputError("nothing to export: no source slice intersects a labelled voxel")
+    rows, cols = samplers[used[0]].rows, samplers[used[0]].cols
+    if extras:
+        pixel_array = np.zeros((len(used), rows, cols, len(entries)), bool)
+    else:
+        pixel_array = np.zeros((len(used), rows, cols), lut.dtype)
+    for f, i in enumerate(used):
+        numbers = lut[samplers[i](labels)]
+        if extras:
+            for n in range(1, len(values) + 1):
+                pixel_array[f, ..., n - 1] = numbers == n
+            for j, m in enumerate(masks):
+                pixel_array[f, ..., len(values) + j] = samplers[i](m)
+        else:
+            pixel_array[f] = numbers
+    used = [datasets[i] for i in used]
 
     algorithm = hd.AlgorithmIdentificationSequence(
         name="hepatoplan", family=codes.cid7162.MorphologicalOperations, version=__version__)
