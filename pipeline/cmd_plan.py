@@ -221,6 +221,7 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
         out.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
+        # report.json last: its presence marks a complete output folder (batch resumes on it)
+        for f in sorted(tmp.iterdir(), key=lambda p: p.name == "report.json"):
             shutil.move(str(f), out / f.name)
     log.info("outputs written to %s", out)

@@ -1,0 +1,211 @@
+"""Batch planning of a cohort on dask.distributed.
+
+A manifest CSV (header row) names one study per row with columns named like ``plan``'s options:
+``id``, ``ct`` and optional ``liver``, ``tumours``, ``portal``, ``hepatic``, ``segments``,
+``totalsegmentator``, ``resect`` (several specs separated by ``;``), ``margin_mm``,
+``parenchyma``, ``threshold_percent``, ``height_cm``, ``weight_kg``. Relative paths are relative to
+the manifest's folder. Each study is planned into ``OUT/ID/``; a study whose ``report.json``
+exists is complete (``plan`` moves it in last, after every other output) and is skipped on a rerun
+unless ``overwrite``. A failing study writes ``OUT/ID/error.txt`` and the others go on;
+``OUT/cohort.csv`` gets one row per study.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import logging
+import os
+import re
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from hepatoplan.errors import HepatoplanError, InputError
+
+from .study import MaskPaths, PlanOptions
+
+log = logging.getLogger(__name__)
+
+PATH_COLUMNS = ("ct", "liver", "tumours", "portal", "hepatic", "segments", "totalsegmentator")
+NUMBER_COLUMNS = ("margin_mm", "threshold_percent", "height_cm", "weight_kg")
+KNOWN_COLUMNS = ("id", *PATH_COLUMNS, "resect", *NUMBER_COLUMNS, "parenchyma")
+COHORT_COLUMNS = (
+    "id", "status", "liver_ml", "tumours_ml", "functional_liver_ml", "resected_ml", "remnant_ml",
+    "flr_percent", "threshold_percent", "verdict", "shortfall_ml", "sflr_percent",
+    "tumours_not_resected", "error",
+)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    """One manifest row, checked: what a worker needs to plan one study."""
+
+    id: str
+    options: PlanOptions
+
+
+def read_manifest(path, *, out_dir, preview: bool = True) -> list[StudyJob]:
+    """Parse and check a manifest; every problem is reported before any study runs.
+
+    Raises
+    ------
+    InputError
+        Missing file, no ``id``/``ct`` column, unknown columns (the known ones are listed),
+        empty or duplicate or unsafe ids, numbers that are not numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest {path}: no such file")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        unknown = [c for c in columns if c not in KNOWN_COLUMNS]
+        if unknown:
+            raise InputError(
+                f"manifest {path}: unknown column(s) {', '.join(unknown)}; known columns: "
+                f"{', '.join(KNOWN_COLUMNS)}"
+            )
+        for required in ("id", "ct"):
+            if required not in columns:
+                raise InputError(f"manifest {path}: needs a '{required}' column (header row first)")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    if not rows:
+        raise InputError(f"manifest {path}: no study rows under the header")
+    jobs, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        where = f"manifest {path}, line {line}"
+        sid = row["id"]
+        if not _ID.match(sid):
+            raise InputError(f"{where}: id {sid!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+        if sid in seen:
+            raise InputError(f"{where}: id {sid!r} appears twice")
+        seen.add(sid)
+        if not row.get("ct"):
+            raise InputError(f"{where}: the 'ct' cell is empty")
+        paths = {c: (path.parent / row[c]) if row.get(c) else None for c in PATH_COLUMNS}
+        numbers = {}
+        for c in NUMBER_COLUMNS:
+            if row.get(c):
+                try:
+                    numbers[c] = float(row[c])
+                except ValueError:
+                    raise InputError(f"{where}: {c} {row[c]!r} is not a number") from None
+        options = PlanOptions(
+            ct=paths["ct"], out=Path(out_dir) / sid,
+            masks=MaskPaths(**{c: paths[c] for c in PATH_COLUMNS if c != "ct"}),
+            resect=tuple(s.strip() for s in row.get("resect", "").split(";") if s.strip()),
+            margin_mm=numbers.get("margin_mm", 1.0), parenchyma=row.get("parenchyma") or "normal",
+            threshold_percent=numbers.get("threshold_percent"), height_cm=numbers.get("height_cm"),
+            weight_kg=numbers.get("weight_kg"), preview=preview,
+        )
+        jobs.append(StudyJob(sid, options))
+    return jobs
+
+
+def is_complete(job: StudyJob) -> bool:
+    return (job.options.out / "report.json").is_file()
+
+
+def run_job(job: StudyJob) -> dict:
+    """Plan one study (runs on a dask worker); never raises: failures become a row."""
+    from .cmd_plan import plan
+
+    try:
+        report = plan(job.options)
+    except Exception as exc:  # isolate every failure to its study
+        expected = isinstance(exc, HepatoplanError)
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        detail = message if expected else traceback.format_exc()
+        job.options.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(job.options.out / "error.txt", detail + "\n")
+        return {"id": job.id, "status": "failed", "error": message.splitlines()[0]}
+    (job.options.out / "error.txt").unlink(missing_ok=True)
+    return cohort_row(job.id, report)
+
+
+def cohort_row(study_id: str, report: dict) -> dict:
+    v, r, a = report["volumes_ml"], report.get("resection") or {}, report.get("assessment") or {}
+    left = [str(t["id"]) for t in r.get("tumours", []) if not t["resected"]]
+    return {
+        "id": study_id, "status": "ok", "liver_ml": v["liver"], "tumours_ml": v["tumours_total"],
+        "functional_liver_ml": v["functional_liver"], "resected_ml": r.get("resected_ml"),
+        "remnant_ml": r.get("remnant_ml"), "flr_percent": r.get("flr_percent"),
+        "threshold_percent": a.get("threshold_percent"), "verdict": a.get("verdict"),
+        "shortfall_ml": a.get("shortfall_ml"), "sflr_percent": a.get("sflr_percent"),
+        "tumours_not_resected": " ".join(left), "error": "",
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_cohort(out_dir: Path, rows: list[dict]) -> Path:
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COHORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in COHORT_COLUMNS})
+    path = out_dir / "cohort.csv"
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else value
+
+
+def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, scheduler: str | None = None,
+              overwrite: bool = False, progress: bool = True) -> list[dict]:
+    """Plan every job on dask.distributed; return one cohort row per job, in manifest order."""
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        if is_complete(job) and not overwrite:
+            report = json.loads((job.options.out / "report.json").read_text(encoding="utf-8"))
+            rows[job.id] = cohort_row(job.id, report)
+        else:
+            todo.append(job)
+    if len(todo) < len(jobs):
+        log.warning("%d of %d studies already complete: skipped (use --overwrite to recompute)",
+                    len(jobs) - len(todo), len(jobs))
+    if todo:
+        if scheduler:
+            client, cluster = Client(scheduler), None
+        else:
+            if not log.isEnabledFor(logging.INFO):  # dask logs every worker start at INFO
+                for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                             "distributed.core", "distributed.http.proxy"):
+                    logging.getLogger(name).setLevel(logging.WARNING)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0")
+            client = Client(cluster)
+        try:
+            futures = [client.submit(run_job, job, key=f"plan-{job.id}", pure=False) for job in todo]
+            with tqdm(total=len(futures), desc="studies", unit="study", disable=not progress,
+                      file=None) as bar:
+                for future in as_completed(futures):
+                    row = future.result()
+                    rows[row["id"]] = row
+                    bar.update(1)
+                    write_cohort(out_dir, [rows[j.id] for j in jobs if j.id in rows])
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    ordered = [rows[job.id] for job in jobs]
+    write_cohort(out_dir, ordered)
+    return ordered
