@@ -266,7 +266,7 @@ def decimate_mesh(mesh: Mesh, *, max_triangles: int) -> Mesh:
     ----------
     mesh : Mesh
     max_triangles : int
-        Target upper bound (vtk may keep a few more).
+        Target (the decimation may stop a little above it).
 
     Returns
     -------

@@ -112,7 +112,6 @@ def _write_series(folder, *, shape_rcs=(24, 20, 6), spacing_rc=(0.7, 0.8), dz=2.
     IOP is the usual (1,0,0,0,1,0): columns go to patient Left, rows to Posterior; slices go
     from superior to inferior (negative z steps), so the canonical grid is flipped.
     """
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
