@@ -156,6 +156,9 @@ HU_SPLEEN = 115.0
 HU_KIDNEY = 160.0
 HU_AORTA = 190.0
 HU_BONE = 450.0
+HU_LUNG = -850.0
+HU_HEART = 130.0
+HU_STOMACH = 15.0
 
 _BLUR_SIGMA_MM = 0.7
 #: Vessel tubes are drawn with radius >= this x the largest voxel spacing (connected trees).
@@ -800,7 +803,8 @@ def _nearest_branch_territories(liver, branches, spacing_mm, *, margin_mm: float
 
 
 # tissue codes of the CT label volume, in painting priority (a higher code wins)
-_TISSUES = (("air", HU_AIR), ("fat", HU_FAT), ("soft_tissue", HU_SOFT_TISSUE), ("spleen", HU_SPLEEN),
+_TISSUES = (("air", HU_AIR), ("fat", HU_FAT), ("soft_tissue", HU_SOFT_TISSUE), ("lung", HU_LUNG),
+            ("heart", HU_HEART), ("stomach", HU_STOMACH), ("spleen", HU_SPLEEN),
             ("kidney", HU_KIDNEY), ("aorta", HU_AORTA), ("bone", HU_BONE), ("liver", HU_LIVER),
             ("tumour", HU_TUMOUR), ("portal", HU_PORTAL), ("hepatic", HU_HEPATIC))
 _CODE = {name: i for i, (name, _) in enumerate(_TISSUES)}
@@ -824,25 +828,41 @@ def _synthesize_ct(A: _Anatomy, grid: _Grid, liver, portal, hepatic, tum, *, noi
     bg[(X / (body_a - fat_mm)) ** 2 + ((Y - body_c) / (body_b - fat_mm)) ** 2 <= 1.0] = _CODE["soft_tissue"]
     bg[(X + 18.0 * s) ** 2 + (Y + 70.0 * s) ** 2 <= (11.0 * s) ** 2] = _CODE["aorta"]
     bg[X ** 2 + (Y + 100.0 * s) ** 2 <= (18.0 * s) ** 2] = _CODE["bone"]
-    organs = (  # (code, centre, semi-axes) ellipsoids at scale 1
-        (_CODE["spleen"], (-110.0, -70.0, 10.0), (32.0, 26.0, 50.0)),
-        (_CODE["kidney"], (70.0, -80.0, -80.0), (28.0, 25.0, 50.0)),
+    soft = _CODE["soft_tissue"]
+    organs = (  # (code, centre, semi-axes) ellipsoids at scale 1, painted in order over the codes given
+        (_CODE["heart"], (-25.0, 5.0, 110.0), (55.0, 45.0, 45.0), soft),
+        (_CODE["lung"], (80.0, -25.0, 115.0), (70.0, 80.0, 80.0), soft),     # right lung, wraps the dome
+        (_CODE["lung"], (-80.0, -25.0, 105.0), (65.0, 80.0, 80.0), soft),    # left lung
+        (_CODE["stomach"], (-70.0, 25.0, -45.0), (40.0, 30.0, 35.0), soft),
+        (_CODE["air"], (-70.0, 25.0, -20.0), (30.0, 20.0, 12.0), _CODE["stomach"]),  # gas in the stomach
+        (_CODE["spleen"], (-110.0, -70.0, 10.0), (32.0, 26.0, 50.0), soft),
+        (_CODE["kidney"], (70.0, -80.0, -80.0), (28.0, 25.0, 50.0), soft),
     )
+    rot = A.rotation
+    boxed = []
+    for c, centre, semi, over in organs:  # conservative x-y index box of each (possibly rotated) ellipsoid
+        w = rot @ (np.asarray(centre) * s)
+        half = max(semi[0], semi[1]) * s
+        (i0, i1), (j0, j1) = grid.index_range(0, w[0] - half, w[0] + half), grid.index_range(1, w[1] - half, w[1] + half)
+        box = (slice(i0, i1), slice(j0, j1)) if i1 > i0 and j1 > j0 else None
+        boxed.append((c, centre, semi, over, box))
+    organs = tuple(boxed)
     for slab_index, a in enumerate(range(0, nz, _SLAB)):
         b = min(nz, a + _SLAB)
         ha, hb = max(0, a - halo), min(nz, b + halo)
         code = np.repeat(bg[:, :, None], hb - ha, axis=2)
         Z = zs[ha:hb].astype(np.float32)
-        for c, centre, semi in organs:
+        for c, centre, semi, over, box in organs:
             cz, rz = centre[2] * s, semi[2] * s
             kz = np.nonzero(np.abs(Z - cz) < rz)[0]
-            if kz.size == 0:
+            if kz.size == 0 or box is None:
                 continue
-            q = ((X[:, :, None] - centre[0] * s) / (semi[0] * s)) ** 2 + ((Y[:, :, None] - centre[1] * s) / (semi[1] * s)) ** 2 \
-                + ((Z[None, None, kz] - cz) / rz) ** 2
-            sub = code[:, :, kz]
-            sub[(q <= 1.0) & (sub >= _CODE["soft_tissue"])] = c
-            code[:, :, kz] = sub
+            kz = slice(int(kz[0]), int(kz[-1]) + 1)
+            xy = (box[0], box[1])
+            q = ((X[xy][:, :, None] - centre[0] * s) / (semi[0] * s)) ** 2 \
+                + ((Y[xy][:, :, None] - centre[1] * s) / (semi[1] * s)) ** 2 + ((Z[None, None, kz] - cz) / rz) ** 2
+            sub = code[box[0], box[1], kz]
+            sub[(q <= 1.0) & (sub == over)] = c
         for name, arr in (("liver", liver), ("tumour", tum), ("portal", portal), ("hepatic", hepatic)):
             np.maximum(code, (arr[:, :, ha:hb] > 0).view(np.uint8) * np.uint8(_CODE[name]), out=code)
         img = lut[code]
