@@ -1,0 +1,72 @@
+"""Benchmark ``hepatoplan batch``: throughput with 1 and 2 dask workers on the same cohort.
+
+    python bench/bench_batch.py [--studies 6] [--write]
+
+The cohort is phantom studies (full size, 1.5×1.5×2.5 mm, generated into a temporary folder) plus
+ircadb 01 and 07 when ../shared/data is present, planned with ``--no-preview`` and
+``--overwrite`` so each run recomputes everything. Throughput = studies per minute of wall time,
+scheduler start-up included. ``--write`` replaces the "## batch throughput" section of
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_plan import IRCADB, ROOT, write_section  # noqa: E402
+
+
+def build_cohort(folder: Path, n_studies: int) -> Path:
+    from data_samples.phantom import make_phantom
+    from data_samples.write import write_study
+
+    lines = ["id,ct,liver,tumours,segments,resect"]
+    real = [IRCADB.parent / c for c in ("01", "07") if (IRCADB.parent / c / "ct.nii.gz").is_file()]
+    for case in real[:n_studies]:
+        lines.append(f"ircadb{case.name},{case}/ct.nii.gz,{case}/liver.nii.gz,{case}/tumours.nii.gz,"
+                     f"{case}/couinaud_reference.nii.gz,right-hepatectomy")
+    for i in range(n_studies - len(lines) + 1):
+        d = folder / f"ph{i}"
+        write_study(make_phantom(spacing_mm=(1.5, 1.5, 2.5), seed=i), d, axcodes="LPS")
+        lines.append(f"ph{i},{d}/ct.nii.gz,{d}/liver.nii.gz,{d}/tumours.nii.gz,{d}/segments.nii.gz,"
+                     "right-hepatectomy;wedge:3")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=6)
+    parser.add_argument("--write", action="store_true")
+    opts = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        manifest = build_cohort(tmp, opts.studies)
+        for workers in (1, 2):
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "batch", str(manifest), "--out",
+                                   str(tmp / "out"), "--workers", str(workers), "--no-preview", "--overwrite"],
+                                  capture_output=True, text=True, cwd=ROOT)
+            seconds = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(proc.stdout + proc.stderr)
+            rows.append((workers, seconds, 60.0 * opts.studies / seconds))
+    speedup = rows[0][1] / rows[1][1]
+    table = "\n".join(["| workers | wall time (s) | studies per minute |", "|---|---|---|"]
+                      + [f"| {w} | {s:.1f} | {t:.1f} |" for w, s, t in rows]) + f"\n\nspeed-up with 2 workers: {speedup:.2f}×"
+    print(table)
+    if opts.write:
+        write_section("batch throughput", f"`python bench/bench_batch.py --studies {opts.studies} --write` "
+                      f"({time.strftime('%Y-%m-%d')}, 2 cores, {opts.studies} studies, --no-preview)\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
