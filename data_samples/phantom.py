@@ -43,6 +43,11 @@ Anatomy (all lengths below are at ``scale=1`` and are multiplied by ``scale``)
   piece (rare, at the organ surface) is given to the neighbouring segment, so each segment is one
   connected piece (6-connectivity); the number of voxels moved is in ``truth["segments"]["reassigned_voxels"]``.
 - **Tumours**: hypodense spheres, instance-labelled in the order given.
+- **CT** (portal-venous phase, int16 HU): liver 105, portal vein 185, hepatic veins and IVC 175,
+  tumours 45, spleen 115, kidney 160, aorta 190, heart 130, stomach 15 with a gas cap, lungs -850
+  wrapping the dome, vertebra 450, soft tissue 40 inside a subcutaneous fat layer (-100) of an
+  elliptic body, air -1000 outside; Gaussian blur (sigma 0.7 mm) then Gaussian noise
+  (``noise_hu``, seeded per 16-slice slab, so the CT depends only on ``seed`` and the grid).
 - **Drawing**: tube radii below ``0.8 x`` the largest voxel spacing are raised to it, so each vessel
   tree is one 6-connected piece on any grid (the truth records the radii drawn). This is the only
   place where the spacing changes the anatomy; liver, segments and tumours do not depend on it.
