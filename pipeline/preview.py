@@ -339,6 +339,10 @@ def default_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float
     return {name: structure_colour(name) for name in names}
 
 
+def _srgb_to_linear(c: float) -> float:
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
 def _safe_filename(name: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
     return keep or "structure"
@@ -392,7 +396,8 @@ def write_meshes(
     out_dir : str or Path
         Created if needed. Per-structure files go to ``out_dir/meshes/<name>.stl|.obj``.
     colours : mapping of str to (r, g, b), optional
-        Floats in [0, 1]; default :func:`default_colours`.
+        sRGB floats in [0, 1]; default :func:`default_colours`. Written to the GLB as glTF's
+        linear ``baseColorFactor`` and to the OBJ as a ``# colour`` comment (sRGB).
     opacities : mapping of str to float, optional
         GLB material alpha per structure (default opaque; < 1 uses glTF alpha blending).
     formats : sequence of {"glb", "stl", "obj"}
@@ -422,7 +427,9 @@ def write_meshes(
         scene.graph.update(frame_from=scene.graph.base_frame, frame_to="patient_LPS_mm",
                            matrix=LPS_MM_TO_GLTF)
         for name, mesh in meshes.items():
-            rgba = [float(c) for c in colours[name]] + [float(opacities.get(name, 1.0))]
+            # glTF's baseColorFactor is linear-light; the colour table is sRGB
+            rgba = [_srgb_to_linear(float(c)) for c in colours[name]] + \
+                [float(opacities.get(name, 1.0))]
             material = PBRMaterial(name=name, baseColorFactor=rgba, metallicFactor=0.0,
                                    roughnessFactor=0.8, doubleSided=False,
                                    alphaMode="BLEND" if rgba[3] < 1 else "OPAQUE")

@@ -2,6 +2,7 @@
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +114,9 @@ def test_write_meshes_glb_stl_obj_in_lps(phantom_meshes, tmp_path):
     np.testing.assert_allclose(np.reshape(root["matrix"], (4, 4)).T, LPS_MM_TO_GLTF)
     assert sorted(nodes[i]["name"] for i in root["children"]) == sorted(meshes)
     colour = {m["name"]: m["pbrMetallicRoughness"]["baseColorFactor"] for m in gltf["materials"]}
-    assert colour["tumour 1"][:3] == pytest.approx([1.0, 225 / 255, 0.0])
+    # sRGB (255, 225, 0) as glTF linear-light
+    assert colour["tumour 1"][:3] == pytest.approx([1.0, ((225 / 255 + 0.055) / 1.055) ** 2.4, 0.0],
+                                                   abs=1 / 255)  # trimesh stores 8 bits
 
     scene = trimesh.load(files[0])
     tm = scene.geometry["tumour 1"]
@@ -171,3 +174,24 @@ def test_render_rejects_nothing():
     mesh = Mesh(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.int32))
     with pytest.raises(InputError, match="unknown views"):
         render_previews({"x": mesh}, "/nonexistent", views=("left",))
+
+
+DEMO_LIVER = Path(__file__).resolve().parents[1] / "data_samples" / "demo" / "liver.nii.gz"
+
+
+def test_demo_phantom_liver_mesh_volume_and_centroid():
+    """The shipped demo phantom's liver mask (LPS file, anisotropic grid), via nibabel's RAS."""
+    import nibabel as nib
+
+    if not DEMO_LIVER.is_file():
+        pytest.skip(f"demo phantom not found at {DEMO_LIVER}")
+    img = nib.as_closest_canonical(nib.load(DEMO_LIVER))
+    mask = np.asarray(img.dataobj) > 0
+    affine = img.affine
+    mesh = surface_mesh(mask, affine_ras=affine)
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    assert abs(mesh_volume_mm3(mesh) / (mask.sum() * voxel_mm3) - 1) < 0.02
+    idx = np.argwhere(mask)
+    centroid = (idx @ affine[:3, :3].T + affine[:3, 3]).mean(axis=0)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    np.testing.assert_allclose(mesh_centroid_mm(mesh), centroid, atol=0.1 * spacing.min())
