@@ -72,7 +72,8 @@ All positions are world RAS millimetres, all volumes mL; JSON-ready (str keys, l
   ``voxel_volume_mm3``. (``write_study`` adds ``files``: ``axcodes``, file ``affine``, ``shape``.)
 - ``volumes_ml``: ``liver``, ``tumours_total``, ``functional_liver`` (liver - tumours),
   ``portal_vein``, ``hepatic_veins`` (voxel counts x voxel volume).
-- ``segments``: ``volumes_ml`` and ``voxel_counts`` keyed "1".."8", ``reassigned_voxels``.
+- ``segments``: ``volumes_ml`` and ``voxel_counts`` keyed "1".."8", ``reassigned_voxels``,
+  ``segment_4_split_ml`` (``4a``/``4b`` split by the transverse portal plane).
 - ``tumours``: list of ``id``, ``centre_mm``, ``radius_mm``, ``volume_ml_analytic`` (4/3 pi r^3),
   ``volume_ml_voxels``, ``voxel_count``, ``segment``, ``segment_voxel_counts``,
   ``clipped_to_liver``, ``min_distance_to_portal_mm``, ``min_distance_to_hepatic_mm`` (analytic gap
@@ -905,6 +906,9 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
     pb_counts = _label_counts(portal_branches, len(portal_tree) + 1)
     hb_counts = _label_counts(hepatic_branches, len(hepatic_tree) + 1)
     liver_n = int(_label_counts(liver, 2)[1])
+    zc = grid.origin_mm[2] + grid.spacing_mm[2] * np.arange(grid.shape[2])
+    per_slice_4 = np.array([int(np.count_nonzero(segments[:, :, k] == 4)) for k in range(grid.shape[2])])
+    seg4_cranial = int(per_slice_4[zc >= A.z_b].sum())
     tum_idx = np.nonzero(tumours_arr)
     tum_lab = tumours_arr[tum_idx]
     tum_seg = segments[tum_idx]
@@ -1028,6 +1032,9 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "volumes_ml": {str(k): round(float(seg_counts[k]) * vml, 6) for k in SEGMENT_LABELS},
             "voxel_counts": {str(k): int(seg_counts[k]) for k in SEGMENT_LABELS},
             "reassigned_voxels": int(reassigned),
+            "segment_4_split_ml": {"4a": round(float(seg4_cranial) * vml, 6),
+                                   "4b": round(float(seg_counts[4] - seg4_cranial) * vml, 6),
+                                   "rule": "4a cranial, 4b caudal to the transverse portal plane"},
         },
         "tumours": tum_info,
         "portal_branches": portal_info,

@@ -49,6 +49,9 @@ def test_segments_partition_the_liver_exactly(ph):
     vml = ph.voxel_volume_mm3 / MM3_PER_ML
     for k in range(1, 9):
         assert ph.truth["segments"]["volumes_ml"][str(k)] == pytest.approx(counts[k] * vml, rel=1e-9)
+    split = ph.truth["segments"]["segment_4_split_ml"]
+    assert split["4a"] + split["4b"] == pytest.approx(ph.truth["segments"]["volumes_ml"]["4"])
+    assert split["4a"] > 0 and split["4b"] > 0
 
 
 @pytest.mark.parametrize("connectivity", [6, 26])
