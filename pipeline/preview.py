@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import HepatoplanError, InputError
+from hepatoplan.errors import HepatoplanError, InputError, NotComputableError
 from pipeline.export import RAS_TO_LPS, structure_colour
 
 log = logging.getLogger(__name__)
@@ -532,6 +534,67 @@ def _ensure_offscreen_backend() -> None:
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
+_RENDER_PROBE = """
+import vtk
+window = vtk.vtkRenderWindow()
+window.SetOffScreenRendering(1)
+window.SetSize(16, 16)
+renderer = vtk.vtkRenderer()
+renderer.SetBackground(1.0, 0.0, 0.0)
+window.AddRenderer(renderer)
+window.Render()
+grab = vtk.vtkWindowToImageFilter()
+grab.SetInput(window)
+grab.Update()
+value = grab.GetOutput().GetPointData().GetScalars().GetTuple(0)
+assert value[0] > 200, value
+print(window.GetClassName())
+"""
+_render_backend: str | None = None
+
+
+def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
+    """Check once per process, in a child process, that vtk can render offscreen here.
+
+    A vtk render window without a working OpenGL (no EGL/Mesa, no display) can crash the whole
+    interpreter; the probe runs in a subprocess so that this becomes a clear error instead.
+
+    Parameters
+    ----------
+    timeout_s : float
+        Give up after this many seconds.
+
+    Returns
+    -------
+    str
+        The vtk render-window class that worked (e.g. ``vtkEGLRenderWindow``).
+
+    Raises
+    ------
+    NotComputableError
+        If offscreen rendering does not work (with the fix in the message).
+    """
+    global _render_backend
+    if _render_backend is not None:
+        return _render_backend
+    _ensure_offscreen_backend()
+    try:
+        done = subprocess.run([sys.executable, "-c", _RENDER_PROBE], capture_output=True,
+                              text=True, timeout=timeout_s)
+        ok = done.returncode == 0
+        detail = f"exit status {done.returncode}: " + " ".join(done.stderr.strip().splitlines()[-2:])
+    except subprocess.TimeoutExpired:
+        ok, detail = False, f"no answer within {timeout_s:.0f} s"
+    if not ok:
+        raise NotComputableError(
+            "previews cannot be rendered: vtk offscreen rendering does not work on this machine "
+            f"({detail[:300]}). Install Mesa's EGL (Debian: apt-get install libegl1 libgl1 "
+            "libegl-mesa0 libgl1-mesa-dri) or skip rendering (--no-preview)")
+    _render_backend = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "unknown"
+    log.info("offscreen rendering through %s", _render_backend)
+    return _render_backend
+
+
 def _direction_letter(vector: np.ndarray) -> str:
     axis = int(np.argmax(np.abs(vector)))
     return _RAS_LETTERS[axis][0 if vector[axis] > 0 else 1]
@@ -582,6 +645,8 @@ def render_previews(
     ------
     InputError
         If ``meshes`` is empty or a view is unknown.
+    NotComputableError
+        If offscreen rendering does not work here (see :func:`check_offscreen_rendering`).
     """
     import vtk
     from vtk.util.numpy_support import vtk_to_numpy
@@ -591,7 +656,7 @@ def render_previews(
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
         raise InputError(f"unknown views {unknown}; known: {sorted(VIEWS)}")
-    _ensure_offscreen_backend()
+    check_offscreen_rendering()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = dict(default_colours(list(meshes))) | dict(colours or {})

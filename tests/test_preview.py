@@ -195,3 +195,18 @@ def test_demo_phantom_liver_mesh_volume_and_centroid():
     centroid = (idx @ affine[:3, :3].T + affine[:3, 3]).mean(axis=0)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     np.testing.assert_allclose(mesh_centroid_mm(mesh), centroid, atol=0.1 * spacing.min())
+
+
+def test_offscreen_rendering_probe(monkeypatch):
+    import pipeline.preview as preview
+    from hepatoplan.errors import NotComputableError
+
+    monkeypatch.setattr(preview, "_render_backend", None)
+    assert preview.check_offscreen_rendering().startswith("vtk")
+    # without any usable EGL vendor (and no display) the probe fails cleanly, no crash
+    monkeypatch.setattr(preview, "_render_backend", None)
+    monkeypatch.setenv("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl_vendor.json")
+    monkeypatch.setenv("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(NotComputableError, match="apt-get install libegl1"):
+        preview.check_offscreen_rendering()
