@@ -8,7 +8,8 @@ become sub-tables, lists of records become tables with one row per record).
 
 The viewer shows meshes in RAS millimetres: it opens on the anterior view (patient's right on
 the screen's left, superior up) and has buttons for the six standard views and for the
-"before"/"after" scenes of :func:`pipeline.preview.default_scenes`.
+"before"/"after" scenes of :func:`pipeline.preview.default_scenes`. A link can open another
+state: ``report.html#view=superior&scene=before&hide=portal vein,hepatic veins``.
 """
 
 from __future__ import annotations

@@ -159,3 +159,27 @@ def test_write_plan_visuals_bundle(tmp_path):
                                meshes_and_previews=False)
     assert quick["meshes"] == [] and quick["previews"] == []
     assert "id='hp-viewer'" not in quick["report"][0].read_text()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium); "
+                    "CI installs it")
+def test_viewer_state_from_link(tmp_path, small_meshes):
+    """Superior view of the 'before' scene with the veins hidden, opened from the URL."""
+    import matplotlib.image as mpimg
+
+    path = write_report_html({}, out_path=tmp_path / "report.html", meshes=small_meshes)
+    url = path.resolve().as_uri() + "#view=superior&scene=before&hide=portal%20vein,hepatic%20veins"
+    dom, log = _chromium(["--dump-dom", url])
+    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    viewer = re.search(r'<div id="hp-viewer"[^>]*>', dom).group(0)
+    attrs = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', viewer))
+    assert attrs["data-status"] == "rendered" and attrs["data-view"] == "superior"
+    left, top, width, height = (int(v) for v in attrs["data-rect"].split(","))
+    shot = tmp_path / "shot.png"
+    _chromium([f"--screenshot={shot}", url])
+    canvas = mpimg.imread(shot)[top + 2:top + height - 2, left + 2:left + width - 2, :3]
+    r, g, b = canvas[..., 0], canvas[..., 1], canvas[..., 2]
+    covered = np.abs(canvas - 1.0).max(axis=2) > 0.05
+    assert covered.mean() > 0.05
+    blue = (b > r + 0.25) & (b > g + 0.1)  # the veins' blue and violet are hidden
+    assert blue.mean() < 0.002, blue.mean()  # with the veins shown: about 0.005

@@ -212,5 +212,20 @@
   });
   window.addEventListener("resize", draw);
   root.setAttribute("data-webgl", isWebGL2 ? "2" : "1");
-  setView(data.initial_view);
+  // a link can open a given state: report.html#view=superior&scene=before&hide=remnant,resected
+  var params = {};
+  (window.location.hash || "").replace(/^#/, "").split("&").forEach(function (kv) {
+    var i = kv.indexOf("="); if (i > 0) { params[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1)); }
+  });
+  if (params.scene && data.scenes[params.scene]) {
+    var sceneButton = root.querySelector("button[data-scene='" + params.scene + "']");
+    if (sceneButton) { sceneButton.click(); }
+  }
+  if (params.hide) {
+    var hidden = params.hide.split(",");
+    structures.forEach(function (s, i) {
+      if (hidden.indexOf(s.name) >= 0) { s.visible = false; boxes[i].checked = false; }
+    });
+  }
+  setView(data.views[params.view] ? params.view : data.initial_view);
 })();
