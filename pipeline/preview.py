@@ -286,12 +286,44 @@ def decimate_mesh(mesh: Mesh, *, max_triangles: int) -> Mesh:
     return out
 
 
+class LabelStructures(Mapping):
+    """Read-only mapping name -> boolean mask, computed from a label array on each access.
+
+    Holds no mask: meshing structure after structure then needs one mask at a time (a
+    512×512×300 grid makes each mask 79 MB; the ~16 structures of a plan would need 1.3 GB).
+    """
+
+    def __init__(self, labels: np.ndarray, selectors: dict[str, tuple[int, ...]],
+                 vessels: Mapping[str, np.ndarray]):
+        self._labels = labels
+        self._selectors = selectors
+        self._vessels = dict(vessels)
+        self._names = list(selectors) + list(self._vessels)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._vessels:
+            return self._vessels[name]
+        values = self._selectors[name]  # KeyError for unknown names, as a Mapping should
+        if len(values) > 2 and values == tuple(range(values[0], values[-1] + 1)):
+            return (self._labels >= values[0]) & (self._labels <= values[-1])
+        mask = self._labels == values[0]
+        for v in values[1:]:
+            mask |= self._labels == v
+        return mask
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def structures_from_labels(
     labels: np.ndarray,
     *,
     vessels: Mapping[str, np.ndarray] | None = None,
     segments: bool = True,
-) -> dict[str, np.ndarray]:
+) -> LabelStructures:
     """Named boolean masks of the plan's label array (scheme in :mod:`pipeline.export`).
 
     Parameters
@@ -306,34 +338,42 @@ def structures_from_labels(
 
     Returns
     -------
-    dict of str to bool ndarray
-        ``segment 1``…``segment 8`` (those present), ``remnant`` (1–9), ``resected`` (11–19),
-        ``tumour i`` (each present instance), then the vessels; empty masks are left out.
+    LabelStructures
+        A mapping (masks computed when accessed) with keys ``segment 1``…``segment 8`` (those
+        present), ``remnant`` (1–9), ``resected`` (11–19), ``tumour i`` (each present instance),
+        then the non-empty vessels.
     """
+    from scipy import ndimage
+
     labels = np.asarray(labels)
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be a 3D integer array, got {labels.dtype} {labels.shape}")
-    present = set(np.flatnonzero(np.bincount(labels.ravel().astype(np.int64))).tolist())
-    out: dict[str, np.ndarray] = {}
+    boxes = ndimage.find_objects(labels if labels.dtype.itemsize <= 4 and labels.dtype != np.uint32
+                                 else labels.astype(np.int64))
+    present = {i + 1 for i, box in enumerate(boxes) if box is not None}
+    selectors: dict[str, tuple[int, ...]] = {}
     if segments:
         for k in range(1, 9):
-            if k in present or k + 10 in present:
-                out[f"segment {k}"] = (labels == k) | (labels == k + 10)
-    kept = (labels >= 1) & (labels <= 9)
-    resected = (labels >= 11) & (labels <= 19)
-    if kept.any():
-        out["remnant"] = kept
-    if resected.any():
-        out["resected"] = resected
+            values = tuple(v for v in (k, k + 10) if v in present)
+            if values:
+                selectors[f"segment {k}"] = values
+    kept = tuple(v for v in range(1, 10) if v in present)
+    resected = tuple(v for v in range(11, 20) if v in present)
+    if kept:
+        selectors["remnant"] = tuple(range(1, 10))
+    if resected:
+        selectors["resected"] = tuple(range(11, 20))
     for value in sorted(v for v in present if v > 20):
-        out[f"tumour {value - 20}"] = labels == value
+        selectors[f"tumour {value - 20}"] = (value,)
+    checked = {}
     for name, mask in (vessels or {}).items():
-        mask = np.asarray(mask, dtype=bool)
+        mask = np.asarray(mask)
         if mask.shape != labels.shape:
             raise InputError(f"vessel mask {name!r} has shape {mask.shape}, labels {labels.shape}")
+        mask = mask.astype(bool, copy=False)
         if mask.any():
-            out[name] = mask
-    return out
+            checked[name] = mask
+    return LabelStructures(labels, selectors, checked)
 
 
 def default_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:

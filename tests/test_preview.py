@@ -210,3 +210,26 @@ def test_offscreen_rendering_probe(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(NotComputableError, match="apt-get install libegl1"):
         preview.check_offscreen_rendering()
+
+
+def test_structures_from_labels():
+    from pipeline.preview import structures_from_labels
+
+    labels = np.zeros((6, 5, 4), np.uint8)
+    labels[0] = 5
+    labels[1] = 15
+    labels[2] = 9
+    labels[3] = 19
+    labels[4, :2] = 21
+    labels[4, 2:] = 23
+    vessel = np.zeros(labels.shape, bool)
+    vessel[5, 0, 0] = True
+    structures = structures_from_labels(labels, vessels={"portal vein": vessel,
+                                                         "hepatic veins": np.zeros_like(vessel)})
+    assert list(structures) == ["segment 5", "remnant", "resected", "tumour 1", "tumour 3",
+                                "portal vein"]
+    np.testing.assert_array_equal(structures["segment 5"], np.isin(labels, [5, 15]))
+    np.testing.assert_array_equal(structures["remnant"], np.isin(labels, [5, 9]))
+    np.testing.assert_array_equal(structures["resected"], np.isin(labels, [15, 19]))
+    np.testing.assert_array_equal(structures["tumour 3"], labels == 23)
+    assert structures["portal vein"] is not None and "segment 1" not in structures
