@@ -217,11 +217,44 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
         tmp = Path(tmp)
         for name, array in arrays.items():
             io.write_labels(array, reference=study.ct, path=tmp / f"{name}.nii.gz")
+        _write_visuals(tmp, options, study, result, arrays["labels"])
         (tmp / "report.json").write_text(
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
         out.mkdir(exist_ok=True)
         # report.json last: its presence marks a complete output folder (batch resumes on it)
         for f in sorted(tmp.iterdir(), key=lambda p: p.name == "report.json"):
-            shutil.move(str(f), out / f.name)
+            target = out / f.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            shutil.move(str(f), target)
     log.info("outputs written to %s", out)
+
+
+def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels) -> None:
+    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, report.html."""
+    from .report_html import write_plan_visuals
+
+    growth_png = None
+    outlook = result.get("growth_outlook")
+    if outlook:
+        from planning.scenarios import DEFAULT_TECHNIQUES
+
+        from .growth_plot import plot_stage_outlook
+
+        growth_png = plot_stage_outlook(
+            folder / "growth_outlook.png", flr_ml=outlook["flr_ml"],
+            min_remnant_ml=outlook["target_ml"], techniques=DEFAULT_TECHNIQUES,
+            scenarios=outlook["scenarios"], tumour_ml=outlook.get("tumour_ml"),
+            doubling_days=outlook.get("doubling_days"),
+        )
+    vessels = {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
+               if mask is not None and mask.any()}
+    written = write_plan_visuals(
+        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels,
+        source_dicom_files=study.ct.dicom_files or None, growth_plot_png=growth_png,
+        meshes_and_previews=options.preview,
+    )
+    result["outputs"] = sorted(
+        str(p.relative_to(folder)) for paths in written.values() for p in paths
+    ) + ["labels.nii.gz", "report.json"] + (["remnant.nii.gz"] if "resection" in result else [])

@@ -21,7 +21,9 @@ lie voxel-for-voxel on the input's grid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import locale
 import logging
 import os
 import shutil
@@ -275,7 +277,8 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
         if header_only:
             return _read_header(reader, path, name), path, files
     try:
-        image = reader.Execute()
+        with keep_locale():
+            image = reader.Execute()
     except RuntimeError as exc:
         detail = _itk_message(exc)
         raise InputFileError(
@@ -357,14 +360,27 @@ def _read_header(reader: sitk.ImageFileReader, path: Path, name: str) -> Grid:
     )
 
 
+@contextlib.contextmanager
+def keep_locale():
+    """Restore the process locale afterwards: GDCM (DICOM in SimpleITK) switches it to "C",
+    which would make Python's default text encoding ASCII for the rest of the process."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _dicom_series_files(folder: Path, *, series_uid: str | None, name: str) -> tuple[str, ...]:
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    with keep_locale():
+        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not uids:
         raise InputFileError(
             f"{name} {folder}: the folder holds no DICOM series; give an image file or a folder "
             "of DICOM slices."
         )
-    series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in uids}
+    with keep_locale():
+        series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in uids}
     if series_uid is not None:
         if series_uid not in series:
             raise InputError(

@@ -1,5 +1,6 @@
 """pipeline.io: orientation, round trips, grid checks, resampling, DICOM series."""
 
+import locale
 import logging
 
 import nibabel as nib
@@ -165,7 +166,8 @@ def _write_dicom_series(folder, array_kji, *, spacing, origin, uid_suffix):
         }.items():
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{uid_suffix}_{k:03d}.dcm"))
-        writer.Execute(sl)
+        with io.keep_locale():
+            writer.Execute(sl)
     return series_uid
 
 
@@ -174,8 +176,10 @@ def test_dicom_folder_with_two_series_takes_the_largest_or_the_one_asked(tmp_pat
     small = np.zeros((3, 8, 10), np.int16)
     uid_big = _write_dicom_series(tmp_path / "d", big, spacing=(0.7, 0.7, 2.0), origin=(-5, -3, 10), uid_suffix=1)
     uid_small = _write_dicom_series(tmp_path / "d", small, spacing=(0.7, 0.7, 2.0), origin=(-5, -3, 10), uid_suffix=2)
+    encoding = locale.getpreferredencoding(False)
     with caplog.at_level(logging.WARNING):
         vol = io.read_image(tmp_path / "d")
+    assert locale.getpreferredencoding(False) == encoding  # GDCM must not leave the "C" locale
     assert vol.shape == (10, 8, 6) and len(vol.dicom_files) == 6
     assert "--series-uid" in caplog.text and uid_big in caplog.text
     # LPS input: canonical RAS flips x and y
