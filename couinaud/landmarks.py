@@ -279,3 +279,79 @@ def _umbilical_portion(g, t, lpv: int, lp: np.ndarray):
         dvec = -dvec
     ang = float(np.degrees(np.arctan2(dvec[1], dvec[0])))
     return m, ang, n
+
+
+@dataclass
+class HepaticTrunks:
+    """Azimuths (deg, from +x = Right toward +y = Anterior) of the hepatic-vein trunks around the
+    IVC, each with its share of the venous volume in the analysed ring (None when not found)."""
+
+    right_deg: float | None
+    middle_deg: float | None
+    left_deg: float | None
+    right_weight: float
+    middle_weight: float
+    left_weight: float
+    histogram: tuple = ()
+
+
+#: Hepatic-vein nodes between these distances from the IVC wall (mm) vote for trunk azimuths.
+HV_RING_MM = (5.0, 60.0)
+#: Azimuth windows (deg) searched for the right and middle hepatic veins, and the least angle
+#: between their peaks.
+RHV_WINDOW_DEG = (-60.0, 50.0)
+MHV_WINDOW_DEG = (20.0, 125.0)
+LHV_WINDOW_DEG = (100.0, 225.0)
+MIN_TRUNK_SEPARATION_DEG = 25.0
+
+
+def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float, *,
+                   z_min_mm: float = -np.inf) -> HepaticTrunks:
+    """Azimuths of the right, middle and left hepatic veins around the IVC axis.
+
+    Skeleton nodes of the venous mask in a ring around the IVC (``HV_RING_MM`` beyond its wall,
+    above ``z_min_mm``, thinner than the IVC) vote with weight radius^2 into a circular histogram
+    of azimuth (5 deg bins, smoothed over 15 deg). The right hepatic vein is the strongest peak in
+    :data:`RHV_WINDOW_DEG`, the middle one the strongest in :data:`MHV_WINDOW_DEG` at least
+    :data:`MIN_TRUNK_SEPARATION_DEG` counter-clockwise of it, the left one likewise beyond the
+    middle one.
+    """
+    sp = np.asarray(spacing_mm, float)
+    g = skeleton_graph(hepatic, sp)
+    if g.n == 0:
+        return HepaticTrunks(None, None, None, 0.0, 0.0, 0.0)
+    x, y, z = g.xyz_mm.T
+    dx, dy = x - ivc_xy[0], y - ivc_xy[1]
+    rho = np.hypot(dx, dy)
+    sel = ((rho > ivc_radius_mm + HV_RING_MM[0]) & (rho < ivc_radius_mm + HV_RING_MM[1])
+           & (z >= z_min_mm) & (g.radius_mm < 0.8 * ivc_radius_mm))
+    th = np.degrees(np.arctan2(dy[sel], dx[sel]))
+    w = g.radius_mm[sel] ** 2
+    h, _ = np.histogram(th, bins=72, range=(-180.0, 180.0), weights=w)
+    k = np.array([1, 2, 3, 2, 1], float)
+    hs = np.convolve(np.r_[h[-2:], h, h[:2]], k / k.sum(), mode="same")[2:-2]
+    ctr = np.arange(72) * 5.0 - 177.5
+    total = hs.sum()
+    if total <= 0:
+        return HepaticTrunks(None, None, None, 0.0, 0.0, 0.0)
+    is_peak = (hs >= np.roll(hs, 1)) & (hs >= np.roll(hs, -1)) & (hs >= 0.1 * hs.max())
+
+    def best(lo, hi, after=None):
+        a = np.where(ctr < lo - 90, ctr + 360, ctr)  # unwrap so that windows past 180 work
+        ok = is_peak & (a >= lo) & (a <= hi)
+        if after is not None:
+            ok &= a >= after + MIN_TRUNK_SEPARATION_DEG
+        if not ok.any():
+            return None, 0.0
+        i = np.nonzero(ok)[0][np.argmax(hs[ok])]
+        # refine: weighted mean angle of the votes within 10 deg of the peak
+        dd = (th - ctr[i] + 180.0) % 360.0 - 180.0
+        near = np.abs(dd) <= 10.0
+        ang = ctr[i] + (np.average(dd[near], weights=w[near]) if near.any() else 0.0)
+        ang = float(np.where(ang < lo - 90, ang + 360, ang))
+        return ang, float(hs[i] / total)
+
+    r_deg, r_w = best(*RHV_WINDOW_DEG)
+    m_deg, m_w = best(*MHV_WINDOW_DEG, after=r_deg)
+    l_deg, l_w = best(*LHV_WINDOW_DEG, after=m_deg if m_deg is not None else r_deg)
+    return HepaticTrunks(r_deg, m_deg, l_deg, r_w, m_w, l_w, tuple(np.round(hs, 1)))

@@ -130,20 +130,20 @@ def _check_inputs(liver, portal, hepatic, spacing_mm):
         raise InputError(f"spacing_mm: expected 3 positive numbers (mm), found {spacing_mm!r}") from exc
     if len(sp) != 3 or not all(np.isfinite(s) and s > 0 for s in sp):
         raise InputError(f"spacing_mm: expected 3 positive numbers (mm), found {spacing_mm!r}")
-    masks = {n: np.asarray(a) != 0 for n, a in arrays.items()}
-    if not masks["liver"].any():
+    if not np.any(liver):
         raise InputError("liver mask is empty: expected the liver as non-zero voxels")
-    for n in ("portal", "hepatic"):
-        if not masks[n].any():
+    for n, a in (("portal", portal), ("hepatic", hepatic)):
+        if not np.any(a):
             raise InputError(
                 f"{n} mask is empty: expected the {'portal vein' if n == 'portal' else 'hepatic veins + IVC'} "
                 "as non-zero voxels; segment it first (the Couinaud division is defined by these vessels)"
             )
-    return masks["liver"], masks["portal"], masks["hepatic"], sp
+    return sp
 
 
 def _crop_box(liver, sp, margin_mm):
-    idx = np.nonzero(liver.any(axis=(1, 2)))[0], np.nonzero(liver.any(axis=(0, 2)))[0], np.nonzero(liver.any(axis=(0, 1)))[0]
+    xy = liver.any(axis=2)
+    idx = np.nonzero(xy.any(axis=1))[0], np.nonzero(xy.any(axis=0))[0], np.nonzero(liver.any(axis=(0, 1)))[0]
     box = []
     for ax, ii in enumerate(idx):
         m = int(np.ceil(margin_mm / sp[ax]))
@@ -152,10 +152,98 @@ def _crop_box(liver, sp, margin_mm):
 
 
 def _pool(a, f):
-    """Block max-pooling by integer factors (edge voxels that do not fill a block are dropped)."""
+    """Block max-pooling (logical OR for masks) by integer factors; edge voxels that do not fill a
+    block are dropped. Done as an OR of strided views, much faster than a reshape + max."""
     s = [(n // k) * k for n, k in zip(a.shape, f)]
-    a = a[: s[0], : s[1], : s[2]]
-    return a.reshape(s[0] // f[0], f[0], s[1] // f[1], f[1], s[2] // f[2], f[2]).max(axis=(1, 3, 5))
+    out = None
+    for i in range(f[0]):
+        for j in range(f[1]):
+            for k in range(f[2]):
+                v = a[i: s[0]: f[0], j: s[1]: f[1], k: s[2]: f[2]]
+                out = v.copy() if out is None else np.maximum(out, v, out=out)
+    return out
+
+
+# --------------------------------------------------------------------------- boundaries -> labels
+
+
+@dataclass
+class Boundaries:
+    """The surfaces of the division, in mm of the (cropped) array frame.
+
+    Vertical planes are given by a point in the axial plane and an angle (deg, from +x = patient
+    right toward +y = anterior); the "positive" side of a plane is the counter-clockwise one:
+    left of the middle scissura, anterior to the right scissura, lateral (patient-left) of the
+    umbilical fissure.
+    """
+
+    middle_point_xy: np.ndarray
+    middle_angle_deg: float
+    right_point_xy: np.ndarray
+    right_angle_deg: float
+    umbilical_point_xy: np.ndarray
+    umbilical_angle_deg: float
+    z_right_mm: float
+    z_left_mm: float
+    ivc_xy: np.ndarray
+    ivc_radius_mm: float
+    bifurcation_mm: np.ndarray
+
+
+def _normal(angle_deg: float) -> np.ndarray:
+    """Unit normal (2D) on the counter-clockwise side of a line at ``angle_deg``."""
+    a = np.radians(angle_deg)
+    return np.array([-np.sin(a), np.cos(a)])
+
+
+def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_segment_4: bool) -> np.ndarray:
+    """Couinaud labels of every liver voxel from the boundaries (before the connectivity step).
+
+    The scissurae and the umbilical fissure are vertical, so each axial column (x, y) falls in one
+    of four sectors (right posterior, right anterior, segment 4, lateral left); the transverse
+    planes then pick the label per height through a lookup table; the caudate is an axis-aligned
+    box and is painted by slicing.
+    """
+    nx, ny, nz = liver.shape
+    X = (np.arange(nx, dtype=np.float32) * np.float32(spa[0]))[:, None]
+    Y = (np.arange(ny, dtype=np.float32) * np.float32(spa[1]))[None, :]
+    Z = np.arange(nz, dtype=np.float32) * np.float32(spa[2])
+
+    def side(point, angle_deg):
+        n = _normal(angle_deg).astype(np.float32)
+        return n[0] * (X - np.float32(point[0])) + n[1] * (Y - np.float32(point[1]))
+
+    icx, icy = float(bd.ivc_xy[0]), float(bd.ivc_xy[1])
+    # left liver: left of the middle scissura, plus what lies behind and left of the IVC
+    left = (side(bd.middle_point_xy, bd.middle_angle_deg) > 0) | ((X < icx) & (Y < icy))
+    ant = side(bd.right_point_xy, bd.right_angle_deg) > 0
+    lat = side(bd.umbilical_point_xy, bd.umbilical_angle_deg) > 0
+    # sector per column: 0 right posterior, 1 right anterior, 2 segment 4, 3 lateral left (2/3)
+    sector = np.where(left, np.where(lat, 3, 2), np.where(ant, 1, 0)).astype(np.uint8)
+    # height band per slice: bit 0 = cranial to the right transverse plane, bit 1 = to the left one
+    band = ((Z >= bd.z_right_mm).astype(np.uint8) | ((Z >= bd.z_left_mm).astype(np.uint8) << 1))
+    lut = np.zeros((4, 4), np.uint8)
+    for bnd in range(4):
+        up_r, up_l = bool(bnd & 1), bool(bnd & 2)
+        lut[0, bnd] = 7 if up_r else 6
+        lut[1, bnd] = 8 if up_r else 5
+        lut[2, bnd] = LABEL_4A if (up_l or not split_segment_4) else LABEL_4B
+        lut[3, bnd] = 2 if up_l else 3
+    lab = lut[sector[:, :, None], band[None, None, :]]
+    B = bd.bifurcation_mm
+    r = bd.ivc_radius_mm
+
+    def span(lo_mm, hi_mm, n, step):
+        lo = int(np.clip(np.floor(lo_mm / step) + 1, 0, n))
+        hi = int(np.clip(np.ceil(hi_mm / step), 0, n))
+        return slice(lo, max(lo, hi))
+
+    s1 = (span(icx - CAUDATE_LEFT_OF_IVC_MM, B[0], nx, spa[0]),
+          span(icy - 0.5 * r, B[1], ny, spa[1]),
+          span(B[2] - CAUDATE_BELOW_MM, B[2] + CAUDATE_ABOVE_MM, nz, spa[2]))
+    lab[s1] = 1
+    lab *= liver
+    return lab
 
 
 # --------------------------------------------------------------------------- main
@@ -192,13 +280,17 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         A landmark needed for the division (IVC, portal bifurcation) cannot be found.
     """
     t0 = time.perf_counter()
-    L, PV, HV, sp = _check_inputs(liver, portal, hepatic, spacing_mm)
+    sp = _check_inputs(liver, portal, hepatic, spacing_mm)
     spa = np.asarray(sp)
     warnings: list[str] = []
 
-    box = _crop_box(L, spa, CROP_MARGIN_MM)
+    box = _crop_box(liver, spa, CROP_MARGIN_MM)
     off_vox = np.array([b.start for b in box])
-    Lc, PVc, HVc = L[box], PV[box], HV[box]
+    Lc, PVc, HVc = (np.asarray(a[box]) != 0 for a in (liver, portal, hepatic))
+    n_out = {n: int(np.count_nonzero(a)) - int(np.count_nonzero(a[box])) for n, a in (("portal", portal), ("hepatic", hepatic))}
+    for n, k in n_out.items():
+        if k:
+            log.info("%s mask: %d voxels farther than %.0f mm from the liver's bounding box are ignored", n, k, CROP_MARGIN_MM)
 
     # --- analysis grid
     f = np.maximum(1, np.round(ANALYSIS_SPACING_MM / spa).astype(int))
@@ -264,38 +356,18 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                               f"from {CAUDATE_BELOW_MM:.0f} mm below to {CAUDATE_ABOVE_MM:.0f} mm above it"},
     }
 
-    # --- labels at full resolution on the crop
-    nx, ny, nz = Lc.shape
-    X = (np.arange(nx, dtype=np.float32) * spa[0])[:, None, None]
-    Y = (np.arange(ny, dtype=np.float32) * spa[1])[None, :, None]
-    Z = (np.arange(nz, dtype=np.float32) * spa[2])[None, None, :]
-    icx, icy = np.float32(ivc_at_b[0]), np.float32(ivc_at_b[1])
-
-    def side(px, py, phi_deg, off=0.0):
-        """> 0 on the counter-clockwise side of the directed line through p at angle phi (deg)."""
-        a = np.radians(phi_deg)
-        return np.float32(np.cos(a)) * (Y - py) - np.float32(np.sin(a)) * (X - px) - np.float32(off)
-
-    left = (side(ivc_at_b[0], ivc_at_b[1], PRIOR_MIDDLE_SCISSURA_DEG, MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc) > 0) \
-        | ((X < icx) & (Y < icy))
-    ant = side(icx, icy, PRIOR_RIGHT_SCISSURA_DEG) > 0
-    lat = side(U[0], U[1], PRIOR_UMBILICAL_DEG) > 0
-    up_r = Z >= z_right
-    up_l = Z >= z_left
-    lab = np.where(
-        left,
-        np.where(lat, np.where(up_l, 2, 3), np.where(up_l | (not split_segment_4), LABEL_4A, LABEL_4B)),
-        np.where(ant, np.where(up_r, 8, 5), np.where(up_r, 7, 6)),
-    ).astype(np.uint8)
-    s1 = (
-        (Y > icy - 0.5 * r_ivc) & (Y < B[1]) & (X > icx - CAUDATE_LEFT_OF_IVC_MM) & (X < B[0])
-        & (Z > z_right - CAUDATE_BELOW_MM) & (Z < z_right + CAUDATE_ABOVE_MM)
+    bd = Boundaries(
+        middle_point_xy=ivc_at_b + MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc * _normal(PRIOR_MIDDLE_SCISSURA_DEG),
+        middle_angle_deg=PRIOR_MIDDLE_SCISSURA_DEG,
+        right_point_xy=ivc_at_b, right_angle_deg=PRIOR_RIGHT_SCISSURA_DEG,
+        umbilical_point_xy=U[:2], umbilical_angle_deg=PRIOR_UMBILICAL_DEG,
+        z_right_mm=z_right, z_left_mm=z_left,
+        ivc_xy=ivc_at_b, ivc_radius_mm=r_ivc, bifurcation_mm=B,
     )
-    lab[np.broadcast_to(s1, lab.shape)] = 1
-    lab[~Lc] = 0
+    lab = _label_crop(Lc, spa, bd, split_segment_4=split_segment_4)
     lab = _one_piece_per_label(lab, warnings)
 
-    out = np.zeros(L.shape, np.uint8)
+    out = np.zeros(liver.shape, np.uint8)
     out[box] = lab
 
     def pt(p_crop):
@@ -320,8 +392,14 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 
 
 def _check_near_liver(L2, PV2, HV2, sp2):
-    """Reject vessel masks that do not lie at the liver; return the distance map to the liver."""
-    dl = edt.edt(np.ascontiguousarray(~L2), anisotropy=tuple(sp2), black_border=False)
+    """Reject vessel masks that do not lie at the liver; return the distance map to the liver (mm,
+    on the analysis grid; computed on a grid twice as coarse, upsampled, accurate to ~1 voxel)."""
+    f = np.array([2, 2, 1 if sp2[2] >= 2 * sp2[0] else 2])
+    Lq = _pool(L2, f)
+    dq = edt.edt(np.ascontiguousarray(~Lq), anisotropy=tuple(sp2 * f), black_border=False)
+    ii = [np.minimum(np.arange(n) // k, m - 1) for n, k, m in zip(L2.shape, f, dq.shape)]
+    dl = dq[np.ix_(*ii)]
+    dl[L2] = 0.0
     for name, m in (("portal", PV2), ("hepatic", HV2)):
         n = int(m.sum())
         if n == 0:
@@ -338,31 +416,22 @@ def _check_near_liver(L2, PV2, HV2, sp2):
 
 
 def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
-    """Keep the largest connected piece of each label; give every other piece to the label that
-    surrounds it most (iterated until stable). Liver islands disconnected from the main liver
-    keep the label of the largest neighbouring... (they cannot join a segment) and are reported."""
-    liver = lab > 0
-    lcc, nl = cc3d.connected_components(liver, connectivity=26, return_N=True)
-    if nl > 1:
-        sizes = np.bincount(lcc.ravel())
-        sizes[0] = 0
-        main = lcc == int(np.argmax(sizes))
-        n_off = int(liver.sum() - main.sum())
-        warnings.append(f"liver mask has {nl} disconnected pieces; {n_off} voxels outside the main piece keep "
-                        "their planar label (segments are connected only within the main piece)")
-    else:
-        main = liver
-    work = np.where(main, lab, 0).astype(np.uint8)
+    """Keep the largest 6-connected piece of each label and give every other piece to the label
+    that surrounds it most (repeated until stable). A piece with no labelled neighbour is a
+    separate island of the liver mask: it keeps its planar label and a warning says so."""
+    work = lab.copy()
+    islands = 0
     for _ in range(6):
         cc, n = cc3d.connected_components(work, connectivity=6, return_N=True)
         if n == 0:
             break
-        sizes = np.bincount(cc.ravel(), minlength=n + 1)
+        st = cc3d.statistics(cc)
+        sizes = np.asarray(st["voxel_counts"])
+        boxes = st["bounding_boxes"]
         comp_label = np.zeros(n + 1, np.uint8)
-        objs = ndi.find_objects(cc)
-        for i, sl in enumerate(objs, start=1):
-            if sl is not None:
-                comp_label[i] = work[sl][cc[sl] == i][0]
+        for i in range(1, n + 1):
+            sl = boxes[i]
+            comp_label[i] = work[sl][cc[sl] == i][0]
         keep = np.zeros(n + 1, bool)
         for k in np.unique(comp_label[1:]):
             ids = np.nonzero(comp_label == k)[0]
@@ -372,8 +441,8 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
         if not strays:
             break
         for i in strays:
-            sl = objs[i - 1]
-            sl2 = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+            sl = boxes[i]
+            sl2 = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in sl)
             piece = cc[sl2] == i
             ring = ndi.binary_dilation(piece) & ~piece
             nb = work[sl2][ring]
@@ -381,5 +450,12 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
             if nb.size:
                 sub = work[sl2]
                 sub[piece] = np.bincount(nb).argmax()
-    out = np.where(main, work, lab)
-    return out
+            else:
+                keep[i] = True
+        if all(keep[i] for i in strays):
+            islands = len(strays)
+            break
+    if islands:
+        warnings.append(f"liver mask has {islands} piece(s) not connected to the rest of the liver; they keep "
+                        "their planar label, so those segments are not single pieces there")
+    return work

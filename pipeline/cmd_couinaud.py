@@ -1,0 +1,87 @@
+"""``hepatoplan couinaud``: Couinaud segments 1-8 from liver, portal-vein and hepatic-vein masks.
+
+Reads the three masks (any format :mod:`pipeline.io` reads), runs
+:func:`couinaud.segment_couinaud` on the canonical RAS+ arrays and writes the label map on the
+liver mask's own grid (``--out``), optionally a JSON file with landmarks, the method of each boundary,
+warnings and segment volumes (``--json``). Labels: 0 outside the liver, 1..8 = segments I..VIII;
+with ``--split-segment-4``, 4 = IVa (cranial) and 9 = IVb (caudal).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from couinaud import LABEL_4B, segment_couinaud
+from hepatoplan import __version__
+from hepatoplan.errors import InputError
+from hepatoplan.units import MM3_PER_ML
+
+from . import io
+
+log = logging.getLogger(__name__)
+
+OUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "couinaud", help="Couinaud segments from liver, portal and hepatic vein masks",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--liver", type=Path, required=True, help="liver mask (defines the output grid)")
+    p.add_argument("--portal", type=Path, required=True, help="portal vein mask (trunk and intrahepatic branches)")
+    p.add_argument("--hepatic", type=Path, required=True, help="hepatic veins mask including the IVC")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output label map (.nii.gz, .nii, .nrrd or .mha), on the liver mask's grid")
+    p.add_argument("--json", type=Path, help="also write landmarks, methods, warnings and volumes as JSON")
+    p.add_argument("--split-segment-4", action="store_true",
+                   help=f"split segment 4 into 4a (label 4, cranial) and 4b (label {LABEL_4B}, caudal)")
+    p.add_argument("--resample-masks", action="store_true",
+                   help="resample --portal/--hepatic nearest-neighbour onto the liver's grid when grids differ")
+    p.set_defaults(func=run)
+
+
+def _check_out(path: Path, flag: str, suffixes) -> None:
+    if not any(str(path).endswith(s) for s in suffixes):
+        raise InputError(f"{flag} {path}: expected a file ending in {', '.join(suffixes)}; "
+                         f"found '{path.name}'. Choose e.g. {path.with_suffix('').name}{suffixes[0]}")
+    if not path.parent.exists():
+        raise InputError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+
+
+def run(args) -> int:
+    _check_out(args.out, "--out", OUT_SUFFIXES)
+    if args.json is not None:
+        _check_out(args.json, "--json", (".json",))
+    liver = io.read_labels(args.liver, name="--liver")
+    portal = io.read_labels(args.portal, name="--portal", reference=liver, resample=args.resample_masks)
+    hepatic = io.read_labels(args.hepatic, name="--hepatic", reference=liver, resample=args.resample_masks)
+    res = segment_couinaud(liver.array, portal.array, hepatic.array, spacing_mm=liver.spacing_mm,
+                           split_segment_4=args.split_segment_4)
+    for w in res.warnings:
+        log.warning("%s", w)
+    voxel_ml = liver.voxel_volume_mm3 / MM3_PER_ML
+    counts = np.bincount(res.labels.ravel(), minlength=LABEL_4B + 1)
+    labels = [k for k in range(1, LABEL_4B + 1) if counts[k] or k <= 8]
+    record = {
+        "hepatoplan_version": __version__,
+        "inputs": {flag: {"path": str(v.path), "sha256": io.sha256_of(v.path)}
+                   for flag, v in (("liver", liver), ("portal", portal), ("hepatic", hepatic))},
+        "options": {"split_segment_4": bool(args.split_segment_4), "resample_masks": bool(args.resample_masks)},
+        "labels": {"0": "outside the liver", **{str(k): f"segment {k}" for k in range(1, 9)},
+                   **({"4": "segment 4a (cranial)", str(LABEL_4B): "segment 4b (caudal)"} if args.split_segment_4 else {})},
+        "segment_volumes_ml": {str(k): round(float(counts[k] * voxel_ml), 2) for k in labels},
+        "landmarks": res.landmarks,
+        "methods": res.methods,
+        "warnings": res.warnings,
+        "runtime_s": round(res.runtime_s, 3),
+    }
+    io.write_labels(res.labels, reference=liver, path=args.out)
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=2))
+    log.info("wrote %s", args.out)
+    return 0
