@@ -5,7 +5,10 @@ Studies: the shipped demo phantom (``data_samples/demo``, its own masks) and IRC
 hepatectomy (segments 5-8 resected, unlabelled liver kept, tumours over everything); vessels are
 the given portal and hepatic masks. Prints one Markdown table row per study.
 
-    python bench/bench_previews.py [--out DIR]
+    python bench/bench_previews.py [--out DIR] [--phantom DIR ...]
+
+``--phantom DIR``: also a phantom written by ``python -m data_samples --out DIR ...`` (e.g.
+``--spacing-mm 0.75,0.75,2.0 --shape 512,512,300``).
 """
 
 from __future__ import annotations
@@ -91,11 +94,20 @@ def run(name: str, labels, affine, vessels, out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="keep the outputs here")
+    parser.add_argument("--phantom", type=Path, action="append", default=[],
+                        help="a phantom folder written by `python -m data_samples --out DIR`")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="hp-bench-previews-"))
     print("| study | grid | seg.nrrd s | meshes s | GLB/STL/OBJ s | 4 PNGs s | report.html s | "
           "total s | triangles | GLB MB | HTML MB | mesh/mask volume remnant / resected |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    phantom_names = {"liver": "liver.nii.gz", "segments": "segments.nii.gz",
+                     "tumours": "tumours.nii.gz", "portal": "portal_vein.nii.gz",
+                     "hepatic": "hepatic_veins.nii.gz"}
+    for folder in args.phantom:
+        labels, affine, vessels = study_labels(folder, phantom_names)
+        print(run(f"phantom {folder.name}", labels, affine, vessels, out / folder.name), flush=True)
+        del labels, vessels
     if DEMO.is_dir():
         labels, affine, vessels = study_labels(DEMO, {
             "liver": "liver.nii.gz", "segments": "segments.nii.gz", "tumours": "tumours.nii.gz",

@@ -301,6 +301,7 @@ def write_seg_nrrd(
     affine_ras: np.ndarray,
     path: str | Path,
     extra_structures: Mapping[str, np.ndarray] | None = None,
+    crop: bool = True,
 ) -> Path:
     """Write a 3D Slicer segmentation (``.seg.nrrd``) with named, coloured segments.
 
@@ -319,6 +320,10 @@ def write_seg_nrrd(
         Output path; should end in ``.seg.nrrd``. Written atomically (gzip encoded).
     extra_structures : mapping of str to bool ndarray, optional
         Named masks on the same grid; empty masks are skipped with a log message.
+    crop : bool
+        Store only the box that holds every segment, as Slicer does (its ``space origin`` is
+        the box's first voxel, ``Segmentation_ReferenceImageExtentOffset`` its index in the
+        given grid); the voxels keep their world positions. False stores the whole grid.
 
     Returns
     -------
@@ -339,21 +344,31 @@ def write_seg_nrrd(
     values = list(boxes)
     extras = _checked_extras(extra_structures, labels.shape)
 
-    layers = [labels.astype(np.uint8 if (not values or max(values) < 256) else np.uint16,
-                            copy=False)]
     segments: list[tuple[LabelEntry, int, int, tuple]] = []  # entry, layer, value, bounding box
     for v in values:
         segments.append((label_entry(v), 0, v, boxes[v]))
-    for name, mask in extras.items():
-        layers.append(mask.astype(layers[0].dtype))
+    for j, (name, mask) in enumerate(extras.items()):
         box = _label_boxes(mask.view(np.uint8))[1]
-        segments.append((structure_entry(name, value=1), len(layers) - 1, 1, box))
+        segments.append((structure_entry(name, value=1), j + 1, 1, box))
+
+    # as Slicer saves segmentations: cropped to the segments' joint extent, with its offset in
+    # the reference grid (Segmentation_ReferenceImageExtentOffset) and the origin moved there
+    if crop and segments:
+        start = np.min([[sl.start for sl in box] for *_, box in segments], axis=0)
+        stop = np.max([[sl.stop for sl in box] for *_, box in segments], axis=0)
+    else:
+        start, stop = np.zeros(3, int), np.asarray(labels.shape)
+    window = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    dtype = np.uint8 if (not values or max(values) < 256) else np.uint16
+    layers = [labels[window].astype(dtype, copy=False)]
+    layers += [mask[window].astype(dtype) for mask in extras.values()]
 
     affine_lps = RAS_TO_LPS @ affine
+    origin_lps = affine_lps[:3, :3] @ start + affine_lps[:3, 3]
     header: dict = {
-        "type": "unsigned char" if layers[0].dtype == np.uint8 else "unsigned short",
+        "type": "unsigned char" if dtype == np.uint8 else "unsigned short",
         "space": "left-posterior-superior",
-        "space origin": affine_lps[:3, 3].copy(),
+        "space origin": origin_lps,
         "encoding": "gzip",
     }
     if len(layers) == 1:
@@ -369,10 +384,10 @@ def write_seg_nrrd(
 
     header["Segmentation_MasterRepresentation"] = "Binary labelmap"
     header["Segmentation_ContainedRepresentationNames"] = "Binary labelmap|"
-    header["Segmentation_ReferenceImageExtentOffset"] = "0 0 0"
+    header["Segmentation_ReferenceImageExtentOffset"] = " ".join(str(int(a)) for a in start)
     for i, (entry, layer, value, box) in enumerate(segments):
         r, g, b = entry.colour_float
-        extent = " ".join(f"{sl.start} {sl.stop - 1}" for sl in box)
+        extent = " ".join(f"{sl.start - a} {sl.stop - 1 - a}" for sl, a in zip(box, start))
         p = f"Segment{i}_"
         header[p + "ID"] = f"Segment_{i + 1}"
         header[p + "Name"] = entry.name

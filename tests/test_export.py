@@ -63,29 +63,42 @@ def _seg_affine():
     return np.array([[-0.8, 0, 0, 40.0], [0, 0.7, 0, -60.0], [0, 0, -2.5, 100.0], [0, 0, 0, 1]])
 
 
-def test_seg_nrrd_pynrrd_and_simpleitk(tmp_path):
+def _box(mask):
+    idx = np.argwhere(mask)
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(axis=0), idx.max(axis=0)))
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_seg_nrrd_pynrrd_and_simpleitk(tmp_path, crop):
     import nrrd
     import SimpleITK as sitk
 
-    labels = _plan_labels((20, 22, 12))
+    labels = np.zeros((26, 28, 16), np.uint8)
+    labels[3:23, 3:25, 2:14] = _plan_labels((20, 22, 12))
     affine = _seg_affine()
-    path = write_seg_nrrd(labels, affine_ras=affine, path=tmp_path / "labels.seg.nrrd")
+    path = write_seg_nrrd(labels, affine_ras=affine, path=tmp_path / "labels.seg.nrrd", crop=crop)
     data, header = nrrd.read(str(path))
-    np.testing.assert_array_equal(data, labels)
+    box = _box(labels > 0) if crop else tuple(slice(0, n) for n in labels.shape)
+    np.testing.assert_array_equal(data, labels[box])
+    offset = [sl.start for sl in box]
+    assert header["Segmentation_ReferenceImageExtentOffset"] == " ".join(map(str, offset))
     assert header["space"] == "left-posterior-superior"
     names = {header[f"Segment{i}_Name"]: int(header[f"Segment{i}_LabelValue"]) for i in range(4)}
     assert names == {"segment 5 kept": 5, "liver kept": 9, "segment 2 resected": 12, "tumour 1": 21}
     assert "Segment4_Name" not in header
     assert "SCT^10200004^Liver" in header["Segment0_Tags"]
+    # extents are in the stored image's voxels
+    tumour_box = _box(data == 21)
+    assert header["Segment3_Extent"] == " ".join(f"{sl.start} {sl.stop - 1}" for sl in tumour_box)
 
     img = sitk.ReadImage(str(path))
     assert img.GetMetaData("Segment3_Name") == "tumour 1"
     arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
-    np.testing.assert_array_equal(arr, labels)
-    # world position of a voxel agrees with the RAS affine (SimpleITK speaks LPS)
+    np.testing.assert_array_equal(arr, labels[box])
+    # a stored voxel lies where the RAS affine puts the same voxel of the input (SimpleITK: LPS)
     ijk = (3, 7, 5)
     lps = np.array(img.TransformIndexToPhysicalPoint(ijk))
-    ras = (affine @ [*ijk, 1])[:3]
+    ras = (affine @ [*(np.add(ijk, offset)), 1])[:3]
     np.testing.assert_allclose(lps, (RAS_TO_LPS[:3, :3] @ ras), atol=1e-6)
 
 
@@ -98,10 +111,11 @@ def test_seg_nrrd_with_overlapping_extra_layer(tmp_path):
     path = write_seg_nrrd(labels, affine_ras=_seg_affine(), path=tmp_path / "x.seg.nrrd",
                           extra_structures={"portal vein": vessel, "hepatic veins": np.zeros_like(vessel)})
     data, header = nrrd.read(str(path))
-    assert data.shape == (2, 20, 22, 12)
+    box = _box((labels > 0) | vessel)
+    assert data.shape == (2,) + tuple(sl.stop - sl.start for sl in box)
     assert header["kinds"] == ["list", "domain", "domain", "domain"]
-    np.testing.assert_array_equal(data[0], labels)
-    np.testing.assert_array_equal(data[1], vessel)
+    np.testing.assert_array_equal(data[0], labels[box])
+    np.testing.assert_array_equal(data[1], vessel[box])
     assert header["Segment4_Name"] == "portal vein" and header["Segment4_Layer"] == "1"
     assert "Segment5_Name" not in header  # the empty structure is skipped
 
