@@ -275,7 +275,9 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
         reader.SetFileName(str(path))
         what = "an image"
         if header_only:
-            return _read_header(reader, path, name), path, files
+            grid = _read_header(reader, path, name)
+            _check_nifti(path, name)
+            return grid, path, files
     try:
         with keep_locale():
             image = reader.Execute()

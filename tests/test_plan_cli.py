@@ -171,6 +171,7 @@ BAD_CASES = {
     "negative margin": (["--liver", "{d}/liver.nii.gz", "--margin-mm", "-1"], "--margin-mm"),
     "anatomical without segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"], "segments"),
     "unknown flag": (["--liver", "{d}/liver.nii.gz", "--margin", "2"], "unrecognized"),
+    "NaN voxels in the CT": (["--liver", "{d}/liver.nii.gz"], "NaN"),
 }
 
 
@@ -178,7 +179,7 @@ BAD_CASES = {
 def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(study_dir, tmp_path, capsys, case):
     flags, expected = BAD_CASES[case]
     out = tmp_path / "out"
-    ct = study_dir / ("nan_ct.nii.gz" if case == "nan" else "ct.nii.gz")
+    ct = study_dir / ("nan_ct.nii.gz" if "NaN" in case else "ct.nii.gz")
     argv = ["plan", str(ct), "--out", str(out), "--no-preview"] + [f.format(d=study_dir) for f in flags]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -188,12 +189,19 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(study_dir, tmp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary output left behind"
 
 
-def test_nan_ct_is_refused_when_its_voxels_are_needed(study_dir, tmp_path, capsys):
-    from pipeline import io
-    from hepatoplan.errors import InputError
-
-    with pytest.raises(InputError, match="NaN"):
-        io.read_image(study_dir / "nan_ct.nii.gz", name="CT")
+def test_totalsegmentator_multilabel_on_a_dicom_series(ircadb_dir, tmp_path):
+    """--totalsegmentator supplies the liver (label 5) of a DICOM CT; its header is y-flipped."""
+    folder = ircadb_dir.parent / "totalsegmentator"
+    out = tmp_path / "o"
+    assert main(["plan", str(folder / "ct_contrast_dicom"), "--out", str(out), "--no-preview",
+                 "--totalsegmentator", str(folder / "ct_contrast_dicom_totalseg.nii.gz")]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    img = nib.load(folder / "ct_contrast_dicom_totalseg.nii.gz")
+    liver_voxels = int((np.asanyarray(img.dataobj) == 5).sum())
+    assert report["volumes_ml"]["liver"] == pytest.approx(
+        liver_voxels * float(np.prod(img.header.get_zooms()[:3])) / 1000, rel=1e-6)
+    assert "TotalSegmentator" in report["sources"]["liver"]
+    assert (out / "labels_seg.dcm").is_file()  # DICOM input: a DICOM-SEG referencing the series
 
 
 def test_inputs_are_never_modified(study_dir, tmp_path):
