@@ -5,8 +5,10 @@ Studies: the shipped demo phantom (``data_samples/demo``, its own masks) and IRC
 hepatectomy (segments 5-8 resected, unlabelled liver kept, tumours over everything); vessels are
 the given portal and hepatic masks. Prints one Markdown table row per study.
 
-    python bench/bench_previews.py [--out DIR] [--phantom DIR ...]
+    python bench/bench_previews.py [--out DIR] [--phantom DIR ...] [--dicom-seg]
 
+``--dicom-seg``: also time ``write_dicom_seg`` on IRCADb 01 against a synthetic DICOM series
+written on the grid of its NIfTI files (without and with the vessels as overlapping segments).
 ``--phantom DIR``: also a phantom written by ``python -m data_samples --out DIR ...`` (e.g.
 ``--spacing-mm 0.75,0.75,2.0 --shape 512,512,300``).
 """
@@ -91,9 +93,72 @@ def run(name: str, labels, affine, vessels, out: Path) -> str:
             f"{ratios['remnant']:.4f} / {ratios['resected']:.4f} |")
 
 
+def synthetic_series(native_nifti: Path, folder: Path) -> list[Path]:
+    """Empty-pixel CT series whose grid is the NIfTI file's own grid (any orientation)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from pipeline.export import RAS_TO_LPS
+
+    img = nib.load(native_nifti)
+    lps = RAS_TO_LPS @ img.affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    cols, rows, n = img.shape
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for k in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", "Bench^Series", "BENCH"
+        ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "", "O", "20260101", "1200"
+        ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = "", "1", ""
+        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
+        ds.ImageOrientationPatient = [float(v) for v in np.concatenate(
+            [lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]])]
+        ds.ImagePositionPatient = [float(v) for v in (lps @ [0, 0, k, 1])[:3]]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+        ds.SliceThickness = float(spacing[2])
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.PixelData = np.zeros((rows, cols), np.int16).tobytes()
+        path = folder / f"{k:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+def bench_dicom_seg(labels, affine, vessels, out: Path) -> None:
+    import highdicom as hd
+
+    from pipeline.export import write_dicom_seg
+
+    files = synthetic_series(IRCADB_01 / "liver.nii.gz", out / "series")
+    print("\n| DICOM-SEG on IRCADb 01 | segments | s | MB | read back s | frames |")
+    print("|---|---|---|---|---|---|")
+    for extras in ({}, vessels):
+        t = time.perf_counter()
+        path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                               path=out / "labels_seg.dcm", extra_structures=extras)
+        seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        seg = hd.seg.segread(path)
+        read_s = time.perf_counter() - t
+        what = "labels + vessels (overlapping)" if extras else "labels"
+        print(f"| {what} | {len(seg.SegmentSequence)} | {seconds:.1f} | "
+              f"{path.stat().st_size / 1e6:.1f} | {read_s:.1f} | {seg.NumberOfFrames} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="keep the outputs here")
+    parser.add_argument("--dicom-seg", action="store_true", help="also time DICOM-SEG on IRCADb 01")
     parser.add_argument("--phantom", type=Path, action="append", default=[],
                         help="a phantom folder written by `python -m data_samples --out DIR`")
     args = parser.parse_args()
@@ -119,6 +184,8 @@ def main() -> None:
             "tumours": "tumours.nii.gz", "portal": "portal_vein.nii.gz",
             "hepatic": "hepatic_veins.nii.gz"})
         print(run("IRCADb 01", labels, affine, vessels, out / "ircadb01"), flush=True)
+        if args.dicom_seg:
+            bench_dicom_seg(labels, affine, vessels, out / "ircadb01")
     else:
         print(f"(IRCADb 01 not found at {IRCADB_01})")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
