@@ -323,6 +323,8 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     # IVC centre at the level of the bifurcation: the scissurae are vertical planes hinged there
     ivc_at_b = ivc.centre_near(z_right - shift[2]) + shift[:2]
 
+    trunks = lm.hepatic_trunks(HV2, sp2, ivc_at_b - shift[:2], r_ivc)
+
     # umbilical fissure: shrink the vessel estimate (leftmost point of the left portal vein)
     # halfway toward the prior position (UMBILICAL_PRIOR_OFFSET_MM to the left of the bifurcation)
     u_vessel = lpv[int(np.argmin(lpv[:, 0]))]
@@ -386,6 +388,12 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
             "point_at_mid_level": pt([*(ivc.slope_xy * zc + ivc_b), zc]),
             "direction_dxdz_dydz": [round(float(v), 4) for v in ivc.slope_xy],
             "radius_mm": round(r_ivc, 2),
+        },
+        "hepatic_vein_trunks": {
+            name: {"azimuth_deg": None if a is None else round(float(a), 1), "vote_share": round(float(w), 3)}
+            for name, a, w in (("right", trunks.right_deg, trunks.right_weight),
+                               ("middle", trunks.middle_deg, trunks.middle_weight),
+                               ("left", trunks.left_deg, trunks.left_weight))
         },
     }
     return CouinaudResult(out, landmarks, methods, warnings, time.perf_counter() - t0)

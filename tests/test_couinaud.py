@@ -1,13 +1,257 @@
-"""Couinaud segmentation: bad input, orientation, real data (IRCADb)."""
+"""Couinaud segmentation: landmarks on the phantom, orientation, bad input, real data (IRCADb).
+
+The phantom's segment convention (vein azimuths 35 deg / 92 deg, 2|3 split at the bifurcation,
+caudate sector) differs from the IRCADb reference the method follows (see couinaud/segment.py), so
+on the phantom we test what both agree on: landmarks with known positions, anatomical orientation,
+invariance to the file's axis order, and the partition properties.
+"""
 
 from pathlib import Path
 
+import cc3d
 import nibabel as nib
 import numpy as np
 import pytest
 
-from couinaud import segment_couinaud
-from hepatoplan.errors import InputError
+from couinaud import LABEL_4B, segment_couinaud
+from couinaud import landmarks as lm
+from data_samples.phantom import make_phantom
+from hepatoplan.errors import InputError, NotComputableError
+
+SPACINGS = [(1.5, 1.5, 2.5), (0.9, 0.9, 1.2)]
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module", params=SPACINGS, ids=["1.5x1.5x2.5", "0.9x0.9x1.2"])
+def phantom(request):
+    ph = make_phantom(spacing_mm=request.param, scale=0.7)
+    res = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=ph.spacing_mm)
+    return ph, res
+
+
+def _world(ph, mm_in_array_frame):
+    """Array-frame mm (voxel * spacing) -> world RAS mm of the phantom."""
+    vox = np.asarray(mm_in_array_frame, float) / np.asarray(ph.spacing_mm)
+    return ph.affine_ras[:3, :3] @ vox + ph.affine_ras[:3, 3]
+
+
+# --------------------------------------------------------------------------- phantom
+
+
+def test_partition_every_liver_voxel_one_segment(phantom):
+    ph, res = phantom
+    lab = res.labels
+    assert lab.dtype == np.uint8 and lab.shape == ph.liver.shape
+    liver = ph.liver > 0
+    assert not lab[~liver].any()
+    assert (lab[liver] > 0).all()
+    assert set(np.unique(lab[liver])) == set(range(1, 9))
+    for k in range(1, 9):
+        _, n = cc3d.connected_components(lab == k, connectivity=6, return_N=True)
+        assert n == 1, f"segment {k} has {n} pieces"
+
+
+def test_landmarks_match_phantom_truth(phantom):
+    ph, res = phantom
+    truth = ph.truth["landmarks"]
+    sp = np.asarray(ph.spacing_mm)
+    ivc = res.landmarks["ivc_axis"]
+    c = _world(ph, ivc["point_at_bifurcation"]["mm"])
+    assert np.hypot(*(c[:2] - np.asarray(truth["ivc_axis"]["point_mm"][:2]))) <= 1.5 * sp[0] + 0.5
+    assert abs(ivc["radius_mm"] - truth["ivc_axis"]["radius_mm"]) <= 1.5 * sp[0]
+    b = _world(ph, res.landmarks["portal_bifurcation"]["mm"])
+    assert np.linalg.norm(b[:2] - np.asarray(truth["portal_bifurcation_mm"][:2])) <= 4.0
+    # the skeleton junction of a thick trunk sits a little below the centre-line junction
+    assert abs(b[2] - truth["transverse_portal_plane_z_mm"]) <= 2 * sp[2] + 4.0
+    trunks = res.landmarks["hepatic_vein_trunks"]
+    assert abs(trunks["right"]["azimuth_deg"] - truth["scissurae"]["right"]["azimuth_deg"]) <= 6.0
+    assert abs(trunks["middle"]["azimuth_deg"] - truth["scissurae"]["middle"]["azimuth_deg"]) <= 6.0
+
+
+def test_anatomical_orientation(phantom):
+    """Marked-voxel style check of RAS: 2/3 on the patient's left (low axis 0), 7/8 cranial to
+    6/5 (axis 2), 6/7 posterior to 5/8 (axis 1)."""
+    ph, res = phantom
+    lab = res.labels
+    cent = {k: np.argwhere(lab == k).mean(axis=0) * np.asarray(ph.spacing_mm) for k in range(1, 9)}
+    assert max(cent[2][0], cent[3][0]) < min(cent[k][0] for k in (5, 6, 7, 8))
+    assert cent[8][2] > cent[5][2] and cent[7][2] > cent[6][2]
+    assert cent[6][1] < cent[5][1] and cent[7][1] < cent[8][1]
+    # the same liver mirrored left-right is a different patient: left segments move to the other side
+    mir = segment_couinaud(ph.liver[::-1], ph.portal[::-1], ph.hepatic[::-1], spacing_mm=ph.spacing_mm)
+    assert mir.labels.shape == lab.shape
+
+
+def test_spacings_agree():
+    a = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
+    b = make_phantom(spacing_mm=SPACINGS[1], scale=0.7)
+    va = [np.count_nonzero(segment_couinaud(a.liver, a.portal, a.hepatic, spacing_mm=a.spacing_mm).labels == k)
+          * np.prod(a.spacing_mm) for k in range(1, 9)]
+    vb = [np.count_nonzero(segment_couinaud(b.liver, b.portal, b.hepatic, spacing_mm=b.spacing_mm).labels == k)
+          * np.prod(b.spacing_mm) for k in range(1, 9)]
+    va, vb = np.array(va), np.array(vb)
+    # segment volumes within 20 % (or 4 mL) between a coarse (2.5 mm slices) and a fine grid: the
+    # transverse plane follows the bifurcation found on each grid, which moves by about a slice
+    assert np.all(np.abs(va - vb) <= np.maximum(0.20 * vb, 4000.0)), (va / 1000, vb / 1000)
+
+
+def test_flipped_axes_give_the_same_segments(tmp_path):
+    """Written as LPS and read back through pipeline.io, the labels equal the direct RAS run."""
+    from data_samples.write import write_study
+    from pipeline.cli import main
+    from pipeline.io import read_labels
+
+    ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
+    direct = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=ph.spacing_mm).labels
+    files = write_study(ph, tmp_path / "study", axcodes="LPS")
+    out = tmp_path / "seg.nii.gz"
+    code = main(["couinaud", "--liver", str(files["liver"]), "--portal", str(files["portal_vein"]),
+                 "--hepatic", str(files["hepatic_veins"]), "--out", str(out), "--json", str(tmp_path / "c.json")])
+    assert code == 0
+    back = read_labels(out, name="out")
+    assert back.array.shape == direct.shape
+    assert np.array_equal(back.array, direct)
+    # the output lies on the input's own (LPS) grid
+    assert np.allclose(nib.load(str(out)).affine, nib.load(str(files["liver"])).affine)
+
+
+def test_split_segment_4(phantom):
+    ph, res = phantom
+    split = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=ph.spacing_mm, split_segment_4=True)
+    four = res.labels == 4
+    assert np.array_equal(four, np.isin(split.labels, (4, LABEL_4B)))
+    a, b = np.argwhere(split.labels == 4), np.argwhere(split.labels == LABEL_4B)
+    assert len(a) and len(b) and a[:, 2].mean() > b[:, 2].mean()  # 4a cranial to 4b
+
+
+def test_methods_and_landmarks_are_json_ready(phantom):
+    import json
+
+    _, res = phantom
+    json.dumps(res.landmarks)
+    json.dumps(res.methods)
+    assert {"middle_scissura", "right_scissura", "umbilical_fissure", "transverse_right",
+            "transverse_left", "caudate"} <= set(res.methods)
+    assert all(m["method"] in ("plane fit", "territory", "fallback") for m in res.methods.values())
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def small():
+    ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
+    return ph.liver > 0, ph.portal > 0, ph.hepatic > 0, ph.spacing_mm
+
+
+def test_empty_masks_raise(small):
+    liver, portal, hepatic, sp = small
+    with pytest.raises(InputError, match="portal mask is empty"):
+        segment_couinaud(liver, np.zeros_like(portal), hepatic, spacing_mm=sp)
+    with pytest.raises(InputError, match="hepatic mask is empty"):
+        segment_couinaud(liver, portal, np.zeros_like(hepatic), spacing_mm=sp)
+    with pytest.raises(InputError, match="liver mask is empty"):
+        segment_couinaud(np.zeros_like(liver), portal, hepatic, spacing_mm=sp)
+
+
+def test_shape_and_spacing_errors(small):
+    liver, portal, hepatic, sp = small
+    with pytest.raises(InputError, match="share one grid"):
+        segment_couinaud(liver, portal[:-1], hepatic, spacing_mm=sp)
+    with pytest.raises(InputError, match="spacing_mm"):
+        segment_couinaud(liver, portal, hepatic, spacing_mm=(1.0, 0.0, 1.0))
+    with pytest.raises(InputError, match="3D"):
+        segment_couinaud(liver[0], portal[0], hepatic[0], spacing_mm=sp)
+
+
+def test_vessels_outside_the_liver_raise(small):
+    liver, portal, hepatic, sp = small
+    far = np.zeros_like(portal)
+    far[:5, :5, :5] = True  # a blob in a corner of the field, far from the liver
+    with pytest.raises(InputError, match="portal mask"):
+        segment_couinaud(liver, far, hepatic, spacing_mm=sp)
+    with pytest.raises(InputError, match="hepatic mask"):
+        segment_couinaud(liver, portal, far, spacing_mm=sp)
+
+
+def test_hepatic_mask_without_ivc_is_not_computable(small):
+    liver, portal, hepatic, sp = small
+    import edt
+
+    d = edt.edt(hepatic, anisotropy=sp)
+    thin = hepatic & (d <= min(sp) + 1e-3)  # a one-voxel shell: no disc of IVC calibre in any slice
+    with pytest.raises(NotComputableError, match="IVC"):
+        segment_couinaud(liver, portal, thin, spacing_mm=sp)
+
+
+def test_disconnected_portal_mask_warns(small):
+    liver, portal, hepatic, sp = small
+    cut = portal.copy()
+    # cut the left portal vein's subtree off the trunk with a sagittal slab left of the bifurcation
+    idx = np.argwhere(portal)
+    x_mid = int(np.percentile(idx[:, 0], 35))
+    cut[x_mid - 2: x_mid + 2] = False
+    res = segment_couinaud(liver, cut, hepatic, spacing_mm=sp)
+    assert set(np.unique(res.labels[liver])) == set(range(1, 9))
+    assert any("not connected" in w for w in res.warnings)
+
+
+def test_layering_no_pipeline_import():
+    root = Path(__file__).resolve().parents[1] / "couinaud"
+    for f in root.glob("*.py"):
+        text = f.read_text()
+        assert "import pipeline" not in text and "from pipeline" not in text, f
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_bad_input_exit_2(tmp_path, capsys):
+    from data_samples.write import write_study
+    from pipeline.cli import main
+
+    ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
+    files = write_study(ph, tmp_path / "s", axcodes="RAS")
+    empty = tmp_path / "empty.nii.gz"
+    img = nib.load(str(files["portal_vein"]))
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), str(empty))
+    args = ["couinaud", "--liver", str(files["liver"]), "--hepatic", str(files["hepatic_veins"]),
+            "--out", str(tmp_path / "o.nii.gz")]
+    assert main(args + ["--portal", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "portal mask is empty" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.nii.gz").exists()
+    assert main(args + ["--portal", str(tmp_path / "missing.nii.gz")]) == 2
+    assert main(args[:-2] + ["--out", str(tmp_path / "o.txt"), "--portal", str(files["portal_vein"])]) == 2
+
+
+def test_cli_subprocess(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from data_samples.write import write_study
+
+    ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
+    files = write_study(ph, tmp_path / "s", axcodes="LPS")
+    out, js = tmp_path / "seg.nii.gz", tmp_path / "seg.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "couinaud", "--liver", str(files["liver"]),
+         "--portal", str(files["portal_vein"]), "--hepatic", str(files["hepatic_veins"]),
+         "--out", str(out), "--json", str(js), "--split-segment-4"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(js.read_text())
+    assert set(rec["segment_volumes_ml"]) == {str(k) for k in range(1, 10)}
+    assert rec["labels"][str(LABEL_4B)].startswith("segment 4b")
+    assert nib.load(str(out)).shape == nib.load(str(files["liver"])).shape
+
+
+# --------------------------------------------------------------------------- real data
 
 
 def _load(d: Path, name):
@@ -15,26 +259,19 @@ def _load(d: Path, name):
     return np.asanyarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
 
 
-def _dice(a, b):
-    return 2 * (a & b).sum() / (a.sum() + b.sum())
-
-
-@pytest.fixture(scope="module")
-def case09(ircadb_dir):
-    d = ircadb_dir / "09"
+@pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.78, 0.92), ("05", 0.81, 0.92)])
+def test_real_case(ircadb_dir, case, min_mean, min_hemi):
+    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.82, 05: 0.85)."""
+    d = ircadb_dir / case
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
     hepatic, _ = _load(d, "hepatic_veins")
     ref, _ = _load(d, "couinaud_reference")
-    return liver, portal, hepatic, ref, sp
-
-
-def test_real_case_09(case09):
-    liver, portal, hepatic, ref, sp = case09
-    res = segment_couinaud(liver, portal, hepatic, spacing_mm=sp)
-    lab = res.labels
-    assert lab.dtype == np.uint8 and lab.shape == liver.shape
+    lab = segment_couinaud(liver, portal, hepatic, spacing_mm=sp).labels
     assert set(np.unique(lab[liver > 0])) == set(range(1, 9))
     assert not lab[liver == 0].any()
-    d = [_dice(lab == k, ref == k) for k in range(1, 9)]
-    assert np.mean(d) >= 0.74, d
+    dice = [_dice(lab == k, ref == k) for k in range(1, 9)]
+    assert np.mean(dice) >= min_mean, np.round(dice, 3)
+    right = _dice(np.isin(lab, (5, 6, 7, 8)), np.isin(ref, (5, 6, 7, 8)))
+    left = _dice(np.isin(lab, (2, 3, 4)), np.isin(ref, (2, 3, 4)))
+    assert min(left, right) >= min_hemi, (left, right)
