@@ -35,7 +35,8 @@ Method
    the cut (scipy ``distance_transform_edt(return_indices=True)``, mm). It is devascularised
    (portal) or congested (hepatic) when that vessel voxel is in a *detached* piece (kept, but no
    longer connected to the root) or in a *transected* stretch: a vessel stretch removed by a
-   non-anatomical cut (a wedge, an ablation), whose side branches fed the parenchyma around the cut
+   non-anatomical cut (a wedge, an ablation) that severs the vessel (it touches a detached piece);
+   its side branches fed the parenchyma around the cut
    too. Vessels removed by the ``anatomical`` part of a resection count only through what they
    detach: an anatomical resection follows the territories by intent (the surgeon divides the
    pedicle and cuts along the ischaemic line), and counting the parenchyma between a reference
@@ -79,8 +80,9 @@ class VesselPiece:
         ``"portal"`` or ``"hepatic"``.
     kind : str
         ``"detached"``: kept vessel no longer connected to its root; ``"transected"``: a vessel
-        stretch removed by a non-anatomical cut (its side territory outside the cut loses its
-        supply too).
+        stretch removed by a non-anatomical cut that severs the vessel (its side territory outside
+        the cut loses its supply too). A cut that only grazes a vessel wall or takes a vessel's
+        tip detaches nothing and is not counted.
     voxels : int
         Vessel voxels in the piece.
     volume_ml : float
@@ -339,17 +341,31 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
     after = _connected_to(vessel_c & ~cut, root)
     disconnected = before & ~cut & ~after
     # vessel stretches a non-anatomical cut removes: their side territory outside the cut dies too
+    # vessel stretches a non-anatomical cut removes *and* thereby severs (they touch a detached
+    # piece): their side territory outside the cut loses its supply too. A cut that only grazes a
+    # vessel wall, or takes a tip, detaches nothing and costs nothing here.
     transected = cut & before & ~nearest_anatomical
     n_cut = int(np.count_nonzero(cut & before))
-    if not (disconnected.any() or transected.any()):
+    if not disconnected.any():
         return {"territory": empty, "ml": 0.0, "pieces": [], "cut_voxels": n_cut,
                 "root_voxels": int(root.sum())}
 
     pieces_lab, n_detached = cc3d.connected_components(disconnected, connectivity=26, return_N=True)
     pieces_lab = pieces_lab.astype(np.int32, copy=False)
-    cut_lab, n_transected = cc3d.connected_components(transected, connectivity=26, return_N=True)
-    pieces_lab[transected] = cut_lab[transected].astype(np.int32) + n_detached
-    del cut_lab
+    n_transected = 0
+    if transected.any():
+        cut_lab = cc3d.connected_components(transected, connectivity=26)
+        dbox = _padded_box(bounding_box(disconnected), [1, 1, 1], disconnected.shape)
+        touching = ndimage.binary_dilation(disconnected[dbox], structure=np.ones((3, 3, 3), bool))
+        severing = np.unique(cut_lab[dbox][touching])
+        severing = severing[severing > 0]
+        if severing.size:
+            relabel = np.zeros(int(cut_lab.max()) + 1, np.int32)
+            relabel[severing] = np.arange(1, severing.size + 1) + n_detached
+            new = relabel[cut_lab]
+            pieces_lab = np.where(new > 0, new, pieces_lab)
+            n_transected = int(severing.size)
+        del cut_lab
     n_pieces = n_detached + n_transected
     disconnected = pieces_lab > 0
     # nearest pre-cut vessel voxel of the remnant liver voxels that a piece can serve: none lies

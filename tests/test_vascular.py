@@ -166,3 +166,136 @@ def test_right_hepatectomy_on_ircadb01_leaves_the_left_liver_perfused(ircadb_dir
     assert res.devascularised_ml == 0.0
     assert not (res.devascularised & left).any()
     assert res.portal_cut_voxels > 10_000  # the right portal tree was cut, not missed
+
+
+# --- IRCADb 01: the bench's wedge numbers, recomputed independently ------------------------------
+
+
+def _independent_vascular(liver, resected, vessel, spacing, *, tree, pad_mm=20.0):
+    """The definition of resection.vascular re-implemented with other tools (scipy EDT/labels, KD-tree).
+
+    Cut: vessel voxels in the liver or with the liver as close as their own wall (+ max spacing)
+    whose nearest liver voxel is resected; root: largest extrahepatic portal piece / the largest
+    piece of the hepatic mask's opening with a ball of 0.7 × its largest inscribed radius;
+    affected: remnant liver whose nearest vessel voxel is detached, or is a removed stretch that
+    touches a detached piece. Returns the affected volume in voxels weighted by the kept share.
+    """
+    from scipy.spatial import cKDTree
+
+    s26 = np.ones((3, 3, 3), bool)
+    sp = np.asarray(spacing)
+    pad = [int(np.ceil(pad_mm / v)) + 1 for v in spacing]
+    nz = [np.flatnonzero(liver.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    box = tuple(slice(max(z[0] - p, 0), min(z[-1] + 1 + p, n)) for z, p, n in zip(nz, pad, liver.shape))
+    L, V, F = liver[box], vessel[box], resected[box]
+    removed = F >= 0.5
+    d_liver, near = ndimage.distance_transform_edt(~L, sampling=spacing, return_indices=True)
+    wall = ndimage.distance_transform_edt(V, sampling=spacing)
+    intra = V & (L | (d_liver <= wall + sp.max()))
+    cut = intra & removed[tuple(near)]
+    if tree == "portal":
+        lab, n = ndimage.label(V & ~intra, structure=s26)
+    else:
+        r = 0.7 * wall.max()
+        opening = (ndimage.distance_transform_edt(wall < r, sampling=spacing) <= r) & V
+        lab, n = ndimage.label(opening, structure=s26)
+    root = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
+    cut &= ~root
+
+    def reach(mask):
+        lab, _ = ndimage.label(mask, structure=s26)
+        ids = np.setdiff1d(np.unique(lab[root & mask]), [0])
+        return np.isin(lab, ids)
+
+    before = reach(V)
+    detached = before & ~cut & ~reach(V & ~cut)
+    cut_lab, _ = ndimage.label(cut & before, structure=s26)
+    severing = np.setdiff1d(np.unique(cut_lab[ndimage.binary_dilation(detached, s26)]), [0])
+    affected_vessel = detached | np.isin(cut_lab, severing)
+    vox = np.argwhere(V)
+    remnant = np.argwhere(L & ~removed)
+    _, k = cKDTree(vox * sp).query(remnant * sp, workers=-1)
+    hit = affected_vessel[tuple(vox[k].T)]
+    kept_share = 1.0 - F[tuple(remnant.T)].astype(np.float64)
+    return remnant[hit] + [b.start for b in box], kept_share[hit]
+
+
+def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
+    """Resected share per voxel of tumour + margin, by 3 × 3 × 3 sub-sampling: the tumour surface is
+    the 0.5 level of the trilinearly interpolated mask (scipy ``map_coordinates``), the margin a
+    Euclidean distance on the sub-sampled grid (scipy EDT), the share the sub-samples within it."""
+    sp = np.asarray(spacing, float)
+    fine_sp = sp / 3
+    frac = np.zeros(liver.shape, np.float32)
+    for i in np.setdiff1d(np.unique(tumours), [0]):
+        t = tumours == i
+        nz = np.argwhere(t)
+        pad = np.ceil((margin_mm + 2 * sp.max()) / sp).astype(int) + 1
+        lo = np.maximum(nz.min(0) - pad, 0)
+        hi = np.minimum(nz.max(0) + 1 + pad, t.shape)
+        crop = t[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        axes = [(np.arange(n)[:, None] + np.array([-1 / 3, 0, 1 / 3])[None]).ravel() for n in crop.shape]
+        coords = np.meshgrid(*axes, indexing="ij")
+        inside = ndimage.map_coordinates(crop, coords, order=1, mode="nearest") >= 0.5
+        del coords
+        dist = ndimage.distance_transform_edt(~inside, sampling=fine_sp)
+        within = dist <= margin_mm + fine_sp.mean() / 2  # distance to the surface, not to a centre
+        n = crop.shape
+        share = within.reshape(n[0], 3, n[1], 3, n[2], 3).mean(axis=(1, 3, 5)).astype(np.float32)
+        view = frac[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        np.maximum(view, share, out=view)
+    frac[tumours > 0] = 1.0
+    return frac * liver
+
+
+@pytest.fixture(scope="module")
+def ircadb01(ircadb_dir):
+    from pipeline.io import read_labels
+
+    case = ircadb_dir / "01"
+    vol = read_labels(case / "liver.nii.gz")
+    return {
+        "liver": vol.array > 0, "spacing": vol.spacing_mm,
+        "tumours": read_labels(case / "tumours.nii.gz").array,
+        "portal": read_labels(case / "portal_vein.nii.gz").array > 0,
+        "hepatic": read_labels(case / "hepatic_veins.nii.gz").array > 0,
+    }
+
+
+def test_ircadb01_one_mm_wedges_recomputed_independently(ircadb01):
+    s = ircadb01
+    plan = plan_resection(liver=s["liver"], tumours=s["tumours"], segments=None,
+                          resections=[parse_resection("wedge:all@1")], spacing_mm=s["spacing"])
+    unit = np.prod(s["spacing"]) / 1000
+    functional = s["liver"] & (s["tumours"] == 0)
+    frac = _independent_wedge_fraction(s["liver"], s["tumours"], s["spacing"], 1.0)
+    resected_ml = float(frac[functional].sum(dtype=np.float64)) * unit
+    # Two models of a voxelised tumour's surface (Gaussian-smoothed 0.5 level + fast marching vs
+    # trilinear 0.5 level + sub-sampled EDT) differ by ~0.2 mm on IRCADb's jagged masks: 16.7 vs
+    # 20.0 mL for the 1 mm shell (1.6 mm slices), 98.2 vs 102.3 mL at 5 mm; on a smooth sphere the
+    # independent count is 2 % above the analytic volume. Hence 25 % on the thin shell, 0.5 % on
+    # the remnant (what the plan reports).
+    assert plan.resected_functional_ml == pytest.approx(resected_ml, rel=0.25)
+    assert plan.remnant_ml == pytest.approx(np.count_nonzero(functional) * unit - resected_ml, rel=0.005)
+    res = vascular_consequences(liver=s["liver"], resected=plan.resected_fraction, spacing_mm=s["spacing"],
+                                portal=s["portal"], hepatic=s["hepatic"], tumours=s["tumours"])
+    pts, share = _independent_vascular(s["liver"], plan.resected_fraction, s["portal"], s["spacing"], tree="portal")
+    keep = s["tumours"][tuple(pts.T)] == 0
+    assert res.devascularised_ml == pytest.approx(float(share[keep].sum()) * unit, abs=0.05)
+    # the 1 mm wedges graze vessels but sever none (bench/RESULTS.md)
+    assert res.portal_cut_voxels > 0 and res.devascularised_ml == 0.0
+
+
+def test_ircadb01_five_mm_wedge_at_the_confluence_congests_what_an_independent_count_finds(ircadb01):
+    """Tumour 5 abuts the hepatocaval confluence: a 5 mm margin takes hepatic-vein ostia."""
+    s = ircadb01
+    plan = plan_resection(liver=s["liver"], tumours=s["tumours"], segments=None,
+                          resections=[parse_resection("wedge:5@5")], spacing_mm=s["spacing"])
+    res = vascular_consequences(liver=s["liver"], resected=plan.resected_fraction, spacing_mm=s["spacing"],
+                                hepatic=s["hepatic"], tumours=s["tumours"])
+    pts, share = _independent_vascular(s["liver"], plan.resected_fraction, s["hepatic"], s["spacing"], tree="hepatic")
+    keep = s["tumours"][tuple(pts.T)] == 0
+    expected_ml = float(share[keep].sum()) * np.prod(s["spacing"]) / 1000
+    assert expected_ml > 100
+    # nearest-voxel ties may break differently between the EDT and the KD-tree
+    assert res.congested_ml == pytest.approx(expected_ml, rel=0.005)

@@ -1,0 +1,205 @@
+"""Parenchymal-sparing vs anatomical resection on IRCADb 01: remnant, devascularised, congested.
+
+Reference masks of 3D-IRCADb-01 case 01 (liver, 7 tumours, portal vein, hepatic veins + IVC,
+Couinaud reference as segments, filled to the liver with ``fill_partition``). Plans:
+
+- wedges of all seven tumours, 1 mm margin (``wedge:all@1``, lead's partial-voxel construction),
+  and the same with 5 mm;
+- the same with a modulated margin: 5 mm in free parenchyma, 1 mm where the tumour lies within
+  5 mm of a hepatic vein or the portal vein (``resection.sparing``);
+- 1 mm wedges detached from the hepatic veins (protected; vascular R1 where a tumour touches);
+- right hepatectomy (segments 5-8), the anatomical alternative the issue names (it leaves the
+  left-liver tumours), and extended right hepatectomy (4-8) + 1 mm wedges of the two tumours in
+  segment II, an anatomical plan that treats every tumour.
+
+For each: resected and remnant functional liver (mL, FLR %), devascularised and congested liver
+in the remnant (``resection.vascular``), the remnant that keeps portal inflow, tumours not fully
+removed, wall-clock seconds of the vascular analysis.
+
+Run:  python bench/bench_sparing.py [--case 01] [--write]
+(``--write`` replaces the "Parenchymal-sparing planning" section of bench/RESULTS.md.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io import read_labels
+from resection.procedures import parse_resection
+from resection.sparing import sparing_wedges
+from resection.vascular import vascular_consequences
+from resection.virtual import plan_resection
+from resection.volumetry import fill_partition
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "ircadb"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## Parenchymal-sparing planning"
+
+
+def load(case: str) -> dict:
+    d = DATA / case
+    vol = read_labels(d / "liver.nii.gz")
+    liver, spacing = vol.array > 0, vol.spacing_mm
+    segments, _ = fill_partition(read_labels(d / "couinaud_reference.nii.gz").array, liver, spacing_mm=spacing)
+    return {
+        "liver": liver, "spacing": spacing, "segments": segments,
+        "tumours": read_labels(d / "tumours.nii.gz").array,
+        "portal": read_labels(d / "portal_vein.nii.gz").array > 0,
+        "hepatic": read_labels(d / "hepatic_veins.nii.gz").array > 0,
+    }
+
+
+def vascular(study, fraction, anatomical=None):
+    t = time.perf_counter()
+    res = vascular_consequences(
+        liver=study["liver"], resected=fraction, anatomical=anatomical, spacing_mm=study["spacing"],
+        portal=study["portal"], hepatic=study["hepatic"], tumours=study["tumours"], segments=study["segments"],
+    )
+    return res, time.perf_counter() - t
+
+
+def row(name, functional_ml, resected_functional_ml, not_removed, res, seconds, note=""):
+    remnant = functional_ml - resected_functional_ml
+    perfused = remnant - res.devascularised_ml
+    return {
+        "plan": name,
+        "resected_ml": resected_functional_ml,
+        "remnant_ml": remnant,
+        "flr_percent": 100 * remnant / functional_ml,
+        "devascularised_ml": res.devascularised_ml,
+        "congested_ml": res.congested_ml,
+        "perfused_remnant_ml": perfused,
+        "perfused_flr_percent": 100 * perfused / functional_ml,
+        "not_removed": not_removed,
+        "seconds": seconds,
+        "pieces": f"{sum(p.kind == 'detached' for p in res.portal_pieces)}/"
+                  f"{sum(p.kind == 'transected' for p in res.portal_pieces)}",
+        "hpieces": f"{sum(p.kind == 'detached' for p in res.hepatic_pieces)}/"
+                   f"{sum(p.kind == 'transected' for p in res.hepatic_pieces)}",
+        "cut": f"{res.portal_cut_voxels}/{res.hepatic_cut_voxels}",
+        "note": note,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", default="01")
+    ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    args = ap.parse_args()
+    study = load(args.case)
+    liver, tumours, spacing = study["liver"], study["tumours"], study["spacing"]
+    rows = []
+
+    wedge = plan_resection(liver=liver, tumours=tumours, segments=None,
+                           resections=[parse_resection("wedge:all@1")], spacing_mm=spacing)
+    functional_ml = wedge.functional_liver_ml
+    res, s = vascular(study, wedge.resected_fraction)
+    left = [t.id for t in wedge.tumours if not t.resected]
+    rows.append(row("wedges of all tumours, 1 mm", functional_ml, wedge.resected_functional_ml, left, res, s))
+
+    wedge5 = plan_resection(liver=liver, tumours=tumours, segments=None,
+                            resections=[parse_resection("wedge:all@5")], spacing_mm=spacing)
+    res, s = vascular(study, wedge5.resected_fraction)
+    rows.append(row("wedges of all tumours, 5 mm", functional_ml, wedge5.resected_functional_ml, [], res, s))
+
+    vessels = study["portal"] | study["hepatic"]
+    t0 = time.perf_counter()
+    mod = sparing_wedges(liver=liver, tumours=tumours, spacing_mm=spacing, margin_mm=5.0,
+                         near_vessel_margin_mm=1.0, near_vessel_distance_mm=5.0, major_vessels=vessels)
+    t_mod = time.perf_counter() - t0
+    res, s = vascular(study, mod["fraction"])
+    thin = min(o.achieved_min_margin_mm for o in mod["tumours"] if o.achieved_min_margin_mm is not None)
+    rows.append(row("wedges, 5 mm / 1 mm within 5 mm of a vessel", functional_ml, mod["resected_functional_ml"],
+                    [], res, s, note=f"thinnest achieved margin {thin:.2f} mm; wedges {t_mod:.1f} s"))
+
+    t0 = time.perf_counter()
+    det = sparing_wedges(liver=liver, tumours=tumours, spacing_mm=spacing, margin_mm=1.0, protected=study["hepatic"])
+    t_det = time.perf_counter() - t0
+    res, s = vascular(study, det["fraction"])
+    r1 = [o.id for o in det["tumours"] if o.vascular_r1]
+    rows.append(row("wedges 1 mm, detached from hepatic veins", functional_ml, det["resected_functional_ml"],
+                    [], res, s, note=f"vascular R1: tumours {r1 or 'none'}; wedges {t_det:.1f} s"))
+
+    right = plan_resection(liver=liver, tumours=tumours, segments=study["segments"],
+                           resections=[parse_resection("right-hepatectomy")], spacing_mm=spacing)
+    anatomical = right.resected_fraction >= 0.5
+    res_r, s = vascular(study, right.resected_fraction, anatomical=anatomical)
+    left = [f"{t.id} ({t.status})" for t in right.tumours if not t.resected]
+    left_liver = np.isin(study["segments"], (1, 2, 3, 4))
+    unit = float(np.prod(spacing)) / 1000
+    dv_left = float(np.count_nonzero(res_r.devascularised & left_liver)) * unit
+    rows.append(row("right hepatectomy (segments 5-8)", functional_ml, right.resected_functional_ml, left, res_r, s,
+                    note=f"devascularised in segments 1-4: {dv_left:.1f} mL"))
+
+    ext = plan_resection(liver=liver, tumours=tumours, segments=study["segments"],
+                         resections=[parse_resection("extended-right-hepatectomy"), parse_resection("wedge:3,7@1")],
+                         spacing_mm=spacing)
+    anatomical = np.isin(study["segments"], (4, 5, 6, 7, 8)) & liver
+    res_e, s = vascular(study, ext.resected_fraction, anatomical=anatomical)
+    left = [f"{t.id} ({t.status})" for t in ext.tumours if not t.resected]
+    rows.append(row("extended right hepatectomy (4-8) + 1 mm wedges of 3, 7", functional_ml,
+                    ext.resected_functional_ml, left, res_e, s))
+
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    table = [
+        "| plan | resected mL | remnant mL (FLR %) | devascularised mL | congested mL | remnant with inflow mL (FLR %) "
+        "| vessel voxels cut portal/hepatic | portal pieces detached/transected | hepatic pieces detached/transected "
+        "| tumours not removed | vascular analysis s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        table.append(
+            f"| {r['plan']} | {r['resected_ml']:.1f} | {r['remnant_ml']:.1f} ({r['flr_percent']:.1f}) "
+            f"| {r['devascularised_ml']:.1f} | {r['congested_ml']:.1f} "
+            f"| {r['perfused_remnant_ml']:.1f} ({r['perfused_flr_percent']:.1f}) | {r['cut']} | {r['pieces']} | {r['hpieces']} "
+            f"| {', '.join(map(str, r['not_removed'])) or 'none'} | {r['seconds']:.1f} | {r['note']} |"
+        )
+    text = "\n".join(table)
+    print(f"IRCADb {args.case}: functional liver {functional_ml:.1f} mL, {len(wedge.tumours)} tumours, "
+          f"peak RSS {peak_gb:.2f} GB\n")
+    print(text)
+    if args.write:
+        write_section(args.case, functional_ml, text, peak_gb)
+
+
+def write_section(case: str, functional_ml: float, table: str, peak_gb: float) -> None:
+    body = f"""{SECTION}
+
+What a parenchymal-sparing plan keeps, and what its cuts cost in inflow and outflow (issue 5),
+on IRCADb {case} with its reference masks (functional liver {functional_ml:.1f} mL; Couinaud
+reference filled to the liver). Devascularised / congested = remnant liver whose nearest portal /
+hepatic vessel voxel (tree before the cut) is detached from the portal root / IVC, or a vessel
+stretch a non-anatomical cut removes (`resection.vascular`); the anatomical plan counts only what
+its cut detaches. Wall-clock seconds on the shared 2-core machine (other agents running), one run;
+peak RSS of the whole run {peak_gb:.2f} GB.
+
+`python bench/bench_sparing.py --case {case} --write`
+
+{table}
+
+Reading: the seven 1 mm wedges keep far more liver than either anatomical plan (the seed's
+point), even after the liver their cuts devascularise is subtracted; the right hepatectomy
+devascularises nothing in the left liver (the issue's acceptance) but congests the part of
+segment IV drained by middle-hepatic-vein tributaries that the reference puts on the right side,
+and it leaves four tumours; the anatomical plan that treats all tumours leaves well under the
+20 % threshold of a normal liver. A test (tests/test_vascular.py) recomputes
+the 1 mm-wedge remnant and devascularised volume independently.
+"""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
