@@ -46,6 +46,8 @@ CORE_RADIUS_MM = 8.0
 REGROW_MM = 11.0
 #: Half-width (mm) of the band where the boundary is snapped to full-resolution intensities.
 BAND_MM = 3.0
+#: Opening radius (mm) applied to dark blobs joined to the liver (sheds attached muscle sheets).
+LESION_OPEN_MM = 8.0
 #: Plausible adult liver volume range (mL) for the QC flags.
 LIVER_VOLUME_RANGE_ML = (600.0, 4000.0)
 
@@ -206,11 +208,57 @@ def _coarse_liver_ct(image, spacing, info):
     soft = s > -30
     liver = (morph.close(liver, 8.0, sp, pad_vox=6) & soft) | liver
     liver = morph.fill_holes(liver, per_slice=True)
+    # hypodense lesions rooted in the liver belong to it, also where they bulge out of it
+    hypo = _rooted_lesions(s, body, liver, lo, hi, sp)
+    liver = morph.fill_holes(liver | hypo, per_slice=True)
     liver = morph.open_(liver, 3.0, sp)
     liver = morph.largest_component(liver)
     stats["window_hu"] = [round(lo, 1), round(hi, 1)]
-    stats["_coarse"] = (s, sp)
+    stats["_hypo"] = hypo
     return liver, factors, stats
+
+
+def _rooted_lesions(s, body, liver, lo, hi, sp, *, fluid_hu=20.0, min_contact=0.3, max_to_sphere=6.0, min_radius_mm=3.0):
+    """Compact hypodense blobs (``fluid_hu`` < HU < ``lo``) attached to the liver.
+
+    The dark tissue is split into convex blobs (watershed of its distance map), so that a round
+    tumour bulging out of the liver separates from the muscle or bowel it touches. A blob joins
+    the liver when at least ``min_contact`` of its boundary faces liver, it is compact (volume at
+    most ``max_to_sphere`` times its inscribed sphere) and thick (``min_radius_mm``).
+    """
+    import SimpleITK as sitk
+
+    dark = body & (s > fluid_hu) & (s < hi) & ~liver & morph.dilate(liver, 60.0, sp)
+    if not dark.any():
+        return np.zeros_like(liver)
+    d = morph._dist_inside(dark, sp).astype(np.float32)
+    ws = _grid._from_sitk(
+        sitk.MorphologicalWatershed(_grid._to_sitk(-d, sp), level=2.0, markWatershedLine=False, fullyConnected=False)
+    ).astype(np.int64)
+    ws[~dark] = 0
+    n = int(ws.max())
+    idx = np.arange(1, n + 1)
+    total = np.zeros(n + 1)
+    touch = np.zeros(n + 1)
+    for ax in range(3):
+        for sl_a, sl_b in ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))):
+            ia = [slice(None)] * 3
+            ib = [slice(None)] * 3
+            ia[ax], ib[ax] = sl_a, sl_b
+            la, lb = ws[tuple(ia)], ws[tuple(ib)]
+            edge = (la > 0) & (lb != la)
+            total += np.bincount(la[edge], minlength=n + 1)
+            touch += np.bincount(la[edge & liver[tuple(ib)]], minlength=n + 1)
+    vox = np.bincount(ws.ravel(), minlength=n + 1).astype(float)
+    rmax = np.zeros(n + 1)
+    rmax[1:] = ndi.maximum(d, ws, idx)
+    sphere_vox = 4.0 / 3.0 * np.pi * rmax**3 / float(np.prod(sp))
+    frac = np.divide(touch, total, out=np.zeros_like(touch), where=total > 0)
+    ok = (frac >= min_contact) & (vox <= max_to_sphere * sphere_vox) & (rmax >= min_radius_mm)
+    ok[0] = False
+    big = np.argsort(-vox)[:8]
+    log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(frac[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
+    return morph.open_(ok[ws], LESION_OPEN_MM, sp)
 
 
 def _compete(win, core, sp, *, s, info):
@@ -253,7 +301,6 @@ def _coarse_liver_mr(image, spacing, info):
 
 def _refine_full(image, liver_small, factors, spacing, stats):
     """Up-sample the coarse mask and snap its boundary to the full-resolution intensities."""
-    stats.pop("_coarse", None)
     prob = _grid.upsample(_grid.gaussian(liver_small.astype(np.float32), (1, 1, 1), 0.7), factors, image.shape)
     liver = prob > 0.5
     band_mm = BAND_MM
@@ -263,9 +310,12 @@ def _refine_full(image, liver_small, factors, spacing, stats):
     sub = liver[box]
     img = _grid.gaussian(image[box], spacing, 1.0)
     lo, hi = stats["window_hu"]
+    hypo = stats.pop("_hypo", None)
     inner = morph.erode(sub, band_mm, spacing)
     outer = morph.dilate(sub, band_mm, spacing)
     like = (img > lo) & (img < hi)
+    if hypo is not None and hypo.any():
+        like |= _grid.upsample(hypo.astype(np.float32), factors, image.shape)[box] > 0.5
     new = inner | (outer & like)
     new = morph.reconstruct(inner, new)
     new = morph.open_(new, 1.5, spacing) | inner
