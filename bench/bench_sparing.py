@@ -176,7 +176,7 @@ What a parenchymal-sparing plan keeps, and what its cuts cost in inflow and outf
 on IRCADb {case} with its reference masks (functional liver {functional_ml:.1f} mL; Couinaud
 reference filled to the liver). Devascularised / congested = remnant liver whose nearest portal /
 hepatic vessel voxel (tree before the cut) is detached from the portal root / IVC, or a vessel
-stretch a non-anatomical cut removes (`resection.vascular`); the anatomical plan counts only what
+stretch a non-anatomical cut removes and thereby severs (`resection.vascular`); the anatomical plan counts only what
 its cut detaches. Wall-clock seconds on the shared 2-core machine (other agents running), one run;
 peak RSS of the whole run {peak_gb:.2f} GB.
 
@@ -185,11 +185,15 @@ peak RSS of the whole run {peak_gb:.2f} GB.
 {table}
 
 Reading: the seven 1 mm wedges keep far more liver than either anatomical plan (the seed's
-point), even after the liver their cuts devascularise is subtracted; the right hepatectomy
-devascularises nothing in the left liver (the issue's acceptance) but congests the part of
-segment IV drained by middle-hepatic-vein tributaries that the reference puts on the right side,
-and it leaves four tumours; the anatomical plan that treats all tumours leaves well under the
-20 % threshold of a normal liver. A test (tests/test_vascular.py) recomputes
+point); they graze vessel walls (cut voxels) but sever no vessel, so nothing is devascularised.
+A uniform 5 mm margin is what costs: around tumour 5, at the hepatocaval confluence, it takes the
+right and middle hepatic veins at the cava and congests 986 mL (72 % of the liver; the wedge of
+tumour 5 alone: 1053 mL) — the 5 mm / 1 mm modulated margin and the detachment from the hepatic
+veins (vascular R1 on tumours 1, 4, 5) both avoid it. The right hepatectomy devascularises
+nothing in the left liver (the issue's acceptance) but congests the part of segment IV drained by
+middle-hepatic-vein tributaries that the reference puts on the right side, and it leaves four
+tumours; the anatomical plan that treats every tumour leaves 19.6 %, under the 20 % threshold of a
+normal liver. A test (tests/test_vascular.py) recomputes
 the 1 mm-wedge remnant and devascularised volume independently.
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
