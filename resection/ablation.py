@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 
 import cc3d
@@ -50,6 +51,51 @@ log = logging.getLogger(__name__)
 HEAT_SINK_DIAMETER_MM = 3.0
 #: Default ablative margin (mm) around the tumour.
 DEFAULT_ABLATION_MARGIN_MM = 5.0
+
+
+_ABLATE = re.compile(r"^ablate:(?P<id>\d+)(?:@(?P<radius>[-+0-9.eE]+|nan|inf))?$")
+
+
+@dataclass(frozen=True)
+class AblationSpec:
+    """``--resect ablate:2@15``: ablate tumour 2 with a 15 mm zone radius (``None``: fitted)."""
+
+    tumour_id: int
+    radius_mm: float | None
+    text: str
+
+    def describe(self) -> str:
+        size = "radius fitted to tumour + margin" if self.radius_mm is None else f"radius {self.radius_mm:g} mm"
+        return f"ablation of tumour {self.tumour_id} ({size})"
+
+
+def parse_ablation(text: str) -> AblationSpec:
+    """Parse ``ablate:ID`` or ``ablate:ID@RADIUS_MM``.
+
+    Raises
+    ------
+    InputError
+        Malformed text, tumour id 0, radius not a number or ≤ 0.
+    """
+    spec = text.strip().lower()
+    match = _ABLATE.match(spec)
+    if not match:
+        raise InputError(
+            f"--resect {text!r}: expected 'ablate:2' (zone fitted to tumour 2 + margin) or 'ablate:2@15' "
+            "(zone radius 15 mm around tumour 2's centre)"
+        )
+    tumour_id = int(match["id"])
+    if tumour_id == 0:
+        raise InputError(f"--resect {text!r}: tumour ids start at 1")
+    radius = None
+    if match["radius"] is not None:
+        try:
+            radius = float(match["radius"])
+        except ValueError:
+            raise InputError(f"--resect {text!r}: radius {match['radius']!r} is not a number") from None
+        if not (math.isfinite(radius) and radius > 0):
+            raise InputError(f"--resect {text!r}: ablation radius_mm must be a distance > 0 mm, got {radius:g}")
+    return AblationSpec(tumour_id, radius, spec)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,15 @@ def test_other_bad_input():
         ablation_zone(tumour=t, spacing_mm=SPACING, liver=t[1:])
     with pytest.raises(InputError, match="centre_index"):
         ablation_zone(tumour=t, spacing_mm=SPACING, centre_index=(1e4, 0, 0))
+
+
+def test_parse_ablation():
+    from resection.ablation import parse_ablation
+
+    s = parse_ablation("ablate:2@15")
+    assert (s.tumour_id, s.radius_mm) == (2, 15.0)
+    assert parse_ablation(" Ablate:3 ").radius_mm is None
+    for bad, match in (("ablate:2@0", "> 0"), ("ablate:2@-4", "> 0"), ("ablate:2@nan", "> 0"),
+                       ("ablate:0@5", "start at 1"), ("ablate:x", "expected"), ("ablate:2@5mm", "expected")):
+        with pytest.raises(InputError, match=match):
+            parse_ablation(bad)
