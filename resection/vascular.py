@@ -439,7 +439,7 @@ def _intrahepatic(vessel_c, wall_mm, liver_c, liver_mm, fields, liver_surface, s
 def _portal_root(vessel_c, intra, wall_mm, spacing, notes):
     extra = vessel_c & ~intra
     if extra.any():
-        lab, n = cc3d.connected_components(extra, connectivity=26, return_N=True)
+        lab = cc3d.connected_components(extra, connectivity=26)
         counts = np.bincount(lab.ravel())
         counts[0] = 0
         root = lab == int(counts.argmax())
@@ -465,7 +465,7 @@ def _ivc_core(vessel_c, wall_mm, spacing, radius_mm, notes):
         )
     opening = edt.edt(~centres, anisotropy=spacing, black_border=False) <= r
     opening &= vessel_c
-    lab, n = cc3d.connected_components(opening, connectivity=26, return_N=True)
+    lab = cc3d.connected_components(opening, connectivity=26)
     counts = np.bincount(lab.ravel())
     counts[0] = 0
     root = lab == int(counts.argmax())

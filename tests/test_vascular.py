@@ -194,11 +194,11 @@ def _independent_vascular(liver, resected, vessel, spacing, *, tree, pad_mm=20.0
     intra = V & (L | (d_liver <= wall + sp.max()))
     cut = intra & removed[tuple(near)]
     if tree == "portal":
-        lab, n = ndimage.label(V & ~intra, structure=s26)
+        lab, _ = ndimage.label(V & ~intra, structure=s26)
     else:
         r = 0.7 * wall.max()
         opening = (ndimage.distance_transform_edt(wall < r, sampling=spacing) <= r) & V
-        lab, n = ndimage.label(opening, structure=s26)
+        lab, _ = ndimage.label(opening, structure=s26)
     root = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
     cut &= ~root
 
