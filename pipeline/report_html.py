@@ -45,7 +45,7 @@ VIEWER_VIEWS = {
     "superior": ((0, 0, 1), (0, 1, 0)),
     "inferior": ((0, 0, -1), (0, 1, 0)),
 }
-_UNIT_SUFFIXES = (("_ml", "mL"), ("_mm", "mm"), ("_percent", "%"), ("_cm", "cm"), ("_kg", "kg"),
+_UNIT_SUFFIXES = (("_ml", "mL"), ("_mm3", "mm³"), ("_mm", "mm"), ("_percent", "%"), ("_cm", "cm"), ("_kg", "kg"),
                   ("_m2", "m²"), ("_days", "days"), ("_weeks", "weeks"), ("_hu", "HU"))
 
 
@@ -129,6 +129,13 @@ def _render(value: Any, *, depth: int = 0) -> str:
         if value and all(isinstance(v, dict) and all(_is_scalar(x) for x in v.values())
                          for v in value.values()):
             return _records_table(list(value.values()), key_column="", keys=list(value))
+        if len(value) >= 3 and all(str(k).isdigit() for k in value) \
+                and all(_is_scalar(v) for v in value.values()):
+            # numbered values (segments 1-8, tumours 1..n): one compact row
+            head = "".join(f"<th>{html.escape(str(k))}</th>" for k in value)
+            cells = "".join(_cell(v) for v in value.values())
+            return (f"<table class='row'><thead><tr>{head}</tr></thead>"
+                    f"<tbody><tr>{cells}</tr></tbody></table>")
         scalars = [(k, v) for k, v in value.items() if _is_scalar(v)]
         nested = [(k, v) for k, v in value.items() if not _is_scalar(v)]
         out = []

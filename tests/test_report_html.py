@@ -58,6 +58,7 @@ def test_report_content_escaping_and_offline(tmp_path, small_meshes):
     assert "data-verdict='adequate'" in text and "Future liver remnant adequate" in text
     assert "39.60" in text and "30.00" in text  # FLR and threshold
     assert "min margin (mm)" in text and "12.30" in text  # tumour records table
+    assert "<table class='row'><thead><tr><th>1</th><th>2</th><th>3</th>" in text  # segments
     assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
     assert "&lt;b&gt;flagged&lt;/b&gt;" in text
     assert text.count("data:image/png;base64,") == 3
