@@ -108,7 +108,15 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     new_points, new_faces = fast_simplification.simplify(
         np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
         target_reduction=float(target_reduction))
-    return np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32)
+    return _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
+
+
+def _compact(points: np.ndarray, faces: np.ndarray):
+    """Drop collapsed (repeated-vertex) triangles and the vertices no triangle uses."""
+    keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    faces = faces[keep]
+    used, inverse = np.unique(faces, return_inverse=True)
+    return points[used], inverse.reshape(faces.shape).astype(np.int32)
 
 
 def _arrays_polydata(points: np.ndarray, faces: np.ndarray):
@@ -385,6 +393,30 @@ def _srgb_to_linear(c: float) -> float:
     return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
 
+def _vertex_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit, area-weighted vertex normals; where they cancel (pinched voxel corners), the
+    normal of a non-degenerate incident triangle, else +z (glTF requires unit normals)."""
+    tri = points[faces]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_n)
+    length = np.linalg.norm(normals, axis=1)
+    bad = length < 1e-9 * max(float(np.abs(face_n).max(initial=0.0)), 1e-30)
+    if bad.any():
+        face_len = np.linalg.norm(face_n, axis=1)
+        good_faces = np.flatnonzero(face_len > 0)
+        for k in range(3):
+            v = faces[good_faces, k]
+            sel = bad[v]
+            normals[v[sel]] = face_n[good_faces[sel]] / face_len[good_faces[sel], None]
+        length = np.linalg.norm(normals, axis=1)
+        still = length < 1e-12
+        normals[still] = (0.0, 0.0, 1.0)
+        length[still] = 1.0
+    return normals / length[:, None]
+
+
 def _safe_filename(name: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
     return keep or "structure"
@@ -475,13 +507,16 @@ def write_meshes(
             material = PBRMaterial(name=name, baseColorFactor=rgba, metallicFactor=0.0,
                                    roughnessFactor=0.8, doubleSided=False,
                                    alphaMode="BLEND" if rgba[3] < 1 else "OPAQUE")
-            tm = trimesh.Trimesh(vertices=_lps(mesh), faces=mesh.faces, process=False,
+            lps = _lps(mesh)
+            tm = trimesh.Trimesh(vertices=lps, faces=mesh.faces, process=False,
+                                 vertex_normals=_vertex_normals(lps, mesh.faces),
                                  visual=trimesh.visual.TextureVisuals(material=material))
             scene.add_geometry(tm, node_name=name, geom_name=name,
                                parent_node_name="patient_LPS_mm")
         path = out_dir / glb_name
         tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(scene.export(file_type="glb"))
+        # smooth vertex normals (glTF viewers draw flat facets without them)
+        tmp.write_bytes(scene.export(file_type="glb", include_normals=True))
         tmp.replace(path)
         written.append(path)
 

@@ -118,6 +118,8 @@ def test_write_meshes_glb_stl_obj_in_lps(phantom_meshes, tmp_path):
     assert colour["tumour 1"][:3] == pytest.approx([1.0, ((225 / 255 + 0.055) / 1.055) ** 2.4, 0.0],
                                                    abs=1 / 255)  # trimesh stores 8 bits
 
+    assert all("NORMAL" in m["primitives"][0]["attributes"] for m in gltf["meshes"])
+
     scene = trimesh.load(files[0])
     tm = scene.geometry["tumour 1"]
     lps = meshes["tumour 1"].vertices_mm @ RAS_TO_LPS[:3, :3].T
@@ -233,3 +235,18 @@ def test_structures_from_labels():
     np.testing.assert_array_equal(structures["resected"], np.isin(labels, [15, 19]))
     np.testing.assert_array_equal(structures["tumour 3"], labels == 23)
     assert structures["portal vein"] is not None and "segment 1" not in structures
+
+
+def test_vertex_normals_unit_and_outward():
+    from pipeline.preview import _vertex_normals
+
+    mask, centroid = _ellipsoid_mask(np.eye(4), shape=(60, 50, 40), centre=(30, 25, 20), axes=(20, 15, 12))
+    mesh = surface_mesh(mask, affine_ras=np.eye(4))
+    v = mesh.vertices_mm.astype(float)
+    normals = _vertex_normals(v, mesh.faces)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
+    assert (np.einsum("ij,ij->i", normals, v - centroid) > 0).mean() > 0.99
+    # a pinched vertex (two tetrahedra touching at one point) still gets a unit normal
+    pts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3], [0, 1, 2]])
+    assert np.allclose(np.linalg.norm(_vertex_normals(pts, faces), axis=1), 1.0)
