@@ -439,11 +439,8 @@ def _intrahepatic(vessel_c, wall_mm, liver_c, liver_mm, fields, liver_surface, s
 def _portal_root(vessel_c, intra, wall_mm, spacing, notes):
     extra = vessel_c & ~intra
     if extra.any():
-        lab = cc3d.connected_components(extra, connectivity=26)
-        counts = np.bincount(lab.ravel())
-        counts[0] = 0
-        root = lab == int(counts.argmax())
-        notes.append(f"portal: root = the extrahepatic portal vein ({int(counts.max())} voxels)")
+        root = cc3d.largest_k(extra, k=1, connectivity=26) > 0
+        notes.append(f"portal: root = the extrahepatic portal vein ({int(np.count_nonzero(root))} voxels)")
         return root
     k = np.unravel_index(int(np.argmax(wall_mm)), wall_mm.shape)
     r = float(wall_mm[k])
@@ -463,14 +460,13 @@ def _ivc_core(vessel_c, wall_mm, spacing, radius_mm, notes):
             f"ivc_core_radius_mm: no part of the hepatic mask is {r:.1f} mm thick (largest inscribed "
             f"radius {float(wall_mm.max()):.1f} mm); give a smaller radius or an IVC mask."
         )
-    opening = edt.edt(~centres, anisotropy=spacing, black_border=False) <= r
-    opening &= vessel_c
-    lab = cc3d.connected_components(opening, connectivity=26)
-    counts = np.bincount(lab.ravel())
-    counts[0] = 0
-    root = lab == int(counts.argmax())
+    pad = [int(np.ceil(r / s)) + 1 for s in spacing]
+    box = _padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
+    opening = np.zeros(vessel_c.shape, bool)
+    opening[box] = (edt.edt(~centres[box], anisotropy=spacing, black_border=False) <= r) & vessel_c[box]
+    root = cc3d.largest_k(opening, k=1, connectivity=26) > 0
     notes.append(f"hepatic: root = IVC core, the hepatic mask's opening with a {r:.1f} mm ball "
-                 f"({int(counts.max())} voxels)")
+                 f"({int(np.count_nonzero(root))} voxels)")
     return root
 
 
