@@ -27,6 +27,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
@@ -626,6 +627,9 @@ assert value[0] > 200, value
 print(window.GetClassName())
 """
 _render_backend: str | None = None
+#: One render window at a time per process (OpenGL contexts and vtk's rendering are not
+#: thread-safe; dask workers may run several plans in threads of one process).
+_RENDER_LOCK = threading.Lock()
 
 
 def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
@@ -732,6 +736,14 @@ def render_previews(
     if unknown:
         raise InputError(f"unknown views {unknown}; known: {sorted(VIEWS)}")
     check_offscreen_rendering()
+    with _RENDER_LOCK:
+        return _render(vtk, vtk_to_numpy, meshes, out_dir, colours=colours, scenes=scenes,
+                       views=views, size_px=size_px,
+                       max_triangles_per_structure=max_triangles_per_structure)
+
+
+def _render(vtk, vtk_to_numpy, meshes, out_dir, *, colours, scenes, views, size_px,
+            max_triangles_per_structure) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = dict(default_colours(list(meshes))) | dict(colours or {})

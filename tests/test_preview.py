@@ -250,3 +250,16 @@ def test_vertex_normals_unit_and_outward():
     pts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
     faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3], [0, 1, 2]])
     assert np.allclose(np.linalg.norm(_vertex_normals(pts, faces), axis=1), 1.0)
+
+
+def test_render_from_two_threads(phantom_meshes, tmp_path):
+    """Plans run in threads of one dask worker: rendering is serialised, both succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    meshes, _, _ = phantom_meshes
+    small = {k: meshes[k] for k in ("remnant", "resected", "tumour 1")}
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(render_previews, small, tmp_path / str(i), size_px=(200, 160),
+                            views=("anterior",)) for i in range(2)]
+        results = [job.result(timeout=120) for job in jobs]
+    assert all(len(r) == 2 and all(p.stat().st_size > 1000 for p in r) for r in results)
