@@ -256,7 +256,8 @@ def ablation_zone(
     # tumour extent from the centre (on the tumour's padded box)
     tpad = [int(np.ceil(2 * max(spacing) / s)) + 2 for s in spacing]
     tbox = _pad_box(bounding_box(tumour), tpad, tumour.shape)
-    t_signed = tumour_signed_distance_mm(tumour[tbox], spacing_mm=spacing)
+    t_signed = tumour_signed_distance_mm(tumour[tbox], spacing_mm=spacing,
+                                         band_mm=float(margin_mm) + 2 * max(spacing))
     pts = np.argwhere(tumour[tbox])
     d_t = np.linalg.norm((pts + [b.start for b in tbox] - centre) * sp, axis=1)
     extent = float((d_t - t_signed[tuple(pts.T)]).max())

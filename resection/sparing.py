@@ -197,7 +197,8 @@ def sparing_wedge(
     liv = liver[box] | tum
     prot = np.zeros(tum.shape, bool) if protected is None else (np.asarray(protected)[box] > 0) & ~tum
 
-    s_e = tumour_signed_distance_mm(tum, spacing_mm=spacing)
+    # the lead's narrow band (margin + 2 voxels): identical values where any fraction is non-zero
+    s_e = tumour_signed_distance_mm(tum, spacing_mm=spacing, band_mm=biggest + 2 * max(spacing))
     w_e = _extent_along_gradient_mm(s_e, spacing)
     s, w = s_e, w_e
     margin = np.full(tum.shape, float(margin_mm), np.float32)
