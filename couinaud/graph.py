@@ -82,12 +82,14 @@ def skeleton_graph(mask: np.ndarray, spacing_mm, *, distance_mm: np.ndarray | No
     n = len(ijk)
     if n == 0:
         return SkeletonGraph(ijk.reshape(0, 3), np.zeros((0, 3)), np.zeros(0), sparse.csr_matrix((0, 0)))
-    index = np.full(mask.shape, -1, dtype=np.int64)
-    index[tuple(ijk.T)] = np.arange(n)
+    lo = ijk.min(axis=0)
+    shape = ijk.max(axis=0) - lo + 1
+    loc = ijk - lo
+    index = np.full(tuple(shape), -1, dtype=np.int32)
+    index[tuple(loc.T)] = np.arange(n, dtype=np.int32)
     rows, cols, w = [], [], []
-    shape = np.array(mask.shape)
     for off in _OFFSETS:
-        nb = ijk + off
+        nb = loc + off
         ok = np.all((nb >= 0) & (nb < shape), axis=1)
         j = np.full(n, -1, dtype=np.int64)
         j[ok] = index[tuple(nb[ok].T)]

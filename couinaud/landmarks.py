@@ -32,6 +32,8 @@ IVC_MAX_TILT = 0.35
 #: A branch of the portal tree counts as a main branch when it carries this fraction of the
 #: intrahepatic portal volume (r^2-weighted skeleton length).
 PORTAL_MAIN_BRANCH_FRACTION = 0.12
+#: The portal root is the most caudal skeleton node at least this fraction as thick as the thickest.
+ROOT_RADIUS_FRACTION = 0.6
 #: Length (mm) of the left portal vein followed from the bifurcation (transverse + umbilical part).
 LPV_LENGTH_MM = 90.0
 #: Umbilical portion: left-portal nodes at least this fraction of the left portal vein's radius ...
@@ -194,8 +196,8 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     """Root, bifurcation, left portal vein and umbilical portion of the portal tree.
 
     The skeleton graph is weighted by ``radius^2`` on its intrahepatic nodes (within the node's
-    radius + 3 mm of liver tissue). The root is the thickest skeleton node clearly outside the
-    liver (the extrahepatic trunk) or, if the mask is purely intrahepatic, the thickest node. From
+    radius + 3 mm of liver tissue). The root is the most caudal of the thick skeleton nodes (the
+    trunk coming up to the hilum). From
     the root the walk follows the heaviest child until at least two children each carry
     :data:`PORTAL_MAIN_BRANCH_FRACTION` of the intrahepatic volume: that node is the bifurcation;
     the main branch whose territory lies most to the patient's left is the left portal vein.
@@ -219,12 +221,12 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     comp = largest_component(g, w)
     total_in = w.sum()
     disc = float(1.0 - w[comp].sum() / total_in) if total_in > 0 else 1.0
-    outside = comp & (dnode > g.radius_mm + 5.0)
-    if outside.any():
-        cand = np.nonzero(outside)[0]
-    else:
-        cand = np.nonzero(comp)[0]
-    root = int(cand[np.argmax(g.radius_mm[cand])])
+    # root: the caudal end of the trunk. Among the thick nodes (radius >= ROOT_RADIUS_FRACTION of
+    # the thickest), the most caudal one: the portal vein enters the liver from below, and the
+    # hilum itself (often outside the liver mask) is not a safe root because the bifurcation is there.
+    cc_nodes = np.nonzero(comp)[0]
+    thick = cc_nodes[g.radius_mm[cc_nodes] >= ROOT_RADIUS_FRACTION * g.radius_mm[cc_nodes].max()]
+    root = int(thick[np.argmin(g.xyz_mm[thick, 2])])
     wc = np.where(comp, w, 0.0)
     t = rooted_tree(g, root, wc)
     node, big = main_split(t, min_fraction=PORTAL_MAIN_BRANCH_FRACTION)
@@ -239,8 +241,9 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
         cents.append((g.xyz_mm[m] * wc[m, None]).sum(0) / max(wc[m].sum(), 1e-9))
     cents = np.array(cents)
     lpv = big[int(np.argmin(cents[:, 0]))]
+    lpv_from = node
     path = heaviest_path(t, lpv, max_length_mm=LPV_LENGTH_MM)
-    lp = g.xyz_mm[[node] + path]
+    lp = g.xyz_mm[[lpv_from] + path]
     umb, ang, n_umb = _umbilical_portion(g, t, lpv, lp)
     return PortalLandmarks(
         root_mm=g.xyz_mm[root], bifurcation_mm=g.xyz_mm[node], lpv_path_mm=lp, umbilical_mm=umb,
@@ -317,10 +320,16 @@ def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float
     middle one.
     """
     sp = np.asarray(spacing_mm, float)
-    g = skeleton_graph(hepatic, sp)
+    # only the ring around the IVC matters: skeletonize that box
+    reach = ivc_radius_mm + HV_RING_MM[1] + 5.0
+    lo = np.maximum(np.floor((np.array([ivc_xy[0], ivc_xy[1]]) - reach) / sp[:2]).astype(int), 0)
+    hi = np.minimum(np.ceil((np.array([ivc_xy[0], ivc_xy[1]]) + reach) / sp[:2]).astype(int) + 1, hepatic.shape[:2])
+    k0 = int(max(np.floor(z_min_mm / sp[2]), 0)) if np.isfinite(z_min_mm) else 0
+    sub = hepatic[lo[0]:hi[0], lo[1]:hi[1], k0:]
+    g = skeleton_graph(sub, sp)
     if g.n == 0:
         return HepaticTrunks(None, None, None, 0.0, 0.0, 0.0)
-    x, y, z = g.xyz_mm.T
+    x, y, z = (g.xyz_mm + np.array([lo[0], lo[1], k0]) * sp).T
     dx, dy = x - ivc_xy[0], y - ivc_xy[1]
     rho = np.hypot(dx, dy)
     sel = ((rho > ivc_radius_mm + HV_RING_MM[0]) & (rho < ivc_radius_mm + HV_RING_MM[1])

@@ -366,8 +366,18 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         z_right_mm=z_right, z_left_mm=z_left,
         ivc_xy=ivc_at_b, ivc_radius_mm=r_ivc, bifurcation_mm=B,
     )
-    lab = _label_crop(Lc, spa, bd, split_segment_4=split_segment_4)
-    lab = _one_piece_per_label(lab, warnings)
+    # label only the liver's own bounding box (the analysis crop has a margin)
+    inner = _crop_box(Lc, spa, 0.0)
+    o = np.array([b.start for b in inner])
+    bd_in = Boundaries(
+        middle_point_xy=bd.middle_point_xy - o[:2] * spa[:2], middle_angle_deg=bd.middle_angle_deg,
+        right_point_xy=bd.right_point_xy - o[:2] * spa[:2], right_angle_deg=bd.right_angle_deg,
+        umbilical_point_xy=bd.umbilical_point_xy - o[:2] * spa[:2], umbilical_angle_deg=bd.umbilical_angle_deg,
+        z_right_mm=bd.z_right_mm - o[2] * spa[2], z_left_mm=bd.z_left_mm - o[2] * spa[2],
+        ivc_xy=bd.ivc_xy - o[:2] * spa[:2], ivc_radius_mm=bd.ivc_radius_mm, bifurcation_mm=bd.bifurcation_mm - o * spa,
+    )
+    lab = np.zeros(Lc.shape, np.uint8)
+    lab[inner] = _one_piece_per_label(_label_crop(Lc[inner], spa, bd_in, split_segment_4=split_segment_4), warnings)
 
     out = np.zeros(liver.shape, np.uint8)
     out[box] = lab
