@@ -424,6 +424,11 @@ def _checked_extras(extra_structures, shape) -> dict[str, np.ndarray]:
     return extras
 
 
+class UnreferenceableSeriesError(InputError):
+    """The source series lacks the UIDs a DICOM-SEG must reference (e.g. stripped by an
+    anonymiser): no DICOM-SEG can be written for it."""
+
+
 def _read_source_series(source_dicom_files: Sequence[str | Path]):
     import pydicom
 
@@ -451,6 +456,11 @@ def _read_source_series(source_dicom_files: Sequence[str | Path]):
     if len(series) != 1:
         raise InputError(f"source_dicom_files hold {len(series)} series ({sorted(series)}); "
                          "give the files of exactly one series")
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+        if not str(datasets[0].get(kw, "")).strip():
+            raise UnreferenceableSeriesError(
+                f"the source DICOM series has an empty {kw} (anonymised?), so a DICOM-SEG "
+                f"cannot reference it (e.g. {files[0]}); use labels.seg.nrrd or labels.nii.gz")
     for ds, f in zip(datasets, files):
         for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
                    "Columns"):
@@ -565,6 +575,8 @@ def write_dicom_seg(
     ------
     InputError
         If the files are not one readable series with geometry, or nothing is labelled.
+    UnreferenceableSeriesError
+        If the series has no Study/Series/FrameOfReference UID to reference.
     GeometryMismatchError
         If ``labels`` are not on the series' grid.
     """

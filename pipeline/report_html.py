@@ -453,10 +453,18 @@ def write_plan_visuals(
     -------
     dict of str to list of Path
         Keys ``labels``, ``dicom_seg``, ``meshes``, ``previews``, ``report``.
+
+    Notes
+    -----
+    When the source series cannot be referenced (its UIDs were blanked by an anonymiser, as in
+    the TotalSegmentator example series) no DICOM-SEG is written and a message is appended to
+    ``report["warnings"]`` (the dict passed in is modified, so ``report.json`` written after
+    this call carries it too).
     """
     import time
 
-    from pipeline.export import write_colour_table, write_dicom_seg, write_seg_nrrd
+    from pipeline.export import (UnreferenceableSeriesError, write_colour_table, write_dicom_seg,
+                                 write_seg_nrrd)
     from pipeline.preview import (render_previews, structure_meshes, structures_from_labels,
                                   write_meshes)
 
@@ -471,9 +479,16 @@ def write_plan_visuals(
                                             path=out_dir / "labels.seg.nrrd",
                                             extra_structures=vessels))
     if source_dicom_files:
-        written["dicom_seg"].append(write_dicom_seg(
-            labels, affine_ras=affine_ras, source_dicom_files=source_dicom_files,
-            path=out_dir / "labels_seg.dcm", extra_structures=vessels))
+        try:
+            written["dicom_seg"].append(write_dicom_seg(
+                labels, affine_ras=affine_ras, source_dicom_files=source_dicom_files,
+                path=out_dir / "labels_seg.dcm", extra_structures=vessels))
+        except UnreferenceableSeriesError as exc:
+            # the plan itself is fine: say so in the report instead of failing the study
+            message = f"no DICOM-SEG written: {exc}"
+            log.warning("%s", message)
+            if isinstance(report, dict):
+                report.setdefault("warnings", []).append(message)
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:

@@ -71,3 +71,54 @@ def phantom_structures():
         "hepatic veins": hepatic,
     }
     return structures, labels, AFFINE_RAS.copy()
+
+
+def write_ct_series(folder, *, shape_rcs=(24, 20, 6), spacing_rc=(0.7, 0.8), dz=2.5, blank_uids=()):
+    """Tiny synthetic axial CT series written with pydicom; slices written in shuffled order.
+
+    IOP is the usual (1,0,0,0,1,0): columns go to patient Left, rows to Posterior; slices go
+    from superior to inferior (negative z steps), so the canonical grid is flipped.
+    ``blank_uids``: attribute names to write empty (as anonymisers sometimes do).
+    Returns (files, native RAS affine of a (col, row, slice) array, that shape, series UID).
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    rows, cols, n = shape_rcs
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for k in np.random.default_rng(0).permutation(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality = "CT"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Liver", "P1", "", "O"
+        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20260101", "120000", "", "1"
+        ds.ReferringPhysicianName, ds.Manufacturer = "", "test"
+        ds.SeriesNumber, ds.InstanceNumber = 1, int(k) + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-10.0, 20.0, 50.0 - dz * float(k)]
+        ds.PixelSpacing = list(spacing_rc)
+        ds.SliceThickness = dz
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.zeros((rows, cols), np.int16).tobytes()
+        for kw in blank_uids:
+            setattr(ds, kw, "")
+        f = folder / f"slice{k:03d}.dcm"
+        ds.save_as(f, enforce_file_format=True)
+        files.append(f)
+    # native SimpleITK-like grid: (col, row, slice) in LPS, then RAS
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0] = [spacing_rc[1], 0, 0]
+    affine_lps[:3, 1] = [0, spacing_rc[0], 0]
+    affine_lps[:3, 2] = [0, 0, -dz]
+    affine_lps[:3, 3] = [-10.0, 20.0, 50.0]
+    return files, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps, (cols, rows, n), series

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from hepatoplan.errors import GeometryMismatchError, LabelError
-from pipeline.export import (LABEL_TABLE, RAS_TO_LPS, label_entry, structure_entry,
-                             write_colour_table, write_dicom_seg, write_seg_nrrd)
+from output_phantom import write_ct_series
+from pipeline.export import (LABEL_TABLE, RAS_TO_LPS, UnreferenceableSeriesError, label_entry,
+                             structure_entry, write_colour_table, write_dicom_seg,
+                             write_seg_nrrd)
 
 TS_DICOM_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator" \
     / "ct_contrast_dicom"
@@ -120,59 +122,12 @@ def test_seg_nrrd_with_overlapping_extra_layer(tmp_path):
     assert "Segment5_Name" not in header  # the empty structure is skipped
 
 
-def _write_series(folder, *, shape_rcs=(24, 20, 6), spacing_rc=(0.7, 0.8), dz=2.5):
-    """Tiny synthetic axial CT series written with pydicom; slices written in shuffled order.
-
-    IOP is the usual (1,0,0,0,1,0): columns go to patient Left, rows to Posterior; slices go
-    from superior to inferior (negative z steps), so the canonical grid is flipped.
-    """
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    rows, cols, n = shape_rcs
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    files = []
-    for k in np.random.default_rng(0).permutation(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality = "CT"
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Liver", "P1", "", "O"
-        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20260101", "120000", "", "1"
-        ds.ReferringPhysicianName, ds.Manufacturer = "", "test"
-        ds.SeriesNumber, ds.InstanceNumber = 1, int(k) + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-10.0, 20.0, 50.0 - dz * float(k)]
-        ds.PixelSpacing = list(spacing_rc)
-        ds.SliceThickness = dz
-        ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.zeros((rows, cols), np.int16).tobytes()
-        f = folder / f"slice{k:03d}.dcm"
-        ds.save_as(f, enforce_file_format=True)
-        files.append(f)
-    # native SimpleITK-like grid: (col, row, slice) in LPS, then RAS
-    affine_lps = np.eye(4)
-    affine_lps[:3, 0] = [spacing_rc[1], 0, 0]
-    affine_lps[:3, 1] = [0, spacing_rc[0], 0]
-    affine_lps[:3, 2] = [0, 0, -dz]
-    affine_lps[:3, 3] = [-10.0, 20.0, 50.0]
-    return files, RAS_TO_LPS @ affine_lps, (cols, rows, n), series
-
-
 def test_dicom_seg_reads_back_and_references_series(tmp_path):
     import highdicom as hd
 
     src = tmp_path / "ct"
     src.mkdir()
-    files, affine_native, shape_native, series_uid = _write_series(src)
+    files, affine_native, shape_native, series_uid = write_ct_series(src)
     native = _plan_labels(shape_native)
     vessel = np.zeros(shape_native, bool)
     vessel[5, 3:15, 1:5] = True
@@ -210,7 +165,7 @@ def test_dicom_seg_reads_back_and_references_series(tmp_path):
 def test_dicom_seg_rejects_other_grid(tmp_path):
     src = tmp_path / "ct"
     src.mkdir()
-    files, affine_native, shape_native, _ = _write_series(src)
+    files, affine_native, shape_native, _ = write_ct_series(src)
     shifted = affine_native.copy()
     shifted[:3, 3] += [0.3, 0, 0]
     with pytest.raises(GeometryMismatchError, match="grid"):
@@ -220,8 +175,8 @@ def test_dicom_seg_rejects_other_grid(tmp_path):
 
 
 def test_dicom_seg_on_real_series(tmp_path):
-    """The TotalSegmentator DICOM series (read-only) as source, geometry from SimpleITK."""
-    import highdicom as hd
+    """The TotalSegmentator DICOM series (read-only): geometry handled, but the anonymiser blanked
+    its Study/Series UIDs, so no DICOM-SEG can reference it: a clear error, nothing written."""
     import pydicom
 
     if not TS_DICOM_DIR.is_dir():
@@ -229,6 +184,7 @@ def test_dicom_seg_on_real_series(tmp_path):
     files = sorted(TS_DICOM_DIR.iterdir())
     dss = sorted((pydicom.dcmread(f, stop_before_pixels=True) for f in files),
                  key=lambda d: float(d.ImagePositionPatient[2]))
+    assert str(dss[0].SeriesInstanceUID) == ""  # the data's quirk this test is about
     rows, cols = int(dss[0].Rows), int(dss[0].Columns)
     dr, dc = (float(v) for v in dss[0].PixelSpacing)
     iop = np.asarray(dss[0].ImageOrientationPatient, float)
@@ -238,11 +194,16 @@ def test_dicom_seg_on_real_series(tmp_path):
         iop[:3] * dc, iop[3:] * dr, p1 - p0, p0
     native = np.zeros((cols, rows, len(dss)), np.uint8)
     native[200:300, 150:260, 3:15] = 9
-    native[240:260, 190:210, 6:9] = 21
     labels, affine = _canonical(native, RAS_TO_LPS @ affine_lps)
-    path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
-                           path=tmp_path / "seg.dcm")
-    seg = hd.seg.segread(path)
-    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == dss[0].SeriesInstanceUID
-    assert seg.StudyInstanceUID == dss[0].StudyInstanceUID
-    assert int(seg.NumberOfFrames) == 12 + 3
+    with pytest.raises(UnreferenceableSeriesError, match="empty StudyInstanceUID"):
+        write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "seg.dcm")
+    assert not list(tmp_path.iterdir())
+
+
+def test_dicom_seg_series_without_uids(tmp_path):
+    src = tmp_path / "ct"
+    src.mkdir()
+    files, affine_native, shape_native, _ = write_ct_series(src, blank_uids=("SeriesInstanceUID",))
+    labels, affine = _canonical(_plan_labels(shape_native), affine_native)
+    with pytest.raises(UnreferenceableSeriesError, match="SeriesInstanceUID"):
+        write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "x.dcm")

@@ -184,3 +184,33 @@ def test_viewer_state_from_link(tmp_path, small_meshes):
     assert covered.mean() > 0.05
     blue = (b > r + 0.25) & (b > g + 0.1)  # the veins' blue and violet are hidden
     assert blue.mean() < 0.002, blue.mean()  # with the veins shown: about 0.005
+
+
+def test_write_plan_visuals_dicom_seg_or_warning(tmp_path):
+    import nibabel as nib
+
+    from output_phantom import write_ct_series
+
+    def canonical(array, affine):
+        ornt = nib.orientations.io_orientation(affine)
+        return (nib.orientations.apply_orientation(array, ornt),
+                affine @ nib.orientations.inv_ornt_aff(ornt, array.shape))
+
+    for blank, expect_seg in (((), True), (("StudyInstanceUID",), False)):
+        folder = tmp_path / ("blank" if blank else "ok")
+        (folder / "ct").mkdir(parents=True)
+        files, affine_native, shape, _ = write_ct_series(folder / "ct", blank_uids=blank)
+        native = np.zeros(shape, np.uint8)
+        native[4:15, 5:18, 1:5] = 9
+        native[8:11, 8:12, 2:4] = 21
+        labels, affine = canonical(native, affine_native)
+        report = {"warnings": ["earlier warning"]}
+        out = write_plan_visuals(folder / "out", report=report, labels=labels, affine_ras=affine,
+                                 source_dicom_files=files, meshes_and_previews=False)
+        assert bool(out["dicom_seg"]) == expect_seg
+        assert (folder / "out" / "labels_seg.dcm").exists() == expect_seg
+        if expect_seg:
+            assert report["warnings"] == ["earlier warning"]
+        else:
+            assert report["warnings"][1].startswith("no DICOM-SEG written: the source DICOM series")
+            assert "no DICOM-SEG written" in out["report"][0].read_text()
