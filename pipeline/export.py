@@ -429,7 +429,7 @@ class UnreferenceableSeriesError(InputError):
     anonymiser): no DICOM-SEG can be written for it."""
 
 
-def _read_source_series(source_dicom_files: Sequence[str | Path]):
+def _read_source_series(source_dicom_files: Sequence[str | Path], *, missing_uids: str = "error"):
     import pydicom
 
     files = [Path(f) for f in source_dicom_files]
@@ -458,9 +458,12 @@ def _read_source_series(source_dicom_files: Sequence[str | Path]):
                          "give the files of exactly one series")
     for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
         if not str(datasets[0].get(kw, "")).strip():
-            raise UnreferenceableSeriesError(
-                f"the source DICOM series has an empty {kw} (anonymised?), so a DICOM-SEG "
-                f"cannot reference it (e.g. {files[0]}); use labels.seg.nrrd or labels.nii.gz")
+            message = (f"the source DICOM series has an empty {kw} (anonymised?), so a DICOM-SEG "
+                       f"cannot reference it fully (e.g. {files[0]})")
+            if missing_uids == "error":
+                raise UnreferenceableSeriesError(message)
+            log.warning("%s: writing it anyway, referencing the source instances by SOP "
+                        "Instance UID", message)
     for ds, f in zip(datasets, files):
         for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
                    "Columns"):
@@ -540,6 +543,7 @@ def write_dicom_seg(
     extra_structures: Mapping[str, np.ndarray] | None = None,
     series_description: str = "hepatoplan resection plan",
     series_number: int = 901,
+    missing_uids: str = "error",
 ) -> Path:
     """Write the plan as a DICOM Segmentation (binary, highdicom) referencing the source series.
 
@@ -566,6 +570,11 @@ def write_dicom_seg(
         SeriesDescription of the new series.
     series_number : int, optional
         SeriesNumber of the new series.
+    missing_uids : {"error", "allow"}
+        What to do when the source series has an empty Study, Series or Frame of Reference UID
+        (some anonymisers blank them): raise :class:`UnreferenceableSeriesError`, or write the
+        DICOM-SEG anyway (it then references the source images by SOP Instance UID, and copies
+        the empty UIDs).
 
     Returns
     -------
@@ -576,7 +585,7 @@ def write_dicom_seg(
     InputError
         If the files are not one readable series with geometry, or nothing is labelled.
     UnreferenceableSeriesError
-        If the series has no Study/Series/FrameOfReference UID to reference.
+        If the series has no Study/Series/FrameOfReference UID and ``missing_uids="error"``.
     GeometryMismatchError
         If ``labels`` are not on the series' grid.
     """
@@ -589,7 +598,9 @@ def write_dicom_seg(
     extras = _checked_extras(extra_structures, labels.shape)
     if not values and not extras:
         raise InputError("nothing to export: labels are all background and no extra structure")
-    datasets = _read_source_series(source_dicom_files)
+    if missing_uids not in ("error", "allow"):
+        raise InputError(f"missing_uids must be 'error' or 'allow', got {missing_uids!r}")
+    datasets = _read_source_series(source_dicom_files, missing_uids=missing_uids)
     inv = np.linalg.inv(affine)
     samplers = [_SliceSampler(ds, inv, labels.shape, affine) for ds in datasets]
 

@@ -456,8 +456,9 @@ def write_plan_visuals(
 
     Notes
     -----
-    When the source series cannot be referenced (its UIDs were blanked by an anonymiser, as in
-    the TotalSegmentator example series) no DICOM-SEG is written and a message is appended to
+    When the source series cannot be fully referenced (its Study/Series UIDs were blanked by an
+    anonymiser, as in the TotalSegmentator example series) the DICOM-SEG is still written
+    (referencing the source images by SOP Instance UID) and a message is appended to
     ``report["warnings"]`` (the dict passed in is modified, so ``report.json`` written after
     this call carries it too).
     """
@@ -479,16 +480,23 @@ def write_plan_visuals(
                                             path=out_dir / "labels.seg.nrrd",
                                             extra_structures=vessels))
     if source_dicom_files:
+        def dicom_seg(missing_uids: str) -> Path:
+            return write_dicom_seg(labels, affine_ras=affine_ras,
+                                   source_dicom_files=source_dicom_files,
+                                   path=out_dir / "labels_seg.dcm", extra_structures=vessels,
+                                   missing_uids=missing_uids)
+
         try:
-            written["dicom_seg"].append(write_dicom_seg(
-                labels, affine_ras=affine_ras, source_dicom_files=source_dicom_files,
-                path=out_dir / "labels_seg.dcm", extra_structures=vessels))
+            written["dicom_seg"].append(dicom_seg("error"))
         except UnreferenceableSeriesError as exc:
-            # the plan itself is fine: say so in the report instead of failing the study
-            message = f"no DICOM-SEG written: {exc}"
+            # still useful (viewers match the source images by SOP Instance UID): write it, and
+            # say in the report that its series reference is incomplete
+            message = (f"labels_seg.dcm: {exc}; it references the source images by SOP Instance "
+                       "UID only")
             log.warning("%s", message)
             if isinstance(report, dict):
                 report.setdefault("warnings", []).append(message)
+            written["dicom_seg"].append(dicom_seg("allow"))
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:

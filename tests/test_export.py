@@ -176,13 +176,13 @@ def test_dicom_seg_rejects_other_grid(tmp_path):
 
 def test_dicom_seg_on_real_series(tmp_path):
     """The TotalSegmentator DICOM series (read-only): geometry handled, but the anonymiser blanked
-    its Study/Series UIDs, so no DICOM-SEG can reference it: a clear error, nothing written."""
+    its Study/Series UIDs: an error by default, a SEG referencing the images when allowed."""
     import pydicom
 
     if not TS_DICOM_DIR.is_dir():
         pytest.skip(f"real DICOM series not found at {TS_DICOM_DIR} (see ../shared/data/README.md)")
     files = sorted(TS_DICOM_DIR.iterdir())
-    dss = sorted((pydicom.dcmread(f, stop_before_pixels=True) for f in files),
+    dss = sorted((pydicom.dcmread(f, stop_before_pixels=True) for f in files),  # file meta kept
                  key=lambda d: float(d.ImagePositionPatient[2]))
     assert str(dss[0].SeriesInstanceUID) == ""  # the data's quirk this test is about
     rows, cols = int(dss[0].Rows), int(dss[0].Columns)
@@ -198,6 +198,16 @@ def test_dicom_seg_on_real_series(tmp_path):
     with pytest.raises(UnreferenceableSeriesError, match="empty StudyInstanceUID"):
         write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "seg.dcm")
     assert not list(tmp_path.iterdir())
+    # allowed: written, and the source images are referenced by their SOP Instance UIDs
+    import highdicom as hd
+
+    path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                           path=tmp_path / "seg.dcm", missing_uids="allow")
+    seg = hd.seg.segread(path)
+    refs = {r.ReferencedSOPInstanceUID
+            for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert refs == {d.file_meta.MediaStorageSOPInstanceUID for d in dss[3:15]}
+    assert seg.FrameOfReferenceUID == dss[0].FrameOfReferenceUID
 
 
 def test_dicom_seg_series_without_uids(tmp_path):

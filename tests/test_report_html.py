@@ -186,7 +186,7 @@ def test_viewer_state_from_link(tmp_path, small_meshes):
     assert blue.mean() < 0.002, blue.mean()  # with the veins shown: about 0.005
 
 
-def test_write_plan_visuals_dicom_seg_or_warning(tmp_path):
+def test_write_plan_visuals_dicom_seg_and_uid_warning(tmp_path):
     import nibabel as nib
 
     from output_phantom import write_ct_series
@@ -196,7 +196,7 @@ def test_write_plan_visuals_dicom_seg_or_warning(tmp_path):
         return (nib.orientations.apply_orientation(array, ornt),
                 affine @ nib.orientations.inv_ornt_aff(ornt, array.shape))
 
-    for blank, expect_seg in (((), True), (("StudyInstanceUID",), False)):
+    for blank in ((), ("StudyInstanceUID",)):
         folder = tmp_path / ("blank" if blank else "ok")
         (folder / "ct").mkdir(parents=True)
         files, affine_native, shape, _ = write_ct_series(folder / "ct", blank_uids=blank)
@@ -207,10 +207,9 @@ def test_write_plan_visuals_dicom_seg_or_warning(tmp_path):
         report = {"warnings": ["earlier warning"]}
         out = write_plan_visuals(folder / "out", report=report, labels=labels, affine_ras=affine,
                                  source_dicom_files=files, meshes_and_previews=False)
-        assert bool(out["dicom_seg"]) == expect_seg
-        assert (folder / "out" / "labels_seg.dcm").exists() == expect_seg
-        if expect_seg:
+        assert out["dicom_seg"] == [folder / "out" / "labels_seg.dcm"]
+        if not blank:
             assert report["warnings"] == ["earlier warning"]
         else:
-            assert report["warnings"][1].startswith("no DICOM-SEG written: the source DICOM series")
-            assert "no DICOM-SEG written" in out["report"][0].read_text()
+            assert "empty StudyInstanceUID" in report["warnings"][1]
+            assert "empty StudyInstanceUID" in out["report"][0].read_text()
