@@ -882,6 +882,14 @@ def _view_texts(title: str, screen_right: np.ndarray, view_up: np.ndarray):
 
 def _legend(names: Sequence[str], colours: Mapping[str, Sequence[float]]) -> list:
     """Bottom-right legend (right of the model at the default 5:4 size): a coloured square and the structure's name in dark text."""
+    # tumours share one colour: one legend line for all of them
+    tumours = [n for n in names if _kind(n) == "tumour"]
+    if len(tumours) > 1:
+        first = list(names).index(tumours[0])
+        rest = [n for n in names if n not in tumours]
+        label = f"tumours ({len(tumours)})"
+        colours = dict(colours) | {label: colours[tumours[0]]}
+        names = rest[:first] + [label] + rest[first:]
     actors = []
     line = 0.035
     for i, name in enumerate(reversed(list(names))):
