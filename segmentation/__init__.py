@@ -7,5 +7,8 @@ canonical RAS+ orientation (axis 0 -> patient Right, axis 1 -> Anterior, axis 2 
 """
 
 from .liver import segment_liver
+from .study import StudySegmentation, segment_study
+from .tumours import segment_tumours
+from .vessels import segment_vessels
 
-__all__ = ["segment_liver"]
+__all__ = ["segment_liver", "segment_tumours", "segment_vessels", "segment_study", "StudySegmentation"]

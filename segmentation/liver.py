@@ -50,6 +50,10 @@ BAND_MM = 3.0
 LESION_OPEN_MM = 8.0
 #: Plausible adult liver volume range (mL) for the QC flags.
 LIVER_VOLUME_RANGE_ML = (600.0, 4000.0)
+#: Smallest liver volume (mL) accepted when the scan shows only part of the liver.
+MIN_PARTIAL_LIVER_ML = 50.0
+#: The liver's centre must lie at least this far (mm) to the right of the body's centre.
+MIN_RIGHT_OFFSET_MM = 15.0
 
 
 def _body_mask(small: np.ndarray, air_level: float) -> np.ndarray:
@@ -61,6 +65,22 @@ def _robust_stats(values: np.ndarray) -> tuple[float, float]:
     med = float(np.median(values))
     mad = float(np.median(np.abs(values - med))) * 1.4826
     return med, max(mad, 1e-3)
+
+
+def _body_centre_x(body, factors) -> float:
+    """Centre of the body along axis 0 (Right), in full-resolution voxel index."""
+    w = body.sum(axis=(1, 2)).astype(float)
+    cx = float(np.average(np.arange(body.shape[0]), weights=w)) if w.sum() else body.shape[0] / 2.0
+    return (cx + 0.5) * factors[0] - 0.5
+
+
+def _contrast_phase(liver_median_hu: float) -> str:
+    """Rough phase from the liver's density (non-contrast liver ~55 HU, portal-venous ~100-130 HU)."""
+    if liver_median_hu < 75.0:
+        return "non-contrast"
+    if liver_median_hu < 90.0:
+        return "arterial or early portal-venous"
+    return "portal-venous"
 
 
 def _histogram_peaks(values: np.ndarray, lo: float, hi: float, bin_width: float, n_peaks: int = 4):
@@ -151,7 +171,7 @@ def segment_liver(
     info.update(stats)
     voxel_ml = float(np.prod(spacing)) / MM3_PER_ML
     info["liver_volume_ml"] = round(float(liver.sum()) * voxel_ml, 1)
-    _qc(liver, info, voxel_ml)
+    _qc(liver, info, spacing)
     info["seconds"] = round(time.perf_counter() - t0, 2)
     return liver.astype(np.uint8), info
 
@@ -181,6 +201,7 @@ def _coarse_liver_ct(image, spacing, info):
     s = _grid.median(small, 1)
     tex = np.sqrt(np.maximum(_grid.gaussian(np.square(bsd), sp, 3.0) + _grid.gaussian(np.square(small - s), sp, 3.0), 0.0))
     body = _body_mask(s, -400.0)
+    info["_body_centre_index_x"] = _body_centre_x(body, factors)
     depth = morph.erode(body, 15.0, sp)
     right = np.zeros_like(body)
     cx = np.argwhere(body).mean(axis=0)[0]
@@ -193,7 +214,11 @@ def _coarse_liver_ct(image, spacing, info):
     if core is None:
         raise InputError("no liver-like soft tissue found in the CT; is this an abdominal scan?")
     med, sd = _robust_stats(s[core])
-    stats = {"liver_median_hu": round(med, 1), "liver_sd_hu": round(sd, 1)}
+    stats = {
+        "liver_median_hu": round(med, 1),
+        "liver_sd_hu": round(sd, 1),
+        "contrast_phase_guess": _contrast_phase(med),
+    }
     k = WINDOW_K_SD; lo, hi = med - k * sd - 10.0, med + k * sd + 10.0
     win = body & (s > lo) & (s < hi)
     tq = TEXTURE_PERCENTILE
@@ -325,14 +350,39 @@ def _refine_full(image, liver_small, factors, spacing, stats):
     return out
 
 
-def _qc(liver, info, voxel_ml):
+def _qc(liver, info, spacing):
+    """Quality flags; ``qc_passed`` is False when the mask is not a credible liver.
+
+    Failing: no mask, a volume outside the adult range (a low volume is only flagged when the
+    liver touches the cranial or caudal end of the scan, i.e. the scan shows part of it), or a
+    mask whose centre is not on the patient's right (a head, a leg, the spleen).
+    """
     flags = info["qc_flags"]
+    fail = []
     vol = info["liver_volume_ml"]
-    if not (LIVER_VOLUME_RANGE_ML[0] <= vol <= LIVER_VOLUME_RANGE_ML[1]):
-        flags.append(f"liver volume {vol:.0f} mL outside the plausible range {LIVER_VOLUME_RANGE_ML} mL")
+    partial = False
     for ax, name in zip(range(3), ("right-left", "anterior-posterior", "superior-inferior")):
         proj = liver.any(axis=tuple(a for a in range(3) if a != ax))
-        if proj[0] or proj[-1]:
+        if proj.size and (proj[0] or proj[-1]):
             flags.append(f"liver touches the scan border ({name} axis): volume may be incomplete")
-    if any("plausible" in f for f in flags):
-        info["qc_passed"] = False
+            partial = partial or ax == 2
+    lo_ml, hi_ml = LIVER_VOLUME_RANGE_ML
+    if vol < MIN_PARTIAL_LIVER_ML or vol > hi_ml or (vol < lo_ml and not partial):
+        fail.append(f"liver volume {vol:.0f} mL outside the plausible range {LIVER_VOLUME_RANGE_ML} mL")
+    elif vol < lo_ml:
+        flags.append(f"liver volume {vol:.0f} mL below {lo_ml:.0f} mL: partial scan coverage")
+    body_x = info.pop("_body_centre_index_x", None)
+    if liver.any() and body_x is not None:
+        cx = float(np.average(np.arange(liver.shape[0]), weights=liver.sum(axis=(1, 2))))
+        right_mm = (cx - body_x) * spacing[0]
+        info["liver_centre_right_of_body_mm"] = round(right_mm, 1)
+        if right_mm < MIN_RIGHT_OFFSET_MM:
+            fail.append(
+                f"the liver candidate's centre lies {right_mm:.0f} mm right of the body centre "
+                f"(a liver lies at least {MIN_RIGHT_OFFSET_MM:.0f} mm to the patient's right): "
+                "no liver in this scan, or the orientation is wrong"
+            )
+    if not liver.any():
+        fail.append("no liver found")
+    flags.extend(fail)
+    info["qc_passed"] = not fail

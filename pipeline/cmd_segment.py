@@ -1,0 +1,111 @@
+"""``hepatoplan segment``: automatic liver, tumour, portal and hepatic vein masks from a CT (liver on MR).
+
+Reads the image (any format :mod:`pipeline.io` reads, or a DICOM folder), runs
+:func:`segmentation.segment_study` on the canonical RAS+ array and writes, on the input's own grid,
+``liver.nii.gz``, ``tumours.nii.gz`` (instances 1..N), ``portal_vein.nii.gz``,
+``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, provenance)
+into ``--out``. Everything is computed before anything is written, and files are written into a
+temporary folder beside ``--out`` and then moved in, so a failed run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hepatoplan import __version__
+from hepatoplan.errors import InputError
+
+from . import io
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("liver.nii.gz", "tumours.nii.gz", "portal_vein.nii.gz", "hepatic_veins.nii.gz", "segmentation.json")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "segment",
+        help="automatic liver, tumour, portal and hepatic vein masks from a CT (liver only on MR)",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("image", type=Path, help="CT or MR: NIfTI, NRRD, MetaImage file or a DICOM folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; existing outputs replaced)")
+    p.add_argument("--series-uid", help="SeriesInstanceUID when the DICOM folder holds several series")
+    p.add_argument("--modality", choices=("ct", "mr"), default="ct", help="imaging modality (default: ct)")
+    p.set_defaults(func=run)
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def run(args) -> int:
+    from segmentation import segment_study  # heavy imports only when the command runs
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: expected a folder, found a file; choose a folder name")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: parent folder {parent} does not exist; create it first")
+    t0 = time.perf_counter()
+    vol = io.read_image(args.image, series_uid=args.series_uid, name="IMAGE")
+    t_read = time.perf_counter() - t0
+    result = segment_study(vol.array, spacing_mm=vol.spacing_mm, modality=args.modality.upper())
+    record = {
+        "hepatoplan_version": __version__,
+        "command": "segment",
+        "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path)}},
+        "options": {"modality": args.modality, "series_uid": args.series_uid},
+        "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
+        "outputs": {
+            "liver.nii.gz": "1 = liver (tumours and intrahepatic vessels included)",
+            "tumours.nii.gz": "0 = background, 1..N = lesion instances (see tumours.lesions)",
+            "portal_vein.nii.gz": "1 = portal venous tree",
+            "hepatic_veins.nii.gz": "1 = hepatic veins and inferior vena cava",
+        },
+        **result.report,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        io.write_labels(result.liver, reference=vol, path=tmp / "liver.nii.gz")
+        io.write_labels(result.tumours, reference=vol, path=tmp / "tumours.nii.gz")
+        io.write_labels(result.portal_vein, reference=vol, path=tmp / "portal_vein.nii.gz")
+        io.write_labels(result.hepatic_veins, reference=vol, path=tmp / "hepatic_veins.nii.gz")
+        record["timing_seconds"] = {
+            "read": round(t_read, 2),
+            "segment": result.report.get("seconds"),
+            "total": round(time.perf_counter() - t0, 2),
+        }
+        record["peak_memory_mb"] = round(_peak_rss_mb(), 1)
+        (tmp / "segmentation.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUT_FILES:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    liver_ml = result.report["liver"]["liver_volume_ml"]
+    n_les = result.report.get("tumours", {}).get("n_lesions", 0)
+    log.info("liver %.0f mL, %d lesion(s), outputs in %s", liver_ml, n_les, out)
+    for flag in result.report["qc_flags"]:
+        log.warning("QC: %s", flag)
+    return 0
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

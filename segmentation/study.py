@@ -1,0 +1,108 @@
+"""One call for a whole study: liver, tumours, portal and hepatic veins, and a JSON-ready report.
+
+Arrays are canonical RAS+ (axis 0 -> Right, 1 -> Anterior, 2 -> Superior). Nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hepatoplan.errors import NotComputableError
+
+from .liver import segment_liver
+from .tumours import segment_tumours
+from .vessels import segment_vessels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudySegmentation:
+    """Masks of one study on the input's canonical grid, plus the report.
+
+    Attributes
+    ----------
+    liver : uint8 array
+        1 = liver (tumours and intrahepatic vessels included).
+    tumours : uint16 array
+        Lesion instances 1..N (0 elsewhere), ordered by decreasing volume.
+    portal_vein, hepatic_veins : uint8 arrays
+        The two venous trees (hepatic includes the inferior vena cava). All zero when not computed
+        (MR, non-contrast CT); ``report["vessels"]["computed"]`` says why.
+    report : dict
+        JSON-ready: per-structure statistics, volumes (mL), QC flags, timings (s).
+    """
+
+    liver: np.ndarray
+    tumours: np.ndarray
+    portal_vein: np.ndarray
+    hepatic_veins: np.ndarray
+    report: dict = field(default_factory=dict)
+
+
+def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> StudySegmentation:
+    """Segment liver, tumours and both venous trees of one CT (liver only on MR).
+
+    Parameters
+    ----------
+    image : (X, Y, Z) array
+        CT in HU (or MR), canonical RAS+ (axis 0 -> Right, 1 -> Anterior, 2 -> Superior).
+    spacing_mm : 3-tuple of float
+        Voxel size (mm).
+    modality : {"CT", "MR"}
+        On MR only the liver is segmented.
+
+    Returns
+    -------
+    StudySegmentation
+
+    Raises
+    ------
+    InputError
+        Unusable input (shape, spacing, field of view, intensities not in HU).
+    NotComputableError
+        The liver found fails the quality checks (e.g. no liver in the scan): no mask is returned
+        rather than a confident wrong one.
+    """
+    t0 = time.perf_counter()
+    modality = str(modality).upper()
+    liver, linfo = segment_liver(image, spacing_mm=spacing_mm, modality=modality)
+    if not linfo["qc_passed"]:
+        raise NotComputableError(
+            "automatic liver segmentation failed its quality checks: " + "; ".join(linfo["qc_flags"])
+            + ". Check that the scan covers the upper abdomen, or provide a liver mask made elsewhere"
+        )
+    report: dict = {"modality": modality, "liver": linfo}
+    zeros8 = np.zeros(liver.shape, np.uint8)
+    portal, hepatic = zeros8, zeros8.copy()
+    tumours = np.zeros(liver.shape, np.uint16)
+    contrast = linfo.get("contrast_phase_guess", "")
+    if modality != "CT":
+        report["tumours"] = {"computed": False, "reason": "tumour detection needs CT densities (HU)"}
+        report["vessels"] = {"computed": False, "reason": "vessel segmentation needs a contrast-enhanced CT"}
+    else:
+        t = time.perf_counter()
+        tumours, tinfo = segment_tumours(image, liver, spacing_mm=spacing_mm)
+        tinfo["seconds"] = round(time.perf_counter() - t, 2)
+        report["tumours"] = {"computed": True, **tinfo}
+        if contrast == "non-contrast":
+            report["vessels"] = {
+                "computed": False,
+                "reason": "non-contrast CT: vessels are not brighter than the parenchyma",
+            }
+        else:
+            t = time.perf_counter()
+            portal, hepatic, vinfo = segment_vessels(image, liver, spacing_mm=spacing_mm)
+            vinfo["seconds"] = round(time.perf_counter() - t, 2)
+            report["vessels"] = {"computed": True, **vinfo}
+    flags = list(linfo["qc_flags"])
+    for key in ("tumours", "vessels"):
+        flags += [f"{key}: {f}" for f in report[key].get("qc_flags", [])]
+    report["qc_flags"] = flags
+    report["qc_passed"] = True
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return StudySegmentation(liver, tumours, portal, hepatic, report)
