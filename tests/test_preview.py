@@ -19,6 +19,12 @@ AFFINES = {
     "permuted_flipped_y": np.array([[0, 0, 2.0, -30.0], [-0.9, 0, 0, 70.0], [0, 0.75, 0, -20.0],
                                     [0, 0, 0, 1]]),
     "plain": np.diag([1.2, 1.0, 3.0, 1.0]),
+    # oblique acquisition: grid rotated 20 degrees about z (and mirrored in y)
+    "oblique_20deg": np.array([
+        [0.9 * np.cos(0.349), 0.8 * np.sin(0.349), 0, 0.0],
+        [0.9 * np.sin(0.349), -0.8 * np.cos(0.349), 0, 0.0],
+        [0, 0, 2.5, 0.0],
+        [0, 0, 0, 1]]),
 }
 
 
@@ -30,9 +36,9 @@ def _ellipsoid_mask(affine, shape=(120, 130, 60), centre=(-5.0, 10.0, 20.0), axe
 
 
 def _fit_shape(affine):
-    """A grid shape that covers the ellipsoid whatever the axis order."""
-    spacing = np.abs(affine[:3, :3]).sum(axis=0)
-    return tuple(int(np.ceil(100 / s)) for s in spacing)
+    """A grid shape that covers the ellipsoid whatever the axis order (and rotation)."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return tuple(int(np.ceil(125 / s)) for s in spacing)
 
 
 @pytest.mark.parametrize("name", sorted(AFFINES))
