@@ -9,7 +9,8 @@ become sub-tables, lists of records become tables with one row per record).
 The viewer shows meshes in RAS millimetres: it opens on the anterior view (patient's right on
 the screen's left, superior up) and has buttons for the six standard views and for the
 "before"/"after" scenes of :func:`pipeline.preview.default_scenes`. A link can open another
-state: ``report.html#view=superior&scene=before&hide=portal vein,hepatic veins``.
+state: ``report.html#view=superior&scene=before&hide=portal vein,hepatic veins&opacity=150``
+(``opacity``: the liver-opacity slider, in % of the scene's opacities).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hepatoplan.errors import InputError, InputFileError
-from pipeline.preview import Mesh, decimate_mesh, default_colours, default_scenes
+from pipeline.preview import Mesh, _kind, decimate_mesh, default_colours, default_scenes
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,7 @@ def viewer_data(
             "colour": [round(float(c), 4) for c in colours[name]],
             "opacity": float(initial.get(name, all_opacity.get(name, 1.0))),
             "visible": name in initial,
+            "parenchyma": _kind(name) in ("segment", "liver", "remnant", "resected"),
             "lo_mm": lo.round(4).tolist(),
             "hi_mm": (lo + extent).round(4).tolist(),
             "positions_b64": base64.b64encode(q.tobytes()).decode("ascii"),
@@ -314,6 +316,8 @@ def _viewer_html(data: dict) -> str:
         "<p class='hp-viewer-message'></p></div>"
         "<div class='hp-side'><div class='hp-buttons'><span>view</span>" + view_buttons + "</div>"
         "<div class='hp-buttons'><span>scene</span>" + scene_buttons + "</div>"
+        "<label class='hp-slider'>liver opacity <input type='range' class='hp-opacity' "
+        "min='0' max='200' value='100'></label>"
         "<div class='hp-structures'></div>"
         "<p class='hint'>Drag to rotate, wheel to zoom, shift-drag to pan. Coordinates: "
         "patient RAS (axes: R right, A anterior, S superior).</p></div></div>"

@@ -56,7 +56,8 @@
       var b = gl.createBuffer(); gl.bindBuffer(target, b); gl.bufferData(target, array, gl.STATIC_DRAW); return b;
     }
     return {
-      name: s.name, colour: s.colour, opacity: s.opacity, visible: s.visible, centroid: c,
+      name: s.name, colour: s.colour, opacity: s.opacity, baseOpacity: s.opacity,
+      parenchyma: !!s.parenchyma, visible: s.visible, centroid: c,
       count: idx.length, indexType: s.index_type === "u16" ? gl.UNSIGNED_SHORT : gl.UNSIGNED_INT,
       pos: buffer(gl.ARRAY_BUFFER, pos), nor: buffer(gl.ARRAY_BUFFER, nor),
       idx: buffer(gl.ELEMENT_ARRAY_BUFFER, idx)
@@ -199,20 +200,31 @@
   Array.prototype.forEach.call(root.querySelectorAll("button[data-view]"), function (b) {
     b.addEventListener("click", function () { setView(b.getAttribute("data-view")); });
   });
+  // liver opacity: scales the scene opacity of parenchyma (segments, liver, remnant, resected)
+  var slider = root.querySelector("input.hp-opacity");
+  function applyOpacity() {
+    var f = slider ? Number(slider.value) / 100 : 1;
+    structures.forEach(function (s) {
+      s.opacity = s.parenchyma ? Math.min(1, s.baseOpacity * f) : s.baseOpacity;
+    });
+    draw();
+  }
+  if (slider) { slider.addEventListener("input", applyOpacity); }
   Array.prototype.forEach.call(root.querySelectorAll("button[data-scene]"), function (b) {
     b.addEventListener("click", function () {
       var scene = data.scenes[b.getAttribute("data-scene")] || {};
       structures.forEach(function (s, i) {
         s.visible = Object.prototype.hasOwnProperty.call(scene, s.name);
-        if (s.visible) { s.opacity = scene[s.name]; }
+        if (s.visible) { s.baseOpacity = scene[s.name]; }
         boxes[i].checked = s.visible;
       });
-      draw();
+      applyOpacity();
     });
   });
   window.addEventListener("resize", draw);
   root.setAttribute("data-webgl", isWebGL2 ? "2" : "1");
-  // a link can open a given state: report.html#view=superior&scene=before&hide=remnant,resected
+  // a link can open a given state:
+  // report.html#view=superior&scene=before&hide=remnant,resected&opacity=150 (liver opacity %)
   var params = {};
   (window.location.hash || "").replace(/^#/, "").split("&").forEach(function (kv) {
     var i = kv.indexOf("="); if (i > 0) { params[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1)); }
@@ -221,6 +233,7 @@
     var sceneButton = root.querySelector("button[data-scene='" + params.scene + "']");
     if (sceneButton) { sceneButton.click(); }
   }
+  if (params.opacity && slider) { slider.value = String(Number(params.opacity) || 100); applyOpacity(); }
   if (params.hide) {
     var hidden = params.hide.split(",");
     structures.forEach(function (s, i) {
