@@ -552,7 +552,8 @@ VIEWS = {
 _RAS_LETTERS = (("R", "L"), ("A", "P"), ("S", "I"))
 
 
-def _kind(name: str) -> str:
+def structure_kind(name: str) -> str:
+    """Role of a structure by its name: segment, tumour, remnant, resected, liver or other."""
     key = name.lower()
     if key.startswith("segment"):
         return "segment"
@@ -586,7 +587,7 @@ def default_scenes(names: Sequence[str]) -> dict[str, dict[str, float]]:
     dict of str to dict of str to float
         Scene name -> {structure name: opacity}.
     """
-    kinds = {n: _kind(n) for n in names}
+    kinds = {n: structure_kind(n) for n in names}
     solid = {n: 1.0 for n, k in kinds.items() if k in ("tumour", "other")}
     segments = [n for n, k in kinds.items() if k == "segment"]
     if segments:
@@ -883,7 +884,7 @@ def _view_texts(title: str, screen_right: np.ndarray, view_up: np.ndarray):
 def _legend(names: Sequence[str], colours: Mapping[str, Sequence[float]]) -> list:
     """Bottom-right legend (right of the model at the default 5:4 size): a coloured square and the structure's name in dark text."""
     # tumours share one colour: one legend line for all of them
-    tumours = [n for n in names if _kind(n) == "tumour"]
+    tumours = [n for n in names if structure_kind(n) == "tumour"]
     if len(tumours) > 1:
         first = list(names).index(tumours[0])
         rest = [n for n in names if n not in tumours]

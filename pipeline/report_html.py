@@ -27,7 +27,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hepatoplan.errors import InputError, InputFileError
-from pipeline.preview import Mesh, _kind, decimate_mesh, default_colours, default_scenes
+from pipeline.preview import (Mesh, decimate_mesh, default_colours, default_scenes,
+                              structure_kind)
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def viewer_data(
             "colour": [round(float(c), 4) for c in colours[name]],
             "opacity": float(initial.get(name, all_opacity.get(name, 1.0))),
             "visible": name in initial,
-            "parenchyma": _kind(name) in ("segment", "liver", "remnant", "resected"),
+            "parenchyma": structure_kind(name) in ("segment", "liver", "remnant", "resected"),
             "lo_mm": lo.round(4).tolist(),
             "hi_mm": (lo + extent).round(4).tolist(),
             "positions_b64": base64.b64encode(q.tobytes()).decode("ascii"),
