@@ -63,7 +63,7 @@ def run(name: str, labels, affine, vessels, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     times = {}
     t0 = t = time.perf_counter()
-    write_colour_table(labels, out / "labels.ctbl")
+    write_colour_table(labels, path=out / "labels.ctbl")
     write_seg_nrrd(labels, affine_ras=affine, path=out / "labels.seg.nrrd", extra_structures=vessels)
     times["seg.nrrd"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -250,7 +250,7 @@ def _check_affine(affine_ras: np.ndarray) -> np.ndarray:
     return affine
 
 
-def write_colour_table(labels: np.ndarray, path: str | Path) -> Path:
+def write_colour_table(labels: np.ndarray, *, path: str | Path) -> Path:
     """Write the 3D Slicer colour table of the label values present in ``labels``.
 
     Format: one line per value, ``value name R G B A`` with 0–255 components (names use ``_``

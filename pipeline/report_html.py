@@ -480,7 +480,7 @@ def write_plan_visuals(
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "report": []}
     t = time.perf_counter()
-    written["labels"].append(write_colour_table(labels, out_dir / "labels.ctbl"))
+    written["labels"].append(write_colour_table(labels, path=out_dir / "labels.ctbl"))
     written["labels"].append(write_seg_nrrd(labels, affine_ras=affine_ras,
                                             path=out_dir / "labels.seg.nrrd",
                                             extra_structures=vessels))

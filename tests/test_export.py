@@ -53,7 +53,7 @@ def test_label_table_scheme():
 
 def test_colour_table(tmp_path):
     labels = _plan_labels((20, 22, 12))
-    path = write_colour_table(labels, tmp_path / "labels.ctbl")
+    path = write_colour_table(labels, path=tmp_path / "labels.ctbl")
     rows = [l.split() for l in path.read_text().splitlines() if not l.startswith("#")]
     values = [int(r[0]) for r in rows]
     assert values == [0, 5, 9, 12, 21]
