@@ -61,6 +61,10 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--resample-masks", action="store_true",
                    help="resample masks nearest-neighbour onto the CT grid when grids differ")
     m.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
+    m.add_argument("--no-auto", dest="auto", action="store_false",
+                   help="never segment automatically: a mask not given means none (the liver is required)")
+    m.add_argument("--modality", type=str.upper, default="CT", choices=("CT", "MR"),
+                   help="image modality for automatic segmentation (MR: liver only)")
     r = p.add_argument_group("resection and assessment")
     r.add_argument("--resect", action="append", default=[], metavar="SPEC",
                    help="procedure name (right-hepatectomy, ...), 'segments:5,6', 'wedge:all', "
@@ -84,6 +88,7 @@ def options_from_args(args) -> PlanOptions:
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
         threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
         resample_masks=args.resample_masks, series_uid=args.series_uid, preview=args.preview,
+        auto=args.auto, modality=args.modality,
     )
 
 
@@ -152,6 +157,7 @@ def compute_plan(study: Study, specs, options: PlanOptions) -> tuple[dict, dict[
             segments_ml=segments_ml, segments_given_ml=given_ml, filled_ml=filled_ml,
         ),
         "sources": study.sources,
+        **study.details,
         "geometry": {
             "shape": list(study.ct.shape), "spacing_mm": list(spacing),
             "voxel_volume_mm3": study.ct.voxel_volume_mm3, "native_grid": study.ct.grid.describe(),

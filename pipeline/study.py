@@ -66,6 +66,7 @@ class Study:
     segments: np.ndarray | None = None
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -176,6 +177,8 @@ class PlanOptions:
     resample_masks: bool = False
     series_uid: str | None = None
     preview: bool = True
+    auto: bool = True
+    modality: str = "CT"
 
     def validate(self):
         """Parse resection specs and check numbers; returns the parsed specs."""
@@ -193,29 +196,36 @@ class PlanOptions:
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
-    """Read the CT grid and masks; derive what is missing (Couinaud segments from the vessels).
+    """Read the CT grid and masks; compute what is missing.
 
-    The CT's voxels are read only when something must be computed from them; with every mask
-    given, its header is the reference grid.
+    Masks not given are segmented automatically from the CT (``segmentation``) unless
+    ``options.auto`` is false: without a liver mask, everything; with one, the tumours, and the
+    portal and hepatic veins when no segment map is given. Couinaud segments are then derived from
+    the vessel tree (``couinaud``). The CT's voxels are read only when something must be computed
+    from them; otherwise its header is the reference grid.
     """
     masks = options.masks
-    have_liver = masks.liver is not None or masks.totalsegmentator is not None
+    given = set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
+    wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
-        header_only=have_liver and not Path(options.ct).is_dir(),
+        header_only=not wanted and not Path(options.ct).is_dir(),
     )
     arrays = load_masks(ct, masks, resample=options.resample_masks)
     sources = {name: str(path) for name, path in masks.given().items()}
     for name in ("liver", "portal", "hepatic"):
         if name in arrays and name not in sources:
             sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
-    missing = [name for name in ("liver",) if name not in arrays]
-    if missing:
+    details = {}
+    if wanted:
+        details["segmentation"] = _segment_missing(ct, arrays, sources, wanted, modality=options.modality)
+    if "liver" not in arrays:
         raise InputError(
-            "automatic liver segmentation is not available yet: give --liver FILE "
-            "(or --totalsegmentator FILE)"
+            "no liver mask: give --liver FILE (or --totalsegmentator FILE), or drop --no-auto to "
+            "segment it automatically"
         )
     study = build_study(ct, arrays, sources=sources)
+    study.details.update(details)
     if study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
@@ -224,6 +234,43 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
             "--portal FILE and --hepatic FILE to derive them from the vessel tree"
         )
     return study
+
+
+def _automatic_masks(given: set[str]) -> list[str]:
+    if "liver" not in given:
+        return [name for name in ("liver", "tumours", "portal", "hepatic") if name not in given]
+    wanted = [] if "tumours" in given else ["tumours"]
+    if "segments" not in given:
+        wanted += [name for name in ("portal", "hepatic") if name not in given]
+    return wanted
+
+
+def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *, modality: str) -> dict:
+    """Run the classical segmentation for the ``wanted`` masks (in place); return its report."""
+    from segmentation import segment_study, segment_tumours, segment_vessels
+
+    spacing = ct.spacing_mm
+    found: dict[str, np.ndarray] = {}
+    if "liver" in wanted:
+        seg = segment_study(ct.array, spacing_mm=spacing, modality=modality)
+        found = {"liver": seg.liver, "tumours": seg.tumours, "portal": seg.portal_vein,
+                 "hepatic": seg.hepatic_veins}
+        report = seg.report
+    else:
+        liver = arrays["liver"] > 0
+        report = {}
+        if "tumours" in wanted:
+            found["tumours"], report["tumours"] = segment_tumours(ct.array, liver, spacing_mm=spacing)
+        if "portal" in wanted or "hepatic" in wanted:
+            found["portal"], found["hepatic"], report["vessels"] = segment_vessels(
+                ct.array, liver, spacing_mm=spacing
+            )
+    for name in wanted:
+        if name in found and found[name].any():
+            arrays[name] = found[name]
+            sources[name] = "automatic (segmentation)"
+    log.info("segmented automatically: %s", ", ".join(n for n in wanted if n in found))
+    return report
 
 
 def _derive_segments(study: Study) -> None:

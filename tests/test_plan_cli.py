@@ -180,7 +180,7 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(study_dir, tmp
     flags, expected = BAD_CASES[case]
     out = tmp_path / "out"
     ct = study_dir / ("nan_ct.nii.gz" if "NaN" in case else "ct.nii.gz")
-    argv = ["plan", str(ct), "--out", str(out), "--no-preview"] + [f.format(d=study_dir) for f in flags]
+    argv = ["plan", str(ct), "--out", str(out), "--no-preview", "--no-auto"] + [f.format(d=study_dir) for f in flags]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hepatoplan: error:") and expected in err
