@@ -325,11 +325,14 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 
     trunks = lm.hepatic_trunks(HV2, sp2, ivc_at_b - shift[:2], r_ivc)
 
-    # umbilical fissure: shrink the vessel estimate (leftmost point of the left portal vein)
-    # halfway toward the prior position (UMBILICAL_PRIOR_OFFSET_MM to the left of the bifurcation)
+    # umbilical fissure: UMBILICAL_PRIOR_OFFSET_MM to the patient's left of the bifurcation.
+    # Measured on IRCADb 01-12 against the reference, this prior (rms 12.6 mm) beats the vessel
+    # estimates tried (leftmost point of the left portal vein: rms 26 mm; centroid of its
+    # territory: worse Dice), because the heaviest left-portal path often follows a segment 2/3
+    # or 4 branch rather than the umbilical portion. The detected umbilical portion is still
+    # reported in the landmarks.
     u_vessel = lpv[int(np.argmin(lpv[:, 0]))]
-    u_prior = B + np.array([-UMBILICAL_PRIOR_OFFSET_MM, 0.0, 0.0])
-    U = 0.5 * (u_vessel + u_prior)
+    U = B + np.array([-UMBILICAL_PRIOR_OFFSET_MM, 0.0, 0.0])
 
     methods = {
         "middle_scissura": {
@@ -345,9 +348,9 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                       "hepatic vein's course)",
         },
         "umbilical_fissure": {
-            "method": "plane fit", "angle_deg": PRIOR_UMBILICAL_DEG,
-            "detail": "vertical plane through the left portal vein's umbilical portion (leftmost point, shrunk "
-                      f"halfway toward {UMBILICAL_PRIOR_OFFSET_MM:.0f} mm left of the bifurcation)",
+            "method": "fallback", "angle_deg": PRIOR_UMBILICAL_DEG,
+            "detail": f"vertical plane at the prior angle, {UMBILICAL_PRIOR_OFFSET_MM:.0f} mm to the left of the "
+                      "portal bifurcation (the detected umbilical portion was less accurate on IRCADb)",
         },
         "transverse_right": {"method": "plane fit", "z_mm": round(z_right + off_vox[2] * spa[2], 2),
                              "detail": "axial plane through the portal bifurcation (7/8 cranial, 6/5 caudal)"},
@@ -391,7 +394,8 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         "frame": "canonical RAS+ array: axis0 Right, axis1 Anterior, axis2 Superior; mm = voxel * spacing_mm",
         "portal_root": pt(to_crop(pl.root_mm)),
         "portal_bifurcation": pt(B),
-        "umbilical_portion": pt(U),
+        "umbilical_portion": pt(to_crop(pl.umbilical_mm)),
+        "left_portal_vein_leftmost": pt(u_vessel),
         "left_portal_vein_path": [pt(p)["mm"] for p in lpv[:: max(1, len(lpv) // 10)]],
         "ivc_axis": {
             "point_at_bifurcation": pt([*(ivc.slope_xy * z_right + ivc_b), z_right]),
