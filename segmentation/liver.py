@@ -166,7 +166,9 @@ def segment_liver(
         _check_ct_range(image)
         liver_small, factors, stats = _coarse_liver_ct(image, spacing, info)
     else:
-        liver_small, factors, stats = _coarse_liver_mr(image, spacing, info)
+        image = _mr_to_pseudo_hu(image, info)
+        liver_small, factors, stats = _coarse_liver_ct(image, spacing, info, lesions=False, window_margin=0.0)
+        stats.pop("contrast_phase_guess", None)
     liver = _refine_full(image, liver_small, factors, spacing, stats)
     info.update(stats)
     voxel_ml = float(np.prod(spacing)) / MM3_PER_ML
@@ -193,7 +195,7 @@ def _check_ct_range(image: np.ndarray) -> None:
         )
 
 
-def _coarse_liver_ct(image, spacing, info):
+def _coarse_liver_ct(image, spacing, info, *, lesions=True, window_margin=10.0):
     factors = _grid.shrink_factors(spacing, COARSE_SPACING_MM)
     sp = tuple(s * f for s, f in zip(spacing, factors))
     voxel_ml = float(np.prod(sp)) / MM3_PER_ML
@@ -219,7 +221,8 @@ def _coarse_liver_ct(image, spacing, info):
         "liver_sd_hu": round(sd, 1),
         "contrast_phase_guess": _contrast_phase(med),
     }
-    k = WINDOW_K_SD; lo, hi = med - k * sd - 10.0, med + k * sd + 10.0
+    k = WINDOW_K_SD
+    lo, hi = med - k * sd - window_margin, med + k * sd + window_margin
     win = body & (s > lo) & (s < hi)
     tq = TEXTURE_PERCENTILE
     if tq:
@@ -234,7 +237,7 @@ def _coarse_liver_ct(image, spacing, info):
     liver = (morph.close(liver, 8.0, sp, pad_vox=6) & soft) | liver
     liver = morph.fill_holes(liver, per_slice=True)
     # hypodense lesions rooted in the liver belong to it, also where they bulge out of it
-    hypo = _rooted_lesions(s, body, liver, lo, hi, sp)
+    hypo = _rooted_lesions(s, body, liver, lo, hi, sp) if lesions else np.zeros_like(liver)
     liver = morph.fill_holes(liver | hypo, per_slice=True)
     liver = morph.open_(liver, 3.0, sp)
     liver = morph.largest_component(liver)
@@ -243,7 +246,7 @@ def _coarse_liver_ct(image, spacing, info):
     return liver, factors, stats
 
 
-def _rooted_lesions(s, body, liver, lo, hi, sp, *, fluid_hu=20.0, min_contact=0.3, max_to_sphere=6.0, min_radius_mm=3.0):
+def _rooted_lesions(s, body, liver, lo, hi, sp, *, fluid_hu=20.0, min_contact=0.25, max_to_sphere=6.0, min_radius_mm=3.0):
     """Compact hypodense blobs (``fluid_hu`` < HU < ``lo``) attached to the liver.
 
     The dark tissue is split into convex blobs (watershed of its distance map), so that a round
@@ -320,8 +323,32 @@ def _compete(win, core, sp, *, s, info):
     return morph.reconstruct(markers == 2, (ws == 2) & win)
 
 
-def _coarse_liver_mr(image, spacing, info):
-    raise InputError("MR liver segmentation is not available yet")
+def _mr_to_pseudo_hu(image: np.ndarray, info: dict) -> np.ndarray:
+    """Map an MR volume onto a CT-like scale learned from the scan itself.
+
+    Background (below the triangle threshold of the histogram, which sits at the foot of the
+    background peak) becomes -1000 ("air"); body intensities are
+    mapped linearly so that the body's median lands at 100 and its interquartile range spans 60
+    units, about the spread of abdominal soft tissue in HU. The CT pipeline then runs unchanged;
+    its results are in these pseudo units (reported as such).
+    """
+    from skimage.filters import threshold_triangle
+
+    img = np.asarray(image, dtype=np.float32)
+    sample = img[::2, ::2, ::2]
+    level = float(threshold_triangle(sample))
+    body = sample[sample > level]
+    if body.size < 1000:
+        raise InputError("MR: no body found above the background level (triangle threshold); is this an MR volume?")
+    p25, p50, p75 = (float(v) for v in np.percentile(body, [25, 50, 75]))
+    scale = 60.0 / max(p75 - p25, 1e-3)
+    info["mr_normalisation"] = {
+        "background_level": round(level, 2),
+        "body_median": round(p50, 2),
+        "body_iqr": round(p75 - p25, 2),
+        "note": "MR statistics below are in pseudo-HU: 100 + 60 * (value - body_median) / body_iqr",
+    }
+    return np.where(img > level, 100.0 + (img - p50) * scale, -1000.0).astype(np.float32)
 
 
 def _refine_full(image, liver_small, factors, spacing, stats):
