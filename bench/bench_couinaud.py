@@ -125,6 +125,27 @@ def _load_note() -> str:
         return "load unknown"
 
 
+def phantom_rows() -> str:
+    """Per-segment Dice on the data_samples phantom (its own convention, see the note)."""
+    from data_samples.phantom import make_phantom
+
+    lines = ["", "Phantom (`data_samples.phantom.make_phantom(scale=0.7)`), per-segment Dice against the generator's truth:", "",
+             "| spacing mm | " + " | ".join(f"S{k}" for k in range(1, 9)) + " | mean | left | right |",
+             "|" + "---|" * 12]
+    for sp in ((1.5, 1.5, 2.5), (0.9, 0.9, 1.2)):
+        ph = make_phantom(spacing_mm=sp, scale=0.7)
+        ev = evaluate(segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=ph.spacing_mm).labels, ph.segments)
+        lines.append(f"| {sp[0]}x{sp[1]}x{sp[2]} | " + " | ".join(f"{v:.3f}" for v in ev["dice"])
+                     + f" | {ev['mean']:.3f} | {ev['left']:.3f} | {ev['right']:.3f} |")
+    lines += ["", "The phantom draws its segments with half-planes at its own vein azimuths (RHV 35 deg, MHV 92 deg), "
+              "splits 2|3 at the bifurcation level and uses a caudate sector; the IRCADb reference (and so this "
+              "method) has a coronal right scissura, a middle scissura at about 40 deg through the IVC's "
+              "anterior-left wall, 2|3 at the left portal vein's level and a compact caudate. The landmarks the "
+              "two share (IVC axis and radius, bifurcation, trunk azimuths) are tested against the phantom's "
+              "truth in tests/test_couinaud.py; the per-segment Dice >= 0.95 of the issue is not reached."]
+    return "\n".join(lines)
+
+
 def write_section(body: str, command: str) -> None:
     path = ROOT / "bench" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
@@ -149,7 +170,7 @@ def main(argv=None) -> int:
         print(f"data not found: {args.data}", file=sys.stderr)
         return 2
     rows, runtime = run(args.data, args.cases, args.repeat)
-    body = table(rows, runtime, args.cases[0])
+    body = table(rows, runtime, args.cases[0]) + "\n" + phantom_rows()
     print(body)
     if not args.no_write:
         write_section(body, "python bench/bench_couinaud.py" + ("" if len(args.cases) == 12 else " --cases " + " ".join(args.cases)))

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import edt
 import numpy as np
-from scipy import ndimage as ndi
 
-from hepatoplan.errors import InputError, NotComputableError
+from hepatoplan.errors import NotComputableError
 
 from .graph import heaviest_path, largest_component, main_split, rooted_tree, skeleton_graph
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from couinaud import LABEL_4B, segment_couinaud
-from couinaud import landmarks as lm
 from data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError, NotComputableError
 
