@@ -53,6 +53,19 @@ def _check_out(path: Path, flag: str, suffixes) -> None:
         raise InputError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
 
 
+def _add_world(node, affine_ras: np.ndarray) -> None:
+    """Add ``world_ras_mm`` (RAS world millimetres of the input image) next to every ``voxel``."""
+    if isinstance(node, dict):
+        if "voxel" in node:
+            v = np.r_[np.asarray(node["voxel"], float), 1.0]
+            node["world_ras_mm"] = [round(float(x), 2) for x in (affine_ras @ v)[:3]]
+        for value in node.values():
+            _add_world(value, affine_ras)
+    elif isinstance(node, list):
+        for value in node:
+            _add_world(value, affine_ras)
+
+
 def run(args) -> int:
     _check_out(args.out, "--out", OUT_SUFFIXES)
     if args.json is not None:
@@ -67,6 +80,7 @@ def run(args) -> int:
     voxel_ml = liver.voxel_volume_mm3 / MM3_PER_ML
     counts = np.bincount(res.labels.ravel(), minlength=LABEL_4B + 1)
     labels = [k for k in range(1, LABEL_4B + 1) if counts[k] or k <= 8]
+    _add_world(res.landmarks, liver.affine_ras)
     record = {
         "hepatoplan_version": __version__,
         "inputs": {flag: {"path": str(v.path), "sha256": io.sha256_of(v.path)}

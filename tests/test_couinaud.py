@@ -247,6 +247,10 @@ def test_cli_subprocess(tmp_path):
     rec = json.loads(js.read_text())
     assert set(rec["segment_volumes_ml"]) == {str(k) for k in range(1, 10)}
     assert rec["labels"][str(LABEL_4B)].startswith("segment 4b")
+    # landmarks carry world coordinates of the input image: the IVC lies where the phantom put it
+    ivc = rec["landmarks"]["ivc_axis"]["point_at_bifurcation"]["world_ras_mm"]
+    truth = ph.truth["landmarks"]["ivc_axis"]["point_mm"]
+    assert np.hypot(ivc[0] - truth[0], ivc[1] - truth[1]) <= 2.5
     assert nib.load(str(out)).shape == nib.load(str(files["liver"])).shape
 
 
