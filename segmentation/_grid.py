@@ -109,6 +109,12 @@ def gaussian(image: np.ndarray, spacing_mm, sigma_mm: float) -> np.ndarray:
     return _from_sitk(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)))
 
 
+def gradient_magnitude(image: np.ndarray, spacing_mm, sigma_mm: float) -> np.ndarray:
+    """Gradient magnitude of Gaussian (SimpleITK, multi-threaded), float32, sigma in millimetres."""
+    img = _to_sitk(np.asarray(image, dtype=np.float32), spacing_mm)
+    return _from_sitk(sitk.GradientMagnitudeRecursiveGaussian(img, float(sigma_mm)))
+
+
 def median(image: np.ndarray, radius_vox: int = 1) -> np.ndarray:
     """Median filter (SimpleITK) with a cubic radius in voxels; float32."""
     img = _to_sitk(np.asarray(image, dtype=np.float32), (1.0, 1.0, 1.0))

@@ -67,11 +67,11 @@ def _robust_stats(values: np.ndarray) -> tuple[float, float]:
     return med, max(mad, 1e-3)
 
 
-def _body_centre_x(body, factors) -> float:
+def _body_centre_x(body, factors, offset=0) -> float:
     """Centre of the body along axis 0 (Right), in full-resolution voxel index."""
     w = body.sum(axis=(1, 2)).astype(float)
     cx = float(np.average(np.arange(body.shape[0]), weights=w)) if w.sum() else body.shape[0] / 2.0
-    return (cx + 0.5) * factors[0] - 0.5
+    return (cx + offset + 0.5) * factors[0] - 0.5
 
 
 def _contrast_phase(liver_median_hu: float) -> str:
@@ -199,11 +199,15 @@ def _coarse_liver_ct(image, spacing, info, *, lesions=True, window_margin=10.0):
     factors = _grid.shrink_factors(spacing, COARSE_SPACING_MM)
     sp = tuple(s * f for s, f in zip(spacing, factors))
     voxel_ml = float(np.prod(sp)) / MM3_PER_ML
-    small, bsd = _grid.block_mean_sd(image, factors)
+    small_full, bsd_full = _grid.block_mean_sd(image, factors)
+    # crop to the body (arms, table and air cost time, not information)
+    pre = morph.largest_component(small_full > -400.0)
+    cb = _grid.bbox(pre, margin=(2, 2, 2)) or tuple(slice(0, n) for n in small_full.shape)
+    small, bsd = small_full[cb], bsd_full[cb]
     s = _grid.median(small, 1)
     tex = np.sqrt(np.maximum(_grid.gaussian(np.square(bsd), sp, 3.0) + _grid.gaussian(np.square(small - s), sp, 3.0), 0.0))
     body = _body_mask(s, -400.0)
-    info["_body_centre_index_x"] = _body_centre_x(body, factors)
+    info["_body_centre_index_x"] = _body_centre_x(body, factors, offset=cb[0].start)
     depth = morph.erode(body, 15.0, sp)
     right = np.zeros_like(body)
     cx = np.argwhere(body).mean(axis=0)[0]
@@ -224,29 +228,39 @@ def _coarse_liver_ct(image, spacing, info, *, lesions=True, window_margin=10.0):
     k = WINDOW_K_SD
     lo, hi = med - k * sd - window_margin, med + k * sd + window_margin
     win = body & (s > lo) & (s < hi)
+    grad = _grid.gradient_magnitude(s, sp, 1.5)
     tq = TEXTURE_PERCENTILE
     if tq:
         tmax = float(np.percentile(tex[core], tq))
         win_t = win & (tex < tmax)
         info["texture_max"] = round(tmax, 1)
-        liver_t = _compete(win_t, core & win_t, sp, s=s, info=info)
+        liver_t = _compete(win_t, core & win_t, sp, grad=grad, info=info)
         win = win & morph.dilate(liver_t, REGROW_MM, sp)
-    liver = _compete(win, core, sp, s=s, info=info)
+    liver = _compete(win, core, sp, grad=grad, info=info)
     # enclose vessels and tumours
     soft = s > -30
     liver = (morph.close(liver, 8.0, sp, pad_vox=6) & soft) | liver
     liver = morph.fill_holes(liver, per_slice=True)
     # hypodense lesions rooted in the liver belong to it, also where they bulge out of it
-    hypo = _rooted_lesions(s, body, liver, lo, hi, sp) if lesions else np.zeros_like(liver)
+    if lesions:
+        # gas: any block holding a few voxels of air (bowel bubbles vanish in the block mean)
+        gas = _grid.block_mean((image < -400).astype(np.float32), factors)[cb] > 0.02
+        hypo = _rooted_lesions(s, body, liver, lo, hi, sp, gas=gas & body)
+    else:
+        hypo = np.zeros_like(liver)
     liver = morph.fill_holes(liver | hypo, per_slice=True)
     liver = morph.open_(liver, 3.0, sp)
     liver = morph.largest_component(liver)
     stats["window_hu"] = [round(lo, 1), round(hi, 1)]
-    stats["_hypo"] = hypo
-    return liver, factors, stats
+    liver_full = np.zeros(small_full.shape, bool)
+    liver_full[cb] = liver
+    hypo_full = np.zeros(small_full.shape, bool)
+    hypo_full[cb] = hypo
+    stats["_hypo"] = hypo_full
+    return liver_full, factors, stats
 
 
-def _rooted_lesions(s, body, liver, lo, hi, sp, *, fluid_hu=20.0, min_contact=0.25, max_to_sphere=6.0, min_radius_mm=3.0):
+def _rooted_lesions(s, body, liver, lo, hi, sp, *, gas=None, fluid_hu=20.0, min_contact=0.25, max_to_sphere=6.0, min_radius_mm=3.0):
     """Compact hypodense blobs (``fluid_hu`` < HU < ``lo``) attached to the liver.
 
     The dark tissue is split into convex blobs (watershed of its distance map), so that a round
@@ -284,12 +298,18 @@ def _rooted_lesions(s, body, liver, lo, hi, sp, *, fluid_hu=20.0, min_contact=0.
     frac = np.divide(touch, total, out=np.zeros_like(touch), where=total > 0)
     ok = (frac >= min_contact) & (vox <= max_to_sphere * sphere_vox) & (rmax >= min_radius_mm)
     ok[0] = False
+    # bowel: gas bubbles inside or right next to the blob
+    cand_ids = np.flatnonzero(ok)
+    if len(cand_ids) and gas is not None:
+        near_gas = morph.dilate(gas, 1.01 * max(sp), sp)
+        gas_hits = np.bincount(ws[near_gas], minlength=n + 1)
+        ok &= gas_hits <= 0.01 * vox
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(frac[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
     return morph.open_(ok[ws], LESION_OPEN_MM, sp)
 
 
-def _compete(win, core, sp, *, s, info):
+def _compete(win, core, sp, *, grad, info):
     """Marker-controlled watershed: the liver core competes with every other thick organ."""
     import SimpleITK as sitk
     r_big = CORE_RADIUS_MM
@@ -309,14 +329,9 @@ def _compete(win, core, sp, *, s, info):
     markers[labels == liver_lab] = 2
     bg = morph.erode(~win, 2.0, sp)
     markers[bg] = 1
-    g = _grid._from_sitk(
-        sitk.GradientMagnitudeRecursiveGaussian(_grid._to_sitk(s, sp), 1.5)
-    )
-    d = morph._dist_inside(win, sp).astype(np.float32)
-    elev = g - 0.0 * d
     ws = _grid._from_sitk(
         sitk.MorphologicalWatershedFromMarkers(
-            _grid._to_sitk(elev.astype(np.float32), sp), _grid._to_sitk(markers, sp), markWatershedLine=False, fullyConnected=False
+            _grid._to_sitk(grad, sp), _grid._to_sitk(markers, sp), markWatershedLine=False, fullyConnected=False
         )
     )
     info["markers"] = k - 1
@@ -353,26 +368,31 @@ def _mr_to_pseudo_hu(image: np.ndarray, info: dict) -> np.ndarray:
 
 def _refine_full(image, liver_small, factors, spacing, stats):
     """Up-sample the coarse mask and snap its boundary to the full-resolution intensities."""
-    prob = _grid.upsample(_grid.gaussian(liver_small.astype(np.float32), (1, 1, 1), 0.7), factors, image.shape)
-    liver = prob > 0.5
+    hypo = stats.pop("_hypo", None)
+    out = np.zeros(image.shape, dtype=bool)
+    cbox = _grid.bbox(liver_small, margin=(3, 3, 3))
+    if cbox is None:
+        return out
+    # the full-resolution box covered by the coarse box (block i covers [i*f, (i+1)*f))
+    box = tuple(slice(c.start * f, min(c.stop * f, n)) for c, f, n in zip(cbox, factors, image.shape))
+    shape = tuple(b.stop - b.start for b in box)
+    prob = _grid.upsample(_grid.gaussian(liver_small[cbox].astype(np.float32), (1, 1, 1), 0.7), factors, shape)
+    sub = prob > 0.5
+    if not BAND_MM:
+        out[box] = sub
+        return out
     band_mm = BAND_MM
-    if not band_mm:
-        return liver
-    box = _grid.bbox(liver, margin=tuple(int(np.ceil(2 * band_mm / s)) + 1 for s in spacing))
-    sub = liver[box]
     img = _grid.gaussian(image[box], spacing, 1.0)
     lo, hi = stats["window_hu"]
-    hypo = stats.pop("_hypo", None)
     inner = morph.erode(sub, band_mm, spacing)
     outer = morph.dilate(sub, band_mm, spacing)
     like = (img > lo) & (img < hi)
-    if hypo is not None and hypo.any():
-        like |= _grid.upsample(hypo.astype(np.float32), factors, image.shape)[box] > 0.5
+    if hypo is not None and hypo[cbox].any():
+        like |= _grid.upsample(hypo[cbox].astype(np.float32), factors, shape) > 0.5
     new = inner | (outer & like)
     new = morph.reconstruct(inner, new)
     new = morph.open_(new, 1.5, spacing) | inner
     new = morph.fill_holes(new, per_slice=True)
-    out = np.zeros(image.shape, dtype=bool)
     out[box] = new
     return out
 

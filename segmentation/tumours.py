@@ -6,7 +6,8 @@ Method: inside the liver (cropped, ~1 mm in-plane), the image is smoothed; the p
 robust median and SD are measured; lesion seeds are voxels darker than ``median - SEED_K_SD * sd``
 away from the liver surface (partial volume with fat would mimic lesions), grown by hysteresis to
 ``median - GROW_K_SD * sd``. Components are kept when they are blob-like (an inscribed sphere of
-at least ``MIN_RADIUS_MM``), large enough, and not of fluid density (cysts, gallbladder: reported
+at least ``MIN_RADIUS_MM``, a volume filling at least ``MIN_ELLIPSOID_FILL`` of their moment
+ellipsoid), their median is as dark as a seed, they are large enough, and not of fluid density (cysts, gallbladder: reported
 separately as ``fluid_like``). Hyperdense lesions are not searched for: in portal-venous phase
 they are rare and collide with enhancing vessels.
 """
@@ -35,12 +36,25 @@ SHELL_MM = 2.5
 #: Smallest inscribed-sphere radius (mm) for a lesion (excludes vessels and fissures).
 MIN_RADIUS_MM = 2.0
 MIN_VOLUME_ML = 0.1
-#: Largest ratio of lesion volume to the volume of its inscribed sphere (shells along the surface
-#: and vessel-like tubes are far above it; round or lobulated lesions are below).
-MAX_VOLUME_TO_SPHERE = 8.0
+#: Smallest ratio of a lesion's volume to that of the ellipsoid with the same second moments
+#: (1 for a solid ellipsoid; shells along the liver surface and branching fissures score low).
+MIN_ELLIPSOID_FILL = 0.25
 #: Median HU at or below which a hypodense blob is fluid (cyst, gallbladder), not tumour.
 FLUID_MAX_HU = 25.0
 TARGET_SPACING_MM = 1.0
+#: Largest share of a lesion lying within ``SURFACE_MARGIN_MM`` of the liver surface: blobs mostly
+#: in that shell are partial volume with fat or neighbouring bowel caught by the liver mask.
+MAX_SURFACE_FRACTION = 0.5
+
+
+def _ellipsoid_fill(mask: np.ndarray, spacing) -> float:
+    """Volume of ``mask`` over the volume of the ellipsoid with the same second moments."""
+    pts = np.argwhere(mask) * np.asarray(spacing, dtype=float)
+    if len(pts) < 5:
+        return 0.0
+    ev = np.clip(np.linalg.eigvalsh(np.cov(pts.T)), 1e-6, None)
+    semi_axes = np.sqrt(5.0 * ev)
+    return float(len(pts) * np.prod(spacing) / (4.0 / 3.0 * np.pi * np.prod(semi_axes)))
 
 
 def segment_tumours(
@@ -120,20 +134,30 @@ def segment_tumours(
         radius = ndi.maximum(dcand, labels, idx)
         hu = ndi.median(img, labels, idx)
         order = np.argsort(-counts)
+        objects = ndi.find_objects(labels)
+        reach = (1, 1, 1)
         k = 0
         for j in order:
             vol = counts[j] * voxel_ml
             if vol < min_volume_ml or radius[j] < MIN_RADIUS_MM:
                 continue
-            sphere_ml = 4.0 / 3.0 * np.pi * radius[j] ** 3 / MM3_PER_ML
-            if vol > MAX_VOLUME_TO_SPHERE * sphere_ml:
-                continue
+            if hu[j] > seed_thr:
+                continue  # a lesion's bulk must be as dark as a seed, not only its darkest voxels
             entry = {"volume_ml": round(float(vol), 2), "median_hu": round(float(hu[j]), 1), "radius_mm": round(float(radius[j]), 1)}
+            win = tuple(
+                slice(max(0, o.start - r), min(n_, o.stop + r)) for o, r, n_ in zip(objects[j], reach, labels.shape)
+            )
+            comp = labels[win] == j + 1
+            if _ellipsoid_fill(comp, sp) < MIN_ELLIPSOID_FILL:
+                continue
+            entry["surface_fraction"] = round(float(np.count_nonzero(comp & (depth[win] <= SURFACE_MARGIN_MM)) / comp.sum()), 3)
+            if entry["surface_fraction"] > MAX_SURFACE_FRACTION:
+                continue
             if hu[j] <= FLUID_MAX_HU:
                 info["fluid_like"].append(entry)
                 continue
             k += 1
-            small_lab[labels == j + 1] = k
+            small_lab[win][comp] = k
             info["lesions"].append(entry)
     full = _grid.upsample(small_lab, factors, tuple(s.stop - s.start for s in box), linear=False)
     full[~liver[box]] = 0
