@@ -299,3 +299,17 @@ def test_ircadb01_five_mm_wedge_at_the_confluence_congests_what_an_independent_c
     assert expected_ml > 100
     # nearest-voxel ties may break differently between the EDT and the KD-tree
     assert res.congested_ml == pytest.approx(expected_ml, rel=0.005)
+
+
+def test_an_anatomical_plane_across_the_bifurcation_does_not_divide_the_trunk(ph):
+    """Right hepatectomy whose 'segments' also swallow the portal bifurcation (as the IRCADb 02
+    reference does): the surgeon keeps the trunk to the left liver, so the left stays perfused;
+    the same region cut as a wedge does divide it."""
+    bif = ph.truth["landmarks"]["portal_bifurcation_mm"]
+    plane = (np.isin(ph.segments, (5, 6, 7, 8)) | _ball(ph, bif, 8.0)) & (ph.liver > 0)
+    kw = dict(liver=ph.liver > 0, resected=plane, spacing_mm=ph.spacing_mm, portal=ph.portal > 0)
+    anatomical = vascular_consequences(anatomical=plane, **kw)
+    left = np.isin(ph.segments, (1, 2, 3, 4))
+    assert np.count_nonzero(anatomical.devascularised & left) * np.prod(ph.spacing_mm) / 1000 < 1.0
+    as_wedge = vascular_consequences(**kw)
+    assert as_wedge.devascularised_ml > 100  # the left portal vein is detached
