@@ -11,7 +11,7 @@ included, as a user would see it); peak memory is that process's maximum residen
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,18 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]
 IRCADB = ROOT.parent / "shared" / "data" / "ircadb" / "01"
 RUNNER = (
     "import resource, sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
-    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)"
+    "u = resource.getrusage(resource.RUSAGE_SELF); "
+    "print('USAGE', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
 )
 
 
-def run_once(args: list[str]) -> tuple[float, float]:
+def run_once(args: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS in GB of one fresh process."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"plan failed: {proc.stderr}")
-    rss_kb = float(proc.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
-    return seconds, rss_kb / 1024**2
+    rss_kb, cpu_s = proc.stderr.rsplit("USAGE", 1)[1].split()[:2]
+    return seconds, float(cpu_s), float(rss_kb) / 1024**2
 
 
 def phantom_study(folder: Path) -> Path:
@@ -68,10 +70,13 @@ def main() -> None:
                 for r in resect:
                     args += ["--resect", r]
                 runs = [run_once(args) for _ in range(opts.runs)]
-                rows.append((name, " ".join(resect), statistics.median(s for s, _ in runs),
-                             max(m for _, m in runs)))
-    header = "| study | resection | wall time (s, median) | peak memory (GB) |\n|---|---|---|---|"
-    table = "\n".join([header] + [f"| {n} | {r} | {s:.2f} | {m:.2f} |" for n, r, s, m in rows])
+                rows.append((name, " ".join(resect), statistics.median(r[0] for r in runs),
+                             statistics.median(r[1] for r in runs), max(r[2] for r in runs)))
+    load = os.getloadavg()[0]
+    header = ("| study | resection | wall time (s, median) | CPU time (s, median) | peak memory (GB) |\n"
+              "|---|---|---|---|---|")
+    table = "\n".join([header] + [f"| {n} | {r} | {s:.2f} | {c:.2f} | {m:.2f} |" for n, r, s, c, m in rows])
+    table += f"\n\nload average at the end: {load:.1f} on {os.cpu_count()} cores"
     print(table)
     if opts.write:
         write_section("plan from masks", f"`python bench/bench_plan.py --runs {opts.runs} --write` "

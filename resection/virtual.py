@@ -26,7 +26,6 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import skfmm
 from scipy import ndimage
 
 from hepatoplan.errors import InputError
@@ -256,6 +255,8 @@ def tumour_signed_distance_mm(mask: np.ndarray, *, spacing_mm, band_mm: float | 
     from second-order fast marching (scikit-fmm) with the anisotropic spacing. With ``band_mm``
     the march stops at that distance (faster); farther voxels get ``+band_mm`` or ``-band_mm``.
     """
+    import skfmm  # only wedges need it
+
     smooth = ndimage.gaussian_filter(mask.astype(np.float32), sigma=0.5)
     if not ((smooth > 0.5).any() and (smooth < 0.5).any()):
         smooth = mask.astype(np.float32)  # too thin to survive smoothing: use the mask itself
@@ -267,27 +268,35 @@ def tumour_signed_distance_mm(mask: np.ndarray, *, spacing_mm, band_mm: float | 
     return np.ma.filled(np.ma.where(np.ma.getmaskarray(distance), far, distance), 0).astype(np.float32)
 
 
-def _clearance_mm(tumour, kept, spacing_mm) -> float:
-    """Smallest gap (mm) between a tumour and kept liver voxels, surface to surface.
+def _clearance_mm(tumour, kept_boundary: np.ndarray, spacing_mm) -> float:
+    """Smallest gap (mm) between a tumour and kept liver, surface to surface.
 
-    The centre-to-centre distance ``d`` between the closest tumour and kept voxels, less the
-    voxel's extent along that direction (half a voxel on each side): touching voxels give 0.
+    ``kept_boundary`` holds the voxel indices (n, 3) of the kept region's boundary (the nearest
+    kept voxel always lies there). The centre-to-centre distance ``d`` between the closest tumour
+    and kept voxels, less the voxel's extent along that direction (half a voxel on each side):
+    touching voxels give 0.
     """
-    if not kept.any():
+    if len(kept_boundary) == 0:
         return float("inf")
-    candidates = np.argwhere(boundary_voxels(kept))
     points = np.argwhere(boundary_voxels(tumour))
-    distance, nearest = nearest_in_set(points, candidates, spacing_mm=spacing_mm)
+    distance, nearest = nearest_in_set(points, kept_boundary, spacing_mm=spacing_mm)
     k = int(np.argmin(distance))
-    step = (candidates[nearest[k]] - points[k]) * np.asarray(spacing_mm)
+    step = (kept_boundary[nearest[k]] - points[k]) * np.asarray(spacing_mm)
     extent = float(np.abs(step) @ np.asarray(spacing_mm)) / max(float(distance[k]), 1e-9)
     return float(max(0.0, distance[k] - extent))
 
 
 def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):
     removed = fraction >= 0.5
+    kept_boundaries: dict[str, np.ndarray] = {}
+
+    def kept_boundary(which: str) -> np.ndarray:  # computed once, when first needed
+        if which not in kept_boundaries:
+            kept = liver & ~(anatomical if which == "anatomical" else removed)
+            kept_boundaries[which] = np.argwhere(boundary_voxels(kept))
+        return kept_boundaries[which]
+
     outcomes = []
-    kept_all = None
     for i in tumour_ids:
         voxels = tum == i
         n = int(np.count_nonzero(voxels))
@@ -302,11 +311,9 @@ def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin,
             if wedge is not None:
                 margin = wedge
                 if anatomical[voxels].all():
-                    margin = max(margin, _clearance_mm(voxels, liver & ~anatomical, spacing))
+                    margin = max(margin, _clearance_mm(voxels, kept_boundary("anatomical"), spacing))
             else:
-                if kept_all is None:
-                    kept_all = liver & ~removed
-                margin = _clearance_mm(voxels, kept_all, spacing)
+                margin = _clearance_mm(voxels, kept_boundary("all"), spacing)
             if margin == float("inf"):
                 margin = None  # the whole liver is removed: no cut surface to measure
         outcomes.append(TumourOutcome(i, n * unit_ml, status, share, margin, wedge))

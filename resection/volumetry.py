@@ -10,7 +10,6 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from hepatoplan.units import MM3_PER_ML
 
@@ -82,6 +81,8 @@ def nearest_in_set(points: np.ndarray, candidates: np.ndarray, *, spacing_mm):
 
     Returns ``(distance_mm, index into candidates)``.
     """
+    from scipy.spatial import cKDTree
+
     scale = np.asarray(spacing_mm, dtype=float)
     tree = cKDTree(candidates * scale)
     return tree.query(points * scale, workers=-1)
