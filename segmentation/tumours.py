@@ -45,6 +45,9 @@ TARGET_SPACING_MM = 1.0
 #: Largest share of a lesion lying within ``SURFACE_MARGIN_MM`` of the liver surface: blobs mostly
 #: in that shell are partial volume with fat or neighbouring bowel caught by the liver mask.
 MAX_SURFACE_FRACTION = 0.5
+#: Voxels below this HU are fat; a blob with more than ``MAX_FAT_FRACTION`` of them is a fissure.
+FAT_MAX_HU = -20.0
+MAX_FAT_FRACTION = 0.01
 
 
 def _ellipsoid_fill(mask: np.ndarray, spacing) -> float:
@@ -150,6 +153,9 @@ def segment_tumours(
             comp = labels[win] == j + 1
             if _ellipsoid_fill(comp, sp) < MIN_ELLIPSOID_FILL:
                 continue
+            entry["fat_fraction"] = round(float(np.count_nonzero(img[win][comp] < FAT_MAX_HU) / comp.sum()), 3)
+            if entry["fat_fraction"] > MAX_FAT_FRACTION:
+                continue  # fissures and the gallbladder fossa hold fat; liver tumours almost never do
             entry["surface_fraction"] = round(float(np.count_nonzero(comp & (depth[win] <= SURFACE_MARGIN_MM)) / comp.sum()), 3)
             if entry["surface_fraction"] > MAX_SURFACE_FRACTION:
                 continue
