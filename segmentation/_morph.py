@@ -77,3 +77,13 @@ def reconstruct(seed: np.ndarray, mask: np.ndarray, connectivity: int = 6) -> np
     labels, _ = components(mask, connectivity)
     keep = np.unique(labels[seed & (labels > 0)])
     return np.isin(labels, keep[keep > 0])
+
+
+def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of ``values`` per label 0..n (0 where a label is absent); fast for sparse labels."""
+    out = np.full(n + 1, -np.inf)
+    sel = labels > 0
+    np.maximum.at(out, labels[sel].astype(np.int64), values[sel].astype(np.float64))
+    out[~np.isfinite(out)] = 0.0
+    out[0] = 0.0
+    return out

@@ -134,8 +134,7 @@ def segment_tumours(
         idx = np.arange(1, n + 1)
         counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         dcand = morph._dist_inside(cand, sp)
-        radius = ndi.maximum(dcand, labels, idx)
-        hu = ndi.median(img, labels, idx)
+        radius = morph.label_max(dcand, labels, n)[1:]
         order = np.argsort(-counts)
         objects = ndi.find_objects(labels)
         reach = (1, 1, 1)
@@ -144,13 +143,14 @@ def segment_tumours(
             vol = counts[j] * voxel_ml
             if vol < min_volume_ml or radius[j] < MIN_RADIUS_MM:
                 continue
-            if hu[j] > seed_thr:
-                continue  # a lesion's bulk must be as dark as a seed, not only its darkest voxels
-            entry = {"volume_ml": round(float(vol), 2), "median_hu": round(float(hu[j]), 1), "radius_mm": round(float(radius[j]), 1)}
             win = tuple(
                 slice(max(0, o.start - r), min(n_, o.stop + r)) for o, r, n_ in zip(objects[j], reach, labels.shape)
             )
             comp = labels[win] == j + 1
+            hu_j = float(np.median(img[win][comp]))
+            if hu_j > seed_thr:
+                continue  # a lesion's bulk must be as dark as a seed, not only its darkest voxels
+            entry = {"volume_ml": round(float(vol), 2), "median_hu": round(hu_j, 1), "radius_mm": round(float(radius[j]), 1)}
             if _ellipsoid_fill(comp, sp) < MIN_ELLIPSOID_FILL:
                 continue
             entry["fat_fraction"] = round(float(np.count_nonzero(img[win][comp] < FAT_MAX_HU) / comp.sum()), 3)
@@ -159,7 +159,7 @@ def segment_tumours(
             entry["surface_fraction"] = round(float(np.count_nonzero(comp & (depth[win] <= SURFACE_MARGIN_MM)) / comp.sum()), 3)
             if entry["surface_fraction"] > MAX_SURFACE_FRACTION:
                 continue
-            if hu[j] <= FLUID_MAX_HU:
+            if hu_j <= FLUID_MAX_HU:
                 info["fluid_like"].append(entry)
                 continue
             k += 1
@@ -172,11 +172,12 @@ def segment_tumours(
     voxel_ml_full = float(np.prod(spacing)) / MM3_PER_ML
     if info["lesions"]:
         labs = np.arange(1, len(info["lesions"]) + 1)
-        counts = ndi.sum(np.ones(out.shape, np.uint8), out, labs)
-        cents = ndi.center_of_mass(out > 0, out, labs)
+        counts = np.bincount(full.ravel(), minlength=len(labs) + 1)[1:]
+        cents = ndi.center_of_mass(full > 0, full, labs)
+        offset = np.array([b.start for b in box], dtype=float)
         for entry, c, cm in zip(info["lesions"], counts, cents):
             entry["volume_ml"] = round(float(c) * voxel_ml_full, 2)
-            entry["centroid_index"] = [round(float(v), 1) for v in cm]
+            entry["centroid_index"] = [round(float(v), 1) for v in np.asarray(cm) + offset]
     info["n_lesions"] = len(info["lesions"])
     info["total_volume_ml"] = round(float(sum(e["volume_ml"] for e in info["lesions"])), 2)
     return out, info
