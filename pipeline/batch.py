@@ -129,7 +129,7 @@ def run_job(job: StudyJob) -> dict:
 
 def cohort_row(study_id: str, report: dict) -> dict:
     v, r, a = report["volumes_ml"], report.get("resection") or {}, report.get("assessment") or {}
-    left = [str(t["id"]) for t in r.get("tumours", []) if not t["resected"]]
+    left = [str(t["id"]) for t in r.get("tumours", []) if t["status"] not in ("resected", "ablated")]
     return {
         "id": study_id, "status": "ok", "liver_ml": v["liver"], "tumours_ml": v["tumours_total"],
         "functional_liver_ml": v["functional_liver"], "resected_ml": r.get("resected_ml"),

@@ -20,7 +20,11 @@ import numpy as np
 from hepatoplan.errors import InputError
 from planning.assessment import assess_remnant
 from planning.scenarios import growth_outlook
-from resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection
+from resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
+from resection.function import function_weighted_flr
+from resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
+from resection.sparing import sparing_wedges
+from resection.vascular import vascular_consequences
 from resection.virtual import plan_resection
 from resection.volumetry import fill_partition, label_volumes_ml, mask_volume_ml, tumour_instances
 
@@ -68,9 +72,20 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("resection and assessment")
     r.add_argument("--resect", action="append", default=[], metavar="SPEC",
                    help="procedure name (right-hepatectomy, ...), 'segments:5,6', 'wedge:all', "
-                        "'wedge:1,3', 'wedge:2@5' (margin mm); repeat to combine")
+                        "'wedge:1,3', 'wedge:2@5' (margin mm), 'ablate:2' or 'ablate:2@15' (zone "
+                        "radius mm); repeat to combine")
     r.add_argument("--margin-mm", type=float, default=DEFAULT_MARGIN_MM,
                    help="clear margin of wedge resections in mm (default %(default)s)")
+    r.add_argument("--near-vessel-margin-mm", type=float,
+                   help="modulated wedges: this smaller margin where the tumour lies near a major vessel")
+    r.add_argument("--near-vessel-distance-mm", type=float, default=5.0,
+                   help="'near a vessel' for --near-vessel-margin-mm (default %(default)s mm)")
+    r.add_argument("--detach-from", choices=("portal", "hepatic", "both"),
+                   help="vascular detachment: wedges keep this vessel tree (vascular R1 where touched)")
+    r.add_argument("--ablation-margin-mm", type=float, default=DEFAULT_ABLATION_MARGIN_MM,
+                   help="margin an 'ablate:ID[@RADIUS_MM]' zone must cover around its tumour (default %(default)s)")
+    r.add_argument("--function-map", type=Path,
+                   help="function image (e.g. scintigraphy) on the CT grid: adds the functional FLR %%")
     r.add_argument("--parenchyma", default="normal", choices=("normal", "chemotherapy", "cirrhosis"),
                    help="liver quality: sets the FLR threshold 20/30/40 %%")
     r.add_argument("--threshold-percent", type=float, help="override the FLR threshold (%%)")
@@ -88,7 +103,9 @@ def options_from_args(args) -> PlanOptions:
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
         threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
         resample_masks=args.resample_masks, series_uid=args.series_uid, preview=args.preview,
-        auto=args.auto, modality=args.modality,
+        auto=args.auto, modality=args.modality, near_vessel_margin_mm=args.near_vessel_margin_mm,
+        near_vessel_distance_mm=args.near_vessel_distance_mm, detach_from=args.detach_from,
+        ablation_margin_mm=args.ablation_margin_mm, function_map=args.function_map,
     )
 
 
@@ -119,14 +136,19 @@ def run_demo(args) -> int:
 
 def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
-    specs = options.validate()
+    specs, ablations = options.validate()
     study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
-    result, arrays = compute_plan(study, specs, options)
+    function_map = None
+    if options.function_map is not None:
+        function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
+                                     resample=options.resample_masks).array
+    result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
     _write_outputs(options, study, result, arrays)
     return result
 
 
-def compute_plan(study: Study, specs, options: PlanOptions) -> tuple[dict, dict[str, np.ndarray]]:
+def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None
+                 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write.
@@ -164,46 +186,138 @@ def compute_plan(study: Study, specs, options: PlanOptions) -> tuple[dict, dict[
         },
     }
     resected = None
-    if specs:
-        res = plan_resection(
-            liver=liver, tumours=tumours, segments=segments, resections=specs,
-            spacing_mm=spacing, default_margin_mm=options.margin_mm,
-        )
-        resected = res.resected_mask
-        result["resection"] = {
-            "specs": res.specs,
-            "segments_removed": res.segments_removed,
-            "resected_ml": res.resected_ml,
-            "resected_functional_ml": res.resected_functional_ml,
-            "remnant_ml": res.remnant_ml,
-            "functional_liver_ml": res.functional_liver_ml,
-            "flr_percent": res.flr_percent,
-            "tumours": [t.to_dict() for t in res.tumours],
-        }
-        left = [t.id for t in res.tumours if not t.resected]
-        if left:
-            study.warnings.append(
-                f"tumour(s) {', '.join(map(str, left))} not completely resected: the plan is not R0"
-            )
-        if res.remnant_ml <= 0:
-            raise InputError("the resections remove the whole functional liver: nothing remains")
-        assessment = assess_remnant(
-            remnant_ml=res.remnant_ml, functional_liver_ml=res.functional_liver_ml,
-            parenchyma=options.parenchyma, threshold_percent=options.threshold_percent,
-            height_cm=options.height_cm, weight_kg=options.weight_kg,
-        ).to_dict()
-        result["assessment"] = assessment
-        if assessment["verdict"] == "inadequate":
-            result["growth_outlook"] = growth_outlook(
-                flr_ml=res.remnant_ml, target_ml=assessment["min_remnant_ml"],
-                tumour_ml=sum(tumour_ml.values()) or None,
-            )
+    if specs or ablations:
+        resected = _resect(result, study, specs, ablations, options, segments=segments, tumours=tumours,
+                           tumour_ml=tumour_ml, function_map=function_map)
     result["warnings"] = study.warnings
     labels = report.label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
     arrays = {"labels": labels}
     if resected is not None:
         arrays["remnant"] = (liver & ~resected).astype(np.uint8)
     return result, arrays
+
+
+def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, *, segments, tumours,
+            tumour_ml: dict, function_map) -> np.ndarray:
+    """Resections, their vascular consequences and the assessment, into ``result``; the removed mask."""
+    spacing, liver = study.spacing_mm, study.liver
+    vessels = [v for v in (study.portal, study.hepatic) if v is not None]
+    sparing = options.near_vessel_margin_mm is not None or options.detach_from is not None
+    extra = np.zeros(liver.shape, np.float32) if (sparing or ablations) else None
+    extra_specs, details = [], {}
+    if sparing:
+        if not vessels:
+            raise InputError("--near-vessel-margin-mm and --detach-from need --portal and/or --hepatic")
+        major = np.logical_or.reduce(vessels)
+        protected = {"portal": study.portal, "hepatic": study.hepatic,
+                     "both": major}.get(options.detach_from)
+        if options.detach_from and protected is None:
+            raise InputError(f"--detach-from {options.detach_from}: give --{options.detach_from} FILE")
+        wedges = [s for s in specs if isinstance(s, WedgeResection)]
+        specs = [s for s in specs if not isinstance(s, WedgeResection)]
+        details["sparing"] = []
+        for wedge in wedges:
+            if tumours is None or not tumours.any():
+                raise InputError(f"--resect {wedge.text}: a wedge resection needs tumours (--tumours FILE)")
+            out = sparing_wedges(
+                liver=liver, tumours=tumours, spacing_mm=spacing, tumour_ids=wedge.tumour_ids,
+                margin_mm=options.margin_mm if wedge.margin_mm is None else wedge.margin_mm,
+                near_vessel_margin_mm=options.near_vessel_margin_mm,
+                near_vessel_distance_mm=options.near_vessel_distance_mm,
+                major_vessels=major, protected=protected,
+            )
+            np.maximum(extra, out["fraction"], out=extra)
+            details["sparing"] += [t.to_dict() for t in out["tumours"]]
+            extra_specs.append(wedge.describe() + ", margin modulated near vessels" * (
+                options.near_vessel_margin_mm is not None) + f", detached from {options.detach_from}" * bool(
+                options.detach_from))
+    if ablations:
+        if tumours is None:
+            raise InputError("ablate: specs need tumours (--tumours FILE)")
+        details["ablations"] = []
+        for spec in ablations:
+            if not (tumours == spec.tumour_id).any():
+                raise InputError(f"--resect {spec.text}: no tumour with id {spec.tumour_id}")
+            zone = ablation_zone(tumour=tumours == spec.tumour_id, spacing_mm=spacing, radius_mm=spec.radius_mm,
+                                 margin_mm=options.ablation_margin_mm, liver=liver,
+                                 portal=study.portal, hepatic=study.hepatic)
+            np.maximum(extra, zone.fraction, out=extra)
+            details["ablations"].append({"tumour_id": spec.tumour_id, **zone.to_dict()})
+            extra_specs.append(spec.describe())
+    res = plan_resection(
+        liver=liver, tumours=tumours, segments=segments, resections=specs, spacing_mm=spacing,
+        default_margin_mm=options.margin_mm, extra_fraction=extra, extra_specs=tuple(extra_specs),
+    )
+    section = {
+        "specs": res.specs,
+        "segments_removed": res.segments_removed,
+        "resected_ml": res.resected_ml,
+        "resected_functional_ml": res.resected_functional_ml,
+        "functional_liver_ml": res.functional_liver_ml,
+        "remnant_volumetric_ml": res.remnant_ml,
+        "devascularised_ml": None,
+        "congested_ml": None,
+        "remnant_ml": res.remnant_ml,
+        "flr_percent": res.flr_percent,
+        "tumours": [t.to_dict() for t in res.tumours],
+        **details,
+    }
+    by_id = {t["id"]: t for t in section["tumours"]}
+    for outcome in details.get("sparing", []):  # the sparing construction knows its own margins
+        t = by_id.get(outcome["id"])
+        if t is not None and t["status"] == "resected":
+            t["min_margin_mm"], t["wedge_margin_mm"] = outcome["achieved_min_margin_mm"], outcome["margin_mm"]
+            t["r_status"] = outcome["r_status"]
+    for zone in details.get("ablations", []):
+        t = by_id[zone["tumour_id"]]
+        t["status"] = "ablated" if zone["covers_tumour"] else "incompletely ablated"
+        t["resected"] = False
+        t["min_margin_mm"] = zone["min_coverage_margin_mm"]
+    remnant_fraction = 1.0 - res.resected_fraction
+    if vessels:
+        anatomical = np.isin(segments, res.segments_removed) & liver if res.segments_removed else None
+        vasc = vascular_consequences(
+            liver=liver, resected=res.resected_fraction, spacing_mm=spacing, portal=study.portal,
+            hepatic=study.hepatic, tumours=tumours, segments=segments, anatomical=anatomical,
+        )
+        section["vascular"] = vasc.to_dict()
+        section["devascularised_ml"] = vasc.devascularised_ml
+        section["congested_ml"] = vasc.congested_ml
+        if vasc.devascularised_ml:
+            section["remnant_ml"] = res.remnant_ml - vasc.devascularised_ml
+            section["flr_percent"] = 100.0 * section["remnant_ml"] / res.functional_liver_ml
+            remnant_fraction = remnant_fraction * ~vasc.devascularised
+            study.warnings.append(f"the cut devascularises {vasc.devascularised_ml:.1f} mL of the remnant "
+                                  "(subtracted from the FLR)")
+        if vasc.congested_ml:
+            section["flr_percent_without_congested"] = (
+                100.0 * (section["remnant_ml"] - vasc.congested_ml) / res.functional_liver_ml)
+            study.warnings.append(f"the cut congests {vasc.congested_ml:.1f} mL of the remnant (hepatic outflow)")
+    else:
+        section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
+    result["resection"] = section
+    if function_map is not None:
+        result["function"] = function_weighted_flr(function_map=function_map, liver=liver,
+                                                   remnant_fraction=remnant_fraction, tumours=tumours)
+    left = [t["id"] for t in section["tumours"] if t["status"] not in ("resected", "ablated")]
+    if left:
+        study.warnings.append(
+            f"tumour(s) {', '.join(map(str, left))} not completely resected or ablated: the plan is not R0"
+        )
+    if section["remnant_ml"] <= 0:
+        raise InputError("the resections remove the whole functional liver: nothing remains")
+    assessment = assess_remnant(
+        remnant_ml=section["remnant_ml"], functional_liver_ml=res.functional_liver_ml,
+        parenchyma=options.parenchyma, threshold_percent=options.threshold_percent,
+        height_cm=options.height_cm, weight_kg=options.weight_kg,
+    ).to_dict()
+    result["assessment"] = assessment
+    if assessment["verdict"] == "inadequate":
+        result["growth_outlook"] = growth_outlook(
+            flr_ml=section["remnant_ml"], target_ml=assessment["min_remnant_ml"],
+            tumour_ml=sum(tumour_ml.values()) or None,
+        )
+    return res.resected_mask
 
 
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict) -> None:

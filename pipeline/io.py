@@ -158,7 +158,8 @@ class Volume:
 
 
 def read_image(
-    path, *, series_uid: str | None = None, name: str = "image", header_only: bool = False
+    path, *, series_uid: str | None = None, name: str = "image", header_only: bool = False,
+    reference: Volume | None = None, resample: bool = False,
 ) -> Volume:
     """Read a CT/MR (or any scalar image) as a canonical :class:`Volume`.
 
@@ -174,6 +175,10 @@ def read_image(
     header_only : bool
         Read only the geometry of a single file (``array`` is ``None``): the CT serves as the
         reference grid when every mask is given.
+    reference, resample : Volume, bool
+        A scalar map that must lie on ``reference``'s grid (a function map on the CT): a
+        different grid is an error naming both, or with ``resample`` is resampled linearly in
+        physical space.
 
     Raises
     ------
@@ -187,13 +192,25 @@ def read_image(
     )
     if header_only and isinstance(image, Grid):
         return Volume(None, _canonical_affine(image), image, source)
+    grid = Grid.of(image)
+    if reference is not None and _grid_difference(grid, reference.grid):
+        if not resample:
+            raise GeometryMismatchError(
+                f"{name} {source} does not lie on the CT's grid ({_grid_difference(grid, reference.grid)}).\n"
+                f"  {name}: {grid.describe()}\n  CT ({reference.path}): {reference.grid.describe()}\n"
+                "Pass --resample-masks to resample it (linearly, in physical space) onto the CT grid."
+            )
+        image = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), reference.grid.empty_image(sitk.sitkFloat32),
+                              sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        grid = reference.grid
+        log.warning("%s %s resampled linearly onto the CT grid", name, source)
     array = sitk.GetArrayFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise InputError(
             f"{name} {source}: {int((~np.isfinite(array)).sum())} voxels are NaN or infinite; "
             "expected finite intensities. Fix or mask those voxels before running hepatoplan."
         )
-    return _to_canonical(array, Grid.of(image), source, files)
+    return _to_canonical(array, grid, source, files)
 
 
 def read_labels(

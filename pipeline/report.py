@@ -81,8 +81,13 @@ def summary_text(report: dict) -> str:
         rows.append(("segments", "  ".join(f"{k}:{ml:.0f}" for k, ml in v["segments"].items()) + " mL"))
     r = report.get("resection")
     if r:
-        rows += [("resection", "; ".join(r["specs"])), ("resected", f"{r['resected_ml']:.1f} mL"),
-                 ("remnant (FLR)", f"{r['remnant_ml']:.1f} mL = {r['flr_percent']:.1f} %")]
+        rows += [("resection", "; ".join(r["specs"])), ("resected", f"{r['resected_ml']:.1f} mL")]
+        if r.get("devascularised_ml") is not None:
+            rows.append(("devascularised", f"{r['devascularised_ml']:.1f} mL (subtracted); congested "
+                                           f"{r['congested_ml']:.1f} mL"))
+        rows.append(("remnant (FLR)", f"{r['remnant_ml']:.1f} mL = {r['flr_percent']:.1f} %"))
+        if report.get("function"):
+            rows.append(("functional FLR", f"{report['function']['functional_flr_percent']:.1f} % of liver function"))
         for t in r["tumours"]:
             margin = "-" if t["min_margin_mm"] is None else f"{t['min_margin_mm']:.1f} mm"
             rows.append((f"tumour {t['id']}", f"{t['volume_ml']:.2f} mL, {t['status']}, margin {margin}"))

@@ -179,20 +179,34 @@ class PlanOptions:
     preview: bool = True
     auto: bool = True
     modality: str = "CT"
+    near_vessel_margin_mm: float | None = None
+    near_vessel_distance_mm: float = 5.0
+    detach_from: str | None = None
+    ablation_margin_mm: float = 5.0
+    function_map: Path | None = None
 
     def validate(self):
-        """Parse resection specs and check numbers; returns the parsed specs."""
+        """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
         from planning.thresholds import threshold_percent
+        from resection.ablation import parse_ablation
         from resection.procedures import check_margin_mm, parse_resection
 
         check_margin_mm(self.margin_mm)
+        check_margin_mm(self.ablation_margin_mm, flag="--ablation-margin-mm")
+        if self.near_vessel_margin_mm is not None:
+            check_margin_mm(self.near_vessel_margin_mm, flag="--near-vessel-margin-mm")
+            check_margin_mm(self.near_vessel_distance_mm, flag="--near-vessel-distance-mm")
+        if self.detach_from not in (None, "portal", "hepatic", "both"):
+            raise InputError(f"--detach-from {self.detach_from!r}: expected portal, hepatic or both")
         threshold_percent(self.parenchyma, override_percent=self.threshold_percent)
         for flag, value in (("--height-cm", self.height_cm), ("--weight-kg", self.weight_kg)):
             if value is not None and not (0 < value < 1000):
                 raise InputError(f"{flag}: expected a positive number, got {value:g}")
         if (self.height_cm is None) != (self.weight_kg is None) and self.height_cm is not None:
             raise InputError("--height-cm needs --weight-kg too (body surface area needs both)")
-        return [parse_resection(text) for text in self.resect]
+        ablate = [t for t in self.resect if t.strip().lower().startswith("ablate")]
+        return ([parse_resection(t) for t in self.resect if t not in ablate],
+                [parse_ablation(t) for t in ablate])
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:

@@ -111,6 +111,8 @@ def plan_resection(
     resections: list[ResectionSpec],
     spacing_mm,
     default_margin_mm: float = DEFAULT_MARGIN_MM,
+    extra_fraction: np.ndarray | None = None,
+    extra_specs: tuple[str, ...] = (),
 ) -> ResectionResult:
     """Apply anatomical and wedge resections to a liver and measure the remnant.
 
@@ -128,6 +130,11 @@ def plan_resection(
         Voxel spacing along the array axes, mm.
     default_margin_mm : float
         Margin for wedges that do not give their own (``wedge:2@5``).
+    extra_fraction : ndarray of float, optional
+        Further removed or destroyed parenchyma as a 0-1 fraction per voxel (sparing wedges with
+        modulated margins or vascular detachment, ablation zones), combined by maximum.
+    extra_specs : tuple of str
+        Descriptions of what ``extra_fraction`` holds, for ``specs``.
 
     Returns
     -------
@@ -171,6 +178,8 @@ def plan_resection(
         fraction[anatomical] = 1.0
     for i, margin in wedge_margin.items():
         _add_wedge(fraction, tum_c == i, liver_c, margin_mm=margin, spacing_mm=spacing)
+    if extra_fraction is not None:
+        np.maximum(fraction, extra_fraction[box] * liver_c, out=fraction)
 
     tumour_any = tum_c > 0
     functional = liver_c & ~tumour_any
@@ -194,7 +203,7 @@ def plan_resection(
         remnant_ml=remnant_ml,
         flr_percent=100.0 * remnant_ml / functional_ml,
         tumours=outcomes,
-        specs=[spec.describe() for spec in resections],
+        specs=[spec.describe() for spec in resections] + list(extra_specs),
         segments_removed=sorted(removed_segments),
     )
 
