@@ -28,12 +28,13 @@ from resection.vascular import vascular_consequences
 from resection.virtual import plan_resection
 from resection.volumetry import fill_partition, label_volumes_ml, mask_volume_ml, tumour_instances
 
+from data_samples.write import DEMO_DIR
+
 from . import io, report
 from .study import MaskPaths, PlanOptions, Study, load_study
 
 log = logging.getLogger(__name__)
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "data_samples" / "demo"
 DEMO_RESECTIONS = ("right-anterior-sectionectomy", "wedge:3")
 
 
@@ -92,7 +93,7 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--height-cm", type=float, help="height for BSA, TELV and sFLR")
     r.add_argument("--weight-kg", type=float, help="weight for BSA, sFLR and FLR/body weight")
     p.add_argument("--no-preview", dest="preview", action="store_false",
-                   help="skip meshes, rendered previews and the HTML report")
+                   help="skip meshes and rendered previews (faster; report.html has tables only)")
 
 
 def options_from_args(args) -> PlanOptions:
