@@ -35,6 +35,8 @@ PORTAL_MAIN_BRANCH_FRACTION = 0.12
 ROOT_RADIUS_FRACTION = 0.6
 #: Length (mm) of the left portal vein followed from the bifurcation (transverse + umbilical part).
 LPV_LENGTH_MM = 90.0
+#: Length (mm) of the right portal vein followed from the bifurcation (its horizontal first part).
+RPV_LENGTH_MM = 30.0
 #: Umbilical portion: left-portal nodes at least this fraction of the left portal vein's radius ...
 UMBILICAL_RADIUS_FRACTION = 0.6
 #: ... and at least this many of them to fit its direction.
@@ -187,6 +189,7 @@ class PortalLandmarks:
     umbilical_nodes: int
     main_branch_centroids_mm: np.ndarray
     disconnected_fraction: float
+    rpv_path_mm: np.ndarray | None = None
     notes: list = field(default_factory=list)
 
 
@@ -244,7 +247,10 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     path = heaviest_path(t, lpv, max_length_mm=LPV_LENGTH_MM)
     lp = g.xyz_mm[[lpv_from] + path]
     umb, ang, n_umb = _umbilical_portion(g, t, lpv, lp)
+    rpv = big[int(np.argmax(cents[:, 0]))]
+    rp = g.xyz_mm[[node] + heaviest_path(t, rpv, max_length_mm=RPV_LENGTH_MM)]
     return PortalLandmarks(
+        rpv_path_mm=rp,
         root_mm=g.xyz_mm[root], bifurcation_mm=g.xyz_mm[node], lpv_path_mm=lp, umbilical_mm=umb,
         umbilical_angle_deg=ang, umbilical_nodes=n_umb,
         main_branch_centroids_mm=cents, disconnected_fraction=disc,
@@ -295,6 +301,8 @@ class HepaticTrunks:
     middle_weight: float
     left_weight: float
     histogram: tuple = ()
+    right_in_plane_fraction: float = 0.0
+    middle_in_plane_fraction: float = 0.0
 
 
 #: Hepatic-vein nodes between these distances from the IVC wall (mm) vote for trunk azimuths.
@@ -305,6 +313,11 @@ RHV_WINDOW_DEG = (-60.0, 50.0)
 MHV_WINDOW_DEG = (20.0, 125.0)
 LHV_WINDOW_DEG = (100.0, 225.0)
 MIN_TRUNK_SEPARATION_DEG = 25.0
+#: A trunk's planarity is measured over the vein skeleton within this angle (deg) of its azimuth ...
+PLANARITY_WINDOW_DEG = 25.0
+#: ... as the share (radius^2-weighted) lying within this distance (mm, about a trunk radius) of
+#: the vertical half-plane from the IVC axis at that azimuth.
+PLANARITY_TOLERANCE_MM = 3.0
 
 
 def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float, *,
@@ -359,7 +372,17 @@ def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float
         ang = float(np.where(ang < lo - 90, ang + 360, ang))
         return ang, float(hs[i] / total)
 
+    def in_plane(ang):
+        if ang is None:
+            return 0.0
+        dd = (th - ang + 180.0) % 360.0 - 180.0
+        win = np.abs(dd) <= PLANARITY_WINDOW_DEG
+        perp = rho[sel] * np.abs(np.sin(np.radians(dd)))
+        tot = w[win].sum()
+        return float(w[win & (perp <= PLANARITY_TOLERANCE_MM)].sum() / tot) if tot > 0 else 0.0
+
     r_deg, r_w = best(*RHV_WINDOW_DEG)
     m_deg, m_w = best(*MHV_WINDOW_DEG, after=r_deg)
     l_deg, l_w = best(*LHV_WINDOW_DEG, after=m_deg if m_deg is not None else r_deg)
-    return HepaticTrunks(r_deg, m_deg, l_deg, r_w, m_w, l_w, tuple(np.round(hs, 1)))
+    return HepaticTrunks(r_deg, m_deg, l_deg, r_w, m_w, l_w, tuple(np.round(hs, 1)),
+                         right_in_plane_fraction=in_plane(r_deg), middle_in_plane_fraction=in_plane(m_deg))

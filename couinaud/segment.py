@@ -92,6 +92,16 @@ CAUDATE_BELOW_MM = 15.0
 CAUDATE_ABOVE_MM = 40.0
 CAUDATE_LEFT_OF_IVC_MM = 25.0
 
+#: Confidence that a hepatic-vein trunk marks its scissura: the share of the venous skeleton
+#: within +-25 deg of the trunk's azimuth that lies within 3 mm (about a trunk radius) of one
+#: vertical half-plane from the IVC axis (:func:`couinaud.landmarks.hepatic_trunks`). A straight
+#: vein running in its scissura puts nearly all of it there; a curved trunk, or one mixed with
+#: tributaries and neighbouring veins, does not. At or below :data:`TRUNK_PLANAR_LOW` the prior
+#: decides, at or above :data:`TRUNK_PLANAR_HIGH` the vein does, linear blend of the angles (and
+#: of the middle scissura's offset) in between.
+TRUNK_PLANAR_LOW = 0.65
+TRUNK_PLANAR_HIGH = 0.75
+
 #: Segment 4 sub-labels when ``split_segment_4`` is true: 4a (cranial) keeps label 4, 4b (caudal)
 #: gets label 9.
 LABEL_4A = 4
@@ -111,8 +121,10 @@ class CouinaudResult:
         JSON-ready; each landmark as ``{"voxel": [i, j, k], "mm": [x, y, z]}`` in the input array's
         frame (``mm = voxel * spacing_mm``, no origin), plus angles in degrees.
     methods : dict
-        JSON-ready; for each boundary, which method decided it (``plane fit``, ``territory`` or
-        ``fallback``) and its parameters.
+        JSON-ready; for each boundary, which method decided it and its parameters: ``plane fit``
+        (a plane through detected vessel landmarks), ``vessel`` (a scissura on a hepatic-vein trunk
+        judged straight and planar, confidence 1), ``blend`` (vessel and prior weighted by the
+        trunk's ``confidence``), ``fallback`` (an anatomical prior).
     warnings : list of str
     runtime_s : float
     """
@@ -254,7 +266,7 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
         hi = int(np.clip(np.ceil(hi_mm / step), 0, n))
         return slice(lo, max(lo, hi))
 
-    s1 = (span(icx - CAUDATE_LEFT_OF_IVC_MM, B[0], nx, spa[0]),
+    s1 = (span(icx - CAUDATE_LEFT_OF_IVC_MM, max(B[0], icx), nx, spa[0]),
           span(icy - 0.5 * r, B[1], ny, spa[1]),
           span(B[2] - CAUDATE_BELOW_MM, B[2] + CAUDATE_ABOVE_MM, nz, spa[2]))
     lab[s1] = 1
@@ -334,12 +346,21 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     lpv = to_crop(pl.lpv_path_mm)
     r_ivc = ivc.radius_mm
 
-    z_right = float(B[2])
+    # the right and left portal veins run nearly horizontally from the bifurcation: the transverse
+    # plane is the mean height of the right portal vein's first RPV_LENGTH_MM (the skeleton's
+    # junction node of a thick trunk tends to sit below the branches' centre lines)
+    z_right = float(to_crop(pl.rpv_path_mm)[:, 2].mean()) if pl.rpv_path_mm is not None else float(B[2])
     z_left = float((lpv[:, 2].mean() + lpv[:, 2].max()) / 2.0)
     # IVC centre at the level of the bifurcation: the scissurae are vertical planes hinged there
     ivc_at_b = ivc.centre_near(z_right - shift[2]) + shift[:2]
 
     trunks = lm.hepatic_trunks(HV2, sp2, ivc_at_b - shift[:2], r_ivc)
+
+    w_mid = _trunk_confidence(trunks.middle_deg, trunks.middle_in_plane_fraction)
+    w_right = _trunk_confidence(trunks.right_deg, trunks.right_in_plane_fraction)
+    mid_angle = PRIOR_MIDDLE_SCISSURA_DEG + w_mid * ((trunks.middle_deg or 0.0) - PRIOR_MIDDLE_SCISSURA_DEG)
+    mid_offset = (1.0 - w_mid) * MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc
+    right_angle = PRIOR_RIGHT_SCISSURA_DEG + w_right * ((trunks.right_deg or 0.0) - PRIOR_RIGHT_SCISSURA_DEG)
 
     # umbilical fissure: UMBILICAL_PRIOR_OFFSET_MM to the patient's left of the bifurcation.
     # Measured on IRCADb 01-12 against the reference, this prior (rms 12.6 mm) beats the vessel
@@ -352,16 +373,19 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 
     methods = {
         "middle_scissura": {
-            "method": "fallback", "angle_deg": PRIOR_MIDDLE_SCISSURA_DEG,
-            "offset_mm": round(MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc, 2),
-            "detail": "vertical plane at the prior angle, hinged on the IVC axis at the bifurcation level, "
-                      f"{MIDDLE_SCISSURA_OFFSET_IVC_RADII} IVC radii anterior-left of its centre (where the middle "
-                      "hepatic vein joins)",
+            "method": _blend_method(w_mid), "angle_deg": round(float(mid_angle), 2), "confidence": round(w_mid, 3),
+            "offset_mm": round(float(mid_offset), 2),
+            "detail": "vertical plane hinged on the IVC axis at the bifurcation level; prior: "
+                      f"{PRIOR_MIDDLE_SCISSURA_DEG:.0f} deg, {MIDDLE_SCISSURA_OFFSET_IVC_RADII} IVC radii anterior-left "
+                      "of its centre (where the middle hepatic vein joins); vessel: the half-plane of the middle "
+                      "hepatic vein trunk; weighted by the trunk's planarity",
         },
         "right_scissura": {
-            "method": "plane fit", "angle_deg": PRIOR_RIGHT_SCISSURA_DEG,
-            "detail": "vertical coronal plane through the IVC centre at the bifurcation level (the right "
-                      "hepatic vein's course)",
+            "method": _blend_method(w_right),
+            "angle_deg": round(float(right_angle), 2), "confidence": round(w_right, 3),
+            "detail": "vertical plane through the IVC centre at the bifurcation level; prior: coronal (the "
+                      "right hepatic vein's usual course); vessel: the half-plane of the right hepatic vein "
+                      "trunk; weighted by the trunk's planarity",
         },
         "umbilical_fissure": {
             "method": "fallback", "angle_deg": PRIOR_UMBILICAL_DEG,
@@ -378,9 +402,9 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     }
 
     bd = Boundaries(
-        middle_point_xy=ivc_at_b + MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc * _normal(PRIOR_MIDDLE_SCISSURA_DEG),
-        middle_angle_deg=PRIOR_MIDDLE_SCISSURA_DEG,
-        right_point_xy=ivc_at_b, right_angle_deg=PRIOR_RIGHT_SCISSURA_DEG,
+        middle_point_xy=ivc_at_b + mid_offset * _normal(mid_angle),
+        middle_angle_deg=mid_angle,
+        right_point_xy=ivc_at_b, right_angle_deg=right_angle,
         umbilical_point_xy=U[:2], umbilical_angle_deg=PRIOR_UMBILICAL_DEG,
         z_right_mm=z_right, z_left_mm=z_left,
         ivc_xy=ivc_at_b, ivc_radius_mm=r_ivc, bifurcation_mm=B,
@@ -425,8 +449,22 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                                ("middle", trunks.middle_deg, trunks.middle_weight),
                                ("left", trunks.left_deg, trunks.left_weight))
         },
+        "hepatic_vein_trunk_in_plane_fraction": {
+            "right": round(trunks.right_in_plane_fraction, 3), "middle": round(trunks.middle_in_plane_fraction, 3)
+        },
     }
     return CouinaudResult(out, landmarks, methods, warnings, time.perf_counter() - t0)
+
+
+def _trunk_confidence(azimuth_deg, in_plane_fraction: float) -> float:
+    """Weight 0..1 of a hepatic-vein trunk against the prior (see :data:`TRUNK_PLANAR_LOW`)."""
+    if azimuth_deg is None:
+        return 0.0
+    return float(np.clip((in_plane_fraction - TRUNK_PLANAR_LOW) / (TRUNK_PLANAR_HIGH - TRUNK_PLANAR_LOW), 0.0, 1.0))
+
+
+def _blend_method(w: float) -> str:
+    return "fallback" if w <= 0.0 else ("vessel" if w >= 1.0 else "blend")
 
 
 def _check_near_liver(L2, PV2, HV2, sp2):
