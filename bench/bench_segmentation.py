@@ -6,7 +6,9 @@ the outputs:
 * IRCADb 01 and 07 (manual masks): liver Dice and volume error; tumour Dice, lesions >= 1 mL
   found, false lesions >= 1 mL; Dice of portal ∪ hepatic inside the liver (reference liver, closed
   by 5 mm and hole-filled, since IRCADb's liver excludes the large vessel lumens) and the share of
-  voxels in both prediction and reference that got the right tree.
+  voxels in both prediction and reference that got the right tree; Couinaud segments computed by
+  ``couinaud.segment_couinaud`` from the automatic masks, mean Dice over segments 1-8 against
+  ``couinaud_reference``.
 * TotalSegmentator examples (model-made references, label 5 = liver), compared on the image's
   grid after nearest-neighbour resampling of the reference in physical space.
 
@@ -104,7 +106,23 @@ def score_ircadb(case: str, out: Path, rec: dict) -> dict:
     both = (pv | hv) & (pv_ref | hv_ref) & region & ~(pv_ref & hv_ref)
     right = both & ((pv & pv_ref) | (hv & hv_ref))
     row["tree_accuracy"] = float(np.count_nonzero(right) / max(1, np.count_nonzero(both)))
+    row["couinaud_mean_dice"] = _couinaud_score(ref_dir, out, spacing, ld)
     return row
+
+
+def _couinaud_score(ref_dir: Path, out: Path, spacing, ld) -> float:
+    """Mean Dice over segments 1-8 of Couinaud computed from the automatic masks (NaN if unavailable)."""
+    ref_path = ref_dir / "couinaud_reference.nii.gz"
+    try:
+        from couinaud import segment_couinaud
+    except ImportError:
+        return float("nan")
+    if not ref_path.exists():
+        return float("nan")
+    liver = ld(out / "liver.nii.gz")
+    res = segment_couinaud(liver, ld(out / "portal_vein.nii.gz"), ld(out / "hepatic_veins.nii.gz"), spacing_mm=spacing)
+    ref = ld(ref_path)
+    return float(np.nanmean([dice(res.labels == k, ref == k) for k in range(1, 9)]))
 
 
 def score_ts(name: str, image: Path, out: Path) -> dict:
@@ -149,7 +167,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps({k: (fmt(v) if isinstance(v, float) else v) for k, v in row.items()}), file=sys.stderr)
     cols = ["case", "liver_dice", "liver_vol_err_pct", "tumour_dice", "lesions_found", "false_lesions_ge_1ml",
-            "vessel_dice_in_liver", "tree_accuracy", "wall_s", "segment_s", "peak_mb", "qc"]
+            "vessel_dice_in_liver", "tree_accuracy", "couinaud_mean_dice", "wall_s", "segment_s", "peak_mb", "qc"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(fmt(r.get(c, float("nan"))) for c in cols) + " |")

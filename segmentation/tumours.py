@@ -36,6 +36,8 @@ SHELL_MM = 2.5
 #: Smallest inscribed-sphere radius (mm) for a lesion (excludes vessels and fissures).
 MIN_RADIUS_MM = 2.0
 MIN_VOLUME_ML = 0.1
+#: This percentile of a lesion's HU must lie below the seed threshold.
+DARK_PERCENTILE = 50.0
 #: Smallest ratio of a lesion's volume to that of the ellipsoid with the same second moments
 #: (1 for a solid ellipsoid; shells along the liver surface and branching fissures score low).
 MIN_ELLIPSOID_FILL = 0.25
@@ -147,9 +149,10 @@ def segment_tumours(
                 slice(max(0, o.start - r), min(n_, o.stop + r)) for o, r, n_ in zip(objects[j], reach, labels.shape)
             )
             comp = labels[win] == j + 1
-            hu_j = float(np.median(img[win][comp]))
-            if hu_j > seed_thr:
-                continue  # a lesion's bulk must be as dark as a seed, not only its darkest voxels
+            vals_j = img[win][comp]
+            hu_j = float(np.median(vals_j))
+            if float(np.percentile(vals_j, DARK_PERCENTILE)) > seed_thr:
+                continue  # a lesion's core must be as dark as a seed, not only a few voxels
             entry = {"volume_ml": round(float(vol), 2), "median_hu": round(hu_j, 1), "radius_mm": round(float(radius[j]), 1)}
             if _ellipsoid_fill(comp, sp) < MIN_ELLIPSOID_FILL:
                 continue
