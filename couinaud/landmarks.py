@@ -386,3 +386,69 @@ def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float
     l_deg, l_w = best(*LHV_WINDOW_DEG, after=m_deg if m_deg is not None else r_deg)
     return HepaticTrunks(r_deg, m_deg, l_deg, r_w, m_w, l_w, tuple(np.round(hs, 1)),
                          right_in_plane_fraction=in_plane(r_deg), middle_in_plane_fraction=in_plane(m_deg))
+
+
+#: The umbilical portion on the left portal vein's path: the run whose axial direction is within
+#: this angle (deg) of straight anterior ...
+UMBILICAL_RUN_MAX_TILT_DEG = 45.0
+#: ... measured over chords of this length (mm).
+UMBILICAL_CHORD_MM = 6.0
+
+
+@dataclass
+class UmbilicalRun:
+    """The anteriorly running part of the left portal vein (the umbilical portion), as a straight
+    line in the axial plane.
+
+    Attributes
+    ----------
+    point_mm : ndarray (3,)  centroid of the run (mm, array frame)
+    angle_deg : float        axial direction, from +x (Right) toward +y (Anterior), in (0, 180)
+    length_mm : float        length of the run along the path
+    rms_mm : float           rms distance of the run's points from the fitted line
+    """
+
+    point_mm: np.ndarray
+    angle_deg: float
+    length_mm: float
+    rms_mm: float
+
+
+def umbilical_run(lpv_path_mm: np.ndarray) -> UmbilicalRun | None:
+    """Find the umbilical portion along the left portal vein's path.
+
+    The left portal vein runs to the patient's left from the bifurcation (transverse part), then
+    turns forward into the umbilical fissure (umbilical portion). Along the path, each point's
+    direction is the chord to the point :data:`UMBILICAL_CHORD_MM` further on; the longest
+    contiguous run of points heading within :data:`UMBILICAL_RUN_MAX_TILT_DEG` of anterior is the
+    umbilical portion. Returns None when no point heads anteriorly.
+    """
+    p = np.asarray(lpv_path_mm, float)
+    if len(p) < 3:
+        return None
+    seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
+    s = np.r_[0.0, np.cumsum(seg)]
+    j = np.searchsorted(s, s + UMBILICAL_CHORD_MM)
+    valid = j < len(p)
+    d = np.zeros((len(p), 2))
+    d[valid] = p[j[valid], :2] - p[valid, :2]
+    ang = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+    fwd = valid & (np.abs(ang - 90.0) <= UMBILICAL_RUN_MAX_TILT_DEG)
+    best, cur = None, None
+    for i in range(len(p)):
+        if fwd[i]:
+            cur = (cur[0], i) if cur else (i, i)
+            if best is None or s[cur[1]] - s[cur[0]] > s[best[1]] - s[best[0]]:
+                best = cur
+        else:
+            cur = None
+    if best is None:
+        return None
+    i0, i1 = best[0], min(int(j[best[1]]), len(p) - 1)  # the last chord's end belongs to the run
+    q = p[i0: i1 + 1]
+    m = q.mean(axis=0)
+    c = q[:, :2] - m[:2]
+    ev, evec = np.linalg.eigh(c.T @ c / len(q))
+    dvec = evec[:, 1] if evec[1, 1] >= 0 else -evec[:, 1]
+    rms = float(np.sqrt(max(ev[0], 0.0)))
+    return UmbilicalRun(m, float(np.degrees(np.arctan2(dvec[1], dvec[0]))), float(s[i1] - s[i0]), rms)

@@ -102,6 +102,13 @@ CAUDATE_LEFT_OF_IVC_MM = 25.0
 TRUNK_PLANAR_LOW = 0.65
 TRUNK_PLANAR_HIGH = 0.75
 
+#: Umbilical portion trusted (see :func:`_umbilical_confidence`) when straight within this rms (mm),
+UMBILICAL_MAX_RMS_MM = 1.2
+#: at least this long (mm),
+UMBILICAL_MIN_LENGTH_MM = 20.0
+#: and crossing the bifurcation's coronal level at least this far (mm) to the patient's left of it.
+UMBILICAL_MIN_LEFT_MM = 10.0
+
 #: Segment 4 sub-labels when ``split_segment_4`` is true: 4a (cranial) keeps label 4, 4b (caudal)
 #: gets label 9.
 LABEL_4A = 4
@@ -370,6 +377,15 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     # reported in the landmarks.
     u_vessel = lpv[int(np.argmin(lpv[:, 0]))]
     U = B + np.array([-UMBILICAL_PRIOR_OFFSET_MM, 0.0, 0.0])
+    run = lm.umbilical_run(lpv)
+    w_umb, x_run = _umbilical_confidence(run, B)
+    umb_angle = PRIOR_UMBILICAL_DEG
+    if w_umb > 0.0:
+        U = np.array([U[0] + w_umb * (x_run - U[0]), B[1], B[2]])
+        umb_angle = PRIOR_UMBILICAL_DEG + w_umb * (run.angle_deg - PRIOR_UMBILICAL_DEG)
+        # segments 2 and 3 are the cranial and caudal branches of the umbilical portion: a clear
+        # umbilical portion also gives the 2|3 plane's height
+        z_left = z_left + w_umb * (float(run.point_mm[2]) - z_left)
 
     methods = {
         "middle_scissura": {
@@ -388,9 +404,11 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                       "trunk; weighted by the trunk's planarity",
         },
         "umbilical_fissure": {
-            "method": "fallback", "angle_deg": PRIOR_UMBILICAL_DEG,
-            "detail": f"vertical plane at the prior angle, {UMBILICAL_PRIOR_OFFSET_MM:.0f} mm to the left of the "
-                      "portal bifurcation (the detected umbilical portion was less accurate on IRCADb)",
+            "method": _blend_method(w_umb), "angle_deg": round(float(umb_angle), 2), "confidence": round(w_umb, 3),
+            "detail": f"vertical plane; prior: {PRIOR_UMBILICAL_DEG:.0f} deg, {UMBILICAL_PRIOR_OFFSET_MM:.0f} mm to the "
+                      "left of the portal bifurcation; vessel: the line of the umbilical portion, weighted by how "
+                      "straight it is and whether it follows a transverse part (the 2|3 plane then moves to its "
+                      "height by the same weight)",
         },
         "transverse_right": {"method": "plane fit", "z_mm": round(z_right + off_vox[2] * spa[2], 2),
                              "detail": "axial plane through the portal bifurcation (7/8 cranial, 6/5 caudal)"},
@@ -405,7 +423,7 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         middle_point_xy=ivc_at_b + mid_offset * _normal(mid_angle),
         middle_angle_deg=mid_angle,
         right_point_xy=ivc_at_b, right_angle_deg=right_angle,
-        umbilical_point_xy=U[:2], umbilical_angle_deg=PRIOR_UMBILICAL_DEG,
+        umbilical_point_xy=U[:2], umbilical_angle_deg=umb_angle,
         z_right_mm=z_right, z_left_mm=z_left,
         ivc_xy=ivc_at_b, ivc_radius_mm=r_ivc, bifurcation_mm=B,
     )
@@ -461,6 +479,28 @@ def _trunk_confidence(azimuth_deg, in_plane_fraction: float) -> float:
     if azimuth_deg is None:
         return 0.0
     return float(np.clip((in_plane_fraction - TRUNK_PLANAR_LOW) / (TRUNK_PLANAR_HIGH - TRUNK_PLANAR_LOW), 0.0, 1.0))
+
+
+def _umbilical_confidence(run, bifurcation_mm) -> tuple[float, float]:
+    """Weight 0..1 of the detected umbilical portion against the prior, and its x (mm) at the
+    bifurcation's y.
+
+    The umbilical portion is trusted when it is a straight anterior run (rms distance from its
+    line <= :data:`UMBILICAL_MAX_RMS_MM`, none above :data:`UMBILICAL_MAX_RMS_MM` + 0.4 mm), at least
+    :data:`UMBILICAL_MIN_LENGTH_MM` long, and reached after a transverse part: its line crosses
+    the bifurcation's coronal level at least :data:`UMBILICAL_MIN_LEFT_MM` to the patient's left
+    of the bifurcation (a branch heading forward straight from the bifurcation is not the
+    umbilical portion). Linear ramps between the stated limits.
+    """
+    if run is None or not (0.0 < run.angle_deg < 180.0):
+        return 0.0, float("nan")
+    b = np.asarray(bifurcation_mm, float)
+    x_at_b = float(run.point_mm[0] + (b[1] - run.point_mm[1]) / np.tan(np.radians(run.angle_deg)))
+    left_mm = b[0] - x_at_b
+    w = (np.clip((UMBILICAL_MAX_RMS_MM + 0.4 - run.rms_mm) / 0.4, 0.0, 1.0)
+         * np.clip((run.length_mm - UMBILICAL_MIN_LENGTH_MM + 5.0) / 5.0, 0.0, 1.0)
+         * np.clip((left_mm - UMBILICAL_MIN_LEFT_MM + 5.0) / 5.0, 0.0, 1.0))
+    return float(w), x_at_b
 
 
 def _blend_method(w: float) -> str:
