@@ -3,19 +3,34 @@
 Arrays are canonical RAS+: index axis 0 increases toward the patient's Right, axis 1 toward
 Anterior, axis 2 toward Superior. Nothing here reads files.
 
-Method (all thresholds are learned from the scan, in HU or in units of the scan's own noise):
+Method (thresholds are learned from the scan, in HU or in units of the scan's own noise; the
+constants below are in millimetres or in robust SDs, not tuned HU values):
 
-1. Block-average to about 2 mm voxels and median-filter; find the body (air threshold, largest
-   component, holes filled per slice).
+1. Block-average to about 2 mm voxels (block SD kept as a texture measure), median-filter, crop to
+   the body (air threshold, largest component, holes filled per slice).
 2. Candidate liver intensities are the peaks of the soft-tissue histogram of the deep, right-sided
-   body. For each candidate, the intensity window is eroded by a few millimetres and its connected
-   blobs scored by volume, right-sidedness and compactness; the liver is the large compact blob on
-   the right. Its robust HU statistics (median, MAD) then define the final window.
-3. Opening by reconstruction (erode, keep the liver core, dilate back inside the window) cuts the
-   thin bridges to the spleen, heart, stomach and kidney; closing and hole filling bring back vessels
-   and tumours enclosed by parenchyma; hypodense blobs mostly surrounded by liver are added.
-4. The low-resolution mask is up-sampled (linear, partial-volume aware) and its boundary refined
-   against the full-resolution smoothed image in a narrow band.
+   body. For each peak a +-25 HU window is eroded by 6 mm and its blobs scored by volume times
+   right-sidedness (axis 0 grows toward the patient's right); the best blob is the liver core and
+   its median / MAD define the window ``median +- (WINDOW_K_SD * sd + margin)``.
+3. Organ competition: inside the window, every blob that survives an ``CORE_RADIUS_MM`` erosion is
+   a marker (the liver core, the spleen, heart, kidney ...), the outside of the window is another;
+   a marker-controlled watershed on the gradient magnitude splits touching organs along their
+   faint edges. It runs first on homogeneous-texture voxels only (the liver is smoother than bowel
+   and pancreas), then again in the plain window within ``REGROW_MM`` of that result.
+4. Closing (8 mm) and hole filling bring back vessels and tumours enclosed by parenchyma. Dark
+   tissue next to the liver is split into convex blobs (watershed of its distance map); blobs
+   that face the liver over at least a quarter of their boundary, are compact, thick and free of
+   bowel gas are tumours bulging out of the liver and join it (opened by ``LESION_OPEN_MM`` to
+   shed attached muscle).
+5. The coarse mask is up-sampled (linear, partial-volume aware) and its boundary snapped to the
+   full-resolution smoothed intensities within ``BAND_MM``.
+
+MR: intensities are mapped to a CT-like scale learned from the scan (:func:`_mr_to_pseudo_hu`)
+and the same pipeline runs without the lesion step and without the fixed 10 HU window margin.
+
+Known limits: the thresholds were developed on two IRCADb portal-venous CTs, a contrast and a plain
+CT and one MR; large isodense tumours at the liver surface, a liver touching the spleen over a
+wide flat contact, or unusual anatomy can still be mis-segmented: check the QC flags.
 """
 
 from __future__ import annotations
