@@ -452,3 +452,29 @@ def umbilical_run(lpv_path_mm: np.ndarray) -> UmbilicalRun | None:
     dvec = evec[:, 1] if evec[1, 1] >= 0 else -evec[:, 1]
     rms = float(np.sqrt(max(ev[0], 0.0)))
     return UmbilicalRun(m, float(np.degrees(np.arctan2(dvec[1], dvec[0]))), float(s[i1] - s[i0]), rms)
+
+
+def column_centre_z(mask: np.ndarray, points_mm: np.ndarray, spacing_mm) -> np.ndarray:
+    """Heights (mm) of vessel centre lines, read from the mask rather than the skeleton.
+
+    For each point, the contiguous run of ``mask`` voxels in its axial column (same x, y) that
+    contains it; the run's middle height is returned. For a near-horizontal vessel this is the
+    centre line's height without the skeleton's one-voxel bias (a thin 3D skeleton picks one of
+    the slices inside a thick vessel). Points outside the mask keep their own height.
+    """
+    sp = np.asarray(spacing_mm, float)
+    p = np.asarray(points_mm, float)
+    ijk = np.clip(np.round(p / sp).astype(int), 0, np.array(mask.shape) - 1)
+    out = p[:, 2].copy()
+    for n, (i, j, k) in enumerate(ijk):
+        col = mask[i, j, :]
+        if not col[k]:
+            continue
+        lo = k
+        while lo > 0 and col[lo - 1]:
+            lo -= 1
+        hi = k
+        while hi < len(col) - 1 and col[hi + 1]:
+            hi += 1
+        out[n] = 0.5 * (lo + hi) * sp[2]
+    return out

@@ -356,7 +356,11 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     # the right and left portal veins run nearly horizontally from the bifurcation: the transverse
     # plane is the mean height of the right portal vein's first RPV_LENGTH_MM (the skeleton's
     # junction node of a thick trunk tends to sit below the branches' centre lines)
-    z_right = float(to_crop(pl.rpv_path_mm)[:, 2].mean()) if pl.rpv_path_mm is not None else float(B[2])
+    # (heights read from the vessel mask's columns, see landmarks.column_centre_z)
+    if pl.rpv_path_mm is not None:
+        z_right = float(np.median(lm.column_centre_z(PV2, pl.rpv_path_mm, sp2)) + shift[2])
+    else:
+        z_right = float(B[2])
     z_left = float((lpv[:, 2].mean() + lpv[:, 2].max()) / 2.0)
     # IVC centre at the level of the bifurcation: the scissurae are vertical planes hinged there
     ivc_at_b = ivc.centre_near(z_right - shift[2]) + shift[:2]
@@ -378,6 +382,9 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     u_vessel = lpv[int(np.argmin(lpv[:, 0]))]
     U = B + np.array([-UMBILICAL_PRIOR_OFFSET_MM, 0.0, 0.0])
     run = lm.umbilical_run(lpv)
+    if run is not None:
+        run.point_mm[2] = float(np.median(lm.column_centre_z(PV2, pl.lpv_path_mm, sp2)[
+            np.linalg.norm(lpv[:, :2] - run.point_mm[:2], axis=1) <= 0.5 * run.length_mm]) + shift[2])
     w_umb, x_run = _umbilical_confidence(run, B)
     umb_angle = PRIOR_UMBILICAL_DEG
     if w_umb > 0.0:
