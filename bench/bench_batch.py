@@ -3,8 +3,8 @@
     python bench/bench_batch.py [--studies 6] [--write]
 
 The cohort is phantom studies (full size, 1.5×1.5×2.5 mm, generated into a temporary folder) plus
-ircadb 01 and 07 when ../shared/data is present, planned with ``--no-preview`` and
-``--overwrite`` so each run recomputes everything. Throughput = studies per minute of wall time,
+ircadb 01 and 07 when ../shared/data is present, planned with ``--overwrite`` so each
+run recomputes everything (with previews unless ``--no-preview``). Throughput = studies per minute of wall time,
 scheduler start-up included. ``--write`` replaces the "## batch throughput" section of
 bench/RESULTS.md.
 """
@@ -12,6 +12,7 @@ bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=6)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--no-preview", action="store_true", help="skip meshes and PNG previews")
     opts = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +55,8 @@ def main() -> None:
         for workers in (1, 2):
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "batch", str(manifest), "--out",
-                                   str(tmp / "out"), "--workers", str(workers), "--no-preview", "--overwrite"],
+                                   str(tmp / "out"), "--workers", str(workers), "--overwrite"]
+                                  + (["--no-preview"] if opts.no_preview else []),
                                   capture_output=True, text=True, cwd=ROOT)
             seconds = time.perf_counter() - start
             if proc.returncode != 0:
@@ -64,8 +67,10 @@ def main() -> None:
                       + [f"| {w} | {s:.1f} | {t:.1f} |" for w, s, t in rows]) + f"\n\nspeed-up with 2 workers: {speedup:.2f}×"
     print(table)
     if opts.write:
-        write_section("batch throughput", f"`python bench/bench_batch.py --studies {opts.studies} --write` "
-                      f"({time.strftime('%Y-%m-%d')}, 2 cores, {opts.studies} studies, --no-preview)\n\n{table}\n")
+        flag = " --no-preview" if opts.no_preview else ""
+        write_section(f"batch throughput{flag}", f"`python bench/bench_batch.py --studies {opts.studies}{flag} --write` "
+                      f"({time.strftime('%Y-%m-%d')}, 2 cores, {opts.studies} studies, load average "
+                      f"{os.getloadavg()[0]:.1f} at the end)\n\n{table}\n")
 
 
 if __name__ == "__main__":

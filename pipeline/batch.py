@@ -190,8 +190,13 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
                 for name in ("distributed", "distributed.scheduler", "distributed.nanny",
                              "distributed.core", "distributed.http.proxy"):
                     logging.getLogger(name).setLevel(logging.WARNING)
+            # each worker gets its share of the cores for its own threads (Mesa's llvmpipe renderer,
+            # BLAS, OpenMP), so several workers do not oversubscribe the machine
+            threads = str(max(1, (os.cpu_count() or 1) // workers))
+            env = {name: threads for name in ("LP_NUM_THREADS", "OMP_NUM_THREADS",
+                                              "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")
+                                   dashboard_address=":0", env=env)
             client = Client(cluster)
         try:
             futures = [client.submit(run_job, job, key=f"plan-{job.id}", pure=False) for job in todo]
