@@ -26,7 +26,8 @@ from resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeRe
 from resection.sparing import sparing_wedges
 from resection.vascular import vascular_consequences
 from resection.virtual import plan_resection
-from resection.volumetry import fill_partition, label_volumes_ml, mask_volume_ml, tumour_instances
+from resection.volumetry import (fill_partition, label_volumes_ml, mask_volume_ml, tumour_instances,
+                                 voxel_volume_ml)
 
 from data_samples.write import DEMO_DIR
 
@@ -167,7 +168,7 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     if study.segments is not None:
         given_ml = label_volumes_ml(study.segments, spacing_mm=spacing, within=liver)
         segments, n_filled = fill_partition(study.segments, liver, spacing_mm=spacing)
-        filled_ml = n_filled * float(np.prod(spacing)) / 1000.0
+        filled_ml = n_filled * voxel_volume_ml(spacing)
         segments_ml = label_volumes_ml(segments, spacing_mm=spacing, within=liver)
         if n_filled:
             study.warnings.append(

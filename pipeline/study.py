@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hepatoplan.errors import InputError
+from resection.volumetry import voxel_volume_ml
 
 from . import io
 
@@ -115,7 +116,7 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
             f"--liver {sources.get('liver')}: the liver mask is empty (no voxel > 0); give the "
             "liver mask of this CT."
         )
-    voxel_ml = float(np.prod(ct.spacing_mm)) / 1000.0
+    voxel_ml = voxel_volume_ml(ct.spacing_mm)
 
     def inside_liver(name: str, labels: np.ndarray) -> np.ndarray:
         outside = int(np.count_nonzero(labels[~liver]))
