@@ -63,6 +63,8 @@ REGROW_MM = 11.0
 BAND_MM = 3.0
 #: Opening radius (mm) applied to dark blobs joined to the liver (sheds attached muscle sheets).
 LESION_OPEN_MM = 8.0
+#: ... or this fraction of the blob's inscribed radius when that is smaller.
+LESION_OPEN_FRACTION = 0.6
 #: Plausible adult liver volume range (mL) for the QC flags.
 LIVER_VOLUME_RANGE_ML = (600.0, 4000.0)
 #: Smallest liver volume (mL) accepted when the scan shows only part of the liver.
@@ -320,7 +322,20 @@ def _rooted_lesions(s, body, liver, lo, hi, sp, *, gas=None, fluid_hu=20.0, min_
         ok &= gas_hits <= 0.01 * vox
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(frac[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
-    return morph.open_(ok[ws], LESION_OPEN_MM, sp)
+    # open each accepted blob with a ball scaled to its own thickness (sheds attached muscle sheets
+    # from a large tumour without erasing a small one)
+    out = np.zeros_like(liver)
+    objects = ndi.find_objects(ws)
+    pad = tuple(int(np.ceil(LESION_OPEN_MM / v)) + 1 for v in sp)
+    for lab in np.flatnonzero(ok):
+        sl = objects[lab - 1]
+        if sl is None:
+            continue
+        win = tuple(slice(max(0, a.start - p), min(n_, a.stop + p)) for a, p, n_ in zip(sl, pad, ws.shape))
+        blob = ws[win] == lab
+        radius = min(LESION_OPEN_MM, LESION_OPEN_FRACTION * float(rmax[lab]))
+        out[win] |= morph.open_(blob, radius, sp)
+    return out
 
 
 def _compete(win, core, sp, *, grad, info):
