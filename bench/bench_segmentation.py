@@ -190,8 +190,10 @@ def _write_section(table: str, cases) -> None:
         "Each case runs `hepatoplan segment` in a fresh process; wall_s includes reading and writing, "
         "peak_mb is the process's peak RSS. IRCADb: manual references; vessel Dice inside the reference "
         "liver (closed 5 mm, filled); tree_accuracy = share of voxels in both prediction and reference "
-        "labelled with the right tree. dicom/plain/mr: TotalSegmentator (model) livers, resampled "
-        "nearest-neighbour onto the image grid in physical space.\n\n"
+        "labelled with the right tree; couinaud_mean_dice = mean Dice over segments 1-8 of "
+        "`couinaud.segment_couinaud` run on the automatic masks vs `couinaud_reference`. dicom/plain/mr: "
+        "TotalSegmentator (model) livers, resampled nearest-neighbour onto the image grid in physical "
+        "space.\n\n"
         f"{table}\n"
     )
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
