@@ -43,7 +43,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
 from .virtual import tumour_signed_distance_mm
-from .volumetry import bounding_box, voxel_volume_ml
+from .volumetry import bounding_box, check_spacing_mm, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def ablation_zone(
         ``radius_mm`` ≤ 0 or not finite, ``margin_mm`` < 0, an empty tumour, a centre outside the
         array, shapes that differ, a bad spacing.
     """
-    spacing = _check_spacing(spacing_mm)
+    spacing = check_spacing_mm(spacing_mm)
     tumour = np.asarray(tumour).astype(bool, copy=False)
     for name, arr in (("liver", liver), ("portal", portal), ("hepatic", hepatic)):
         if arr is not None and np.shape(arr) != tumour.shape:
@@ -255,7 +255,7 @@ def ablation_zone(
 
     # tumour extent from the centre (on the tumour's padded box)
     tpad = [int(np.ceil(2 * max(spacing) / s)) + 2 for s in spacing]
-    tbox = _pad_box(bounding_box(tumour), tpad, tumour.shape)
+    tbox = padded_box(bounding_box(tumour), tpad, tumour.shape)
     t_signed = tumour_signed_distance_mm(tumour[tbox], spacing_mm=spacing,
                                          band_mm=float(margin_mm) + 2 * max(spacing))
     pts = np.argwhere(tumour[tbox])
@@ -368,15 +368,5 @@ def _real(value) -> bool:
         return False
 
 
-def _pad_box(box, pad, shape):
-    return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
 
 
-def _check_spacing(spacing_mm) -> tuple[float, float, float]:
-    try:
-        sp = tuple(float(v) for v in spacing_mm)
-    except (TypeError, ValueError):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}") from None
-    if len(sp) != 3 or not all(math.isfinite(v) and v > 0 for v in sp):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}")
-    return sp

@@ -47,7 +47,7 @@ from hepatoplan.errors import InputError
 
 from .procedures import check_margin_mm
 from .virtual import _extent_along_gradient_mm, tumour_signed_distance_mm
-from .volumetry import bounding_box, voxel_volume_ml
+from .volumetry import bounding_box, check_spacing_mm, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def sparing_wedge(
         Negative margins, modulation options given partly, shapes that differ, an empty tumour, a
         bad spacing.
     """
-    spacing = _check_spacing(spacing_mm)
+    spacing = check_spacing_mm(spacing_mm)
     tumour = np.asarray(tumour).astype(bool, copy=False)
     liver = np.asarray(liver).astype(bool, copy=False)
     for name, arr in (("liver", liver), ("major_vessels", major_vessels), ("protected", protected)):
@@ -192,7 +192,7 @@ def sparing_wedge(
     biggest = max(margin_mm, near_vessel_margin_mm or 0.0)
     reach = biggest + (near_vessel_distance_mm or 0.0) + 3 * max(spacing)
     pad = [int(np.ceil(reach / s)) + 2 for s in spacing]
-    box = _pad_box(bounding_box(tumour), pad, tumour.shape)
+    box = padded_box(bounding_box(tumour), pad, tumour.shape)
     tum = tumour[box]
     liv = liver[box] | tum
     prot = np.zeros(tum.shape, bool) if protected is None else (np.asarray(protected)[box] > 0) & ~tum
@@ -304,7 +304,7 @@ def sparing_wedges(
     InputError
         A tumour id absent from the map, and anything :func:`sparing_wedge` refuses.
     """
-    spacing = _check_spacing(spacing_mm)
+    spacing = check_spacing_mm(spacing_mm)
     liver = np.asarray(liver).astype(bool, copy=False)
     tumours = np.asarray(tumours)
     if tumours.shape != liver.shape:
@@ -361,15 +361,5 @@ def _near_vessel_voxels(tum, vessels, spacing, distance_mm):
     return tum & (d - min(spacing) <= distance_mm)
 
 
-def _pad_box(box, pad, shape):
-    return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
 
 
-def _check_spacing(spacing_mm) -> tuple[float, float, float]:
-    try:
-        sp = tuple(float(v) for v in spacing_mm)
-    except (TypeError, ValueError):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}") from None
-    if len(sp) != 3 or not all(math.isfinite(v) and v > 0 for v in sp):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}")
-    return sp

@@ -69,7 +69,7 @@ from scipy import ndimage
 
 from hepatoplan.errors import InputError
 
-from .volumetry import boundary_voxels, bounding_box, nearest_in_set, voxel_volume_ml
+from .volumetry import boundary_voxels, bounding_box, check_spacing_mm, nearest_in_set, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def vascular_consequences(
         Shapes that differ, a bad spacing, no vessel mask, a resected fraction outside 0-1, an
         empty liver, or a negative ``crop_pad_mm`` / non-positive ``ivc_core_radius_mm``.
     """
-    spacing = _check_spacing(spacing_mm)
+    spacing = check_spacing_mm(spacing_mm)
     liver = np.asarray(liver).astype(bool, copy=False)
     arrays = {"resected": resected, "anatomical": anatomical, "portal": portal, "hepatic": hepatic, "tumours": tumours,
               "segments": segments, "portal_root": portal_root, "ivc": ivc}
@@ -262,7 +262,7 @@ def vascular_consequences(
     fraction = _resected_fraction(resected)
 
     pad = [int(np.ceil(crop_pad_mm / s)) + 1 for s in spacing]
-    box = _padded_box(bounding_box(liver), pad, liver.shape)
+    box = padded_box(bounding_box(liver), pad, liver.shape)
     liver_c = liver[box]
     frac_c = fraction[box].astype(np.float32, copy=False)
     removed_c = frac_c >= 0.5
@@ -277,7 +277,7 @@ def vascular_consequences(
     liver_mm = edt.edt(~liver_c, anisotropy=spacing, black_border=False)  # distance to the liver
     # territories are computed on the liver's own box (+ 3 voxels): cheaper, and a vessel voxel
     # farther than that cannot be the nearest one for most liver voxels
-    inner = _padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
+    inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
 
     unit_ml = voxel_volume_ml(spacing)
     offset = np.array([b.start for b in box])
@@ -379,7 +379,7 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
     n_transected = 0
     if transected.any():
         cut_lab = cc3d.connected_components(transected, connectivity=26)
-        dbox = _padded_box(bounding_box(disconnected), [1, 1, 1], disconnected.shape)
+        dbox = padded_box(bounding_box(disconnected), [1, 1, 1], disconnected.shape)
         touching = ndimage.binary_dilation(disconnected[dbox], structure=np.ones((3, 3, 3), bool))
         severing = np.unique(cut_lab[dbox][touching])
         severing = severing[severing > 0]
@@ -403,7 +403,7 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
         del gap_mm
         pbox = bounding_box(disconnected[inner])
         pad = [int(np.ceil(reach / s)) + 2 for s in spacing]
-        tbox = _padded_box(pbox, pad, liver_c[inner].shape)
+        tbox = padded_box(pbox, pad, liver_c[inner].shape)
         tbox = tuple(slice(i.start + t.start, i.start + t.stop) for i, t in zip(inner, tbox))
         idx = ndimage.distance_transform_edt(~vessel_c[tbox], sampling=spacing, return_distances=False,
                                              return_indices=True)
@@ -549,7 +549,7 @@ def _ivc_core(vessel_c, wall_mm, spacing, radius_mm, notes):
             f"radius {float(wall_mm.max()):.1f} mm); give a smaller radius or an IVC mask."
         )
     pad = [int(np.ceil(r / s)) + 1 for s in spacing]
-    box = _padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
+    box = padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
     opening = np.zeros(vessel_c.shape, bool)
     opening[box] = (edt.edt(~centres[box], anisotropy=spacing, black_border=False) <= r) & vessel_c[box]
     root = cc3d.largest_k(opening, k=1, connectivity=26) > 0
@@ -583,15 +583,5 @@ def _resected_fraction(resected) -> np.ndarray:
     return arr
 
 
-def _check_spacing(spacing_mm) -> tuple[float, float, float]:
-    try:
-        sp = tuple(float(v) for v in spacing_mm)
-    except (TypeError, ValueError):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}") from None
-    if len(sp) != 3 or not all(np.isfinite(v) and v > 0 for v in sp):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}")
-    return sp
 
 
-def _padded_box(box, pad, shape):
-    return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))

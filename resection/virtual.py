@@ -31,7 +31,7 @@ from scipy import ndimage
 from hepatoplan.errors import InputError
 
 from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, WedgeResection, check_margin_mm
-from .volumetry import boundary_voxels, bounding_box, nearest_in_set, voxel_volume_ml
+from .volumetry import boundary_voxels, bounding_box, nearest_in_set, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,7 @@ def _extent_along_gradient_mm(distance_mm: np.ndarray, spacing_mm) -> np.ndarray
 def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None:
     """Raise ``fraction`` to the share of each voxel within ``margin_mm`` of ``tumour`` (in place)."""
     pad = [int(np.ceil((margin_mm + 2 * max(spacing_mm)) / s)) + 2 for s in spacing_mm]
-    box = bounding_box(tumour)
-    box = tuple(
-        slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, tumour.shape)
-    )
+    box = padded_box(bounding_box(tumour), pad, tumour.shape)
     inside = tumour[box]
     if margin_mm == 0.0:
         share = inside.astype(np.float32)
