@@ -16,23 +16,37 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
    the hepatic-vein trunks around the IVC.
 3. Boundaries, all planes:
 
-   - *transverse portal planes* (from the vessels): the axial plane through the portal
-     bifurcation splits the right liver into cranial 7/8 and caudal 6/5; the axial plane at the
+   - *transverse portal planes* (from the vessels): the axial plane at the height of the right
+     portal vein (median over its first 30 mm of the centre heights read from the mask's columns,
+     free of the skeleton's bias at a thick junction) splits the right liver into cranial 7/8 and
+     caudal 6/5; the axial plane at the
      level of the left portal vein (mean of the mean and the top height of its first 90 mm) splits
      2 from 3 and, with ``split_segment_4``, 4a from 4b. On IRCADb the 2|3 plane lies 10-50 mm
      above the 5|8 plane, as the reference draws it;
-   - *right scissura* (5/8 vs 6/7): the coronal plane through the IVC centre at the bifurcation
-     level. The reference puts it there (within ~5 mm on 10 of 12 cases); turning it to the
-     detected right-hepatic-vein azimuth measured worse (mean Dice 0.767 vs 0.787);
-   - *middle scissura* (Cantlie's plane, right vs left liver): vertical, at the prior angle
-     :data:`PRIOR_MIDDLE_SCISSURA_DEG`, through the point :data:`MIDDLE_SCISSURA_OFFSET_IVC_RADII`
-     IVC radii anterior-left of the IVC centre (where the middle hepatic vein joins). The
-     reference plane has this orientation on every case (40 +- 5 deg); fitting it to the detected
-     middle hepatic vein, or shifting it to separate the left from the right portal branches,
-     measured worse on IRCADb, so it is reported as ``fallback``;
-   - *umbilical fissure* (4 vs 2/3): vertical at :data:`PRIOR_UMBILICAL_DEG`,
-     :data:`UMBILICAL_PRIOR_OFFSET_MM` to the patient's left of the bifurcation (``fallback``: the
-     vessel estimates tried were less accurate, see :func:`segment_couinaud`);
+   - *right scissura* (5/8 vs 6/7) and *middle scissura* (Cantlie's plane, right vs left liver):
+     vertical planes hinged on the IVC axis at the bifurcation level. Each takes its hepatic-vein
+     trunk's azimuth with a **confidence** stated in anatomical terms: the share of the venous
+     skeleton within 25 deg of the trunk's azimuth (5-60 mm beyond the IVC wall) that lies within
+     3 mm -- about a trunk radius -- of one vertical half-plane from the IVC axis. A straight vein
+     running in its scissura puts nearly all of itself there; a curved trunk or one mixed with
+     tributaries and neighbouring veins does not. Share >= :data:`TRUNK_PLANAR_HIGH` -> the vein
+     decides (``vessel``), <= :data:`TRUNK_PLANAR_LOW` -> the prior (``fallback``), linear blend of
+     angle and hinge offset in between (``blend``). Priors: right scissura coronal through the IVC
+     centre (the reference puts it there within ~5 mm on 10 of 12 IRCADb cases); middle scissura
+     at :data:`PRIOR_MIDDLE_SCISSURA_DEG` through the point :data:`MIDDLE_SCISSURA_OFFSET_IVC_RADII`
+     IVC radii anterior-left of the IVC centre (where the middle hepatic vein joins; the reference
+     plane has this orientation on every case, 40 +- 5 deg). On IRCADb 01-12 the in-plane share is
+     at most 0.64 (the detected trunk azimuths there are off by up to 50 deg on 6 cases, worse
+     than the prior), on the data_samples phantom, whose veins lie in their scissurae, >= 0.78;
+   - *umbilical fissure* (4 vs 2/3): vertical. Vessel: the umbilical portion, found on the left
+     portal vein's path as the longest run heading within 45 deg of anterior
+     (:func:`couinaud.landmarks.umbilical_run`), trusted when it is straight (rms <=
+     :data:`UMBILICAL_MAX_RMS_MM`), >= :data:`UMBILICAL_MIN_LENGTH_MM` long and reached after a
+     transverse part (its line crosses the bifurcation's coronal level >= :data:`UMBILICAL_MIN_LEFT_MM`
+     to the left of it); the 2|3 plane then moves to the umbilical portion's height by the same
+     weight. Prior: :data:`PRIOR_UMBILICAL_DEG`, :data:`UMBILICAL_PRIOR_OFFSET_MM` to the patient's
+     left of the bifurcation (on IRCADb the detected runs start at the bifurcation or are not
+     straight, and the prior decides);
    - *caudate lobe* (1): the liver in front of the IVC's centre line (from half a radius behind
      it), behind and left of the bifurcation, at most :data:`CAUDATE_LEFT_OF_IVC_MM` left of the
      IVC, from :data:`CAUDATE_BELOW_MM` below to :data:`CAUDATE_ABOVE_MM` above the bifurcation.
@@ -43,9 +57,10 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
 Constants are anatomical priors in millimetres or degrees; their values were checked against the
 reference on all twelve IRCADb cases together (flat optima, no per-case value), never per case.
 What the method cannot do: find the IVC when the hepatic-vein mask does not contain it
-(:class:`~hepatoplan.errors.NotComputableError`), follow a middle scissura far from 40 deg, or
-reproduce the data_samples phantom's own convention (vein azimuths 35/92 deg, caudate sector); see
-bench/RESULTS.md.
+(:class:`~hepatoplan.errors.NotComputableError`); follow a middle scissura far from 40 deg when the
+middle hepatic vein is curved (real veins are: the rule then keeps the prior); reproduce the
+data_samples phantom's caudate (a sector open downward under an oblique top plane, Dice ~0.6;
+the other segments reach >= 0.98 there); see bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -372,6 +387,11 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     mid_angle = PRIOR_MIDDLE_SCISSURA_DEG + w_mid * ((trunks.middle_deg or 0.0) - PRIOR_MIDDLE_SCISSURA_DEG)
     mid_offset = (1.0 - w_mid) * MIDDLE_SCISSURA_OFFSET_IVC_RADII * r_ivc
     right_angle = PRIOR_RIGHT_SCISSURA_DEG + w_right * ((trunks.right_deg or 0.0) - PRIOR_RIGHT_SCISSURA_DEG)
+    if mid_angle < right_angle + lm.MIN_TRUNK_SEPARATION_DEG:
+        # one trunk from the vessels, the other from its prior: keep the right anterior section open
+        warnings.append(f"middle scissura turned to {right_angle + lm.MIN_TRUNK_SEPARATION_DEG:.0f} deg to stay "
+                        f"{lm.MIN_TRUNK_SEPARATION_DEG:.0f} deg anterior of the right scissura")
+        mid_angle = right_angle + lm.MIN_TRUNK_SEPARATION_DEG
 
     # umbilical fissure: UMBILICAL_PRIOR_OFFSET_MM to the patient's left of the bifurcation.
     # Measured on IRCADb 01-12 against the reference, this prior (rms 12.6 mm) beats the vessel
