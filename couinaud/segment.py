@@ -106,6 +106,8 @@ UMBILICAL_PRIOR_OFFSET_MM = 25.0
 CAUDATE_BELOW_MM = 15.0
 CAUDATE_ABOVE_MM = 40.0
 CAUDATE_LEFT_OF_IVC_MM = 25.0
+#: The caudate starts this many IVC radii behind the IVC's centre line (it wraps around the IVC).
+CAUDATE_BEHIND_IVC_RADII = 0.5
 
 #: Confidence that a hepatic-vein trunk marks its scissura: the share of the venous skeleton
 #: within +-25 deg of the trunk's azimuth that lies within 3 mm (about a trunk radius) of one
@@ -289,7 +291,7 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
         return slice(lo, max(lo, hi))
 
     s1 = (span(icx - CAUDATE_LEFT_OF_IVC_MM, max(B[0], icx), nx, spa[0]),
-          span(icy - 0.5 * r, B[1], ny, spa[1]),
+          span(icy - CAUDATE_BEHIND_IVC_RADII * r, B[1], ny, spa[1]),
           span(B[2] - CAUDATE_BELOW_MM, B[2] + CAUDATE_ABOVE_MM, nz, spa[2]))
     lab[s1] = 1
     lab *= liver
