@@ -18,14 +18,16 @@ import sys
 from hepatoplan import __version__
 from hepatoplan.errors import HepatoplanError
 
-#: Modules of ``pipeline`` that register subcommands, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES = (
-    "pipeline.cmd_plan",
-    "pipeline.cmd_couinaud",
-    "pipeline.cmd_segment",
-    "pipeline.cmd_staging",
-    "pipeline.cmd_batch",
-)
+#: Subcommand → the ``pipeline`` module registering it, in the order ``--help`` lists them.
+SUBCOMMANDS = {
+    "plan": "pipeline.cmd_plan",
+    "demo": "pipeline.cmd_plan",
+    "couinaud": "pipeline.cmd_couinaud",
+    "segment": "pipeline.cmd_segment",
+    "growth": "pipeline.cmd_staging",
+    "stage": "pipeline.cmd_staging",
+    "batch": "pipeline.cmd_batch",
+}
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +46,25 @@ class _Parser(argparse.ArgumentParser):
         raise HepatoplanError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hepatoplan", description=__doc__.splitlines()[0])
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a subcommand, only that subcommand's module is imported
+    (each pulls in its own heavy libraries, which would slow every command down)."""
+    parser = _Parser(prog="hepatoplan", description="Liver-surgery planning from CT and MR studies.")
     parser.add_argument("--version", action="version", version=f"hepatoplan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # subcommand not built yet
-        module.register(sub)
+    chosen = next((a for a in argv or () if not a.startswith("-")), None)
+    modules = [SUBCOMMANDS[chosen]] if chosen in SUBCOMMANDS else list(dict.fromkeys(SUBCOMMANDS.values()))
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(sys.stderr)
