@@ -297,7 +297,7 @@ def _load(d: Path, name):
 
 @pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.78, 0.92), ("05", 0.81, 0.92)])
 def test_real_case(ircadb_dir, case, min_mean, min_hemi):
-    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.82, 05: 0.85)."""
+    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.824, 05: 0.836)."""
     d = ircadb_dir / case
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
