@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ KNOWN_COLUMNS = ("id", *PATH_COLUMNS, "resect", *NUMBER_COLUMNS, "parenchyma")
 COHORT_COLUMNS = (
     "id", "status", "liver_ml", "tumours_ml", "functional_liver_ml", "resected_ml", "remnant_ml",
     "flr_percent", "threshold_percent", "verdict", "shortfall_ml", "sflr_percent",
-    "tumours_not_resected", "error",
+    "tumours_not_resected", "seconds", "worker_pid", "error",
 )
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -114,6 +115,8 @@ def run_job(job: StudyJob) -> dict:
     """Plan one study (runs on a dask worker); never raises: failures become a row."""
     from .cmd_plan import plan
 
+    start = time.perf_counter()
+    timing = {"worker_pid": os.getpid()}
     try:
         report = plan(job.options)
     except Exception as exc:  # isolate every failure to its study
@@ -122,9 +125,10 @@ def run_job(job: StudyJob) -> dict:
         detail = message if expected else traceback.format_exc()
         job.options.out.mkdir(parents=True, exist_ok=True)
         write_atomic(job.options.out / "error.txt", detail + "\n")
-        return {"id": job.id, "status": "failed", "error": message.splitlines()[0]}
+        return {"id": job.id, "status": "failed", "error": message.splitlines()[0],
+                "seconds": time.perf_counter() - start, **timing}
     (job.options.out / "error.txt").unlink(missing_ok=True)
-    return cohort_row(job.id, report)
+    return {**cohort_row(job.id, report), "seconds": time.perf_counter() - start, **timing}
 
 
 def cohort_row(study_id: str, report: dict) -> dict:
