@@ -16,7 +16,7 @@ voxel centre to the tumour's smooth surface (:func:`tumour_signed_distance_mm`) 
 
 exact for a plane aligned with the grid. Measured on spheres of radius 10 and 20 mm with margins of
 1 and 5 mm at 0.75 × 0.75 × 2 mm and random sub-voxel centres, the resected volume is within
-−1.2 … +1.1 % of ``4/3·π·(r + m)³`` (mean absolute error 0.6 %; tests/test_resection.py). Tumour voxels count whole; volumes sum the fractions; label maps show
+−1.6 … +1.1 % of ``4/3·π·(r + m)³`` (mean absolute error 0.6 %; tests/test_resection.py). Tumour voxels count whole; volumes sum the fractions; label maps show
 voxels with ``f ≥ 0.5``. A margin of 0 removes exactly the tumour voxels (enucleation).
 """
 
