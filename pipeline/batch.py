@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 import traceback
@@ -175,6 +176,12 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # temporary files of a killed run (plan writes into .ID.*/ and renames; cohort.csv likewise)
+    for stale in [*(p for job in jobs for p in out_dir.glob(f".{job.id}.*")), *out_dir.glob(".cohort.csv.*")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     rows: dict[str, dict] = {}
     todo = []
     for job in jobs:

@@ -74,13 +74,14 @@ def test_killed_run_resumes_without_recomputing(cohort, tmp_path):
     proc.wait()
     done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/report.json")}
     assert done, "no study finished before the kill"
-    for p in out.rglob("*"):  # no torn files: every NIfTI present is readable
-        if p.name.endswith(".nii.gz"):
-            import nibabel as nib
-            nib.load(p).get_fdata()
+    import nibabel as nib
+
+    for p in out.glob("*/*.nii.gz"):  # no torn outputs: every NIfTI in a study folder is readable
+        nib.load(p).get_fdata()
     assert main(["batch", str(cohort / "manifest.csv"), "--out", str(out), "--no-preview"]) == 1
     for sid, stamp in done.items():
         assert (out / sid / "report.json").stat().st_mtime_ns == stamp
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary folders left behind"
     assert sum(r["status"] == "ok" for r in _rows(out).values()) == 5
 
 
