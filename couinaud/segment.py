@@ -74,6 +74,7 @@ import edt
 import numpy as np
 from scipy import ndimage as ndi
 
+from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
 from . import landmarks as lm
@@ -176,12 +177,7 @@ def _check_inputs(liver, portal, hepatic, spacing_mm):
             f"liver, portal and hepatic masks must share one grid; found shapes {shapes}. "
             "Resample the masks onto the liver's grid (CLI: --resample-masks)."
         )
-    try:
-        sp = tuple(float(s) for s in spacing_mm)
-    except TypeError as exc:
-        raise InputError(f"spacing_mm: expected 3 positive numbers (mm), found {spacing_mm!r}") from exc
-    if len(sp) != 3 or not all(np.isfinite(s) and s > 0 for s in sp):
-        raise InputError(f"spacing_mm: expected 3 positive numbers (mm), found {spacing_mm!r}")
+    sp = check_spacing_mm(spacing_mm)
     if not np.any(liver):
         raise InputError("liver mask is empty: expected the liver as non-zero voxels")
     for n, a in (("portal", portal), ("hepatic", hepatic)):

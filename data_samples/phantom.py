@@ -108,6 +108,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
@@ -555,16 +556,6 @@ class PhantomStudy:
         }
 
 
-def _check_spacing(spacing_mm) -> tuple[float, float, float]:
-    try:
-        sp = tuple(float(v) for v in spacing_mm)
-    except TypeError as exc:
-        raise InputError(f"spacing_mm must be 3 positive numbers, found {spacing_mm!r}") from exc
-    if len(sp) != 3 or not all(np.isfinite(v) and v > 0 for v in sp):
-        raise InputError(f"spacing_mm must be 3 positive numbers, found {spacing_mm!r}")
-    return sp
-
-
 def _default_grid(anat: _Anatomy, spacing_mm, shape) -> _Grid:
     scale = anat.s
     # field of view at scale 1: body ellipse x in [-165, 165], y in [-135, 105]; liver z in ~[-75, 75]
@@ -637,7 +628,7 @@ def make_phantom(
     hepatoplan.errors.InputError
         On a non-positive spacing, scale, tumour radius, negative noise, or bad shape.
     """
-    sp = _check_spacing(spacing_mm)
+    sp = check_spacing_mm(spacing_mm)
     if not (np.isfinite(scale) and scale > 0):
         raise InputError(f"scale must be a positive number, found {scale!r}")
     if not (np.isfinite(noise_hu) and noise_hu >= 0):

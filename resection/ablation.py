@@ -39,11 +39,12 @@ import cc3d
 import edt
 import numpy as np
 
+from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
 from .virtual import tumour_signed_distance_mm
-from .volumetry import bounding_box, check_spacing_mm, padded_box, voxel_volume_ml
+from .volumetry import bounding_box, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 

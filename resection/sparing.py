@@ -43,11 +43,12 @@ import edt
 import numpy as np
 from scipy import ndimage
 
+from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
 from .procedures import check_margin_mm
 from .virtual import _extent_along_gradient_mm, tumour_signed_distance_mm
-from .volumetry import bounding_box, check_spacing_mm, padded_box, voxel_volume_ml
+from .volumetry import bounding_box, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 

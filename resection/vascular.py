@@ -67,9 +67,10 @@ import edt
 import numpy as np
 from scipy import ndimage
 
+from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
-from .volumetry import boundary_voxels, bounding_box, check_spacing_mm, nearest_in_set, padded_box, voxel_volume_ml
+from .volumetry import boundary_voxels, bounding_box, nearest_in_set, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 

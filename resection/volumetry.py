@@ -11,19 +11,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
-
-
-def check_spacing_mm(spacing_mm) -> tuple[float, float, float]:
-    """Validate a voxel spacing: three finite positive numbers in mm."""
-    try:
-        sp = tuple(float(v) for v in spacing_mm)
-    except (TypeError, ValueError):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}") from None
-    if len(sp) != 3 or not all(np.isfinite(v) and v > 0 for v in sp):
-        raise InputError(f"spacing_mm must be 3 positive numbers (mm), found {spacing_mm!r}")
-    return sp
 
 
 def padded_box(box: tuple[slice, ...], pad, shape) -> tuple[slice, ...]:

@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import SimpleITK as sitk
 
+from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,7 @@ def check_volume(image: np.ndarray, spacing_mm, *, name: str = "image") -> tuple
     image = np.asanyarray(image)
     if image.ndim != 3:
         raise InputError(f"{name}: expected a 3-D array, found shape {image.shape}; pass one volume")
-    try:
-        sp = tuple(float(s) for s in spacing_mm)
-    except TypeError as exc:
-        raise InputError(f"spacing_mm: expected three numbers, found {spacing_mm!r}") from exc
-    if len(sp) != 3 or not all(np.isfinite(s) and s > 0 for s in sp):
-        raise InputError(f"spacing_mm: expected three positive numbers (mm), found {spacing_mm!r}")
+    sp = check_spacing_mm(spacing_mm)
     extent = tuple(n * s for n, s in zip(image.shape, sp))
     if any(e < m for e, m in zip(extent, MIN_EXTENT_MM)):
         raise InputError(
