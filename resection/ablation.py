@@ -16,7 +16,7 @@ Geometry and partial voxels
   (:mod:`resection.virtual`): ``f = clip((r + w/2 − d)/w, 0, 1)`` with ``d`` the distance from the
   centre and ``w = Σ_k spacing_k·|n_k|`` the voxel's extent along the radial direction ``n``.
 - The tumour's extent from the centre is ``R_t = max over tumour voxels of (d − s)``, with ``s`` the
-  signed distance to the tumour's smooth surface (:func:`resection.virtual.tumour_signed_distance_mm`,
+  signed distance to the tumour's smooth surface (:func:`resection.surface.surface_distance`,
   negative inside): exact for a sphere, an upper bound otherwise (triangle inequality). The zone
   covers tumour + margin when ``radius_mm − R_t ≥ margin_mm``; ``radius_mm=None`` fits the radius
   to ``R_t + margin_mm``.
@@ -43,7 +43,7 @@ from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
-from .virtual import tumour_signed_distance_mm
+from .surface import surface_distance
 from .volumetry import bounding_box, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
@@ -257,8 +257,8 @@ def ablation_zone(
     # tumour extent from the centre (on the tumour's padded box)
     tpad = [int(np.ceil(2 * max(spacing) / s)) + 2 for s in spacing]
     tbox = padded_box(bounding_box(tumour), tpad, tumour.shape)
-    t_signed = tumour_signed_distance_mm(tumour[tbox], spacing_mm=spacing,
-                                         band_mm=float(margin_mm) + 2 * max(spacing))
+    t_signed = surface_distance(tumour[tbox], spacing_mm=spacing, band_mm=float(margin_mm) + 2 * max(spacing),
+                                depth_mm=max(spacing)).distance_mm
     pts = np.argwhere(tumour[tbox])
     d_t = np.linalg.norm((pts + [b.start for b in tbox] - centre) * sp, axis=1)
     extent = float((d_t - t_signed[tuple(pts.T)]).max())

@@ -16,12 +16,13 @@ Two refinements of the tumour wedge of :mod:`resection.virtual` (tumour + a marg
   margin against the vessel is 0 by design, which is oncologically acceptable on a vessel wall
   (Viganò L et al., Ann Surg Oncol 2016;23:1352-60) unlike a parenchymal R1.
 
-Volumes follow the lead's partial-voxel construction exactly (:mod:`resection.virtual`): with
-``s`` the distance to the tumour's smooth surface
-(:func:`resection.virtual.tumour_signed_distance_mm`), ``w`` the voxel extent along its gradient and
-``m`` the local margin, a voxel's resected fraction is ``f = clip((m + w/2 − s)/w, 0, 1)``. Protected and shadowed voxels get ``f = 0``. With no
-modulation and no protection the fraction equals :func:`resection.virtual.plan_resection`'s
-wedge to float precision (tested).
+Volumes follow the lead's partial-voxel construction (:mod:`resection.virtual`): with ``s`` the
+distance to the tumour's smooth surface corrected for curvature
+(:class:`resection.surface.SurfaceDistance`, ``ramp_mm``), ``w`` the voxel extent along its normal
+and ``m`` the local margin, a voxel's resected fraction is ``f = clip((m + w/2 − s)/w, 0, 1)``.
+Protected and shadowed voxels get ``f = 0``. With no modulation and no protection the volume
+equals :func:`resection.virtual.plan_resection`'s wedge within 1e-5 (tested; the wider box and band
+change voxel shares by < 1 %).
 
 Achieved margin: for every kept parenchyma voxel (liver, not tumour, not protected, ``f < 1``) the
 local clearance is ``s_e − w_e/2 + f·w_e`` with the *straight-line* distance ``s_e`` (through
@@ -47,7 +48,7 @@ from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
 from .procedures import check_margin_mm
-from .virtual import _extent_along_gradient_mm, tumour_signed_distance_mm
+from .surface import surface_distance
 from .volumetry import bounding_box, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,9 @@ def sparing_wedge(
     prot = np.zeros(tum.shape, bool) if protected is None else (np.asarray(protected)[box] > 0) & ~tum
 
     # the lead's narrow band (margin + 2 voxels): identical values where any fraction is non-zero
-    s_e = tumour_signed_distance_mm(tum, spacing_mm=spacing, band_mm=biggest + 2 * max(spacing))
-    w_e = _extent_along_gradient_mm(s_e, spacing)
+    distance = surface_distance(tum, spacing_mm=spacing, band_mm=biggest + 2 * max(spacing),
+                                depth_mm=max(spacing))
+    s_e, w_e = distance.ramp_mm, distance.width_mm
     s, w = s_e, w_e
     margin = np.full(tum.shape, float(margin_mm), np.float32)
     near_percent = 0.0

@@ -20,21 +20,21 @@ def _grid(extent_mm, spacing, offset_mm=(0.123, -0.31, 0.47)):
 
 @pytest.mark.parametrize("radius_mm", [10.0, 20.0])
 @pytest.mark.parametrize("margin_mm", [1.0, 5.0])
-def test_wedge_of_a_sphere_matches_the_analytic_volume(radius_mm, margin_mm):
-    """Resected volume vs 4/3·π·(r + m)³ at 0.75 × 0.75 × 2 mm.
+@pytest.mark.parametrize("offset_mm", [(0.123, -0.31, 0.47), (-0.3, 0.2, -0.9)])
+def test_wedge_of_a_sphere_matches_the_analytic_volume(radius_mm, margin_mm, offset_mm):
+    """Resected volume within 1 % of 4/3·π·(r + m)³ at 0.75 × 0.75 × 2 mm (the issue's target).
 
-    The issue asks for 1 %. Measured over random sub-voxel offsets of the sphere centre the error
-    is −1.6 … +1.1 % for r = 10 mm and −0.7 … +0.6 % for r = 20 mm (mean |error| 0.6 %), so the
-    test allows 1.5 %: the remaining error is the distance solver's, see bench/RESULTS.md.
+    Measured over eight random sub-voxel centres the error is −0.7 … +0.4 % for r = 10 mm and
+    −0.2 … +0.2 % for r = 20 mm (bench/bench_margins.py).
     """
-    x, y, z = _grid(radius_mm + margin_mm + 15, SPACING)
+    x, y, z = _grid(radius_mm + margin_mm + 15, SPACING, offset_mm)
     rho = np.sqrt(x * x + y * y + z * z)
     liver = rho < radius_mm + margin_mm + 12
     tumour = (rho < radius_mm).astype(np.uint8)
     res = plan_resection(liver=liver, tumours=tumour, segments=None,
                          resections=[parse_resection(f"wedge:1@{margin_mm:g}")], spacing_mm=SPACING)
     expected_ml = 4 / 3 * np.pi * (radius_mm + margin_mm) ** 3 / 1000
-    assert res.resected_ml == pytest.approx(expected_ml, rel=0.015)
+    assert res.resected_ml == pytest.approx(expected_ml, rel=0.01)
     (t,) = res.tumours
     assert t.resected and t.min_margin_mm == margin_mm and t.status == "resected"
     # the margin is physical in every direction: along z (2 mm slices) a 1 mm margin still counts
