@@ -26,10 +26,7 @@ from resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeRe
 from resection.sparing import sparing_wedges
 from resection.vascular import vascular_consequences
 from resection.virtual import plan_resection
-from resection.volumetry import (fill_partition, label_volumes_ml, mask_volume_ml, tumour_instances,
-                                 voxel_volume_ml)
-
-from data_samples.write import DEMO_DIR
+from resection.volumetry import fill_partition, label_volumes_ml, tumour_instances, voxel_volume_ml
 
 from . import io, report
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -119,6 +116,8 @@ def run(args) -> int:
 
 
 def run_demo(args) -> int:
+    from data_samples.write import DEMO_DIR
+
     if not (DEMO_DIR / "ct.nii.gz").is_file():
         raise InputError(f"the demo study is missing from {DEMO_DIR}; reinstall hepatoplan")
     demo = DEMO_DIR
@@ -157,18 +156,20 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     """
     spacing = study.spacing_mm
     liver = study.liver
+    voxel_ml = voxel_volume_ml(spacing)
     tumours = None if study.tumours is None else tumour_instances(study.tumours)
-    tumour_ml = {} if tumours is None else label_volumes_ml(tumours, spacing_mm=spacing, within=liver)
-    tumour_any = np.zeros_like(liver) if tumours is None else tumours > 0
-    liver_ml = mask_volume_ml(liver, spacing_mm=spacing)
-    functional_ml = mask_volume_ml(liver & ~tumour_any, spacing_mm=spacing)
+    tumours_in_liver = np.zeros(0, np.uint8) if tumours is None else tumours[liver]
+    tumour_ml = {} if tumours is None else label_volumes_ml(tumours_in_liver, spacing_mm=spacing)
+    liver_voxels = int(np.count_nonzero(liver))
+    liver_ml = liver_voxels * voxel_ml
+    functional_ml = (liver_voxels - int(np.count_nonzero(tumours_in_liver))) * voxel_ml
 
     segments = segments_ml = given_ml = None
     filled_ml = 0.0
     if study.segments is not None:
         given_ml = label_volumes_ml(study.segments, spacing_mm=spacing, within=liver)
         segments, n_filled = fill_partition(study.segments, liver, spacing_mm=spacing)
-        filled_ml = n_filled * voxel_volume_ml(spacing)
+        filled_ml = n_filled * voxel_ml
         segments_ml = label_volumes_ml(segments, spacing_mm=spacing, within=liver)
         if n_filled:
             study.warnings.append(
@@ -195,7 +196,7 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     labels = report.label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
     arrays = {"labels": labels}
     if resected is not None:
-        arrays["remnant"] = (liver & ~resected).astype(np.uint8)
+        arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
     return result, arrays
 
 
@@ -275,7 +276,7 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         t["status"] = "ablated" if zone["covers_tumour"] else "incompletely ablated"
         t["resected"] = False
         t["min_margin_mm"] = zone["min_coverage_margin_mm"]
-    remnant_fraction = 1.0 - res.resected_fraction
+    devascularised = None
     if vessels:
         anatomical = np.isin(segments, res.segments_removed) & liver if res.segments_removed else None
         vasc = vascular_consequences(
@@ -288,7 +289,7 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         if vasc.devascularised_ml:
             section["remnant_ml"] = res.remnant_ml - vasc.devascularised_ml
             section["flr_percent"] = 100.0 * section["remnant_ml"] / res.functional_liver_ml
-            remnant_fraction = remnant_fraction * ~vasc.devascularised
+            devascularised = vasc.devascularised
             study.warnings.append(f"the cut devascularises {vasc.devascularised_ml:.1f} mL of the remnant "
                                   "(subtracted from the FLR)")
         if vasc.congested_ml:
@@ -299,6 +300,9 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
     result["resection"] = section
     if function_map is not None:
+        remnant_fraction = 1.0 - res.resected_fraction
+        if devascularised is not None:
+            remnant_fraction = remnant_fraction * ~devascularised
         result["function"] = function_weighted_flr(function_map=function_map, liver=liver,
                                                    remnant_fraction=remnant_fraction, tumours=tumours)
     left = [t["id"] for t in section["tumours"] if t["status"] not in ("resected", "ablated")]

@@ -119,14 +119,14 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
     voxel_ml = voxel_volume_ml(ct.spacing_mm)
 
     def inside_liver(name: str, labels: np.ndarray) -> np.ndarray:
-        outside = int(np.count_nonzero(labels[~liver]))
+        outside = int(np.count_nonzero(labels)) - int(np.count_nonzero(labels[liver]))
         if outside:
             message = (
                 f"{name}: {outside * voxel_ml:.2f} mL labelled outside the liver mask was ignored"
             )
             warnings.append(message)
             log.warning(message)
-            labels = np.where(liver, labels, 0).astype(labels.dtype)
+            labels = np.where(liver, labels, 0).astype(labels.dtype, copy=False)
         return labels
 
     tumours = arrays.get("tumours")
@@ -134,9 +134,8 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
         tumours = inside_liver("--tumours", tumours)
     segments = arrays.get("segments")
     if segments is not None:
-        present = np.flatnonzero(np.bincount(segments.ravel().astype(np.int64, copy=False)))
-        bad = sorted(set(present.tolist()) - set(range(9)))
-        if bad:
+        if segments.max(initial=0) > 8:
+            bad = np.unique(segments[segments > 8]).tolist()
             raise InputError(
                 f"--segments {sources.get('segments')}: labels {bad[:5]} are not Couinaud segments; "
                 "expected 0 (background) and 1-8 (1 = caudate ... 8)."
