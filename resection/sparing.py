@@ -20,9 +20,8 @@ Volumes follow the lead's partial-voxel construction (:mod:`resection.virtual`):
 distance to the tumour's smooth surface corrected for curvature
 (:class:`resection.surface.SurfaceDistance`, ``ramp_mm``), ``w`` the voxel extent along its normal
 and ``m`` the local margin, a voxel's resected fraction is ``f = clip((m + w/2 − s)/w, 0, 1)``.
-Protected and shadowed voxels get ``f = 0``. With no modulation and no protection the volume
-equals :func:`resection.virtual.plan_resection`'s wedge within 1e-5 (tested; the wider box and band
-change voxel shares by < 1 %).
+Protected and shadowed voxels get ``f = 0``. With no modulation and no protection the fraction
+equals :func:`resection.virtual.plan_resection`'s wedge exactly (tested).
 
 Achieved margin: for every kept parenchyma voxel (liver, not tumour, not protected, ``f < 1``) the
 local clearance is ``s_e − w_e/2 + f·w_e`` with the *straight-line* distance ``s_e`` (through

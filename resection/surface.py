@@ -109,7 +109,7 @@ def surface_distance(mask: np.ndarray, *, spacing_mm, band_mm: float | None = No
     # the nearest sample p, its outward normal ν and curvature κ: distance to the osculating
     # sphere of radius 2/κ touching the surface at p
     normal, kappa = fields.normal_and_curvature(samples)
-    near_mm, start = cKDTree(samples).query(x, eps=0.5)  # a near sample is enough
+    near_mm, start = cKDTree(samples).query(x)
     normal, kappa = normal[start], kappa[start]
     offset = x - samples[start]
     h = np.sum(offset * normal, axis=1)

@@ -38,9 +38,8 @@ def test_plain_sparing_wedge_is_the_lead_wedge(margin_mm):
     fraction, out = sparing_wedge(tumour=TUMOUR, liver=LIVER, spacing_mm=SP, margin_mm=margin_mm)
     plan = plan_resection(liver=LIVER, tumours=TUMOUR.astype(np.uint8), segments=None,
                           resections=[parse_resection(f"wedge:1@{margin_mm:g}")], spacing_mm=SP)
-    # same construction on a wider box and band: voxel shares agree to 1 %, the volume to 1e-5
-    np.testing.assert_allclose(fraction, plan.resected_fraction, atol=0.01)
-    assert out.resected_ml == pytest.approx(plan.resected_ml, rel=1e-5)
+    assert np.array_equal(fraction, plan.resected_fraction)
+    assert out.resected_ml == pytest.approx(plan.resected_ml, rel=1e-12)
     assert out.achieved_min_margin_mm == pytest.approx(margin_mm, abs=1e-3)
     assert out.r_status == "R0" and not out.vascular_r1 and out.near_vessel_surface_percent == 0
 
@@ -60,7 +59,7 @@ def test_modulated_margin_shrinks_only_near_the_vessel():
     assert narrow.sum() < frac.sum() < wide.sum()
     # far from the vessel the wedge is the 5 mm wedge; near it, the 1 mm one
     left = G[0] < C[0]
-    np.testing.assert_allclose(frac[left], wide[left], atol=0.01)  # boxes differ: shares to 1 %
+    assert np.array_equal(frac[left], wide[left])
     assert np.all(frac[vessel] == 0)  # a 1 mm margin does not reach the vessel 2 mm away
 
 
@@ -69,7 +68,7 @@ def test_modulation_without_a_near_vessel_changes_nothing():
     plain, _ = sparing_wedge(tumour=TUMOUR, liver=LIVER, spacing_mm=SP, margin_mm=5.0)
     frac, out = sparing_wedge(tumour=TUMOUR, liver=LIVER, spacing_mm=SP, margin_mm=5.0,
                               near_vessel_margin_mm=1.0, near_vessel_distance_mm=5.0, major_vessels=vessel)
-    np.testing.assert_allclose(frac, plain, atol=0.01)  # boxes differ: shares to 1 %
+    assert np.array_equal(frac, plain)
     assert out.near_vessel_surface_percent == 0 and out.achieved_min_margin_mm == pytest.approx(5.0, abs=1e-3)
 
 
