@@ -16,7 +16,7 @@ fraction is
 
 exact for a plane and corrected to second order for curvature. Measured on spheres of radius 10 and
 20 mm with margins of 1 and 5 mm at 0.75 × 0.75 × 2 mm and random sub-voxel centres, the resected
-volume is within ±0.8 % of ``4/3·π·(r + m)³`` (bench/bench_margins.py; tests/test_resection.py). Tumour voxels count whole; volumes sum the fractions; label maps show
+volume is within ±0.7 % of ``4/3·π·(r + m)³`` (bench/bench_margins.py; tests/test_resection.py). Tumour voxels count whole; volumes sum the fractions; label maps show
 voxels with ``f ≥ 0.5``. A margin of 0 removes exactly the tumour voxels (enucleation).
 """
 
