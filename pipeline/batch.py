@@ -201,10 +201,12 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
                 for name in ("distributed", "distributed.scheduler", "distributed.nanny",
                              "distributed.core", "distributed.http.proxy"):
                     logging.getLogger(name).setLevel(logging.WARNING)
-            # each worker gets its share of the cores for its own threads (Mesa's llvmpipe renderer,
-            # BLAS, OpenMP), so several workers do not oversubscribe the machine
+            # each worker gets its share of the cores for its own threads (ITK filters, VTK's SMP
+            # tools, Mesa's llvmpipe renderer, BLAS, OpenMP), so several workers do not
+            # oversubscribe the machine
             threads = str(max(1, (os.cpu_count() or 1) // workers))
-            env = {name: threads for name in ("LP_NUM_THREADS", "OMP_NUM_THREADS",
+            env = {name: threads for name in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "VTK_SMP_MAX_THREADS",
+                                              "LP_NUM_THREADS", "OMP_NUM_THREADS",
                                               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=":0", env=env)
