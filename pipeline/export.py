@@ -223,16 +223,21 @@ def _present_labels(labels: np.ndarray) -> list[int]:
 
 
 def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
-    """Bounding box (slices) of every non-zero label value present, in one pass."""
+    """Bounding box (slices) of every non-zero label value present, searched inside the box of
+    all labels (a plan's labels fill a small part of the CT grid)."""
     from scipy import ndimage
+
+    from resection.volumetry import bounding_box
 
     _check_labels(labels)
     if labels.size == 0 or not labels.any():
         return {}
-    if labels.dtype.itemsize > 4 or labels.dtype == np.uint32:
-        labels = labels.astype(np.int64)
-    boxes = ndimage.find_objects(labels)
-    return {i + 1: b for i, b in enumerate(boxes) if b is not None}
+    within = bounding_box(labels)
+    crop = labels[within]
+    if crop.dtype.itemsize > 4 or crop.dtype == np.uint32:
+        crop = crop.astype(np.int64)
+    return {i + 1: tuple(slice(w.start + b.start, w.start + b.stop) for w, b in zip(within, box))
+            for i, box in enumerate(ndimage.find_objects(crop)) if box is not None}
 
 
 def _check_labels(labels: np.ndarray) -> None:

@@ -14,9 +14,11 @@ and ``spacing_mm`` in the same axis order.
 How the conversion works, once: SimpleITK returns arrays indexed ``[k, j, i]`` and geometry in
 LPS (``world_lps = origin + direction @ diag(spacing) @ (i, j, k)``). We transpose to ``[i, j, k]``,
 build the native RAS affine ``diag(-1, -1, 1) @ [direction·spacing | origin]``, and apply the
-nibabel orientation transform (axis permutation and flips only, never interpolation) that makes it
-closest to canonical. Writing inverts exactly those steps and copies the native geometry, so outputs
-lie voxel-for-voxel on the input's grid.
+orientation transform (axis permutation and flips only, never interpolation) that makes it closest
+to canonical, chosen as ``nibabel.orientations.io_orientation`` does (the same algorithm, in
+:func:`_io_orientation`: importing nibabel costs ~0.2 s, so it is imported only to check float
+NIfTI files for NaN). Writing inverts exactly those steps and copies the native geometry, so
+outputs lie voxel-for-voxel on the input's grid.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import contextlib
 import hashlib
 import locale
 import logging
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
@@ -52,7 +54,8 @@ GRID_TOLERANCE_MM = 1e-2
 DIRECTION_TOLERANCE = 1e-4
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-_CANONICAL_ORNT = np.array([[0, 1], [1, 1], [2, 1]])
+#: NIfTI ``datatype`` codes of floating-point voxels (float32, float64, float128).
+_NIFTI_FLOAT_TYPES = (16, 64, 1536)
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,9 @@ class Grid:
         return affine
 
     def orientation(self) -> np.ndarray:
-        """nibabel orientation (axis permutation + flips) taking the native array to canonical RAS."""
-        return nib.orientations.io_orientation(self.affine_ras())
+        """Orientation (axis permutation + flips) taking the native array to canonical RAS, as
+        nibabel writes it: row ``n`` is ``(canonical axis of native axis n, +1 or -1 if flipped)``."""
+        return _io_orientation(self.affine_ras())
 
     def empty_image(self, pixel_id: int = sitk.sitkUInt8) -> sitk.Image:
         image = sitk.Image([int(n) for n in self.size], pixel_id)
@@ -109,7 +113,7 @@ class Grid:
 
     def describe(self) -> str:
         d = np.asarray(self.direction).reshape(3, 3)
-        codes = "".join(nib.orientations.aff2axcodes(self.affine_ras()))
+        codes = "".join(("RAS" if flip > 0 else "LPI")[int(axis)] for axis, flip in self.orientation())
         return (
             f"size {self.size}, spacing {_fmt(self.spacing_mm)} mm, origin (LPS) "
             f"{_fmt(self.origin_lps_mm)} mm, axes {codes}, direction {_fmt(d.ravel())}"
@@ -293,7 +297,7 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
         what = "an image"
         if header_only:
             grid = _read_header(reader, path, name)
-            _check_nifti(path, name)
+            _check_nifti(path, name, reader)
             return grid, path, files
     try:
         with keep_locale():
@@ -304,7 +308,7 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
             f"{name} {path}: cannot be read as {what} ({detail}). "
             "Is the file complete (not truncated) and in a supported format?"
         ) from None
-    _check_nifti(path, name)
+    _check_nifti(path, name, reader)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"{name} {path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
@@ -325,13 +329,16 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
     return image, path, files
 
 
-def _check_nifti(path: Path, name: str) -> None:
-    """Checks ITK's NIfTI reader skips: it fills truncated data with zeros and turns NaN into 0."""
+def _check_nifti(path: Path, name: str, reader: sitk.ImageFileReader) -> None:
+    """Checks ITK's NIfTI reader skips: it fills truncated data with zeros and turns NaN into 0.
+
+    ``reader`` has read the file's header, whose NIfTI fields it holds as metadata.
+    """
     if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
         return
-    img = nib.load(str(path))
-    header = img.header
-    expected = int(header.get_data_offset()) + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
+    field = reader.GetMetaData
+    n_voxels = math.prod(int(field(f"dim[{d}]")) for d in range(1, int(field("dim[0]")) + 1))
+    expected = int(float(field("vox_offset"))) + n_voxels * int(field("bitpix")) // 8
     if path.name.lower().endswith(".gz"):
         with open(path, "rb") as fh:  # gzip trailer: uncompressed size modulo 2**32
             fh.seek(-4, os.SEEK_END)
@@ -341,11 +348,13 @@ def _check_nifti(path: Path, name: str) -> None:
         available = path.stat().st_size
     if available < expected:
         raise InputFileError(
-            f"{name} {path}: holds {available} bytes of image data where its header announces "
-            f"{expected}; the file is truncated. Copy or export it again."
+            f"{name} {path}: holds {available} bytes where its header announces {expected}; the "
+            "file is truncated. Copy or export it again."
         )
-    if np.issubdtype(header.get_data_dtype(), np.floating):
-        bad = int((~np.isfinite(np.asanyarray(img.dataobj))).sum())
+    if int(field("datatype")) in _NIFTI_FLOAT_TYPES:
+        import nibabel  # ~0.2 s to import: only for float files
+
+        bad = int((~np.isfinite(np.asanyarray(nibabel.load(str(path)).dataobj))).sum())
         if bad:
             raise InputError(
                 f"{name} {path}: {bad} voxels are NaN or infinite; expected finite values. "
@@ -482,9 +491,41 @@ def _grid_difference(a: Grid, b: Grid) -> str:
     return ""
 
 
+def _io_orientation(affine: np.ndarray) -> np.ndarray:
+    """``nibabel.orientations.io_orientation`` of a 3D affine (its algorithm, step by step).
+
+    The rotation closest to the direction cosines (polar decomposition) is read axis by axis,
+    the most clearly aligned native axis first; each takes the RAS axis it points along most,
+    which is then no longer available.
+    """
+    linear = affine[:3, :3]
+    zooms = np.sqrt(np.sum(linear * linear, axis=0))
+    zooms[zooms == 0] = 1
+    p, s, qs = np.linalg.svd(linear / zooms, full_matrices=False)
+    keep = s > s.max() * 3 * np.finfo(s.dtype).eps
+    rotation = np.dot(p[:, keep], qs[keep])
+    ornt = np.full((3, 2), np.nan)
+    for native in np.argsort(np.min(-(rotation**2), axis=0), kind="stable"):
+        column = rotation[:, native]
+        if not np.allclose(column, 0):
+            ras = np.argmax(np.abs(column))
+            ornt[native] = ras, 1 if column[ras] > 0 else -1
+            rotation[ras, :] = 0
+    if np.isnan(ornt).any():
+        raise InputError(f"degenerate image directions (an axis points nowhere): {_fmt(linear.ravel())}")
+    return ornt
+
+
 def _canonical_affine(grid: Grid) -> np.ndarray:
+    """Canonical index → RAS mm: the native affine after undoing the orientation's permutation
+    and flips (``nibabel.orientations.inv_ornt_aff``)."""
     ornt = grid.orientation()
-    return grid.affine_ras() @ nib.orientations.inv_ornt_aff(ornt, grid.size)
+    flips = ornt[:, 1]
+    centre = (np.asarray(grid.size) - 1) / 2.0
+    undo_flip = np.diag([*flips, 1.0])
+    undo_flip[:3, 3] = centre - flips * centre
+    undo_reorder = np.eye(4)[[*ornt[:, 0].astype(int), 3]]
+    return grid.affine_ras() @ (undo_flip @ undo_reorder)
 
 
 def _canonical_shape(grid: Grid) -> tuple[int, ...]:
@@ -497,7 +538,8 @@ def _canonical_shape(grid: Grid) -> tuple[int, ...]:
 
 def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Volume:
     ornt = grid.orientation()
-    canonical = nib.orientations.apply_orientation(array_kji.T, ornt)
+    native = np.flip(array_kji.T, tuple(np.flatnonzero(ornt[:, 1] < 0)))
+    canonical = native.transpose(np.argsort(ornt[:, 0]))
     return Volume(
         array=_c_contiguous(canonical),
         affine_ras=_canonical_affine(grid),
@@ -534,8 +576,9 @@ def native_array(array: np.ndarray, *, reference: Volume) -> np.ndarray:
         raise GeometryMismatchError(
             f"array shape {array.shape} does not match the reference image {reference.shape}"
         )
-    back = nib.orientations.ornt_transform(_CANONICAL_ORNT, reference.grid.orientation())
-    return nib.orientations.apply_orientation(array, back)
+    ornt = reference.grid.orientation()
+    native = array.transpose(ornt[:, 0].astype(int))
+    return np.flip(native, tuple(np.flatnonzero(ornt[:, 1] < 0)))
 
 
 def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:

@@ -63,6 +63,31 @@ def test_any_axis_order_gives_the_same_canonical_array(tmp_path, codes):
     assert np.allclose(vol.affine_ras, affine, atol=1e-5)
 
 
+def test_orientation_is_nibabels():
+    """io chooses axes and flips as nibabel.orientations does (obliques and 45° ties included)."""
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        linear = np.eye(3)[:, rng.permutation(3)] * rng.choice([-1, 1], 3)
+        if trial % 3 == 1:
+            linear = np.linalg.qr(rng.normal(size=(3, 3)))[0]  # fully oblique
+        elif trial % 3 == 2:
+            c = s = np.sqrt(0.5)  # a 45° tie between two axes
+            linear = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])[:, rng.permutation(3)]
+        linear = linear * rng.uniform(0.3, 3.0, 3)
+        lps = np.diag([-1.0, -1.0, 1.0]) @ linear
+        spacing = np.linalg.norm(lps, axis=0)
+        grid = io.Grid(tuple(int(n) for n in rng.integers(2, 6, 3)), tuple(spacing),
+                       tuple(rng.normal(size=3) * 100), tuple((lps / spacing).ravel()))
+        ornt = nib.orientations.io_orientation(grid.affine_ras())
+        assert np.array_equal(grid.orientation(), ornt)
+        assert f"axes {''.join(nib.orientations.aff2axcodes(grid.affine_ras()))}," in grid.describe()
+        array_kji = rng.integers(0, 9, grid.size[::-1]).astype(np.uint8)
+        vol = io._to_canonical(array_kji, grid, None, ())
+        assert np.array_equal(vol.array, nib.orientations.apply_orientation(array_kji.T, ornt))
+        assert np.array_equal(vol.affine_ras, grid.affine_ras() @ nib.orientations.inv_ornt_aff(ornt, grid.size))
+        assert np.array_equal(io.native_array(vol.array, reference=vol), array_kji.T)
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"])
 def test_write_round_trip_keeps_the_native_grid(tmp_path, suffix):
     src = _save_nifti(_marked(), AFFINE, tmp_path / "src.nii.gz")
