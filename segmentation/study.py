@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hepatoplan.errors import NotComputableError
+from hepatoplan.units import MM3_PER_ML
 
 from .liver import segment_liver
 from .tumours import segment_tumours
@@ -88,6 +89,13 @@ def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> Stu
         t = time.perf_counter()
         tumours, tinfo = segment_tumours(image, liver, spacing_mm=spacing_mm)
         tinfo["seconds"] = round(time.perf_counter() - t, 2)
+        # lesions found in a notch of the liver surface are liver (as in manual references)
+        added = (tumours > 0) & (liver == 0)
+        if added.any():
+            liver[added] = 1
+            voxel_ml = float(np.prod(spacing_mm)) / MM3_PER_ML
+            linfo["lesion_volume_added_ml"] = round(float(np.count_nonzero(added)) * voxel_ml, 2)
+            linfo["liver_volume_ml"] = round(float(np.count_nonzero(liver)) * voxel_ml, 1)
         report["tumours"] = {"computed": True, **tinfo}
         if contrast == "non-contrast":
             report["vessels"] = {

@@ -44,6 +44,11 @@ MIN_ELLIPSOID_FILL = 0.25
 #: Median HU at or below which a hypodense blob is fluid (cyst, gallbladder), not tumour.
 FLUID_MAX_HU = 25.0
 TARGET_SPACING_MM = 1.0
+#: Closing radius (mm) of the liver mask for the lesion search: tumours in notches of the liver
+#: surface (left out of the liver mask, part of the liver in manual references) are searched too.
+CONCAVITY_CLOSE_MM = 12.0
+#: ... leaving out tissue within this distance (mm) of fat (fissures, the hilum, the gallbladder fossa).
+FAT_CLEARANCE_MM = 2.0
 #: Largest share of a lesion lying within ``SURFACE_MARGIN_MM`` of the liver surface: blobs mostly
 #: in that shell are partial volume with fat or neighbouring bowel caught by the liver mask.
 MAX_SURFACE_FRACTION = 0.5
@@ -106,8 +111,8 @@ def segment_tumours(
     img = _grid.block_mean(image[box], factors)
     liv = _grid.block_mean(liver[box].astype(np.float32), factors) > 0.5
     sm = _grid.gaussian(img, sp, 1.0)
-    depth = morph._dist_inside(liv, sp)
-    deep = depth > SURFACE_MARGIN_MM
+    liv_depth = morph._dist_inside(liv, sp)
+    deep = liv_depth > SURFACE_MARGIN_MM
     vals = sm[deep] if deep.sum() > 1000 else sm[liv]
     med = float(np.median(vals))
     # parenchyma SD from the lower half (vessels inflate the upper tail, lesions the lower tail)
@@ -121,55 +126,30 @@ def segment_tumours(
         seed_threshold_hu=round(seed_thr, 1),
         grow_threshold_hu=round(grow_thr, 1),
     )
-    seeds = deep & (sm < seed_thr)
-    dark = liv & (sm < grow_thr)
-    # grow below the surface only: partial volume with fat makes a dark shell that would chain
-    # lesions together; the lesion's own surface part is added back within a short reach
-    cand = morph.reconstruct(seeds, dark & (depth > SHELL_MM))
-    cand |= morph.dilate(cand, SHELL_MM + 1.0, sp) & dark
-    cand = morph.open_(cand, 1.0, sp)
-    cand = morph.fill_holes(cand)
-    labels, n = morph.components(cand, connectivity=26)
-    voxel_ml = float(np.prod(sp)) / MM3_PER_ML
-    small_lab = np.zeros(labels.shape, np.uint16)
-    if n:
-        idx = np.arange(1, n + 1)
-        counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-        dcand = morph._dist_inside(cand, sp)
-        radius = morph.label_max(dcand, labels, n)[1:]
-        order = np.argsort(-counts)
-        objects = ndi.find_objects(labels)
-        reach = (1, 1, 1)
-        k = 0
-        for j in order:
-            vol = counts[j] * voxel_ml
-            if vol < min_volume_ml or radius[j] < MIN_RADIUS_MM:
-                continue
-            win = tuple(
-                slice(max(0, o.start - r), min(n_, o.stop + r)) for o, r, n_ in zip(objects[j], reach, labels.shape)
-            )
-            comp = labels[win] == j + 1
-            vals_j = img[win][comp]
-            hu_j = float(np.median(vals_j))
-            if float(np.percentile(vals_j, DARK_PERCENTILE)) > seed_thr:
-                continue  # a lesion's core must be as dark as a seed, not only a few voxels
-            entry = {"volume_ml": round(float(vol), 2), "median_hu": round(hu_j, 1), "radius_mm": round(float(radius[j]), 1)}
-            if _ellipsoid_fill(comp, sp) < MIN_ELLIPSOID_FILL:
-                continue
-            entry["fat_fraction"] = round(float(np.count_nonzero(img[win][comp] < FAT_MAX_HU) / comp.sum()), 3)
-            if entry["fat_fraction"] > MAX_FAT_FRACTION:
-                continue  # fissures and the gallbladder fossa hold fat; liver tumours almost never do
-            entry["surface_fraction"] = round(float(np.count_nonzero(comp & (depth[win] <= SURFACE_MARGIN_MM)) / comp.sum()), 3)
-            if entry["surface_fraction"] > MAX_SURFACE_FRACTION:
-                continue
-            if hu_j <= FLUID_MAX_HU:
-                info["fluid_like"].append(entry)
-                continue
-            k += 1
-            small_lab[win][comp] = k
-            info["lesions"].append(entry)
+    search = dict(img=img, sm=sm, liv=liv, sp=sp, seed_thr=seed_thr, grow_thr=grow_thr, min_volume_ml=min_volume_ml)
+    found = _search(liv, liv_depth, **search)
+    # second pass for lesions at the liver's edge left out of the liver mask, in a notch of its
+    # surface (manual references count them as liver): the liver with its concavities closed
+    # (away from fat: fissures, hilum, gallbladder fossa), depth measured from that surface;
+    # only lesions not already found are added
+    pad_vox = int(np.ceil(CONCAVITY_CLOSE_MM / min(sp))) + 1
+    fat_near = morph.dilate(sm < FAT_MAX_HU, FAT_CLEARANCE_MM, sp)
+    region = liv | (morph.close(liv, CONCAVITY_CLOSE_MM, sp, pad_vox=pad_vox) & ~fat_near)
+    taken = np.zeros(liv.shape, bool)
+    for sl, comp, _ in found:
+        taken[sl] |= comp
+    found += [f for f in _search(region, morph._dist_inside(region, sp), **search) if not taken[f[0]][f[1]].any()]
+    small_lab = np.zeros(liv.shape, np.uint16)
+    k = 0
+    for sl, comp, entry in sorted(found, key=lambda f: -f[2]["volume_ml"]):
+        if entry["median_hu"] <= FLUID_MAX_HU:
+            info["fluid_like"].append(entry)
+            continue
+        k += 1
+        small_lab[sl][comp] = k
+        info["lesions"].append(entry)
     full = _grid.upsample(small_lab, factors, tuple(s.stop - s.start for s in box), linear=False)
-    full[~liver[box]] = 0
+    full[~(liver[box] | (_grid.upsample(region.astype(np.uint8), factors, full.shape, linear=False) > 0))] = 0
     out[box] = full
     # volumes and centroids on the full grid
     voxel_ml_full = float(np.prod(spacing)) / MM3_PER_ML
@@ -184,3 +164,54 @@ def segment_tumours(
     info["n_lesions"] = len(info["lesions"])
     info["total_volume_ml"] = round(float(sum(e["volume_ml"] for e in info["lesions"])), 2)
     return out, info
+
+
+def _search(region, depth, *, img, sm, liv, sp, seed_thr, grow_thr, min_volume_ml):
+    """Blob-like dark components in ``region`` (``depth``: mm to its surface) that pass the lesion tests.
+
+    Returns a list of (window slices, component mask in the window, JSON-ready entry); fluid-like
+    blobs are included (the caller tells them apart by ``median_hu``).
+    """
+    seeds = (depth > SURFACE_MARGIN_MM) & (sm < seed_thr)
+    dark = region & (sm < grow_thr)
+    # grow below the surface only: partial volume with fat makes a dark shell that would chain
+    # lesions together; the lesion's own surface part is added back within a short reach
+    cand = morph.reconstruct(seeds, dark & (depth > SHELL_MM))
+    cand |= morph.dilate(cand, SHELL_MM + 1.0, sp) & dark
+    cand = morph.open_(cand, 1.0, sp)
+    cand = morph.fill_holes(cand)
+    labels, n = morph.components(cand, connectivity=26)
+    if not n:
+        return []
+    voxel_ml = float(np.prod(sp)) / MM3_PER_ML
+    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    radius = morph.label_max(morph._dist_inside(cand, sp), labels, n)[1:]
+    objects = ndi.find_objects(labels)
+    found = []
+    for j in np.argsort(-counts):
+        vol = counts[j] * voxel_ml
+        if vol < min_volume_ml or radius[j] < MIN_RADIUS_MM:
+            continue
+        win = tuple(slice(max(0, o.start - 1), min(n_, o.stop + 1)) for o, n_ in zip(objects[j], labels.shape))
+        comp = labels[win] == j + 1
+        vals_j = img[win][comp]
+        entry = {
+            "volume_ml": round(float(vol), 2),
+            "median_hu": round(float(np.median(vals_j)), 1),
+            "radius_mm": round(float(radius[j]), 1),
+            "ellipsoid_fill": round(_ellipsoid_fill(comp, sp), 2),
+            "fat_fraction": round(float(np.count_nonzero(vals_j < FAT_MAX_HU) / comp.sum()), 3),
+            "surface_fraction": round(float(np.count_nonzero(comp & (depth[win] <= SURFACE_MARGIN_MM)) / comp.sum()), 3),
+            "in_liver_mask_fraction": round(float(np.count_nonzero(comp & liv[win]) / comp.sum()), 3),
+        }
+        log.debug("lesion candidate %s", entry)
+        if float(np.percentile(vals_j, DARK_PERCENTILE)) > seed_thr:
+            continue  # a lesion's core must be as dark as a seed, not only a few voxels
+        if entry["ellipsoid_fill"] < MIN_ELLIPSOID_FILL:
+            continue
+        if entry["fat_fraction"] > MAX_FAT_FRACTION:
+            continue  # fissures and the gallbladder fossa hold fat; liver tumours almost never do
+        if entry["surface_fraction"] > MAX_SURFACE_FRACTION:
+            continue
+        found.append((win, comp, entry))
+    return found
