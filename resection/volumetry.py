@@ -66,11 +66,13 @@ def tumour_instances(tumours: np.ndarray) -> np.ndarray:
 def bounding_box(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...]:
     """Slices of the smallest box holding ``mask`` (enlarged by ``pad`` voxels, clipped)."""
     box = []
+    within = mask  # narrowed to the extent found so far: later axes scan less
     for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        hit = np.flatnonzero(within.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
         if hit.size == 0:
             return tuple(slice(0, 0) for _ in range(mask.ndim))
         box.append(slice(max(hit[0] - pad, 0), min(hit[-1] + 1 + pad, mask.shape[axis])))
+        within = within[(slice(None),) * axis + (slice(hit[0], hit[-1] + 1),)]
     return tuple(box)
 
 
