@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -341,9 +342,12 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
     })
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         tmp = Path(tmp)
-        for name, array in arrays.items():
-            io.write_labels(array, reference=study.ct, path=tmp / f"{name}.nii.gz")
-        _write_visuals(tmp, options, study, result, arrays["labels"])
+        with ThreadPoolExecutor() as pool:  # ITK and zlib release the GIL: NIfTI files beside the visuals
+            nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")
+                     for name, array in arrays.items()]
+            _write_visuals(tmp, options, study, result, arrays["labels"])
+            for written in nifti:
+                written.result()
         (tmp / "report.json").write_text(
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
