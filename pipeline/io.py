@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ GRID_TOLERANCE_MM = 1e-2
 DIRECTION_TOLERANCE = 1e-4
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+_LOCALE_LOCK = threading.RLock()
 #: NIfTI ``datatype`` codes of floating-point voxels (float32, float64, float128).
 _NIFTI_FLOAT_TYPES = (16, 64, 1536)
 
@@ -300,7 +302,7 @@ def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bo
             _check_nifti(path, name, reader)
             return grid, path, files
     try:
-        with keep_locale():
+        with keep_locale() if files else contextlib.nullcontext():  # only GDCM touches the locale
             image = reader.Execute()
     except RuntimeError as exc:
         detail = _itk_message(exc)
@@ -391,12 +393,17 @@ def _read_header(reader: sitk.ImageFileReader, path: Path, name: str) -> Grid:
 @contextlib.contextmanager
 def keep_locale():
     """Restore the process locale afterwards: GDCM (DICOM in SimpleITK) switches it to "C",
-    which would make Python's default text encoding ASCII for the rest of the process."""
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
+    which would make Python's default text encoding ASCII for the rest of the process.
+
+    The locale belongs to the process, so threads take turns (one would otherwise save the
+    "C" of another's DICOM read and restore that).
+    """
+    with _LOCALE_LOCK:
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            yield
+        finally:
+            locale.setlocale(locale.LC_ALL, saved)
 
 
 def _dicom_series_files(folder: Path, *, series_uid: str | None, name: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ Arrays are canonical RAS+ (axis 0 → patient Right, 1 → Anterior, 2 → Super
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,10 +87,11 @@ def load_masks(
         "liver": "--liver", "tumours": "--tumours", "portal": "--portal",
         "hepatic": "--hepatic", "segments": "--segments", "totalsegmentator": "--totalsegmentator",
     }
-    arrays = {
-        name: io.read_labels(path, name=f"{flags[name]}", reference=ct, resample=resample).array
-        for name, path in paths.given().items()
-    }
+    given = paths.given()
+    with ThreadPoolExecutor() as pool:  # ITK's decompression and numpy's copies release the GIL
+        volumes = pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
+                                                       resample=resample), given)
+        arrays = {name: volume.array for name, volume in zip(given, volumes)}
     total = arrays.pop("totalsegmentator", None)
     if total is not None:
         for name, label in (("liver", TOTALSEG_LIVER), ("portal", TOTALSEG_PORTAL_SPLENIC),
