@@ -8,8 +8,20 @@ away from the liver surface (partial volume with fat would mimic lesions), grown
 ``median - GROW_K_SD * sd``. Components are kept when they are blob-like (an inscribed sphere of
 at least ``MIN_RADIUS_MM``, a volume filling at least ``MIN_ELLIPSOID_FILL`` of their moment
 ellipsoid), their median is as dark as a seed, they are large enough, and not of fluid density (cysts, gallbladder: reported
-separately as ``fluid_like``). Hyperdense lesions are not searched for: in portal-venous phase
-they are rare and collide with enhancing vessels.
+separately as ``fluid_like``).
+
+A second search runs in the liver with its surface concavities closed (``CONCAVITY_CLOSE_MM``,
+soft tissue farther than ``FAT_CLEARANCE_MM`` from fat), depth measured from that closed surface:
+a lesion at the liver's edge that the liver mask left out, in a notch of its surface, is found
+there (manual references count it as liver; :func:`segmentation.segment_study` adds it to the
+liver mask). Only lesions that do not overlap one found by the first search are added, so lesions
+inside the mask keep their first-search outline.
+
+Hyperdense lesions are not searched for: in portal-venous phase they are rare and collide with
+enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
+parenchyma) owes its brightness to an enhancing rim that the vessel segmentation takes; without
+vessel voxels it is at parenchyma level, and a Hessian bright-blob measure (scales 4 and 5.5 mm)
+ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions.
 """
 
 from __future__ import annotations
@@ -49,6 +61,8 @@ TARGET_SPACING_MM = 1.0
 CONCAVITY_CLOSE_MM = 12.0
 #: ... leaving out tissue within this distance (mm) of fat (fissures, the hilum, the gallbladder fossa).
 FAT_CLEARANCE_MM = 2.0
+#: Grid spacing (mm) of that closing.
+CLOSE_SPACING_MM = 2.0
 #: Largest share of a lesion lying within ``SURFACE_MARGIN_MM`` of the liver surface: blobs mostly
 #: in that shell are partial volume with fat or neighbouring bowel caught by the liver mask.
 MAX_SURFACE_FRACTION = 0.5
@@ -74,7 +88,7 @@ def segment_tumours(
     spacing_mm,
     min_volume_ml: float = MIN_VOLUME_ML,
 ) -> tuple[np.ndarray, dict]:
-    """Segment hypodense focal lesions inside the liver, as instances.
+    """Segment hypodense focal lesions inside the liver (or in notches of its surface), as instances.
 
     Parameters
     ----------
@@ -132,9 +146,14 @@ def segment_tumours(
     # surface (manual references count them as liver): the liver with its concavities closed
     # (away from fat: fissures, hilum, gallbladder fossa), depth measured from that surface;
     # only lesions not already found are added
-    pad_vox = int(np.ceil(CONCAVITY_CLOSE_MM / min(sp))) + 1
+    # (the closing runs on a ~2 mm grid: a 12 mm ball needs no finer one)
+    cf = _grid.shrink_factors(sp, CLOSE_SPACING_MM)
+    sp_c = tuple(s * f for s, f in zip(sp, cf))
+    pad_vox = int(np.ceil(CONCAVITY_CLOSE_MM / min(sp_c))) + 1
+    closed = morph.close(_grid.block_mean(liv.astype(np.float32), cf) > 0.5, CONCAVITY_CLOSE_MM, sp_c, pad_vox=pad_vox)
+    closed = _grid.upsample(closed.astype(np.uint8), cf, liv.shape, linear=False) > 0
     fat_near = morph.dilate(sm < FAT_MAX_HU, FAT_CLEARANCE_MM, sp)
-    region = liv | (morph.close(liv, CONCAVITY_CLOSE_MM, sp, pad_vox=pad_vox) & ~fat_near)
+    region = liv | (closed & ~fat_near)
     taken = np.zeros(liv.shape, bool)
     for sl, comp, _ in found:
         taken[sl] |= comp

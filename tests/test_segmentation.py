@@ -234,13 +234,23 @@ def _load(case_dir, name):
 
 
 def test_ircadb_01_study(ircadb_dir):
-    """Case 01: liver Dice >= 0.93 and volume within 5 %; tumours Dice >= 0.65; vessels >= 0.60."""
+    """Case 01: liver Dice >= 0.93 and volume within 5 %; tumours Dice >= 0.65, 5 of 6 lesions >= 1 mL; vessels >= 0.60."""
     ct, sp = _load(ircadb_dir / "01", "ct")
     res = segment_study(ct, spacing_mm=sp)
     liver_ref = _load(ircadb_dir / "01", "liver")[0] > 0
     assert _dice(res.liver, liver_ref) >= 0.93
     assert abs(np.count_nonzero(res.liver) / np.count_nonzero(liver_ref) - 1.0) <= 0.05
-    assert _dice(res.tumours, _load(ircadb_dir / "01", "tumours")[0]) >= 0.65
+    tum_ref = _load(ircadb_dir / "01", "tumours")[0] > 0
+    assert _dice(res.tumours, tum_ref) >= 0.65
+    # lesions >= 1 mL found: 5 of 6 (the posterior one lies in a notch of the automatic liver mask,
+    # found by the concavity search and added to the liver; the missed one is hyperdense, 2.5 mL)
+    import cc3d
+
+    ref_lab = cc3d.connected_components(tum_ref.astype(np.uint8))
+    big = [i for i, c in enumerate(np.bincount(ref_lab.ravel())) if i and c * np.prod(sp) / 1000.0 >= 1.0]
+    assert len(big) == 6
+    assert sum(bool(np.any(res.tumours[ref_lab == i])) for i in big) >= 5
+    assert np.all(res.liver[res.tumours > 0])
     region = morph.fill_holes(morph.close(liver_ref, 5.0, sp, pad_vox=10), per_slice=True)
     ves_ref = (_load(ircadb_dir / "01", "portal_vein")[0] > 0) | (_load(ircadb_dir / "01", "hepatic_veins")[0] > 0)
     ves = (res.portal_vein > 0) | (res.hepatic_veins > 0)
