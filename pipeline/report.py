@@ -29,14 +29,12 @@ def label_map(*, liver, segments, tumours, resected) -> np.ndarray:
     n_tumours = 0 if tumours is None else int(tumours.max(initial=0))
     dtype = np.uint8 if n_tumours + TUMOUR_OFFSET < 256 else np.uint16
     labels = np.zeros(liver.shape, dtype)
-    labels[liver] = LIVER_KEPT
-    if segments is not None:
-        labels[liver & (segments > 0)] = segments[liver & (segments > 0)]
+    kept = LIVER_KEPT if segments is None else np.where(segments > 0, segments, LIVER_KEPT)
+    np.copyto(labels, kept, where=liver, casting="unsafe")
     if resected is not None:
-        labels[resected & liver] += RESECTED_OFFSET
+        np.add(labels, RESECTED_OFFSET, out=labels, where=resected & liver)
     if tumours is not None:
-        inside = tumours > 0
-        labels[inside] = tumours[inside].astype(dtype) + TUMOUR_OFFSET
+        np.add(tumours, TUMOUR_OFFSET, out=labels, where=tumours > 0, dtype=dtype, casting="unsafe")
     return labels
 
 
