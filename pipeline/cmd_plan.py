@@ -20,12 +20,8 @@ import numpy as np
 
 from hepatoplan.errors import InputError
 from planning.assessment import assess_remnant
-from planning.scenarios import growth_outlook
 from resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
-from resection.function import function_weighted_flr
 from resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
-from resection.sparing import sparing_wedges
-from resection.vascular import vascular_consequences
 from resection.virtual import plan_resection
 from resection.volumetry import fill_partition, label_volumes_ml, tumour_instances, voxel_volume_ml
 
@@ -139,13 +135,17 @@ def run_demo(args) -> int:
 def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
-    study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
-    function_map = None
-    if options.function_map is not None:
-        function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
-                                     resample=options.resample_masks).array
-    result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
-    _write_outputs(options, study, result, arrays)
+    inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
+    with ThreadPoolExecutor(max_workers=1) as hashing:  # the provenance hashes meanwhile (hashlib releases the GIL)
+        sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
+        study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
+        function_map = None
+        if options.function_map is not None:
+            function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
+                                         resample=options.resample_masks).array
+        result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
+        _write_outputs(options, study, result, arrays, inputs=inputs,
+                       hashes={name: future.result() for name, future in sha256.items()})
     return result
 
 
@@ -210,6 +210,8 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
     extra = np.zeros(liver.shape, np.float32) if (sparing or ablations) else None
     extra_specs, details = [], {}
     if sparing:
+        from resection.sparing import sparing_wedges  # imported only by the plans that use them
+
         if not vessels:
             raise InputError("--near-vessel-margin-mm and --detach-from need --portal and/or --hepatic")
         major = np.logical_or.reduce(vessels)
@@ -279,6 +281,8 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         t["min_margin_mm"] = zone["min_coverage_margin_mm"]
     devascularised = None
     if vessels:
+        from resection.vascular import vascular_consequences
+
         anatomical = np.isin(segments, res.segments_removed) & liver if res.segments_removed else None
         vasc = vascular_consequences(
             liver=liver, resected=res.resected_fraction, spacing_mm=spacing, portal=study.portal,
@@ -301,6 +305,8 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
     result["resection"] = section
     if function_map is not None:
+        from resection.function import function_weighted_flr
+
         remnant_fraction = 1.0 - res.resected_fraction
         if devascularised is not None:
             remnant_fraction = remnant_fraction * ~devascularised
@@ -320,6 +326,8 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
     ).to_dict()
     result["assessment"] = assessment
     if assessment["verdict"] == "inadequate":
+        from planning.scenarios import growth_outlook
+
         result["growth_outlook"] = growth_outlook(
             flr_ml=section["remnant_ml"], target_ml=assessment["min_remnant_ml"],
             tumour_ml=sum(tumour_ml.values()) or None,
@@ -327,13 +335,13 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
     return res.resected_mask
 
 
-def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict) -> None:
+def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
+                   inputs: dict[str, str], hashes: dict[str, str]) -> None:
+    """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256."""
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder; choose a folder path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
-    hashes = {name: io.sha256_of(path) for name, path in inputs.items()}
     result["provenance"] = report.provenance(inputs, hashes, {
         "resect": list(options.resect), "margin_mm": options.margin_mm,
         "parenchyma": options.parenchyma, "threshold_percent": options.threshold_percent,

@@ -22,13 +22,14 @@ import logging
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from hepatoplan.errors import InputError, InputFileError
-from pipeline.preview import (Mesh, decimate_mesh, default_colours, default_scenes,
-                              structure_kind)
+
+if TYPE_CHECKING:
+    from pipeline.preview import Mesh
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,8 @@ def viewer_data(
     -------
     dict
     """
+    from pipeline.preview import decimate_mesh, default_colours, default_scenes, structure_kind
+
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
     initial = scenes.get("after") or scenes.get("before") or {n: 1.0 for n in meshes}
