@@ -210,7 +210,7 @@ def read_image(
                               sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         grid = reference.grid
         log.warning("%s %s resampled linearly onto the CT grid", name, source)
-    array = sitk.GetArrayFromImage(image)
+    array = sitk.GetArrayViewFromImage(image)  # _to_canonical copies it while ``image`` lives
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise InputError(
             f"{name} {source}: {int((~np.isfinite(array)).sum())} voxels are NaN or infinite; "
@@ -255,7 +255,7 @@ def read_labels(
         Grid differs from ``reference`` and ``resample`` is false.
     """
     image, source, files = _read_sitk(Path(path), series_uid=None, name=name)
-    array = _integer_labels(sitk.GetArrayFromImage(image), name=name, source=source)
+    array = _integer_labels(sitk.GetArrayViewFromImage(image), name=name, source=source)  # copied below
     if reference is not None:
         grid = Grid.of(image)
         problem = _grid_difference(grid, reference.grid)
@@ -548,7 +548,7 @@ def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Vol
     native = np.flip(array_kji.T, tuple(np.flatnonzero(ornt[:, 1] < 0)))
     canonical = native.transpose(np.argsort(ornt[:, 0]))
     return Volume(
-        array=_c_contiguous(canonical),
+        array=_c_order_copy(canonical),
         affine_ras=_canonical_affine(grid),
         grid=grid,
         path=source,
@@ -556,14 +556,14 @@ def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Vol
     )
 
 
-def _c_contiguous(view: np.ndarray, tile=(64, 64, 8)) -> np.ndarray:
-    """C-ordered copy of a transposed/flipped view, copied tile by tile.
+def _c_order_copy(view: np.ndarray, tile=(64, 64, 8)) -> np.ndarray:
+    """C-ordered copy of a transposed/flipped view, copied tile by tile (always a new array).
 
     A plain ``np.ascontiguousarray`` of a full 3D transpose thrashes the cache; 64×64×8 tiles are
     about 4× faster on a 512×512×129 scan.
     """
     if view.flags.c_contiguous:
-        return view
+        return view.copy()
     out = np.empty(view.shape, view.dtype)
     ni, nj, nk = view.shape
     ti, tj, tk = tile
@@ -599,7 +599,7 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
     data = native_array(np.asarray(array), reference=reference)
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    image = sitk.GetImageFromArray(_c_contiguous(data.T))
+    image = sitk.GetImageFromArray(_c_order_copy(data.T))
     reference.grid.stamp(image)
     # write into a temporary folder beside the target, then rename (MetaImage .mhd writes a second
     # data file that its header names, so the whole set is written under its final name)
