@@ -61,8 +61,6 @@ TARGET_SPACING_MM = 1.0
 CONCAVITY_CLOSE_MM = 12.0
 #: ... leaving out tissue within this distance (mm) of fat (fissures, the hilum, the gallbladder fossa).
 FAT_CLEARANCE_MM = 2.0
-#: Grid spacing (mm) of that closing.
-CLOSE_SPACING_MM = 2.0
 #: Largest share of a lesion lying within ``SURFACE_MARGIN_MM`` of the liver surface: blobs mostly
 #: in that shell are partial volume with fat or neighbouring bowel caught by the liver mask.
 MAX_SURFACE_FRACTION = 0.5
@@ -146,12 +144,8 @@ def segment_tumours(
     # surface (manual references count them as liver): the liver with its concavities closed
     # (away from fat: fissures, hilum, gallbladder fossa), depth measured from that surface;
     # only lesions not already found are added
-    # (the closing runs on a ~2 mm grid: a 12 mm ball needs no finer one)
-    cf = _grid.shrink_factors(sp, CLOSE_SPACING_MM)
-    sp_c = tuple(s * f for s, f in zip(sp, cf))
-    pad_vox = int(np.ceil(CONCAVITY_CLOSE_MM / min(sp_c))) + 1
-    closed = morph.close(_grid.block_mean(liv.astype(np.float32), cf) > 0.5, CONCAVITY_CLOSE_MM, sp_c, pad_vox=pad_vox)
-    closed = _grid.upsample(closed.astype(np.uint8), cf, liv.shape, linear=False) > 0
+    pad_vox = int(np.ceil(CONCAVITY_CLOSE_MM / min(sp))) + 1
+    closed = morph.close(liv, CONCAVITY_CLOSE_MM, sp, pad_vox=pad_vox)
     fat_near = morph.dilate(sm < FAT_MAX_HU, FAT_CLEARANCE_MM, sp)
     region = liv | (closed & ~fat_near)
     taken = np.zeros(liv.shape, bool)
