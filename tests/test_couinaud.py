@@ -123,8 +123,10 @@ def test_flipped_axes_give_the_same_segments(tmp_path):
 #: Phantom acceptance (issue 3 asks >= 0.95 for every segment). Reached for 2, 3, 5, 6, 7, 8; the
 #: caudate (1) and segment 4 stay below: the phantom's caudate is a sector closed by an oblique
 #: top plane and open downward, while the method keeps the compact caudate box the IRCADb
-#: reference needs (segment 4 loses what the caudate takes). Thresholds = measured minus a margin.
-PHANTOM_MIN_DICE = {1: 0.58, 2: 0.95, 3: 0.95, 4: 0.78, 5: 0.95, 6: 0.95, 7: 0.95, 8: 0.95}
+#: reference needs (segment 4 loses what the caudate takes; since the caudate box reaches 5 mm in front
+#: of the bifurcation, as the IRCADb reference wants, segment 4 measures 0.78-0.80 here, was 0.81-0.84).
+#: Thresholds = measured minus a margin.
+PHANTOM_MIN_DICE = {1: 0.62, 2: 0.95, 3: 0.95, 4: 0.75, 5: 0.95, 6: 0.95, 7: 0.95, 8: 0.95}
 
 
 @pytest.mark.parametrize("spacing, axcodes", [(SPACINGS[0], "RAS"), (SPACINGS[1], "RAS"), (SPACINGS[0], "LPS"),
