@@ -230,13 +230,13 @@ def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
     from resection.volumetry import bounding_box
 
     _check_labels(labels)
-    if labels.size == 0 or not labels.any():
-        return {}
     within = bounding_box(labels)
     crop = labels[within]
+    if crop.size == 0:
+        return {}
     if crop.dtype.itemsize > 4 or crop.dtype == np.uint32:
         crop = crop.astype(np.int64)
-    return {i + 1: tuple(slice(w.start + b.start, w.start + b.stop) for w, b in zip(within, box))
+    return {i + 1: tuple(slice(int(w.start + b.start), int(w.start + b.stop)) for w, b in zip(within, box))
             for i, box in enumerate(ndimage.find_objects(crop)) if box is not None}
 
 
