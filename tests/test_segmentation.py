@@ -102,6 +102,28 @@ def test_tumour_on_phantom_is_one_instance_with_its_volume(phantom_study, phanto
     assert np.all(phantom_study.liver[tum > 0] == 1)  # lesions lie inside the liver
 
 
+@pytest.mark.parametrize("radius_mm, depth_mm", [(8.0, 9.0), (8.0, 11.0), (9.0, 10.0)])
+def test_tumour_in_a_notch_of_the_liver_mask_is_found_whole(phantom, radius_mm, depth_mm):
+    """A lesion under the posterior surface whose outer half, and the slot from it to the surface,
+    the liver mask leaves out (as the automatic liver did on IRCADb 01) is found, notch part included."""
+    img, sp, truth = phantom
+    shape = img.shape
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, sp)), indexing="ij")
+    lx, ly, lz = shape[0] * sp[0] / 2 + 60, shape[1] * sp[1] / 2 + 5, 85  # the phantom liver's centre
+    yc = ly - 65 + depth_mm  # 65 mm: its posterior semi-axis
+    lesion = ((x - lx) ** 2 + (y - yc) ** 2 + (z - lz) ** 2 <= radius_mm**2) & truth["liver"]
+    img = img.copy()
+    img[lesion] = (60 + np.random.default_rng(1).normal(0.0, 12.0, np.count_nonzero(lesion))).astype(np.int16)
+    slot = ((x - lx) ** 2 + (z - lz) ** 2 <= radius_mm**2) & (y < yc)
+    liver = truth["liver"] & ~slot
+    tum, info = segment_tumours(img, liver, spacing_mm=sp)
+    hit = np.bincount(tum[lesion]).argmax()
+    assert hit > 0 and _dice(tum == hit, lesion) >= 0.8
+    assert np.any((tum == hit) & ~liver)  # the notch part
+    assert _dice(tum > 0, truth["tumour"] | lesion) >= 0.9
+    assert info["n_lesions"] == 2
+
+
 def test_vessel_on_phantom_detected_and_inside_roi(phantom_study, phantom):
     _, _, truth = phantom
     ves = (phantom_study.portal_vein > 0) | (phantom_study.hepatic_veins > 0)
