@@ -474,8 +474,6 @@ def write_plan_visuals(
 
     from pipeline.export import (UnreferenceableSeriesError, write_colour_table, write_dicom_seg,
                                  write_seg_nrrd)
-    from pipeline.preview import (render_previews, structure_meshes, structures_from_labels,
-                                  write_meshes)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -508,6 +506,8 @@ def write_plan_visuals(
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
+        from pipeline.preview import render_previews, structure_meshes, structures_from_labels, write_meshes
+
         t = time.perf_counter()
         meshes = structure_meshes(structures_from_labels(labels, vessels=vessels),
                                   affine_ras=affine_ras)
