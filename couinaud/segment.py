@@ -48,7 +48,7 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
      left of the bifurcation (on IRCADb the detected runs start at the bifurcation or are not
      straight, and the prior decides);
    - *caudate lobe* (1): the liver in front of the IVC's centre line (from half a radius behind
-     it), behind and left of the bifurcation, at most :data:`CAUDATE_LEFT_OF_IVC_MM` left of the
+     it), left of the bifurcation and up to :data:`CAUDATE_FRONT_OF_BIFURCATION_MM` in front of it, at most :data:`CAUDATE_LEFT_OF_IVC_MM` left of the
      IVC, from :data:`CAUDATE_BELOW_MM` below to :data:`CAUDATE_ABOVE_MM` above the bifurcation.
 4. Every liver voxel gets one label; each segment is reduced to one 6-connected piece (other
    pieces go to the segment that surrounds them most). Pieces of a liver mask that are not
@@ -456,7 +456,7 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         "transverse_left": {"method": "plane fit", "z_mm": round(z_left + off_vox[2] * spa[2], 2),
                             "detail": "axial plane at the level of the left portal vein (2 cranial, 3 caudal)"},
         "caudate": {"method": "plane fit",
-                    "detail": "liver in front of the IVC, behind and left of the portal bifurcation, "
+                    "detail": "liver in front of the IVC, left of the portal bifurcation and up to 5 mm in front of it, "
                               f"from {CAUDATE_BELOW_MM:.0f} mm below to {CAUDATE_ABOVE_MM:.0f} mm above it"},
     }
 
