@@ -219,12 +219,16 @@ def structure_colour(name: str) -> tuple[float, float, float]:
 
 
 def _present_labels(labels: np.ndarray) -> list[int]:
-    return list(_label_boxes(labels))
+    return list(label_boxes(labels))
 
 
-def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
+def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
     """Bounding box (slices) of every non-zero label value present, searched inside the box of
-    all labels (a plan's labels fill a small part of the CT grid)."""
+    all labels (a plan's labels fill a small part of the CT grid).
+
+    Give the result to :func:`write_colour_table` and :func:`write_seg_nrrd` (``boxes=``) to
+    search ``labels`` once for both.
+    """
     from scipy import ndimage
 
     from resection.volumetry import bounding_box
@@ -243,7 +247,8 @@ def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
 def _check_labels(labels: np.ndarray) -> None:
     if labels.ndim != 3:
         raise LabelError(f"labels must be a 3D array, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+    if not np.issubdtype(labels.dtype, np.integer) or (
+            np.issubdtype(labels.dtype, np.signedinteger) and labels.size and labels.min() < 0):
         raise LabelError(f"labels must be a non-negative integer array, got dtype {labels.dtype}")
 
 
@@ -255,7 +260,8 @@ def _check_affine(affine_ras: np.ndarray) -> np.ndarray:
     return affine
 
 
-def write_colour_table(labels: np.ndarray, *, path: str | Path) -> Path:
+def write_colour_table(labels: np.ndarray, *, path: str | Path,
+                       boxes: Mapping[int, tuple] | None = None) -> Path:
     """Write the 3D Slicer colour table of the label values present in ``labels``.
 
     Format: one line per value, ``value name R G B A`` with 0–255 components (names use ``_``
@@ -268,13 +274,15 @@ def write_colour_table(labels: np.ndarray, *, path: str | Path) -> Path:
         The plan's label array (any grid).
     path : str or Path
         Output file, conventionally ``labels.ctbl`` next to ``labels.nii.gz``.
+    boxes : mapping, optional
+        :func:`label_boxes` of ``labels``, when already computed.
 
     Returns
     -------
     Path
     """
     path = Path(path)
-    values = _present_labels(np.asarray(labels))
+    values = list(label_boxes(np.asarray(labels)) if boxes is None else boxes)
     lines = ["# hepatoplan label colour table (3D Slicer format): value name R G B A",
              f"# {len(values) + 1} values"]
     lines.append("0 background 0 0 0 0")
@@ -307,6 +315,7 @@ def write_seg_nrrd(
     path: str | Path,
     extra_structures: Mapping[str, np.ndarray] | None = None,
     crop: bool = True,
+    boxes: Mapping[int, tuple] | None = None,
 ) -> Path:
     """Write a 3D Slicer segmentation (``.seg.nrrd``) with named, coloured segments.
 
@@ -329,6 +338,8 @@ def write_seg_nrrd(
         Store only the box that holds every segment, as Slicer does (its ``space origin`` is
         the box's first voxel, ``Segmentation_ReferenceImageExtentOffset`` its index in the
         given grid); the voxels keep their world positions. False stores the whole grid.
+    boxes : mapping, optional
+        :func:`label_boxes` of ``labels``, when already computed.
 
     Returns
     -------
@@ -345,7 +356,7 @@ def write_seg_nrrd(
 
     labels = np.asarray(labels)
     affine = _check_affine(affine_ras)
-    boxes = _label_boxes(labels)
+    boxes = label_boxes(labels) if boxes is None else boxes
     values = list(boxes)
     extras = _checked_extras(extra_structures, labels.shape)
 
@@ -353,7 +364,7 @@ def write_seg_nrrd(
     for v in values:
         segments.append((label_entry(v), 0, v, boxes[v]))
     for j, (name, mask) in enumerate(extras.items()):
-        box = _label_boxes(mask.view(np.uint8))[1]
+        box = label_boxes(mask.view(np.uint8))[1]
         segments.append((structure_entry(name, value=1), j + 1, 1, box))
 
     # as Slicer saves segmentations: cropped to the segments' joint extent, with its offset in

@@ -472,8 +472,8 @@ def write_plan_visuals(
     """
     import time
 
-    from pipeline.export import (UnreferenceableSeriesError, write_colour_table, write_dicom_seg,
-                                 write_seg_nrrd)
+    from pipeline.export import (UnreferenceableSeriesError, label_boxes, write_colour_table,
+                                 write_dicom_seg, write_seg_nrrd)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -481,10 +481,11 @@ def write_plan_visuals(
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "report": []}
     t = time.perf_counter()
-    written["labels"].append(write_colour_table(labels, path=out_dir / "labels.ctbl"))
+    boxes = label_boxes(labels)
+    written["labels"].append(write_colour_table(labels, path=out_dir / "labels.ctbl", boxes=boxes))
     written["labels"].append(write_seg_nrrd(labels, affine_ras=affine_ras,
                                             path=out_dir / "labels.seg.nrrd",
-                                            extra_structures=vessels))
+                                            extra_structures=vessels, boxes=boxes))
     if source_dicom_files:
         def dicom_seg(missing_uids: str) -> Path:
             return write_dicom_seg(labels, affine_ras=affine_ras,
