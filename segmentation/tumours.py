@@ -14,9 +14,10 @@ A second search runs in the liver with its surface concavities closed (``CONCAVI
 soft tissue farther than ``FAT_CLEARANCE_MM`` from fat), depth measured from that closed surface:
 a lesion at the liver's edge that the liver mask left out, in a notch of its surface, is found
 there (manual references count it as liver; :func:`segmentation.segment_study` adds it to the
-liver mask). A lesion of the second search is added when it overlaps none of the first search,
-and replaces the one it overlaps when it is at least as blob-like (ellipsoid fill): its notch part
-completes it, whereas chaining into neighbouring tissue lowers the fill.
+liver mask). A lesion of the second search that reaches into such a notch is added when it
+overlaps none of the first search, and replaces the one it overlaps when it is at least as
+blob-like (ellipsoid fill): its notch part completes it, whereas chaining into neighbouring tissue
+lowers the fill.
 
 Hyperdense lesions are not searched for: in portal-venous phase they are rare and collide with
 enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
@@ -154,7 +155,10 @@ def segment_tumours(
     taken = np.zeros(liv.shape, np.int32)
     for i, (sl, comp, _) in enumerate(found):
         taken[sl][comp] = i + 1
+    notch = region & ~liv
     for f in _search(region, morph._dist_inside(region, sp), **search):
+        if not np.any(notch[f[0]][f[1]]):
+            continue  # not at a notch: the first search has judged it
         hit = np.unique(taken[f[0]][f[1]])
         hit = hit[hit > 0]
         if len(hit) == 0:
