@@ -136,7 +136,8 @@ def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
     inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
-    with ThreadPoolExecutor(max_workers=1) as hashing:  # the provenance hashes meanwhile (hashlib releases the GIL)
+    # the provenance hashes are computed meanwhile (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=1) as hashing:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
         function_map = None
@@ -350,7 +351,8 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
     })
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         tmp = Path(tmp)
-        with ThreadPoolExecutor() as pool:  # ITK and zlib release the GIL: NIfTI files beside the visuals
+        # the NIfTI files are written beside the visuals (ITK and zlib release the GIL)
+        with ThreadPoolExecutor(io.worker_threads()) as pool:
             nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")
                      for name, array in arrays.items()]
             _write_visuals(tmp, options, study, result, arrays["labels"])

@@ -274,6 +274,12 @@ def read_labels(
     return _to_canonical(array, Grid.of(image), source, files)
 
 
+def worker_threads() -> int:
+    """Threads for reading or writing several images at once: ITK's share of the cores (all of
+    them, or what a batch worker was given through ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``)."""
+    return sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+
+
 def same_grid(a: Volume, b: Volume) -> bool:
     """True when two volumes share one grid in canonical space (within the tolerances)."""
     return not _grid_difference(a.grid, b.grid)

@@ -88,7 +88,7 @@ def load_masks(
         "hepatic": "--hepatic", "segments": "--segments", "totalsegmentator": "--totalsegmentator",
     }
     given = paths.given()
-    with ThreadPoolExecutor() as pool:  # ITK's decompression and numpy's copies release the GIL
+    with ThreadPoolExecutor(io.worker_threads()) as pool:  # ITK and numpy's copies release the GIL
         volumes = pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
                                                        resample=resample), given)
         arrays = {name: volume.array for name, volume in zip(given, volumes)}
