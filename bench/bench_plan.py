@@ -20,11 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the phantom writer (data_samples) without an installed hepatoplan
 IRCADB = ROOT.parent / "shared" / "data" / "ircadb" / "01"
+# Peak memory is the child's VmHWM: its ru_maxrss would include this script's own peak (the
+# phantom's ~1 GB), which Linux carries across fork and exec.
 RUNNER = (
     "import resource, sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
     "u = resource.getrusage(resource.RUSAGE_SELF); "
-    "print('USAGE', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
+    "hwm_kb = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')); "
+    "print('USAGE', hwm_kb, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
 )
 
 
