@@ -7,6 +7,8 @@ uniformity with the other domain packages.
 
 from __future__ import annotations
 
+import hashlib
+
 import cc3d
 import numpy as np
 
@@ -101,16 +103,27 @@ def voxel_indices(mask: np.ndarray) -> np.ndarray:
     return np.stack(np.unravel_index(np.flatnonzero(mask), mask.shape), axis=1)
 
 
+#: ``(key, KD-tree)`` of the last candidate set searched by :func:`nearest_in_set`.
+_last_tree: tuple = (None, None)
+
+
 def nearest_in_set(points: np.ndarray, candidates: np.ndarray, *, spacing_mm):
     """For voxel indices ``points`` (n, 3), the nearest of ``candidates`` (m, 3) in mm.
+
+    The KD-tree of the last ``candidates`` is kept (keyed by their content and the spacing), so
+    measuring several tumours against one kept liver boundary builds it once.
 
     Returns ``(distance_mm, index into candidates)``.
     """
     from scipy.spatial import cKDTree
 
+    global _last_tree
     scale = np.asarray(spacing_mm, dtype=float)
-    tree = cKDTree(candidates * scale)
-    return tree.query(points * scale, workers=-1)
+    candidates = np.ascontiguousarray(candidates)
+    key = (hashlib.blake2b(candidates).digest(), candidates.dtype.str, candidates.shape, tuple(scale))
+    if _last_tree[0] != key:
+        _last_tree = (key, cKDTree(candidates * scale))
+    return _last_tree[1].query(points * scale, workers=-1)
 
 
 def fill_partition(segments: np.ndarray, liver: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, int]:
