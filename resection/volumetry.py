@@ -121,9 +121,11 @@ def nearest_in_set(points: np.ndarray, candidates: np.ndarray, *, spacing_mm):
     scale = np.asarray(spacing_mm, dtype=float)
     candidates = np.ascontiguousarray(candidates)
     key = (hashlib.blake2b(candidates).digest(), candidates.dtype.str, candidates.shape, tuple(scale))
-    if _last_tree[0] != key:
-        _last_tree = (key, cKDTree(candidates * scale))
-    return _last_tree[1].query(points * scale, workers=-1)
+    cached_key, tree = _last_tree  # one read: another thread may replace it meanwhile
+    if cached_key != key:
+        tree = cKDTree(candidates * scale)
+        _last_tree = (key, tree)
+    return tree.query(points * scale, workers=-1)
 
 
 def fill_partition(segments: np.ndarray, liver: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, int]:
