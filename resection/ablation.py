@@ -43,7 +43,6 @@ from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
-from .surface import surface_distance
 from .volumetry import bounding_box, padded_box, voxel_volume_ml
 
 log = logging.getLogger(__name__)
@@ -257,6 +256,8 @@ def ablation_zone(
     # tumour extent from the centre (on the tumour's padded box)
     tpad = [int(np.ceil(2 * max(spacing) / s)) + 2 for s in spacing]
     tbox = padded_box(bounding_box(tumour), tpad, tumour.shape)
+    from .surface import surface_distance  # scipy's ndimage and spatial: only ablations need them
+
     t_signed = surface_distance(tumour[tbox], spacing_mm=spacing, band_mm=float(margin_mm) + 2 * max(spacing),
                                 depth_mm=max(spacing)).distance_mm
     pts = np.argwhere(tumour[tbox])

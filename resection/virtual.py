@@ -30,8 +30,7 @@ import numpy as np
 from hepatoplan.errors import InputError
 
 from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, WedgeResection, check_margin_mm
-from .surface import surface_distance
-from .volumetry import boundary_voxels, bounding_box, nearest_in_set, padded_box, voxel_volume_ml
+from .volumetry import VoxelSet, boundary_voxels, bounding_box, padded_box, voxel_indices, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +233,8 @@ def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None
     if margin_mm == 0.0:
         share = inside.astype(np.float32)
     else:
+        from .surface import surface_distance  # scipy's ndimage and spatial: only wedges need them
+
         distance = surface_distance(inside, spacing_mm=spacing_mm, band_mm=band_mm, depth_mm=max(spacing_mm))
         share = distance.fraction_within(margin_mm)
         share[inside] = 1.0
@@ -241,32 +242,32 @@ def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None
     np.maximum(fraction[box], share, out=fraction[box])
 
 
-def _clearance_mm(tumour, kept_boundary: np.ndarray, spacing_mm) -> float:
+def _clearance_mm(tumour, kept_boundary: VoxelSet, spacing_mm) -> float:
     """Smallest gap (mm) between a tumour and kept liver, surface to surface.
 
-    ``kept_boundary`` holds the voxel indices (n, 3) of the kept region's boundary (the nearest
-    kept voxel always lies there). The centre-to-centre distance ``d`` between the closest tumour
+    ``kept_boundary`` holds the voxels of the kept region's boundary (the nearest kept voxel always
+    lies there). The centre-to-centre distance ``d`` between the closest tumour
     and kept voxels, less the voxel's extent along that direction (half a voxel on each side):
     touching voxels give 0.
     """
     if len(kept_boundary) == 0:
         return float("inf")
-    points = np.argwhere(boundary_voxels(tumour))
-    distance, nearest = nearest_in_set(points, kept_boundary, spacing_mm=spacing_mm)
+    points = voxel_indices(boundary_voxels(tumour))
+    distance, nearest = kept_boundary.nearest(points)
     k = int(np.argmin(distance))
-    step = (kept_boundary[nearest[k]] - points[k]) * np.asarray(spacing_mm)
+    step = (kept_boundary.voxels[nearest[k]] - points[k]) * np.asarray(spacing_mm)
     extent = float(np.abs(step) @ np.asarray(spacing_mm)) / max(float(distance[k]), 1e-9)
     return float(max(0.0, distance[k] - extent))
 
 
 def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):
     removed = fraction >= 0.5
-    kept_boundaries: dict[str, np.ndarray] = {}
+    kept_boundaries: dict[str, VoxelSet] = {}
 
-    def kept_boundary(which: str) -> np.ndarray:  # computed once, when first needed
+    def kept_boundary(which: str) -> VoxelSet:  # computed once (and its KD-tree), when first needed
         if which not in kept_boundaries:
             kept = liver & ~(anatomical if which == "anatomical" else removed)
-            kept_boundaries[which] = np.argwhere(boundary_voxels(kept))
+            kept_boundaries[which] = VoxelSet(voxel_indices(boundary_voxels(kept)), spacing_mm=spacing)
         return kept_boundaries[which]
 
     outcomes = []

@@ -7,8 +7,6 @@ uniformity with the other domain packages.
 
 from __future__ import annotations
 
-import hashlib
-
 import cc3d
 import numpy as np
 
@@ -103,29 +101,30 @@ def voxel_indices(mask: np.ndarray) -> np.ndarray:
     return np.stack(np.unravel_index(np.flatnonzero(mask), mask.shape), axis=1)
 
 
-#: ``(key, KD-tree)`` of the last candidate set searched by :func:`nearest_in_set`.
-_last_tree: tuple = (None, None)
+class VoxelSet:
+    """Voxel indices ``(m, 3)`` with a KD-tree in mm, for repeated nearest-member queries."""
+
+    def __init__(self, voxels: np.ndarray, *, spacing_mm):
+        from scipy.spatial import cKDTree
+
+        self.voxels = np.asarray(voxels)
+        self._scale = np.asarray(spacing_mm, dtype=float)
+        self._tree = cKDTree(self.voxels * self._scale)
+
+    def __len__(self) -> int:
+        return len(self.voxels)
+
+    def nearest(self, points: np.ndarray):
+        """``(distance_mm, index into voxels)`` of the member nearest each voxel index in ``points``."""
+        return self._tree.query(np.asarray(points) * self._scale, workers=-1)
 
 
 def nearest_in_set(points: np.ndarray, candidates: np.ndarray, *, spacing_mm):
     """For voxel indices ``points`` (n, 3), the nearest of ``candidates`` (m, 3) in mm.
 
-    The KD-tree of the last ``candidates`` is kept (keyed by their content and the spacing), so
-    measuring several tumours against one kept liver boundary builds it once.
-
     Returns ``(distance_mm, index into candidates)``.
     """
-    from scipy.spatial import cKDTree
-
-    global _last_tree
-    scale = np.asarray(spacing_mm, dtype=float)
-    candidates = np.ascontiguousarray(candidates)
-    key = (hashlib.blake2b(candidates).digest(), candidates.dtype.str, candidates.shape, tuple(scale))
-    cached_key, tree = _last_tree  # one read: another thread may replace it meanwhile
-    if cached_key != key:
-        tree = cKDTree(candidates * scale)
-        _last_tree = (key, tree)
-    return tree.query(points * scale, workers=-1)
+    return VoxelSet(candidates, spacing_mm=spacing_mm).nearest(points)
 
 
 def fill_partition(segments: np.ndarray, liver: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, int]:
