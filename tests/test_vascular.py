@@ -270,10 +270,10 @@ def test_ircadb01_one_mm_wedges_recomputed_independently(ircadb01):
     functional = s["liver"] & (s["tumours"] == 0)
     frac = _independent_wedge_fraction(s["liver"], s["tumours"], s["spacing"], 1.0)
     resected_ml = float(frac[functional].sum(dtype=np.float64)) * unit
-    # Two models of a voxelised tumour's surface (Gaussian-smoothed 0.5 level + fast marching vs
-    # trilinear 0.5 level + sub-sampled EDT) differ by ~0.2 mm on IRCADb's jagged masks: 16.7 vs
-    # 20.0 mL for the 1 mm shell (1.6 mm slices), 98.2 vs 102.3 mL at 5 mm; on a smooth sphere the
-    # independent count is 2 % above the analytic volume. Hence 25 % on the thin shell, 0.5 % on
+    # Two models of a voxelised tumour's surface (resection.surface: Gaussian-smoothed, volume-
+    # calibrated level and exact distances, vs trilinear 0.5 level + sub-sampled EDT) differ by
+    # ~0.2 mm on IRCADb's jagged masks: 16.6 vs 20.0 mL for the 1 mm shell (1.6 mm slices), 94.4 vs
+    # 102.3 mL at 5 mm; on a smooth sphere the independent count is 2 % above the analytic volume. Hence 25 % on the thin shell, 0.5 % on
     # the remnant (what the plan reports).
     assert plan.resected_functional_ml == pytest.approx(resected_ml, rel=0.25)
     assert plan.remnant_ml == pytest.approx(np.count_nonzero(functional) * unit - resected_ml, rel=0.005)
