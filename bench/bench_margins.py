@@ -54,7 +54,8 @@ def ircadb_clearances(margin_mm: float) -> list[float]:
     res = plan_resection(liver=liver, tumours=lesions, segments=None,
                          resections=[parse_resection(f"wedge:all@{margin_mm:g}")], spacing_mm=spacing)
     kept = VoxelSet(voxel_indices(boundary_voxels(liver & (res.resected_fraction < 0.5))), spacing_mm=spacing)
-    return [_clearance_mm(lesions == i, kept, spacing) for i in range(1, int(lesions.max()) + 1)]
+    return [_clearance_mm(voxel_indices(boundary_voxels(lesions == i)), kept, spacing)
+            for i in range(1, int(lesions.max()) + 1)]
 
 
 def main() -> None:

@@ -175,8 +175,11 @@ def plan_resection(
     if removed_segments:
         anatomical = np.isin(segments[box], sorted(removed_segments)) & liver_c
         fraction[anatomical] = 1.0
+    from scipy import ndimage  # imported when planning (the report's writers need it too)
+
+    tumour_boxes = ndimage.find_objects(tum_c) if tumour_ids else []  # one pass for all tumours
     for i, margin in wedge_margin.items():
-        _add_wedge(fraction, tum_c == i, liver_c, margin_mm=margin, spacing_mm=spacing)
+        _add_wedge(fraction, tum_c, i, tumour_boxes[i - 1], liver_c, margin_mm=margin, spacing_mm=spacing)
     if extra_fraction is not None:
         np.maximum(fraction, extra_fraction[box] * liver_c, out=fraction)
 
@@ -190,7 +193,8 @@ def plan_resection(
     remnant_ml = functional_ml - resected_functional_ml
 
     outcomes = _tumour_outcomes(
-        fraction, tum_c, liver_c, anatomical, tumour_ids, wedge_margin, spacing=spacing, unit_ml=unit_ml
+        fraction, tum_c, tumour_boxes, liver_c, anatomical, tumour_ids, wedge_margin, spacing=spacing,
+        unit_ml=unit_ml,
     )
     full = np.zeros(liver.shape, np.float32)
     full[box] = fraction
@@ -224,12 +228,13 @@ def _wedge_ids(spec: WedgeResection, tumour_ids: list[int]) -> list[int]:
     return list(spec.tumour_ids)
 
 
-def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None:
-    """Raise ``fraction`` to the share of each voxel within ``margin_mm`` of ``tumour`` (in place)."""
+def _add_wedge(fraction, tumours, tumour_id: int, tumour_box, liver, *, margin_mm: float, spacing_mm) -> None:
+    """Raise ``fraction`` to the share of each voxel within ``margin_mm`` of tumour ``tumour_id``
+    (whose voxels lie in the slices ``tumour_box``), in place."""
     band_mm = margin_mm + max(spacing_mm)  # beyond m + w/2 (w ≤ √3·max spacing) no voxel is touched
     pad = [int(np.ceil(band_mm / s)) + 2 for s in spacing_mm]
-    box = padded_box(bounding_box(tumour), pad, tumour.shape)
-    inside = tumour[box]
+    box = padded_box(tumour_box, pad, tumours.shape)
+    inside = tumours[box] == tumour_id
     if margin_mm == 0.0:
         share = inside.astype(np.float32)
     else:
@@ -242,17 +247,18 @@ def _add_wedge(fraction, tumour, liver, *, margin_mm: float, spacing_mm) -> None
     np.maximum(fraction[box], share, out=fraction[box])
 
 
-def _clearance_mm(tumour, kept_boundary: VoxelSet, spacing_mm) -> float:
+def _clearance_mm(tumour_boundary: np.ndarray, kept_boundary: VoxelSet, spacing_mm) -> float:
     """Smallest gap (mm) between a tumour and kept liver, surface to surface.
 
-    ``kept_boundary`` holds the voxels of the kept region's boundary (the nearest kept voxel always
+    ``tumour_boundary`` holds the voxel indices (n, 3) of the tumour's boundary; ``kept_boundary``
+    the voxels of the kept region's boundary (the nearest kept voxel always
     lies there). The centre-to-centre distance ``d`` between the closest tumour
     and kept voxels, less the voxel's extent along that direction (half a voxel on each side):
     touching voxels give 0.
     """
     if len(kept_boundary) == 0:
         return float("inf")
-    points = voxel_indices(boundary_voxels(tumour))
+    points = tumour_boundary
     distance, nearest = kept_boundary.nearest(points)
     k = int(np.argmin(distance))
     step = (kept_boundary.voxels[nearest[k]] - points[k]) * np.asarray(spacing_mm)
@@ -260,7 +266,7 @@ def _clearance_mm(tumour, kept_boundary: VoxelSet, spacing_mm) -> float:
     return float(max(0.0, distance[k] - extent))
 
 
-def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):
+def _tumour_outcomes(fraction, tum, tumour_boxes, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):
     removed = fraction >= 0.5
     kept_boundaries: dict[str, VoxelSet] = {}
 
@@ -272,9 +278,11 @@ def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin,
 
     outcomes = []
     for i in tumour_ids:
-        voxels = tum == i
+        box = tumour_boxes[i - 1]
+        voxels = tum[box] == i
         n = int(np.count_nonzero(voxels))
-        share = float(np.count_nonzero(removed & voxels)) / n
+        share = float(np.count_nonzero(removed[box] & voxels)) / n
+        boundary = voxel_indices(boundary_voxels(voxels)) + [b.start for b in box]
         wedge = wedge_margin.get(i)
         if share == 0.0:
             status, margin = "left in remnant", None
@@ -284,10 +292,10 @@ def _tumour_outcomes(fraction, tum, liver, anatomical, tumour_ids, wedge_margin,
             status = "resected"
             if wedge is not None:
                 margin = wedge
-                if anatomical[voxels].all():
-                    margin = max(margin, _clearance_mm(voxels, kept_boundary("anatomical"), spacing))
+                if anatomical[box][voxels].all():
+                    margin = max(margin, _clearance_mm(boundary, kept_boundary("anatomical"), spacing))
             else:
-                margin = _clearance_mm(voxels, kept_boundary("all"), spacing)
+                margin = _clearance_mm(boundary, kept_boundary("all"), spacing)
             if margin == float("inf"):
                 margin = None  # the whole liver is removed: no cut surface to measure
         outcomes.append(TumourOutcome(i, n * unit_ml, status, share, margin, wedge))
