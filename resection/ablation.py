@@ -12,9 +12,12 @@ coordinates.
 
 Geometry and partial voxels
 ---------------------------
-- Zone voxels carry the fraction of them inside the sphere, with the same formula the wedges use
-  (:mod:`resection.virtual`): ``f = clip((r + w/2 − d)/w, 0, 1)`` with ``d`` the distance from the
-  centre and ``w = Σ_k spacing_k·|n_k|`` the voxel's extent along the radial direction ``n``.
+- Zone voxels carry the fraction of them inside the sphere by the linear ramp
+  ``f = clip((r + w/2 − d)/w, 0, 1)``, with ``d`` the distance from the centre and
+  ``w = Σ_k spacing_k·|n_k|`` the voxel's extent along the radial direction ``n``. The wedges
+  (:mod:`resection.surface`) also correct this ramp for curvature; here that correction is left
+  out, so a zone's ablated volume is high by about ``w²/(4r²)`` (0.2–0.4 % for r = 15 mm on 1–2 mm
+  voxels).
 - The tumour's extent from the centre is ``R_t = max over tumour voxels of (d − s)``, with ``s`` the
   signed distance to the tumour's smooth surface (:func:`resection.surface.surface_distance`,
   negative inside): exact for a sphere, an upper bound otherwise (triangle inequality). The zone

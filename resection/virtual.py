@@ -282,7 +282,6 @@ def _tumour_outcomes(fraction, tum, tumour_boxes, liver, anatomical, tumour_ids,
         voxels = tum[box] == i
         n = int(np.count_nonzero(voxels))
         share = float(np.count_nonzero(removed[box] & voxels)) / n
-        boundary = voxel_indices(boundary_voxels(voxels)) + [b.start for b in box]
         wedge = wedge_margin.get(i)
         if share == 0.0:
             status, margin = "left in remnant", None
@@ -290,6 +289,7 @@ def _tumour_outcomes(fraction, tum, tumour_boxes, liver, anatomical, tumour_ids,
             status, margin = "cut through", 0.0
         else:
             status = "resected"
+            boundary = voxel_indices(boundary_voxels(voxels)) + [b.start for b in box]
             if wedge is not None:
                 margin = wedge
                 if anatomical[box][voxels].all():
