@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -80,6 +81,37 @@ def mesh_centroid_mm(mesh: Mesh) -> np.ndarray:
     return (vol6[:, None] * (a + b + c)).sum(axis=0) / (4.0 * vol6.sum())
 
 
+def _vtk(*, rendering: bool = False) -> SimpleNamespace:
+    """The vtk classes this module uses, imported from their own ``vtkmodules``.
+
+    ``import vtk`` loads every vtk module (about 0.5 s more CPU per process than the few needed
+    here); ``rendering`` adds the OpenGL render window (its factory picks EGL or X), FreeType
+    text and the PNG writer.
+    """
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
+    from vtkmodules.vtkFiltersCore import (vtkFlyingEdges3D, vtkPolyDataNormals,
+                                           vtkWindowedSincPolyDataFilter)
+
+    classes = dict(vtkPoints=vtkPoints, vtkCellArray=vtkCellArray, vtkImageData=vtkImageData,
+                   vtkPolyData=vtkPolyData, vtkFlyingEdges3D=vtkFlyingEdges3D,
+                   vtkPolyDataNormals=vtkPolyDataNormals,
+                   vtkWindowedSincPolyDataFilter=vtkWindowedSincPolyDataFilter)
+    if rendering:
+        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text actors)
+        import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (the OpenGL implementations)
+        from vtkmodules.vtkIOImage import vtkPNGWriter
+        from vtkmodules.vtkRenderingCore import (vtkActor, vtkPolyDataMapper, vtkRenderer,
+                                                 vtkRenderWindow, vtkTextActor,
+                                                 vtkWindowToImageFilter)
+
+        classes |= dict(vtkActor=vtkActor, vtkPolyDataMapper=vtkPolyDataMapper,
+                        vtkRenderer=vtkRenderer, vtkRenderWindow=vtkRenderWindow,
+                        vtkTextActor=vtkTextActor, vtkWindowToImageFilter=vtkWindowToImageFilter,
+                        vtkPNGWriter=vtkPNGWriter)
+    return SimpleNamespace(**classes)
+
+
 def _check_affine(affine_ras) -> np.ndarray:
     affine = np.asarray(affine_ras, dtype=float)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) \
@@ -89,7 +121,7 @@ def _check_affine(affine_ras) -> np.ndarray:
 
 
 def _polydata_arrays(polydata) -> tuple[np.ndarray, np.ndarray]:
-    from vtk.util.numpy_support import vtk_to_numpy
+    from vtkmodules.util.numpy_support import vtk_to_numpy
 
     if polydata.GetNumberOfPoints() == 0 or polydata.GetNumberOfPolys() == 0:
         return np.zeros((0, 3), np.float64), np.zeros((0, 3), np.int32)
@@ -121,8 +153,8 @@ def _compact(points: np.ndarray, faces: np.ndarray):
 
 
 def _arrays_polydata(points: np.ndarray, faces: np.ndarray):
-    import vtk
-    from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+    vtk = _vtk()
+    from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
 
     pts = vtk.vtkPoints()
     pts.SetData(numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
@@ -165,9 +197,9 @@ def surface_mesh(
     Mesh
         Empty (0 vertices) when the mask is empty.
     """
-    import vtk
-    from vtk.util.numpy_support import numpy_to_vtk
+    from vtkmodules.util.numpy_support import numpy_to_vtk
 
+    vtk = _vtk()
     affine = _check_affine(affine_ras)
     mask = np.asarray(mask)
     if mask.ndim != 3:
@@ -614,15 +646,16 @@ def _ensure_offscreen_backend() -> None:
 
 
 _RENDER_PROBE = """
-import vtk
-window = vtk.vtkRenderWindow()
+import vtkmodules.vtkRenderingOpenGL2
+from vtkmodules.vtkRenderingCore import vtkRenderWindow, vtkRenderer, vtkWindowToImageFilter
+window = vtkRenderWindow()
 window.SetOffScreenRendering(1)
 window.SetSize(16, 16)
-renderer = vtk.vtkRenderer()
+renderer = vtkRenderer()
 renderer.SetBackground(1.0, 0.0, 0.0)
 window.AddRenderer(renderer)
 window.Render()
-grab = vtk.vtkWindowToImageFilter()
+grab = vtkWindowToImageFilter()
 grab.SetInput(window)
 grab.Update()
 value = grab.GetOutput().GetPointData().GetScalars().GetTuple(0)
@@ -630,9 +663,30 @@ assert value[0] > 200, value
 print(window.GetClassName())
 """
 _render_backend: str | None = None
+#: The probe started ahead by :func:`start_offscreen_check` (a Popen), while it runs.
+_probe: subprocess.Popen | None = None
+_PROBE_LOCK = threading.Lock()
 #: One render window at a time per process (OpenGL contexts and vtk's rendering are not
 #: thread-safe; dask workers may run several plans in threads of one process).
 _RENDER_LOCK = threading.Lock()
+
+
+def _start_probe() -> subprocess.Popen:
+    _ensure_offscreen_backend()
+    return subprocess.Popen([sys.executable, "-c", _RENDER_PROBE], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def start_offscreen_check() -> None:
+    """Start the probe of :func:`check_offscreen_rendering` in the background, if not yet done.
+
+    Lets the probe (a Python child process, about 0.4 s) run while the meshes are computed;
+    the later :func:`check_offscreen_rendering` (or :func:`render_previews`) collects it.
+    """
+    global _probe
+    with _PROBE_LOCK:
+        if _render_backend is None and _probe is None:
+            _probe = _start_probe()
 
 
 def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
@@ -656,25 +710,27 @@ def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
     NotComputableError
         If offscreen rendering does not work (with the fix in the message).
     """
-    global _render_backend
-    if _render_backend is not None:
+    global _render_backend, _probe
+    with _PROBE_LOCK:
+        if _render_backend is not None:
+            return _render_backend
+        proc, _probe = (_probe or _start_probe()), None
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+            ok = proc.returncode == 0
+            detail = f"exit status {proc.returncode}: " + " ".join(stderr.strip().splitlines()[-2:])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            ok, stdout, detail = False, "", f"no answer within {timeout_s:.0f} s"
+        if not ok:
+            raise NotComputableError(
+                "previews cannot be rendered: vtk offscreen rendering does not work on this "
+                f"machine ({detail[:300]}). Install Mesa's EGL (Debian: apt-get install libegl1 "
+                "libgl1 libegl-mesa0 libgl1-mesa-dri) or skip rendering (--no-preview)")
+        _render_backend = stdout.strip().splitlines()[-1] if stdout.strip() else "unknown"
+        log.info("offscreen rendering through %s", _render_backend)
         return _render_backend
-    _ensure_offscreen_backend()
-    try:
-        done = subprocess.run([sys.executable, "-c", _RENDER_PROBE], capture_output=True,
-                              text=True, timeout=timeout_s)
-        ok = done.returncode == 0
-        detail = f"exit status {done.returncode}: " + " ".join(done.stderr.strip().splitlines()[-2:])
-    except subprocess.TimeoutExpired:
-        ok, detail = False, f"no answer within {timeout_s:.0f} s"
-    if not ok:
-        raise NotComputableError(
-            "previews cannot be rendered: vtk offscreen rendering does not work on this machine "
-            f"({detail[:300]}). Install Mesa's EGL (Debian: apt-get install libegl1 libgl1 "
-            "libegl-mesa0 libgl1-mesa-dri) or skip rendering (--no-preview)")
-    _render_backend = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "unknown"
-    log.info("offscreen rendering through %s", _render_backend)
-    return _render_backend
 
 
 def _direction_letter(vector: np.ndarray) -> str:
@@ -730,8 +786,7 @@ def render_previews(
     NotComputableError
         If offscreen rendering does not work here (see :func:`check_offscreen_rendering`).
     """
-    import vtk
-    from vtk.util.numpy_support import vtk_to_numpy
+    from vtkmodules.util.numpy_support import vtk_to_numpy
 
     if not meshes:
         raise InputError("no meshes to render")
@@ -740,7 +795,7 @@ def render_previews(
         raise InputError(f"unknown views {unknown}; known: {sorted(VIEWS)}")
     check_offscreen_rendering()
     with _RENDER_LOCK:
-        return _render(vtk, vtk_to_numpy, meshes, out_dir, colours=colours, scenes=scenes,
+        return _render(_vtk(rendering=True), vtk_to_numpy, meshes, out_dir, colours=colours, scenes=scenes,
                        views=views, size_px=size_px,
                        max_triangles_per_structure=max_triangles_per_structure)
 
@@ -859,7 +914,7 @@ def _render(vtk, vtk_to_numpy, meshes, out_dir, *, colours, scenes, views, size_
 
 
 def _text(text: str, x: float, y: float, *, size: int, justify: str = "left", bold=False):
-    import vtk
+    vtk = _vtk(rendering=True)
 
     actor = vtk.vtkTextActor()
     actor.SetInput(text)

@@ -480,6 +480,10 @@ def write_plan_visuals(
     vessels = dict(vessels or {})
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "report": []}
+    if meshes_and_previews:
+        from pipeline.preview import start_offscreen_check
+
+        start_offscreen_check()  # the rendering probe runs while labels and meshes are written
     t = time.perf_counter()
     boxes = label_boxes(labels)
     written["labels"].append(write_colour_table(labels, path=out_dir / "labels.ctbl", boxes=boxes))
