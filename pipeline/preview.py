@@ -176,6 +176,7 @@ def surface_mesh(
     smoothing_iterations: int = 20,
     smoothing_passband: float = 0.05,
     target_reduction: float = 0.7,
+    block_voxels: tuple[int, int, int] = (1, 1, 1),
 ) -> Mesh:
     """Closed, smoothed, decimated surface of one binary mask, in RAS world millimetres.
 
@@ -191,37 +192,107 @@ def surface_mesh(
         Windowed-sinc pass band in (0, 2); smaller smooths more (Slicer: 10**(-4 * factor)).
     target_reduction : float, optional
         Fraction of triangles removed by quadric decimation, in [0, 1).
+    block_voxels : (int, int, int), optional
+        Contour the mean of the mask over blocks of this many voxels per axis (the fraction of
+        each block inside, at 0.5) instead of the mask itself: for large smooth structures on
+        grids much finer in-plane than between slices (see :func:`parenchyma_block_voxels`).
+        The enclosed volume stays within ~0.1 % of the mask's; triangles drop ~3x for (2, 2, 1).
 
     Returns
     -------
     Mesh
         Empty (0 vertices) when the mask is empty.
     """
-    from vtkmodules.util.numpy_support import numpy_to_vtk
-
-    vtk = _vtk()
     affine = _check_affine(affine_ras)
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise InputError(f"mask must be 3D, got shape {mask.shape}")
-    if not 0 <= target_reduction < 1:
-        raise InputError(f"target_reduction must be in [0, 1), got {target_reduction}")
-    if smoothing_iterations < 0 or not 0 < smoothing_passband < 2:
-        raise InputError("smoothing_iterations must be >= 0 and smoothing_passband in (0, 2), got "
-                         f"{smoothing_iterations} and {smoothing_passband}")
     mask = mask.astype(bool, copy=False)
     ranges = []
     for axis in range(3):
         hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
         if hit.size == 0:
+            _check_mesh_options(smoothing_iterations, smoothing_passband, target_reduction,
+                                block_voxels)
             return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
         ranges.append((int(hit[0]), int(hit[-1]) + 1))
     crop = mask[tuple(slice(lo, hi) for lo, hi in ranges)]
-    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in crop.shape), np.uint8)
-    padded[tuple(slice(PAD_VOXELS, PAD_VOXELS + s) for s in crop.shape)] = crop
+    return _crop_mesh(crop, [lo for lo, _ in ranges], affine,
+                      smoothing_iterations=smoothing_iterations,
+                      smoothing_passband=smoothing_passband, target_reduction=target_reduction,
+                      block_voxels=block_voxels)
+
+
+def _check_mesh_options(smoothing_iterations, smoothing_passband, target_reduction,
+                        block_voxels) -> tuple[int, int, int]:
+    if not 0 <= target_reduction < 1:
+        raise InputError(f"target_reduction must be in [0, 1), got {target_reduction}")
+    if smoothing_iterations < 0 or not 0 < smoothing_passband < 2:
+        raise InputError("smoothing_iterations must be >= 0 and smoothing_passband in (0, 2), got "
+                         f"{smoothing_iterations} and {smoothing_passband}")
+    block = tuple(int(b) for b in block_voxels)
+    if len(block) != 3 or min(block) < 1:
+        raise InputError(f"block_voxels must be 3 integers >= 1, got {block_voxels}")
+    return block
+
+
+def _smooth(vtk, points: np.ndarray, faces: np.ndarray, iterations: int, passband: float):
+    """Windowed-sinc smoothing (no-op for 0 iterations or an empty mesh)."""
+    if iterations <= 0 or not len(faces):
+        return points, faces
+    smooth = vtk.vtkWindowedSincPolyDataFilter()
+    smooth.SetInputData(_arrays_polydata(points, faces))
+    smooth.SetNumberOfIterations(int(iterations))
+    smooth.SetPassBand(float(passband))
+    smooth.BoundarySmoothingOff()
+    smooth.FeatureEdgeSmoothingOff()
+    smooth.NonManifoldSmoothingOn()
+    smooth.NormalizeCoordinatesOn()
+    smooth.Update()
+    return _polydata_arrays(smooth.GetOutput())
+
+
+def parenchyma_block_voxels(spacing_mm) -> tuple[int, int, int]:
+    """Blocks for meshing liver parenchyma: each axis coarsened up to the coarsest spacing.
+
+    A 0.57×0.57×1.6 mm grid gives (2, 2, 1): blocks of 1.14×1.14×1.6 mm, still finer than the
+    slices. Isotropic grids give (1, 1, 1) (nothing coarsened).
+    """
+    spacing = np.asarray(spacing_mm, dtype=float)
+    return tuple(max(1, int(spacing.max() / s + 1e-6)) for s in spacing)
+
+
+def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterations: int,
+               smoothing_passband: float, target_reduction: float,
+               block_voxels: tuple[int, int, int]) -> Mesh:
+    """Mesh of ``crop`` (a bool mask), whose voxel [0, 0, 0] is voxel ``start`` of ``affine``'s grid."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+
+    block = _check_mesh_options(smoothing_iterations, smoothing_passband, target_reduction,
+                                block_voxels)
+    vtk = _vtk()
+    if not crop.any():
+        return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
+    if block != (1, 1, 1):
+        # fraction of each block inside (zero-filled to whole blocks), contoured at 0.5
+        shape = [-(-n // b) * b for n, b in zip(crop.shape, block)]
+        whole = np.zeros(shape, np.uint8)
+        whole[tuple(slice(0, n) for n in crop.shape)] = crop
+        counts = whole.reshape(shape[0] // block[0], block[0], shape[1] // block[1], block[1],
+                               shape[2] // block[2], block[2]).sum(axis=(1, 3, 5), dtype=np.uint16)
+        field = counts.astype(np.float32) / float(np.prod(block))
+        # just below 0.5: a level equal to a block fraction puts surface points on grid points,
+        # and the degenerate triangles that makes are ones quadric decimation cannot collapse
+        # (70 % reduction stalled at 52 % and took 3x longer)
+        level = 0.5 - 1e-3
+    else:
+        field = crop.astype(np.uint8)
+        level = 0.5
+    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in field.shape), field.dtype)
+    padded[tuple(slice(PAD_VOXELS, PAD_VOXELS + s) for s in field.shape)] = field
 
     # index space scaled by the voxel sizes, so smoothing and decimation act in millimetres
-    spacing_mm = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing_mm = np.linalg.norm(affine[:3, :3], axis=0) * np.asarray(block, float)
     image = vtk.vtkImageData()
     image.SetDimensions(*padded.shape)
     image.SetSpacing(*spacing_mm)
@@ -231,30 +302,28 @@ def surface_mesh(
 
     contour = vtk.vtkFlyingEdges3D()
     contour.SetInputData(image)
-    contour.SetValue(0, 0.5)
+    contour.SetValue(0, level)
     contour.ComputeNormalsOff()
     contour.ComputeGradientsOff()
     contour.ComputeScalarsOff()
     contour.Update()
     points, faces = _polydata_arrays(contour.GetOutput())
-    # decimate first (quadric, fast-simplification: ~10x faster than vtkQuadricDecimation),
-    # then smooth the smaller mesh, as 3D Slicer does
+    # full grid: decimate first (quadric, fast-simplification: ~10x faster than
+    # vtkQuadricDecimation; the staircase's coplanar triangles collapse cheaply), then smooth
+    # the smaller mesh, as 3D Slicer does. Blocks: the contour is already smooth in-plane;
+    # smoothing first and then decimating loses less volume (an ellipsoid from 2x2x1 blocks:
+    # -0.1 to -0.4 % instead of -0.6 to -1.4 %)
+    smooth_first = block != (1, 1, 1)
+    if smooth_first:
+        points, faces = _smooth(vtk, points, faces, smoothing_iterations, smoothing_passband)
     if target_reduction > 0 and len(faces) > 64:
         points, faces = _simplify(points, faces, target_reduction)
-    if smoothing_iterations > 0 and len(faces):
-        smooth = vtk.vtkWindowedSincPolyDataFilter()
-        smooth.SetInputData(_arrays_polydata(points, faces))
-        smooth.SetNumberOfIterations(int(smoothing_iterations))
-        smooth.SetPassBand(float(smoothing_passband))
-        smooth.BoundarySmoothingOff()
-        smooth.FeatureEdgeSmoothingOff()
-        smooth.NonManifoldSmoothingOn()
-        smooth.NormalizeCoordinatesOn()
-        smooth.Update()
-        points, faces = _polydata_arrays(smooth.GetOutput())
+    if not smooth_first:
+        points, faces = _smooth(vtk, points, faces, smoothing_iterations, smoothing_passband)
 
-    offset = np.array([lo for lo, _ in ranges], dtype=np.float64) - PAD_VOXELS
-    index = points / spacing_mm + offset
+    # block j (padded: j + PAD) covers voxels start + b*j ... start + b*j + b-1: centre b*j + (b-1)/2
+    b = np.asarray(block, float)
+    index = (points / spacing_mm - PAD_VOXELS) * b + (b - 1) / 2 + np.asarray(start, float)
     world = index @ affine[:3, :3].T + affine[:3, 3]
     # flying edges' winding in index space is fixed; the affine may mirror it
     mesh = Mesh(world.astype(np.float32), faces)
@@ -287,12 +356,27 @@ def structure_meshes(
     -------
     dict of str to Mesh
         In the order of ``structures``.
+
+    Notes
+    -----
+    Liver parenchyma (segments, remnant, resected part, liver: :data:`PARENCHYMA_KINDS`) is
+    meshed from blocks of :func:`parenchyma_block_voxels` (e.g. 2×2×1 voxels on a 0.57×0.57×1.6 mm
+    grid): large smooth surfaces whose detail is bounded by the slice spacing anyway. Tumours and
+    vessels (small, thin) keep the full grid.
     """
+    affine = _check_affine(affine_ras)
+    parenchyma_block = parenchyma_block_voxels(np.linalg.norm(affine[:3, :3], axis=0))
     meshes = {}
-    for name, mask in structures.items():
-        mesh = surface_mesh(mask, affine_ras=affine_ras, smoothing_iterations=smoothing_iterations,
-                            smoothing_passband=smoothing_passband,
-                            target_reduction=target_reduction)
+    for name in structures:
+        block = parenchyma_block if structure_kind(name) in PARENCHYMA_KINDS else (1, 1, 1)
+        options = dict(smoothing_iterations=smoothing_iterations,
+                       smoothing_passband=smoothing_passband, target_reduction=target_reduction,
+                       block_voxels=block)
+        if isinstance(structures, LabelStructures):  # the mask inside its box only
+            crop, start = structures.crop(name)
+            mesh = _crop_mesh(crop, start, affine, **options)
+        else:
+            mesh = surface_mesh(structures[name], affine_ras=affine, **options)
         if len(mesh.faces) == 0:
             log.warning("structure %r is empty: no mesh", name)
             continue
@@ -335,9 +419,10 @@ class LabelStructures(Mapping):
     """
 
     def __init__(self, labels: np.ndarray, selectors: dict[str, tuple[int, ...]],
-                 vessels: Mapping[str, np.ndarray]):
+                 vessels: Mapping[str, np.ndarray], boxes: Sequence | None = None):
         self._labels = labels
         self._selectors = selectors
+        self._boxes = boxes  # ndimage.find_objects of labels (index v-1: box of value v)
         self._vessels = dict(vessels)
         self._names = list(selectors) + list(self._vessels)
 
@@ -351,6 +436,30 @@ class LabelStructures(Mapping):
         for v in values[1:]:
             mask |= self._labels == v
         return mask
+
+    def crop(self, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """The mask inside the bounding box of its label values, and the box's first voxel."""
+        if name in self._vessels or self._boxes is None:
+            mask = self[name]
+            box = tuple(slice(0, n) for n in mask.shape)
+            hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+                    for axis in range(3)]
+            if all(h.size for h in hits):
+                box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
+            return mask[box], tuple(sl.start for sl in box)
+        values = self._selectors[name]
+        parts = [self._boxes[v - 1] for v in values
+                 if v - 1 < len(self._boxes) and self._boxes[v - 1] is not None]
+        box = tuple(slice(min(p[a].start for p in parts), max(p[a].stop for p in parts))
+                    for a in range(3))
+        sub = self._labels[box]
+        if len(values) > 2 and values == tuple(range(values[0], values[-1] + 1)):
+            mask = (sub >= values[0]) & (sub <= values[-1])
+        else:
+            mask = sub == values[0]
+            for v in values[1:]:
+                mask |= sub == v
+        return mask, tuple(sl.start for sl in box)
 
     def __iter__(self):
         return iter(self._names)
@@ -414,7 +523,7 @@ def structures_from_labels(
         mask = mask.astype(bool, copy=False)
         if mask.any():
             checked[name] = mask
-    return LabelStructures(labels, selectors, checked)
+    return LabelStructures(labels, selectors, checked, boxes)
 
 
 def default_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
@@ -572,6 +681,8 @@ def write_meshes(
     return written
 
 
+#: Structure kinds (:func:`structure_kind`) meshed from blocks (:func:`structure_meshes`).
+PARENCHYMA_KINDS = ("segment", "remnant", "resected", "liver")
 #: Opacity of liver parenchyma in the previews (so that tumours and vessels inside show).
 PARENCHYMA_OPACITY = 0.45
 #: Opacity of the resected part in the "after" previews (ghosted).
