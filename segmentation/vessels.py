@@ -4,9 +4,11 @@ Arrays are canonical RAS+ (axis 0 -> Right, 1 -> Anterior, 2 -> Superior). Nothi
 
 Method:
 
-1. Crop to the liver grown by ``ROI_MARGIN_MM`` and block-average to about 1.2 mm.
+1. Crop to the liver grown by ``TRUNK_MARGIN_MM`` and block-average to about 1.2 mm.
 2. Vessels are voxels brighter than the parenchyma by ``K_SD`` robust SDs of the parenchyma
-   (statistics from the scan itself), connected to a thick vessel; tiny fragments are dropped.
+   (statistics from the scan itself) within ``ROI_MARGIN_MM`` of the liver, plus thick vessels
+   reached from them up to ``TRUNK_MARGIN_MM`` below the liver's mid-height (portal trunk,
+   infrahepatic IVC); tiny fragments are dropped.
 3. Seeds from anatomy: the inferior vena cava is the thickest vessel that runs vertically along
    the posterior liver for at least ``IVC_MIN_RUN_MM``; the portal trunk is the thickest vessel
    elsewhere in the caudal two thirds of the liver. Hepatic veins drain to the IVC near the dome,
@@ -36,6 +38,14 @@ K_SD = 2.2
 #: Scale (mm) of the local parenchyma background subtracted before thresholding.
 BACKGROUND_SIGMA_MM = 6.0
 ROI_MARGIN_MM = 12.0
+#: Outside the liver, thick vessels (radius >= ``TRUNK_MIN_RADIUS_MM``) reached from the vessels at
+#: the liver are followed this far (mm) from the liver's lower half: the portal trunk below the
+#: hilum and the infrahepatic IVC, which manual references (IRCADb) include and from which the
+#: Couinaud landmarks (portal root and bifurcation, IVC axis) are read. 15 mm = the margin
+#: ``couinaud.segment_couinaud`` reads around the liver. On IRCADb 01 the missing trunk put the
+#: portal root at the bifurcation and moved the bifurcation 28 mm (Couinaud mean Dice 0.69 -> 0.81).
+TRUNK_MARGIN_MM = 15.0
+TRUNK_MIN_RADIUS_MM = 2.5
 TARGET_SPACING_MM = 1.2
 MIN_FRAGMENT_ML = 0.05
 IVC_MIN_RUN_MM = 25.0
@@ -81,7 +91,7 @@ def segment_vessels(
     if not liver.any():
         info["qc_flags"].append("empty liver mask: no vessels")
         return portal, hepatic, info
-    margin = tuple(int(np.ceil(ROI_MARGIN_MM / s)) + 2 for s in spacing)
+    margin = tuple(int(np.ceil(TRUNK_MARGIN_MM / s)) + 2 for s in spacing)
     box = _grid.bbox(liver, margin=margin)
     factors = tuple(max(1, int(round(TARGET_SPACING_MM / s))) for s in spacing)
     sp = tuple(s * f for s, f in zip(spacing, factors))
@@ -103,7 +113,20 @@ def segment_vessels(
     den = _grid.gaussian(par, sp, BACKGROUND_SIGMA_MM)
     bg = np.where(den > 0.05, num / np.maximum(den, 1e-3), med)
     img = img - bg + med
-    ves = roi & (img > thr) & (img < med + 400.0)
+    bright = (img > thr) & (img < med + 400.0)
+    ves = roi & bright
+    near_ves = ves
+    # thick vessels leaving the liver's lower half (portal trunk, infrahepatic IVC)
+    zs = np.flatnonzero(liv.any(axis=(0, 1)))
+    far = morph.dilate(liv, TRUNK_MARGIN_MM, sp) & bright & ~roi
+    far[:, :, (zs[0] + zs[-1]) // 2 + 1:] = False
+    if far.any():
+        d_all = morph._dist_inside(ves | far, sp)
+        thick_far = far & (d_all >= TRUNK_MIN_RADIUS_MM)
+        # only the thick cores reached from the vessels at the liver, then their lumen
+        core = morph.reconstruct(ves & (d_all >= TRUNK_MIN_RADIUS_MM), (ves & (d_all >= TRUNK_MIN_RADIUS_MM)) | thick_far, 26)
+        ves = ves | (morph.dilate(core & thick_far, TRUNK_MIN_RADIUS_MM + 0.5 * min(sp), sp) & far)
+        info["extrahepatic_trunk_ml"] = round(float((ves & far).sum()) * float(np.prod(sp)) / MM3_PER_ML, 1)
     # drop fragments and bright bone/contrast far from the liver
     labels, n = morph.components(ves, connectivity=26)
     if n == 0:
@@ -121,7 +144,10 @@ def segment_vessels(
     if ivc is None or not ivc.any():
         ivc = np.zeros_like(ves)
     info["ivc_found"] = bool(ivc.any())
-    pv_seed = _find_portal_seed(ves, d, liv, ivc, sp)
+    # the portal trunk is sought among the vessels at the liver, with their own thickness (the
+    # extrahepatic additions make the kidneys' and the aorta's walls look thicker)
+    near_ves = near_ves & ves
+    pv_seed = _find_portal_seed(near_ves, morph._dist_inside(near_ves, sp).astype(np.float32), liv, ivc, sp)
     markers = np.zeros(ves.shape, np.uint8)
     markers[ivc] = 2
     dome = _dome_hepatic_seed(ves, d, liv, pv_seed, sp)
