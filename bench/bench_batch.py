@@ -12,7 +12,9 @@ bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_plan import IRCADB, ROOT, write_section  # noqa: E402
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of the finished child processes (the batch run and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def build_cohort(folder: Path, n_studies: int) -> Path:
@@ -53,6 +61,8 @@ def main() -> None:
         tmp = Path(tmp)
         manifest = build_cohort(tmp, opts.studies)
         for workers in (1, 2):
+            load_before = os.getloadavg()[0]
+            cpu_before = _children_cpu_s()
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "batch", str(manifest), "--out",
                                    str(tmp / "out"), "--workers", str(workers), "--overwrite"]
@@ -61,10 +71,16 @@ def main() -> None:
             seconds = time.perf_counter() - start
             if proc.returncode != 0:
                 raise SystemExit(proc.stdout + proc.stderr)
-            rows.append((workers, seconds, 60.0 * opts.studies / seconds))
+            with open(tmp / "out" / "cohort.csv", newline="", encoding="utf-8") as fh:
+                per_study = {r["id"]: float(r["seconds"]) for r in csv.DictReader(fh)}
+            rows.append((workers, seconds, 60.0 * opts.studies / seconds, _children_cpu_s() - cpu_before,
+                         load_before, os.getloadavg()[0], per_study))
     speedup = rows[0][1] / rows[1][1]
-    table = "\n".join(["| workers | wall time (s) | studies per minute |", "|---|---|---|"]
-                      + [f"| {w} | {s:.1f} | {t:.1f} |" for w, s, t in rows]) + f"\n\nspeed-up with 2 workers: {speedup:.2f}×"
+    table = "\n".join(["| workers | wall time (s) | studies per minute | CPU s (all processes) | load average before / after |"
+                       " seconds per study (cohort.csv) |", "|---|---|---|---|---|---|"]
+                      + [f"| {w} | {s:.1f} | {t:.1f} | {c:.1f} | {l0:.1f} / {l1:.1f} | "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in per.items()) + " |"
+                         for w, s, t, c, l0, l1, per in rows]) + f"\n\nspeed-up with 2 workers: {speedup:.2f}×"
     print(table)
     if opts.write:
         flag = " --no-preview" if opts.no_preview else ""

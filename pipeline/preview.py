@@ -419,10 +419,10 @@ class LabelStructures(Mapping):
     """
 
     def __init__(self, labels: np.ndarray, selectors: dict[str, tuple[int, ...]],
-                 vessels: Mapping[str, np.ndarray], boxes: Sequence | None = None):
+                 vessels: Mapping[str, np.ndarray], boxes: Mapping | None = None):
         self._labels = labels
         self._selectors = selectors
-        self._boxes = boxes  # ndimage.find_objects of labels (index v-1: box of value v)
+        self._boxes = dict(boxes or {})  # label value -> its bounding box (slices)
         self._vessels = dict(vessels)
         self._names = list(selectors) + list(self._vessels)
 
@@ -439,7 +439,7 @@ class LabelStructures(Mapping):
 
     def crop(self, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
         """The mask inside the bounding box of its label values, and the box's first voxel."""
-        if name in self._vessels or self._boxes is None:
+        if name in self._vessels or not self._boxes:
             mask = self[name]
             box = tuple(slice(0, n) for n in mask.shape)
             hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
@@ -448,8 +448,7 @@ class LabelStructures(Mapping):
                 box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
             return mask[box], tuple(sl.start for sl in box)
         values = self._selectors[name]
-        parts = [self._boxes[v - 1] for v in values
-                 if v - 1 < len(self._boxes) and self._boxes[v - 1] is not None]
+        parts = [self._boxes[v] for v in values if v in self._boxes]
         box = tuple(slice(min(p[a].start for p in parts), max(p[a].stop for p in parts))
                     for a in range(3))
         sub = self._labels[box]
@@ -473,6 +472,7 @@ def structures_from_labels(
     *,
     vessels: Mapping[str, np.ndarray] | None = None,
     segments: bool = True,
+    boxes: Mapping[int, tuple[slice, slice, slice]] | None = None,
 ) -> LabelStructures:
     """Named boolean masks of the plan's label array (scheme in :mod:`pipeline.export`).
 
@@ -485,6 +485,9 @@ def structures_from_labels(
         Extra structures to add as they are (e.g. ``{"portal vein": ..., "hepatic veins": ...}``).
     segments : bool
         Add ``segment k`` masks (kept and resected parts of Couinaud segment k together).
+    boxes : mapping of int to 3 slices, optional
+        Bounding box of every label value present (:func:`pipeline.export.label_boxes`), to
+        search ``labels`` once; found here when not given.
 
     Returns
     -------
@@ -498,9 +501,11 @@ def structures_from_labels(
     labels = np.asarray(labels)
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be a 3D integer array, got {labels.dtype} {labels.shape}")
-    boxes = ndimage.find_objects(labels if labels.dtype.itemsize <= 4 and labels.dtype != np.uint32
-                                 else labels.astype(np.int64))
-    present = {i + 1 for i, box in enumerate(boxes) if box is not None}
+    if boxes is None:
+        found = ndimage.find_objects(labels if labels.dtype.itemsize <= 4 and labels.dtype != np.uint32
+                                     else labels.astype(np.int64))
+        boxes = {i + 1: box for i, box in enumerate(found) if box is not None}
+    present = set(boxes)
     selectors: dict[str, tuple[int, ...]] = {}
     if segments:
         for k in range(1, 9):

@@ -514,7 +514,7 @@ def write_plan_visuals(
         from pipeline.preview import render_previews, structure_meshes, structures_from_labels, write_meshes
 
         t = time.perf_counter()
-        meshes = structure_meshes(structures_from_labels(labels, vessels=vessels),
+        meshes = structure_meshes(structures_from_labels(labels, vessels=vessels, boxes=boxes),
                                   affine_ras=affine_ras)
         written["meshes"] = write_meshes(meshes, out_dir)
         log.info("meshes: %.1f s", time.perf_counter() - t)

@@ -285,6 +285,17 @@ def test_structures_from_labels():
     np.testing.assert_array_equal(structures["resected"], np.isin(labels, [15, 19]))
     np.testing.assert_array_equal(structures["tumour 3"], labels == 23)
     assert structures["portal vein"] is not None and "segment 1" not in structures
+    # crops (mask inside the box of its label values) from found or given boxes
+    from pipeline.export import label_boxes
+
+    given = structures_from_labels(labels, boxes=label_boxes(labels))
+    assert list(given) == list(structures)[:-1]
+    for name in given:
+        crop, start = given.crop(name)
+        np.testing.assert_array_equal(crop, structures.crop(name)[0])
+        full = np.zeros(labels.shape, bool)
+        full[tuple(slice(a, a + n) for a, n in zip(start, crop.shape))] = crop
+        np.testing.assert_array_equal(full, structures[name])
 
 
 def test_vertex_normals_unit_and_outward():
