@@ -108,6 +108,19 @@ def read_manifest(path, *, out_dir, preview: bool = True) -> list[StudyJob]:
     return jobs
 
 
+def input_bytes(job: StudyJob) -> int:
+    """Size of a study's input files (a proxy for its work; missing files count 0)."""
+    paths = [job.options.ct, *(getattr(job.options.masks, c) for c in PATH_COLUMNS if c != "ct")]
+    total = 0
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        files = path.rglob("*") if path.is_dir() else [path]
+        total += sum(f.stat().st_size for f in files if f.is_file())
+    return total
+
+
 def is_complete(job: StudyJob) -> bool:
     return (job.options.out / "report.json").is_file()
 
@@ -212,7 +225,11 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
                                    dashboard_address=":0", env=env)
             client = Client(cluster)
         try:
-            futures = [client.submit(run_job, job, key=f"plan-{job.id}", pure=False) for job in todo]
+            # largest studies first (by input bytes): a big study started last would leave the
+            # other workers idle at the end (longest-processing-time-first scheduling)
+            futures = [client.submit(run_job, job, key=f"plan-{job.id}", pure=False,
+                                     priority=rank)
+                       for rank, job in enumerate(sorted(todo, key=input_bytes))]
             with tqdm(total=len(futures), desc="studies", unit="study", disable=not progress,
                       file=None) as bar:
                 for future in as_completed(futures):

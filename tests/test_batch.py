@@ -98,3 +98,14 @@ def test_manifest_errors(tmp_path, capsys):
     assert main(["batch", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "not a number" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_largest_studies_are_submitted_first(cohort, tmp_path):
+    """Studies are ranked by input bytes (largest first); missing files count as 0 bytes."""
+    from pipeline.batch import input_bytes, read_manifest
+
+    jobs = {job.id: job for job in read_manifest(cohort / "manifest.csv", out_dir=tmp_path)}
+    sizes = {sid: input_bytes(job) for sid, job in jobs.items()}
+    assert max(sizes, key=sizes.get) == "ircadb01"
+    # the broken study's CT exists, its liver mask does not: counted, not an error
+    assert 0 < sizes["broken"] < sizes["ph0"]
