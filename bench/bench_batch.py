@@ -72,14 +72,14 @@ def main() -> None:
             if proc.returncode != 0:
                 raise SystemExit(proc.stdout + proc.stderr)
             with open(tmp / "out" / "cohort.csv", newline="", encoding="utf-8") as fh:
-                per_study = {r["id"]: float(r["seconds"]) for r in csv.DictReader(fh)}
+                per_study = {r["id"]: (float(r["seconds"]), float(r["cpu_seconds"])) for r in csv.DictReader(fh)}
             rows.append((workers, seconds, 60.0 * opts.studies / seconds, _children_cpu_s() - cpu_before,
                          load_before, os.getloadavg()[0], per_study))
     speedup = rows[0][1] / rows[1][1]
     table = "\n".join(["| workers | wall time (s) | studies per minute | CPU s (all processes) | load average before / after |"
-                       " seconds per study (cohort.csv) |", "|---|---|---|---|---|---|"]
+                       " per study (cohort.csv): wall s / CPU s |", "|---|---|---|---|---|---|"]
                       + [f"| {w} | {s:.1f} | {t:.1f} | {c:.1f} | {l0:.1f} / {l1:.1f} | "
-                         + ", ".join(f"{k} {v:.1f}" for k, v in per.items()) + " |"
+                         + ", ".join(f"{k} {w_:.1f}/{c_:.1f}" for k, (w_, c_) in per.items()) + " |"
                          for w, s, t, c, l0, l1, per in rows]) + f"\n\nspeed-up with 2 workers: {speedup:.2f}×"
     print(table)
     if opts.write:

@@ -37,7 +37,7 @@ KNOWN_COLUMNS = ("id", *PATH_COLUMNS, "resect", *NUMBER_COLUMNS, "parenchyma")
 COHORT_COLUMNS = (
     "id", "status", "liver_ml", "tumours_ml", "functional_liver_ml", "resected_ml", "remnant_ml",
     "flr_percent", "threshold_percent", "verdict", "shortfall_ml", "sflr_percent",
-    "tumours_not_resected", "seconds", "worker_pid", "error",
+    "tumours_not_resected", "seconds", "cpu_seconds", "worker_pid", "error",
 )
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -129,8 +129,14 @@ def run_job(job: StudyJob) -> dict:
     """Plan one study (runs on a dask worker); never raises: failures become a row."""
     from .cmd_plan import plan
 
-    start = time.perf_counter()
-    timing = {"worker_pid": os.getpid()}
+    start, cpu_start = time.perf_counter(), time.process_time()
+
+    def timing() -> dict:
+        # cpu_seconds: the whole worker process (all its threads: ITK, VTK, llvmpipe), so with
+        # one study per worker at a time it is the study's CPU time; seconds is wall time
+        return {"seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - cpu_start, "worker_pid": os.getpid()}
+
     try:
         report = plan(job.options)
     except Exception as exc:  # isolate every failure to its study
@@ -139,10 +145,9 @@ def run_job(job: StudyJob) -> dict:
         detail = message if expected else traceback.format_exc()
         job.options.out.mkdir(parents=True, exist_ok=True)
         write_atomic(job.options.out / "error.txt", detail + "\n")
-        return {"id": job.id, "status": "failed", "error": message.splitlines()[0],
-                "seconds": time.perf_counter() - start, **timing}
+        return {"id": job.id, "status": "failed", "error": message.splitlines()[0], **timing()}
     (job.options.out / "error.txt").unlink(missing_ok=True)
-    return {**cohort_row(job.id, report), "seconds": time.perf_counter() - start, **timing}
+    return {**cohort_row(job.id, report), **timing()}
 
 
 def cohort_row(study_id: str, report: dict) -> dict:

@@ -57,7 +57,7 @@ def test_batch_isolates_the_broken_study_and_resumes(cohort, tmp_path, capsys):
     stamp = (out / "ph0" / "report.json").stat().st_mtime_ns
     assert main(["batch", str(cohort / "manifest.csv"), "--out", str(out), "--no-preview"]) == 1
     assert (out / "ph0" / "report.json").stat().st_mtime_ns == stamp
-    timing = ("seconds", "worker_pid")  # only studies run in this invocation have them
+    timing = ("seconds", "cpu_seconds", "worker_pid")  # only studies run in this invocation have them
     strip = lambda rs: {k: {c: v for c, v in r.items() if c not in timing} for k, r in rs.items()}  # noqa: E731
     assert strip(_rows(out)) == strip(rows)
 
