@@ -91,9 +91,10 @@ def segment_vessels(
     if not liver.any():
         info["qc_flags"].append("empty liver mask: no vessels")
         return portal, hepatic, info
-    margin = tuple(int(np.ceil(TRUNK_MARGIN_MM / s)) + 2 for s in spacing)
-    box = _grid.bbox(liver, margin=margin)
     factors = tuple(max(1, int(round(TARGET_SPACING_MM / s))) for s in spacing)
+    # margin a whole number of blocks: the block grid stays aligned to the liver's bounding box
+    margin = tuple(int(np.ceil((np.ceil(TRUNK_MARGIN_MM / s) + 2) / f)) * f for s, f in zip(spacing, factors))
+    box = _grid.bbox(liver, margin=margin)
     sp = tuple(s * f for s, f in zip(spacing, factors))
     img = _grid.gaussian(_grid.block_mean(image[box], factors), sp, 0.6)
     liv = _grid.block_mean(liver[box].astype(np.float32), factors) > 0.5
