@@ -911,9 +911,16 @@ def render_previews(
         raise InputError(f"unknown views {unknown}; known: {sorted(VIEWS)}")
     check_offscreen_rendering()
     with _RENDER_LOCK:
-        return _render(_vtk(rendering=True), vtk_to_numpy, meshes, out_dir, colours=colours, scenes=scenes,
-                       views=views, size_px=size_px,
-                       max_triangles_per_structure=max_triangles_per_structure)
+        vtk = _vtk(rendering=True)
+        try:
+            return _render(vtk, vtk_to_numpy, meshes, out_dir, colours=colours, scenes=scenes,
+                           views=views, size_px=size_px,
+                           max_triangles_per_structure=max_triangles_per_structure)
+        finally:  # the window is kept for the next call: leave nothing of this one in it,
+            # and release its OpenGL context (the next call may come from another thread)
+            window = _render_window(vtk)
+            window.GetRenderers().RemoveAllItems()
+            window.ReleaseCurrent()
 
 
 def _render(vtk, vtk_to_numpy, meshes, out_dir, *, colours, scenes, views, size_px,
@@ -939,11 +946,8 @@ def _render(vtk, vtk_to_numpy, meshes, out_dir, *, colours, scenes, views, size_
         normals.Update()
         polydata[name] = normals.GetOutput()
 
-    window = vtk.vtkRenderWindow()
-    window.SetOffScreenRendering(1)
+    window = _render_window(vtk)
     window.SetSize(int(size_px[0]), int(size_px[1]))
-    window.SetAlphaBitPlanes(1)
-    window.SetMultiSamples(0)
     written = []
     for scene_name, members in scenes.items():
         renderer = vtk.vtkRenderer()
@@ -1024,9 +1028,24 @@ def _render(vtk, vtk_to_numpy, meshes, out_dir, *, colours, scenes, views, size_
             for t in texts:
                 renderer.RemoveViewProp(t)
         window.RemoveRenderer(renderer)
-    window.Finalize()
     log.info("rendered %d previews to %s", len(written), out_dir)
     return written
+
+
+_window = None
+
+
+def _render_window(vtk):
+    """This process's offscreen render window, made on first use and kept (call under
+    :data:`_RENDER_LOCK`): llvmpipe compiles each shader program once per OpenGL context, which
+    took about a third of a plan's rendering time when every call made its own window."""
+    global _window
+    if _window is None:
+        _window = vtk.vtkRenderWindow()
+        _window.SetOffScreenRendering(1)
+        _window.SetAlphaBitPlanes(1)
+        _window.SetMultiSamples(0)
+    return _window
 
 
 def _text(text: str, x: float, y: float, *, size: int, justify: str = "left", bold=False):
