@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Zero voxels added around a structure's bounding box before meshing.
 PAD_VOXELS = 2
+#: A structure is meshed from blocks (``block_voxels``) only if the block contour's enclosed
+#: volume is within this fraction of the mask's (else from the full grid).
+BLOCK_VOLUME_TOLERANCE = 0.01
 
 #: Maps LPS millimetres to glTF scene units (metres, Y up = Superior, Z = Anterior, X = Left).
 LPS_MM_TO_GLTF = np.array([
@@ -196,7 +199,9 @@ def surface_mesh(
         Contour the mean of the mask over blocks of this many voxels per axis (the fraction of
         each block inside, at 0.5) instead of the mask itself: for large smooth structures on
         grids much finer in-plane than between slices (see :func:`parenchyma_block_voxels`).
-        The enclosed volume stays within ~0.1 % of the mask's; triangles drop ~3x for (2, 2, 1).
+        The enclosed volume stays within ~0.1 % of the mask's for thick structures; triangles
+        drop ~3x for (2, 2, 1). A structure whose block contour is off by more than
+        :data:`BLOCK_VOLUME_TOLERANCE` (thin slivers) is meshed from the full grid.
 
     Returns
     -------
@@ -308,6 +313,17 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     contour.ComputeScalarsOff()
     contour.Update()
     points, faces = _polydata_arrays(contour.GetOutput())
+    if block != (1, 1, 1):
+        # blocks lose what is thinner than half a block (slivers, notches): when that is more
+        # than BLOCK_VOLUME_TOLERANCE of the structure, mesh it from the full grid instead
+        raw_mm3 = abs(mesh_volume_mm3(Mesh(points, faces)))
+        mask_mm3 = float(np.count_nonzero(crop)) * float(np.prod(spacing_mm)) / float(np.prod(block))
+        if abs(raw_mm3 / mask_mm3 - 1) > BLOCK_VOLUME_TOLERANCE:
+            log.debug("blocks %s keep %.2f %% of a structure's volume: full grid instead", block,
+                      100 * raw_mm3 / mask_mm3)
+            return _crop_mesh(crop, start, affine, smoothing_iterations=smoothing_iterations,
+                              smoothing_passband=smoothing_passband,
+                              target_reduction=target_reduction, block_voxels=(1, 1, 1))
     # full grid: decimate first (quadric, fast-simplification: ~10x faster than
     # vtkQuadricDecimation; the staircase's coplanar triangles collapse cheaply), then smooth
     # the smaller mesh, as 3D Slicer does. Blocks: the contour is already smooth in-plane;

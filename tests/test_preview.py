@@ -119,6 +119,21 @@ def test_label_structures_meshed_in_their_boxes_with_parenchyma_blocks():
     np.testing.assert_allclose(mesh_centroid_mm(meshes["resected"]), liver_centroid, atol=0.3)
 
 
+def test_thin_structures_fall_back_from_blocks_to_the_full_grid():
+    """A sheet one voxel thin is not kept by 2x2 blocks: such a structure uses the full grid."""
+    affine = np.diag([0.6, 0.6, 1.8, 1.0])
+    mask = np.zeros((80, 80, 30), bool)
+    mask[10:40, 10:40, 5:25] = True  # a thick box ...
+    mask[45, 10:70, 5:25] = True  # ... and a sheet one voxel thin in-plane
+    full = surface_mesh(mask, affine_ras=affine)
+    blocks = surface_mesh(mask, affine_ras=affine, block_voxels=(2, 2, 1))
+    np.testing.assert_array_equal(blocks.faces, full.faces)
+    thick = mask.copy()
+    thick[45] = False
+    assert len(surface_mesh(thick, affine_ras=affine, block_voxels=(2, 2, 1)).faces) < \
+        len(surface_mesh(thick, affine_ras=affine).faces)
+
+
 def test_empty_structures_are_left_out(caplog):
     mask = np.zeros((10, 10, 10), bool)
     full = mask.copy()
