@@ -22,7 +22,12 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
      caudal 6/5; the axial plane at the
      level of the left portal vein (mean of the mean and the top height of its first 90 mm) splits
      2 from 3 and, with ``split_segment_4``, 4a from 4b. On IRCADb the 2|3 plane lies 10-50 mm
-     above the 5|8 plane, as the reference draws it;
+     above the 5|8 plane, as the reference draws it. Each plane is then moved halfway
+     (:data:`SHARE_HEIGHT_WEIGHT`) toward the height that leaves the reference's usual share
+     (:data:`SECTION_SHARE_BELOW`) of its section's volume below it (right anterior section for
+     the 5|8 and 6|7 plane, left lateral section for 2|3; for 2|3 only as far as a clear umbilical
+     portion leaves room): the vessels' height is off by 6 mm rms, the share's by 6-7 mm, their
+     mean by 4 mm;
    - *right scissura* (5/8 vs 6/7) and *middle scissura* (Cantlie's plane, right vs left liver):
      vertical planes hinged on the IVC axis at the bifurcation level. Each takes its hepatic-vein
      trunk's azimuth with a **confidence** stated in anatomical terms: the share of the venous
@@ -65,6 +70,7 @@ the other segments reach >= 0.98 there); see bench/RESULTS.md.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -103,6 +109,12 @@ PRIOR_UMBILICAL_DEG = 74.0
 MIDDLE_SCISSURA_OFFSET_IVC_RADII = 1.5
 #: Prior position of the umbilical fissure: this far to the patient's left of the bifurcation (mm).
 UMBILICAL_PRIOR_OFFSET_MM = 25.0
+#: Share of a section's volume below its transverse plane in the IRCADb reference, measured on the
+#: sections this method draws: right anterior (5 + 8) below the 5|8 plane 0.42 (SD 0.04 over cases
+#: 01-12), left lateral (2 + 3) below the 2|3 plane 0.30 (SD 0.06).
+SECTION_SHARE_BELOW = {"right": 0.42, "left": 0.30}
+#: Weight of that share's height against the portal veins' height, per transverse plane.
+SHARE_HEIGHT_WEIGHT = 0.5
 #: Caudate lobe extent around the bifurcation level (mm): below, above, and left of the IVC axis.
 CAUDATE_BELOW_MM = 20.0
 CAUDATE_ABOVE_MM = 40.0
@@ -252,6 +264,8 @@ class Boundaries:
     ivc_xy: np.ndarray
     ivc_radius_mm: float
     bifurcation_mm: np.ndarray
+    #: Weights (0..1) of the section-share height against the vessels' height (z_right_mm, z_left_mm).
+    share_weights: tuple[float, float] = (0.0, 0.0)
 
 
 def _normal(angle_deg: float) -> np.ndarray:
@@ -260,7 +274,18 @@ def _normal(angle_deg: float) -> np.ndarray:
     return np.array([-np.sin(a), np.cos(a)])
 
 
-def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_segment_4: bool) -> np.ndarray:
+def _share_height_mm(liver: np.ndarray, columns: np.ndarray, share: float, spacing_z_mm: float) -> float | None:
+    """Height (mm of the array frame) of the axial plane with ``share`` of the liver in ``columns``
+    (an axial mask) below it; None when those columns hold no liver."""
+    counts = np.count_nonzero(liver & columns[:, :, None], axis=(0, 1))
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    cum = np.cumsum(counts)  # cum[k]: liver below the plane between slices k and k + 1
+    return float(np.interp(share * total, cum, (np.arange(len(cum)) + 0.5) * spacing_z_mm))
+
+
+def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_segment_4: bool) -> tuple[np.ndarray, dict]:
     """Couinaud labels of every liver voxel from the boundaries (before the connectivity step).
 
     The scissurae and the umbilical fissure are vertical, so each axial column (x, y) falls in one
@@ -284,8 +309,15 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
     lat = side(bd.umbilical_point_xy, bd.umbilical_angle_deg) > 0
     # sector per column: 0 right posterior, 1 right anterior, 2 segment 4, 3 lateral left (2/3)
     sector = np.where(left, np.where(lat, 3, 2), np.where(ant, 1, 0)).astype(np.uint8)
+    # transverse planes: the portal veins' height blended with the height that leaves the
+    # reference's usual share of the section below (see SECTION_SHARE_BELOW)
+    heights = {}
+    for name, z_vessel, sec, w in (("right", bd.z_right_mm, 1, bd.share_weights[0]),
+                                   ("left", bd.z_left_mm, 3, bd.share_weights[1])):
+        z_share = _share_height_mm(liver, sector == sec, SECTION_SHARE_BELOW[name], float(spa[2]))
+        heights[name] = z_vessel if z_share is None else z_vessel + w * (z_share - z_vessel)
     # height band per slice: bit 0 = cranial to the right transverse plane, bit 1 = to the left one
-    band = ((Z >= bd.z_right_mm).astype(np.uint8) | ((Z >= bd.z_left_mm).astype(np.uint8) << 1))
+    band = ((Z >= heights["right"]).astype(np.uint8) | ((Z >= heights["left"]).astype(np.uint8) << 1))
     lut = np.zeros((4, 4), np.uint8)
     for bnd in range(4):
         up_r, up_l = bool(bnd & 1), bool(bnd & 2)
@@ -307,7 +339,7 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
           span(B[2] - CAUDATE_BELOW_MM, B[2] + CAUDATE_ABOVE_MM, nz, spa[2]))
     lab[s1] = 1
     lab *= liver
-    return lab
+    return lab, heights
 
 
 # --------------------------------------------------------------------------- main
@@ -451,10 +483,14 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                       "straight it is and whether it follows a transverse part (the 2|3 plane then moves to its "
                       "height by the same weight)",
         },
-        "transverse_right": {"method": "plane fit", "z_mm": round(z_right + off_vox[2] * spa[2], 2),
-                             "detail": "axial plane through the portal bifurcation (7/8 cranial, 6/5 caudal)"},
-        "transverse_left": {"method": "plane fit", "z_mm": round(z_left + off_vox[2] * spa[2], 2),
-                            "detail": "axial plane at the level of the left portal vein (2 cranial, 3 caudal)"},
+        "transverse_right": {"method": "blend", "share_weight": SHARE_HEIGHT_WEIGHT,
+                             "detail": "axial plane (7/8 cranial, 6/5 caudal) between the right portal vein's height "
+                                       f"and the height with {SECTION_SHARE_BELOW['right']:.0%} of the right anterior "
+                                       "section below it, weighted by share_weight"},
+        "transverse_left": {"method": "blend", "share_weight": round(SHARE_HEIGHT_WEIGHT * (1.0 - w_umb), 3),
+                            "detail": "axial plane (2 cranial, 3 caudal) between the left portal vein's (or a clear "
+                                      f"umbilical portion's) height and the height with {SECTION_SHARE_BELOW['left']:.0%} "
+                                      "of the left lateral section below it, weighted by share_weight"},
         "caudate": {"method": "plane fit",
                     "detail": "liver in front of the IVC, left of the portal bifurcation and up to 5 mm in front of it, "
                               f"from {CAUDATE_BELOW_MM:.0f} mm below to {CAUDATE_ABOVE_MM:.0f} mm above it"},
@@ -476,19 +512,23 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         umbilical_point_xy=U[:2], umbilical_angle_deg=umb_angle,
         z_right_mm=z_right, z_left_mm=z_left,
         ivc_xy=ivc_at_b, ivc_radius_mm=r_ivc, bifurcation_mm=B,
+        share_weights=(SHARE_HEIGHT_WEIGHT, SHARE_HEIGHT_WEIGHT * (1.0 - w_umb)),
     )
     # label only the liver's own bounding box (the analysis crop has a margin)
     inner = _crop_box(Lc, spa, 0.0)
-    o = np.array([b.start for b in inner])
-    bd_in = Boundaries(
-        middle_point_xy=bd.middle_point_xy - o[:2] * spa[:2], middle_angle_deg=bd.middle_angle_deg,
-        right_point_xy=bd.right_point_xy - o[:2] * spa[:2], right_angle_deg=bd.right_angle_deg,
-        umbilical_point_xy=bd.umbilical_point_xy - o[:2] * spa[:2], umbilical_angle_deg=bd.umbilical_angle_deg,
-        z_right_mm=bd.z_right_mm - o[2] * spa[2], z_left_mm=bd.z_left_mm - o[2] * spa[2],
-        ivc_xy=bd.ivc_xy - o[:2] * spa[:2], ivc_radius_mm=bd.ivc_radius_mm, bifurcation_mm=bd.bifurcation_mm - o * spa,
+    o_mm = np.array([b.start for b in inner]) * spa
+    bd_in = dataclasses.replace(
+        bd, middle_point_xy=bd.middle_point_xy - o_mm[:2], right_point_xy=bd.right_point_xy - o_mm[:2],
+        umbilical_point_xy=bd.umbilical_point_xy - o_mm[:2], z_right_mm=bd.z_right_mm - o_mm[2],
+        z_left_mm=bd.z_left_mm - o_mm[2], ivc_xy=bd.ivc_xy - o_mm[:2], bifurcation_mm=bd.bifurcation_mm - o_mm,
     )
     lab = np.zeros(Lc.shape, np.uint8)
-    lab[inner] = _one_piece_per_label(_label_crop(Lc[inner], spa, bd_in, split_segment_4=split_segment_4), warnings)
+    lab_inner, heights = _label_crop(Lc[inner], spa, bd_in, split_segment_4=split_segment_4)
+    lab[inner] = _one_piece_per_label(lab_inner, warnings)
+    for name, z_vessel in (("right", z_right), ("left", z_left)):
+        z_mm = heights[name] + o_mm[2] + off_vox[2] * spa[2]
+        methods[f"transverse_{name}"].update(z_mm=round(float(z_mm), 2),
+                                             vessel_z_mm=round(float(z_vessel + off_vox[2] * spa[2]), 2))
 
     out = np.zeros(liver.shape, np.uint8)
     out[box] = lab
