@@ -72,7 +72,7 @@ def main() -> None:
             if proc.returncode != 0:
                 raise SystemExit(proc.stdout + proc.stderr)
             with open(tmp / "out" / "cohort.csv", newline="", encoding="utf-8") as fh:
-                per_study = {r["id"]: (float(r["seconds"]), float(r["cpu_seconds"])) for r in csv.DictReader(fh)}
+                per_study = {r["id"]: (float(r["seconds"]), float(r.get("cpu_seconds") or "nan")) for r in csv.DictReader(fh)}
             rows.append((workers, seconds, 60.0 * opts.studies / seconds, _children_cpu_s() - cpu_before,
                          load_before, os.getloadavg()[0], per_study))
     speedup = rows[0][1] / rows[1][1]
