@@ -26,8 +26,8 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
      (:data:`SHARE_HEIGHT_WEIGHT`) toward the height that leaves the reference's usual share
      (:data:`SECTION_SHARE_BELOW`) of its section's volume below it (right anterior section for
      the 5|8 and 6|7 plane, left lateral section for 2|3; for 2|3 only as far as a clear umbilical
-     portion leaves room): the vessels' height is off by 6 mm rms, the share's by 6-7 mm, their
-     mean by 4 mm;
+     portion leaves room; not when the liver reaches the scan's first or last slice): the vessels'
+     height is off by 6 mm rms, the share's by 6 mm, their mean by 4 mm;
    - *right scissura* (5/8 vs 6/7) and *middle scissura* (Cantlie's plane, right vs left liver):
      vertical planes hinged on the IVC axis at the bifurcation level. Each takes its hepatic-vein
      trunk's azimuth with a **confidence** stated in anatomical terms: the share of the venous
@@ -483,12 +483,10 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                       "straight it is and whether it follows a transverse part (the 2|3 plane then moves to its "
                       "height by the same weight)",
         },
-        "transverse_right": {"method": "blend", "share_weight": SHARE_HEIGHT_WEIGHT,
-                             "detail": "axial plane (7/8 cranial, 6/5 caudal) between the right portal vein's height "
+        "transverse_right": {"detail": "axial plane (7/8 cranial, 6/5 caudal) between the right portal vein's height "
                                        f"and the height with {SECTION_SHARE_BELOW['right']:.0%} of the right anterior "
                                        "section below it, weighted by share_weight"},
-        "transverse_left": {"method": "blend", "share_weight": round(SHARE_HEIGHT_WEIGHT * (1.0 - w_umb), 3),
-                            "detail": "axial plane (2 cranial, 3 caudal) between the left portal vein's (or a clear "
+        "transverse_left": {"detail": "axial plane (2 cranial, 3 caudal) between the left portal vein's (or a clear "
                                       f"umbilical portion's) height and the height with {SECTION_SHARE_BELOW['left']:.0%} "
                                       "of the left lateral section below it, weighted by share_weight"},
         "caudate": {"method": "plane fit",
@@ -505,6 +503,12 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
                                                             z_right - 10.0, float(np.prod(sp2)))
     methods["middle_scissura"]["vein_shift_mm"] = round(mid_shift_mm, 2)
     methods["right_scissura"]["vein_shift_mm"] = round(right_shift_mm, 2)
+    # a liver cut by the scan's first or last slice has incomplete sections: no share heights
+    w_share = SHARE_HEIGHT_WEIGHT
+    if np.any(liver[:, :, 0]) or np.any(liver[:, :, -1]):
+        w_share = 0.0
+        warnings.append("the liver reaches the first or last axial slice of the scan: the transverse planes "
+                        "come from the portal veins alone (its sections' volume shares are incomplete)")
     bd = Boundaries(
         middle_point_xy=mid_point + mid_shift_mm * _normal(mid_angle),
         middle_angle_deg=mid_angle,
@@ -512,7 +516,7 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         umbilical_point_xy=U[:2], umbilical_angle_deg=umb_angle,
         z_right_mm=z_right, z_left_mm=z_left,
         ivc_xy=ivc_at_b, ivc_radius_mm=r_ivc, bifurcation_mm=B,
-        share_weights=(SHARE_HEIGHT_WEIGHT, SHARE_HEIGHT_WEIGHT * (1.0 - w_umb)),
+        share_weights=(w_share, w_share * (1.0 - w_umb)),
     )
     # label only the liver's own bounding box (the analysis crop has a margin)
     inner = _crop_box(Lc, spa, 0.0)
@@ -525,9 +529,10 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     lab = np.zeros(Lc.shape, np.uint8)
     lab_inner, heights = _label_crop(Lc[inner], spa, bd_in, split_segment_4=split_segment_4)
     lab[inner] = _one_piece_per_label(lab_inner, warnings)
-    for name, z_vessel in (("right", z_right), ("left", z_left)):
+    for name, z_vessel, w in (("right", z_right, bd.share_weights[0]), ("left", z_left, bd.share_weights[1])):
         z_mm = heights[name] + o_mm[2] + off_vox[2] * spa[2]
-        methods[f"transverse_{name}"].update(z_mm=round(float(z_mm), 2),
+        methods[f"transverse_{name}"].update(method="blend" if w > 0 else "plane fit", share_weight=round(w, 3),
+                                             z_mm=round(float(z_mm), 2),
                                              vessel_z_mm=round(float(z_vessel + off_vox[2] * spa[2]), 2))
 
     out = np.zeros(liver.shape, np.uint8)

@@ -172,6 +172,31 @@ def test_methods_and_landmarks_are_json_ready(phantom):
     assert res.methods["right_scissura"]["method"] == "vessel"
 
 
+def test_share_height_of_a_slab():
+    """The plane leaving 42 % of a 40 mm slab below it lies 16.8 mm above the slab's lower face."""
+    from couinaud.segment import _share_height_mm
+
+    liver = np.zeros((6, 5, 40), bool)
+    liver[1:5, 1:4, 10:30] = True  # slices 10..29 at 2 mm: faces at 19 and 59 mm
+    columns = np.ones((6, 5), bool)
+    assert _share_height_mm(liver, columns, 0.42, 2.0) == pytest.approx(19.0 + 0.42 * 40.0)
+    assert _share_height_mm(liver, ~columns, 0.42, 2.0) is None
+
+
+def test_liver_cut_by_the_scan_keeps_vessel_heights(phantom):
+    """A liver reaching the last slice has incomplete sections: the transverse planes then come from
+    the portal veins alone, and a warning says so."""
+    ph, res = phantom
+    top = int(np.nonzero((ph.liver > 0).any(axis=(0, 1)))[0].max())
+    cut = slice(None, top - 2)
+    part = segment_couinaud(ph.liver[:, :, cut], ph.portal[:, :, cut], ph.hepatic[:, :, cut], spacing_mm=ph.spacing_mm)
+    assert any("first or last axial slice" in w for w in part.warnings)
+    for name in ("transverse_right", "transverse_left"):
+        assert part.methods[name]["method"] == "plane fit"
+        assert part.methods[name]["z_mm"] == part.methods[name]["vessel_z_mm"]
+    assert res.methods["transverse_right"]["share_weight"] > 0  # the whole liver blends
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -297,9 +322,9 @@ def _load(d: Path, name):
     return np.asanyarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
 
 
-@pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.78, 0.92), ("05", 0.81, 0.92)])
+@pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.83, 0.92), ("05", 0.83, 0.92)])
 def test_real_case(ircadb_dir, case, min_mean, min_hemi):
-    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.824, 05: 0.836)."""
+    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.857, 05: 0.851)."""
     d = ircadb_dir / case
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
