@@ -5,7 +5,9 @@
 The cohort is phantom studies (full size, 1.5×1.5×2.5 mm, generated into a temporary folder) plus
 ircadb 01 and 07 when ../shared/data is present, planned with ``--overwrite`` so each
 run recomputes everything (with previews unless ``--no-preview``). Throughput = studies per minute of wall time,
-scheduler start-up included. ``--write`` replaces the "## batch throughput" section of
+scheduler start-up included. Also printed: CPU seconds of the batch process and its workers, the load
+average before and after, and each study's wall and CPU seconds from cohort.csv (a study whose wall
+time is well above its CPU time was waiting for a core: other jobs on the machine). ``--write`` replaces the "## batch throughput" section of
 bench/RESULTS.md.
 """
 
