@@ -158,6 +158,14 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
             break
         keep = new_keep
     P = P[keep] if keep.sum() >= 3 else P
+    tilt = float(np.hypot(fx[0], fy[0]))
+    if tilt > IVC_MAX_TILT:
+        # a short or wandering chain fits a slope no IVC has: keep its direction, cap its steepness
+        # and put the axis through the chain's weighted centre
+        fx[0], fy[0] = fx[0] * IVC_MAX_TILT / tilt, fy[0] * IVC_MAX_TILT / tilt
+        w = P[:, 3]
+        fx[1] = np.average(P[:, 1] - fx[0] * P[:, 0], weights=w)
+        fy[1] = np.average(P[:, 2] - fy[0] * P[:, 0], weights=w)
     return IVCAxis(
         slope_xy=np.array([fx[0], fy[0]]),
         intercept_mm=np.array([fx[1], fy[1]]),

@@ -154,6 +154,9 @@ UMBILICAL_MAX_RMS_MM = 1.2
 UMBILICAL_MIN_LENGTH_MM = 20.0
 #: and crossing the bifurcation's coronal level at least this far (mm) to the patient's left of it.
 UMBILICAL_MIN_LEFT_MM = 10.0
+#: ... and heads within this many degrees of the prior's direction (the reference fissures lie at
+#: 61-93 deg on 11 of the 12 IRCADb cases; a run far outside follows a segment 2 or 3 branch).
+UMBILICAL_MAX_TURN_DEG = 30.0
 
 #: Segment 4 sub-labels when ``split_segment_4`` is true: 4a (cranial) keeps label 4, 4b (caudal)
 #: gets label 9.
@@ -614,7 +617,8 @@ def _umbilical_confidence(run, bifurcation_mm) -> tuple[float, float]:
     left_mm = b[0] - x_at_b
     w = (np.clip((UMBILICAL_MAX_RMS_MM + 0.4 - run.rms_mm) / 0.4, 0.0, 1.0)
          * np.clip((run.length_mm - UMBILICAL_MIN_LENGTH_MM + 5.0) / 5.0, 0.0, 1.0)
-         * np.clip((left_mm - UMBILICAL_MIN_LEFT_MM + 5.0) / 5.0, 0.0, 1.0))
+         * np.clip((left_mm - UMBILICAL_MIN_LEFT_MM + 5.0) / 5.0, 0.0, 1.0)
+         * np.clip((UMBILICAL_MAX_TURN_DEG - abs(run.angle_deg - PRIOR_UMBILICAL_DEG)) / 10.0, 0.0, 1.0))
     return float(w), x_at_b
 
 

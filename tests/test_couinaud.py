@@ -172,6 +172,38 @@ def test_methods_and_landmarks_are_json_ready(phantom):
     assert res.methods["right_scissura"]["method"] == "vessel"
 
 
+def test_ivc_axis_steepness_is_capped():
+    """A short, steep piece of tube (as an automatic mask may give at the dome) does not make the
+    axis swing: the fitted slope is capped at IVC_MAX_TILT and the axis passes through the piece."""
+    from couinaud.landmarks import IVC_MAX_TILT, ivc_axis
+
+    sp = np.array([1.0, 1.0, 2.0])
+    hep = np.zeros((120, 80, 20), bool)
+    X, Y = np.mgrid[:120, :80].astype(float)
+    for k in range(20):  # 40 mm of tube drifting 0.8 mm to the left per mm of height
+        cx = 80.0 - 0.8 * k * sp[2]
+        hep[:, :, k] = (X - cx) ** 2 + (Y - 40.0) ** 2 <= 7.0 ** 2
+    axis = ivc_axis(hep, sp)
+    assert np.hypot(*axis.slope_xy) == pytest.approx(IVC_MAX_TILT, rel=1e-6)
+    assert axis.slope_xy[0] < 0 and abs(axis.slope_xy[1]) < 1e-6
+    z_mid = 19.0
+    assert abs(axis.xy_at(z_mid)[0] - (80.0 - 0.8 * z_mid)) < 2.0
+
+
+def test_umbilical_run_far_from_the_prior_is_not_trusted():
+    """A straight run after a transverse part, but heading 40 deg off the fissure's usual direction
+    (a segment 3 branch), gets no weight; the same run at the usual direction gets full weight."""
+    from couinaud.landmarks import UmbilicalRun
+    from couinaud.segment import PRIOR_UMBILICAL_DEG, _umbilical_confidence
+
+    def run(angle):
+        return UmbilicalRun(point_mm=np.array([-30.0, 20.0, 0.0]), angle_deg=angle, rms_mm=0.5, length_mm=30.0)
+
+    b = np.zeros(3)
+    assert _umbilical_confidence(run(PRIOR_UMBILICAL_DEG + 5.0), b)[0] == 1.0
+    assert _umbilical_confidence(run(PRIOR_UMBILICAL_DEG + 40.0), b)[0] == 0.0
+
+
 def test_share_height_of_a_slab():
     """The plane leaving 42 % of a 40 mm slab below it lies 16.8 mm above the slab's lower face."""
     from couinaud.segment import _share_height_mm
