@@ -10,7 +10,8 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
    of about :data:`ANALYSIS_SPACING_MM` (landmarks are millimetre-scale); the labels are computed
    at full resolution on the liver's bounding box.
 2. Landmarks (:mod:`couinaud.landmarks`): the IVC, tracked slice by slice as the thickest
-   continuous tube of the hepatic-vein mask; the portal root (caudal end of the trunk), the portal
+   continuous tube of the hepatic-vein mask, its axis no steeper than
+   :data:`~couinaud.landmarks.IVC_MAX_TILT`; the portal root (caudal end of the trunk), the portal
    bifurcation (first split of the tree into two branches that each carry >= 12 % of the
    intrahepatic portal volume), the left portal vein and its umbilical portion; the azimuths of
    the hepatic-vein trunks around the IVC.
@@ -48,7 +49,7 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
      (:func:`couinaud.landmarks.umbilical_run`), trusted when it is straight (rms <=
      :data:`UMBILICAL_MAX_RMS_MM`), >= :data:`UMBILICAL_MIN_LENGTH_MM` long and reached after a
      transverse part (its line crosses the bifurcation's coronal level >= :data:`UMBILICAL_MIN_LEFT_MM`
-     to the left of it); the 2|3 plane then moves to the umbilical portion's height by the same
+     to the left of it), heading within :data:`UMBILICAL_MAX_TURN_DEG` of the prior's direction; the 2|3 plane then moves to the umbilical portion's height by the same
      weight. Prior: :data:`PRIOR_UMBILICAL_DEG`, :data:`UMBILICAL_PRIOR_OFFSET_MM` to the patient's
      left of the bifurcation (on IRCADb the detected runs start at the bifurcation or are not
      straight, and the prior decides);
