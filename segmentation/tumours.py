@@ -8,7 +8,8 @@ away from the liver surface (partial volume with fat would mimic lesions), grown
 ``median - GROW_K_SD * sd``. Components are kept when they are blob-like (an inscribed sphere of
 at least ``MIN_RADIUS_MM``, a volume filling at least ``MIN_ELLIPSOID_FILL`` of their moment
 ellipsoid), their median is as dark as a seed, they are large enough, and not of fluid density (cysts, gallbladder: reported
-separately as ``fluid_like``).
+separately as ``fluid_like``). Each lesion's boundary is finally moved out to its edge, half-way
+between its own median and the surrounding parenchyma's (:func:`_snap_edges`).
 
 A second search runs in the liver with its surface concavities closed (``CONCAVITY_CLOSE_MM``,
 soft tissue farther than ``FAT_CLEARANCE_MM`` from fat), depth measured from that closed surface:
@@ -58,6 +59,14 @@ MIN_ELLIPSOID_FILL = 0.25
 #: Median HU at or below which a hypodense blob is fluid (cyst, gallbladder), not tumour.
 FLUID_MAX_HU = 25.0
 TARGET_SPACING_MM = 1.0
+#: Lesion edges (:func:`_snap_edges`): the iso-contour this fraction of the way from the lesion's
+#: median to the surrounding parenchyma's (0.5: the edge of a blurred step), at most this far
+#: (mm) outside the hysteresis result, parenchyma measured in a shell this far (mm) outside it,
+#: on the image smoothed by this sigma (mm).
+EDGE_FRACTION = 0.5
+EDGE_REACH_MM = 3.0
+EDGE_SHELL_MM = (3.0, 8.0)
+EDGE_SMOOTHING_MM = 1.0
 #: Closing radius (mm) of the liver mask for the lesion search: tumours in notches of the liver
 #: surface (left out of the liver mask, part of the liver in manual references) are searched too.
 CONCAVITY_CLOSE_MM = 12.0
@@ -175,7 +184,9 @@ def segment_tumours(
         small_lab[sl][comp] = k
         info["lesions"].append(entry)
     full = _grid.upsample(small_lab, factors, tuple(s.stop - s.start for s in box), linear=False)
-    full[~(liver[box] | (_grid.upsample(region.astype(np.uint8), factors, full.shape, linear=False) > 0))] = 0
+    allowed = liver[box] | (_grid.upsample(region.astype(np.uint8), factors, full.shape, linear=False) > 0)
+    full[~allowed] = 0
+    _snap_edges(full, image[box], allowed, spacing)
     out[box] = full
     # volumes and centroids on the full grid
     voxel_ml_full = float(np.prod(spacing)) / MM3_PER_ML
@@ -190,6 +201,51 @@ def segment_tumours(
     info["n_lesions"] = len(info["lesions"])
     info["total_volume_ml"] = round(float(sum(e["volume_ml"] for e in info["lesions"])), 2)
     return out, info
+
+
+def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spacing) -> None:
+    """Move each lesion's boundary (in place) to its edge: the iso-contour half-way between the
+    lesion's median and the surrounding parenchyma's (the edge of a blurred step), within
+    :data:`EDGE_REACH_MM` of the hysteresis result (out into ``allowed`` voxels of no other lesion,
+    or in), holes filled.
+
+    The hysteresis threshold (``GROW_K_SD`` SDs below the parenchyma) does not follow the lesion's
+    contrast: it stops inside the edge of a faint lesion (on IRCADb 01 the small lesions came out
+    at 35-45 % of their reference volume, now 51-65 %) and outside the edge of a very dark one (a
+    phantom sphere 9 % too big, now within 0.1 %). The lesion's level is the median of the whole
+    hysteresis result (its darkest core alone made real, heterogeneous lesions smaller than their
+    references: IRCADb 01 tumour Dice 0.735 against 0.753), so a lesion found much too big is
+    pulled back only part of the way.
+    """
+    sp = np.asarray(spacing, float)
+    pad = np.ceil((EDGE_REACH_MM + EDGE_SHELL_MM[1]) / sp).astype(int) + 1
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        win = tuple(slice(max(0, o.start - p), min(n, o.stop + p)) for o, p, n in zip(sl, pad, labels.shape))
+        lab = labels[win]
+        own = lab == k
+        outside_mm = ndi.distance_transform_edt(~own, sampling=sp)
+        free = allowed[win] & (lab == 0)
+        shell = free & (outside_mm > EDGE_SHELL_MM[0]) & (outside_mm < EDGE_SHELL_MM[1])
+        if shell.sum() < 10:
+            continue
+        sm = _grid.gaussian(image[win].astype(np.float32), tuple(sp), EDGE_SMOOTHING_MM)
+        inside_mm = ndi.distance_transform_edt(own, sampling=sp)
+        lesion_hu = float(np.median(image[win][own]))
+        parenchyma_hu = float(np.median(sm[shell]))
+        if parenchyma_hu <= lesion_hu:
+            continue
+        edge_hu = lesion_hu + EDGE_FRACTION * (parenchyma_hu - lesion_hu)
+        grow = free & (outside_mm <= EDGE_REACH_MM) & (sm < edge_hu)
+        rim_above = own & (inside_mm <= EDGE_REACH_MM) & (sm >= edge_hu)  # past the edge: partial volume
+        pieces, _ = ndi.label(grow | (own & ~rim_above))
+        keep = np.unique(pieces[own & ~rim_above])
+        new = ndi.binary_fill_holes(np.isin(pieces, keep[keep > 0]))
+        if not new.any():
+            continue
+        lab[own & ~new] = 0
+        lab[new & (lab == 0)] = k
 
 
 def _search(region, depth, *, img, sm, liv, sp, seed_thr, grow_thr, min_volume_ml):

@@ -95,11 +95,35 @@ def test_tumour_on_phantom_is_one_instance_with_its_volume(phantom_study, phanto
     _, sp, truth = phantom
     tum = phantom_study.tumours
     assert tum.dtype == np.uint16 and int(tum.max()) == 1
-    assert _dice(tum, truth["tumour"]) >= 0.8
+    assert _dice(tum, truth["tumour"]) >= 0.95
     truth_ml = np.count_nonzero(truth["tumour"]) * np.prod(sp) / 1000.0
     (lesion,) = phantom_study.report["tumours"]["lesions"]
-    assert lesion["volume_ml"] == pytest.approx(truth_ml, rel=0.2)
+    assert lesion["volume_ml"] == pytest.approx(truth_ml, rel=0.05)  # measured 0.1 % (edge snapping)
     assert np.all(phantom_study.liver[tum > 0] == 1)  # lesions lie inside the liver
+
+
+@pytest.mark.parametrize("contrast_hu", [-20.0, -70.0])
+def test_lesion_edges_snap_to_the_half_way_contour(contrast_hu):
+    """A blurred sphere (r 8 mm, 0.7 x 0.7 x 2 mm voxels, noise 8 HU) found 2 mm too small (as
+    hysteresis finds faint lesions): the boundary moves out to the half-way contour of the
+    noise-free blurred and smoothed sphere (within 4 %), which lies about sigma^2 / r inside the
+    surface (7 % of the volume here)."""
+    from segmentation import _grid
+    from segmentation.tumours import EDGE_SMOOTHING_MM, _snap_edges
+    from scipy import ndimage as ndi
+
+    sp = np.array([0.7, 0.7, 2.0])
+    shape = (80, 80, 28)
+    x, y, z = (np.indices(shape).T * sp).T
+    r_mm = np.sqrt((x - 28.0) ** 2 + (y - 27.5) ** 2 + (z - 27.0) ** 2)
+    sphere = r_mm <= 8.0
+    img = ndi.gaussian_filter(np.where(sphere, 110.0 + contrast_hu, 110.0), 1.0 / sp)
+    half_way = _grid.gaussian(img.astype(np.float32), tuple(sp), EDGE_SMOOTHING_MM) < 110.0 + contrast_hu / 2
+    img = img + np.random.default_rng(3).normal(0.0, 8.0, shape)
+    labels = (r_mm <= 6.0).astype(np.uint16)
+    _snap_edges(labels, img.astype(np.float32), np.ones(shape, bool), sp)
+    assert labels.sum() == pytest.approx(half_way.sum(), rel=0.04)
+    assert _dice(labels > 0, sphere) >= 0.93
 
 
 @pytest.mark.parametrize("radius_mm, depth_mm", [(8.0, 9.0), (8.0, 11.0), (9.0, 10.0)])
