@@ -187,13 +187,13 @@ def _cell(value):
     return f"{value:.3f}" if isinstance(value, float) else value
 
 
-#: Modules a worker needs to plan a study (with previews), imported once before local workers
-#: are forked.
-WORKER_MODULES = ("pipeline.cmd_plan", "pipeline.study", "pipeline.report_html", "pipeline.preview",
-                  "pipeline.export", "trimesh", "fast_simplification")
+#: Modules a worker needs to plan a study, imported once before local workers are forked ...
+WORKER_MODULES = ("pipeline.cmd_plan", "pipeline.study", "pipeline.report_html", "pipeline.export")
+#: ... and those it needs for meshes and previews.
+PREVIEW_MODULES = ("pipeline.preview", "trimesh", "fast_simplification")
 
 
-def _preload_for_fork() -> str:
+def _preload_for_fork(*, previews: bool) -> str:
     """Import what a worker needs, once, and return the start method for local workers.
 
     On Linux the local workers are forked from this process ("fork"), so they start with these
@@ -211,11 +211,12 @@ def _preload_for_fork() -> str:
 
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
-    for name in WORKER_MODULES:
+    for name in WORKER_MODULES + (PREVIEW_MODULES if previews else ()):
         importlib.import_module(name)
-    from .preview import _vtk
+    if previews:
+        from .preview import _vtk
 
-    _vtk(rendering=True)  # vtk's modules only: no render window (no OpenGL context) in the parent
+        _vtk(rendering=True)  # vtk's modules only: no render window (no OpenGL context) in the parent
     return "fork"
 
 
@@ -259,7 +260,7 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
             env = {name: threads for name in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "VTK_SMP_MAX_THREADS",
                                               "LP_NUM_THREADS", "OMP_NUM_THREADS",
                                               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-            method = _preload_for_fork()
+            method = _preload_for_fork(previews=any(job.options.preview for job in todo))
             with dask.config.set({"distributed.worker.multiprocessing-method": method}):
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                        dashboard_address=":0", env=env)
