@@ -609,7 +609,8 @@ def _umbilical_confidence(run, bifurcation_mm) -> tuple[float, float]:
     :data:`UMBILICAL_MIN_LENGTH_MM` long, and reached after a transverse part: its line crosses
     the bifurcation's coronal level at least :data:`UMBILICAL_MIN_LEFT_MM` to the patient's left
     of the bifurcation (a branch heading forward straight from the bifurcation is not the
-    umbilical portion). Linear ramps between the stated limits.
+    umbilical portion), and heading within :data:`UMBILICAL_MAX_TURN_DEG` of the prior's direction
+    (full weight up to 10 deg less). Linear ramps between the stated limits.
     """
     if run is None or not (0.0 < run.angle_deg < 180.0):
         return 0.0, float("nan")
