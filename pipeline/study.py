@@ -245,11 +245,17 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     if study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
+        not_found = [n for n in ("portal", "hepatic") if n in wanted and n not in arrays]
+        why = (f" (the automatic segmentation found no {' and no '.join(_VESSEL_NAMES[n] for n in not_found)} "
+               "in this scan)" if not_found else "")
         raise InputError(
-            "anatomical resections need Couinaud segments: give --segments FILE (labels 1-8), or "
+            f"anatomical resections need Couinaud segments{why}: give --segments FILE (labels 1-8), or "
             "--portal FILE and --hepatic FILE to derive them from the vessel tree"
         )
     return study
+
+
+_VESSEL_NAMES = {"portal": "portal vein", "hepatic": "hepatic veins (IVC or dome veins)"}
 
 
 def _automatic_masks(given: set[str]) -> list[str]:

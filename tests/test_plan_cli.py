@@ -208,3 +208,24 @@ def test_inputs_are_never_modified(study_dir, tmp_path):
     before = {p.name: p.read_bytes() for p in study_dir.iterdir() if p.suffix == ".gz"}
     _plan(study_dir, tmp_path / "o", "--resect", "wedge:all")
     assert before == {p.name: p.read_bytes() for p in study_dir.iterdir() if p.suffix == ".gz"}
+
+
+def test_anatomical_resection_says_when_automatic_vessels_were_not_found(study_dir, tmp_path, capsys, monkeypatch):
+    """A scan where the automatic vessel segmentation finds no hepatic veins (e.g. no IVC in the
+    field of view): the error says so, instead of only asking for masks."""
+    import segmentation
+
+    def no_hepatic(image, liver, *, spacing_mm, **_):
+        portal = np.zeros(np.shape(image), np.uint8)
+        portal[tuple(s // 2 for s in np.shape(image))] = 1
+        return portal, np.zeros(np.shape(image), np.uint8), {"qc_flags": ["no hepatic-vein seed"]}
+
+    monkeypatch.setattr(segmentation, "segment_vessels", no_hepatic)
+    out = tmp_path / "out"
+    argv = ["plan", str(study_dir / "ct.nii.gz"), "--out", str(out), "--no-preview", "--liver",
+            str(study_dir / "liver.nii.gz"), "--tumours", str(study_dir / "tumours.nii.gz"), "--resect",
+            "right-hepatectomy"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the automatic segmentation found no hepatic veins (IVC or dome veins) in this scan" in err
+    assert not out.exists()
