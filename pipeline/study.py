@@ -242,6 +242,10 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
         )
     study = build_study(ct, arrays, sources=sources)
     study.details.update(details)
+    seg_report = details.get("segmentation") or {}
+    qc = seg_report.get("qc_flags") or [f"{part}: {flag}" for part in ("liver", "tumours", "vessels")
+                                        for flag in (seg_report.get(part) or {}).get("qc_flags", [])]
+    study.warnings.extend(f"automatic segmentation QC: {flag}" for flag in qc)
     if study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:

@@ -229,3 +229,7 @@ def test_anatomical_resection_says_when_automatic_vessels_were_not_found(study_d
     err = capsys.readouterr().err.strip()
     assert "the automatic segmentation found no hepatic veins (IVC or dome veins) in this scan" in err
     assert not out.exists()
+    # without an anatomical resection the plan runs, and the segmentation's QC flags are warnings
+    assert main(argv[:-2]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "automatic segmentation QC: vessels: no hepatic-vein seed" in report["warnings"]
