@@ -530,8 +530,8 @@ def structures_from_labels(
                 selectors[f"segment {k}"] = values
     kept = tuple(v for v in range(1, 10) if v in present)
     resected = tuple(v for v in range(11, 20) if v in present)
-    if kept:
-        selectors["remnant"] = tuple(range(1, 10))
+    if kept:  # without a resection the kept liver is the whole liver
+        selectors["remnant" if resected else "liver"] = tuple(range(1, 10))
     if resected:
         selectors["resected"] = tuple(range(11, 20))
     for value in sorted(v for v in present if v > 20):

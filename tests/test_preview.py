@@ -300,6 +300,10 @@ def test_structures_from_labels():
     np.testing.assert_array_equal(structures["resected"], np.isin(labels, [15, 19]))
     np.testing.assert_array_equal(structures["tumour 3"], labels == 23)
     assert structures["portal vein"] is not None and "segment 1" not in structures
+    # no resection: the kept liver is the liver, not a "remnant"
+    unresected = np.where(labels > 10, labels - 10, labels).astype(np.uint8)
+    unresected[4] = 21
+    assert list(structures_from_labels(unresected, segments=False)) == ["liver", "tumour 1"]
     # crops (mask inside the box of its label values) from found or given boxes
     from pipeline.export import label_boxes
 
