@@ -49,13 +49,13 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
      (:func:`couinaud.landmarks.umbilical_run`), trusted when it is straight (rms <=
      :data:`UMBILICAL_MAX_RMS_MM`), >= :data:`UMBILICAL_MIN_LENGTH_MM` long and reached after a
      transverse part (its line crosses the bifurcation's coronal level >= :data:`UMBILICAL_MIN_LEFT_MM`
-     to the left of it), heading within :data:`UMBILICAL_MAX_TURN_DEG` of the prior's direction; the 2|3 plane then moves to the umbilical portion's height by the same
-     weight. Prior: :data:`PRIOR_UMBILICAL_DEG`, :data:`UMBILICAL_PRIOR_OFFSET_MM` to the patient's
+     to the left of it), heading within :data:`UMBILICAL_MAX_TURN_DEG` of the prior's direction;
+     the 2|3 plane then moves to the umbilical portion's height by the same weight. Prior: :data:`PRIOR_UMBILICAL_DEG`, :data:`UMBILICAL_PRIOR_OFFSET_MM` to the patient's
      left of the bifurcation (on IRCADb the detected runs start at the bifurcation or are not
      straight, and the prior decides);
    - *caudate lobe* (1): the liver in front of the IVC's centre line (from half a radius behind
-     it), left of the bifurcation and up to :data:`CAUDATE_FRONT_OF_BIFURCATION_MM` in front of it, at most :data:`CAUDATE_LEFT_OF_IVC_MM` left of the
-     IVC, from :data:`CAUDATE_BELOW_MM` below to :data:`CAUDATE_ABOVE_MM` above the bifurcation.
+     it), left of the bifurcation and up to :data:`CAUDATE_FRONT_OF_BIFURCATION_MM` in front of
+     it, at most :data:`CAUDATE_LEFT_OF_IVC_MM` left of the IVC, from :data:`CAUDATE_BELOW_MM` below to :data:`CAUDATE_ABOVE_MM` above the bifurcation.
 4. Every liver voxel gets one label; each segment is reduced to one 6-connected piece (other
    pieces go to the segment that surrounds them most). Pieces of a liver mask that are not
    connected to the rest keep their planar label and are reported in ``warnings``.
@@ -289,7 +289,8 @@ def _share_height_mm(liver: np.ndarray, columns: np.ndarray, share: float, spaci
     return float(np.interp(share * total, cum, (np.arange(len(cum)) + 0.5) * spacing_z_mm))
 
 
-def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_segment_4: bool) -> tuple[np.ndarray, dict]:
+def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *,
+                split_segment_4: bool) -> tuple[np.ndarray, dict[str, float]]:
     """Couinaud labels of every liver voxel from the boundaries (before the connectivity step).
 
     The scissurae and the umbilical fissure are vertical, so each axial column (x, y) falls in one
@@ -315,13 +316,13 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
     sector = np.where(left, np.where(lat, 3, 2), np.where(ant, 1, 0)).astype(np.uint8)
     # transverse planes: the portal veins' height blended with the height that leaves the
     # reference's usual share of the section below (see SECTION_SHARE_BELOW)
-    heights = {}
-    for name, z_vessel, sec, w in (("right", bd.z_right_mm, 1, bd.share_weights[0]),
-                                   ("left", bd.z_left_mm, 3, bd.share_weights[1])):
-        z_share = _share_height_mm(liver, sector == sec, SECTION_SHARE_BELOW[name], float(spa[2]))
-        heights[name] = z_vessel if z_share is None else z_vessel + w * (z_share - z_vessel)
+    heights_mm = {}
+    for name, z_vessel_mm, sec, w in (("right", bd.z_right_mm, 1, bd.share_weights[0]),
+                                      ("left", bd.z_left_mm, 3, bd.share_weights[1])):
+        z_share_mm = _share_height_mm(liver, sector == sec, SECTION_SHARE_BELOW[name], float(spa[2]))
+        heights_mm[name] = z_vessel_mm if z_share_mm is None else z_vessel_mm + w * (z_share_mm - z_vessel_mm)
     # height band per slice: bit 0 = cranial to the right transverse plane, bit 1 = to the left one
-    band = ((Z >= heights["right"]).astype(np.uint8) | ((Z >= heights["left"]).astype(np.uint8) << 1))
+    band = ((Z >= heights_mm["right"]).astype(np.uint8) | ((Z >= heights_mm["left"]).astype(np.uint8) << 1))
     lut = np.zeros((4, 4), np.uint8)
     for bnd in range(4):
         up_r, up_l = bool(bnd & 1), bool(bnd & 2)
@@ -343,7 +344,7 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
           span(B[2] - CAUDATE_BELOW_MM, B[2] + CAUDATE_ABOVE_MM, nz, spa[2]))
     lab[s1] = 1
     lab *= liver
-    return lab, heights
+    return lab, heights_mm
 
 
 # --------------------------------------------------------------------------- main
@@ -531,13 +532,13 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
         z_left_mm=bd.z_left_mm - o_mm[2], ivc_xy=bd.ivc_xy - o_mm[:2], bifurcation_mm=bd.bifurcation_mm - o_mm,
     )
     lab = np.zeros(Lc.shape, np.uint8)
-    lab_inner, heights = _label_crop(Lc[inner], spa, bd_in, split_segment_4=split_segment_4)
+    lab_inner, heights_mm = _label_crop(Lc[inner], spa, bd_in, split_segment_4=split_segment_4)
     lab[inner] = _one_piece_per_label(lab_inner, warnings)
-    for name, z_vessel, w in (("right", z_right, bd.share_weights[0]), ("left", z_left, bd.share_weights[1])):
-        z_mm = heights[name] + o_mm[2] + off_vox[2] * spa[2]
-        methods[f"transverse_{name}"].update(method="blend" if w > 0 else "plane fit", share_weight=round(w, 3),
-                                             z_mm=round(float(z_mm), 2),
-                                             vessel_z_mm=round(float(z_vessel + off_vox[2] * spa[2]), 2))
+    for name, z_vessel_mm, w in (("right", z_right, bd.share_weights[0]), ("left", z_left, bd.share_weights[1])):
+        methods[f"transverse_{name}"].update(
+            method="blend" if w > 0 else "plane fit", share_weight=round(w, 3),
+            z_mm=round(float(heights_mm[name] + o_mm[2] + off_vox[2] * spa[2]), 2),
+            vessel_z_mm=round(float(z_vessel_mm + off_vox[2] * spa[2]), 2))
 
     out = np.zeros(liver.shape, np.uint8)
     out[box] = lab

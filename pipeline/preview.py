@@ -212,17 +212,11 @@ def surface_mesh(
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise InputError(f"mask must be 3D, got shape {mask.shape}")
+    from resection.volumetry import bounding_box
+
     mask = mask.astype(bool, copy=False)
-    ranges = []
-    for axis in range(3):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if hit.size == 0:
-            _check_mesh_options(smoothing_iterations, smoothing_passband, target_reduction,
-                                block_voxels)
-            return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-        ranges.append((int(hit[0]), int(hit[-1]) + 1))
-    crop = mask[tuple(slice(lo, hi) for lo, hi in ranges)]
-    return _crop_mesh(crop, [lo for lo, _ in ranges], affine,
+    box = bounding_box(mask)
+    return _crop_mesh(mask[box], [sl.start for sl in box], affine,
                       smoothing_iterations=smoothing_iterations,
                       smoothing_passband=smoothing_passband, target_reduction=target_reduction,
                       block_voxels=block_voxels)
@@ -445,42 +439,35 @@ class LabelStructures(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self._vessels:
             return self._vessels[name]
-        values = self._selectors[name]  # KeyError for unknown names, as a Mapping should
-        if len(values) > 2 and values == tuple(range(values[0], values[-1] + 1)):
-            return (self._labels >= values[0]) & (self._labels <= values[-1])
-        mask = self._labels == values[0]
-        for v in values[1:]:
-            mask |= self._labels == v
-        return mask
+        return _select(self._labels, self._selectors[name])  # KeyError for unknown names
 
     def crop(self, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
         """The mask inside the bounding box of its label values, and the box's first voxel."""
         if name in self._vessels or not self._boxes:
+            from resection.volumetry import bounding_box
+
             mask = self[name]
-            box = tuple(slice(0, n) for n in mask.shape)
-            hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-                    for axis in range(3)]
-            if all(h.size for h in hits):
-                box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
+            box = bounding_box(mask)
             return mask[box], tuple(sl.start for sl in box)
-        values = self._selectors[name]
-        parts = [self._boxes[v] for v in values if v in self._boxes]
-        box = tuple(slice(min(p[a].start for p in parts), max(p[a].stop for p in parts))
-                    for a in range(3))
-        sub = self._labels[box]
-        if len(values) > 2 and values == tuple(range(values[0], values[-1] + 1)):
-            mask = (sub >= values[0]) & (sub <= values[-1])
-        else:
-            mask = sub == values[0]
-            for v in values[1:]:
-                mask |= sub == v
-        return mask, tuple(sl.start for sl in box)
+        parts = [self._boxes[v] for v in self._selectors[name] if v in self._boxes]
+        box = tuple(slice(min(p[a].start for p in parts), max(p[a].stop for p in parts)) for a in range(3))
+        return _select(self._labels[box], self._selectors[name]), tuple(sl.start for sl in box)
 
     def __iter__(self):
         return iter(self._names)
 
     def __len__(self) -> int:
         return len(self._names)
+
+
+def _select(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
+    """Mask of the voxels of ``labels`` holding any of ``values`` (a run of values: two comparisons)."""
+    if len(values) > 2 and values == tuple(range(values[0], values[-1] + 1)):
+        return (labels >= values[0]) & (labels <= values[-1])
+    mask = labels == values[0]
+    for v in values[1:]:
+        mask |= labels == v
+    return mask
 
 
 def structures_from_labels(
@@ -509,18 +496,16 @@ def structures_from_labels(
     -------
     LabelStructures
         A mapping (masks computed when accessed) with keys ``segment 1``…``segment 8`` (those
-        present), ``remnant`` (1–9), ``resected`` (11–19), ``tumour i`` (each present instance),
-        then the non-empty vessels.
+        present), ``remnant`` (1–9; ``liver`` when nothing is resected), ``resected`` (11–19),
+        ``tumour i`` (each present instance), then the non-empty vessels.
     """
-    from scipy import ndimage
-
     labels = np.asarray(labels)
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be a 3D integer array, got {labels.dtype} {labels.shape}")
     if boxes is None:
-        found = ndimage.find_objects(labels if labels.dtype.itemsize <= 4 and labels.dtype != np.uint32
-                                     else labels.astype(np.int64))
-        boxes = {i + 1: box for i, box in enumerate(found) if box is not None}
+        from .export import label_boxes
+
+        boxes = label_boxes(labels)
     present = set(boxes)
     selectors: dict[str, tuple[int, ...]] = {}
     if segments:

@@ -242,10 +242,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
         )
     study = build_study(ct, arrays, sources=sources)
     study.details.update(details)
-    seg_report = details.get("segmentation") or {}
-    qc = seg_report.get("qc_flags") or [f"{part}: {flag}" for part in ("liver", "tumours", "vessels")
-                                        for flag in (seg_report.get(part) or {}).get("qc_flags", [])]
-    study.warnings.extend(f"automatic segmentation QC: {flag}" for flag in qc)
+    study.warnings.extend(f"automatic segmentation QC: {flag}"
+                          for flag in details.get("segmentation", {}).get("qc_flags", []))
     if study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
@@ -291,6 +289,9 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
             found["portal"], found["hepatic"], report["vessels"] = segment_vessels(
                 ct.array, liver, spacing_mm=spacing
             )
+        # the parts' flags gathered as segment_study gathers them
+        report["qc_flags"] = [f"{part}: {flag}" for part, info in report.items()
+                              for flag in info.get("qc_flags", [])]
     for name in wanted:
         if name in found and found[name].any():
             arrays[name] = found[name]

@@ -230,9 +230,10 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
         shell = free & (outside_mm > EDGE_SHELL_MM[0]) & (outside_mm < EDGE_SHELL_MM[1])
         if shell.sum() < 10:
             continue
-        sm = _grid.gaussian(image[win].astype(np.float32), tuple(sp), EDGE_SMOOTHING_MM)
+        img = image[win]
+        sm = _grid.gaussian(img.astype(np.float32), tuple(sp), EDGE_SMOOTHING_MM)
         inside_mm = ndi.distance_transform_edt(own, sampling=sp)
-        lesion_hu = float(np.median(image[win][own]))
+        lesion_hu = float(np.median(img[own]))
         parenchyma_hu = float(np.median(sm[shell]))
         if parenchyma_hu <= lesion_hu:
             continue

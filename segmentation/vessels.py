@@ -123,9 +123,10 @@ def segment_vessels(
     far[:, :, (zs[0] + zs[-1]) // 2 + 1:] = False
     if far.any():
         d_all = morph._dist_inside(ves | far, sp)
-        thick_far = far & (d_all >= TRUNK_MIN_RADIUS_MM)
+        thick = d_all >= TRUNK_MIN_RADIUS_MM
+        thick_far = far & thick
         # only the thick cores reached from the vessels at the liver, then their lumen
-        core = morph.reconstruct(ves & (d_all >= TRUNK_MIN_RADIUS_MM), (ves & (d_all >= TRUNK_MIN_RADIUS_MM)) | thick_far, 26)
+        core = morph.reconstruct(ves & thick, (ves & thick) | thick_far, 26)
         ves = ves | (morph.dilate(core & thick_far, TRUNK_MIN_RADIUS_MM + 0.5 * min(sp), sp) & far)
         info["extrahepatic_trunk_ml"] = round(float((ves & far).sum()) * float(np.prod(sp)) / MM3_PER_ML, 1)
     # drop fragments and bright bone/contrast far from the liver
