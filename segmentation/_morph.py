@@ -16,6 +16,24 @@ def _dist_inside(mask: np.ndarray, spacing_mm) -> np.ndarray:
     return edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=tuple(spacing_mm), black_border=False, parallel=2)
 
 
+def surface_depth(mask: np.ndarray, spacing_mm) -> np.ndarray:
+    """Depth (mm) of each voxel of ``mask`` below its surface, corrected for thick slices.
+
+    The distance map measures to the nearest outside voxel *centre*. On an isotropic grid that
+    overstates every depth by the same half voxel; along a coarser axis by half that axis' extra
+    spacing more, so a voxel of the last 5 mm slice would look 5 mm deep although its centre lies
+    2.5 mm from the surface. That excess is taken off: the depth is the smaller of the 3-D distance
+    and, per axis, the distance along that axis less half its spacing beyond the finest one.
+    """
+    sp = np.asarray(spacing_mm, dtype=float)
+    depth = _dist_inside(mask, sp)
+    for ax in np.flatnonzero(sp > sp.min() * 1.01):
+        along = np.full(3, 1e6)
+        along[ax] = sp[ax]
+        depth = np.minimum(depth, _dist_inside(mask, along) - 0.5 * (sp[ax] - sp.min()))
+    return np.maximum(depth, 0.0)
+
+
 def erode(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
     """Voxels of ``mask`` farther than ``radius_mm`` from the background (border counts as inside)."""
     return _dist_inside(mask, spacing_mm) > radius_mm

@@ -81,11 +81,16 @@ MAX_FAT_FRACTION = 0.01
 
 
 def _ellipsoid_fill(mask: np.ndarray, spacing) -> float:
-    """Volume of ``mask`` over the volume of the ellipsoid with the same second moments."""
-    pts = np.argwhere(mask) * np.asarray(spacing, dtype=float)
+    """Volume of ``mask`` over the volume of the ellipsoid with the same second moments.
+
+    The moments are those of the voxels as boxes (each adds ``spacing**2 / 12`` per axis), so a
+    blob one thick slice deep is not taken for a flat disc of infinite fill.
+    """
+    sp = np.asarray(spacing, dtype=float)
+    pts = np.argwhere(mask) * sp
     if len(pts) < 5:
         return 0.0
-    ev = np.clip(np.linalg.eigvalsh(np.cov(pts.T)), 1e-6, None)
+    ev = np.linalg.eigvalsh(np.cov(pts.T, bias=True) + np.diag(sp**2 / 12.0))
     semi_axes = np.sqrt(5.0 * ev)
     return float(len(pts) * np.prod(spacing) / (4.0 / 3.0 * np.pi * np.prod(semi_axes)))
 
@@ -134,7 +139,7 @@ def segment_tumours(
     img = _grid.block_mean(image[box], factors)
     liv = _grid.block_mean(liver[box].astype(np.float32), factors) > 0.5
     sm = _grid.gaussian(img, sp, 1.0)
-    liv_depth = morph._dist_inside(liv, sp)
+    liv_depth = morph.surface_depth(liv, sp)
     deep = liv_depth > SURFACE_MARGIN_MM
     vals = sm[deep] if deep.sum() > 1000 else sm[liv]
     med = float(np.median(vals))
@@ -165,7 +170,7 @@ def segment_tumours(
     for i, (sl, comp, _) in enumerate(found):
         taken[sl][comp] = i + 1
     notch = region & ~liv
-    for f in _search(region, morph._dist_inside(region, sp), **search):
+    for f in _search(region, morph.surface_depth(region, sp), **search):
         if not np.any(notch[f[0]][f[1]]):
             continue  # not at a notch: the first search has judged it
         hit = np.unique(taken[f[0]][f[1]])
@@ -283,7 +288,7 @@ def _search(region, depth, *, img, sm, liv, sp, seed_thr, grow_thr, min_volume_m
             "median_hu": round(float(np.median(vals_j)), 1),
             "radius_mm": round(float(radius[j]), 1),
             "ellipsoid_fill": round(_ellipsoid_fill(comp, sp), 2),
-            "fat_fraction": round(float(np.count_nonzero(vals_j < FAT_MAX_HU) / comp.sum()), 3),
+            "fat_fraction": round(float(np.count_nonzero((vals_j < FAT_MAX_HU) & (depth[win][comp] > SHELL_MM)) / comp.sum()), 3),
             "surface_fraction": round(float(np.count_nonzero(comp & (depth[win] <= SURFACE_MARGIN_MM)) / comp.sum()), 3),
             "in_liver_mask_fraction": round(float(np.count_nonzero(comp & liv[win]) / comp.sum()), 3),
         }

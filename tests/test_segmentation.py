@@ -248,6 +248,24 @@ def test_morphology_is_in_millimetres():
     assert np.allclose(extent_mm, 20.0, atol=2.0)
 
 
+def test_depth_and_blob_shape_are_physical_on_thick_slices():
+    """A voxel of the last 4.8 mm slice lies 2.4 mm from the surface, not 4.8 mm (as far as on a
+    1 mm grid, plus half a 1 mm voxel); a blob one thick slice deep is a slab, not an infinitely
+    thin disc of huge ellipsoid fill."""
+    from segmentation.tumours import _ellipsoid_fill
+
+    slab = np.zeros((30, 30, 12), bool)
+    slab[5:25, 5:25, 3:9] = True
+    assert np.allclose(morph.surface_depth(slab, (1.0, 1.0, 4.8))[15, 15, 3:9], [2.9, 7.7, 10, 10, 7.7, 2.9], atol=0.01)
+    assert np.allclose(morph.surface_depth(slab, (1.0, 1.0, 1.0))[15, 15, 3:9], [1, 2, 3, 3, 2, 1])
+    disc = np.zeros((20, 20, 3), bool)
+    disc[5:15, 5:15, 1] = True
+    assert 0.8 < _ellipsoid_fill(disc, (1.0, 1.0, 3.0)) < 1.0  # a 10 x 10 x 3 mm box
+    x, y, z = (np.indices((81, 81, 17)).T * np.array([0.6, 0.6, 5.0])).T
+    ball = (x - 24) ** 2 + (y - 24) ** 2 + (z - 40) ** 2 <= 12**2
+    assert _ellipsoid_fill(ball, (0.6, 0.6, 5.0)) == pytest.approx(1.0, abs=0.05)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -337,6 +355,19 @@ def test_ircadb_01_study(ircadb_dir):
     ref = _load(ircadb_dir / "01", "couinaud_reference")[0]
     cou = segment_couinaud(res.liver, res.portal_vein, res.hepatic_veins, spacing_mm=sp)
     assert np.mean([_dice(cou.labels == k, ref == k) for k in range(1, 9)]) >= 0.75
+
+
+def test_ircadb_01_on_thick_slices(ircadb_dir):
+    """Case 01 averaged to 3.2 mm slices (as many clinical CTs are): liver and tumours hold up.
+    Measured: liver 0.952, tumours 0.740; before gas, depth and contact were measured in
+    millimetres rather than voxels, the 84 mL tumour bulging from the liver was left out (0.209)."""
+    ct, sp = _load(ircadb_dir / "01", "ct")
+    n = ct.shape[2] // 2 * 2
+    thick = lambda a: a[..., :n].astype(np.float32).reshape(a.shape[:2] + (n // 2, 2)).mean(axis=3)
+    sp2 = (sp[0], sp[1], 2 * sp[2])
+    res = segment_study(thick(ct), spacing_mm=sp2)
+    assert _dice(res.liver, thick(_load(ircadb_dir / "01", "liver")[0] > 0) > 0.5) >= 0.93
+    assert _dice(res.tumours, thick(_load(ircadb_dir / "01", "tumours")[0] > 0) > 0.5) >= 0.65
 
 
 def test_ircadb_07_liver(ircadb_dir):
