@@ -28,6 +28,8 @@ IVC_MIN_RADIUS_MM = 4.0
 IVC_MAX_STEP_MM = 3.0
 #: ... plus this much per mm of height (the IVC is close to vertical).
 IVC_MAX_TILT = 0.35
+#: A chain shorter than this (mm) gives no slope: the axis is taken vertical.
+IVC_MIN_FIT_MM = 40.0
 #: A branch of the portal tree counts as a main branch when it carries this fraction of the
 #: intrahepatic portal volume (r^2-weighted skeleton length).
 PORTAL_MAIN_BRANCH_FRACTION = 0.12
@@ -76,7 +78,7 @@ class IVCAxis:
         return np.array(self.xy_at(z_mm), float)
 
 
-def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
+def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None) -> IVCAxis:
     """Track the IVC through the axial slices of the hepatic-vein mask and fit a straight axis.
 
     Every axial slice offers up to three candidate cross-sections (the biggest inscribed discs of
@@ -89,6 +91,10 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
     hepatic : ndarray of bool, shape (X, Y, Z)
         Hepatic veins + IVC, canonical RAS+.
     spacing_mm : sequence of 3 float
+    reach_z_mm : float, optional
+        The chain must reach this height (mm): the IVC runs up behind the liver to the dome,
+        whereas a thick piece of another organ in the mask (the upper pole of an enhancing right
+        kidney in an automatic mask) stays low. Ignored when no chain reaches it.
 
     Raises
     ------
@@ -135,7 +141,8 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
             j = cand[np.argmax(score[cand])]
             score[i] = C[i, 3] + score[j]
             prev[i] = j
-    chain = [int(np.argmax(score))]
+    high = C[:, 0] >= reach_z_mm if reach_z_mm is not None else np.ones(n, bool)
+    chain = [int(np.argmax(np.where(high, score, -np.inf))) if high.any() else int(np.argmax(score))]
     while prev[chain[-1]] >= 0:
         chain.append(int(prev[chain[-1]]))
     P = C[chain[::-1]]
@@ -159,7 +166,11 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm) -> IVCAxis:
         keep = new_keep
     P = P[keep] if keep.sum() >= 3 else P
     tilt = float(np.hypot(fx[0], fy[0]))
-    if tilt > IVC_MAX_TILT:
+    if np.ptp(P[:, 0]) < IVC_MIN_FIT_MM:
+        # too short to tell a slope: vertical through the chain's weighted centre
+        fx = np.array([0.0, np.average(P[:, 1], weights=P[:, 3])])
+        fy = np.array([0.0, np.average(P[:, 2], weights=P[:, 3])])
+    elif tilt > IVC_MAX_TILT:
         # a short or wandering chain fits a slope no IVC has: keep its direction, cap its steepness
         # and put the axis through the chain's weighted centre
         fx[0], fy[0] = fx[0] * IVC_MAX_TILT / tilt, fy[0] * IVC_MAX_TILT / tilt

@@ -90,6 +90,10 @@ log = logging.getLogger(__name__)
 
 #: Vessel analysis runs on a grid of about this spacing (mm), by integer block max-pooling.
 ANALYSIS_SPACING_MM = 1.2
+#: The IVC chain must reach up to this far (mm) below the portal bifurcation (the scissurae hinge
+#: on the IVC at that height; a low thick piece, such as a kidney's upper pole in an automatic
+#: mask, is not taken for it).
+IVC_REACH_BELOW_BIFURCATION_MM = 20.0
 #: Crop margin around the liver (mm): keeps the hilum and the IVC next to the liver.
 CROP_MARGIN_MM = 15.0
 #: A vessel voxel counts as "at the liver" within this distance of liver tissue (mm).
@@ -401,8 +405,8 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 
     dl2 = _check_near_liver(L2, PV2, HV2, sp2)
 
-    ivc = lm.ivc_axis(HV2, sp2)
     pl = lm.portal_landmarks(PV2, L2, sp2, distance_to_liver_mm=dl2)
+    ivc = lm.ivc_axis(HV2, sp2, reach_z_mm=float(pl.bifurcation_mm[2]) - IVC_REACH_BELOW_BIFURCATION_MM)
     if pl.disconnected_fraction > 0.2:
         warnings.append(
             f"portal-vein mask: {100 * pl.disconnected_fraction:.0f}% of its intrahepatic volume is not "

@@ -172,22 +172,42 @@ def test_methods_and_landmarks_are_json_ready(phantom):
     assert res.methods["right_scissura"]["method"] == "vessel"
 
 
-def test_ivc_axis_steepness_is_capped():
-    """A short, steep piece of tube (as an automatic mask may give at the dome) does not make the
-    axis swing: the fitted slope is capped at IVC_MAX_TILT and the axis passes through the piece."""
-    from couinaud.landmarks import IVC_MAX_TILT, ivc_axis
+@pytest.mark.parametrize("length_mm", [38.0, 78.0])
+def test_ivc_axis_of_a_short_or_steep_tube(length_mm):
+    """A steep piece of tube (as an automatic mask may give at the dome) does not make the axis
+    swing: shorter than IVC_MIN_FIT_MM it gives no slope (vertical axis through the piece), longer
+    its fitted slope is capped at IVC_MAX_TILT; either way the axis passes through the piece."""
+    from couinaud.landmarks import IVC_MAX_TILT, IVC_MIN_FIT_MM, ivc_axis
 
     sp = np.array([1.0, 1.0, 2.0])
-    hep = np.zeros((120, 80, 20), bool)
-    X, Y = np.mgrid[:120, :80].astype(float)
-    for k in range(20):  # 40 mm of tube drifting 0.8 mm to the left per mm of height
-        cx = 80.0 - 0.8 * k * sp[2]
+    n = int(length_mm / sp[2]) + 1
+    hep = np.zeros((160, 80, n), bool)
+    X, Y = np.mgrid[:160, :80].astype(float)
+    for k in range(n):  # tube drifting 0.8 mm to the left per mm of height
+        cx = 120.0 - 0.8 * k * sp[2]
         hep[:, :, k] = (X - cx) ** 2 + (Y - 40.0) ** 2 <= 7.0 ** 2
     axis = ivc_axis(hep, sp)
-    assert np.hypot(*axis.slope_xy) == pytest.approx(IVC_MAX_TILT, rel=1e-6)
-    assert axis.slope_xy[0] < 0 and abs(axis.slope_xy[1]) < 1e-6
-    z_mid = 19.0
-    assert abs(axis.xy_at(z_mid)[0] - (80.0 - 0.8 * z_mid)) < 2.0
+    if length_mm < IVC_MIN_FIT_MM:
+        assert np.allclose(axis.slope_xy, 0.0)
+    else:
+        assert np.hypot(*axis.slope_xy) == pytest.approx(IVC_MAX_TILT, rel=1e-6)
+        assert axis.slope_xy[0] < 0 and abs(axis.slope_xy[1]) < 1e-6
+    z_mid = (n - 1) * sp[2] / 2
+    assert abs(axis.xy_at(z_mid)[0] - (120.0 - 0.8 * z_mid)) < 2.0
+
+
+def test_ivc_axis_reaches_up_past_a_low_thick_piece():
+    """A thick low piece (a kidney's upper pole in an automatic mask) outweighs a thinner IVC; the
+    chain that reaches ``reach_z_mm`` is taken when asked."""
+    from couinaud.landmarks import ivc_axis
+
+    sp = np.array([1.0, 1.0, 2.0])
+    hep = np.zeros((160, 80, 60), bool)
+    X, Y = np.mgrid[:160, :80].astype(float)
+    hep[:, :, 0:12] |= ((X - 120.0) ** 2 + (Y - 40.0) ** 2 <= 14.0**2)[:, :, None]  # 24 mm tall, r 14
+    hep[:, :, 20:50] |= ((X - 60.0) ** 2 + (Y - 40.0) ** 2 <= 5.0**2)[:, :, None]  # 60 mm tall, r 5
+    assert abs(ivc_axis(hep, sp).xy_at(30.0)[0] - 120.0) < 2.0
+    assert abs(ivc_axis(hep, sp, reach_z_mm=80.0).xy_at(30.0)[0] - 60.0) < 2.0
 
 
 def test_umbilical_run_far_from_the_prior_is_not_trusted():
