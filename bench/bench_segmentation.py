@@ -73,17 +73,23 @@ def run_cli(image: Path, modality: str, out: Path) -> tuple[float, dict]:
 def score_ircadb(case: str, out: Path, rec: dict) -> dict:
     ref_dir = DATA / "ircadb" / case
     ct = io.read_image(ref_dir / "ct.nii.gz", header_only=True)
-    ld = lambda p, ref=None: io.read_labels(p, reference=ref).array  # noqa: E731
-    liver_ref = ld(ref_dir / "liver.nii.gz") > 0
-    vox_ml = ct.voxel_volume_mm3 / 1000.0
-    spacing = ct.spacing_mm
-    liver = ld(out / "liver.nii.gz") > 0
+    ld = lambda p: io.read_labels(p).array  # noqa: E731
+    names = ("liver", "tumours", "portal_vein", "hepatic_veins")
+    pred = {n: ld(out / f"{n}.nii.gz") for n in names}
+    ref = {n: ld(ref_dir / f"{n}.nii.gz") for n in names + ("couinaud_reference",)}
+    return score_arrays(pred, ref, ct.spacing_mm)
+
+
+def score_arrays(pred: dict, ref: dict, spacing) -> dict:
+    """Scores of automatic masks ``pred`` (liver, tumours, portal_vein, hepatic_veins) against
+    manual masks ``ref`` (the same, plus couinaud_reference) on one grid of voxel size ``spacing`` (mm)."""
+    vox_ml = float(np.prod(spacing)) / 1000.0
+    liver, liver_ref = pred["liver"] > 0, ref["liver"] > 0
     row = {
         "liver_dice": dice(liver, liver_ref),
         "liver_vol_err_pct": 100.0 * (np.count_nonzero(liver) / np.count_nonzero(liver_ref) - 1.0),
     }
-    tum_ref = ld(ref_dir / "tumours.nii.gz") > 0
-    tum = ld(out / "tumours.nii.gz")
+    tum_ref, tum = ref["tumours"] > 0, pred["tumours"]
     import cc3d
 
     rl = cc3d.connected_components(tum_ref.astype(np.uint8))
@@ -97,32 +103,23 @@ def score_ircadb(case: str, out: Path, rec: dict) -> dict:
     row["tumour_dice"] = dice(tum, tum_ref) if tum_ref.any() else float("nan")
     row["lesions_found"] = f"{found}/{len(big_ref)}"
     row["false_lesions_ge_1ml"] = false_big
-    pv_ref = ld(ref_dir / "portal_vein.nii.gz") > 0
-    hv_ref = ld(ref_dir / "hepatic_veins.nii.gz") > 0
+    pv_ref, hv_ref = ref["portal_vein"] > 0, ref["hepatic_veins"] > 0
     region = morph.fill_holes(morph.close(liver_ref, 5.0, spacing, pad_vox=10), per_slice=True)
-    pv = ld(out / "portal_vein.nii.gz") > 0
-    hv = ld(out / "hepatic_veins.nii.gz") > 0
+    pv, hv = pred["portal_vein"] > 0, pred["hepatic_veins"] > 0
     row["vessel_dice_in_liver"] = dice((pv | hv) & region, (pv_ref | hv_ref) & region)
     both = (pv | hv) & (pv_ref | hv_ref) & region & ~(pv_ref & hv_ref)
     right = both & ((pv & pv_ref) | (hv & hv_ref))
     row["tree_accuracy"] = float(np.count_nonzero(right) / max(1, np.count_nonzero(both)))
-    row["couinaud_mean_dice"] = _couinaud_score(ref_dir, out, spacing, ld)
-    return row
+    from couinaud import segment_couinaud
+    from hepatoplan.errors import HepatoplanError
 
-
-def _couinaud_score(ref_dir: Path, out: Path, spacing, ld) -> float:
-    """Mean Dice over segments 1-8 of Couinaud computed from the automatic masks (NaN if unavailable)."""
-    ref_path = ref_dir / "couinaud_reference.nii.gz"
     try:
-        from couinaud import segment_couinaud
-    except ImportError:
-        return float("nan")
-    if not ref_path.exists():
-        return float("nan")
-    liver = ld(out / "liver.nii.gz")
-    res = segment_couinaud(liver, ld(out / "portal_vein.nii.gz"), ld(out / "hepatic_veins.nii.gz"), spacing_mm=spacing)
-    ref = ld(ref_path)
-    return float(np.nanmean([dice(res.labels == k, ref == k) for k in range(1, 9)]))
+        res = segment_couinaud(pred["liver"], pred["portal_vein"], pred["hepatic_veins"], spacing_mm=spacing)
+    except HepatoplanError:  # e.g. no hepatic veins found: no segments
+        row["couinaud_mean_dice"] = float("nan")
+    else:
+        row["couinaud_mean_dice"] = float(np.nanmean([dice(res.labels == k, ref["couinaud_reference"] == k) for k in range(1, 9)]))
+    return row
 
 
 def score_ts(name: str, image: Path, out: Path) -> dict:
