@@ -67,6 +67,8 @@ LESION_OPEN_MM = 8.0
 LESION_OPEN_FRACTION = 0.6
 #: A dark blob with gas within this distance (mm) of more than 1 % of its voxels is bowel, not a tumour.
 GAS_REACH_MM = 2.0
+#: Candidate organs (liver cores) tried in turn while the mask grown from them fails the quality checks.
+MAX_CORE_CANDIDATES = 3
 #: Plausible adult liver volume range (mL) for the QC flags.
 LIVER_VOLUME_RANGE_ML = (600.0, 4000.0)
 #: Smallest liver volume (mL) accepted when the scan shows only part of the liver.
@@ -122,10 +124,12 @@ def _score_blob(blob: np.ndarray, body_centre, spacing, voxel_ml) -> float:
     return float(vol_ml * side)
 
 
-def _find_liver_core(s, body, spacing, *, peaks, window_halfwidth, erode_mm, voxel_ml):
-    """Return (core mask, centre intensity) of the best liver blob over candidate peaks."""
+def _liver_core_candidates(s, body, spacing, *, peaks, window_halfwidth, erode_mm, voxel_ml):
+    """Candidate liver cores, best first: (core mask, centre intensity) of the best-scoring blob
+    over the candidate peaks, then of the best blob not overlapping the earlier ones, up to
+    :data:`MAX_CORE_CANDIDATES`."""
     body_centre = np.argwhere(body[:, :, body.shape[2] // 2]).mean(axis=0) if body[:, :, body.shape[2] // 2].any() else np.array(body.shape[:2]) / 2
-    best = (None, None, -1.0)
+    blobs = []
     for c in peaks:
         win = body & (s > c - window_halfwidth) & (s < c + window_halfwidth)
         core = morph.erode(win, erode_mm, spacing)
@@ -140,9 +144,16 @@ def _find_liver_core(s, body, spacing, *, peaks, window_halfwidth, erode_mm, vox
             blob = labels == lab
             score = _score_blob(blob, body_centre, spacing, voxel_ml)
             log.debug("peak %.0f blob %d vol %.0f mL score %.0f", c, lab, counts[lab] * voxel_ml, score)
-            if score > best[2]:
-                best = (blob, c, score)
-    return best[0], best[1]
+            blobs.append((score, c, blob))
+    chosen: list = []
+    taken = np.zeros(s.shape, bool)
+    for score, c, blob in sorted(blobs, key=lambda b: -b[0]):
+        if len(chosen) == MAX_CORE_CANDIDATES:
+            break
+        if not np.any(blob & taken):
+            chosen.append((blob, c))
+            taken |= blob
+    return chosen
 
 
 def segment_liver(
@@ -180,19 +191,38 @@ def segment_liver(
     if modality not in ("CT", "MR"):
         raise InputError(f"modality: expected 'CT' or 'MR', found {modality!r}")
     image = np.asanyarray(image)
-    info: dict = {"modality": modality, "qc_flags": [], "qc_passed": True}
+    base: dict = {"modality": modality}
     if modality == "CT":
         _check_ct_range(image)
-        liver_small, factors, stats = _coarse_liver_ct(image, spacing, info)
+        kwargs: dict = {}
     else:
-        image = _mr_to_pseudo_hu(image, info)
-        liver_small, factors, stats = _coarse_liver_ct(image, spacing, info, lesions=False, window_margin=0.0)
-        stats.pop("contrast_phase_guess", None)
-    liver = _refine_full(image, liver_small, factors, spacing, stats)
-    info.update(stats)
-    voxel_ml = float(np.prod(spacing)) / MM3_PER_ML
-    info["liver_volume_ml"] = round(float(liver.sum()) * voxel_ml, 1)
-    _qc(liver, info, spacing)
+        image = _mr_to_pseudo_hu(image, base)
+        kwargs = {"lesions": False, "window_margin": 0.0}
+    # the best-scoring candidate organ is the liver unless it fails the quality checks (e.g. a
+    # large right renal mass outscoring the lower part of a liver whose top is cut off): then the
+    # runner-up, a different organ, is tried
+    tried = []
+    for rank in range(MAX_CORE_CANDIDATES):
+        info = {**base, "qc_flags": [], "qc_passed": True}
+        found = _coarse_liver_ct(image, spacing, info, rank=rank, **kwargs)
+        if found is None:
+            break
+        liver_small, factors, stats = found
+        if modality != "CT":
+            stats.pop("contrast_phase_guess", None)
+        liver = _refine_full(image, liver_small, factors, spacing, stats)
+        info.update(stats)
+        info["liver_volume_ml"] = round(float(liver.sum()) * float(np.prod(spacing)) / MM3_PER_ML, 1)
+        _qc(liver, info, spacing)
+        tried.append((liver, info))
+        if info["qc_passed"]:
+            break
+    liver, info = tried[-1] if tried[-1][1]["qc_passed"] else tried[0]
+    if info["qc_passed"] and len(tried) > 1:
+        info["qc_flags"].append(
+            f"the best-scoring liver candidate failed the quality checks ({'; '.join(tried[0][1]['qc_flags'])}); "
+            f"candidate {len(tried)} was taken: check the liver mask"
+        )
     info["seconds"] = round(time.perf_counter() - t0, 2)
     return liver.astype(np.uint8), info
 
@@ -214,7 +244,8 @@ def _check_ct_range(image: np.ndarray) -> None:
         )
 
 
-def _coarse_liver_ct(image, spacing, info, *, lesions=True, window_margin=10.0):
+def _coarse_liver_ct(image, spacing, info, *, lesions=True, window_margin=10.0, rank=0):
+    """Coarse liver mask grown from the ``rank``-th candidate core (None when there is none)."""
     factors = _grid.shrink_factors(spacing, COARSE_SPACING_MM)
     sp = tuple(s * f for s, f in zip(spacing, factors))
     voxel_ml = float(np.prod(sp)) / MM3_PER_ML
@@ -235,9 +266,12 @@ def _coarse_liver_ct(image, spacing, info, *, lesions=True, window_margin=10.0):
     peaks = _histogram_peaks(s[sel], -20, 250, 4.0)
     info["histogram_peaks_hu"] = [round(p, 1) for p in peaks]
     # noise of the smoothed coarse image inside soft tissue
-    core, centre = _find_liver_core(s, body, sp, peaks=peaks, window_halfwidth=25.0, erode_mm=6.0, voxel_ml=voxel_ml)
-    if core is None:
+    cands = _liver_core_candidates(s, body, sp, peaks=peaks, window_halfwidth=25.0, erode_mm=6.0, voxel_ml=voxel_ml)
+    if not cands:
         raise InputError("no liver-like soft tissue found in the CT; is this an abdominal scan?")
+    if rank >= len(cands):
+        return None
+    core, centre = cands[rank]
     med, sd = _robust_stats(s[core])
     stats = {
         "liver_median_hu": round(med, 1),

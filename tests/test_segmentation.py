@@ -380,6 +380,19 @@ def test_ircadb_07_liver(ircadb_dir):
     assert 90 <= info["liver_median_hu"] <= 150
 
 
+def test_ircadb_07_with_its_top_cut_off(ircadb_dir):
+    """Case 07 with the cranial 40 % of its liver cut off: its large right renal mass (30 HU) then
+    outscores the liver's remaining lower part, fails the volume check, and the runner-up organ,
+    the liver, is taken (with a flag). Measured: Dice 0.944; before, the scan was refused."""
+    ct, sp = _load(ircadb_dir / "07", "ct")
+    ref = _load(ircadb_dir / "07", "liver")[0] > 0
+    zs = np.flatnonzero(ref.any(axis=(0, 1)))
+    cut = zs[0] + int(0.6 * (zs[-1] - zs[0]))
+    liver, info = segment_liver(np.ascontiguousarray(ct[..., :cut]), spacing_mm=sp)
+    assert info["qc_passed"] and _dice(liver, ref[..., :cut]) >= 0.90
+    assert any("candidate 2 was taken" in f for f in info["qc_flags"])
+
+
 @pytest.mark.parametrize(
     "image, reference, modality, min_dice",
     [
