@@ -65,8 +65,6 @@ BAND_MM = 3.0
 LESION_OPEN_MM = 8.0
 #: ... or this fraction of the blob's inscribed radius when that is smaller.
 LESION_OPEN_FRACTION = 0.6
-#: A dark blob with gas within this distance (mm) of more than 1 % of its voxels is bowel, not a tumour.
-GAS_REACH_MM = 2.0
 #: Candidate organs (liver cores) tried in turn while the mask grown from them fails the quality checks.
 MAX_CORE_CANDIDATES = 3
 #: Plausible adult liver volume range (mL) for the QC flags.
@@ -342,9 +340,8 @@ def _rooted_lesions(s, body, liver, lo, hi, sp, *, gas=None, fluid_hu=20.0, min_
             ia[ax], ib[ax] = sl_a, sl_b
             la, lb = ws[tuple(ia)], ws[tuple(ib)]
             edge = (la > 0) & (lb != la)
-            face_mm2 = float(np.prod(sp)) / sp[ax]  # faces weighted by area: thick slices have tall side faces
-            total += face_mm2 * np.bincount(la[edge], minlength=n + 1)
-            touch += face_mm2 * np.bincount(la[edge & liver[tuple(ib)]], minlength=n + 1)
+            total += np.bincount(la[edge], minlength=n + 1)
+            touch += np.bincount(la[edge & liver[tuple(ib)]], minlength=n + 1)
     vox = np.bincount(ws.ravel(), minlength=n + 1).astype(float)
     rmax = morph.label_max(d, ws, n)
     sphere_vox = 4.0 / 3.0 * np.pi * rmax**3 / float(np.prod(sp))
@@ -354,7 +351,7 @@ def _rooted_lesions(s, body, liver, lo, hi, sp, *, gas=None, fluid_hu=20.0, min_
     # bowel: gas bubbles inside or right next to the blob
     cand_ids = np.flatnonzero(ok)
     if len(cand_ids) and gas is not None:
-        near_gas = morph.dilate(gas, GAS_REACH_MM, sp)
+        near_gas = morph.dilate(gas, 1.01 * max(sp), sp)
         gas_hits = np.bincount(ws[near_gas], minlength=n + 1)
         ok &= gas_hits <= 0.01 * vox
     big = np.argsort(-vox)[:8]

@@ -358,16 +358,21 @@ def test_ircadb_01_study(ircadb_dir):
 
 
 def test_ircadb_01_on_thick_slices(ircadb_dir):
-    """Case 01 averaged to 3.2 mm slices (as many clinical CTs are): liver and tumours hold up.
-    Measured: liver 0.952, tumours 0.740; before gas, depth and contact were measured in
-    millimetres rather than voxels, the 84 mL tumour bulging from the liver was left out (0.209)."""
+    """Case 01 averaged to 3.2 mm slices (as many clinical CTs are): the liver holds up, and the
+    Couinaud segments from the automatic masks too (measured: liver 0.937, Couinaud 0.798; 0.381
+    before a 16 mm piece of IVC at the dome stopped giving the IVC axis a slope)."""
+    from couinaud import segment_couinaud
+
     ct, sp = _load(ircadb_dir / "01", "ct")
     n = ct.shape[2] // 2 * 2
-    thick = lambda a: a[..., :n].astype(np.float32).reshape(a.shape[:2] + (n // 2, 2)).mean(axis=3)
+    thick = lambda a: a[..., :n].astype(np.float32).reshape(a.shape[:2] + (n // 2, 2)).mean(axis=3)  # noqa: E731
     sp2 = (sp[0], sp[1], 2 * sp[2])
     res = segment_study(thick(ct), spacing_mm=sp2)
     assert _dice(res.liver, thick(_load(ircadb_dir / "01", "liver")[0] > 0) > 0.5) >= 0.93
-    assert _dice(res.tumours, thick(_load(ircadb_dir / "01", "tumours")[0] > 0) > 0.5) >= 0.65
+    ref = _load(ircadb_dir / "01", "couinaud_reference")[0]
+    ref2 = ref[..., :n].reshape(ref.shape[:2] + (n // 2, 2))[..., 0]  # one of each pair of slices
+    cou = segment_couinaud(res.liver, res.portal_vein, res.hepatic_veins, spacing_mm=sp2)
+    assert np.mean([_dice(cou.labels == k, ref2 == k) for k in range(1, 9)]) >= 0.75
 
 
 def test_ircadb_07_liver(ircadb_dir):
