@@ -70,7 +70,7 @@ def run_cli(image: Path, modality: str, out: Path) -> tuple[float, dict]:
     return wall, json.loads((out / "segmentation.json").read_text())
 
 
-def score_ircadb(case: str, out: Path, rec: dict) -> dict:
+def score_ircadb(case: str, out: Path) -> dict:
     ref_dir = DATA / "ircadb" / case
     ct = io.read_image(ref_dir / "ct.nii.gz", header_only=True)
     ld = lambda p: io.read_labels(p).array  # noqa: E731
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "seg"
             wall, rec = run_cli(image, modality, out)
-            row = score_ircadb(case, out, rec) if kind == "ircadb" else score_ts(case, image, out)
+            row = score_ircadb(case, out) if kind == "ircadb" else score_ts(case, image, out)
         row.update(
             case=case,
             wall_s=wall,

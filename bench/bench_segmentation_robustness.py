@@ -55,7 +55,8 @@ def _block_mean(a, f):
 
 
 def _block_majority(labels, f):
-    b = _blocks(labels, f).reshape(_blocks(labels, f).shape[:3] + (-1,))
+    b = _blocks(labels, f)
+    b = b.reshape(b.shape[:3] + (-1,))
     votes = np.stack([(b == k).sum(axis=-1) for k in range(int(labels.max()) + 1)])
     return votes.argmax(axis=0).astype(labels.dtype)
 

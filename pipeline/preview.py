@@ -429,10 +429,10 @@ class LabelStructures(Mapping):
     """
 
     def __init__(self, labels: np.ndarray, selectors: dict[str, tuple[int, ...]],
-                 vessels: Mapping[str, np.ndarray], boxes: Mapping | None = None):
+                 vessels: Mapping[str, np.ndarray], boxes: Mapping):
         self._labels = labels
         self._selectors = selectors
-        self._boxes = dict(boxes or {})  # label value -> its bounding box (slices)
+        self._boxes = boxes  # label value -> its bounding box (slices)
         self._vessels = dict(vessels)
         self._names = list(selectors) + list(self._vessels)
 
@@ -443,7 +443,7 @@ class LabelStructures(Mapping):
 
     def crop(self, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
         """The mask inside the bounding box of its label values, and the box's first voxel."""
-        if name in self._vessels or not self._boxes:
+        if name in self._vessels:
             from resection.volumetry import bounding_box
 
             mask = self[name]

@@ -175,7 +175,7 @@ def plan_resection(
     if removed_segments:
         anatomical = np.isin(segments[box], sorted(removed_segments)) & liver_c
         fraction[anatomical] = 1.0
-    from scipy import ndimage  # imported when planning (the report's writers need it too)
+    from scipy import ndimage
 
     tumour_boxes = ndimage.find_objects(tum_c) if tumour_ids else []  # one pass for all tumours
     for i, margin in wedge_margin.items():
@@ -258,10 +258,9 @@ def _clearance_mm(tumour_boundary: np.ndarray, kept_boundary: VoxelSet, spacing_
     """
     if len(kept_boundary) == 0:
         return float("inf")
-    points = tumour_boundary
-    distance, nearest = kept_boundary.nearest(points)
+    distance, nearest = kept_boundary.nearest(tumour_boundary)
     k = int(np.argmin(distance))
-    step = (kept_boundary.voxels[nearest[k]] - points[k]) * np.asarray(spacing_mm)
+    step = (kept_boundary.voxels[nearest[k]] - tumour_boundary[k]) * np.asarray(spacing_mm)
     extent = float(np.abs(step) @ np.asarray(spacing_mm)) / max(float(distance[k]), 1e-9)
     return float(max(0.0, distance[k] - extent))
 

@@ -230,14 +230,14 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
         win = tuple(slice(max(0, o.start - p), min(n, o.stop + p)) for o, p, n in zip(sl, pad, labels.shape))
         lab = labels[win]
         own = lab == k
-        outside_mm = ndi.distance_transform_edt(~own, sampling=sp)
+        outside_mm = morph._dist_inside(~own, sp)
         free = allowed[win] & (lab == 0)
         shell = free & (outside_mm > EDGE_SHELL_MM[0]) & (outside_mm < EDGE_SHELL_MM[1])
         if shell.sum() < 10:
             continue
         img = image[win]
         sm = _grid.gaussian(img.astype(np.float32), tuple(sp), EDGE_SMOOTHING_MM)
-        inside_mm = ndi.distance_transform_edt(own, sampling=sp)
+        inside_mm = morph._dist_inside(own, sp)
         lesion_hu = float(np.median(img[own]))
         parenchyma_hu = float(np.median(sm[shell]))
         if parenchyma_hu <= lesion_hu:
@@ -245,9 +245,8 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
         edge_hu = lesion_hu + EDGE_FRACTION * (parenchyma_hu - lesion_hu)
         grow = free & (outside_mm <= EDGE_REACH_MM) & (sm < edge_hu)
         rim_above = own & (inside_mm <= EDGE_REACH_MM) & (sm >= edge_hu)  # past the edge: partial volume
-        pieces, _ = ndi.label(grow | (own & ~rim_above))
-        keep = np.unique(pieces[own & ~rim_above])
-        new = ndi.binary_fill_holes(np.isin(pieces, keep[keep > 0]))
+        core = own & ~rim_above
+        new = morph.fill_holes(morph.reconstruct(core, grow | core))
         if not new.any():
             continue
         lab[own & ~new] = 0

@@ -51,7 +51,7 @@ MIN_FRAGMENT_ML = 0.05
 IVC_MIN_RUN_MM = 25.0
 #: The portal trunk is sought in this caudal fraction of the liver's height (the portal bifurcation
 #: lies at 0.47-0.63 of it in IRCADb 01-12; above, the IVC and hepatic-vein trunks are the thickest).
-PORTAL_SEED_MAX_HEIGHT = 2.0 / 3.0
+PORTAL_SEED_HEIGHT_FRACTION = 2.0 / 3.0
 #: Fraction of the liver's height, from the dome down, where thick vessels are hepatic veins.
 DOME_FRACTION = 0.25
 
@@ -233,7 +233,7 @@ def _find_portal_seed(ves, d, liv, ivc, sp):
         return None
     z_lo, z_hi = zs[0], zs[-1]
     allowed = np.zeros_like(ves)
-    allowed[:, :, z_lo : z_lo + int(PORTAL_SEED_MAX_HEIGHT * (z_hi - z_lo)) + 1] = True
+    allowed[:, :, z_lo : z_lo + int(PORTAL_SEED_HEIGHT_FRACTION * (z_hi - z_lo)) + 1] = True
     away = ~morph.dilate(ivc, 12.0, sp) if ivc.any() else np.ones_like(ves)
     cand = np.where(ves & allowed & away, d, 0.0)
     if cand.max() < 2.0:
