@@ -34,8 +34,8 @@ def _children_cpu_s() -> float:
 
 
 def build_cohort(folder: Path, n_studies: int) -> Path:
-    from data_samples.phantom import make_phantom
-    from data_samples.write import write_study
+    from hepatoplan.data_samples.phantom import make_phantom
+    from hepatoplan.data_samples.write import write_study
 
     lines = ["id,ct,liver,tumours,segments,resect"]
     real = [IRCADB.parent / c for c in ("01", "07") if (IRCADB.parent / c / "ct.nii.gz").is_file()]
@@ -66,7 +66,7 @@ def main() -> None:
             load_before = os.getloadavg()[0]
             cpu_before = _children_cpu_s()
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "batch", str(manifest), "--out",
+            proc = subprocess.run([sys.executable, "-m", "hepatoplan.pipeline.cli", "batch", str(manifest), "--out",
                                    str(tmp / "out"), "--workers", str(workers), "--overwrite"]
                                   + (["--no-preview"] if opts.no_preview else []),
                                   capture_output=True, text=True, cwd=ROOT)

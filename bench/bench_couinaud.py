@@ -5,7 +5,7 @@ Usage::
     python bench/bench_couinaud.py [--data ../shared/data/ircadb] [--cases 01 02 ...] [--no-write]
 
 For every case it reads ``liver``, ``portal_vein`` and ``hepatic_veins`` (canonical RAS via
-nibabel), runs :func:`couinaud.segment_couinaud`, and compares with ``couinaud_reference``:
+nibabel), runs :func:`hepatoplan.couinaud.segment_couinaud`, and compares with ``couinaud_reference``:
 per-segment Dice (1..8), the case mean over segments 1-8, and hemiliver Dice. Hemilivers:
 left = segments 2, 3, 4 and right = 5, 6, 7, 8; segment 1 (caudate, drained directly into the
 IVC and fed by both portal branches) belongs to neither and is left out of both.
@@ -27,9 +27,8 @@ import nibabel as nib
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from couinaud import segment_couinaud  # noqa: E402
+from hepatoplan.couinaud import segment_couinaud  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ircadb"
 SECTION = "## Couinaud segments"
@@ -131,9 +130,9 @@ def _load_note() -> str:
 
 def phantom_rows() -> str:
     """Per-segment Dice on the data_samples phantom (its own convention, see the note)."""
-    from data_samples.phantom import make_phantom
+    from hepatoplan.data_samples.phantom import make_phantom
 
-    lines = ["", "Phantom (`data_samples.phantom.make_phantom(scale=0.7)`), per-segment Dice against the generator's truth:", "",
+    lines = ["", "Phantom (`hepatoplan.data_samples.phantom.make_phantom(scale=0.7)`), per-segment Dice against the generator's truth:", "",
              "| spacing mm | " + " | ".join(f"S{k}" for k in range(1, 9)) + " | mean | left | right |",
              "|" + "---|" * 12]
     for sp in ((1.5, 1.5, 2.5), (0.9, 0.9, 1.2)):

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_plan import write_section  # noqa: E402
 
-from resection.procedures import parse_resection  # noqa: E402
-from resection.virtual import plan_resection  # noqa: E402
+from hepatoplan.resection.procedures import parse_resection  # noqa: E402
+from hepatoplan.resection.virtual import plan_resection  # noqa: E402
 
 SPACING_MM = (0.75, 0.75, 2.0)
 
@@ -44,9 +44,9 @@ def ircadb_clearances(margin_mm: float) -> list[float]:
     import cc3d
     from bench_plan import IRCADB
 
-    from pipeline.io import read_labels
-    from resection.virtual import _clearance_mm
-    from resection.volumetry import VoxelSet, boundary_voxels, voxel_indices
+    from hepatoplan.pipeline.io import read_labels
+    from hepatoplan.resection.virtual import _clearance_mm
+    from hepatoplan.resection.volumetry import VoxelSet, boundary_voxels, voxel_indices
 
     liver_vol = read_labels(IRCADB / "liver.nii.gz")
     liver, spacing = liver_vol.array > 0, liver_vol.spacing_mm

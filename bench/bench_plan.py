@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the phantom writer (data_samples) without an installed hepatoplan
 IRCADB = ROOT.parent / "shared" / "data" / "ircadb" / "01"
 # Peak memory is the child's VmHWM: its ru_maxrss would include this script's own peak (the
 # phantom's ~1 GB), which Linux carries across fork and exec.
 RUNNER = (
-    "import resource, sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+    "import resource, sys; from hepatoplan.pipeline.cli import main; rc = main(sys.argv[1:]); "
     "u = resource.getrusage(resource.RUSAGE_SELF); "
     "hwm_kb = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')); "
     "print('USAGE', hwm_kb, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
@@ -44,8 +43,8 @@ def run_once(args: list[str]) -> tuple[float, float, float]:
 
 
 def phantom_study(folder: Path) -> Path:
-    from data_samples.phantom import make_phantom
-    from data_samples.write import write_study
+    from hepatoplan.data_samples.phantom import make_phantom
+    from hepatoplan.data_samples.write import write_study
 
     ph = make_phantom(spacing_mm=(0.75, 0.75, 2.0), shape=(512, 512, 300), seed=0)
     write_study(ph, folder, axcodes="LPS")

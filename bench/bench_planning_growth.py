@@ -1,6 +1,6 @@
 """How well do serial FLR volumes pin down k·Qp and the day the target is reached?
 
-Monte Carlo on the regeneration model M(t)² = M0² + 2·k·Qp·t (planning.growth.fit_growth):
+Monte Carlo on the regeneration model M(t)² = M0² + 2·k·Qp·t (hepatoplan.planning.growth.fit_growth):
 M0 = 350 mL, k·Qp = 2500 mL²/day (about +38 % in 4 weeks, a PVE-like response), scans equally
 spaced over days 0–28, target 600 mL (true t* = 47.5 days, i.e. an extrapolation beyond the last
 scan, as in practice). Each volume gets multiplicative Gaussian noise (CT volumetry error).
@@ -17,7 +17,7 @@ import math
 import random
 import statistics
 
-from planning.growth import fit_growth
+from hepatoplan.planning.growth import fit_growth
 
 M0_ML, KQP, TARGET_ML, SPAN_DAYS = 350.0, 2500.0, 600.0, 28.0
 TRUE_T_STAR = (TARGET_ML**2 - M0_ML**2) / (2 * KQP)

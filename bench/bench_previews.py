@@ -26,12 +26,11 @@ import nibabel as nib
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline.export import write_colour_table, write_seg_nrrd  # noqa: E402
-from pipeline.preview import (mesh_volume_mm3, render_previews, structure_meshes,  # noqa: E402
+from hepatoplan.pipeline.export import write_colour_table, write_seg_nrrd  # noqa: E402
+from hepatoplan.pipeline.preview import (mesh_volume_mm3, render_previews, structure_meshes,  # noqa: E402
                               structures_from_labels, write_meshes)
-from pipeline.report_html import write_report_html  # noqa: E402
+from hepatoplan.pipeline.report_html import write_report_html  # noqa: E402
 
 IRCADB_01 = ROOT.parent / "shared" / "data" / "ircadb" / "01"
 DEMO = ROOT / "data_samples" / "demo"
@@ -98,7 +97,7 @@ def synthetic_series(native_nifti: Path, folder: Path) -> list[Path]:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-    from pipeline.export import RAS_TO_LPS
+    from hepatoplan.pipeline.export import RAS_TO_LPS
 
     img = nib.load(native_nifti)
     lps = RAS_TO_LPS @ img.affine
@@ -137,7 +136,7 @@ def synthetic_series(native_nifti: Path, folder: Path) -> list[Path]:
 def bench_dicom_seg(labels, affine, vessels, out: Path) -> None:
     import highdicom as hd
 
-    from pipeline.export import write_dicom_seg
+    from hepatoplan.pipeline.export import write_dicom_seg
 
     files = synthetic_series(IRCADB_01 / "liver.nii.gz", out / "series")
     print("\n| DICOM-SEG on IRCADb 01 | segments | s | MB | read back s | frames |")

@@ -7,7 +7,7 @@ the outputs:
   found, false lesions >= 1 mL; Dice of portal ∪ hepatic inside the liver (reference liver, closed
   by 5 mm and hole-filled, since IRCADb's liver excludes the large vessel lumens) and the share of
   voxels in both prediction and reference that got the right tree; Couinaud segments computed by
-  ``couinaud.segment_couinaud`` from the automatic masks, mean Dice over segments 1-8 against
+  ``hepatoplan.couinaud.segment_couinaud`` from the automatic masks, mean Dice over segments 1-8 against
   ``couinaud_reference``.
 * TotalSegmentator examples (model-made references, label 5 = liver), compared on the image's
   grid after nearest-neighbour resampling of the reference in physical space.
@@ -37,10 +37,9 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Automatic segmentation"
 
-sys.path.insert(0, str(ROOT))
 
-from pipeline import io  # noqa: E402
-from segmentation import _morph as morph  # noqa: E402
+from hepatoplan.pipeline import io  # noqa: E402
+from hepatoplan.segmentation import _morph as morph  # noqa: E402
 
 TS = DATA / "totalsegmentator"
 CASES = {
@@ -60,7 +59,7 @@ def dice(a, b) -> float:
 
 
 def run_cli(image: Path, modality: str, out: Path) -> tuple[float, dict]:
-    cmd = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))",
+    cmd = [sys.executable, "-c", "import sys; from hepatoplan.pipeline.cli import main; sys.exit(main(sys.argv[1:]))",
            "segment", str(image), "--out", str(out), "--modality", modality]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -110,7 +109,7 @@ def score_arrays(pred: dict, ref: dict, spacing) -> dict:
     both = (pv | hv) & (pv_ref | hv_ref) & region & ~(pv_ref & hv_ref)
     right = both & ((pv & pv_ref) | (hv & hv_ref))
     row["tree_accuracy"] = float(np.count_nonzero(right) / max(1, np.count_nonzero(both)))
-    from couinaud import segment_couinaud
+    from hepatoplan.couinaud import segment_couinaud
     from hepatoplan.errors import HepatoplanError
 
     try:
@@ -188,7 +187,7 @@ def _write_section(table: str, cases) -> None:
         "peak_mb is the process's peak RSS. IRCADb: manual references; vessel Dice inside the reference "
         "liver (closed 5 mm, filled); tree_accuracy = share of voxels in both prediction and reference "
         "labelled with the right tree; couinaud_mean_dice = mean Dice over segments 1-8 of "
-        "`couinaud.segment_couinaud` run on the automatic masks vs `couinaud_reference`. dicom/plain/mr: "
+        "`hepatoplan.couinaud.segment_couinaud` run on the automatic masks vs `couinaud_reference`. dicom/plain/mr: "
         "TotalSegmentator (model) livers, resampled nearest-neighbour onto the image grid in physical "
         "space.\n\n"
         f"{table}\n"

@@ -30,13 +30,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_segmentation import DATA, fmt, score_arrays  # noqa: E402
 from hepatoplan.errors import HepatoplanError  # noqa: E402
-from pipeline import io  # noqa: E402
-from segmentation import segment_study  # noqa: E402
+from hepatoplan.pipeline import io  # noqa: E402
+from hepatoplan.segmentation import segment_study  # noqa: E402
 
 NAMES = ("liver", "tumours", "portal_vein", "hepatic_veins", "couinaud_reference")
 VARIANTS = ("native", "slices_x2", "slices_x3", "inplane_x2", "noise", "partial_top", "partial_bottom")

@@ -6,14 +6,14 @@ Couinaud reference as segments, filled to the liver with ``fill_partition``). Pl
 - wedges of all seven tumours, 1 mm margin (``wedge:all@1``, lead's partial-voxel construction),
   and the same with 5 mm;
 - the same with a modulated margin: 5 mm in free parenchyma, 1 mm where the tumour lies within
-  5 mm of a hepatic vein or the portal vein (``resection.sparing``);
+  5 mm of a hepatic vein or the portal vein (``hepatoplan.resection.sparing``);
 - 1 mm wedges detached from the hepatic veins (protected; vascular R1 where a tumour touches);
 - right hepatectomy (segments 5-8), the anatomical alternative the issue names (it leaves the
   left-liver tumours), and extended right hepatectomy (4-8) + 1 mm wedges of the two tumours in
   segment II, an anatomical plan that treats every tumour.
 
 For each: resected and remnant functional liver (mL, FLR %), devascularised and congested liver
-in the remnant (``resection.vascular``), the remnant that keeps portal inflow, tumours not fully
+in the remnant (``hepatoplan.resection.vascular``), the remnant that keeps portal inflow, tumours not fully
 removed, wall-clock seconds of the vascular analysis.
 
 With ``--all-cases``, also right and left hepatectomy on every IRCADb case present (01-12): what
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io import read_labels
-from resection.procedures import parse_resection
-from resection.sparing import sparing_wedges
-from resection.vascular import vascular_consequences
-from resection.virtual import plan_resection
-from resection.volumetry import fill_partition
+from hepatoplan.pipeline.io import read_labels
+from hepatoplan.resection.procedures import parse_resection
+from hepatoplan.resection.sparing import sparing_wedges
+from hepatoplan.resection.vascular import vascular_consequences
+from hepatoplan.resection.virtual import plan_resection
+from hepatoplan.resection.volumetry import fill_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ircadb"
@@ -223,7 +223,7 @@ What a parenchymal-sparing plan keeps, and what its cuts cost in inflow and outf
 on IRCADb {case} with its reference masks (functional liver {functional_ml:.1f} mL; Couinaud
 reference filled to the liver). Devascularised / congested = remnant liver whose nearest portal /
 hepatic vessel voxel (tree before the cut) is detached from the portal root / IVC, or a vessel
-stretch a non-anatomical cut removes and thereby severs (`resection.vascular`); the anatomical plan counts only what
+stretch a non-anatomical cut removes and thereby severs (`hepatoplan.resection.vascular`); the anatomical plan counts only what
 its cut detaches. Wall-clock seconds on the shared 2-core machine (other agents running), one run;
 peak RSS of the whole run {peak_gb:.2f} GB.
 

@@ -9,9 +9,9 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
 1. Crop to the liver's bounding box (+ :data:`CROP_MARGIN_MM`) and analyse the vessels on a grid
    of about :data:`ANALYSIS_SPACING_MM` (landmarks are millimetre-scale); the labels are computed
    at full resolution on the liver's bounding box.
-2. Landmarks (:mod:`couinaud.landmarks`): the IVC, tracked slice by slice as the thickest
+2. Landmarks (:mod:`hepatoplan.couinaud.landmarks`): the IVC, tracked slice by slice as the thickest
    continuous tube of the hepatic-vein mask, its axis no steeper than
-   :data:`~couinaud.landmarks.IVC_MAX_TILT`; the portal root (caudal end of the trunk), the portal
+   :data:`~hepatoplan.couinaud.landmarks.IVC_MAX_TILT`; the portal root (caudal end of the trunk), the portal
    bifurcation (first split of the tree into two branches that each carry >= 12 % of the
    intrahepatic portal volume), the left portal vein and its umbilical portion; the azimuths of
    the hepatic-vein trunks around the IVC.
@@ -46,7 +46,7 @@ Method (Couinaud's classical, plane-based division, as the IRCADb reference anno
      than the prior), on the data_samples phantom, whose veins lie in their scissurae, >= 0.78;
    - *umbilical fissure* (4 vs 2/3): vertical. Vessel: the umbilical portion, found on the left
      portal vein's path as the longest run heading within 45 deg of anterior
-     (:func:`couinaud.landmarks.umbilical_run`), trusted when it is straight (rms <=
+     (:func:`hepatoplan.couinaud.landmarks.umbilical_run`), trusted when it is straight (rms <=
      :data:`UMBILICAL_MAX_RMS_MM`), >= :data:`UMBILICAL_MIN_LENGTH_MM` long and reached after a
      transverse part (its line crosses the bifurcation's coronal level >= :data:`UMBILICAL_MIN_LEFT_MM`
      to the left of it), heading within :data:`UMBILICAL_MAX_TURN_DEG` of the prior's direction;
@@ -135,7 +135,7 @@ CAUDATE_BEHIND_IVC_RADII = 0.5
 
 #: Confidence that a hepatic-vein trunk marks its scissura: the share of the venous skeleton
 #: within +-25 deg of the trunk's azimuth that lies within 3 mm (about a trunk radius) of one
-#: vertical half-plane from the IVC axis (:func:`couinaud.landmarks.hepatic_trunks`). A straight
+#: vertical half-plane from the IVC axis (:func:`hepatoplan.couinaud.landmarks.hepatic_trunks`). A straight
 #: vein running in its scissura puts nearly all of it there; a curved trunk, or one mixed with
 #: tributaries and neighbouring veins, does not. At or below :data:`TRUNK_PLANAR_LOW` the prior
 #: decides, at or above :data:`TRUNK_PLANAR_HIGH` the vein does, linear blend of the angles (and

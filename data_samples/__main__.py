@@ -20,7 +20,7 @@ from hepatoplan.errors import HepatoplanError
 from .phantom import DEFAULT_TUMOURS, make_phantom
 from .write import DEMO_AXCODES, DEMO_DIR, DEMO_PARAMS, write_study
 
-log = logging.getLogger("data_samples")
+log = logging.getLogger("hepatoplan.data_samples")
 
 
 def _triple(text: str, kind):

@@ -541,7 +541,7 @@ class PhantomStudy:
         return np.rint(ijk).astype(int)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays written by :func:`data_samples.write.write_study`, by file stem."""
+        """The arrays written by :func:`hepatoplan.data_samples.write.write_study`, by file stem."""
         return {
             "ct": self.ct_hu,
             "liver": self.liver,
@@ -1004,7 +1004,7 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
     du = (u1 - u0) / np.linalg.norm(u1 - u0)
     rot = A.rotation
     return {
-        "generator": {"name": "data_samples.phantom", "version": GENERATOR_VERSION, "seed": seed,
+        "generator": {"name": "hepatoplan.data_samples.phantom", "version": GENERATOR_VERSION, "seed": seed,
                       "noise_hu": noise_hu, "scale": s, "rotation_deg": A.rotation_deg},
         "geometry": {
             "shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm), "origin_mm": list(grid.origin_mm),

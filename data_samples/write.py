@@ -1,4 +1,4 @@
-"""Write a :class:`~data_samples.phantom.PhantomStudy` to a folder of NIfTI files plus ``truth.json``.
+"""Write a :class:`~hepatoplan.data_samples.phantom.PhantomStudy` to a folder of NIfTI files plus ``truth.json``.
 
 The arrays of a study are in canonical RAS+ memory order. ``write_study`` can store them with any
 other axis order and flips (``axcodes="LPS"``, ``"PIR"``, ...): the arrays are reoriented with
@@ -112,7 +112,7 @@ def write_study(study: PhantomStudy, out_dir, *, axcodes: str = "RAS", extras: b
     Parameters
     ----------
     study : PhantomStudy
-        From :func:`data_samples.phantom.make_phantom`.
+        From :func:`hepatoplan.data_samples.phantom.make_phantom`.
     out_dir : str or Path
         Folder to write into (created if missing; existing files of the same names are replaced).
     axcodes : str

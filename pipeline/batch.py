@@ -188,9 +188,9 @@ def _cell(value):
 
 
 #: Modules a worker needs to plan a study, imported once before local workers are forked ...
-WORKER_MODULES = ("pipeline.cmd_plan", "pipeline.study", "pipeline.report_html", "pipeline.export")
+WORKER_MODULES = ("hepatoplan.pipeline.cmd_plan", "hepatoplan.pipeline.study", "hepatoplan.pipeline.report_html", "hepatoplan.pipeline.export")
 #: ... and those it needs for meshes and previews.
-PREVIEW_MODULES = ("pipeline.preview", "trimesh", "fast_simplification")
+PREVIEW_MODULES = ("hepatoplan.pipeline.preview", "trimesh", "fast_simplification")
 
 
 def _preload_for_fork(*, previews: bool) -> str:

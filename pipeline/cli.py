@@ -20,13 +20,13 @@ from hepatoplan.errors import HepatoplanError
 
 #: Subcommand → the ``pipeline`` module registering it, in the order ``--help`` lists them.
 SUBCOMMANDS = {
-    "plan": "pipeline.cmd_plan",
-    "demo": "pipeline.cmd_plan",
-    "couinaud": "pipeline.cmd_couinaud",
-    "segment": "pipeline.cmd_segment",
-    "growth": "pipeline.cmd_staging",
-    "stage": "pipeline.cmd_staging",
-    "batch": "pipeline.cmd_batch",
+    "plan": "hepatoplan.pipeline.cmd_plan",
+    "demo": "hepatoplan.pipeline.cmd_plan",
+    "couinaud": "hepatoplan.pipeline.cmd_couinaud",
+    "segment": "hepatoplan.pipeline.cmd_segment",
+    "growth": "hepatoplan.pipeline.cmd_staging",
+    "stage": "hepatoplan.pipeline.cmd_staging",
+    "batch": "hepatoplan.pipeline.cmd_batch",
 }
 
 log = logging.getLogger(__name__)

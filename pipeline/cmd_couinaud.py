@@ -1,7 +1,7 @@
 """``hepatoplan couinaud``: Couinaud segments 1-8 from liver, portal-vein and hepatic-vein masks.
 
-Reads the three masks (any format :mod:`pipeline.io` reads), runs
-:func:`couinaud.segment_couinaud` on the canonical RAS+ arrays and writes the label map on the
+Reads the three masks (any format :mod:`hepatoplan.pipeline.io` reads), runs
+:func:`hepatoplan.couinaud.segment_couinaud` on the canonical RAS+ arrays and writes the label map on the
 liver mask's own grid (``--out``), optionally a JSON file with landmarks, the method of each boundary,
 warnings and segment volumes (``--json``). Labels: 0 outside the liver, 1..8 = segments I..VIII;
 with ``--split-segment-4``, 4 = IVa (cranial) and 9 = IVb (caudal).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from couinaud import LABEL_4B, segment_couinaud
+from hepatoplan.couinaud import LABEL_4B, segment_couinaud
 from hepatoplan import __version__
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from hepatoplan.errors import InputError
-from planning.assessment import assess_remnant
-from resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
-from resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
-from resection.virtual import plan_resection
-from resection.volumetry import fill_partition, label_volumes_ml, tumour_instances, voxel_volume_ml
+from hepatoplan.planning.assessment import assess_remnant
+from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
+from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
+from hepatoplan.resection.virtual import plan_resection
+from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances, voxel_volume_ml
 
 from . import io, report
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -113,7 +113,7 @@ def run(args) -> int:
 
 
 def run_demo(args) -> int:
-    from data_samples.write import DEMO_DIR
+    from hepatoplan.data_samples.write import DEMO_DIR
 
     if not (DEMO_DIR / "ct.nii.gz").is_file():
         raise InputError(f"the demo study is missing from {DEMO_DIR}; reinstall hepatoplan")
@@ -211,7 +211,7 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
     extra = np.zeros(liver.shape, np.float32) if (sparing or ablations) else None
     extra_specs, details = [], {}
     if sparing:
-        from resection.sparing import sparing_wedges  # imported only by the plans that use them
+        from hepatoplan.resection.sparing import sparing_wedges  # imported only by the plans that use them
 
         if not vessels:
             raise InputError("--near-vessel-margin-mm and --detach-from need --portal and/or --hepatic")
@@ -282,7 +282,7 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         t["min_margin_mm"] = zone["min_coverage_margin_mm"]
     devascularised = None
     if vessels:
-        from resection.vascular import vascular_consequences
+        from hepatoplan.resection.vascular import vascular_consequences
 
         anatomical = np.isin(segments, res.segments_removed) & liver if res.segments_removed else None
         vasc = vascular_consequences(
@@ -306,7 +306,7 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
     result["resection"] = section
     if function_map is not None:
-        from resection.function import function_weighted_flr
+        from hepatoplan.resection.function import function_weighted_flr
 
         remnant_fraction = 1.0 - res.resected_fraction
         if devascularised is not None:
@@ -327,7 +327,7 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
     ).to_dict()
     result["assessment"] = assessment
     if assessment["verdict"] == "inadequate":
-        from planning.scenarios import growth_outlook
+        from hepatoplan.planning.scenarios import growth_outlook
 
         result["growth_outlook"] = growth_outlook(
             flr_ml=section["remnant_ml"], target_ml=assessment["min_remnant_ml"],
@@ -378,7 +378,7 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
     growth_png = None
     outlook = result.get("growth_outlook")
     if outlook:
-        from planning.scenarios import DEFAULT_TECHNIQUES
+        from hepatoplan.planning.scenarios import DEFAULT_TECHNIQUES
 
         from .growth_plot import plot_stage_outlook
 

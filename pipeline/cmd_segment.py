@@ -1,7 +1,7 @@
 """``hepatoplan segment``: automatic liver, tumour, portal and hepatic vein masks from a CT (liver on MR).
 
-Reads the image (any format :mod:`pipeline.io` reads, or a DICOM folder), runs
-:func:`segmentation.segment_study` on the canonical RAS+ array and writes, on the input's own grid,
+Reads the image (any format :mod:`hepatoplan.pipeline.io` reads, or a DICOM folder), runs
+:func:`hepatoplan.segmentation.segment_study` on the canonical RAS+ array and writes, on the input's own grid,
 ``liver.nii.gz``, ``tumours.nii.gz`` (instances 1..N), ``portal_vein.nii.gz``,
 ``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, provenance)
 into ``--out``. Everything is computed before anything is written, and files are written into a
@@ -60,7 +60,7 @@ def _peak_rss_mb() -> float:
 
 
 def run(args) -> int:
-    from segmentation import segment_study  # heavy imports only when the command runs
+    from hepatoplan.segmentation import segment_study  # heavy imports only when the command runs
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -28,18 +28,18 @@ from pathlib import Path
 
 from hepatoplan.errors import InputError
 
-from planning.assessment import assess_remnant
-from planning.growth import fit_growth
-from planning.liver_volume import bsa_mosteller_m2, telv_vauthey_ml
-from planning.reserve import salvage_reserve
-from planning.scenarios import (
+from hepatoplan.planning.assessment import assess_remnant
+from hepatoplan.planning.growth import fit_growth
+from hepatoplan.planning.liver_volume import bsa_mosteller_m2, telv_vauthey_ml
+from hepatoplan.planning.reserve import salvage_reserve
+from hepatoplan.planning.scenarios import (
     DEFAULT_TECHNIQUES,
     DROPOUT_WAIT_DAYS_DEFAULT,
     outlook_for_assessment,
     techniques_with_overrides,
 )
-from planning.thresholds import PARENCHYMA_CHOICES
-from planning.tumour import CRLM_DOUBLING_DAYS_DEFAULT
+from hepatoplan.planning.thresholds import PARENCHYMA_CHOICES
+from hepatoplan.planning.tumour import CRLM_DOUBLING_DAYS_DEFAULT
 from hepatoplan.units import DAYS_PER_WEEK
 
 
@@ -311,7 +311,7 @@ def run_growth(args) -> int:
         "prediction": prediction,
     }
     if plot_path is not None:
-        from pipeline.growth_plot import plot_growth_fit
+        from hepatoplan.pipeline.growth_plot import plot_growth_fit
 
         _write_plot(plot_path, lambda p: plot_growth_fit(p, fit=fit, target_ml=target_ml,
                                                          target_day=target["day"] if target else None))
@@ -373,7 +373,7 @@ def run_stage(args) -> int:
         "growth_outlook_reason": reason,
     }
     if plot_path is not None:
-        from pipeline.growth_plot import plot_stage_outlook
+        from hepatoplan.pipeline.growth_plot import plot_stage_outlook
 
         td = None
         if args.tumour_ml is not None:

@@ -231,7 +231,7 @@ def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
     """
     from scipy import ndimage
 
-    from resection.volumetry import bounding_box
+    from hepatoplan.resection.volumetry import bounding_box
 
     _check_labels(labels)
     within = bounding_box(labels)

@@ -13,9 +13,9 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from planning.growth import GrowthFit, predict_flr_ml
-from planning.scenarios import Technique
-from planning.tumour import tumour_volume_ml
+from hepatoplan.planning.growth import GrowthFit, predict_flr_ml
+from hepatoplan.planning.scenarios import Technique
+from hepatoplan.planning.tumour import tumour_volume_ml
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from hepatoplan.errors import HepatoplanError, InputError, NotComputableError
-from pipeline.export import RAS_TO_LPS, structure_colour
+from hepatoplan.pipeline.export import RAS_TO_LPS, structure_colour
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def surface_mesh(
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise InputError(f"mask must be 3D, got shape {mask.shape}")
-    from resection.volumetry import bounding_box
+    from hepatoplan.resection.volumetry import bounding_box
 
     mask = mask.astype(bool, copy=False)
     box = bounding_box(mask)
@@ -444,7 +444,7 @@ class LabelStructures(Mapping):
     def crop(self, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
         """The mask inside the bounding box of its label values, and the box's first voxel."""
         if name in self._vessels:
-            from resection.volumetry import bounding_box
+            from hepatoplan.resection.volumetry import bounding_box
 
             mask = self[name]
             box = bounding_box(mask)
@@ -477,7 +477,7 @@ def structures_from_labels(
     segments: bool = True,
     boxes: Mapping[int, tuple[slice, slice, slice]] | None = None,
 ) -> LabelStructures:
-    """Named boolean masks of the plan's label array (scheme in :mod:`pipeline.export`).
+    """Named boolean masks of the plan's label array (scheme in :mod:`hepatoplan.pipeline.export`).
 
     Parameters
     ----------
@@ -489,7 +489,7 @@ def structures_from_labels(
     segments : bool
         Add ``segment k`` masks (kept and resected parts of Couinaud segment k together).
     boxes : mapping of int to 3 slices, optional
-        Bounding box of every label value present (:func:`pipeline.export.label_boxes`), to
+        Bounding box of every label value present (:func:`hepatoplan.pipeline.export.label_boxes`), to
         search ``labels`` once; found here when not given.
 
     Returns
@@ -533,7 +533,7 @@ def structures_from_labels(
 
 
 def default_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """Display colours (floats in [0, 1]) by structure name, as in :mod:`pipeline.export`."""
+    """Display colours (floats in [0, 1]) by structure name, as in :mod:`hepatoplan.pipeline.export`."""
     return {name: structure_colour(name) for name in names}
 
 

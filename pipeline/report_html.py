@@ -8,7 +8,7 @@ become sub-tables, lists of records become tables with one row per record).
 
 The viewer shows meshes in RAS millimetres: it opens on the anterior view (patient's right on
 the screen's left, superior up) and has buttons for the six standard views and for the
-"before"/"after" scenes of :func:`pipeline.preview.default_scenes`. A link can open another
+"before"/"after" scenes of :func:`hepatoplan.pipeline.preview.default_scenes`. A link can open another
 state: ``report.html#view=superior&scene=before&hide=portal vein,hepatic veins&opacity=150``
 (``opacity``: the liver-opacity slider, in % of the scene's opacities).
 """
@@ -29,7 +29,7 @@ import numpy as np
 from hepatoplan.errors import InputError, InputFileError
 
 if TYPE_CHECKING:
-    from pipeline.preview import Mesh
+    from hepatoplan.pipeline.preview import Mesh
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ DEFAULT_MAX_TRIANGLES = 120_000
 MIN_TRIANGLES_PER_STRUCTURE = 600
 #: Order of the report's top-level sections (others follow in their own order; inputs last).
 SECTION_ORDER = ("assessment", "resection", "volumes_ml", "growth_outlook")
-#: (towards the camera, view-up) per named view, RAS; as :data:`pipeline.preview.VIEWS`.
+#: (towards the camera, view-up) per named view, RAS; as :data:`hepatoplan.pipeline.preview.VIEWS`.
 VIEWER_VIEWS = {
     "anterior": ((0, 1, 0), (0, 0, 1)),
     "posterior": ((0, -1, 0), (0, 0, 1)),
@@ -53,7 +53,7 @@ _UNIT_SUFFIXES = (("_ml", "mL"), ("_mm3", "mm³"), ("_mm", "mm"), ("_percent", "
 
 
 def _asset(name: str) -> str:
-    return resources.files("pipeline").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
 
 
 # ---- formatting --------------------------------------------------------------------------------
@@ -251,9 +251,9 @@ def viewer_data(
     meshes : mapping of str to Mesh
         RAS world mm.
     colours : mapping of str to (r, g, b), optional
-        Floats in [0, 1]; default :func:`pipeline.preview.default_colours`.
+        Floats in [0, 1]; default :func:`hepatoplan.pipeline.preview.default_colours`.
     scenes : mapping, optional
-        Scene name -> {structure: opacity}; default :func:`pipeline.preview.default_scenes`.
+        Scene name -> {structure: opacity}; default :func:`hepatoplan.pipeline.preview.default_scenes`.
         The viewer opens on the ``after`` scene when there is one, else ``before``.
     max_triangles : int
         Triangle budget of all structures together.
@@ -262,7 +262,7 @@ def viewer_data(
     -------
     dict
     """
-    from pipeline.preview import decimate_mesh, default_colours, default_scenes, structure_kind
+    from hepatoplan.pipeline.preview import decimate_mesh, default_colours, default_scenes, structure_kind
 
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
@@ -352,7 +352,7 @@ def write_report_html(
     out_path : str or Path
         Output file (``report.html``), written atomically.
     previews : sequence of path
-        PNG files to embed (e.g. from :func:`pipeline.preview.render_previews`), in order.
+        PNG files to embed (e.g. from :func:`hepatoplan.pipeline.preview.render_previews`), in order.
     meshes : mapping of str to Mesh, optional
         Structures for the interactive 3D view (RAS mm); no 3D view without them.
     colours, scenes : optional
@@ -472,7 +472,7 @@ def write_plan_visuals(
     """
     import time
 
-    from pipeline.export import (UnreferenceableSeriesError, label_boxes, write_colour_table,
+    from hepatoplan.pipeline.export import (UnreferenceableSeriesError, label_boxes, write_colour_table,
                                  write_dicom_seg, write_seg_nrrd)
 
     out_dir = Path(out_dir)
@@ -481,7 +481,7 @@ def write_plan_visuals(
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "report": []}
     if meshes_and_previews:
-        from pipeline.preview import start_offscreen_check
+        from hepatoplan.pipeline.preview import start_offscreen_check
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
     t = time.perf_counter()
@@ -511,7 +511,7 @@ def write_plan_visuals(
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
-        from pipeline.preview import render_previews, structure_meshes, structures_from_labels, write_meshes
+        from hepatoplan.pipeline.preview import render_previews, structure_meshes, structures_from_labels, write_meshes
 
         t = time.perf_counter()
         meshes = structure_meshes(structures_from_labels(labels, vessels=vessels, boxes=boxes),

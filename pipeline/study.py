@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hepatoplan.errors import InputError
-from resection.volumetry import voxel_volume_ml
+from hepatoplan.resection.volumetry import voxel_volume_ml
 
 from . import io
 
@@ -189,9 +189,9 @@ class PlanOptions:
 
     def validate(self):
         """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
-        from planning.thresholds import threshold_percent
-        from resection.ablation import parse_ablation
-        from resection.procedures import check_margin_mm, parse_resection
+        from hepatoplan.planning.thresholds import threshold_percent
+        from hepatoplan.resection.ablation import parse_ablation
+        from hepatoplan.resection.procedures import check_margin_mm, parse_resection
 
         check_margin_mm(self.margin_mm)
         check_margin_mm(self.ablation_margin_mm, flag="--ablation-margin-mm")
@@ -271,7 +271,7 @@ def _automatic_masks(given: set[str]) -> list[str]:
 
 def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *, modality: str) -> dict:
     """Run the classical segmentation for the ``wanted`` masks (in place); return its report."""
-    from segmentation import segment_study, segment_tumours, segment_vessels
+    from hepatoplan.segmentation import segment_study, segment_tumours, segment_vessels
 
     spacing = ct.spacing_mm
     found: dict[str, np.ndarray] = {}
@@ -302,7 +302,7 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
 
 def _derive_segments(study: Study) -> None:
     try:
-        from couinaud import segment_couinaud
+        from hepatoplan.couinaud import segment_couinaud
     except ImportError:
         log.warning("Couinaud segmentation is not available; give --segments FILE")
         return

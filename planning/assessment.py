@@ -1,7 +1,7 @@
 """Is the future liver remnant big enough? A verdict with every criterion listed.
 
 :func:`assess_remnant` evaluates the primary criterion (FLR as a percentage of the functional liver
-volume against the parenchyma threshold of :mod:`planning.thresholds`) and, when their inputs are
+volume against the parenchyma threshold of :mod:`hepatoplan.planning.thresholds`) and, when their inputs are
 given, the optional ones: standardized FLR (height and weight), FLR-to-body-weight ratio (weight)
 and kinetic growth rate (a KGR measured after PVE). The verdict is ``"adequate"`` only when every
 evaluated criterion passes.
@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 from hepatoplan.errors import InputError
 
-from planning import _validate
-from planning.liver_volume import (
+from hepatoplan.planning import _validate
+from hepatoplan.planning.liver_volume import (
     G_PER_KG,
     LIVER_DENSITY_G_PER_ML,
     bsa_mosteller_m2,
@@ -33,12 +33,12 @@ from planning.liver_volume import (
     telv_urata_ml,
     telv_vauthey_ml,
 )
-from planning.thresholds import (
+from hepatoplan.planning.thresholds import (
     FLR_TO_BODY_WEIGHT_MIN_PERCENT,
     KGR_MIN_PERCENT_PER_WEEK,
     check_parenchyma,
 )
-from planning.thresholds import threshold_percent as _threshold_percent
+from hepatoplan.planning.thresholds import threshold_percent as _threshold_percent
 
 #: Relative tolerance when comparing a volume with its requirement (450 mL vs 30 % of 1500 mL
 #: must pass despite binary floating point).
@@ -149,7 +149,7 @@ def assess_remnant(
         Both given: BSA (Mosteller), TELV (``telv_formula``) and the sFLR criterion. ``weight_kg``
         alone is enough for the FLR-to-body-weight criterion (>= 0.5 %, Truant 2007).
     kgr_percent_per_week : float, optional
-        KGR measured after PVE (:func:`planning.liver_volume.kgr_percent_per_week`); adds the
+        KGR measured after PVE (:func:`hepatoplan.planning.liver_volume.kgr_percent_per_week`); adds the
         criterion KGR >= 2 %/week (Shindoh 2013).
     telv_formula : {"vauthey", "urata"}
         Formula for the estimated total liver volume.
@@ -190,7 +190,7 @@ def assess_remnant(
             unit="%",
             passed=_passes(remnant, thr / 100.0 * functional),
             required_ml=thr / 100.0 * functional,
-            reference=f"FLR / functional liver volume >= {thr:g} % ({thr_source}; planning.thresholds)",
+            reference=f"FLR / functional liver volume >= {thr:g} % ({thr_source}; hepatoplan.planning.thresholds)",
         )
     ]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from hepatoplan.errors import InputError
 
-from planning import _validate
+from hepatoplan.planning import _validate
 
 _DAYS_HINT = "days since the stage-1 procedure, e.g. 0,21"
 _FLR_HINT = "FLR volumes in mL, e.g. 380,520"

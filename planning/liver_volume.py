@@ -29,7 +29,7 @@ import math
 from hepatoplan.errors import InputError
 from hepatoplan.units import DAYS_PER_WEEK
 
-from planning import _validate
+from hepatoplan.planning import _validate
 
 #: Liver density assumed when a volume in mL is compared with a body weight (1 g/mL; Truant 2007
 #: and most volumetry papers make the same assumption).

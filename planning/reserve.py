@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 
-from planning import _validate
-from planning.thresholds import check_parenchyma
-from planning.thresholds import threshold_percent as _threshold_percent
+from hepatoplan.planning import _validate
+from hepatoplan.planning.thresholds import check_parenchyma
+from hepatoplan.planning.thresholds import threshold_percent as _threshold_percent
 
 _REL_TOL = 1e-9
 

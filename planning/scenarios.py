@@ -2,14 +2,14 @@
 
 Each technique is described by a literature figure of relative FLR hypertrophy observed at a given
 day, plus the usual window in which stage 2 is performed. The figure is converted to the growth
-constant of the regeneration model (:mod:`planning.growth`)
+constant of the regeneration model (:mod:`hepatoplan.planning.growth`)
 
     k·Qp = M0² · ((1 + h/100)² − 1) / (2 · at_days)
 
 so for a given baseline FLR and target volume each scenario gives the time to target
 ``t* = (T² − M0²) / (2·k·Qp)``, whether the target is reached within the window, the day of stage 2
 (``t*`` clamped to the window, or the end of the window when the target is not reached) and the
-predicted FLR on that day. With a tumour volume and doubling time (:mod:`planning.tumour`) it also
+predicted FLR on that day. With a tumour volume and doubling time (:mod:`hepatoplan.planning.tumour`) it also
 predicts the tumour burden at stage 2 and flags a drop-out risk.
 
 Defaults (override any of them with :func:`dataclasses.replace` or ``technique_overrides``):
@@ -34,7 +34,7 @@ Drop-out risk (the TSH-versus-ALPPS trade-off of seed 000) is flagged when the w
 exceeds ``dropout_wait_days`` (default 28 days, the boundary between the 1–3-week ALPPS/LVD and
 the 3–6-week PVE/PVL waits; a design choice, not a published cut-off — 20–40 % of PVE/PVL patients
 drop out, mostly from tumour progression during the wait, Heil & Schadde 2020) or when the
-predicted tumour volume reaches RECIST progression (x1.728, :mod:`planning.tumour`).
+predicted tumour volume reaches RECIST progression (x1.728, :mod:`hepatoplan.planning.tumour`).
 
 References
 ----------
@@ -64,9 +64,9 @@ from dataclasses import asdict, dataclass, replace
 
 from hepatoplan.errors import InputError
 
-from planning import _validate
-from planning.growth import days_to_target, kqp_from_hypertrophy, predict_flr_ml
-from planning.tumour import (
+from hepatoplan.planning import _validate
+from hepatoplan.planning.growth import days_to_target, kqp_from_hypertrophy, predict_flr_ml
+from hepatoplan.planning.tumour import (
     CRLM_DOUBLING_DAYS_DEFAULT,
     CRLM_DOUBLING_DAYS_SOURCE,
     RECIST_PROGRESSION_VOLUME_FACTOR,
@@ -308,7 +308,7 @@ def outlook_for_assessment(
     techniques: Mapping[str, Technique] | None = None,
     dropout_wait_days: float = DROPOUT_WAIT_DAYS_DEFAULT,
 ) -> tuple[dict | None, str | None]:
-    """Growth outlook for a :class:`planning.assessment.RemnantAssessment`, or why there is none.
+    """Growth outlook for a :class:`hepatoplan.planning.assessment.RemnantAssessment`, or why there is none.
 
     Returns
     -------

@@ -11,7 +11,7 @@ parenchyma                default    literature range    references
 ``"cirrhosis"``           40 %       >= 40 %             Kubota 1997; Shirabe 1999
 ========================  =========  ==================  ==================================
 
-Optional criteria evaluated by :func:`planning.assessment.assess_remnant` when their inputs are
+Optional criteria evaluated by :func:`hepatoplan.planning.assessment.assess_remnant` when their inputs are
 given:
 
 * standardized FLR (sFLR, FLR over the BSA-estimated total liver volume) against the same
@@ -58,7 +58,7 @@ from __future__ import annotations
 
 from hepatoplan.errors import InputError
 
-from planning import _validate
+from hepatoplan.planning import _validate
 
 #: Default minimum FLR, percent of functional liver volume, by parenchymal quality.
 #: Literature ranges: normal 20–25 %, chemotherapy-injured 30–35 %, cirrhosis >= 40 %.

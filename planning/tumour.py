@@ -26,7 +26,7 @@ import math
 
 from hepatoplan.errors import InputError
 
-from planning import _validate
+from hepatoplan.planning import _validate
 
 #: Default tumour volume doubling time for colorectal liver metastases, days (Finlay 1988, occult).
 CRLM_DOUBLING_DAYS_DEFAULT = 86.0

@@ -15,11 +15,11 @@ Geometry and partial voxels
 - Zone voxels carry the fraction of them inside the sphere by the linear ramp
   ``f = clip((r + w/2 − d)/w, 0, 1)``, with ``d`` the distance from the centre and
   ``w = Σ_k spacing_k·|n_k|`` the voxel's extent along the radial direction ``n``. The wedges
-  (:mod:`resection.surface`) also correct this ramp for curvature; here that correction is left
+  (:mod:`hepatoplan.resection.surface`) also correct this ramp for curvature; here that correction is left
   out, so a zone's ablated volume is high by about ``w²/(4r²)`` (0.2–0.4 % for r = 15 mm on 1–2 mm
   voxels).
 - The tumour's extent from the centre is ``R_t = max over tumour voxels of (d − s)``, with ``s`` the
-  signed distance to the tumour's smooth surface (:func:`resection.surface.surface_distance`,
+  signed distance to the tumour's smooth surface (:func:`hepatoplan.resection.surface.surface_distance`,
   negative inside): exact for a sphere, an upper bound otherwise (triangle inequality). The zone
   covers tumour + margin when ``radius_mm − R_t ≥ margin_mm``; ``radius_mm=None`` fits the radius
   to ``R_t + margin_mm``.
@@ -27,7 +27,7 @@ Geometry and partial voxels
   finest spacing) such that the voxel lies in the opening of the vessel mask with a ball of radius
   ``t`` (it belongs to a tube at least ``2t`` wide); the diameter is ``2t − min spacing`` (the
   distance to the wall at a voxel centre overestimates the radius by about half a voxel; same
-  convention as :mod:`resection.vascular`). A voxel is a heat sink when that diameter is at least
+  convention as :mod:`hepatoplan.resection.vascular`). A voxel is a heat sink when that diameter is at least
   ``heat_sink_diameter_mm``, even if only the vessel's wall enters the zone.
 """
 

@@ -1,6 +1,6 @@
 """Parenchymal-sparing wedges: modulated margins and vascular detachment.
 
-Two refinements of the tumour wedge of :mod:`resection.virtual` (tumour + a margin of parenchyma):
+Two refinements of the tumour wedge of :mod:`hepatoplan.resection.virtual` (tumour + a margin of parenchyma):
 
 - **Modulated margin.** ``margin_mm`` in free parenchyma, and ``near_vessel_margin_mm`` (e.g. 1 mm)
   where the tumour lies within ``near_vessel_distance_mm`` of a major vessel: the surgeon aims for
@@ -16,12 +16,12 @@ Two refinements of the tumour wedge of :mod:`resection.virtual` (tumour + a marg
   margin against the vessel is 0 by design, which is oncologically acceptable on a vessel wall
   (Viganò L et al., Ann Surg Oncol 2016;23:1352-60) unlike a parenchymal R1.
 
-Volumes follow the lead's partial-voxel construction (:mod:`resection.virtual`): with ``s`` the
+Volumes follow the lead's partial-voxel construction (:mod:`hepatoplan.resection.virtual`): with ``s`` the
 distance to the tumour's smooth surface corrected for curvature
-(:class:`resection.surface.SurfaceDistance`, ``ramp_mm``), ``w`` the voxel extent along its normal
+(:class:`hepatoplan.resection.surface.SurfaceDistance`, ``ramp_mm``), ``w`` the voxel extent along its normal
 and ``m`` the local margin, a voxel's resected fraction is ``f = clip((m + w/2 − s)/w, 0, 1)``.
 Protected and shadowed voxels get ``f = 0``. With no modulation and no protection the fraction
-equals :func:`resection.virtual.plan_resection`'s wedge exactly (tested).
+equals :func:`hepatoplan.resection.virtual.plan_resection`'s wedge exactly (tested).
 
 Achieved margin: for every kept parenchyma voxel (liver, not tumour, not protected, ``f < 1``) the
 local clearance is ``s_e − w_e/2 + f·w_e`` with the *straight-line* distance ``s_e`` (through

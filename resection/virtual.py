@@ -7,7 +7,7 @@ Partial voxels along constructed boundaries
 -------------------------------------------
 A margin of ``m`` mm around a tumour is a region the program constructs; its edge rarely falls on
 voxel faces (a 1 mm margin on 2 mm slices would otherwise be 0 or 2 mm in z). Each voxel therefore
-gets the *fraction* of it that lies within the margin (:mod:`resection.surface`): with ``d`` the
+gets the *fraction* of it that lies within the margin (:mod:`hepatoplan.resection.surface`): with ``d`` the
 signed distance (mm) from the voxel centre to the tumour's smooth surface, ``w = Σ_k spacing_k·|n_k|``
 the voxel's extent along the surface normal ``n`` and ``κ`` the surface's curvature there, the
 fraction is

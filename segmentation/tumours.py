@@ -14,7 +14,7 @@ between its own median and the surrounding parenchyma's (:func:`_snap_edges`).
 A second search runs in the liver with its surface concavities closed (``CONCAVITY_CLOSE_MM``,
 soft tissue farther than ``FAT_CLEARANCE_MM`` from fat), depth measured from that closed surface:
 a lesion at the liver's edge that the liver mask left out, in a notch of its surface, is found
-there (manual references count it as liver; :func:`segmentation.segment_study` adds it to the
+there (manual references count it as liver; :func:`hepatoplan.segmentation.segment_study` adds it to the
 liver mask). A lesion of the second search that reaches into such a notch is added when it
 overlaps none of the first search, and replaces the one it overlaps when it is at least as
 blob-like (ellipsoid fill): its notch part completes it, whereas chaining into neighbouring tissue

@@ -42,7 +42,7 @@ ROI_MARGIN_MM = 12.0
 #: the liver are followed this far (mm) from the liver's lower half: the portal trunk below the
 #: hilum and the infrahepatic IVC, which manual references (IRCADb) include and from which the
 #: Couinaud landmarks (portal root and bifurcation, IVC axis) are read. 15 mm = the margin
-#: ``couinaud.segment_couinaud`` reads around the liver. On IRCADb 01 the missing trunk put the
+#: ``hepatoplan.couinaud.segment_couinaud`` reads around the liver. On IRCADb 01 the missing trunk put the
 #: portal root at the bifurcation and moved the bifurcation 28 mm (Couinaud mean Dice 0.69 -> 0.81).
 TRUNK_MARGIN_MM = 15.0
 TRUNK_MIN_RADIUS_MM = 2.5

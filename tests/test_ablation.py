@@ -1,4 +1,4 @@
-"""resection.ablation: zone volume and coverage on spheres, heat sinks on the phantom, bad input."""
+"""hepatoplan.resection.ablation: zone volume and coverage on spheres, heat sinks on the phantom, bad input."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from data_samples.phantom import make_phantom
+from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
-from resection.ablation import ablation_zone
+from hepatoplan.resection.ablation import ablation_zone
 
 SPACING = (0.7, 0.9, 2.0)
 
@@ -88,7 +88,7 @@ def test_other_bad_input():
 
 
 def test_parse_ablation():
-    from resection.ablation import parse_ablation
+    from hepatoplan.resection.ablation import parse_ablation
 
     s = parse_ablation("ablate:2@15")
     assert (s.tumour_id, s.radius_mm) == (2, 15.0)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from data_samples.phantom import make_phantom
-from data_samples.write import write_study
-from pipeline.cli import main
+from hepatoplan.data_samples.phantom import make_phantom
+from hepatoplan.data_samples.write import write_study
+from hepatoplan.pipeline.cli import main
 
 COLUMNS = "id,ct,liver,tumours,segments,resect,margin_mm,parenchyma,height_cm,weight_kg"
 
@@ -64,7 +64,7 @@ def test_batch_isolates_the_broken_study_and_resumes(cohort, tmp_path, capsys):
 
 def test_killed_run_resumes_without_recomputing(cohort, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pipeline.cli", "batch", str(cohort / "manifest.csv"), "--out", str(out),
+    cmd = [sys.executable, "-m", "hepatoplan.pipeline.cli", "batch", str(cohort / "manifest.csv"), "--out", str(out),
            "--workers", "1", "--no-preview"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -102,7 +102,7 @@ def test_manifest_errors(tmp_path, capsys):
 
 def test_largest_studies_are_submitted_first(cohort, tmp_path):
     """Studies are ranked by input bytes (largest first); missing files count as 0 bytes."""
-    from pipeline.batch import input_bytes, read_manifest
+    from hepatoplan.pipeline.batch import input_bytes, read_manifest
 
     jobs = {job.id: job for job in read_manifest(cohort / "manifest.csv", out_dir=tmp_path)}
     sizes = {sid: input_bytes(job) for sid, job in jobs.items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from hepatoplan.pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -127,7 +127,7 @@ def test_bad_output_paths(capsys, tmp_path):
 def test_subprocess_stage(tmp_path):
     out_json = tmp_path / "stage.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "stage", "--flr-ml", "330", "--functional-liver-ml", "1500",
+        [sys.executable, "-m", "hepatoplan.pipeline.cli", "stage", "--flr-ml", "330", "--functional-liver-ml", "1500",
          "--parenchyma", "chemotherapy", "--tumour-ml", "40", "--json", str(out_json)],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )
@@ -136,7 +136,7 @@ def test_subprocess_stage(tmp_path):
     data = json.loads(out_json.read_text(encoding="utf-8"))
     assert data["assessment"]["verdict"] == "inadequate"
     bad = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "growth", "--days", "0,21", "--flr-ml", "380,520", "--target-ml", "100"],
+        [sys.executable, "-m", "hepatoplan.pipeline.cli", "growth", "--days", "0,21", "--flr-ml", "380,520", "--target-ml", "100"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "below the baseline" in bad.stderr

@@ -14,8 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from couinaud import LABEL_4B, segment_couinaud
-from data_samples.phantom import make_phantom
+from hepatoplan.couinaud import LABEL_4B, segment_couinaud
+from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError, NotComputableError
 
 SPACINGS = [(1.5, 1.5, 2.5), (0.9, 0.9, 1.2)]
@@ -101,10 +101,10 @@ def test_spacings_agree():
 
 
 def test_flipped_axes_give_the_same_segments(tmp_path):
-    """Written as LPS and read back through pipeline.io, the labels equal the direct RAS run."""
-    from data_samples.write import write_study
-    from pipeline.cli import main
-    from pipeline.io import read_labels
+    """Written as LPS and read back through hepatoplan.pipeline.io, the labels equal the direct RAS run."""
+    from hepatoplan.data_samples.write import write_study
+    from hepatoplan.pipeline.cli import main
+    from hepatoplan.pipeline.io import read_labels
 
     ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
     direct = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=ph.spacing_mm).labels
@@ -133,9 +133,9 @@ PHANTOM_MIN_DICE = {1: 0.62, 2: 0.95, 3: 0.95, 4: 0.75, 5: 0.95, 6: 0.95, 7: 0.9
                                               (SPACINGS[1], "PIR")])
 def test_phantom_acceptance_per_segment_dice(tmp_path, spacing, axcodes):
     """Per-segment Dice against the generator's truth, files written in flipped/permuted axes and
-    read back through pipeline.io (canonical RAS)."""
-    from data_samples.write import write_study
-    from pipeline.io import read_labels
+    read back through hepatoplan.pipeline.io (canonical RAS)."""
+    from hepatoplan.data_samples.write import write_study
+    from hepatoplan.pipeline.io import read_labels
 
     ph = make_phantom(spacing_mm=spacing, scale=0.7)
     files = write_study(ph, tmp_path / "study", axcodes=axcodes)
@@ -177,7 +177,7 @@ def test_ivc_axis_of_a_short_or_steep_tube(length_mm):
     """A steep piece of tube (as an automatic mask may give at the dome) does not make the axis
     swing: shorter than IVC_MIN_FIT_MM it gives no slope (vertical axis through the piece), longer
     its fitted slope is capped at IVC_MAX_TILT; either way the axis passes through the piece."""
-    from couinaud.landmarks import IVC_MAX_TILT, IVC_MIN_FIT_MM, ivc_axis
+    from hepatoplan.couinaud.landmarks import IVC_MAX_TILT, IVC_MIN_FIT_MM, ivc_axis
 
     sp = np.array([1.0, 1.0, 2.0])
     n = int(length_mm / sp[2]) + 1
@@ -199,7 +199,7 @@ def test_ivc_axis_of_a_short_or_steep_tube(length_mm):
 def test_ivc_axis_reaches_up_past_a_low_thick_piece():
     """A thick low piece (a kidney's upper pole in an automatic mask) outweighs a thinner IVC; the
     chain that reaches ``reach_z_mm`` is taken when asked."""
-    from couinaud.landmarks import ivc_axis
+    from hepatoplan.couinaud.landmarks import ivc_axis
 
     sp = np.array([1.0, 1.0, 2.0])
     hep = np.zeros((160, 80, 60), bool)
@@ -213,8 +213,8 @@ def test_ivc_axis_reaches_up_past_a_low_thick_piece():
 def test_umbilical_run_far_from_the_prior_is_not_trusted():
     """A straight run after a transverse part, but heading 40 deg off the fissure's usual direction
     (a segment 3 branch), gets no weight; the same run at the usual direction gets full weight."""
-    from couinaud.landmarks import UmbilicalRun
-    from couinaud.segment import PRIOR_UMBILICAL_DEG, _umbilical_confidence
+    from hepatoplan.couinaud.landmarks import UmbilicalRun
+    from hepatoplan.couinaud.segment import PRIOR_UMBILICAL_DEG, _umbilical_confidence
 
     def run(angle):
         return UmbilicalRun(point_mm=np.array([-30.0, 20.0, 0.0]), angle_deg=angle, rms_mm=0.5, length_mm=30.0)
@@ -226,7 +226,7 @@ def test_umbilical_run_far_from_the_prior_is_not_trusted():
 
 def test_share_height_of_a_slab():
     """The plane leaving 42 % of a 40 mm slab below it lies 16.8 mm above the slab's lower face."""
-    from couinaud.segment import _share_height_mm
+    from hepatoplan.couinaud.segment import _share_height_mm
 
     liver = np.zeros((6, 5, 40), bool)
     liver[1:5, 1:4, 10:30] = True  # slices 10..29 at 2 mm: faces at 19 and 59 mm
@@ -321,8 +321,8 @@ def test_layering_no_pipeline_import():
 
 
 def test_cli_bad_input_exit_2(tmp_path, capsys):
-    from data_samples.write import write_study
-    from pipeline.cli import main
+    from hepatoplan.data_samples.write import write_study
+    from hepatoplan.pipeline.cli import main
 
     ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
     files = write_study(ph, tmp_path / "s", axcodes="RAS")
@@ -344,13 +344,13 @@ def test_cli_subprocess(tmp_path):
     import subprocess
     import sys
 
-    from data_samples.write import write_study
+    from hepatoplan.data_samples.write import write_study
 
     ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
     files = write_study(ph, tmp_path / "s", axcodes="LPS")
     out, js = tmp_path / "seg.nii.gz", tmp_path / "seg.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "couinaud", "--liver", str(files["liver"]),
+        [sys.executable, "-m", "hepatoplan.pipeline.cli", "couinaud", "--liver", str(files["liver"]),
          "--portal", str(files["portal_vein"]), "--hepatic", str(files["hepatic_veins"]),
          "--out", str(out), "--json", str(js), "--split-segment-4"],
         capture_output=True, text=True, timeout=120,

@@ -8,7 +8,7 @@ import pytest
 
 from hepatoplan.errors import GeometryMismatchError, LabelError
 from output_phantom import write_ct_series
-from pipeline.export import (LABEL_TABLE, RAS_TO_LPS, UnreferenceableSeriesError, label_entry,
+from hepatoplan.pipeline.export import (LABEL_TABLE, RAS_TO_LPS, UnreferenceableSeriesError, label_entry,
                              structure_entry, write_colour_table, write_dicom_seg,
                              write_seg_nrrd)
 

@@ -1,13 +1,13 @@
-"""resection.function: function-weighted FLR against analytic function maps."""
+"""hepatoplan.resection.function: function-weighted FLR against analytic function maps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from data_samples.phantom import make_phantom
+from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
-from resection.function import function_weighted_flr
+from hepatoplan.resection.function import function_weighted_flr
 
 
 def test_linear_function_on_a_box_matches_the_integral():

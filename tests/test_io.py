@@ -1,4 +1,4 @@
-"""pipeline.io: orientation, round trips, grid checks, resampling, DICOM series."""
+"""hepatoplan.pipeline.io: orientation, round trips, grid checks, resampling, DICOM series."""
 
 import locale
 import logging
@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from hepatoplan.errors import GeometryMismatchError, InputError, InputFileError, LabelError
-from pipeline import io
+from hepatoplan.pipeline import io
 
 # A non-identity, flipped, anisotropic, slightly oblique RAS affine.
 THETA = np.deg2rad(7.0)

@@ -18,8 +18,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from data_samples.phantom import DEEP_POINT_MM, DEFAULT_TUMOURS, TumourSpec, make_phantom
-from data_samples.write import reorient_from_ras, write_study
+from hepatoplan.data_samples.phantom import DEEP_POINT_MM, DEFAULT_TUMOURS, TumourSpec, make_phantom
+from hepatoplan.data_samples.write import reorient_from_ras, write_study
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
@@ -320,7 +320,7 @@ def test_truth_is_json_ready_with_documented_keys(ph):
 
 
 def test_cli_writes_a_study(tmp_path):
-    from data_samples.__main__ import main
+    from hepatoplan.data_samples.__main__ import main
 
     rc = main(["--out", str(tmp_path / "s"), "--spacing-mm", "2,2,3", "--scale", "0.4", "--axcodes", "LPS", "--extras"])
     assert rc == 0
@@ -345,7 +345,7 @@ def test_cli_as_a_subprocess(tmp_path):
 
 
 def test_shipped_demo_is_small_and_regenerates_identically(tmp_path):
-    from data_samples.__main__ import DEMO_AXCODES, main
+    from hepatoplan.data_samples.__main__ import DEMO_AXCODES, main
 
     files = sorted(DEMO_DIR.glob("*"))
     assert {p.name for p in files} >= {"ct.nii.gz", "liver.nii.gz", "tumours.nii.gz", "portal_vein.nii.gz",

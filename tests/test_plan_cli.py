@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from data_samples.phantom import make_phantom
-from data_samples.write import write_study
-from pipeline.cli import main
+from hepatoplan.data_samples.phantom import make_phantom
+from hepatoplan.data_samples.write import write_study
+from hepatoplan.pipeline.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_ircadb01_volumes_are_voxel_counts_and_right_hepatectomy_flr(ircadb_dir,
 
 
 def test_seed_minimum_remnant_is_450_ml(tmp_path):
-    from planning.assessment import assess_remnant
+    from hepatoplan.planning.assessment import assess_remnant
 
     a = assess_remnant(remnant_ml=525, functional_liver_ml=1500, parenchyma="chemotherapy")
     assert a.min_remnant_ml == pytest.approx(450.0) and a.verdict == "adequate"
@@ -120,7 +120,7 @@ def test_seed_minimum_remnant_is_450_ml(tmp_path):
 
 def test_demo_runs_and_subprocess_entry_point(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(out), "--no-preview"],
+    proc = subprocess.run([sys.executable, "-m", "hepatoplan.pipeline.cli", "demo", "--out", str(out), "--no-preview"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "verdict" in proc.stdout
@@ -213,7 +213,7 @@ def test_inputs_are_never_modified(study_dir, tmp_path):
 def test_anatomical_resection_says_when_automatic_vessels_were_not_found(study_dir, tmp_path, capsys, monkeypatch):
     """A scan where the automatic vessel segmentation finds no hepatic veins (e.g. no IVC in the
     field of view): the error says so, instead of only asking for masks."""
-    import segmentation
+    from hepatoplan import segmentation
 
     def no_hepatic(image, liver, *, spacing_mm, **_):
         portal = np.zeros(np.shape(image), np.uint8)

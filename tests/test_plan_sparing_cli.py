@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from data_samples.phantom import make_phantom
-from data_samples.write import write_study
-from pipeline.cli import main
+from hepatoplan.data_samples.phantom import make_phantom
+from hepatoplan.data_samples.write import write_study
+from hepatoplan.pipeline.cli import main
 
 
 @pytest.fixture(scope="module")

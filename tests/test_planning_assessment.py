@@ -5,8 +5,8 @@ import json
 import pytest
 
 from hepatoplan.errors import InputError
-from planning.assessment import assess_remnant
-from planning.reserve import recurrence_reserve, salvage_reserve
+from hepatoplan.planning.assessment import assess_remnant
+from hepatoplan.planning.reserve import recurrence_reserve, salvage_reserve
 
 REQUIRED_KEYS = {
     "parenchyma", "threshold_percent", "flr_percent", "min_remnant_ml", "verdict", "shortfall_ml",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hepatoplan.errors import InputError
-from planning import liver_volume as lv
-from planning.thresholds import (
+from hepatoplan.planning import liver_volume as lv
+from hepatoplan.planning.thresholds import (
     PARENCHYMA_THRESHOLD_PERCENT,
     PARENCHYMA_THRESHOLD_RANGE_PERCENT,
     threshold_percent,

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from hepatoplan.errors import InputError
-from planning.growth import days_to_target, fit_growth, kqp_from_hypertrophy, predict_flr_ml
-from planning.scenarios import DEFAULT_TECHNIQUES, evaluate_scenario, growth_outlook, techniques_with_overrides
-from planning.tumour import (
+from hepatoplan.planning.growth import days_to_target, fit_growth, kqp_from_hypertrophy, predict_flr_ml
+from hepatoplan.planning.scenarios import DEFAULT_TECHNIQUES, evaluate_scenario, growth_outlook, techniques_with_overrides
+from hepatoplan.planning.tumour import (
     CRLM_DOUBLING_DAYS_DEFAULT,
     RECIST_PROGRESSION_VOLUME_FACTOR,
     doubling_days_from_volumes,
@@ -221,8 +221,8 @@ def test_growth_outlook_errors():
 
 
 def test_outlook_for_assessment():
-    from planning.assessment import assess_remnant
-    from planning.scenarios import outlook_for_assessment
+    from hepatoplan.planning.assessment import assess_remnant
+    from hepatoplan.planning.scenarios import outlook_for_assessment
 
     short = assess_remnant(remnant_ml=330, functional_liver_ml=1500, parenchyma="chemotherapy")
     outlook, reason = outlook_for_assessment(short, tumour_ml=40)

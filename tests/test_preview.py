@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from output_phantom import phantom_structures
-from pipeline.export import RAS_TO_LPS
-from pipeline.preview import (LPS_MM_TO_GLTF, Mesh, decimate_mesh, default_scenes,
+from hepatoplan.pipeline.export import RAS_TO_LPS
+from hepatoplan.pipeline.preview import (LPS_MM_TO_GLTF, Mesh, decimate_mesh, default_scenes,
                               mesh_centroid_mm, mesh_volume_mm3, render_previews, structure_meshes,
                               surface_mesh, write_meshes)
 
@@ -77,7 +77,7 @@ def test_mask_touching_the_border_gives_a_closed_mesh():
 
 
 def test_parenchyma_block_voxels():
-    from pipeline.preview import parenchyma_block_voxels
+    from hepatoplan.pipeline.preview import parenchyma_block_voxels
 
     assert parenchyma_block_voxels((0.57, 0.57, 1.6)) == (2, 2, 1)
     assert parenchyma_block_voxels((0.75, 0.75, 2.0)) == (2, 2, 1)
@@ -90,7 +90,7 @@ def test_label_structures_meshed_in_their_boxes_with_parenchyma_blocks():
     """Meshes from a label map (boxes, blocks for parenchyma) are closed, outward, accurate."""
     import trimesh
 
-    from pipeline.preview import structures_from_labels
+    from hepatoplan.pipeline.preview import structures_from_labels
 
     # 0.6 x 0.6 x 1.8 mm, mirrored in x: parenchyma is meshed from 3x3x1 blocks
     affine = np.array([[-0.6, 0, 0, 50.0], [0, 0.6, 0, -40.0], [0, 0, 1.8, 10.0], [0, 0, 0, 1]])
@@ -265,7 +265,7 @@ def test_demo_phantom_liver_mesh_volume_and_centroid():
 
 
 def test_offscreen_rendering_probe(monkeypatch):
-    import pipeline.preview as preview
+    import hepatoplan.pipeline.preview as preview
     from hepatoplan.errors import NotComputableError
 
     monkeypatch.setattr(preview, "_render_backend", None)
@@ -280,7 +280,7 @@ def test_offscreen_rendering_probe(monkeypatch):
 
 
 def test_structures_from_labels():
-    from pipeline.preview import structures_from_labels
+    from hepatoplan.pipeline.preview import structures_from_labels
 
     labels = np.zeros((6, 5, 4), np.uint8)
     labels[0] = 5
@@ -305,7 +305,7 @@ def test_structures_from_labels():
     unresected[4] = 21
     assert list(structures_from_labels(unresected, segments=False)) == ["liver", "tumour 1"]
     # crops (mask inside the box of its label values) from found or given boxes
-    from pipeline.export import label_boxes
+    from hepatoplan.pipeline.export import label_boxes
 
     given = structures_from_labels(labels, boxes=label_boxes(labels))
     assert list(given) == list(structures)[:-1]
@@ -318,7 +318,7 @@ def test_structures_from_labels():
 
 
 def test_vertex_normals_unit_and_outward():
-    from pipeline.preview import _vertex_normals
+    from hepatoplan.pipeline.preview import _vertex_normals
 
     mask, centroid = _ellipsoid_mask(np.eye(4), shape=(60, 50, 40), centre=(30, 25, 20), axes=(20, 15, 12))
     mesh = surface_mesh(mask, affine_ras=np.eye(4))

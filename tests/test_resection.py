@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from hepatoplan.errors import InputError
-from resection.procedures import PROCEDURES, AnatomicalResection, WedgeResection, parse_resection
-from resection.virtual import plan_resection
-from resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
+from hepatoplan.resection.procedures import PROCEDURES, AnatomicalResection, WedgeResection, parse_resection
+from hepatoplan.resection.virtual import plan_resection
+from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 
 SPACING = (0.75, 0.75, 2.0)
 

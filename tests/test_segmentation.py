@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from hepatoplan.errors import HepatoplanError, InputError, NotComputableError
-from pipeline.cli import main
-from segmentation import segment_liver, segment_study, segment_tumours, segment_vessels
-from segmentation import _morph as morph
+from hepatoplan.pipeline.cli import main
+from hepatoplan.segmentation import segment_liver, segment_study, segment_tumours, segment_vessels
+from hepatoplan.segmentation import _morph as morph
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,8 +108,8 @@ def test_lesion_edges_snap_to_the_half_way_contour(contrast_hu):
     hysteresis finds faint lesions): the boundary moves out to the half-way contour of the
     noise-free blurred and smoothed sphere (within 4 %), which lies about sigma^2 / r inside the
     surface (7 % of the volume here)."""
-    from segmentation import _grid
-    from segmentation.tumours import EDGE_SMOOTHING_MM, _snap_edges
+    from hepatoplan.segmentation import _grid
+    from hepatoplan.segmentation.tumours import EDGE_SMOOTHING_MM, _snap_edges
     from scipy import ndimage as ndi
 
     sp = np.array([0.7, 0.7, 2.0])
@@ -215,7 +215,7 @@ def test_portal_trunk_followed_below_the_liver_thin_vessels_not():
     as manual references include the portal trunk and Couinaud reads its root there); a 3 mm one
     leaving it the same way is not followed beyond the ordinary vessel margin, and nothing is kept
     beyond the trunk margin."""
-    from segmentation import vessels
+    from hepatoplan.segmentation import vessels
 
     img, sp, truth = abdomen_phantom(seed=1)
     liver = truth["liver"]
@@ -252,7 +252,7 @@ def test_depth_and_blob_shape_are_physical_on_thick_slices():
     """A voxel of the last 4.8 mm slice lies 2.4 mm from the surface, not 4.8 mm (as far as on a
     1 mm grid, plus half a 1 mm voxel); a blob one thick slice deep is a slab, not an infinitely
     thin disc of huge ellipsoid fill."""
-    from segmentation.tumours import _ellipsoid_fill
+    from hepatoplan.segmentation.tumours import _ellipsoid_fill
 
     slab = np.zeros((30, 30, 12), bool)
     slab[5:25, 5:25, 3:9] = True
@@ -309,7 +309,7 @@ def test_cli_segment_as_subprocess(tmp_path, phantom):
     ct = tmp_path / "ct.nii.gz"
     _write_nifti(ct, img, sp)
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "segment", str(ct), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "hepatoplan.pipeline.cli", "segment", str(ct), "--out", str(tmp_path / "o")],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
@@ -350,7 +350,7 @@ def test_ircadb_01_study(ircadb_dir):
     assert _dice(ves & region, ves_ref & region) >= 0.60
     # issue 4: Couinaud segments from the automatic masks, mean Dice over 1-8 >= 0.75 (0.69 before
     # the portal trunk below the liver was followed; 0.89 from the manual masks)
-    from couinaud import segment_couinaud
+    from hepatoplan.couinaud import segment_couinaud
 
     ref = _load(ircadb_dir / "01", "couinaud_reference")[0]
     cou = segment_couinaud(res.liver, res.portal_vein, res.hepatic_veins, spacing_mm=sp)
@@ -361,7 +361,7 @@ def test_ircadb_01_on_thick_slices(ircadb_dir):
     """Case 01 averaged to 3.2 mm slices (as many clinical CTs are): the liver holds up, and the
     Couinaud segments from the automatic masks too (measured: liver 0.937, Couinaud 0.798; 0.381
     before a 16 mm piece of IVC at the dome stopped giving the IVC axis a slope)."""
-    from couinaud import segment_couinaud
+    from hepatoplan.couinaud import segment_couinaud
 
     ct, sp = _load(ircadb_dir / "01", "ct")
     n = ct.shape[2] // 2 * 2
@@ -407,7 +407,7 @@ def test_ircadb_07_with_its_top_cut_off(ircadb_dir):
 )
 def test_totalsegmentator_examples(ircadb_dir, image, reference, modality, min_dice):
     """Against TotalSegmentator's liver (label 5), matched in physical space (its header is flipped)."""
-    from pipeline import io
+    from hepatoplan.pipeline import io
 
     ts = ircadb_dir.parent / "totalsegmentator"
     if not ts.is_dir():

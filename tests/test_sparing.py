@@ -1,4 +1,4 @@
-"""resection.sparing: modulated margins and vascular detachment on analytic shapes.
+"""hepatoplan.resection.sparing: modulated margins and vascular detachment on analytic shapes.
 
 A sphere tumour (r = 10 mm, centre off the voxel grid) at 0.7 × 0.9 × 2.0 mm beside vertical
 cylinder "vessels" along axis 2 (Superior), placed on the patient's right (+axis 0) of the tumour.
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hepatoplan.errors import InputError
-from resection.procedures import parse_resection
-from resection.sparing import sparing_wedge, sparing_wedges
-from resection.virtual import plan_resection
+from hepatoplan.resection.procedures import parse_resection
+from hepatoplan.resection.sparing import sparing_wedge, sparing_wedges
+from hepatoplan.resection.virtual import plan_resection
 
 SP = (0.7, 0.9, 2.0)
 SHAPE = (90, 80, 34)

@@ -1,9 +1,9 @@
-"""resection.surface: signed distance to a mask's smooth surface, and partial-voxel shares."""
+"""hepatoplan.resection.surface: signed distance to a mask's smooth surface, and partial-voxel shares."""
 
 import numpy as np
 import pytest
 
-from resection.surface import surface_distance
+from hepatoplan.resection.surface import surface_distance
 
 SPACING = (0.75, 0.75, 2.0)
 

@@ -1,4 +1,4 @@
-"""resection.vascular: devascularised and congested territories after a cut.
+"""hepatoplan.resection.vascular: devascularised and congested territories after a cut.
 
 Phantom answers come from the generator (``truth["portal_branches"][id]["subtree_territory_ml"]``:
 the liver whose nearest portal voxel belongs to the branch's subtree). A sphere cut placed right at
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from data_samples.phantom import make_phantom
+from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
-from resection.procedures import parse_resection
-from resection.vascular import vascular_consequences
-from resection.virtual import plan_resection
+from hepatoplan.resection.procedures import parse_resection
+from hepatoplan.resection.vascular import vascular_consequences
+from hepatoplan.resection.virtual import plan_resection
 
 
 @pytest.fixture(scope="module", params=[(1.2, 1.0, 2.0), (0.9, 1.3, 2.5)], ids=["1.2x1.0x2.0", "0.9x1.3x2.5"])
@@ -148,8 +148,8 @@ def test_bad_input_is_refused_with_a_clear_message():
 
 
 def test_right_hepatectomy_on_ircadb01_leaves_the_left_liver_perfused(ircadb_dir):
-    from pipeline.io import read_labels
-    from resection.volumetry import fill_partition
+    from hepatoplan.pipeline.io import read_labels
+    from hepatoplan.resection.volumetry import fill_partition
 
     case = ircadb_dir / "01"
     vol = read_labels(case / "liver.nii.gz")
@@ -172,7 +172,7 @@ def test_right_hepatectomy_on_ircadb01_leaves_the_left_liver_perfused(ircadb_dir
 
 
 def _independent_vascular(liver, resected, vessel, spacing, *, tree, pad_mm=20.0):
-    """The definition of resection.vascular re-implemented with other tools (scipy EDT/labels, KD-tree).
+    """The definition of hepatoplan.resection.vascular re-implemented with other tools (scipy EDT/labels, KD-tree).
 
     Cut: vessel voxels in the liver or with the liver as close as their own wall (+ max spacing)
     whose nearest liver voxel is resected; root: largest extrahepatic portal piece / the largest
@@ -250,7 +250,7 @@ def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
 
 @pytest.fixture(scope="module")
 def ircadb01(ircadb_dir):
-    from pipeline.io import read_labels
+    from hepatoplan.pipeline.io import read_labels
 
     case = ircadb_dir / "01"
     vol = read_labels(case / "liver.nii.gz")
@@ -270,7 +270,7 @@ def test_ircadb01_one_mm_wedges_recomputed_independently(ircadb01):
     functional = s["liver"] & (s["tumours"] == 0)
     frac = _independent_wedge_fraction(s["liver"], s["tumours"], s["spacing"], 1.0)
     resected_ml = float(frac[functional].sum(dtype=np.float64)) * unit
-    # Two models of a voxelised tumour's surface (resection.surface: Gaussian-smoothed, volume-
+    # Two models of a voxelised tumour's surface (hepatoplan.resection.surface: Gaussian-smoothed, volume-
     # calibrated level and exact distances, vs trilinear 0.5 level + sub-sampled EDT) differ by
     # ~0.2 mm on IRCADb's jagged masks: 16.6 vs 20.0 mL for the 1 mm shell (1.6 mm slices), 94.4 vs
     # 102.3 mL at 5 mm; on a smooth sphere the independent count is 2 % above the analytic volume. Hence 25 % on the thin shell, 0.5 % on
