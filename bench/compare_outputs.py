@@ -3,7 +3,7 @@
     python bench/compare_outputs.py run DIR            # run the reference plans into DIR
     python bench/compare_outputs.py diff DIR_A DIR_B   # compare two such folders
 
-The plans (each through the installed ``hepatoplan`` command, as a user runs it):
+The plans (each in a fresh process of this Python, ``python -m hepatoplan.pipeline.cli``, as a user runs it):
 
 * ``demo``: ``hepatoplan demo``;
 * ``ircadb01_masks``: IRCADb 01 with its liver, tumour, portal and hepatic masks (Couinaud derived),
@@ -41,7 +41,8 @@ IGNORED_KEYS = {"provenance", "outputs", "path", "created_utc", "timing_s", "sec
 def run(folder: Path) -> None:
     for name, args in PLANS.items():
         out = folder / name
-        proc = subprocess.run(["hepatoplan", *args, "--out", str(out)], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "hepatoplan.pipeline.cli", *args, "--out", str(out)],
+                              capture_output=True, text=True)
         print(f"{name}: exit {proc.returncode}")
         if proc.returncode:
             print(proc.stderr)
