@@ -23,7 +23,8 @@ from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
 from hepatoplan.resection.virtual import plan_resection
-from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances, voxel_volume_ml
+from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
+from hepatoplan.units import voxel_volume_ml
 
 from . import io, report
 from .study import MaskPaths, PlanOptions, Study, load_study

@@ -223,25 +223,16 @@ def _present_labels(labels: np.ndarray) -> list[int]:
 
 
 def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
-    """Bounding box (slices) of every non-zero label value present, searched inside the box of
-    all labels (a plan's labels fill a small part of the CT grid).
+    """Bounding box of every label value present (:func:`hepatoplan.arrays.label_boxes`), after
+    checking ``labels`` is an integer label map.
 
     Give the result to :func:`write_colour_table` and :func:`write_seg_nrrd` (``boxes=``) to
     search ``labels`` once for both.
     """
-    from scipy import ndimage
-
-    from hepatoplan.resection.volumetry import bounding_box
+    from hepatoplan.arrays import label_boxes as boxes_of
 
     _check_labels(labels)
-    within = bounding_box(labels)
-    crop = labels[within]
-    if crop.size == 0:
-        return {}
-    if crop.dtype.itemsize > 4 or crop.dtype == np.uint32:
-        crop = crop.astype(np.int64)
-    return {i + 1: tuple(slice(int(w.start + b.start), int(w.start + b.stop)) for w, b in zip(within, box))
-            for i, box in enumerate(ndimage.find_objects(crop)) if box is not None}
+    return boxes_of(labels)
 
 
 def _check_labels(labels: np.ndarray) -> None:

@@ -212,7 +212,7 @@ def surface_mesh(
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise InputError(f"mask must be 3D, got shape {mask.shape}")
-    from hepatoplan.resection.volumetry import bounding_box
+    from hepatoplan.arrays import bounding_box
 
     mask = mask.astype(bool, copy=False)
     box = bounding_box(mask)
@@ -444,7 +444,7 @@ class LabelStructures(Mapping):
     def crop(self, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
         """The mask inside the bounding box of its label values, and the box's first voxel."""
         if name in self._vessels:
-            from hepatoplan.resection.volumetry import bounding_box
+            from hepatoplan.arrays import bounding_box
 
             mask = self[name]
             box = bounding_box(mask)
@@ -503,7 +503,7 @@ def structures_from_labels(
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be a 3D integer array, got {labels.dtype} {labels.shape}")
     if boxes is None:
-        from .export import label_boxes
+        from hepatoplan.arrays import label_boxes
 
         boxes = label_boxes(labels)
     present = set(boxes)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hepatoplan.errors import InputError
-from hepatoplan.resection.volumetry import voxel_volume_ml
+from hepatoplan.units import voxel_volume_ml
 
 from . import io
 

@@ -46,7 +46,8 @@ from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 from hepatoplan.units import MM3_PER_ML
 
-from .volumetry import bounding_box, padded_box, voxel_volume_ml
+from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.units import voxel_volume_ml
 
 log = logging.getLogger(__name__)
 

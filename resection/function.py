@@ -25,7 +25,7 @@ import numpy as np
 
 from hepatoplan.errors import InputError
 
-from .volumetry import bounding_box
+from hepatoplan.arrays import bounding_box
 
 
 def function_weighted_flr(

@@ -36,7 +36,6 @@ Arrays are canonical RAS+ (index axis 0 → patient Right, 1 → Anterior, 2 →
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import edt
@@ -48,7 +47,8 @@ from hepatoplan.errors import InputError
 
 from .procedures import check_margin_mm
 from .surface import surface_distance
-from .volumetry import bounding_box, padded_box, voxel_volume_ml
+from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.units import voxel_volume_ml
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,10 @@ from scipy import ndimage
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
-from .volumetry import boundary_voxels, bounding_box, nearest_in_set, padded_box, voxel_volume_ml
+from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.units import voxel_volume_ml
+
+from .volumetry import boundary_voxels, nearest_in_set
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,10 @@ import numpy as np
 from hepatoplan.errors import InputError
 
 from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, WedgeResection, check_margin_mm
-from .volumetry import VoxelSet, boundary_voxels, bounding_box, padded_box, voxel_indices, voxel_volume_ml
+from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.units import voxel_volume_ml
+
+from .volumetry import VoxelSet, boundary_voxels, voxel_indices
 
 log = logging.getLogger(__name__)
 

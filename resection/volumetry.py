@@ -10,17 +10,8 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 
-from hepatoplan.units import MM3_PER_ML
-
-
-def padded_box(box: tuple[slice, ...], pad, shape) -> tuple[slice, ...]:
-    """``box`` enlarged by ``pad`` voxels per axis, clipped to ``shape``."""
-    return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
-
-
-def voxel_volume_ml(spacing_mm) -> float:
-    """Volume of one voxel in mL."""
-    return float(np.prod(np.asarray(spacing_mm, dtype=float))) / MM3_PER_ML
+from hepatoplan.arrays import bounding_box
+from hepatoplan.units import voxel_volume_ml
 
 
 def mask_volume_ml(mask: np.ndarray, *, spacing_mm) -> float:
@@ -61,19 +52,6 @@ def tumour_instances(tumours: np.ndarray) -> np.ndarray:
     relabel = np.zeros(n + 1, dtype=np.uint16 if n >= 255 else np.uint8)
     relabel[order] = np.arange(1, n + 1)
     return relabel[components]
-
-
-def bounding_box(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...]:
-    """Slices of the smallest box holding ``mask`` (enlarged by ``pad`` voxels, clipped)."""
-    box = []
-    within = mask  # narrowed to the extent found so far: later axes scan less
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(within.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return tuple(slice(0, 0) for _ in range(mask.ndim))
-        box.append(slice(max(hit[0] - pad, 0), min(hit[-1] + 1 + pad, mask.shape[axis])))
-        within = within[(slice(None),) * axis + (slice(hit[0], hit[-1] + 1),)]
-    return tuple(box)
 
 
 def boundary_voxels(mask: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The wheel installs one top-level name, ``hepatoplan``, with the shipped data inside it."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_installs_only_the_hepatoplan_name(tmp_path):
+    source = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "demo_out"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr

@@ -305,7 +305,7 @@ def test_structures_from_labels():
     unresected[4] = 21
     assert list(structures_from_labels(unresected, segments=False)) == ["liver", "tumour 1"]
     # crops (mask inside the box of its label values) from found or given boxes
-    from hepatoplan.pipeline.export import label_boxes
+    from hepatoplan.arrays import label_boxes
 
     given = structures_from_labels(labels, boxes=label_boxes(labels))
     assert list(given) == list(structures)[:-1]

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from hepatoplan.errors import HepatoplanError, InputError, NotComputableError
+from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.pipeline.cli import main
 from hepatoplan.segmentation import segment_liver, segment_study, segment_tumours, segment_vessels
 from hepatoplan.segmentation import _morph as morph

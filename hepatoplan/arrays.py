@@ -1,0 +1,65 @@
+"""Array helpers every layer shares (no files, no orientation): bounding boxes of masks and labels.
+
+Domain packages and ``pipeline`` crop to a structure's box before heavy work (the liver's box is a
+few per cent of a CT); these are the one home of that arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bounding_box(mask: np.ndarray, *, pad=0) -> tuple[slice, ...]:
+    """Slices of the smallest box holding the non-zero voxels of ``mask``.
+
+    Parameters
+    ----------
+    mask : ndarray
+        Any dtype; non-zero voxels count.
+    pad : int or sequence of int
+        Voxels added on each side (one number, or one per axis), clipped to the array.
+
+    Returns
+    -------
+    tuple of slice
+        Empty slices (``slice(0, 0)`` on every axis) when ``mask`` has no non-zero voxel.
+    """
+    pads = np.broadcast_to(np.asarray(pad, dtype=int), (mask.ndim,))
+    box = []
+    within = mask  # narrowed to the extent found so far: later axes scan less
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(within.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return tuple(slice(0, 0) for _ in range(mask.ndim))
+        p = int(pads[axis])
+        box.append(slice(max(int(hit[0]) - p, 0), min(int(hit[-1]) + 1 + p, mask.shape[axis])))
+        within = within[(slice(None),) * axis + (slice(hit[0], hit[-1] + 1),)]
+    return tuple(box)
+
+
+def is_empty_box(box: tuple[slice, ...]) -> bool:
+    """True for the box :func:`bounding_box` returns for an empty mask."""
+    return any(s.stop <= s.start for s in box)
+
+
+def padded_box(box: tuple[slice, ...], pad, shape) -> tuple[slice, ...]:
+    """``box`` enlarged by ``pad`` voxels per axis (a sequence), clipped to ``shape``."""
+    return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
+
+
+def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """Bounding box (slices) of every non-zero integer label value present.
+
+    Searched inside the box of all labels (a plan's labels fill a small part of the CT grid), with
+    one ``scipy.ndimage.find_objects`` pass.
+    """
+    from scipy import ndimage
+
+    within = bounding_box(labels)
+    crop = labels[within]
+    if crop.size == 0:
+        return {}
+    if crop.dtype.itemsize > 4 or crop.dtype == np.uint32:
+        crop = crop.astype(np.int64)
+    return {i + 1: tuple(slice(int(w.start + b.start), int(w.start + b.stop)) for w, b in zip(within, box))
+            for i, box in enumerate(ndimage.find_objects(crop)) if box is not None}
