@@ -55,11 +55,35 @@ Method
 The vessel diameter of a piece is ``2 × max d_wall − min(spacing)``: ``d_wall`` at a voxel centre
 overestimates the radius by about half a voxel (the wall lies half a voxel before the first
 non-vessel voxel centre).
+
+Implementation
+--------------
+Work follows the vessel tree, not the volume, except for one feature transform per tree:
+
+- A tree is its voxels (nodes, in C order) and its bounding box; every mask above (intrahepatic,
+  cut, root, connected before / after the cut, pieces) is a boolean per node. Connectivity is
+  labelled with cc3d in the tree's box and read at the nodes.
+- ``d_liver`` and the nearest liver voxel of a vessel voxel outside the liver come from a KD-tree
+  of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), with
+  a search bounded by each voxel's own ``d_wall + max(spacing)``.
+- The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
+  found by binary search among the nodes' linear indices); the downstream sums are one sparse
+  triangular solve over the predecessor tree.
+- The nearest vessel voxel of every liver voxel (``inner`` box) is one scipy feature transform,
+  used by the downstream rule and the territories alike. Without the downstream rule it is
+  computed only around the disconnected pieces: the pieces' box grown by twice the liver's
+  largest distance to the tree, read within once that distance of the box.
+- The two trees run in two threads; their feature transforms, most of the work, overlap (scipy
+  releases the GIL there).
+
+``bench/bench_vascular.py`` compares this with the earlier implementation (the whole crop at every
+step) on the phantom and IRCADb 01-12.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cc3d
@@ -73,7 +97,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.units import voxel_volume_ml
 
-from .volumetry import boundary_voxels, nearest_in_set
+from .volumetry import VoxelSet, boundary_voxels, voxel_indices
 
 log = logging.getLogger(__name__)
 
@@ -294,33 +318,44 @@ def vascular_consequences(
         raise InputError("liver: the liver mask is empty")
     ctx = _LiverCrop.make(liver, _resected_fraction(resected), anatomical, tumours, segments, spacing,
                           params.crop_pad_mm)
-    notes: list[str] = []
-    results = {}
-    for tree, vessel, root in (("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)):
-        if vessel is not None:
-            vessel_c = np.ascontiguousarray(np.asarray(vessel)[ctx.box] > 0)
-            root_c = None if root is None else np.asarray(root)[ctx.box] > 0
-            results[tree] = _analyse_tree(tree, vessel_c, root_c, ctx, params, notes)
+    trees = [(tree, vessel, root) for tree, vessel, root in
+             (("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)) if vessel is not None]
+
+    def analyse(item):
+        tree, vessel, root = item
+        notes: list[str] = []
+        return _analyse_tree(tree, vessel, root, ctx, params, notes), notes
+
+    # the two trees side by side: their feature transforms (scipy releases the GIL) overlap
+    with ThreadPoolExecutor(max_workers=len(trees)) as pool:
+        done = list(pool.map(analyse, trees))
+    results = {tree: outcome for (tree, _, _), (outcome, _) in zip(trees, done)}
+    notes = [note for _, tree_notes in done for note in tree_notes]
     return _consequences(results.get("portal"), results.get("hepatic"), ctx, liver.shape, notes)
 
 
 @dataclass(frozen=True, eq=False)
 class _LiverCrop:
-    """The liver's box (+ ``crop_pad_mm``) and what every tree's analysis reads there.
+    """What every tree's analysis reads: the crop around the liver and the liver's own box in it.
 
-    ``box`` are the slices of the full array; every array is cropped to it. ``inner`` is the
-    liver's own box (+ 3 voxels) within the crop, where the territories are computed.
+    ``box`` (slices of the full array) is the liver's box grown by ``crop_pad_mm``: vessels are
+    analysed there. ``inner`` (slices of the crop) is the liver's box grown by 3 voxels: the
+    territories are computed there. The liver's voxels of ``inner`` are listed once, in C order
+    (``liver_flat``), with what the volumes need at each: resected (fraction ≥ 0.5), removed as
+    whole segments, kept share (``1 − fraction``, 0 on tumours) and segment.
     """
 
     box: tuple[slice, ...]
-    liver: np.ndarray
-    liver_mm: np.ndarray  # distance to the nearest liver voxel, mm (0 inside)
-    liver_surface: np.ndarray  # (n, 3) crop indices of the liver's boundary voxels
-    removed: np.ndarray  # resected fraction >= 0.5
-    anatomical: np.ndarray  # removed as whole segments
-    kept_share: np.ndarray  # float32: 1 - resected fraction in the liver, 0 on tumours and outside
-    segments: np.ndarray | None
+    liver: np.ndarray  # bool, the crop
+    surface: VoxelSet | None  # the liver's boundary voxels (crop indices), with their KD-tree
+    fraction: np.ndarray  # float32 or bool, the full array
+    anatomical_full: np.ndarray | None
     inner: tuple[slice, ...]
+    liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
+    removed_at_liver: np.ndarray
+    anatomical_at_liver: np.ndarray
+    kept_at_liver: np.ndarray  # float32
+    segment_at_liver: np.ndarray | None
     spacing_mm: tuple[float, float, float]
     unit_ml: float
 
@@ -329,22 +364,26 @@ class _LiverCrop:
         pad = [int(np.ceil(crop_pad_mm / s)) + 1 for s in spacing]
         box = padded_box(bounding_box(liver), pad, liver.shape)
         liver_c = liver[box]
-        frac_c = fraction[box].astype(np.float32, copy=False)
-        removed_c = frac_c >= 0.5
-        anatomical_c = (np.zeros(liver_c.shape, bool) if anatomical is None
-                        else np.asarray(anatomical)[box].astype(bool) & removed_c)
-        kept_share = np.where(liver_c, 1.0 - np.clip(frac_c, 0.0, 1.0), 0.0).astype(np.float32)
+        # territories are computed on the liver's own box (+ 3 voxels): a vessel voxel farther
+        # than that cannot be the nearest one for most liver voxels
+        inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
+        flat = np.flatnonzero(liver_c[inner])
+        at_liver = tuple(a + b.start + i.start
+                         for a, b, i in zip(np.unravel_index(flat, _shape(inner)), box, inner))
+        frac = fraction[at_liver].astype(np.float32, copy=False)
+        removed = frac >= 0.5
+        kept = (1.0 - np.clip(frac, 0.0, 1.0)).astype(np.float32)
         if tumours is not None:
-            kept_share[np.asarray(tumours)[box] > 0] = 0.0
+            kept[np.asarray(tumours)[at_liver] > 0] = 0.0
+        surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
         return cls(
             box=box, liver=liver_c,
-            liver_mm=edt.edt(~liver_c, anisotropy=spacing, black_border=False),
-            liver_surface=np.argwhere(boundary_voxels(liver_c)),  # nearest liver voxel of outside vessels
-            removed=removed_c, anatomical=anatomical_c, kept_share=kept_share,
-            segments=None if segments is None else np.asarray(segments)[box],
-            # territories are computed on the liver's own box (+ 3 voxels): cheaper, and a vessel
-            # voxel farther than that cannot be the nearest one for most liver voxels
-            inner=padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape),
+            surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
+            fraction=fraction, anatomical_full=None if anatomical is None else np.asarray(anatomical),
+            inner=inner, liver_flat=flat, removed_at_liver=removed,
+            anatomical_at_liver=(np.zeros(len(flat), bool) if anatomical is None
+                                 else np.asarray(anatomical)[at_liver].astype(bool) & removed),
+            kept_at_liver=kept, segment_at_liver=None if segments is None else np.asarray(segments)[at_liver],
             spacing_mm=spacing, unit_ml=voxel_volume_ml(spacing),
         )
 
@@ -352,32 +391,52 @@ class _LiverCrop:
     def offset(self) -> np.ndarray:
         return np.array([b.start for b in self.box])
 
+    def removed_and_anatomical(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whether the voxels ``ijk`` (crop indices, (n, 3)) are resected, and removed as whole segments."""
+        at = tuple((ijk + self.offset).T)
+        removed = self.fraction[at].astype(np.float32, copy=False) >= 0.5
+        if self.anatomical_full is None:
+            return removed, np.zeros(len(ijk), bool)
+        return removed, self.anatomical_full[at].astype(bool) & removed
+
+
+def _shape(box) -> tuple[int, ...]:
+    return tuple(b.stop - b.start for b in box)
+
 
 @dataclass(frozen=True, eq=False)
 class _TreeOutcome:
-    """One tree's analysis on the crop."""
+    """One tree's analysis: the liver voxels of ``inner`` it makes devascularised / congested
+    (``owner > 0``: the label of the piece that served them), their volume and the pieces."""
 
-    territory: np.ndarray  # bool, remnant liver served by the disconnected pieces
+    owner_at_liver: np.ndarray | None  # int32 per liver voxel of ``inner``; None: nothing
     ml: float
     pieces: list[VesselPiece]
     cut_voxels: int
     root_voxels: int
 
+    def territory_at_liver(self, n: int) -> np.ndarray:
+        return np.zeros(n, bool) if self.owner_at_liver is None else self.owner_at_liver > 0
+
 
 def _consequences(p: _TreeOutcome | None, h: _TreeOutcome | None, ctx: _LiverCrop, shape, notes
                   ) -> VascularConsequences:
     """The trees' outcomes on the full array."""
+    n = len(ctx.liver_flat)
 
     def full(outcome):
         if outcome is None:
             return None
+        territory = np.zeros(_shape(ctx.inner), bool)
+        territory.reshape(-1)[ctx.liver_flat[outcome.territory_at_liver(n)]] = True
         out = np.zeros(shape, bool)
-        out[ctx.box] = outcome.territory
+        out[tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(ctx.box, ctx.inner))] = territory
         return out
 
     union_ml = None
     if p is not None and h is not None:
-        union_ml = float(ctx.kept_share[p.territory | h.territory].sum(dtype=np.float64)) * ctx.unit_ml
+        either = p.territory_at_liver(n) | h.territory_at_liver(n)
+        union_ml = float(ctx.kept_at_liver[either].sum(dtype=np.float64)) * ctx.unit_ml
     return VascularConsequences(
         devascularised=full(p),
         congested=full(h),
@@ -394,37 +453,107 @@ def _consequences(p: _TreeOutcome | None, h: _TreeOutcome | None, ctx: _LiverCro
     )
 
 
-def _analyse_tree(tree: str, vessel_c, root_c, ctx: _LiverCrop, params: VascularParams, notes) -> _TreeOutcome:
+@dataclass(frozen=True, eq=False)
+class _Tree:
+    """A vessel tree in the crop, as its voxels (nodes, C order) and their box.
+
+    ``ijk`` are crop indices; ``box`` is the tree's bounding box grown by one voxel (clipped to
+    the crop), where connectivity is labelled; ``wall_mm`` is each node's distance to the nearest
+    non-vessel voxel.
+    """
+
+    ijk: np.ndarray
+    box: tuple[slice, ...]
+    wall_box_mm: np.ndarray  # float32 on ``box``
+    wall_mm: np.ndarray  # float32 per node
+    spacing_mm: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, vessel_c: np.ndarray, spacing) -> _Tree:
+        ijk = voxel_indices(vessel_c)
+        box = tuple(slice(max(int(lo) - 1, 0), min(int(hi) + 2, n))
+                    for lo, hi, n in zip(ijk.min(axis=0), ijk.max(axis=0), vessel_c.shape))
+        # the nearest non-vessel voxel of a vessel voxel lies in the box (one voxel beyond the
+        # vessels' extent is background wherever the crop has it)
+        wall = edt.edt(np.ascontiguousarray(vessel_c[box]), anisotropy=spacing, black_border=False).astype(np.float32)
+        return cls(ijk, box, wall, wall[tuple((ijk - [b.start for b in box]).T)], spacing)
+
+    @property
+    def n(self) -> int:
+        return len(self.ijk)
+
+    def in_box(self, ijk: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple((ijk - [b.start for b in self.box]).T)
+
+    def labels(self, keep: np.ndarray) -> np.ndarray:
+        """26-connected pieces of the nodes ``keep``: a label per node (0 = not kept), numbered in
+        the order of each piece's first voxel (C order), as cc3d numbers them."""
+        mask = np.zeros(_shape(self.box), bool)
+        mask[self.in_box(self.ijk[keep])] = True
+        lab = cc3d.connected_components(mask, connectivity=26)
+        return lab[self.in_box(self.ijk)].astype(np.int32, copy=False)
+
+    def connected_to(self, keep: np.ndarray, root: np.ndarray) -> np.ndarray:
+        """The nodes of ``keep`` 26-connected to a node of ``root`` through ``keep``."""
+        lab = self.labels(keep)
+        ids = np.unique(lab[root & keep])
+        ids = ids[ids > 0]
+        return keep & np.isin(lab, ids) if ids.size else np.zeros(self.n, bool)
+
+
+def _analyse_tree(tree: str, vessel, root_mask, ctx: _LiverCrop, params: VascularParams, notes) -> _TreeOutcome | None:
     """Cut, disconnected pieces and their territories for one vessel tree (see the module notes)."""
+    vessel_c = np.ascontiguousarray(np.asarray(vessel)[ctx.box] > 0)
     if not vessel_c.any():
         notes.append(f"{tree}: no vessel voxel near the liver; nothing to cut")
-        return _TreeOutcome(np.zeros(ctx.liver.shape, bool), 0.0, [], 0, 0)
-    spacing = ctx.spacing_mm
-    wall_mm = edt.edt(vessel_c, anisotropy=spacing, black_border=False).astype(np.float32)
-    intra, (nearest_removed, nearest_anatomical) = _intrahepatic(vessel_c, wall_mm, ctx)
-    root = _tree_root(tree, vessel_c, root_c, intra, wall_mm, spacing, params, notes)
-    before = _connected_to(vessel_c, root)
-    cut, nearest_idx = _divided(tree, vessel_c & intra & nearest_removed & ~root, nearest_anatomical, before,
-                                vessel_c, root, ctx, notes)
-    after = _connected_to(vessel_c & ~cut, root)
+        return _TreeOutcome(None, 0.0, [], 0, 0)
+    t = _Tree.of(vessel_c, ctx.spacing_mm)
+    intra, nearest_removed, nearest_anatomical = _intrahepatic(t, ctx)
+    root = _tree_root(tree, t, root_mask, intra, ctx, params, notes)
+    before = t.connected_to(np.ones(t.n, bool), root)
+    cut, nearest = _divided(tree, t, intra & nearest_removed & ~root, nearest_anatomical, before, root, vessel_c,
+                            ctx, notes)
+    after = t.connected_to(~cut, root)
     disconnected = before & ~cut & ~after
     n_cut = int(np.count_nonzero(cut & before))
     if not disconnected.any():
-        return _TreeOutcome(np.zeros(ctx.liver.shape, bool), 0.0, [], n_cut, int(root.sum()))
+        return _TreeOutcome(None, 0.0, [], n_cut, int(root.sum()))
     # vessel stretches a non-anatomical cut removes *and* thereby severs (they touch a detached
     # piece): their side territory outside the cut loses its supply too. A cut that only grazes a
     # vessel wall, or takes a tip, detaches nothing and costs nothing here.
-    pieces_lab, n_detached = _pieces(disconnected, cut & before & ~nearest_anatomical)
-    owner = _territory_owner(pieces_lab, vessel_c, nearest_idx, ctx)
-    territory = owner > 0
-    pieces, total_ml = _describe_pieces(tree, pieces_lab, n_detached, owner, wall_mm, ctx)
-    return _TreeOutcome(territory, total_ml, pieces, n_cut, int(root.sum()))
+    piece, n_detached = _pieces(t, disconnected, cut & before & ~nearest_anatomical)
+    owner = _territory_owner(t, piece, vessel_c, nearest, ctx)
+    pieces, total_ml = _describe_pieces(tree, t, piece, n_detached, owner, ctx)
+    return _TreeOutcome(owner, total_ml, pieces, n_cut, int(root.sum()))
 
 
-def _tree_root(tree, vessel_c, root_c, intra, wall_mm, spacing, params: VascularParams, notes) -> np.ndarray:
+def _intrahepatic(t: _Tree, ctx: _LiverCrop):
+    """Which vessel voxels lie in parenchyma, and whether their nearest liver voxel (the voxel
+    itself when it is liver) is resected / removed as whole segments.
+
+    The distance from a vessel voxel outside the liver to the liver is that to the nearest liver
+    boundary voxel (a KD-tree of them, mm), which is also the voxel whose state it takes.
+    """
+    intra = ctx.liver[tuple(t.ijk.T)]
+    removed, anatomical = ctx.removed_and_anatomical(t.ijk)
+    outside = np.flatnonzero(~intra)
+    if ctx.surface is None or not len(outside):
+        return intra, removed, anatomical
+    # a bounded search finds them quickly; the unbounded one then names the nearest liver voxel
+    # (among equidistant ones, the one the KD-tree's full search returns)
+    liver_mm, _ = ctx.surface.nearest_within(t.ijk[outside], t.wall_mm[outside] + max(ctx.spacing_mm))
+    candidates = outside[np.isfinite(liver_mm)]
+    _, k = ctx.surface.nearest(t.ijk[candidates])
+    intra = intra.copy()
+    intra[candidates] = True
+    removed[candidates], anatomical[candidates] = ctx.removed_and_anatomical(ctx.surface.voxels[k])
+    return intra, removed, anatomical
+
+
+def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverCrop, params: VascularParams, notes) -> np.ndarray:
     """The given root (checked), or the portal root / the IVC core found in the vessel mask."""
-    if root_c is not None:
-        root = root_c & vessel_c
+    if root_mask is not None:
+        root = np.asarray(root_mask)[tuple((t.ijk + ctx.offset).T)] > 0
         if not root.any():
             raise InputError(
                 f"{'portal_root' if tree == 'portal' else 'ivc'}: the given root has no voxel in the "
@@ -433,13 +562,13 @@ def _tree_root(tree, vessel_c, root_c, intra, wall_mm, spacing, params: Vascular
         notes.append(f"{tree}: root given by the caller ({int(root.sum())} voxels)")
         return root
     if tree == "portal":
-        return _portal_root(vessel_c, intra, wall_mm, spacing, notes)
-    return _ivc_core(vessel_c, wall_mm, spacing, params, notes)
+        return _portal_root(t, intra, notes)
+    return _ivc_core(t, params, notes)
 
 
-def _divided(tree, cut, nearest_anatomical, before, vessel_c, root, ctx: _LiverCrop, notes):
-    """The vessel voxels the resection divides, and the nearest-vessel indices of the ``inner``
-    box when they were needed (``None`` otherwise).
+def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ctx: _LiverCrop, notes):
+    """The vessel voxels the resection divides, and each liver voxel's nearest vessel voxel
+    (node index, per liver voxel of ``inner``) when it was needed (``None`` otherwise).
 
     An anatomical resection divides a vessel only where what it serves downstream is mostly
     removed (the surgeon ligates the pedicle of the removed territory, not the trunk that also
@@ -448,92 +577,192 @@ def _divided(tree, cut, nearest_anatomical, before, vessel_c, root, ctx: _LiverC
     candidates = cut & nearest_anatomical & before
     if not candidates.any():
         return cut, None
-    nearest_idx = _nearest_vessel_index(vessel_c, ctx.inner, ctx.spacing_mm)
-    share = _downstream_removed_share(vessel_c & before, root & before, ctx.liver, ctx.anatomical,
-                                      nearest_idx, ctx.inner, ctx.spacing_mm)
+    nearest = _nearest_nodes(t, vessel_c, ctx.inner, ctx)
+    share = _downstream_removed_share(t, before, root & before, nearest, ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
     cut = cut & ~spared
-    after = _connected_to(vessel_c & ~cut, root)
+    after = t.connected_to(~cut, root)
     # a spared stretch that hangs on a divided pedicle gains nothing: it goes with the resection
     cut |= spared & ~after
     spared &= after
     if spared.any():
         notes.append(f"{tree}: {int(np.count_nonzero(spared))} vessel voxels inside the anatomical "
                      "resection kept: most of what they serve downstream stays")
-    return cut, nearest_idx
+    return cut, nearest
 
 
-def _pieces(disconnected, transected) -> tuple[np.ndarray, int]:
-    """Label map (int32) of the disconnected pieces: the detached ones (26-connected pieces of
-    ``disconnected``) first, then the ``transected`` stretches that touch them; and the number of
-    detached pieces."""
-    pieces_lab, n_detached = cc3d.connected_components(disconnected, connectivity=26, return_N=True)
-    pieces_lab = pieces_lab.astype(np.int32, copy=False)
+def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverCrop, liver_sel=None) -> np.ndarray:
+    """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
+    to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
+    ``ctx.liver_flat``; default all, ``box`` being ``inner``): one labelled feature transform
+    (scipy ``distance_transform_edt``, mm). -1 where the box holds no vessel voxel."""
+    shape = _shape(box)
+    flat = ctx.liver_flat if liver_sel is None else ctx.liver_flat[liver_sel]
+    if box != ctx.inner:
+        at = np.unravel_index(flat, _shape(ctx.inner))
+        flat = np.ravel_multi_index(tuple(a + i.start - b.start for a, i, b in zip(at, ctx.inner, box)), shape)
+    rel = t.ijk - [b.start for b in box]
+    inside = np.all((rel >= 0) & (rel < shape), axis=1)
+    if not inside.any():
+        return np.full(len(flat), -1, np.int32)
+    idx = ndimage.distance_transform_edt(~vessel_c[box], sampling=ctx.spacing_mm, return_distances=False,
+                                         return_indices=True)
+    nearest = np.ravel_multi_index(tuple(i.reshape(-1)[flat] for i in idx), shape)
+    del idx
+    lookup = np.full(int(np.prod(shape)), -1, np.int32)  # node index of each vessel voxel of the box
+    lookup[np.ravel_multi_index(tuple(rel[inside].T), shape)] = np.flatnonzero(inside)
+    return lookup[nearest]
+
+
+def _downstream_removed_share(t: _Tree, before, root, nearest, anatomical_at_liver) -> np.ndarray:
+    """For every node of a vessel tree, the removed share of the liver its downstream part serves
+    (float32; 1 off the tree ``before``).
+
+    Downstream = the voxels whose shortest path (26-neighbourhood, mm) to the root passes through
+    it; served = the liver voxels whose nearest vessel voxel is there. Voxels serving nothing get
+    share 1 (nothing argues for keeping them).
+    """
+    from scipy import sparse
+    from scipy.sparse import csgraph
+    from scipy.sparse.linalg import spsolve_triangular
+
+    nodes = np.flatnonzero(before)
+    graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
+    rank = np.full(t.n, -1, np.int64)
+    rank[nodes] = np.arange(len(nodes))
+    owner = np.where(nearest >= 0, rank[nearest], -1)
+    served = owner >= 0
+    n = len(nodes)
+    total = np.bincount(owner[served], minlength=n).astype(np.float64)
+    removed = np.bincount(owner[served & anatomical_at_liver], minlength=n).astype(np.float64)
+    dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
+                                     return_predecessors=True)
+    # downstream sums s = w + (sums of the children): (I − C)·s = w with C[parent, child] = 1; in
+    # order of distance from the root every parent comes before its children (triangular system)
+    order = np.argsort(dist, kind="stable")
+    pos = np.empty(n, np.int64)
+    pos[order] = np.arange(n)
+    child = np.flatnonzero(pred >= 0)
+    system = sparse.identity(n, format="csr") - sparse.csr_array(
+        (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
+    sums = spsolve_triangular(system, np.stack([total[order], removed[order]], axis=1), lower=False,
+                              unit_diagonal=True)
+    total, removed = sums[pos, 0], sums[pos, 1]
+    share = np.ones(t.n, np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share[nodes] = np.where(total > 0, removed / total, 1.0)
+    return share
+
+
+#: The 13 "forward" offsets of the 26-neighbourhood (the other 13 are their negatives).
+_FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for dk in (-1, 0, 1)
+                    if (di, dj, dk) > (0, 0, 0)]
+
+
+def _voxel_graph(ijk: np.ndarray, spacing):
+    """Symmetric sparse graph of voxels ``ijk`` (C order): 26-neighbours joined by their distance
+    (mm). Neighbours are found by binary search among the voxels' linear indices: work
+    proportional to the number of voxels, not to their box."""
+    from scipy import sparse
+
+    n = len(ijk)
+    dims = ijk.max(axis=0) + 3  # one voxel of margin on each side: no neighbour wraps around
+    key = ((ijk[:, 0] + 1) * dims[1] + ijk[:, 1] + 1) * dims[2] + ijk[:, 2] + 1  # increasing
+    rows, cols, weights = [], [], []
+    for off in _FORWARD_OFFSETS:
+        target = key + (off[0] * dims[1] + off[1]) * dims[2] + off[2]
+        pos = np.minimum(np.searchsorted(key, target), n - 1)
+        hit = key[pos] == target
+        rows.append(np.flatnonzero(hit))
+        cols.append(pos[hit])
+        weights.append(np.full(int(hit.sum()), float(np.linalg.norm(np.asarray(off) * spacing))))
+    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
+    return sparse.coo_matrix((np.r_[w, w], (np.r_[r, c], np.r_[c, r])), shape=(n, n)).tocsr()
+
+
+def _pieces(t: _Tree, disconnected, transected) -> tuple[np.ndarray, int]:
+    """Label per node (int32) of the disconnected pieces: the detached ones (26-connected pieces
+    of ``disconnected``) first, then the ``transected`` stretches that touch them; and the number
+    of detached pieces."""
+    piece = t.labels(disconnected)
+    n_detached = int(piece.max())
     if transected.any():
-        cut_lab = cc3d.connected_components(transected, connectivity=26)
-        dbox = padded_box(bounding_box(disconnected), [1, 1, 1], disconnected.shape)
-        touching = ndimage.binary_dilation(disconnected[dbox], structure=np.ones((3, 3, 3), bool))
-        severing = np.unique(cut_lab[dbox][touching])
-        severing = severing[severing > 0]
+        cut_lab = t.labels(transected)
+        # the transected stretches 26-adjacent to a detached voxel
+        dis = t.ijk[disconnected]
+        dbox = tuple(slice(max(int(a) - 1, 0), min(int(b) + 2, b_.stop))
+                     for a, b, b_ in zip(dis.min(axis=0), dis.max(axis=0), t.box))
+        mask = np.zeros(_shape(dbox), bool)
+        start = np.array([b.start for b in dbox])
+        mask[tuple((t.ijk[disconnected] - start).T)] = True
+        touching = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool))
+        rel = t.ijk - start
+        near = np.all((rel >= 0) & (rel < _shape(dbox)), axis=1)
+        near[near] = touching[tuple(rel[near].T)]
+        severing = np.unique(cut_lab[near & (cut_lab > 0)])
         if severing.size:
             relabel = np.zeros(int(cut_lab.max()) + 1, np.int32)
             relabel[severing] = np.arange(1, severing.size + 1) + n_detached
             new = relabel[cut_lab]
-            pieces_lab = np.where(new > 0, new, pieces_lab)
-    return pieces_lab, n_detached
+            piece = np.where(new > 0, new, piece)
+    return piece, n_detached
 
 
-def _territory_owner(pieces_lab, vessel_c, nearest_idx, ctx: _LiverCrop) -> np.ndarray:
-    """The piece (label) owning each remnant liver voxel of the crop: that of its nearest pre-cut
-    vessel voxel (0: a vessel voxel not in any piece)."""
-    inner, spacing, liver_c = ctx.inner, ctx.spacing_mm, ctx.liver
-    # nearest pre-cut vessel voxel of the remnant liver voxels that a piece can serve: none lies
-    # farther from the piece than the liver's largest distance to the tree (``reach``)
-    if nearest_idx is not None:
-        tbox = inner
-        owner_t = pieces_lab[inner][tuple(nearest_idx)]
+def _territory_owner(t: _Tree, piece, vessel_c, nearest, ctx: _LiverCrop) -> np.ndarray:
+    """The piece (label) owning each liver voxel of ``inner``: that of its nearest pre-cut vessel
+    voxel when the voxel is kept (0: kept voxels served by no piece, and resected voxels)."""
+    if nearest is not None:
+        owner = np.where(nearest >= 0, piece[nearest], 0)
     else:
+        # a liver voxel a piece serves lies within ``reach`` (the liver's largest distance to the
+        # tree) of the piece, and its nearest vessel voxel within ``reach`` of the voxel: one
+        # feature transform on the pieces' box grown by twice the reach is exact for every voxel
+        # within the reach of that box
+        inner, spacing = ctx.inner, ctx.spacing_mm
         gap_mm = edt.edt(~vessel_c[inner], anisotropy=spacing, black_border=False)
-        reach = float(gap_mm[liver_c[inner]].max()) if liver_c[inner].any() else 0.0
+        reach = float(gap_mm.reshape(-1)[ctx.liver_flat].max())
         del gap_mm
-        pbox = bounding_box((pieces_lab > 0)[inner])
-        pad = [int(np.ceil(reach / s)) + 2 for s in spacing]
-        tbox = padded_box(pbox, pad, liver_c[inner].shape)
-        tbox = tuple(slice(i.start + t.start, i.start + t.stop) for i, t in zip(inner, tbox))
-        idx = ndimage.distance_transform_edt(~vessel_c[tbox], sampling=spacing, return_distances=False,
-                                             return_indices=True)
-        owner_t = pieces_lab[tbox][tuple(idx)]
-        del idx
-    owner = np.zeros(liver_c.shape, pieces_lab.dtype)
-    owner[tbox] = np.where(liver_c[tbox] & ~ctx.removed[tbox], owner_t, 0)
+        ijk = t.ijk[piece > 0] - [i.start for i in inner]
+        ijk = ijk[np.all((ijk >= 0) & (ijk < _shape(inner)), axis=1)]  # the pieces' voxels in ``inner``
+        pbox = (tuple(slice(int(a), int(b) + 1) for a, b in zip(ijk.min(axis=0), ijk.max(axis=0))) if len(ijk)
+                else (slice(0, 0),) * 3)
+        served = padded_box(pbox, [int(np.ceil(reach / s)) + 1 for s in spacing], _shape(inner))
+        tbox = padded_box(pbox, [int(np.ceil(2 * reach / s)) + 2 for s in spacing], _shape(inner))
+        at = np.unravel_index(ctx.liver_flat, _shape(inner))
+        sel = np.flatnonzero(np.all([(a >= b.start) & (a < b.stop) for a, b in zip(at, served)], axis=0))
+        near = _nearest_nodes(t, vessel_c, tuple(slice(i.start + b.start, i.start + b.stop)
+                                                 for i, b in zip(inner, tbox)), ctx, liver_sel=sel)
+        owner = np.zeros(len(ctx.liver_flat), np.int32)
+        owner[sel] = np.where(near >= 0, piece[near], 0)
+    owner[ctx.removed_at_liver] = 0
     return owner
 
 
-def _describe_pieces(tree, pieces_lab, n_detached, owner, wall_mm, ctx: _LiverCrop) -> tuple[list[VesselPiece], float]:
+def _describe_pieces(tree, t: _Tree, piece, n_detached, owner, ctx: _LiverCrop) -> tuple[list[VesselPiece], float]:
     """Each piece's size, diameter, centroid, territory (mL) and segment, largest territory first;
     and the total territory (mL)."""
     spacing, unit_ml = ctx.spacing_mm, ctx.unit_ml
-    n_pieces = int(pieces_lab.max())
+    n_pieces = int(piece.max())
     territory = owner > 0
     own = owner[territory].astype(np.int64)
-    terr_ml = np.bincount(own, weights=ctx.kept_share[territory], minlength=n_pieces + 1) * unit_ml
+    terr_ml = np.bincount(own, weights=ctx.kept_at_liver[territory], minlength=n_pieces + 1) * unit_ml
     seg_counts = None
-    if ctx.segments is not None:
-        seg_counts = np.bincount(own * 256 + ctx.segments[territory].astype(np.int64),
+    if ctx.segment_at_liver is not None:
+        seg_counts = np.bincount(own * 256 + ctx.segment_at_liver[territory].astype(np.int64),
                                  minlength=(n_pieces + 1) * 256).reshape(n_pieces + 1, 256)
         seg_counts[:, 0] = 0
-    counts = np.bincount(pieces_lab.ravel(), minlength=n_pieces + 1)
     pieces = []
-    for k, sl in enumerate(ndimage.find_objects(pieces_lab), start=1):
-        m = pieces_lab[sl] == k
-        full_idx = (np.argwhere(m) + np.array([s.start for s in sl])).mean(axis=0) + ctx.offset
+    for k in range(1, n_pieces + 1):
+        m = piece == k
+        full_idx = t.ijk[m].mean(axis=0) + ctx.offset
         segment = None
         if seg_counts is not None and seg_counts[k].any():
             segment = int(seg_counts[k].argmax())
+        count = int(np.count_nonzero(m))
         pieces.append(VesselPiece(
-            tree=tree, kind="detached" if k <= n_detached else "transected", voxels=int(counts[k]),
-            volume_ml=float(counts[k]) * unit_ml,
-            max_diameter_mm=round(max(0.0, 2.0 * float(wall_mm[sl][m].max()) - min(spacing)), 3),
+            tree=tree, kind="detached" if k <= n_detached else "transected", voxels=count,
+            volume_ml=float(count) * unit_ml,
+            max_diameter_mm=round(max(0.0, 2.0 * float(t.wall_mm[m].max()) - min(spacing)), 3),
             centroid_index=tuple(round(float(v), 2) for v in full_idx),
             centroid_mm=tuple(round(float(v * s), 2) for v, s in zip(full_idx, spacing)),
             territory_ml=float(terr_ml[k]), segment=segment,
@@ -542,104 +771,28 @@ def _describe_pieces(tree, pieces_lab, n_detached, owner, wall_mm, ctx: _LiverCr
     return pieces, float(terr_ml[1:].sum())
 
 
-def _nearest_vessel_index(vessel_c, inner, spacing):
-    """Indices (within ``inner``) of the nearest vessel voxel of every voxel of the box ``inner``."""
-    return ndimage.distance_transform_edt(~vessel_c[inner], sampling=spacing, return_distances=False,
-                                          return_indices=True)
-
-
-def _downstream_removed_share(tree_mask, root, liver_c, anatomical_c, nearest_idx, inner, spacing):
-    """For every voxel of a vessel tree, the removed share of the liver its downstream part serves.
-
-    Downstream = the voxels whose shortest path (26-neighbourhood, mm) to the root passes through
-    it; served = the liver voxels whose nearest vessel voxel is there. Voxels serving nothing get
-    share 1 (nothing argues for keeping them).
-    """
-    from scipy import sparse
-    from scipy.sparse import csgraph
-
-    nodes = np.argwhere(tree_mask)
-    n = len(nodes)
-    node_id = np.full(tree_mask.shape, -1, np.int64)
-    node_id[tuple(nodes.T)] = np.arange(n)
-    rows, cols, weights = [], [], []
-    shape = tree_mask.shape
-    for off in _FORWARD_OFFSETS:
-        src = tuple(slice(max(0, -o), shape[a] - max(0, o)) for a, o in enumerate(off))
-        dst = tuple(slice(max(0, o), shape[a] - max(0, -o)) for a, o in enumerate(off))
-        a, b = node_id[src], node_id[dst]
-        both = (a >= 0) & (b >= 0)
-        rows.append(a[both])
-        cols.append(b[both])
-        weights.append(np.full(int(both.sum()), float(np.linalg.norm(np.asarray(off) * spacing))))
-    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
-    graph = sparse.coo_matrix((np.r_[w, w], (np.r_[r, c], np.r_[c, r])), shape=(n, n)).tocsr()
-    sources = node_id[root]
-    sources = sources[sources >= 0]
-    dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=sources, min_only=True,
-                                  return_predecessors=True)
-    # liver each node serves (all / removed), from the nearest-vessel map of the liver box
-    liver_in = liver_c[inner]
-    owner = node_id[inner][tuple(nearest_idx)]
-    served = liver_in & (owner >= 0)
-    total = np.bincount(owner[served], minlength=n).astype(np.float64)
-    removed = np.bincount(owner[served & anatomical_c[inner]], minlength=n).astype(np.float64)
-    order = np.argsort(-np.where(np.isfinite(dist), dist, -1.0), kind="stable")
-    pred = np.where(pred < 0, -1, pred)
-    for v in order:  # leaves first: push each node's sums to its predecessor
-        p = pred[v]
-        if p >= 0:
-            total[p] += total[v]
-            removed[p] += removed[v]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share_nodes = np.where(total > 0, removed / total, 1.0)
-    share = np.ones(tree_mask.shape, np.float32)
-    share[tuple(nodes.T)] = share_nodes
-    return share
-
-
-_FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for dk in (-1, 0, 1)
-                    if (di, dj, dk) > (0, 0, 0)]
-
-
-def _intrahepatic(vessel_c, wall_mm, ctx: _LiverCrop):
-    """Which vessel voxels lie in parenchyma, and whether their nearest liver voxel (the voxel
-    itself when it is liver) is removed / removed as whole segments."""
-    liver_c, liver_mm, liver_surface, spacing = ctx.liver, ctx.liver_mm, ctx.liver_surface, ctx.spacing_mm
-    fields = (ctx.removed, ctx.anatomical)
-    intra = vessel_c & liver_c
-    values = [vessel_c & f for f in fields]
-    if not len(liver_surface):
-        return intra, values
-    candidates = vessel_c & ~liver_c & (liver_mm <= wall_mm + max(spacing))
-    outside = np.argwhere(candidates)
-    if len(outside):
-        _, k = nearest_in_set(outside, liver_surface, spacing_mm=spacing)
-        at = tuple(outside.T)
-        near = tuple(liver_surface[k].T)
-        intra[at] = True
-        for v, f in zip(values, fields):
-            v[at] = f[near]
-    return intra, values
-
-
-def _portal_root(vessel_c, intra, wall_mm, spacing, notes):
-    extra = vessel_c & ~intra
+def _portal_root(t: _Tree, intra, notes) -> np.ndarray:
+    """The largest 26-connected piece of the extrahepatic portal voxels; without any, the ball of
+    the portal's largest inscribed sphere."""
+    extra = ~intra
     if extra.any():
-        root = cc3d.largest_k(extra, k=1, connectivity=26) > 0
+        lab = t.labels(extra)
+        counts = np.bincount(lab)
+        counts[0] = 0
+        root = lab == int(np.argmax(counts))
         notes.append(f"portal: root = the extrahepatic portal vein ({int(np.count_nonzero(root))} voxels)")
         return root
-    k = np.unravel_index(int(np.argmax(wall_mm)), wall_mm.shape)
-    r = float(wall_mm[k])
-    grids = np.ogrid[tuple(slice(0, n) for n in vessel_c.shape)]
-    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, k, spacing))
+    k = int(np.argmax(t.wall_mm))
+    r = float(t.wall_mm[k])
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(t.ijk.T, t.ijk[k], t.spacing_mm))
     notes.append("portal: no extrahepatic portal voxel; root = the portal's thickest point "
                  f"(radius {r:.1f} mm); give portal_root to be sure")
-    return vessel_c & (d2 <= r * r)
+    return d2 <= r * r
 
 
-def _ivc_core(vessel_c, wall_mm, spacing, params: VascularParams, notes):
+def _ivc_core(t: _Tree, params: VascularParams, notes) -> np.ndarray:
     """Largest piece of the opening of the hepatic mask with a ball (the IVC)."""
+    wall_mm, spacing = t.wall_box_mm, t.spacing_mm
     r = (params.ivc_core_fraction * float(wall_mm.max()) if params.ivc_core_radius_mm is None
          else float(params.ivc_core_radius_mm))
     centres = wall_mm >= r
@@ -650,22 +803,12 @@ def _ivc_core(vessel_c, wall_mm, spacing, params: VascularParams, notes):
         )
     pad = [int(np.ceil(r / s)) + 1 for s in spacing]
     box = padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
-    opening = np.zeros(vessel_c.shape, bool)
-    opening[box] = (edt.edt(~centres[box], anisotropy=spacing, black_border=False) <= r) & vessel_c[box]
-    root = cc3d.largest_k(opening, k=1, connectivity=26) > 0
+    opening = np.zeros(centres.shape, bool)
+    opening[box] = (edt.edt(~centres[box], anisotropy=spacing, black_border=False) <= r) & (wall_mm[box] > 0)
+    root = (cc3d.largest_k(opening, k=1, connectivity=26) > 0)[t.in_box(t.ijk)]
     notes.append(f"hepatic: root = IVC core, the hepatic mask's opening with a {r:.1f} mm ball "
                  f"({int(np.count_nonzero(root))} voxels)")
     return root
-
-
-def _connected_to(mask, root):
-    """Voxels of ``mask`` 26-connected to any voxel of ``root``."""
-    lab = cc3d.connected_components(mask, connectivity=26)
-    ids = np.unique(lab[root & mask])
-    ids = ids[ids > 0]
-    if ids.size == 0:
-        return np.zeros(mask.shape, bool)
-    return np.isin(lab, ids)
 
 
 def _resected_fraction(resected) -> np.ndarray:
