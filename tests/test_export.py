@@ -213,3 +213,28 @@ def test_dicom_seg_series_without_uids(tmp_path):
     labels, affine = _canonical(_plan_labels(shape_native), affine_native)
     with pytest.raises(UnreferenceableSeriesError, match="SeriesInstanceUID"):
         write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "x.dcm")
+
+
+def test_dicom_seg_private_code_is_declared(tmp_path):
+    """A structure without a standard code carries hepatoplan's private code (scheme 99...),
+    declared in the Coding Scheme Identification Sequence; tumours differ in colour."""
+    import highdicom as hd
+
+    src = tmp_path / "ct"
+    src.mkdir()
+    files, affine_native, shape_native, _ = write_ct_series(src)
+    native = _plan_labels(shape_native)
+    native[2:4, 2:4, 1] = 22
+    extra = np.zeros(shape_native, bool)
+    extra[12:14, 3:6, 2:4] = True
+    labels, affine = _canonical(native, affine_native)
+    extra_c, _ = _canonical(extra, affine_native)
+    seg = hd.seg.segread(write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                                         path=tmp_path / "x.dcm", extra_structures={"gall bladder": extra_c}))
+    last = seg.SegmentSequence[-1]
+    assert last.SegmentLabel == "gall bladder"
+    code = last.SegmentedPropertyTypeCodeSequence[0]
+    assert (code.CodingSchemeDesignator, code.CodeValue) == ("99HEPATOPLAN", "GALL_BLADDER")
+    assert [s.CodingSchemeDesignator for s in seg.CodingSchemeIdentificationSequence] == ["99HEPATOPLAN"]
+    lab = {d.SegmentLabel: tuple(d.RecommendedDisplayCIELabValue) for d in seg.SegmentSequence}
+    assert lab["tumour 1"] != lab["tumour 2"]
