@@ -3,7 +3,8 @@
 Reads the image (any format :mod:`hepatoplan.pipeline.io` reads, or a DICOM folder), runs
 :func:`hepatoplan.segmentation.segment_study` on the canonical RAS+ array and writes, on the input's own grid,
 ``liver.nii.gz``, ``tumours.nii.gz`` (instances 1..N), ``portal_vein.nii.gz``,
-``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, provenance)
+``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, the
+algorithms' parameters, provenance)
 into ``--out``. Everything is computed before anything is written, and files are written into a
 temporary folder beside ``--out`` and then moved in, so a failed run leaves no partial output.
 """
@@ -12,18 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from hepatoplan import __version__
 from hepatoplan.errors import InputError
 
 from . import io
+from .outputs import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def run(args) -> int:
         "command": "segment",
         "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path)}},
         "options": {"modality": args.modality, "series_uid": args.series_uid},
+        "parameters": asdict(result.parameters),
         "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
         "outputs": {
             "liver.nii.gz": "1 = liver (tumours and intrahepatic vessels included)",
@@ -86,8 +87,7 @@ def run(args) -> int:
         },
         **result.report,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    with output_folder(out, last="segmentation.json") as tmp:
         io.write_labels(result.liver, reference=vol, path=tmp / "liver.nii.gz")
         io.write_labels(result.tumours, reference=vol, path=tmp / "tumours.nii.gz")
         io.write_labels(result.portal_vein, reference=vol, path=tmp / "portal_vein.nii.gz")
@@ -99,11 +99,6 @@ def run(args) -> int:
         }
         record["peak_memory_mb"] = round(_peak_rss_mb(), 1)
         (tmp / "segmentation.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-        out.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUT_FILES:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     liver_ml = result.report["liver"]["liver_volume_ml"]
     n_les = result.report.get("tumours", {}).get("n_lesions", 0)
     log.info("liver %.0f mL, %d lesion(s), outputs in %s", liver_ml, n_les, out)
