@@ -26,7 +26,7 @@ from hepatoplan.resection.virtual import plan_resection
 from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import io, report
+from . import io, report, timing
 from .labels import label_map
 from .outputs import output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -142,7 +142,7 @@ def plan(options: PlanOptions) -> dict:
     if options.function_map is not None:
         inputs["function_map"] = str(options.function_map)
     # the provenance hashes are computed meanwhile (hashlib releases the GIL)
-    with ThreadPoolExecutor(max_workers=1) as hashing:
+    with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
         function_map = None
@@ -155,6 +155,7 @@ def plan(options: PlanOptions) -> dict:
     return result
 
 
+@timing.timed("volumetry")
 def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None
                  ) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
@@ -227,6 +228,7 @@ class _Resection:
         return self.study.spacing_mm
 
 
+@timing.timed("resection")
 def _resect(result: dict, plan: _Resection, specs, ablations) -> np.ndarray:
     """Resections, their vascular consequences and the assessment, into ``result``; the removed mask.
 
@@ -356,6 +358,7 @@ def _resection_section(res, details: dict) -> dict:
     return section
 
 
+@timing.timed("vascular")
 def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
     """Remnant liver whose inflow or outflow the cut severs, into ``section`` (devascularised
     liver subtracted from the FLR, congested liver reported beside it); the devascularised mask."""
@@ -388,6 +391,7 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
     return devascularised
 
 
+@timing.timed("assessment")
 def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> None:
     """The safety verdict on the remnant and, when it is inadequate, the growth outlook."""
     options, remnant_ml = plan.options, result["resection"]["remnant_ml"]
@@ -406,6 +410,7 @@ def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> No
         )
 
 
+@timing.timed("writing")
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
                    inputs: dict[str, str], hashes: dict[str, str]) -> None:
     """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256."""
@@ -423,6 +428,7 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
             _write_visuals(tmp, options, study, result, arrays["labels"])
             for written in nifti:
                 written.result()
+        result["provenance"]["timing_s"] = timing.current_seconds()  # seconds per stage, so far
         (tmp / "report.json").write_text(
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )

@@ -44,6 +44,7 @@ from hepatoplan.errors import (
 )
 
 from .outputs import atomic_file
+from .timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class Volume:
 # --------------------------------------------------------------------------- reading
 
 
+@timed("read")
 def read_image(
     path, *, series_uid: str | None = None, name: str = "image", header_only: bool = False,
     reference: Volume | None = None, resample: bool = False,

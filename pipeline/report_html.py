@@ -31,6 +31,7 @@ import numpy as np
 from hepatoplan.errors import InputError, InputFileError
 
 from .outputs import write_atomic
+from .timing import timed
 
 if TYPE_CHECKING:
     from .meshing import Mesh
@@ -545,6 +546,7 @@ def _write_dicom_seg(plan: _PlanLabels, source_dicom_files: Sequence[str | Path]
         return dicom_seg("allow")
 
 
+@timed("previews")
 def _write_meshes_and_previews(plan: _PlanLabels, size_px: tuple[int, int]):
     """Meshes of every structure, their files and the PNG previews; returns
     ``(meshes, mesh files, preview files)``."""

@@ -19,6 +19,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
 from . import io
+from .timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Study:
         return self.ct.spacing_mm
 
 
+@timed("read")
 def load_masks(
     ct: io.Volume, paths: MaskPaths, *, resample: bool = False
 ) -> dict[str, np.ndarray]:
@@ -107,6 +109,7 @@ def load_masks(
     return arrays
 
 
+@timed("checks")
 def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[str, str]) -> Study:
     """Check the masks and assemble a :class:`Study`.
 
@@ -277,6 +280,7 @@ def _automatic_masks(given: set[str]) -> list[str]:
     return wanted
 
 
+@timed("segmentation")
 def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *,
                      modality: str) -> tuple[dict, dict]:
     """Run the classical segmentation for the ``wanted`` masks (in place); return its report and
@@ -314,6 +318,7 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
     return report, used
 
 
+@timed("couinaud")
 def _derive_segments(study: Study) -> None:
     try:
         from hepatoplan.couinaud import segment_couinaud
