@@ -1,16 +1,32 @@
-"""Benchmark ``hepatoplan plan`` from masks: wall time and peak memory per study (median of runs).
+"""Benchmark ``hepatoplan plan`` as users run it: wall time, CPU, peak memory, seconds per stage.
 
-    python bench/bench_plan.py [--runs 3] [--write]
+    python bench/bench_plan.py [--runs 3] [--cases 01,07] [--no-ct] [--write]
 
-Studies: ircadb 01 with its reference masks (../shared/data), and a 512×512×300 phantom at
-0.75×0.75×2.0 mm generated into a temporary folder. Each run is a fresh process (imports
-included, as a user would see it); peak memory is that process's maximum resident set size.
-``--write`` replaces the "## plan from masks" section of bench/RESULTS.md.
+For each IRCADb case with a CT in ../shared/data (01 and 07; 07 is held out: nothing was tuned on
+it), in fresh processes (interpreter start and imports included, as a user sees them):
+
+- ``default``: the CT with its liver, tumours, portal and hepatic masks, Couinaud segments derived
+  from the veins, ``--resect right-hepatectomy``, default outputs (label maps, exports, meshes,
+  PNG previews, report.html);
+- ``no-preview``: the same with ``--no-preview``;
+- ``wedge``: the same masks, ``--resect wedge:all``, ``--no-preview`` (wedges cut vessels: the
+  transected-stretch path of the vascular analysis);
+- ``CT -> plan``: the CT alone (every mask segmented automatically), right hepatectomy, default
+  outputs (``--no-ct`` skips it);
+- ``naive floor``: python, nibabel reading the CT as float64 and one
+  ``scipy.ndimage.distance_transform_edt`` of the liver mask: the least any such tool does.
+
+Runs are interleaved (run 1 of every row, then run 2, ...) so that the machine's load moves all
+rows alike; the tables give medians, and ``plan / floor`` is the default plan's median over the
+floor's. Peak memory is the process's ``VmHWM``; CPU is user + system of the process. Stage
+seconds come from each run's ``report.json`` (``provenance.timing_s``, see
+``hepatoplan.pipeline.timing``). ``--write`` replaces the "## plan" section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -20,73 +36,113 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-IRCADB = ROOT.parent / "shared" / "data" / "ircadb" / "01"
-# Peak memory is the child's VmHWM: its ru_maxrss would include this script's own peak (the
-# phantom's ~1 GB), which Linux carries across fork and exec.
-RUNNER = (
-    "import resource, sys; from hepatoplan.pipeline.cli import main; rc = main(sys.argv[1:]); "
-    "u = resource.getrusage(resource.RUSAGE_SELF); "
-    "hwm_kb = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')); "
-    "print('USAGE', hwm_kb, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
-)
+CASES = ROOT.parent / "shared" / "data" / "ircadb"
+IRCADB = CASES / "01"  # case 01 (bench_batch.py and bench_margins.py read it)
+# Peak memory is the child's VmHWM: its ru_maxrss would include this script's own peak, which
+# Linux carries across fork and exec.
+USAGE = ("u = resource.getrusage(resource.RUSAGE_SELF); "
+         "hwm_kb = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')); "
+         "print('USAGE', hwm_kb, u.ru_utime + u.ru_stime, file=sys.stderr)")
+PLAN = ("import resource, sys; from hepatoplan.pipeline.cli import main; rc = main(sys.argv[1:]); "
+        + USAGE + "; sys.exit(rc)")
+NAIVE = ("import resource, sys; import nibabel as nib, numpy as np; from scipy import ndimage; "
+         "ct = nib.load(sys.argv[1]).get_fdata(); img = nib.load(sys.argv[2]); "
+         "liver = np.asanyarray(img.dataobj) > 0; "
+         "ndimage.distance_transform_edt(liver, sampling=img.header.get_zooms()[:3]); " + USAGE)
+STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection", "vascular", "assessment",
+          "writing", "previews", "other")
 
 
-def run_once(args: list[str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS in GB of one fresh process."""
+def run_once(code: str, args: list[str]) -> dict:
+    """Wall and CPU seconds and peak RSS (GB) of one fresh process running ``code`` with ``args``."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"plan failed: {proc.stderr}")
+        raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr}")
     rss_kb, cpu_s = proc.stderr.rsplit("USAGE", 1)[1].split()[:2]
-    return seconds, float(cpu_s), float(rss_kb) / 1024**2
+    return {"wall": seconds, "cpu": float(cpu_s), "peak_gb": float(rss_kb) / 1024**2}
 
 
-def phantom_study(folder: Path) -> Path:
-    from hepatoplan.data_samples.phantom import make_phantom
-    from hepatoplan.data_samples.write import write_study
-
-    ph = make_phantom(spacing_mm=(0.75, 0.75, 2.0), shape=(512, 512, 300), seed=0)
-    write_study(ph, folder, axcodes="LPS")
-    return folder
+def rows_for(case: str, out: Path, with_ct: bool) -> list[tuple[str, str, list[str]]]:
+    d = CASES / case
+    masks = ["--liver", str(d / "liver.nii.gz"), "--tumours", str(d / "tumours.nii.gz"),
+             "--portal", str(d / "portal_vein.nii.gz"), "--hepatic", str(d / "hepatic_veins.nii.gz")]
+    plan = ["plan", str(d / "ct.nii.gz"), "--out", str(out)]
+    rows = [(case, "default", plan + masks + ["--resect", "right-hepatectomy"]),
+            (case, "no-preview", plan + masks + ["--resect", "right-hepatectomy", "--no-preview"]),
+            (case, "wedge", plan + masks + ["--resect", "wedge:all", "--no-preview"])]
+    if with_ct:
+        rows.append((case, "CT -> plan", plan + ["--resect", "right-hepatectomy"]))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cases", default="01,07")
+    parser.add_argument("--no-ct", dest="ct", action="store_false", help="skip the CT -> plan rows")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     opts = parser.parse_args()
-    rows = []
+    cases = [c for c in opts.cases.split(",") if (CASES / c / "ct.nii.gz").is_file()]
+    if not cases:
+        raise SystemExit(f"no IRCADb CT found under {CASES}")
+    results: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        studies = {}
-        if IRCADB.is_dir():
-            studies["ircadb 01 (512×512×129)"] = (IRCADB / "ct.nii.gz", IRCADB / "liver.nii.gz",
-                                                  IRCADB / "tumours.nii.gz", IRCADB / "couinaud_reference.nii.gz")
-        ph = phantom_study(tmp / "phantom")
-        studies["phantom 512×512×300"] = (ph / "ct.nii.gz", ph / "liver.nii.gz", ph / "tumours.nii.gz",
-                                           ph / "segments.nii.gz")
-        for name, (ct, liver, tumours, segments) in studies.items():
-            for resect in (["right-hepatectomy"], ["wedge:all"]):
-                args = ["plan", str(ct), "--out", str(tmp / "out"), "--liver", str(liver), "--tumours",
-                        str(tumours), "--segments", str(segments), "--no-preview"]
-                for r in resect:
-                    args += ["--resect", r]
-                runs = [run_once(args) for _ in range(opts.runs)]
-                rows.append((name, " ".join(resect), statistics.median(r[0] for r in runs),
-                             statistics.median(r[1] for r in runs), max(r[2] for r in runs)))
-    load = os.getloadavg()[0]
-    header = ("| study | resection | wall time (s, median) | CPU time (s, median) | peak memory (GB) |\n"
-              "|---|---|---|---|---|")
-    table = "\n".join([header] + [f"| {n} | {r} | {s:.2f} | {c:.2f} | {m:.2f} |" for n, r, s, c, m in rows])
-    table += f"\n\nload average at the end: {load:.1f} on {os.cpu_count()} cores"
+        out = Path(tmp) / "out"
+        rows = [r for case in cases for r in rows_for(case, out, opts.ct)]
+        for run in range(opts.runs):
+            for case, name, args in rows:
+                measured = run_once(PLAN, args)
+                measured["stages"] = json.loads((out / "report.json").read_text())["provenance"]["timing_s"]
+                results.setdefault((case, name), []).append(measured)
+            for case in cases:
+                d = CASES / case
+                results.setdefault((case, "naive floor"), []).append(
+                    run_once(NAIVE, [str(d / "ct.nii.gz"), str(d / "liver.nii.gz")]))
+            print(f"run {run + 1}/{opts.runs} done, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    load = os.getloadavg()
+    table = tables(results, cases)
+    table += (f"\n\nload average at the end (1, 5, 15 min): {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} on "
+              f"{os.cpu_count()} cores")
     print(table)
     if opts.write:
-        write_section("plan from masks", f"`python bench/bench_plan.py --runs {opts.runs} --write` "
-                      f"({time.strftime('%Y-%m-%d')}, 2 cores, fresh process per run, imports included)\n\n{table}\n")
+        write_section("plan", f"`python bench/bench_plan.py --runs {opts.runs} --cases {','.join(cases)}"
+                      f"{'' if opts.ct else ' --no-ct'} --write` ({time.strftime('%Y-%m-%d %H:%M')} UTC, "
+                      "fresh process per run, imports included, runs interleaved)\n\n" + table + "\n")
+
+
+def tables(results: dict, cases: list[str]) -> str:
+    def med(values):
+        return statistics.median(values)
+
+    lines = ["| study | plan | wall s | CPU s | peak GB | naive floor s | plan / floor |", "|---|---|---|---|---|---|---|"]
+    for (case, name), runs in results.items():
+        if name == "naive floor":
+            continue
+        floor = med(r["wall"] for r in results[(case, "naive floor")])
+        wall = med(r["wall"] for r in runs)
+        lines.append(f"| ircadb {case} | {name} | {wall:.2f} | {med(r['cpu'] for r in runs):.2f} | "
+                     f"{max(r['peak_gb'] for r in runs):.2f} | {floor:.2f} | {wall / floor:.2f} |")
+    for case in cases:
+        runs = results[(case, "naive floor")]
+        lines.append(f"| ircadb {case} | naive floor | {med(r['wall'] for r in runs):.2f} | "
+                     f"{med(r['cpu'] for r in runs):.2f} | {max(r['peak_gb'] for r in runs):.2f} | | |")
+    stages = [s for s in STAGES if any(s in r["stages"] for (_, n), runs in results.items()
+                                       if n != "naive floor" for r in runs)]
+    lines += ["", "Seconds per stage (median; `total` is inside `plan()`, the wall time above adds the "
+              "interpreter and imports):", "",
+              "| study | plan | " + " | ".join(stages) + " | total |", "|---|---|" + "---|" * (len(stages) + 1)]
+    for (case, name), runs in results.items():
+        if name == "naive floor":
+            continue
+        cells = [f"{med(r['stages'].get(s, 0.0) for r in runs):.2f}" for s in stages + ["total"]]
+        lines.append(f"| ircadb {case} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_section(title: str, body: str) -> None:
+    """Replace the ``## title`` section of bench/RESULTS.md with ``body`` (appended when absent)."""
     path = ROOT / "bench" / "RESULTS.md"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     head = f"## {title}\n"
