@@ -253,13 +253,9 @@ def run_growth(args) -> int:
         target_source = f"minimum safe remnant ({assessment.binding_criterion}, {assessment.parenchyma})"
     target = fit.days_to_target(target_ml) if target_ml is not None else None
 
-    horizon = fit.days[-1]
-    if target and target["day"] is not None:
-        horizon = max(horizon, target["day"])
-    pred_days = sorted(set(fit.days) | {7.0 * k for k in range(0, int(horizon // 7) + 2)})
     prediction = [{"day": d, "flr_ml": fit.predict_flr_ml(d),
                    "measured_flr_ml": fit.flr_ml[fit.days.index(d)] if d in fit.days else None}
-                  for d in pred_days if d >= fit.days[0]]
+                  for d in fit.table_days(target["day"] if target else None)]
 
     out = [
         "Regeneration model dM/dt = k·Qp/M  =>  M(t)² = M0² + 2·k·Qp·t  (least squares on M²)",
