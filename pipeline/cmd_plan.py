@@ -62,6 +62,9 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--resample-masks", action="store_true",
                    help="resample masks nearest-neighbour onto the CT grid when grids differ")
     m.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
+    m.add_argument("--interpolate-slices", action="store_true",
+                   help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
+                        "onto a regular grid (linear, as dcm2niix) instead of refusing")
     m.add_argument("--no-auto", dest="auto", action="store_false",
                    help="never segment automatically: a mask not given means none (the liver is required)")
     m.add_argument("--modality", type=str.upper, default="CT", choices=("CT", "MR"),
@@ -103,6 +106,7 @@ def options_from_args(args) -> PlanOptions:
         auto=args.auto, modality=args.modality, near_vessel_margin_mm=args.near_vessel_margin_mm,
         near_vessel_distance_mm=args.near_vessel_distance_mm, detach_from=args.detach_from,
         ablation_margin_mm=args.ablation_margin_mm, function_map=args.function_map,
+        interpolate_slices=args.interpolate_slices,
     )
 
 

@@ -82,8 +82,8 @@ def summary_text(report: dict) -> str:
     if r:
         rows += [("resection", "; ".join(r["specs"])), ("resected", f"{r['resected_ml']:.1f} mL")]
         if r.get("devascularised_ml") is not None:
-            rows.append(("devascularised", f"{r['devascularised_ml']:.1f} mL (subtracted); congested "
-                                           f"{r['congested_ml']:.1f} mL"))
+            congested = "-" if r["congested_ml"] is None else f"{r['congested_ml']:.1f} mL"
+            rows.append(("devascularised", f"{r['devascularised_ml']:.1f} mL (subtracted); congested {congested}"))
         rows.append(("remnant (FLR)", f"{r['remnant_ml']:.1f} mL = {r['flr_percent']:.1f} %"))
         if report.get("function"):
             rows.append(("functional FLR", f"{report['function']['functional_flr_percent']:.1f} % of liver function"))

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: TotalSegmentator "total" task labels used by ``--totalsegmentator``.
 TOTALSEG_LIVER, TOTALSEG_IVC, TOTALSEG_PORTAL_SPLENIC = 5, 63, 64
+#: Largest ablation zone radius accepted (mm): a thermal ablation zone is a few centimetres
+#: across, so a larger radius is a typing error (and would overflow the zone's volume).
+MAX_ABLATION_RADIUS_MM = 100.0
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ class Study:
 
 def load_masks(
     ct: io.Volume, paths: MaskPaths, *, resample: bool = False
-) -> dict[str, np.ndarray]:
-    """Read every given mask onto the CT grid; return name → canonical label array.
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Read every given mask onto the CT grid; return name → canonical label array, and the
+    intake's notes on the files.
 
     A TotalSegmentator multilabel file supplies liver (label 5), portal/splenic vein (64) and the
     inferior vena cava (63, as ``hepatic``) for whichever of them was not given separately.
@@ -89,16 +93,17 @@ def load_masks(
     }
     given = paths.given()
     with ThreadPoolExecutor(io.worker_threads()) as pool:  # ITK and numpy's copies release the GIL
-        volumes = pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
-                                                       resample=resample), given)
-        arrays = {name: volume.array for name, volume in zip(given, volumes)}
+        volumes = dict(zip(given, pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
+                                                                       resample=resample), given)))
+    arrays = {name: volume.array for name, volume in volumes.items()}
+    notes = [note for volume in volumes.values() for note in volume.notes]
     total = arrays.pop("totalsegmentator", None)
     if total is not None:
         for name, label in (("liver", TOTALSEG_LIVER), ("portal", TOTALSEG_PORTAL_SPLENIC),
                             ("hepatic", TOTALSEG_IVC)):
             if name not in arrays and (total == label).any():
                 arrays[name] = (total == label).astype(np.uint8)
-    return arrays
+    return arrays, notes
 
 
 def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[str, str]) -> Study:
@@ -133,7 +138,7 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
 
     tumours = arrays.get("tumours")
     if tumours is not None:
-        tumours = inside_liver("--tumours", tumours)
+        tumours = inside_liver("--tumours", _binary_if_one_value(tumours, sources.get("tumours")))
     segments = arrays.get("segments")
     if segments is not None:
         if segments.max(initial=0) > 8:
@@ -158,6 +163,16 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
         sources=sources,
         warnings=warnings,
     )
+
+
+def _binary_if_one_value(labels: np.ndarray, source) -> np.ndarray:
+    """A tumour map whose only non-zero value is one number (0/1, 0/255 as 3D-IRCADb stores its
+    masks, 0/2 ...) is a binary mask, to be split into lesions: returned as 0/1."""
+    values = labels[labels > 0]
+    if values.size and values[0] != 1 and (values == values[0]).all():
+        log.info("--tumours %s: its only label is %d: read as a binary mask", source, values[0])
+        return (labels > 0).view(np.uint8)
+    return labels
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -186,6 +201,7 @@ class PlanOptions:
     detach_from: str | None = None
     ablation_margin_mm: float = 5.0
     function_map: Path | None = None
+    interpolate_slices: bool = False
 
     def validate(self):
         """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
@@ -207,8 +223,15 @@ class PlanOptions:
         if (self.height_cm is None) != (self.weight_kg is None) and self.height_cm is not None:
             raise InputError("--height-cm needs --weight-kg too (body surface area needs both)")
         ablate = [t for t in self.resect if t.strip().lower().startswith("ablate")]
-        return ([parse_resection(t) for t in self.resect if t not in ablate],
-                [parse_ablation(t) for t in ablate])
+        ablations = [parse_ablation(t) for t in ablate]
+        for spec in ablations:
+            if spec.radius_mm is not None and spec.radius_mm > MAX_ABLATION_RADIUS_MM:
+                raise InputError(
+                    f"--resect {spec.text}: zone radius {spec.radius_mm:g} mm; expected at most "
+                    f"{MAX_ABLATION_RADIUS_MM:g} mm (a thermal ablation zone is a few centimetres across). "
+                    "Give the radius in mm, e.g. ablate:2@15."
+                )
+        return [parse_resection(t) for t in self.resect if t not in ablate], ablations
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
@@ -225,9 +248,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
-        header_only=not wanted and not Path(options.ct).is_dir(),
+        header_only=not wanted and not Path(options.ct).is_dir(), interpolate_slices=options.interpolate_slices,
     )
-    arrays = load_masks(ct, masks, resample=options.resample_masks)
+    arrays, notes = load_masks(ct, masks, resample=options.resample_masks)
     sources = {name: str(path) for name, path in masks.given().items()}
     for name in ("liver", "portal", "hepatic"):
         if name in arrays and name not in sources:
@@ -241,6 +264,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
             "segment it automatically"
         )
     study = build_study(ct, arrays, sources=sources)
+    study.warnings[:0] = [*ct.notes, *notes]
     study.details.update(details)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
