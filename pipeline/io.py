@@ -376,6 +376,8 @@ def _check_path(path: Path, name: str) -> bool:
         )
     if not os.access(path, os.R_OK):
         raise InputFileError(f"{name} {path}: permission denied; expected a readable file. Check its permissions.")
+    if os.stat(path).st_size == 0:
+        raise InputFileError(f"{name} {path}: is empty (0 bytes); expected an image file. Copy or export it again.")
     return False
 
 
