@@ -47,6 +47,8 @@ HEADER_TOLERANCE_MM = 0.1
 #: Spatial units ITK converts to mm (``xyzt_units & 7``: 1 metre, 3 micrometre; 0 and 2 mean mm).
 _UNIT_TO_MM = {0: 1.0, 1: 1000.0, 2: 1.0, 3: 1e-3}
 _CHUNK = 1 << 22
+#: Deflate inflates at most about 1032-fold: a .nii.gz announcing more is cut short.
+_MAX_DEFLATE_RATIO = 1032
 
 
 def read_header(path: Path, name: str):
@@ -223,20 +225,34 @@ def check_memory(nbytes: int, path: Path, name: str) -> None:
 
 
 def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -> bytearray | None:
-    """The ``expected`` data bytes after ``offset``, streamed (gzip inflated) and length-checked."""
-    data = bytearray() if keep else None
-    seen = 0  # bytes of the (inflated) file read so far
+    """The ``expected`` data bytes after ``offset``, streamed (gzip inflated) into one buffer, and
+    length-checked. A size the file cannot hold (uncompressed: its length; gzip: deflate's largest
+    ratio) is refused before anything is read or allocated."""
+    size, compressed = path.stat().st_size, _is_gz(path)
+    if offset + expected > (size * _MAX_DEFLATE_RATIO if compressed else size) or (
+            not compressed and size != offset + expected):
+        _wrong_size(path, name, offset, expected, found=None if compressed else size - offset)
+    data = bytearray(expected) if keep else None
+    if not compressed:
+        if data is not None:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                fh.readinto(data)
+        return data
+    view = memoryview(data) if data is not None else None
+    seen = 0  # bytes of the inflated file read so far
     got = 0   # of which voxel data
     try:
-        for chunk in _inflated(path) if _is_gz(path) else _raw(path):
+        for chunk in _inflated(path):
             start, seen = seen, seen + len(chunk)
             if seen > offset:
-                part = chunk[max(0, offset - start):]
-                got += len(part)
-                if got > expected:
+                part = memoryview(chunk)[max(0, offset - start):]
+                if got + len(part) > expected:
+                    got += len(part)
                     break
-                if data is not None:
-                    data += part
+                if view is not None:
+                    view[got:got + len(part)] = part
+                got += len(part)
     except zlib.error as exc:
         raise InputFileError(
             f"{name} {path}: its gzip stream is corrupt ({exc}); expected a complete .nii.gz. Copy or export "
@@ -248,12 +264,17 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
             "Copy or export it again."
         ) from None
     if got != expected:
-        found = "more voxel data than" if got > expected else f"{got} bytes of voxel data where"
-        raise InputFileError(
-            f"{name} {path}: holds {found} its header announces ({expected} bytes after the {offset}-byte "
-            f"header); the file is {'truncated' if got < expected else 'damaged'}. Copy or export it again."
-        )
+        _wrong_size(path, name, offset, expected, found=got)
     return data
+
+
+def _wrong_size(path: Path, name: str, offset: int, expected: int, *, found: int | None):
+    held = ("more voxel data than" if found > expected else f"{found} bytes of voxel data where") if found is not None \
+        else "far less data than"
+    raise InputFileError(
+        f"{name} {path}: holds {held} its header announces ({expected} bytes after the {offset}-byte header); "
+        f"the file is {'damaged' if found is not None and found > expected else 'truncated'}. Copy or export it again."
+    )
 
 
 def _raw(path: Path):
