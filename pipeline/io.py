@@ -29,7 +29,6 @@ import locale
 import logging
 import math
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from hepatoplan.errors import (
 )
 
 from . import io_dicom, io_nifti
+from .outputs import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ MAX_EXTENT_MM = 3000.0
 #: Largest label value read (labels are stored as uint8, uint16 or uint32).
 MAX_LABEL = 2**32 - 1
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+#: LPS <-> RAS world coordinates (x and y negated): its own inverse, so it also maps RAS to LPS.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _LOCALE_LOCK = threading.RLock()
 _NATIVE_LOCK = threading.RLock()
 _COMPLEX_PIXELS = (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64)
@@ -106,8 +107,8 @@ class Grid:
         """4×4 map from native index ``(i, j, k, 1)`` to RAS world mm."""
         linear = np.asarray(self.direction).reshape(3, 3) * np.asarray(self.spacing_mm)
         affine = np.eye(4)
-        affine[:3, :3] = _LPS_TO_RAS @ linear
-        affine[:3, 3] = _LPS_TO_RAS @ np.asarray(self.origin_lps_mm)
+        affine[:3, :3] = LPS_TO_RAS @ linear
+        affine[:3, 3] = LPS_TO_RAS @ np.asarray(self.origin_lps_mm)
         return affine
 
     def orientation(self) -> np.ndarray:
@@ -697,15 +698,10 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
         data = data.astype(np.uint8)
     image = sitk.GetImageFromArray(_c_order_copy(data.T))
     reference.grid.stamp(image)
-    # write into a temporary folder beside the target, then rename (MetaImage .mhd writes a second
-    # data file that its header names, so the whole set is written under its final name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        sitk.WriteImage(image, str(tmp / path.name), True)
-        for produced in tmp.iterdir():
-            os.replace(produced, path.parent / produced.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # MetaImage .mhd writes a second data file that its header names: atomic_file writes the whole
+    # set under its final name in a temporary folder beside the target, then renames
+    with atomic_file(path) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
     return path
 
 
