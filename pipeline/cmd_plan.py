@@ -57,6 +57,9 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--portal", type=Path, help="portal vein mask")
     m.add_argument("--hepatic", type=Path, help="hepatic veins (+ IVC) mask")
     m.add_argument("--segments", type=Path, help="Couinaud segments, labels 1-8")
+    m.add_argument("--vessels", type=Path,
+                   help="instead of --portal/--hepatic: ONE combined intrahepatic vessel mask (e.g. TotalSegmentator "
+                        "liver_vessels), separated into portal and hepatic trees for the Couinaud segments")
     m.add_argument("--totalsegmentator", type=Path,
                    help="TotalSegmentator multilabel file (liver 5, IVC 63, portal/splenic vein 64)")
     m.add_argument("--resample-masks", action="store_true",
@@ -96,7 +99,7 @@ def options_from_args(args) -> PlanOptions:
     return PlanOptions(
         ct=args.ct, out=args.out,
         masks=MaskPaths(args.liver, args.tumours, args.portal, args.hepatic, args.segments,
-                        args.totalsegmentator),
+                        args.totalsegmentator, vessels=args.vessels),
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
         threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
         resample_masks=args.resample_masks, series_uid=args.series_uid, preview=args.preview,
@@ -200,6 +203,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     arrays = {"labels": labels}
     if resected is not None:
         arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
+    if "vessel_separation" in study.details:  # the trees separated from --vessels, for the user to check
+        arrays.update(portal_vein=study.portal.view(np.uint8), hepatic_veins=study.hepatic.view(np.uint8))
     return result, arrays
 
 
@@ -350,6 +355,8 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
         "height_cm": options.height_cm, "weight_kg": options.weight_kg,
         "resample_masks": options.resample_masks, "series_uid": options.series_uid,
     })
+    if study.parameters:  # the tuned values of the algorithms that ran (e.g. Couinaud)
+        result["provenance"]["parameters"] = study.parameters
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         tmp = Path(tmp)
         # the NIfTI files are written beside the visuals (ITK and zlib release the GIL)
