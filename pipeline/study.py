@@ -56,9 +56,11 @@ class Study:
     sources : dict
         Mask name → where it came from (a path, ``"totalsegmentator"`` or ``"automatic"``).
     warnings : list of str
+    details : dict
+        Reports of the automatic steps that ran (e.g. ``segmentation``), copied into the report.
     parameters : dict
-        Tuned values of the algorithms that ran, by algorithm (``"couinaud"``:
-        ``dataclasses.asdict`` of its :class:`~hepatoplan.couinaud.CouinaudParams`), for provenance.
+        Algorithm name → ``dataclasses.asdict`` of the parameters it ran with (e.g.
+        ``CouinaudParams``), written to ``report.json``'s ``provenance.parameters``.
     """
 
     ct: io.Volume
