@@ -25,24 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
+
+from bench_couinaud import DEFAULT_DATA, ROOT, dice, load  # this folder is on sys.path when run as a script
 
 from hepatoplan.couinaud import segment_couinaud_from_vessels
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ircadb"
 SECTION = "## Couinaud segments from one combined vessel mask"
-
-
-def load(case_dir: Path, name: str):
-    img = nib.as_closest_canonical(nib.load(str(case_dir / f"{name}.nii.gz")))
-    return np.asanyarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / s if s else float("nan")
 
 
 def variant(arrays: list[np.ndarray], sp: tuple, name: str):

@@ -691,7 +691,8 @@ def _laterality(liver: np.ndarray, spa: np.ndarray, warnings: list) -> bool:
     """True when the liver's bulk lies on the array's left (axis 0 low = patient left in RAS+).
 
     The right lobe holds most of the liver: its centroid lies 16-51 mm to the patient's right of
-    its bounding box's centre on IRCADb 01-12. A centroid on the other side means a left-right
+    its bounding box's centre on IRCADb 01-12, 14-35 mm on the TotalSegmentator examples and CHAOS
+    MR 01/02/03/05 (partial livers among them). A centroid on the other side means a left-right
     flipped header or situs inversus; the division then runs on the mirrored image so that the
     labels follow the anatomy the image shows, and a warning says so.
     """
