@@ -427,6 +427,7 @@ def write_plan_visuals(
     growth_plot_png: str | Path | None = None,
     meshes_and_previews: bool = True,
     preview_size_px: tuple[int, int] = (1000, 800),
+    seg_extra_structures: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
@@ -456,6 +457,9 @@ def write_plan_visuals(
         False skips meshes, GLB/STL/OBJ and PNG rendering (``--no-preview``).
     preview_size_px : (int, int)
         PNG size.
+    seg_extra_structures : mapping of str to bool ndarray, optional
+        More (overlapping) segments for the DICOM-SEG only: the regions the SR's measurements
+        reference (:func:`hepatoplan.pipeline.dicom_sr.measured_regions`).
 
     Returns
     -------
@@ -494,7 +498,8 @@ def write_plan_visuals(
         def dicom_seg(missing_uids: str) -> Path:
             return write_dicom_seg(labels, affine_ras=affine_ras,
                                    source_dicom_files=source_dicom_files,
-                                   path=out_dir / "labels_seg.dcm", extra_structures=vessels,
+                                   path=out_dir / "labels_seg.dcm",
+                                   extra_structures={**vessels, **(seg_extra_structures or {})},
                                    missing_uids=missing_uids)
 
         try:
