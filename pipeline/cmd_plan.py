@@ -116,6 +116,10 @@ def run(args) -> int:
     result = plan(options_from_args(args))
     print(report.summary_text(result))
     print(f"\nwritten to {args.out}")
+    stored = result.get("dicomweb", {}).get("stored")
+    if stored:
+        print(f"stored {' and '.join(i['modality'] for i in stored['instances'])} into study "
+              f"{stored['study_instance_uid']} at {stored['url']}")
     return 0
 
 

@@ -440,14 +440,14 @@ def prepare(options):
     section: dict = {}
     if options.store:
         options = replace(options, store=parse_base_url(options.store))
+        if not isinstance(options.ct, SeriesURL) and not Path(options.ct).is_dir():
+            raise InputError(f"--store {options.store}: the CT {options.ct} is not a DICOM series; the DICOM-SEG "
+                             "and SR reference the source images, so give a DICOM folder or a DICOMweb series URL")
         check_server(options.store)
     if isinstance(options.ct, SeriesURL):
         folder = retrieve_series(options.ct)
         section = {"source": str(options.ct), "cache": str(folder)}
         options = replace(options, ct=folder)
-    if options.store and not Path(options.ct).is_dir():
-        raise InputError(f"--store {options.store}: the CT {options.ct} is not a DICOM series; the DICOM-SEG "
-                         "and SR reference the source images, so give a DICOM folder or a DICOMweb series URL")
     return options, section
 
 
