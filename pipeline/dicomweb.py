@@ -216,8 +216,9 @@ def retrieve_series(url: SeriesURL, *, cache_dir: str | Path | None = None, prog
             f"DICOMweb series {url}: the server lists no instance of this series; check the "
             "StudyInstanceUID and SeriesInstanceUID (the server's QIDO-RS /studies/UID/series answers "
             "which series it has)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{url.series_uid}.", dir=folder.parent))
+    with _cache_errors(folder.parent):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{url.series_uid}.", dir=folder.parent))
     try:
         with _errors("WADO-RS retrieval of", url, params), tqdm(
                 total=len(listed), desc="retrieving series", unit="image", leave=False,
@@ -252,7 +253,17 @@ def _save_instance(ds, folder: Path, url: SeriesURL) -> None:
     if str(ds.get("SeriesInstanceUID", "")) != url.series_uid:
         raise DicomwebError(f"DICOMweb series {url}: the server sent instance {uid} of another series "
                             f"({ds.get('SeriesInstanceUID', '')})")
-    ds.save_as(folder / f"{uid}.dcm", enforce_file_format=True)
+    with _cache_errors(folder.parent):
+        ds.save_as(folder / f"{uid}.dcm", enforce_file_format=True)
+
+
+@contextmanager
+def _cache_errors(folder: Path):
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"DICOMweb cache {folder}: cannot write there ({exc.strerror or exc}); set "
+                         f"{ENV_CACHE} to a writable folder with room for the series") from None
 
 
 def check_server(base_url: str, *, params: DicomwebParams = DEFAULT_PARAMS) -> None:
@@ -385,6 +396,7 @@ _HTTP_ADVICE = {
 def _errors(action: str, url, params: DicomwebParams):
     """Turn the failures of one DICOMweb transaction into a one-line :class:`DicomwebError`."""
     import requests
+    from pydicom.errors import InvalidDicomError
 
     where = f"DICOMweb {action} {url}"
     try:
@@ -405,7 +417,9 @@ def _errors(action: str, url, params: DicomwebParams):
         host = urlsplit(str(url)).netloc
         raise DicomwebError(f"{where}: cannot connect to {host} (refused or unreachable after "
                             f"{params.max_attempts} attempts); is the server running there?") from None
-    except (ValueError, KeyError) as exc:
+    except requests.RequestException as exc:  # e.g. the connection broke in the middle of an answer
+        raise DicomwebError(f"{where}: the transfer failed ({type(exc).__name__}); retry later") from None
+    except (ValueError, KeyError, InvalidDicomError) as exc:
         if isinstance(exc, HepatoplanError):
             raise
         raise DicomwebError(f"{where}: unexpected answer ({type(exc).__name__}: {str(exc)[:200]}); is "

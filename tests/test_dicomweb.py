@@ -221,6 +221,10 @@ def test_an_incomplete_retrieval_caches_nothing(tmp_path, monkeypatch):
         url = dicomweb.SeriesURL(server.url, study, series)
         with pytest.raises(dicomweb.DicomwebError, match="received 2 instances, the server lists 3"):
             dicomweb.retrieve_series(url, cache_dir=cache, progress=False)
+        not_a_folder = tmp_path / "cache-file"
+        not_a_folder.write_text("")
+        with pytest.raises(InputError, match=f"cannot write there.*{dicomweb.ENV_CACHE}"):
+            dicomweb.retrieve_series(url, cache_dir=not_a_folder, progress=False)
     assert list(cache.rglob("*")) == [cache / study]  # the study folder only: no series, no partial files
 
 
