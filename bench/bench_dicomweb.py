@@ -73,7 +73,7 @@ def main() -> None:
         raise SystemExit(f"IRCADb 01 not found at {IRCADB}")
     import pydicom
 
-    from hepatoplan.pipeline import dicom_sr, dicomweb, export, io
+    from hepatoplan.pipeline import dicom_seg, dicom_sr, dicomweb, io
     from hepatoplan.pipeline.cli import main as cli
     from orthanc import PASSWORD, USER, start_orthanc
 
@@ -113,7 +113,7 @@ def main() -> None:
                                 (f"DICOM-SEG as plan writes it (+ {len(extras)} measured regions: "
                                  f"{', '.join(extras)})", {**vessels, **extras})):
                 path = tmp / "seg.dcm"
-                seconds, _ = median_time(lambda: export.write_dicom_seg(
+                seconds, _ = median_time(lambda: dicom_seg.write_dicom_seg(
                     labels, affine_ras=ct.affine_ras, source_dicom_files=ct.dicom_files, path=path,
                     extra_structures=extra), opts.runs)
                 seg = pydicom.dcmread(path, stop_before_pixels=True)

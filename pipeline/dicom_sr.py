@@ -45,14 +45,16 @@ import numpy as np
 from hepatoplan import __version__
 from hepatoplan.errors import InputError
 
+from .labels import LIVER_KEPT_LABEL, PRIVATE_SCHEME, RESECTED_LABEL_OFFSET, TUMOUR_LABEL_OFFSET, Code, label_entry
+from .outputs import atomic_file
+
 log = logging.getLogger(__name__)
 
-PRIVATE_SCHEME = "99HEPATOPLAN"
-#: (code value, meaning) of hepatoplan's private codes.
+#: hepatoplan's private codes of the report fields without a standard code.
 PRIVATE_CODES = {
-    "flr_percent": ("FLR", "Future liver remnant / functional liver volume"),
-    "sflr_percent": ("SFLR", "Standardized future liver remnant / total est. liver volume"),
-    "threshold_percent": ("FLRMIN", "Minimum safe future liver remnant"),
+    "flr_percent": Code("FLR", PRIVATE_SCHEME, "Future liver remnant / functional liver volume"),
+    "sflr_percent": Code("SFLR", PRIVATE_SCHEME, "Standardized future liver remnant / total est. liver volume"),
+    "threshold_percent": Code("FLRMIN", PRIVATE_SCHEME, "Minimum safe future liver remnant"),
 }
 
 
@@ -82,7 +84,7 @@ def measured_regions(labels: np.ndarray, *, remnant: np.ndarray | None = None) -
     Parameters
     ----------
     labels : ndarray of int, shape (X, Y, Z)
-        The plan's label map (:mod:`hepatoplan.pipeline.export` scheme), canonical RAS+.
+        The plan's label map (:mod:`hepatoplan.pipeline.labels` scheme), canonical RAS+.
     remnant : ndarray of bool or uint8, optional
         ``remnant.nii.gz``'s array (liver kept by the resection, tumours included); ``None``
         without a resection.
@@ -92,8 +94,6 @@ def measured_regions(labels: np.ndarray, *, remnant: np.ndarray | None = None) -
     list of MeasuredRegion
         In report order: liver, functional liver, segments 1-8, tumours, resected, remnant.
     """
-    from .export import LIVER_KEPT_LABEL, RESECTED_LABEL_OFFSET, TUMOUR_LABEL_OFFSET, label_entry
-
     present = set(np.flatnonzero(np.bincount(labels.ravel())).tolist()) - {0}
     if not present:
         raise InputError("the plan's label map is empty: no measured region")
@@ -177,8 +177,8 @@ def measurement_report(report: dict, regions: list[MeasuredRegion], seg):
     algorithm = hd.sr.AlgorithmIdentification(name="hepatoplan", version=__version__)
     units = {"volume_ml": hd.sr.CodedConcept("mL", "UCUM", "milliliter")}
     names = {"volume_ml": codes.SCT.Volume}
-    for field, (value, meaning) in PRIVATE_CODES.items():
-        names[field] = hd.sr.CodedConcept(value, PRIVATE_SCHEME, meaning)
+    for field, code in PRIVATE_CODES.items():
+        names[field] = hd.sr.CodedConcept(code.value, code.scheme, code.meaning)
         units[field] = codes.UCUM.Percent
     groups = []
     for region in regions:
@@ -219,11 +219,12 @@ def measurement_report(report: dict, regions: list[MeasuredRegion], seg):
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="hepatoplan",
         series_description="hepatoplan measurements", is_complete=True, is_final=False,
     )
-    scheme = Dataset()
-    scheme.CodingSchemeDesignator = PRIVATE_SCHEME
-    scheme.CodingSchemeName = "hepatoplan measurement concepts"
-    scheme.CodingSchemeResponsibleOrganization = "hepatoplan"
-    sr.CodingSchemeIdentificationSequence = [*sr.get("CodingSchemeIdentificationSequence", []), scheme]
+    if any(field in PRIVATE_CODES for region in regions for field, _ in _values(report, region.key)):
+        scheme = Dataset()
+        scheme.CodingSchemeDesignator = PRIVATE_SCHEME
+        scheme.CodingSchemeName = "hepatoplan local codes for concepts without a standard code"
+        scheme.CodingSchemeResponsibleOrganization = "hepatoplan"
+        sr.CodingSchemeIdentificationSequence = [*sr.get("CodingSchemeIdentificationSequence", []), scheme]
     return sr
 
 
@@ -234,9 +235,7 @@ def write_measurement_report(path: str | Path, *, report: dict, regions: list[Me
     import pydicom
 
     sr = measurement_report(report, regions, pydicom.dcmread(seg_path, stop_before_pixels=True))
-    path = Path(path)
-    partial = path.with_name(path.name + ".part")
-    sr.save_as(partial, enforce_file_format=True)
-    partial.replace(path)
+    with atomic_file(path) as tmp:
+        sr.save_as(tmp, enforce_file_format=True)
     log.info("wrote %s (%d measurement groups)", path, len(regions))
     return path

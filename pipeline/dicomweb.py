@@ -14,8 +14,10 @@ Cache
     ``~/.cache/hepatoplan/dicomweb``; one folder per series, ``STUDY_UID/SERIES_UID/``, holding
     ``SOP_INSTANCE_UID.dcm`` files. A series is retrieved into a temporary sibling folder and
     renamed into place only once every instance the server lists (QIDO-RS) has arrived, so a
-    folder in the cache is complete; a later plan of the same series reads it without asking the
-    server again (UIDs name immutable data). Delete the folder to retrieve it anew.
+    folder in the cache is complete (one rename of the whole folder: :mod:`hepatoplan.pipeline.outputs`
+    moves files into a folder one by one, which would show a partial series); a later plan of the
+    same series reads it without asking the server again (UIDs name immutable data). Delete the
+    folder to retrieve it anew.
 
 Authentication
     From the environment, never from the command line or the URL (a URL holding ``user:password@``
