@@ -166,14 +166,20 @@ def measurement_report(report: dict, regions: list[MeasuredRegion], seg):
     Raises
     ------
     InputError
-        A region's segment is missing from ``seg``.
+        A region's segment is missing from ``seg``, or ``seg`` has an empty StudyInstanceUID or
+        source SeriesInstanceUID.
     """
     import highdicom as hd
     from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
 
+    source_series_uid = str(seg.ReferencedSeriesSequence[0].get("SeriesInstanceUID", ""))
+    if not str(seg.get("StudyInstanceUID", "")) or not source_series_uid:
+        raise InputError("the DICOM-SEG has an empty StudyInstanceUID or source SeriesInstanceUID (the "
+                         "source series was anonymised without UIDs), so an SR referencing it would not be "
+                         "valid DICOM")
     segments = {str(s.SegmentLabel): s for s in seg.SegmentSequence}
-    source_series = hd.sr.SourceSeriesForSegmentation(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    source_series = hd.sr.SourceSeriesForSegmentation(source_series_uid)
     algorithm = hd.sr.AlgorithmIdentification(name="hepatoplan", version=__version__)
     units = {"volume_ml": hd.sr.CodedConcept("mL", "UCUM", "milliliter")}
     names = {"volume_ml": codes.SCT.Volume}

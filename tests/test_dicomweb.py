@@ -269,7 +269,13 @@ def _masks(series: Path, folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def cases(pacs, tmp_path_factory):
+def masks(tmp_path_factory):
+    _need_series()
+    return _masks(SERIES_DIR, tmp_path_factory.mktemp("masks"))
+
+
+@pytest.fixture(scope="module")
+def cases(pacs, masks, tmp_path_factory):
     """Copies of the real series with fresh UIDs, uploaded: ``round`` (planned from its URL and
     stored back), ``nofor`` (no FrameOfReferenceUID), ``b`` and ``c`` (a batch); and the masks."""
     root = tmp_path_factory.mktemp("series")
@@ -281,7 +287,7 @@ def cases(pacs, tmp_path_factory):
         pacs.upload(files)
         out[name] = {"folder": root / name, "study": study,
                      "url": f"{pacs.dicomweb}/studies/{study}/series/{series}"}
-    out["masks"] = _masks(root / "round", root)
+    out["masks"] = masks
     return out
 
 
@@ -377,6 +383,19 @@ def test_file_based_plan_of_the_same_series_gives_the_same_numbers(round_trip, c
     for key in ("volumes_ml", "resection", "assessment", "geometry"):
         assert local[key] == report[key], key
     assert "dicomweb" not in local and (tmp_path / "file" / "measurements_sr.dcm").is_file()
+
+
+def test_no_invalid_sr_from_a_series_without_uids(masks, tmp_path):
+    """The real series as it is (empty Study/Series UIDs): an SR is written only if it validates,
+    otherwise report.json says why it is missing."""
+    out = tmp_path / "plan"
+    assert main(["plan", str(SERIES_DIR), "--out", str(out), *_mask_args(masks), *PLAN_ARGS]) == 0
+    report = json.loads((out / "report.json").read_text())
+    if (out / "measurements_sr.dcm").exists():
+        assert _dciodvfy_errors(out / "measurements_sr.dcm") == []
+    else:
+        assert any(w.startswith("measurements_sr.dcm: not written") for w in report["warnings"])
+        assert "measurements_sr.dcm" not in report["outputs"]
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14 phase 2: the DICOM-SEG writer must derive a FrameOfReferenceUID "
