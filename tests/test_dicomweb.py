@@ -96,6 +96,15 @@ def test_store_needs_a_dicom_ct(tmp_path, capsys):
     assert "is not a DICOM series" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
+def test_a_malformed_url_in_a_manifest_names_its_line(tmp_path, capsys):
+    manifest = tmp_path / "cohort_in.csv"
+    manifest.write_text("id,ct\nfine,ct.nii.gz\nbad,http://pacs/dicom-web/studies/1.2.3\n")
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "line 3" in line and "/studies/{StudyInstanceUID}/series/{SeriesInstanceUID}" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_environment_credentials_are_checked(monkeypatch):
     for name in (dicomweb.ENV_TOKEN, dicomweb.ENV_USER, dicomweb.ENV_PASSWORD):
         monkeypatch.delenv(name, raising=False)
@@ -331,6 +340,8 @@ def test_round_trip_study_holds_ct_seg_and_sr(round_trip, pacs, cases, env):
     series = dicomweb.search_series(pacs.dicomweb, cases["round"]["study"])
     assert sorted(s["modality"] for s in series) == ["CT", "SEG", "SR"]
     assert pacs.study_modalities(cases["round"]["study"]) == ["CT", "SEG", "SR"]
+    for path in out.rglob("*"):  # no credential in any output
+        assert path.is_dir() or PASSWORD.encode() not in path.read_bytes(), path
 
 
 def test_stored_seg_and_sr_pass_dciodvfy(round_trip, pacs, tmp_path):
