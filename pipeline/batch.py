@@ -2,7 +2,7 @@
 
 A manifest CSV (header row) names one study per row with columns named like ``plan``'s options:
 ``id``, ``ct`` and optional ``liver``, ``tumours``, ``portal``, ``hepatic``, ``segments``,
-``totalsegmentator``, ``resect`` (several specs separated by ``;``), ``margin_mm``,
+``totalsegmentator``, ``vessels`` (one combined vessel mask), ``resect`` (several specs separated by ``;``), ``margin_mm``,
 ``parenchyma``, ``threshold_percent``, ``height_cm``, ``weight_kg``. Relative paths are relative to
 the manifest's folder; ``ct`` may also be a DICOMweb series URL (retrieved by the worker: a series
 that cannot be retrieved is a failed study). Each study is planned into ``OUT/ID/``; a study whose ``report.json``
@@ -33,7 +33,7 @@ from .study import MaskPaths, PlanOptions
 
 log = logging.getLogger(__name__)
 
-PATH_COLUMNS = ("ct", "liver", "tumours", "portal", "hepatic", "segments", "totalsegmentator")
+PATH_COLUMNS = ("ct", "liver", "tumours", "portal", "hepatic", "segments", "totalsegmentator", "vessels")
 NUMBER_COLUMNS = ("margin_mm", "threshold_percent", "height_cm", "weight_kg")
 KNOWN_COLUMNS = ("id", *PATH_COLUMNS, "resect", *NUMBER_COLUMNS, "parenchyma")
 COHORT_COLUMNS = (

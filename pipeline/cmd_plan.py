@@ -60,6 +60,9 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--portal", type=Path, help="portal vein mask")
     m.add_argument("--hepatic", type=Path, help="hepatic veins (+ IVC) mask")
     m.add_argument("--segments", type=Path, help="Couinaud segments, labels 1-8")
+    m.add_argument("--vessels", type=Path,
+                   help="instead of --portal/--hepatic: ONE combined intrahepatic vessel mask (e.g. TotalSegmentator "
+                        "liver_vessels), separated into portal and hepatic trees for the Couinaud segments")
     m.add_argument("--totalsegmentator", type=Path,
                    help="TotalSegmentator multilabel file (liver 5, IVC 63, portal/splenic vein 64)")
     m.add_argument("--resample-masks", action="store_true",
@@ -103,7 +106,7 @@ def options_from_args(args) -> PlanOptions:
     return PlanOptions(
         ct=dicomweb.ct_argument(args.ct), out=args.out,
         masks=MaskPaths(args.liver, args.tumours, args.portal, args.hepatic, args.segments,
-                        args.totalsegmentator),
+                        args.totalsegmentator, vessels=args.vessels),
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
         threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
         resample_masks=args.resample_masks, series_uid=args.series_uid, preview=args.preview,
@@ -217,6 +220,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     arrays = {"labels": labels}
     if resected is not None:
         arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
+    if "vessel_separation" in study.details:  # the trees separated from --vessels, for the user to check
+        arrays.update(portal_vein=study.portal.view(np.uint8), hepatic_veins=study.hepatic.view(np.uint8))
     return result, arrays
 
 
