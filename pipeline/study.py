@@ -8,6 +8,7 @@ Arrays are canonical RAS+ (axis 0 → patient Right, 1 → Anterior, 2 → Super
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -19,11 +20,10 @@ from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
 from . import io
+from .dicomweb import SeriesURL
 
 log = logging.getLogger(__name__)
 
-#: TotalSegmentator "total" task labels used by ``--totalsegmentator``.
-TOTALSEG_LIVER, TOTALSEG_IVC, TOTALSEG_PORTAL_SPLENIC = 5, 63, 64
 #: Largest ablation zone radius accepted (mm): a thermal ablation zone is a few centimetres
 #: across, so a larger radius is a typing error (and would overflow the zone's volume).
 MAX_ABLATION_RADIUS_MM = 100.0
@@ -39,6 +39,7 @@ class MaskPaths:
     hepatic: Path | None = None
     segments: Path | None = None
     totalsegmentator: Path | None = None
+    vessels: Path | None = None
 
     def given(self) -> dict[str, Path]:
         return {k: Path(v) for k, v in vars(self).items() if v is not None}
@@ -90,25 +91,32 @@ def load_masks(
     """Read every given mask onto the CT grid; return name → canonical label array, and the
     intake's notes on the files.
 
-    A TotalSegmentator multilabel file supplies liver (label 5), portal/splenic vein (64) and the
-    inferior vena cava (63, as ``hepatic``) for whichever of them was not given separately.
+    TotalSegmentator outputs (:mod:`hepatoplan.pipeline.totalseg`: a multilabel file or a folder)
+    supply whichever masks were not given separately: liver, tumours, and either the combined
+    ``liver_vessels`` (as ``vessels``) or, without it, the portal/splenic vein (as ``portal``) and
+    the inferior vena cava (as ``hepatic``).
     """
     flags = {
         "liver": "--liver", "tumours": "--tumours", "portal": "--portal",
         "hepatic": "--hepatic", "segments": "--segments", "totalsegmentator": "--totalsegmentator",
+        "vessels": "--vessels",
     }
-    given = paths.given()
+    given = {name: path for name, path in paths.given().items() if name != "totalsegmentator"}
     with ThreadPoolExecutor(io.worker_threads()) as pool:  # ITK and numpy's copies release the GIL
         volumes = dict(zip(given, pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
                                                                        resample=resample), given)))
     arrays = {name: volume.array for name, volume in volumes.items()}
     notes = [note for volume in volumes.values() for note in volume.notes]
-    total = arrays.pop("totalsegmentator", None)
-    if total is not None:
-        for name, label in (("liver", TOTALSEG_LIVER), ("portal", TOTALSEG_PORTAL_SPLENIC),
-                            ("hepatic", TOTALSEG_IVC)):
-            if name not in arrays and (total == label).any():
-                arrays[name] = (total == label).astype(np.uint8)
+    if paths.totalsegmentator is not None:
+        from .totalseg import read_totalsegmentator
+
+        found = read_totalsegmentator(paths.totalsegmentator, reference=ct, resample=resample)
+        found["hepatic"] = found.pop("ivc", None)
+        if "vessels" in found or "vessels" in arrays:  # the combined tree: separated, not portal + IVC
+            found.pop("portal", None), found.pop("hepatic", None)
+        for name, mask in found.items():
+            if mask is not None and name not in arrays and name != "segments":
+                arrays[name] = mask
     return arrays, notes
 
 
@@ -186,9 +194,14 @@ def _binary_if_one_value(labels: np.ndarray, source) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`."""
+    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`.
 
-    ct: Path
+    ``ct`` is a path or a DICOMweb series (:class:`hepatoplan.pipeline.dicomweb.SeriesURL`,
+    retrieved by ``plan`` before the CT is read); ``store`` a DICOMweb root URL receiving the
+    DICOM-SEG and SR (``--store``).
+    """
+
+    ct: Path | SeriesURL
     out: Path
     masks: MaskPaths = MaskPaths()
     resect: tuple[str, ...] = ()
@@ -208,6 +221,7 @@ class PlanOptions:
     ablation_margin_mm: float = 5.0
     function_map: Path | None = None
     interpolate_slices: bool = False
+    store: str | None = None
 
     def validate(self):
         """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
@@ -250,7 +264,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     from them; otherwise its header is the reference grid.
     """
     masks = options.masks
-    given = set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
+    given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
+             | ({"portal", "hepatic"} if masks.vessels else set()))
     wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
@@ -258,7 +273,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     )
     arrays, notes = load_masks(ct, masks, resample=options.resample_masks)
     sources = {name: str(path) for name, path in masks.given().items()}
-    for name in ("liver", "portal", "hepatic"):
+    for name in ("liver", "tumours", "portal", "hepatic", "vessels"):
         if name in arrays and name not in sources:
             sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
     details, parameters = {}, {}
@@ -276,7 +291,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
-    if study.segments is None and study.portal is not None and study.hepatic is not None:
+    if study.segments is None and study.portal is None and study.hepatic is None and "vessels" in arrays:
+        _derive_segments_from_vessels(study, arrays["vessels"] > 0)
+    elif study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
         not_found = [n for n in ("portal", "hepatic") if n in wanted and n not in arrays]
@@ -338,6 +355,22 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
     return report, used
 
 
+def _derive_segments_from_vessels(study: Study, vessels: np.ndarray) -> None:
+    """Couinaud segments from one combined vessel mask; the separated trees become the study's
+    portal and hepatic masks (used by the vascular analysis and written with the outputs)."""
+    from hepatoplan.couinaud import segment_couinaud_from_vessels
+
+    result = segment_couinaud_from_vessels(study.liver, vessels, spacing_mm=study.spacing_mm)
+    study.segments = result.labels
+    study.portal, study.hepatic = result.portal, result.hepatic
+    for name in ("portal", "hepatic"):
+        study.sources[name] = f"separated from --vessels {study.sources.get('vessels')}"
+    study.sources["segments"] = "automatic (couinaud, from the vessels separated out of --vessels)"
+    study.parameters["couinaud"] = dataclasses.asdict(result.params)
+    study.details["vessel_separation"] = result.landmarks["vessel_separation"]
+    study.warnings.extend(result.warnings)
+
+
 def _derive_segments(study: Study) -> None:
     try:
         from hepatoplan.couinaud import segment_couinaud
@@ -349,5 +382,6 @@ def _derive_segments(study: Study) -> None:
         spacing_mm=study.spacing_mm,
     )
     study.segments = result.labels
+    study.parameters["couinaud"] = dataclasses.asdict(result.params)
     study.sources["segments"] = "automatic (couinaud, from portal and hepatic veins)"
     study.warnings.extend(result.warnings)
