@@ -25,8 +25,8 @@ constants below are in millimetres or in robust SDs, not tuned HU values):
 5. The coarse mask is up-sampled (linear, partial-volume aware) and its boundary snapped to the
    full-resolution smoothed intensities within ``BAND_MM``.
 
-MR: intensities are mapped to a CT-like scale learned from the scan (:func:`_mr_to_pseudo_hu`)
-and the same pipeline runs without the lesion step and without the fixed 10 HU window margin.
+MR has its own method (:mod:`hepatoplan.segmentation.mr_liver`): ``segment_liver(modality="MR")``
+hands the volume to :func:`~hepatoplan.segmentation.mr_liver.segment_liver_mr`.
 
 Known limits: the thresholds were developed on two IRCADb portal-venous CTs, a contrast and a plain
 CT and one MR; large isodense tumours at the liver surface, a liver touching the spleen over a
@@ -169,7 +169,7 @@ def segment_liver(
     spacing_mm : 3-tuple of float
         Voxel size along the three axes (mm).
     modality : {"CT", "MR"}
-        Imaging modality; MR intensities are normalised from the scan itself.
+        Imaging modality; MR is segmented by :func:`~hepatoplan.segmentation.mr_liver.segment_liver_mr`.
 
     Returns
     -------
@@ -188,26 +188,23 @@ def segment_liver(
     modality = str(modality).upper()
     if modality not in ("CT", "MR"):
         raise InputError(f"modality: expected 'CT' or 'MR', found {modality!r}")
+    if modality == "MR":
+        from .mr_liver import segment_liver_mr
+
+        return segment_liver_mr(image, spacing_mm=spacing)
     image = np.asanyarray(image)
     base: dict = {"modality": modality}
-    if modality == "CT":
-        _check_ct_range(image)
-        kwargs: dict = {}
-    else:
-        image = _mr_to_pseudo_hu(image, base)
-        kwargs = {"lesions": False, "window_margin": 0.0}
+    _check_ct_range(image)
     # the best-scoring candidate organ is the liver unless it fails the quality checks (e.g. a
     # large right renal mass outscoring the lower part of a liver whose top is cut off): then the
     # runner-up, a different organ, is tried
     tried = []
     for rank in range(MAX_CORE_CANDIDATES):
         info = {**base, "qc_flags": [], "qc_passed": True}
-        found = _coarse_liver_ct(image, spacing, info, rank=rank, **kwargs)
+        found = _coarse_liver_ct(image, spacing, info, rank=rank)
         if found is None:
             break
         liver_small, factors, stats = found
-        if modality != "CT":
-            stats.pop("contrast_phase_guess", None)
         liver = _refine_full(image, liver_small, factors, spacing, stats)
         info.update(stats)
         info["liver_volume_ml"] = round(float(liver.sum()) * float(np.prod(spacing)) / MM3_PER_ML, 1)
@@ -399,34 +396,6 @@ def _compete(win, core, sp, *, grad, info):
     )
     info["markers"] = k - 1
     return morph.reconstruct(markers == 2, (ws == 2) & win)
-
-
-def _mr_to_pseudo_hu(image: np.ndarray, info: dict) -> np.ndarray:
-    """Map an MR volume onto a CT-like scale learned from the scan itself.
-
-    Background (below the triangle threshold of the histogram, which sits at the foot of the
-    background peak) becomes -1000 ("air"); body intensities are
-    mapped linearly so that the body's median lands at 100 and its interquartile range spans 60
-    units, about the spread of abdominal soft tissue in HU. The CT pipeline then runs unchanged;
-    its results are in these pseudo units (reported as such).
-    """
-    from skimage.filters import threshold_triangle
-
-    img = np.asarray(image, dtype=np.float32)
-    sample = img[::2, ::2, ::2]
-    level = float(threshold_triangle(sample))
-    body = sample[sample > level]
-    if body.size < 1000:
-        raise InputError("MR: no body found above the background level (triangle threshold); is this an MR volume?")
-    p25, p50, p75 = (float(v) for v in np.percentile(body, [25, 50, 75]))
-    scale = 60.0 / max(p75 - p25, 1e-3)
-    info["mr_normalisation"] = {
-        "background_level": round(level, 2),
-        "body_median": round(p50, 2),
-        "body_iqr": round(p75 - p25, 2),
-        "note": "MR statistics below are in pseudo-HU: 100 + 60 * (value - body_median) / body_iqr",
-    }
-    return np.where(img > level, 100.0 + (img - p50) * scale, -1000.0).astype(np.float32)
 
 
 def _refine_full(image, liver_small, factors, spacing, stats):
