@@ -154,7 +154,8 @@ def make_variation(name: str, image: np.ndarray, ref: np.ndarray, affine: np.nda
         flip[0, 3] = img.shape[0] - 1
         return img[::-1], ref[::-1], affine @ flip
     if name == "flip_y_permute":  # axes stored as (A, R, S), A flipped
-        perm = np.array([[0, -1, 0, img.shape[1] - 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+        # new[i', j', k] = old[j', n1 - 1 - i', k]: old index = P @ new index
+        perm = np.array([[0, 1, 0, 0], [-1, 0, 0, img.shape[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]], float)
         return (np.transpose(img, (1, 0, 2))[::-1], np.transpose(ref, (1, 0, 2))[::-1], affine @ perm)
     if name == "world_offset":
         moved = affine.copy()
