@@ -26,9 +26,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from hepatoplan.pipeline.export import write_colour_table, write_seg_nrrd  # noqa: E402
-from hepatoplan.pipeline.preview import (mesh_volume_mm3, render_previews, structure_meshes,  # noqa: E402
-                              structures_from_labels, write_meshes)
+from hepatoplan.pipeline.labels import structures_from_labels  # noqa: E402
+from hepatoplan.pipeline.mesh_files import write_meshes  # noqa: E402
+from hepatoplan.pipeline.meshing import mesh_volume_mm3, structure_meshes  # noqa: E402
+from hepatoplan.pipeline.rendering import render_previews  # noqa: E402
+from hepatoplan.pipeline.seg_nrrd import write_colour_table, write_seg_nrrd  # noqa: E402
 from hepatoplan.pipeline.report_html import write_report_html  # noqa: E402
 
 IRCADB_01 = ROOT.parent / "shared" / "data" / "ircadb" / "01"
@@ -96,10 +98,8 @@ def synthetic_series(native_nifti: Path, folder: Path) -> list[Path]:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-    from hepatoplan.pipeline.export import RAS_TO_LPS
-
     img = nib.load(native_nifti)
-    lps = RAS_TO_LPS @ img.affine
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine  # RAS -> LPS
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     cols, rows, n = img.shape
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def synthetic_series(native_nifti: Path, folder: Path) -> list[Path]:
 def bench_dicom_seg(labels, affine, vessels, out: Path) -> None:
     import highdicom as hd
 
-    from hepatoplan.pipeline.export import write_dicom_seg
+    from hepatoplan.pipeline.dicom_seg import write_dicom_seg
 
     files = synthetic_series(IRCADB_01 / "liver.nii.gz", out / "series")
     print("\n| DICOM-SEG on IRCADb 01 | segments | s | MB | read back s | frames |")

@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from hepatoplan.errors import HepatoplanError, InputError
 
+from .outputs import write_atomic
 from .study import MaskPaths, PlanOptions
 
 log = logging.getLogger(__name__)
@@ -163,13 +163,6 @@ def cohort_row(study_id: str, report: dict) -> dict:
     }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_cohort(out_dir: Path, rows: list[dict]) -> Path:
     buffer = _io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COHORT_COLUMNS, lineterminator="\n")
@@ -188,9 +181,9 @@ def _cell(value):
 
 
 #: Modules a worker needs to plan a study, imported once before local workers are forked ...
-WORKER_MODULES = ("hepatoplan.pipeline.cmd_plan", "hepatoplan.pipeline.study", "hepatoplan.pipeline.report_html", "hepatoplan.pipeline.export")
+WORKER_MODULES = ("hepatoplan.pipeline.cmd_plan", "hepatoplan.pipeline.study", "hepatoplan.pipeline.report_html", "hepatoplan.pipeline.seg_nrrd")
 #: ... and those it needs for meshes and previews.
-PREVIEW_MODULES = ("hepatoplan.pipeline.preview", "trimesh", "fast_simplification")
+PREVIEW_MODULES = ("hepatoplan.pipeline.meshing", "hepatoplan.pipeline.mesh_files", "hepatoplan.pipeline.rendering", "trimesh", "fast_simplification")
 
 
 def _preload_for_fork(*, previews: bool) -> str:
@@ -214,9 +207,9 @@ def _preload_for_fork(*, previews: bool) -> str:
     for name in WORKER_MODULES + (PREVIEW_MODULES if previews else ()):
         importlib.import_module(name)
     if previews:
-        from .preview import _vtk
+        from .rendering import vtk_classes
 
-        _vtk(rendering=True)  # vtk's modules only: no render window (no OpenGL context) in the parent
+        vtk_classes()  # vtk's modules only: no render window (no OpenGL context) in the parent
     return "fork"
 
 

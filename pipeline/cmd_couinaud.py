@@ -18,9 +18,10 @@ import numpy as np
 from hepatoplan.couinaud import LABEL_4B, segment_couinaud
 from hepatoplan import __version__
 from hepatoplan.errors import InputError
-from hepatoplan.units import MM3_PER_ML
+from hepatoplan.units import voxel_volume_ml
 
 from . import io
+from .outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def run(args) -> int:
                            split_segment_4=args.split_segment_4)
     for w in res.warnings:
         log.warning("%s", w)
-    voxel_ml = liver.voxel_volume_mm3 / MM3_PER_ML
+    voxel_ml = voxel_volume_ml(liver.spacing_mm)
     counts = np.bincount(res.labels.ravel(), minlength=LABEL_4B + 1)
     labels = [k for k in range(1, LABEL_4B + 1) if counts[k] or k <= 8]
     _add_world(res.landmarks, liver.affine_ras)
@@ -96,6 +97,6 @@ def run(args) -> int:
     }
     io.write_labels(res.labels, reference=liver, path=args.out)
     if args.json is not None:
-        args.json.write_text(json.dumps(record, indent=2))
+        write_atomic(args.json, json.dumps(record, indent=2))
     log.info("wrote %s", args.out)
     return 0

@@ -9,11 +9,11 @@ beside ``--out`` and moved in at the end, so bad input never leaves partial outp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,8 @@ from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tum
 from hepatoplan.units import voxel_volume_ml
 
 from . import io, report
+from .labels import label_map
+from .outputs import output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,8 @@ def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
     inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
+    if options.function_map is not None:
+        inputs["function_map"] = str(options.function_map)
     # the provenance hashes are computed meanwhile (hashlib releases the GIL)
     with ThreadPoolExecutor(max_workers=1) as hashing:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
@@ -195,69 +199,137 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
         result["volumes_ml"].update(tumours=None, tumours_total=None)
     resected = None
     if specs or ablations:
-        resected = _resect(result, study, specs, ablations, options, segments=segments, tumours=tumours,
-                           tumour_ml=tumour_ml, function_map=function_map)
+        resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map),
+                           specs, ablations)
     result["warnings"] = study.warnings
-    labels = report.label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
+    labels = label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
     arrays = {"labels": labels}
     if resected is not None:
         arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
     return result, arrays
 
 
-def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, *, segments, tumours,
-            tumour_ml: dict, function_map) -> np.ndarray:
-    """Resections, their vascular consequences and the assessment, into ``result``; the removed mask."""
-    spacing, liver = study.spacing_mm, study.liver
-    vessels = [v for v in (study.portal, study.hepatic) if v is not None]
+@dataclass(frozen=True)
+class _Resection:
+    """What every resection step reads: the study, the options and the derived arrays."""
+
+    study: Study
+    options: PlanOptions
+    segments: np.ndarray | None
+    tumours: np.ndarray | None
+    tumour_ml: dict
+    function_map: np.ndarray | None
+
+    @property
+    def liver(self) -> np.ndarray:
+        return self.study.liver
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        return self.study.spacing_mm
+
+
+def _resect(result: dict, plan: _Resection, specs, ablations) -> np.ndarray:
+    """Resections, their vascular consequences and the assessment, into ``result``; the removed mask.
+
+    Steps: sparing wedges (:func:`_sparing_wedges`) and ablations (:func:`_ablations`) build
+    partial-volume fractions that :func:`plan_resection` adds to the anatomical and plain wedge
+    resections; then the vascular consequences (:func:`_vascular`), the function-weighted FLR
+    and the assessment (:func:`_assess`).
+    """
+    options = plan.options
     sparing = options.near_vessel_margin_mm is not None or options.detach_from is not None
-    extra = np.zeros(liver.shape, np.float32) if (sparing or ablations) else None
+    extra = np.zeros(plan.liver.shape, np.float32) if (sparing or ablations) else None
     extra_specs, details = [], {}
     if sparing:
-        from hepatoplan.resection.sparing import sparing_wedges  # imported only by the plans that use them
-
-        if not vessels:
-            raise InputError("--near-vessel-margin-mm and --detach-from need --portal and/or --hepatic")
-        major = np.logical_or.reduce(vessels)
-        protected = {"portal": study.portal, "hepatic": study.hepatic,
-                     "both": major}.get(options.detach_from)
-        if options.detach_from and protected is None:
-            raise InputError(f"--detach-from {options.detach_from}: give --{options.detach_from} FILE")
         wedges = [s for s in specs if isinstance(s, WedgeResection)]
         specs = [s for s in specs if not isinstance(s, WedgeResection)]
-        details["sparing"] = []
-        for wedge in wedges:
-            if tumours is None or not tumours.any():
-                raise InputError(f"--resect {wedge.text}: a wedge resection needs tumours (--tumours FILE)")
-            out = sparing_wedges(
-                liver=liver, tumours=tumours, spacing_mm=spacing, tumour_ids=wedge.tumour_ids,
-                margin_mm=options.margin_mm if wedge.margin_mm is None else wedge.margin_mm,
-                near_vessel_margin_mm=options.near_vessel_margin_mm,
-                near_vessel_distance_mm=options.near_vessel_distance_mm,
-                major_vessels=major, protected=protected,
-            )
-            np.maximum(extra, out["fraction"], out=extra)
-            details["sparing"] += [t.to_dict() for t in out["tumours"]]
-            extra_specs.append(wedge.describe() + ", margin modulated near vessels" * (
-                options.near_vessel_margin_mm is not None) + f", detached from {options.detach_from}" * bool(
-                options.detach_from))
+        texts, details["sparing"] = _sparing_wedges(plan, wedges, extra)
+        extra_specs += texts
     if ablations:
-        if tumours is None:
-            raise InputError("ablate: specs need tumours (--tumours FILE)")
-        details["ablations"] = []
-        for spec in ablations:
-            if not (tumours == spec.tumour_id).any():
-                raise InputError(f"--resect {spec.text}: no tumour with id {spec.tumour_id}")
-            zone = ablation_zone(tumour=tumours == spec.tumour_id, spacing_mm=spacing, radius_mm=spec.radius_mm,
-                                 margin_mm=options.ablation_margin_mm, liver=liver,
-                                 portal=study.portal, hepatic=study.hepatic)
-            np.maximum(extra, zone.fraction, out=extra)
-            details["ablations"].append({"tumour_id": spec.tumour_id, **zone.to_dict()})
-            extra_specs.append(spec.describe())
+        texts, details["ablations"] = _ablations(plan, ablations, extra)
+        extra_specs += texts
     res = plan_resection(
-        liver=liver, tumours=tumours, segments=segments, resections=specs, spacing_mm=spacing,
-        default_margin_mm=options.margin_mm, extra_fraction=extra, extra_specs=tuple(extra_specs),
+        liver=plan.liver, tumours=plan.tumours, segments=plan.segments, resections=specs,
+        spacing_mm=plan.spacing_mm, default_margin_mm=options.margin_mm, extra_fraction=extra,
+        extra_specs=tuple(extra_specs),
     )
+    section = _resection_section(res, details)
+    devascularised = _vascular(plan, res, section)
+    result["resection"] = section
+    if plan.function_map is not None:
+        from hepatoplan.resection.function import function_weighted_flr
+
+        remnant_fraction = 1.0 - res.resected_fraction
+        if devascularised is not None:
+            remnant_fraction = remnant_fraction * ~devascularised
+        result["function"] = function_weighted_flr(function_map=plan.function_map, liver=plan.liver,
+                                                   remnant_fraction=remnant_fraction, tumours=plan.tumours)
+    left = [t["id"] for t in section["tumours"] if t["status"] not in ("resected", "ablated")]
+    if left:
+        plan.study.warnings.append(
+            f"tumour(s) {', '.join(map(str, left))} not completely resected or ablated: the plan is not R0"
+        )
+    if section["remnant_ml"] <= 0:
+        raise InputError("the resections remove the whole functional liver: nothing remains")
+    _assess(result, plan, functional_liver_ml=res.functional_liver_ml)
+    return res.resected_mask
+
+
+def _sparing_wedges(plan: _Resection, wedges, extra: np.ndarray) -> tuple[list[str], list[dict]]:
+    """Parenchymal-sparing wedges (modulated margins, vascular detachment): each one's fraction
+    is maxed into ``extra``; returns their spec texts and per-tumour outcomes."""
+    from hepatoplan.resection.sparing import sparing_wedges  # imported only by the plans that use them
+
+    study, options = plan.study, plan.options
+    vessels = [v for v in (study.portal, study.hepatic) if v is not None]
+    if not vessels:
+        raise InputError("--near-vessel-margin-mm and --detach-from need --portal and/or --hepatic")
+    major = np.logical_or.reduce(vessels)
+    protected = {"portal": study.portal, "hepatic": study.hepatic, "both": major}.get(options.detach_from)
+    if options.detach_from and protected is None:
+        raise InputError(f"--detach-from {options.detach_from}: give --{options.detach_from} FILE")
+    texts, outcomes = [], []
+    for wedge in wedges:
+        if plan.tumours is None or not plan.tumours.any():
+            raise InputError(f"--resect {wedge.text}: a wedge resection needs tumours (--tumours FILE)")
+        out = sparing_wedges(
+            liver=plan.liver, tumours=plan.tumours, spacing_mm=plan.spacing_mm,
+            tumour_ids=wedge.tumour_ids,
+            margin_mm=options.margin_mm if wedge.margin_mm is None else wedge.margin_mm,
+            near_vessel_margin_mm=options.near_vessel_margin_mm,
+            near_vessel_distance_mm=options.near_vessel_distance_mm,
+            major_vessels=major, protected=protected,
+        )
+        np.maximum(extra, out["fraction"], out=extra)
+        outcomes += [t.to_dict() for t in out["tumours"]]
+        texts.append(wedge.describe() + ", margin modulated near vessels" * (
+            options.near_vessel_margin_mm is not None) + f", detached from {options.detach_from}" * bool(
+            options.detach_from))
+    return texts, outcomes
+
+
+def _ablations(plan: _Resection, ablations, extra: np.ndarray) -> tuple[list[str], list[dict]]:
+    """Thermal ablation zones: each one's fraction is maxed into ``extra``; returns their spec
+    texts and zone records."""
+    if plan.tumours is None:
+        raise InputError("ablate: specs need tumours (--tumours FILE)")
+    texts, zones = [], []
+    for spec in ablations:
+        if not (plan.tumours == spec.tumour_id).any():
+            raise InputError(f"--resect {spec.text}: no tumour with id {spec.tumour_id}")
+        zone = ablation_zone(tumour=plan.tumours == spec.tumour_id, spacing_mm=plan.spacing_mm,
+                             radius_mm=spec.radius_mm, margin_mm=plan.options.ablation_margin_mm,
+                             liver=plan.liver, portal=plan.study.portal, hepatic=plan.study.hepatic)
+        np.maximum(extra, zone.fraction, out=extra)
+        zones.append({"tumour_id": spec.tumour_id, **zone.to_dict()})
+        texts.append(spec.describe())
+    return texts, zones
+
+
+def _resection_section(res, details: dict) -> dict:
+    """``report.json``'s ``resection`` section before vascular consequences: volumes, tumours
+    (margins of sparing wedges and ablation outcomes folded in) and the steps' details."""
     section = {
         "specs": res.specs,
         "segments_removed": res.segments_removed,
@@ -283,48 +355,46 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         t["status"] = "ablated" if zone["covers_tumour"] else "incompletely ablated"
         t["resected"] = False
         t["min_margin_mm"] = zone["min_coverage_margin_mm"]
-    devascularised = None
-    if vessels:
-        from hepatoplan.resection.vascular import vascular_consequences
+    return section
 
-        anatomical = np.isin(segments, res.segments_removed) & liver if res.segments_removed else None
-        vasc = vascular_consequences(
-            liver=liver, resected=res.resected_fraction, spacing_mm=spacing, portal=study.portal,
-            hepatic=study.hepatic, tumours=tumours, segments=segments, anatomical=anatomical,
-        )
-        section["vascular"] = vasc.to_dict()
-        section["devascularised_ml"] = vasc.devascularised_ml
-        section["congested_ml"] = vasc.congested_ml
-        if vasc.devascularised_ml:
-            section["remnant_ml"] = res.remnant_ml - vasc.devascularised_ml
-            section["flr_percent"] = 100.0 * section["remnant_ml"] / res.functional_liver_ml
-            devascularised = vasc.devascularised
-            study.warnings.append(f"the cut devascularises {vasc.devascularised_ml:.1f} mL of the remnant "
-                                  "(subtracted from the FLR)")
-        if vasc.congested_ml:
-            section["flr_percent_without_congested"] = (
-                100.0 * (section["remnant_ml"] - vasc.congested_ml) / res.functional_liver_ml)
-            study.warnings.append(f"the cut congests {vasc.congested_ml:.1f} mL of the remnant (hepatic outflow)")
-    else:
+
+def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
+    """Remnant liver whose inflow or outflow the cut severs, into ``section`` (devascularised
+    liver subtracted from the FLR, congested liver reported beside it); the devascularised mask."""
+    study = plan.study
+    if study.portal is None and study.hepatic is None:
         section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
-    result["resection"] = section
-    if function_map is not None:
-        from hepatoplan.resection.function import function_weighted_flr
+        return None
+    from hepatoplan.resection.vascular import vascular_consequences
 
-        remnant_fraction = 1.0 - res.resected_fraction
-        if devascularised is not None:
-            remnant_fraction = remnant_fraction * ~devascularised
-        result["function"] = function_weighted_flr(function_map=function_map, liver=liver,
-                                                   remnant_fraction=remnant_fraction, tumours=tumours)
-    left = [t["id"] for t in section["tumours"] if t["status"] not in ("resected", "ablated")]
-    if left:
-        study.warnings.append(
-            f"tumour(s) {', '.join(map(str, left))} not completely resected or ablated: the plan is not R0"
-        )
-    if section["remnant_ml"] <= 0:
-        raise InputError("the resections remove the whole functional liver: nothing remains")
+    anatomical = np.isin(plan.segments, res.segments_removed) & plan.liver if res.segments_removed else None
+    vasc = vascular_consequences(
+        liver=plan.liver, resected=res.resected_fraction, spacing_mm=plan.spacing_mm,
+        portal=study.portal, hepatic=study.hepatic, tumours=plan.tumours, segments=plan.segments,
+        anatomical=anatomical,
+    )
+    section["vascular"] = vasc.to_dict()
+    section["devascularised_ml"] = vasc.devascularised_ml
+    section["congested_ml"] = vasc.congested_ml
+    devascularised = None
+    if vasc.devascularised_ml:
+        section["remnant_ml"] = res.remnant_ml - vasc.devascularised_ml
+        section["flr_percent"] = 100.0 * section["remnant_ml"] / res.functional_liver_ml
+        devascularised = vasc.devascularised
+        study.warnings.append(f"the cut devascularises {vasc.devascularised_ml:.1f} mL of the remnant "
+                              "(subtracted from the FLR)")
+    if vasc.congested_ml:
+        section["flr_percent_without_congested"] = (
+            100.0 * (section["remnant_ml"] - vasc.congested_ml) / res.functional_liver_ml)
+        study.warnings.append(f"the cut congests {vasc.congested_ml:.1f} mL of the remnant (hepatic outflow)")
+    return devascularised
+
+
+def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> None:
+    """The safety verdict on the remnant and, when it is inadequate, the growth outlook."""
+    options, remnant_ml = plan.options, result["resection"]["remnant_ml"]
     assessment = assess_remnant(
-        remnant_ml=section["remnant_ml"], functional_liver_ml=res.functional_liver_ml,
+        remnant_ml=remnant_ml, functional_liver_ml=functional_liver_ml,
         parenchyma=options.parenchyma, threshold_percent=options.threshold_percent,
         height_cm=options.height_cm, weight_kg=options.weight_kg,
     ).to_dict()
@@ -333,10 +403,9 @@ def _resect(result: dict, study: Study, specs, ablations, options: PlanOptions, 
         from hepatoplan.planning.scenarios import growth_outlook
 
         result["growth_outlook"] = growth_outlook(
-            flr_ml=section["remnant_ml"], target_ml=assessment["min_remnant_ml"],
-            tumour_ml=sum(tumour_ml.values()) or None,
+            flr_ml=remnant_ml, target_ml=assessment["min_remnant_ml"],
+            tumour_ml=sum(plan.tumour_ml.values()) or None,
         )
-    return res.resected_mask
 
 
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
@@ -346,14 +415,9 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder; choose a folder path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    result["provenance"] = report.provenance(inputs, hashes, {
-        "resect": list(options.resect), "margin_mm": options.margin_mm,
-        "parenchyma": options.parenchyma, "threshold_percent": options.threshold_percent,
-        "height_cm": options.height_cm, "weight_kg": options.weight_kg,
-        "resample_masks": options.resample_masks, "series_uid": options.series_uid,
-    })
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-        tmp = Path(tmp)
+    result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
+                                             parameters=study.parameters)
+    with output_folder(out) as tmp:  # report.json moved in last: it marks a complete folder
         # the NIfTI files are written beside the visuals (ITK and zlib release the GIL)
         with ThreadPoolExecutor(io.worker_threads()) as pool:
             nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")
@@ -364,13 +428,6 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
         (tmp / "report.json").write_text(
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
-        out.mkdir(exist_ok=True)
-        # report.json last: its presence marks a complete output folder (batch resumes on it)
-        for f in sorted(tmp.iterdir(), key=lambda p: p.name == "report.json"):
-            target = out / f.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            shutil.move(str(f), target)
     log.info("outputs written to %s", out)
 
 

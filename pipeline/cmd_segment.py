@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from hepatoplan import __version__
 from hepatoplan.errors import InputError
 
 from . import io
+from .outputs import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +84,7 @@ def run(args) -> int:
         },
         **result.report,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    with output_folder(out, last="segmentation.json") as tmp:
         io.write_labels(result.liver, reference=vol, path=tmp / "liver.nii.gz")
         io.write_labels(result.tumours, reference=vol, path=tmp / "tumours.nii.gz")
         io.write_labels(result.portal_vein, reference=vol, path=tmp / "portal_vein.nii.gz")
@@ -99,11 +96,6 @@ def run(args) -> int:
         }
         record["peak_memory_mb"] = round(_peak_rss_mb(), 1)
         (tmp / "segmentation.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-        out.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUT_FILES:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     liver_ml = result.report["liver"]["liver_volume_ml"]
     n_les = result.report.get("tumours", {}).get("n_lesions", 0)
     log.info("liver %.0f mL, %d lesion(s), outputs in %s", liver_ml, n_les, out)

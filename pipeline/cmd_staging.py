@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from hepatoplan.errors import InputError
-
-from hepatoplan.planning.assessment import assess_remnant
-from hepatoplan.planning.growth import fit_growth
+from hepatoplan.planning.assessment import RemnantAssessment, assess_remnant
+from hepatoplan.planning.growth import GrowthFit, fit_growth
 from hepatoplan.planning.liver_volume import bsa_mosteller_m2, telv_vauthey_ml
 from hepatoplan.planning.reserve import salvage_reserve
 from hepatoplan.planning.scenarios import (
@@ -41,6 +39,8 @@ from hepatoplan.planning.scenarios import (
 from hepatoplan.planning.thresholds import PARENCHYMA_CHOICES
 from hepatoplan.planning.tumour import CRLM_DOUBLING_DAYS_DEFAULT
 from hepatoplan.units import DAYS_PER_WEEK
+
+from .outputs import atomic_file, write_atomic
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,29 +98,6 @@ def _output_path(flag: str, value: str | None, suffix: str) -> Path | None:
     if path.is_dir():
         raise InputError(f"{flag}: {value!r} is a folder, give a file name")
     return path
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    text = json.dumps(payload, indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_plot(path: Path, draw) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        draw(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,11 +181,57 @@ def _scenario_lines(outlook: dict) -> list[str]:
 # growth
 
 
+@dataclass(frozen=True)
+class _Growth:
+    """Everything ``growth`` computed: the fit, the KGR, the target and the predicted curve."""
+
+    fit: GrowthFit
+    kgr: dict | None
+    assessment: RemnantAssessment | None
+    target_ml: float | None
+    target_source: str | None
+    target: dict | None
+    prediction: list[dict]
+
+
 def run_growth(args) -> int:
     json_path = _output_path("--json", args.json, ".json")
     plot_path = _output_path("--plot", args.plot, ".png")
     days = _number_list("--days", args.days)
     flr = _number_list("--flr-ml", args.flr_ml)
+    _check_growth_args(args)
+    fit = fit_growth(days=days, flr_ml=flr)
+    kgr = _kgr(fit, args)
+    assessment, target_ml, target_source = _growth_target(fit, args, kgr)
+    target = fit.days_to_target(target_ml) if target_ml is not None else None
+    growth = _Growth(fit, kgr, assessment, target_ml, target_source, target, _prediction(fit, target))
+    print("\n".join(_growth_lines(growth)))
+
+    payload = {
+        "command": "growth",
+        "inputs": {"days": days, "flr_ml": flr, "target_ml": args.target_ml,
+                   "functional_liver_ml": args.functional_liver_ml, "parenchyma": args.parenchyma,
+                   "threshold_percent": args.threshold_percent, "height_cm": args.height_cm,
+                   "weight_kg": args.weight_kg},
+        "fit": fit.to_dict(),
+        "kgr": kgr,
+        "assessment": assessment.to_dict() if assessment else None,
+        "target": dict(target, source=target_source) if target else None,
+        "prediction": growth.prediction,
+    }
+    if plot_path is not None:
+        from hepatoplan.pipeline.growth_plot import plot_growth_fit
+
+        with atomic_file(plot_path) as tmp:
+            plot_growth_fit(tmp, fit=fit, target_ml=target_ml,
+                            target_day=target["day"] if target else None)
+        payload["plot"] = str(plot_path)
+    if json_path is not None:
+        write_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+def _check_growth_args(args) -> None:
     if args.target_ml is not None and args.functional_liver_ml is not None:
         raise InputError("give either --target-ml or --functional-liver-ml with --parenchyma, not both")
     if args.functional_liver_ml is not None and args.parenchyma is None:
@@ -220,10 +243,10 @@ def run_growth(args) -> int:
     if (args.height_cm is None) != (args.weight_kg is None):
         raise InputError("give both --height-cm and --weight-kg (for the standardized FLR and KGR), or neither")
 
-    fit = fit_growth(days=days, flr_ml=flr)
-    weeks = (fit.days[-1] - fit.days[0]) / DAYS_PER_WEEK
 
-    kgr = None
+def _kgr(fit: GrowthFit, args) -> dict | None:
+    """Kinetic growth rate between the first and last scan (Shindoh 2013), on the sFLR when
+    height and weight are given, else on the FLR % of the given functional liver; None without."""
     if args.height_cm is not None:
         telv = telv_vauthey_ml(bsa_m2=bsa_mosteller_m2(height_cm=args.height_cm, weight_kg=args.weight_kg))
         before, after = 100 * fit.flr_ml[0] / telv, 100 * fit.flr_ml[-1] / telv
@@ -233,34 +256,43 @@ def run_growth(args) -> int:
         after = 100 * fit.flr_ml[-1] / args.functional_liver_ml
         kgr = {"basis": "FLR % of the given functional liver volume (not standardized; give height/weight "
                         "for Shindoh's sFLR-based KGR)", "telv_ml": None}
-    if kgr is not None:
-        dh = after - before
-        kgr.update(first_percent=before, last_percent=after, degree_of_hypertrophy_percent=dh, weeks=weeks,
-                   kgr_percent_per_week=dh / weeks, passed=dh / weeks >= 2.0, threshold_percent_per_week=2.0)
+    else:
+        return None
+    weeks = (fit.days[-1] - fit.days[0]) / DAYS_PER_WEEK
+    dh = after - before
+    kgr.update(first_percent=before, last_percent=after, degree_of_hypertrophy_percent=dh, weeks=weeks,
+               kgr_percent_per_week=dh / weeks, passed=dh / weeks >= 2.0, threshold_percent_per_week=2.0)
+    return kgr
 
-    assessment = None
-    target_source = None
-    target_ml = args.target_ml
-    if target_ml is not None:
-        target_source = "--target-ml"
-    elif args.functional_liver_ml is not None:
-        assessment = assess_remnant(
-            remnant_ml=fit.flr_ml[-1], functional_liver_ml=args.functional_liver_ml, parenchyma=args.parenchyma,
-            threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
-            kgr_percent_per_week=kgr["kgr_percent_per_week"] if kgr and kgr["telv_ml"] else None,
-        )
-        target_ml = assessment.min_remnant_ml
-        target_source = f"minimum safe remnant ({assessment.binding_criterion}, {assessment.parenchyma})"
-    target = fit.days_to_target(target_ml) if target_ml is not None else None
 
+def _growth_target(fit: GrowthFit, args, kgr: dict | None):
+    """``(assessment at the last scan or None, target mL or None, where the target came from)``."""
+    if args.target_ml is not None:
+        return None, args.target_ml, "--target-ml"
+    if args.functional_liver_ml is None:
+        return None, None, None
+    assessment = assess_remnant(
+        remnant_ml=fit.flr_ml[-1], functional_liver_ml=args.functional_liver_ml, parenchyma=args.parenchyma,
+        threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
+        kgr_percent_per_week=kgr["kgr_percent_per_week"] if kgr and kgr["telv_ml"] else None,
+    )
+    source = f"minimum safe remnant ({assessment.binding_criterion}, {assessment.parenchyma})"
+    return assessment, assessment.min_remnant_ml, source
+
+
+def _prediction(fit: GrowthFit, target: dict | None) -> list[dict]:
+    """Measured and model FLR on the scan days and weekly up to the target day."""
     horizon = fit.days[-1]
     if target and target["day"] is not None:
         horizon = max(horizon, target["day"])
     pred_days = sorted(set(fit.days) | {7.0 * k for k in range(0, int(horizon // 7) + 2)})
-    prediction = [{"day": d, "flr_ml": fit.predict_flr_ml(d),
-                   "measured_flr_ml": fit.flr_ml[fit.days.index(d)] if d in fit.days else None}
-                  for d in pred_days if d >= fit.days[0]]
+    return [{"day": d, "flr_ml": fit.predict_flr_ml(d),
+             "measured_flr_ml": fit.flr_ml[fit.days.index(d)] if d in fit.days else None}
+            for d in pred_days if d >= fit.days[0]]
 
+
+def _growth_lines(growth: _Growth) -> list[str]:
+    fit, kgr, target = growth.fit, growth.kgr, growth.target
     out = [
         "Regeneration model dM/dt = k·Qp/M  =>  M(t)² = M0² + 2·k·Qp·t  (least squares on M²)",
         f"  scans:                   {fit.n_points} (days {', '.join(f'{d:g}' for d in fit.days)})",
@@ -274,16 +306,13 @@ def run_growth(args) -> int:
         out.append(f"  R² (on M²):              {fit.r_squared:.4f}")
     out.append(f"  model FLR at day 0:      {_fmt(fit.fitted_flr0_ml)} mL")
     if kgr is not None:
-        out.append(f"  KGR:                     {kgr['kgr_percent_per_week']:.2f} %/week over {weeks:.1f} weeks "
+        out.append(f"  KGR:                     {kgr['kgr_percent_per_week']:.2f} %/week over {kgr['weeks']:.1f} weeks "
                    f"(DH {kgr['degree_of_hypertrophy_percent']:.2f} points; >= 2 %/week: {_fmt(kgr['passed'])}; "
                    f"basis: {kgr['basis'].split(' (')[0]})")
-    if assessment is not None:
-        out.append("")
-        out.append("At the last scan:")
-        out.extend(_assessment_lines(assessment))
+    if growth.assessment is not None:
+        out += ["", "At the last scan:", *_assessment_lines(growth.assessment)]
     if target is not None:
-        out.append("")
-        out.append(f"Target {target['target_ml']:.1f} mL ({target_source})")
+        out += ["", f"Target {target['target_ml']:.1f} mL ({growth.target_source})"]
         if target["day"] is None:
             out.append(f"  t*: not computable: {target['reason']}")
         else:
@@ -292,33 +321,10 @@ def run_growth(args) -> int:
             after = target["days_after_last_scan"]
             out.append(f"  after the last scan:     {after:.1f} days" if after > 0 else
                        f"  after the last scan:     reached {-after:.1f} days before the last scan")
-    out.append("")
-    out.append("Measured and predicted FLR")
-    out.append(_table(["day", "measured mL", "model mL"],
-                      [[f"{p['day']:g}", _fmt(p["measured_flr_ml"]), _fmt(p["flr_ml"])] for p in prediction]))
-    print("\n".join(out))
-
-    payload = {
-        "command": "growth",
-        "inputs": {"days": days, "flr_ml": flr, "target_ml": args.target_ml,
-                   "functional_liver_ml": args.functional_liver_ml, "parenchyma": args.parenchyma,
-                   "threshold_percent": args.threshold_percent, "height_cm": args.height_cm,
-                   "weight_kg": args.weight_kg},
-        "fit": fit.to_dict(),
-        "kgr": kgr,
-        "assessment": assessment.to_dict() if assessment else None,
-        "target": dict(target, source=target_source) if target else None,
-        "prediction": prediction,
-    }
-    if plot_path is not None:
-        from hepatoplan.pipeline.growth_plot import plot_growth_fit
-
-        _write_plot(plot_path, lambda p: plot_growth_fit(p, fit=fit, target_ml=target_ml,
-                                                         target_day=target["day"] if target else None))
-        payload["plot"] = str(plot_path)
-    if json_path is not None:
-        _write_json(json_path, payload)
-    return 0
+    out += ["", "Measured and predicted FLR",
+            _table(["day", "measured mL", "model mL"],
+                   [[f"{p['day']:g}", _fmt(p["measured_flr_ml"]), _fmt(p["flr_ml"])] for p in growth.prediction])]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,12 +384,13 @@ def run_stage(args) -> int:
         td = None
         if args.tumour_ml is not None:
             td = outlook["doubling_days"] if outlook else (args.doubling_days or CRLM_DOUBLING_DAYS_DEFAULT)
-        _write_plot(plot_path, lambda p: plot_stage_outlook(
-            p, flr_ml=args.flr_ml, min_remnant_ml=assessment.min_remnant_ml, techniques=techniques,
-            scenarios=outlook["scenarios"] if outlook else None, tumour_ml=args.tumour_ml, doubling_days=td))
+        with atomic_file(plot_path) as tmp:
+            plot_stage_outlook(
+                tmp, flr_ml=args.flr_ml, min_remnant_ml=assessment.min_remnant_ml, techniques=techniques,
+                scenarios=outlook["scenarios"] if outlook else None, tumour_ml=args.tumour_ml, doubling_days=td)
         payload["plot"] = str(plot_path)
     if json_path is not None:
-        _write_json(json_path, payload)
+        write_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     return 0
 
 

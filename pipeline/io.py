@@ -29,8 +29,6 @@ import locale
 import logging
 import math
 import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +43,8 @@ from hepatoplan.errors import (
     LabelError,
 )
 
+from .outputs import atomic_file
+
 log = logging.getLogger(__name__)
 
 #: File endings read as single files (a folder is read as a DICOM series).
@@ -54,7 +54,8 @@ GRID_TOLERANCE_MM = 1e-2
 #: ... and direction cosines within this.
 DIRECTION_TOLERANCE = 1e-4
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+#: LPS <-> RAS world coordinates (x and y negated): its own inverse, so it also maps RAS to LPS.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _LOCALE_LOCK = threading.RLock()
 #: NIfTI ``datatype`` codes of floating-point voxels (float32, float64, float128).
 _NIFTI_FLOAT_TYPES = (16, 64, 1536)
@@ -94,8 +95,8 @@ class Grid:
         """4×4 map from native index ``(i, j, k, 1)`` to RAS world mm."""
         linear = np.asarray(self.direction).reshape(3, 3) * np.asarray(self.spacing_mm)
         affine = np.eye(4)
-        affine[:3, :3] = _LPS_TO_RAS @ linear
-        affine[:3, 3] = _LPS_TO_RAS @ np.asarray(self.origin_lps_mm)
+        affine[:3, :3] = LPS_TO_RAS @ linear
+        affine[:3, 3] = LPS_TO_RAS @ np.asarray(self.origin_lps_mm)
         return affine
 
     def orientation(self) -> np.ndarray:
@@ -607,15 +608,10 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
         data = data.astype(np.uint8)
     image = sitk.GetImageFromArray(_c_order_copy(data.T))
     reference.grid.stamp(image)
-    # write into a temporary folder beside the target, then rename (MetaImage .mhd writes a second
-    # data file that its header names, so the whole set is written under its final name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        sitk.WriteImage(image, str(tmp / path.name), True)
-        for produced in tmp.iterdir():
-            os.replace(produced, path.parent / produced.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # MetaImage .mhd writes a second data file that its header names: atomic_file writes the whole
+    # set under its final name in a temporary folder beside the target, then renames
+    with atomic_file(path) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
     return path
 
 

@@ -1,41 +1,18 @@
-"""The plan's results as data: ``report.json``, the label map, the printed summary.
+"""The plan's results as data: ``report.json``'s sections and the printed summary.
 
-Label map values (uint8, or uint16 beyond 235 tumours), written as ``labels.nii.gz``:
-
-======  ===========================================
-0       background
-1-8     Couinaud segment k, kept (remnant)
-9       liver kept, no segment label
-11-18   Couinaud segment k, resected
-19      liver resected, no segment label
-20+i    tumour instance i (i >= 1), resected or not
-======  ===========================================
+The label map written beside it (``labels.nii.gz``) is built by
+:func:`hepatoplan.pipeline.labels.label_map`, whose module holds the label-value scheme.
 """
 
 from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
 from hepatoplan import __version__
-
-LIVER_KEPT, LIVER_RESECTED, RESECTED_OFFSET, TUMOUR_OFFSET = 9, 19, 10, 20
-
-
-def label_map(*, liver, segments, tumours, resected) -> np.ndarray:
-    """Combine segments, resection and tumours into one label map (see module docstring)."""
-    n_tumours = 0 if tumours is None else int(tumours.max(initial=0))
-    dtype = np.uint8 if n_tumours + TUMOUR_OFFSET < 256 else np.uint16
-    labels = np.zeros(liver.shape, dtype)
-    kept = LIVER_KEPT if segments is None else np.where(segments > 0, segments, LIVER_KEPT)
-    np.copyto(labels, kept, where=liver, casting="unsafe")
-    if resected is not None:
-        np.add(labels, RESECTED_OFFSET, out=labels, where=resected & liver)
-    if tumours is not None:
-        np.add(tumours, TUMOUR_OFFSET, out=labels, where=tumours > 0, dtype=dtype, casting="unsafe")
-    return labels
 
 
 def volumes_section(*, liver_ml, tumour_ml: dict, functional_ml, segments_ml, segments_given_ml,
@@ -53,7 +30,20 @@ def volumes_section(*, liver_ml, tumour_ml: dict, functional_ml, segments_ml, se
     return section
 
 
-def provenance(inputs: dict[str, str], hashes: dict[str, str], options: dict) -> dict:
+def provenance(inputs: dict[str, str], hashes: dict[str, str], *, options: dict,
+               parameters: dict) -> dict:
+    """``report.json``'s ``provenance``: when, inputs (path, SHA-256), options, algorithm
+    parameters and library versions.
+
+    Parameters
+    ----------
+    inputs, hashes : dict of str to str
+        Input name -> path, and -> SHA-256 of its content.
+    options : dict
+        Every option of the run (e.g. ``dataclasses.asdict(PlanOptions)``); paths become strings.
+    parameters : dict
+        Algorithm name -> the values of its parameters that ran (``Study.parameters``).
+    """
     from importlib.metadata import version  # nibabel's own import takes ~0.2 s
 
     import scipy
@@ -62,13 +52,25 @@ def provenance(inputs: dict[str, str], hashes: dict[str, str], options: dict) ->
     return {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": {name: {"path": path, "sha256": hashes.get(name)} for name, path in inputs.items()},
-        "options": options,
+        "options": _jsonable(options),
+        "parameters": _jsonable(parameters),
         "versions": {
             "hepatoplan": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__,
             "SimpleITK": SimpleITK.Version_VersionString(), "nibabel": version("nibabel"),
         },
     }
+
+
+def _jsonable(value):
+    """``value`` with paths as strings and tuples as lists, recursively (for ``json.dumps``)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def summary_text(report: dict) -> str:

@@ -8,7 +8,7 @@ become sub-tables, lists of records become tables with one row per record).
 
 The viewer shows meshes in RAS millimetres: it opens on the anterior view (patient's right on
 the screen's left, superior up) and has buttons for the six standard views and for the
-"before"/"after" scenes of :func:`hepatoplan.pipeline.preview.default_scenes`. A link can open another
+"before"/"after" scenes of :func:`hepatoplan.pipeline.rendering.default_scenes`. A link can open another
 state: ``report.html#view=superior&scene=before&hide=portal vein,hepatic veins&opacity=150``
 (``opacity``: the liver-opacity slider, in % of the scene's opacities).
 """
@@ -20,6 +20,8 @@ import html
 import json
 import logging
 import math
+import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -28,8 +30,10 @@ import numpy as np
 
 from hepatoplan.errors import InputError, InputFileError
 
+from .outputs import write_atomic
+
 if TYPE_CHECKING:
-    from hepatoplan.pipeline.preview import Mesh
+    from .meshing import Mesh
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ DEFAULT_MAX_TRIANGLES = 120_000
 MIN_TRIANGLES_PER_STRUCTURE = 600
 #: Order of the report's top-level sections (others follow in their own order; inputs last).
 SECTION_ORDER = ("assessment", "resection", "volumes_ml", "growth_outlook")
-#: (towards the camera, view-up) per named view, RAS; as :data:`hepatoplan.pipeline.preview.VIEWS`.
+#: (towards the camera, view-up) per named view, RAS; as :data:`hepatoplan.pipeline.rendering.VIEWS`.
 VIEWER_VIEWS = {
     "anterior": ((0, 1, 0), (0, 0, 1)),
     "posterior": ((0, -1, 0), (0, 0, 1)),
@@ -251,9 +255,9 @@ def viewer_data(
     meshes : mapping of str to Mesh
         RAS world mm.
     colours : mapping of str to (r, g, b), optional
-        Floats in [0, 1]; default :func:`hepatoplan.pipeline.preview.default_colours`.
+        Floats in [0, 1]; default :func:`hepatoplan.pipeline.labels.default_colours`.
     scenes : mapping, optional
-        Scene name -> {structure: opacity}; default :func:`hepatoplan.pipeline.preview.default_scenes`.
+        Scene name -> {structure: opacity}; default :func:`hepatoplan.pipeline.rendering.default_scenes`.
         The viewer opens on the ``after`` scene when there is one, else ``before``.
     max_triangles : int
         Triangle budget of all structures together.
@@ -262,7 +266,9 @@ def viewer_data(
     -------
     dict
     """
-    from hepatoplan.pipeline.preview import decimate_mesh, default_colours, default_scenes, structure_kind
+    from .labels import PARENCHYMA_KINDS, default_colours, structure_kind
+    from .meshing import decimate_mesh
+    from .rendering import default_scenes
 
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
@@ -285,7 +291,7 @@ def viewer_data(
             "colour": [round(float(c), 4) for c in colours[name]],
             "opacity": float(initial.get(name, all_opacity.get(name, 1.0))),
             "visible": name in initial,
-            "parenchyma": structure_kind(name) in ("segment", "liver", "remnant", "resected"),
+            "parenchyma": structure_kind(name) in PARENCHYMA_KINDS,
             "lo_mm": lo.round(4).tolist(),
             "hi_mm": (lo + extent).round(4).tolist(),
             "positions_b64": base64.b64encode(q.tobytes()).decode("ascii"),
@@ -352,7 +358,7 @@ def write_report_html(
     out_path : str or Path
         Output file (``report.html``), written atomically.
     previews : sequence of path
-        PNG files to embed (e.g. from :func:`hepatoplan.pipeline.preview.render_previews`), in order.
+        PNG files to embed (e.g. from :func:`hepatoplan.pipeline.rendering.render_previews`), in order.
     meshes : mapping of str to Mesh, optional
         Structures for the interactive 3D view (RAS mm); no 3D view without them.
     colours, scenes : optional
@@ -409,9 +415,7 @@ def write_report_html(
                  "device.</footer></body></html>")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".part")
-    tmp.write_text("".join(parts), encoding="utf-8")
-    tmp.replace(out_path)
+    write_atomic(out_path, "".join(parts))
     log.info("wrote %s (%.1f kB)", out_path, out_path.stat().st_size / 1024)
     return out_path
 
@@ -470,59 +474,92 @@ def write_plan_visuals(
     ``report["warnings"]`` (the dict passed in is modified, so ``report.json`` written after
     this call carries it too).
     """
-    import time
-
-    from hepatoplan.pipeline.export import (UnreferenceableSeriesError, label_boxes, write_colour_table,
-                                 write_dicom_seg, write_seg_nrrd)
+    from .labels import label_boxes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vessels = dict(vessels or {})
-    written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
-                                      "report": []}
     if meshes_and_previews:
-        from hepatoplan.pipeline.preview import start_offscreen_check
+        from .rendering import start_offscreen_check
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
+    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}), label_boxes(labels))
+    written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": []}
     t = time.perf_counter()
-    boxes = label_boxes(labels)
-    written["labels"].append(write_colour_table(labels, path=out_dir / "labels.ctbl", boxes=boxes))
-    written["labels"].append(write_seg_nrrd(labels, affine_ras=affine_ras,
-                                            path=out_dir / "labels.seg.nrrd",
-                                            extra_structures=vessels, boxes=boxes))
+    written["labels"] = _write_label_files(plan)
     if source_dicom_files:
-        def dicom_seg(missing_uids: str) -> Path:
-            return write_dicom_seg(labels, affine_ras=affine_ras,
-                                   source_dicom_files=source_dicom_files,
-                                   path=out_dir / "labels_seg.dcm", extra_structures=vessels,
-                                   missing_uids=missing_uids)
-
-        try:
-            written["dicom_seg"].append(dicom_seg("error"))
-        except UnreferenceableSeriesError as exc:
-            # still useful (viewers match the source images by SOP Instance UID): write it, and
-            # say in the report that its series reference is incomplete
-            message = (f"labels_seg.dcm: {exc}; it references the source images by SOP Instance "
-                       "UID only")
-            log.warning("%s", message)
-            if isinstance(report, dict):
-                report.setdefault("warnings", []).append(message)
-            written["dicom_seg"].append(dicom_seg("allow"))
+        written["dicom_seg"] = [_write_dicom_seg(plan, source_dicom_files, report)]
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
-        from hepatoplan.pipeline.preview import render_previews, structure_meshes, structures_from_labels, write_meshes
-
-        t = time.perf_counter()
-        meshes = structure_meshes(structures_from_labels(labels, vessels=vessels, boxes=boxes),
-                                  affine_ras=affine_ras)
-        written["meshes"] = write_meshes(meshes, out_dir)
-        log.info("meshes: %.1f s", time.perf_counter() - t)
-        t = time.perf_counter()
-        if meshes:
-            written["previews"] = render_previews(meshes, out_dir, size_px=preview_size_px)
-        log.info("previews: %.1f s", time.perf_counter() - t)
-    written["report"].append(write_report_html(
+        meshes, written["meshes"], written["previews"] = _write_meshes_and_previews(
+            plan, preview_size_px)
+    written["report"] = [write_report_html(
         report, out_path=out_dir / "report.html", previews=written["previews"], meshes=meshes,
-        growth_plot_png=growth_plot_png))
+        growth_plot_png=growth_plot_png)]
     return written
+
+
+@dataclass(frozen=True)
+class _PlanLabels:
+    """What every visual of one plan is made from: the label map, its grid and boxes, vessels."""
+
+    out_dir: Path
+    labels: np.ndarray
+    affine_ras: np.ndarray
+    vessels: dict[str, np.ndarray]
+    boxes: dict[int, tuple[slice, slice, slice]]
+
+
+def _write_label_files(plan: _PlanLabels) -> list[Path]:
+    """``labels.ctbl`` and ``labels.seg.nrrd`` (vessels as extra layers)."""
+    from .seg_nrrd import write_colour_table, write_seg_nrrd
+
+    return [write_colour_table(plan.labels, path=plan.out_dir / "labels.ctbl", boxes=plan.boxes),
+            write_seg_nrrd(plan.labels, affine_ras=plan.affine_ras,
+                           path=plan.out_dir / "labels.seg.nrrd", extra_structures=plan.vessels,
+                           boxes=plan.boxes)]
+
+
+def _write_dicom_seg(plan: _PlanLabels, source_dicom_files: Sequence[str | Path],
+                     report: Mapping[str, Any]) -> Path:
+    """``labels_seg.dcm``; when the source series cannot be fully referenced, written anyway
+    with a warning appended to ``report["warnings"]``."""
+    from .dicom_seg import UnreferenceableSeriesError, write_dicom_seg
+
+    def dicom_seg(missing_uids: str) -> Path:
+        return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras,
+                               source_dicom_files=source_dicom_files,
+                               path=plan.out_dir / "labels_seg.dcm", extra_structures=plan.vessels,
+                               missing_uids=missing_uids)
+
+    try:
+        return dicom_seg("error")
+    except UnreferenceableSeriesError as exc:
+        # still useful (viewers match the source images by SOP Instance UID): write it, and
+        # say in the report that its series reference is incomplete
+        message = (f"labels_seg.dcm: {exc}; it references the source images by SOP Instance "
+                   "UID only")
+        log.warning("%s", message)
+        if isinstance(report, dict):
+            report.setdefault("warnings", []).append(message)
+        return dicom_seg("allow")
+
+
+def _write_meshes_and_previews(plan: _PlanLabels, size_px: tuple[int, int]):
+    """Meshes of every structure, their files and the PNG previews; returns
+    ``(meshes, mesh files, preview files)``."""
+    from .labels import structures_from_labels
+    from .mesh_files import write_meshes
+    from .meshing import structure_meshes
+    from .rendering import render_previews
+
+    t = time.perf_counter()
+    meshes = structure_meshes(structures_from_labels(plan.labels, vessels=plan.vessels,
+                                                     boxes=plan.boxes),
+                              affine_ras=plan.affine_ras)
+    mesh_files = write_meshes(meshes, plan.out_dir)
+    log.info("meshes: %.1f s", time.perf_counter() - t)
+    t = time.perf_counter()
+    previews = render_previews(meshes, plan.out_dir, size_px=size_px) if meshes else []
+    log.info("previews: %.1f s", time.perf_counter() - t)
+    return meshes, mesh_files, previews

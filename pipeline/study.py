@@ -58,6 +58,11 @@ class Study:
     sources : dict
         Mask name → where it came from (a path, ``"totalsegmentator"`` or ``"automatic"``).
     warnings : list of str
+    details : dict
+        Reports of the automatic steps that ran (e.g. ``segmentation``), copied into the report.
+    parameters : dict
+        Algorithm name → ``dataclasses.asdict`` of the parameters it ran with (e.g.
+        ``CouinaudParams``), written to ``report.json``'s ``provenance.parameters``.
     """
 
     ct: io.Volume
@@ -69,6 +74,7 @@ class Study:
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:

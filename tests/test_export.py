@@ -1,4 +1,6 @@
-"""Label exports: colour table, Slicer .seg.nrrd, DICOM-SEG referencing its source series."""
+"""Label exports: colour table, Slicer .seg.nrrd, DICOM-SEG referencing its source series.
+
+Names, colours and codes themselves are tested in test_labels.py."""
 
 from pathlib import Path
 
@@ -8,9 +10,9 @@ import pytest
 
 from hepatoplan.errors import GeometryMismatchError, LabelError
 from output_phantom import write_ct_series
-from hepatoplan.pipeline.export import (LABEL_TABLE, RAS_TO_LPS, UnreferenceableSeriesError, label_entry,
-                             structure_entry, write_colour_table, write_dicom_seg,
-                             write_seg_nrrd)
+from hepatoplan.pipeline.dicom_seg import UnreferenceableSeriesError, write_dicom_seg
+from hepatoplan.pipeline.io import LPS_TO_RAS
+from hepatoplan.pipeline.seg_nrrd import write_colour_table, write_seg_nrrd
 
 TS_DICOM_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator" \
     / "ct_contrast_dicom"
@@ -35,20 +37,6 @@ def _plan_labels(shape):
     labels[inside & (y < shape[1] // 3)] = 9
     labels[(x - shape[0] // 2 - 3) ** 2 + (y - shape[1] // 2) ** 2 < 9] = 21  # a tumour column
     return labels
-
-
-def test_label_table_scheme():
-    assert label_entry(5).name == "segment 5 kept"
-    assert label_entry(15).name == "segment 5 resected"
-    assert label_entry(9).name == "liver kept" and label_entry(19).name == "liver resected"
-    assert label_entry(23).name == "tumour 3"
-    assert label_entry(23).property_type == ("108369006", "Neoplasm")
-    assert set(LABEL_TABLE) == set(range(1, 10)) | set(range(11, 20))
-    with pytest.raises(LabelError):
-        label_entry(10)
-    assert structure_entry("portal vein").property_type[0] == "32764006"
-    assert structure_entry("hepatic veins").property_type[0] == "8993003"
-    assert structure_entry("Segment 3").colour_rgb == LABEL_TABLE[3].colour_rgb
 
 
 def test_colour_table(tmp_path):
@@ -88,7 +76,12 @@ def test_seg_nrrd_pynrrd_and_simpleitk(tmp_path, crop):
     names = {header[f"Segment{i}_Name"]: int(header[f"Segment{i}_LabelValue"]) for i in range(4)}
     assert names == {"segment 5 kept": 5, "liver kept": 9, "segment 2 resected": 12, "tumour 1": 21}
     assert "Segment4_Name" not in header
-    assert "SCT^10200004^Liver" in header["Segment0_Tags"]
+    assert "SCT^277959000^Couinaud hepatic segment V" in header["Segment0_Tags"]  # segment 5 kept
+    assert "SCT^10200004^Liver" in header["Segment1_Tags"]  # liver kept
+    assert "SCT^49755003^Morphologically Abnormal Structure~SCT^108369006^Neoplasm" \
+        in header["Segment3_Tags"]
+    colours = {header[f"Segment{i}_Color"] for i in range(4)}
+    assert len(colours) == 4
     # extents are in the stored image's voxels
     tumour_box = _box(data == 21)
     assert header["Segment3_Extent"] == " ".join(f"{sl.start} {sl.stop - 1}" for sl in tumour_box)
@@ -101,7 +94,7 @@ def test_seg_nrrd_pynrrd_and_simpleitk(tmp_path, crop):
     ijk = (3, 7, 5)
     lps = np.array(img.TransformIndexToPhysicalPoint(ijk))
     ras = (affine @ [*(np.add(ijk, offset)), 1])[:3]
-    np.testing.assert_allclose(lps, (RAS_TO_LPS[:3, :3] @ ras), atol=1e-6)
+    np.testing.assert_allclose(lps, (LPS_TO_RAS @ ras), atol=1e-6)  # its own inverse
 
 
 def test_seg_nrrd_with_overlapping_extra_layer(tmp_path):
@@ -145,7 +138,10 @@ def test_dicom_seg_reads_back_and_references_series(tmp_path):
     assert list(labels_by_number.values()) == ["segment 5 kept", "liver kept", "segment 2 resected",
                                                "tumour 1", "portal vein"]
     types = [d.SegmentedPropertyTypeCodeSequence[0].CodeValue for d in seg.SegmentSequence]
-    assert types == ["10200004", "10200004", "10200004", "108369006", "32764006"]
+    # Couinaud V, Liver, Couinaud II (CID 7170), Neoplasm, Portal vein
+    assert types == ["277959000", "10200004", "277956007", "108369006", "32764006"]
+    categories = [d.SegmentedPropertyCategoryCodeSequence[0].CodeValue for d in seg.SegmentSequence]
+    assert categories == ["91723000", "91723000", "91723000", "49755003", "91723000"]
 
     # pixel content: per source slice, the frame equals the native labels at that slice
     import pydicom
@@ -194,7 +190,7 @@ def test_dicom_seg_on_real_series(tmp_path):
         iop[:3] * dc, iop[3:] * dr, p1 - p0, p0
     native = np.zeros((cols, rows, len(dss)), np.uint8)
     native[200:300, 150:260, 3:15] = 9
-    labels, affine = _canonical(native, RAS_TO_LPS @ affine_lps)
+    labels, affine = _canonical(native, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps)
     with pytest.raises(UnreferenceableSeriesError, match="empty StudyInstanceUID"):
         write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "seg.dcm")
     assert not list(tmp_path.iterdir())
@@ -217,3 +213,28 @@ def test_dicom_seg_series_without_uids(tmp_path):
     labels, affine = _canonical(_plan_labels(shape_native), affine_native)
     with pytest.raises(UnreferenceableSeriesError, match="SeriesInstanceUID"):
         write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "x.dcm")
+
+
+def test_dicom_seg_private_code_is_declared(tmp_path):
+    """A structure without a standard code carries hepatoplan's private code (scheme 99...),
+    declared in the Coding Scheme Identification Sequence; tumours differ in colour."""
+    import highdicom as hd
+
+    src = tmp_path / "ct"
+    src.mkdir()
+    files, affine_native, shape_native, _ = write_ct_series(src)
+    native = _plan_labels(shape_native)
+    native[2:4, 2:4, 1] = 22
+    extra = np.zeros(shape_native, bool)
+    extra[12:14, 3:6, 2:4] = True
+    labels, affine = _canonical(native, affine_native)
+    extra_c, _ = _canonical(extra, affine_native)
+    seg = hd.seg.segread(write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                                         path=tmp_path / "x.dcm", extra_structures={"gall bladder": extra_c}))
+    last = seg.SegmentSequence[-1]
+    assert last.SegmentLabel == "gall bladder"
+    code = last.SegmentedPropertyTypeCodeSequence[0]
+    assert (code.CodingSchemeDesignator, code.CodeValue) == ("99HEPATOPLAN", "GALL_BLADDER")
+    assert [s.CodingSchemeDesignator for s in seg.CodingSchemeIdentificationSequence] == ["99HEPATOPLAN"]
+    lab = {d.SegmentLabel: tuple(d.RecommendedDisplayCIELabValue) for d in seg.SegmentSequence}
+    assert lab["tumour 1"] != lab["tumour 2"]

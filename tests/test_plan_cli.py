@@ -233,3 +233,26 @@ def test_anatomical_resection_says_when_automatic_vessels_were_not_found(study_d
     assert main(argv[:-2]) == 0
     report = json.loads((out / "report.json").read_text())
     assert "automatic segmentation QC: vessels: no hepatic-vein seed" in report["warnings"]
+
+
+def test_provenance_records_every_option_and_hashes_every_input(study_dir, tmp_path):
+    """provenance.options is dataclasses.asdict(PlanOptions), paths as strings; the function map
+    is an input like the masks (path and SHA-256); provenance.parameters is present."""
+    import dataclasses
+    import hashlib
+
+    from hepatoplan.pipeline.study import PlanOptions
+
+    fmap = study_dir / "liver.nii.gz"  # any non-negative map on the CT grid
+    report = _plan(study_dir, tmp_path / "o", "--resect", "left-lateral-sectionectomy",
+                   "--function-map", str(fmap), "--margin-mm", "2.5")
+    prov = report["provenance"]
+    options = prov["options"]
+    assert set(options) == {f.name for f in dataclasses.fields(PlanOptions)}
+    assert options["function_map"] == str(fmap) and options["margin_mm"] == 2.5
+    assert options["masks"]["liver"] == str(study_dir / "liver.nii.gz") and options["masks"]["portal"] is None
+    assert options["resect"] == ["left-lateral-sectionectomy"] and options["preview"] is False
+    assert prov["inputs"]["function_map"] == {
+        "path": str(fmap), "sha256": hashlib.sha256(fmap.read_bytes()).hexdigest()}
+    assert set(prov["inputs"]) == {"ct", "liver", "tumours", "segments", "function_map"}
+    assert prov["parameters"] == {}  # no automatic step ran: masks and segments were given

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from output_phantom import phantom_structures
-from hepatoplan.pipeline.export import RAS_TO_LPS
-from hepatoplan.pipeline.preview import (LPS_MM_TO_GLTF, Mesh, decimate_mesh, default_scenes,
-                              mesh_centroid_mm, mesh_volume_mm3, render_previews, structure_meshes,
-                              surface_mesh, write_meshes)
+from hepatoplan.pipeline.io import LPS_TO_RAS
+from hepatoplan.pipeline.labels import structures_from_labels
+from hepatoplan.pipeline.mesh_files import LPS_MM_TO_GLTF, write_meshes
+from hepatoplan.pipeline.meshing import (Mesh, decimate_mesh, mesh_centroid_mm, mesh_volume_mm3,
+                                         structure_meshes, surface_mesh)
+from hepatoplan.pipeline.rendering import default_scenes, render_previews
 
 # flipped (det < 0), anisotropic, permuted and off-origin: mesh must still be right
 AFFINES = {
@@ -77,7 +79,7 @@ def test_mask_touching_the_border_gives_a_closed_mesh():
 
 
 def test_parenchyma_block_voxels():
-    from hepatoplan.pipeline.preview import parenchyma_block_voxels
+    from hepatoplan.pipeline.meshing import parenchyma_block_voxels
 
     assert parenchyma_block_voxels((0.57, 0.57, 1.6)) == (2, 2, 1)
     assert parenchyma_block_voxels((0.75, 0.75, 2.0)) == (2, 2, 1)
@@ -89,8 +91,6 @@ def test_parenchyma_block_voxels():
 def test_label_structures_meshed_in_their_boxes_with_parenchyma_blocks():
     """Meshes from a label map (boxes, blocks for parenchyma) are closed, outward, accurate."""
     import trimesh
-
-    from hepatoplan.pipeline.preview import structures_from_labels
 
     # 0.6 x 0.6 x 1.8 mm, mirrored in x: parenchyma is meshed from 3x3x1 blocks
     affine = np.array([[-0.6, 0, 0, 50.0], [0, 0.6, 0, -40.0], [0, 0, 1.8, 10.0], [0, 0, 0, 1]])
@@ -187,7 +187,7 @@ def test_write_meshes_glb_stl_obj_in_lps(phantom_meshes, tmp_path):
 
     scene = trimesh.load(files[0])
     tm = scene.geometry["tumour 1"]
-    lps = meshes["tumour 1"].vertices_mm @ RAS_TO_LPS[:3, :3].T
+    lps = meshes["tumour 1"].vertices_mm * np.float32([-1, -1, 1])  # RAS -> LPS
     np.testing.assert_allclose(tm.vertices, lps, atol=1e-3)
 
     stl = tmp_path / "meshes" / "tumour_1.stl"
@@ -265,7 +265,7 @@ def test_demo_phantom_liver_mesh_volume_and_centroid():
 
 
 def test_offscreen_rendering_probe(monkeypatch):
-    import hepatoplan.pipeline.preview as preview
+    import hepatoplan.pipeline.rendering as preview
     from hepatoplan.errors import NotComputableError
 
     monkeypatch.setattr(preview, "_render_backend", None)
@@ -280,8 +280,6 @@ def test_offscreen_rendering_probe(monkeypatch):
 
 
 def test_structures_from_labels():
-    from hepatoplan.pipeline.preview import structures_from_labels
-
     labels = np.zeros((6, 5, 4), np.uint8)
     labels[0] = 5
     labels[1] = 15
@@ -318,7 +316,7 @@ def test_structures_from_labels():
 
 
 def test_vertex_normals_unit_and_outward():
-    from hepatoplan.pipeline.preview import _vertex_normals
+    from hepatoplan.pipeline.mesh_files import _vertex_normals
 
     mask, centroid = _ellipsoid_mask(np.eye(4), shape=(60, 50, 40), centre=(30, 25, 20), axes=(20, 15, 12))
     mesh = surface_mesh(mask, affine_ras=np.eye(4))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from output_phantom import phantom_structures
-from hepatoplan.pipeline.preview import structure_meshes
+from hepatoplan.pipeline.meshing import structure_meshes
 from hepatoplan.pipeline.report_html import viewer_data, write_plan_visuals, write_report_html
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -144,7 +144,7 @@ def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
 
 
 def test_write_plan_visuals_bundle(tmp_path):
-    from hepatoplan.pipeline.preview import structures_from_labels
+    from hepatoplan.pipeline.labels import structures_from_labels
 
     structures, labels, affine = phantom_structures()
     vessels = {"portal vein": structures["portal vein"], "hepatic veins": structures["hepatic veins"]}

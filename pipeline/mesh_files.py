@@ -1,0 +1,189 @@
+"""Mesh files: one GLB scene of the plan (``plan.glb``) and an STL and OBJ per structure.
+
+Coordinate conventions
+----------------------
+* In memory (:class:`hepatoplan.pipeline.meshing.Mesh`): **RAS** world millimetres.
+* STL and OBJ files: **LPS** world millimetres (x and y negated), as 3D Slicer and ITK expect;
+  each file says so in its header (``SPACE=LPS``), which Slicer (≥ 4.11) reads, so the meshes
+  overlay the CT when dragged into Slicer.
+* GLB: mesh vertex data in LPS millimetres as well; one parent node ``patient_LPS_mm`` carries
+  the matrix that maps LPS mm to glTF's convention (metres, +Y up = Superior, +Z towards the
+  viewer = Anterior, +X = patient Left), so generic glTF viewers show the patient upright from
+  the front.
+
+Colours come from :mod:`hepatoplan.pipeline.labels`; every file is written atomically
+(:mod:`hepatoplan.pipeline.outputs`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from hepatoplan.errors import InputError
+
+from .io import LPS_TO_RAS
+from .labels import default_colours
+from .meshing import Mesh
+from .outputs import atomic_file, write_atomic
+
+log = logging.getLogger(__name__)
+
+#: Maps LPS millimetres to glTF scene units (metres, Y up = Superior, Z = Anterior, X = Left).
+LPS_MM_TO_GLTF = np.array([
+    [0.001, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.001, 0.0],
+    [0.0, -0.001, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
+
+
+def _srgb_to_linear(c: float) -> float:
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def _vertex_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit, area-weighted vertex normals; where they cancel (pinched voxel corners), the
+    normal of a non-degenerate incident triangle, else +z (glTF requires unit normals)."""
+    tri = points[faces]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_n)
+    length = np.linalg.norm(normals, axis=1)
+    bad = length < 1e-9 * max(float(np.abs(face_n).max(initial=0.0)), 1e-30)
+    if bad.any():
+        face_len = np.linalg.norm(face_n, axis=1)
+        good_faces = np.flatnonzero(face_len > 0)
+        for k in range(3):
+            v = faces[good_faces, k]
+            sel = bad[v]
+            normals[v[sel]] = face_n[good_faces[sel]] / face_len[good_faces[sel], None]
+        length = np.linalg.norm(normals, axis=1)
+        still = length < 1e-12
+        normals[still] = (0.0, 0.0, 1.0)
+        length[still] = 1.0
+    return normals / length[:, None]
+
+
+def _safe_filename(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
+    return keep or "structure"
+
+
+def _lps(mesh: Mesh) -> np.ndarray:
+    return np.asarray(mesh.vertices_mm, np.float64) @ LPS_TO_RAS.T  # the flip is its own inverse
+
+
+def _write_stl(path: Path, vertices_lps: np.ndarray, faces: np.ndarray, name: str) -> Path:
+    tri = vertices_lps[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
+    header = f"SPACE=LPS hepatoplan mesh {name} (mm)".encode("ascii", "replace")[:80]
+    record = np.zeros(len(faces), dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
+    record["n"] = normals
+    record["v"] = tri
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(header.ljust(80, b" "))
+        f.write(np.uint32(len(faces)).tobytes())
+        f.write(record.tobytes())
+    return path
+
+
+def _write_obj(path: Path, vertices_lps: np.ndarray, faces: np.ndarray, name: str,
+               colour: tuple[float, float, float]) -> Path:
+    lines = [f"# hepatoplan mesh {name}: world millimetres", "# SPACE=LPS",
+             f"# colour {colour[0]:.4f} {colour[1]:.4f} {colour[2]:.4f}", f"o {_safe_filename(name)}"]
+    body = "\n".join(lines) + "\n"
+    # one C-level formatting call per block (a Python loop per vertex is ~10x slower)
+    v = ("v %.4f %.4f %.4f\n" * len(vertices_lps)) % tuple(np.asarray(vertices_lps).ravel().tolist())
+    f_ = ("f %d %d %d\n" * len(faces)) % tuple((np.asarray(faces) + 1).ravel().tolist())
+    return write_atomic(path, body + v + f_)
+
+
+def write_meshes(
+    meshes: Mapping[str, Mesh],
+    out_dir: str | Path,
+    *,
+    colours: Mapping[str, Sequence[float]] | None = None,
+    opacities: Mapping[str, float] | None = None,
+    formats: Sequence[str] = ("glb", "stl", "obj"),
+    glb_name: str = "plan.glb",
+) -> list[Path]:
+    """Write the meshes: one GLB scene (named nodes, coloured), and one STL and OBJ per structure.
+
+    Parameters
+    ----------
+    meshes : mapping of str to Mesh
+        RAS world mm (as from :func:`hepatoplan.pipeline.meshing.structure_meshes`).
+    out_dir : str or Path
+        Created if needed. Per-structure files go to ``out_dir/meshes/<name>.stl|.obj``.
+    colours : mapping of str to (r, g, b), optional
+        sRGB floats in [0, 1]; default :func:`hepatoplan.pipeline.labels.default_colours`. Written to the GLB as glTF's
+        linear ``baseColorFactor`` and to the OBJ as a ``# colour`` comment (sRGB).
+    opacities : mapping of str to float, optional
+        GLB material alpha per structure (default opaque; < 1 uses glTF alpha blending).
+    formats : sequence of {"glb", "stl", "obj"}
+        Which files to write.
+    glb_name : str
+        File name of the GLB scene in ``out_dir``.
+
+    Returns
+    -------
+    list of Path
+        The files written (GLB first).
+    """
+    unknown = set(formats) - {"glb", "stl", "obj"}
+    if unknown:
+        raise InputError(f"unknown mesh formats {sorted(unknown)}; known: glb, stl, obj")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colours = dict(default_colours(list(meshes))) | dict(colours or {})
+    written: list[Path] = []
+    if "glb" in formats:
+        written.append(write_glb(meshes, out_dir / glb_name, colours=colours,
+                                 opacities=opacities or {}))
+    per_structure = [f for f in ("stl", "obj") if f in formats]
+    if per_structure and meshes:
+        (out_dir / "meshes").mkdir(exist_ok=True)
+    for name, mesh in meshes.items():
+        lps = _lps(mesh)
+        stem = out_dir / "meshes" / _safe_filename(name)
+        if "stl" in per_structure:
+            written.append(_write_stl(stem.with_suffix(".stl"), lps, mesh.faces, name))
+        if "obj" in per_structure:
+            written.append(_write_obj(stem.with_suffix(".obj"), lps, mesh.faces, name,
+                                      tuple(colours[name])))
+    log.info("wrote %d mesh files to %s", len(written), out_dir)
+    return written
+
+
+def write_glb(meshes: Mapping[str, Mesh], path: Path, *, colours: Mapping[str, Sequence[float]],
+              opacities: Mapping[str, float]) -> Path:
+    """One glTF binary scene: a named, coloured node per structure under ``patient_LPS_mm``.
+
+    ``colours`` are sRGB floats (written as glTF's linear ``baseColorFactor``); ``opacities``
+    below 1 use glTF alpha blending (default opaque).
+    """
+    import trimesh
+    from trimesh.visual.material import PBRMaterial
+
+    scene = trimesh.Scene()
+    scene.graph.update(frame_from=scene.graph.base_frame, frame_to="patient_LPS_mm",
+                       matrix=LPS_MM_TO_GLTF)
+    for name, mesh in meshes.items():
+        rgba = [_srgb_to_linear(float(c)) for c in colours[name]] + [float(opacities.get(name, 1.0))]
+        material = PBRMaterial(name=name, baseColorFactor=rgba, metallicFactor=0.0,
+                               roughnessFactor=0.8, doubleSided=False,
+                               alphaMode="BLEND" if rgba[3] < 1 else "OPAQUE")
+        lps = _lps(mesh)
+        tm = trimesh.Trimesh(vertices=lps, faces=mesh.faces, process=False,
+                             vertex_normals=_vertex_normals(lps, mesh.faces),
+                             visual=trimesh.visual.TextureVisuals(material=material))
+        scene.add_geometry(tm, node_name=name, geom_name=name, parent_node_name="patient_LPS_mm")
+    # smooth vertex normals (glTF viewers draw flat facets without them)
+    return write_atomic(path, scene.export(file_type="glb", include_normals=True))
