@@ -31,6 +31,8 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -81,18 +83,21 @@ def score(mask: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def table(cases) -> list[str]:
-    lines = ["| scan | Dice | volume error | liver mL (reference) | contrast | segment wall s | QC |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"load average at start {os.getloadavg()[0]:.1f}", "",
+             "| scan | Dice | volume error | liver mL (reference) | contrast | segment wall s | CPU s | QC |",
+             "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
             image, reference, label = paths(case)
             out = Path(tmp) / case
-            t = time.perf_counter()
+            t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             proc = subprocess.run([sys.executable, "-m", "hepatoplan.pipeline.cli", "segment", str(image),
-                                   "--modality", "mr", "--out", str(out)], capture_output=True, text=True)
+                                   "--modality", "mr", "--out", str(out)], capture_output=True, text=True, check=False)
             wall = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             if proc.returncode:
-                lines.append(f"| {case} | refused | | | | {wall:.1f} | {proc.stderr.strip().splitlines()[-1]} |")
+                lines.append(f"| {case} | refused | | | | {wall:.1f} | {cpu:.1f} | {proc.stderr.strip().splitlines()[-1]} |")
                 continue
             seg = io.read_image(out / "liver.nii.gz")
             mask = seg.array > 0
@@ -101,7 +106,7 @@ def table(cases) -> list[str]:
             rec = json.loads((out / "segmentation.json").read_text())["liver"]
             ref_ml = np.count_nonzero(ref) * np.prod(seg.spacing_mm) / 1000.0
             lines.append(f"| {case} | {s['dice']:.3f} | {s['volume_error_pct']:+.1f} % | {rec['liver_volume_ml']:.0f} "
-                         f"({ref_ml:.0f}) | {rec['mr_contrast']['kind']} | {wall:.1f} | "
+                         f"({ref_ml:.0f}) | {rec['mr_contrast']['kind']} | {wall:.1f} | {cpu:.1f} | "
                          f"{'pass' if rec['qc_passed'] else 'FAIL'}{': ' + '; '.join(rec['qc_flags']) if rec['qc_flags'] else ''} |")
             print(lines[-1], file=sys.stderr, flush=True)
     return lines

@@ -254,6 +254,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
     study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
+    mr_params = details.get("segmentation", {}).get("liver", {}).get("params")
+    if mr_params is not None:
+        study.parameters["MRLiverParams"] = mr_params
     if study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
