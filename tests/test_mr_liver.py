@@ -86,6 +86,15 @@ def test_phantom_liver_found_with_its_volume(phantom, phantom_result):
     assert info["liver_volume_ml"] == pytest.approx(expected_ml, rel=0.03)
     assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
     assert info["liver_centre_right_of_body_mm"] > 50
+    assert info["stability_dice"] >= 0.95 and not info["qc_flags"]
+
+
+def test_an_unstable_border_is_flagged_not_refused(phantom):
+    """Demanding more agreement than any mask has: the flag names the check and the fix."""
+    img, sp, _ = phantom
+    _, info = segment_liver_mr(img, spacing_mm=sp, params=MRLiverParams(min_stability_dice=1.01))
+    assert info["qc_passed"]
+    assert any("border is unstable" in f and "--liver FILE" in f for f in info["qc_flags"])
 
 
 def test_segment_liver_dispatches_mr_and_reports_its_params(phantom_result):
