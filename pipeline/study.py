@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -238,9 +238,10 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     for name in ("liver", "portal", "hepatic"):
         if name in arrays and name not in sources:
             sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
-    details = {}
+    details, parameters = {}, {}
     if wanted:
-        details["segmentation"] = _segment_missing(ct, arrays, sources, wanted, modality=options.modality)
+        details["segmentation"], parameters["segmentation"] = _segment_missing(
+            ct, arrays, sources, wanted, modality=options.modality)
         if options.modality == "MR":  # said in report.json and in the printed summary
             details["not_assessed"] = {part: details["segmentation"][part]["reason"] for part in ("tumours", "vessels")
                                        if part in details["segmentation"]}
@@ -251,12 +252,10 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
         )
     study = build_study(ct, arrays, sources=sources)
     study.details.update(details)
+    study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
     study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
-    mr_params = details.get("segmentation", {}).get("liver", {}).get("params")
-    if mr_params is not None:
-        study.parameters["MRLiverParams"] = mr_params
     if study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
@@ -282,34 +281,41 @@ def _automatic_masks(given: set[str]) -> list[str]:
     return wanted
 
 
-def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *, modality: str) -> dict:
-    """Run the classical segmentation for the ``wanted`` masks (in place); return its report."""
-    from hepatoplan.segmentation import segment_study, segment_tumours, segment_vessels
+def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *,
+                     modality: str) -> tuple[dict, dict]:
+    """Run the classical segmentation for the ``wanted`` masks (in place); return its report and
+    the parameters of the algorithms that ran (``dataclasses.asdict``)."""
+    from hepatoplan.segmentation import SegmentationParams, segment_study, segment_tumours, segment_vessels
 
     spacing = ct.spacing_mm
+    params = SegmentationParams()
     found: dict[str, np.ndarray] = {}
     if "liver" in wanted:
-        seg = segment_study(ct.array, spacing_mm=spacing, modality=modality)
+        seg = segment_study(ct.array, spacing_mm=spacing, modality=modality, params=params)
         found = {"liver": seg.liver, "tumours": seg.tumours, "portal": seg.portal_vein,
                  "hepatic": seg.hepatic_veins}
         report = seg.report
+        used = {"mr_liver": report["liver"]["params"]} if modality == "MR" else asdict(params)
     elif modality == "MR":  # a liver mask was given: nothing else is segmented on MR
         from hepatoplan.segmentation.study import MR_NOT_ASSESSED
 
-        report = {"modality": "MR", "qc_flags": []}
+        report, used = {"modality": "MR", "qc_flags": []}, {}
         if "tumours" in wanted:
             report["tumours"] = {"computed": False, "reason": MR_NOT_ASSESSED["tumours"]}
         if "portal" in wanted or "hepatic" in wanted:
             report["vessels"] = {"computed": False, "reason": MR_NOT_ASSESSED["vessels"]}
     else:
         liver = arrays["liver"] > 0
-        report = {}
+        report, used = {}, {}
         if "tumours" in wanted:
-            found["tumours"], report["tumours"] = segment_tumours(ct.array, liver, spacing_mm=spacing)
+            found["tumours"], report["tumours"] = segment_tumours(ct.array, liver, spacing_mm=spacing,
+                                                                  params=params.tumours)
+            used["tumours"] = asdict(params.tumours)
         if "portal" in wanted or "hepatic" in wanted:
             found["portal"], found["hepatic"], report["vessels"] = segment_vessels(
-                ct.array, liver, spacing_mm=spacing
+                ct.array, liver, spacing_mm=spacing, params=params.vessels
             )
+            used["vessels"] = asdict(params.vessels)
         # the parts' flags gathered as segment_study gathers them
         report["qc_flags"] = [f"{part}: {flag}" for part, info in report.items()
                               for flag in info.get("qc_flags", [])]
@@ -318,7 +324,7 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
             arrays[name] = found[name]
             sources[name] = "automatic (segmentation)"
     log.info("segmented automatically: %s", ", ".join(n for n in wanted if n in found))
-    return report
+    return report, used
 
 
 def _derive_segments(study: Study) -> None:

@@ -66,6 +66,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
+from hepatoplan.arrays import bounding_box, is_empty_box
 from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
@@ -403,8 +404,8 @@ def _nest(liver: np.ndarray, spacing_mm, params: MRLiverParams) -> np.ndarray:
 def _refine_full(img, grid: _WorkGrid, liver_small, field_small, sd, params: MRLiverParams) -> np.ndarray:
     """Up-sample the coarse mask and snap its border to the full-resolution intensities."""
     out = np.zeros(img.shape, dtype=bool)
-    cbox = _grid.bbox(liver_small, margin=(3, 3, 1))
-    if cbox is None:
+    cbox = bounding_box(liver_small, pad=(3, 3, 1))
+    if is_empty_box(cbox):
         return out
     f = grid.factors
     box = tuple(slice(c.start * k, min(c.stop * k, n)) for c, k, n in zip(cbox, f, img.shape))

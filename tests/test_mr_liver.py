@@ -169,7 +169,7 @@ def test_plan_on_mr_reports_tumours_and_vessels_not_assessed(tmp_path, phantom, 
     assert report["volumes_ml"]["tumours_total"] is None
     assert set(report["not_assessed"]) == {"tumours", "vessels"}
     assert any(w.startswith("tumours not assessed on MR") for w in report["warnings"])
-    assert report["provenance"]["parameters"]["MRLiverParams"]["window_min_log"] == MRLiverParams().window_min_log
+    assert report["provenance"]["parameters"]["segmentation"]["mr_liver"]["window_min_log"] == MRLiverParams().window_min_log
     labels = io.read_labels(out / "labels.nii.gz", reference=io.read_image(tmp_path / "mr.nii.gz")).array
     assert _dice(labels > 0, liver) >= 0.97
 
