@@ -215,6 +215,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
             "voxel_volume_mm3": study.ct.voxel_volume_mm3, "native_grid": study.ct.grid.describe(),
         },
     }
+    if "tumours" in study.details.get("not_assessed", {}):  # MR: unknown, not zero
+        result["volumes_ml"].update(tumours=None, tumours_total=None)
     resected = None
     if specs or ablations:
         resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map),

@@ -86,7 +86,8 @@ def run(args) -> int:
         "options": {"modality": args.modality, "series_uid": args.series_uid,
                     "interpolate_slices": args.interpolate_slices},
         "intake_notes": list(vol.notes),
-        "parameters": asdict(result.parameters),
+        "parameters": ({"mr_liver": result.report["liver"]["params"]} if args.modality.upper() == "MR"
+                       else asdict(result.parameters)),
         "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
         "outputs": {
             "liver.nii.gz": "1 = liver (tumours and intrahepatic vessels included)",

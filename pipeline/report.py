@@ -76,8 +76,10 @@ def _jsonable(value):
 def summary_text(report: dict) -> str:
     """A short human-readable table of the key numbers."""
     v = report["volumes_ml"]
-    rows = [("liver", f"{v['liver']:.1f} mL"), ("tumours", f"{v['tumours_total']:.1f} mL"
-            f" ({len(v['tumours'])} lesions)"), ("functional liver", f"{v['functional_liver']:.1f} mL")]
+    tumours = ("not assessed" if v["tumours_total"] is None
+               else f"{v['tumours_total']:.1f} mL ({len(v['tumours'])} lesions)")
+    rows = [("liver", f"{v['liver']:.1f} mL"), ("tumours", tumours),
+            ("functional liver", f"{v['functional_liver']:.1f} mL")]
     if "segments" in v:
         rows.append(("segments", "  ".join(f"{k}:{ml:.0f}" for k, ml in v["segments"].items()) + " mL"))
     r = report.get("resection")

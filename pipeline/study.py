@@ -280,6 +280,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     if wanted:
         details["segmentation"], parameters["segmentation"] = _segment_missing(
             ct, arrays, sources, wanted, modality=options.modality)
+        if options.modality == "MR":  # said in report.json and in the printed summary
+            details["not_assessed"] = {part: details["segmentation"][part]["reason"] for part in ("tumours", "vessels")
+                                       if part in details["segmentation"]}
     if "liver" not in arrays:
         raise InputError(
             "no liver mask: give --liver FILE (or --totalsegmentator FILE), or drop --no-auto to "
@@ -291,6 +294,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
+    study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
     if study.segments is None and study.portal is None and study.hepatic is None and "vessels" in arrays:
         _derive_segments_from_vessels(study, arrays["vessels"] > 0)
     elif study.segments is None and study.portal is not None and study.hepatic is not None:
@@ -331,7 +335,16 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
         seg = segment_study(ct.array, spacing_mm=spacing, modality=modality, params=params)
         found = {"liver": seg.liver, "tumours": seg.tumours, "portal": seg.portal_vein,
                  "hepatic": seg.hepatic_veins}
-        report, used = seg.report, asdict(params)
+        report = seg.report
+        used = {"mr_liver": report["liver"]["params"]} if modality == "MR" else asdict(params)
+    elif modality == "MR":  # a liver mask was given: nothing else is segmented on MR
+        from hepatoplan.segmentation.study import MR_NOT_ASSESSED
+
+        report, used = {"modality": "MR", "qc_flags": []}, {}
+        if "tumours" in wanted:
+            report["tumours"] = {"computed": False, "reason": MR_NOT_ASSESSED["tumours"]}
+        if "portal" in wanted or "hepatic" in wanted:
+            report["vessels"] = {"computed": False, "reason": MR_NOT_ASSESSED["vessels"]}
     else:
         liver = arrays["liver"] > 0
         report, used = {}, {}
