@@ -430,7 +430,8 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
 
 
 def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels) -> None:
-    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, report.html."""
+    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
+    report.pdf and report.html (with the slice viewer)."""
     from .report_html import write_plan_visuals
 
     growth_png = None
@@ -448,10 +449,14 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
         )
     vessels = {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
                if mask is not None and mask.any()}
+    ct = None  # the slice viewer and QC montage need the CT's voxels; --no-preview keeps header-only reading
+    if options.preview:
+        ct = study.ct.array if study.ct.array is not None else \
+            io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
-        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels,
-        source_dicom_files=study.ct.dicom_files or None, growth_plot_png=growth_png,
-        meshes_and_previews=options.preview,
+        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
+        modality=options.modality, source_dicom_files=study.ct.dicom_files or None,
+        growth_plot_png=growth_png, meshes_and_previews=options.preview,
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths
