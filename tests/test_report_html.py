@@ -74,6 +74,10 @@ def test_verdict_variants(tmp_path):
     assert "id='hp-viewer'" not in text  # no meshes, no 3D view
     text = write_report_html({}, out_path=tmp_path / "b.html").read_text()
     assert "No FLR verdict" in text
+    # any other verdict text is shown as given, in the banner
+    odd = {"assessment": {"verdict": "unverified: review the automatic segmentation"}}
+    text = write_report_html(odd, out_path=tmp_path / "c.html").read_text()
+    assert "data-verdict='other'" in text and "Verdict: unverified: review the automatic segmentation" in text
 
 
 def test_viewer_data_budget_and_quantisation(small_meshes):
