@@ -91,7 +91,8 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--height-cm", type=float, help="height for BSA, TELV and sFLR")
     r.add_argument("--weight-kg", type=float, help="weight for BSA, sFLR and FLR/body weight")
     p.add_argument("--no-preview", dest="preview", action="store_false",
-                   help="skip meshes and rendered previews (faster; report.html has tables only)")
+                   help="skip meshes, rendered previews, the slice viewer, qc_montage.png and report.pdf "
+                        "(faster: with every mask given the CT is read header-only; report.html has tables only)")
 
 
 def options_from_args(args) -> PlanOptions:

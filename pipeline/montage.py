@@ -254,8 +254,10 @@ def _annotate(image, panels, *, labels, legend_left, legend_top, window, modalit
     draw = ImageDraw.Draw(pil)
     font, small = ImageFont.load_default(size=15), ImageFont.load_default(size=12)
     unit = "HU" if modality.upper() == "CT" else ""
-    draw.text((_GAP_PX, 5), f"QC montage: the plan's outlines on the CT (window L {window[0]:.0f} W {window[1]:.0f} "
-              f"{unit}); radiological view: the patient's right on the left", fill=_TEXT_RGB, font=font)
+    image_name = "CT" if modality.upper() == "CT" else modality.upper()
+    draw.text((_GAP_PX, 5), f"QC montage: the plan's outlines on the {image_name} (window L {window[0]:.0f} "
+              f"W {window[1]:.0f}{' ' + unit if unit else ''}); radiological view: the patient's right on the left",
+              fill=_TEXT_RGB, font=font)
     for panel in panels:
         left, top, w, h = panel["box_px"]
         letters = ("R", "L", "A", "P") if panel["plane"] == "axial" else ("R", "L", "S", "I")

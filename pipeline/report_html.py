@@ -446,7 +446,7 @@ def write_report_html(
     if slice_viewer:
         parts.append(slice_viewer_html(slice_viewer))
     if montage_png is not None:
-        parts.append("<section id='montage'><h2>QC montage: the outlines on the CT</h2>"
+        parts.append("<section id='montage'><h2>QC montage: the plan's outlines on the image</h2>"
                      f"<figure><img src='{_png_data_uri(Path(montage_png))}' alt='QC montage'>"
                      "<figcaption>Axial slices through the liver and one coronal slice: liver border, "
                      "segment boundaries, the cut and the tumours (qc_montage.png).</figcaption></figure></section>")

@@ -81,7 +81,8 @@ def test_viewer_data_is_the_crop_of_ct_and_labels():
     box = tuple(slice(o, o + n) for o, n in zip(data["offset"], data["shape"]))
     assert data["shape"] == [30 + 2 * pad[0], 24 + 2 * pad[1], 16 + 2 * pad[2]]
     assert data["spacing_mm"] == [1.6, 0.9, 2.5]
-    assert data["origin_mm"] == pytest.approx((affine @ [*data["offset"], 1])[:3].tolist())
+    stored = np.array(data["affine_ras"])  # stored index -> RAS mm: the same world point as the full grid's
+    assert stored @ [3, 2, 1, 1] == pytest.approx(affine @ [3 + data["offset"][0], 2 + data["offset"][1], 1 + data["offset"][2], 1])
     shape = data["shape"]
     lo, hi = data["ct_range"]
     expected = np.clip(np.rint((ct[box].astype(np.float64) - lo) * 255 / (hi - lo)), 0, 255)
@@ -103,6 +104,8 @@ def test_viewer_data_fits_the_voxel_budget_and_windows_mr():
                              params=SliceViewerParams(margin_mm=0.0, max_voxels=2000))
     assert np.prod(data["shape"]) <= 2000 and data["step"][0] == data["step"][1] > 1
     assert data["spacing_mm"] == pytest.approx(np.multiply([1.6, 0.9, 2.5], data["step"]))
+    assert np.array(data["affine_ras"]) @ [1, 1, 1, 1] == pytest.approx(affine @ [5 + data["step"][0], 6 + data["step"][1],
+                                                                                  4 + data["step"][2], 1])
     assert set(data["windows"]) == {"full", "contrast"} and data["ct_unit"] == "arbitrary units"
     assert data["ct_range"] == pytest.approx([40 * 3.7, 100 * 3.7])  # percentiles 0.5 / 99.5 of the crop
     lab = _unpack(data["labels"], data["shape"])

@@ -48,7 +48,10 @@
       coronal: {u: 0, v: 2, w: 1, letters: ["R", "L", "S", "I"]},
       sagittal: {u: 1, v: 2, w: 0, letters: ["A", "P", "S", "I"]}
     };
-    var AXIS = ["R", "A", "S"], tumourOffset = data.tumour_label_offset;
+    var AXIS = ["R", "A", "S"], tumourOffset = data.tumour_label_offset, A = data.affine_ras;
+    function world(p) {  // RAS world mm of a stored index
+      return [0, 1, 2].map(function (r) { return A[r][0] * p[0] + A[r][1] * p[1] + A[r][2] * p[2] + A[r][3]; });
+    }
     var state = {window: data.initial_window, opacity: data.opacity_percent / 100, hidden: {}, crosshair: true};
     var greyLut = new Uint8Array(256), maxLabel = 0;
     data.classes.forEach(function (c) { maxLabel = Math.max(maxLabel, c.value); });
@@ -153,8 +156,7 @@
       ctx.fillText(V.letters[3], cw / 2, ch - size * 0.7);
       ctx.shadowBlur = 0;
       V.slider.value = String(pos[V.w]);
-      var mm = data.origin_mm[V.w] + pos[V.w] * sp[V.w];
-      V.pos.textContent = (pos[V.w] + 1) + "/" + n[V.w] + " · " + AXIS[V.w] + " " + mm.toFixed(1) + " mm";
+      V.pos.textContent = (pos[V.w] + 1) + "/" + n[V.w] + " · " + AXIS[V.w] + " " + world(pos)[V.w].toFixed(1) + " mm";
     }
 
     var readout = document.createElement("p");
@@ -167,7 +169,8 @@
       if (ves) { data.vessel_layers.forEach(function (layer) { if (ves[idx] & layer.bit) { names.push(layer.name); } }); }
       var full = pos.map(function (p, a) { return data.offset[a] + p * data.step[a]; });
       var value = lo + ct[idx] * (hi - lo) / 255;
-      readout.textContent = "voxel (" + full.join(", ") + "): " + (data.ct_unit === "HU" ? "CT ≈ " + value.toFixed(0) + " HU" :
+      readout.textContent = "RAS (" + world(pos).map(function (v) { return v.toFixed(1); }).join(", ") + ") mm: " +
+        (data.ct_unit === "HU" ? "CT ≈ " + value.toFixed(0) + " HU" :
         "intensity ≈ " + value.toPrecision(3)) + (names.length ? ", " + names.join(", ") : ", no label");
       root.setAttribute("data-position", full.join(","));
     }
