@@ -629,6 +629,54 @@ def make_phantom(
         On a non-positive spacing, scale, tumour radius, negative noise, or bad shape.
     """
     sp = check_spacing_mm(spacing_mm)
+    tumours = _check_phantom_options(scale, noise_hu, tumours, rotation_deg)
+    A = _Anatomy(float(scale), float(rotation_deg))
+    grid = _default_grid(A, sp, shape)
+    liver, segments, reassigned = _organ_and_segments(A, grid)
+    portal_tree, hepatic_tree, hv_trunks = _vessel_trees(A, grid)
+    portal_branches = _paint_tree(grid, portal_tree)
+    hepatic_branches = _paint_tree(grid, hepatic_tree)
+    tum, sphere_counts = _tumours(A, grid, tumours, liver)
+    parts = _PhantomParts(
+        liver=liver, segments=segments, reassigned=reassigned, tumours=tum, tumour_specs=tumours,
+        sphere_counts=sphere_counts, portal_tree=portal_tree, hepatic_tree=hepatic_tree, hv_trunks=hv_trunks,
+        portal_branches=portal_branches, hepatic_branches=hepatic_branches,
+        portal_territories=_nearest_branch_territories(liver, portal_branches, grid.spacing_mm),
+        hepatic_territories=_nearest_branch_territories(liver, hepatic_branches, grid.spacing_mm),
+    )
+    portal = (portal_branches > 0).astype(np.uint8)
+    hepatic = (hepatic_branches > 0).astype(np.uint8)
+    ct = _synthesize_ct(A, grid, liver, portal, hepatic, tum, noise_hu=float(noise_hu), seed=int(seed))
+    truth = _truth(A, grid, parts, seed=int(seed), noise_hu=float(noise_hu))
+    return PhantomStudy(
+        ct_hu=ct, liver=liver, portal=portal, hepatic=hepatic, segments=segments, tumours=tum,
+        portal_branches=portal_branches, hepatic_branches=hepatic_branches,
+        portal_territories=parts.portal_territories, hepatic_territories=parts.hepatic_territories,
+        affine_ras=grid.affine, spacing_mm=grid.spacing_mm, truth=truth,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _PhantomParts:
+    """What :func:`make_phantom` draws (canonical RAS+ arrays) and the trees it draws them from."""
+
+    liver: np.ndarray
+    segments: np.ndarray
+    reassigned: int  # segment voxels moved to make each segment one piece
+    tumours: np.ndarray
+    tumour_specs: tuple[TumourSpec, ...]
+    sphere_counts: np.ndarray  # voxels of each tumour sphere before clipping to the liver
+    portal_tree: list[Branch]
+    hepatic_tree: list[Branch]
+    hv_trunks: dict
+    portal_branches: np.ndarray
+    hepatic_branches: np.ndarray
+    portal_territories: np.ndarray
+    hepatic_territories: np.ndarray
+
+
+def _check_phantom_options(scale, noise_hu, tumours, rotation_deg) -> tuple[TumourSpec, ...]:
+    """Validate :func:`make_phantom`'s options; the tumours as a tuple."""
     if not (np.isfinite(scale) and scale > 0):
         raise InputError(f"scale must be a positive number, found {scale!r}")
     if not (np.isfinite(noise_hu) and noise_hu >= 0):
@@ -642,15 +690,16 @@ def make_phantom(
             raise InputError(f"tumour radius_mm must be > 0, found {t.radius_mm!r}")
     if len(tumours) > 255:
         raise InputError(f"at most 255 tumours, found {len(tumours)}")
-
     if not (np.isfinite(rotation_deg) and abs(rotation_deg) <= 30.0):
         raise InputError(f"rotation_deg must be within [-30, 30] degrees, found {rotation_deg!r}")
-    A = _Anatomy(float(scale), float(rotation_deg))
-    grid = _default_grid(A, sp, shape)
+    return tumours
+
+
+def _organ_and_segments(A: _Anatomy, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]:
+    """Liver mask and Couinaud segments (uint8), slab by slab, each segment made one piece; and the
+    number of voxels moved to make them so."""
     xs, ys, zs = (grid.axis_mm(a) for a in range(3))
     X, Y = A.anat_xy(xs[:, None, None].astype(np.float32), ys[None, :, None].astype(np.float32))
-
-    # --- organ shape and segments, slab by slab ---------------------------------------------
     liver = np.zeros(grid.shape, np.uint8)
     segments = np.zeros(grid.shape, np.uint8)
     cx, cy = A.ivc_xy
@@ -668,52 +717,36 @@ def make_phantom(
     nzi = [np.nonzero(liver.any(axis=tuple(j for j in range(3) if j != ax)))[0] for ax in range(3)]
     crop = tuple(slice(max(0, int(v[0]) - 1), int(v[-1]) + 2) if v.size else slice(0, 0) for v in nzi)
     reassigned = _make_segments_connected(segments[crop])  # in place on the liver's bounding box
+    return liver, segments, reassigned
 
-    # --- vessels --------------------------------------------------------------------------
+
+def _vessel_trees(A: _Anatomy, grid: _Grid) -> tuple[list[Branch], list[Branch], dict]:
+    """Portal and hepatic trees with the radii drawn on ``grid`` (and recorded in the truth), and
+    the hepatic-vein trunks."""
     portal_tree = _portal_tree(A)
     hepatic_tree, hv_trunks = _hepatic_tree(A)
     r_min = _min_vessel_radius_mm(grid.spacing_mm)
-    for br in (*portal_tree, *hepatic_tree):  # radii as drawn (and recorded in truth)
+    for br in (*portal_tree, *hepatic_tree):
         br.radius_start_mm = max(br.radius_start_mm, r_min)
         br.radius_end_mm = max(br.radius_end_mm, r_min)
-    portal_branches = _paint_tree(grid, portal_tree)
-    hepatic_branches = _paint_tree(grid, hepatic_tree)
-    portal = (portal_branches > 0).astype(np.uint8)
-    hepatic = (hepatic_branches > 0).astype(np.uint8)
+    return portal_tree, hepatic_tree, hv_trunks
 
-    # --- tumours ----------------------------------------------------------------------------
+
+def _tumours(A: _Anatomy, grid: _Grid, tumours: tuple[TumourSpec, ...], liver) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour instance labels (clipped to the liver) and each sphere's voxel count before clipping."""
     tum = np.zeros(grid.shape, np.uint8)
     for i, t in enumerate(tumours, start=1):
-        c = A.to_world(np.asarray(t.centre_mm, float) * scale)
-        r = float(t.radius_mm) * scale
+        c = A.to_world(np.asarray(t.centre_mm, float) * A.s)
+        r = float(t.radius_mm) * A.s
         _rasterize_tube(grid, c, c, r, r, tum, i)
     sphere_counts = _label_counts(tum, len(tumours) + 1)
     tum[liver == 0] = 0  # a tumour is liver tissue; never outside the organ
     in_liver = _label_counts(tum, len(tumours) + 1)
     for i in range(1, len(tumours) + 1):
         if in_liver[i] == 0:
-            raise InputError(f"tumour {i} ({tumours[i - 1]}) has no voxel inside the liver at scale {scale}; "
+            raise InputError(f"tumour {i} ({tumours[i - 1]}) has no voxel inside the liver at scale {A.s}; "
                              "move its centre into the liver (see truth['landmarks'] for the anatomy)")
-
-    # --- territories -----------------------------------------------------------------------
-    territories = _nearest_branch_territories(liver, portal_branches, grid.spacing_mm)
-    hepatic_territories = _nearest_branch_territories(liver, hepatic_branches, grid.spacing_mm)
-
-    # --- CT ----------------------------------------------------------------------------------
-    ct = _synthesize_ct(A, grid, liver, portal, hepatic, tum, noise_hu=float(noise_hu), seed=int(seed))
-
-    truth = _truth(
-        A, grid, liver=liver, segments=segments, tumours_arr=tum, tumour_specs=tumours,
-        portal_tree=portal_tree, hepatic_tree=hepatic_tree, hv_trunks=hv_trunks,
-        portal_branches=portal_branches, hepatic_branches=hepatic_branches,
-        territories=territories, hepatic_territories=hepatic_territories, portal=portal, hepatic=hepatic, reassigned=reassigned, sphere_counts=sphere_counts,
-        seed=int(seed), noise_hu=float(noise_hu),
-    )
-    return PhantomStudy(
-        ct_hu=ct, liver=liver, portal=portal, hepatic=hepatic, segments=segments, tumours=tum,
-        portal_branches=portal_branches, hepatic_branches=hepatic_branches,
-        portal_territories=territories, hepatic_territories=hepatic_territories, affine_ras=grid.affine, spacing_mm=grid.spacing_mm, truth=truth,
-    )
+    return tum, sphere_counts
 
 
 def _paint_tree(grid: _Grid, tree: list[Branch]) -> np.ndarray:
@@ -886,126 +919,20 @@ def _r(v, nd=3):
     return [round(float(x), nd) for x in np.ravel(v)]
 
 
-def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, hepatic_tree, hv_trunks,
-           portal_branches, hepatic_branches, territories, hepatic_territories, portal, hepatic, reassigned, sphere_counts, seed, noise_hu) -> dict:
-    s = A.s
+def _truth(A: _Anatomy, grid: _Grid, parts: _PhantomParts, *, seed: int, noise_hu: float) -> dict:
+    """The JSON-ready ground truth of a phantom (see the module notes)."""
     vml = float(np.prod(grid.spacing_mm)) / MM3_PER_ML
-    seg_counts = _label_counts(segments, 9)
-    tum_counts = _label_counts(tumours_arr, len(tumour_specs) + 1)
-    ter_counts = _label_counts(territories, len(portal_tree) + 1)
-    hter_counts = _label_counts(hepatic_territories, len(hepatic_tree) + 1)
-    pb_counts = _label_counts(portal_branches, len(portal_tree) + 1)
-    hb_counts = _label_counts(hepatic_branches, len(hepatic_tree) + 1)
-    liver_n = int(_label_counts(liver, 2)[1])
+    seg_counts = _label_counts(parts.segments, 9)
+    tum_counts = _label_counts(parts.tumours, len(parts.tumour_specs) + 1)
+    pb_counts = _label_counts(parts.portal_branches, len(parts.portal_tree) + 1)
+    hb_counts = _label_counts(parts.hepatic_branches, len(parts.hepatic_tree) + 1)
+    liver_n = int(_label_counts(parts.liver, 2)[1])
     zc = grid.origin_mm[2] + grid.spacing_mm[2] * np.arange(grid.shape[2])
-    per_slice_4 = np.array([int(np.count_nonzero(segments[:, :, k] == 4)) for k in range(grid.shape[2])])
+    per_slice_4 = np.array([int(np.count_nonzero(parts.segments[:, :, k] == 4)) for k in range(grid.shape[2])])
     seg4_cranial = int(per_slice_4[zc >= A.z_b].sum())
-    tum_idx = np.nonzero(tumours_arr)
-    tum_lab = tumours_arr[tum_idx]
-    tum_seg = segments[tum_idx]
-    del tum_idx
-
-    def descendants(tree, bid):
-        by_id = {b.id: b for b in tree}
-        out, stack = [], [bid]
-        while stack:
-            c = stack.pop()
-            out.append(c)
-            stack.extend(by_id[c].children)
-        return sorted(out)
-
-    depth_p = _depths(portal_tree)
-    portal_info = {}
-    for b in portal_tree:
-        sub = descendants(portal_tree, b.id)
-        segs_fed = sorted({x.segment for x in portal_tree if x.id in sub and x.segment is not None})
-        portal_info[str(b.id)] = {
-            "name": b.name,
-            "parent": b.parent,
-            "children": list(b.children),
-            "depth": depth_p[b.id],
-            "terminal": not b.children,
-            "segment": b.segment,
-            "segments_fed": segs_fed,
-            "subtree": sub,
-            "points_mm": [_r(p) for p in b.points_mm],
-            "radius_start_mm": round(b.radius_start_mm, 3),
-            "radius_end_mm": round(b.radius_end_mm, 3),
-            "length_mm": round(b.length_mm(), 3),
-            "voxel_count": int(pb_counts[b.id]),
-            "territory_ml": round(float(ter_counts[b.id]) * vml, 6),
-            "territory_voxels": int(ter_counts[b.id]),
-            "subtree_territory_ml": round(float(sum(ter_counts[i] for i in sub)) * vml, 6),
-            "subtree_territory_voxels": int(sum(ter_counts[i] for i in sub)),
-        }
-    depth_h = _depths(hepatic_tree)
-    hepatic_info = {}
-    for b in hepatic_tree:
-        sub = descendants(hepatic_tree, b.id)
-        pts = b.points_mm.copy()
-        if b.id == 1:  # clip the IVC to the field of view for the record
-            pts[:, 2] = np.clip(pts[:, 2], grid.origin_mm[2], grid.origin_mm[2] + grid.spacing_mm[2] * (grid.shape[2] - 1))
-        hepatic_info[str(b.id)] = {
-            "name": b.name, "parent": b.parent, "children": list(b.children), "depth": depth_h[b.id],
-            "terminal": not b.children, "points_mm": [_r(p) for p in pts],
-            "radius_start_mm": round(b.radius_start_mm, 3), "radius_end_mm": round(b.radius_end_mm, 3),
-            "voxel_count": int(hb_counts[b.id]),
-            "territory_ml": round(float(hter_counts[b.id]) * vml, 6),
-            "territory_voxels": int(hter_counts[b.id]),
-            "subtree_territory_ml": round(float(sum(hter_counts[i] for i in sub)) * vml, 6),
-            "subtree_territory_voxels": int(sum(hter_counts[i] for i in sub)),
-        }
-
-    tum_info = []
-    for i, t in enumerate(tumour_specs, start=1):
-        c = A.to_world(np.asarray(t.centre_mm, float) * s)
-        r = float(t.radius_mm) * s
-        seg_in = np.bincount(tum_seg[tum_lab == i], minlength=9)
-        gp = _sphere_to_tree_gap(c, r, portal_tree)
-        gh = _sphere_to_tree_gap(c, r, hepatic_tree)
-        tree, g = ("portal", gp) if gp[0] <= gh[0] else ("hepatic", gh)
-        name = {b.id: b.name for b in (portal_tree if tree == "portal" else hepatic_tree)}[g[1]]
-        tum_info.append({
-            "id": i,
-            "centre_mm": _r(c),
-            "radius_mm": round(r, 4),
-            "volume_ml_analytic": round(4.0 / 3.0 * math.pi * r ** 3 / MM3_PER_ML, 6),
-            "volume_ml_voxels": round(float(tum_counts[i]) * vml, 6),
-            "voxel_count": int(tum_counts[i]),
-            "segment": int(seg_in[1:].argmax() + 1) if seg_in[1:].any() else None,
-            "segment_voxel_counts": {str(k): int(seg_in[k]) for k in SEGMENT_LABELS if seg_in[k]},
-            "clipped_to_liver": bool(tum_counts[i] < sphere_counts[i]),
-            "min_distance_to_portal_mm": round(gp[0], 3),
-            "min_distance_to_hepatic_mm": round(gh[0], 3),
-            "nearest_vessel": {
-                "tree": tree, "branch": int(g[1]), "name": name, "gap_mm": round(g[0], 3),
-                "vessel_radius_mm": round(g[2], 3), "vessel_diameter_mm": round(2 * g[2], 3),
-            },
-        })
-
-    cx, cy = A.ivc_xy
-    trunks = {}
-    for name, pts in hv_trunks.items():
-        d = pts[1] - pts[0]
-        trunks[name] = {
-            "junction_mm": _r(pts[0]),
-            "direction": _r(d / np.linalg.norm(d), 5),
-            "points_mm": [_r(p) for p in pts],
-        }
-
-    ivc_point = A.to_world([cx, cy, 0.0])
-
-    def vplane(phi):
-        u = A.unit(phi)
-        return {"point_mm": _r(ivc_point), "normal": _r(A.to_world([-u[1], u[0], 0.0]), 6),
-                "azimuth_deg": round(phi + A.rotation_deg, 6), "half_plane_direction": _r(A.to_world([u[0], u[1], 0.0]), 6)}
-
-    u0, u1 = A.to_world(A.umbilical_start), A.to_world(A.umbilical_end)
-    du = (u1 - u0) / np.linalg.norm(u1 - u0)
-    rot = A.rotation
     return {
         "generator": {"name": "hepatoplan.data_samples.phantom", "version": GENERATOR_VERSION, "seed": seed,
-                      "noise_hu": noise_hu, "scale": s, "rotation_deg": A.rotation_deg},
+                      "noise_hu": noise_hu, "scale": A.s, "rotation_deg": A.rotation_deg},
         "geometry": {
             "shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm), "origin_mm": list(grid.origin_mm),
             "affine_ras": [list(map(float, row)) for row in grid.affine],
@@ -1022,43 +949,15 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
         "segments": {
             "volumes_ml": {str(k): round(float(seg_counts[k]) * vml, 6) for k in SEGMENT_LABELS},
             "voxel_counts": {str(k): int(seg_counts[k]) for k in SEGMENT_LABELS},
-            "reassigned_voxels": int(reassigned),
+            "reassigned_voxels": int(parts.reassigned),
             "segment_4_split_ml": {"4a": round(float(seg4_cranial) * vml, 6),
                                    "4b": round(float(seg_counts[4] - seg4_cranial) * vml, 6),
                                    "rule": "4a cranial, 4b caudal to the transverse portal plane"},
         },
-        "tumours": tum_info,
-        "portal_branches": portal_info,
-        "hepatic_branches": hepatic_info,
-        "landmarks": {
-            "portal_bifurcation_mm": _r(A.to_world(A.bifurcation)),
-            "portal_root_mm": _r(portal_tree[0].points_mm[0]),
-            "transverse_portal_plane_z_mm": round(A.z_b, 4),
-            "ivc_axis": {"point_mm": _r(ivc_point), "direction": [0.0, 0.0, 1.0], "radius_mm": round(A.ivc_radius, 4)},
-            "hepatic_vein_trunks": trunks,
-            "umbilical_portion": {"start_mm": _r(u0), "end_mm": _r(u1), "direction": _r(du, 6)},
-            "scissurae": {
-                "right": vplane(A.phi_rhv_deg),
-                "middle": vplane(A.phi_mhv_deg),
-                "right_posterior_closure": vplane(A.phi_post_deg),
-                "umbilical": {"point_mm": _r(u0), "normal": _r([-du[1], du[0], 0.0], 6)},
-            },
-            "anatomical_frame": {
-                "rotation_deg_about_z": A.rotation_deg, "origin_mm": [0.0, 0.0, 0.0],
-                "x_axis": _r(rot[:, 0], 6), "y_axis": _r(rot[:, 1], 6), "z_axis": [0.0, 0.0, 1.0],
-                "note": "world = rotation @ anatomical; identical to world when rotation_deg_about_z is 0",
-            },
-            "caudate": {
-                "frame": "anatomical (x, y below are landmarks.anatomical_frame coordinates)",
-                "anterior_plane_y_mm": round(float(A.caudate_anterior_y), 4),
-                "top_plane_z_mm": round(float(A.caudate_top_z), 4),
-                "top_plane_slope": A.caudate_top_slope,
-                "rule": "liver in the IVC's left sector (between scissurae.middle and "
-                        "scissurae.right_posterior_closure), right of scissurae.umbilical, "
-                        "y < anterior_plane_y_mm and "
-                        "z < top_plane_z_mm + top_plane_slope * (anterior_plane_y_mm - y)",
-            },
-        },
+        "tumours": _tumour_truth(A, parts, tum_counts, vml),
+        "portal_branches": _portal_truth(parts, pb_counts, vml),
+        "hepatic_branches": _hepatic_truth(parts, grid, hb_counts, vml),
+        "landmarks": _landmarks_truth(A, parts),
         "conventions": {
             "arrays": "canonical RAS+: axis 0 -> patient Right, 1 -> Anterior, 2 -> Superior",
             "liver": "organ minus the IVC lumen; intrahepatic portal/hepatic veins and tumours are liver",
@@ -1067,6 +966,157 @@ def _truth(A, grid, *, liver, segments, tumours_arr, tumour_specs, portal_tree, 
             "segments": "Couinaud 1..8 (4 not split) on every liver voxel; plane-based, see landmarks.scissurae",
             "territories": "liver voxel -> branch of nearest portal (hepatic) voxel in mm; portal subtree_territory = "
                            "devascularised if the branch is cut at its origin, hepatic subtree_territory = congested",
+        },
+    }
+
+
+def _descendants(tree: list[Branch], bid: int) -> list[int]:
+    """Ids of branch ``bid`` and of every branch downstream of it, sorted."""
+    by_id = {b.id: b for b in tree}
+    out, stack = [], [bid]
+    while stack:
+        c = stack.pop()
+        out.append(c)
+        stack.extend(by_id[c].children)
+    return sorted(out)
+
+
+def _territory_truth(counts: np.ndarray, branch_id: int, subtree: list[int], vml: float) -> dict:
+    """A branch's own and its subtree's nearest-branch territories (mL and voxels)."""
+    return {
+        "territory_ml": round(float(counts[branch_id]) * vml, 6),
+        "territory_voxels": int(counts[branch_id]),
+        "subtree_territory_ml": round(float(sum(counts[i] for i in subtree)) * vml, 6),
+        "subtree_territory_voxels": int(sum(counts[i] for i in subtree)),
+    }
+
+
+def _portal_truth(parts: _PhantomParts, pb_counts: np.ndarray, vml: float) -> dict:
+    tree = parts.portal_tree
+    ter_counts = _label_counts(parts.portal_territories, len(tree) + 1)
+    depth = _depths(tree)
+    info = {}
+    for b in tree:
+        sub = _descendants(tree, b.id)
+        info[str(b.id)] = {
+            "name": b.name,
+            "parent": b.parent,
+            "children": list(b.children),
+            "depth": depth[b.id],
+            "terminal": not b.children,
+            "segment": b.segment,
+            "segments_fed": sorted({x.segment for x in tree if x.id in sub and x.segment is not None}),
+            "subtree": sub,
+            "points_mm": [_r(p) for p in b.points_mm],
+            "radius_start_mm": round(b.radius_start_mm, 3),
+            "radius_end_mm": round(b.radius_end_mm, 3),
+            "length_mm": round(b.length_mm(), 3),
+            "voxel_count": int(pb_counts[b.id]),
+            **_territory_truth(ter_counts, b.id, sub, vml),
+        }
+    return info
+
+
+def _hepatic_truth(parts: _PhantomParts, grid: _Grid, hb_counts: np.ndarray, vml: float) -> dict:
+    tree = parts.hepatic_tree
+    ter_counts = _label_counts(parts.hepatic_territories, len(tree) + 1)
+    depth = _depths(tree)
+    info = {}
+    for b in tree:
+        pts = b.points_mm.copy()
+        if b.id == 1:  # clip the IVC to the field of view for the record
+            pts[:, 2] = np.clip(pts[:, 2], grid.origin_mm[2], grid.origin_mm[2] + grid.spacing_mm[2] * (grid.shape[2] - 1))
+        info[str(b.id)] = {
+            "name": b.name, "parent": b.parent, "children": list(b.children), "depth": depth[b.id],
+            "terminal": not b.children, "points_mm": [_r(p) for p in pts],
+            "radius_start_mm": round(b.radius_start_mm, 3), "radius_end_mm": round(b.radius_end_mm, 3),
+            "voxel_count": int(hb_counts[b.id]),
+            **_territory_truth(ter_counts, b.id, _descendants(tree, b.id), vml),
+        }
+    return info
+
+
+def _tumour_truth(A: _Anatomy, parts: _PhantomParts, tum_counts: np.ndarray, vml: float) -> list[dict]:
+    tum_idx = np.nonzero(parts.tumours)
+    tum_lab = parts.tumours[tum_idx]
+    tum_seg = parts.segments[tum_idx]
+    del tum_idx
+    info = []
+    for i, t in enumerate(parts.tumour_specs, start=1):
+        c = A.to_world(np.asarray(t.centre_mm, float) * A.s)
+        r = float(t.radius_mm) * A.s
+        seg_in = np.bincount(tum_seg[tum_lab == i], minlength=9)
+        gp = _sphere_to_tree_gap(c, r, parts.portal_tree)
+        gh = _sphere_to_tree_gap(c, r, parts.hepatic_tree)
+        tree, g = ("portal", gp) if gp[0] <= gh[0] else ("hepatic", gh)
+        name = {b.id: b.name for b in (parts.portal_tree if tree == "portal" else parts.hepatic_tree)}[g[1]]
+        info.append({
+            "id": i,
+            "centre_mm": _r(c),
+            "radius_mm": round(r, 4),
+            "volume_ml_analytic": round(4.0 / 3.0 * math.pi * r ** 3 / MM3_PER_ML, 6),
+            "volume_ml_voxels": round(float(tum_counts[i]) * vml, 6),
+            "voxel_count": int(tum_counts[i]),
+            "segment": int(seg_in[1:].argmax() + 1) if seg_in[1:].any() else None,
+            "segment_voxel_counts": {str(k): int(seg_in[k]) for k in SEGMENT_LABELS if seg_in[k]},
+            "clipped_to_liver": bool(tum_counts[i] < parts.sphere_counts[i]),
+            "min_distance_to_portal_mm": round(gp[0], 3),
+            "min_distance_to_hepatic_mm": round(gh[0], 3),
+            "nearest_vessel": {
+                "tree": tree, "branch": int(g[1]), "name": name, "gap_mm": round(g[0], 3),
+                "vessel_radius_mm": round(g[2], 3), "vessel_diameter_mm": round(2 * g[2], 3),
+            },
+        })
+    return info
+
+
+def _landmarks_truth(A: _Anatomy, parts: _PhantomParts) -> dict:
+    trunks = {}
+    for name, pts in parts.hv_trunks.items():
+        d = pts[1] - pts[0]
+        trunks[name] = {
+            "junction_mm": _r(pts[0]),
+            "direction": _r(d / np.linalg.norm(d), 5),
+            "points_mm": [_r(p) for p in pts],
+        }
+    cx, cy = A.ivc_xy
+    ivc_point = A.to_world([cx, cy, 0.0])
+
+    def vplane(phi):
+        u = A.unit(phi)
+        return {"point_mm": _r(ivc_point), "normal": _r(A.to_world([-u[1], u[0], 0.0]), 6),
+                "azimuth_deg": round(phi + A.rotation_deg, 6), "half_plane_direction": _r(A.to_world([u[0], u[1], 0.0]), 6)}
+
+    u0, u1 = A.to_world(A.umbilical_start), A.to_world(A.umbilical_end)
+    du = (u1 - u0) / np.linalg.norm(u1 - u0)
+    rot = A.rotation
+    return {
+        "portal_bifurcation_mm": _r(A.to_world(A.bifurcation)),
+        "portal_root_mm": _r(parts.portal_tree[0].points_mm[0]),
+        "transverse_portal_plane_z_mm": round(A.z_b, 4),
+        "ivc_axis": {"point_mm": _r(ivc_point), "direction": [0.0, 0.0, 1.0], "radius_mm": round(A.ivc_radius, 4)},
+        "hepatic_vein_trunks": trunks,
+        "umbilical_portion": {"start_mm": _r(u0), "end_mm": _r(u1), "direction": _r(du, 6)},
+        "scissurae": {
+            "right": vplane(A.phi_rhv_deg),
+            "middle": vplane(A.phi_mhv_deg),
+            "right_posterior_closure": vplane(A.phi_post_deg),
+            "umbilical": {"point_mm": _r(u0), "normal": _r([-du[1], du[0], 0.0], 6)},
+        },
+        "anatomical_frame": {
+            "rotation_deg_about_z": A.rotation_deg, "origin_mm": [0.0, 0.0, 0.0],
+            "x_axis": _r(rot[:, 0], 6), "y_axis": _r(rot[:, 1], 6), "z_axis": [0.0, 0.0, 1.0],
+            "note": "world = rotation @ anatomical; identical to world when rotation_deg_about_z is 0",
+        },
+        "caudate": {
+            "frame": "anatomical (x, y below are landmarks.anatomical_frame coordinates)",
+            "anterior_plane_y_mm": round(float(A.caudate_anterior_y), 4),
+            "top_plane_z_mm": round(float(A.caudate_top_z), 4),
+            "top_plane_slope": A.caudate_top_slope,
+            "rule": "liver in the IVC's left sector (between scissurae.middle and "
+                    "scissurae.right_posterior_closure), right of scissurae.umbilical, "
+                    "y < anterior_plane_y_mm and "
+                    "z < top_plane_z_mm + top_plane_slope * (anterior_plane_y_mm - y)",
         },
     }
 

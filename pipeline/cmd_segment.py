@@ -3,7 +3,8 @@
 Reads the image (any format :mod:`hepatoplan.pipeline.io` reads, or a DICOM folder), runs
 :func:`hepatoplan.segmentation.segment_study` on the canonical RAS+ array and writes, on the input's own grid,
 ``liver.nii.gz``, ``tumours.nii.gz`` (instances 1..N), ``portal_vein.nii.gz``,
-``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, provenance)
+``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, the
+algorithms' parameters, provenance)
 into ``--out``. Everything is computed before anything is written, and files are written into a
 temporary folder beside ``--out`` and then moved in, so a failed run leaves no partial output.
 """
@@ -15,6 +16,7 @@ import logging
 import resource
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from hepatoplan import __version__
@@ -75,6 +77,7 @@ def run(args) -> int:
         "command": "segment",
         "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path)}},
         "options": {"modality": args.modality, "series_uid": args.series_uid},
+        "parameters": asdict(result.parameters),
         "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
         "outputs": {
             "liver.nii.gz": "1 = liver (tumours and intrahepatic vessels included)",

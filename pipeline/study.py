@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -238,9 +238,10 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     for name in ("liver", "portal", "hepatic"):
         if name in arrays and name not in sources:
             sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
-    details = {}
+    details, parameters = {}, {}
     if wanted:
-        details["segmentation"] = _segment_missing(ct, arrays, sources, wanted, modality=options.modality)
+        details["segmentation"], parameters["segmentation"] = _segment_missing(
+            ct, arrays, sources, wanted, modality=options.modality)
     if "liver" not in arrays:
         raise InputError(
             "no liver mask: give --liver FILE (or --totalsegmentator FILE), or drop --no-auto to "
@@ -248,6 +249,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
         )
     study = build_study(ct, arrays, sources=sources)
     study.details.update(details)
+    study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
     if study.segments is None and study.portal is not None and study.hepatic is not None:
@@ -275,26 +277,32 @@ def _automatic_masks(given: set[str]) -> list[str]:
     return wanted
 
 
-def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *, modality: str) -> dict:
-    """Run the classical segmentation for the ``wanted`` masks (in place); return its report."""
-    from hepatoplan.segmentation import segment_study, segment_tumours, segment_vessels
+def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[str], *,
+                     modality: str) -> tuple[dict, dict]:
+    """Run the classical segmentation for the ``wanted`` masks (in place); return its report and
+    the parameters of the algorithms that ran (``dataclasses.asdict``)."""
+    from hepatoplan.segmentation import SegmentationParams, segment_study, segment_tumours, segment_vessels
 
     spacing = ct.spacing_mm
+    params = SegmentationParams()
     found: dict[str, np.ndarray] = {}
     if "liver" in wanted:
-        seg = segment_study(ct.array, spacing_mm=spacing, modality=modality)
+        seg = segment_study(ct.array, spacing_mm=spacing, modality=modality, params=params)
         found = {"liver": seg.liver, "tumours": seg.tumours, "portal": seg.portal_vein,
                  "hepatic": seg.hepatic_veins}
-        report = seg.report
+        report, used = seg.report, asdict(params)
     else:
         liver = arrays["liver"] > 0
-        report = {}
+        report, used = {}, {}
         if "tumours" in wanted:
-            found["tumours"], report["tumours"] = segment_tumours(ct.array, liver, spacing_mm=spacing)
+            found["tumours"], report["tumours"] = segment_tumours(ct.array, liver, spacing_mm=spacing,
+                                                                  params=params.tumours)
+            used["tumours"] = asdict(params.tumours)
         if "portal" in wanted or "hepatic" in wanted:
             found["portal"], found["hepatic"], report["vessels"] = segment_vessels(
-                ct.array, liver, spacing_mm=spacing
+                ct.array, liver, spacing_mm=spacing, params=params.vessels
             )
+            used["vessels"] = asdict(params.vessels)
         # the parts' flags gathered as segment_study gathers them
         report["qc_flags"] = [f"{part}: {flag}" for part, info in report.items()
                               for flag in info.get("qc_flags", [])]
@@ -303,7 +311,7 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
             arrays[name] = found[name]
             sources[name] = "automatic (segmentation)"
     log.info("segmented automatically: %s", ", ".join(n for n in wanted if n in found))
-    return report
+    return report, used
 
 
 def _derive_segments(study: Study) -> None:

@@ -122,6 +122,26 @@ def _passes(value: float, threshold: float) -> bool:
     return value >= threshold - _REL_TOL * abs(threshold)
 
 
+def _volume_criterion(name: str, value_percent: float, threshold_percent: float, remnant_ml: float,
+                      required_ml: float, reference: str) -> Criterion:
+    """A criterion met when the remnant reaches ``required_ml`` (its value and threshold in %)."""
+    return Criterion(name=name, value=value_percent, threshold=threshold_percent, unit="%",
+                     passed=_passes(remnant_ml, required_ml), required_ml=required_ml, reference=reference)
+
+
+def _kgr_criterion(kgr_percent_per_week: float) -> Criterion:
+    """Kinetic growth rate after PVE >= 2 %/week (Shindoh 2013); not a volume criterion."""
+    return Criterion(
+        name="kgr_percent_per_week",
+        value=kgr_percent_per_week,
+        threshold=KGR_MIN_PERCENT_PER_WEEK,
+        unit="%/week",
+        passed=_passes(kgr_percent_per_week, KGR_MIN_PERCENT_PER_WEEK),
+        required_ml=None,
+        reference="kinetic growth rate after PVE >= 2 %/week (Shindoh 2013)",
+    )
+
+
 def assess_remnant(
     *,
     remnant_ml: float,
@@ -181,66 +201,28 @@ def assess_remnant(
         raise InputError("height_cm was given without weight_kg: give both to compute the sFLR")
 
     flr_pct = 100.0 * remnant / functional
-    thr_source = "user override" if threshold_percent is not None else f"{key} parenchyma default"
-    criteria = [
-        Criterion(
-            name="flr_percent",
-            value=flr_pct,
-            threshold=thr,
-            unit="%",
-            passed=_passes(remnant, thr / 100.0 * functional),
-            required_ml=thr / 100.0 * functional,
-            reference=f"FLR / functional liver volume >= {thr:g} % ({thr_source}; hepatoplan.planning.thresholds)",
-        )
-    ]
-
-    bsa = telv = sflr = fbw = None
+    source = "user override" if threshold_percent is not None else f"{key} parenchyma default"
+    criteria = [_volume_criterion(
+        "flr_percent", flr_pct, thr, remnant, thr / 100.0 * functional,
+        f"FLR / functional liver volume >= {thr:g} % ({source}; hepatoplan.planning.thresholds)")]
+    bsa = telv = sflr = fbw = kgr = None
     if height_cm is not None:
         bsa = bsa_mosteller_m2(height_cm=height_cm, weight_kg=weight_kg)
         telv = TELV_FORMULAS[telv_formula](bsa_m2=bsa)
         sflr = 100.0 * remnant / telv
-        required = thr / 100.0 * telv
-        criteria.append(
-            Criterion(
-                name="sflr_percent",
-                value=sflr,
-                threshold=thr,
-                unit="%",
-                passed=_passes(remnant, required),
-                required_ml=required,
-                reference=f"standardized FLR = FLR / TELV ({telv_formula}, BSA Mosteller) >= {thr:g} %"
-                " (Vauthey 2002; Kishi 2009)",
-            )
-        )
+        criteria.append(_volume_criterion(
+            "sflr_percent", sflr, thr, remnant, thr / 100.0 * telv,
+            f"standardized FLR = FLR / TELV ({telv_formula}, BSA Mosteller) >= {thr:g} % (Vauthey 2002; Kishi 2009)"))
     if weight_kg is not None:
         fbw = flr_to_body_weight_percent(flr_ml=remnant, weight_kg=weight_kg)
         w = _validate.positive("weight_kg", weight_kg)
-        required = FLR_TO_BODY_WEIGHT_MIN_PERCENT / 100.0 * w * G_PER_KG / LIVER_DENSITY_G_PER_ML
-        criteria.append(
-            Criterion(
-                name="flr_to_body_weight_percent",
-                value=fbw,
-                threshold=FLR_TO_BODY_WEIGHT_MIN_PERCENT,
-                unit="%",
-                passed=_passes(remnant, required),
-                required_ml=required,
-                reference="FLR (1 g/mL) / body weight >= 0.5 % (Truant 2007)",
-            )
-        )
-    kgr = None
+        criteria.append(_volume_criterion(
+            "flr_to_body_weight_percent", fbw, FLR_TO_BODY_WEIGHT_MIN_PERCENT, remnant,
+            FLR_TO_BODY_WEIGHT_MIN_PERCENT / 100.0 * w * G_PER_KG / LIVER_DENSITY_G_PER_ML,
+            "FLR (1 g/mL) / body weight >= 0.5 % (Truant 2007)"))
     if kgr_percent_per_week is not None:
         kgr = _validate.finite("kgr_percent_per_week", kgr_percent_per_week)
-        criteria.append(
-            Criterion(
-                name="kgr_percent_per_week",
-                value=kgr,
-                threshold=KGR_MIN_PERCENT_PER_WEEK,
-                unit="%/week",
-                passed=_passes(kgr, KGR_MIN_PERCENT_PER_WEEK),
-                required_ml=None,
-                reference="kinetic growth rate after PVE >= 2 %/week (Shindoh 2013)",
-            )
-        )
+        criteria.append(_kgr_criterion(kgr))
 
     volume_criteria = [c for c in criteria if c.required_ml is not None]
     binding = max(volume_criteria, key=lambda c: c.required_ml)
@@ -248,21 +230,10 @@ def assess_remnant(
     adequate = all(c.passed for c in criteria)
     shortfall = 0.0 if _passes(remnant, min_ml) else min_ml - remnant
     return RemnantAssessment(
-        parenchyma=key,
-        threshold_percent=thr,
-        remnant_ml=remnant,
-        functional_liver_ml=functional,
-        flr_percent=flr_pct,
-        min_remnant_ml=min_ml,
-        binding_criterion=binding.name,
-        verdict="adequate" if adequate else "inadequate",
-        shortfall_ml=shortfall,
-        recurrence_reserve_ml=remnant - min_ml,
-        bsa_m2=bsa,
-        telv_ml=telv,
-        telv_formula=telv_formula if telv is not None else None,
-        sflr_percent=sflr,
-        flr_to_body_weight_percent=fbw,
-        kgr_percent_per_week=kgr,
-        criteria=tuple(criteria),
+        parenchyma=key, threshold_percent=thr, remnant_ml=remnant, functional_liver_ml=functional,
+        flr_percent=flr_pct, min_remnant_ml=min_ml, binding_criterion=binding.name,
+        verdict="adequate" if adequate else "inadequate", shortfall_ml=shortfall,
+        recurrence_reserve_ml=remnant - min_ml, bsa_m2=bsa, telv_ml=telv,
+        telv_formula=telv_formula if telv is not None else None, sflr_percent=sflr,
+        flr_to_body_weight_percent=fbw, kgr_percent_per_week=kgr, criteria=tuple(criteria),
     )

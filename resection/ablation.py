@@ -51,10 +51,35 @@ from hepatoplan.units import voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
-#: Vessels at least this wide (mm) near an ablation zone cool it (heat sink).
-HEAT_SINK_DIAMETER_MM = 3.0
 #: Default ablative margin (mm) around the tumour.
 DEFAULT_ABLATION_MARGIN_MM = 5.0
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    """Constants of :func:`ablation_zone` (today's values are the defaults).
+
+    Attributes
+    ----------
+    heat_sink_diameter_mm : float
+        Vessels at least this wide (mm) within the zone or the tumour's margin cool it (heat
+        sink): 3 mm, the diameter above which perivascular radiofrequency ablation was incomplete
+        in Lu DSK et al., J Vasc Interv Radiol 2003;14:1267-74 (literature, not fitted here).
+    vessel_search_pad_mm : float
+        The vessel masks are examined in the zone's box grown by this much (mm), so that a vessel
+        whose axis lies outside the zone but whose wall enters it is measured with its whole
+        thickness (tubes up to 30 mm wide: the IVC is about 25 mm). A geometric allowance, not
+        fitted.
+    """
+
+    heat_sink_diameter_mm: float = 3.0
+    vessel_search_pad_mm: float = 15.0
+
+    def __post_init__(self):
+        for name in ("heat_sink_diameter_mm", "vessel_search_pad_mm"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise InputError(f"AblationParams.{name} must be a distance > 0 mm, got {value!r}")
 
 
 _ABLATE = re.compile(r"^ablate:(?P<id>\d+)(?:@(?P<radius>[-+0-9.eE]+|nan|inf))?$")
@@ -201,7 +226,7 @@ def ablation_zone(
     liver: np.ndarray | None = None,
     portal: np.ndarray | None = None,
     hepatic: np.ndarray | None = None,
-    heat_sink_diameter_mm: float = HEAT_SINK_DIAMETER_MM,
+    params: AblationParams = AblationParams(),
 ) -> AblationZone:
     """A spherical ablation zone around one tumour: coverage, volume, heat-sink warning.
 
@@ -222,8 +247,8 @@ def ablation_zone(
         Liver mask: the zone's fraction is restricted to it and ``ablated_liver_ml`` reported.
     portal, hepatic : ndarray of bool, optional
         Vessel masks searched for heat sinks (``hepatic`` may include the IVC).
-    heat_sink_diameter_mm : float
-        Smallest vessel diameter that triggers the warning (3 mm).
+    params : AblationParams
+        The heat-sink diameter (3 mm) and the vessel search box.
 
     Returns
     -------
@@ -245,70 +270,22 @@ def ablation_zone(
         raise InputError(f"ablation radius_mm must be a distance > 0 mm (e.g. 'ablate:2@15'), got {radius_mm!r}")
     if not (_real(margin_mm) and 0 <= margin_mm < 100):
         raise InputError(f"ablation margin_mm must be a distance >= 0 mm, got {margin_mm!r}")
-    if not (math.isfinite(heat_sink_diameter_mm) and heat_sink_diameter_mm > 0):
-        raise InputError(f"heat_sink_diameter_mm must be > 0 mm, got {heat_sink_diameter_mm!r}")
     if not tumour.any():
         raise InputError("tumour: the tumour mask is empty; pick a tumour id present in the tumour map")
-    sp = np.asarray(spacing)
-    if centre_index is None:
-        centre = np.argwhere(tumour).mean(axis=0)
-    else:
-        centre = np.asarray(centre_index, float)
-        if centre.shape != (3,) or not np.all((centre >= -0.5) & (centre <= np.array(tumour.shape) - 0.5)):
-            raise InputError(f"centre_index must be 3 voxel indices inside the array {tumour.shape}, got {centre_index!r}")
-
-    # tumour extent from the centre (on the tumour's padded box)
-    tpad = [int(np.ceil(2 * max(spacing) / s)) + 2 for s in spacing]
-    tbox = padded_box(bounding_box(tumour), tpad, tumour.shape)
-    from .surface import surface_distance  # scipy's ndimage and spatial: only ablations need them
-
-    t_signed = surface_distance(tumour[tbox], spacing_mm=spacing, band_mm=float(margin_mm) + 2 * max(spacing),
-                                depth_mm=max(spacing)).distance_mm
-    pts = np.argwhere(tumour[tbox])
-    d_t = np.linalg.norm((pts + [b.start for b in tbox] - centre) * sp, axis=1)
-    extent = float((d_t - t_signed[tuple(pts.T)]).max())
+    centre = _zone_centre(tumour, centre_index)
+    extent = _TumourExtent.measure(tumour, centre, spacing, margin_mm)
     fitted = radius_mm is None
-    radius = extent + float(margin_mm) if fitted else float(radius_mm)
-
-    # work box: zone ∪ tumour+margin, plus room for vessel thickness
-    reach = max(radius, extent + margin_mm) + 2 * max(spacing)
-    vessel_pad = 15.0
-    lo = np.floor(centre - (reach + vessel_pad) / sp).astype(int)
-    hi = np.ceil(centre + (reach + vessel_pad) / sp).astype(int) + 1
-    box = tuple(slice(max(int(a), 0), min(int(b), n)) for a, b, n in zip(lo, hi, tumour.shape))
-    origin = np.array([b.start for b in box])
-    grids = np.ogrid[tuple(slice(0, b.stop - b.start) for b in box)]
-    rel = [(g + o - c) * s for g, o, c, s in zip(grids, origin, centre, sp)]
-    dist = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        width = sum(s * np.abs(r) for s, r in zip(sp, rel)) / dist
-    width = np.where(dist > 0, width, sp.mean())
-    frac = np.clip((radius + 0.5 * width - dist) / width, 0.0, 1.0).astype(np.float32)
+    radius = extent.extent_mm + float(margin_mm) if fitted else float(radius_mm)
+    zone = _ZoneBox.around(centre, max(radius, extent.extent_mm + margin_mm) + 2 * max(spacing)
+                           + params.vessel_search_pad_mm, tumour.shape, spacing)
+    frac = zone.fraction(radius)
     if liver is not None:
-        frac *= np.asarray(liver)[box] > 0
+        frac *= np.asarray(liver)[zone.box] > 0
     full = np.zeros(tumour.shape, np.float32)
-    full[box] = frac
-    unit_ml = voxel_volume_ml(spacing)
-    ablated_ml = float(frac.sum(dtype=np.float64)) * unit_ml if liver is not None else None
-
-    # heat sinks: vessels ≥ D mm wide within the zone or the tumour's margin
-    tumour_mm = np.full(dist.shape, np.inf, np.float32)  # signed distance to the tumour, mm
-    inner = tuple(slice(t.start - b.start, t.stop - b.start) for t, b in zip(tbox, box))
-    if all(i.start >= 0 and i.stop <= b.stop - b.start for i, b in zip(inner, box)):
-        tumour_mm[inner] = t_signed
-    outside_t = ~np.isfinite(tumour_mm)
-    if outside_t.any():  # beyond the tumour's small box: distance to its voxels' surface
-        tumour_mm[outside_t] = (edt.edt(~tumour[box], anisotropy=spacing, black_border=False)
-                                - 0.5 * min(spacing))[outside_t]
-    region = (dist <= radius) | (tumour_mm <= margin_mm)
-    vessels = []
-    for tree, mask in (("portal", portal), ("hepatic", hepatic)):
-        if mask is None:
-            continue
-        vessels += _thick_pieces(tree, np.asarray(mask)[box] > 0, region, tumour_mm, spacing,
-                                 heat_sink_diameter_mm, origin)
-    vessels.sort(key=lambda v: v.min_distance_to_tumour_mm)
-    coverage = radius - extent
+    full[zone.box] = frac
+    vessels = _heat_sinks(zone, extent, tumour, radius, margin_mm, {"portal": portal, "hepatic": hepatic},
+                          params.heat_sink_diameter_mm)
+    coverage = radius - extent.extent_mm
     return AblationZone(
         fraction=full,
         centre_index=tuple(round(float(v), 3) for v in centre),
@@ -316,16 +293,101 @@ def ablation_zone(
         radius_mm=radius,
         radius_fitted=fitted,
         zone_ml=4.0 / 3.0 * math.pi * radius**3 / MM3_PER_ML,
-        ablated_liver_ml=ablated_ml,
-        tumour_extent_mm=extent,
+        ablated_liver_ml=float(frac.sum(dtype=np.float64)) * voxel_volume_ml(spacing) if liver is not None else None,
+        tumour_extent_mm=extent.extent_mm,
         min_coverage_margin_mm=coverage,
         margin_mm=float(margin_mm),
         covers_tumour=coverage >= 0.0,
         covers_tumour_and_margin=coverage >= float(margin_mm) - 1e-9,
         heat_sink_warning=bool(vessels),
-        heat_sink_diameter_mm=float(heat_sink_diameter_mm),
+        heat_sink_diameter_mm=float(params.heat_sink_diameter_mm),
         heat_sink_vessels=vessels,
     )
+
+
+def _zone_centre(tumour: np.ndarray, centre_index) -> np.ndarray:
+    """The zone's centre in voxel indices: ``centre_index`` checked, or the tumour's centroid."""
+    if centre_index is None:
+        return np.argwhere(tumour).mean(axis=0)
+    centre = np.asarray(centre_index, float)
+    if centre.shape != (3,) or not np.all((centre >= -0.5) & (centre <= np.array(tumour.shape) - 0.5)):
+        raise InputError(f"centre_index must be 3 voxel indices inside the array {tumour.shape}, got {centre_index!r}")
+    return centre
+
+
+@dataclass(frozen=True, eq=False)
+class _TumourExtent:
+    """The tumour's smooth-surface signed distance (mm) on its padded box, and its extent ``R_t``
+    from the zone's centre (mm)."""
+
+    box: tuple[slice, ...]
+    signed_mm: np.ndarray
+    extent_mm: float
+
+    @classmethod
+    def measure(cls, tumour, centre, spacing, margin_mm) -> _TumourExtent:
+        tpad = [int(np.ceil(2 * max(spacing) / s)) + 2 for s in spacing]
+        box = padded_box(bounding_box(tumour), tpad, tumour.shape)
+        from .surface import surface_distance  # scipy's ndimage and spatial: only ablations need them
+
+        signed = surface_distance(tumour[box], spacing_mm=spacing, band_mm=float(margin_mm) + 2 * max(spacing),
+                                  depth_mm=max(spacing)).distance_mm
+        pts = np.argwhere(tumour[box])
+        d_t = np.linalg.norm((pts + [b.start for b in box] - centre) * np.asarray(spacing), axis=1)
+        return cls(box, signed, float((d_t - signed[tuple(pts.T)]).max()))
+
+
+@dataclass(frozen=True, eq=False)
+class _ZoneBox:
+    """The work box around the zone's centre: its slices, first voxel, and each voxel's distance
+    from the centre and extent along the radial direction (mm)."""
+
+    box: tuple[slice, ...]
+    origin: np.ndarray
+    distance_mm: np.ndarray
+    width_mm: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+    @classmethod
+    def around(cls, centre, reach_mm: float, shape, spacing) -> _ZoneBox:
+        sp = np.asarray(spacing)
+        lo = np.floor(centre - reach_mm / sp).astype(int)
+        hi = np.ceil(centre + reach_mm / sp).astype(int) + 1
+        box = tuple(slice(max(int(a), 0), min(int(b), n)) for a, b, n in zip(lo, hi, shape))
+        origin = np.array([b.start for b in box])
+        grids = np.ogrid[tuple(slice(0, b.stop - b.start) for b in box)]
+        rel = [(g + o - c) * s for g, o, c, s in zip(grids, origin, centre, sp)]
+        dist = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            width = sum(s * np.abs(r) for s, r in zip(sp, rel)) / dist
+        return cls(box, origin, dist, np.where(dist > 0, width, sp.mean()), spacing)
+
+    def fraction(self, radius_mm: float) -> np.ndarray:
+        """Share of each voxel inside the sphere (the linear ramp of the module notes)."""
+        w = self.width_mm
+        return np.clip((radius_mm + 0.5 * w - self.distance_mm) / w, 0.0, 1.0).astype(np.float32)
+
+
+def _heat_sinks(zone: _ZoneBox, extent: _TumourExtent, tumour, radius_mm, margin_mm, trees: dict,
+                diameter_mm: float) -> list[HeatSinkVessel]:
+    """Vessel pieces at least ``diameter_mm`` wide within the zone or the tumour's margin, nearest first."""
+    box, spacing = zone.box, zone.spacing_mm
+    tumour_mm = np.full(zone.distance_mm.shape, np.inf, np.float32)  # signed distance to the tumour, mm
+    inner = tuple(slice(t.start - b.start, t.stop - b.start) for t, b in zip(extent.box, box))
+    if all(i.start >= 0 and i.stop <= b.stop - b.start for i, b in zip(inner, box)):
+        tumour_mm[inner] = extent.signed_mm
+    outside_t = ~np.isfinite(tumour_mm)
+    if outside_t.any():  # beyond the tumour's small box: distance to its voxels' surface
+        tumour_mm[outside_t] = (edt.edt(~tumour[box], anisotropy=spacing, black_border=False)
+                                - 0.5 * min(spacing))[outside_t]
+    region = (zone.distance_mm <= radius_mm) | (tumour_mm <= margin_mm)
+    vessels = []
+    for tree, mask in trees.items():
+        if mask is not None:
+            vessels += _thick_pieces(tree, np.asarray(mask)[box] > 0, region, tumour_mm, spacing,
+                                     diameter_mm, zone.origin)
+    vessels.sort(key=lambda v: v.min_distance_to_tumour_mm)
+    return vessels
 
 
 def _thick_pieces(tree, vessel, region, tumour_mm, spacing, diameter_mm, origin):

@@ -176,6 +176,67 @@ def sparing_wedge(
         if arr is not None and np.shape(arr) != tumour.shape:
             raise InputError(f"{name}: shape {np.shape(arr)} differs from the tumour's {tumour.shape}; "
                              "give every mask on one grid.")
+    modulated = _check_margins(margin_mm, near_vessel_margin_mm, near_vessel_distance_mm, major_vessels)
+    if not tumour.any():
+        raise InputError(f"tumour {tumour_id}: the tumour mask is empty")
+
+    biggest = max(margin_mm, near_vessel_margin_mm or 0.0)
+    reach = biggest + (near_vessel_distance_mm or 0.0) + 3 * max(spacing)
+    box = padded_box(bounding_box(tumour), [int(np.ceil(reach / s)) + 2 for s in spacing], tumour.shape)
+    w = _WedgeBox.crop(box, tumour, liver, major_vessels, protected, spacing)
+    # the lead's narrow band (margin + 2 voxels): identical values where any fraction is non-zero
+    distance = surface_distance(w.tumour, spacing_mm=spacing, band_mm=biggest + 2 * max(spacing),
+                                depth_mm=max(spacing))
+    margin, near_percent = np.full(w.tumour.shape, float(margin_mm), np.float32), 0.0
+    if modulated:
+        margin, near_percent = _modulated_margin(w, margin, near_vessel_margin_mm, near_vessel_distance_mm)
+    frac = _wedge_fraction(w, distance, margin, biggest)
+    thinnest = _thinnest_clearance(w, distance, frac)
+    vascular_r1, gap = _protected_contact(w, distance) if protected is not None else (False, None)
+
+    full = np.zeros(tumour.shape, np.float32)
+    full[box] = frac
+    outcome = SparingOutcome(
+        id=int(tumour_id),
+        resected_ml=float(frac.sum(dtype=np.float64)) * voxel_volume_ml(spacing),
+        margin_mm=float(margin_mm),
+        near_vessel_margin_mm=None if not modulated else float(near_vessel_margin_mm),
+        near_vessel_surface_percent=round(near_percent, 2),
+        **thinnest,
+        protected=protected is not None,
+        vascular_r1=vascular_r1,
+        protected_gap_mm=gap,
+    )
+    return full, outcome
+
+
+@dataclass(frozen=True, eq=False)
+class _WedgeBox:
+    """One tumour's work box: its masks there (bool), where the box starts, and the spacing (mm)."""
+
+    tumour: np.ndarray
+    liver: np.ndarray  # liver or tumour
+    protected: np.ndarray  # protected vessel voxels, the tumour excluded (all False when none)
+    major: np.ndarray | None  # major vessels (None when not given)
+    offset: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+    @classmethod
+    def crop(cls, box, tumour, liver, major_vessels, protected, spacing_mm) -> _WedgeBox:
+        tum = tumour[box]
+        return cls(
+            tumour=tum,
+            liver=liver[box] | tum,
+            protected=(np.zeros(tum.shape, bool) if protected is None
+                       else (np.asarray(protected)[box] > 0) & ~tum),
+            major=None if major_vessels is None else np.asarray(major_vessels)[box] > 0,
+            offset=tuple(b.start for b in box),
+            spacing_mm=spacing_mm,
+        )
+
+
+def _check_margins(margin_mm, near_vessel_margin_mm, near_vessel_distance_mm, major_vessels) -> bool:
+    """Validate the margins; whether the margin is modulated near vessels."""
     check_margin_mm(margin_mm)
     modulated = near_vessel_margin_mm is not None or near_vessel_distance_mm is not None
     if modulated:
@@ -187,88 +248,71 @@ def sparing_wedge(
             )
         check_margin_mm(near_vessel_margin_mm, flag="--near-vessel-margin-mm")
         check_margin_mm(near_vessel_distance_mm, flag="--near-vessel-distance-mm")
-    if not tumour.any():
-        raise InputError(f"tumour {tumour_id}: the tumour mask is empty")
+    return modulated
 
-    biggest = max(margin_mm, near_vessel_margin_mm or 0.0)
-    reach = biggest + (near_vessel_distance_mm or 0.0) + 3 * max(spacing)
-    pad = [int(np.ceil(reach / s)) + 2 for s in spacing]
-    box = padded_box(bounding_box(tumour), pad, tumour.shape)
-    tum = tumour[box]
-    liv = liver[box] | tum
-    prot = np.zeros(tum.shape, bool) if protected is None else (np.asarray(protected)[box] > 0) & ~tum
 
-    # the lead's narrow band (margin + 2 voxels): identical values where any fraction is non-zero
-    distance = surface_distance(tum, spacing_mm=spacing, band_mm=biggest + 2 * max(spacing),
-                                depth_mm=max(spacing))
+def _modulated_margin(w: _WedgeBox, margin, near_vessel_margin_mm, near_vessel_distance_mm):
+    """Each voxel's margin: that of its nearest tumour voxel (``near_vessel_margin_mm`` where that
+    voxel is near a major vessel); and the share (%) of the tumour's surface near a vessel."""
+    spacing = w.spacing_mm
+    near = _near_vessel_voxels(w.tumour, w.major, spacing, near_vessel_distance_mm)
+    surface = w.tumour & ~ndimage.binary_erosion(w.tumour, structure=np.ones((3, 3, 3), bool), border_value=0)
+    near_percent = 100.0 * float(np.count_nonzero(near & surface)) / max(1, int(np.count_nonzero(surface)))
+    if near.any():
+        idx = ndimage.distance_transform_edt(~w.tumour, sampling=spacing, return_distances=False,
+                                             return_indices=True)
+        margin = np.where(near[tuple(idx)], np.float32(near_vessel_margin_mm), margin).astype(np.float32)
+    return margin, near_percent
+
+
+def _wedge_fraction(w: _WedgeBox, distance, margin, biggest_margin_mm: float) -> np.ndarray:
+    """Resected share of each voxel: the partial-voxel ramp, the tumour whole, nothing protected or
+    in a protected vessel's shadow, nothing outside the liver."""
+    s, width = distance.ramp_mm, distance.width_mm
+    frac = np.clip((margin + 0.5 * width - s) / width, 0.0, 1.0).astype(np.float32)
+    if biggest_margin_mm == 0.0:
+        frac = w.tumour.astype(np.float32)
+    frac[w.tumour] = 1.0
+    if w.protected.any():
+        frac[w.protected] = 0.0
+        frac[_shadow(frac > 0, w.tumour, w.protected, w.spacing_mm)] = 0.0
+    frac *= w.liver
+    return frac
+
+
+def _thinnest_clearance(w: _WedgeBox, distance, frac) -> dict:
+    """The smallest clearance to kept parenchyma and where it is (see the module notes):
+    ``achieved_min_margin_mm``, ``thinnest_index`` and ``thinnest_mm`` (all ``None`` when no
+    parenchyma is kept near the tumour)."""
     s_e, w_e = distance.ramp_mm, distance.width_mm
-    s, w = s_e, w_e
-    margin = np.full(tum.shape, float(margin_mm), np.float32)
-    near_percent = 0.0
-    if modulated:
-        near = _near_vessel_voxels(tum, np.asarray(major_vessels)[box] > 0, spacing, near_vessel_distance_mm)
-        surface = tum & ~ndimage.binary_erosion(tum, structure=np.ones((3, 3, 3), bool), border_value=0)
-        near_percent = 100.0 * float(np.count_nonzero(near & surface)) / max(1, int(np.count_nonzero(surface)))
-        if near.any():
-            idx = ndimage.distance_transform_edt(~tum, sampling=spacing, return_distances=False,
-                                                 return_indices=True)
-            margin = np.where(near[tuple(idx)], np.float32(near_vessel_margin_mm), margin).astype(np.float32)
-            del idx
+    kept = w.liver & ~w.tumour & ~w.protected & (frac < 1.0)
+    if not kept.any():
+        return {"achieved_min_margin_mm": None, "thinnest_index": None, "thinnest_mm": None}
+    local = np.where(kept, s_e - 0.5 * w_e + frac * w_e, np.inf)
+    lowest = float(local.min())
+    # ties (a whole modulated cap has the same margin): the one closest to a vessel
+    ties = local <= lowest + 0.05
+    vessels = w.protected if w.major is None else w.protected | w.major
+    if vessels.any() and np.count_nonzero(ties) > 1:
+        closeness = np.where(ties, edt.edt(~vessels, anisotropy=w.spacing_mm, black_border=False), np.inf)
+        flat = int(np.argmin(closeness))
+    else:
+        flat = int(np.argmax(ties))
+    index = tuple(int(i + o) for i, o in zip(np.unravel_index(flat, local.shape), w.offset))
+    return {"achieved_min_margin_mm": round(max(0.0, lowest), 3), "thinnest_index": index,
+            "thinnest_mm": tuple(round(i * sp, 3) for i, sp in zip(index, w.spacing_mm))}
 
-    frac = np.clip((margin + 0.5 * w - s) / w, 0.0, 1.0).astype(np.float32)
-    if biggest == 0.0:
-        frac = tum.astype(np.float32)
-    frac[tum] = 1.0
-    if prot.any():
-        frac[prot] = 0.0
-        frac[_shadow(frac > 0, tum, prot, spacing)] = 0.0
-    frac *= liv
 
-    # achieved clearance on kept parenchyma
-    kept = liv & ~tum & ~prot & (frac < 1.0)
-    achieved = idx_min = None
-    if kept.any():
-        local = np.where(kept, s_e - 0.5 * w_e + frac * w_e, np.inf)
-        lowest = float(local.min())
-        achieved = round(max(0.0, lowest), 3)
-        # ties (a whole modulated cap has the same margin): the one closest to a vessel
-        ties = local <= lowest + 0.05
-        vessels = prot | (np.zeros(tum.shape, bool) if major_vessels is None
-                          else np.asarray(major_vessels)[box] > 0)
-        if vessels.any() and np.count_nonzero(ties) > 1:
-            closeness = np.where(ties, edt.edt(~vessels, anisotropy=spacing, black_border=False), np.inf)
-            flat = int(np.argmin(closeness))
-        else:
-            flat = int(np.argmax(ties))
-        idx_min = np.unravel_index(flat, local.shape)
-    offset = [b.start for b in box]
-    thinnest_index = None if idx_min is None else tuple(int(i + o) for i, o in zip(idx_min, offset))
-    thinnest_mm = None if thinnest_index is None else tuple(round(i * sp, 3) for i, sp in zip(thinnest_index, spacing))
-
-    vascular_r1, gap = False, None
-    if protected is not None:
-        if prot.any():
-            touching = ndimage.binary_dilation(tum, structure=np.ones((3, 3, 3), bool)) & prot
-            vascular_r1 = bool(touching.any())
-            gap = 0.0 if vascular_r1 else round(max(0.0, float(np.min(s_e[prot] - 0.5 * w_e[prot]))), 3)
-        # a protected vessel farther than the crop: not touching, gap beyond the crop (None)
-
-    full = np.zeros(tumour.shape, np.float32)
-    full[box] = frac
-    outcome = SparingOutcome(
-        id=int(tumour_id),
-        resected_ml=float(frac.sum(dtype=np.float64)) * voxel_volume_ml(spacing),
-        margin_mm=float(margin_mm),
-        near_vessel_margin_mm=None if not modulated else float(near_vessel_margin_mm),
-        near_vessel_surface_percent=round(near_percent, 2),
-        achieved_min_margin_mm=achieved,
-        thinnest_index=thinnest_index,
-        thinnest_mm=thinnest_mm,
-        protected=protected is not None,
-        vascular_r1=vascular_r1,
-        protected_gap_mm=gap,
-    )
-    return full, outcome
+def _protected_contact(w: _WedgeBox, distance) -> tuple[bool, float | None]:
+    """Vascular R1 (the tumour touches the protected vessel) and the gap (mm) to it; a protected
+    vessel farther than the box: not touching, gap ``None`` (beyond the box)."""
+    prot = w.protected
+    if not prot.any():
+        return False, None
+    touching = ndimage.binary_dilation(w.tumour, structure=np.ones((3, 3, 3), bool)) & prot
+    if touching.any():
+        return True, 0.0
+    return False, round(max(0.0, float(np.min(distance.ramp_mm[prot] - 0.5 * distance.width_mm[prot]))), 3)
 
 
 def sparing_wedges(

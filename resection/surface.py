@@ -2,7 +2,7 @@
 
 A mask's surface is a voxel staircase; the surface it samples is smooth. :func:`surface_distance`
 estimates that surface as a level set ``L`` of the mask smoothed with a Gaussian of 1.25 voxels
-along each axis, and measures the distance to it in millimetres:
+along each axis (:class:`SurfaceParams`), and measures the distance to it in millimetres:
 
 1. The crossings of ``L`` along grid edges (linear interpolation) sample the surface; at each
    sample the outward normal ``ν`` and the total curvature ``κ = κ1 + κ2`` come from the Gaussian
@@ -39,12 +39,29 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-#: Gaussian smoothing of the mask, in voxels along each axis. Less leaves the 2 mm-slice staircase
-#: in the surface (sphere wedge volumes up to +1.0 % off at 1.0 voxel); more rounds off a real
-#: tumour's lobulations, so the label map's clearance from the tumour's own voxels drops (IRCADb 01,
-#: 5 mm wedges: smallest per-tumour clearance 2.3 mm at 1.5 voxels, 3.15 mm at 1.25, 3.2 mm with
-#: the earlier fast-marching construction). Measured on spheres and IRCADb 01 (bench/RESULTS.md).
-SMOOTHING_VOXELS = 1.25
+from hepatoplan.errors import InputError
+
+@dataclass(frozen=True)
+class SurfaceParams:
+    """Constants of :func:`surface_distance` (today's values are the defaults).
+
+    Attributes
+    ----------
+    smoothing_voxels : float
+        Gaussian smoothing of the mask, in voxels along each axis. Chosen among 1.0 / 1.25 / 1.5
+        voxels on spheres and IRCADb 01, not on any case's volumes (bench/bench_margins.py,
+        bench/RESULTS.md "wedge margin volumes"): less leaves the 2 mm-slice staircase in the
+        surface (sphere wedge volumes up to +1.0 % off at 1.0 voxel); more rounds off a real
+        tumour's lobulations, so the label map's clearance from the tumour's own voxels drops
+        (IRCADb 01, 5 mm wedges: smallest per-tumour clearance 2.3 mm at 1.5 voxels, 3.15 mm at
+        1.25, 3.2 mm with the earlier fast-marching construction).
+    """
+
+    smoothing_voxels: float = 1.25
+
+    def __post_init__(self):
+        if not (np.isfinite(self.smoothing_voxels) and self.smoothing_voxels > 0):
+            raise InputError(f"SurfaceParams.smoothing_voxels must be > 0 voxels, got {self.smoothing_voxels!r}")
 
 
 @dataclass(frozen=True)
@@ -79,19 +96,20 @@ class SurfaceDistance:
 
 
 def surface_distance(mask: np.ndarray, *, spacing_mm, band_mm: float | None = None,
-                     depth_mm: float | None = None) -> SurfaceDistance:
+                     depth_mm: float | None = None, params: SurfaceParams = SurfaceParams()) -> SurfaceDistance:
     """Signed distance (mm) from the voxel centres of ``mask`` to its smooth surface.
 
     Distances are clamped to ``[−depth_mm, band_mm]`` (``depth_mm`` defaults to ``band_mm``): only
     voxels within that range are measured. No band: every voxel is measured.
     A mask too thin to survive the smoothing (a voxel or two) starts from the half-maximum level
-    of the smoothed mask instead of 0.5; the volume calibration does the rest.
+    of the smoothed mask instead of 0.5; the volume calibration does the rest. ``params`` holds
+    the smoothing (:class:`SurfaceParams`).
     """
     mask = np.asarray(mask, bool)
     spacing = np.asarray(spacing_mm, float)
     band = np.inf if band_mm is None else float(band_mm)
     depth = band if depth_mm is None else float(depth_mm)
-    fields = _SmoothedMask(mask, spacing)
+    fields = _SmoothedMask(mask, spacing, params.smoothing_voxels)
     inside = fields.level_values > 0
     out = SurfaceDistance(
         distance_mm=np.where(inside, -depth, band).astype(np.float32),
@@ -158,20 +176,20 @@ def _level_crossings_mm(field: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 
 
 class _SmoothedMask:
-    """The mask smoothed with a Gaussian of ``SMOOTHING_VOXELS``: its level, gradient and Hessian.
+    """The mask smoothed with a Gaussian of ``smoothing_voxels``: its level, gradient and Hessian.
 
     ``level_values`` is the smoothed mask less the level (0.5, or half the maximum for a mask too
     thin to reach it) on the grid; :meth:`normal_and_curvature` interpolates (trilinear) at points.
     """
 
-    def __init__(self, mask: np.ndarray, spacing: np.ndarray):
+    def __init__(self, mask: np.ndarray, spacing: np.ndarray, smoothing_voxels: float):
         self._spacing = spacing
         passes = {(): mask.astype(np.float32)}
 
         def filtered(orders: tuple) -> np.ndarray:  # Gaussian (derivative) along axes 0, 1, … in turn
             if orders not in passes:
                 passes[orders] = ndimage.gaussian_filter1d(
-                    filtered(orders[:-1]), SMOOTHING_VOXELS, axis=len(orders) - 1, order=orders[-1],
+                    filtered(orders[:-1]), smoothing_voxels, axis=len(orders) - 1, order=orders[-1],
                     mode="nearest")
             return passes[orders]
 

@@ -77,8 +77,46 @@ from .volumetry import boundary_voxels, nearest_in_set
 
 log = logging.getLogger(__name__)
 
-#: Fraction of the hepatic mask's largest inscribed radius used to find the IVC core.
-IVC_CORE_FRACTION = 0.7
+@dataclass(frozen=True)
+class VascularParams:
+    """Constants of :func:`vascular_consequences` (today's values are the defaults).
+
+    Attributes
+    ----------
+    ivc_core_fraction : float
+        The IVC core is the hepatic mask's opening with a ball of this fraction (0-1) of the mask's
+        largest inscribed radius: the IVC is the thickest vein, and at 0.7 its core stays one
+        connected piece along its length while the hepatic-vein trunks (at most about 0.6 of the
+        IVC's radius) fall away. Set by hand on the phantom and IRCADb 01 (not fitted).
+    ivc_core_radius_mm : float or None
+        Radius (mm) of that ball instead of the fraction (an IVC of known size).
+    crop_pad_mm : float
+        Margin (mm) around the liver's bounding box kept for the analysis: room for the
+        extrahepatic portal trunk and the IVC next to the liver, where the roots are found.
+    """
+
+    ivc_core_fraction: float = 0.7
+    ivc_core_radius_mm: float | None = None
+    crop_pad_mm: float = 20.0
+
+    def __post_init__(self):
+        if not (np.isfinite(self.crop_pad_mm) and self.crop_pad_mm >= 0):
+            raise InputError(f"crop_pad_mm must be a distance >= 0 in mm, got {self.crop_pad_mm!r}")
+        r = self.ivc_core_radius_mm
+        if r is not None and not (np.isfinite(r) and r > 0):
+            raise InputError(f"ivc_core_radius_mm must be > 0 mm, got {r!r}")
+        if not (np.isfinite(self.ivc_core_fraction) and 0 < self.ivc_core_fraction <= 1):
+            raise InputError(f"ivc_core_fraction must lie in (0, 1], got {self.ivc_core_fraction!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class VesselRoots:
+    """Explicit roots of the trees: any voxels of the portal trunk (``portal``) or of the IVC
+    (``ivc``), boolean masks on the liver's grid; ``None`` lets :func:`vascular_consequences` find
+    them (see the module notes)."""
+
+    portal: np.ndarray | None = None
+    ivc: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -197,10 +235,8 @@ def vascular_consequences(
     tumours: np.ndarray | None = None,
     segments: np.ndarray | None = None,
     anatomical: np.ndarray | None = None,
-    portal_root: np.ndarray | None = None,
-    ivc: np.ndarray | None = None,
-    ivc_core_radius_mm: float | None = None,
-    crop_pad_mm: float = 20.0,
+    roots: VesselRoots = VesselRoots(),
+    params: VascularParams = VascularParams(),
 ) -> VascularConsequences:
     """Liver devascularised and congested by a resection (nearest-branch territories).
 
@@ -226,14 +262,11 @@ def vascular_consequences(
         only through the branches their removal detaches (an anatomical resection follows the
         territories, its plane is not a cut through them); vessels removed elsewhere (wedges,
         ablations) also count their own territory outside the cut. Default: no anatomical part.
-    portal_root, ivc : ndarray of bool, optional
+    roots : VesselRoots
         Explicit roots (any voxels of the portal trunk / of the IVC); found automatically otherwise
         (see the module notes).
-    ivc_core_radius_mm : float, optional
-        Radius of the ball whose opening of the hepatic mask is the IVC core; default 0.7 × the
-        largest inscribed radius of the hepatic mask.
-    crop_pad_mm : float
-        Margin around the liver's bounding box kept for the vessel analysis, mm.
+    params : VascularParams
+        The IVC core's ball and the crop margin.
 
     Returns
     -------
@@ -243,12 +276,12 @@ def vascular_consequences(
     ------
     InputError
         Shapes that differ, a bad spacing, no vessel mask, a resected fraction outside 0-1, an
-        empty liver, or a negative ``crop_pad_mm`` / non-positive ``ivc_core_radius_mm``.
+        empty liver, or a given root with no voxel in its vessel mask.
     """
     spacing = check_spacing_mm(spacing_mm)
     liver = np.asarray(liver).astype(bool, copy=False)
     arrays = {"resected": resected, "anatomical": anatomical, "portal": portal, "hepatic": hepatic, "tumours": tumours,
-              "segments": segments, "portal_root": portal_root, "ivc": ivc}
+              "segments": segments, "portal_root": roots.portal, "ivc": roots.ivc}
     for name, arr in arrays.items():
         if arr is not None and np.shape(arr) != liver.shape:
             raise InputError(
@@ -259,82 +292,137 @@ def vascular_consequences(
         raise InputError("vascular_consequences needs a portal-vein mask, a hepatic-vein mask, or both")
     if not liver.any():
         raise InputError("liver: the liver mask is empty")
-    if not (np.isfinite(crop_pad_mm) and crop_pad_mm >= 0):
-        raise InputError(f"crop_pad_mm must be a distance >= 0 in mm, got {crop_pad_mm!r}")
-    if ivc_core_radius_mm is not None and not (np.isfinite(ivc_core_radius_mm) and ivc_core_radius_mm > 0):
-        raise InputError(f"ivc_core_radius_mm must be > 0 mm, got {ivc_core_radius_mm!r}")
-    fraction = _resected_fraction(resected)
-
-    pad = [int(np.ceil(crop_pad_mm / s)) + 1 for s in spacing]
-    box = padded_box(bounding_box(liver), pad, liver.shape)
-    liver_c = liver[box]
-    frac_c = fraction[box].astype(np.float32, copy=False)
-    removed_c = frac_c >= 0.5
-    anatomical_c = (np.zeros(liver_c.shape, bool) if anatomical is None
-                    else np.asarray(anatomical)[box].astype(bool) & removed_c)
-    kept_share = np.where(liver_c, 1.0 - np.clip(frac_c, 0.0, 1.0), 0.0).astype(np.float32)
-    if tumours is not None:
-        kept_share[np.asarray(tumours)[box] > 0] = 0.0
-    seg_c = None if segments is None else np.asarray(segments)[box]
-    # nearest-liver lookup for vessel voxels lying outside the liver mask
-    liver_surface = np.argwhere(boundary_voxels(liver_c))
-    liver_mm = edt.edt(~liver_c, anisotropy=spacing, black_border=False)  # distance to the liver
-    # territories are computed on the liver's own box (+ 3 voxels): cheaper, and a vessel voxel
-    # farther than that cannot be the nearest one for most liver voxels
-    inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
-
-    unit_ml = voxel_volume_ml(spacing)
-    offset = np.array([b.start for b in box])
+    ctx = _LiverCrop.make(liver, _resected_fraction(resected), anatomical, tumours, segments, spacing,
+                          params.crop_pad_mm)
     notes: list[str] = []
     results = {}
-    for tree, vessel, root in (("portal", portal, portal_root), ("hepatic", hepatic, ivc)):
-        if vessel is None:
-            results[tree] = None
-            continue
-        vessel_c = np.ascontiguousarray(np.asarray(vessel)[box] > 0)
-        root_c = None if root is None else np.asarray(root)[box] > 0
-        results[tree] = _analyse_tree(
-            tree, vessel_c, root_c, liver_c=liver_c, liver_mm=liver_mm, removed_c=removed_c, anatomical_c=anatomical_c, kept_share=kept_share,
-            liver_surface=liver_surface, seg_c=seg_c, spacing=spacing, inner=inner, offset=offset,
-            unit_ml=unit_ml, ivc_core_radius_mm=ivc_core_radius_mm, notes=notes,
+    for tree, vessel, root in (("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)):
+        if vessel is not None:
+            vessel_c = np.ascontiguousarray(np.asarray(vessel)[ctx.box] > 0)
+            root_c = None if root is None else np.asarray(root)[ctx.box] > 0
+            results[tree] = _analyse_tree(tree, vessel_c, root_c, ctx, params, notes)
+    return _consequences(results.get("portal"), results.get("hepatic"), ctx, liver.shape, notes)
+
+
+@dataclass(frozen=True, eq=False)
+class _LiverCrop:
+    """The liver's box (+ ``crop_pad_mm``) and what every tree's analysis reads there.
+
+    ``box`` are the slices of the full array; every array is cropped to it. ``inner`` is the
+    liver's own box (+ 3 voxels) within the crop, where the territories are computed.
+    """
+
+    box: tuple[slice, ...]
+    liver: np.ndarray
+    liver_mm: np.ndarray  # distance to the nearest liver voxel, mm (0 inside)
+    liver_surface: np.ndarray  # (n, 3) crop indices of the liver's boundary voxels
+    removed: np.ndarray  # resected fraction >= 0.5
+    anatomical: np.ndarray  # removed as whole segments
+    kept_share: np.ndarray  # float32: 1 - resected fraction in the liver, 0 on tumours and outside
+    segments: np.ndarray | None
+    inner: tuple[slice, ...]
+    spacing_mm: tuple[float, float, float]
+    unit_ml: float
+
+    @classmethod
+    def make(cls, liver, fraction, anatomical, tumours, segments, spacing, crop_pad_mm) -> _LiverCrop:
+        pad = [int(np.ceil(crop_pad_mm / s)) + 1 for s in spacing]
+        box = padded_box(bounding_box(liver), pad, liver.shape)
+        liver_c = liver[box]
+        frac_c = fraction[box].astype(np.float32, copy=False)
+        removed_c = frac_c >= 0.5
+        anatomical_c = (np.zeros(liver_c.shape, bool) if anatomical is None
+                        else np.asarray(anatomical)[box].astype(bool) & removed_c)
+        kept_share = np.where(liver_c, 1.0 - np.clip(frac_c, 0.0, 1.0), 0.0).astype(np.float32)
+        if tumours is not None:
+            kept_share[np.asarray(tumours)[box] > 0] = 0.0
+        return cls(
+            box=box, liver=liver_c,
+            liver_mm=edt.edt(~liver_c, anisotropy=spacing, black_border=False),
+            liver_surface=np.argwhere(boundary_voxels(liver_c)),  # nearest liver voxel of outside vessels
+            removed=removed_c, anatomical=anatomical_c, kept_share=kept_share,
+            segments=None if segments is None else np.asarray(segments)[box],
+            # territories are computed on the liver's own box (+ 3 voxels): cheaper, and a vessel
+            # voxel farther than that cannot be the nearest one for most liver voxels
+            inner=padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape),
+            spacing_mm=spacing, unit_ml=voxel_volume_ml(spacing),
         )
 
-    def full(mask):
-        if mask is None:
+    @property
+    def offset(self) -> np.ndarray:
+        return np.array([b.start for b in self.box])
+
+
+@dataclass(frozen=True, eq=False)
+class _TreeOutcome:
+    """One tree's analysis on the crop."""
+
+    territory: np.ndarray  # bool, remnant liver served by the disconnected pieces
+    ml: float
+    pieces: list[VesselPiece]
+    cut_voxels: int
+    root_voxels: int
+
+
+def _consequences(p: _TreeOutcome | None, h: _TreeOutcome | None, ctx: _LiverCrop, shape, notes
+                  ) -> VascularConsequences:
+    """The trees' outcomes on the full array."""
+
+    def full(outcome):
+        if outcome is None:
             return None
-        out = np.zeros(liver.shape, bool)
-        out[box] = mask
+        out = np.zeros(shape, bool)
+        out[ctx.box] = outcome.territory
         return out
 
-    p, h = results["portal"], results["hepatic"]
     union_ml = None
     if p is not None and h is not None:
-        union_ml = float(kept_share[p["territory"] | h["territory"]].sum(dtype=np.float64)) * unit_ml
+        union_ml = float(ctx.kept_share[p.territory | h.territory].sum(dtype=np.float64)) * ctx.unit_ml
     return VascularConsequences(
-        devascularised=full(None if p is None else p["territory"]),
-        congested=full(None if h is None else h["territory"]),
-        devascularised_ml=None if p is None else p["ml"],
-        congested_ml=None if h is None else h["ml"],
+        devascularised=full(p),
+        congested=full(h),
+        devascularised_ml=None if p is None else p.ml,
+        congested_ml=None if h is None else h.ml,
         devascularised_or_congested_ml=union_ml,
-        portal_pieces=[] if p is None else p["pieces"],
-        hepatic_pieces=[] if h is None else h["pieces"],
-        portal_cut_voxels=0 if p is None else p["cut_voxels"],
-        hepatic_cut_voxels=0 if h is None else h["cut_voxels"],
-        portal_root_voxels=0 if p is None else p["root_voxels"],
-        ivc_voxels=0 if h is None else h["root_voxels"],
+        portal_pieces=[] if p is None else p.pieces,
+        hepatic_pieces=[] if h is None else h.pieces,
+        portal_cut_voxels=0 if p is None else p.cut_voxels,
+        hepatic_cut_voxels=0 if h is None else h.cut_voxels,
+        portal_root_voxels=0 if p is None else p.root_voxels,
+        ivc_voxels=0 if h is None else h.root_voxels,
         notes=notes,
     )
 
 
-def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anatomical_c, kept_share,
-                  liver_surface, seg_c, spacing, inner, offset, unit_ml, ivc_core_radius_mm, notes):
-    empty = np.zeros(liver_c.shape, bool)
+def _analyse_tree(tree: str, vessel_c, root_c, ctx: _LiverCrop, params: VascularParams, notes) -> _TreeOutcome:
+    """Cut, disconnected pieces and their territories for one vessel tree (see the module notes)."""
     if not vessel_c.any():
         notes.append(f"{tree}: no vessel voxel near the liver; nothing to cut")
-        return {"territory": empty, "ml": 0.0, "pieces": [], "cut_voxels": 0, "root_voxels": 0}
+        return _TreeOutcome(np.zeros(ctx.liver.shape, bool), 0.0, [], 0, 0)
+    spacing = ctx.spacing_mm
     wall_mm = edt.edt(vessel_c, anisotropy=spacing, black_border=False).astype(np.float32)
-    intra, (nearest_removed, nearest_anatomical) = _intrahepatic(
-        vessel_c, wall_mm, liver_c, liver_mm, (removed_c, anatomical_c), liver_surface, spacing)
+    intra, (nearest_removed, nearest_anatomical) = _intrahepatic(vessel_c, wall_mm, ctx)
+    root = _tree_root(tree, vessel_c, root_c, intra, wall_mm, spacing, params, notes)
+    before = _connected_to(vessel_c, root)
+    cut, nearest_idx = _divided(tree, vessel_c & intra & nearest_removed & ~root, nearest_anatomical, before,
+                                vessel_c, root, ctx, notes)
+    after = _connected_to(vessel_c & ~cut, root)
+    disconnected = before & ~cut & ~after
+    n_cut = int(np.count_nonzero(cut & before))
+    if not disconnected.any():
+        return _TreeOutcome(np.zeros(ctx.liver.shape, bool), 0.0, [], n_cut, int(root.sum()))
+    # vessel stretches a non-anatomical cut removes *and* thereby severs (they touch a detached
+    # piece): their side territory outside the cut loses its supply too. A cut that only grazes a
+    # vessel wall, or takes a tip, detaches nothing and costs nothing here.
+    pieces_lab, n_detached = _pieces(disconnected, cut & before & ~nearest_anatomical)
+    owner = _territory_owner(pieces_lab, vessel_c, nearest_idx, ctx)
+    territory = owner > 0
+    pieces, total_ml = _describe_pieces(tree, pieces_lab, n_detached, owner, wall_mm, ctx)
+    return _TreeOutcome(territory, total_ml, pieces, n_cut, int(root.sum()))
+
+
+def _tree_root(tree, vessel_c, root_c, intra, wall_mm, spacing, params: VascularParams, notes) -> np.ndarray:
+    """The given root (checked), or the portal root / the IVC core found in the vessel mask."""
     if root_c is not None:
         root = root_c & vessel_c
         if not root.any():
@@ -343,44 +431,44 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
                 f"{tree} mask near the liver; give voxels of the {tree} vessel itself."
             )
         notes.append(f"{tree}: root given by the caller ({int(root.sum())} voxels)")
-    elif tree == "portal":
-        root = _portal_root(vessel_c, intra, wall_mm, spacing, notes)
-    else:
-        root = _ivc_core(vessel_c, wall_mm, spacing, ivc_core_radius_mm, notes)
-    cut = vessel_c & intra & nearest_removed & ~root
-    before = _connected_to(vessel_c, root)
-    nearest_idx = None
-    candidates = cut & nearest_anatomical & before
-    if candidates.any():
-        # an anatomical resection divides a vessel only where what it serves downstream is mostly
-        # removed (the surgeon ligates the pedicle of the removed territory, not the trunk that
-        # also feeds the remnant)
-        nearest_idx = _nearest_vessel_index(vessel_c, inner, spacing)
-        share = _downstream_removed_share(vessel_c & before, root & before, liver_c, anatomical_c,
-                                          nearest_idx, inner, spacing)
-        spared = candidates & (share < 0.5)
-        cut &= ~spared
-        after = _connected_to(vessel_c & ~cut, root)
-        # a spared stretch that hangs on a divided pedicle gains nothing: it goes with the resection
-        cut |= spared & ~after
-        spared &= after
-        if spared.any():
-            notes.append(f"{tree}: {int(np.count_nonzero(spared))} vessel voxels inside the anatomical "
-                         "resection kept: most of what they serve downstream stays")
-    after = _connected_to(vessel_c & ~cut, root)
-    disconnected = before & ~cut & ~after
-    # vessel stretches a non-anatomical cut removes *and* thereby severs (they touch a detached
-    # piece): their side territory outside the cut loses its supply too. A cut that only grazes a
-    # vessel wall, or takes a tip, detaches nothing and costs nothing here.
-    transected = cut & before & ~nearest_anatomical
-    n_cut = int(np.count_nonzero(cut & before))
-    if not disconnected.any():
-        return {"territory": empty, "ml": 0.0, "pieces": [], "cut_voxels": n_cut,
-                "root_voxels": int(root.sum())}
+        return root
+    if tree == "portal":
+        return _portal_root(vessel_c, intra, wall_mm, spacing, notes)
+    return _ivc_core(vessel_c, wall_mm, spacing, params, notes)
 
+
+def _divided(tree, cut, nearest_anatomical, before, vessel_c, root, ctx: _LiverCrop, notes):
+    """The vessel voxels the resection divides, and the nearest-vessel indices of the ``inner``
+    box when they were needed (``None`` otherwise).
+
+    An anatomical resection divides a vessel only where what it serves downstream is mostly
+    removed (the surgeon ligates the pedicle of the removed territory, not the trunk that also
+    feeds the remnant).
+    """
+    candidates = cut & nearest_anatomical & before
+    if not candidates.any():
+        return cut, None
+    nearest_idx = _nearest_vessel_index(vessel_c, ctx.inner, ctx.spacing_mm)
+    share = _downstream_removed_share(vessel_c & before, root & before, ctx.liver, ctx.anatomical,
+                                      nearest_idx, ctx.inner, ctx.spacing_mm)
+    spared = candidates & (share < 0.5)
+    cut = cut & ~spared
+    after = _connected_to(vessel_c & ~cut, root)
+    # a spared stretch that hangs on a divided pedicle gains nothing: it goes with the resection
+    cut |= spared & ~after
+    spared &= after
+    if spared.any():
+        notes.append(f"{tree}: {int(np.count_nonzero(spared))} vessel voxels inside the anatomical "
+                     "resection kept: most of what they serve downstream stays")
+    return cut, nearest_idx
+
+
+def _pieces(disconnected, transected) -> tuple[np.ndarray, int]:
+    """Label map (int32) of the disconnected pieces: the detached ones (26-connected pieces of
+    ``disconnected``) first, then the ``transected`` stretches that touch them; and the number of
+    detached pieces."""
     pieces_lab, n_detached = cc3d.connected_components(disconnected, connectivity=26, return_N=True)
     pieces_lab = pieces_lab.astype(np.int32, copy=False)
-    n_transected = 0
     if transected.any():
         cut_lab = cc3d.connected_components(transected, connectivity=26)
         dbox = padded_box(bounding_box(disconnected), [1, 1, 1], disconnected.shape)
@@ -392,10 +480,13 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
             relabel[severing] = np.arange(1, severing.size + 1) + n_detached
             new = relabel[cut_lab]
             pieces_lab = np.where(new > 0, new, pieces_lab)
-            n_transected = int(severing.size)
-        del cut_lab
-    n_pieces = n_detached + n_transected
-    disconnected = pieces_lab > 0
+    return pieces_lab, n_detached
+
+
+def _territory_owner(pieces_lab, vessel_c, nearest_idx, ctx: _LiverCrop) -> np.ndarray:
+    """The piece (label) owning each remnant liver voxel of the crop: that of its nearest pre-cut
+    vessel voxel (0: a vessel voxel not in any piece)."""
+    inner, spacing, liver_c = ctx.inner, ctx.spacing_mm, ctx.liver
     # nearest pre-cut vessel voxel of the remnant liver voxels that a piece can serve: none lies
     # farther from the piece than the liver's largest distance to the tree (``reach``)
     if nearest_idx is not None:
@@ -405,7 +496,7 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
         gap_mm = edt.edt(~vessel_c[inner], anisotropy=spacing, black_border=False)
         reach = float(gap_mm[liver_c[inner]].max()) if liver_c[inner].any() else 0.0
         del gap_mm
-        pbox = bounding_box(disconnected[inner])
+        pbox = bounding_box((pieces_lab > 0)[inner])
         pad = [int(np.ceil(reach / s)) + 2 for s in spacing]
         tbox = padded_box(pbox, pad, liver_c[inner].shape)
         tbox = tuple(slice(i.start + t.start, i.start + t.stop) for i, t in zip(inner, tbox))
@@ -414,39 +505,41 @@ def _analyse_tree(tree, vessel_c, root_c, *, liver_c, liver_mm, removed_c, anato
         owner_t = pieces_lab[tbox][tuple(idx)]
         del idx
     owner = np.zeros(liver_c.shape, pieces_lab.dtype)
-    owner[tbox] = np.where(liver_c[tbox] & ~removed_c[tbox], owner_t, 0)
+    owner[tbox] = np.where(liver_c[tbox] & ~ctx.removed[tbox], owner_t, 0)
+    return owner
+
+
+def _describe_pieces(tree, pieces_lab, n_detached, owner, wall_mm, ctx: _LiverCrop) -> tuple[list[VesselPiece], float]:
+    """Each piece's size, diameter, centroid, territory (mL) and segment, largest territory first;
+    and the total territory (mL)."""
+    spacing, unit_ml = ctx.spacing_mm, ctx.unit_ml
+    n_pieces = int(pieces_lab.max())
     territory = owner > 0
     own = owner[territory].astype(np.int64)
-    terr_ml = np.bincount(own, weights=kept_share[territory], minlength=n_pieces + 1) * unit_ml
+    terr_ml = np.bincount(own, weights=ctx.kept_share[territory], minlength=n_pieces + 1) * unit_ml
     seg_counts = None
-    if seg_c is not None:
-        seg_counts = np.bincount(own * 256 + seg_c[territory].astype(np.int64),
+    if ctx.segments is not None:
+        seg_counts = np.bincount(own * 256 + ctx.segments[territory].astype(np.int64),
                                  minlength=(n_pieces + 1) * 256).reshape(n_pieces + 1, 256)
         seg_counts[:, 0] = 0
     counts = np.bincount(pieces_lab.ravel(), minlength=n_pieces + 1)
     pieces = []
-    objs = ndimage.find_objects(pieces_lab)
-    for k in range(1, n_pieces + 1):
-        sl = objs[k - 1]
+    for k, sl in enumerate(ndimage.find_objects(pieces_lab), start=1):
         m = pieces_lab[sl] == k
-        pts = np.argwhere(m) + np.array([s.start for s in sl])
-        centroid = pts.mean(axis=0)
-        dia = max(0.0, 2.0 * float(wall_mm[sl][m].max()) - min(spacing))
+        full_idx = (np.argwhere(m) + np.array([s.start for s in sl])).mean(axis=0) + ctx.offset
         segment = None
         if seg_counts is not None and seg_counts[k].any():
             segment = int(seg_counts[k].argmax())
-        full_idx = centroid + offset
         pieces.append(VesselPiece(
             tree=tree, kind="detached" if k <= n_detached else "transected", voxels=int(counts[k]),
             volume_ml=float(counts[k]) * unit_ml,
-            max_diameter_mm=round(dia, 3),
+            max_diameter_mm=round(max(0.0, 2.0 * float(wall_mm[sl][m].max()) - min(spacing)), 3),
             centroid_index=tuple(round(float(v), 2) for v in full_idx),
             centroid_mm=tuple(round(float(v * s), 2) for v, s in zip(full_idx, spacing)),
             territory_ml=float(terr_ml[k]), segment=segment,
         ))
     pieces.sort(key=lambda p: -p.territory_ml)
-    return {"territory": territory, "ml": float(terr_ml[1:].sum()), "pieces": pieces,
-            "cut_voxels": n_cut, "root_voxels": int(root.sum())}
+    return pieces, float(terr_ml[1:].sum())
 
 
 def _nearest_vessel_index(vessel_c, inner, spacing):
@@ -509,9 +602,11 @@ _FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for d
                     if (di, dj, dk) > (0, 0, 0)]
 
 
-def _intrahepatic(vessel_c, wall_mm, liver_c, liver_mm, fields, liver_surface, spacing):
-    """Which vessel voxels lie in parenchyma, and the value of each liver ``field`` at their
-    nearest liver voxel (the voxel itself when it is liver)."""
+def _intrahepatic(vessel_c, wall_mm, ctx: _LiverCrop):
+    """Which vessel voxels lie in parenchyma, and whether their nearest liver voxel (the voxel
+    itself when it is liver) is removed / removed as whole segments."""
+    liver_c, liver_mm, liver_surface, spacing = ctx.liver, ctx.liver_mm, ctx.liver_surface, ctx.spacing_mm
+    fields = (ctx.removed, ctx.anatomical)
     intra = vessel_c & liver_c
     values = [vessel_c & f for f in fields]
     if not len(liver_surface):
@@ -543,9 +638,10 @@ def _portal_root(vessel_c, intra, wall_mm, spacing, notes):
     return vessel_c & (d2 <= r * r)
 
 
-def _ivc_core(vessel_c, wall_mm, spacing, radius_mm, notes):
+def _ivc_core(vessel_c, wall_mm, spacing, params: VascularParams, notes):
     """Largest piece of the opening of the hepatic mask with a ball (the IVC)."""
-    r = IVC_CORE_FRACTION * float(wall_mm.max()) if radius_mm is None else float(radius_mm)
+    r = (params.ivc_core_fraction * float(wall_mm.max()) if params.ivc_core_radius_mm is None
+         else float(params.ivc_core_radius_mm))
     centres = wall_mm >= r
     if not centres.any():
         raise InputError(

@@ -154,64 +154,81 @@ def plan_resection(
     tumours = np.zeros(liver.shape, np.uint8) if tumours is None else tumours
     counts = np.bincount(tumours[liver].ravel().astype(np.int64, copy=False), minlength=1)
     tumour_ids = [int(i) for i in np.flatnonzero(counts) if i]
-    unit_ml = voxel_volume_ml(spacing)
+    removed_segments, wedge_margin = _collect_specs(resections, tumour_ids, segments is not None, default_margin_mm)
     box = bounding_box(liver)
-    liver_c, tum_c = liver[box], tumours[box]
-    fraction = np.zeros(liver_c.shape, np.float32)
+    crop = _LiverCrop(liver=liver[box], tumours=tumours[box], spacing_mm=spacing)
+    anatomical = (np.isin(segments[box], sorted(removed_segments)) & crop.liver if removed_segments
+                  else np.zeros(crop.liver.shape, bool))
+    fraction = anatomical.astype(np.float32)
+    from scipy import ndimage
 
-    anatomical = np.zeros(liver_c.shape, bool)
+    tumour_boxes = ndimage.find_objects(crop.tumours) if tumour_ids else []  # one pass for all tumours
+    for i, margin in wedge_margin.items():
+        _add_wedge(fraction, crop, i, tumour_boxes[i - 1], margin_mm=margin)
+    if extra_fraction is not None:
+        np.maximum(fraction, extra_fraction[box] * crop.liver, out=fraction)
+
+    volumes = _volumes(fraction, crop)
+    outcomes = _tumour_outcomes(fraction, crop, tumour_boxes, anatomical, tumour_ids, wedge_margin)
+    full = np.zeros(liver.shape, np.float32)
+    full[box] = fraction
+    return ResectionResult(
+        resected_fraction=full,
+        **volumes,
+        tumours=outcomes,
+        specs=[spec.describe() for spec in resections] + list(extra_specs),
+        segments_removed=sorted(removed_segments),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _LiverCrop:
+    """The liver's bounding box: liver mask, tumour labels and the spacing (mm)."""
+
+    liver: np.ndarray
+    tumours: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+    @property
+    def unit_ml(self) -> float:
+        return voxel_volume_ml(self.spacing_mm)
+
+
+def _collect_specs(resections, tumour_ids: list[int], has_segments: bool, default_margin_mm: float
+                   ) -> tuple[set[int], dict[int, float]]:
+    """Segments removed by the anatomical specs, and each wedged tumour's margin (the largest asked)."""
     removed_segments: set[int] = set()
     wedge_margin: dict[int, float] = {}
     for spec in resections:
         if isinstance(spec, AnatomicalResection):
-            if segments is None:
+            if not has_segments:
                 raise InputError(
                     f"--resect {spec.name}: an anatomical resection needs Couinaud segments; give "
                     "--segments FILE (labels 1-8) or the portal and hepatic vein masks to derive them."
                 )
             removed_segments |= spec.segments
         else:
-            ids = _wedge_ids(spec, tumour_ids)
             margin = default_margin_mm if spec.margin_mm is None else spec.margin_mm
-            for i in ids:
+            for i in _wedge_ids(spec, tumour_ids):
                 wedge_margin[i] = max(margin, wedge_margin.get(i, 0.0))
-    if removed_segments:
-        anatomical = np.isin(segments[box], sorted(removed_segments)) & liver_c
-        fraction[anatomical] = 1.0
-    from scipy import ndimage
+    return removed_segments, wedge_margin
 
-    tumour_boxes = ndimage.find_objects(tum_c) if tumour_ids else []  # one pass for all tumours
-    for i, margin in wedge_margin.items():
-        _add_wedge(fraction, tum_c, i, tumour_boxes[i - 1], liver_c, margin_mm=margin, spacing_mm=spacing)
-    if extra_fraction is not None:
-        np.maximum(fraction, extra_fraction[box] * liver_c, out=fraction)
 
-    tumour_any = tum_c > 0
-    functional = liver_c & ~tumour_any
-    functional_ml = int(np.count_nonzero(functional)) * unit_ml
+def _volumes(fraction: np.ndarray, crop: _LiverCrop) -> dict[str, float]:
+    """Resected, functional and remnant volumes (mL) and the FLR (%) of a resected fraction."""
+    functional = crop.liver & (crop.tumours == 0)
+    functional_ml = int(np.count_nonzero(functional)) * crop.unit_ml
     if functional_ml <= 0:
         raise InputError("the liver mask holds no functional liver (it is empty or all tumour)")
-    resected_ml = float(fraction.sum(dtype=np.float64)) * unit_ml
-    resected_functional_ml = float(fraction[functional].sum(dtype=np.float64)) * unit_ml
+    resected_functional_ml = float(fraction[functional].sum(dtype=np.float64)) * crop.unit_ml
     remnant_ml = functional_ml - resected_functional_ml
-
-    outcomes = _tumour_outcomes(
-        fraction, tum_c, tumour_boxes, liver_c, anatomical, tumour_ids, wedge_margin, spacing=spacing,
-        unit_ml=unit_ml,
-    )
-    full = np.zeros(liver.shape, np.float32)
-    full[box] = fraction
-    return ResectionResult(
-        resected_fraction=full,
-        resected_ml=resected_ml,
-        resected_functional_ml=resected_functional_ml,
-        functional_liver_ml=functional_ml,
-        remnant_ml=remnant_ml,
-        flr_percent=100.0 * remnant_ml / functional_ml,
-        tumours=outcomes,
-        specs=[spec.describe() for spec in resections] + list(extra_specs),
-        segments_removed=sorted(removed_segments),
-    )
+    return {
+        "resected_ml": float(fraction.sum(dtype=np.float64)) * crop.unit_ml,
+        "resected_functional_ml": resected_functional_ml,
+        "functional_liver_ml": functional_ml,
+        "remnant_ml": remnant_ml,
+        "flr_percent": 100.0 * remnant_ml / functional_ml,
+    }
 
 
 def _wedge_ids(spec: WedgeResection, tumour_ids: list[int]) -> list[int]:
@@ -231,13 +248,14 @@ def _wedge_ids(spec: WedgeResection, tumour_ids: list[int]) -> list[int]:
     return list(spec.tumour_ids)
 
 
-def _add_wedge(fraction, tumours, tumour_id: int, tumour_box, liver, *, margin_mm: float, spacing_mm) -> None:
+def _add_wedge(fraction, crop: _LiverCrop, tumour_id: int, tumour_box, *, margin_mm: float) -> None:
     """Raise ``fraction`` to the share of each voxel within ``margin_mm`` of tumour ``tumour_id``
     (whose voxels lie in the slices ``tumour_box``), in place."""
+    spacing_mm = crop.spacing_mm
     band_mm = margin_mm + max(spacing_mm)  # beyond m + w/2 (w ≤ √3·max spacing) no voxel is touched
     pad = [int(np.ceil(band_mm / s)) + 2 for s in spacing_mm]
-    box = padded_box(tumour_box, pad, tumours.shape)
-    inside = tumours[box] == tumour_id
+    box = padded_box(tumour_box, pad, crop.tumours.shape)
+    inside = crop.tumours[box] == tumour_id
     if margin_mm == 0.0:
         share = inside.astype(np.float32)
     else:
@@ -246,7 +264,7 @@ def _add_wedge(fraction, tumours, tumour_id: int, tumour_box, liver, *, margin_m
         distance = surface_distance(inside, spacing_mm=spacing_mm, band_mm=band_mm, depth_mm=max(spacing_mm))
         share = distance.fraction_within(margin_mm)
         share[inside] = 1.0
-        share *= liver[box]
+        share *= crop.liver[box]
     np.maximum(fraction[box], share, out=fraction[box])
 
 
@@ -268,7 +286,9 @@ def _clearance_mm(tumour_boundary: np.ndarray, kept_boundary: VoxelSet, spacing_
     return float(max(0.0, distance[k] - extent))
 
 
-def _tumour_outcomes(fraction, tum, tumour_boxes, liver, anatomical, tumour_ids, wedge_margin, *, spacing, unit_ml):
+def _tumour_outcomes(fraction, crop: _LiverCrop, tumour_boxes, anatomical, tumour_ids, wedge_margin):
+    """Status and clear margin of every tumour (see :class:`TumourOutcome`)."""
+    tum, liver, spacing = crop.tumours, crop.liver, crop.spacing_mm
     removed = fraction >= 0.5
     kept_boundaries: dict[str, VoxelSet] = {}
 
@@ -300,5 +320,5 @@ def _tumour_outcomes(fraction, tum, tumour_boxes, liver, anatomical, tumour_ids,
                 margin = _clearance_mm(boundary, kept_boundary("all"), spacing)
             if margin == float("inf"):
                 margin = None  # the whole liver is removed: no cut surface to measure
-        outcomes.append(TumourOutcome(i, n * unit_ml, status, share, margin, wedge))
+        outcomes.append(TumourOutcome(i, n * crop.unit_ml, status, share, margin, wedge))
     return outcomes

@@ -1,13 +1,11 @@
 """Grid helpers shared by the segmentation modules: validation, block down-sampling, up-sampling.
 
 All arrays are in canonical RAS+ index order (axis 0 -> patient Right, axis 1 -> Anterior,
-axis 2 -> Superior). SimpleITK is used only as a fast resampler on index grids; its reversed
-``[k, j, i]`` axis order is handled inside :func:`_to_sitk` / :func:`_from_sitk` and nowhere else.
+axis 2 -> Superior). SimpleITK supplies fast filters; arrays are handed to it as they are (:func:`_itk`).
 """
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import SimpleITK as sitk
@@ -15,7 +13,6 @@ import SimpleITK as sitk
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
-log = logging.getLogger(__name__)
 
 #: Smallest physical extent (mm) per axis below which no organ segmentation is attempted.
 MIN_EXTENT_MM = (60.0, 60.0, 15.0)
@@ -73,55 +70,62 @@ def block_mean_sd(image: np.ndarray, factors) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(np.maximum(sq - mean * mean, 0.0))
 
 
-def _to_sitk(array: np.ndarray, spacing, origin=(0.0, 0.0, 0.0)) -> sitk.Image:
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    img.SetSpacing(tuple(float(s) for s in spacing))
-    img.SetOrigin(tuple(float(o) for o in origin))
+def _itk(array: np.ndarray, spacing_mm, origin=(0.0, 0.0, 0.0)) -> sitk.Image:
+    """``array`` as an ITK image, axes as they are: ITK counts a NumPy array's axes from the last
+    one (its x is the array's axis 2), so the spacing and origin are handed over reversed.
+
+    No axis is transposed or flipped, and none needs to be: every filter used here (Gaussian,
+    gradient magnitude, median, watersheds, index-space resampling) treats each axis alike given
+    its spacing, so it gives the same result as on the axes in canonical order, up to float32
+    rounding in the order of the separable passes and the visiting order of equal-valued voxels
+    in the watersheds (``tests/test_segmentation.py::test_itk_filters_do_not_depend_on_axis_order``).
+    """
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.SetSpacing([float(s) for s in reversed(tuple(spacing_mm))])
+    img.SetOrigin([float(o) for o in reversed(tuple(origin))])
     return img
-
-
-def _from_sitk(img: sitk.Image) -> np.ndarray:
-    return np.transpose(sitk.GetArrayFromImage(img), (2, 1, 0))
 
 
 def upsample(small: np.ndarray, factors, full_shape, *, linear: bool = True) -> np.ndarray:
     """Resample a block-shrunk array back onto the full grid (index space, float32 or nearest)."""
     factors = tuple(int(f) for f in factors)
-    src = _to_sitk(
-        small.astype(np.float32) if linear else small,
-        spacing=factors,
-        origin=tuple((f - 1) / 2.0 for f in factors),
-    )
-    ref = sitk.Image([int(n) for n in full_shape], src.GetPixelID())
-    ref.SetSpacing((1.0, 1.0, 1.0))
+    src = _itk(small.astype(np.float32) if linear else small, factors, origin=tuple((f - 1) / 2.0 for f in factors))
+    ref = sitk.Image([int(n) for n in reversed(tuple(full_shape))], src.GetPixelID())
     interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    out = sitk.Resample(src, ref, sitk.Transform(), interp, 0.0, src.GetPixelID())
-    return _from_sitk(out)
+    return sitk.GetArrayFromImage(sitk.Resample(src, ref, sitk.Transform(), interp, 0.0, src.GetPixelID()))
 
 
 def gaussian(image: np.ndarray, spacing_mm, sigma_mm: float) -> np.ndarray:
     """Recursive Gaussian smoothing (SimpleITK, multi-threaded), float32, sigma in millimetres."""
-    img = _to_sitk(np.asarray(image, dtype=np.float32), spacing_mm)
-    return _from_sitk(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)))
+    img = _itk(np.asarray(image, dtype=np.float32), spacing_mm)
+    return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)))
 
 
 def gradient_magnitude(image: np.ndarray, spacing_mm, sigma_mm: float) -> np.ndarray:
     """Gradient magnitude of Gaussian (SimpleITK, multi-threaded), float32, sigma in millimetres."""
-    img = _to_sitk(np.asarray(image, dtype=np.float32), spacing_mm)
-    return _from_sitk(sitk.GradientMagnitudeRecursiveGaussian(img, float(sigma_mm)))
+    img = _itk(np.asarray(image, dtype=np.float32), spacing_mm)
+    return sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(img, float(sigma_mm)))
 
 
 def median(image: np.ndarray, radius_vox: int = 1) -> np.ndarray:
     """Median filter (SimpleITK) with a cubic radius in voxels; float32."""
-    img = _to_sitk(np.asarray(image, dtype=np.float32), (1.0, 1.0, 1.0))
-    return _from_sitk(sitk.Median(img, [int(radius_vox)] * 3))
+    img = _itk(np.asarray(image, dtype=np.float32), (1.0, 1.0, 1.0))
+    return sitk.GetArrayFromImage(sitk.Median(img, [int(radius_vox)] * 3))
 
 
-def bbox(mask: np.ndarray, margin=(0, 0, 0)):
-    """Slices of the bounding box of ``mask`` grown by ``margin`` voxels per axis (None if empty)."""
-    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    if any(len(i) == 0 for i in idx):
-        return None
-    return tuple(
-        slice(max(0, int(i[0]) - m), min(n, int(i[-1]) + m + 1)) for i, m, n in zip(idx, margin, mask.shape)
+def watershed(elevation: np.ndarray, spacing_mm, *, level: float) -> np.ndarray:
+    """Basins of ``elevation`` (SimpleITK morphological watershed, face connectivity, no lines):
+    labels 1..N, minima shallower than ``level`` (elevation units) merged."""
+    img = _itk(elevation, spacing_mm)
+    return sitk.GetArrayFromImage(
+        sitk.MorphologicalWatershed(img, level=float(level), markWatershedLine=False, fullyConnected=False)
     )
+
+
+def watershed_from_markers(elevation: np.ndarray, markers: np.ndarray, spacing_mm, *, fully_connected: bool) -> np.ndarray:
+    """Every voxel labelled with the marker (non-zero ``markers``) whose flood over ``elevation``
+    reaches it first (SimpleITK, no watershed lines); 26-connected floods with ``fully_connected``."""
+    ws = sitk.MorphologicalWatershedFromMarkers(
+        _itk(elevation, spacing_mm), _itk(markers, spacing_mm), markWatershedLine=False, fullyConnected=fully_connected
+    )
+    return sitk.GetArrayFromImage(ws)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hepatoplan.errors import NotComputableError
-from hepatoplan.units import MM3_PER_ML
+from hepatoplan.units import voxel_volume_ml
 
 from .liver import segment_liver
+from .params import SegmentationParams
 from .tumours import segment_tumours
 from .vessels import segment_vessels
 
@@ -36,6 +37,8 @@ class StudySegmentation:
         (MR, non-contrast CT); ``report["vessels"]["computed"]`` says why.
     report : dict
         JSON-ready: per-structure statistics, volumes (mL), QC flags, timings (s).
+    parameters : SegmentationParams
+        The tuned values used (``dataclasses.asdict`` gives them JSON-ready).
     """
 
     liver: np.ndarray
@@ -43,9 +46,12 @@ class StudySegmentation:
     portal_vein: np.ndarray
     hepatic_veins: np.ndarray
     report: dict = field(default_factory=dict)
+    parameters: SegmentationParams = field(default_factory=SegmentationParams)
 
 
-def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> StudySegmentation:
+def segment_study(
+    image: np.ndarray, *, spacing_mm, modality: str = "CT", params: SegmentationParams = SegmentationParams()
+) -> StudySegmentation:
     """Segment liver, tumours and both venous trees of one CT (liver only on MR).
 
     Parameters
@@ -56,6 +62,8 @@ def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> Stu
         Voxel size (mm).
     modality : {"CT", "MR"}
         On MR only the liver is segmented.
+    params : SegmentationParams, keyword-only
+        Tuned values of the liver, tumour and vessel algorithms (defaults: the documented ones).
 
     Returns
     -------
@@ -71,7 +79,7 @@ def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> Stu
     """
     t0 = time.perf_counter()
     modality = str(modality).upper()
-    liver, linfo = segment_liver(image, spacing_mm=spacing_mm, modality=modality)
+    liver, linfo = segment_liver(image, spacing_mm=spacing_mm, modality=modality, params=params.liver)
     if not linfo["qc_passed"]:
         raise NotComputableError(
             "automatic liver segmentation failed its quality checks: " + "; ".join(linfo["qc_flags"])
@@ -87,13 +95,13 @@ def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> Stu
         report["vessels"] = {"computed": False, "reason": "vessel segmentation needs a contrast-enhanced CT"}
     else:
         t = time.perf_counter()
-        tumours, tinfo = segment_tumours(image, liver, spacing_mm=spacing_mm)
+        tumours, tinfo = segment_tumours(image, liver, spacing_mm=spacing_mm, params=params.tumours)
         tinfo["seconds"] = round(time.perf_counter() - t, 2)
         # lesions found in a notch of the liver surface are liver (as in manual references)
         added = (tumours > 0) & (liver == 0)
         if added.any():
             liver[added] = 1
-            voxel_ml = float(np.prod(spacing_mm)) / MM3_PER_ML
+            voxel_ml = voxel_volume_ml(spacing_mm)
             linfo["lesion_volume_added_ml"] = round(float(np.count_nonzero(added)) * voxel_ml, 2)
             linfo["liver_volume_ml"] = round(float(np.count_nonzero(liver)) * voxel_ml, 1)
         report["tumours"] = {"computed": True, **tinfo}
@@ -104,7 +112,7 @@ def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> Stu
             }
         else:
             t = time.perf_counter()
-            portal, hepatic, vinfo = segment_vessels(image, liver, spacing_mm=spacing_mm)
+            portal, hepatic, vinfo = segment_vessels(image, liver, spacing_mm=spacing_mm, params=params.vessels)
             vinfo["seconds"] = round(time.perf_counter() - t, 2)
             report["vessels"] = {"computed": True, **vinfo}
     flags = list(linfo["qc_flags"])
@@ -113,4 +121,4 @@ def segment_study(image: np.ndarray, *, spacing_mm, modality: str = "CT") -> Stu
     report["qc_flags"] = flags
     report["qc_passed"] = True
     report["seconds"] = round(time.perf_counter() - t0, 2)
-    return StudySegmentation(liver, tumours, portal, hepatic, report)
+    return StudySegmentation(liver, tumours, portal, hepatic, report, params)

@@ -1,16 +1,17 @@
 """Portal and hepatic veins inside (and at the doors of) the liver, separated into two trees.
 
 Arrays are canonical RAS+ (axis 0 -> Right, 1 -> Anterior, 2 -> Superior). Nothing here reads files.
+Every tuned value is a field of :class:`~hepatoplan.segmentation.params.VesselParams`.
 
 Method:
 
-1. Crop to the liver grown by ``TRUNK_MARGIN_MM`` and block-average to about 1.2 mm.
-2. Vessels are voxels brighter than the parenchyma by ``K_SD`` robust SDs of the parenchyma
-   (statistics from the scan itself) within ``ROI_MARGIN_MM`` of the liver, plus thick vessels
-   reached from them up to ``TRUNK_MARGIN_MM`` below the liver's mid-height (portal trunk,
+1. Crop to the liver grown by ``trunk_margin_mm`` and block-average to about 1.2 mm.
+2. Vessels are voxels brighter than the parenchyma by ``k_sd`` robust SDs of the parenchyma
+   (statistics from the scan itself) within ``roi_margin_mm`` of the liver, plus thick vessels
+   reached from them up to ``trunk_margin_mm`` below the liver's mid-height (portal trunk,
    infrahepatic IVC); tiny fragments are dropped.
 3. Seeds from anatomy: the inferior vena cava is the thickest vessel that runs vertically along
-   the posterior liver for at least ``IVC_MIN_RUN_MM``; the portal trunk is the thickest vessel
+   the posterior liver for at least ``ivc_min_run_mm``; the portal trunk is the thickest vessel
    elsewhere in the caudal two thirds of the liver. Hepatic veins drain to the IVC near the dome,
    the portal tree enters at the hilum.
 4. The two trees compete in a marker watershed over the vessels' negative distance map: floods
@@ -21,39 +22,42 @@ Method:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import InputError
-from hepatoplan.units import MM3_PER_ML
+from hepatoplan.units import MM3_PER_ML, voxel_volume_ml
 
 from . import _grid
 from . import _morph as morph
+from .params import VesselParams
 
 log = logging.getLogger(__name__)
 
-K_SD = 2.2
-#: Scale (mm) of the local parenchyma background subtracted before thresholding.
-BACKGROUND_SIGMA_MM = 6.0
-ROI_MARGIN_MM = 12.0
-#: Outside the liver, thick vessels (radius >= ``TRUNK_MIN_RADIUS_MM``) reached from the vessels at
-#: the liver are followed this far (mm) from the liver's lower half: the portal trunk below the
-#: hilum and the infrahepatic IVC, which manual references (IRCADb) include and from which the
-#: Couinaud landmarks (portal root and bifurcation, IVC axis) are read. 15 mm = the margin
-#: ``hepatoplan.couinaud.segment_couinaud`` reads around the liver. On IRCADb 01 the missing trunk put the
-#: portal root at the bifurcation and moved the bifurcation 28 mm (Couinaud mean Dice 0.69 -> 0.81).
-TRUNK_MARGIN_MM = 15.0
-TRUNK_MIN_RADIUS_MM = 2.5
-TARGET_SPACING_MM = 1.2
-MIN_FRAGMENT_ML = 0.05
-IVC_MIN_RUN_MM = 25.0
-#: The portal trunk is sought in this caudal fraction of the liver's height (the portal bifurcation
-#: lies at 0.47-0.63 of it in IRCADb 01-12; above, the IVC and hepatic-vein trunks are the thickest).
-PORTAL_SEED_HEIGHT_FRACTION = 2.0 / 3.0
-#: Fraction of the liver's height, from the dome down, where thick vessels are hepatic veins.
-DOME_FRACTION = 0.25
+#: Robust SD of a normal distribution from its interquartile range.
+IQR_TO_SD = 1.349
+
+
+@dataclass(frozen=True)
+class _VesselGrid:
+    """The liver's box (grown by the trunk margin) at the vessel search's resolution.
+
+    ``box``: the crop on the full grid (a whole number of blocks from the liver's box);
+    ``factors``: block size (voxels); ``image``: smoothed block mean (HU); ``liver``: liver mask.
+    """
+
+    box: tuple
+    factors: tuple
+    spacing_mm: tuple
+    image: np.ndarray
+    liver: np.ndarray
+
+    def full_index(self, mask: np.ndarray) -> list[int]:
+        """Mean voxel index of ``mask`` on the full grid."""
+        return [int(v) for v in np.argwhere(mask).mean(axis=0) * self.factors + [s.start for s in self.box]]
 
 
 def segment_vessels(
@@ -61,7 +65,7 @@ def segment_vessels(
     liver: np.ndarray,
     *,
     spacing_mm,
-    k_sd: float = K_SD,
+    params: VesselParams = VesselParams(),
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Segment the portal and hepatic venous trees of a contrast CT.
 
@@ -73,8 +77,8 @@ def segment_vessels(
         Liver mask (non-zero inside), same grid.
     spacing_mm : 3-tuple of float
         Voxel size (mm).
-    k_sd : float, keyword-only
-        Vessel threshold in robust SDs of the parenchyma above its median.
+    params : VesselParams, keyword-only
+        The algorithm's tuned values (``k_sd``: vessel threshold in robust SDs of the parenchyma).
 
     Returns
     -------
@@ -94,105 +98,120 @@ def segment_vessels(
     if not liver.any():
         info["qc_flags"].append("empty liver mask: no vessels")
         return portal, hepatic, info
-    factors = tuple(max(1, int(round(TARGET_SPACING_MM / s))) for s in spacing)
-    # margin a whole number of blocks: the block grid stays aligned to the liver's bounding box
-    margin = tuple(int(np.ceil((np.ceil(TRUNK_MARGIN_MM / s) + 2) / f)) * f for s, f in zip(spacing, factors))
-    box = _grid.bbox(liver, margin=margin)
-    sp = tuple(s * f for s, f in zip(spacing, factors))
-    img = _grid.gaussian(_grid.block_mean(image[box], factors), sp, 0.6)
-    liv = _grid.block_mean(liver[box].astype(np.float32), factors) > 0.5
-    deep = morph.erode(liv, 3.0, sp)
-    vals = img[deep] if deep.sum() > 1000 else img[liv]
-    med = float(np.median(vals))
-    # parenchyma SD from the central part of the histogram (lesions and vessels sit in the tails)
-    core_vals = vals[np.abs(vals - med) < 40.0]
-    q25, q75 = np.percentile(core_vals, [25, 75])
-    sd = max(float(q75 - q25) / 1.349, 3.0)
-    thr = med + k_sd * sd
-    info.update(parenchyma_median_hu=round(med, 1), parenchyma_sd_hu=round(sd, 1), threshold_hu=round(thr, 1))
-    roi = morph.dilate(liv, ROI_MARGIN_MM, sp)
-    # subtract the local parenchyma level (normalised convolution over non-vessel liver voxels)
-    par = (liv & (np.abs(img - med) < 2.0 * sd)).astype(np.float32)
-    num = _grid.gaussian(img * par, sp, BACKGROUND_SIGMA_MM)
-    den = _grid.gaussian(par, sp, BACKGROUND_SIGMA_MM)
-    bg = np.where(den > 0.05, num / np.maximum(den, 1e-3), med)
-    img = img - bg + med
-    bright = (img > thr) & (img < med + 400.0)
-    ves = roi & bright
-    near_ves = ves
-    # thick vessels leaving the liver's lower half (portal trunk, infrahepatic IVC)
-    zs = np.flatnonzero(liv.any(axis=(0, 1)))
-    far = morph.dilate(liv, TRUNK_MARGIN_MM, sp) & bright & ~roi
-    far[:, :, (zs[0] + zs[-1]) // 2 + 1:] = False
-    if far.any():
-        d_all = morph._dist_inside(ves | far, sp)
-        thick = d_all >= TRUNK_MIN_RADIUS_MM
-        thick_far = far & thick
-        # only the thick cores reached from the vessels at the liver, then their lumen
-        core = morph.reconstruct(ves & thick, (ves & thick) | thick_far, 26)
-        ves = ves | (morph.dilate(core & thick_far, TRUNK_MIN_RADIUS_MM + 0.5 * min(sp), sp) & far)
-        info["extrahepatic_trunk_ml"] = round(float((ves & far).sum()) * float(np.prod(sp)) / MM3_PER_ML, 1)
-    # drop fragments and bright bone/contrast far from the liver
-    labels, n = morph.components(ves, connectivity=26)
-    if n == 0:
+    grid = _vessel_grid(image, liver, spacing, params)
+    ves, near_ves = _vessel_voxels(grid, params, info)
+    if not ves.any():
         info["qc_flags"].append("no vessel brighter than the parenchyma: not a contrast-enhanced scan?")
         return portal, hepatic, info
+    ves = _drop_fragments(ves, grid.liver, grid.spacing_mm, params)
+    d = morph._dist_inside(ves, grid.spacing_mm).astype(np.float32)
+    markers = _tree_markers(grid, ves, near_ves & ves, d, params, info)
+    elev = np.where(ves, -d, 1000.0).astype(np.float32)
+    ws = _grid.watershed_from_markers(elev, markers, grid.spacing_mm, fully_connected=True) if markers.any() else markers
+    lab_small = (ves & (ws == 1)).astype(np.uint8) + 2 * (ves & (ws == 2)).astype(np.uint8)
+    lab_full = _grid.upsample(lab_small, grid.factors, tuple(s.stop - s.start for s in grid.box), linear=False)
+    portal[grid.box] = lab_full == 1
+    hepatic[grid.box] = lab_full == 2
+    info["portal_volume_ml"] = round(float(portal.sum()) * voxel_volume_ml(spacing), 1)
+    info["hepatic_volume_ml"] = round(float(hepatic.sum()) * voxel_volume_ml(spacing), 1)
+    return portal, hepatic, info
+
+
+def _vessel_grid(image, liver, spacing, p: VesselParams) -> _VesselGrid:
+    """Crop to the liver grown by the trunk margin, block-average to about ``target_spacing_mm``, smooth."""
+    factors = tuple(max(1, int(round(p.target_spacing_mm / s))) for s in spacing)
+    # margin a whole number of blocks: the block grid stays aligned to the liver's bounding box
+    margin = tuple(int(np.ceil((np.ceil(p.trunk_margin_mm / s) + 2) / f)) * f for s, f in zip(spacing, factors))
+    box = bounding_box(liver, pad=margin)
+    sp = tuple(s * f for s, f in zip(spacing, factors))
+    img = _grid.gaussian(_grid.block_mean(image[box], factors), sp, p.smoothing_mm)
+    liv = _grid.block_mean(liver[box].astype(np.float32), factors) > 0.5
+    return _VesselGrid(box, factors, sp, img, liv)
+
+
+def _vessel_voxels(grid: _VesselGrid, p: VesselParams, info: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Vessel voxels (at the liver, plus thick trunks below it) and those of them within
+    ``roi_margin_mm`` of the liver."""
+    img, liv, sp = grid.image, grid.liver, grid.spacing_mm
+    deep = morph.erode(liv, p.deep_erosion_mm, sp)
+    vals = img[deep] if deep.sum() > p.min_deep_voxels else img[liv]
+    med = float(np.median(vals))
+    # parenchyma SD from the central part of the histogram (lesions and vessels sit in the tails)
+    q25, q75 = np.percentile(vals[np.abs(vals - med) < p.parenchyma_window_hu], [25, 75])
+    sd = max(float(q75 - q25) / IQR_TO_SD, p.min_parenchyma_sd_hu)
+    thr = med + p.k_sd * sd
+    info.update(parenchyma_median_hu=round(med, 1), parenchyma_sd_hu=round(sd, 1), threshold_hu=round(thr, 1))
+    roi = morph.dilate(liv, p.roi_margin_mm, sp)
+    # subtract the local parenchyma level (normalised convolution over non-vessel liver voxels)
+    par = (liv & (np.abs(img - med) < p.background_k_sd * sd)).astype(np.float32)
+    num = _grid.gaussian(img * par, sp, p.background_sigma_mm)
+    den = _grid.gaussian(par, sp, p.background_sigma_mm)
+    level = img - np.where(den > p.background_min_weight, num / np.maximum(den, 1e-3), med) + med
+    bright = (level > thr) & (level < med + p.max_enhancement_hu)
+    near_ves = roi & bright
+    return _with_trunks(grid, near_ves, bright & ~roi, p, info), near_ves
+
+
+def _with_trunks(grid: _VesselGrid, ves, bright_outside, p: VesselParams, info: dict) -> np.ndarray:
+    """``ves`` plus the thick vessels leaving the liver's lower half (portal trunk, infrahepatic
+    IVC), followed up to ``trunk_margin_mm`` from the liver: only the thick cores reached from the
+    vessels at the liver, then their lumen."""
+    liv, sp = grid.liver, grid.spacing_mm
+    zs = np.flatnonzero(liv.any(axis=(0, 1)))
+    far = morph.dilate(liv, p.trunk_margin_mm, sp) & bright_outside
+    far[:, :, (zs[0] + zs[-1]) // 2 + 1:] = False
+    if not far.any():
+        return ves
+    thick = morph._dist_inside(ves | far, sp) >= p.trunk_min_radius_mm
+    thick_far = far & thick
+    core = morph.reconstruct(ves & thick, (ves & thick) | thick_far, 26)
+    ves = ves | (morph.dilate(core & thick_far, p.trunk_min_radius_mm + 0.5 * min(sp), sp) & far)
+    info["extrahepatic_trunk_ml"] = round(float((ves & far).sum()) * voxel_volume_ml(sp), 1)
+    return ves
+
+
+def _drop_fragments(ves, liv, sp, p: VesselParams) -> np.ndarray:
+    """Components of ``ves`` of at least ``min_fragment_ml`` that reach into the liver."""
+    labels, n = morph.components(ves, connectivity=26)
     counts = np.bincount(labels.ravel())
     counts[0] = 0
-    min_vox = MIN_FRAGMENT_ML * MM3_PER_ML / float(np.prod(sp))
     inside = np.bincount(labels[liv], minlength=n + 1)
-    keep = (counts >= min_vox) & (inside > 0)
+    keep = (counts >= p.min_fragment_ml * MM3_PER_ML / float(np.prod(sp))) & (inside > 0)
     keep[0] = False
-    ves = keep[labels]
-    d = morph._dist_inside(ves, sp).astype(np.float32)
-    ivc = _find_ivc(ves, d, liv, sp)
+    return keep[labels]
+
+
+def _tree_markers(grid: _VesselGrid, ves, near_ves, d, p: VesselParams, info: dict) -> np.ndarray:
+    """Watershed markers: 1 = portal trunk seed, 2 = IVC and dome hepatic veins (0 elsewhere);
+    ``d``: the vessels' radius map (mm), ``near_ves``: the vessels within the ROI margin."""
+    liv, sp = grid.liver, grid.spacing_mm
+    ivc = _find_ivc(ves, d, liv, sp, p)
     if ivc is None or not ivc.any():
         ivc = np.zeros_like(ves)
     info["ivc_found"] = bool(ivc.any())
     # the portal trunk is sought among the vessels at the liver, with their own thickness (the
     # extrahepatic additions make the kidneys' and the aorta's walls look thicker)
-    near_ves = near_ves & ves
-    pv_seed = _find_portal_seed(near_ves, morph._dist_inside(near_ves, sp).astype(np.float32), liv, ivc, sp)
+    pv_seed = _find_portal_seed(near_ves, morph._dist_inside(near_ves, sp).astype(np.float32), liv, ivc, sp, p)
     markers = np.zeros(ves.shape, np.uint8)
     markers[ivc] = 2
-    dome = _dome_hepatic_seed(ves, d, liv, pv_seed, sp)
+    dome = _dome_hepatic_seed(ves, d, liv, pv_seed, sp, p)
     markers[dome] = 2
     if not (ivc.any() or dome.any()):
         info["qc_flags"].append("no hepatic-vein seed (IVC or dome veins): every vessel labelled portal")
     if pv_seed is not None:
         markers[pv_seed] = 1
-        info["portal_seed_index"] = [int(v) for v in np.argwhere(pv_seed).mean(axis=0) * factors + [s.start for s in box]]
+        info["portal_seed_index"] = grid.full_index(pv_seed)
     else:
         info["qc_flags"].append("portal trunk not found: portal/hepatic separation unreliable")
     if ivc.any():
-        info["ivc_seed_index"] = [int(v) for v in np.argwhere(ivc).mean(axis=0) * factors + [s.start for s in box]]
-    elev = np.where(ves, -d, 1000.0).astype(np.float32)
-    if markers.any():
-        ws = _grid._from_sitk(
-            sitk.MorphologicalWatershedFromMarkers(
-                _grid._to_sitk(elev, sp), _grid._to_sitk(markers, sp), markWatershedLine=False, fullyConnected=True
-            )
-        )
-    else:
-        ws = np.zeros_like(markers)
-    pv_small = ves & (ws == 1)
-    hv_small = ves & (ws == 2)
-    full_shape = tuple(s.stop - s.start for s in box)
-    lab_small = pv_small.astype(np.uint8) + 2 * hv_small.astype(np.uint8)
-    lab_full = _grid.upsample(lab_small, factors, full_shape, linear=False)
-    portal[box] = lab_full == 1
-    hepatic[box] = lab_full == 2
-    vox_ml = float(np.prod(spacing)) / MM3_PER_ML
-    info["portal_volume_ml"] = round(float(portal.sum()) * vox_ml, 1)
-    info["hepatic_volume_ml"] = round(float(hepatic.sum()) * vox_ml, 1)
-    return portal, hepatic, info
+        info["ivc_seed_index"] = grid.full_index(ivc)
+    return markers
 
 
-def _find_ivc(ves, d, liv, sp):
+def _find_ivc(ves, d, liv, sp, p: VesselParams):
     """The inferior vena cava: the thickest long vertical vessel along the posterior liver."""
-    run_vox = int(np.ceil(IVC_MIN_RUN_MM / sp[2]))
-    # thick vessel columns: voxels with radius >= 4 mm, continuous along z
-    thick = ves & (d >= 2.5)
+    run_vox = int(np.ceil(p.ivc_min_run_mm / sp[2]))
+    thick = ves & (d >= p.ivc_min_radius_mm)
     if not thick.any():
         return None
     # vertical continuity: opening along z with a line of run_vox voxels
@@ -200,43 +219,39 @@ def _find_ivc(ves, d, liv, sp):
     labels, n = morph.components(vert, connectivity=26)
     if n == 0:
         return None
-    idx = np.arange(1, n + 1)
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    # closeness to the liver: fraction of the component within 10 mm of liver
-    near = morph.dilate(liv, 10.0, sp)
+    # closeness to the liver: fraction of the component near the liver
+    near = morph.dilate(liv, p.ivc_near_liver_mm, sp)
     near_frac = np.bincount(labels[near], minlength=n + 1)[1:] / np.maximum(counts, 1)
-    score = counts * near_frac
-    best = int(np.argmax(score)) + 1
-    if near_frac[best - 1] < 0.5:
+    best = int(np.argmax(counts * near_frac)) + 1
+    if near_frac[best - 1] < p.ivc_min_near_fraction:
         return None
-    comp = labels == best
     # grow the seed over the vessel within its own radius (the IVC lumen)
-    return morph.dilate(comp, 3.0, sp) & ves
+    return morph.dilate(labels == best, p.ivc_lumen_mm, sp) & ves
 
 
-def _dome_hepatic_seed(ves, d, liv, pv_seed, sp):
+def _dome_hepatic_seed(ves, d, liv, pv_seed, sp, p: VesselParams):
     """Thick vessels in the cranial part of the liver: hepatic veins converging on the IVC."""
     zs = np.flatnonzero(liv.any(axis=(0, 1)))
     top = np.zeros_like(ves)
-    z0 = zs[-1] - int(DOME_FRACTION * (zs[-1] - zs[0]))
-    top[:, :, z0:] = True
-    seed = ves & top & (d >= 2.0) & liv
+    top[:, :, zs[-1] - int(p.dome_fraction * (zs[-1] - zs[0])):] = True
+    seed = ves & top & (d >= p.dome_min_radius_mm) & liv
     if pv_seed is not None and pv_seed.any():
-        seed &= ~morph.dilate(pv_seed, 15.0, sp)
+        seed &= ~morph.dilate(pv_seed, p.dome_portal_clearance_mm, sp)
     return seed
 
 
-def _find_portal_seed(ves, d, liv, ivc, sp):
+def _find_portal_seed(ves, d, liv, ivc, sp, p: VesselParams):
     """A ball inside the portal trunk: the thickest vessel away from the IVC, caudal to the dome."""
     zs = np.flatnonzero(liv.any(axis=(0, 1)))
     if len(zs) == 0:
         return None
     z_lo, z_hi = zs[0], zs[-1]
     allowed = np.zeros_like(ves)
-    allowed[:, :, z_lo : z_lo + int(PORTAL_SEED_HEIGHT_FRACTION * (z_hi - z_lo)) + 1] = True
-    away = ~morph.dilate(ivc, 12.0, sp) if ivc.any() else np.ones_like(ves)
+    allowed[:, :, z_lo : z_lo + int(p.portal_seed_height_fraction * (z_hi - z_lo)) + 1] = True
+    away = ~morph.dilate(ivc, p.portal_ivc_clearance_mm, sp) if ivc.any() else np.ones_like(ves)
     cand = np.where(ves & allowed & away, d, 0.0)
-    if cand.max() < 2.0:
+    if cand.max() < p.portal_min_radius_mm:
         return None
     i = np.unravel_index(int(np.argmax(cand)), cand.shape)
     ball = np.zeros_like(ves)

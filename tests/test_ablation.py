@@ -9,7 +9,7 @@ import pytest
 
 from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
-from hepatoplan.resection.ablation import ablation_zone
+from hepatoplan.resection.ablation import AblationParams, ablation_zone
 
 SPACING = (0.7, 0.9, 2.0)
 
@@ -65,7 +65,8 @@ def test_heat_sink_next_to_a_large_vein_and_not_far_from_vessels(ph):
     z1 = ablation_zone(tumour=ph.tumours == 1, **kw)
     assert not z1.heat_sink_warning and z1.heat_sink_vessels == []
     # a 3 mm threshold raised above the vein's size silences the warning
-    z2_big = ablation_zone(tumour=ph.tumours == 2, heat_sink_diameter_mm=vein.max_diameter_mm + 3, **kw)
+    bigger = AblationParams(heat_sink_diameter_mm=vein.max_diameter_mm + 3)
+    z2_big = ablation_zone(tumour=ph.tumours == 2, params=bigger, **kw)
     assert not z2_big.heat_sink_warning
 
 
@@ -85,6 +86,9 @@ def test_other_bad_input():
         ablation_zone(tumour=t, spacing_mm=SPACING, liver=t[1:])
     with pytest.raises(InputError, match="centre_index"):
         ablation_zone(tumour=t, spacing_mm=SPACING, centre_index=(1e4, 0, 0))
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(InputError, match="heat_sink_diameter_mm must be a distance > 0"):
+            AblationParams(heat_sink_diameter_mm=bad)
 
 
 def test_parse_ablation():

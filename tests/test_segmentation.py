@@ -7,6 +7,7 @@ benchmark (all cases, time, memory) is bench/bench_segmentation.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -108,8 +109,8 @@ def test_lesion_edges_snap_to_the_half_way_contour(contrast_hu):
     hysteresis finds faint lesions): the boundary moves out to the half-way contour of the
     noise-free blurred and smoothed sphere (within 4 %), which lies about sigma^2 / r inside the
     surface (7 % of the volume here)."""
-    from hepatoplan.segmentation import _grid
-    from hepatoplan.segmentation.tumours import EDGE_SMOOTHING_MM, _snap_edges
+    from hepatoplan.segmentation import TumourParams, _grid
+    from hepatoplan.segmentation.tumours import _snap_edges
     from scipy import ndimage as ndi
 
     sp = np.array([0.7, 0.7, 2.0])
@@ -118,10 +119,10 @@ def test_lesion_edges_snap_to_the_half_way_contour(contrast_hu):
     r_mm = np.sqrt((x - 28.0) ** 2 + (y - 27.5) ** 2 + (z - 27.0) ** 2)
     sphere = r_mm <= 8.0
     img = ndi.gaussian_filter(np.where(sphere, 110.0 + contrast_hu, 110.0), 1.0 / sp)
-    half_way = _grid.gaussian(img.astype(np.float32), tuple(sp), EDGE_SMOOTHING_MM) < 110.0 + contrast_hu / 2
+    half_way = _grid.gaussian(img.astype(np.float32), tuple(sp), TumourParams().edge_smoothing_mm) < 110.0 + contrast_hu / 2
     img = img + np.random.default_rng(3).normal(0.0, 8.0, shape)
     labels = (r_mm <= 6.0).astype(np.uint16)
-    _snap_edges(labels, img.astype(np.float32), np.ones(shape, bool), sp)
+    _snap_edges(labels, img.astype(np.float32), np.ones(shape, bool), sp, TumourParams())
     assert labels.sum() == pytest.approx(half_way.sum(), rel=0.04)
     assert _dice(labels > 0, sphere) >= 0.93
 
@@ -215,8 +216,9 @@ def test_portal_trunk_followed_below_the_liver_thin_vessels_not():
     as manual references include the portal trunk and Couinaud reads its root there); a 3 mm one
     leaving it the same way is not followed beyond the ordinary vessel margin, and nothing is kept
     beyond the trunk margin."""
-    from hepatoplan.segmentation import vessels
+    from hepatoplan.segmentation import VesselParams
 
+    p = VesselParams()
     img, sp, truth = abdomen_phantom(seed=1)
     liver = truth["liver"]
     x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(img.shape, sp)), indexing="ij")
@@ -228,13 +230,13 @@ def test_portal_trunk_followed_below_the_liver_thin_vessels_not():
     portal, hepatic, info = segment_vessels(img, liver, spacing_mm=sp)
     ves = (portal > 0) | (hepatic > 0)
     out_mm = morph._dist_inside(~liver, sp)
-    beyond_roi = trunk & (out_mm > vessels.ROI_MARGIN_MM + 0.5) & (out_mm <= vessels.TRUNK_MARGIN_MM - 1.0)
+    beyond_roi = trunk & (out_mm > p.roi_margin_mm + 0.5) & (out_mm <= p.trunk_margin_mm - 1.0)
     assert beyond_roi.sum() > 20
     assert np.count_nonzero(ves & beyond_roi) >= 0.8 * np.count_nonzero(beyond_roi)
-    thin_beyond = thin & (out_mm > vessels.ROI_MARGIN_MM + 0.5)
-    assert np.count_nonzero(thin_beyond & (out_mm <= vessels.TRUNK_MARGIN_MM)) >= 3
+    thin_beyond = thin & (out_mm > p.roi_margin_mm + 0.5)
+    assert np.count_nonzero(thin_beyond & (out_mm <= p.trunk_margin_mm)) >= 3
     assert not np.any(ves & thin_beyond)
-    assert not np.any(ves & (out_mm > vessels.TRUNK_MARGIN_MM + 3.0))
+    assert not np.any(ves & (out_mm > p.trunk_margin_mm + 3.0))
     assert info["extrahepatic_trunk_ml"] > 0
 
 
@@ -266,6 +268,71 @@ def test_depth_and_blob_shape_are_physical_on_thick_slices():
     assert _ellipsoid_fill(ball, (0.6, 0.6, 5.0)) == pytest.approx(1.0, abs=0.05)
 
 
+def test_itk_filters_do_not_depend_on_axis_order():
+    """SimpleITK gets the canonical array as it is, its spacing reversed (ITK counts axes from the
+    last): the filters match the same filters run on the axes transposed into ITK's order, on an
+    anisotropic grid of unequal sides, up to float32 rounding (separable passes run in another
+    order); the marker watershed and the up-sampling match exactly."""
+    import SimpleITK as sitk
+
+    from hepatoplan.segmentation import _grid
+
+    rng = np.random.default_rng(0)
+    sp = (0.7, 1.1, 2.5)
+    img = _grid.gaussian(rng.normal(100.0, 30.0, (37, 29, 17)).astype(np.float32), (1, 1, 1), 1.0)
+
+    def transposed(fn, array, spacing):  # the canonical axes handed to ITK in its own order
+        im = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+        im.SetSpacing([float(s) for s in spacing])
+        return sitk.GetArrayFromImage(fn(im)).transpose(2, 1, 0)
+
+    scale = float(np.abs(img).max())
+    for ours, theirs in [
+        (_grid.gaussian(img, sp, 2.0), transposed(lambda i: sitk.SmoothingRecursiveGaussian(i, 2.0), img, sp)),
+        (_grid.gradient_magnitude(img, sp, 1.5),
+         transposed(lambda i: sitk.GradientMagnitudeRecursiveGaussian(i, 1.5), img, sp)),
+        (_grid.median(img, 1), transposed(lambda i: sitk.Median(i, [1, 1, 1]), img, (1, 1, 1))),
+    ]:
+        assert ours.shape == img.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-5 * scale)
+    # a smoothing along axis 2 only would be wrong: the spacing really follows its axis
+    assert not np.allclose(_grid.gaussian(img, sp, 2.0), _grid.gaussian(img, sp[::-1], 2.0), atol=1e-2)
+    markers = np.zeros(img.shape, np.uint8)
+    markers[3, 4, 5], markers[30, 20, 12] = 1, 2
+    ws = _grid.watershed_from_markers(img, markers, sp, fully_connected=True)
+    marker_image = sitk.GetImageFromArray(np.ascontiguousarray(markers.transpose(2, 1, 0)))
+    marker_image.SetSpacing(sp)
+    ref = transposed(lambda i: sitk.MorphologicalWatershedFromMarkers(
+        i, marker_image, markWatershedLine=False, fullyConnected=True), img, sp)
+    assert np.array_equal(ws, ref) and set(np.unique(ws)) == {1, 2}
+    small = rng.integers(0, 3, (5, 4, 3)).astype(np.uint8)
+    up = _grid.upsample(small, (3, 2, 1), (15, 8, 3), linear=False)
+    assert np.array_equal(up, np.repeat(np.repeat(small, 3, axis=0), 2, axis=1))
+    lin = _grid.upsample(small.astype(np.float32), (3, 1, 1), (15, 4, 3))
+    assert np.allclose(lin[1::3], small) and np.allclose(lin[2, 0, 0], small[0, 0, 0] + (small[1, 0, 0] - small[0, 0, 0]) / 3)
+
+
+def test_parameters_are_used_and_recorded(phantom):
+    """Each algorithm runs with the values it is given: the phantom's 60 HU tumour (50 HU below the
+    parenchyma, 12 HU noise) is found with the default seed threshold and not with one 12 SDs deep;
+    the parameters are frozen and JSON-ready."""
+    import dataclasses
+
+    from hepatoplan.segmentation import LiverParams, SegmentationParams, TumourParams
+
+    img, sp, truth = phantom
+    tum, info = segment_tumours(img, truth["liver"], spacing_mm=sp, params=TumourParams(seed_k_sd=12.0))
+    assert info["n_lesions"] == 0
+    assert info["seed_threshold_hu"] == pytest.approx(info["parenchyma_median_hu"] - 12.0 * info["parenchyma_sd_hu"], abs=0.2)
+    assert segment_tumours(img, truth["liver"], spacing_mm=sp)[1]["n_lesions"] == 1
+    params = SegmentationParams()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.liver.window_k_sd = 1.0  # type: ignore[misc]
+    record = json.loads(json.dumps(dataclasses.asdict(params)))
+    assert record["liver"]["window_k_sd"] == LiverParams().window_k_sd
+    assert set(record) == {"liver", "tumours", "vessels"}
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -290,6 +357,24 @@ def test_cli_segment_writes_all_outputs_on_the_input_grid(tmp_path, phantom):
     assert rec["inputs"]["image"]["sha256"]
     assert rec["tumours"]["n_lesions"] == 1
     assert rec["liver"]["liver_volume_ml"] > 0
+    from hepatoplan.segmentation import SegmentationParams
+
+    assert rec["parameters"] == json.loads(json.dumps(dataclasses.asdict(SegmentationParams())))
+
+
+def test_plan_study_records_the_parameters_of_what_ran(tmp_path, phantom):
+    """With a liver mask given, ``plan`` segments the tumours and vessels: the study's provenance
+    holds those two algorithms' parameters (and not the liver's)."""
+    from hepatoplan.pipeline.study import MaskPaths, PlanOptions, load_study
+    from hepatoplan.segmentation import TumourParams, VesselParams
+
+    img, sp, truth = phantom
+    _write_nifti(tmp_path / "ct.nii.gz", img, sp)
+    _write_nifti(tmp_path / "liver.nii.gz", truth["liver"].astype(np.uint8), sp)
+    options = PlanOptions(ct=tmp_path / "ct.nii.gz", out=tmp_path / "out", masks=MaskPaths(liver=tmp_path / "liver.nii.gz"))
+    study = load_study(options, needs_segments=False)
+    assert study.parameters["segmentation"] == {
+        "tumours": dataclasses.asdict(TumourParams()), "vessels": dataclasses.asdict(VesselParams())}
 
 
 def test_cli_segment_bad_input_exit_2_and_no_output(tmp_path, capsys):

@@ -1,0 +1,410 @@
+"""The tuned values of the automatic segmentation, one frozen dataclass per algorithm.
+
+Every value the liver, tumour and vessel algorithms use is a field here, with its unit in its name,
+today's value as its default and, in the docstring, where it came from:
+
+* *physics / anatomy*: a property of CT or of the body (air is -1000 HU, fat below -20 HU, an
+  adult liver holds 600-4000 mL ...);
+* *implementation*: a working resolution or a crop, chosen for speed, with no effect worth
+  tuning;
+* *chosen on IRCADb 01/07*: set while developing on the two CTs of ``../shared/data`` (no
+  leave-one-out figure exists for two scans; the lesion-insertion benchmark
+  ``bench/bench_segmentation_insertion.py`` is the held-out check), with the measured effect where
+  one was recorded in ``bench/RESULTS.md``.
+
+Values in "SD" are multiples of a robust standard deviation measured on the scan itself, so they
+carry over between scanners and noise levels better than HU; values in HU are CT densities.
+
+The values a run used are written into ``segmentation.json`` (``parameters``) and into a plan's
+provenance (``provenance.parameters.segmentation``) by ``dataclasses.asdict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LiverParams:
+    """Liver segmentation (:func:`hepatoplan.segmentation.segment_liver`).
+
+    Attributes
+    ----------
+    coarse_spacing_mm : float
+        Working voxel size of the coarse stage (block averaging). Implementation: a liver is
+        100-200 mm across; 2 mm keeps the stage near 3 s.
+    air_max_hu : float
+        Air (outside the body, bowel gas) is below this. Physics: air -1000 HU, lung about
+        -850 HU, fat -120 to -50 HU; -400 HU also takes air blurred with tissue by partial volume.
+    gas_block_min_fraction : float
+        A coarse block is "gas" when more than this share (0-1) of its voxels is air: bowel bubbles
+        vanish in the block mean. Chosen on IRCADb 01/07.
+    median_radius_vox : int
+        Median filter radius (coarse voxels) applied before everything else. Implementation.
+    texture_sigma_mm : float
+        Scale (Gaussian sigma) of the local-SD texture measure. Chosen on IRCADb 01/07.
+    histogram_min_depth_mm : float
+        Candidate liver intensities are read from body tissue deeper than this (skin, muscle
+        wall and partial volume with fat left out). Anatomy: the abdominal wall is 10-20 mm thick.
+    histogram_range_hu : tuple of float
+        Soft-tissue HU range searched for liver peaks. Physics: unenhanced liver 50-65 HU,
+        enhanced 90-160 HU; fat below, bone and contrast-filled vessels above.
+    histogram_bin_hu : float
+        Histogram bin width. Implementation (a few times the noise of the coarse image).
+    histogram_smoothing_bins : float
+        Gaussian smoothing of the histogram (sigma, bins) before peaks are taken. Implementation.
+    histogram_peaks : int
+        Highest histogram peaks tried as the liver's intensity. Chosen on IRCADb 01/07, the
+        TotalSegmentator examples and CHAOS MR (liver, spleen, muscle, kidney).
+    core_window_halfwidth_hu : float
+        Each candidate peak's window, +- this, for the liver core. Chosen on IRCADb 01/07.
+    core_erosion_mm : float
+        The window is eroded by this before its blobs are scored (separates touching organs).
+        Chosen on IRCADb 01/07.
+    core_blobs_per_peak : int
+        Largest blobs of each eroded window that are scored. Implementation.
+    right_side_scale_mm : float
+        A blob's score is its volume times a logistic of its offset to the patient's right, of
+        this scale. Anatomy: the liver lies mostly right of the midline.
+    max_core_candidates : int
+        Candidate organs (cores) tried in turn while the liver grown from them fails the quality
+        checks. IRCADb 07 with its dome cut off needs 2 (its right renal mass scores first).
+    window_k_sd : float
+        Liver intensity window half-width in robust SDs of the liver core ...
+    window_margin_hu : float
+        ... plus this (CT only; 0 on MR). Chosen on IRCADb 01/07.
+    texture_percentile : float
+        Texture limit of the first competition round: this percentile of the liver core's texture
+        (the liver is smoother than bowel and pancreas). Chosen on IRCADb 01/07.
+    gradient_sigma_mm : float
+        Scale of the gradient magnitude the organs compete over. Chosen on IRCADb 01/07.
+    competitor_radius_mm : float
+        Erosion radius defining organ cores (markers) that compete with the liver in the watershed.
+        Chosen on IRCADb 01/07.
+    min_competitor_ml : float
+        Smaller cores are not markers. Implementation (noise specks).
+    background_erosion_mm : float
+        The outside of the intensity window, eroded by this, is the background marker.
+        Implementation.
+    regrow_mm : float
+        How far the homogeneous-texture liver may regrow into the plain intensity window. Chosen on
+        IRCADb 01/07.
+    closing_mm : float
+        Closing radius that encloses vessels and lesions at the liver's edge. Chosen on IRCADb 01/07.
+    soft_tissue_min_hu : float
+        The closing adds only voxels above this (no fat). Physics: fat is -120 to -50 HU.
+    opening_mm : float
+        Final opening radius (detaches thin bridges to neighbouring organs). Chosen on IRCADb 01/07.
+    lesion_min_hu : float
+        Dark tissue next to the liver joins it as a bulging lesion only above this (fluid in bowel,
+        ascites and the gallbladder is 0-20 HU). Physics.
+    lesion_search_mm : float
+        Dark tissue is considered within this distance of the liver. Implementation (larger than
+        a bulging lesion's reach out of the outline).
+    lesion_split_level_mm : float
+        Dark tissue is split into convex blobs by a watershed of its distance map; basins
+        shallower than this merge. Chosen on IRCADb 01/07.
+    lesion_min_contact_fraction : float
+        A blob joins the liver when at least this share (0-1) of its boundary faces the liver ...
+    lesion_max_volume_to_sphere : float
+        ... it holds at most this multiple of its inscribed sphere's volume (compact) ...
+    lesion_min_radius_mm : float
+        ... its inscribed sphere has at least this radius (thick) ...
+    lesion_max_gas_fraction : float
+        ... and at most this share (0-1) of its voxels lies next to bowel gas (one coarse voxel).
+        All four chosen on IRCADb 01/07; the gas rule and the contact rule were measured against
+        alternatives with ``bench/bench_segmentation_robustness.py`` (RESULTS, "Robustness").
+    lesion_open_mm : float
+        A joined blob is opened by this radius (sheds attached muscle sheets) ...
+    lesion_open_fraction : float
+        ... or by this fraction of its inscribed radius when smaller (keeps small lesions).
+        Chosen on IRCADb 01.
+    refine_box_margin_vox : int
+        Margin (coarse voxels) of the box refined at full resolution. Implementation.
+    coarse_blur_vox : float
+        The coarse mask is blurred by this sigma (coarse voxels) before linear up-sampling
+        (partial-volume aware boundary). Implementation.
+    band_mm : float
+        Half-width of the band where the boundary is snapped to full-resolution intensities.
+        Chosen on IRCADb 01/07.
+    refine_smoothing_mm : float
+        Gaussian sigma of the full-resolution image used for the snap. Chosen on IRCADb 01/07.
+    refine_opening_mm : float
+        Opening of the snapped band (drops threads along the boundary). Chosen on IRCADb 01/07.
+    non_contrast_max_hu : float
+        Liver median below which the scan is guessed non-contrast ...
+    arterial_max_hu : float
+        ... and below which arterial / early portal-venous. Physics: unenhanced liver about
+        55-65 HU, portal-venous 100-130 HU.
+    ct_check_air_hu : float
+        A CT must have more than ``ct_check_min_air_fraction`` of its voxels below this, and a 1st
+        percentile below it (air around the body) ...
+    ct_check_min_air_fraction : float
+        ... (0-1) ...
+    ct_check_max_hu : float
+        ... and a 99.5th percentile below this (HU, not raw stored values). Physics: dense bone and
+        metal-free tissue stay below 3000 HU.
+    mr_body_median_pseudo_hu : float
+        MR: the body's median intensity is mapped to this pseudo-HU value ...
+    mr_body_iqr_pseudo_hu : float
+        ... and its interquartile range to this spread (about that of abdominal soft tissue in HU).
+    liver_volume_range_ml : tuple of float
+        Plausible adult liver volume. Anatomy: 1.2-1.8 L typical; 600-4000 mL covers small adults
+        to hepatomegaly.
+    min_partial_liver_ml : float
+        Smallest liver accepted when the scan shows only part of it (the liver touches the
+        cranial or caudal end of the scan).
+    min_right_offset_mm : float
+        The liver's centre lies at least this far right of the body's centre (otherwise: no
+        liver, or a mirrored scan). Anatomy: IRCADb 01 / 07 measure 50 / 68 mm.
+    """
+
+    coarse_spacing_mm: float = 2.0
+    air_max_hu: float = -400.0
+    gas_block_min_fraction: float = 0.02
+    median_radius_vox: int = 1
+    texture_sigma_mm: float = 3.0
+    histogram_min_depth_mm: float = 15.0
+    histogram_range_hu: tuple[float, float] = (-20.0, 250.0)
+    histogram_bin_hu: float = 4.0
+    histogram_smoothing_bins: float = 1.5
+    histogram_peaks: int = 4
+    core_window_halfwidth_hu: float = 25.0
+    core_erosion_mm: float = 6.0
+    core_blobs_per_peak: int = 5
+    right_side_scale_mm: float = 20.0
+    max_core_candidates: int = 3
+    window_k_sd: float = 3.5
+    window_margin_hu: float = 10.0
+    texture_percentile: float = 95.0
+    gradient_sigma_mm: float = 1.5
+    competitor_radius_mm: float = 8.0
+    min_competitor_ml: float = 2.0
+    background_erosion_mm: float = 2.0
+    regrow_mm: float = 11.0
+    closing_mm: float = 8.0
+    soft_tissue_min_hu: float = -30.0
+    opening_mm: float = 3.0
+    lesion_min_hu: float = 20.0
+    lesion_search_mm: float = 60.0
+    lesion_split_level_mm: float = 2.0
+    lesion_min_contact_fraction: float = 0.25
+    lesion_max_volume_to_sphere: float = 6.0
+    lesion_min_radius_mm: float = 3.0
+    lesion_max_gas_fraction: float = 0.01
+    lesion_open_mm: float = 8.0
+    lesion_open_fraction: float = 0.6
+    refine_box_margin_vox: int = 3
+    coarse_blur_vox: float = 0.7
+    band_mm: float = 3.0
+    refine_smoothing_mm: float = 1.0
+    refine_opening_mm: float = 1.5
+    non_contrast_max_hu: float = 75.0
+    arterial_max_hu: float = 90.0
+    ct_check_air_hu: float = -500.0
+    ct_check_min_air_fraction: float = 0.02
+    ct_check_max_hu: float = 4000.0
+    mr_body_median_pseudo_hu: float = 100.0
+    mr_body_iqr_pseudo_hu: float = 60.0
+    liver_volume_range_ml: tuple[float, float] = (600.0, 4000.0)
+    min_partial_liver_ml: float = 50.0
+    min_right_offset_mm: float = 15.0
+
+
+@dataclass(frozen=True)
+class TumourParams:
+    """Focal lesion detection inside a liver mask (:func:`hepatoplan.segmentation.segment_tumours`).
+
+    Attributes
+    ----------
+    target_spacing_mm : float
+        In-plane pixels finer than this are block-averaged to about it. Implementation.
+    smoothing_mm : float
+        Gaussian sigma of the image the thresholds apply to. Chosen on IRCADb 01.
+    min_parenchyma_sd_hu : float
+        Floor of the parenchyma's robust SD (a denoised or synthetic scan would give 0).
+    min_deep_voxels : int
+        Parenchyma statistics come from voxels deeper than ``surface_margin_mm`` when there are
+        at least this many, else from the whole liver. Implementation.
+    seed_k_sd : float
+        Lesion seeds are darker than the parenchyma's median by this many robust SDs ...
+    grow_k_sd : float
+        ... and grow by hysteresis to this many. Chosen on IRCADb 01/07 (no false lesion >= 1 mL
+        on lesion-free 07).
+    surface_margin_mm : float
+        Seeds start at least this deep under the liver surface (partial volume with fat mimics
+        lesions there) ...
+    shell_mm : float
+        ... and lesions do not grow along the surface within this shell ...
+    shell_regrow_mm : float
+        ... except for their own surface part, regrown this far beyond the shell. Chosen on
+        IRCADb 01/07.
+    opening_mm : float
+        Opening radius of the candidates (detaches threads along vessels). Chosen on IRCADb 01.
+    min_radius_mm : float
+        Smallest inscribed-sphere radius of a lesion (excludes vessels and fissures).
+    min_volume_ml : float
+        Smaller lesions are dropped.
+    dark_percentile : float
+        This percentile of a lesion's HU must be below the seed threshold (its core is dark, not
+        only a few voxels). Chosen on IRCADb 01.
+    min_ellipsoid_fill : float
+        Smallest ratio of a lesion's volume to its moment ellipsoid's (1 for a solid ellipsoid;
+        shells along the surface and branching fissures score low). Chosen on IRCADb 01/07.
+    fluid_max_hu : float
+        Lesions with a median at or below this are fluid (cysts, gallbladder), reported apart.
+        Physics: water 0 HU, simple cysts below 20 HU.
+    fat_max_hu : float
+        Voxels below this are fat. Physics: fat -120 to -50 HU; -20 HU leaves room for partial volume.
+    max_fat_fraction : float
+        A lesion with more fat (0-1) than this is a fissure or the gallbladder fossa. Chosen on
+        IRCADb 01/07.
+    max_surface_fraction : float
+        Largest share (0-1) of a lesion within ``surface_margin_mm`` of the surface (partial
+        volume with fat or bowel caught by the liver mask). Chosen on IRCADb 01/07.
+    concavity_close_mm : float
+        The second search runs in the liver with concavities closed by this radius: lesions in a
+        notch of the surface that the liver mask left out. IRCADb 01: lesions >= 1 mL 4/6 -> 5/6.
+    fat_clearance_mm : float
+        ... leaving out tissue this close to fat (fissures, hilum, gallbladder fossa).
+    edge_fraction : float
+        Lesion edges are moved to the iso-contour this fraction of the way from the lesion's median
+        to the surrounding parenchyma's (0.5: the edge of a blurred step; physics) ...
+    edge_reach_mm : float
+        ... at most this far from the hysteresis result (IRCADb 01 tumour Dice with reach 3 / 5 /
+        8 mm: 0.766 / 0.762 / 0.757 growing only) ...
+    edge_shell_mm : tuple of float
+        ... the parenchyma measured in a shell this far outside the lesion ...
+    edge_smoothing_mm : float
+        ... on the image smoothed by this sigma.
+    """
+
+    target_spacing_mm: float = 1.0
+    smoothing_mm: float = 1.0
+    min_parenchyma_sd_hu: float = 3.0
+    min_deep_voxels: int = 1000
+    seed_k_sd: float = 4.0
+    grow_k_sd: float = 2.5
+    surface_margin_mm: float = 4.0
+    shell_mm: float = 2.5
+    shell_regrow_mm: float = 1.0
+    opening_mm: float = 1.0
+    min_radius_mm: float = 2.0
+    min_volume_ml: float = 0.1
+    dark_percentile: float = 50.0
+    min_ellipsoid_fill: float = 0.25
+    fluid_max_hu: float = 25.0
+    fat_max_hu: float = -20.0
+    max_fat_fraction: float = 0.01
+    max_surface_fraction: float = 0.5
+    concavity_close_mm: float = 12.0
+    fat_clearance_mm: float = 2.0
+    edge_fraction: float = 0.5
+    edge_reach_mm: float = 3.0
+    edge_shell_mm: tuple[float, float] = (3.0, 8.0)
+    edge_smoothing_mm: float = 1.0
+
+
+@dataclass(frozen=True)
+class VesselParams:
+    """Portal and hepatic venous trees (:func:`hepatoplan.segmentation.segment_vessels`).
+
+    Attributes
+    ----------
+    target_spacing_mm : float
+        Working voxel size (block averaging). Implementation.
+    smoothing_mm : float
+        Gaussian sigma of the working image. Chosen on IRCADb 01/07.
+    deep_erosion_mm : float
+        Parenchyma statistics come from the liver eroded by this (when that leaves at least
+        ``min_deep_voxels`` voxels, else the whole liver). Implementation.
+    min_deep_voxels : int
+        See ``deep_erosion_mm``.
+    parenchyma_window_hu : float
+        ... using the voxels within +- this of the median (vessels and lesions sit in the tails).
+    min_parenchyma_sd_hu : float
+        Floor of the parenchyma's robust SD.
+    k_sd : float
+        Vessels are brighter than the parenchyma's median by this many robust SDs. Chosen on
+        IRCADb 01/07 (vessel Dice 0.675 / 0.613).
+    background_sigma_mm : float
+        Scale of the local parenchyma level subtracted first (normalised convolution) ...
+    background_k_sd : float
+        ... over liver voxels within this many SDs of the median ...
+    background_min_weight : float
+        ... where their smoothed weight is at least this (0-1), else the median. Chosen on IRCADb 01/07.
+    max_enhancement_hu : float
+        Voxels brighter than the parenchyma by more than this are bone or undiluted contrast,
+        not veins. Physics: portal-venous veins enhance 150-250 HU.
+    roi_margin_mm : float
+        Vessels are kept within this distance of the liver ...
+    trunk_margin_mm : float
+        ... and thick ones below the liver's mid-height up to this far (portal trunk, infrahepatic
+        IVC, which manual references include and Couinaud reads). IRCADb 01 Couinaud from automatic
+        masks 0.69 -> 0.81.
+    trunk_min_radius_mm : float
+        Radius from which a vessel counts as thick (the followed trunks). Anatomy: the portal
+        trunk is 10-15 mm wide.
+    min_fragment_ml : float
+        Smaller vessel fragments are dropped. Implementation.
+    ivc_min_radius_mm : float
+        IVC candidates are vessels at least this thick ...
+    ivc_min_run_mm : float
+        ... running vertically for at least this length ...
+    ivc_near_liver_mm : float
+        ... with at least ``ivc_min_near_fraction`` (0-1) of them within this distance of the liver.
+    ivc_min_near_fraction : float
+        See ``ivc_near_liver_mm``.
+    ivc_lumen_mm : float
+        The IVC seed is grown over the vessel mask by this radius (its lumen).
+    portal_seed_height_fraction : float
+        The portal trunk is sought in this caudal fraction of the liver's height. Anatomy: the
+        portal bifurcation lies at 0.47-0.63 of it in IRCADb 01-12's manual masks.
+    portal_ivc_clearance_mm : float
+        ... at least this far from the IVC ...
+    portal_min_radius_mm : float
+        ... and at least this thick, or there is no portal seed.
+    dome_fraction : float
+        Fraction of the liver's height, from the dome down, where thick vessels are hepatic veins.
+        Anatomy: the hepatic veins join the IVC at the dome.
+    dome_min_radius_mm : float
+        Dome seeds are vessels at least this thick ...
+    dome_portal_clearance_mm : float
+        ... and farther than this from the portal seed.
+    """
+
+    target_spacing_mm: float = 1.2
+    smoothing_mm: float = 0.6
+    deep_erosion_mm: float = 3.0
+    min_deep_voxels: int = 1000
+    parenchyma_window_hu: float = 40.0
+    min_parenchyma_sd_hu: float = 3.0
+    k_sd: float = 2.2
+    background_sigma_mm: float = 6.0
+    background_k_sd: float = 2.0
+    background_min_weight: float = 0.05
+    max_enhancement_hu: float = 400.0
+    roi_margin_mm: float = 12.0
+    trunk_margin_mm: float = 15.0
+    trunk_min_radius_mm: float = 2.5
+    min_fragment_ml: float = 0.05
+    ivc_min_radius_mm: float = 2.5
+    ivc_min_run_mm: float = 25.0
+    ivc_near_liver_mm: float = 10.0
+    ivc_min_near_fraction: float = 0.5
+    ivc_lumen_mm: float = 3.0
+    portal_seed_height_fraction: float = 2.0 / 3.0
+    portal_ivc_clearance_mm: float = 12.0
+    portal_min_radius_mm: float = 2.0
+    dome_fraction: float = 0.25
+    dome_min_radius_mm: float = 2.0
+    dome_portal_clearance_mm: float = 15.0
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """The parameters of :func:`hepatoplan.segmentation.segment_study`: one per algorithm."""
+
+    liver: LiverParams = field(default_factory=LiverParams)
+    tumours: TumourParams = field(default_factory=TumourParams)
+    vessels: VesselParams = field(default_factory=VesselParams)
