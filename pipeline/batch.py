@@ -4,7 +4,8 @@ A manifest CSV (header row) names one study per row with columns named like ``pl
 ``id``, ``ct`` and optional ``liver``, ``tumours``, ``portal``, ``hepatic``, ``segments``,
 ``totalsegmentator``, ``resect`` (several specs separated by ``;``), ``margin_mm``,
 ``parenchyma``, ``threshold_percent``, ``height_cm``, ``weight_kg``. Relative paths are relative to
-the manifest's folder. Each study is planned into ``OUT/ID/``; a study whose ``report.json``
+the manifest's folder; ``ct`` may also be a DICOMweb series URL (retrieved by the worker: a series
+that cannot be retrieved is a failed study). Each study is planned into ``OUT/ID/``; a study whose ``report.json``
 exists is complete (``plan`` moves it in last, after every other output) and is skipped on a rerun
 unless ``overwrite``. A failing study writes ``OUT/ID/error.txt`` and the others go on;
 ``OUT/cohort.csv`` gets one row per study.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from hepatoplan.errors import HepatoplanError, InputError
 
+from . import dicomweb
 from .outputs import write_atomic
 from .study import MaskPaths, PlanOptions
 
@@ -50,7 +52,7 @@ class StudyJob:
     options: PlanOptions
 
 
-def read_manifest(path, *, out_dir, preview: bool = True) -> list[StudyJob]:
+def read_manifest(path, *, out_dir, preview: bool = True, store: str | None = None) -> list[StudyJob]:
     """Parse and check a manifest; every problem is reported before any study runs.
 
     Raises
@@ -89,6 +91,8 @@ def read_manifest(path, *, out_dir, preview: bool = True) -> list[StudyJob]:
         if not row.get("ct"):
             raise InputError(f"{where}: the 'ct' cell is empty")
         paths = {c: (path.parent / row[c]) if row.get(c) else None for c in PATH_COLUMNS}
+        if dicomweb.is_url(row["ct"]):
+            paths["ct"] = dicomweb.parse_series_url(row["ct"], flag=f"{where}: ct")
         numbers = {}
         for c in NUMBER_COLUMNS:
             if row.get(c):
@@ -102,7 +106,7 @@ def read_manifest(path, *, out_dir, preview: bool = True) -> list[StudyJob]:
             resect=tuple(s.strip() for s in row.get("resect", "").split(";") if s.strip()),
             margin_mm=numbers.get("margin_mm", 1.0), parenchyma=row.get("parenchyma") or "normal",
             threshold_percent=numbers.get("threshold_percent"), height_cm=numbers.get("height_cm"),
-            weight_kg=numbers.get("weight_kg"), preview=preview,
+            weight_kg=numbers.get("weight_kg"), preview=preview, store=store,
         )
         jobs.append(StudyJob(sid, options))
     return jobs
@@ -113,7 +117,7 @@ def input_bytes(job: StudyJob) -> int:
     paths = [job.options.ct, *(getattr(job.options.masks, c) for c in PATH_COLUMNS if c != "ct")]
     total = 0
     for path in paths:
-        if path is None:
+        if path is None or dicomweb.is_url(path):  # retrieved by the worker: size unknown
             continue
         path = Path(path)
         files = path.rglob("*") if path.is_dir() else [path]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepatoplan.errors import InputError
+from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
@@ -26,7 +26,7 @@ from hepatoplan.resection.virtual import plan_resection
 from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import io, report
+from . import dicom_sr, dicomweb, io, report
 from .labels import label_map
 from .outputs import output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -41,7 +41,8 @@ def register(subparsers) -> None:
         "plan", help="volumetry, virtual resection and FLR verdict for one study",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("ct", type=Path, help="CT/MR: NIfTI, NRRD, MHA/MHD file or DICOM series folder")
+    p.add_argument("ct", help="CT/MR: NIfTI, NRRD, MHA/MHD file, DICOM series folder or DICOMweb series URL "
+                              "(http(s)://HOST/.../studies/UID/series/UID)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_plan_options(p)
     p.set_defaults(func=run)
@@ -93,11 +94,15 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-preview", dest="preview", action="store_false",
                    help="skip meshes, rendered previews, the slice viewer, qc_montage.png and report.pdf "
                         "(faster: with every mask given the CT is read header-only; report.html has tables only)")
+    p.add_argument("--store", metavar="URL",
+                   help="DICOMweb root URL (e.g. https://pacs/dicom-web): store the DICOM-SEG and the SR "
+                        "measurement report into the source study (STOW-RS); credentials from "
+                        "HEPATOPLAN_DICOMWEB_TOKEN or HEPATOPLAN_DICOMWEB_USER/_PASSWORD")
 
 
 def options_from_args(args) -> PlanOptions:
     return PlanOptions(
-        ct=args.ct, out=args.out,
+        ct=dicomweb.ct_argument(args.ct), out=args.out,
         masks=MaskPaths(args.liver, args.tumours, args.portal, args.hepatic, args.segments,
                         args.totalsegmentator),
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
@@ -106,6 +111,7 @@ def options_from_args(args) -> PlanOptions:
         auto=args.auto, modality=args.modality, near_vessel_margin_mm=args.near_vessel_margin_mm,
         near_vessel_distance_mm=args.near_vessel_distance_mm, detach_from=args.detach_from,
         ablation_margin_mm=args.ablation_margin_mm, function_map=args.function_map,
+        store=args.store and dicomweb.parse_base_url(args.store),
     )
 
 
@@ -113,6 +119,10 @@ def run(args) -> int:
     result = plan(options_from_args(args))
     print(report.summary_text(result))
     print(f"\nwritten to {args.out}")
+    stored = result.get("dicomweb", {}).get("stored")
+    if stored:
+        print(f"stored {' and '.join(i['modality'] for i in stored['instances'])} into study "
+              f"{stored['study_instance_uid']} at {stored['url']}")
     return 0
 
 
@@ -139,6 +149,7 @@ def run_demo(args) -> int:
 def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
+    options, dicomweb_section = dicomweb.prepare(options)  # a URL CT is retrieved into the cache
     inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
     if options.function_map is not None:
         inputs["function_map"] = str(options.function_map)
@@ -151,6 +162,8 @@ def plan(options: PlanOptions) -> dict:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
+        if dicomweb_section:
+            result["dicomweb"] = dicomweb_section
         _write_outputs(options, study, result, arrays, inputs=inputs,
                        hashes={name: future.result() for name, future in sha256.items()})
     return result
@@ -421,16 +434,35 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
         with ThreadPoolExecutor(io.worker_threads()) as pool:
             nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")
                      for name, array in arrays.items()]
-            _write_visuals(tmp, options, study, result, arrays["labels"])
+            regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) \
+                if study.ct.dicom_files else []
+            _write_visuals(tmp, options, study, result, arrays["labels"], regions)
             for written in nifti:
                 written.result()
+        if regions and (tmp / "labels_seg.dcm").is_file():
+            _write_measurement_report(tmp, result, regions)
+        if options.store:
+            result.setdefault("dicomweb", {})["stored"] = dicomweb.store_outputs(options.store, tmp)
         (tmp / "report.json").write_text(
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
     log.info("outputs written to %s", out)
 
 
-def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels) -> None:
+def _write_measurement_report(folder: Path, result: dict, regions) -> None:
+    """``measurements_sr.dcm`` beside the DICOM-SEG; a warning, not a failed plan, if it cannot be made."""
+    try:
+        dicom_sr.write_measurement_report(folder / "measurements_sr.dcm", report=result, regions=regions,
+                                          seg_path=folder / "labels_seg.dcm")
+    except (HepatoplanError, ValueError) as exc:  # highdicom refuses what it cannot encode with ValueError
+        message = f"measurements_sr.dcm: not written: {exc}"
+        log.warning("%s", message)
+        result["warnings"].append(message)
+        return
+    result["outputs"] = sorted([*result["outputs"], "measurements_sr.dcm"])
+
+
+def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=()) -> None:
     """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
     report.pdf and report.html (with the slice viewer)."""
     from .report_html import write_plan_visuals
@@ -458,6 +490,7 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
         modality=options.modality, source_dicom_files=study.ct.dicom_files or None,
         growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        seg_extra_structures=dicom_sr.seg_extra_structures(regions),
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths

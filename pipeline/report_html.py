@@ -492,6 +492,7 @@ def write_plan_visuals(
     growth_plot_png: str | Path | None = None,
     meshes_and_previews: bool = True,
     preview_size_px: tuple[int, int] = (1000, 800),
+    seg_extra_structures: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
@@ -526,6 +527,9 @@ def write_plan_visuals(
         False skips meshes, GLB/STL/OBJ, PNG rendering and the PDF (``--no-preview``).
     preview_size_px : (int, int)
         PNG size.
+    seg_extra_structures : mapping of str to bool ndarray, optional
+        More (overlapping) segments for the DICOM-SEG only: the regions the SR's measurements
+        reference (:func:`hepatoplan.pipeline.dicom_sr.measured_regions`).
 
     Returns
     -------
@@ -555,7 +559,8 @@ def write_plan_visuals(
     t = time.perf_counter()
     written["labels"] = _write_label_files(plan)
     if source_dicom_files:
-        written["dicom_seg"] = [_write_dicom_seg(plan, source_dicom_files, report)]
+        written["dicom_seg"] = [_write_dicom_seg(plan, source_dicom_files, report,
+                                                 extra_structures=seg_extra_structures or {})]
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
@@ -629,15 +634,17 @@ def _write_label_files(plan: _PlanLabels) -> list[Path]:
 
 
 def _write_dicom_seg(plan: _PlanLabels, source_dicom_files: Sequence[str | Path],
-                     report: Mapping[str, Any]) -> Path:
-    """``labels_seg.dcm``; when the source series cannot be fully referenced, written anyway
-    with a warning appended to ``report["warnings"]``."""
+                     report: Mapping[str, Any], *, extra_structures: Mapping[str, np.ndarray]) -> Path:
+    """``labels_seg.dcm`` (vessels and ``extra_structures`` as more segments); when the source
+    series cannot be fully referenced, written anyway with a warning appended to
+    ``report["warnings"]``."""
     from .dicom_seg import UnreferenceableSeriesError, write_dicom_seg
 
     def dicom_seg(missing_uids: str) -> Path:
         return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras,
                                source_dicom_files=source_dicom_files,
-                               path=plan.out_dir / "labels_seg.dcm", extra_structures=plan.vessels,
+                               path=plan.out_dir / "labels_seg.dcm",
+                               extra_structures={**plan.vessels, **extra_structures},
                                missing_uids=missing_uids)
 
     try:

@@ -19,6 +19,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
 from . import io
+from .dicomweb import SeriesURL
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +172,14 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`."""
+    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`.
 
-    ct: Path
+    ``ct`` is a path or a DICOMweb series (:class:`hepatoplan.pipeline.dicomweb.SeriesURL`,
+    retrieved by ``plan`` before the CT is read); ``store`` a DICOMweb root URL receiving the
+    DICOM-SEG and SR (``--store``).
+    """
+
+    ct: Path | SeriesURL
     out: Path
     masks: MaskPaths = MaskPaths()
     resect: tuple[str, ...] = ()
@@ -192,6 +198,7 @@ class PlanOptions:
     detach_from: str | None = None
     ablation_margin_mm: float = 5.0
     function_map: Path | None = None
+    store: str | None = None
 
     def validate(self):
         """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
