@@ -98,7 +98,8 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--height-cm", type=float, help="height for BSA, TELV and sFLR")
     r.add_argument("--weight-kg", type=float, help="weight for BSA, sFLR and FLR/body weight")
     p.add_argument("--no-preview", dest="preview", action="store_false",
-                   help="skip meshes and rendered previews (faster; report.html has tables only)")
+                   help="skip meshes, rendered previews, the slice viewer, qc_montage.png and report.pdf "
+                        "(faster: with every mask given the CT is read header-only; report.html has tables only)")
     p.add_argument("--store", metavar="URL",
                    help="DICOMweb root URL (e.g. https://pacs/dicom-web): store the DICOM-SEG and the SR "
                         "measurement report into the source study (STOW-RS); credentials from "
@@ -473,7 +474,8 @@ def _write_measurement_report(folder: Path, result: dict, regions) -> None:
 
 
 def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=()) -> None:
-    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, report.html."""
+    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
+    report.pdf and report.html (with the slice viewer)."""
     from .report_html import write_plan_visuals
 
     growth_png = None
@@ -491,10 +493,15 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
         )
     vessels = {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
                if mask is not None and mask.any()}
+    ct = None  # the slice viewer and QC montage need the CT's voxels; --no-preview keeps header-only reading
+    if options.preview:
+        ct = study.ct.array if study.ct.array is not None else \
+            io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
-        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels,
-        source_dicom_files=study.ct.dicom_files or None, growth_plot_png=growth_png,
-        meshes_and_previews=options.preview, seg_extra_structures=dicom_sr.seg_extra_structures(regions),
+        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
+        modality=options.modality, source_dicom_files=study.ct.dicom_files or None,
+        growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        seg_extra_structures=dicom_sr.seg_extra_structures(regions),
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths
