@@ -50,7 +50,7 @@ NAIVE = ("import resource, sys; import nibabel as nib, numpy as np; from scipy i
          "liver = np.asanyarray(img.dataobj) > 0; "
          "ndimage.distance_transform_edt(liver, sampling=img.header.get_zooms()[:3]); " + USAGE)
 STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection", "vascular", "assessment",
-          "writing", "previews", "other")
+          "writing", "dicom_seg", "previews", "report", "other")
 
 
 def run_once(code: str, args: list[str]) -> dict:

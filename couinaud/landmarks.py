@@ -5,7 +5,7 @@ Frame: every function takes masks in canonical RAS+ orientation (index axis 0 in
 patient's Right, axis 1 toward Anterior, axis 2 toward Superior) and returns positions in mm of the
 array frame it was given (``index * spacing_mm``, no origin, no world). Angles in the axial plane
 are measured from +x (patient right) toward +y (anterior), in degrees: 0 = right, 90 = anterior,
-180 = left, -90 = posterior.
+180 = left, -90 = posterior. Tuned values come from :mod:`hepatoplan.couinaud.params`.
 """
 
 from __future__ import annotations
@@ -19,30 +19,9 @@ import numpy as np
 from hepatoplan.errors import NotComputableError
 
 from .graph import heaviest_path, largest_component, main_split, rooted_tree, skeleton_graph
+from .params import HepaticParams, IVCParams, PortalParams
 
 log = logging.getLogger(__name__)
-
-#: Smallest in-plane radius (mm) an axial cross-section must have to be taken for the IVC.
-IVC_MIN_RADIUS_MM = 4.0
-#: Slice-to-slice continuity of the IVC chain: centres may move this much (mm) ...
-IVC_MAX_STEP_MM = 3.0
-#: ... plus this much per mm of height (the IVC is close to vertical).
-IVC_MAX_TILT = 0.35
-#: A chain shorter than this (mm) gives no slope: the axis is taken vertical.
-IVC_MIN_FIT_MM = 40.0
-#: A branch of the portal tree counts as a main branch when it carries this fraction of the
-#: intrahepatic portal volume (r^2-weighted skeleton length).
-PORTAL_MAIN_BRANCH_FRACTION = 0.12
-#: The portal root is the most caudal skeleton node at least this fraction as thick as the thickest.
-ROOT_RADIUS_FRACTION = 0.6
-#: Length (mm) of the left portal vein followed from the bifurcation (transverse + umbilical part).
-LPV_LENGTH_MM = 90.0
-#: Length (mm) of the right portal vein followed from the bifurcation (its horizontal first part).
-RPV_LENGTH_MM = 30.0
-#: Umbilical portion: left-portal nodes at least this fraction of the left portal vein's radius ...
-UMBILICAL_RADIUS_FRACTION = 0.6
-#: ... and at least this many of them to fit its direction.
-UMBILICAL_MIN_NODES = 8
 
 
 @dataclass
@@ -68,9 +47,9 @@ class IVCAxis:
         z = np.asarray(z_mm, float)
         return self.slope_xy[0] * z + self.intercept_mm[0], self.slope_xy[1] * z + self.intercept_mm[1]
 
-    def centre_near(self, z_mm: float, *, window_mm: float = 20.0) -> np.ndarray:
-        """IVC centre (x, y) at height ``z_mm``: radius-weighted mean of the tracked centres within
-        ``window_mm``, or the fitted axis where no centre was tracked that close."""
+    def centre_near(self, z_mm: float, *, window_mm: float = IVCParams.centre_window_mm) -> np.ndarray:
+        """IVC centre (x, y) at height ``z_mm``: mean of the tracked centres within ``window_mm``,
+        or the fitted axis where no centre was tracked that close."""
         c = self.centres_mm
         near = np.abs(c[:, 2] - z_mm) <= window_mm
         if near.sum() >= 2:
@@ -78,13 +57,15 @@ class IVCAxis:
         return np.array(self.xy_at(z_mm), float)
 
 
-def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None) -> IVCAxis:
+def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None,
+             params: IVCParams = IVCParams()) -> IVCAxis:
     """Track the IVC through the axial slices of the hepatic-vein mask and fit a straight axis.
 
-    Every axial slice offers up to three candidate cross-sections (the biggest inscribed discs of
-    its 2D components, radius >= :data:`IVC_MIN_RADIUS_MM`); dynamic programming picks the chain
-    of candidates, continuous from slice to slice, with the largest summed radius: the IVC is the
-    thickest long vertical tube of the venous mask (IRCADb's hepatic-vein masks include it).
+    Every axial slice offers up to ``params.candidates_per_slice`` candidate cross-sections (the
+    biggest inscribed discs of the slice, radius >= ``params.min_radius_mm``); dynamic programming
+    picks the chain of candidates, continuous from slice to slice, with the largest summed radius:
+    the IVC is the thickest long vertical tube of the venous mask (IRCADb's hepatic-vein masks
+    include it).
 
     Parameters
     ----------
@@ -95,6 +76,7 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
         The chain must reach this height (mm): the IVC runs up behind the liver to the dome,
         whereas a thick piece of another organ in the mask (the upper pole of an enhancing right
         kidney in an automatic mask) stays low. Ignored when no chain reaches it.
+    params : IVCParams
 
     Raises
     ------
@@ -102,40 +84,51 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
         No tube of IVC calibre in the mask.
     """
     sp = np.asarray(spacing_mm, float)
+    C = _ivc_candidates(hepatic, sp, params)
+    if len(C) < 3:
+        raise NotComputableError(
+            "no IVC found in the hepatic-vein mask: no vertical tube of radius >= "
+            f"{params.min_radius_mm} mm; the mask must include the inferior vena cava behind the liver"
+        )
+    P = C[_ivc_chain(C, sp, reach_z_mm, params)]
+    return _fit_ivc_axis(P, params)
+
+
+def _ivc_candidates(hepatic: np.ndarray, sp: np.ndarray, params: IVCParams) -> np.ndarray:
+    """Candidate IVC cross-sections ``(z, x, y, radius)`` in mm, sorted by height: the biggest
+    inscribed discs of each axial slice, each suppressing its neighbourhood."""
     # per-slice 2D distances: an enormous z anisotropy makes edt ignore the neighbouring slices
     d2 = edt.edt(np.ascontiguousarray(hepatic), anisotropy=(sp[0], sp[1], 1e6), black_border=False)
+    xx = (np.arange(d2.shape[0]) * sp[0])[:, None]
+    yy = (np.arange(d2.shape[1]) * sp[1])[None, :]
     cands = []
-    yy, xx = None, None
-    for z in np.nonzero(d2.max(axis=(0, 1)) >= IVC_MIN_RADIUS_MM)[0]:
+    for z in np.nonzero(d2.max(axis=(0, 1)) >= params.min_radius_mm)[0]:
         d = d2[:, :, z].copy()
-        if xx is None:
-            xx = (np.arange(d.shape[0]) * sp[0])[:, None]
-            yy = (np.arange(d.shape[1]) * sp[1])[None, :]
-        for _ in range(3):  # the three biggest discs, each suppressing its neighbourhood
+        for _ in range(params.candidates_per_slice):
             k = int(np.argmax(d))
             r = float(d.flat[k])
-            if r < IVC_MIN_RADIUS_MM:
+            if r < params.min_radius_mm:
                 break
             i, j = np.unravel_index(k, d.shape)
             cands.append((z * sp[2], i * sp[0], j * sp[1], r))
-            d[(xx - i * sp[0]) ** 2 + (yy - j * sp[1]) ** 2 <= (2.0 * r + 5.0) ** 2] = 0
-    if len(cands) < 3:
-        raise NotComputableError(
-            "no IVC found in the hepatic-vein mask: no vertical tube of radius >= "
-            f"{IVC_MIN_RADIUS_MM} mm; the mask must include the inferior vena cava behind the liver"
-        )
-    C = np.array(cands)
-    C = C[np.argsort(C[:, 0], kind="stable")]
+            d[(xx - i * sp[0]) ** 2 + (yy - j * sp[1]) ** 2 <= (2.0 * r + params.suppression_margin_mm) ** 2] = 0
+    C = np.array(cands).reshape(-1, 4)
+    return C[np.argsort(C[:, 0], kind="stable")]
+
+
+def _ivc_chain(C: np.ndarray, sp: np.ndarray, reach_z_mm: float | None, params: IVCParams) -> list[int]:
+    """Indices (bottom to top) of the continuous chain of candidates with the largest summed
+    radius, ending at or above ``reach_z_mm`` when any chain does."""
     n = len(C)
     score = C[:, 3].copy()
     prev = -np.ones(n, int)
     for i in range(n):
         dz = C[i, 0] - C[:i, 0]
-        ok = (dz > 0) & (dz <= 3 * sp[2] + 1e-6)
+        ok = (dz > 0) & (dz <= params.max_gap_slices * sp[2] + 1e-6)
         if not ok.any():
             continue
         dxy = np.hypot(C[i, 1] - C[:i, 1], C[i, 2] - C[:i, 2])
-        ok &= dxy <= IVC_MAX_STEP_MM + IVC_MAX_TILT * dz
+        ok &= dxy <= params.max_step_mm + params.max_tilt_mm_per_mm * dz
         if ok.any():
             cand = np.nonzero(ok)[0]
             j = cand[np.argmax(score[cand])]
@@ -145,14 +138,18 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
     chain = [int(np.argmax(np.where(high, score, -np.inf))) if high.any() else int(np.argmax(score))]
     while prev[chain[-1]] >= 0:
         chain.append(int(prev[chain[-1]]))
-    P = C[chain[::-1]]
-    # robust straight axis: weighted least squares, twice trimming centres far from the line
+    return chain[::-1]
+
+
+def _fit_ivc_axis(P: np.ndarray, params: IVCParams) -> IVCAxis:
+    """Robust straight axis through chain centres ``(z, x, y, radius)``: radius-weighted least
+    squares, trimming centres far from the line; vertical for a short chain, slope capped."""
     keep = np.ones(len(P), bool)
     fx = fy = None
     for _ in range(3):
         Q = P[keep]
         w = Q[:, 3]
-        if np.ptp(Q[:, 0]) < 10.0:
+        if np.ptp(Q[:, 0]) < params.min_span_for_slope_mm:
             fx = np.array([0.0, np.average(Q[:, 1], weights=w)])
             fy = np.array([0.0, np.average(Q[:, 2], weights=w)])
         else:
@@ -160,20 +157,21 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
             fx = np.linalg.lstsq(A, Q[:, 1] * w, rcond=None)[0]
             fy = np.linalg.lstsq(A, Q[:, 2] * w, rcond=None)[0]
         res = np.hypot(P[:, 1] - (fx[0] * P[:, 0] + fx[1]), P[:, 2] - (fy[0] * P[:, 0] + fy[1]))
-        new_keep = res <= max(4.0, 0.5 * float(np.median(P[keep, 3])))
+        new_keep = res <= max(params.trim_residual_mm,
+                              params.trim_residual_radius_fraction * float(np.median(P[keep, 3])))
         if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
             break
         keep = new_keep
     P = P[keep] if keep.sum() >= 3 else P
     tilt = float(np.hypot(fx[0], fy[0]))
-    if np.ptp(P[:, 0]) < IVC_MIN_FIT_MM:
+    if np.ptp(P[:, 0]) < params.min_fit_length_mm:
         # too short to tell a slope: vertical through the chain's weighted centre
         fx = np.array([0.0, np.average(P[:, 1], weights=P[:, 3])])
         fy = np.array([0.0, np.average(P[:, 2], weights=P[:, 3])])
-    elif tilt > IVC_MAX_TILT:
+    elif tilt > params.max_tilt_mm_per_mm:
         # a short or wandering chain fits a slope no IVC has: keep its direction, cap its steepness
         # and put the axis through the chain's weighted centre
-        fx[0], fy[0] = fx[0] * IVC_MAX_TILT / tilt, fy[0] * IVC_MAX_TILT / tilt
+        fx[0], fy[0] = fx[0] * params.max_tilt_mm_per_mm / tilt, fy[0] * params.max_tilt_mm_per_mm / tilt
         w = P[:, 3]
         fx[1] = np.average(P[:, 1] - fx[0] * P[:, 0], weights=w)
         fy[1] = np.average(P[:, 2] - fy[0] * P[:, 0], weights=w)
@@ -213,14 +211,15 @@ class PortalLandmarks:
 
 
 def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
-                     distance_to_liver_mm: np.ndarray | None = None) -> PortalLandmarks:
+                     distance_to_liver_mm: np.ndarray | None = None,
+                     params: PortalParams = PortalParams()) -> PortalLandmarks:
     """Root, bifurcation, left portal vein and umbilical portion of the portal tree.
 
     The skeleton graph is weighted by ``radius^2`` on its intrahepatic nodes (within the node's
-    radius + 3 mm of liver tissue). The root is the most caudal of the thick skeleton nodes (the
+    radius + ``params.intrahepatic_margin_mm`` of liver tissue). The root is the most caudal of the thick skeleton nodes (the
     trunk coming up to the hilum). From
     the root the walk follows the heaviest child until at least two children each carry
-    :data:`PORTAL_MAIN_BRANCH_FRACTION` of the intrahepatic volume: that node is the bifurcation;
+    ``params.main_branch_fraction`` of the intrahepatic volume: that node is the bifurcation;
     the main branch whose territory lies most to the patient's left is the left portal vein.
 
     Raises
@@ -231,26 +230,27 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     sp = np.asarray(spacing_mm, float)
     dpv = edt.edt(np.ascontiguousarray(portal), anisotropy=tuple(sp), black_border=False)
     g = skeleton_graph(portal, sp, distance_mm=dpv)
-    if g.n < 10:
-        raise NotComputableError("portal-vein mask too small to build a vessel tree (fewer than 10 skeleton voxels)")
+    if g.n < params.min_skeleton_nodes:
+        raise NotComputableError("portal-vein mask too small to build a vessel tree "
+                                 f"(fewer than {params.min_skeleton_nodes} skeleton voxels)")
     dl = distance_to_liver_mm
     if dl is None:
         dl = edt.edt(np.ascontiguousarray(~liver), anisotropy=tuple(sp), black_border=False)
     dnode = dl[tuple(g.ijk.T)]
-    inside = dnode <= g.radius_mm + 3.0
+    inside = dnode <= g.radius_mm + params.intrahepatic_margin_mm
     w = np.where(inside, g.radius_mm ** 2, 0.0)
     comp = largest_component(g, w)
     total_in = w.sum()
     disc = float(1.0 - w[comp].sum() / total_in) if total_in > 0 else 1.0
-    # root: the caudal end of the trunk. Among the thick nodes (radius >= ROOT_RADIUS_FRACTION of
+    # root: the caudal end of the trunk. Among the thick nodes (radius >= root_radius_fraction of
     # the thickest), the most caudal one: the portal vein enters the liver from below, and the
     # hilum itself (often outside the liver mask) is not a safe root because the bifurcation is there.
     cc_nodes = np.nonzero(comp)[0]
-    thick = cc_nodes[g.radius_mm[cc_nodes] >= ROOT_RADIUS_FRACTION * g.radius_mm[cc_nodes].max()]
+    thick = cc_nodes[g.radius_mm[cc_nodes] >= params.root_radius_fraction * g.radius_mm[cc_nodes].max()]
     root = int(thick[np.argmin(g.xyz_mm[thick, 2])])
     wc = np.where(comp, w, 0.0)
     t = rooted_tree(g, root, wc)
-    node, big = main_split(t, min_fraction=PORTAL_MAIN_BRANCH_FRACTION)
+    node, big = main_split(t, min_fraction=params.main_branch_fraction)
     if len(big) < 2:
         raise NotComputableError(
             "the portal tree does not divide into main branches inside the liver; "
@@ -263,11 +263,11 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     cents = np.array(cents)
     lpv = big[int(np.argmin(cents[:, 0]))]
     lpv_from = node
-    path = heaviest_path(t, lpv, max_length_mm=LPV_LENGTH_MM)
+    path = heaviest_path(t, lpv, max_length_mm=params.lpv_length_mm)
     lp = g.xyz_mm[[lpv_from] + path]
-    umb, ang, n_umb = _umbilical_portion(g, t, lpv, lp)
+    umb, ang, n_umb = _umbilical_portion(g, t, lpv, lp, params)
     rpv = big[int(np.argmax(cents[:, 0]))]
-    rp = g.xyz_mm[[node] + heaviest_path(t, rpv, max_length_mm=RPV_LENGTH_MM)]
+    rp = g.xyz_mm[[node] + heaviest_path(t, rpv, max_length_mm=params.rpv_length_mm)]
     return PortalLandmarks(
         rpv_path_mm=rp,
         root_mm=g.xyz_mm[root], bifurcation_mm=g.xyz_mm[node], lpv_path_mm=lp, umbilical_mm=umb,
@@ -276,24 +276,24 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     )
 
 
-def _umbilical_portion(g, t, lpv: int, lp: np.ndarray):
+def _umbilical_portion(g, t, lpv: int, lp: np.ndarray, params: PortalParams):
     """The umbilical portion: the thick part of the left portal vein that runs anteriorly.
 
-    Nodes of the left-portal subtree whose radius is at least :data:`UMBILICAL_RADIUS_FRACTION` of
-    the left portal vein's own radius (median over its first 15 mm) and that lie anterior to the
+    Nodes of the left-portal subtree whose radius is at least ``params.umbilical_radius_fraction``
+    of the left portal vein's own radius (median over its first ``params.lpv_radius_length_mm``) and that lie anterior to the
     bifurcation. A weighted line fit in the axial plane gives its position (weighted centroid) and
     direction (angle from +x toward +y, in [0, 180)). Returns ``(point, angle or None, n_nodes)``;
-    the angle is None when fewer than :data:`UMBILICAL_MIN_NODES` nodes qualify, and the point is
+    the angle is None when fewer than ``params.umbilical_min_nodes`` nodes qualify, and the point is
     then the leftmost point of the left portal vein.
     """
     sub = t.descendants(lpv)
     d = t.dist_mm - t.dist_mm[lpv]
-    first = sub & (d <= 15.0)
+    first = sub & (d <= params.lpv_radius_length_mm)
     r_lpv = float(np.median(g.radius_mm[first])) if first.any() else float(g.radius_mm[lpv])
     b = lp[0]
-    sel = sub & (g.radius_mm >= UMBILICAL_RADIUS_FRACTION * r_lpv) & (g.xyz_mm[:, 1] > b[1])
+    sel = sub & (g.radius_mm >= params.umbilical_radius_fraction * r_lpv) & (g.xyz_mm[:, 1] > b[1])
     n = int(sel.sum())
-    if n < UMBILICAL_MIN_NODES:
+    if n < params.umbilical_min_nodes:
         return lp[int(np.argmin(lp[:, 0]))], None, n
     p = g.xyz_mm[sel]
     w = g.radius_mm[sel] ** 2
@@ -324,35 +324,20 @@ class HepaticTrunks:
     middle_in_plane_fraction: float = 0.0
 
 
-#: Hepatic-vein nodes between these distances from the IVC wall (mm) vote for trunk azimuths.
-HV_RING_MM = (5.0, 60.0)
-#: Azimuth windows (deg) searched for the right and middle hepatic veins, and the least angle
-#: between their peaks.
-RHV_WINDOW_DEG = (-60.0, 50.0)
-MHV_WINDOW_DEG = (20.0, 125.0)
-LHV_WINDOW_DEG = (100.0, 225.0)
-MIN_TRUNK_SEPARATION_DEG = 25.0
-#: A trunk's planarity is measured over the vein skeleton within this angle (deg) of its azimuth ...
-PLANARITY_WINDOW_DEG = 25.0
-#: ... as the share (radius^2-weighted) lying within this distance (mm, about a trunk radius) of
-#: the vertical half-plane from the IVC axis at that azimuth.
-PLANARITY_TOLERANCE_MM = 3.0
-
-
 def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float, *,
-                   z_min_mm: float = -np.inf) -> HepaticTrunks:
+                   z_min_mm: float = -np.inf, params: HepaticParams = HepaticParams()) -> HepaticTrunks:
     """Azimuths of the right, middle and left hepatic veins around the IVC axis.
 
-    Skeleton nodes of the venous mask in a ring around the IVC (``HV_RING_MM`` beyond its wall,
-    above ``z_min_mm``, thinner than the IVC) vote with weight radius^2 into a circular histogram
-    of azimuth (5 deg bins, smoothed over 15 deg). The right hepatic vein is the strongest peak in
-    :data:`RHV_WINDOW_DEG`, the middle one the strongest in :data:`MHV_WINDOW_DEG` at least
-    :data:`MIN_TRUNK_SEPARATION_DEG` counter-clockwise of it, the left one likewise beyond the
+    Skeleton nodes of the venous mask in a ring around the IVC (``params.ring_mm`` beyond its
+    wall, above ``z_min_mm``, thinner than the IVC) vote with weight radius^2 into a circular
+    histogram of azimuth (``params.histogram_bin_deg`` bins, smoothed). The right hepatic vein is
+    the strongest peak in ``params.right_window_deg``, the middle one the strongest in
+    ``params.middle_window_deg`` at least ``params.min_trunk_separation_deg`` counter-clockwise of it, the left one likewise beyond the
     middle one.
     """
     sp = np.asarray(spacing_mm, float)
     # only the ring around the IVC matters: skeletonize that box
-    reach = ivc_radius_mm + HV_RING_MM[1] + 5.0
+    reach = ivc_radius_mm + params.ring_mm[1] + 5.0
     lo = np.maximum(np.floor((np.array([ivc_xy[0], ivc_xy[1]]) - reach) / sp[:2]).astype(int), 0)
     hi = np.minimum(np.ceil((np.array([ivc_xy[0], ivc_xy[1]]) + reach) / sp[:2]).astype(int) + 1, hepatic.shape[:2])
     k0 = int(max(np.floor(z_min_mm / sp[2]), 0)) if np.isfinite(z_min_mm) else 0
@@ -363,30 +348,31 @@ def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float
     x, y, z = (g.xyz_mm + np.array([lo[0], lo[1], k0]) * sp).T
     dx, dy = x - ivc_xy[0], y - ivc_xy[1]
     rho = np.hypot(dx, dy)
-    sel = ((rho > ivc_radius_mm + HV_RING_MM[0]) & (rho < ivc_radius_mm + HV_RING_MM[1])
-           & (z >= z_min_mm) & (g.radius_mm < 0.8 * ivc_radius_mm))
+    sel = ((rho > ivc_radius_mm + params.ring_mm[0]) & (rho < ivc_radius_mm + params.ring_mm[1])
+           & (z >= z_min_mm) & (g.radius_mm < params.max_radius_ivc_fraction * ivc_radius_mm))
     th = np.degrees(np.arctan2(dy[sel], dx[sel]))
     w = g.radius_mm[sel] ** 2
-    h, _ = np.histogram(th, bins=72, range=(-180.0, 180.0), weights=w)
+    n_bins = int(round(360.0 / params.histogram_bin_deg))
+    h, _ = np.histogram(th, bins=n_bins, range=(-180.0, 180.0), weights=w)
     k = np.array([1, 2, 3, 2, 1], float)
     hs = np.convolve(np.r_[h[-2:], h, h[:2]], k / k.sum(), mode="same")[2:-2]
-    ctr = np.arange(72) * 5.0 - 177.5
+    ctr = (np.arange(n_bins) + 0.5) * params.histogram_bin_deg - 180.0
     total = hs.sum()
     if total <= 0:
         return HepaticTrunks(None, None, None, 0.0, 0.0, 0.0)
-    is_peak = (hs >= np.roll(hs, 1)) & (hs >= np.roll(hs, -1)) & (hs >= 0.1 * hs.max())
+    is_peak = (hs >= np.roll(hs, 1)) & (hs >= np.roll(hs, -1)) & (hs >= params.peak_min_fraction * hs.max())
 
     def best(lo, hi, after=None):
         a = np.where(ctr < lo - 90, ctr + 360, ctr)  # unwrap so that windows past 180 work
         ok = is_peak & (a >= lo) & (a <= hi)
         if after is not None:
-            ok &= a >= after + MIN_TRUNK_SEPARATION_DEG
+            ok &= a >= after + params.min_trunk_separation_deg
         if not ok.any():
             return None, 0.0
         i = np.nonzero(ok)[0][np.argmax(hs[ok])]
-        # refine: weighted mean angle of the votes within 10 deg of the peak
+        # refine: weighted mean angle of the votes near the peak
         dd = (th - ctr[i] + 180.0) % 360.0 - 180.0
-        near = np.abs(dd) <= 10.0
+        near = np.abs(dd) <= params.refine_window_deg
         ang = ctr[i] + (np.average(dd[near], weights=w[near]) if near.any() else 0.0)
         ang = float(np.where(ang < lo - 90, ang + 360, ang))
         return ang, float(hs[i] / total)
@@ -395,23 +381,16 @@ def hepatic_trunks(hepatic: np.ndarray, spacing_mm, ivc_xy, ivc_radius_mm: float
         if ang is None:
             return 0.0
         dd = (th - ang + 180.0) % 360.0 - 180.0
-        win = np.abs(dd) <= PLANARITY_WINDOW_DEG
+        win = np.abs(dd) <= params.planarity_window_deg
         perp = rho[sel] * np.abs(np.sin(np.radians(dd)))
         tot = w[win].sum()
-        return float(w[win & (perp <= PLANARITY_TOLERANCE_MM)].sum() / tot) if tot > 0 else 0.0
+        return float(w[win & (perp <= params.planarity_tolerance_mm)].sum() / tot) if tot > 0 else 0.0
 
-    r_deg, r_w = best(*RHV_WINDOW_DEG)
-    m_deg, m_w = best(*MHV_WINDOW_DEG, after=r_deg)
-    l_deg, l_w = best(*LHV_WINDOW_DEG, after=m_deg if m_deg is not None else r_deg)
+    r_deg, r_w = best(*params.right_window_deg)
+    m_deg, m_w = best(*params.middle_window_deg, after=r_deg)
+    l_deg, l_w = best(*params.left_window_deg, after=m_deg if m_deg is not None else r_deg)
     return HepaticTrunks(r_deg, m_deg, l_deg, r_w, m_w, l_w, tuple(np.round(hs, 1)),
                          right_in_plane_fraction=in_plane(r_deg), middle_in_plane_fraction=in_plane(m_deg))
-
-
-#: The umbilical portion on the left portal vein's path: the run whose axial direction is within
-#: this angle (deg) of straight anterior ...
-UMBILICAL_RUN_MAX_TILT_DEG = 45.0
-#: ... measured over chords of this length (mm).
-UMBILICAL_CHORD_MM = 6.0
 
 
 @dataclass
@@ -433,13 +412,13 @@ class UmbilicalRun:
     rms_mm: float
 
 
-def umbilical_run(lpv_path_mm: np.ndarray) -> UmbilicalRun | None:
+def umbilical_run(lpv_path_mm: np.ndarray, *, params: PortalParams = PortalParams()) -> UmbilicalRun | None:
     """Find the umbilical portion along the left portal vein's path.
 
     The left portal vein runs to the patient's left from the bifurcation (transverse part), then
     turns forward into the umbilical fissure (umbilical portion). Along the path, each point's
-    direction is the chord to the point :data:`UMBILICAL_CHORD_MM` further on; the longest
-    contiguous run of points heading within :data:`UMBILICAL_RUN_MAX_TILT_DEG` of anterior is the
+    direction is the chord to the point ``params.umbilical_chord_mm`` further on; the longest
+    contiguous run of points heading within ``params.umbilical_run_max_tilt_deg`` of anterior is the
     umbilical portion. Returns None when no point heads anteriorly.
     """
     p = np.asarray(lpv_path_mm, float)
@@ -447,12 +426,12 @@ def umbilical_run(lpv_path_mm: np.ndarray) -> UmbilicalRun | None:
         return None
     seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
     s = np.r_[0.0, np.cumsum(seg)]
-    j = np.searchsorted(s, s + UMBILICAL_CHORD_MM)
+    j = np.searchsorted(s, s + params.umbilical_chord_mm)
     valid = j < len(p)
     d = np.zeros((len(p), 2))
     d[valid] = p[j[valid], :2] - p[valid, :2]
     ang = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
-    fwd = valid & (np.abs(ang - 90.0) <= UMBILICAL_RUN_MAX_TILT_DEG)
+    fwd = valid & (np.abs(ang - 90.0) <= params.umbilical_run_max_tilt_deg)
     best, cur = None, None
     for i in range(len(p)):
         if fwd[i]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from hepatoplan.errors import InputError
 
-from . import batch
+from . import batch, dicomweb
 
 
 def register(subparsers) -> None:
@@ -21,13 +22,19 @@ def register(subparsers) -> None:
     p.add_argument("--scheduler", help="address of an existing dask scheduler (instead of local workers)")
     p.add_argument("--overwrite", action="store_true", help="recompute studies whose outputs are complete")
     p.add_argument("--no-preview", dest="preview", action="store_false", help="skip 3D previews")
+    p.add_argument("--store", metavar="URL", help="DICOMweb root URL: store each study's DICOM-SEG and SR "
+                                                  "into its source study (see 'plan --store')")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    if args.workers < 1:
-        raise InputError(f"--workers: expected a positive number of processes, got {args.workers}")
-    jobs = batch.read_manifest(args.manifest, out_dir=args.out, preview=args.preview)
+    most = 4 * (os.cpu_count() or 1)
+    if not 1 <= args.workers <= most:
+        raise InputError(f"--workers: expected 1 to {most} processes (4 per core at most), got {args.workers}")
+    store = args.store and dicomweb.parse_base_url(args.store)
+    jobs = batch.read_manifest(args.manifest, out_dir=args.out, preview=args.preview, store=store)
+    if store:
+        dicomweb.check_server(store)  # a PACS that is down or refuses us fails the batch before any work
     rows = batch.run_batch(jobs, out_dir=args.out, workers=args.workers, scheduler=args.scheduler,
                            overwrite=args.overwrite, progress=sys.stderr.isatty())
     failed = [r for r in rows if r["status"] != "ok"]

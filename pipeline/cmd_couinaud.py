@@ -1,5 +1,11 @@
 """``hepatoplan couinaud``: Couinaud segments 1-8 from liver, portal-vein and hepatic-vein masks.
 
+With ``--vessels`` instead of ``--portal``/``--hepatic``: one combined intrahepatic vessel mask (as
+TotalSegmentator's ``liver_vessels`` or nnU-Net give), separated into portal and hepatic trees
+(:func:`hepatoplan.couinaud.segment_couinaud_from_vessels`); the trees are written beside ``--out``
+as ``portal_vein.nii.gz`` and ``hepatic_veins.nii.gz`` for the user to check, and the JSON reports
+the separation's confidence.
+
 Reads the three masks (any format :mod:`hepatoplan.pipeline.io` reads), runs
 :func:`hepatoplan.couinaud.segment_couinaud` on the canonical RAS+ arrays and writes the label map on the
 liver mask's own grid (``--out``), optionally a JSON file with landmarks, the method of each boundary,
@@ -9,13 +15,14 @@ with ``--split-segment-4``, 4 = IVa (cranial) and 9 = IVb (caudal).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from hepatoplan.couinaud import LABEL_4B, segment_couinaud
+from hepatoplan.couinaud import LABEL_4B, segment_couinaud, segment_couinaud_from_vessels
 from hepatoplan import __version__
 from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
@@ -34,8 +41,12 @@ def register(subparsers) -> None:
         description=__doc__.splitlines()[0],
     )
     p.add_argument("--liver", type=Path, required=True, help="liver mask (defines the output grid)")
-    p.add_argument("--portal", type=Path, required=True, help="portal vein mask (trunk and intrahepatic branches)")
-    p.add_argument("--hepatic", type=Path, required=True, help="hepatic veins mask including the IVC")
+    p.add_argument("--portal", type=Path, help="portal vein mask (trunk and intrahepatic branches)")
+    p.add_argument("--hepatic", type=Path, help="hepatic veins mask including the IVC")
+    p.add_argument("--vessels", type=Path,
+                   help="instead of --portal/--hepatic: ONE combined vessel mask (portal and hepatic veins in one "
+                        "class, e.g. TotalSegmentator liver_vessels); separated into the two trees, written beside "
+                        "--out as portal_vein.nii.gz and hepatic_veins.nii.gz")
     p.add_argument("--out", type=Path, required=True,
                    help="output label map (.nii.gz, .nii, .nrrd or .mha), on the liver mask's grid")
     p.add_argument("--json", type=Path, help="also write landmarks, methods, warnings and volumes as JSON")
@@ -46,12 +57,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _check_out(path: Path, flag: str, suffixes) -> None:
+def _check_out(path: Path, flag: str, suffixes, inputs) -> None:
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; expected a file name ending in {', '.join(suffixes)}")
     if not any(str(path).endswith(s) for s in suffixes):
         raise InputError(f"{flag} {path}: expected a file ending in {', '.join(suffixes)}; "
                          f"found '{path.name}'. Choose e.g. {path.with_suffix('').name}{suffixes[0]}")
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise InputError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+    same = [flag_in for flag_in, given in inputs if given is not None and Path(given).resolve() == path.resolve()]
+    if same:
+        raise InputError(f"{flag} {path}: is the {same[0]} input; expected a new file (inputs are never overwritten)")
 
 
 def _add_world(node, affine_ras: np.ndarray) -> None:
@@ -67,15 +83,42 @@ def _add_world(node, affine_ras: np.ndarray) -> None:
             _add_world(value, affine_ras)
 
 
+def _trees_paths(args) -> dict[str, Path]:
+    """Where the separated trees go (beside --out); never over an input file."""
+    if args.vessels is None:
+        if args.portal is None or args.hepatic is None:
+            raise InputError("give --portal FILE and --hepatic FILE, or one combined vessel mask with --vessels FILE")
+        return {}
+    if args.portal is not None or args.hepatic is not None:
+        raise InputError("--vessels replaces --portal/--hepatic: give either the combined mask or the two trees")
+    paths = {name: args.out.parent / f"{name}.nii.gz" for name in ("portal_vein", "hepatic_veins")}
+    inputs = {Path(p).resolve() for p in (args.liver, args.vessels)}
+    clash = [str(p) for p in paths.values() if p.resolve() in inputs]
+    if clash:
+        raise InputError(f"--out {args.out}: the separated trees would overwrite the input {clash[0]}; "
+                         "choose an --out in another folder")
+    return paths
+
+
 def run(args) -> int:
-    _check_out(args.out, "--out", OUT_SUFFIXES)
+    inputs = [("--liver", args.liver), ("--portal", args.portal), ("--hepatic", args.hepatic),
+              ("--vessels", args.vessels)]
+    _check_out(args.out, "--out", OUT_SUFFIXES, inputs)
     if args.json is not None:
-        _check_out(args.json, "--json", (".json",))
+        _check_out(args.json, "--json", (".json",), inputs + [("--out", args.out)])
+    trees = _trees_paths(args)
     liver = io.read_labels(args.liver, name="--liver")
-    portal = io.read_labels(args.portal, name="--portal", reference=liver, resample=args.resample_masks)
-    hepatic = io.read_labels(args.hepatic, name="--hepatic", reference=liver, resample=args.resample_masks)
-    res = segment_couinaud(liver.array, portal.array, hepatic.array, spacing_mm=liver.spacing_mm,
-                           split_segment_4=args.split_segment_4)
+    if trees:
+        vessels = io.read_labels(args.vessels, name="--vessels", reference=liver, resample=args.resample_masks)
+        res = segment_couinaud_from_vessels(liver.array, vessels.array, spacing_mm=liver.spacing_mm,
+                                            split_segment_4=args.split_segment_4)
+        given = (("liver", liver), ("vessels", vessels))
+    else:
+        portal = io.read_labels(args.portal, name="--portal", reference=liver, resample=args.resample_masks)
+        hepatic = io.read_labels(args.hepatic, name="--hepatic", reference=liver, resample=args.resample_masks)
+        res = segment_couinaud(liver.array, portal.array, hepatic.array, spacing_mm=liver.spacing_mm,
+                               split_segment_4=args.split_segment_4)
+        given = (("liver", liver), ("portal", portal), ("hepatic", hepatic))
     for w in res.warnings:
         log.warning("%s", w)
     voxel_ml = voxel_volume_ml(liver.spacing_mm)
@@ -85,8 +128,9 @@ def run(args) -> int:
     record = {
         "hepatoplan_version": __version__,
         "inputs": {flag: {"path": str(v.path), "sha256": io.sha256_of(v.path)}
-                   for flag, v in (("liver", liver), ("portal", portal), ("hepatic", hepatic))},
+                   for flag, v in given},
         "options": {"split_segment_4": bool(args.split_segment_4), "resample_masks": bool(args.resample_masks)},
+        "parameters": {"couinaud": dataclasses.asdict(res.params)},
         "labels": {"0": "outside the liver", **{str(k): f"segment {k}" for k in range(1, 9)},
                    **({"4": "segment 4a (cranial)", str(LABEL_4B): "segment 4b (caudal)"} if args.split_segment_4 else {})},
         "segment_volumes_ml": {str(k): round(float(counts[k] * voxel_ml), 2) for k in labels},
@@ -96,6 +140,9 @@ def run(args) -> int:
         "runtime_s": round(res.runtime_s, 3),
     }
     io.write_labels(res.labels, reference=liver, path=args.out)
+    for name, path in trees.items():
+        io.write_labels((res.portal if name == "portal_vein" else res.hepatic).astype(np.uint8), reference=liver, path=path)
+        log.info("wrote %s", path)
     if args.json is not None:
         write_atomic(args.json, json.dumps(record, indent=2))
     log.info("wrote %s", args.out)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepatoplan.errors import InputError
+from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
@@ -26,7 +26,7 @@ from hepatoplan.resection.virtual import plan_resection
 from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import io, report, timing
+from . import dicom_sr, dicomweb, io, report, timing
 from .labels import label_map
 from .outputs import output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -41,7 +41,8 @@ def register(subparsers) -> None:
         "plan", help="volumetry, virtual resection and FLR verdict for one study",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("ct", type=Path, help="CT/MR: NIfTI, NRRD, MHA/MHD file or DICOM series folder")
+    p.add_argument("ct", help="CT/MR: NIfTI, NRRD, MHA/MHD file, DICOM series folder or DICOMweb series URL "
+                              "(http(s)://HOST/.../studies/UID/series/UID)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_plan_options(p)
     p.set_defaults(func=run)
@@ -59,11 +60,17 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--portal", type=Path, help="portal vein mask")
     m.add_argument("--hepatic", type=Path, help="hepatic veins (+ IVC) mask")
     m.add_argument("--segments", type=Path, help="Couinaud segments, labels 1-8")
+    m.add_argument("--vessels", type=Path,
+                   help="instead of --portal/--hepatic: ONE combined intrahepatic vessel mask (e.g. TotalSegmentator "
+                        "liver_vessels), separated into portal and hepatic trees for the Couinaud segments")
     m.add_argument("--totalsegmentator", type=Path,
                    help="TotalSegmentator multilabel file (liver 5, IVC 63, portal/splenic vein 64)")
     m.add_argument("--resample-masks", action="store_true",
                    help="resample masks nearest-neighbour onto the CT grid when grids differ")
     m.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
+    m.add_argument("--interpolate-slices", action="store_true",
+                   help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
+                        "onto a regular grid (linear, as dcm2niix) instead of refusing")
     m.add_argument("--no-auto", dest="auto", action="store_false",
                    help="never segment automatically: a mask not given means none (the liver is required)")
     m.add_argument("--modality", type=str.upper, default="CT", choices=("CT", "MR"),
@@ -91,20 +98,27 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--height-cm", type=float, help="height for BSA, TELV and sFLR")
     r.add_argument("--weight-kg", type=float, help="weight for BSA, sFLR and FLR/body weight")
     p.add_argument("--no-preview", dest="preview", action="store_false",
-                   help="skip meshes and rendered previews (faster; report.html has tables only)")
+                   help="skip meshes, rendered previews, the slice viewer, qc_montage.png and report.pdf "
+                        "(faster: with every mask given the CT is read header-only; report.html has tables only)")
+    p.add_argument("--store", metavar="URL",
+                   help="DICOMweb root URL (e.g. https://pacs/dicom-web): store the DICOM-SEG and the SR "
+                        "measurement report into the source study (STOW-RS); credentials from "
+                        "HEPATOPLAN_DICOMWEB_TOKEN or HEPATOPLAN_DICOMWEB_USER/_PASSWORD")
 
 
 def options_from_args(args) -> PlanOptions:
     return PlanOptions(
-        ct=args.ct, out=args.out,
+        ct=dicomweb.ct_argument(args.ct), out=args.out,
         masks=MaskPaths(args.liver, args.tumours, args.portal, args.hepatic, args.segments,
-                        args.totalsegmentator),
+                        args.totalsegmentator, vessels=args.vessels),
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
         threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
         resample_masks=args.resample_masks, series_uid=args.series_uid, preview=args.preview,
         auto=args.auto, modality=args.modality, near_vessel_margin_mm=args.near_vessel_margin_mm,
         near_vessel_distance_mm=args.near_vessel_distance_mm, detach_from=args.detach_from,
         ablation_margin_mm=args.ablation_margin_mm, function_map=args.function_map,
+        interpolate_slices=args.interpolate_slices,
+        store=args.store and dicomweb.parse_base_url(args.store),
     )
 
 
@@ -112,6 +126,10 @@ def run(args) -> int:
     result = plan(options_from_args(args))
     print(report.summary_text(result))
     print(f"\nwritten to {args.out}")
+    stored = result.get("dicomweb", {}).get("stored")
+    if stored:
+        print(f"stored {' and '.join(i['modality'] for i in stored['instances'])} into study "
+              f"{stored['study_instance_uid']} at {stored['url']}")
     return 0
 
 
@@ -138,6 +156,7 @@ def run_demo(args) -> int:
 def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
+    options, dicomweb_section = dicomweb.prepare(options)  # a URL CT is retrieved into the cache
     inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
     if options.function_map is not None:
         inputs["function_map"] = str(options.function_map)
@@ -150,6 +169,8 @@ def plan(options: PlanOptions) -> dict:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
+        if dicomweb_section:
+            result["dicomweb"] = dicomweb_section
         _write_outputs(options, study, result, arrays, inputs=inputs,
                        hashes={name: future.result() for name, future in sha256.items()})
     return result
@@ -196,6 +217,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
             "voxel_volume_mm3": study.ct.voxel_volume_mm3, "native_grid": study.ct.grid.describe(),
         },
     }
+    if "tumours" in study.details.get("not_assessed", {}):  # MR: unknown, not zero
+        result["volumes_ml"].update(tumours=None, tumours_total=None)
     resected = None
     if specs or ablations:
         resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map),
@@ -205,6 +228,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     arrays = {"labels": labels}
     if resected is not None:
         arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
+    if "vessel_separation" in study.details:  # the trees separated from --vessels, for the user to check
+        arrays.update(portal_vein=study.portal.view(np.uint8), hepatic_veins=study.hepatic.view(np.uint8))
     return result, arrays
 
 
@@ -425,9 +450,15 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
         with ThreadPoolExecutor(io.worker_threads()) as pool:
             nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")
                      for name, array in arrays.items()]
-            _write_visuals(tmp, options, study, result, arrays["labels"])
+            regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) \
+                if study.ct.dicom_files else []
+            _write_visuals(tmp, options, study, result, arrays["labels"], regions)
             for written in nifti:
                 written.result()
+        if regions and (tmp / "labels_seg.dcm").is_file():
+            _write_measurement_report(tmp, result, regions)
+        if options.store:
+            result.setdefault("dicomweb", {})["stored"] = dicomweb.store_outputs(options.store, tmp)
         result["provenance"]["timing_s"] = timing.current_seconds()  # seconds per stage, so far
         (tmp / "report.json").write_text(
             json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
@@ -435,8 +466,22 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
     log.info("outputs written to %s", out)
 
 
-def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels) -> None:
-    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, report.html."""
+def _write_measurement_report(folder: Path, result: dict, regions) -> None:
+    """``measurements_sr.dcm`` beside the DICOM-SEG; a warning, not a failed plan, if it cannot be made."""
+    try:
+        dicom_sr.write_measurement_report(folder / "measurements_sr.dcm", report=result, regions=regions,
+                                          seg_path=folder / "labels_seg.dcm")
+    except (HepatoplanError, ValueError) as exc:  # highdicom refuses what it cannot encode with ValueError
+        message = f"measurements_sr.dcm: not written: {exc}"
+        log.warning("%s", message)
+        result["warnings"].append(message)
+        return
+    result["outputs"] = sorted([*result["outputs"], "measurements_sr.dcm"])
+
+
+def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=()) -> None:
+    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
+    report.pdf and report.html (with the slice viewer)."""
     from .report_html import write_plan_visuals
 
     growth_png = None
@@ -454,10 +499,15 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
         )
     vessels = {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
                if mask is not None and mask.any()}
+    ct = None  # the slice viewer and QC montage need the CT's voxels; --no-preview keeps header-only reading
+    if options.preview:
+        ct = study.ct.array if study.ct.array is not None else \
+            io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
-        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels,
-        source_dicom_files=study.ct.dicom_files or None, growth_plot_png=growth_png,
-        meshes_and_previews=options.preview,
+        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
+        modality=options.modality, source_dicom_files=study.ct.dicom_files or None,
+        growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        seg_extra_structures=dicom_sr.seg_extra_structures(regions),
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths

@@ -22,7 +22,7 @@ from pathlib import Path
 from hepatoplan import __version__
 from hepatoplan.errors import InputError
 
-from . import io
+from . import dicomweb, io
 from .outputs import output_folder
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,12 @@ def register(subparsers) -> None:
         help="automatic liver, tumour, portal and hepatic vein masks from a CT (liver only on MR)",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("image", type=Path, help="CT or MR: NIfTI, NRRD, MetaImage file or a DICOM folder")
+    p.add_argument("image", help="CT or MR: NIfTI, NRRD, MetaImage file, a DICOM folder or a DICOMweb series URL")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; existing outputs replaced)")
     p.add_argument("--series-uid", help="SeriesInstanceUID when the DICOM folder holds several series")
+    p.add_argument("--interpolate-slices", action="store_true",
+                   help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
+                        "onto a regular grid (linear, as dcm2niix) instead of refusing")
     p.add_argument("--modality", choices=("ct", "mr"), default="ct", help="imaging modality (default: ct)")
     p.set_defaults(func=run)
 
@@ -69,15 +72,22 @@ def run(args) -> int:
     if not parent.is_dir():
         raise InputError(f"--out {out}: parent folder {parent} does not exist; create it first")
     t0 = time.perf_counter()
-    vol = io.read_image(args.image, series_uid=args.series_uid, name="IMAGE")
+    image = url = dicomweb.ct_argument(args.image)
+    if isinstance(url, dicomweb.SeriesURL):
+        image = dicomweb.retrieve_series(url)  # into the cache, then read as any DICOM folder
+    vol = io.read_image(image, series_uid=args.series_uid, name="IMAGE", interpolate_slices=args.interpolate_slices)
     t_read = time.perf_counter() - t0
     result = segment_study(vol.array, spacing_mm=vol.spacing_mm, modality=args.modality.upper())
     record = {
         "hepatoplan_version": __version__,
         "command": "segment",
-        "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path)}},
-        "options": {"modality": args.modality, "series_uid": args.series_uid},
-        "parameters": asdict(result.parameters),
+        "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path),
+                             **({"url": str(url)} if url is not image else {})}},
+        "options": {"modality": args.modality, "series_uid": args.series_uid,
+                    "interpolate_slices": args.interpolate_slices},
+        "intake_notes": list(vol.notes),
+        "parameters": ({"mr_liver": result.report["liver"]["params"]} if args.modality.upper() == "MR"
+                       else asdict(result.parameters)),
         "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
         "outputs": {
             "liver.nii.gz": "1 = liver (tumours and intrahepatic vessels included)",

@@ -8,6 +8,7 @@ Arrays are canonical RAS+ (axis 0 → patient Right, 1 → Anterior, 2 → Super
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -19,12 +20,14 @@ from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
 from . import io
+from .dicomweb import SeriesURL
 from .timing import timed
 
 log = logging.getLogger(__name__)
 
-#: TotalSegmentator "total" task labels used by ``--totalsegmentator``.
-TOTALSEG_LIVER, TOTALSEG_IVC, TOTALSEG_PORTAL_SPLENIC = 5, 63, 64
+#: Largest ablation zone radius accepted (mm): a thermal ablation zone is a few centimetres
+#: across, so a larger radius is a typing error (and would overflow the zone's volume).
+MAX_ABLATION_RADIUS_MM = 100.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class MaskPaths:
     hepatic: Path | None = None
     segments: Path | None = None
     totalsegmentator: Path | None = None
+    vessels: Path | None = None
 
     def given(self) -> dict[str, Path]:
         return {k: Path(v) for k, v in vars(self).items() if v is not None}
@@ -85,28 +89,37 @@ class Study:
 @timed("read")
 def load_masks(
     ct: io.Volume, paths: MaskPaths, *, resample: bool = False
-) -> dict[str, np.ndarray]:
-    """Read every given mask onto the CT grid; return name → canonical label array.
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Read every given mask onto the CT grid; return name → canonical label array, and the
+    intake's notes on the files.
 
-    A TotalSegmentator multilabel file supplies liver (label 5), portal/splenic vein (64) and the
-    inferior vena cava (63, as ``hepatic``) for whichever of them was not given separately.
+    TotalSegmentator outputs (:mod:`hepatoplan.pipeline.totalseg`: a multilabel file or a folder)
+    supply whichever masks were not given separately: liver, tumours, and either the combined
+    ``liver_vessels`` (as ``vessels``) or, without it, the portal/splenic vein (as ``portal``) and
+    the inferior vena cava (as ``hepatic``).
     """
     flags = {
         "liver": "--liver", "tumours": "--tumours", "portal": "--portal",
         "hepatic": "--hepatic", "segments": "--segments", "totalsegmentator": "--totalsegmentator",
+        "vessels": "--vessels",
     }
-    given = paths.given()
+    given = {name: path for name, path in paths.given().items() if name != "totalsegmentator"}
     with ThreadPoolExecutor(io.worker_threads()) as pool:  # ITK and numpy's copies release the GIL
-        volumes = pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
-                                                       resample=resample), given)
-        arrays = {name: volume.array for name, volume in zip(given, volumes)}
-    total = arrays.pop("totalsegmentator", None)
-    if total is not None:
-        for name, label in (("liver", TOTALSEG_LIVER), ("portal", TOTALSEG_PORTAL_SPLENIC),
-                            ("hepatic", TOTALSEG_IVC)):
-            if name not in arrays and (total == label).any():
-                arrays[name] = (total == label).astype(np.uint8)
-    return arrays
+        volumes = dict(zip(given, pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
+                                                                       resample=resample), given)))
+    arrays = {name: volume.array for name, volume in volumes.items()}
+    notes = [note for volume in volumes.values() for note in volume.notes]
+    if paths.totalsegmentator is not None:
+        from .totalseg import read_totalsegmentator
+
+        found = read_totalsegmentator(paths.totalsegmentator, reference=ct, resample=resample)
+        found["hepatic"] = found.pop("ivc", None)
+        if "vessels" in found or "vessels" in arrays:  # the combined tree: separated, not portal + IVC
+            found.pop("portal", None), found.pop("hepatic", None)
+        for name, mask in found.items():
+            if mask is not None and name not in arrays and name != "segments":
+                arrays[name] = mask
+    return arrays, notes
 
 
 @timed("checks")
@@ -142,7 +155,7 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
 
     tumours = arrays.get("tumours")
     if tumours is not None:
-        tumours = inside_liver("--tumours", tumours)
+        tumours = inside_liver("--tumours", _binary_if_one_value(tumours, sources.get("tumours")))
     segments = arrays.get("segments")
     if segments is not None:
         if segments.max(initial=0) > 8:
@@ -169,14 +182,29 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
     )
 
 
+def _binary_if_one_value(labels: np.ndarray, source) -> np.ndarray:
+    """A tumour map whose only non-zero value is one number (0/1, 0/255 as 3D-IRCADb stores its
+    masks, 0/2 ...) is a binary mask, to be split into lesions: returned as 0/1."""
+    values = labels[labels > 0]
+    if values.size and values[0] != 1 and (values == values[0]).all():
+        log.info("--tumours %s: its only label is %d: read as a binary mask", source, values[0])
+        return (labels > 0).view(np.uint8)
+    return labels
+
+
 # --------------------------------------------------------------------------- orchestration
 
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`."""
+    """Everything ``hepatoplan plan`` needs, validated once by :meth:`validate`.
 
-    ct: Path
+    ``ct`` is a path or a DICOMweb series (:class:`hepatoplan.pipeline.dicomweb.SeriesURL`,
+    retrieved by ``plan`` before the CT is read); ``store`` a DICOMweb root URL receiving the
+    DICOM-SEG and SR (``--store``).
+    """
+
+    ct: Path | SeriesURL
     out: Path
     masks: MaskPaths = MaskPaths()
     resect: tuple[str, ...] = ()
@@ -195,6 +223,8 @@ class PlanOptions:
     detach_from: str | None = None
     ablation_margin_mm: float = 5.0
     function_map: Path | None = None
+    interpolate_slices: bool = False
+    store: str | None = None
 
     def validate(self):
         """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
@@ -216,8 +246,15 @@ class PlanOptions:
         if (self.height_cm is None) != (self.weight_kg is None) and self.height_cm is not None:
             raise InputError("--height-cm needs --weight-kg too (body surface area needs both)")
         ablate = [t for t in self.resect if t.strip().lower().startswith("ablate")]
-        return ([parse_resection(t) for t in self.resect if t not in ablate],
-                [parse_ablation(t) for t in ablate])
+        ablations = [parse_ablation(t) for t in ablate]
+        for spec in ablations:
+            if spec.radius_mm is not None and spec.radius_mm > MAX_ABLATION_RADIUS_MM:
+                raise InputError(
+                    f"--resect {spec.text}: zone radius {spec.radius_mm:g} mm; expected at most "
+                    f"{MAX_ABLATION_RADIUS_MM:g} mm (a thermal ablation zone is a few centimetres across). "
+                    "Give the radius in mm, e.g. ablate:2@15."
+                )
+        return [parse_resection(t) for t in self.resect if t not in ablate], ablations
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
@@ -230,32 +267,40 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     from them; otherwise its header is the reference grid.
     """
     masks = options.masks
-    given = set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
+    given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
+             | ({"portal", "hepatic"} if masks.vessels else set()))
     wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
-        header_only=not wanted and not Path(options.ct).is_dir(),
+        header_only=not wanted and not Path(options.ct).is_dir(), interpolate_slices=options.interpolate_slices,
     )
-    arrays = load_masks(ct, masks, resample=options.resample_masks)
+    arrays, notes = load_masks(ct, masks, resample=options.resample_masks)
     sources = {name: str(path) for name, path in masks.given().items()}
-    for name in ("liver", "portal", "hepatic"):
+    for name in ("liver", "tumours", "portal", "hepatic", "vessels"):
         if name in arrays and name not in sources:
             sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
     details, parameters = {}, {}
     if wanted:
         details["segmentation"], parameters["segmentation"] = _segment_missing(
             ct, arrays, sources, wanted, modality=options.modality)
+        if options.modality == "MR":  # said in report.json and in the printed summary
+            details["not_assessed"] = {part: details["segmentation"][part]["reason"] for part in ("tumours", "vessels")
+                                       if part in details["segmentation"]}
     if "liver" not in arrays:
         raise InputError(
             "no liver mask: give --liver FILE (or --totalsegmentator FILE), or drop --no-auto to "
             "segment it automatically"
         )
     study = build_study(ct, arrays, sources=sources)
+    study.warnings[:0] = [*ct.notes, *notes]
     study.details.update(details)
     study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
-    if study.segments is None and study.portal is not None and study.hepatic is not None:
+    study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
+    if study.segments is None and study.portal is None and study.hepatic is None and "vessels" in arrays:
+        _derive_segments_from_vessels(study, arrays["vessels"] > 0)
+    elif study.segments is None and study.portal is not None and study.hepatic is not None:
         _derive_segments(study)
     if needs_segments and study.segments is None:
         not_found = [n for n in ("portal", "hepatic") if n in wanted and n not in arrays]
@@ -294,7 +339,16 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
         seg = segment_study(ct.array, spacing_mm=spacing, modality=modality, params=params)
         found = {"liver": seg.liver, "tumours": seg.tumours, "portal": seg.portal_vein,
                  "hepatic": seg.hepatic_veins}
-        report, used = seg.report, asdict(params)
+        report = seg.report
+        used = {"mr_liver": report["liver"]["params"]} if modality == "MR" else asdict(params)
+    elif modality == "MR":  # a liver mask was given: nothing else is segmented on MR
+        from hepatoplan.segmentation.study import MR_NOT_ASSESSED
+
+        report, used = {"modality": "MR", "qc_flags": []}, {}
+        if "tumours" in wanted:
+            report["tumours"] = {"computed": False, "reason": MR_NOT_ASSESSED["tumours"]}
+        if "portal" in wanted or "hepatic" in wanted:
+            report["vessels"] = {"computed": False, "reason": MR_NOT_ASSESSED["vessels"]}
     else:
         liver = arrays["liver"] > 0
         report, used = {}, {}
@@ -319,6 +373,23 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
 
 
 @timed("couinaud")
+def _derive_segments_from_vessels(study: Study, vessels: np.ndarray) -> None:
+    """Couinaud segments from one combined vessel mask; the separated trees become the study's
+    portal and hepatic masks (used by the vascular analysis and written with the outputs)."""
+    from hepatoplan.couinaud import segment_couinaud_from_vessels
+
+    result = segment_couinaud_from_vessels(study.liver, vessels, spacing_mm=study.spacing_mm)
+    study.segments = result.labels
+    study.portal, study.hepatic = result.portal, result.hepatic
+    for name in ("portal", "hepatic"):
+        study.sources[name] = f"separated from --vessels {study.sources.get('vessels')}"
+    study.sources["segments"] = "automatic (couinaud, from the vessels separated out of --vessels)"
+    study.parameters["couinaud"] = dataclasses.asdict(result.params)
+    study.details["vessel_separation"] = result.landmarks["vessel_separation"]
+    study.warnings.extend(result.warnings)
+
+
+@timed("couinaud")
 def _derive_segments(study: Study) -> None:
     try:
         from hepatoplan.couinaud import segment_couinaud
@@ -330,5 +401,6 @@ def _derive_segments(study: Study) -> None:
         spacing_mm=study.spacing_mm,
     )
     study.segments = result.labels
+    study.parameters["couinaud"] = dataclasses.asdict(result.params)
     study.sources["segments"] = "automatic (couinaud, from portal and hepatic veins)"
     study.warnings.extend(result.warnings)

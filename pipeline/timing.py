@@ -9,8 +9,9 @@ nothing: a thread's work shows as the time its caller waits for it.
 
 Stages of ``hepatoplan plan``: ``read`` (images and masks), ``checks`` (the study's grid and
 label checks), ``segmentation`` (automatic masks), ``couinaud`` (derived segments),
-``volumetry``, ``resection``, ``vascular``, ``assessment``, ``writing`` (label maps, exports,
-report) and ``previews`` (meshes, their files and the PNG renders).
+``volumetry``, ``resection``, ``vascular``, ``assessment``, ``writing`` (label maps, NIfTI,
+``.seg.nrrd``, the SR, report.json), ``dicom_seg`` (DICOM input only), ``previews`` (meshes, their
+files and the PNG renders) and ``report`` (QC montage, slice viewer, report.pdf, report.html).
 """
 
 from __future__ import annotations

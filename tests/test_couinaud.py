@@ -172,12 +172,37 @@ def test_methods_and_landmarks_are_json_ready(phantom):
     assert res.methods["right_scissura"]["method"] == "vessel"
 
 
+def test_params_are_returned_and_override_the_defaults(phantom):
+    """The result carries the values used (JSON-ready); a changed value changes the division: a
+    caudate box reaching 20 mm less above the bifurcation gives a smaller caudate."""
+    import dataclasses
+    import json
+
+    from hepatoplan.couinaud import CouinaudParams
+
+    ph, res = phantom
+    assert res.params == CouinaudParams()
+    record = json.loads(json.dumps(dataclasses.asdict(res.params)))
+    assert record["caudate"]["above_bifurcation_mm"] == 40.0 and record["ivc"]["min_radius_mm"] == 4.0
+    p = CouinaudParams()
+    low = dataclasses.replace(p, caudate=dataclasses.replace(p.caudate, above_bifurcation_mm=20.0))
+    other = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=ph.spacing_mm, params=low)
+    assert other.params is low
+    assert 0 < (other.labels == 1).sum() < (res.labels == 1).sum()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.caudate.above_bifurcation_mm = 1.0
+
+
 @pytest.mark.parametrize("length_mm", [38.0, 78.0])
 def test_ivc_axis_of_a_short_or_steep_tube(length_mm):
     """A steep piece of tube (as an automatic mask may give at the dome) does not make the axis
-    swing: shorter than IVC_MIN_FIT_MM it gives no slope (vertical axis through the piece), longer
-    its fitted slope is capped at IVC_MAX_TILT; either way the axis passes through the piece."""
-    from hepatoplan.couinaud.landmarks import IVC_MAX_TILT, IVC_MIN_FIT_MM, ivc_axis
+    swing: shorter than IVCParams.min_fit_length_mm it gives no slope (vertical axis through the
+    piece), longer its fitted slope is capped at max_tilt_mm_per_mm; either way the axis passes
+    through the piece."""
+    from hepatoplan.couinaud.landmarks import ivc_axis
+    from hepatoplan.couinaud.params import IVCParams
+
+    p = IVCParams()
 
     sp = np.array([1.0, 1.0, 2.0])
     n = int(length_mm / sp[2]) + 1
@@ -187,10 +212,10 @@ def test_ivc_axis_of_a_short_or_steep_tube(length_mm):
         cx = 120.0 - 0.8 * k * sp[2]
         hep[:, :, k] = (X - cx) ** 2 + (Y - 40.0) ** 2 <= 7.0 ** 2
     axis = ivc_axis(hep, sp)
-    if length_mm < IVC_MIN_FIT_MM:
+    if length_mm < p.min_fit_length_mm:
         assert np.allclose(axis.slope_xy, 0.0)
     else:
-        assert np.hypot(*axis.slope_xy) == pytest.approx(IVC_MAX_TILT, rel=1e-6)
+        assert np.hypot(*axis.slope_xy) == pytest.approx(p.max_tilt_mm_per_mm, rel=1e-6)
         assert axis.slope_xy[0] < 0 and abs(axis.slope_xy[1]) < 1e-6
     z_mid = (n - 1) * sp[2] / 2
     assert abs(axis.xy_at(z_mid)[0] - (120.0 - 0.8 * z_mid)) < 2.0
@@ -214,14 +239,17 @@ def test_umbilical_run_far_from_the_prior_is_not_trusted():
     """A straight run after a transverse part, but heading 40 deg off the fissure's usual direction
     (a segment 3 branch), gets no weight; the same run at the usual direction gets full weight."""
     from hepatoplan.couinaud.landmarks import UmbilicalRun
-    from hepatoplan.couinaud.segment import PRIOR_UMBILICAL_DEG, _umbilical_confidence
+    from hepatoplan.couinaud.params import UmbilicalParams
+    from hepatoplan.couinaud.segment import _umbilical_confidence
+
+    p = UmbilicalParams()
 
     def run(angle):
         return UmbilicalRun(point_mm=np.array([-30.0, 20.0, 0.0]), angle_deg=angle, rms_mm=0.5, length_mm=30.0)
 
     b = np.zeros(3)
-    assert _umbilical_confidence(run(PRIOR_UMBILICAL_DEG + 5.0), b)[0] == 1.0
-    assert _umbilical_confidence(run(PRIOR_UMBILICAL_DEG + 40.0), b)[0] == 0.0
+    assert _umbilical_confidence(run(p.prior_deg + 5.0), b, p)[0] == 1.0
+    assert _umbilical_confidence(run(p.prior_deg + 40.0), b, p)[0] == 0.0
 
 
 def test_share_height_of_a_slab():
@@ -359,11 +387,31 @@ def test_cli_subprocess(tmp_path):
     rec = json.loads(js.read_text())
     assert set(rec["segment_volumes_ml"]) == {str(k) for k in range(1, 10)}
     assert rec["labels"][str(LABEL_4B)].startswith("segment 4b")
+    assert rec["parameters"]["couinaud"]["umbilical"]["prior_deg"] == 74.0
     # landmarks carry world coordinates of the input image: the IVC lies where the phantom put it
     ivc = rec["landmarks"]["ivc_axis"]["point_at_bifurcation"]["world_ras_mm"]
     truth = ph.truth["landmarks"]["ivc_axis"]["point_mm"]
     assert np.hypot(ivc[0] - truth[0], ivc[1] - truth[1]) <= 2.5
     assert nib.load(str(out)).shape == nib.load(str(files["liver"])).shape
+
+
+def test_plan_records_the_couinaud_parameters(tmp_path):
+    """``hepatoplan plan`` deriving the segments from the vessels writes the values used into
+    report.json's provenance."""
+    import json
+
+    from hepatoplan.data_samples.write import write_study
+    from hepatoplan.pipeline.cli import main
+
+    ph = make_phantom(spacing_mm=SPACINGS[0], scale=0.7)
+    files = write_study(ph, tmp_path / "s", axcodes="LPS")
+    out = tmp_path / "plan"
+    assert main(["plan", str(files["ct"]), "--out", str(out), "--liver", str(files["liver"]),
+                 "--tumours", str(files["tumours"]), "--portal", str(files["portal_vein"]),
+                 "--hepatic", str(files["hepatic_veins"]), "--no-preview"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sources"]["segments"].startswith("automatic (couinaud")
+    assert report["provenance"]["parameters"]["couinaud"]["caudate"]["left_of_ivc_mm"] == 30.0
 
 
 # --------------------------------------------------------------------------- real data

@@ -1,0 +1,124 @@
+"""Benchmark: Couinaud segments from ONE combined vessel mask on 3D-IRCADb cases (issue 20).
+
+Usage::
+
+    python bench/bench_couinaud_vessels.py [--data ../shared/data/ircadb] [--cases 01 02 ...]
+                                           [--variant native|thick|mirrored] [--write]
+
+For every case the only vessel mask is ``(portal_vein | hepatic_veins) & liver`` (intrahepatic,
+no IVC, no extrahepatic portal trunk), as TotalSegmentator's ``liver_vessels`` or nnU-Net give.
+:func:`hepatoplan.couinaud.segment_couinaud_from_vessels` separates it and divides the liver;
+scored are the share of vessel voxels put in the right tree (against the IRCADb portal / hepatic
+masks) and the mean Dice over segments 1-8 against ``couinaud_reference``. Variants: ``thick``
+keeps every second axial slice (slices twice as thick: 2-4 mm), ``mirrored`` flips the arrays
+left-right (a flipped header: a laterality warning is expected, and the Dice is scored against the
+mirrored reference). Runtime: wall time of the call alone (files loaded), on a shared machine.
+
+With ``--write`` the table goes into the ``## Couinaud segments from one combined vessel mask``
+section of ``bench/RESULTS.md`` (one sub-table per variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_couinaud import DEFAULT_DATA, ROOT, dice, load  # this folder is on sys.path when run as a script
+
+from hepatoplan.couinaud import segment_couinaud_from_vessels
+
+SECTION = "## Couinaud segments from one combined vessel mask"
+
+
+def variant(arrays: list[np.ndarray], sp: tuple, name: str):
+    if name == "thick":
+        return [a[:, :, ::2] for a in arrays], (sp[0], sp[1], 2 * sp[2])
+    if name == "mirrored":
+        return [a[::-1] for a in arrays], sp
+    return arrays, sp
+
+
+def run_case(d: Path, name: str) -> dict:
+    (liver, sp), (portal, _), (hepatic, _), (ref, _) = (load(d, n) for n in (
+        "liver", "portal_vein", "hepatic_veins", "couinaud_reference"))
+    (liver, portal, hepatic, ref), sp = variant([liver > 0, portal > 0, hepatic > 0, ref], sp, name)
+    vessels = (portal | hepatic) & liver
+    t0 = time.perf_counter()
+    try:
+        res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp)
+    except Exception as e:  # a refused case is a row of the table, not a crash of the bench
+        return {"error": f"{type(e).__name__}: {e}"}
+    wall = time.perf_counter() - t0
+    right = ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean()
+    per = [dice(res.labels == k, ref == k) for k in range(1, 9)]
+    return {"tree": float(right), "dice": per, "mean": float(np.nanmean(per)), "s": wall,
+            "confidence": res.landmarks["vessel_separation"]["confidence"],
+            "laterality_warned": any("laterality" in w for w in res.warnings)}
+
+
+def table(rows: dict, name: str, command: str) -> str:
+    lines = [f"### variant: {name}", "", f"Command: `{command}`", "",
+             "| case | right tree share | S1 | S2 | S3 | S4 | S5 | S6 | S7 | S8 | mean 1-8 | confidence | laterality warned | s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ok = {c: r for c, r in rows.items() if "error" not in r}
+    for c, r in rows.items():
+        if "error" in r:
+            lines.append(f"| {c} | refused: {r['error'][:120]} |" + " |" * 12)
+            continue
+        lines.append(f"| {c} | {r['tree']:.3f} | " + " | ".join(f"{v:.3f}" for v in r["dice"])
+                     + f" | **{r['mean']:.3f}** | {r['confidence']:.2f} | {r['laterality_warned']} | {r['s']:.1f} |")
+    if ok:
+        tree = np.mean([r["tree"] for r in ok.values()])
+        mean = np.mean([r["mean"] for r in rows.values() if "mean" in r])
+        lines.append(f"| **mean** | {tree:.3f} |" + " |" * 8 + f" **{mean:.3f}** | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, name: str) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    doc = path.read_text()
+    head = f"### variant: {name}"
+    if SECTION not in doc:
+        doc = doc.rstrip("\n") + f"\n\n{SECTION}\n\n"
+    start = doc.index(SECTION)
+    nxt = doc.find("\n## ", start + len(SECTION))
+    body = doc[start: nxt if nxt >= 0 else len(doc)]
+    if head in body:
+        a = body.index(head)
+        b = body.find("\n### ", a + len(head))
+        body = body[:a] + text + (body[b + 1:] if b >= 0 else "")
+    else:
+        body = body.rstrip("\n") + "\n\n" + text
+    doc = doc[:start] + body.rstrip("\n") + "\n" + (doc[nxt:] if nxt >= 0 else "")
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(doc)
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--cases", nargs="*", default=[f"{i:02d}" for i in range(1, 13)])
+    ap.add_argument("--variant", choices=("native", "thick", "mirrored"), default="native")
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args(argv)
+    if not a.data.is_dir():
+        print(f"no data at {a.data} (see ../shared/data/README.md)", file=sys.stderr)
+        return 2
+    rows = {}
+    for c in a.cases:
+        rows[c] = run_case(a.data / c, a.variant)
+        print(c, rows[c] if "error" in rows[c] else {k: v for k, v in rows[c].items() if k != "dice"}, flush=True)
+    text = table(rows, a.variant, f"python bench/bench_couinaud_vessels.py --variant {a.variant} --write")
+    print(text)
+    if a.write:
+        write_section(text, a.variant)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

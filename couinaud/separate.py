@@ -1,0 +1,276 @@
+"""One combined vessel mask -> portal and hepatic trees, and the IVC axis the mask lacks.
+
+Vessel masks as people have them (TotalSegmentator's ``liver_vessels``, nnU-Net, the Medical
+Segmentation Decathlon's hepatic-vessel task) hold the intrahepatic portal and hepatic veins as ONE
+class, clipped to the liver, without the inferior vena cava. This module separates them by topology
+and geometry, on the analysis grid of :func:`hepatoplan.couinaud.segment_couinaud`:
+
+1. **IVC axis** (:func:`infer_ivc_axis`): the IVC lies in the liver's dorsal groove, behind and
+   medial to the liver's bulk. Non-liver pixels that an axial closing of the liver fills (the
+   groove), plus vessel voxels shallow under the surface (a liver mask that wraps the IVC holds
+   it), restricted to behind and left of the liver's centroid, are tracked slice by slice as in
+   :func:`hepatoplan.couinaud.landmarks.ivc_axis`; the chain must reach up the liver (the IVC runs
+   to the dome).
+2. **Roots**: hepatic veins drain into the IVC under the diaphragm: skeleton nodes near the IVC axis
+   in the upper liver. The portal vein enters at the hilum: thick vessel ends cut by the liver's
+   surface, in front of the IVC, below the confluence.
+3. **Competition** on the skeleton graph: each node goes to the tree whose roots reach it at the
+   lower cost. A step costs its length / radius^2 (thick trunks are cheap), more when the radius
+   grows along the walk (a tree thins from its root: crossing a contact into the other tree and on
+   toward its trunk is expensive) and more when the vessel does not point at the tree's root (the
+   hepatic veins converge on the IVC confluence, the portal branches radiate from the hilum).
+   Pieces that no root reaches vote by that direction. Every vessel voxel takes its nearest skeleton
+   node's tree.
+
+The **confidence** is the share of the vessel volume whose tree was decided by a clear margin
+(costs differing by at least a factor 2, or a piece whose directions vote clearly).
+
+Frame: canonical RAS+ arrays (axis 0 -> patient Right, 1 -> Anterior, 2 -> Superior), positions in
+mm of the array frame given (``index * spacing_mm``). Tuned values:
+:class:`~hepatoplan.couinaud.params.SeparationParams`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import edt
+import numpy as np
+from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse import csgraph
+
+from hepatoplan.errors import NotComputableError
+
+from .graph import SkeletonGraph, skeleton_graph
+from .landmarks import IVCAxis, ivc_axis
+from .params import IVCParams, SeparationParams
+
+log = logging.getLogger(__name__)
+
+PORTAL, HEPATIC = 1, 2
+
+
+@dataclass
+class Separation:
+    """Result of :func:`separate_vessels`.
+
+    Attributes
+    ----------
+    labels : ndarray of uint8
+        On the grid given: 0 background, 1 portal, 2 hepatic.
+    ivc : IVCAxis
+        The inferred IVC axis (mm of the grid's array frame).
+    confidence : float
+        0-1, share of the vessel volume decided by a clear margin.
+    portal_joined : ndarray of bool
+        The portal tree with its pieces joined at the hilum by straight tubes (a mask clipped to the
+        liver cuts the portal vein where it enters, so the right and left trees come apart): for
+        finding the bifurcation only, not a vessel.
+    record : dict
+        JSON-ready: seeds found, volumes, confidence.
+    """
+
+    labels: np.ndarray
+    ivc: IVCAxis
+    confidence: float
+    record: dict
+    portal_joined: np.ndarray | None = None
+
+
+def _height_quantile(liver: np.ndarray, sp: np.ndarray):
+    z = np.sort(np.nonzero(liver)[2]) * sp[2]
+    return lambda fraction: float(z[int(fraction * (len(z) - 1))])
+
+
+def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
+                   params: SeparationParams = SeparationParams(), ivc_params: IVCParams = IVCParams()) -> IVCAxis:
+    """The IVC axis from the liver's dorsal groove and the vessels shallow under it.
+
+    Parameters
+    ----------
+    liver, vessels : ndarray of bool, shape (X, Y, Z)
+        Canonical RAS+, one grid.
+    spacing_mm : sequence of 3 float
+
+    Raises
+    ------
+    NotComputableError
+        No groove or vessel tube of IVC calibre behind the liver.
+    """
+    sp = np.asarray(spacing_mm, float)
+    r = params.groove_closing_mm
+    pad = int(np.ceil(r / min(sp[0], sp[1]))) + 2
+    padded = np.pad(liver, ((pad, pad), (pad, pad), (0, 0)))
+    aniso = (sp[0], sp[1], 1e6)  # axial (per-slice) distances
+    dilated = edt.edt(np.ascontiguousarray(~padded), anisotropy=aniso, black_border=False) <= r
+    depth = edt.edt(np.ascontiguousarray(dilated), anisotropy=aniso, black_border=True)[pad:-pad, pad:-pad] - r
+    groove = (depth > 0) & ~liver
+    ijk = np.argwhere(liver)
+    behind = np.arange(liver.shape[1]) * sp[1] < ijk[:, 1].mean() * sp[1]
+    medial = np.arange(liver.shape[0]) * sp[0] < ijk[:, 0].mean() * sp[0]
+    candidate = (groove | (vessels & (depth <= params.groove_max_vessel_depth_mm)))
+    candidate &= behind[None, :, None] & medial[:, None, None]
+    height = _height_quantile(liver, sp)
+    try:
+        return ivc_axis(candidate, sp, reach_z_mm=height(params.ivc_reach_height_fraction), params=ivc_params)
+    except NotComputableError:
+        raise NotComputableError(
+            "no inferior vena cava could be inferred: the vessel mask does not hold it and the liver "
+            "shows no dorsal groove of IVC calibre; give --hepatic with the IVC, or the IVC mask "
+            "(e.g. TotalSegmentator's inferior_vena_cava)"
+        ) from None
+
+
+def _smoothed_radius(g: SkeletonGraph) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """Radius averaged over each node's 2-step neighbourhood, and that neighbourhood matrix."""
+    adj = (g.adjacency > 0).astype(float)
+    near = (adj + adj @ adj + sparse.identity(g.n, format="csr")).tocsr()
+    near.data[:] = 1.0
+    deg = np.asarray(near.sum(axis=1)).ravel()
+    return (near @ g.radius_mm) / deg, near
+
+
+def _directions(g: SkeletonGraph, near: sparse.csr_matrix) -> np.ndarray:
+    """Unit direction of the vessel at every node: main axis of its 2-step neighbourhood."""
+    deg = np.asarray(near.sum(axis=1)).ravel()
+    x = g.xyz_mm
+    m = (near @ x) / deg[:, None]
+    cov = np.stack([(near @ (x[:, i] * x[:, j])) / deg for i in range(3) for j in range(3)], axis=1)
+    cov = cov.reshape(-1, 3, 3) - m[:, :, None] * m[:, None, :]
+    return np.linalg.eigh(cov)[1][:, :, 2]
+
+
+def _alignment(g: SkeletonGraph, directions: np.ndarray, target_mm: np.ndarray) -> np.ndarray:
+    """|cos| of the angle between each node's direction and the line to ``target_mm`` (0-1)."""
+    v = np.asarray(target_mm, float) - g.xyz_mm
+    return np.abs((directions * v).sum(axis=1)) / np.maximum(np.linalg.norm(v, axis=1), 1e-6)
+
+
+def _seeds(g, rs, liver, ivc, sp, params: SeparationParams):
+    """Boolean node masks of the hepatic roots (near the IVC, upper liver) and the portal roots
+    (thick cut ends at the hilum), and the hilum point (the thickest portal root)."""
+    x, y, z = g.xyz_mm.T
+    ax, ay = ivc.xy_at(z)
+    rho = np.hypot(x - ax, y - ay)
+    r_ivc = max(ivc.radius_mm, params.ivc_radius_floor_mm)
+    height = _height_quantile(liver, sp)
+    hepatic = ((rho <= r_ivc + params.hepatic_seed_ring_mm) & (z >= height(params.hepatic_seed_height_fraction))
+               & (rs >= params.hepatic_seed_min_radius_mm))
+    depth = edt.edt(np.ascontiguousarray(liver), anisotropy=tuple(sp), black_border=True)[tuple(g.ijk.T)]
+    front = (y > ay) & (rho > r_ivc + params.portal_seed_ring_mm) & ~hepatic
+    portal = (front & (z <= height(params.portal_seed_max_height_fraction))
+              & (rs >= params.portal_seed_min_radius_mm) & (depth <= rs + params.cut_end_depth_margin_mm))
+    if not portal.any() and front.any():  # no cut end (the mask holds the trunk): its thickest node
+        portal[np.nonzero(front)[0][np.argmax(rs[front])]] = True
+    if not hepatic.any() or not portal.any():
+        missing = "hepatic veins near the IVC" if not hepatic.any() else "portal vein at the hilum"
+        raise NotComputableError(
+            f"the combined vessel mask could not be separated: no {missing} found (the mask may hold "
+            "only small peripheral vessels); give --portal and --hepatic separately"
+        )
+    hilum = g.xyz_mm[np.nonzero(portal)[0][np.argmax(rs[portal])]]
+    return hepatic, portal, hilum, height(params.confluence_height_fraction)
+
+
+def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
+                     params: SeparationParams = SeparationParams(),
+                     ivc_params: IVCParams = IVCParams()) -> Separation:
+    """Split one combined vessel mask into portal (1) and hepatic (2) trees.
+
+    Parameters
+    ----------
+    liver, vessels : ndarray of bool, shape (X, Y, Z)
+        Canonical RAS+, one grid (the analysis grid of ``segment_couinaud``: about 1.2 mm).
+        ``vessels`` should lie inside the liver.
+    spacing_mm : sequence of 3 float
+
+    Raises
+    ------
+    NotComputableError
+        No IVC can be inferred, or no hepatic or portal roots are found.
+    """
+    sp = np.asarray(spacing_mm, float)
+    ivc = infer_ivc_axis(liver, vessels, sp, params=params, ivc_params=ivc_params)
+    dv = edt.edt(np.ascontiguousarray(vessels), anisotropy=tuple(sp), black_border=False)
+    g = skeleton_graph(vessels, sp, distance_mm=dv)
+    if g.n < 10:
+        raise NotComputableError("the vessel mask is too small to build a vessel tree (fewer than 10 skeleton voxels)")
+    rs, near = _smoothed_radius(g)
+    hep_seed, por_seed, hilum, z_conf = _seeds(g, rs, liver, ivc, sp, params)
+    confluence = np.array([*ivc.xy_at(z_conf), z_conf])
+    directions = _directions(g, near)
+    a = g.adjacency.tocoo()
+    rr = np.maximum(rs, 0.5)
+    step = a.data * 0.5 * (rr[a.row] ** -params.radius_cost_power + rr[a.col] ** -params.radius_cost_power)
+    grow = params.radius_increase_cost * np.maximum(0.0, rs[a.col] - rs[a.row])
+    cost = []
+    for seed, target in ((por_seed, hilum), (hep_seed, confluence)):
+        w = step * (1.0 + params.direction_cost * (1.0 - _alignment(g, directions, target)[a.col])) + grow
+        graph = sparse.csr_matrix((w, (a.row, a.col)), shape=a.shape)
+        cost.append(csgraph.dijkstra(graph, directed=True, indices=np.nonzero(seed)[0], min_only=True))
+    c_por, c_hep = cost
+    node = np.where(c_hep < c_por, HEPATIC, PORTAL).astype(np.uint8)
+    reached = np.isfinite(c_por) | np.isfinite(c_hep)
+    clear = reached & (np.maximum(c_por, c_hep) >= 2.0 * np.minimum(c_por, c_hep))
+    # pieces no root reaches: their vessels' directions vote (weighted by cross-section)
+    n_comp, comp = csgraph.connected_components(g.adjacency, directed=False)
+    vote = np.bincount(comp, weights=rs ** 2 * (_alignment(g, directions, confluence) - _alignment(g, directions, hilum)),
+                       minlength=n_comp)
+    total = np.bincount(comp, weights=rs ** 2, minlength=n_comp)
+    node[~reached] = np.where(vote[comp[~reached]] > 0, HEPATIC, PORTAL)
+    clear[~reached] = np.abs(vote[comp[~reached]]) >= 0.2 * total[comp[~reached]]
+    labels = _paint(vessels, g, node, sp)
+    w = rs ** 2
+    confidence = float(w[clear].sum() / w.sum())
+    voxel_mm3 = float(np.prod(sp))
+    record = {
+        "method": "topology and geometry of one combined vessel mask (roots at the inferred IVC and the hilum)",
+        "confidence": round(confidence, 3),
+        "hepatic_roots": int(hep_seed.sum()), "portal_roots": int(por_seed.sum()),
+        "unreached_fraction": round(float(w[~reached].sum() / w.sum()), 3),
+        "portal_ml": round(float((labels == PORTAL).sum() * voxel_mm3 / 1000.0), 2),
+        "hepatic_ml": round(float((labels == HEPATIC).sum() * voxel_mm3 / 1000.0), 2),
+    }
+    return Separation(labels, ivc, confidence, record, _join_at_hilum(labels == PORTAL, hilum, sp))
+
+
+def _join_at_hilum(portal: np.ndarray, hilum_mm: np.ndarray, sp: np.ndarray, *, min_ml: float = 0.5,
+                   tube_radius_mm: float = 2.0) -> np.ndarray:
+    """``portal`` plus a straight tube from the hilum to the nearest voxel of each other piece of
+    at least ``min_ml``."""
+    import cc3d
+
+    out = portal.copy()
+    cc, n = cc3d.connected_components(portal, connectivity=26, return_N=True)
+    if n < 2:
+        return out
+    sizes = np.bincount(cc.ravel())
+    h_vox = np.round(np.asarray(hilum_mm) / sp).astype(int)
+    home = cc[tuple(np.clip(h_vox, 0, np.array(portal.shape) - 1))]
+    steps = int(np.ceil(200.0 / min(sp)))
+    for i in np.nonzero(sizes * float(np.prod(sp)) / 1000.0 >= min_ml)[0]:
+        if i == 0 or i == home:
+            continue
+        pts = np.argwhere(cc == i) * sp
+        end = pts[np.argmin(np.linalg.norm(pts - hilum_mm, axis=1))]
+        line = hilum_mm + np.linspace(0.0, 1.0, steps)[:, None] * (end - hilum_mm)
+        r = np.ceil(tube_radius_mm / sp).astype(int)
+        for d in np.argwhere(np.ones(2 * r + 1, bool)) - r:
+            if np.sum((d * sp) ** 2) <= tube_radius_mm ** 2:
+                ijk = np.clip(np.round(line / sp).astype(int) + d, 0, np.array(portal.shape) - 1)
+                out[tuple(ijk.T)] = True
+    return out
+
+
+def _paint(vessels: np.ndarray, g: SkeletonGraph, node_labels: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Every vessel voxel takes the label of its nearest skeleton node (within the vessels' box)."""
+    out = np.zeros(vessels.shape, np.uint8)
+    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(np.argwhere(vessels).min(0), np.argwhere(vessels).max(0)))
+    sk = np.zeros(vessels[box].shape, np.uint8)
+    o = np.array([b.start for b in box])
+    sk[tuple((g.ijk - o).T)] = node_labels
+    _, ind = ndi.distance_transform_edt(sk == 0, sampling=sp, return_indices=True)
+    out[box] = np.where(vessels[box], sk[tuple(ind)], 0)
+    return out
