@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hepatoplan import __version__
+from hepatoplan.arrays import bounding_box
 from hepatoplan.checks import check_affine_ras
 from hepatoplan.errors import GeometryMismatchError, InputError, InputFileError
 
@@ -221,30 +222,44 @@ def _frames(labels: np.ndarray, values: list[int], masks: list[np.ndarray],
     """The source slices that hold anything (their indices) and their frames, on the source pixel
     grid. Without extra structures the segments do not overlap: one array of segment numbers
     (F, R, C); with them, one boolean plane per segment (F, R, C, S), as highdicom needs for
-    overlapping segments."""
+    overlapping segments.
+
+    Work stays in the volumes' bounding boxes, and each frame is filled only in the window (rows,
+    columns) outside which no slice holds anything (the rest of the frame stays 0).
+    """
     n_segments = len(values) + len(masks)
     lut = np.zeros(int(max(values, default=0)) + 1, np.uint16 if n_segments > 255 else np.uint8)
     for number, v in enumerate(values, start=1):
         lut[v] = number
-    used = [i for i, sample in enumerate(samplers)
-            if sample(labels).any() or any(sample(m).any() for m in masks)]
+    held = np.zeros(labels.shape, bool)  # where any volume has a voxel (looked for in its box)
+    for volume in (labels, *masks):
+        box = bounding_box(volume)
+        held[box] |= volume[box] != 0
+    used = [i for i, sample in enumerate(samplers) if sample(held).any()]
     if not used:
         raise InputError("nothing to export: no source slice intersects a labelled voxel")
     rows, cols = samplers[used[0]].rows, samplers[used[0]].cols
-    if masks:
-        pixel_array = np.zeros((len(used), rows, cols, n_segments), bool)
-    else:
+    # the frames' window: rows and columns where any used slice holds anything
+    footprint = np.zeros((rows, cols), bool)
+    for axis in {samplers[i].axis_slice for i in used}:
+        across = np.broadcast_to(held.any(axis=axis, keepdims=True), held.shape)
+        footprint |= samplers[next(i for i in used if samplers[i].axis_slice == axis)](across)
+    win = bounding_box(footprint)
+    if not masks:
         pixel_array = np.zeros((len(used), rows, cols), lut.dtype)
+        for f, i in enumerate(used):
+            pixel_array[f][win] = lut[samplers[i](labels)[win]]
+        return used, pixel_array
+    # segment-major in memory (each segment's frames contiguous, as highdicom reads them), seen as
+    # (F, R, C, S)
+    planes = np.zeros((n_segments, len(used), rows, cols), bool)
     for f, i in enumerate(used):
-        numbers = lut[samplers[i](labels)]
-        if not masks:
-            pixel_array[f] = numbers
-            continue
+        numbers = lut[samplers[i](labels)[win]]
         for n in range(1, len(values) + 1):
-            pixel_array[f, ..., n - 1] = numbers == n
+            planes[n - 1, f][win] = numbers == n
         for j, m in enumerate(masks):
-            pixel_array[f, ..., len(values) + j] = samplers[i](m)
-    return used, pixel_array
+            planes[len(values) + j, f][win] = samplers[i](m)[win]
+    return used, np.moveaxis(planes, 0, -1)
 
 
 def _segmentation(sources: list, pixel_array: np.ndarray, entries: list[LabelEntry], *,
