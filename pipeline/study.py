@@ -263,8 +263,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     Masks not given are segmented automatically from the CT (``segmentation``) unless
     ``options.auto`` is false: without a liver mask, everything; with one, the tumours, and the
     portal and hepatic veins when no segment map is given. Couinaud segments are then derived from
-    the vessel tree (``couinaud``). The CT's voxels are read only when something must be computed
-    from them; otherwise its header is the reference grid.
+    the vessel tree (``couinaud``). The CT's voxels are read only when something needs them (the
+    automatic segmentation, or the previews: read once here rather than checked here and read again
+    for them); otherwise its header is the reference grid.
     """
     masks = options.masks
     given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
@@ -272,7 +273,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
-        header_only=not wanted and not Path(options.ct).is_dir(), interpolate_slices=options.interpolate_slices,
+        header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
+        interpolate_slices=options.interpolate_slices,
     )
     arrays, notes = load_masks(ct, masks, resample=options.resample_masks)
     sources = {name: str(path) for name, path in masks.given().items()}
