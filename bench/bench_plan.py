@@ -1,6 +1,6 @@
 """Benchmark ``hepatoplan plan`` as users run it: wall time, CPU, peak memory, seconds per stage.
 
-    python bench/bench_plan.py [--runs 3] [--cases 01,07] [--no-ct] [--write]
+    python bench/bench_plan.py [--runs 3] [--cases 01,07] [--no-ct] [--dicom] [--write]
 
 For each IRCADb case with a CT in ../shared/data (01 and 07; 07 is held out: nothing was tuned on
 it), in fresh processes (interpreter start and imports included, as a user sees them):
@@ -11,6 +11,8 @@ it), in fresh processes (interpreter start and imports included, as a user sees 
 - ``no-preview``: the same with ``--no-preview``;
 - ``wedge``: the same masks, ``--resect wedge:all``, ``--no-preview`` (wedges cut vessels: the
   transected-stretch path of the vascular analysis);
+- ``default, DICOM`` (``--dicom``): the default plan from the CT written as a DICOM series
+  (SimpleITK, as bench_dicomweb.py does): the DICOM-SEG and the SR come on top;
 - ``CT -> plan``: the CT alone (every mask segmented automatically), right hepatectomy, default
   outputs (``--no-ct`` skips it);
 - ``naive floor``: python, nibabel reading the CT as float64 and one
@@ -64,7 +66,7 @@ def run_once(code: str, args: list[str]) -> dict:
     return {"wall": seconds, "cpu": float(cpu_s), "peak_gb": float(rss_kb) / 1024**2}
 
 
-def rows_for(case: str, out: Path, with_ct: bool) -> list[tuple[str, str, list[str]]]:
+def rows_for(case: str, out: Path, with_ct: bool, dicom: Path | None) -> list[tuple[str, str, list[str]]]:
     d = CASES / case
     masks = ["--liver", str(d / "liver.nii.gz"), "--tumours", str(d / "tumours.nii.gz"),
              "--portal", str(d / "portal_vein.nii.gz"), "--hepatic", str(d / "hepatic_veins.nii.gz")]
@@ -72,6 +74,9 @@ def rows_for(case: str, out: Path, with_ct: bool) -> list[tuple[str, str, list[s
     rows = [(case, "default", plan + masks + ["--resect", "right-hepatectomy"]),
             (case, "no-preview", plan + masks + ["--resect", "right-hepatectomy", "--no-preview"]),
             (case, "wedge", plan + masks + ["--resect", "wedge:all", "--no-preview"])]
+    if dicom is not None:  # the same plan from the CT as a DICOM series: + DICOM-SEG and SR
+        rows.append((case, "default, DICOM", ["plan", str(dicom), "--out", str(out)] + masks
+                     + ["--resect", "right-hepatectomy"]))
     if with_ct:
         rows.append((case, "CT -> plan", plan + ["--resect", "right-hepatectomy"]))
     return rows
@@ -82,6 +87,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cases", default="01,07")
     parser.add_argument("--no-ct", dest="ct", action="store_false", help="skip the CT -> plan rows")
+    parser.add_argument("--dicom", action="store_true",
+                        help="also the default plan from each CT written as a DICOM series (DICOM-SEG, SR)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     opts = parser.parse_args()
     cases = [c for c in opts.cases.split(",") if (CASES / c / "ct.nii.gz").is_file()]
@@ -90,7 +97,14 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        rows = [r for case in cases for r in rows_for(case, out, opts.ct)]
+        series = {}
+        if opts.dicom:
+            from bench_dicomweb import write_dicom_series
+
+            for case in cases:
+                write_dicom_series(CASES / case / "ct.nii.gz", Path(tmp) / f"series-{case}")
+                series[case] = Path(tmp) / f"series-{case}"
+        rows = [r for case in cases for r in rows_for(case, out, opts.ct, series.get(case))]
         for run in range(opts.runs):
             for case, name, args in rows:
                 measured = run_once(PLAN, args)
@@ -108,7 +122,7 @@ def main() -> None:
     print(table)
     if opts.write:
         write_section("plan", f"`python bench/bench_plan.py --runs {opts.runs} --cases {','.join(cases)}"
-                      f"{'' if opts.ct else ' --no-ct'} --write` ({time.strftime('%Y-%m-%d %H:%M')} UTC, "
+                      f"{'' if opts.ct else ' --no-ct'}{' --dicom' if opts.dicom else ''} --write` ({time.strftime('%Y-%m-%d %H:%M')} UTC, "
                       "fresh process per run, imports included, runs interleaved)\n\n" + table + "\n")
 
 

@@ -2,8 +2,9 @@
 
 Markers (registered in pyproject.toml):
 
-- ``slow``: set by hand on tests that take more than a few seconds on a quiet 2-core machine
-  (``pytest -m "not slow"`` is the quick loop);
+- ``slow``: tests that take more than about a second on a quiet 2-core machine (``pytest -m
+  "not slow"`` is the quick loop): marked in their file (``@pytest.mark.slow``), or listed in
+  :data:`SLOW` below and marked here (every parametrisation);
 - ``real_data``: set here on every test that reads ../shared/data: its function or one of its
   fixtures (however deep) names a module-level path under ``DATA_DIR`` or asks for ``ircadb_dir``
   by name (``pytest -m "not real_data"`` runs without the data).
@@ -17,6 +18,66 @@ import pytest
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IRCADB_DIR = DATA_DIR / "ircadb"
+
+
+#: Tests over ~5 s in ``pytest --durations=80`` of the whole suite on the shared machine (load
+#: 13-18 on 2 cores: 49 min wall for ~8 min CPU, so ~0.6 s and more on a quiet machine).
+SLOW = (
+    "test_batch.py::test_batch_isolates_the_broken_study_and_resumes",
+    "test_batch.py::test_changed_rows_are_recomputed_and_failures_keep_no_old_report",
+    "test_batch.py::test_killed_run_resumes_without_recomputing",
+    "test_cmd_staging.py::test_growth_with_parenchyma_target_kgr_and_plot",
+    "test_couinaud.py::test_cli_subprocess",
+    "test_couinaud.py::test_flipped_axes_give_the_same_segments",
+    "test_couinaud.py::test_params_are_returned_and_override_the_defaults",
+    "test_couinaud.py::test_phantom_acceptance_per_segment_dice",
+    "test_couinaud.py::test_real_case",
+    "test_couinaud.py::test_spacings_agree",
+    "test_couinaud.py::test_split_segment_4",
+    "test_couinaud_vessels.py::test_ircadb_02_from_the_combined_intrahepatic_mask",
+    "test_dicomweb.py::test_batch_of_three_urls_one_unknown",
+    "test_dicomweb.py::test_file_based_plan_of_the_same_series_gives_the_same_numbers",
+    "test_dicomweb.py::test_no_invalid_sr_from_a_series_without_uids",
+    "test_dicomweb.py::test_round_trip_without_frame_of_reference",
+    "test_dicomweb.py::test_segment_accepts_a_series_url",
+    "test_intake_corpus.py::test_dicom_case",
+    "test_intake_corpus.py::test_dicom_seg_passes_dciodvfy",
+    "test_intake_corpus.py::test_named_pipes_never_hang",
+    "test_io.py::test_orientation_is_nibabels",
+    "test_layering.py::test_no_bare_import_of_a_generic_name",
+    "test_mr_liver.py::test_an_unstable_border_is_flagged_not_refused",
+    "test_mr_liver.py::test_chaos_t2_spir",
+    "test_mr_liver.py::test_chaos_with_the_top_cut_off",
+    "test_mr_liver.py::test_intensity_scale_and_offset_do_not_matter",
+    "test_mr_liver.py::test_mirrored_phantom_is_not_a_confident_liver",
+    "test_mr_liver.py::test_plan_on_mr_reports_tumours_and_vessels_not_assessed",
+    "test_mr_liver.py::test_totalsegmentator_mr_example",
+    "test_mr_liver.py::test_unrecognised_contrast_fails_the_checks",
+    "test_packaging.py::test_wheel_installs_only_the_hepatoplan_name",
+    "test_phantom.py::test_cli_as_a_subprocess",
+    "test_plan_cli.py::test_demo_runs_and_subprocess_entry_point",
+    "test_plan_cli.py::test_ircadb01_volumes_are_voxel_counts_and_right_hepatectomy_flr",
+    "test_plan_cli.py::test_totalsegmentator_multilabel_on_a_dicom_series",
+    "test_preview.py::test_label_structures_meshed_in_their_boxes_with_parenchyma_blocks",
+    "test_preview.py::test_render_previews_not_blank_and_oriented",
+    "test_report_html.py::test_report_loads_in_headless_chromium",
+    "test_report_html.py::test_viewer_state_from_link",
+    "test_report_html.py::test_write_plan_visuals_bundle",
+    "test_segmentation.py::test_cli_segment_as_subprocess",
+    "test_segmentation.py::test_cli_segment_writes_all_outputs_on_the_input_grid",
+    "test_segmentation.py::test_head_like_scan_is_rejected",
+    "test_segmentation.py::test_ircadb_01_on_thick_slices",
+    "test_segmentation.py::test_ircadb_01_study",
+    "test_segmentation.py::test_ircadb_07_liver",
+    "test_segmentation.py::test_ircadb_07_with_its_top_cut_off",
+    "test_segmentation.py::test_mirrored_phantom_is_not_a_confident_liver",
+    "test_segmentation.py::test_plan_study_records_the_parameters_of_what_ran",
+    "test_segmentation.py::test_totalsegmentator_examples",
+    "test_slice_viewer.py::test_overlay_aligned_with_the_ct",
+    "test_slice_viewer.py::test_phantom_tumour_overlay_on_the_axial_view_where_the_tumour_is",
+    "test_slice_viewer.py::test_phantom_views_follow_clicks_wheel_and_the_tumour_table",
+    "test_slice_viewer.py::test_phantom_views_to_scale_and_in_radiological_convention",
+)
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +111,12 @@ def _reads_data(function) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    slow = set(SLOW)
     for item in items:
         if not isinstance(item, pytest.Function):
             continue
+        if f"{Path(item.fspath).name}::{item.originalname}" in slow:
+            item.add_marker(pytest.mark.slow)
         fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
         if any(_reads_data(f) for f in [item.function, *fixtures]):
             item.add_marker(pytest.mark.real_data)

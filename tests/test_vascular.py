@@ -147,6 +147,7 @@ def test_bad_input_is_refused_with_a_clear_message():
         vascular_consequences(liver=~liver, resected=liver, portal=vessel, spacing_mm=(1, 1, 1))
 
 
+@pytest.mark.slow
 def test_right_hepatectomy_on_ircadb01_leaves_the_left_liver_perfused(ircadb_dir):
     from hepatoplan.pipeline.io import read_labels
     from hepatoplan.resection.volumetry import fill_partition
@@ -309,6 +310,7 @@ def ircadb01(ircadb_dir):
     }
 
 
+@pytest.mark.slow
 def test_ircadb01_one_mm_wedges_recomputed_independently(ircadb01):
     s = ircadb01
     plan = plan_resection(liver=s["liver"], tumours=s["tumours"], segments=None,
@@ -333,6 +335,7 @@ def test_ircadb01_one_mm_wedges_recomputed_independently(ircadb01):
     assert res.portal_cut_voxels > 0 and res.devascularised_ml == 0.0
 
 
+@pytest.mark.slow
 def test_ircadb01_five_mm_wedge_at_the_confluence_congests_what_an_independent_count_finds(ircadb01):
     """Tumour 5 abuts the hepatocaval confluence: a 5 mm margin takes hepatic-vein ostia."""
     s = ircadb01
