@@ -50,7 +50,6 @@ MASKS = ("liver", "tumours", "segments", "portal", "hepatic")
 _SOURCES = {"ct": "ct", "liver": "liver", "tumours": "tumours", "segments": "couinaud_reference",
             "portal": "portal_vein", "hepatic": "hepatic_veins"}
 PHASE_2_OUT = "phase 2 (output side of issue 14): --out checks"
-PHASE_2_SEG = "phase 2 (output side of issue 14): DICOM-SEG UIDs derived when the source lacks them"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -647,8 +646,7 @@ DICOM_CASES = [
               expect="same", extra=("--interpolate-slices",)),
     DicomCase("uneven_spacing_interpolated", _edited(_uneven), expect="same", extra=("--interpolate-slices",)),
     DicomCase("gantry_tilt_interpolated", _edited(_gantry_tilt), expect="same", extra=("--interpolate-slices",)),
-    pytest.param(DicomCase("no_frame_of_reference", _edited(_all(FrameOfReferenceUID=None)), expect="same"),
-                 marks=[pytest.mark.xfail(strict=True, reason=PHASE_2_SEG), pytest.mark.slow]),
+    DicomCase("no_frame_of_reference", _edited(_all(FrameOfReferenceUID=None)), expect="same"),
 ]
 
 
@@ -676,6 +674,9 @@ def test_dicom_case(case, dicom_base, tmp_path, capsys):
     if case.extra == ("--interpolate-slices",):
         assert any("resampled onto a regular grid" in w for w in report["warnings"])
         assert not (out / "labels_seg.dcm").exists()
+    elif case.name == "no_frame_of_reference":
+        assert any("no FrameOfReferenceUID" in w and "derived" in w for w in report["warnings"]), report["warnings"]
+        assert (out / "labels_seg.dcm").is_file() and (out / "measurements_sr.dcm").is_file()
     elif case.name not in ("clean_copy", "files_renamed_out_of_order"):
         assert any("aside" in w for w in report["warnings"]), report["warnings"]
 
@@ -873,18 +874,26 @@ DCIODVFY = shutil.which("dciodvfy")
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="needs dciodvfy (apt-get install dicom3tools; .ci/run installs it)")
-@pytest.mark.xfail(strict=True, reason=PHASE_2_SEG)
 @pytest.mark.parametrize("variant", ["clean_series_with_empty_uids", "no_frame_of_reference"])
 def test_dicom_seg_passes_dciodvfy(variant, dicom_base, tmp_path, capsys):
-    """The DICOM-SEG of the real series (its Study/SeriesInstanceUIDs are empty) and of a copy without
-    FrameOfReferenceUID: written, and dciodvfy reports no Error."""
-    seg = dicom_base.files["seg"]
+    """The DICOM-SEG and the SR of the real series (its Study/SeriesInstanceUIDs are empty) and of a
+    copy without FrameOfReferenceUID: written, dciodvfy reports no Error, they read back with
+    highdicom, and the SR references the DICOM-SEG's (derived) UIDs."""
+    import highdicom as hd
+
+    out = dicom_base.files["seg"].parent
     if variant == "no_frame_of_reference":
         series = _dicom_series(tmp_path, dicom_base, _all(FrameOfReferenceUID=None))
         status, _, err = _run(_dicom_plan(series, dicom_base.files["liver"]) + ["--out", str(tmp_path / "out")],
                               capsys)
         assert status == 0, err
-        seg = tmp_path / "out" / "labels_seg.dcm"
-    proc = subprocess.run([DCIODVFY, str(seg)], capture_output=True, text=True, timeout=120)
-    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
-    assert not errors, errors
+        out = tmp_path / "out"
+    for name in ("labels_seg.dcm", "measurements_sr.dcm"):
+        proc = subprocess.run([DCIODVFY, str(out / name)], capture_output=True, text=True, timeout=120)
+        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (name, errors)
+    seg, sr = hd.seg.segread(out / "labels_seg.dcm"), hd.sr.srread(out / "measurements_sr.dcm")
+    assert sr.StudyInstanceUID == seg.StudyInstanceUID != ""
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == seg.SeriesInstanceUID
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
