@@ -13,8 +13,9 @@ Every case asserts one outcome, run through ``hepatoplan.pipeline.cli.main`` as 
   (the case's words), nothing written (``--out`` absent) and inputs unchanged (SHA-256 before and
   after).
 
-Cases that need the output side of issue 14 (``--out`` checks, DICOM-SEG UIDs) are marked
-``xfail(strict=True)`` with the reason: they pass when that work lands.
+The output side (phase 2): ``--out`` checked before any work (an input's folder, the empty string,
+an earlier run's files), and the DICOM-SEG and SR of series without FrameOfReferenceUID or with
+empty UIDs pass dciodvfy.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ TOTALSEG = DATA / "totalsegmentator"
 MASKS = ("liver", "tumours", "segments", "portal", "hepatic")
 _SOURCES = {"ct": "ct", "liver": "liver", "tumours": "tumours", "segments": "couinaud_reference",
             "portal": "portal_vein", "hepatic": "hepatic_veins"}
-PHASE_2_OUT = "phase 2 (output side of issue 14): --out checks"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -842,7 +842,6 @@ def test_utf16_manifest_reads_as_utf8(tmp_path):
 # --------------------------------------------------------------------------- phase 2 (output side)
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2_OUT)
 def test_out_is_an_input_folder(nifti_base, tmp_path, capsys):
     study = tmp_path / "P1"
     shutil.copytree(nifti_base.folder, study)
@@ -853,7 +852,6 @@ def test_out_is_an_input_folder(nifti_base, tmp_path, capsys):
     assert_refused(status, err, None, ("--out",), ())
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2_OUT)
 def test_out_empty_string(nifti_base, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, _, err = _run(_plan(nifti_base.files) + ["--out", ""], capsys)
@@ -861,7 +859,6 @@ def test_out_empty_string(nifti_base, tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2_OUT + " (an earlier run's files are not mixed in)")
 def test_rerun_leaves_no_stale_outputs(nifti_base, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(_plan(nifti_base.files, "--resect", "right-hepatectomy") + ["--out", str(out)], capsys)[0] == 0
