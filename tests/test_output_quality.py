@@ -33,7 +33,7 @@ def demo_out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ircadb_out(tmp_path_factory) -> Path:
+def ircadb01_out(tmp_path_factory) -> Path:
     """IRCADb 01 planned from its masks (right hepatectomy + every wedge, as bench/compare_outputs.py)."""
     if not (IRCADB_01 / "ct.nii.gz").is_file():
         pytest.skip(f"real data not found at {IRCADB_01} (see ../shared/data/README.md)")
@@ -141,14 +141,14 @@ def _gltf_validator() -> str | None:
 
 
 @pytest.mark.slow
-def test_glb_passes_the_khronos_validator(demo_out, ircadb_out):
+def test_glb_passes_the_khronos_validator(demo_out, ircadb01_out):
     node_path = _gltf_validator()
     if node_path is None:
         pytest.skip("needs node and the Khronos glTF validator (npm i -g gltf-validator)")
     script = ("const v=require('gltf-validator'),fs=require('fs');"
               "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[1])))"
               ".then(r=>console.log(JSON.stringify(r.issues)))")
-    for out in (demo_out, ircadb_out):
+    for out in (demo_out, ircadb01_out):
         proc = subprocess.run(["node", "-e", script, str(out / "plan.glb")], capture_output=True, text=True,
                               timeout=300, env={**os.environ, "NODE_PATH": node_path})
         assert proc.returncode == 0, proc.stderr
