@@ -199,7 +199,9 @@ def fingerprint(job: StudyJob) -> str:
     inputs = {}
     for column in PATH_COLUMNS:
         given = job.options.ct if column == "ct" else getattr(job.options.masks, column)
-        if given is not None:
+        if isinstance(given, dicomweb.SeriesURL):  # a series in a PACS: its address is all there is to compare
+            inputs[column] = ["url", str(given)]
+        elif given is not None:
             options.setdefault("absolute", {})[column] = os.path.abspath(given)
             inputs[column] = _stamps(Path(given))
     text = json.dumps({"options": options, "inputs": inputs}, sort_keys=True)

@@ -489,7 +489,7 @@ def _write_measurement_report(folder: Path, result: dict, regions) -> None:
 def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=()) -> None:
     """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
     report.pdf and report.html (with the slice viewer)."""
-    from .report_html import write_plan_visuals
+    from .report_html import DicomSegSource, write_plan_visuals
 
     growth_png = None
     outlook = result.get("growth_outlook")
@@ -512,9 +512,9 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
             io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
-        modality=options.modality, source_dicom_files=study.ct.dicom_files or None,
-        growth_plot_png=growth_png, meshes_and_previews=options.preview,
-        seg_extra_structures=dicom_sr.seg_extra_structures(regions),
+        modality=options.modality, growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
+        if study.ct.dicom_files else None,
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths
