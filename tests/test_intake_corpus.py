@@ -447,11 +447,12 @@ NIFTI_CASES = [
 
 
 def _expected_binary(base: Base) -> dict:
-    """A binary tumour mask is split into 26-connected lesions, numbered by decreasing size."""
+    """A binary tumour mask is split into 26-connected lesions, numbered by decreasing size (mL
+    rounded to 0.01 as report.json writes them)."""
     t = _array(base.files["tumours"]) > 0
     voxel_ml = abs(np.linalg.det(_affine(base.files["tumours"])[:3, :3])) / 1000.0
     sizes = np.sort(np.bincount(cc3d.connected_components(t.astype(np.uint8), connectivity=26).ravel())[1:])[::-1]
-    return {str(i + 1): float(n) * voxel_ml for i, n in enumerate(sizes)}
+    return {str(i + 1): round(float(n) * voxel_ml, 2) for i, n in enumerate(sizes)}
 
 
 @pytest.mark.parametrize("case", NIFTI_CASES, ids=lambda c: c.name)
