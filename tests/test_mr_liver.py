@@ -20,7 +20,7 @@ from hepatoplan.errors import InputError, NotComputableError
 from hepatoplan.pipeline import io
 from hepatoplan.pipeline.cli import main
 from hepatoplan.segmentation import segment_liver, segment_study
-from hepatoplan.segmentation.mr_liver import MRLiverParams, segment_liver_mr
+from hepatoplan.segmentation.mr_liver import MRLiverParams, fragmented_slice_fraction, segment_liver_mr
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHAOS = DATA_DIR / "chaos_mr"
@@ -106,6 +106,17 @@ def test_self_check_values_on_the_phantom(phantom_result):
     assert info["self_check"]["passed"] and all(c["passed"] for c in checks.values())
     assert checks["liver_candidate"]["value"] == 1 and checks["liver_stability_dice"]["value"] >= 0.95
     assert checks["left_lobe_reach_mm"]["value"] == pytest.approx(32.0, abs=4.0)
+    assert checks["fragmented_slice_fraction"]["value"] == 0.0  # an ellipsoid: one piece on every slice
+
+
+def test_fragmented_slice_fraction_counts_slices_in_pieces():
+    """10 slices of a box on a 2 x 2 x 1 working grid, 3 with a second piece beside it (not touching,
+    4-connected), 1 with a piece touching only by a corner (two pieces): 4 / 10."""
+    mask = np.zeros((40, 40, 12), bool)
+    mask[4:20, 4:20, 1:11] = True
+    mask[24:30, 4:10, 2:5] = True
+    mask[20:24, 20:24, 8] = True  # meets the box at one corner only
+    assert fragmented_slice_fraction(mask, (2, 2, 1)) == pytest.approx(0.4)
 
 
 def test_a_liver_without_its_left_lobe_is_unverified():
