@@ -14,15 +14,18 @@ TotalSegmentator MR example (``totalsegmentator/mr.nii.gz``; its reference, labe
   the file, the world origin moved, intensities scaled and offset, a bias field, noise, slices twice
   as thick or half as thick, the field of view cut at the top, bottom or side), written as NIfTI and
   segmented through ``hepatoplan.pipeline.io`` as ``segment`` reads them; reported with Dice and
-  whether QC passed (the acceptance: no scan with Dice < 0.85 whose QC passed).
+  the verdict: pass, unverified (a mask whose self-check failed) or FAIL (refused, Dice 0) (the
+  acceptance: no scan with Dice < 0.85 whose QC passed). ``--folder`` keeps the variation files,
+  the masks (``masks/CASE_VARIATION.npy``) and one JSON row per run (``rows.jsonl``, written as it
+  goes) for later study; ``none`` is the scan as it is.
 
 Usage::
 
     python bench/bench_mr.py table
     python bench/bench_mr.py loo --grid window_min_log=0.15,0.2,0.25
-    python bench/bench_mr.py variations [--cases 01 ts] [--variations flip_x bias ...]
+    python bench/bench_mr.py variations [--cases 01 ts] [--variations none flip_x bias ...] [--folder DIR]
 
-Prints Markdown tables (nothing is written outside a temporary folder).
+Prints Markdown tables (nothing is written outside a temporary folder, or ``--folder``).
 """
 
 from __future__ import annotations
