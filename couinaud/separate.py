@@ -65,9 +65,11 @@ class Separation:
     confidence : float
         0-1, share of the vessel volume decided by a clear margin.
     portal_joined : ndarray of bool
-        The portal tree with its pieces joined at the hilum by straight tubes (a mask clipped to the
-        liver cuts the portal vein where it enters, so the right and left trees come apart): for
-        finding the bifurcation only, not a vessel.
+        The portal tree with its pieces joined at ``bifurcation_mm`` by straight tubes (a mask
+        clipped to the liver cuts the portal vein where it enters, so the right and left trees come
+        apart): for finding the bifurcation only, not a vessel.
+    bifurcation_mm : ndarray (3,)
+        The expected portal bifurcation (:func:`bifurcation_prior`), mm of the grid's array frame.
     record : dict
         JSON-ready: seeds found, volumes, confidence.
     """
@@ -77,6 +79,7 @@ class Separation:
     confidence: float
     record: dict
     portal_joined: np.ndarray | None = None
+    bifurcation_mm: np.ndarray | None = None
 
 
 def _height_quantile(liver: np.ndarray, sp: np.ndarray):
@@ -121,6 +124,20 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
             "shows no dorsal groove of IVC calibre; give --hepatic with the IVC, or the IVC mask "
             "(e.g. TotalSegmentator's inferior_vena_cava)"
         ) from None
+
+
+def bifurcation_prior(liver: np.ndarray, ivc: IVCAxis, spacing_mm, *,
+                      params: SeparationParams = SeparationParams()) -> np.ndarray:
+    """Where the portal bifurcation is expected when the mask holds no portal trunk (mm, array frame).
+
+    A mask clipped to the liver loses the trunk, and its pieces' own junctions lie in the right
+    liver; the bifurcation sits in front of the IVC at a stable place: on IRCADb 01-12 (separate
+    masks) 14 +- 6 mm to the right of and 25 +- 5 mm in front of the IVC's centre at its height, at
+    the height with 35 +- 6 % of the liver's voxels below it.
+    """
+    z = _height_quantile(liver, np.asarray(spacing_mm, float))(params.bifurcation_height_fraction)
+    x, y = ivc.centre_near(z)
+    return np.array([x + params.bifurcation_right_of_ivc_mm, y + params.bifurcation_anterior_of_ivc_mm, z])
 
 
 def _smoothed_radius(g: SkeletonGraph) -> tuple[np.ndarray, sparse.csr_matrix]:
@@ -233,7 +250,20 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
         "portal_ml": round(float((labels == PORTAL).sum() * voxel_mm3 / 1000.0), 2),
         "hepatic_ml": round(float((labels == HEPATIC).sum() * voxel_mm3 / 1000.0), 2),
     }
-    return Separation(labels, ivc, confidence, record, _join_at_hilum(labels == PORTAL, hilum, sp))
+    bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
+    cut = _cut_at_hilum(labels == PORTAL, params)
+    record["portal_tree_cut_at_hilum"] = bool(cut)
+    joined = _join_at_hilum(labels == PORTAL, bifurcation if cut else hilum, sp)
+    return Separation(labels, ivc, confidence, record, joined, bifurcation)
+
+
+def _cut_at_hilum(portal: np.ndarray, params: SeparationParams) -> bool:
+    """True when no 26-connected piece holds ``params.portal_one_piece_fraction`` of the portal
+    tree: a mask clipped to the liver has cut the portal vein at the hilum into its branches."""
+    import cc3d
+
+    sizes = np.bincount(cc3d.connected_components(portal, connectivity=26).ravel())[1:]
+    return sizes.size > 0 and sizes.max() < params.portal_one_piece_fraction * sizes.sum()
 
 
 def _join_at_hilum(portal: np.ndarray, hilum_mm: np.ndarray, sp: np.ndarray, *, min_ml: float = 0.5,
