@@ -367,6 +367,12 @@ class SeparationParams:
     blob_max_liver_fraction : float
         A vessel mask filling more than this share of the liver is not a vessel tree (a liver
         mask given as vessels, a blob): refused.
+    max_portal_volume_fraction : float
+        Above this share (0-1) of the separated vessel volume in the portal tree the separation is
+        implausible (IRCADb 01-12, (portal | hepatic) & liver: the portal vein holds 0.13-0.45; case
+        06's wrong roots gave 0.64; the data_samples phantom's fat portal tree holds 0.49-0.54) ...
+    implausible_confidence : float
+        ... and its confidence is capped at this (below the 0.5 that warns).
     portal_one_piece_fraction : float
         When one 26-connected piece holds at least this share of the separated portal tree, the
         bifurcation is inside the mask and is found on the tree; otherwise the tree was cut at the
@@ -405,6 +411,8 @@ class SeparationParams:
     direction_cost: float = 2.0
     confluence_height_fraction: float = 0.85
     blob_max_liver_fraction: float = 0.3
+    max_portal_volume_fraction: float = 0.6
+    implausible_confidence: float = 0.3
     portal_one_piece_fraction: float = 0.9
     bifurcation_right_of_ivc_mm: float = 14.0
     bifurcation_anterior_of_ivc_mm: float = 25.0

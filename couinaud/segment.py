@@ -84,7 +84,7 @@ from scipy import ndimage as ndi
 
 from hepatoplan.arrays import bounding_box
 from hepatoplan.checks import check_spacing_mm
-from hepatoplan.errors import InputError
+from hepatoplan.errors import InputError, NotComputableError
 from hepatoplan.units import voxel_volume_ml
 
 from . import landmarks as lm
@@ -637,7 +637,8 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
     sep = separate_vessels(g.liver_a, g.portal_a, g.spacing_analysis_mm, params=params.separation, ivc_params=params.ivc)
     g.portal_a, g.hepatic_a = sep.portal_joined, sep.labels == HEPATIC
     if sep.confidence < 0.5:
-        warnings.append(f"vessel separation confidence {sep.confidence:.2f}: check portal_vein / hepatic_veins; "
+        why = f" ({sep.record['implausible']})" if "implausible" in sep.record else ""
+        warnings.append(f"vessel separation confidence {sep.confidence:.2f}{why}: check portal_vein / hepatic_veins; "
                         "separate masks give a more reliable division")
     k = _portal_rooted_landmarks(g, sep, params, warnings)
     res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings)
@@ -656,12 +657,16 @@ def _portal_rooted_landmarks(g: _Grids, sep, params: CouinaudParams, warnings: l
     sp = params.separation
     if not sep.record["portal_tree_cut_at_hilum"]:
         first: list[str] = []
-        k = _find_landmarks(g, params, first, ivc=sep.ivc)
-        off_mm = float(np.hypot(*(k.bifurcation_mm[:2] - (sep.bifurcation_mm[:2] + g.shift_mm[:2]))))
-        sep.record["bifurcation_offset_from_expected_mm"] = round(off_mm, 1)
-        if off_mm <= sp.bifurcation_max_offset_mm:
-            warnings.extend(first)
-            return k
+        try:
+            k = _find_landmarks(g, params, first, ivc=sep.ivc)
+        except NotComputableError:  # no split found from the tree's own root: try the expected bifurcation
+            k = None
+        if k is not None:
+            off_mm = float(np.hypot(*(k.bifurcation_mm[:2] - (sep.bifurcation_mm[:2] + g.shift_mm[:2]))))
+            sep.record["bifurcation_offset_from_expected_mm"] = round(off_mm, 1)
+            if off_mm <= sp.bifurcation_max_offset_mm:
+                warnings.extend(first)
+                return k
     sep.record["portal_rooted_at_expected_bifurcation"] = True
     return _find_landmarks(g, params, warnings, ivc=sep.ivc, portal_root_mm=sep.bifurcation_mm)
 

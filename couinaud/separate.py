@@ -23,7 +23,10 @@ and geometry, on the analysis grid of :func:`hepatoplan.couinaud.segment_couinau
    node's tree.
 
 The **confidence** is the share of the vessel volume whose tree was decided by a clear margin
-(costs differing by at least a factor 2, or a piece whose directions vote clearly).
+(costs differing by at least a factor 2, or a piece whose directions vote clearly), capped at
+``implausible_confidence`` when the portal tree takes more of the vessel volume than anatomy gives
+it (``max_portal_volume_fraction``): clear margins from wrong roots (IRCADb 06) are not a good
+separation. Against the measured right-tree share on IRCADb 01-12: bench/RESULTS.md.
 
 Frame: canonical RAS+ arrays (axis 0 -> patient Right, 1 -> Anterior, 2 -> Superior), positions in
 mm of the array frame given (``index * spacing_mm``). Tuned values:
@@ -42,6 +45,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from hepatoplan.errors import NotComputableError
+from hepatoplan.units import voxel_volume_ml
 
 from .graph import SkeletonGraph, skeleton_graph
 from .landmarks import IVCAxis, ivc_axis
@@ -241,15 +245,23 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     labels = _paint(vessels, g, node, sp)
     w = rs ** 2
     confidence = float(w[clear].sum() / w.sum())
-    voxel_mm3 = float(np.prod(sp))
+    n_portal, n_hepatic = int((labels == PORTAL).sum()), int((labels == HEPATIC).sum())
+    portal_fraction = n_portal / max(n_portal + n_hepatic, 1)
     record = {
         "method": "topology and geometry of one combined vessel mask (roots at the inferred IVC and the hilum)",
-        "confidence": round(confidence, 3),
+        "margin_confidence": round(confidence, 3),
         "hepatic_roots": int(hep_seed.sum()), "portal_roots": int(por_seed.sum()),
         "unreached_fraction": round(float(w[~reached].sum() / w.sum()), 3),
-        "portal_ml": round(float((labels == PORTAL).sum() * voxel_mm3 / 1000.0), 2),
-        "hepatic_ml": round(float((labels == HEPATIC).sum() * voxel_mm3 / 1000.0), 2),
+        "portal_ml": round(n_portal * voxel_volume_ml(sp), 2), "hepatic_ml": round(n_hepatic * voxel_volume_ml(sp), 2),
+        "portal_volume_fraction": round(portal_fraction, 3),
     }
+    if portal_fraction > params.max_portal_volume_fraction:
+        # more portal than any IRCADb case: hepatic veins were likely taken for portal (from wrong roots),
+        # however clear the margins
+        confidence = min(confidence, params.implausible_confidence)
+        record["implausible"] = (f"the portal tree holds {100 * portal_fraction:.0f}% of the vessel volume (IRCADb 01-12: "
+                                 f"13-45%): hepatic veins were likely taken for portal")
+    record["confidence"] = round(confidence, 3)
     bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
     cut = _cut_at_hilum(labels == PORTAL, params)
     record["portal_tree_cut_at_hilum"] = bool(cut)
