@@ -39,7 +39,7 @@ from pathlib import Path
 from hepatoplan.errors import HepatoplanError, InputError
 
 from . import dicomweb
-from .outputs import write_atomic
+from .outputs import output_folder, write_atomic
 from .study import MaskPaths, PlanOptions
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,9 @@ def fingerprint(job: StudyJob) -> str:
     inputs = {}
     for column in PATH_COLUMNS:
         given = job.options.ct if column == "ct" else getattr(job.options.masks, column)
-        if given is not None:
+        if isinstance(given, dicomweb.SeriesURL):  # a series in a PACS: its address is all there is to compare
+            inputs[column] = ["url", str(given)]
+        elif given is not None:
             options.setdefault("absolute", {})[column] = os.path.abspath(given)
             inputs[column] = _stamps(Path(given))
     text = json.dumps({"options": options, "inputs": inputs}, sort_keys=True)
@@ -241,12 +243,9 @@ def run_job(job: StudyJob) -> dict:
         expected = isinstance(exc, HepatoplanError)
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         detail = message if expected else traceback.format_exc()
-        job.options.out.mkdir(parents=True, exist_ok=True)
-        for stale in ("report.json", ROW_FILE):  # an earlier run's result is no longer this row's
-            (job.options.out / stale).unlink(missing_ok=True)
-        write_atomic(job.options.out / "error.txt", detail + "\n")
+        with output_folder(job.options.out) as folder:  # an earlier run's outputs are no longer this row's
+            (folder / "error.txt").write_text(detail + "\n", encoding="utf-8")
         return {"id": job.id, "status": "failed", "error": " ".join(message.split()), **timing()}
-    (job.options.out / "error.txt").unlink(missing_ok=True)
     write_atomic(job.options.out / ROW_FILE, json.dumps({"id": job.id, "fingerprint": fingerprint(job)}) + "\n")
     return {**cohort_row(job.id, report), **timing()}
 

@@ -330,9 +330,9 @@ def _one_orientation(slices: list[_Slice], where: str, notes: list[str]) -> list
     return [s for s, angle in zip(slices, angles) if angle <= ORIENTATION_TOLERANCE_DEGREES]
 
 
-def _geometry(slices: list[_Slice], where: str, *, interpolate: bool, notes: list[str]) -> SeriesPlan:
-    axes = _axes(slices[0])
-    normal = axes[:, 2]
+def _check_alike(slices: list[_Slice], where: str, notes: list[str]) -> tuple[int, int, np.ndarray]:
+    """One image size, pixel size, greyscale and frame of reference across ``slices``; returns
+    ``(rows, columns, PixelSpacing)``."""
     first = slices[0]
     sizes = Counter((int(s.ds.Rows), int(s.ds.Columns)) for s in slices)
     (rows, cols), _ = sizes.most_common(1)[0]
@@ -359,13 +359,12 @@ def _geometry(slices: list[_Slice], where: str, *, interpolate: bool, notes: lis
         )
     if frames == {""}:
         notes.append(f"{where}: the series has no FrameOfReferenceUID")
-    damaged = [s for s in slices if s.problem]
-    if damaged and not interpolate:
-        s = damaged[0]
-        raise InputFileError(
-            f"{where}: slice {Path(s.path).name}: {s.problem}; expected complete slices. Copy the series "
-            "again (or pass --interpolate-slices to interpolate over it)."
-        )
+    return rows, cols, spacing
+
+
+def _stack(slices: list[_Slice], where: str, normal: np.ndarray) -> tuple[list[_Slice], np.ndarray]:
+    """``slices`` sorted along ``normal`` with their positions (mm); refuses a single slice, one
+    position for all and duplicates."""
     positions = np.array([float(np.dot(_floats(s.ds.ImagePositionPatient), normal)) for s in slices])
     order = np.argsort(positions, kind="stable")
     slices = [slices[i] for i in order]
@@ -387,6 +386,34 @@ def _geometry(slices: list[_Slice], where: str, *, interpolate: bool, notes: lis
             "mm along the normal): a duplicate, or two acquisitions in one series; expected one slice per "
             "position. Remove the duplicate (or give the acquisition's own folder)."
         )
+    return slices, positions
+
+
+def _spacing_problem(steps_ok: np.ndarray, ok: list[_Slice]) -> str:
+    """Missing slices (gaps of whole steps) or uneven spacing, described for the user."""
+    ratios = steps_ok / np.min(steps_ok)
+    gaps = np.flatnonzero(ratios > 1.5)
+    k = int(np.argmax(ratios))
+    between = f"{steps_ok[k]:.3g} mm between {Path(ok[k].path).name} and {Path(ok[k + 1].path).name}"
+    if gaps.size <= max(1, len(steps_ok) // 4) and np.allclose(ratios[gaps], np.round(ratios[gaps]), atol=0.05) \
+            and np.allclose(np.delete(ratios, gaps), 1.0, atol=SPACING_TOLERANCE):
+        return (f"{int(np.sum(np.round(ratios[gaps]) - 1))} slice(s) missing: slices {np.min(steps_ok):.3g} "
+                f"mm apart but {between}")
+    return f"uneven slice spacing: {np.min(steps_ok):.3g} to {np.max(steps_ok):.3g} mm ({between})"
+
+
+def _geometry(slices: list[_Slice], where: str, *, interpolate: bool, notes: list[str]) -> SeriesPlan:
+    axes = _axes(slices[0])
+    first = slices[0]
+    rows, cols, spacing = _check_alike(slices, where, notes)
+    damaged = [s for s in slices if s.problem]
+    if damaged and not interpolate:
+        s = damaged[0]
+        raise InputFileError(
+            f"{where}: slice {Path(s.path).name}: {s.problem}; expected complete slices. Copy the series "
+            "again (or pass --interpolate-slices to interpolate over it)."
+        )
+    slices, positions = _stack(slices, where, axes[:, 2])
     ok = [s for s in slices if not s.problem]
     pos_ok = np.array([p for p, s in zip(positions, slices) if not s.problem])
     if len(ok) < 2:
@@ -402,16 +429,7 @@ def _geometry(slices: list[_Slice], where: str, *, interpolate: bool, notes: lis
     if damaged:
         problems.append(f"{len(damaged)} damaged slice(s) ({Path(damaged[0].path).name}: {damaged[0].problem})")
     if uneven:
-        ratios = steps_ok / np.min(steps_ok)
-        gaps = np.flatnonzero(ratios > 1.5)
-        k = int(np.argmax(ratios))
-        between = f"{steps_ok[k]:.3g} mm between {Path(ok[k].path).name} and {Path(ok[k + 1].path).name}"
-        if gaps.size <= max(1, len(steps_ok) // 4) and np.allclose(ratios[gaps], np.round(ratios[gaps]), atol=0.05) \
-                and np.allclose(np.delete(ratios, gaps), 1.0, atol=SPACING_TOLERANCE):
-            problems.append(f"{int(np.sum(np.round(ratios[gaps]) - 1))} slice(s) missing: slices {np.min(steps_ok):.3g} "
-                            f"mm apart but {between}")
-        else:
-            problems.append(f"uneven slice spacing: {np.min(steps_ok):.3g} to {np.max(steps_ok):.3g} mm ({between})")
+        problems.append(_spacing_problem(steps_ok, ok))
     if tilted:
         tilt = str(first.ds.get("GantryDetectorTilt", "") or "").strip()
         extent = pos_ok[-1] - pos_ok[0]

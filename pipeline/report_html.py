@@ -30,14 +30,14 @@ import math
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import InputError, InputFileError, NotComputableError
+from hepatoplan.errors import HepatoplanError, InputError, InputFileError, NotComputableError
 
 from .outputs import write_atomic
 from .slice_viewer import slice_viewer_html
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Triangle budget of all meshes embedded in the 3D view together (keeps the file ~1–2 MB).
 DEFAULT_MAX_TRIANGLES = 120_000
+PREVIEW_SIZE_PX = (1000, 800)  # the PNG previews' width, height
 #: Smallest triangle budget of one structure (small tumours keep their shape).
 MIN_TRIANGLES_PER_STRUCTURE = 600
 #: Order of the report's top-level sections (others follow in their own order; inputs last).
@@ -376,19 +377,42 @@ def _viewer_html(data: dict) -> str:
 
 # ---- the page ----------------------------------------------------------------------------------
 
+def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None) -> str:
+    """The preview gallery and the growth-outlook plot (empty when there are none)."""
+    parts = []
+    if previews:
+        parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
+        for p in previews:
+            caption = Path(p).stem.replace("preview_", "").replace("_", " ")
+            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append("</div></section>")
+    if growth_plot_png is not None:
+        parts.append("<section id='growth'><h2>Growth outlook</h2>"
+                     f"<figure><img src='{_png_data_uri(Path(growth_plot_png))}' "
+                     "alt='growth outlook plot'></figure></section>")
+    return "".join(parts)
+
+
+def _data_sections_html(report: Mapping[str, Any]) -> str:
+    """Every section of ``report`` as tables: the known ones in order, others, then the inputs."""
+    keys = [k for k in SECTION_ORDER if k in report]
+    keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
+    keys += [k for k in ("inputs",) if k in report]
+    return "".join(f"<section class='data' id='section-{html.escape(str(key))}'>"
+                   f"<h2>{html.escape(_label(key))}</h2>{_render(report[key])}</section>" for key in keys)
+
+
 def write_report_html(
     report: Mapping[str, Any],
     *,
     out_path: str | Path,
     previews: Sequence[str | Path] = (),
     meshes: Mapping[str, Mesh] | None = None,
-    colours: Mapping[str, Sequence[float]] | None = None,
-    scenes: Mapping[str, Mapping[str, float]] | None = None,
     growth_plot_png: str | Path | None = None,
     slice_viewer: Mapping[str, Any] | None = None,
     montage_png: str | Path | None = None,
     title: str = "hepatoplan: liver resection plan",
-    max_triangles: int = DEFAULT_MAX_TRIANGLES,
 ) -> Path:
     """Write the self-contained HTML report.
 
@@ -406,9 +430,8 @@ def write_report_html(
     previews : sequence of path
         PNG files to embed (e.g. from :func:`hepatoplan.pipeline.rendering.render_previews`), in order.
     meshes : mapping of str to Mesh, optional
-        Structures for the interactive 3D view (RAS mm); no 3D view without them.
-    colours, scenes : optional
-        As in :func:`viewer_data`.
+        Structures for the interactive 3D view (RAS mm; :func:`viewer_data` with its default
+        colours, scenes and triangle budget); no 3D view without them.
     growth_plot_png : path, optional
         A growth-outlook plot to embed.
     slice_viewer : mapping, optional
@@ -418,8 +441,6 @@ def write_report_html(
         The QC montage to embed.
     title : str
         Page title and heading.
-    max_triangles : int
-        Triangle budget of the 3D view.
 
     Returns
     -------
@@ -451,25 +472,9 @@ def write_report_html(
                      "<figcaption>Axial slices through the liver and one coronal slice: liver border, "
                      "segment boundaries, the cut and the tumours (qc_montage.png).</figcaption></figure></section>")
     if meshes:
-        parts.append(_viewer_html(viewer_data(meshes, colours=colours, scenes=scenes,
-                                              max_triangles=max_triangles)))
-    if previews:
-        parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
-        for p in previews:
-            caption = Path(p).stem.replace("preview_", "").replace("_", " ")
-            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        parts.append("</div></section>")
-    if growth_plot_png is not None:
-        parts.append("<section id='growth'><h2>Growth outlook</h2>"
-                     f"<figure><img src='{_png_data_uri(Path(growth_plot_png))}' "
-                     "alt='growth outlook plot'></figure></section>")
-    keys = [k for k in SECTION_ORDER if k in report]
-    keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
-    keys += [k for k in ("inputs",) if k in report]
-    for key in keys:
-        parts.append(f"<section class='data' id='section-{html.escape(str(key))}'>"
-                     f"<h2>{html.escape(_label(key))}</h2>{_render(report[key])}</section>")
+        parts.append(_viewer_html(viewer_data(meshes)))
+    parts.append(_figures_html(previews, growth_plot_png))
+    parts.append(_data_sections_html(report))
     parts.append("</main><footer>Generated by hepatoplan. For research use; not a medical "
                  "device.</footer></body></html>")
     out_path = Path(out_path)
@@ -488,16 +493,14 @@ def write_plan_visuals(
     vessels: Mapping[str, np.ndarray] | None = None,
     ct: np.ndarray | None = None,
     modality: str = "CT",
-    source_dicom_files: Sequence[str | Path] | None = None,
+    dicom_seg: DicomSegSource | None = None,
     growth_plot_png: str | Path | None = None,
     meshes_and_previews: bool = True,
-    preview_size_px: tuple[int, int] = (1000, 800),
-    seg_extra_structures: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
     Files: ``labels.ctbl`` (colour table of ``labels.nii.gz``), ``labels.seg.nrrd`` (vessels as
-    extra layers), ``labels_seg.dcm`` when ``source_dicom_files`` is given; with ``ct``,
+    extra layers), ``labels_seg.dcm`` when ``dicom_seg`` is given; with ``ct``,
     ``qc_montage.png`` and the slice viewer in ``report.html``; unless ``meshes_and_previews``
     is false, ``plan.glb``, ``meshes/*.stl|obj``, ``preview_{before,after}_{anterior,superior}.png``
     and ``report.pdf`` (the report's print layout, by headless Chromium; without a browser, a
@@ -519,17 +522,14 @@ def write_plan_visuals(
         The CT (HU) or MR on the labels' grid: the slice viewer and the QC montage need it.
     modality : str
         ``CT`` or ``MR`` (how the slice viewer and the montage window the image).
-    source_dicom_files : sequence of path, optional
-        Files of the CT series when the input was DICOM (the labels must be on its grid).
+    dicom_seg : DicomSegSource, optional
+        The CT series' files when the input was DICOM (the labels must be on its grid), and the
+        DICOM-SEG's extra segments.
     growth_plot_png : path, optional
         Embedded in the HTML report.
     meshes_and_previews : bool
-        False skips meshes, GLB/STL/OBJ, PNG rendering and the PDF (``--no-preview``).
-    preview_size_px : (int, int)
-        PNG size.
-    seg_extra_structures : mapping of str to bool ndarray, optional
-        More (overlapping) segments for the DICOM-SEG only: the regions the SR's measurements
-        reference (:func:`hepatoplan.pipeline.dicom_sr.measured_regions`).
+        False skips meshes, GLB/STL/OBJ, PNG rendering (``PREVIEW_SIZE_PX``) and the PDF
+        (``--no-preview``).
 
     Returns
     -------
@@ -538,12 +538,12 @@ def write_plan_visuals(
 
     Notes
     -----
-    Two problems are reported in ``report["warnings"]`` instead of failing the plan (the dict
-    passed in is modified, so ``report.json`` written after this call carries them too): a
-    source series that cannot be fully referenced (its Study/Series UIDs were blanked by an
-    anonymiser, as in the TotalSegmentator example series: the DICOM-SEG is still written,
-    referencing the source images by SOP Instance UID), and a PDF that cannot be printed (no
-    Chromium: ``report.html`` printed from a browser gives the same pages).
+    These are reported in ``report["warnings"]`` instead of failing the plan (the dict passed in
+    is modified, so ``report.json`` written after this call carries them too): UIDs the source
+    series lacks (blanked by an anonymiser, as in the TotalSegmentator example series: the
+    DICOM-SEG carries UIDs derived from the series' content), a DICOM-SEG that cannot be made,
+    and a PDF that cannot be printed (no Chromium: ``report.html`` printed from a browser gives
+    the same pages).
     """
     from .labels import label_boxes
 
@@ -558,38 +558,48 @@ def write_plan_visuals(
                                       "montage": [], "pdf": []}
     t = time.perf_counter()
     written["labels"] = _write_label_files(plan)
-    if source_dicom_files:
-        written["dicom_seg"] = [_write_dicom_seg(plan, source_dicom_files, report,
-                                                 extra_structures=seg_extra_structures or {})]
+    if dicom_seg is not None and dicom_seg.files:
+        written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
-        meshes, written["meshes"], written["previews"] = _write_meshes_and_previews(
-            plan, preview_size_px)
+        meshes, written["meshes"], written["previews"] = _write_meshes_and_previews(plan)
+    viewer = None
     if ct is not None:
-        from .montage import write_qc_montage
-
-        t = time.perf_counter()
-        written["montage"] = [write_qc_montage(out_dir / "qc_montage.png", ct, labels, affine_ras=affine_ras,
-                                               modality=modality)]
-        log.info("QC montage: %.1f s", time.perf_counter() - t)
-    figures = {"previews": written["previews"], "growth_plot_png": growth_plot_png,
-               "montage_png": written["montage"][0] if written["montage"] else None}
-    with ThreadPoolExecutor(max_workers=1) as printer:  # Chromium prints while the viewer data is made
-        pdf = printer.submit(_write_pdf, out_dir / "report.pdf", report, figures) if meshes_and_previews else None
-        viewer = None
-        if ct is not None:
-            from .slice_viewer import VESSEL_BITS, slice_viewer_data
-
-            t = time.perf_counter()
-            viewer = slice_viewer_data(ct, labels, affine_ras=affine_ras, report=report, modality=modality,
-                                       vessels={k: v for k, v in plan.vessels.items() if k in VESSEL_BITS},
-                                       boxes=plan.boxes)
-            log.info("slice viewer data: %.1f s", time.perf_counter() - t)
-        written["pdf"] = [p for p in [pdf and pdf.result()] if p]
+        written["montage"], written["pdf"], viewer = _write_image_views(
+            plan, ct, modality, report, previews=written["previews"], growth_plot_png=growth_plot_png,
+            pdf=meshes_and_previews)
+    elif meshes_and_previews:
+        written["pdf"] = [p for p in [_write_pdf(out_dir / "report.pdf", report, {
+            "previews": written["previews"], "growth_plot_png": growth_plot_png})] if p]
     written["report"] = [write_report_html(
-        report, out_path=out_dir / "report.html", meshes=meshes, slice_viewer=viewer, **figures)]
+        report, out_path=out_dir / "report.html", meshes=meshes, slice_viewer=viewer,
+        previews=written["previews"], growth_plot_png=growth_plot_png,
+        montage_png=written["montage"][0] if written["montage"] else None)]
     return written
+
+
+def _write_image_views(plan: _PlanLabels, ct: np.ndarray, modality: str, report: Mapping[str, Any], *,
+                       previews: Sequence[Path], growth_plot_png: str | Path | None, pdf: bool):
+    """``qc_montage.png``, ``report.pdf`` (when ``pdf``; Chromium prints while the slice viewer's
+    data is made) and that data; returns ``(montage files, pdf files, viewer data)``."""
+    from .montage import write_qc_montage
+    from .slice_viewer import VESSEL_BITS, slice_viewer_data
+
+    t = time.perf_counter()
+    montage = write_qc_montage(plan.out_dir / "qc_montage.png", ct, plan.labels, affine_ras=plan.affine_ras,
+                               modality=modality)
+    log.info("QC montage: %.1f s", time.perf_counter() - t)
+    figures = {"previews": previews, "growth_plot_png": growth_plot_png, "montage_png": montage}
+    with ThreadPoolExecutor(max_workers=1) as printer:
+        printed = printer.submit(_write_pdf, plan.out_dir / "report.pdf", report, figures) if pdf else None
+        t = time.perf_counter()
+        viewer = slice_viewer_data(ct, plan.labels, affine_ras=plan.affine_ras, report=report, modality=modality,
+                                   vessels={k: v for k, v in plan.vessels.items() if k in VESSEL_BITS},
+                                   boxes=plan.boxes)
+        log.info("slice viewer data: %.1f s", time.perf_counter() - t)
+        pdfs = [p for p in [printed and printed.result()] if p]
+    return [montage], pdfs, viewer
 
 
 def _write_pdf(path: Path, report: Mapping[str, Any], figures: Mapping[str, Any]) -> Path | None:
@@ -613,6 +623,16 @@ def _write_pdf(path: Path, report: Mapping[str, Any], figures: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
+class DicomSegSource:
+    """What ``labels_seg.dcm`` is made from besides the label map: the source series' files and
+    more (overlapping) segments, e.g. the regions the SR's measurements reference
+    (:func:`hepatoplan.pipeline.dicom_sr.seg_extra_structures`)."""
+
+    files: Sequence[str | Path]
+    extra_structures: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class _PlanLabels:
     """What every visual of one plan is made from: the label map, its grid and boxes, vessels."""
 
@@ -633,34 +653,25 @@ def _write_label_files(plan: _PlanLabels) -> list[Path]:
                            boxes=plan.boxes)]
 
 
-def _write_dicom_seg(plan: _PlanLabels, source_dicom_files: Sequence[str | Path],
-                     report: Mapping[str, Any], *, extra_structures: Mapping[str, np.ndarray]) -> Path:
-    """``labels_seg.dcm`` (vessels and ``extra_structures`` as more segments); when the source
-    series cannot be fully referenced, written anyway with a warning appended to
-    ``report["warnings"]``."""
-    from .dicom_seg import UnreferenceableSeriesError, write_dicom_seg
+def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[str, Any]) -> Path | None:
+    """``labels_seg.dcm`` (vessels and ``source.extra_structures`` as more segments). UIDs the source
+    series lacks are derived (a warning each in ``report["warnings"]``); a DICOM-SEG that cannot
+    be made is a warning too, never a failed plan: ``None`` then."""
+    from .dicom_seg import write_dicom_seg
 
-    def dicom_seg(missing_uids: str) -> Path:
-        return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras,
-                               source_dicom_files=source_dicom_files,
-                               path=plan.out_dir / "labels_seg.dcm",
-                               extra_structures={**plan.vessels, **extra_structures},
-                               missing_uids=missing_uids)
-
+    warnings = report.setdefault("warnings", []) if isinstance(report, dict) else []
     try:
-        return dicom_seg("error")
-    except UnreferenceableSeriesError as exc:
-        # still useful (viewers match the source images by SOP Instance UID): write it, and
-        # say in the report that its series reference is incomplete
-        message = (f"labels_seg.dcm: {exc}; it references the source images by SOP Instance "
-                   "UID only")
+        return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras, source_dicom_files=source.files,
+                               path=plan.out_dir / "labels_seg.dcm",
+                               extra_structures={**plan.vessels, **source.extra_structures}, warnings=warnings)
+    except (HepatoplanError, ValueError) as exc:  # highdicom refuses what it cannot encode with ValueError
+        message = f"labels_seg.dcm: not written: {exc}"
         log.warning("%s", message)
-        if isinstance(report, dict):
-            report.setdefault("warnings", []).append(message)
-        return dicom_seg("allow")
+        warnings.append(message)
+        return None
 
 
-def _write_meshes_and_previews(plan: _PlanLabels, size_px: tuple[int, int]):
+def _write_meshes_and_previews(plan: _PlanLabels):
     """Meshes of every structure, their files and the PNG previews; returns
     ``(meshes, mesh files, preview files)``."""
     from .labels import structures_from_labels
@@ -675,6 +686,6 @@ def _write_meshes_and_previews(plan: _PlanLabels, size_px: tuple[int, int]):
     mesh_files = write_meshes(meshes, plan.out_dir)
     log.info("meshes: %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
-    previews = render_previews(meshes, plan.out_dir, size_px=size_px) if meshes else []
+    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
     return meshes, mesh_files, previews

@@ -8,7 +8,7 @@ import pytest
 from browser import chromium, console_lines, needs_chromium
 from output_phantom import phantom_structures
 from hepatoplan.pipeline.meshing import structure_meshes
-from hepatoplan.pipeline.report_html import viewer_data, write_plan_visuals, write_report_html
+from hepatoplan.pipeline.report_html import DicomSegSource, viewer_data, write_plan_visuals, write_report_html
 
 
 REPORT = {
@@ -125,8 +125,11 @@ def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
     assert ((r > g + 0.08) & covered).mean() > 0.01
 
 
-def test_write_plan_visuals_bundle(tmp_path):
+def test_write_plan_visuals_bundle(tmp_path, monkeypatch):
+    from hepatoplan.pipeline import report_html
     from hepatoplan.pipeline.labels import structures_from_labels
+
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
 
     structures, labels, affine = phantom_structures()
     vessels = {"portal vein": structures["portal vein"], "hepatic veins": structures["hepatic veins"]}
@@ -134,7 +137,7 @@ def test_write_plan_visuals_bundle(tmp_path):
     assert names == [f"segment {k}" for k in range(1, 9)] + [
         "remnant", "resected", "tumour 1", "tumour 2", "portal vein", "hepatic veins"]
     out = write_plan_visuals(tmp_path, report=REPORT, labels=labels, affine_ras=affine,
-                             vessels=vessels, preview_size_px=(300, 240))
+                             vessels=vessels)
     assert [p.name for p in out["labels"]] == ["labels.ctbl", "labels.seg.nrrd"]
     assert out["meshes"][0].name == "plan.glb" and len(out["previews"]) == 4
     assert out["report"][0].read_text().count("data:image/png;base64,") == 4
@@ -187,10 +190,10 @@ def test_write_plan_visuals_dicom_seg_and_uid_warning(tmp_path):
         labels, affine = canonical(native, affine_native)
         report = {"warnings": ["earlier warning"]}
         out = write_plan_visuals(folder / "out", report=report, labels=labels, affine_ras=affine,
-                                 source_dicom_files=files, meshes_and_previews=False)
+                                 dicom_seg=DicomSegSource(files), meshes_and_previews=False)
         assert out["dicom_seg"] == [folder / "out" / "labels_seg.dcm"]
         if not blank:
             assert report["warnings"] == ["earlier warning"]
         else:
-            assert "empty StudyInstanceUID" in report["warnings"][1]
-            assert "empty StudyInstanceUID" in out["report"][0].read_text()
+            assert "no StudyInstanceUID" in report["warnings"][1] and "derived" in report["warnings"][1]
+            assert "no StudyInstanceUID" in out["report"][0].read_text()

@@ -25,6 +25,7 @@ from hepatoplan.pipeline.cli import main
 from hepatoplan.pipeline.labels import (LIVER_COLOUR_RGB, RESECTED_COLOUR_RGB, SEGMENT_COLOURS_RGB, label_entry,
                                         label_map, tumour_colour_rgb)
 from hepatoplan.pipeline.montage import MontageParams, qc_montage
+from hepatoplan.pipeline import report_html
 from hepatoplan.pipeline.report_html import write_plan_visuals, write_report_html
 from hepatoplan.pipeline.slice_viewer import SliceViewerParams, slice_viewer_data
 
@@ -349,9 +350,10 @@ def test_no_preview_reads_the_ct_header_only_and_writes_no_montage(tmp_path, mon
 def test_no_browser_no_pdf_but_a_warning(tmp_path, monkeypatch):
     ct, labels, affine = _box_phantom()
     monkeypatch.setenv("HEPATOPLAN_CHROMIUM", str(tmp_path / "no-such-browser"))
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
     report = {"warnings": []}
     written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine, ct=ct,
-                                 meshes_and_previews=True, preview_size_px=(200, 160))
+                                 meshes_and_previews=True)
     assert written["pdf"] == [] and not (tmp_path / "report.pdf").exists()
     assert written["montage"] == [tmp_path / "qc_montage.png"]
     (warning,) = report["warnings"]
