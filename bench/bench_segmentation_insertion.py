@@ -26,6 +26,7 @@ hyperdense), at a position drawn among deep / subcapsular / bulging / perivascul
 Usage::
 
     python bench/bench_segmentation_insertion.py [--splits dev heldout degraded] [--no-write] [--json FILE]
+    python bench/bench_segmentation_insertion.py --load A.json B.json   # tables of runs made in parallel
 
 Prints Markdown tables and rewrites the ``### Lesion insertion`` section of ``bench/RESULTS.md``.
 """
@@ -267,10 +268,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/RESULTS.md")
     ap.add_argument("--json", type=Path, help="also write every run's scores to this file")
     ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
+    ap.add_argument("--load", type=Path, nargs="+", metavar="JSON",
+                    help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of running")
     args = ap.parse_args(argv)
     cases: dict[str, Case] = {}
     rows: dict[str, list] = {}
-    for split in args.splits:
+    for path in args.load or []:
+        rows.update(json.loads(path.read_text()))
+    for split in [] if args.load else args.splits:
         rows[split] = []
         for case, seed, var in SPLITS[split][: args.limit]:
             if not (DATA / "ircadb" / case / "ct.nii.gz").exists():
@@ -292,7 +297,7 @@ def main(argv=None) -> int:
     text = "\n\n".join(parts)
     print(text)
     if not (args.no_write or args.limit):
-        _write_section(text, args.splits)
+        _write_section(text, list(rows))
     return 0
 
 
