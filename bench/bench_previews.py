@@ -1,9 +1,12 @@
-"""Time the output side of ``plan`` (label exports, meshes, previews, HTML report).
+"""Time the output side of ``plan`` (label exports, meshes, previews, HTML report, montage, PDF).
 
 Studies: the shipped demo phantom (``data_samples/demo``, its own masks) and IRCADb 01 from
 ``../shared/data`` (reference masks). Labels are made here as ``plan`` makes them for a right
 hepatectomy (segments 5-8 resected, unlabelled liver kept, tumours over everything); vessels are
-the given portal and hepatic masks. Prints one Markdown table row per study.
+the given portal and hepatic masks. Prints one Markdown table row per study, then a second table
+of what the CT adds (``qc_montage.png``, the slice viewer's data, ``report.html`` with the
+viewer and ``report.pdf`` by headless Chromium): seconds wall and CPU (this process's, plus
+Chromium's as a child process), sizes.
 
     python bench/bench_previews.py [--out DIR] [--phantom DIR ...] [--dicom-seg]
 
@@ -42,6 +45,17 @@ def _load(path: Path):
     return np.asarray(img.dataobj), img.affine
 
 
+def _clock() -> tuple[float, float]:
+    """(wall s, CPU s of this process and its finished children)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _since(start: tuple[float, float]) -> str:
+    wall, cpu = _clock()
+    return f"{wall - start[0]:.1f} / {cpu - start[1]:.1f}"
+
+
 def study_labels(folder: Path, names: dict[str, str]):
     liver, affine = _load(folder / names["liver"])
     segments, _ = _load(folder / names["segments"])
@@ -59,7 +73,7 @@ def study_labels(folder: Path, names: dict[str, str]):
     return labels, affine, {"portal vein": portal > 0, "hepatic veins": hepatic > 0}
 
 
-def run(name: str, labels, affine, vessels, out: Path) -> str:
+def run(name: str, labels, affine, vessels, out: Path, ct=None) -> tuple[str, str | None]:
     out.mkdir(parents=True, exist_ok=True)
     times = {}
     t0 = t = time.perf_counter()
@@ -81,6 +95,8 @@ def run(name: str, labels, affine, vessels, out: Path) -> str:
                              previews=previews, meshes=meshes)
     times["report.html"] = time.perf_counter() - t
     total = time.perf_counter() - t0
+    html_mb = html.stat().st_size / 1e6
+    ct_row = None if ct is None else run_ct_outputs(name, ct, labels, affine, vessels, meshes, previews, out)
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
     ratios = {k: mesh_volume_mm3(meshes[k]) / (structures[k].sum() * voxel_mm3)
               for k in ("remnant", "resected")}
@@ -89,8 +105,36 @@ def run(name: str, labels, affine, vessels, out: Path) -> str:
             + " | ".join(f"{times[k]:.1f}" for k in ("seg.nrrd", "meshes", "GLB/STL/OBJ", "4 PNGs",
                                                      "report.html"))
             + f" | {total:.1f} | {sum(len(m.faces) for m in meshes.values()):,} | "
-            f"{files[0].stat().st_size / 1e6:.1f} | {html.stat().st_size / 1e6:.1f} | "
-            f"{ratios['remnant']:.4f} / {ratios['resected']:.4f} |")
+            f"{files[0].stat().st_size / 1e6:.1f} | {html_mb:.1f} | "
+            f"{ratios['remnant']:.4f} / {ratios['resected']:.4f} |"), ct_row
+
+
+def run_ct_outputs(name: str, ct, labels, affine, vessels, meshes, previews, out: Path) -> str:
+    """What the CT adds: the montage, the slice viewer's data, report.html with it, report.pdf."""
+    from hepatoplan.pipeline.labels import label_boxes
+    from hepatoplan.pipeline.montage import write_qc_montage
+    from hepatoplan.pipeline.report_pdf import print_to_pdf
+    from hepatoplan.pipeline.slice_viewer import slice_viewer_data
+
+    report = {"resection": {"flr_percent": 0.0}}
+    start = _clock()
+    montage = write_qc_montage(out / "qc_montage.png", ct, labels, affine_ras=affine)
+    montage_s = _since(start)
+    start = _clock()
+    viewer = slice_viewer_data(ct, labels, affine_ras=affine, vessels=vessels, boxes=label_boxes(labels))
+    viewer_s = _since(start)
+    start = _clock()
+    html = write_report_html(report, out_path=out / "report.html", previews=previews, meshes=meshes,
+                             slice_viewer=viewer, montage_png=montage)
+    html_s = _since(start)
+    start = _clock()
+    page = write_report_html(report, out_path=out / "print" / "report.html", previews=previews, montage_png=montage)
+    pdf = print_to_pdf(page, out / "report.pdf")
+    pdf_s = _since(start)
+    slices_mb = sum(len(viewer[k]["b64"]) for k in ("ct", "labels", "vessels") if viewer[k]) / 1e6
+    return (f"| {name} | {'×'.join(map(str, viewer['shape']))} (step {'×'.join(map(str, viewer['step']))}) | "
+            f"{montage_s} | {viewer_s} | {html_s} | {pdf_s} | {html.stat().st_size / 1e6:.1f} | {slices_mb:.1f} | "
+            f"{montage.stat().st_size / 1e6:.2f} | {pdf.stat().st_size / 1e6:.1f} |")
 
 
 def synthetic_series(native_nifti: Path, folder: Path) -> list[Path]:
@@ -167,25 +211,37 @@ def main() -> None:
     phantom_names = {"liver": "liver.nii.gz", "segments": "segments.nii.gz",
                      "tumours": "tumours.nii.gz", "portal": "portal_vein.nii.gz",
                      "hepatic": "hepatic_veins.nii.gz"}
+    ct_rows = []
     for folder in args.phantom:
         labels, affine, vessels = study_labels(folder, phantom_names)
-        print(run(f"phantom {folder.name}", labels, affine, vessels, out / folder.name), flush=True)
+        row, ct_row = run(f"phantom {folder.name}", labels, affine, vessels, out / folder.name,
+                          ct=_load(folder / "ct.nii.gz")[0])
+        print(row, flush=True)
+        ct_rows.append(ct_row)
         del labels, vessels
     if DEMO.is_dir():
         labels, affine, vessels = study_labels(DEMO, {
             "liver": "liver.nii.gz", "segments": "segments.nii.gz", "tumours": "tumours.nii.gz",
             "portal": "portal_vein.nii.gz", "hepatic": "hepatic_veins.nii.gz"})
-        print(run("demo phantom", labels, affine, vessels, out / "demo"), flush=True)
+        row, ct_row = run("demo phantom", labels, affine, vessels, out / "demo", ct=_load(DEMO / "ct.nii.gz")[0])
+        print(row, flush=True)
+        ct_rows.append(ct_row)
     if IRCADB_01.is_dir():
         labels, affine, vessels = study_labels(IRCADB_01, {
             "liver": "liver.nii.gz", "segments": "couinaud_reference.nii.gz",
             "tumours": "tumours.nii.gz", "portal": "portal_vein.nii.gz",
             "hepatic": "hepatic_veins.nii.gz"})
-        print(run("IRCADb 01", labels, affine, vessels, out / "ircadb01"), flush=True)
+        row, ct_row = run("IRCADb 01", labels, affine, vessels, out / "ircadb01", ct=_load(IRCADB_01 / "ct.nii.gz")[0])
+        print(row, flush=True)
+        ct_rows.append(ct_row)
         if args.dicom_seg:
             bench_dicom_seg(labels, affine, vessels, out / "ircadb01")
     else:
         print(f"(IRCADb 01 not found at {IRCADB_01})")
+    print("\n| study | slice viewer grid | qc_montage.png s | viewer data s | report.html s | report.pdf s | "
+          "HTML MB | slice data MB | montage MB | PDF MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(ct_rows) + "\n\n(seconds: wall / CPU, Chromium's CPU included in report.pdf)")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"\npeak RSS of the whole run: {peak_gb:.2f} GB; outputs in {out}")
 

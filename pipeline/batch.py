@@ -5,21 +5,32 @@ A manifest CSV (header row) names one study per row with columns named like ``pl
 ``totalsegmentator``, ``vessels`` (one combined vessel mask), ``resect`` (several specs separated by ``;``), ``margin_mm``,
 ``parenchyma``, ``threshold_percent``, ``height_cm``, ``weight_kg``. Relative paths are relative to
 the manifest's folder; ``ct`` may also be a DICOMweb series URL (retrieved by the worker: a series
-that cannot be retrieved is a failed study). Each study is planned into ``OUT/ID/``; a study whose ``report.json``
-exists is complete (``plan`` moves it in last, after every other output) and is skipped on a rerun
-unless ``overwrite``. A failing study writes ``OUT/ID/error.txt`` and the others go on;
-``OUT/cohort.csv`` gets one row per study.
+that cannot be retrieved is a failed study). Each study is planned into ``OUT/ID/``; a study is
+complete when its ``report.json`` exists (``plan`` moves it in last, after every other output) and
+its ``batch_row.json`` holds the fingerprint of the same manifest row and input files (written after
+the plan): a complete study is skipped on a rerun unless ``overwrite``, a study whose row or input
+files changed is planned again. A failing study writes ``OUT/ID/error.txt``, loses any earlier
+``report.json``, and the others go on; ``OUT/cohort.csv`` gets one row per study.
+
+The manifest is read as UTF-8 (a UTF-16 file with its byte-order mark is read too), and checked
+whole before anything runs: a row longer than the header, an unknown or repeated column, an empty,
+repeated (ignoring case) or unsafe id, the reserved id ``cohort.csv``, a number that is not one, an
+invalid resection or option are each refused naming the line (exit status 2).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import dataclasses
+import hashlib
 import io as _io
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import time
 import traceback
 from dataclasses import dataclass
@@ -41,7 +52,15 @@ COHORT_COLUMNS = (
     "flr_percent", "threshold_percent", "verdict", "shortfall_ml", "sflr_percent",
     "tumours_not_resected", "seconds", "cpu_seconds", "worker_pid", "error",
 )
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Names in OUT that are not study folders.
+RESERVED_IDS = ("cohort.csv",)
+#: File in each study folder recording which manifest row (and input files) produced it.
+ROW_FILE = "batch_row.json"
+#: Largest manifest read (bytes): a cohort table, not a data file.
+MAX_MANIFEST_BYTES = 50 * 2**20
+#: How long to try reaching a ``--scheduler`` (s).
+SCHEDULER_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -58,36 +77,47 @@ def read_manifest(path, *, out_dir, preview: bool = True, store: str | None = No
     Raises
     ------
     InputError
-        Missing file, no ``id``/``ct`` column, unknown columns (the known ones are listed),
-        empty or duplicate or unsafe ids, numbers that are not numbers.
+        Missing or unreadable file, text that is not UTF-8 (or UTF-16 with a byte-order mark), a
+        malformed CSV line, no ``id``/``ct`` column, unknown or repeated columns (the known ones
+        are listed), a row longer than the header, empty, duplicate, reserved or unsafe ids,
+        numbers that are not numbers, invalid resections or options; each names the line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest {path}: no such file")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        unknown = [c for c in columns if c not in KNOWN_COLUMNS]
-        if unknown:
-            raise InputError(
-                f"manifest {path}: unknown column(s) {', '.join(unknown)}; known columns: "
-                f"{', '.join(KNOWN_COLUMNS)}"
-            )
-        for required in ("id", "ct"):
-            if required not in columns:
-                raise InputError(f"manifest {path}: needs a '{required}' column (header row first)")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    if not rows:
+    lines = _manifest_lines(path)
+    header = [c.strip() for c in lines[0][1]] if lines else []
+    unknown = [c for c in header if c not in KNOWN_COLUMNS]
+    if unknown:
+        hint = " (is it separated by ';' or tabs? Use commas)" if any(";" in c or "\t" in c for c in unknown) else ""
+        raise InputError(
+            f"manifest {path}: unknown column(s) {', '.join(repr(c) if not c else c for c in unknown)}; known columns: "
+            f"{', '.join(KNOWN_COLUMNS)}{hint}"
+        )
+    for required in ("id", "ct"):
+        if required not in header:
+            raise InputError(f"manifest {path}: needs a '{required}' column (header row first)")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InputError(f"manifest {path}: column(s) {', '.join(repeated)} appear twice in the header; keep one of each")
+    if len(lines) < 2:
         raise InputError(f"manifest {path}: no study rows under the header")
     jobs, seen = [], set()
-    for line, row in enumerate(rows, start=2):
+    for line, cells in lines[1:]:
         where = f"manifest {path}, line {line}"
-        sid = row["id"]
+        if len(cells) > len(header):
+            raise InputError(
+                f"{where}: {len(cells)} cells but the header names {len(header)} columns; expected one cell per "
+                "column (quote a cell that holds a comma)"
+            )
+        row = dict(zip(header, (c.strip() for c in cells)))
+        sid = row.get("id", "")
         if not _ID.match(sid):
-            raise InputError(f"{where}: id {sid!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
-        if sid in seen:
-            raise InputError(f"{where}: id {sid!r} appears twice")
-        seen.add(sid)
+            raise InputError(f"{where}: id {sid!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                             "letter or digit (it names a folder)")
+        if sid.lower() in RESERVED_IDS:
+            raise InputError(f"{where}: id {sid!r} is reserved (OUT/{sid} is the cohort table); choose another id")
+        if sid.lower() in seen:
+            raise InputError(f"{where}: id {sid!r} appears twice (ids must differ, also in more than letter case)")
+        seen.add(sid.lower())
         if not row.get("ct"):
             raise InputError(f"{where}: the 'ct' cell is empty")
         paths = {c: (path.parent / row[c]) if row.get(c) else None for c in PATH_COLUMNS}
@@ -108,8 +138,45 @@ def read_manifest(path, *, out_dir, preview: bool = True, store: str | None = No
             threshold_percent=numbers.get("threshold_percent"), height_cm=numbers.get("height_cm"),
             weight_kg=numbers.get("weight_kg"), preview=preview, store=store,
         )
+        try:
+            options.validate()
+        except HepatoplanError as exc:
+            raise InputError(f"{where}: {exc}") from None
         jobs.append(StudyJob(sid, options))
     return jobs
+
+
+def _manifest_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """The manifest's non-empty CSV rows with their line numbers."""
+    if not path.is_file():
+        raise InputError(f"manifest {path}: {'not a regular file' if path.exists() else 'no such file'}; expected a "
+                         "CSV file")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InputError(f"manifest {path}: {path.stat().st_size} bytes; expected a CSV table of studies "
+                         f"(at most {MAX_MANIFEST_BYTES // 2**20} MB)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-16") if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) \
+            else raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(
+            f"manifest {path}, line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); expected a CSV file in "
+            "UTF-8. Save it as 'CSV UTF-8' (or UTF-16 with a byte-order mark)."
+        ) from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise InputError(f"manifest {path}, line {line}: holds a NUL character; expected CSV text (is it a "
+                         "spreadsheet file? Save it as CSV)")
+    reader = csv.reader(_io.StringIO(text, newline=""))
+    lines = []
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                lines.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise InputError(f"manifest {path}, line {reader.line_num + 1}: {exc}; expected comma-separated text") from None
+    return lines
 
 
 def input_bytes(job: StudyJob) -> int:
@@ -125,8 +192,37 @@ def input_bytes(job: StudyJob) -> int:
     return total
 
 
+def fingerprint(job: StudyJob) -> str:
+    """SHA-256 of a study's options (its manifest row, paths made absolute) and of the size and
+    modification time of each input file: a change to either makes the study incomplete."""
+    options = json.loads(json.dumps(dataclasses.asdict(job.options), default=str))
+    inputs = {}
+    for column in PATH_COLUMNS:
+        given = job.options.ct if column == "ct" else getattr(job.options.masks, column)
+        if isinstance(given, dicomweb.SeriesURL):  # a series in a PACS: its address is all there is to compare
+            inputs[column] = ["url", str(given)]
+        elif given is not None:
+            options.setdefault("absolute", {})[column] = os.path.abspath(given)
+            inputs[column] = _stamps(Path(given))
+    text = json.dumps({"options": options, "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stamps(path: Path) -> list:
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    try:
+        return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    except OSError:
+        return ["missing"]
+
+
 def is_complete(job: StudyJob) -> bool:
-    return (job.options.out / "report.json").is_file()
+    """The study's ``report.json`` exists and was made from this manifest row and these inputs."""
+    try:
+        recorded = json.loads((job.options.out / ROW_FILE).read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (job.options.out / "report.json").is_file() and recorded == fingerprint(job)
 
 
 def run_job(job: StudyJob) -> dict:
@@ -148,9 +244,12 @@ def run_job(job: StudyJob) -> dict:
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         detail = message if expected else traceback.format_exc()
         job.options.out.mkdir(parents=True, exist_ok=True)
+        for stale in ("report.json", ROW_FILE):  # an earlier run's result is no longer this row's
+            (job.options.out / stale).unlink(missing_ok=True)
         write_atomic(job.options.out / "error.txt", detail + "\n")
-        return {"id": job.id, "status": "failed", "error": message.splitlines()[0], **timing()}
+        return {"id": job.id, "status": "failed", "error": " ".join(message.split()), **timing()}
     (job.options.out / "error.txt").unlink(missing_ok=True)
+    write_atomic(job.options.out / ROW_FILE, json.dumps({"id": job.id, "fingerprint": fingerprint(job)}) + "\n")
     return {**cohort_row(job.id, report), **timing()}
 
 
@@ -224,45 +323,45 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # temporary files of a killed run (plan writes into .ID.*/ and renames; cohort.csv likewise)
-    for stale in [*(p for job in jobs for p in out_dir.glob(f".{job.id}.*")), *out_dir.glob(".cohort.csv.*")]:
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-    rows: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        if is_complete(job) and not overwrite:
-            report = json.loads((job.options.out / "report.json").read_text(encoding="utf-8"))
-            rows[job.id] = cohort_row(job.id, report)
-        else:
-            todo.append(job)
-    if len(todo) < len(jobs):
-        log.warning("%d of %d studies already complete: skipped (use --overwrite to recompute)",
-                    len(jobs) - len(todo), len(jobs))
-    if todo:
-        if scheduler:
-            client, cluster = Client(scheduler), None
-        else:
-            if not log.isEnabledFor(logging.INFO):  # dask logs every worker start at INFO
-                for name in ("distributed", "distributed.scheduler", "distributed.nanny",
-                             "distributed.core", "distributed.http.proxy"):
-                    logging.getLogger(name).setLevel(logging.WARNING)
-            # each worker gets its share of the cores for its own threads (ITK filters, VTK's SMP
-            # tools, Mesa's llvmpipe renderer, BLAS, OpenMP), so several workers do not
-            # oversubscribe the machine
-            threads = str(max(1, (os.cpu_count() or 1) // workers))
-            env = {name: threads for name in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "VTK_SMP_MAX_THREADS",
-                                              "LP_NUM_THREADS", "OMP_NUM_THREADS",
-                                              "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-            method = _preload_for_fork(previews=any(job.options.preview for job in todo))
-            with dask.config.set({"distributed.worker.multiprocessing-method": method}):
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", env=env)
-            client = Client(cluster)
-        try:
+    client = _connect(scheduler) if scheduler else None  # before anything is written
+    cluster = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # temporary files of a killed run (plan writes into .ID.*/ and renames; cohort.csv likewise)
+        for stale in [*(p for job in jobs for p in out_dir.glob(f".{job.id}.*")), *out_dir.glob(".cohort.csv.*")]:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        rows: dict[str, dict] = {}
+        todo = []
+        for job in jobs:
+            row = None if overwrite else _finished_row(job)
+            if row is None:
+                todo.append(job)
+            else:
+                rows[job.id] = row
+        if len(todo) < len(jobs):
+            log.warning("%d of %d studies already complete: skipped (use --overwrite to recompute)",
+                        len(jobs) - len(todo), len(jobs))
+        if todo:
+            if client is None:
+                if not log.isEnabledFor(logging.INFO):  # dask logs every worker start at INFO
+                    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                                 "distributed.core", "distributed.http.proxy"):
+                        logging.getLogger(name).setLevel(logging.WARNING)
+                # each worker gets its share of the cores for its own threads (ITK filters, VTK's SMP
+                # tools, Mesa's llvmpipe renderer, BLAS, OpenMP), so several workers do not
+                # oversubscribe the machine
+                threads = str(max(1, (os.cpu_count() or 1) // workers))
+                env = {name: threads for name in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "VTK_SMP_MAX_THREADS",
+                                                  "LP_NUM_THREADS", "OMP_NUM_THREADS",
+                                                  "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+                method = _preload_for_fork(previews=any(job.options.preview for job in todo))
+                with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", env=env)
+                client = Client(cluster)
             # largest studies first (by input bytes): a big study started last would leave the
             # other workers idle at the end (longest-processing-time-first scheduling)
             futures = [client.submit(run_job, job, key=f"plan-{job.id}", pure=False,
@@ -275,10 +374,46 @@ def run_batch(jobs: list[StudyJob], *, out_dir: Path, workers: int = 2, schedule
                     rows[row["id"]] = row
                     bar.update(1)
                     write_cohort(out_dir, [rows[j.id] for j in jobs if j.id in rows])
-        finally:
+    finally:
+        if client is not None:
             client.close()
-            if cluster is not None:
-                cluster.close()
+        if cluster is not None:
+            cluster.close()
     ordered = [rows[job.id] for job in jobs]
     write_cohort(out_dir, ordered)
     return ordered
+
+
+def _finished_row(job: StudyJob) -> dict | None:
+    """The cohort row of a study complete from an earlier run (None: plan it)."""
+    if not is_complete(job):
+        return None
+    try:
+        return cohort_row(job.id, json.loads((job.options.out / "report.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # unreadable: plan it again
+
+
+def _connect(address: str):
+    """A client of the dask scheduler at ``address``; InputError when it cannot be reached (a
+    plain TCP connection is tried first, so a wrong address fails at once)."""
+    from dask.distributed import Client
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location, default_port=8786)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"--scheduler {address!r}: not a scheduler address ({exc}); expected e.g. "
+                         "tcp://host:8786") from None
+    try:
+        if scheme in ("tcp", "tls"):
+            socket.create_connection((host, int(port)), timeout=SCHEDULER_TIMEOUT_S).close()
+        return Client(address, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(
+            f"--scheduler {address}: cannot connect ({getattr(exc, 'strerror', None) or exc}); expected a running "
+            "dask scheduler there. Start one ('dask scheduler'), check the address, or drop --scheduler to use "
+            "local workers."
+        ) from None

@@ -4,8 +4,10 @@ Each subcommand lives in its own module of ``pipeline/`` exposing ``register(sub
 adds its parser and sets ``func=run`` with ``run(args) -> int``. :func:`main` is testable
 in-process: ``main(["plan", ...])`` returns the exit status.
 
-Exit status: 0 success, 1 a batch with failed studies, 2 bad input (one clear line on stderr, no
-traceback, nothing written).
+Exit status: 0 success, 1 a batch with failed studies, 2 bad input or an unusable environment (one
+clear line on stderr, no traceback, nothing written), 3 an internal error (a bug, or memory
+exhausted: one line on stderr; ``-v`` adds the traceback). Warnings are held back until the command
+succeeds, so a refusal is exactly one line; with ``-v`` every log line streams as it comes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,27 @@ SUBCOMMANDS = {
 }
 
 log = logging.getLogger(__name__)
+
+
+class _StderrLog(logging.Handler):
+    """Log records as ``LEVEL name: message`` lines on the current ``sys.stderr``; with ``hold``
+    they are kept until :meth:`show_held` (a refusal then prints only its one line)."""
+
+    def __init__(self, level: int, *, hold: bool):
+        super().__init__(level)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.hold, self.held = hold, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.hold:
+            self.held.append(record)
+        else:
+            print(self.format(record), file=sys.stderr)
+
+    def show_held(self) -> None:
+        for record in self.held:
+            print(self.format(record), file=sys.stderr)
+        self.held.clear()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +85,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    root, handler, verbose = logging.getLogger(), None, False
+    saved_level = root.level
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
@@ -69,18 +94,39 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        logging.basicConfig(
-            level=logging.INFO if args.verbose else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        return int(args.func(args) or 0)
+        verbose = args.verbose
+        handler = _StderrLog(logging.INFO if verbose else logging.WARNING, hold=not verbose)
+        root.addHandler(handler)
+        root.setLevel(handler.level)
+        status = int(args.func(args) or 0)
+        handler.show_held()
+        return status
     except HepatoplanError as exc:
-        print(f"hepatoplan: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"hepatoplan: error: {exc}", 2)
     except KeyboardInterrupt:
-        print("hepatoplan: interrupted", file=sys.stderr)
-        return 130
+        return _fail("hepatoplan: interrupted", 130)
+    except OSError as exc:  # the environment: a full or read-only disk, a vanished file
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"hepatoplan: error: {where}{exc.strerror or exc}; check the path, its permissions and the "
+                     "free space", 2, verbose=verbose)
+    except MemoryError:
+        return _fail("hepatoplan: error: out of memory; close other programs, or crop or downsample the scan",
+                     3, verbose=verbose)
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
+                     "line; -v shows the traceback)", 3, verbose=verbose)
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+            root.setLevel(saved_level)
+
+
+def _fail(message: str, status: int, *, verbose: bool = False) -> int:
+    """Print ``message`` as one line on stderr (with the traceback first when ``verbose``)."""
+    if verbose:
+        log.exception("traceback")
+    print(" ".join(message.split()), file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

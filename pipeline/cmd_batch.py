@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,8 +28,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    if args.workers < 1:
-        raise InputError(f"--workers: expected a positive number of processes, got {args.workers}")
+    most = 4 * (os.cpu_count() or 1)
+    if not 1 <= args.workers <= most:
+        raise InputError(f"--workers: expected 1 to {most} processes (4 per core at most), got {args.workers}")
     store = args.store and dicomweb.parse_base_url(args.store)
     jobs = batch.read_manifest(args.manifest, out_dir=args.out, preview=args.preview, store=store)
     if store:

@@ -57,12 +57,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _check_out(path: Path, flag: str, suffixes) -> None:
+def _check_out(path: Path, flag: str, suffixes, inputs) -> None:
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; expected a file name ending in {', '.join(suffixes)}")
     if not any(str(path).endswith(s) for s in suffixes):
         raise InputError(f"{flag} {path}: expected a file ending in {', '.join(suffixes)}; "
                          f"found '{path.name}'. Choose e.g. {path.with_suffix('').name}{suffixes[0]}")
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise InputError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+    same = [flag_in for flag_in, given in inputs if given is not None and Path(given).resolve() == path.resolve()]
+    if same:
+        raise InputError(f"{flag} {path}: is the {same[0]} input; expected a new file (inputs are never overwritten)")
 
 
 def _add_world(node, affine_ras: np.ndarray) -> None:
@@ -96,9 +101,11 @@ def _trees_paths(args) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    _check_out(args.out, "--out", OUT_SUFFIXES)
+    inputs = [("--liver", args.liver), ("--portal", args.portal), ("--hepatic", args.hepatic),
+              ("--vessels", args.vessels)]
+    _check_out(args.out, "--out", OUT_SUFFIXES, inputs)
     if args.json is not None:
-        _check_out(args.json, "--json", (".json",))
+        _check_out(args.json, "--json", (".json",), inputs + [("--out", args.out)])
     trees = _trees_paths(args)
     liver = io.read_labels(args.liver, name="--liver")
     if trees:

@@ -68,6 +68,9 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--resample-masks", action="store_true",
                    help="resample masks nearest-neighbour onto the CT grid when grids differ")
     m.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
+    m.add_argument("--interpolate-slices", action="store_true",
+                   help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
+                        "onto a regular grid (linear, as dcm2niix) instead of refusing")
     m.add_argument("--no-auto", dest="auto", action="store_false",
                    help="never segment automatically: a mask not given means none (the liver is required)")
     m.add_argument("--modality", type=str.upper, default="CT", choices=("CT", "MR"),
@@ -95,7 +98,8 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--height-cm", type=float, help="height for BSA, TELV and sFLR")
     r.add_argument("--weight-kg", type=float, help="weight for BSA, sFLR and FLR/body weight")
     p.add_argument("--no-preview", dest="preview", action="store_false",
-                   help="skip meshes and rendered previews (faster; report.html has tables only)")
+                   help="skip meshes, rendered previews, the slice viewer, qc_montage.png and report.pdf "
+                        "(faster: with every mask given the CT is read header-only; report.html has tables only)")
     p.add_argument("--store", metavar="URL",
                    help="DICOMweb root URL (e.g. https://pacs/dicom-web): store the DICOM-SEG and the SR "
                         "measurement report into the source study (STOW-RS); credentials from "
@@ -113,6 +117,7 @@ def options_from_args(args) -> PlanOptions:
         auto=args.auto, modality=args.modality, near_vessel_margin_mm=args.near_vessel_margin_mm,
         near_vessel_distance_mm=args.near_vessel_distance_mm, detach_from=args.detach_from,
         ablation_margin_mm=args.ablation_margin_mm, function_map=args.function_map,
+        interpolate_slices=args.interpolate_slices,
         store=args.store and dicomweb.parse_base_url(args.store),
     )
 
@@ -211,6 +216,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
             "voxel_volume_mm3": study.ct.voxel_volume_mm3, "native_grid": study.ct.grid.describe(),
         },
     }
+    if "tumours" in study.details.get("not_assessed", {}):  # MR: unknown, not zero
+        result["volumes_ml"].update(tumours=None, tumours_total=None)
     resected = None
     if specs or ablations:
         resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map),
@@ -467,8 +474,9 @@ def _write_measurement_report(folder: Path, result: dict, regions) -> None:
 
 
 def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=()) -> None:
-    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, report.html."""
-    from .report_html import write_plan_visuals
+    """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
+    report.pdf and report.html (with the slice viewer)."""
+    from .report_html import DicomSegSource, write_plan_visuals
 
     growth_png = None
     outlook = result.get("growth_outlook")
@@ -485,10 +493,15 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
         )
     vessels = {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
                if mask is not None and mask.any()}
+    ct = None  # the slice viewer and QC montage need the CT's voxels; --no-preview keeps header-only reading
+    if options.preview:
+        ct = study.ct.array if study.ct.array is not None else \
+            io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
-        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels,
-        source_dicom_files=study.ct.dicom_files or None, growth_plot_png=growth_png,
-        meshes_and_previews=options.preview, seg_extra_structures=dicom_sr.seg_extra_structures(regions),
+        folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
+        modality=options.modality, growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
+        if study.ct.dicom_files else None,
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths

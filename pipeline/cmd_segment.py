@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("image", help="CT or MR: NIfTI, NRRD, MetaImage file, a DICOM folder or a DICOMweb series URL")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; existing outputs replaced)")
     p.add_argument("--series-uid", help="SeriesInstanceUID when the DICOM folder holds several series")
+    p.add_argument("--interpolate-slices", action="store_true",
+                   help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
+                        "onto a regular grid (linear, as dcm2niix) instead of refusing")
     p.add_argument("--modality", choices=("ct", "mr"), default="ct", help="imaging modality (default: ct)")
     p.set_defaults(func=run)
 
@@ -72,7 +75,7 @@ def run(args) -> int:
     image = url = dicomweb.ct_argument(args.image)
     if isinstance(url, dicomweb.SeriesURL):
         image = dicomweb.retrieve_series(url)  # into the cache, then read as any DICOM folder
-    vol = io.read_image(image, series_uid=args.series_uid, name="IMAGE")
+    vol = io.read_image(image, series_uid=args.series_uid, name="IMAGE", interpolate_slices=args.interpolate_slices)
     t_read = time.perf_counter() - t0
     result = segment_study(vol.array, spacing_mm=vol.spacing_mm, modality=args.modality.upper())
     record = {
@@ -80,8 +83,11 @@ def run(args) -> int:
         "command": "segment",
         "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path),
                              **({"url": str(url)} if url is not image else {})}},
-        "options": {"modality": args.modality, "series_uid": args.series_uid},
-        "parameters": asdict(result.parameters),
+        "options": {"modality": args.modality, "series_uid": args.series_uid,
+                    "interpolate_slices": args.interpolate_slices},
+        "intake_notes": list(vol.notes),
+        "parameters": ({"mr_liver": result.report["liver"]["params"]} if args.modality.upper() == "MR"
+                       else asdict(result.parameters)),
         "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
         "outputs": {
             "liver.nii.gz": "1 = liver (tumours and intrahepatic vessels included)",

@@ -281,14 +281,11 @@ def _growth_target(fit: GrowthFit, args, kgr: dict | None):
 
 
 def _prediction(fit: GrowthFit, target: dict | None) -> list[dict]:
-    """Measured and model FLR on the scan days and weekly up to the target day."""
-    horizon = fit.days[-1]
-    if target and target["day"] is not None:
-        horizon = max(horizon, target["day"])
-    pred_days = sorted(set(fit.days) | {7.0 * k for k in range(0, int(horizon // 7) + 2)})
+    """Measured and model FLR on the scan days and weekly up to the target day (at most
+    ``MAX_TABLE_ROWS`` rows: :meth:`GrowthFit.table_days`)."""
     return [{"day": d, "flr_ml": fit.predict_flr_ml(d),
              "measured_flr_ml": fit.flr_ml[fit.days.index(d)] if d in fit.days else None}
-            for d in pred_days if d >= fit.days[0]]
+            for d in fit.table_days(target["day"] if target else None)]
 
 
 def _growth_lines(growth: _Growth) -> list[str]:

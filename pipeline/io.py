@@ -29,6 +29,9 @@ import locale
 import logging
 import math
 import os
+import stat
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ from hepatoplan.errors import (
     LabelError,
 )
 
+from . import io_dicom, io_nifti
 from .outputs import atomic_file
 
 log = logging.getLogger(__name__)
@@ -54,11 +58,19 @@ GRID_TOLERANCE_MM = 1e-2
 #: ... and direction cosines within this.
 DIRECTION_TOLERANCE = 1e-4
 
+#: Voxel sizes of a body scan, mm: a header giving less than 0.05 mm or more than 30 mm (or 0, NaN,
+#: 2.5 km) is broken or in another unit.
+MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 30.0
+#: Longest field of view along any axis, mm (longer than any body).
+MAX_EXTENT_MM = 3000.0
+#: Largest label value read (labels are stored as uint8, uint16 or uint32).
+MAX_LABEL = 2**32 - 1
+
 #: LPS <-> RAS world coordinates (x and y negated): its own inverse, so it also maps RAS to LPS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _LOCALE_LOCK = threading.RLock()
-#: NIfTI ``datatype`` codes of floating-point voxels (float32, float64, float128).
-_NIFTI_FLOAT_TYPES = (16, 64, 1536)
+_NATIVE_LOCK = threading.RLock()
+_COMPLEX_PIXELS = (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64)
 
 
 @dataclass(frozen=True)
@@ -139,7 +151,10 @@ class Volume:
     path : Path
         The file or DICOM folder read.
     dicom_files : tuple of str
-        For a DICOM series, its files in slice order (empty otherwise).
+        For a DICOM series, its files in slice order (empty otherwise, and for a series resampled
+        onto a regular grid).
+    notes : tuple of str
+        What the intake set aside, assumed or changed (for the report's warnings).
     """
 
     array: np.ndarray | None
@@ -147,6 +162,7 @@ class Volume:
     grid: Grid
     path: Path
     dicom_files: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -166,9 +182,16 @@ class Volume:
 
 def read_image(
     path, *, series_uid: str | None = None, name: str = "image", header_only: bool = False,
-    reference: Volume | None = None, resample: bool = False,
+    reference: Volume | None = None, resample: bool = False, interpolate_slices: bool = False,
 ) -> Volume:
     """Read a CT/MR (or any scalar image) as a canonical :class:`Volume`.
+
+    Every input passes the intake checks first (README, "What hepatoplan refuses"): a regular
+    file or a folder (never a pipe or device), the whole voxel payload decoded once and its size
+    checked, a NIfTI header that is consistent (:mod:`hepatoplan.pipeline.io_nifti`), a DICOM
+    series with one geometry (:mod:`hepatoplan.pipeline.io_dicom`), and voxel sizes plausible
+    for a body scan (:data:`MIN_SPACING_MM` to :data:`MAX_SPACING_MM`, at most
+    :data:`MAX_EXTENT_MM` along an axis).
 
     Parameters
     ----------
@@ -176,48 +199,53 @@ def read_image(
         A NIfTI, NRRD, MetaImage file, or a folder with a DICOM series.
     series_uid : str, optional
         For a DICOM folder holding several series, the SeriesInstanceUID to read (default: the
-        series with the most files, logged).
+        series with the most files, with a note).
     name : str
         How the CLI calls this input (a flag such as ``--liver``), used in error messages.
     header_only : bool
-        Read only the geometry of a single file (``array`` is ``None``): the CT serves as the
+        The voxels are not kept (``array`` is ``None``), only checked: the CT serves as the
         reference grid when every mask is given.
     reference, resample : Volume, bool
         A scalar map that must lie on ``reference``'s grid (a function map on the CT): a
         different grid is an error naming both, or with ``resample`` is resampled linearly in
         physical space.
+    interpolate_slices : bool
+        A DICOM series with uneven spacing, a gap, a damaged slice or gantry tilt is resampled
+        onto a regular grid instead of being refused.
 
     Raises
     ------
     InputFileError
-        The path does not exist or is not a readable image.
+        The path does not exist, is not a regular file or folder, or is not a complete image.
     InputError
-        The image is not 3D, not scalar, or holds NaN/inf values.
+        The image is not 3D, not scalar, holds NaN/inf values, or its geometry is refused.
     """
-    image, source, files = _read_sitk(
-        Path(path), series_uid=series_uid, name=name, header_only=header_only
-    )
-    if header_only and isinstance(image, Grid):
-        return Volume(None, _canonical_affine(image), image, source)
-    grid = Grid.of(image)
+    raw = _read(Path(path), series_uid=series_uid, name=name, header_only=header_only,
+                interpolate=interpolate_slices)
+    for note in raw.notes:
+        log.warning("%s", note)
+    if raw.array is None:
+        return Volume(None, _canonical_affine(raw.grid), raw.grid, raw.path, notes=raw.notes)
+    array, grid = raw.array, raw.grid
     if reference is not None and _grid_difference(grid, reference.grid):
         if not resample:
             raise GeometryMismatchError(
-                f"{name} {source} does not lie on the CT's grid ({_grid_difference(grid, reference.grid)}).\n"
-                f"  {name}: {grid.describe()}\n  CT ({reference.path}): {reference.grid.describe()}\n"
+                f"{name} {raw.path} does not lie on the CT's grid ({_grid_difference(grid, reference.grid)}): "
+                f"{name}: {grid.describe()}; CT ({reference.path}): {reference.grid.describe()}. "
                 "Pass --resample-masks to resample it (linearly, in physical space) onto the CT grid."
             )
-        image = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), reference.grid.empty_image(sitk.sitkFloat32),
-                              sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        image = sitk.GetImageFromArray(np.asarray(array, np.float32))
+        grid.stamp(image)
+        array = sitk.GetArrayFromImage(sitk.Resample(image, reference.grid.empty_image(sitk.sitkFloat32),
+                                                     sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32))
         grid = reference.grid
-        log.warning("%s %s resampled linearly onto the CT grid", name, source)
-    array = sitk.GetArrayViewFromImage(image)  # _to_canonical copies it while ``image`` lives
+        log.warning("%s %s resampled linearly onto the CT grid", name, raw.path)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise InputError(
-            f"{name} {source}: {int((~np.isfinite(array)).sum())} voxels are NaN or infinite; "
+            f"{name} {raw.path}: {int((~np.isfinite(array)).sum())} voxels are NaN or infinite; "
             "expected finite intensities. Fix or mask those voxels before running hepatoplan."
         )
-    return _to_canonical(array, grid, source, files)
+    return _to_canonical(array, grid, raw.path, raw.files, raw.notes)
 
 
 def read_labels(
@@ -228,6 +256,9 @@ def read_labels(
     resample: bool = False,
 ) -> Volume:
     """Read an integer label map (0 = background) as a canonical :class:`Volume`.
+
+    Labels may be stored in any integer or float type, as long as every value is an integer
+    from 0 to :data:`MAX_LABEL` that the type holds exactly.
 
     Parameters
     ----------
@@ -251,28 +282,28 @@ def read_labels(
     Raises
     ------
     LabelError
-        Non-integer, negative or non-finite values.
+        Non-integer, negative, non-finite or too large values.
     GeometryMismatchError
         Grid differs from ``reference`` and ``resample`` is false.
     """
-    image, source, files = _read_sitk(Path(path), series_uid=None, name=name)
-    array = _integer_labels(sitk.GetArrayViewFromImage(image), name=name, source=source)  # copied below
+    raw = _read(Path(path), series_uid=None, name=name)
+    for note in raw.notes:
+        log.warning("%s", note)
+    array = _integer_labels(raw.array, name=name, source=raw.path)
     if reference is not None:
-        grid = Grid.of(image)
-        problem = _grid_difference(grid, reference.grid)
+        problem = _grid_difference(raw.grid, reference.grid)
         if problem:
             if not resample:
                 raise GeometryMismatchError(
-                    f"{name} {source} does not lie on the CT's grid ({problem}).\n"
-                    f"  {name}: {grid.describe()}\n"
-                    f"  CT ({reference.path}): {reference.grid.describe()}\n"
-                    "If both describe the same patient space, pass --resample-masks to resample the "
-                    "mask nearest-neighbour onto the CT grid; otherwise give the mask made on this CT."
+                    f"{name} {raw.path} does not lie on the CT's grid ({problem}): {name}: {raw.grid.describe()}; "
+                    f"CT ({reference.path}): {reference.grid.describe()}. If both describe the same patient "
+                    "space, pass --resample-masks to resample the mask nearest-neighbour onto the CT grid; "
+                    "otherwise give the mask made on this CT."
                 )
-            array = _resample_labels(array, grid, reference.grid, name=name, source=source)
-            log.warning("%s %s resampled nearest-neighbour onto the CT grid", name, source)
-            return _to_canonical(array, reference.grid, source, files)
-    return _to_canonical(array, Grid.of(image), source, files)
+            array = _resample_labels(array, raw.grid, reference.grid, name=name, source=raw.path)
+            log.warning("%s %s resampled nearest-neighbour onto the CT grid", name, raw.path)
+            return _to_canonical(array, reference.grid, raw.path, raw.files, raw.notes)
+    return _to_canonical(array, raw.grid, raw.path, raw.files, raw.notes)
 
 
 def worker_threads() -> int:
@@ -286,115 +317,190 @@ def same_grid(a: Volume, b: Volume) -> bool:
     return not _grid_difference(a.grid, b.grid)
 
 
-def _read_sitk(path: Path, *, series_uid: str | None, name: str, header_only: bool = False):
-    if not path.exists():
-        raise InputFileError(f"{name} {path}: no such file or folder. Check the path.")
+@dataclass(frozen=True, eq=False)
+class _Raw:
+    """An image as read, before reorientation: ``array`` in ITK's ``[k, j, i]`` order (None when
+    only checked), the native grid, the DICOM files, notes, and the ITK image the array may view."""
+
+    array: np.ndarray | None
+    grid: Grid
+    path: Path
     files: tuple[str, ...] = ()
-    if path.is_dir():
-        files = _dicom_series_files(path, series_uid=series_uid, name=name)
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(list(files))
-        what = "a DICOM series"
-    else:
-        if not path.name.lower().endswith(IMAGE_SUFFIXES):
-            raise InputFileError(
-                f"{name} {path}: unsupported file type; expected one of "
-                f"{', '.join(IMAGE_SUFFIXES)} or a folder holding a DICOM series."
-            )
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        what = "an image"
-        if header_only:
-            grid = _read_header(reader, path, name)
-            _check_nifti(path, name, reader)
-            return grid, path, files
-    try:
-        with keep_locale() if files else contextlib.nullcontext():  # only GDCM touches the locale
-            image = reader.Execute()
-    except RuntimeError as exc:
-        detail = _itk_message(exc)
+    notes: tuple[str, ...] = ()
+    owner: object = None
+
+
+def _read(path: Path, *, series_uid: str | None, name: str, header_only: bool = False,
+          interpolate: bool = False) -> _Raw:
+    """Read and check one input (see :func:`read_image`)."""
+    if _check_path(path, name):
+        plan = io_dicom.scan_folder(path, series_uid=series_uid, name=name, interpolate=interpolate)
+        grid = Grid(plan.shape, plan.spacing_mm, plan.origin_lps_mm, plan.direction)
+        _check_grid(grid, path, name)
+        array, owner = _read_dicom_pixels(plan, path, name)
+        return _Raw(array, grid, path, () if plan.resample else plan.files, plan.notes, owner)
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
         raise InputFileError(
-            f"{name} {path}: cannot be read as {what} ({detail}). "
-            "Is the file complete (not truncated) and in a supported format?"
-        ) from None
-    _check_nifti(path, name, reader)
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(
-            f"{name} {path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-            "expected a scalar image (one value per voxel)."
+            f"{name} {path}: unsupported file type; expected one of "
+            f"{', '.join(IMAGE_SUFFIXES)} or a folder holding a DICOM series."
         )
-    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        header = io_nifti.read_header(path, name)
+        grid = _itk_header(path, name)
+        io_nifti.check_itk_grid(header, grid.affine_ras(), path, name)
+        _check_grid(grid, path, name)
+        return _Raw(io_nifti.read_voxels(path, header, name, keep=not header_only), grid, path)
+    grid = _itk_header(path, name)
+    _check_grid(grid, path, name)
+    image = _itk_execute(sitk.ImageFileReader, [str(path)], path, name, "an image")
+    if image.GetDimension() == 4:
         image = image[:, :, :, 0]
-    if image.GetDimension() != 3:
-        raise InputError(
-            f"{name} {path}: is {image.GetDimension()}D with size {image.GetSize()}; expected a 3D "
-            "volume. Split 4D series into 3D volumes; stack 2D slices into one 3D file."
-        )
-    if min(image.GetSize()) < 2:
-        raise InputError(
-            f"{name} {path}: size {image.GetSize()} is a single slice; expected a 3D volume with "
-            "at least 2 voxels along each axis."
-        )
-    return image, path, files
+    return _Raw(None if header_only else sitk.GetArrayViewFromImage(image), grid, path, owner=image)
 
 
-def _check_nifti(path: Path, name: str, reader: sitk.ImageFileReader) -> None:
-    """Checks ITK's NIfTI reader skips: it fills truncated data with zeros and turns NaN into 0.
-
-    ``reader`` has read the file's header, whose NIfTI fields it holds as metadata.
-    """
-    if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
-        return
-    field = reader.GetMetaData
-    n_voxels = math.prod(int(field(f"dim[{d}]")) for d in range(1, int(field("dim[0]")) + 1))
-    expected = int(float(field("vox_offset"))) + n_voxels * int(field("bitpix")) // 8
-    if path.name.lower().endswith(".gz"):
-        with open(path, "rb") as fh:  # gzip trailer: uncompressed size modulo 2**32
-            fh.seek(-4, os.SEEK_END)
-            available = int.from_bytes(fh.read(4), "little")
-        expected %= 2**32
-    else:
-        available = path.stat().st_size
-    if available < expected:
-        raise InputFileError(
-            f"{name} {path}: holds {available} bytes where its header announces {expected}; the "
-            "file is truncated. Copy or export it again."
-        )
-    if int(field("datatype")) in _NIFTI_FLOAT_TYPES:
-        import nibabel  # ~0.2 s to import: only for float files
-
-        bad = int((~np.isfinite(np.asanyarray(nibabel.load(str(path)).dataobj))).sum())
-        if bad:
-            raise InputError(
-                f"{name} {path}: {bad} voxels are NaN or infinite; expected finite values. "
-                "Fix or mask those voxels before running hepatoplan."
-            )
-
-
-def _read_header(reader: sitk.ImageFileReader, path: Path, name: str) -> Grid:
+def _check_path(path: Path, name: str) -> bool:
+    """True for a folder, False for a regular file; refuse anything else before it is opened (a
+    named pipe would block the read forever)."""
     try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"{name} {path}: no such file or folder. Check the path.") from None
+    except OSError as exc:
+        raise InputFileError(f"{name} {path}: cannot be opened ({exc.strerror}). Check the path and its permissions.") from None
+    if stat.S_ISDIR(mode):
+        return True
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
         raise InputFileError(
-            f"{name} {path}: cannot be read as an image ({_itk_message(exc)}). "
-            "Is the file complete and in a supported format?"
-        ) from None
+            f"{name} {path}: is {kind}; expected a regular image file or a DICOM folder. Save the image to a file first."
+        )
+    if not os.access(path, os.R_OK):
+        raise InputFileError(f"{name} {path}: permission denied; expected a readable file. Check its permissions.")
+    if os.stat(path).st_size == 0:
+        raise InputFileError(f"{name} {path}: is empty (0 bytes); expected an image file. Copy or export it again.")
+    return False
+
+
+def _check_grid(grid: Grid, path: Path, name: str) -> None:
+    """Voxel sizes, origin and directions of a body scan (module constants)."""
+    spacing = np.asarray(grid.spacing_mm)
+    extent = spacing * np.asarray(grid.size)
+    if not (np.isfinite(spacing).all() and (spacing >= MIN_SPACING_MM).all() and (spacing <= MAX_SPACING_MM).all()):
+        raise InputError(
+            f"{name} {path}: voxel size {_fmt(spacing)} mm; expected {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm "
+            "for a body scan (is the header's voxel size or unit wrong?). Fix the header or convert the scan again."
+        )
+    if extent.max() > MAX_EXTENT_MM:
+        raise InputError(
+            f"{name} {path}: spans {_fmt(extent)} mm ({grid.size} voxels of {_fmt(spacing)} mm); expected at most "
+            f"{MAX_EXTENT_MM:g} mm along an axis for a body scan. Check the header's dimensions and voxel size."
+        )
+    direction = np.asarray(grid.direction).reshape(3, 3)
+    if not (np.isfinite(grid.origin_lps_mm).all() and np.isfinite(direction).all()
+            and np.allclose(direction.T @ direction, np.eye(3), atol=1e-3)):
+        raise InputError(
+            f"{name} {path}: origin {_fmt(grid.origin_lps_mm)} and direction {_fmt(direction.ravel())} are not "
+            "a valid grid (finite origin, perpendicular unit axes); the header is damaged. Convert the scan again."
+        )
+    if min(grid.size) < 2:
+        raise InputError(
+            f"{name} {path}: size {grid.size} is a single slice; expected a 3D volume with at least 2 voxels "
+            "along each axis."
+        )
+
+
+def _itk_header(path: Path, name: str) -> Grid:
+    """The grid ITK reads from a file's header (voxels not read)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    with _native_output() as native:
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise InputFileError(
+                f"{name} {path}: cannot be read as an image ({_itk_message(exc, native)}). "
+                "Is the file complete and in a supported format?"
+            ) from None
     size = list(reader.GetSize())
     if len(size) == 4 and size[3] == 1:
         size = size[:3]
-    if len(size) != 3 or min(size) < 2 or reader.GetNumberOfComponents() != 1:
+    if reader.GetNumberOfComponents() != 1 or reader.GetPixelIDValue() in _COMPLEX_PIXELS:
         raise InputError(
-            f"{name} {path}: size {tuple(reader.GetSize())} with {reader.GetNumberOfComponents()} "
-            "component(s) per voxel; expected a scalar 3D volume."
+            f"{name} {path}: has {reader.GetNumberOfComponents()} component(s) per voxel of type "
+            f"{sitk.GetPixelIDValueAsString(reader.GetPixelIDValue())}; expected a scalar image (one real value "
+            "per voxel). Save the magnitude or grey-level image."
+        )
+    if len(size) != 3:
+        raise InputError(
+            f"{name} {path}: is {len(size)}D with size {tuple(reader.GetSize())}; expected a 3D volume. Split "
+            "4D series into 3D volumes; stack 2D slices into one 3D file."
         )
     ndim = reader.GetDimension()
     direction = np.asarray(reader.GetDirection()).reshape(ndim, ndim)[:3, :3]
-    return Grid(
-        tuple(int(n) for n in size),
-        tuple(float(s) for s in reader.GetSpacing()[:3]),
-        tuple(float(o) for o in reader.GetOrigin()[:3]),
-        tuple(float(d) for d in direction.ravel()),
-    )
+    grid = Grid(tuple(int(n) for n in size), tuple(float(s) for s in reader.GetSpacing()[:3]),
+                tuple(float(o) for o in reader.GetOrigin()[:3]),
+                tuple(float(d) + 0.0 for d in direction.ravel()))  # + 0.0: no -0 (as the image itself has)
+    io_nifti.check_memory(math.prod(grid.size), path, name)
+    return grid
+
+
+def _read_dicom_pixels(plan: io_dicom.SeriesPlan, folder: Path, name: str):
+    """Decode the plan's slices with GDCM; ``(array [k, j, i], owner)`` on the plan's grid."""
+    io_nifti.check_memory(math.prod(plan.shape) * 4, folder, name)
+    if not plan.resample:
+        image = _itk_execute(sitk.ImageSeriesReader, list(plan.files), folder, name, "a DICOM series")
+        if tuple(image.GetSize()) != plan.shape:
+            raise InputFileError(f"{name} {folder}: GDCM decoded {image.GetSize()} voxels where the headers "
+                                 f"describe {plan.shape}; the series is damaged. Export it again.")
+        return sitk.GetArrayViewFromImage(image), image
+    slices = [sitk.GetArrayFromImage(_itk_execute(sitk.ImageFileReader, [f], folder, name, "a DICOM slice"))[0]
+              for f in plan.files]
+    return io_dicom.resample_slices(slices, plan), None
+
+
+def _itk_execute(reader_class, files: list[str], path: Path, name: str, what: str) -> sitk.Image:
+    """Run an ITK reader on ``files``, its native messages captured (they join the error)."""
+    reader = reader_class()
+    if reader_class is sitk.ImageSeriesReader:
+        reader.SetFileNames(files)
+    else:
+        reader.SetFileName(files[0])
+    with _native_output() as native, keep_locale():
+        try:
+            return reader.Execute()
+        except RuntimeError as exc:
+            raise InputFileError(
+                f"{name} {path}: cannot be read as {what} ({_itk_message(exc, native)}). "
+                "Is the file complete (not truncated) and in a supported format?"
+            ) from None
+
+
+@contextlib.contextmanager
+def _native_output():
+    """Capture what ITK, GDCM, niftilib and MetaIO print on the process's stdout and stderr (file
+    descriptors 1 and 2) while a file is read: a refusal is one line, and accepted files raise no
+    stray warnings (hepatoplan makes its own checks). Yields a function returning the captured text.
+
+    Reads take turns (the descriptors belong to the process).
+    """
+    with _NATIVE_LOCK, tempfile.TemporaryFile() as sink:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        warn = sitk.ProcessObject.GetGlobalWarningDisplay()
+        try:
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sitk.ProcessObject.SetGlobalWarningDisplay(warn)
 
 
 @contextlib.contextmanager
@@ -413,41 +519,18 @@ def keep_locale():
             locale.setlocale(locale.LC_ALL, saved)
 
 
-def _dicom_series_files(folder: Path, *, series_uid: str | None, name: str) -> tuple[str, ...]:
-    with keep_locale():
-        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not uids:
-        raise InputFileError(
-            f"{name} {folder}: the folder holds no DICOM series; give an image file or a folder "
-            "of DICOM slices."
-        )
-    with keep_locale():
-        series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in uids}
-    if series_uid is not None:
-        if series_uid not in series:
-            raise InputError(
-                f"--series-uid {series_uid}: not in {folder}; it holds "
-                + ", ".join(f"{uid} ({len(f)} files)" for uid, f in series.items())
-            )
-        return tuple(series[series_uid])
-    chosen = max(series, key=lambda uid: len(series[uid]))
-    if len(series) > 1:
-        log.warning(
-            "%s: %d DICOM series; reading the largest, %s (%d files). Choose another with --series-uid.",
-            folder, len(series), chosen, len(series[chosen]),
-        )
-    return tuple(series[chosen])
-
-
-def _itk_message(exc: Exception) -> str:
+def _itk_message(exc: Exception, native=None) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     useful = [ln for ln in lines if ln.lower().startswith(("description", "itk::error"))]
-    text = (useful or lines or ["unknown error"])[-1]
-    return text.removeprefix("Description:").strip()[:300]
+    text = (useful or lines or ["unknown error"])[-1].removeprefix("Description:").strip()
+    extra = " ".join(ln.strip() for ln in (native() if native else "").splitlines() if ln.strip())
+    return (text + (f"; {extra}" if extra else ""))[:300]
 
 
 def _integer_labels(array: np.ndarray, *, name: str, source: Path) -> np.ndarray:
-    if np.issubdtype(array.dtype, np.floating):
+    """The labels as the smallest unsigned integer type holding them, after checking them."""
+    floating = np.issubdtype(array.dtype, np.floating)
+    if floating:
         if not np.isfinite(array).all():
             raise LabelError(f"{name} {source}: label map holds NaN or infinite values; expected integers.")
         if not np.array_equal(array, np.round(array)):
@@ -457,11 +540,17 @@ def _integer_labels(array: np.ndarray, *, name: str, source: Path) -> np.ndarray
                 "resampled with linear interpolation? Resample label maps nearest-neighbour."
             )
     elif not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
-        raise LabelError(f"{name} {source}: voxel type {array.dtype} is not a label type.")
+        raise LabelError(f"{name} {source}: voxel type {array.dtype} is not a label type; expected integer labels.")
     low, high = (array.min(), array.max()) if array.size else (0, 0)
     if low < 0:
         raise LabelError(
             f"{name} {source}: label map holds negative values (minimum {low:g}); expected labels >= 0."
+        )
+    exact = min(MAX_LABEL, 2 ** (np.finfo(array.dtype).nmant + 1) if floating else MAX_LABEL)
+    if high > exact:
+        raise LabelError(
+            f"{name} {source}: label value {high:.10g} is above {exact}, the largest label a {array.dtype} map holds "
+            "exactly here; expected small integer labels (0 = background). Renumber the labels."
         )
     dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.uint32
     return array.astype(dtype, copy=False)
@@ -550,7 +639,7 @@ def _canonical_shape(grid: Grid) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Volume:
+def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files, notes=()) -> Volume:
     ornt = grid.orientation()
     native = np.flip(array_kji.T, tuple(np.flatnonzero(ornt[:, 1] < 0)))
     canonical = native.transpose(np.argsort(ornt[:, 0]))
@@ -560,6 +649,7 @@ def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files) -> Vol
         grid=grid,
         path=source,
         dicom_files=tuple(files),
+        notes=tuple(notes),
     )
 
 
@@ -616,9 +706,11 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
 
 
 def sha256_of(path) -> str:
-    """SHA-256 of a file, or of a folder's files (sorted names and contents) for a DICOM series."""
+    """SHA-256 of a file, or of a folder's regular files (sorted names and contents) for a DICOM
+    series. A named pipe or device is never opened (it would block): InputFileError."""
     path = Path(path)
     digest = hashlib.sha256()
+    _check_path(path, "input")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         if path.is_dir():

@@ -76,16 +76,18 @@ def _jsonable(value):
 def summary_text(report: dict) -> str:
     """A short human-readable table of the key numbers."""
     v = report["volumes_ml"]
-    rows = [("liver", f"{v['liver']:.1f} mL"), ("tumours", f"{v['tumours_total']:.1f} mL"
-            f" ({len(v['tumours'])} lesions)"), ("functional liver", f"{v['functional_liver']:.1f} mL")]
+    tumours = ("not assessed" if v["tumours_total"] is None
+               else f"{v['tumours_total']:.1f} mL ({len(v['tumours'])} lesions)")
+    rows = [("liver", f"{v['liver']:.1f} mL"), ("tumours", tumours),
+            ("functional liver", f"{v['functional_liver']:.1f} mL")]
     if "segments" in v:
         rows.append(("segments", "  ".join(f"{k}:{ml:.0f}" for k, ml in v["segments"].items()) + " mL"))
     r = report.get("resection")
     if r:
         rows += [("resection", "; ".join(r["specs"])), ("resected", f"{r['resected_ml']:.1f} mL")]
         if r.get("devascularised_ml") is not None:
-            rows.append(("devascularised", f"{r['devascularised_ml']:.1f} mL (subtracted); congested "
-                                           f"{r['congested_ml']:.1f} mL"))
+            congested = "-" if r["congested_ml"] is None else f"{r['congested_ml']:.1f} mL"
+            rows.append(("devascularised", f"{r['devascularised_ml']:.1f} mL (subtracted); congested {congested}"))
         rows.append(("remnant (FLR)", f"{r['remnant_ml']:.1f} mL = {r['flr_percent']:.1f} %"))
         if report.get("function"):
             rows.append(("functional FLR", f"{report['function']['functional_flr_percent']:.1f} % of liver function"))

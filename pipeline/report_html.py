@@ -1,10 +1,17 @@
-"""The self-contained HTML report: verdict, tables, previews, growth plot and a 3D view.
+"""The self-contained HTML report: verdict, summary, the masks on the CT, tables, previews,
+growth plot and a 3D view; and the plan's visual outputs (:func:`write_plan_visuals`).
 
-One file, no network access needed: CSS, the PNG images (base64) and a small WebGL viewer
-(``pipeline/assets/viewer.js``, no third-party library) with the meshes embedded (quantised,
-decimated to a triangle budget) are all inlined. Any ``report`` dict renders: known keys get a
-prominent verdict banner and a warnings box, and every section is shown as tables (nested dicts
-become sub-tables, lists of records become tables with one row per record).
+One file, no network access needed: CSS, the PNG images (base64), the slice viewer
+(:mod:`hepatoplan.pipeline.slice_viewer`: the CT with the label map over it, axial, coronal,
+sagittal) and a small WebGL viewer (``pipeline/assets/viewer.js``, no third-party library) with the
+meshes embedded (quantised, decimated to a triangle budget) are all inlined. Any ``report`` dict
+renders: known keys get a prominent verdict banner (any verdict text, e.g. "unverified: ...",
+is shown as given), a summary and a warnings box, and every section is shown as tables (nested
+dicts become sub-tables, lists of records become tables with one row per record).
+
+Printed (``@media print`` in ``assets/report.css``: A4 pages), the interactive viewers are left
+out and the QC montage (``qc_montage.png``, :mod:`hepatoplan.pipeline.montage`) stands for the
+slice viewer; ``report.pdf`` is that print layout (:mod:`hepatoplan.pipeline.report_pdf`).
 
 The viewer shows meshes in RAS millimetres: it opens on the anterior view (patient's right on
 the screen's left, superior up) and has buttons for the six standard views and for the
@@ -20,17 +27,20 @@ import html
 import json
 import logging
 import math
+import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import InputError, InputFileError
+from hepatoplan.errors import InputError, InputFileError, NotComputableError
 
 from .outputs import write_atomic
+from .slice_viewer import slice_viewer_html
 
 if TYPE_CHECKING:
     from .meshing import Mesh
@@ -39,6 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Triangle budget of all meshes embedded in the 3D view together (keeps the file ~1–2 MB).
 DEFAULT_MAX_TRIANGLES = 120_000
+PREVIEW_SIZE_PX = (1000, 800)  # the PNG previews' width, height
 #: Smallest triangle budget of one structure (small tumours keep their shape).
 MIN_TRIANGLES_PER_STRUCTURE = 600
 #: Order of the report's top-level sections (others follow in their own order; inputs last).
@@ -181,10 +192,11 @@ def _verdict_html(report: Mapping) -> str:
     verdict = assessment.get("verdict") if isinstance(assessment, Mapping) else None
     flr = _get(report, "resection", "flr_percent")
     threshold = assessment.get("threshold_percent") if isinstance(assessment, Mapping) else None
-    kind = str(verdict).lower() if verdict in ("adequate", "inadequate") else "unknown"
+    kind = (str(verdict).lower() if verdict in ("adequate", "inadequate") else
+            "unknown" if verdict is None else "other")  # any other text (e.g. "unverified: ...") as given
     title = {"adequate": "Future liver remnant adequate",
              "inadequate": "Future liver remnant INADEQUATE",
-             "unknown": f"Verdict: {verdict}" if verdict is not None else "No FLR verdict"}[kind]
+             "other": f"Verdict: {verdict}", "unknown": "No FLR verdict"}[kind]
     facts = []
 
     def fact(label: str, value: Any, unit: str = "") -> None:
@@ -209,6 +221,34 @@ def _verdict_html(report: Mapping) -> str:
     return (f"<section class='verdict {kind}' id='verdict' data-verdict='{html.escape(kind)}'>"
             f"<div class='verdict-title'>{html.escape(title)}</div>"
             f"<div class='facts'>{''.join(facts)}</div></section>")
+
+
+def _summary_html(report: Mapping) -> str:
+    """The key numbers in one short table (what was planned, volumes, FLR, verdict)."""
+    rows = []
+
+    def row(label: str, value: Any, unit: str = "") -> None:
+        if value is not None and value != []:
+            rows.append(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_format_value(value))}"
+                        f"{html.escape(unit)}</td></tr>")
+
+    volumes = _get(report, "volumes_ml") or {}
+    tumours = volumes.get("tumours") if isinstance(volumes, Mapping) else None
+    row("resection", _get(report, "resection", "specs"))
+    row("segments removed", _get(report, "resection", "segments_removed"))
+    row("liver", volumes.get("liver") if isinstance(volumes, Mapping) else None, " mL")
+    row("functional liver", volumes.get("functional_liver") if isinstance(volumes, Mapping) else None, " mL")
+    if isinstance(tumours, Mapping) and tumours:
+        rows.append(f"<tr><th>tumours</th><td>{len(tumours)}, "
+                    f"{html.escape(_format_value(volumes.get('tumours_total')))} mL in total</td></tr>")
+    row("resected", _get(report, "resection", "resected_ml"), " mL")
+    row("remnant (FLR)", _get(report, "resection", "remnant_ml"), " mL")
+    row("FLR", _get(report, "resection", "flr_percent"), " %")
+    row("required FLR", _get(report, "assessment", "threshold_percent"), " %")
+    row("verdict", _get(report, "assessment", "verdict"))
+    if not rows:
+        return ""
+    return f"<section id='summary'><h2>Summary</h2><table class='kv'><tbody>{''.join(rows)}</tbody></table></section>"
 
 
 def _warnings_html(report: Mapping) -> str:
@@ -337,19 +377,49 @@ def _viewer_html(data: dict) -> str:
 
 # ---- the page ----------------------------------------------------------------------------------
 
+def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None) -> str:
+    """The preview gallery and the growth-outlook plot (empty when there are none)."""
+    parts = []
+    if previews:
+        parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
+        for p in previews:
+            caption = Path(p).stem.replace("preview_", "").replace("_", " ")
+            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append("</div></section>")
+    if growth_plot_png is not None:
+        parts.append("<section id='growth'><h2>Growth outlook</h2>"
+                     f"<figure><img src='{_png_data_uri(Path(growth_plot_png))}' "
+                     "alt='growth outlook plot'></figure></section>")
+    return "".join(parts)
+
+
+def _data_sections_html(report: Mapping[str, Any]) -> str:
+    """Every section of ``report`` as tables: the known ones in order, others, then the inputs."""
+    keys = [k for k in SECTION_ORDER if k in report]
+    keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
+    keys += [k for k in ("inputs",) if k in report]
+    return "".join(f"<section class='data' id='section-{html.escape(str(key))}'>"
+                   f"<h2>{html.escape(_label(key))}</h2>{_render(report[key])}</section>" for key in keys)
+
+
 def write_report_html(
     report: Mapping[str, Any],
     *,
     out_path: str | Path,
     previews: Sequence[str | Path] = (),
     meshes: Mapping[str, Mesh] | None = None,
-    colours: Mapping[str, Sequence[float]] | None = None,
-    scenes: Mapping[str, Mapping[str, float]] | None = None,
     growth_plot_png: str | Path | None = None,
+    slice_viewer: Mapping[str, Any] | None = None,
+    montage_png: str | Path | None = None,
     title: str = "hepatoplan: liver resection plan",
-    max_triangles: int = DEFAULT_MAX_TRIANGLES,
 ) -> Path:
     """Write the self-contained HTML report.
+
+    Sections: verdict, summary, warnings, the slice viewer, the QC montage, the 3D view,
+    previews, growth outlook, then every section of ``report`` as tables. Printed, the two
+    interactive viewers are left out (the print stylesheet); without ``slice_viewer`` and
+    ``meshes`` the page is the print layout itself (what :func:`write_plan_visuals` prints to PDF).
 
     Parameters
     ----------
@@ -360,15 +430,17 @@ def write_report_html(
     previews : sequence of path
         PNG files to embed (e.g. from :func:`hepatoplan.pipeline.rendering.render_previews`), in order.
     meshes : mapping of str to Mesh, optional
-        Structures for the interactive 3D view (RAS mm); no 3D view without them.
-    colours, scenes : optional
-        As in :func:`viewer_data`.
+        Structures for the interactive 3D view (RAS mm; :func:`viewer_data` with its default
+        colours, scenes and triangle budget); no 3D view without them.
     growth_plot_png : path, optional
         A growth-outlook plot to embed.
+    slice_viewer : mapping, optional
+        :func:`hepatoplan.pipeline.slice_viewer.slice_viewer_data` of the plan; no slice viewer
+        without it.
+    montage_png : path, optional
+        The QC montage to embed.
     title : str
         Page title and heading.
-    max_triangles : int
-        Triangle budget of the 3D view.
 
     Returns
     -------
@@ -389,28 +461,20 @@ def write_report_html(
         f"<title>{html.escape(title)}</title><style>{_asset('report.css')}</style></head><body>",
         f"<header><h1>{html.escape(title)}</h1></header><main>",
         _verdict_html(report),
+        _summary_html(report),
         _warnings_html(report),
     ]
+    if slice_viewer:
+        parts.append(slice_viewer_html(slice_viewer))
+    if montage_png is not None:
+        parts.append("<section id='montage'><h2>QC montage: the plan's outlines on the image</h2>"
+                     f"<figure><img src='{_png_data_uri(Path(montage_png))}' alt='QC montage'>"
+                     "<figcaption>Axial slices through the liver and one coronal slice: liver border, "
+                     "segment boundaries, the cut and the tumours (qc_montage.png).</figcaption></figure></section>")
     if meshes:
-        parts.append(_viewer_html(viewer_data(meshes, colours=colours, scenes=scenes,
-                                              max_triangles=max_triangles)))
-    if previews:
-        parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
-        for p in previews:
-            caption = Path(p).stem.replace("preview_", "").replace("_", " ")
-            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        parts.append("</div></section>")
-    if growth_plot_png is not None:
-        parts.append("<section id='growth'><h2>Growth outlook</h2>"
-                     f"<figure><img src='{_png_data_uri(Path(growth_plot_png))}' "
-                     "alt='growth outlook plot'></figure></section>")
-    keys = [k for k in SECTION_ORDER if k in report]
-    keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
-    keys += [k for k in ("inputs",) if k in report]
-    for key in keys:
-        parts.append(f"<section class='data' id='section-{html.escape(str(key))}'>"
-                     f"<h2>{html.escape(_label(key))}</h2>{_render(report[key])}</section>")
+        parts.append(_viewer_html(viewer_data(meshes)))
+    parts.append(_figures_html(previews, growth_plot_png))
+    parts.append(_data_sections_html(report))
     parts.append("</main><footer>Generated by hepatoplan. For research use; not a medical "
                  "device.</footer></body></html>")
     out_path = Path(out_path)
@@ -427,19 +491,20 @@ def write_plan_visuals(
     labels: np.ndarray,
     affine_ras: np.ndarray,
     vessels: Mapping[str, np.ndarray] | None = None,
-    source_dicom_files: Sequence[str | Path] | None = None,
+    ct: np.ndarray | None = None,
+    modality: str = "CT",
+    dicom_seg: DicomSegSource | None = None,
     growth_plot_png: str | Path | None = None,
     meshes_and_previews: bool = True,
-    preview_size_px: tuple[int, int] = (1000, 800),
-    seg_extra_structures: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
     Files: ``labels.ctbl`` (colour table of ``labels.nii.gz``), ``labels.seg.nrrd`` (vessels as
-    extra layers), ``labels_seg.dcm`` when ``source_dicom_files`` is given, and, unless
-    ``meshes_and_previews`` is false, ``plan.glb``, ``meshes/*.stl|obj``,
-    ``preview_{before,after}_{anterior,superior}.png``; always ``report.html`` (with the 3D view
-    and previews when they were made).
+    extra layers), ``labels_seg.dcm`` when ``dicom_seg`` is given; with ``ct``,
+    ``qc_montage.png`` and the slice viewer in ``report.html``; unless ``meshes_and_previews``
+    is false, ``plan.glb``, ``meshes/*.stl|obj``, ``preview_{before,after}_{anterior,superior}.png``
+    and ``report.pdf`` (the report's print layout, by headless Chromium; without a browser, a
+    warning instead); always ``report.html``.
 
     Parameters
     ----------
@@ -453,30 +518,32 @@ def write_plan_visuals(
         Voxel index -> RAS world mm of ``labels``.
     vessels : mapping of str to bool ndarray, optional
         E.g. ``{"portal vein": ..., "hepatic veins": ...}`` on the labels' grid.
-    source_dicom_files : sequence of path, optional
-        Files of the CT series when the input was DICOM (the labels must be on its grid).
+    ct : ndarray, shape (X, Y, Z), optional
+        The CT (HU) or MR on the labels' grid: the slice viewer and the QC montage need it.
+    modality : str
+        ``CT`` or ``MR`` (how the slice viewer and the montage window the image).
+    dicom_seg : DicomSegSource, optional
+        The CT series' files when the input was DICOM (the labels must be on its grid), and the
+        DICOM-SEG's extra segments.
     growth_plot_png : path, optional
         Embedded in the HTML report.
     meshes_and_previews : bool
-        False skips meshes, GLB/STL/OBJ and PNG rendering (``--no-preview``).
-    preview_size_px : (int, int)
-        PNG size.
-    seg_extra_structures : mapping of str to bool ndarray, optional
-        More (overlapping) segments for the DICOM-SEG only: the regions the SR's measurements
-        reference (:func:`hepatoplan.pipeline.dicom_sr.measured_regions`).
+        False skips meshes, GLB/STL/OBJ, PNG rendering (``PREVIEW_SIZE_PX``) and the PDF
+        (``--no-preview``).
 
     Returns
     -------
     dict of str to list of Path
-        Keys ``labels``, ``dicom_seg``, ``meshes``, ``previews``, ``report``.
+        Keys ``labels``, ``dicom_seg``, ``meshes``, ``previews``, ``montage``, ``pdf``, ``report``.
 
     Notes
     -----
-    When the source series cannot be fully referenced (its Study/Series UIDs were blanked by an
-    anonymiser, as in the TotalSegmentator example series) the DICOM-SEG is still written
-    (referencing the source images by SOP Instance UID) and a message is appended to
-    ``report["warnings"]`` (the dict passed in is modified, so ``report.json`` written after
-    this call carries it too).
+    Two problems are reported in ``report["warnings"]`` instead of failing the plan (the dict
+    passed in is modified, so ``report.json`` written after this call carries them too): a
+    source series that cannot be fully referenced (its Study/Series UIDs were blanked by an
+    anonymiser, as in the TotalSegmentator example series: the DICOM-SEG is still written,
+    referencing the source images by SOP Instance UID), and a PDF that cannot be printed (no
+    Chromium: ``report.html`` printed from a browser gives the same pages).
     """
     from .labels import label_boxes
 
@@ -487,21 +554,82 @@ def write_plan_visuals(
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
     plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}), label_boxes(labels))
-    written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": []}
+    written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
+                                      "montage": [], "pdf": []}
     t = time.perf_counter()
     written["labels"] = _write_label_files(plan)
-    if source_dicom_files:
-        written["dicom_seg"] = [_write_dicom_seg(plan, source_dicom_files, report,
-                                                 extra_structures=seg_extra_structures or {})]
+    if dicom_seg is not None and dicom_seg.files:
+        written["dicom_seg"] = [_write_dicom_seg(plan, dicom_seg, report)]
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
-        meshes, written["meshes"], written["previews"] = _write_meshes_and_previews(
-            plan, preview_size_px)
+        meshes, written["meshes"], written["previews"] = _write_meshes_and_previews(plan)
+    viewer = None
+    if ct is not None:
+        written["montage"], written["pdf"], viewer = _write_image_views(
+            plan, ct, modality, report, previews=written["previews"], growth_plot_png=growth_plot_png,
+            pdf=meshes_and_previews)
+    elif meshes_and_previews:
+        written["pdf"] = [p for p in [_write_pdf(out_dir / "report.pdf", report, {
+            "previews": written["previews"], "growth_plot_png": growth_plot_png})] if p]
     written["report"] = [write_report_html(
-        report, out_path=out_dir / "report.html", previews=written["previews"], meshes=meshes,
-        growth_plot_png=growth_plot_png)]
+        report, out_path=out_dir / "report.html", meshes=meshes, slice_viewer=viewer,
+        previews=written["previews"], growth_plot_png=growth_plot_png,
+        montage_png=written["montage"][0] if written["montage"] else None)]
     return written
+
+
+def _write_image_views(plan: _PlanLabels, ct: np.ndarray, modality: str, report: Mapping[str, Any], *,
+                       previews: Sequence[Path], growth_plot_png: str | Path | None, pdf: bool):
+    """``qc_montage.png``, ``report.pdf`` (when ``pdf``; Chromium prints while the slice viewer's
+    data is made) and that data; returns ``(montage files, pdf files, viewer data)``."""
+    from .montage import write_qc_montage
+    from .slice_viewer import VESSEL_BITS, slice_viewer_data
+
+    t = time.perf_counter()
+    montage = write_qc_montage(plan.out_dir / "qc_montage.png", ct, plan.labels, affine_ras=plan.affine_ras,
+                               modality=modality)
+    log.info("QC montage: %.1f s", time.perf_counter() - t)
+    figures = {"previews": previews, "growth_plot_png": growth_plot_png, "montage_png": montage}
+    with ThreadPoolExecutor(max_workers=1) as printer:
+        printed = printer.submit(_write_pdf, plan.out_dir / "report.pdf", report, figures) if pdf else None
+        t = time.perf_counter()
+        viewer = slice_viewer_data(ct, plan.labels, affine_ras=plan.affine_ras, report=report, modality=modality,
+                                   vessels={k: v for k, v in plan.vessels.items() if k in VESSEL_BITS},
+                                   boxes=plan.boxes)
+        log.info("slice viewer data: %.1f s", time.perf_counter() - t)
+        pdfs = [p for p in [printed and printed.result()] if p]
+    return [montage], pdfs, viewer
+
+
+def _write_pdf(path: Path, report: Mapping[str, Any], figures: Mapping[str, Any]) -> Path | None:
+    """``report.pdf``: the report's print layout printed by headless Chromium; ``None`` and a
+    warning in ``report["warnings"]`` when it cannot be printed."""
+    from .report_pdf import print_to_pdf
+
+    t = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hp-print-") as folder:
+            page = write_report_html(report, out_path=Path(folder) / "report-print.html", **figures)
+            print_to_pdf(page, path)
+    except NotComputableError as exc:
+        message = f"report.pdf not written: {exc}"
+        log.warning("%s", message)
+        if isinstance(report, dict):
+            report.setdefault("warnings", []).append(message)
+        return None
+    log.info("report.pdf: %.1f s", time.perf_counter() - t)
+    return path
+
+
+@dataclass(frozen=True)
+class DicomSegSource:
+    """What ``labels_seg.dcm`` is made from besides the label map: the source series' files and
+    more (overlapping) segments, e.g. the regions the SR's measurements reference
+    (:func:`hepatoplan.pipeline.dicom_sr.seg_extra_structures`)."""
+
+    files: Sequence[str | Path]
+    extra_structures: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -525,18 +653,17 @@ def _write_label_files(plan: _PlanLabels) -> list[Path]:
                            boxes=plan.boxes)]
 
 
-def _write_dicom_seg(plan: _PlanLabels, source_dicom_files: Sequence[str | Path],
-                     report: Mapping[str, Any], *, extra_structures: Mapping[str, np.ndarray]) -> Path:
-    """``labels_seg.dcm`` (vessels and ``extra_structures`` as more segments); when the source
+def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[str, Any]) -> Path:
+    """``labels_seg.dcm`` (vessels and ``source.extra_structures`` as more segments); when the source
     series cannot be fully referenced, written anyway with a warning appended to
     ``report["warnings"]``."""
     from .dicom_seg import UnreferenceableSeriesError, write_dicom_seg
 
     def dicom_seg(missing_uids: str) -> Path:
         return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras,
-                               source_dicom_files=source_dicom_files,
+                               source_dicom_files=source.files,
                                path=plan.out_dir / "labels_seg.dcm",
-                               extra_structures={**plan.vessels, **extra_structures},
+                               extra_structures={**plan.vessels, **source.extra_structures},
                                missing_uids=missing_uids)
 
     try:
@@ -552,7 +679,7 @@ def _write_dicom_seg(plan: _PlanLabels, source_dicom_files: Sequence[str | Path]
         return dicom_seg("allow")
 
 
-def _write_meshes_and_previews(plan: _PlanLabels, size_px: tuple[int, int]):
+def _write_meshes_and_previews(plan: _PlanLabels):
     """Meshes of every structure, their files and the PNG previews; returns
     ``(meshes, mesh files, preview files)``."""
     from .labels import structures_from_labels
@@ -567,6 +694,6 @@ def _write_meshes_and_previews(plan: _PlanLabels, size_px: tuple[int, int]):
     mesh_files = write_meshes(meshes, plan.out_dir)
     log.info("meshes: %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
-    previews = render_previews(meshes, plan.out_dir, size_px=size_px) if meshes else []
+    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
     return meshes, mesh_files, previews

@@ -24,6 +24,11 @@ from .dicomweb import SeriesURL
 
 log = logging.getLogger(__name__)
 
+#: Largest ablation zone radius accepted (mm): a thermal ablation zone is a few centimetres
+#: across, so a larger radius is a typing error (and would overflow the zone's volume).
+MAX_ABLATION_RADIUS_MM = 100.0
+
+
 @dataclass(frozen=True)
 class MaskPaths:
     """Mask files given by the user (``None`` = not given)."""
@@ -82,8 +87,9 @@ class Study:
 
 def load_masks(
     ct: io.Volume, paths: MaskPaths, *, resample: bool = False
-) -> dict[str, np.ndarray]:
-    """Read every given mask onto the CT grid; return name → canonical label array.
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Read every given mask onto the CT grid; return name → canonical label array, and the
+    intake's notes on the files.
 
     TotalSegmentator outputs (:mod:`hepatoplan.pipeline.totalseg`: a multilabel file or a folder)
     supply whichever masks were not given separately: liver, tumours, and either the combined
@@ -97,9 +103,10 @@ def load_masks(
     }
     given = {name: path for name, path in paths.given().items() if name != "totalsegmentator"}
     with ThreadPoolExecutor(io.worker_threads()) as pool:  # ITK and numpy's copies release the GIL
-        volumes = pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
-                                                       resample=resample), given)
-        arrays = {name: volume.array for name, volume in zip(given, volumes)}
+        volumes = dict(zip(given, pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
+                                                                       resample=resample), given)))
+    arrays = {name: volume.array for name, volume in volumes.items()}
+    notes = [note for volume in volumes.values() for note in volume.notes]
     if paths.totalsegmentator is not None:
         from .totalseg import read_totalsegmentator
 
@@ -110,7 +117,7 @@ def load_masks(
         for name, mask in found.items():
             if mask is not None and name not in arrays and name != "segments":
                 arrays[name] = mask
-    return arrays
+    return arrays, notes
 
 
 def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[str, str]) -> Study:
@@ -145,7 +152,7 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
 
     tumours = arrays.get("tumours")
     if tumours is not None:
-        tumours = inside_liver("--tumours", tumours)
+        tumours = inside_liver("--tumours", _binary_if_one_value(tumours, sources.get("tumours")))
     segments = arrays.get("segments")
     if segments is not None:
         if segments.max(initial=0) > 8:
@@ -170,6 +177,16 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
         sources=sources,
         warnings=warnings,
     )
+
+
+def _binary_if_one_value(labels: np.ndarray, source) -> np.ndarray:
+    """A tumour map whose only non-zero value is one number (0/1, 0/255 as 3D-IRCADb stores its
+    masks, 0/2 ...) is a binary mask, to be split into lesions: returned as 0/1."""
+    values = labels[labels > 0]
+    if values.size and values[0] != 1 and (values == values[0]).all():
+        log.info("--tumours %s: its only label is %d: read as a binary mask", source, values[0])
+        return (labels > 0).view(np.uint8)
+    return labels
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -203,6 +220,7 @@ class PlanOptions:
     detach_from: str | None = None
     ablation_margin_mm: float = 5.0
     function_map: Path | None = None
+    interpolate_slices: bool = False
     store: str | None = None
 
     def validate(self):
@@ -225,8 +243,15 @@ class PlanOptions:
         if (self.height_cm is None) != (self.weight_kg is None) and self.height_cm is not None:
             raise InputError("--height-cm needs --weight-kg too (body surface area needs both)")
         ablate = [t for t in self.resect if t.strip().lower().startswith("ablate")]
-        return ([parse_resection(t) for t in self.resect if t not in ablate],
-                [parse_ablation(t) for t in ablate])
+        ablations = [parse_ablation(t) for t in ablate]
+        for spec in ablations:
+            if spec.radius_mm is not None and spec.radius_mm > MAX_ABLATION_RADIUS_MM:
+                raise InputError(
+                    f"--resect {spec.text}: zone radius {spec.radius_mm:g} mm; expected at most "
+                    f"{MAX_ABLATION_RADIUS_MM:g} mm (a thermal ablation zone is a few centimetres across). "
+                    "Give the radius in mm, e.g. ablate:2@15."
+                )
+        return [parse_resection(t) for t in self.resect if t not in ablate], ablations
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
@@ -244,9 +269,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
-        header_only=not wanted and not Path(options.ct).is_dir(),
+        header_only=not wanted and not Path(options.ct).is_dir(), interpolate_slices=options.interpolate_slices,
     )
-    arrays = load_masks(ct, masks, resample=options.resample_masks)
+    arrays, notes = load_masks(ct, masks, resample=options.resample_masks)
     sources = {name: str(path) for name, path in masks.given().items()}
     for name in ("liver", "tumours", "portal", "hepatic", "vessels"):
         if name in arrays and name not in sources:
@@ -255,16 +280,21 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     if wanted:
         details["segmentation"], parameters["segmentation"] = _segment_missing(
             ct, arrays, sources, wanted, modality=options.modality)
+        if options.modality == "MR":  # said in report.json and in the printed summary
+            details["not_assessed"] = {part: details["segmentation"][part]["reason"] for part in ("tumours", "vessels")
+                                       if part in details["segmentation"]}
     if "liver" not in arrays:
         raise InputError(
             "no liver mask: give --liver FILE (or --totalsegmentator FILE), or drop --no-auto to "
             "segment it automatically"
         )
     study = build_study(ct, arrays, sources=sources)
+    study.warnings[:0] = [*ct.notes, *notes]
     study.details.update(details)
     study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
+    study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
     if study.segments is None and study.portal is None and study.hepatic is None and "vessels" in arrays:
         _derive_segments_from_vessels(study, arrays["vessels"] > 0)
     elif study.segments is None and study.portal is not None and study.hepatic is not None:
@@ -305,7 +335,16 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
         seg = segment_study(ct.array, spacing_mm=spacing, modality=modality, params=params)
         found = {"liver": seg.liver, "tumours": seg.tumours, "portal": seg.portal_vein,
                  "hepatic": seg.hepatic_veins}
-        report, used = seg.report, asdict(params)
+        report = seg.report
+        used = {"mr_liver": report["liver"]["params"]} if modality == "MR" else asdict(params)
+    elif modality == "MR":  # a liver mask was given: nothing else is segmented on MR
+        from hepatoplan.segmentation.study import MR_NOT_ASSESSED
+
+        report, used = {"modality": "MR", "qc_flags": []}, {}
+        if "tumours" in wanted:
+            report["tumours"] = {"computed": False, "reason": MR_NOT_ASSESSED["tumours"]}
+        if "portal" in wanted or "hepatic" in wanted:
+            report["vessels"] = {"computed": False, "reason": MR_NOT_ASSESSED["vessels"]}
     else:
         liver = arrays["liver"] > 0
         report, used = {}, {}

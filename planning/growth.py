@@ -37,6 +37,12 @@ from hepatoplan.planning import _validate
 _DAYS_HINT = "days since the stage-1 procedure, e.g. 0,21"
 _FLR_HINT = "FLR volumes in mL, e.g. 380,520"
 
+#: Relative FLR growth a technique may be credited with, percent: from 0.1 % (below, no staging
+#: technique is described) to 1000 % (an elevenfold remnant; published means are below 100 %).
+MIN_HYPERTROPHY_PERCENT, MAX_HYPERTROPHY_PERCENT = 0.1, 1000.0
+#: The growth table lists one row a week (or coarser) and at most this many rows.
+MAX_TABLE_ROWS = 120
+
 
 def predict_flr_ml(*, flr0_ml: float, kqp_ml2_per_day: float, days: float) -> float:
     """Predicted FLR volume ``sqrt(M0² + 2·k·Qp·t)`` (equation 1).
@@ -58,12 +64,14 @@ def predict_flr_ml(*, flr0_ml: float, kqp_ml2_per_day: float, days: float) -> fl
     Raises
     ------
     InputError
-        Non-positive ``flr0_ml``, negative ``kqp_ml2_per_day`` or ``days``.
+        ``flr0_ml`` or ``days`` outside their bounds (:mod:`hepatoplan.planning._validate`), negative
+        ``kqp_ml2_per_day``, or a prediction that overflows.
     """
-    m0 = _validate.positive("flr0_ml", flr0_ml)
+    m0 = _validate.volume_ml("flr0_ml", flr0_ml)
     kqp = _validate.non_negative("kqp_ml2_per_day", kqp_ml2_per_day)
-    t = _validate.non_negative("days", days, hint=_DAYS_HINT)
-    return math.sqrt(m0 * m0 + 2.0 * kqp * t)
+    t = _validate.days("days", days, hint=_DAYS_HINT)
+    return _validate.finite("predicted FLR (mL)", math.sqrt(m0 * m0 + 2.0 * kqp * t),
+                            hint="k·Qp is too large for this model")
 
 
 def days_to_target(*, flr0_ml: float, target_ml: float, kqp_ml2_per_day: float) -> float:
@@ -89,11 +97,12 @@ def days_to_target(*, flr0_ml: float, target_ml: float, kqp_ml2_per_day: float) 
     InputError
         ``target_ml`` below ``flr0_ml``, non-positive volumes or ``kqp_ml2_per_day``.
     """
-    m0 = _validate.positive("flr0_ml", flr0_ml)
-    target = _validate.positive("target_ml", target_ml)
+    m0 = _validate.volume_ml("flr0_ml", flr0_ml)
+    target = _validate.volume_ml("target_ml", target_ml)
     kqp = _validate.positive("kqp_ml2_per_day", kqp_ml2_per_day, hint="the remnant must grow")
     _check_target(target, m0)
-    return (target * target - m0 * m0) / (2.0 * kqp)
+    return _validate.finite("days to target", (target * target - m0 * m0) / (2.0 * kqp),
+                            hint="k·Qp is too small for this model")
 
 
 def kqp_from_hypertrophy(*, flr0_ml: float, hypertrophy_percent: float, days: float) -> float:
@@ -122,9 +131,10 @@ def kqp_from_hypertrophy(*, flr0_ml: float, hypertrophy_percent: float, days: fl
     InputError
         Non-positive arguments.
     """
-    m0 = _validate.positive("flr0_ml", flr0_ml)
-    h = _validate.positive("hypertrophy_percent", hypertrophy_percent)
-    t = _validate.positive("days", days)
+    m0 = _validate.volume_ml("flr0_ml", flr0_ml)
+    h = _validate.bounded("hypertrophy_percent", hypertrophy_percent, low=MIN_HYPERTROPHY_PERCENT,
+                          high=MAX_HYPERTROPHY_PERCENT, unit="%")
+    t = _validate.days("days", days, low=_validate.MIN_INTERVAL_DAYS)
     return m0 * m0 * ((1.0 + h / 100.0) ** 2 - 1.0) / (2.0 * t)
 
 
@@ -142,11 +152,16 @@ def check_series(days: Sequence[float], flr_ml: Sequence[float]) -> tuple[list[f
     Raises
     ------
     InputError
-        Fewer than 2 points, different lengths, negative or non-increasing days, non-positive
-        volumes.
+        Fewer than 2 points, different lengths, days outside 0..``MAX_DAYS`` or less than an
+        hour apart, volumes outside ``MIN_VOLUME_ML``..``MAX_VOLUME_ML``
+        (:mod:`hepatoplan.planning._validate`).
     """
-    t = _validate.series("days", days, positive_values=False, hint=_DAYS_HINT)
-    m = _validate.series("flr_ml", flr_ml, positive_values=True, hint=_FLR_HINT)
+    try:
+        t, m = list(days), list(flr_ml)
+    except TypeError:
+        raise InputError(f"days and flr_ml must be sequences of numbers ({_DAYS_HINT}; {_FLR_HINT})") from None
+    t = [_validate.days(f"days[{i}]", v, hint=_DAYS_HINT) for i, v in enumerate(t)]
+    m = [_validate.volume_ml(f"flr_ml[{i}]", v, hint=_FLR_HINT) for i, v in enumerate(m)]
     if len(t) != len(m):
         raise InputError(
             f"days and flr_ml must have the same length, got {len(t)} days and {len(m)} volumes "
@@ -158,10 +173,12 @@ def check_series(days: Sequence[float], flr_ml: Sequence[float]) -> tuple[list[f
             f"({_DAYS_HINT}; {_FLR_HINT})"
         )
     for i in range(1, len(t)):
-        if t[i] <= t[i - 1]:
+        if t[i] - t[i - 1] < _validate.MIN_INTERVAL_DAYS:
             raise InputError(
-                f"days must be strictly increasing, got days[{i - 1}] = {t[i - 1]:g} then "
-                f"days[{i}] = {t[i]:g} (list the scans in chronological order, one per day)"
+                f"days must be strictly increasing, by at least {_validate.MIN_INTERVAL_DAYS:.4g} (one hour) from scan "
+                "to scan, got "
+                f"days[{i - 1}] = {t[i - 1]:g} then days[{i}] = {t[i]:g} (list the scans in chronological "
+                "order, one per day)"
             )
     return t, m
 
@@ -227,7 +244,7 @@ class GrowthFit:
         InputError
             ``target_ml`` below the first measured FLR, or not positive.
         """
-        target = _validate.positive("target_ml", target_ml)
+        target = _validate.volume_ml("target_ml", target_ml)
         _check_target(target, self.flr_ml[0])
         out = {"target_ml": target, "day": None, "days_after_last_scan": None, "day_se": None, "reason": None}
         if self.kqp_ml2_per_day <= 0:
@@ -239,6 +256,12 @@ class GrowthFit:
         slope = 2.0 * self.kqp_ml2_per_day
         gap = target * target - self.intercept_ml2
         day = gap / slope
+        if day > _validate.MAX_DAYS:
+            out["reason"] = (
+                f"the fitted k·Qp is {self.kqp_ml2_per_day:.4g} mL²/day: the target would be reached only after "
+                f"{_validate.MAX_DAYS:g} days (ten years), beyond what this model can predict"
+            )
+            return out
         out["day"] = day
         out["days_after_last_scan"] = day - self.days[-1]
         if self.kqp_se_ml2_per_day is not None:
@@ -251,6 +274,16 @@ class GrowthFit:
         else:
             out["reason"] = self.uncertainty_reason
         return out
+
+    def table_days(self, target_day: float | None = None) -> list[float]:
+        """Days of the growth table: every scan day, and one day a week from the first scan's week
+        to a week past the target day (or the last scan), at most :data:`MAX_TABLE_ROWS` rows (the
+        step grows by whole weeks when needed)."""
+        end = max(self.days[-1], target_day if target_day is not None else self.days[-1]) + 7.0
+        first = 7.0 * math.floor(self.days[0] / 7.0)
+        step = 7.0 * max(1, math.ceil((end - first) / 7.0 / MAX_TABLE_ROWS))
+        weekly = {first + step * k for k in range(int((end - first) // step) + 1)}
+        return sorted(d for d in set(self.days) | weekly if d >= self.days[0])
 
     def to_dict(self) -> dict:
         return {

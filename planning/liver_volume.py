@@ -41,6 +41,26 @@ G_PER_KG = 1000.0
 _HEIGHT_HINT = "height in centimetres, e.g. 172"
 _WEIGHT_HINT = "body weight in kilograms, e.g. 70"
 
+#: Heights, weights and body surface areas accepted: beyond any patient (typing errors, unit slips).
+HEIGHT_RANGE_CM, WEIGHT_RANGE_KG, BSA_RANGE_M2 = (30.0, 300.0), (1.0, 700.0), (0.1, 10.0)
+
+
+def _height_weight(height_cm, weight_kg) -> tuple[float, float]:
+    return _in_range("height_cm", height_cm, HEIGHT_RANGE_CM, "cm", _HEIGHT_HINT), _weight(weight_kg)
+
+
+def _weight(weight_kg) -> float:
+    return _in_range("weight_kg", weight_kg, WEIGHT_RANGE_KG, "kg", _WEIGHT_HINT)
+
+
+def _bsa(bsa_m2) -> float:
+    return _in_range("bsa_m2", bsa_m2, BSA_RANGE_M2, "m²", "")
+
+
+def _in_range(name: str, value, limits: tuple[float, float], unit: str, hint: str) -> float:
+    _validate.positive(name, value, hint=hint)
+    return _validate.bounded(name, value, low=limits[0], high=limits[1], unit=unit, hint=hint)
+
 
 def bsa_mosteller_m2(*, height_cm: float, weight_kg: float) -> float:
     """Body surface area by Mosteller (1987): ``sqrt(height_cm * weight_kg / 3600)``.
@@ -62,8 +82,7 @@ def bsa_mosteller_m2(*, height_cm: float, weight_kg: float) -> float:
     InputError
         Non-positive or non-finite height or weight.
     """
-    h = _validate.positive("height_cm", height_cm, hint=_HEIGHT_HINT)
-    w = _validate.positive("weight_kg", weight_kg, hint=_WEIGHT_HINT)
+    h, w = _height_weight(height_cm, weight_kg)
     return math.sqrt(h * w / 3600.0)
 
 
@@ -87,8 +106,7 @@ def bsa_dubois_m2(*, height_cm: float, weight_kg: float) -> float:
     InputError
         Non-positive or non-finite height or weight.
     """
-    h = _validate.positive("height_cm", height_cm, hint=_HEIGHT_HINT)
-    w = _validate.positive("weight_kg", weight_kg, hint=_WEIGHT_HINT)
+    h, w = _height_weight(height_cm, weight_kg)
     return 0.007184 * w**0.425 * h**0.725
 
 
@@ -113,7 +131,7 @@ def telv_vauthey_ml(*, bsa_m2: float) -> float:
         Non-positive BSA, or a BSA so small (< 0.627 m²) that the formula gives a volume <= 0
         (the regression does not apply to small children).
     """
-    bsa = _validate.positive("bsa_m2", bsa_m2)
+    bsa = _bsa(bsa_m2)
     telv = -794.41 + 1267.28 * bsa
     if telv <= 0:
         raise InputError(
@@ -143,7 +161,7 @@ def telv_urata_ml(*, bsa_m2: float) -> float:
     InputError
         Non-positive BSA.
     """
-    bsa = _validate.positive("bsa_m2", bsa_m2)
+    bsa = _bsa(bsa_m2)
     return 706.2 * bsa + 2.4
 
 
@@ -167,8 +185,8 @@ def sflr_percent(*, flr_ml: float, telv_ml: float) -> float:
     InputError
         Non-positive volumes.
     """
-    flr = _validate.positive("flr_ml", flr_ml)
-    telv = _validate.positive("telv_ml", telv_ml)
+    flr = _validate.volume_ml("flr_ml", flr_ml)
+    telv = _validate.volume_ml("telv_ml", telv_ml)
     return 100.0 * flr / telv
 
 
@@ -193,8 +211,8 @@ def flr_to_body_weight_percent(*, flr_ml: float, weight_kg: float) -> float:
     InputError
         Non-positive volume or weight.
     """
-    flr = _validate.positive("flr_ml", flr_ml)
-    w = _validate.positive("weight_kg", weight_kg, hint=_WEIGHT_HINT)
+    flr = _validate.volume_ml("flr_ml", flr_ml)
+    w = _weight(weight_kg)
     return 100.0 * flr * LIVER_DENSITY_G_PER_ML / (w * G_PER_KG)
 
 
@@ -250,5 +268,6 @@ def kgr_percent_per_week(*, degree_of_hypertrophy_percent: float, days: float) -
         Non-finite DH or non-positive ``days``.
     """
     dh = _validate.finite("degree_of_hypertrophy_percent", degree_of_hypertrophy_percent)
-    d = _validate.positive("days", days, hint="days between the procedure and the follow-up CT")
+    d = _validate.days("days", days, low=_validate.MIN_INTERVAL_DAYS,
+                       hint="days between the procedure and the follow-up CT")
     return dh / (d / DAYS_PER_WEEK)

@@ -48,8 +48,8 @@ def salvage_reserve(*, remnant_ml: float, min_remnant_ml: float, salvage_ml: flo
     InputError
         Non-positive volumes.
     """
-    remnant = _validate.positive("remnant_ml", remnant_ml)
-    min_ml = _validate.positive("min_remnant_ml", min_remnant_ml)
+    remnant = _validate.volume_ml("remnant_ml", remnant_ml)
+    min_ml = _validate.volume_ml("min_remnant_ml", min_remnant_ml)
     reserve = remnant - min_ml
     out = {
         "remnant_ml": remnant,
@@ -61,7 +61,7 @@ def salvage_reserve(*, remnant_ml: float, min_remnant_ml: float, salvage_ml: flo
         "salvages_affordable": None,
     }
     if salvage_ml is not None:
-        salvage = _validate.positive("salvage_ml", salvage_ml, hint="volume the salvage resection removes")
+        salvage = _validate.volume_ml("salvage_ml", salvage_ml, hint="volume the salvage resection removes")
         after = remnant - salvage
         tol = _REL_TOL * min_ml
         out.update(
@@ -108,7 +108,7 @@ def recurrence_reserve(
     InputError
         Non-positive volumes, unknown parenchyma, threshold outside (0, 100].
     """
-    functional = _validate.positive("functional_liver_ml", functional_liver_ml)
+    functional = _validate.volume_ml("functional_liver_ml", functional_liver_ml)
     key = check_parenchyma(parenchyma)
     thr = _threshold_percent(key, override_percent=threshold_percent)
     out = {"parenchyma": key, "threshold_percent": thr, "functional_liver_ml": functional}

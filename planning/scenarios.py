@@ -65,11 +65,18 @@ from dataclasses import asdict, dataclass, replace
 from hepatoplan.errors import InputError
 
 from hepatoplan.planning import _validate
-from hepatoplan.planning.growth import days_to_target, kqp_from_hypertrophy, predict_flr_ml
+from hepatoplan.planning.growth import (
+    MAX_HYPERTROPHY_PERCENT,
+    MIN_HYPERTROPHY_PERCENT,
+    days_to_target,
+    kqp_from_hypertrophy,
+    predict_flr_ml,
+)
 from hepatoplan.planning.tumour import (
     CRLM_DOUBLING_DAYS_DEFAULT,
     CRLM_DOUBLING_DAYS_SOURCE,
     RECIST_PROGRESSION_VOLUME_FACTOR,
+    doubling,
     tumour_volume_ml,
 )
 
@@ -106,10 +113,13 @@ class Technique:
     reference: str
 
     def __post_init__(self):
-        _validate.positive(f"{self.name} hypertrophy_percent", self.hypertrophy_percent)
-        _validate.positive(f"{self.name} at_days", self.at_days)
-        early = _validate.positive(f"{self.name} earliest_stage2_days", self.earliest_stage2_days)
-        late = _validate.positive(f"{self.name} latest_stage2_days", self.latest_stage2_days)
+        _validate.bounded(f"{self.name} hypertrophy_percent", self.hypertrophy_percent, low=MIN_HYPERTROPHY_PERCENT,
+                          high=MAX_HYPERTROPHY_PERCENT, unit="%")
+        _validate.days(f"{self.name} at_days", self.at_days, low=_validate.MIN_INTERVAL_DAYS)
+        early = _validate.days(f"{self.name} earliest_stage2_days", self.earliest_stage2_days,
+                               low=_validate.MIN_INTERVAL_DAYS)
+        late = _validate.days(f"{self.name} latest_stage2_days", self.latest_stage2_days,
+                              low=_validate.MIN_INTERVAL_DAYS)
         if late < early:
             raise InputError(
                 f"{self.name}: latest_stage2_days ({late:g}) must be >= earliest_stage2_days ({early:g})"
@@ -182,9 +192,9 @@ def evaluate_scenario(
         without a tumour volume), ``dropout_risk`` (bool) and ``dropout_reasons`` (list of str),
         ``reference``.
     """
-    flr = _validate.positive("flr_ml", flr_ml)
-    target = _validate.positive("target_ml", target_ml)
-    wait = _validate.positive("dropout_wait_days", dropout_wait_days)
+    flr = _validate.volume_ml("flr_ml", flr_ml)
+    target = _validate.volume_ml("target_ml", target_ml)
+    wait = _validate.days("dropout_wait_days", dropout_wait_days, low=_validate.MIN_INTERVAL_DAYS)
     kqp = technique.kqp_ml2_per_day(flr)
     t_star = days_to_target(flr0_ml=flr, target_ml=target, kqp_ml2_per_day=kqp)
     early, late = technique.earliest_stage2_days, technique.latest_stage2_days
@@ -264,20 +274,19 @@ def growth_outlook(
     InputError
         Non-positive volumes or times, ``target_ml`` below ``flr_ml``.
     """
-    flr = _validate.positive("flr_ml", flr_ml, hint="future liver remnant volume in mL")
-    target = _validate.positive("target_ml", target_ml, hint="volume the remnant must reach, mL")
+    flr = _validate.volume_ml("flr_ml", flr_ml, hint="future liver remnant volume in mL")
+    target = _validate.volume_ml("target_ml", target_ml, hint="volume the remnant must reach, mL")
     if target < flr:
         raise InputError(
             f"target_ml ({target:g}) is below flr_ml ({flr:g}): the remnant is already adequate, "
             "no staging outlook is needed"
         )
     if tumour_ml is not None:
-        _validate.positive("tumour_ml", tumour_ml, hint="total tumour volume in mL")
+        _validate.volume_ml("tumour_ml", tumour_ml, hint="total tumour volume in mL")
     if doubling_days is None:
         td, source = CRLM_DOUBLING_DAYS_DEFAULT, CRLM_DOUBLING_DAYS_SOURCE
     else:
-        td = _validate.positive("doubling_days", doubling_days, hint="tumour volume doubling time in days")
-        source = "user"
+        td, source = doubling(doubling_days), "user"
     techs = DEFAULT_TECHNIQUES if techniques is None else techniques
     scenarios = [
         evaluate_scenario(t, flr_ml=flr, target_ml=target, tumour_ml=tumour_ml, doubling_days=td,

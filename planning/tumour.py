@@ -39,6 +39,9 @@ CRLM_DOUBLING_DAYS_SOURCE = (
 #: Volume factor equivalent to RECIST 1.1 progressive disease (+20 % diameter) for a sphere.
 RECIST_PROGRESSION_VOLUME_FACTOR = 1.2**3
 
+#: Shortest doubling time accepted, days: the fastest-growing human tumours double in about a day.
+MIN_DOUBLING_DAYS = 1.0
+
 
 def tumour_volume_ml(*, tumour_ml: float, doubling_days: float, days: float) -> float:
     """Tumour volume after ``days`` of exponential growth: ``V0 · 2^(days / doubling_days)``.
@@ -60,12 +63,25 @@ def tumour_volume_ml(*, tumour_ml: float, doubling_days: float, days: float) -> 
     Raises
     ------
     InputError
-        Non-positive volume or doubling time, negative days.
+        Volume, doubling time or days outside their bounds (:data:`MIN_DOUBLING_DAYS`,
+        :mod:`hepatoplan.planning._validate`), or a tumour that would outgrow any body
+        (more than ``MAX_VOLUME_ML``) in that time.
     """
-    v0 = _validate.positive("tumour_ml", tumour_ml, hint="total tumour volume in mL")
-    td = _validate.positive("doubling_days", doubling_days, hint="tumour volume doubling time in days")
-    t = _validate.non_negative("days", days)
+    v0 = _validate.volume_ml("tumour_ml", tumour_ml, hint="total tumour volume in mL")
+    td = doubling(doubling_days)
+    t = _validate.days("days", days)
+    if math.log2(v0) + t / td > math.log2(_validate.MAX_VOLUME_ML):
+        raise InputError(
+            f"a {v0:g} mL tumour doubling every {td:g} days would exceed {_validate.MAX_VOLUME_ML:g} mL by day "
+            f"{t:.1f}: no body holds that (check the doubling time and the volume)"
+        )
     return v0 * 2.0 ** (t / td)
+
+
+def doubling(doubling_days) -> float:
+    """Return a doubling time in days (:data:`MIN_DOUBLING_DAYS` to ``MAX_DAYS``) or raise InputError."""
+    return _validate.days("doubling_days", doubling_days, low=MIN_DOUBLING_DAYS,
+                          hint="tumour volume doubling time in days")
 
 
 def doubling_days_from_volumes(*, volume_before_ml: float, volume_after_ml: float, days: float) -> float:
@@ -76,9 +92,9 @@ def doubling_days_from_volumes(*, volume_before_ml: float, volume_after_ml: floa
     InputError
         Non-positive inputs, or a tumour that did not grow (``V1 <= V0``: no doubling time).
     """
-    v0 = _validate.positive("volume_before_ml", volume_before_ml)
-    v1 = _validate.positive("volume_after_ml", volume_after_ml)
-    t = _validate.positive("days", days)
+    v0 = _validate.volume_ml("volume_before_ml", volume_before_ml)
+    v1 = _validate.volume_ml("volume_after_ml", volume_after_ml)
+    t = _validate.days("days", days, low=_validate.MIN_INTERVAL_DAYS)
     if v1 <= v0:
         raise InputError(
             f"volume_after_ml ({v1:g}) must exceed volume_before_ml ({v0:g}) for a doubling time; "

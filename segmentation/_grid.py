@@ -45,26 +45,26 @@ def shrink_factors(spacing_mm, target_mm: float) -> tuple[int, int, int]:
     return tuple(max(1, int(round(target_mm / s))) for s in spacing_mm)
 
 
-def block_mean(image: np.ndarray, factors) -> np.ndarray:
-    """Average ``image`` over blocks of ``factors`` voxels (edges padded by replication); float32."""
+def _blocks(image: np.ndarray, factors) -> np.ndarray:
+    """``image`` as float32 blocks of ``factors`` voxels, shape (sx, fx, sy, fy, sz, fz); edges
+    padded by replication."""
     img = np.asarray(image, dtype=np.float32)
     pads = [(0, (-n) % f) for n, f in zip(img.shape, factors)]
     if any(p[1] for p in pads):
         img = np.pad(img, pads, mode="edge")
     sx, sy, sz = (n // f for n, f in zip(img.shape, factors))
     fx, fy, fz = factors
-    return img.reshape(sx, fx, sy, fy, sz, fz).mean(axis=(1, 3, 5), dtype=np.float32)
+    return img.reshape(sx, fx, sy, fy, sz, fz)
+
+
+def block_mean(image: np.ndarray, factors) -> np.ndarray:
+    """Average ``image`` over blocks of ``factors`` voxels (edges padded by replication); float32."""
+    return _blocks(image, factors).mean(axis=(1, 3, 5), dtype=np.float32)
 
 
 def block_mean_sd(image: np.ndarray, factors) -> tuple[np.ndarray, np.ndarray]:
     """Block mean and block standard deviation (float32), as :func:`block_mean`."""
-    img = np.asarray(image, dtype=np.float32)
-    pads = [(0, (-n) % f) for n, f in zip(img.shape, factors)]
-    if any(p[1] for p in pads):
-        img = np.pad(img, pads, mode="edge")
-    sx, sy, sz = (n // f for n, f in zip(img.shape, factors))
-    fx, fy, fz = factors
-    blocks = img.reshape(sx, fx, sy, fy, sz, fz)
+    blocks = _blocks(image, factors)
     mean = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
     sq = np.square(blocks).mean(axis=(1, 3, 5), dtype=np.float32)
     return mean, np.sqrt(np.maximum(sq - mean * mean, 0.0))

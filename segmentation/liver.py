@@ -28,8 +28,8 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
 When the organ grown from the best-scoring core fails the quality checks, up to
 ``max_core_candidates - 1`` runner-up organs are tried.
 
-MR: intensities are mapped to a CT-like scale learned from the scan (:func:`_mr_to_pseudo_hu`)
-and the same pipeline runs without the lesion step and without the fixed HU window margin.
+MR has its own method (:mod:`hepatoplan.segmentation.mr_liver`): ``segment_liver(modality="MR")``
+hands the volume to :func:`~hepatoplan.segmentation.mr_liver.segment_liver_mr`.
 
 Known limits: the thresholds were developed on two IRCADb portal-venous CTs, a contrast and a plain
 CT and one MR; large isodense tumours at the liver surface, a liver touching the spleen over a
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -117,9 +117,10 @@ def segment_liver(
     spacing_mm : 3-tuple of float
         Voxel size along the three axes (mm).
     modality : {"CT", "MR"}
-        Imaging modality; MR intensities are normalised from the scan itself.
+        Imaging modality; MR is segmented by :func:`~hepatoplan.segmentation.mr_liver.segment_liver_mr`
+        (with its own :class:`~hepatoplan.segmentation.mr_liver.MRLiverParams`).
     params : LiverParams, keyword-only
-        The algorithm's tuned values (defaults: the documented ones).
+        The algorithm's tuned values (defaults: the documented ones); CT only.
 
     Returns
     -------
@@ -138,14 +139,14 @@ def segment_liver(
     modality = str(modality).upper()
     if modality not in ("CT", "MR"):
         raise InputError(f"modality: expected 'CT' or 'MR', found {modality!r}")
+    if modality == "MR":
+        from .mr_liver import segment_liver_mr
+
+        return segment_liver_mr(image, spacing_mm=spacing)
     image = np.asanyarray(image)
     base: dict = {"modality": modality}
-    if modality == "CT":
-        _check_ct_range(image, params)
-    else:
-        image = _mr_to_pseudo_hu(image, base, params)
-        params = replace(params, window_margin_hu=0.0)
-    scan = _coarse_scan(image, spacing, params, lesions=modality == "CT")
+    _check_ct_range(image, params)
+    scan = _coarse_scan(image, spacing, params, lesions=True)
     cands = _liver_core_candidates(scan, params, base)
     # the best-scoring candidate organ is the liver unless it fails the quality checks (e.g. a
     # large right renal mass outscoring the lower part of a liver whose top is cut off): then the
@@ -154,8 +155,6 @@ def segment_liver(
     for rank, core in enumerate(cands, start=1):
         info = {**base, "qc_flags": [], "qc_passed": True, "candidate_rank": rank}
         coarse = _grow_liver(scan, core, params, info)
-        if modality != "CT":
-            coarse.stats.pop("contrast_phase_guess", None)
         liver = _refine_full(image, coarse, scan.factors, spacing, params)
         info.update(coarse.stats)
         info["liver_volume_ml"] = round(float(liver.sum()) * voxel_volume_ml(spacing), 1)
@@ -417,35 +416,6 @@ def _open_blobs(ws, accepted, rmax, sp, p: LiverParams) -> np.ndarray:
         radius = min(p.lesion_open_mm, p.lesion_open_fraction * float(rmax[lab]))
         out[win] |= morph.open_(ws[win] == lab, radius, sp)
     return out
-
-
-def _mr_to_pseudo_hu(image: np.ndarray, info: dict, p: LiverParams) -> np.ndarray:
-    """Map an MR volume onto a CT-like scale learned from the scan itself.
-
-    Background (below the triangle threshold of the histogram, which sits at the foot of the
-    background peak) becomes -1000 ("air"); body intensities are mapped linearly so that the
-    body's median lands at ``mr_body_median_pseudo_hu`` and its interquartile range spans
-    ``mr_body_iqr_pseudo_hu``, about the spread of abdominal soft tissue in HU. The CT pipeline
-    then runs unchanged; its results are in these pseudo units (reported as such).
-    """
-    from skimage.filters import threshold_triangle
-
-    img = np.asarray(image, dtype=np.float32)
-    sample = img[::2, ::2, ::2]
-    level = float(threshold_triangle(sample))
-    body = sample[sample > level]
-    if body.size < 1000:
-        raise InputError("MR: no body found above the background level (triangle threshold); is this an MR volume?")
-    p25, p50, p75 = (float(v) for v in np.percentile(body, [25, 50, 75]))
-    scale = p.mr_body_iqr_pseudo_hu / max(p75 - p25, 1e-3)
-    info["mr_normalisation"] = {
-        "background_level": round(level, 2),
-        "body_median": round(p50, 2),
-        "body_iqr": round(p75 - p25, 2),
-        "note": (f"MR statistics below are in pseudo-HU: {p.mr_body_median_pseudo_hu:g} + "
-                 f"{p.mr_body_iqr_pseudo_hu:g} * (value - body_median) / body_iqr"),
-    }
-    return np.where(img > level, p.mr_body_median_pseudo_hu + (img - p50) * scale, -1000.0).astype(np.float32)
 
 
 def _refine_full(image, coarse: _CoarseLiver, factors, spacing, p: LiverParams) -> np.ndarray:

@@ -147,10 +147,6 @@ class LiverParams:
     ct_check_max_hu : float
         ... and a 99.5th percentile below this (HU, not raw stored values). Physics: dense bone and
         metal-free tissue stay below 3000 HU.
-    mr_body_median_pseudo_hu : float
-        MR: the body's median intensity is mapped to this pseudo-HU value ...
-    mr_body_iqr_pseudo_hu : float
-        ... and its interquartile range to this spread (about that of abdominal soft tissue in HU).
     liver_volume_range_ml : tuple of float
         Plausible adult liver volume. Anatomy: 1.2-1.8 L typical; 600-4000 mL covers small adults
         to hepatomegaly.
@@ -208,8 +204,6 @@ class LiverParams:
     ct_check_air_hu: float = -500.0
     ct_check_min_air_fraction: float = 0.02
     ct_check_max_hu: float = 4000.0
-    mr_body_median_pseudo_hu: float = 100.0
-    mr_body_iqr_pseudo_hu: float = 60.0
     liver_volume_range_ml: tuple[float, float] = (600.0, 4000.0)
     min_partial_liver_ml: float = 50.0
     min_right_offset_mm: float = 15.0

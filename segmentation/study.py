@@ -22,6 +22,14 @@ from .vessels import segment_vessels
 
 log = logging.getLogger(__name__)
 
+#: Why tumours and vessels are not assessed on MR (reported in segmentation.json and report.json).
+MR_NOT_ASSESSED = {
+    "tumours": "not assessed on MR: the automatic tumour detection works on CT densities (HU) only; "
+               "give --tumours FILE for a plan with tumours",
+    "vessels": "not assessed on MR: the automatic vessel segmentation needs a contrast-enhanced CT; "
+               "give --portal FILE and --hepatic FILE (or --segments FILE) for anatomical resections",
+}
+
 
 @dataclass
 class StudySegmentation:
@@ -85,7 +93,7 @@ def segment_study(
     if not linfo["qc_passed"]:
         raise NotComputableError(
             "automatic liver segmentation failed its quality checks: " + "; ".join(linfo["qc_flags"])
-            + ". Check that the scan covers the upper abdomen, or provide a liver mask made elsewhere"
+            + ". Check that the scan covers the upper abdomen, or give a liver mask made elsewhere (--liver FILE)"
         )
     report: dict = {"modality": modality, "liver": linfo}
     zeros8 = np.zeros(liver.shape, np.uint8)
@@ -93,8 +101,8 @@ def segment_study(
     tumours = np.zeros(liver.shape, np.uint16)
     contrast = linfo.get("contrast_phase_guess", "")
     if modality != "CT":
-        report["tumours"] = {"computed": False, "reason": "tumour detection needs CT densities (HU)"}
-        report["vessels"] = {"computed": False, "reason": "vessel segmentation needs a contrast-enhanced CT"}
+        report["tumours"] = {"computed": False, "reason": MR_NOT_ASSESSED["tumours"]}
+        report["vessels"] = {"computed": False, "reason": MR_NOT_ASSESSED["vessels"]}
     else:
         t = time.perf_counter()
         tumours, tinfo = segment_tumours(image, liver, spacing_mm=spacing_mm, params=params.tumours)

@@ -109,3 +109,39 @@ def test_largest_studies_are_submitted_first(cohort, tmp_path):
     assert max(sizes, key=sizes.get) == "ircadb01"
     # the broken study's CT exists, its liver mask does not: counted, not an error
     assert 0 < sizes["broken"] < sizes["ph0"]
+
+
+def test_changed_rows_are_recomputed_and_failures_keep_no_old_report(cohort, tmp_path, capsys):
+    """A study whose manifest row changed is planned again; one that fails in an --overwrite rerun
+    loses its earlier report.json, so the next plain rerun does not report the old volumes as ok."""
+    row = ("{sid},{root}/{sid}/ct.nii.gz,{root}/{sid}/liver.nii.gz,{root}/{sid}/tumours.nii.gz,"
+           "{root}/{sid}/segments.nii.gz,right-hepatectomy,{margin},normal,,")
+    manifest = tmp_path / "m.csv"
+
+    def write(margin0=2, margin1=2, liver0="liver"):
+        lines = [COLUMNS, row.format(sid="ph0", root=cohort, margin=margin0).replace("/liver.", f"/{liver0}."),
+                 row.format(sid="ph1", root=cohort, margin=margin1)]
+        manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def batch(*extra):
+        status = main(["batch", str(manifest), "--out", str(out), "--workers", "1", "--no-preview", *extra])
+        capsys.readouterr()
+        return status, _rows(out)
+
+    out = tmp_path / "out"
+    write()
+    assert batch()[0] == 0
+    stamp = {sid: (out / sid / "report.json").stat().st_mtime_ns for sid in ("ph0", "ph1")}
+    write(margin1=3)
+    status, rows = batch()
+    assert status == 0 and rows["ph1"]["status"] == "ok"
+    assert (out / "ph0" / "report.json").stat().st_mtime_ns == stamp["ph0"]  # unchanged row: skipped
+    assert (out / "ph1" / "report.json").stat().st_mtime_ns != stamp["ph1"]  # changed row: planned again
+    report = json.loads((out / "ph1" / "report.json").read_text(encoding="utf-8"))
+    assert report["provenance"]["options"]["margin_mm"] == 3
+    write(margin1=3, liver0="missing_liver")
+    status, rows = batch("--overwrite")
+    assert status == 1 and rows["ph0"]["status"] == "failed"
+    assert not (out / "ph0" / "report.json").exists()
+    status, rows = batch()
+    assert status == 1 and rows["ph0"]["status"] == "failed" and rows["ph1"]["status"] == "ok"

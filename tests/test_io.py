@@ -1,5 +1,6 @@
 """hepatoplan.pipeline.io: orientation, round trips, grid checks, resampling, DICOM series."""
 
+import io as io_module
 import locale
 import logging
 
@@ -231,3 +232,80 @@ def test_totalsegmentator_flipped_header_lines_up_with_the_dicom_series(ircadb_d
     assert share_of_liver_hu(liver) > 0.9
     # a deliberately mirrored copy does not line up (so the test can fail)
     assert share_of_liver_hu(liver[:, ::-1, :]) < 0.75
+
+
+def _edited_header(src, dst, **fields):
+    """An uncompressed NIfTI file with raw header fields changed (nibabel would repair them on save)."""
+    raw = src.read_bytes()
+    header = nib.Nifti1Header.from_fileobj(io_module.BytesIO(raw), check=False)
+    for key, value in fields.items():
+        header[key] = value
+    dst.write_bytes(header.binaryblock + raw[348:])
+    return dst
+
+
+def _translation(x, y, z):
+    t = np.zeros((4, 4))
+    t[:3, 3] = x, y, z
+    return t
+
+
+def test_nifti_header_checks_refuse_what_itk_would_misread(tmp_path):
+    src = _save_nifti(np.zeros((8, 7, 6), np.int16), AFFINE, tmp_path / "src.nii")
+    pixdim = nib.load(src).header["pixdim"].copy()
+    zero = pixdim.copy()
+    zero[1:4] = 0
+    with pytest.raises(InputError, match=r"pixdim\[1:4\]"):
+        io.read_image(_edited_header(src, tmp_path / "zero.nii", pixdim=zero), name="CT")
+    with pytest.raises(InputError, match="neither a qform nor an sform"):
+        io.read_image(_edited_header(src, tmp_path / "noform.nii", qform_code=0, sform_code=0), name="CT")
+    apart = nib.load(src).header.copy()
+    apart.set_qform(AFFINE, code=1)
+    apart.set_sform(AFFINE + _translation(0, 0, 50), code=1)
+    path = tmp_path / "apart.nii"
+    path.write_bytes(apart.binaryblock + src.read_bytes()[348:])
+    with pytest.raises(InputError, match="qform and sform disagree by up to 50 mm"):
+        io.read_image(path, name="CT")
+    # the whole stream is decoded: a header-only read still finds a truncated file
+    gz = _save_nifti(np.arange(40 * 30 * 20, dtype=np.int16).reshape(40, 30, 20), AFFINE, tmp_path / "t.nii.gz")
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gz.read_bytes()[:-64])
+    with pytest.raises(InputFileError, match="truncated"):
+        io.read_image(cut, name="CT", header_only=True)
+
+
+def test_labels_beyond_what_their_type_holds_are_refused(tmp_path):
+    a = np.zeros((6, 6, 6), np.uint64)
+    a[1, 1, 1] = 2**32  # would wrap to 0 in uint32
+    nib.Nifti1Image(a, AFFINE, dtype=np.uint64).to_filename(tmp_path / "big.nii.gz")
+    with pytest.raises(LabelError, match="above 4294967295"):
+        io.read_labels(tmp_path / "big.nii.gz", name="--tumours")
+    f = np.zeros((6, 6, 6), np.float32)
+    f[1, 1, 1] = 2.0**25
+    with pytest.raises(LabelError, match="above 16777216"):
+        io.read_labels(_save_nifti(f, AFFINE, tmp_path / "f32.nii.gz"), name="--tumours")
+
+
+def test_named_pipe_is_refused_without_being_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "ct.nii.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(InputFileError, match="named pipe"):
+        io.read_image(fifo, name="CT")
+    with pytest.raises(InputFileError, match="named pipe"):
+        io.sha256_of(fifo)
+
+
+def test_dicom_gap_is_refused_or_interpolated(tmp_path):
+    """A series with one slice missing: refused naming the gap; with interpolate_slices the slice is
+    rebuilt linearly (a ramp along z) on the complete grid, and no DICOM files are referenced."""
+    ramp = np.repeat((np.arange(6, dtype=np.int16) * 100)[:, None, None], 8 * 10, axis=1).reshape(6, 8, 10)
+    _write_dicom_series(tmp_path / "d", ramp, spacing=(0.7, 0.7, 2.0), origin=(-5, -3, 10), uid_suffix=3)
+    (sorted((tmp_path / "d").iterdir())[2]).unlink()
+    with pytest.raises(InputError, match="1 slice.s. missing.*--interpolate-slices"):
+        io.read_image(tmp_path / "d", name="CT")
+    vol = io.read_image(tmp_path / "d", name="CT", interpolate_slices=True)
+    assert vol.shape == (10, 8, 6) and vol.dicom_files == () and vol.spacing_mm[2] == pytest.approx(2.0)
+    assert np.array_equal(vol.array[0, 0, :], np.arange(6) * 100)
+    assert any("resampled onto a regular grid" in note for note in vol.notes)

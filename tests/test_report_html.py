@@ -1,19 +1,15 @@
 """The self-contained HTML report: content, escaping, no network, and the 3D view in Chromium."""
 
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser import chromium, console_lines, needs_chromium
 from output_phantom import phantom_structures
 from hepatoplan.pipeline.meshing import structure_meshes
-from hepatoplan.pipeline.report_html import viewer_data, write_plan_visuals, write_report_html
+from hepatoplan.pipeline.report_html import DicomSegSource, viewer_data, write_plan_visuals, write_report_html
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 REPORT = {
     "volumes_ml": {"liver": 1523.456, "functional_liver": 1490.2, "tumours": {"1": 20.1, "2": 3.3},
@@ -78,6 +74,10 @@ def test_verdict_variants(tmp_path):
     assert "id='hp-viewer'" not in text  # no meshes, no 3D view
     text = write_report_html({}, out_path=tmp_path / "b.html").read_text()
     assert "No FLR verdict" in text
+    # any other verdict text is shown as given, in the banner
+    odd = {"assessment": {"verdict": "unverified: review the automatic segmentation"}}
+    text = write_report_html(odd, out_path=tmp_path / "c.html").read_text()
+    assert "data-verdict='other'" in text and "Verdict: unverified: review the automatic segmentation" in text
 
 
 def test_viewer_data_budget_and_quantisation(small_meshes):
@@ -96,33 +96,15 @@ def test_viewer_data_budget_and_quantisation(small_meshes):
     assert {s["name"] for s in data["structures"] if s["visible"]} == set(data["scenes"]["after"])
 
 
-def _chromium(args, timeout_s=90):
-    profile = tempfile.mkdtemp(prefix="hp-chromium-")
-    try:
-        # SwiftShader WebGL through ANGLE (no GPU needed); --disable-gpu would add a
-        # "GPU stall due to ReadPixels" performance notice of Chromium's own to the console
-        cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--use-angle=swiftshader",
-               "--enable-unsafe-swiftshader", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-               "--window-size=1280,1400", "--virtual-time-budget=10000", *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        return done.stdout, done.stderr
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium); "
-                    "CI installs it")
+@needs_chromium
 def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
     import matplotlib.image as mpimg
 
     path = write_report_html(REPORT, out_path=tmp_path / "report.html", meshes=small_meshes)
     url = path.resolve().as_uri()
 
-    dom, log = _chromium(["--dump-dom", url])
-    console = [line for line in log.splitlines() if ":CONSOLE" in line]
-    assert console == [], "console messages:\n" + "\n".join(console)
+    dom, log = chromium(["--dump-dom", url])
+    assert console_lines(log) == [], "console messages:\n" + "\n".join(console_lines(log))
     viewer = re.search(r'<div id="hp-viewer"[^>]*>', dom)
     assert viewer, dom[:2000]
     attrs = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', viewer.group(0)))
@@ -131,8 +113,8 @@ def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
     left, top, width, height = (int(v) for v in attrs["data-rect"].split(","))
 
     shot = tmp_path / "shot.png"
-    _, log = _chromium([f"--screenshot={shot}", url])
-    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    _, log = chromium([f"--screenshot={shot}", url])
+    assert console_lines(log) == []
     img = mpimg.imread(shot)[..., :3]
     canvas = img[top + 2:top + height - 2, left + 2:left + width - 2]
     covered = np.abs(canvas - 1.0).max(axis=2) > 0.05
@@ -143,8 +125,11 @@ def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
     assert ((r > g + 0.08) & covered).mean() > 0.01
 
 
-def test_write_plan_visuals_bundle(tmp_path):
+def test_write_plan_visuals_bundle(tmp_path, monkeypatch):
+    from hepatoplan.pipeline import report_html
     from hepatoplan.pipeline.labels import structures_from_labels
+
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
 
     structures, labels, affine = phantom_structures()
     vessels = {"portal vein": structures["portal vein"], "hepatic veins": structures["hepatic veins"]}
@@ -152,7 +137,7 @@ def test_write_plan_visuals_bundle(tmp_path):
     assert names == [f"segment {k}" for k in range(1, 9)] + [
         "remnant", "resected", "tumour 1", "tumour 2", "portal vein", "hepatic veins"]
     out = write_plan_visuals(tmp_path, report=REPORT, labels=labels, affine_ras=affine,
-                             vessels=vessels, preview_size_px=(300, 240))
+                             vessels=vessels)
     assert [p.name for p in out["labels"]] == ["labels.ctbl", "labels.seg.nrrd"]
     assert out["meshes"][0].name == "plan.glb" and len(out["previews"]) == 4
     assert out["report"][0].read_text().count("data:image/png;base64,") == 4
@@ -162,22 +147,21 @@ def test_write_plan_visuals_bundle(tmp_path):
     assert "id='hp-viewer'" not in quick["report"][0].read_text()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium); "
-                    "CI installs it")
+@needs_chromium
 def test_viewer_state_from_link(tmp_path, small_meshes):
     """Superior view of the 'before' scene with the veins hidden, opened from the URL."""
     import matplotlib.image as mpimg
 
     path = write_report_html({}, out_path=tmp_path / "report.html", meshes=small_meshes)
     url = path.resolve().as_uri() + "#view=superior&scene=before&hide=portal%20vein,hepatic%20veins"
-    dom, log = _chromium(["--dump-dom", url])
-    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    dom, log = chromium(["--dump-dom", url])
+    assert console_lines(log) == []
     viewer = re.search(r'<div id="hp-viewer"[^>]*>', dom).group(0)
     attrs = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', viewer))
     assert attrs["data-status"] == "rendered" and attrs["data-view"] == "superior"
     left, top, width, height = (int(v) for v in attrs["data-rect"].split(","))
     shot = tmp_path / "shot.png"
-    _chromium([f"--screenshot={shot}", url])
+    chromium([f"--screenshot={shot}", url])
     canvas = mpimg.imread(shot)[top + 2:top + height - 2, left + 2:left + width - 2, :3]
     r, g, b = canvas[..., 0], canvas[..., 1], canvas[..., 2]
     covered = np.abs(canvas - 1.0).max(axis=2) > 0.05
@@ -206,7 +190,7 @@ def test_write_plan_visuals_dicom_seg_and_uid_warning(tmp_path):
         labels, affine = canonical(native, affine_native)
         report = {"warnings": ["earlier warning"]}
         out = write_plan_visuals(folder / "out", report=report, labels=labels, affine_ras=affine,
-                                 source_dicom_files=files, meshes_and_previews=False)
+                                 dicom_seg=DicomSegSource(files), meshes_and_previews=False)
         assert out["dicom_seg"] == [folder / "out" / "labels_seg.dcm"]
         if not blank:
             assert report["warnings"] == ["earlier warning"]

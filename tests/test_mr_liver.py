@@ -1,0 +1,233 @@
+"""Tests of the MR liver segmentation (segmentation/mr_liver.py) and of ``plan``/``segment --modality mr``.
+
+A synthetic T2-weighted abdomen with a known liver (anisotropic 1.5 x 1.5 x 6 mm voxels, a bias
+field, Rician-like noise) tests behaviour; CHAOS T2-SPIR and the TotalSegmentator MR example
+(../shared/data) test accuracy. The full benchmark is bench/bench_mr.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from hepatoplan.errors import InputError, NotComputableError
+from hepatoplan.pipeline import io
+from hepatoplan.pipeline.cli import main
+from hepatoplan.segmentation import segment_liver, segment_study
+from hepatoplan.segmentation.mr_liver import MRLiverParams, segment_liver_mr
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CHAOS = DATA_DIR / "chaos_mr"
+TOTALSEG = DATA_DIR / "totalsegmentator"
+
+
+def _dice(a, b) -> float:
+    a, b = a > 0, b > 0
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def mr_phantom(seed: int = 0, *, fat_to_liver: float = 0.3):
+    """T2-weighted fat-suppressed abdomen (canonical RAS+, 1.5 x 1.5 x 6 mm) and its liver mask.
+
+    Subcutaneous fat at ``fat_to_liver`` times the liver's intensity, textured bowel at most 2/3 of the
+    liver's intensity, a spleen and a kidney brighter than it (their ranks on T2), a liver ellipsoid on the
+    patient's right (high axis-0 index), a bias field of +-25 % and noise.
+    """
+    rng = np.random.default_rng(seed)
+    sp = (1.5, 1.5, 6.0)
+    shape = (200, 160, 40)
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, sp)), indexing="ij")
+    cx, cy = shape[0] * sp[0] / 2, shape[1] * sp[1] / 2
+    img = np.zeros(shape, np.float32)
+    body = ((x - cx) / 140) ** 2 + ((y - cy) / 105) ** 2 <= 1
+    inner = ((x - cx) / 125) ** 2 + ((y - cy) / 90) ** 2 <= 1
+    img[body] = 300 * fat_to_liver
+    bowel = 130 + 60 * ndi.gaussian_filter(rng.normal(0, 1, shape), (3, 3, 0.7)) / 0.05
+    img[inner] = np.clip(bowel, 50, 200)[inner]
+    img[((x - cx) / 18) ** 2 + ((y - (cy - 65)) / 18) ** 2 <= 1] = 80
+    lx, ly, lz = cx + 60, cy + 5, 130
+    liver = (((x - lx) / 62) ** 2 + ((y - ly) / 65) ** 2 + ((z - lz) / 70) ** 2 <= 1) & inner
+    img[liver] = 300
+    spleen = (((x - (cx - 85)) / 30) ** 2 + ((y - (cy - 25)) / 40) ** 2 + ((z - 130) / 45) ** 2 <= 1) & inner
+    img[spleen & ~liver] = 520
+    kidney = (((x - (cx + 55)) / 22) ** 2 + ((y - (cy - 45)) / 28) ** 2 + ((z - 50) / 40) ** 2 <= 1) & inner
+    img[kidney & ~liver] = 650
+    bias = 1.0 + 0.25 * (x - cx) / 140 - 0.2 * (y - cy) / 105
+    img = np.hypot(img * bias + rng.normal(0, 12, shape), rng.normal(0, 12, shape))
+    return img.astype(np.int16), sp, liver
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return mr_phantom()
+
+
+@pytest.fixture(scope="module")
+def phantom_result(phantom):
+    img, sp, _ = phantom
+    return segment_liver(img, spacing_mm=sp, modality="mr")
+
+
+# ----------------------------------------------------------------------------- phantoms
+
+
+def test_phantom_liver_found_with_its_volume(phantom, phantom_result):
+    _, sp, liver = phantom
+    mask, info = phantom_result
+    assert info["qc_passed"], info["qc_flags"]
+    assert _dice(mask, liver) >= 0.97
+    expected_ml = np.count_nonzero(liver) * np.prod(sp) / 1000.0
+    assert info["liver_volume_ml"] == pytest.approx(expected_ml, rel=0.03)
+    assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
+    assert info["liver_centre_right_of_body_mm"] > 50
+    assert info["stability_dice"] >= 0.95 and not info["qc_flags"]
+
+
+def test_an_unstable_border_is_flagged_not_refused(phantom):
+    """Demanding more agreement than any mask has: the flag names the check and the fix."""
+    img, sp, _ = phantom
+    _, info = segment_liver_mr(img, spacing_mm=sp, params=MRLiverParams(min_stability_dice=1.01))
+    assert info["qc_passed"]
+    assert any("border is unstable" in f and "--liver FILE" in f for f in info["qc_flags"])
+
+
+def test_segment_liver_dispatches_mr_and_reports_its_params(phantom_result):
+    _, info = phantom_result
+    assert info["modality"] == "MR"
+    assert info["params"] == dataclasses.asdict(MRLiverParams())
+    json.dumps(info)
+
+
+def test_intensity_scale_and_offset_do_not_matter(phantom, phantom_result):
+    """MR units are arbitrary: a gain and an offset change nothing but rounding."""
+    img, sp, _ = phantom
+    b, _ = segment_liver_mr(img.astype(np.float32) * 7.3 + 1500.0, spacing_mm=sp)
+    assert _dice(phantom_result[0], b) >= 0.99
+
+
+def test_mirrored_phantom_is_not_a_confident_liver(phantom):
+    """The liver on the patient's left (a mirrored scan): no candidate passes the checks."""
+    img, sp, _ = phantom
+    with pytest.raises(NotComputableError, match="--liver FILE"):
+        segment_study(np.ascontiguousarray(img[::-1]), spacing_mm=sp, modality="MR")
+
+
+def test_unrecognised_contrast_fails_the_checks():
+    """Fat as bright as the liver (neither fat-suppressed T2 nor T1 with bright fat): refused."""
+    img, sp, _ = mr_phantom(fat_to_liver=1.0)
+    _, info = segment_liver_mr(img, spacing_mm=sp)
+    assert not info["qc_passed"]
+    assert any("contrast not recognised" in f for f in info["qc_flags"])
+
+
+def test_partial_coverage_is_flagged_not_refused(phantom):
+    img, sp, liver = phantom
+    zs = np.flatnonzero(liver.any(axis=(0, 1)))
+    cut = zs[0] + int(0.6 * (zs[-1] - zs[0]))
+    mask, info = segment_liver_mr(np.ascontiguousarray(img[..., :cut]), spacing_mm=sp)
+    assert info["qc_passed"] and _dice(mask, liver[..., :cut]) >= 0.95
+    assert any("superior-inferior" in f for f in info["qc_flags"])
+
+
+def test_a_speck_at_the_scan_border_is_not_a_partial_liver():
+    """Partial coverage excuses a small liver only where the scan cuts through a wide cross-section."""
+    img, sp, liver = mr_phantom()
+    zs = np.flatnonzero(liver.any(axis=(0, 1)))
+    _, info = segment_liver_mr(np.ascontiguousarray(img[..., zs[-1] - 2:]), spacing_mm=sp)
+    assert not info["qc_passed"]
+
+
+def test_bad_input_is_refused(phantom):
+    img, sp, _ = phantom
+    with pytest.raises(InputError, match="non-finite"):
+        segment_liver_mr(np.where(img > 200, np.nan, img.astype(np.float32)), spacing_mm=sp)
+    with pytest.raises(InputError, match="field of view"):
+        segment_liver_mr(img[:20, :20], spacing_mm=sp)
+    with pytest.raises(InputError, match="no body"):
+        segment_liver_mr(np.zeros_like(img), spacing_mm=sp)
+
+
+def test_plan_on_mr_reports_tumours_and_vessels_not_assessed(tmp_path, phantom, capsys):
+    """``plan --modality MR``: the liver is segmented; tumours and vessels are 'not assessed', in
+    report.json (None, not 0, and a reason) and in the printed summary. The file's axes are stored
+    flipped and permuted (L, P, S order as (A, R, S)) to go through the orientation code."""
+    img, sp, liver = phantom
+    stored = np.transpose(img, (1, 0, 2))[::-1]  # file axes: (A flipped -> P, R, S)
+    affine = np.array([[0, sp[0], 0, -150.0], [-sp[1], 0, 0, 120.0], [0, 0, sp[2], -200.0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(stored, affine), str(tmp_path / "mr.nii.gz"))
+    out = tmp_path / "plan"
+    assert main(["plan", str(tmp_path / "mr.nii.gz"), "--modality", "mr", "--out", str(out), "--no-preview"]) == 0
+    printed = capsys.readouterr().out
+    assert "not assessed" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["volumes_ml"]["tumours_total"] is None
+    assert set(report["not_assessed"]) == {"tumours", "vessels"}
+    assert any(w.startswith("tumours not assessed on MR") for w in report["warnings"])
+    assert report["provenance"]["parameters"]["segmentation"]["mr_liver"]["window_min_log"] == MRLiverParams().window_min_log
+    labels = io.read_labels(out / "labels.nii.gz", reference=io.read_image(tmp_path / "mr.nii.gz")).array
+    assert _dice(labels > 0, liver) >= 0.97
+
+
+def test_plan_on_mr_with_a_given_liver_runs_no_ct_detector(tmp_path, phantom):
+    img, sp, liver = phantom
+    affine = np.diag([sp[0], sp[1], sp[2], 1.0])
+    nib.save(nib.Nifti1Image(img, affine), str(tmp_path / "mr.nii.gz"))
+    nib.save(nib.Nifti1Image(liver.astype(np.uint8), affine), str(tmp_path / "liver.nii.gz"))
+    out = tmp_path / "plan"
+    assert main(["plan", str(tmp_path / "mr.nii.gz"), "--modality", "mr", "--liver", str(tmp_path / "liver.nii.gz"),
+                 "--out", str(out), "--no-preview"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sources"] == {"liver": str(tmp_path / "liver.nii.gz")}
+    assert report["volumes_ml"]["tumours_total"] is None
+    assert set(report["not_assessed"]) == {"tumours", "vessels"}
+
+
+# ----------------------------------------------------------------------------- real scans
+
+
+def _chaos(case: str):
+    d = CHAOS / case
+    if not d.is_dir():
+        pytest.skip(f"CHAOS MR data not found at {d} (see ../shared/data/README.md)")
+    vol = io.read_image(d / "image.nii.gz")
+    return vol, io.read_labels(d / "liver.nii.gz", reference=vol).array > 0
+
+
+@pytest.mark.parametrize("case", ["01", "02", "03", "05"])
+def test_chaos_t2_spir(case):
+    """CHAOS T2-SPIR, manual livers (bench/RESULTS.md has the figures per scan)."""
+    vol, ref = _chaos(case)
+    mask, info = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)
+    assert info["qc_passed"], info["qc_flags"]
+    assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
+    assert _dice(mask, ref) >= 0.85
+    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.15
+
+
+def test_chaos_with_the_top_cut_off():
+    """CHAOS 01 without the cranial 30 % of its liver: flagged as partial coverage, not refused."""
+    vol, ref = _chaos("01")
+    zs = np.flatnonzero(ref.any(axis=(0, 1)))
+    cut = zs[0] + int(0.7 * (zs[-1] - zs[0]))
+    mask, info = segment_liver_mr(np.ascontiguousarray(vol.array[..., :cut]), spacing_mm=vol.spacing_mm)
+    assert info["qc_passed"] and _dice(mask, ref[..., :cut]) >= 0.85
+    assert any("superior-inferior" in f for f in info["qc_flags"])
+
+
+def test_totalsegmentator_mr_example():
+    """T1-weighted with bright fat; the reference (label 5) is TotalSegmentator's output, matched in
+    physical space."""
+    if not TOTALSEG.is_dir():
+        pytest.skip(f"{TOTALSEG} not found")
+    vol = io.read_image(TOTALSEG / "mr.nii.gz")
+    ref = io.read_labels(TOTALSEG / "mr_totalseg.nii.gz", reference=vol, resample=True).array == 5
+    mask, info = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)
+    assert info["qc_passed"], info["qc_flags"]
+    assert info["mr_contrast"]["kind"].startswith("T1-weighted")
+    assert _dice(mask, ref) >= 0.87
