@@ -198,6 +198,7 @@ def run_one(case: Case, seed: int, variant_name: str) -> dict:
     row.update(score(pred, truth, lesions, spacing, n_real))
     row["qc_passed"] = bool(check["passed"])
     row["qc_reasons"] = check.get("reasons", [])
+    row["checks"] = {c["name"]: c["value"] for c in check.get("checks", [])}  # to study the limits offline
     return row
 
 

@@ -555,8 +555,9 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
         centre, radius = _fit_sphere(np.argwhere(interface) * sp)
         if not radius <= p.bulge_max_radius_mm:
             continue
-        grid_mm = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(own.shape, sp)], indexing="ij"), axis=-1)
-        ball = np.linalg.norm(grid_mm - centre, axis=-1) <= radius + p.bulge_margin_mm
+        d2_mm2 = sum(np.square(np.arange(n) * s - c).reshape([-1 if a == i else 1 for a in range(3)])
+                     for i, (n, s, c) in enumerate(zip(own.shape, sp, centre)))
+        ball = d2_mm2 <= (radius + p.bulge_margin_mm) ** 2
         dark = (img < lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)) & (img > p.fat_max_hu)
         add = morph.reconstruct(own, own | (ball & ~ok & dark & (labels[win] == 0))) & ~own
         within = float(np.count_nonzero(own & ball) / own.sum())
