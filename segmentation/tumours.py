@@ -537,7 +537,7 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
     sp = np.asarray(spacing, float)
     left_cut = []
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
+        if sl is None or not _is_cut(labels, allowed, sl, k, p.bulge_min_cut_fraction):
             continue
         win = _lesion_window(labels, sl, p.bulge_max_radius_mm, sp)
         own = labels[win] == k
@@ -570,6 +570,16 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
                              "rejected": f"lesion cut by the liver outline ({cut.sum() / edge.sum():.0%} of its boundary), "
                                          "its outer part not recovered"})
     return left_cut
+
+
+def _is_cut(labels, allowed, sl, k: int, min_fraction: float) -> bool:
+    """Whether at least ``min_fraction`` of lesion ``k``'s boundary voxels touch a voxel outside
+    ``allowed`` (the test of :func:`_complete_bulges`, on the lesion's box grown by one voxel: the
+    same voxels, without the cost of its search window)."""
+    win = tuple(slice(max(0, o.start - 1), min(n, o.stop + 1)) for o, n in zip(sl, labels.shape))
+    own = labels[win] == k
+    edge = own & ndi.binary_dilation(~own)
+    return bool(np.count_nonzero(edge & ndi.binary_dilation(~allowed[win])) >= min_fraction * edge.sum())
 
 
 def _add_rims(labels: np.ndarray, image: np.ndarray, spacing, p: TumourParams) -> None:
