@@ -269,16 +269,20 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/RESULTS.md")
     ap.add_argument("--json", type=Path, help="also write every run's scores to this file")
     ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="only the runs of these seeds (to run a split in parallel)")
     ap.add_argument("--load", type=Path, nargs="+", metavar="JSON",
                     help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of running")
     args = ap.parse_args(argv)
     cases: dict[str, Case] = {}
     rows: dict[str, list] = {}
     for path in args.load or []:
-        rows.update(json.loads(path.read_text()))
+        for split, runs in json.loads(path.read_text()).items():
+            rows.setdefault(split, []).extend(runs)
     for split in [] if args.load else args.splits:
         rows[split] = []
         for case, seed, var in SPLITS[split][: args.limit]:
+            if args.seeds and seed not in args.seeds:
+                continue
             if not (DATA / "ircadb" / case / "ct.nii.gz").exists():
                 print(f"skip {case}: no CT in {DATA}", file=sys.stderr)
                 continue
@@ -287,8 +291,8 @@ def main(argv=None) -> int:
             row = run_one(cases[case], seed, var)
             rows[split].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "lesions"}, default=str), file=sys.stderr, flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=float))
+            if args.json:  # after every run: a long benchmark stopped early keeps what it measured
+                args.json.write_text(json.dumps(rows, indent=1, default=float))
     parts = []
     for split, rs in rows.items():
         if rs:
@@ -297,7 +301,7 @@ def main(argv=None) -> int:
     parts.append("**all runs** " + qc_table(everything))
     text = "\n\n".join(parts)
     print(text)
-    if not (args.no_write or args.limit):
+    if not (args.no_write or args.limit or args.seeds):
         _write_section(text, list(rows))
     return 0
 
