@@ -39,7 +39,7 @@ from pathlib import Path
 from hepatoplan.errors import HepatoplanError, InputError
 
 from . import dicomweb
-from .outputs import write_atomic
+from .outputs import output_folder, write_atomic
 from .study import MaskPaths, PlanOptions
 
 log = logging.getLogger(__name__)
@@ -243,12 +243,9 @@ def run_job(job: StudyJob) -> dict:
         expected = isinstance(exc, HepatoplanError)
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         detail = message if expected else traceback.format_exc()
-        job.options.out.mkdir(parents=True, exist_ok=True)
-        for stale in ("report.json", ROW_FILE):  # an earlier run's result is no longer this row's
-            (job.options.out / stale).unlink(missing_ok=True)
-        write_atomic(job.options.out / "error.txt", detail + "\n")
+        with output_folder(job.options.out) as folder:  # an earlier run's outputs are no longer this row's
+            (folder / "error.txt").write_text(detail + "\n", encoding="utf-8")
         return {"id": job.id, "status": "failed", "error": " ".join(message.split()), **timing()}
-    (job.options.out / "error.txt").unlink(missing_ok=True)
     write_atomic(job.options.out / ROW_FILE, json.dumps({"id": job.id, "fingerprint": fingerprint(job)}) + "\n")
     return {**cohort_row(job.id, report), **timing()}
 

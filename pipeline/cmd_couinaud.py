@@ -28,7 +28,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
 from . import io
-from .outputs import write_atomic
+from .outputs import check_writable, out_argument, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ def register(subparsers) -> None:
                    help="instead of --portal/--hepatic: ONE combined vessel mask (portal and hepatic veins in one "
                         "class, e.g. TotalSegmentator liver_vessels); separated into the two trees, written beside "
                         "--out as portal_vein.nii.gz and hepatic_veins.nii.gz")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("--out", type=out_argument, required=True,
                    help="output label map (.nii.gz, .nii, .nrrd or .mha), on the liver mask's grid")
-    p.add_argument("--json", type=Path, help="also write landmarks, methods, warnings and volumes as JSON")
+    p.add_argument("--json", type=out_argument, help="also write landmarks, methods, warnings and volumes as JSON")
     p.add_argument("--split-segment-4", action="store_true",
                    help=f"split segment 4 into 4a (label 4, cranial) and 4b (label {LABEL_4B}, caudal)")
     p.add_argument("--resample-masks", action="store_true",
@@ -65,6 +65,7 @@ def _check_out(path: Path, flag: str, suffixes, inputs) -> None:
                          f"found '{path.name}'. Choose e.g. {path.with_suffix('').name}{suffixes[0]}")
     if not path.parent.is_dir():
         raise InputError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+    check_writable(path, flag=flag)
     same = [flag_in for flag_in, given in inputs if given is not None and Path(given).resolve() == path.resolve()]
     if same:
         raise InputError(f"{flag} {path}: is the {same[0]} input; expected a new file (inputs are never overwritten)")

@@ -2,8 +2,10 @@
 
 ``plan`` reads the CT grid and the masks, applies the resections, assesses the remnant and writes
 into ``--out``: ``report.json``, ``labels.nii.gz`` and ``remnant.nii.gz`` on the CT's own grid.
-Everything is computed before anything is written, and files are written into a temporary folder
-beside ``--out`` and moved in at the end, so bad input never leaves partial output.
+``--out`` is checked before any work (:func:`hepatoplan.pipeline.outputs.check_output_folder`).
+Everything is computed before anything is written, into a temporary folder beside ``--out`` that
+then replaces it as a whole, so bad input never leaves partial output and a rerun no file of an
+earlier one. Numbers are rounded to their meaning once (:func:`hepatoplan.pipeline.report.rounded`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from hepatoplan.units import voxel_volume_ml
 
 from . import dicom_sr, dicomweb, io, report
 from .labels import label_map
-from .outputs import output_folder
+from .outputs import check_output_folder, out_argument, output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("ct", help="CT/MR: NIfTI, NRRD, MHA/MHD file, DICOM series folder or DICOMweb series URL "
                               "(http(s)://HOST/.../studies/UID/series/UID)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=out_argument, required=True,
+                   help="output folder (replaced as a whole: it must not hold an input)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even when it is an existing folder that hepatoplan did not write")
     add_plan_options(p)
     p.set_defaults(func=run)
 
     d = subparsers.add_parser("demo", help="run plan on the shipped synthetic demo study")
-    d.add_argument("--out", type=Path, required=True, help="output folder")
+    d.add_argument("--out", type=out_argument, required=True, help="output folder (replaced as a whole)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace --out even when it is an existing folder that hepatoplan did not write")
     d.add_argument("--no-preview", dest="preview", action="store_false", help="skip 3D previews")
     d.set_defaults(func=run_demo)
 
@@ -125,8 +132,15 @@ def options_from_args(args) -> PlanOptions:
     )
 
 
+def plan_inputs(options: PlanOptions) -> list:
+    """Every input path of a plan (the CT, each mask, the function map), for the ``--out`` check."""
+    return [options.ct, *options.masks.given().values(), options.function_map]
+
+
 def run(args) -> int:
-    result = plan(options_from_args(args))
+    options = options_from_args(args)
+    check_output_folder(options.out, inputs=plan_inputs(options), overwrite=args.overwrite)
+    result = plan(options)
     print(report.summary_text(result))
     print(f"\nwritten to {args.out}")
     stored = result.get("dicomweb", {}).get("stored")
@@ -150,6 +164,7 @@ def run_demo(args) -> int:
         resect=DEMO_RESECTIONS, parenchyma="chemotherapy", height_cm=172.0, weight_kg=78.0,
         preview=args.preview,
     )
+    check_output_folder(options.out, inputs=plan_inputs(options), overwrite=args.overwrite)
     result = plan(options)
     print(report.summary_text(result))
     print(f"\nwritten to {args.out}")
@@ -172,6 +187,7 @@ def plan(options: PlanOptions) -> dict:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
+        result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
         if dicomweb_section:
             result["dicomweb"] = dicomweb_section
         _write_outputs(options, study, result, arrays, inputs=inputs,
@@ -442,12 +458,9 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
                    inputs: dict[str, str], hashes: dict[str, str]) -> None:
     """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256."""
     out = Path(options.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder; choose a folder path")
-    out.parent.mkdir(parents=True, exist_ok=True)
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
-    with output_folder(out) as tmp:  # report.json moved in last: it marks a complete folder
+    with output_folder(out) as tmp:  # the whole folder appears at once, replacing an earlier run's
         # the NIfTI files are written beside the visuals (ITK and zlib release the GIL)
         with ThreadPoolExecutor(io.worker_threads()) as pool:
             nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")

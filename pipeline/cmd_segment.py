@@ -5,8 +5,9 @@ Reads the image (any format :mod:`hepatoplan.pipeline.io` reads, or a DICOM fold
 ``liver.nii.gz``, ``tumours.nii.gz`` (instances 1..N), ``portal_vein.nii.gz``,
 ``hepatic_veins.nii.gz`` and ``segmentation.json`` (volumes, HU statistics, QC flags, the
 algorithms' parameters, provenance)
-into ``--out``. Everything is computed before anything is written, and files are written into a
-temporary folder beside ``--out`` and then moved in, so a failed run leaves no partial output.
+into ``--out``, checked first (:func:`hepatoplan.pipeline.outputs.check_output_folder`). Everything is
+computed before anything is written, into a temporary folder beside ``--out`` that then replaces it as a
+whole, so a failed run leaves no partial output and a rerun no file of the earlier one.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hepatoplan import __version__
-from hepatoplan.errors import InputError
 
 from . import dicomweb, io
-from .outputs import output_folder
+from .outputs import check_output_folder, out_argument, output_folder
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,10 @@ def register(subparsers) -> None:
         description=__doc__.splitlines()[0],
     )
     p.add_argument("image", help="CT or MR: NIfTI, NRRD, MetaImage file, a DICOM folder or a DICOMweb series URL")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; existing outputs replaced)")
+    p.add_argument("--out", type=out_argument, required=True,
+                   help="output folder (created, or an earlier one replaced as a whole; it must not hold the image)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even when it is an existing folder that hepatoplan did not write")
     p.add_argument("--series-uid", help="SeriesInstanceUID when the DICOM folder holds several series")
     p.add_argument("--interpolate-slices", action="store_true",
                    help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
@@ -65,12 +68,7 @@ def _peak_rss_mb() -> float:
 def run(args) -> int:
     from hepatoplan.segmentation import segment_study  # heavy imports only when the command runs
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: expected a folder, found a file; choose a folder name")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise InputError(f"--out {out}: parent folder {parent} does not exist; create it first")
+    out = check_output_folder(args.out, inputs=[args.image], overwrite=args.overwrite)
     t0 = time.perf_counter()
     image = url = dicomweb.ct_argument(args.image)
     if isinstance(url, dicomweb.SeriesURL):
@@ -97,7 +95,7 @@ def run(args) -> int:
         },
         **result.report,
     }
-    with output_folder(out, last="segmentation.json") as tmp:
+    with output_folder(out) as tmp:
         io.write_labels(result.liver, reference=vol, path=tmp / "liver.nii.gz")
         io.write_labels(result.tumours, reference=vol, path=tmp / "tumours.nii.gz")
         io.write_labels(result.portal_vein, reference=vol, path=tmp / "portal_vein.nii.gz")

@@ -27,12 +27,19 @@ from .outputs import atomic_file
 log = logging.getLogger(__name__)
 
 
-class UnreferenceableSeriesError(InputError):
-    """The source series lacks the UIDs a DICOM-SEG must reference (e.g. stripped by an
-    anonymiser): no DICOM-SEG can be written for it."""
+#: The UIDs a DICOM-SEG copies from (or references in) its source series; derived when empty.
+SOURCE_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
 
 
-def _read_source_series(source_dicom_files: Sequence[str | Path], *, missing_uids: str = "error"):
+def _read_source_series(source_dicom_files: Sequence[str | Path], *, warnings: list[str]):
+    """The source slices' headers, in slice order, with every empty UID filled (in memory only).
+
+    Anonymisers blank UIDs a DICOM-SEG must carry (highdicom refuses a source without a
+    FrameOfReferenceUID; an empty Study/SeriesInstanceUID makes an invalid SEG). An empty
+    SOP Class/Instance UID is first taken from the file meta; what is still empty is derived by
+    :func:`_derived_uids`, and a sentence per derived UID is appended to ``warnings``. The
+    files are never written to.
+    """
     import pydicom
 
     files = [Path(f) for f in source_dicom_files]
@@ -52,21 +59,13 @@ def _read_source_series(source_dicom_files: Sequence[str | Path], *, missing_uid
         meta = getattr(ds, "file_meta", None)
         for kw, meta_kw in (("SOPClassUID", "MediaStorageSOPClassUID"),
                             ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
-            if not str(ds.get(kw, "")) and meta is not None and str(meta.get(meta_kw, "")):
+            if not _text(ds, kw) and meta is not None and str(meta.get(meta_kw, "")):
                 log.info("%s: empty %s taken from the file meta %s", f, kw, meta_kw)
                 setattr(ds, kw, meta.get(meta_kw))
-    series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    series = {_text(ds, "SeriesInstanceUID") for ds in datasets}
     if len(series) != 1:
         raise InputError(f"source_dicom_files hold {len(series)} series ({sorted(series)}); "
                          "give the files of exactly one series")
-    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
-        if not str(datasets[0].get(kw, "")).strip():
-            message = (f"the source DICOM series has an empty {kw} (anonymised?), so a DICOM-SEG "
-                       f"cannot reference it fully (e.g. {files[0]})")
-            if missing_uids == "error":
-                raise UnreferenceableSeriesError(message)
-            log.warning("%s: writing it anyway, referencing the source instances by SOP "
-                        "Instance UID", message)
     for ds, f in zip(datasets, files):
         for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
                    "Columns"):
@@ -75,8 +74,49 @@ def _read_source_series(source_dicom_files: Sequence[str | Path], *, missing_uid
     iop = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
     order = np.argsort([float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float)))
-                        for ds in datasets])
-    return [datasets[i] for i in order]
+                        for ds in datasets], kind="stable")
+    datasets = [datasets[i] for i in order]
+    warnings.extend(_derived_uids(datasets, files[order[0]]))
+    return datasets
+
+
+def _text(ds, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def _derived_uids(datasets: list, example: Path) -> list[str]:
+    """Fill the empty :data:`SOURCE_UIDS` (and SOP Instance UIDs) of ``datasets`` in place.
+
+    A UID is derived with pydicom's ``generate_uid(entropy_srcs=...)`` (pydicom's root
+    ``1.2.826.0.1.3680043.8.498.`` and a SHA-512 hash of the sources) from what identifies the
+    series: its slices' SOP Instance UIDs (or, for a
+    slice without one, its position and instance number) and, for the Study and Frame of
+    Reference UIDs, the derived Series UID; so a rerun on the same series derives the same UIDs
+    and every output of a plan (DICOM-SEG, SR) references the same ones. One sentence per UID
+    derived.
+    """
+    from pydicom.uid import generate_uid
+
+    def slice_key(ds) -> str:
+        return _text(ds, "SOPInstanceUID") or f"{list(ds.ImagePositionPatient)}|{ds.get('InstanceNumber', '')}"
+
+    content = sorted(slice_key(ds) for ds in datasets)
+    derived = []
+    for ds in datasets:
+        if not _text(ds, "SOPInstanceUID"):
+            ds.SOPInstanceUID = generate_uid(entropy_srcs=["SOPInstanceUID", slice_key(ds), *content])
+            derived.append("SOPInstanceUID")
+    for kw in ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        values = {_text(ds, kw) for ds in datasets}
+        if values != {""}:
+            continue
+        uid = generate_uid(entropy_srcs=[kw, _text(datasets[0], "SeriesInstanceUID"), *content])
+        for ds in datasets:
+            setattr(ds, kw, uid)
+        derived.append(kw)
+    return [f"the source DICOM series has no {kw} (anonymised?; e.g. {example}): the DICOM outputs carry "
+            "one derived from the series' content (the same on every run), which the source images do "
+            "not carry" for kw in dict.fromkeys(derived)]
 
 
 class _SliceSampler:
@@ -146,7 +186,7 @@ def write_dicom_seg(
     extra_structures: Mapping[str, np.ndarray] | None = None,
     series_description: str = "hepatoplan resection plan",
     series_number: int = 901,
-    missing_uids: str = "error",
+    warnings: list[str] | None = None,
 ) -> Path:
     """Write the plan as a DICOM Segmentation (binary, highdicom) referencing the source series.
 
@@ -174,11 +214,11 @@ def write_dicom_seg(
         SeriesDescription of the new series.
     series_number : int, optional
         SeriesNumber of the new series.
-    missing_uids : {"error", "allow"}
-        What to do when the source series has an empty Study, Series or Frame of Reference UID
-        (some anonymisers blank them): raise :class:`UnreferenceableSeriesError`, or write the
-        DICOM-SEG anyway (it then references the source images by SOP Instance UID, and copies
-        the empty UIDs).
+    warnings : list of str, optional
+        Receives one sentence per UID the source series lacks (empty Study, Series, Frame of
+        Reference or SOP Instance UID, as some anonymisers leave them): the DICOM-SEG carries
+        a UID derived from the series' content instead (the same on every run; see
+        :func:`_derived_uids`), so it is valid DICOM. The source files are never modified.
 
     Returns
     -------
@@ -188,8 +228,6 @@ def write_dicom_seg(
     ------
     InputError
         If the files are not one readable series with geometry, or nothing is labelled.
-    UnreferenceableSeriesError
-        If the series has no Study/Series/FrameOfReference UID and ``missing_uids="error"``.
     GeometryMismatchError
         If ``labels`` are not on the series' grid.
     """
@@ -199,9 +237,8 @@ def write_dicom_seg(
     extras = check_extra_structures(extra_structures, labels.shape)
     if not values and not extras:
         raise InputError("nothing to export: labels are all background and no extra structure")
-    if missing_uids not in ("error", "allow"):
-        raise InputError(f"missing_uids must be 'error' or 'allow', got {missing_uids!r}")
-    datasets = _read_source_series(source_dicom_files, missing_uids=missing_uids)
+    notes: list[str] = []
+    datasets = _read_source_series(source_dicom_files, warnings=notes)
     inv = np.linalg.inv(affine)
     samplers = [_SliceSampler(ds, inv, labels.shape, affine) for ds in datasets]
     entries = [label_entry(v) for v in values] + [structure_entry(name, value=1) for name in extras]
@@ -211,6 +248,10 @@ def write_dicom_seg(
                         series_number=series_number)
     with atomic_file(path) as tmp:
         seg.save_as(tmp, enforce_file_format=True)
+    for note in notes:
+        log.warning("%s", note)
+    if warnings is not None:
+        warnings.extend(notes)
     log.info("wrote %s (%d segments, %d source slices of series %s)", path, len(entries),
              len(sources), sources[0].SeriesInstanceUID)
     return Path(path)

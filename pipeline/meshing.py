@@ -96,13 +96,97 @@ def _polydata_arrays(polydata) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
-    """Quadric edge-collapse decimation (fast-simplification); keeps closed meshes closed."""
+    """Quadric edge-collapse decimation (fast-simplification) that keeps a closed 2-manifold
+    surface closed and 2-manifold.
+
+    fast-simplification's collapses sometimes fold two triangles onto each other (the same three
+    vertices, a zero-volume fin) or pinch an edge between four triangles: 4 of IRCADb 01's 19
+    meshes. Fins are removed (both triangles), pinched edges split
+    (:func:`_split_pinched_edges`); a surface still not :func:`is_closed_manifold` is returned
+    undecimated: larger, never broken.
+    """
     import fast_simplification
 
     new_points, new_faces = fast_simplification.simplify(
         np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
         target_reduction=float(target_reduction))
-    return _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
+    new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
+    _, index, counts = np.unique(np.sort(new_faces, axis=1), axis=0, return_inverse=True, return_counts=True)
+    new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[counts[index.ravel()] == 1]))
+    if is_closed_manifold(faces) and not is_closed_manifold(new_faces):
+        log.debug("decimation left a non-manifold edge: %d triangles kept undecimated", len(faces))
+        return points, faces
+    return new_points, new_faces
+
+
+#: How far (mm) the copies of a vertex split by :func:`_split_pinched_edges` move toward their
+#: own surface: far above float32 resolution at body scale (~0.03 µm at 500 mm), far below any
+#: voxel, so files whose readers merge vertices by position (STL) stay manifold.
+PINCH_SPLIT_MM = 1e-3
+
+
+def _split_pinched_edges(points: np.ndarray, faces: np.ndarray):
+    """Split the edges that more than two triangles share, where two sheets of a surface touch.
+
+    Around each vertex of such an edge, its triangles are grouped into fans joined by edges two
+    triangles share; each fan after the first gets its own copy of the vertex, moved
+    :data:`PINCH_SPLIT_MM` toward the fan's centre. Triangles are neither added nor removed.
+    """
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    pinched = unique[counts > 2]
+    if not len(pinched):
+        return points, faces
+    shared_twice = {tuple(e) for e in unique[counts == 2].tolist()}
+    points, faces = list(points), faces.copy()
+    for v in np.unique(pinched).tolist():
+        around = np.flatnonzero((faces == v).any(axis=1)).tolist()
+        fan = {f: f for f in around}  # union-find over the triangles around v
+
+        def root(f):
+            while fan[f] != f:
+                f = fan[f]
+            return f
+
+        by_edge: dict[int, list[int]] = {}
+        for f in around:
+            for w in faces[f].tolist():
+                if w != v and (min(v, w), max(v, w)) in shared_twice:
+                    by_edge.setdefault(w, []).append(f)
+        for pair in by_edge.values():
+            if len(pair) == 2:
+                fan[root(pair[0])] = root(pair[1])
+        groups: dict[int, list[int]] = {}
+        for f in around:
+            groups.setdefault(root(f), []).append(f)
+        for members in list(groups.values())[1:]:
+            centre = np.mean([points[w] for f in members for w in faces[f].tolist()], axis=0)
+            step = centre - points[v]
+            points.append(points[v] + PINCH_SPLIT_MM * step / max(float(np.linalg.norm(step)), 1e-12))
+            faces[members] = np.where(faces[members] == v, len(points) - 1, faces[members])
+    return np.asarray(points), faces
+
+
+def is_closed_manifold(faces: np.ndarray) -> bool:
+    """Every edge is shared by exactly two triangles, in opposite directions: the surface is
+    closed (watertight), 2-manifold along its edges and consistently wound.
+
+    Parameters
+    ----------
+    faces : ndarray of int, shape (M, 3)
+
+    Returns
+    -------
+    bool
+        False for an empty mesh.
+    """
+    faces = np.asarray(faces, np.int64)
+    if not len(faces):
+        return False
+    n = int(faces.max()) + 1
+    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    forward, backward = edges[:, 0] * n + edges[:, 1], edges[:, 1] * n + edges[:, 0]
+    return len(np.unique(forward)) == len(forward) and bool(np.isin(backward, forward).all())
 
 
 def _compact(points: np.ndarray, faces: np.ndarray):

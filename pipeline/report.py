@@ -6,6 +6,7 @@ The label map written beside it (``labels.nii.gz``) is built by
 
 from __future__ import annotations
 
+import math
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +72,61 @@ def _jsonable(value):
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+#: report.json's rounding: decimals kept by the unit a number's key names (its suffix: ``_ml``,
+#: ``remnant_ml``; or the key itself: ``seconds``), or, for a key without one (``"1"`` under
+#: ``volumes_ml.segments``, a list item), the unit of the nearest enclosing key that has one.
+#: A dict with a ``unit`` field (``{"value": 28.2, "unit": "%"}``) gives its numbers that unit.
+#: 0.01 mL, mm, %, cm, kg, m², days, s and voxel index; 0.1 HU.
+DECIMALS_BY_UNIT = {"ml": 2, "mm": 2, "percent": 2, "pct": 2, "cm": 2, "kg": 2, "m2": 2, "days": 2,
+                    "s": 2, "seconds": 2, "index": 2, "hu": 1}
+#: Numbers under no unit (criteria ``value``/``threshold``) and dimensionless ones (keys ending in
+#: :data:`DIMENSIONLESS`: fractions 0-1, ratios, probabilities) keep this many significant digits.
+SIGNIFICANT_DIGITS = 4
+DIMENSIONLESS = ("fraction", "ratio", "fill", "probability", "confidence", "share")
+#: The grid's exact geometry (``geometry.spacing_mm``, ``geometry.voxel_volume_mm3``) keeps this
+#: many significant digits: a spacing of 0.5703125 mm is a fact of the file, not a measurement.
+GEOMETRY_KEYS, GEOMETRY_SIGNIFICANT_DIGITS = ("spacing_mm", "voxel_volume_mm3"), 6
+#: Sections written as given (the options and parameters of the run are exact inputs).
+UNROUNDED_KEYS = ("provenance",)
+
+
+def rounded(value, *, decimals: int | None = None):
+    """``value`` (a report, JSON-ready) with every float rounded to its meaning; a new object.
+
+    Rules: :data:`DECIMALS_BY_UNIT` by the key's unit suffix (inherited by keys without one),
+    :data:`SIGNIFICANT_DIGITS` where no key names a unit, :data:`GEOMETRY_SIGNIFICANT_DIGITS`
+    for :data:`GEOMETRY_KEYS`, nothing under :data:`UNROUNDED_KEYS`. So ``699.4400024414062`` mL
+    is written ``699.44`` and no two outputs of a plan (report.json, the SR, report.html, the
+    summary) show different digits. Integers, strings, ``None``, NaN and infinities are kept.
+    """
+    if isinstance(value, dict):
+        unit = str(value.get("unit", "")).lower().replace("%", "percent")  # {"value": 28.2, "unit": "%"}
+        decimals = DECIMALS_BY_UNIT.get(unit, decimals)
+        return {k: value[k] if k in UNROUNDED_KEYS else rounded(value[k], decimals=_decimals(k, decimals))
+                for k in value}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, decimals=decimals) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value != 0.0:
+        if decimals is None or decimals < 0:
+            digits = SIGNIFICANT_DIGITS if decimals is None else -decimals
+            return float(f"{value:.{digits}g}")
+        return round(value, decimals)
+    return value
+
+
+def _decimals(key, inherited: int | None) -> int | None:
+    """Decimals for numbers under ``key`` (negative: significant digits)."""
+    key = str(key).lower()
+    if key in GEOMETRY_KEYS:
+        return -GEOMETRY_SIGNIFICANT_DIGITS
+    if key.endswith(DIMENSIONLESS):
+        return None
+    for unit, decimals in DECIMALS_BY_UNIT.items():
+        if key == unit or key.endswith("_" + unit):
+            return decimals
+    return inherited
 
 
 def summary_text(report: dict) -> str:

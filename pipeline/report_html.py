@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import InputError, InputFileError, NotComputableError
+from hepatoplan.errors import HepatoplanError, InputError, InputFileError, NotComputableError
 
 from .outputs import write_atomic
 from .slice_viewer import slice_viewer_html
@@ -541,12 +541,12 @@ def write_plan_visuals(
 
     Notes
     -----
-    Two problems are reported in ``report["warnings"]`` instead of failing the plan (the dict
-    passed in is modified, so ``report.json`` written after this call carries them too): a
-    source series that cannot be fully referenced (its Study/Series UIDs were blanked by an
-    anonymiser, as in the TotalSegmentator example series: the DICOM-SEG is still written,
-    referencing the source images by SOP Instance UID), and a PDF that cannot be printed (no
-    Chromium: ``report.html`` printed from a browser gives the same pages).
+    These are reported in ``report["warnings"]`` instead of failing the plan (the dict passed in
+    is modified, so ``report.json`` written after this call carries them too): UIDs the source
+    series lacks (blanked by an anonymiser, as in the TotalSegmentator example series: the
+    DICOM-SEG carries UIDs derived from the series' content), a DICOM-SEG that cannot be made,
+    and a PDF that cannot be printed (no Chromium: ``report.html`` printed from a browser gives
+    the same pages).
     """
     from .labels import label_boxes
 
@@ -562,7 +562,7 @@ def write_plan_visuals(
     t = time.perf_counter()
     written["labels"] = _write_label_files(plan)
     if dicom_seg is not None and dicom_seg.files:
-        written["dicom_seg"] = [_write_dicom_seg(plan, dicom_seg, report)]
+        written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
     log.info("label exports: %.1f s", time.perf_counter() - t)
     meshes = None
     if meshes_and_previews:
@@ -656,30 +656,22 @@ def _write_label_files(plan: _PlanLabels) -> list[Path]:
                            boxes=plan.boxes)]
 
 
-def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[str, Any]) -> Path:
-    """``labels_seg.dcm`` (vessels and ``source.extra_structures`` as more segments); when the source
-    series cannot be fully referenced, written anyway with a warning appended to
-    ``report["warnings"]``."""
-    from .dicom_seg import UnreferenceableSeriesError, write_dicom_seg
+def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[str, Any]) -> Path | None:
+    """``labels_seg.dcm`` (vessels and ``source.extra_structures`` as more segments). UIDs the source
+    series lacks are derived (a warning each in ``report["warnings"]``); a DICOM-SEG that cannot
+    be made is a warning too, never a failed plan: ``None`` then."""
+    from .dicom_seg import write_dicom_seg
 
-    def dicom_seg(missing_uids: str) -> Path:
-        return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras,
-                               source_dicom_files=source.files,
-                               path=plan.out_dir / "labels_seg.dcm",
-                               extra_structures={**plan.vessels, **source.extra_structures},
-                               missing_uids=missing_uids)
-
+    warnings = report.setdefault("warnings", []) if isinstance(report, dict) else []
     try:
-        return dicom_seg("error")
-    except UnreferenceableSeriesError as exc:
-        # still useful (viewers match the source images by SOP Instance UID): write it, and
-        # say in the report that its series reference is incomplete
-        message = (f"labels_seg.dcm: {exc}; it references the source images by SOP Instance "
-                   "UID only")
+        return write_dicom_seg(plan.labels, affine_ras=plan.affine_ras, source_dicom_files=source.files,
+                               path=plan.out_dir / "labels_seg.dcm",
+                               extra_structures={**plan.vessels, **source.extra_structures}, warnings=warnings)
+    except (HepatoplanError, ValueError) as exc:  # highdicom refuses what it cannot encode with ValueError
+        message = f"labels_seg.dcm: not written: {exc}"
         log.warning("%s", message)
-        if isinstance(report, dict):
-            report.setdefault("warnings", []).append(message)
-        return dicom_seg("allow")
+        warnings.append(message)
+        return None
 
 
 def _write_meshes_and_previews(plan: _PlanLabels):

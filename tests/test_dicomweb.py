@@ -409,8 +409,6 @@ def test_no_invalid_sr_from_a_series_without_uids(masks, tmp_path):
         assert "measurements_sr.dcm" not in report["outputs"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 phase 2: the DICOM-SEG writer must derive a FrameOfReferenceUID "
-                                       "for sources without one (highdicom refuses them); not on main yet")
 def test_round_trip_without_frame_of_reference(pacs, cases, env, tmp_path):
     out = tmp_path / "plan"
     assert main(["plan", cases["nofor"]["url"], "--out", str(out), *_mask_args(cases["masks"]), *PLAN_ARGS,

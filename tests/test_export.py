@@ -2,6 +2,9 @@
 
 Names, colours and codes themselves are tested in test_labels.py."""
 
+import hashlib
+import shutil
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -10,12 +13,13 @@ import pytest
 
 from hepatoplan.errors import GeometryMismatchError, LabelError
 from output_phantom import write_ct_series
-from hepatoplan.pipeline.dicom_seg import UnreferenceableSeriesError, write_dicom_seg
+from hepatoplan.pipeline.dicom_seg import write_dicom_seg
 from hepatoplan.pipeline.io import LPS_TO_RAS
 from hepatoplan.pipeline.seg_nrrd import write_colour_table, write_seg_nrrd
 
 TS_DICOM_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "totalsegmentator" \
     / "ct_contrast_dicom"
+DCIODVFY = shutil.which("dciodvfy")
 
 
 def _canonical(array, affine):
@@ -170,17 +174,30 @@ def test_dicom_seg_rejects_other_grid(tmp_path):
     assert not (tmp_path / "x.dcm").exists()
 
 
+def _dciodvfy_errors(path) -> list[str]:
+    proc = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
+    assert "Segmentation" in proc.stdout + proc.stderr or "SR" in proc.stdout + proc.stderr, proc.stderr
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+
+
+def _sha256(files) -> dict:
+    return {str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
+
+
 def test_dicom_seg_on_real_series(tmp_path):
-    """The TotalSegmentator DICOM series (read-only): geometry handled, but the anonymiser blanked
-    its Study/Series UIDs: an error by default, a SEG referencing the images when allowed."""
+    """The TotalSegmentator DICOM series (read-only): the anonymiser blanked its Study and Series
+    UIDs, so the DICOM-SEG carries UIDs derived from the series (the same on a rerun, one warning
+    each), references the source images by their SOP Instance UIDs and is valid DICOM."""
+    import highdicom as hd
     import pydicom
 
     if not TS_DICOM_DIR.is_dir():
         pytest.skip(f"real DICOM series not found at {TS_DICOM_DIR} (see ../shared/data/README.md)")
     files = sorted(TS_DICOM_DIR.iterdir())
+    before = _sha256(files)
     dss = sorted((pydicom.dcmread(f, stop_before_pixels=True) for f in files),  # file meta kept
                  key=lambda d: float(d.ImagePositionPatient[2]))
-    assert str(dss[0].SeriesInstanceUID) == ""  # the data's quirk this test is about
+    assert str(dss[0].SeriesInstanceUID) == "" == str(dss[0].StudyInstanceUID)  # the data's quirk
     rows, cols = int(dss[0].Rows), int(dss[0].Columns)
     dr, dc = (float(v) for v in dss[0].PixelSpacing)
     iop = np.asarray(dss[0].ImageOrientationPatient, float)
@@ -191,28 +208,48 @@ def test_dicom_seg_on_real_series(tmp_path):
     native = np.zeros((cols, rows, len(dss)), np.uint8)
     native[200:300, 150:260, 3:15] = 9
     labels, affine = _canonical(native, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps)
-    with pytest.raises(UnreferenceableSeriesError, match="empty StudyInstanceUID"):
-        write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "seg.dcm")
-    assert not list(tmp_path.iterdir())
-    # allowed: written, and the source images are referenced by their SOP Instance UIDs
+    uids = []
+    for run in ("a", "b"):
+        warnings = []
+        path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
+                               path=tmp_path / f"{run}.dcm", warnings=warnings)
+        assert len(warnings) == 2 and "StudyInstanceUID" in warnings[1] and "SeriesInstanceUID" in warnings[0]
+        seg = hd.seg.segread(path)
+        source_series = seg.ReferencedSeriesSequence[0]
+        uids.append((seg.StudyInstanceUID, source_series.SeriesInstanceUID, seg.FrameOfReferenceUID))
+    assert uids[0] == uids[1] and all(uids[0])  # derived, and the same on a rerun
+    assert seg.FrameOfReferenceUID == dss[0].FrameOfReferenceUID  # present: kept
+    refs = {r.ReferencedSOPInstanceUID for r in source_series.ReferencedInstanceSequence}
+    assert refs == {d.file_meta.MediaStorageSOPInstanceUID for d in dss[3:15]}
+    assert _sha256(files) == before
+    if DCIODVFY:
+        assert _dciodvfy_errors(path) == []
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="needs dciodvfy (apt-get install dicom3tools; .ci/run installs it)")
+@pytest.mark.parametrize("blank", [(), ("FrameOfReferenceUID",),
+                                   ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")],
+                         ids=["clean", "no_frame_of_reference", "empty_uids"])
+def test_dicom_seg_passes_dciodvfy(blank, tmp_path):
+    """A clean series, one without FrameOfReferenceUID, one with every UID empty: the DICOM-SEG is
+    written, reads back with highdicom, dciodvfy reports no Error; derived UIDs are warned and
+    the source files are untouched."""
     import highdicom as hd
 
-    path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files,
-                           path=tmp_path / "seg.dcm", missing_uids="allow")
-    seg = hd.seg.segread(path)
-    refs = {r.ReferencedSOPInstanceUID
-            for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
-    assert refs == {d.file_meta.MediaStorageSOPInstanceUID for d in dss[3:15]}
-    assert seg.FrameOfReferenceUID == dss[0].FrameOfReferenceUID
-
-
-def test_dicom_seg_series_without_uids(tmp_path):
-    src = tmp_path / "ct"
-    src.mkdir()
-    files, affine_native, shape_native, _ = write_ct_series(src, blank_uids=("SeriesInstanceUID",))
+    (tmp_path / "ct").mkdir()
+    files, affine_native, shape_native, series_uid = write_ct_series(tmp_path / "ct", blank_uids=blank)
+    before = _sha256(files)
     labels, affine = _canonical(_plan_labels(shape_native), affine_native)
-    with pytest.raises(UnreferenceableSeriesError, match="SeriesInstanceUID"):
-        write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "x.dcm")
+    warnings = []
+    path = write_dicom_seg(labels, affine_ras=affine, source_dicom_files=files, path=tmp_path / "x.dcm",
+                           warnings=warnings)
+    assert [w.split(" (")[0].rsplit(" ", 1)[-1] for w in warnings] == \
+        [kw for kw in ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID") if kw in blank]
+    seg = hd.seg.segread(path)
+    assert seg.FrameOfReferenceUID and seg.StudyInstanceUID
+    assert (seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid) == ("SeriesInstanceUID" not in blank)
+    assert _dciodvfy_errors(path) == []
+    assert _sha256(files) == before
 
 
 def test_dicom_seg_private_code_is_declared(tmp_path):

@@ -13,8 +13,9 @@ Every case asserts one outcome, run through ``hepatoplan.pipeline.cli.main`` as 
   (the case's words), nothing written (``--out`` absent) and inputs unchanged (SHA-256 before and
   after).
 
-Cases that need the output side of issue 14 (``--out`` checks, DICOM-SEG UIDs) are marked
-``xfail(strict=True)`` with the reason: they pass when that work lands.
+The output side (phase 2): ``--out`` checked before any work (an input's folder, the empty string,
+an earlier run's files), and the DICOM-SEG and SR of series without FrameOfReferenceUID or with
+empty UIDs pass dciodvfy.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ TOTALSEG = DATA / "totalsegmentator"
 MASKS = ("liver", "tumours", "segments", "portal", "hepatic")
 _SOURCES = {"ct": "ct", "liver": "liver", "tumours": "tumours", "segments": "couinaud_reference",
             "portal": "portal_vein", "hepatic": "hepatic_veins"}
-PHASE_2_OUT = "phase 2 (output side of issue 14): --out checks"
-PHASE_2_SEG = "phase 2 (output side of issue 14): DICOM-SEG UIDs derived when the source lacks them"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -448,11 +447,12 @@ NIFTI_CASES = [
 
 
 def _expected_binary(base: Base) -> dict:
-    """A binary tumour mask is split into 26-connected lesions, numbered by decreasing size."""
+    """A binary tumour mask is split into 26-connected lesions, numbered by decreasing size (mL
+    rounded to 0.01 as report.json writes them)."""
     t = _array(base.files["tumours"]) > 0
     voxel_ml = abs(np.linalg.det(_affine(base.files["tumours"])[:3, :3])) / 1000.0
     sizes = np.sort(np.bincount(cc3d.connected_components(t.astype(np.uint8), connectivity=26).ravel())[1:])[::-1]
-    return {str(i + 1): float(n) * voxel_ml for i, n in enumerate(sizes)}
+    return {str(i + 1): round(float(n) * voxel_ml, 2) for i, n in enumerate(sizes)}
 
 
 @pytest.mark.parametrize("case", NIFTI_CASES, ids=lambda c: c.name)
@@ -647,8 +647,7 @@ DICOM_CASES = [
               expect="same", extra=("--interpolate-slices",)),
     DicomCase("uneven_spacing_interpolated", _edited(_uneven), expect="same", extra=("--interpolate-slices",)),
     DicomCase("gantry_tilt_interpolated", _edited(_gantry_tilt), expect="same", extra=("--interpolate-slices",)),
-    pytest.param(DicomCase("no_frame_of_reference", _edited(_all(FrameOfReferenceUID=None)), expect="same"),
-                 marks=[pytest.mark.xfail(strict=True, reason=PHASE_2_SEG), pytest.mark.slow]),
+    DicomCase("no_frame_of_reference", _edited(_all(FrameOfReferenceUID=None)), expect="same"),
 ]
 
 
@@ -676,6 +675,9 @@ def test_dicom_case(case, dicom_base, tmp_path, capsys):
     if case.extra == ("--interpolate-slices",):
         assert any("resampled onto a regular grid" in w for w in report["warnings"])
         assert not (out / "labels_seg.dcm").exists()
+    elif case.name == "no_frame_of_reference":
+        assert any("no FrameOfReferenceUID" in w and "derived" in w for w in report["warnings"]), report["warnings"]
+        assert (out / "labels_seg.dcm").is_file() and (out / "measurements_sr.dcm").is_file()
     elif case.name not in ("clean_copy", "files_renamed_out_of_order"):
         assert any("aside" in w for w in report["warnings"]), report["warnings"]
 
@@ -841,7 +843,6 @@ def test_utf16_manifest_reads_as_utf8(tmp_path):
 # --------------------------------------------------------------------------- phase 2 (output side)
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2_OUT)
 def test_out_is_an_input_folder(nifti_base, tmp_path, capsys):
     study = tmp_path / "P1"
     shutil.copytree(nifti_base.folder, study)
@@ -852,7 +853,6 @@ def test_out_is_an_input_folder(nifti_base, tmp_path, capsys):
     assert_refused(status, err, None, ("--out",), ())
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2_OUT)
 def test_out_empty_string(nifti_base, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, _, err = _run(_plan(nifti_base.files) + ["--out", ""], capsys)
@@ -860,7 +860,6 @@ def test_out_empty_string(nifti_base, tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2_OUT + " (an earlier run's files are not mixed in)")
 def test_rerun_leaves_no_stale_outputs(nifti_base, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(_plan(nifti_base.files, "--resect", "right-hepatectomy") + ["--out", str(out)], capsys)[0] == 0
@@ -873,18 +872,26 @@ DCIODVFY = shutil.which("dciodvfy")
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="needs dciodvfy (apt-get install dicom3tools; .ci/run installs it)")
-@pytest.mark.xfail(strict=True, reason=PHASE_2_SEG)
 @pytest.mark.parametrize("variant", ["clean_series_with_empty_uids", "no_frame_of_reference"])
 def test_dicom_seg_passes_dciodvfy(variant, dicom_base, tmp_path, capsys):
-    """The DICOM-SEG of the real series (its Study/SeriesInstanceUIDs are empty) and of a copy without
-    FrameOfReferenceUID: written, and dciodvfy reports no Error."""
-    seg = dicom_base.files["seg"]
+    """The DICOM-SEG and the SR of the real series (its Study/SeriesInstanceUIDs are empty) and of a
+    copy without FrameOfReferenceUID: written, dciodvfy reports no Error, they read back with
+    highdicom, and the SR references the DICOM-SEG's (derived) UIDs."""
+    import highdicom as hd
+
+    out = dicom_base.files["seg"].parent
     if variant == "no_frame_of_reference":
         series = _dicom_series(tmp_path, dicom_base, _all(FrameOfReferenceUID=None))
         status, _, err = _run(_dicom_plan(series, dicom_base.files["liver"]) + ["--out", str(tmp_path / "out")],
                               capsys)
         assert status == 0, err
-        seg = tmp_path / "out" / "labels_seg.dcm"
-    proc = subprocess.run([DCIODVFY, str(seg)], capture_output=True, text=True, timeout=120)
-    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
-    assert not errors, errors
+        out = tmp_path / "out"
+    for name in ("labels_seg.dcm", "measurements_sr.dcm"):
+        proc = subprocess.run([DCIODVFY, str(out / name)], capture_output=True, text=True, timeout=120)
+        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (name, errors)
+    seg, sr = hd.seg.segread(out / "labels_seg.dcm"), hd.sr.srread(out / "measurements_sr.dcm")
+    assert sr.StudyInstanceUID == seg.StudyInstanceUID != ""
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == seg.SeriesInstanceUID
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID

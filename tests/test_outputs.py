@@ -5,7 +5,8 @@ import os
 import pytest
 
 from hepatoplan.pipeline import outputs
-from hepatoplan.pipeline.outputs import atomic_file, output_folder, write_atomic
+from hepatoplan.errors import InputError
+from hepatoplan.pipeline.outputs import atomic_file, check_output_folder, output_folder, write_atomic
 
 
 class Boom(RuntimeError):
@@ -54,40 +55,88 @@ def test_output_folder_failure_leaves_no_folder(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_output_folder_moves_report_last_and_replaces_folders(tmp_path, monkeypatch):
+def test_output_folder_replaces_an_earlier_folder_as_a_whole(tmp_path):
     out = tmp_path / "plan"
     (out / "meshes").mkdir(parents=True)
     (out / "meshes" / "stale.stl").write_text("old")
-    (out / "keep.txt").write_text("kept")
-    moved = []
-    replace = os.replace
-    monkeypatch.setattr(outputs.os, "replace", lambda a, b: (moved.append(os.path.basename(b)), replace(a, b)))
+    (out / "remnant.nii.gz").write_text("an earlier run's")
     with output_folder(out) as tmp:
         (tmp / "report.json").write_text("{}")
-        (tmp / "z.nii.gz").write_text("z")
         (tmp / "meshes").mkdir()
         (tmp / "meshes" / "liver.stl").write_text("new")
-    assert moved[-1] == "report.json" and sorted(moved) == ["meshes", "report.json", "z.nii.gz"]
-    assert sorted(os.listdir(out)) == ["keep.txt", "meshes", "report.json", "z.nii.gz"]
+        assert (out / "remnant.nii.gz").exists()  # the old folder stays until the new one is complete
+    assert sorted(os.listdir(out)) == ["meshes", "report.json"]
     assert os.listdir(out / "meshes") == ["liver.stl"]
     assert os.listdir(tmp_path) == ["plan"]
 
 
-def test_failure_while_moving_in_leaves_no_report(tmp_path, monkeypatch):
-    """A run killed while the files are moved in never leaves report.json (the mark of a complete
-    folder) beside a partial set."""
+def test_failure_while_renaming_keeps_the_old_folder(tmp_path, monkeypatch):
+    """A failure when the new folder is renamed into place leaves the earlier folder complete
+    (or, if it happens between the two renames, beside as .plan.old-*), never a mix."""
     out = tmp_path / "plan"
+    out.mkdir()
+    (out / "report.json").write_text("old")
     replace = os.replace
 
     def failing(a, b):
-        if os.path.basename(b) == "labels.nii.gz":
+        if os.path.basename(b) == "plan":
             raise Boom
         replace(a, b)
 
     monkeypatch.setattr(outputs.os, "replace", failing)
     with pytest.raises(Boom):
         with output_folder(out) as tmp:
-            (tmp / "report.json").write_text("{}")
-            (tmp / "labels.nii.gz").write_text("x")
-    assert not (out / "report.json").exists()
-    assert os.listdir(tmp_path) == ["plan"]  # the temporary folder is gone
+            (tmp / "report.json").write_text("new")
+    assert not (out / "report.json").exists() or (out / "report.json").read_text() == "old"
+    assert not any(p.name.startswith(".plan.") and not p.name.startswith(".plan.old-") for p in tmp_path.iterdir())
+
+
+def _refusal(out, **kw) -> str:
+    with pytest.raises(InputError) as info:
+        check_output_folder(out, **kw)
+    return str(info.value)
+
+
+def test_check_output_folder_rules(tmp_path, monkeypatch):
+    study = tmp_path / "study"
+    study.mkdir()
+    ct = study / "ct.nii.gz"
+    ct.write_bytes(b"ct")
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "1.dcm").write_bytes(b"d")
+    inputs = [ct, series, None, "https://pacs/dicom-web/studies/1/series/2"]
+    monkeypatch.chdir(tmp_path)
+    assert check_output_folder(study / "plan", inputs=inputs) == study / "plan"  # beside an input file: fine
+    assert check_output_folder(tmp_path / "new" / "deeper", inputs=inputs)  # parents are created later
+    assert "empty path" in _refusal("", inputs=inputs)
+    assert "current folder" in _refusal(".", inputs=inputs)
+    assert "current folder" in _refusal(tmp_path.parent, inputs=inputs)
+    assert "folder of the input" in _refusal(study, inputs=inputs)
+    assert "input folder" in _refusal(series, inputs=inputs)
+    assert "inside the input folder" in _refusal(series / "plan", inputs=inputs)
+    assert "not a folder" in _refusal(ct, inputs=[])
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    assert "does not exist" in _refusal(tmp_path / "link", inputs=inputs)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's")
+    message = _refusal(mine, inputs=inputs)
+    assert "not hepatoplan's output" in message and "--overwrite" in message and str(mine) in message
+    assert check_output_folder(mine, inputs=inputs, overwrite=True) == mine
+    (mine / "report.json").write_text("{}")
+    assert check_output_folder(mine, inputs=inputs) == mine  # an earlier run's: replaced
+    (tmp_path / "empty").mkdir()
+    assert check_output_folder(tmp_path / "empty", inputs=inputs)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_check_output_folder_unwritable(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert "cannot write" in _refusal(locked / "plan", inputs=[])
+        assert os.listdir(locked) == []
+    finally:
+        locked.chmod(0o755)

@@ -60,15 +60,17 @@ def test_volumes_match_the_phantom_truth(phantom, tmp_path):
     report = _plan(tmp_path / "s", tmp_path / "o", "--resect", "left-lateral-sectionectomy")
     v = report["volumes_ml"]
     truth = phantom.truth["volumes_ml"]
-    assert v["liver"] == pytest.approx(truth["liver"])
-    assert v["functional_liver"] == pytest.approx(truth["functional_liver"])
-    assert sum(v["segments"].values()) == pytest.approx(v["liver"])
+    # report.json rounds mL and % to 0.01 (pipeline/report.py: rounded)
+    assert v["liver"] == pytest.approx(truth["liver"], abs=0.005)
+    assert v["functional_liver"] == pytest.approx(truth["functional_liver"], abs=0.005)
+    assert sum(v["segments"].values()) == pytest.approx(v["liver"], abs=0.05)
     voxel_ml = np.prod(phantom.spacing_mm) / 1000
     removed = np.isin(phantom.segments, [2, 3]) & phantom.liver
     functional = phantom.liver & (phantom.tumours == 0)
     expected_remnant = (functional & ~removed).sum() * voxel_ml
-    assert report["resection"]["remnant_ml"] == pytest.approx(expected_remnant)
-    assert report["resection"]["flr_percent"] == pytest.approx(100 * expected_remnant / (functional.sum() * voxel_ml))
+    assert report["resection"]["remnant_ml"] == pytest.approx(expected_remnant, abs=0.005)
+    assert report["resection"]["flr_percent"] == pytest.approx(100 * expected_remnant / (functional.sum() * voxel_ml),
+                                                               abs=0.005)
 
 
 def test_ircadb01_volumes_are_voxel_counts_and_right_hepatectomy_flr(ircadb_dir, tmp_path):
@@ -85,13 +87,13 @@ def test_ircadb01_volumes_are_voxel_counts_and_right_hepatectomy_flr(ircadb_dir,
     segments = np.asanyarray(nib.load(case / "couinaud_reference.nii.gz").dataobj)
     voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000
     v = report["volumes_ml"]
-    # equal up to the float32 precision of the NIfTI header spacing
-    assert v["liver"] == pytest.approx(liver.sum() * voxel_ml, rel=1e-7)
+    # equal up to report.json's rounding to 0.01 mL
+    assert v["liver"] == pytest.approx(liver.sum() * voxel_ml, abs=0.005)
     for t in range(1, 8):
-        assert v["tumours"][str(t)] == pytest.approx(((tumours == t) & liver).sum() * voxel_ml, rel=1e-7)
+        assert v["tumours"][str(t)] == pytest.approx(((tumours == t) & liver).sum() * voxel_ml, abs=0.005)
     for k in range(1, 9):
-        assert v["segments_as_given"][str(k)] == pytest.approx(((segments == k) & liver).sum() * voxel_ml, rel=1e-7)
-    assert sum(v["segments"].values()) == pytest.approx(v["liver"], rel=1e-7)
+        assert v["segments_as_given"][str(k)] == pytest.approx(((segments == k) & liver).sum() * voxel_ml, abs=0.005)
+    assert sum(v["segments"].values()) == pytest.approx(v["liver"], abs=0.05)
     # right hepatectomy FLR, done independently: unlabelled liver voxels join the nearest segment
     from scipy import ndimage
     zooms = img.header.get_zooms()[:3]
@@ -199,7 +201,7 @@ def test_totalsegmentator_multilabel_on_a_dicom_series(ircadb_dir, tmp_path):
     img = nib.load(folder / "ct_contrast_dicom_totalseg.nii.gz")
     liver_voxels = int((np.asanyarray(img.dataobj) == 5).sum())
     assert report["volumes_ml"]["liver"] == pytest.approx(
-        liver_voxels * float(np.prod(img.header.get_zooms()[:3])) / 1000, rel=1e-6)
+        liver_voxels * float(np.prod(img.header.get_zooms()[:3])) / 1000, abs=0.005)
     assert "TotalSegmentator" in report["sources"]["liver"]
     assert (out / "labels_seg.dcm").is_file()  # DICOM input: a DICOM-SEG referencing the series
 

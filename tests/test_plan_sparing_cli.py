@@ -33,7 +33,7 @@ def test_vascular_consequences_and_sparing_options_reach_the_report(study, tmp_p
                       "--resect", "ablate:3")) == 0
     r = json.loads((out / "report.json").read_text(encoding="utf-8"))["resection"]
     assert r["devascularised_ml"] is not None and r["congested_ml"] is not None
-    assert r["remnant_ml"] == pytest.approx(r["remnant_volumetric_ml"] - r["devascularised_ml"])
+    assert r["remnant_ml"] == pytest.approx(r["remnant_volumetric_ml"] - r["devascularised_ml"], abs=0.015)
     assert {t["id"] for t in r["sparing"]} == {1, 2}
     status = {t["id"]: t["status"] for t in r["tumours"]}
     assert status[3] in ("ablated", "incompletely ablated")
@@ -48,7 +48,7 @@ def test_function_weighted_flr_on_a_uniform_map_equals_the_volumetric_flr(study,
     assert main(_args(d, out, "--resect", "left-lateral-sectionectomy", "--function-map",
                       str(d / "function.nii.gz"))) == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert report["function"]["functional_flr_percent"] == pytest.approx(report["resection"]["flr_percent"], rel=1e-6)
+    assert report["function"]["functional_flr_percent"] == pytest.approx(report["resection"]["flr_percent"], abs=0.01)
 
 
 BAD = {

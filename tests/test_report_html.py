@@ -195,5 +195,5 @@ def test_write_plan_visuals_dicom_seg_and_uid_warning(tmp_path):
         if not blank:
             assert report["warnings"] == ["earlier warning"]
         else:
-            assert "empty StudyInstanceUID" in report["warnings"][1]
-            assert "empty StudyInstanceUID" in out["report"][0].read_text()
+            assert "no StudyInstanceUID" in report["warnings"][1] and "derived" in report["warnings"][1]
+            assert "no StudyInstanceUID" in out["report"][0].read_text()

@@ -1,0 +1,156 @@
+"""What ``plan`` writes, checked with the readers users have (issue 14, output side).
+
+- ``report.json``: every number rounded to its meaning (0.01 mL, mm, %; fractions 4 significant
+  digits; the grid's spacing 6), on the demo and on IRCADb 01 with its masks;
+- meshes: every STL, OBJ and GLB mesh of the demo and of IRCADb 01 (segments, remnant, resected,
+  tumours, vessels) is closed and 2-manifold as trimesh reads it (watertight, consistently wound,
+  no duplicate triangle, each edge shared by exactly two triangles);
+- the GLB passes the Khronos glTF validator (npm ``gltf-validator``; skipped without node or it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hepatoplan.pipeline.cli import main
+from hepatoplan.pipeline.report import DIMENSIONLESS, GEOMETRY_KEYS, rounded
+
+IRCADB_01 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ircadb" / "01"
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ircadb01_out(tmp_path_factory) -> Path:
+    """IRCADb 01 planned from its masks (right hepatectomy + every wedge, as bench/compare_outputs.py)."""
+    if not (IRCADB_01 / "ct.nii.gz").is_file():
+        pytest.skip(f"real data not found at {IRCADB_01} (see ../shared/data/README.md)")
+    out = tmp_path_factory.mktemp("ircadb01") / "out"
+    masks = {"--liver": "liver", "--tumours": "tumours", "--portal": "portal_vein", "--hepatic": "hepatic_veins"}
+    assert main(["plan", str(IRCADB_01 / "ct.nii.gz"), *(a for flag, name in masks.items()
+                                                         for a in (flag, str(IRCADB_01 / f"{name}.nii.gz"))),
+                 "--resect", "right-hepatectomy", "--resect", "wedge:all", "--out", str(out)]) == 0
+    return out
+
+
+# --------------------------------------------------------------------------- report.json numbers
+
+
+def _numbers(node, path=()):
+    """(path of keys, float) of every float outside ``provenance``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key != "provenance":
+                yield from _numbers(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for value in node:
+            yield from _numbers(value, path)
+    elif isinstance(node, float):
+        yield path, node
+
+
+def _decimals(value: float) -> int:
+    text = repr(value)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def _significant(value: float) -> int:
+    return len(f"{abs(value):.17g}".rstrip("0").replace(".", "").lstrip("0")) if value else 0
+
+
+def test_rounding_rule():
+    report = {"volumes_ml": {"liver": 699.4400024414062, "segments": {"1": 12.345678}},
+              "resection": {"flr_percent": 7.199999999999999, "tumours": [{"resected_fraction": 0.123456789,
+                                                                          "min_margin_mm": 1.23456}]},
+              "criteria": [{"value": 1.30666, "unit": "%"}, {"value": 1.30666}],
+              "geometry": {"spacing_mm": [0.5703125, 1.600000023841858]},
+              "provenance": {"options": {"margin_mm": 1.23456}}, "count": 3, "none": None}
+    assert rounded(report) == {
+        "volumes_ml": {"liver": 699.44, "segments": {"1": 12.35}},
+        "resection": {"flr_percent": 7.2, "tumours": [{"resected_fraction": 0.1235, "min_margin_mm": 1.23}]},
+        "criteria": [{"value": 1.31, "unit": "%"}, {"value": 1.307}],
+        "geometry": {"spacing_mm": [0.570312, 1.6]},
+        "provenance": {"options": {"margin_mm": 1.23456}}, "count": 3, "none": None}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["demo", "ircadb01"])
+def test_report_numbers_have_their_meaning_digits(which, request):
+    out = request.getfixturevalue(f"{which}_out")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    numbers = list(_numbers(report))
+    assert len(numbers) > 40
+    for path, value in numbers:
+        named = [k for k in path if not k.isdigit()]
+        if any(k in GEOMETRY_KEYS for k in path):
+            assert _significant(value) <= 6, (path, value)
+        elif named and named[-1].endswith(DIMENSIONLESS):
+            assert _significant(value) <= 4, (path, value)
+        else:
+            assert _decimals(value) <= 2, (path, value)
+
+
+# --------------------------------------------------------------------------- meshes
+
+
+def _manifold_problems(mesh) -> dict:
+    """What keeps a trimesh mesh (vertices merged by position) from being closed and 2-manifold."""
+    mesh.merge_vertices()
+    faces = np.sort(mesh.faces, axis=1)
+    _, edge_counts = np.unique(np.sort(mesh.edges, axis=1), axis=0, return_counts=True)
+    problems = {"not watertight": not mesh.is_watertight,
+                "winding not consistent": not mesh.is_winding_consistent,
+                "duplicate faces": len(faces) - len(np.unique(faces, axis=0)),
+                "edges not shared by 2 faces": int(np.count_nonzero(edge_counts != 2))}
+    return {k: v for k, v in problems.items() if v}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["demo", "ircadb01"])
+def test_every_mesh_file_is_closed_and_manifold(which, request):
+    import trimesh
+
+    out = request.getfixturevalue(f"{which}_out")
+    files = sorted((out / "meshes").glob("*.stl")) + sorted((out / "meshes").glob("*.obj"))
+    assert len(files) >= 2 * (12 if which == "ircadb01" else 8), files
+    problems = {f.name: _manifold_problems(trimesh.load(f, force="mesh")) for f in files}
+    scene = trimesh.load(out / "plan.glb")
+    problems |= {f"plan.glb {name}": _manifold_problems(g.copy()) for name, g in scene.geometry.items()}
+    assert len(scene.geometry) == len(files) // 2
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def _gltf_validator() -> str | None:
+    """NODE_PATH holding the npm package ``gltf-validator`` (global install), or None."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=60).stdout.strip()
+    return root if root and (Path(root) / "gltf-validator").is_dir() else None
+
+
+@pytest.mark.slow
+def test_glb_passes_the_khronos_validator(demo_out, ircadb01_out):
+    node_path = _gltf_validator()
+    if node_path is None:
+        pytest.skip("needs node and the Khronos glTF validator (npm i -g gltf-validator)")
+    script = ("const v=require('gltf-validator'),fs=require('fs');"
+              "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[1])))"
+              ".then(r=>console.log(JSON.stringify(r.issues)))")
+    for out in (demo_out, ircadb01_out):
+        proc = subprocess.run(["node", "-e", script, str(out / "plan.glb")], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "NODE_PATH": node_path})
+        assert proc.returncode == 0, proc.stderr
+        issues = json.loads(proc.stdout)
+        assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
