@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -159,16 +159,15 @@ def segment_liver(
         info.update(coarse.stats)
         info["liver_volume_ml"] = round(float(liver.sum()) * voxel_volume_ml(spacing), 1)
         _qc(liver, info, spacing, scan.body_centre_x, params)
-        tried.append((liver, info, coarse, core))
+        tried.append((liver, info))
         if info["qc_passed"]:
             break
-    liver, info, coarse, core = tried[-1] if tried[-1][1]["qc_passed"] else tried[0]
+    liver, info = tried[-1] if tried[-1][1]["qc_passed"] else tried[0]
     if info["qc_passed"] and len(tried) > 1:
         info["qc_flags"].append(
             f"the best-scoring liver candidate failed the quality checks ({'; '.join(tried[0][1]['qc_flags'])}); "
             f"candidate {len(tried)} was taken: check the liver mask"
         )
-    info["stability_dice"] = _stability(scan, core, coarse, params)
     info["seconds"] = round(time.perf_counter() - t0, 2)
     return liver.astype(np.uint8), info
 
@@ -318,14 +317,6 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
     stats["window_hu"] = [round(lo, 1), round(hi, 1)]
     # the full-resolution snap uses the window as reported (to 0.1 HU)
     return _CoarseLiver(scan.uncrop(liver), scan.uncrop(hypo), tuple(stats["window_hu"]), stats)
-
-
-def _stability(scan: _CoarseScan, core: np.ndarray, coarse: _CoarseLiver, p: LiverParams) -> float:
-    """Dice of the coarse liver against the one grown from the same core with an intensity window
-    ``stability_window_factor`` as wide: a liver held by its edges changes little; one that leaks
-    into a neighbour through a bridge of similar density, or loses a lobe joined by one, changes."""
-    other = _grow_liver(scan, core, replace(p, window_k_sd=p.window_k_sd * p.stability_window_factor), {}).mask
-    return round(2.0 * float(np.count_nonzero(other & coarse.mask)) / max(int(other.sum() + coarse.mask.sum()), 1), 3)
 
 
 def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:

@@ -119,9 +119,6 @@ class LiverParams:
     lesion_open_fraction : float
         ... or by this fraction of its inscribed radius when smaller (keeps small lesions).
         Chosen on IRCADb 01.
-    stability_window_factor : float
-        The self-check grows the liver again with the intensity window this much as wide and
-        reports the Dice of the two coarse masks (``stability_dice``).
     refine_box_margin_vox : int
         Margin (coarse voxels) of the box refined at full resolution. Implementation.
     coarse_blur_vox : float
@@ -193,7 +190,6 @@ class LiverParams:
     lesion_max_gas_fraction: float = 0.01
     lesion_open_mm: float = 8.0
     lesion_open_fraction: float = 0.6
-    stability_window_factor: float = 0.8
     refine_box_margin_vox: int = 3
     coarse_blur_vox: float = 0.7
     band_mm: float = 3.0
@@ -515,8 +511,6 @@ class SelfCheckParams:
     liver_body_fraction_range : tuple of float
         The liver's share (0-1) of the body's volume in the slices it spans. IRCADb 01 / 07:
         see ``bench/RESULTS.md``.
-    min_stability_dice : float
-        Smallest Dice between the coarse liver and the one grown with a narrower window.
     pocket_close_mm : float
         The liver's outline is closed by this radius ...
     pocket_open_mm : float
@@ -532,7 +526,6 @@ class SelfCheckParams:
     coarse_spacing_mm: float = 2.0
     context_mm: float = 20.0
     liver_body_fraction_range: tuple[float, float] = (0.1, 0.5)
-    min_stability_dice: float = 0.95
     pocket_close_mm: float = 10.0
     pocket_open_mm: float = 3.0
     max_pocket_ml: float = 5.0

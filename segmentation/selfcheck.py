@@ -11,9 +11,6 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   partly missed);
 * ``liver_body_fraction``: the liver's share of the body in the slices it spans (a leak into the
   neighbours, or a lost lobe, moves it);
-* ``liver_stability_dice``: the liver grown again with a narrower intensity window agrees (a liver
-  held by its edges changes little; one that leaks through a bridge of similar density, or loses a
-  lobe joined by one, changes);
 * ``outline_pocket_ml``: no lesion-sized pocket of soft tissue darker than the liver in a notch of
   its outline (a lesion, or liver, left out);
 * ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, and no large
@@ -83,7 +80,6 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
     rank = int(linfo.get("candidate_rank", 1))
     vol = float(linfo.get("liver_volume_ml", 0.0))
     lo_ml, hi_ml = lp.liver_volume_range_ml
-    stability = linfo.get("stability_dice")
     checks = [
         _check("liver_candidate", rank, 1, rank == 1,
                f"the best-scoring organ failed the liver's checks and candidate {rank} was taken: check the liver"),
@@ -105,10 +101,6 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
                f"a {pocket:.0f} mL pocket of soft tissue darker than the liver lies in a notch of the liver's outline: "
                "a lesion or part of the liver left out"),
     ]
-    if stability is not None:
-        checks.append(_check("liver_stability_dice", stability, p.min_stability_dice, stability >= p.min_stability_dice,
-                             f"the liver changes when grown with a narrower intensity window (Dice {stability:.3f}): "
-                             "a leak into a neighbour, or a lobe lost"))
     return checks
 
 

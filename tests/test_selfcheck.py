@@ -22,7 +22,6 @@ def phantom():
 
 def _liver_report(liver, sp) -> dict:
     return {"modality": "CT", "liver": {"modality": "CT", "candidate_rank": 1, "window_hu": [80.0, 140.0],
-                                        "stability_dice": 0.99,
                                         "liver_volume_ml": float(liver.sum() * np.prod(sp) / 1000.0)}}
 
 
