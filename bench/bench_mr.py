@@ -14,15 +14,18 @@ TotalSegmentator MR example (``totalsegmentator/mr.nii.gz``; its reference, labe
   the file, the world origin moved, intensities scaled and offset, a bias field, noise, slices twice
   as thick or half as thick, the field of view cut at the top, bottom or side), written as NIfTI and
   segmented through ``hepatoplan.pipeline.io`` as ``segment`` reads them; reported with Dice and
-  whether QC passed (the acceptance: no scan with Dice < 0.85 whose QC passed).
+  the verdict: pass, unverified (a mask whose self-check failed) or FAIL (refused, Dice 0) (the
+  acceptance: no scan with Dice < 0.85 whose QC passed). ``--folder`` keeps the variation files,
+  the masks (``masks/CASE_VARIATION.npy``) and one JSON row per run (``rows.jsonl``, written as it
+  goes) for later study; ``none`` is the scan as it is.
 
 Usage::
 
     python bench/bench_mr.py table
     python bench/bench_mr.py loo --grid window_min_log=0.15,0.2,0.25
-    python bench/bench_mr.py variations [--cases 01 ts] [--variations flip_x bias ...]
+    python bench/bench_mr.py variations [--cases 01 ts] [--variations none flip_x bias ...] [--folder DIR]
 
-Prints Markdown tables (nothing is written outside a temporary folder).
+Prints Markdown tables (nothing is written outside a temporary folder, or ``--folder``).
 """
 
 from __future__ import annotations
@@ -75,6 +78,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
+def verdict(info: dict) -> tuple[bool, str]:
+    """(QC passed, the QC column): passed = a credible liver whose every self-check passed."""
+    if not info["qc_passed"]:
+        return False, "FAIL: " + "; ".join(info["qc_flags"])
+    reasons = info["self_check"]["reasons"]
+    return not reasons, ("unverified: " + "; ".join(r.split(";")[0] for r in reasons)) if reasons else "pass"
+
+
 def score(mask: np.ndarray, ref: np.ndarray) -> dict:
     return {"dice": dice(mask, ref), "volume_error_pct": 100.0 * (np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0)}
 
@@ -106,8 +117,7 @@ def table(cases) -> list[str]:
             rec = json.loads((out / "segmentation.json").read_text())["liver"]
             ref_ml = np.count_nonzero(ref) * np.prod(seg.spacing_mm) / 1000.0
             lines.append(f"| {case} | {s['dice']:.3f} | {s['volume_error_pct']:+.1f} % | {rec['liver_volume_ml']:.0f} "
-                         f"({ref_ml:.0f}) | {rec['mr_contrast']['kind']} | {wall:.1f} | {cpu:.1f} | "
-                         f"{'pass' if rec['qc_passed'] else 'FAIL'}{': ' + '; '.join(rec['qc_flags']) if rec['qc_flags'] else ''} |")
+                         f"({ref_ml:.0f}) | {rec['mr_contrast']['kind']} | {wall:.1f} | {cpu:.1f} | {verdict(rec)[1]} |")
             print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
@@ -197,41 +207,64 @@ def make_variation(name: str, image: np.ndarray, ref: np.ndarray, affine: np.nda
     raise ValueError(name)
 
 
-def variations(cases, names) -> list[str]:
-    rng = np.random.default_rng(0)
+def variation_files(case: str, name: str, folder: Path) -> tuple[Path, Path]:
+    """The variation's image and reference as NIfTI files in ``folder`` (written once, then reused)."""
+    f_img, f_ref = folder / f"{case}_{name}.nii.gz", folder / f"{case}_{name}_ref.nii.gz"
+    if f_img.is_file() and f_ref.is_file():
+        return f_img, f_ref
+    image, reference, label = paths(case)
+    src = nib.load(str(image))
+    img0 = np.asanyarray(src.dataobj)
+    ref0 = np.asanyarray(nib.load(str(reference)).dataobj) == label
+    if name == "none":
+        img, ref, aff = img0.astype(np.float32), ref0, src.affine
+    elif name == "cut_side":
+        img, ref, aff = _cut_side(img0, ref0, src.affine)
+    else:
+        img, ref, aff = make_variation(name, img0, ref0, src.affine, np.random.default_rng(CASES.index(case)))
+    _write(f_ref, np.ascontiguousarray(ref, dtype=np.uint8), aff)
+    _write(f_img, np.ascontiguousarray(img, dtype=np.float32), aff)
+    return f_img, f_ref
+
+
+def variations(cases, names, folder: Path | None) -> list[str]:
+    """Segment every (case, variation); one JSON row per run appended to ``folder/rows.jsonl`` as it goes.
+
+    ``folder`` keeps the variation files between runs (a temporary folder when None) and the masks
+    (``masks/CASE_NAME.npy``), so that quality checks can be studied on them afterwards.
+    """
     lines = ["| scan | variation | Dice | volume error | QC |", "|---|---|---|---|---|"]
     all_scores = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(folder or tmp)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
         for case in cases:
-            image, reference, label = paths(case)
-            src = nib.load(str(image))
-            img0 = np.asanyarray(src.dataobj)
-            ref0 = np.asanyarray(nib.load(str(reference)).dataobj) == label
             for name in names:
-                if name == "cut_side":
-                    img, ref, aff = _cut_side(img0, ref0, src.affine)
-                else:
-                    img, ref, aff = make_variation(name, img0, ref0, src.affine, rng)
-                f_img, f_ref = Path(tmp) / f"{case}_{name}.nii.gz", Path(tmp) / f"{case}_{name}_ref.nii.gz"
-                _write(f_img, np.ascontiguousarray(img, dtype=np.float32), aff)
-                _write(f_ref, np.ascontiguousarray(ref, dtype=np.uint8), aff)
+                f_img, f_ref = variation_files(case, name, folder)
                 vol = io.read_image(f_img)
                 r = io.read_labels(f_ref, reference=vol).array > 0
+                t = time.process_time()
                 try:
                     mask, info = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)
                 except HepatoplanError as exc:
                     lines.append(f"| {case} | {name} | refused | | {exc} |")
                     all_scores.append((0.0, False))
-                    continue
-                s = score(mask > 0, r)
-                all_scores.append((s["dice"], info["qc_passed"]))
-                lines.append(f"| {case} | {name} | {s['dice']:.3f} | {s['volume_error_pct']:+.1f} % | "
-                             f"{'pass' if info['qc_passed'] else 'FAIL: ' + '; '.join(info['qc_flags'])} |")
+                    row = {"case": case, "variation": name, "refused": str(exc)}
+                else:
+                    s = score(mask > 0, r)
+                    passed, column = verdict(info)
+                    all_scores.append((s["dice"], passed))
+                    lines.append(f"| {case} | {name} | {s['dice']:.3f} | {s['volume_error_pct']:+.1f} % | {column} |")
+                    np.save(folder / "masks" / f"{case}_{name}.npy", mask > 0)
+                    info.pop("params", None)
+                    row = {"case": case, "variation": name, **s, "cpu_s": time.process_time() - t, "info": info}
+                with open(folder / "rows.jsonl", "a") as fh:
+                    fh.write(json.dumps(row, default=float) + "\n")
                 print(lines[-1], file=sys.stderr, flush=True)
     d = np.array([s for s, _ in all_scores])
     passed = np.array([p for _, p in all_scores])
     bad = int(np.sum(passed & (d < 0.85)))
-    lines += ["", f"{len(d)} variations: mean Dice {d.mean():.3f}, minimum {d.min():.3f}; QC passed on {passed.sum()}, "
+    lines += ["", f"{len(d)} runs: mean Dice {d.mean():.3f}, minimum {d.min():.3f}; QC passed on {passed.sum()}, "
               f"mean Dice of those {d[passed].mean() if passed.any() else float('nan'):.3f}; "
               f"Dice < 0.85 with QC passed: {bad}"]
     return lines
@@ -260,7 +293,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--grid", nargs="+", default=["window_min_log=0.15,0.2,0.25"],
                     help="PARAM=v1,v2,... (loo mode)")
-    ap.add_argument("--variations", nargs="+", default=list(VARIATIONS), choices=VARIATIONS)
+    ap.add_argument("--variations", nargs="+", default=list(VARIATIONS), choices=("none",) + VARIATIONS)
+    ap.add_argument("--folder", type=Path, help="variations: keep the variation files, masks and rows.jsonl here")
     args = ap.parse_args(argv)
     missing = [c for c in args.cases if not paths(c)[0].is_file()]
     if missing:
@@ -272,7 +306,7 @@ def main(argv=None) -> int:
         grid = {k: [float(x) for x in v.split(",")] for k, v in (g.split("=") for g in args.grid)}
         lines = loo(cases, grid)
     else:
-        lines = variations(cases, args.variations)
+        lines = variations(cases, args.variations, args.folder)
     print("\n".join(lines))
     return 0
 

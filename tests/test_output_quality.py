@@ -67,7 +67,8 @@ def _decimals(value: float) -> int:
 
 
 def _significant(value: float) -> int:
-    return len(f"{abs(value):.17g}".rstrip("0").replace(".", "").lstrip("0")) if value else 0
+    """Significant digits of the shortest text that reads back as ``value`` (as JSON writes it)."""
+    return len(repr(abs(value)).split("e")[0].replace(".", "").strip("0"))
 
 
 def test_rounding_rule():
