@@ -16,7 +16,8 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
 * ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, and no large
   lesion left cut by the liver's outline.
 
-On MR only the first two run (the others read densities in HU). The liver on the wrong side of
+On MR the liver's own self-check (:mod:`hepatoplan.segmentation.mr_liver`) stands in for the liver
+checks (these read densities in HU). The liver on the wrong side of
 the body, or no liver-sized organ, is not a check: the segmentation refuses such scans
 (:func:`hepatoplan.segmentation.segment_study`).
 """
@@ -59,7 +60,11 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
     """
     checks = []
     linfo = report.get("liver")
-    if linfo:
+    own = (linfo or {}).get("self_check")  # the MR liver checks itself (segmentation.mr_liver)
+    if own:
+        reasons = iter(own["reasons"])
+        checks += [{**c, "reason": "" if c["passed"] else next(reasons, "")} for c in own["checks"]]
+    elif linfo:
         checks += _liver_checks(image, liver > 0, linfo, tuple(spacing_mm), params, liver_params)
     tinfo = report.get("tumours") or {}
     if tinfo.get("computed", True) and "near_misses" in tinfo:
@@ -88,7 +93,7 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
                "is outside the scan or was missed"),
     ]
     if linfo.get("modality", "CT") != "CT":  # the other checks read densities in HU
-        return checks
+        return checks  # (an MR liver from segmentation.mr_liver brings its own self-check)
     coarse = _Coarse(image, liver, spacing, p.coarse_spacing_mm, p.context_mm)
     fraction = coarse.body_fraction(lp.air_max_hu)
     pocket = coarse.pocket_ml(p, lp.lesion_min_hu, linfo["window_hu"][0]) if "window_hu" in linfo else 0.0
