@@ -3,7 +3,7 @@
 Usage::
 
     python bench/bench_couinaud_vessels.py [--data ../shared/data/ircadb] [--cases 01 02 ...]
-                                           [--variant native|thick|mirrored] [--write]
+                                           [--variant native|thick|mirrored|thinned] [--loo] [--write]
 
 For every case the only vessel mask is ``(portal_vein | hepatic_veins) & liver`` (intrahepatic,
 no IVC, no extrahepatic portal trunk), as TotalSegmentator's ``liver_vessels`` or nnU-Net give.
@@ -12,7 +12,14 @@ scored are the share of vessel voxels put in the right tree (against the IRCADb 
 masks) and the mean Dice over segments 1-8 against ``couinaud_reference``. Variants: ``thick``
 keeps every second axial slice (slices twice as thick: 2-4 mm), ``mirrored`` flips the arrays
 left-right (a flipped header: a laterality warning is expected, and the Dice is scored against the
-mirrored reference). Runtime: wall time of the call alone (files loaded), on a shared machine.
+mirrored reference), ``thinned`` erodes the vessel mask by one voxel in-plane (a model that
+under-segments: thin peripheral branches vanish, trunks narrow; the right-tree share is scored on
+the voxels left). Runtime: wall time of the call alone (files loaded), on a shared machine.
+
+``--loo``: leave-one-out over the constants fitted on these cases (the expected portal bifurcation
+from the IVC and the liver's height, ``SeparationParams.bifurcation_*``): each case runs with the
+means over the other cases of the bifurcation that :func:`segment_couinaud` finds in the SEPARATE
+masks (IVC included), never with its own.
 
 With ``--write`` the table goes into the ``## Couinaud segments from one combined vessel mask``
 section of ``bench/RESULTS.md`` (one sub-table per variant).
@@ -23,13 +30,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from bench_couinaud import DEFAULT_DATA, ROOT, dice, load  # this folder is on sys.path when run as a script
 
-from hepatoplan.couinaud import segment_couinaud_from_vessels
+from hepatoplan.couinaud import CouinaudParams, segment_couinaud, segment_couinaud_from_vessels
 
 SECTION = "## Couinaud segments from one combined vessel mask"
 
@@ -42,14 +51,36 @@ def variant(arrays: list[np.ndarray], sp: tuple, name: str):
     return arrays, sp
 
 
-def run_case(d: Path, name: str) -> dict:
+def bifurcation_constants(d: Path) -> np.ndarray:
+    """(right of IVC mm, anterior of IVC mm, share of liver voxels below) of the bifurcation
+    :func:`segment_couinaud` finds in one case's separate masks."""
+    (liver, sp), (portal, _), (hepatic, _) = (load(d, n) for n in ("liver", "portal_vein", "hepatic_veins"))
+    res = segment_couinaud(liver > 0, portal > 0, hepatic > 0, spacing_mm=sp)
+    b = np.asarray(res.landmarks["portal_bifurcation"]["mm"])
+    ivc = np.asarray(res.landmarks["ivc_axis"]["point_at_bifurcation"]["mm"])
+    z_mm = np.nonzero(liver)[2] * sp[2]
+    return np.array([b[0] - ivc[0], b[1] - ivc[1], float((z_mm < b[2]).mean())])
+
+
+def fold_params(constants: dict, case: str) -> CouinaudParams:
+    """CouinaudParams with the bifurcation constants averaged over every case but ``case``."""
+    right, ant, height = np.mean([v for c, v in constants.items() if c != case], axis=0)
+    p = CouinaudParams()
+    return replace(p, separation=replace(p.separation, bifurcation_right_of_ivc_mm=float(right),
+                                         bifurcation_anterior_of_ivc_mm=float(ant),
+                                         bifurcation_height_fraction=float(height)))
+
+
+def run_case(d: Path, name: str, params: CouinaudParams = CouinaudParams()) -> dict:
     (liver, sp), (portal, _), (hepatic, _), (ref, _) = (load(d, n) for n in (
         "liver", "portal_vein", "hepatic_veins", "couinaud_reference"))
     (liver, portal, hepatic, ref), sp = variant([liver > 0, portal > 0, hepatic > 0, ref], sp, name)
     vessels = (portal | hepatic) & liver
+    if name == "thinned":
+        vessels = ndi.binary_erosion(vessels, structure=np.ones((3, 3, 1), bool))
     t0 = time.perf_counter()
     try:
-        res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp)
+        res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp, params=params)
     except Exception as e:  # a refused case is a row of the table, not a crash of the bench
         return {"error": f"{type(e).__name__}: {e}"}
     wall = time.perf_counter() - t0
@@ -103,20 +134,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cases", nargs="*", default=[f"{i:02d}" for i in range(1, 13)])
-    ap.add_argument("--variant", choices=("native", "thick", "mirrored"), default="native")
+    ap.add_argument("--variant", choices=("native", "thick", "mirrored", "thinned"), default="native")
+    ap.add_argument("--loo", action="store_true", help="leave-one-out over the bifurcation constants")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args(argv)
     if not a.data.is_dir():
         print(f"no data at {a.data} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
     rows = {}
+    constants = {c: bifurcation_constants(a.data / c) for c in a.cases} if a.loo else {}
     for c in a.cases:
-        rows[c] = run_case(a.data / c, a.variant)
+        rows[c] = run_case(a.data / c, a.variant, fold_params(constants, c) if a.loo else CouinaudParams())
         print(c, rows[c] if "error" in rows[c] else {k: v for k, v in rows[c].items() if k != "dice"}, flush=True)
-    text = table(rows, a.variant, f"python bench/bench_couinaud_vessels.py --variant {a.variant} --write")
+    name = a.variant + (", leave-one-out" if a.loo else "")
+    text = table(rows, name, f"python bench/bench_couinaud_vessels.py --variant {a.variant}{' --loo' * a.loo} --write")
     print(text)
     if a.write:
-        write_section(text, a.variant)
+        write_section(text, name)
     return 0
 
 

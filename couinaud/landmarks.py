@@ -211,7 +211,7 @@ class PortalLandmarks:
 
 
 def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
-                     distance_to_liver_mm: np.ndarray | None = None,
+                     distance_to_liver_mm: np.ndarray | None = None, root_mm=None,
                      params: PortalParams = PortalParams()) -> PortalLandmarks:
     """Root, bifurcation, left portal vein and umbilical portion of the portal tree.
 
@@ -221,6 +221,9 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     the root the walk follows the heaviest child until at least two children each carry
     ``params.main_branch_fraction`` of the intrahepatic volume: that node is the bifurcation;
     the main branch whose territory lies most to the patient's left is the left portal vein.
+    ``root_mm`` (mm of the array frame), when given, replaces that rule: the root is the node of
+    the analysed component nearest to it (a tree clipped to the liver has no trunk; its pieces are
+    joined at the expected bifurcation, see :func:`hepatoplan.couinaud.separate.bifurcation_prior`).
 
     Raises
     ------
@@ -247,7 +250,10 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     # hilum itself (often outside the liver mask) is not a safe root because the bifurcation is there.
     cc_nodes = np.nonzero(comp)[0]
     thick = cc_nodes[g.radius_mm[cc_nodes] >= params.root_radius_fraction * g.radius_mm[cc_nodes].max()]
-    root = int(thick[np.argmin(g.xyz_mm[thick, 2])])
+    if root_mm is None:
+        root = int(thick[np.argmin(g.xyz_mm[thick, 2])])
+    else:
+        root = int(cc_nodes[np.argmin(np.linalg.norm(g.xyz_mm[cc_nodes] - np.asarray(root_mm, float), axis=1))])
     wc = np.where(comp, w, 0.0)
     t = rooted_tree(g, root, wc)
     node, big = main_split(t, min_fraction=params.main_branch_fraction)

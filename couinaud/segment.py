@@ -84,7 +84,7 @@ from scipy import ndimage as ndi
 
 from hepatoplan.arrays import bounding_box
 from hepatoplan.checks import check_spacing_mm
-from hepatoplan.errors import InputError
+from hepatoplan.errors import InputError, NotComputableError
 from hepatoplan.units import voxel_volume_ml
 
 from . import landmarks as lm
@@ -245,12 +245,14 @@ class _Landmarks:
     umbilical: lm.UmbilicalRun | None
 
 
-def _find_landmarks(g: _Grids, params: CouinaudParams, warnings: list, *, ivc: lm.IVCAxis | None = None) -> _Landmarks:
+def _find_landmarks(g: _Grids, params: CouinaudParams, warnings: list, *, ivc: lm.IVCAxis | None = None,
+                    portal_root_mm=None) -> _Landmarks:
     """Portal landmarks, IVC axis (tracked in the hepatic mask unless given, on the analysis grid),
-    transverse heights, hepatic-vein trunks and umbilical run."""
+    transverse heights, hepatic-vein trunks and umbilical run. ``portal_root_mm`` (analysis grid
+    mm): where the portal tree is entered, when the mask has no trunk."""
     sp2, shift = g.spacing_analysis_mm, g.shift_mm
     pl = lm.portal_landmarks(g.portal_a, g.liver_a, sp2, distance_to_liver_mm=g.distance_to_liver_a_mm,
-                             params=params.portal)
+                             root_mm=portal_root_mm, params=params.portal)
     if ivc is None:
         ivc = lm.ivc_axis(g.hepatic_a, sp2, params=params.ivc,
                           reach_z_mm=float(pl.bifurcation_mm[2]) - params.ivc.reach_below_bifurcation_mm)
@@ -635,9 +637,10 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
     sep = separate_vessels(g.liver_a, g.portal_a, g.spacing_analysis_mm, params=params.separation, ivc_params=params.ivc)
     g.portal_a, g.hepatic_a = sep.portal_joined, sep.labels == HEPATIC
     if sep.confidence < 0.5:
-        warnings.append(f"vessel separation confidence {sep.confidence:.2f}: check portal_vein / hepatic_veins; "
+        why = f" ({sep.record['implausible']})" if "implausible" in sep.record else ""
+        warnings.append(f"vessel separation confidence {sep.confidence:.2f}{why}: check portal_vein / hepatic_veins; "
                         "separate masks give a more reliable division")
-    k = _find_landmarks(g, params, warnings, ivc=sep.ivc)
+    k = _portal_rooted_landmarks(g, sep, params, warnings)
     res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings)
     trees = _full_resolution(sep.labels, g, inside)
     res.portal, res.hepatic = trees == PORTAL, trees == HEPATIC
@@ -645,6 +648,27 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
                                           "vessels' course (not in the mask)"}
     res.runtime_s = time.perf_counter() - t0
     return _unmirror(res, spa) if mirror else res
+
+
+def _portal_rooted_landmarks(g: _Grids, sep, params: CouinaudParams, warnings: list) -> _Landmarks:
+    """Landmarks of a separated tree: rooted at the expected bifurcation when the tree was cut at
+    the hilum, or when the bifurcation found on an uncut tree lies farther than
+    ``separation.bifurcation_max_offset_mm`` (horizontally) from the expected one."""
+    sp = params.separation
+    if not sep.record["portal_tree_cut_at_hilum"]:
+        first: list[str] = []
+        try:
+            k = _find_landmarks(g, params, first, ivc=sep.ivc)
+        except NotComputableError:  # no split found from the tree's own root: try the expected bifurcation
+            k = None
+        if k is not None:
+            off_mm = float(np.hypot(*(k.bifurcation_mm[:2] - (sep.bifurcation_mm[:2] + g.shift_mm[:2]))))
+            sep.record["bifurcation_offset_from_expected_mm"] = round(off_mm, 1)
+            if off_mm <= sp.bifurcation_max_offset_mm:
+                warnings.extend(first)
+                return k
+    sep.record["portal_rooted_at_expected_bifurcation"] = True
+    return _find_landmarks(g, params, warnings, ivc=sep.ivc, portal_root_mm=sep.bifurcation_mm)
 
 
 def _vessels_in_liver(liver: np.ndarray, vessels: np.ndarray, spa: np.ndarray, params: CouinaudParams,

@@ -6,6 +6,11 @@ TotalSegmentator's ``liver_vessels`` or nnU-Net give), separated into portal and
 as ``portal_vein.nii.gz`` and ``hepatic_veins.nii.gz`` for the user to check, and the JSON reports
 the separation's confidence.
 
+``--totalsegmentator PATH`` (repeatable; folders of per-structure files or multilabel files, see
+:mod:`hepatoplan.pipeline.totalseg`) supplies the masks not given separately: the liver (its grid is
+then the output grid), ``liver_vessels`` as ``--vessels``, or else the portal/splenic vein as
+``--portal`` and the IVC as ``--hepatic``.
+
 Reads the three masks (any format :mod:`hepatoplan.pipeline.io` reads), runs
 :func:`hepatoplan.couinaud.segment_couinaud` on the canonical RAS+ arrays and writes the label map on the
 liver mask's own grid (``--out``), optionally a JSON file with landmarks, the method of each boundary,
@@ -27,7 +32,7 @@ from hepatoplan import __version__
 from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
-from . import io
+from . import io, totalseg
 from .outputs import check_writable, out_argument, write_atomic
 
 log = logging.getLogger(__name__)
@@ -40,13 +45,16 @@ def register(subparsers) -> None:
         "couinaud", help="Couinaud segments from liver, portal and hepatic vein masks",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("--liver", type=Path, required=True, help="liver mask (defines the output grid)")
+    p.add_argument("--liver", type=Path, help="liver mask (defines the output grid); required without --totalsegmentator")
     p.add_argument("--portal", type=Path, help="portal vein mask (trunk and intrahepatic branches)")
     p.add_argument("--hepatic", type=Path, help="hepatic veins mask including the IVC")
     p.add_argument("--vessels", type=Path,
                    help="instead of --portal/--hepatic: ONE combined vessel mask (portal and hepatic veins in one "
                         "class, e.g. TotalSegmentator liver_vessels); separated into the two trees, written beside "
                         "--out as portal_vein.nii.gz and hepatic_veins.nii.gz")
+    p.add_argument("--totalsegmentator", type=Path, action="append",
+                   help="TotalSegmentator output (folder or multilabel file of the tasks total, liver_vessels); "
+                        "repeat for several; supplies the masks not given separately")
     p.add_argument("--out", type=out_argument, required=True,
                    help="output label map (.nii.gz, .nii, .nrrd or .mha), on the liver mask's grid")
     p.add_argument("--json", type=out_argument, help="also write landmarks, methods, warnings and volumes as JSON")
@@ -84,16 +92,14 @@ def _add_world(node, affine_ras: np.ndarray) -> None:
             _add_world(value, affine_ras)
 
 
-def _trees_paths(args) -> dict[str, Path]:
+def _trees_paths(args, combined: bool) -> dict[str, Path]:
     """Where the separated trees go (beside --out); never over an input file."""
-    if args.vessels is None:
-        if args.portal is None or args.hepatic is None:
-            raise InputError("give --portal FILE and --hepatic FILE, or one combined vessel mask with --vessels FILE")
+    if not combined:
         return {}
     if args.portal is not None or args.hepatic is not None:
         raise InputError("--vessels replaces --portal/--hepatic: give either the combined mask or the two trees")
     paths = {name: args.out.parent / f"{name}.nii.gz" for name in ("portal_vein", "hepatic_veins")}
-    inputs = {Path(p).resolve() for p in (args.liver, args.vessels)}
+    inputs = {Path(p).resolve() for p in (args.liver, args.vessels, *(args.totalsegmentator or [])) if p is not None}
     clash = [str(p) for p in paths.values() if p.resolve() in inputs]
     if clash:
         raise InputError(f"--out {args.out}: the separated trees would overwrite the input {clash[0]}; "
@@ -101,25 +107,54 @@ def _trees_paths(args) -> dict[str, Path]:
     return paths
 
 
+def _read_masks(args) -> tuple[io.Volume, dict[str, np.ndarray], dict]:
+    """The output grid (the liver's file), the masks on it (liver, and vessels or portal + hepatic),
+    and the inputs' record (path and hash of each file, TotalSegmentator's files as given)."""
+    ts = args.totalsegmentator or []
+    grid_file = args.liver or (totalseg.liver_file(ts) if ts else None)
+    if grid_file is None:
+        raise InputError("give --liver FILE" + (f" (no TotalSegmentator liver in {'; '.join(map(str, ts))})" if ts else
+                                                " (or --totalsegmentator PATH with TotalSegmentator's liver)"))
+    liver = io.read_labels(grid_file, name="--liver" if args.liver else "--totalsegmentator")
+    read = {n: io.read_labels(p, name=f"--{n}", reference=liver, resample=args.resample_masks)
+            for n, p in (("vessels", args.vessels), ("portal", args.portal), ("hepatic", args.hepatic)) if p is not None}
+    masks = {n: v.array for n, v in read.items()}
+    given = {n: {"path": str(v.path), "sha256": io.sha256_of(v.path)}
+             for n, v in (("liver", liver), *read.items()) if n != "liver" or args.liver}
+    if ts:
+        found = totalseg.read_totalsegmentator(ts, reference=liver, resample=args.resample_masks)
+        found["hepatic"] = found.pop("ivc", None)
+        if "portal" in masks and "hepatic" in masks:  # the two trees given: TotalSegmentator's vessels unused
+            found.pop("vessels", None)
+        if "vessels" in found or "vessels" in masks:  # the combined tree is separated, not portal + IVC
+            found.pop("portal", None), found.pop("hepatic", None)
+        used = {n: m for n, m in found.items() if m is not None and n in ("vessels", "portal", "hepatic")
+                and n not in masks}
+        masks.update(used)
+        given["totalsegmentator"] = {"paths": [str(p) for p in ts], "masks_used": sorted(used) + ["liver"] * (not args.liver)}
+    masks["liver"] = liver.array if args.liver else found.get("liver")
+    if masks["liver"] is None:
+        raise InputError(f"--totalsegmentator {'; '.join(map(str, ts))}: no liver found; give --liver FILE")
+    if "vessels" not in masks and ("portal" not in masks or "hepatic" not in masks):
+        raise InputError("give --portal FILE and --hepatic FILE, or one combined vessel mask with --vessels FILE"
+                         + (" (TotalSegmentator supplied " + (", ".join(sorted(masks)) or "nothing") + ")" if ts else ""))
+    return liver, masks, given
+
+
 def run(args) -> int:
     inputs = [("--liver", args.liver), ("--portal", args.portal), ("--hepatic", args.hepatic),
-              ("--vessels", args.vessels)]
+              ("--vessels", args.vessels), *(("--totalsegmentator", p) for p in args.totalsegmentator or [])]
     _check_out(args.out, "--out", OUT_SUFFIXES, inputs)
     if args.json is not None:
         _check_out(args.json, "--json", (".json",), inputs + [("--out", args.out)])
-    trees = _trees_paths(args)
-    liver = io.read_labels(args.liver, name="--liver")
+    liver, masks, given = _read_masks(args)
+    trees = _trees_paths(args, "vessels" in masks)
     if trees:
-        vessels = io.read_labels(args.vessels, name="--vessels", reference=liver, resample=args.resample_masks)
-        res = segment_couinaud_from_vessels(liver.array, vessels.array, spacing_mm=liver.spacing_mm,
+        res = segment_couinaud_from_vessels(masks["liver"], masks["vessels"], spacing_mm=liver.spacing_mm,
                                             split_segment_4=args.split_segment_4)
-        given = (("liver", liver), ("vessels", vessels))
     else:
-        portal = io.read_labels(args.portal, name="--portal", reference=liver, resample=args.resample_masks)
-        hepatic = io.read_labels(args.hepatic, name="--hepatic", reference=liver, resample=args.resample_masks)
-        res = segment_couinaud(liver.array, portal.array, hepatic.array, spacing_mm=liver.spacing_mm,
+        res = segment_couinaud(masks["liver"], masks["portal"], masks["hepatic"], spacing_mm=liver.spacing_mm,
                                split_segment_4=args.split_segment_4)
-        given = (("liver", liver), ("portal", portal), ("hepatic", hepatic))
     for w in res.warnings:
         log.warning("%s", w)
     voxel_ml = voxel_volume_ml(liver.spacing_mm)
@@ -128,8 +163,7 @@ def run(args) -> int:
     _add_world(res.landmarks, liver.affine_ras)
     record = {
         "hepatoplan_version": __version__,
-        "inputs": {flag: {"path": str(v.path), "sha256": io.sha256_of(v.path)}
-                   for flag, v in given},
+        "inputs": given,
         "options": {"split_segment_4": bool(args.split_segment_4), "resample_masks": bool(args.resample_masks)},
         "parameters": {"couinaud": dataclasses.asdict(res.params)},
         "labels": {"0": "outside the liver", **{str(k): f"segment {k}" for k in range(1, 9)},

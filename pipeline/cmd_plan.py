@@ -73,8 +73,13 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--vessels", type=Path,
                    help="instead of --portal/--hepatic: ONE combined intrahepatic vessel mask (e.g. TotalSegmentator "
                         "liver_vessels), separated into portal and hepatic trees for the Couinaud segments")
-    m.add_argument("--totalsegmentator", type=Path,
-                   help="TotalSegmentator multilabel file (liver 5, IVC 63, portal/splenic vein 64)")
+    m.add_argument("--totalsegmentator", type=Path, action="append",
+                   help="TotalSegmentator output: a folder of per-structure files or a multilabel file of the tasks "
+                        "total (liver 5, IVC 63, portal/splenic vein 64), liver_vessels or liver_segments; repeat "
+                        "for several. Supplies the masks not given separately")
+    m.add_argument("--segments-from", choices=("couinaud", "totalsegmentator"), default="couinaud",
+                   help="couinaud (default): segments derived from the vessels when --segments is not given; "
+                        "totalsegmentator: TotalSegmentator's liver_segments from --totalsegmentator")
     m.add_argument("--resample-masks", action="store_true",
                    help="resample masks nearest-neighbour onto the CT grid when grids differ")
     m.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
@@ -120,7 +125,8 @@ def options_from_args(args) -> PlanOptions:
     return PlanOptions(
         ct=dicomweb.ct_argument(args.ct), out=args.out,
         masks=MaskPaths(args.liver, args.tumours, args.portal, args.hepatic, args.segments,
-                        args.totalsegmentator, vessels=args.vessels),
+                        args.totalsegmentator and tuple(args.totalsegmentator), vessels=args.vessels),
+        segments_from=args.segments_from,
         resect=tuple(args.resect), margin_mm=args.margin_mm, parenchyma=args.parenchyma,
         threshold_percent=args.threshold_percent, height_cm=args.height_cm, weight_kg=args.weight_kg,
         resample_masks=args.resample_masks, series_uid=args.series_uid, preview=args.preview,
@@ -134,7 +140,8 @@ def options_from_args(args) -> PlanOptions:
 
 def plan_inputs(options: PlanOptions) -> list:
     """Every input path of a plan (the CT, each mask, the function map), for the ``--out`` check."""
-    return [options.ct, *options.masks.given().values(), options.function_map]
+    paths = [p for v in options.masks.given().values() for p in (v if isinstance(v, tuple) else (v,))]
+    return [options.ct, *paths, options.function_map]
 
 
 def run(args) -> int:
@@ -175,7 +182,10 @@ def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
     options, dicomweb_section = dicomweb.prepare(options)  # a URL CT is retrieved into the cache
-    inputs = {"ct": str(options.ct), **{k: str(v) for k, v in options.masks.given().items()}}
+    inputs = {"ct": str(options.ct)}
+    for name, given in options.masks.given().items():  # a repeated option: name, name_2, ... (each hashed)
+        for i, path in enumerate(given if isinstance(given, tuple) else (given,)):
+            inputs[name if i == 0 else f"{name}_{i + 1}"] = str(path)
     if options.function_map is not None:
         inputs["function_map"] = str(options.function_map)
     # the provenance hashes are computed meanwhile (hashlib releases the GIL)

@@ -8,6 +8,12 @@ algorithms' parameters, provenance)
 into ``--out``, checked first (:func:`hepatoplan.pipeline.outputs.check_output_folder`). Everything is
 computed before anything is written, into a temporary folder beside ``--out`` that then replaces it as a
 whole, so a failed run leaves no partial output and a rerun no file of the earlier one.
+
+``--engine totalsegmentator`` runs TotalSegmentator's Python API instead (tasks ``total`` and
+``liver_vessels``; only when it and its weights are installed, hepatoplan never downloads weights)
+and writes ``liver.nii.gz``, ``tumours.nii.gz`` and ``vessels.nii.gz`` (ONE combined intrahepatic
+vessel class, for ``plan --vessels`` / ``couinaud --vessels``) in the same way
+(:mod:`hepatoplan.pipeline.totalseg`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hepatoplan import __version__
+from hepatoplan.errors import InputError
+from hepatoplan.units import voxel_volume_ml
 
 from . import dicomweb, io
 from .outputs import check_output_folder, out_argument, output_folder
@@ -46,6 +54,9 @@ def register(subparsers) -> None:
                    help="DICOM series with uneven spacing, a missing or damaged slice or gantry tilt: resample "
                         "onto a regular grid (linear, as dcm2niix) instead of refusing")
     p.add_argument("--modality", choices=("ct", "mr"), default="ct", help="imaging modality (default: ct)")
+    p.add_argument("--engine", choices=("classical", "totalsegmentator"), default="classical",
+                   help="classical (default) or TotalSegmentator's Python API when it and its weights are "
+                        "installed (CT; writes liver, tumours and one combined vessels mask)")
     p.set_defaults(func=run)
 
 
@@ -75,6 +86,8 @@ def run(args) -> int:
         image = dicomweb.retrieve_series(url)  # into the cache, then read as any DICOM folder
     vol = io.read_image(image, series_uid=args.series_uid, name="IMAGE", interpolate_slices=args.interpolate_slices)
     t_read = time.perf_counter() - t0
+    if args.engine == "totalsegmentator":
+        return _run_totalsegmentator(args, out, image, vol, url, t0)
     result = segment_study(vol.array, spacing_mm=vol.spacing_mm, modality=args.modality.upper())
     record = {
         "hepatoplan_version": __version__,
@@ -114,6 +127,57 @@ def run(args) -> int:
         log.warning("QC: %s", flag)
     for reason in result.report["self_check"]["reasons"]:
         log.warning("self-check failed, review the automatic segmentation: %s", reason)
+    return 0
+
+
+def _run_totalsegmentator(args, out: Path, image, vol: io.Volume, url, t0: float) -> int:
+    """``--engine totalsegmentator``: TotalSegmentator's outputs mapped onto the image's grid."""
+    import tempfile
+
+    import numpy as np
+
+    from hepatoplan.resection.volumetry import tumour_instances
+
+    from . import totalseg
+
+    if args.modality != "ct":
+        raise InputError("--engine totalsegmentator: CT only here (its tasks total and liver_vessels); "
+                         "use the classical engine for MR")
+    with tempfile.TemporaryDirectory(prefix="totalseg-", dir=out.resolve().parent) as work:
+        folder = totalseg.run_engine(Path(image), Path(work) / "totalsegmentator")
+        found = totalseg.read_totalsegmentator(folder, reference=vol, flag="--engine totalsegmentator")
+    if "liver" not in found or not found["liver"].any():
+        raise InputError(f"--engine totalsegmentator: TotalSegmentator found no liver in {vol.path}; "
+                         "check that the image is an abdominal CT")
+    liver = found["liver"] > 0
+    masks = {"liver.nii.gz": liver.astype(np.uint8),
+             "tumours.nii.gz": tumour_instances(found.get("tumours", np.zeros(liver.shape, np.uint8)) > 0)}
+    if "vessels" in found:
+        masks["vessels.nii.gz"] = found["vessels"]
+    voxel_ml = voxel_volume_ml(vol.spacing_mm)
+    record = {
+        "hepatoplan_version": __version__, "command": "segment", "engine": "totalsegmentator",
+        "inputs": {"image": {"path": str(vol.path), "sha256": io.sha256_of(vol.path),
+                             **({"url": str(url)} if url is not image else {})}},
+        "options": {"modality": args.modality, "series_uid": args.series_uid,
+                    "interpolate_slices": args.interpolate_slices},
+        "intake_notes": list(vol.notes),
+        "totalsegmentator": {"tasks": list(totalseg.ENGINE_TASKS), "roi_subset_total": list(totalseg.ENGINE_ROI_SUBSET),
+                             "masks_found": sorted(found)},
+        "grid": {"shape": list(vol.shape), "spacing_mm": [round(s, 4) for s in vol.spacing_mm]},
+        "outputs": {"liver.nii.gz": "1 = liver (TotalSegmentator total: liver)",
+                    "tumours.nii.gz": "0 = background, 1..N = lesion instances (TotalSegmentator liver_tumor)",
+                    **({"vessels.nii.gz": "1 = intrahepatic portal and hepatic veins in ONE class (TotalSegmentator "
+                        "liver_vessels): give it to plan/couinaud with --vessels"} if "vessels" in found else {})},
+        "volumes_ml": {name: round(float(np.count_nonzero(m)) * voxel_ml, 2) for name, m in masks.items()},
+        "not_found": [n for n in ("vessels", "tumours") if n not in found],
+    }
+    with output_folder(out) as tmp:
+        for name, mask in masks.items():
+            io.write_labels(mask, reference=vol, path=tmp / name)
+        record["timing_seconds"] = {"total": round(time.perf_counter() - t0, 2)}
+        (tmp / "segmentation.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("TotalSegmentator: liver %.0f mL, outputs in %s", record["volumes_ml"]["liver.nii.gz"], out)
     return 0
 
 

@@ -38,11 +38,18 @@ class MaskPaths:
     portal: Path | None = None
     hepatic: Path | None = None
     segments: Path | None = None
-    totalsegmentator: Path | None = None
+    #: One output of TotalSegmentator (file or folder) or several (``--totalsegmentator`` repeated).
+    totalsegmentator: Path | tuple[Path, ...] | None = None
     vessels: Path | None = None
 
-    def given(self) -> dict[str, Path]:
-        return {k: Path(v) for k, v in vars(self).items() if v is not None}
+    def given(self) -> dict[str, Path | tuple[Path, ...]]:
+        return {k: tuple(Path(p) for p in v) if isinstance(v, (tuple, list)) else Path(v)
+                for k, v in vars(self).items() if v is not None}
+
+
+def path_text(paths: Path | tuple[Path, ...]) -> str:
+    """A path, or several joined with ``; `` (a repeated option), for reports."""
+    return "; ".join(map(str, paths)) if isinstance(paths, (tuple, list)) else str(paths)
 
 
 @dataclass(eq=False)
@@ -86,15 +93,16 @@ class Study:
 
 
 def load_masks(
-    ct: io.Volume, paths: MaskPaths, *, resample: bool = False
+    ct: io.Volume, paths: MaskPaths, *, resample: bool = False, segments_from_totalsegmentator: bool = False
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Read every given mask onto the CT grid; return name → canonical label array, and the
     intake's notes on the files.
 
-    TotalSegmentator outputs (:mod:`hepatoplan.pipeline.totalseg`: a multilabel file or a folder)
+    TotalSegmentator outputs (:mod:`hepatoplan.pipeline.totalseg`: multilabel files or folders)
     supply whichever masks were not given separately: liver, tumours, and either the combined
     ``liver_vessels`` (as ``vessels``) or, without it, the portal/splenic vein (as ``portal``) and
-    the inferior vena cava (as ``hepatic``).
+    the inferior vena cava (as ``hepatic``); with ``segments_from_totalsegmentator`` also its
+    ``liver_segments`` (as ``segments``; an InputError when they are missing).
     """
     flags = {
         "liver": "--liver", "tumours": "--tumours", "portal": "--portal",
@@ -114,8 +122,13 @@ def load_masks(
         found["hepatic"] = found.pop("ivc", None)
         if "vessels" in found or "vessels" in arrays:  # the combined tree: separated, not portal + IVC
             found.pop("portal", None), found.pop("hepatic", None)
+        if segments_from_totalsegmentator and found.get("segments") is None:
+            raise InputError(
+                f"--segments-from totalsegmentator: no liver_segments in --totalsegmentator "
+                f"{path_text(paths.totalsegmentator)}; run TotalSegmentator's task liver_segments (-ta liver_segments) "
+                "and give its output too (--totalsegmentator repeats), or drop --segments-from")
         for name, mask in found.items():
-            if mask is not None and name not in arrays and name != "segments":
+            if mask is not None and name not in arrays and (name != "segments" or segments_from_totalsegmentator):
                 arrays[name] = mask
     return arrays, notes
 
@@ -222,6 +235,9 @@ class PlanOptions:
     function_map: Path | None = None
     interpolate_slices: bool = False
     store: str | None = None
+    #: ``"couinaud"``: derived from the vessels when no --segments is given; ``"totalsegmentator"``:
+    #: TotalSegmentator's liver_segments from --totalsegmentator.
+    segments_from: str = "couinaud"
 
     def validate(self):
         """Parse resection specs and check numbers; returns ``(resections, ablations)``."""
@@ -264,18 +280,22 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     from them; otherwise its header is the reference grid.
     """
     masks = options.masks
+    ts_segments = options.segments_from == "totalsegmentator"
+    if ts_segments and (masks.totalsegmentator is None or masks.segments is not None):
+        raise InputError("--segments-from totalsegmentator: needs --totalsegmentator PATH (its liver_segments) and "
+                         "no --segments FILE")
     given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
-             | ({"portal", "hepatic"} if masks.vessels else set()))
+             | ({"portal", "hepatic"} if masks.vessels else set()) | ({"segments"} if ts_segments else set()))
     wanted = _automatic_masks(given) if options.auto else []
     ct = io.read_image(
         options.ct, series_uid=options.series_uid, name="CT",
         header_only=not wanted and not Path(options.ct).is_dir(), interpolate_slices=options.interpolate_slices,
     )
-    arrays, notes = load_masks(ct, masks, resample=options.resample_masks)
-    sources = {name: str(path) for name, path in masks.given().items()}
-    for name in ("liver", "tumours", "portal", "hepatic", "vessels"):
+    arrays, notes = load_masks(ct, masks, resample=options.resample_masks, segments_from_totalsegmentator=ts_segments)
+    sources = {name: path_text(path) for name, path in masks.given().items()}
+    for name in ("liver", "tumours", "portal", "hepatic", "vessels", "segments"):
         if name in arrays and name not in sources:
-            sources[name] = f"{masks.totalsegmentator} (TotalSegmentator)"
+            sources[name] = f"{path_text(masks.totalsegmentator)} (TotalSegmentator{' liver_segments' * (name == 'segments')})"
     details, parameters = {}, {}
     if wanted:
         details["segmentation"], parameters["segmentation"] = _segment_missing(

@@ -126,6 +126,20 @@ def read_totalsegmentator(paths, *, reference: io.Volume, resample: bool = False
     return out
 
 
+def liver_file(paths) -> Path | None:
+    """The first of ``paths`` (files or folders) that holds TotalSegmentator's liver: a folder's
+    ``liver`` file, a ``liver`` file, or a multilabel file of the task ``total``; None when none does."""
+    for path in [Path(p) for p in paths]:
+        if path.is_dir():
+            hits = sorted(p for p in path.iterdir() if p.is_file() and _stem(p) in ("liver", "total"))
+            if hits:
+                return hits[0]
+        elif path.is_file() and (_stem(path) == "liver" or "total" in _stem(path).lower()
+                                 or _stem(path) not in STRUCTURE_FILES and "liver_" not in _stem(path)):
+            return path
+    return None
+
+
 def _read_folder(folder: Path, read) -> dict[str, np.ndarray]:
     files = {_stem(p): p for p in folder.iterdir() if p.is_file()}
     found = {name: (read(files[stem]) > 0).astype(np.uint8) for stem, name in STRUCTURE_FILES.items() if stem in files}
@@ -142,3 +156,55 @@ def _read_folder(folder: Path, read) -> dict[str, np.ndarray]:
             for name, mask in masks_from_multilabel(p, read(p)).items():
                 found.setdefault(name, mask)
     return found
+
+
+# --------------------------------------------------------------------------- the optional engine
+
+#: TotalSegmentator tasks ``hepatoplan segment --engine totalsegmentator`` runs, with the nnU-Net
+#: dataset folders of their weights (TotalSegmentator v2: ``total`` is five models, Dataset291-295;
+#: the liver, IVC and portal vein are in Dataset291 "organs"; ``liver_vessels`` is Dataset008).
+ENGINE_TASKS = {"total": "Dataset291", "liver_vessels": "Dataset008"}
+#: The structures of the ``total`` task hepatoplan uses (``roi_subset``: only their models run).
+ENGINE_ROI_SUBSET = ("liver", "portal_vein_and_splenic_vein", "inferior_vena_cava")
+
+
+def _engine_api():
+    """TotalSegmentator's Python API and its weights folder, or an InputError naming what to install.
+
+    hepatoplan never downloads weights: TotalSegmentator would on its first call, so the weights
+    folder is checked first (``TOTALSEG_WEIGHTS_PATH``, or ``TOTALSEG_HOME_DIR``/``~/.totalsegmentator``
+    + ``nnunet/results``, as TotalSegmentator's ``config.get_weights_dir``).
+    """
+    try:
+        from totalsegmentator.config import get_weights_dir
+        from totalsegmentator.python_api import totalsegmentator
+    except ImportError:
+        raise InputError(
+            "--engine totalsegmentator: TotalSegmentator is not installed; install it with "
+            "'pip install TotalSegmentator' and its weights with 'totalseg_download_weights -t total' and "
+            "'totalseg_download_weights -t liver_vessels' (hepatoplan never downloads weights)") from None
+    weights = Path(get_weights_dir())
+    missing = [task for task, dataset in ENGINE_TASKS.items()
+               if not (weights.is_dir() and any(p.name.startswith(dataset) for p in weights.iterdir()))]
+    if missing:
+        raise InputError(
+            f"--engine totalsegmentator: no weights for task(s) {', '.join(missing)} in {weights}; install them with "
+            + " and ".join(f"'totalseg_download_weights -t {t}'" for t in missing)
+            + " (hepatoplan never downloads weights)")
+    return totalsegmentator
+
+
+def run_engine(image: Path, folder: Path, *, fast: bool = False) -> Path:
+    """Run TotalSegmentator (tasks ``total`` for the liver, IVC and portal vein, and ``liver_vessels``)
+    on ``image`` into ``folder`` (per-structure files, as :func:`read_totalsegmentator` reads them).
+
+    Raises
+    ------
+    InputError
+        TotalSegmentator or its weights are not installed (nothing is downloaded).
+    """
+    api = _engine_api()
+    folder.mkdir(parents=True, exist_ok=True)
+    api(input=str(image), output=str(folder), task="total", roi_subset=list(ENGINE_ROI_SUBSET), fast=fast, quiet=True)
+    api(input=str(image), output=str(folder), task="liver_vessels", quiet=True)
+    return folder
