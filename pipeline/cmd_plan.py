@@ -36,6 +36,9 @@ from .study import MaskPaths, PlanOptions, Study, load_study
 log = logging.getLogger(__name__)
 
 DEMO_RESECTIONS = ("right-anterior-sectionectomy", "wedge:3")
+#: The verdict when the automatic segmentation failed its self-check (the FLR's own verdict is
+#: kept as ``assessment["flr_verdict"]``, the reasons as ``assessment["unverified_reasons"]``).
+UNVERIFIED = "unverified: review the automatic segmentation"
 
 
 def register(subparsers) -> None:
@@ -444,15 +447,19 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
 
 @timing.timed("assessment")
 def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> None:
-    """The safety verdict on the remnant and, when it is inadequate, the growth outlook."""
+    """The safety verdict on the remnant and, when it is inadequate, the growth outlook; the verdict
+    is :data:`UNVERIFIED` when the automatic segmentation failed its self-check."""
     options, remnant_ml = plan.options, result["resection"]["remnant_ml"]
     assessment = assess_remnant(
         remnant_ml=remnant_ml, functional_liver_ml=functional_liver_ml,
         parenchyma=options.parenchyma, threshold_percent=options.threshold_percent,
         height_cm=options.height_cm, weight_kg=options.weight_kg,
     ).to_dict()
+    check = (result.get("segmentation") or {}).get("self_check") or {"passed": True}
+    if not check["passed"]:  # the FLR verdict stands on masks nobody has checked
+        assessment.update(flr_verdict=assessment["verdict"], verdict=UNVERIFIED, unverified_reasons=check["reasons"])
     result["assessment"] = assessment
-    if assessment["verdict"] == "inadequate":
+    if assessment.get("flr_verdict", assessment["verdict"]) == "inadequate":
         from hepatoplan.planning.scenarios import growth_outlook
 
         result["growth_outlook"] = growth_outlook(

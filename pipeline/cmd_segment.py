@@ -125,6 +125,8 @@ def run(args) -> int:
     log.info("liver %.0f mL, %d lesion(s), outputs in %s", liver_ml, n_les, out)
     for flag in result.report["qc_flags"]:
         log.warning("QC: %s", flag)
+    for reason in result.report["self_check"]["reasons"]:
+        log.warning("self-check failed, review the automatic segmentation: %s", reason)
     return 0
 
 

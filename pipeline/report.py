@@ -151,10 +151,13 @@ def summary_text(report: dict) -> str:
             margin = "-" if t["min_margin_mm"] is None else f"{t['min_margin_mm']:.1f} mm"
             rows.append((f"tumour {t['id']}", f"{t['volume_ml']:.2f} mL, {t['status']}, margin {margin}"))
         a = report["assessment"]
-        rows.append(("verdict", f"{a['verdict'].upper()} (FLR threshold {a['threshold_percent']:g} %; "
+        flr_alone = f"FLR alone: {a['flr_verdict'].upper()}; " if "flr_verdict" in a else ""
+        rows.append(("verdict", f"{a['verdict'].upper() if 'flr_verdict' not in a else a['verdict']} ({flr_alone}"
+                                f"FLR threshold {a['threshold_percent']:g} %; "
                                 f"minimum remnant {a['min_remnant_ml']:.0f} mL set by "
                                 f"{a.get('binding_criterion', 'flr_percent')}; shortfall "
                                 f"{a['shortfall_ml']:.0f} mL)"))
+        rows += [("unverified because", reason) for reason in a.get("unverified_reasons", [])]
         if a.get("sflr_percent") is not None:
             rows.append(("sFLR", f"{a['sflr_percent']:.1f} % of TELV {a['telv_ml']:.0f} mL"))
         outlook = report.get("growth_outlook")

@@ -214,6 +214,9 @@ def _verdict_html(report: Mapping) -> str:
         if assessment.get("shortfall_ml"):
             fact("shortfall", assessment.get("shortfall_ml"), " mL")
         fact("parenchyma", assessment.get("parenchyma"))
+        fact("FLR alone", assessment.get("flr_verdict"))
+        for reason in assessment.get("unverified_reasons") or []:
+            fact("unverified because", reason)
     tumours = _get(report, "resection", "tumours")
     if isinstance(tumours, list):
         left = [t for t in tumours if isinstance(t, Mapping) and t.get("resected") is False]

@@ -319,6 +319,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     study.parameters.update(parameters)
     study.warnings.extend(f"automatic segmentation QC: {flag}"
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
+    study.warnings.extend(f"automatic segmentation self-check failed: {reason}"
+                          for reason in details.get("segmentation", {}).get("self_check", {}).get("reasons", []))
     study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
     if study.segments is None and study.portal is None and study.hepatic is None and "vessels" in arrays:
         _derive_segments_from_vessels(study, arrays["vessels"] > 0)
@@ -352,7 +354,8 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
                      modality: str) -> tuple[dict, dict]:
     """Run the classical segmentation for the ``wanted`` masks (in place); return its report and
     the parameters of the algorithms that ran (``dataclasses.asdict``)."""
-    from hepatoplan.segmentation import SegmentationParams, segment_study, segment_tumours, segment_vessels
+    from hepatoplan.segmentation import (SegmentationParams, segment_study, segment_tumours, segment_vessels,
+                                         self_check)
 
     spacing = ct.spacing_mm
     params = SegmentationParams()
@@ -386,6 +389,7 @@ def _segment_missing(ct: io.Volume, arrays: dict, sources: dict, wanted: list[st
         # the parts' flags gathered as segment_study gathers them
         report["qc_flags"] = [f"{part}: {flag}" for part, info in report.items()
                               for flag in info.get("qc_flags", [])]
+        report["self_check"] = self_check(ct.array, liver, report, spacing_mm=spacing, params=params.self_check)
     for name in wanted:
         if name in found and found[name].any():
             arrays[name] = found[name]

@@ -7,12 +7,13 @@ canonical RAS+ orientation (axis 0 -> patient Right, axis 1 -> Anterior, axis 2 
 """
 
 from .liver import segment_liver
-from .params import LiverParams, SegmentationParams, TumourParams, VesselParams
+from .params import LiverParams, SegmentationParams, SelfCheckParams, TumourParams, VesselParams
+from .selfcheck import self_check
 from .study import StudySegmentation, segment_study
 from .tumours import segment_tumours
 from .vessels import segment_vessels
 
 __all__ = [
     "segment_liver", "segment_tumours", "segment_vessels", "segment_study", "StudySegmentation",
-    "LiverParams", "TumourParams", "VesselParams", "SegmentationParams",
+    "LiverParams", "TumourParams", "VesselParams", "SelfCheckParams", "SegmentationParams", "self_check",
 ]

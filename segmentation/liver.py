@@ -152,8 +152,8 @@ def segment_liver(
     # large right renal mass outscoring the lower part of a liver whose top is cut off): then the
     # runner-up, a different organ, is tried
     tried = []
-    for core in cands:
-        info = {**base, "qc_flags": [], "qc_passed": True}
+    for rank, core in enumerate(cands, start=1):
+        info = {**base, "qc_flags": [], "qc_passed": True, "candidate_rank": rank}
         coarse = _grow_liver(scan, core, params, info)
         liver = _refine_full(image, coarse, scan.factors, spacing, params)
         info.update(coarse.stats)

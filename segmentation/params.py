@@ -270,7 +270,79 @@ class TumourParams:
     edge_shell_mm : tuple of float
         ... the parenchyma measured in a shell this far outside the lesion ...
     edge_smoothing_mm : float
-        ... on the image smoothed by this sigma.
+        ... on the image smoothed by this sigma (lesions found only at a coarse scale: that scale's
+        sigma, at most ``coarse_edge_smoothing_mm``).
+    coarse_scales_mm : tuple of float
+        Gaussian sigmas of the coarse searches, after the fine one (``smoothing_mm``): the noise
+        falls with the scale and a large lesion's contrast does not, so faint lesions are found
+        there, and a heterogeneous lesion is one blob. Chosen on the insertion benchmark's
+        development half (IRCADb 07).
+    coarse_seed_k_sd, coarse_grow_k_sd : float
+        The hysteresis thresholds at the coarse scales, in robust SDs of the parenchyma there (its
+        own texture, not noise, dominates: 4.6-5 HU at 2.5-5 mm on IRCADb 07 against 6.4 at 1 mm).
+    coarse_min_sd_hu : float
+        Floor of the parenchyma's robust SD at the coarse scales.
+    coarse_reach_mm : float
+        A coarse-scale lesion reaches at most its scale plus this beyond its seeds (below the
+        seed threshold), to its half-way contour there (low-frequency parenchymal texture would
+        otherwise join it) ...
+    coarse_split_level_mm : float
+        ... split into convex parts (watershed of its distance map, basins shallower than this
+        merged) ...
+    coarse_min_edge_fraction : float
+        A coarse-scale candidate is a lesion when the liver just outside it is brighter than its
+        rim inside by at least this share (0-1) of its contrast: a lesion has an edge, a region of
+        slowly darker parenchyma does not ...
+    coarse_min_edge_sd : float
+        ... and by at least this many robust SDs of the parenchyma at the fine scale.
+    coarse_min_new_fraction : float
+        A coarse-scale lesion overlapping lesions found at the fine scale adds to them only when
+        at least this share (0-1) of it lies beyond them ...
+    coarse_join_k_sd : float
+        ... and that part is this many fine-scale SDs darker than the parenchyma (lesion tissue,
+        not a halo of parenchyma around a lesion or between two).
+    vessel_k_sd : float
+        At the coarse scales the parenchyma is averaged over voxels at most this many fine-scale
+        SDs above its median (vessels left out).
+    coarse_edge_smoothing_mm : float
+        See ``edge_smoothing_mm``.
+    bulge_min_cut_fraction : float
+        A hypodense lesion with at least this share (0-1) of its boundary on the edge of the
+        liver mask is completed beyond it by the sphere fitted to its interface with the
+        parenchyma ...
+    bulge_max_radius_mm : float
+        ... when that sphere's radius is at most this (a 150 mL lesion's is 33 mm) ...
+    bulge_margin_mm : float
+        ... grown by this (lobulated lesions) ...
+    bulge_min_within : float
+        ... it holds at least this share (0-1) of the lesion found ...
+    bulge_max_added_ratio : float
+        ... and the part added is at most this multiple of its volume (a lesion 75 % outside
+        the liver mask gains three times its volume; 4 leaves room for the margin).
+    rim_max_mm : float
+        An enhancing rim is sought within this distance of a hypodense lesion ...
+    rim_min_contrast_hu : float
+        ... as a 1 mm shell this much brighter than the parenchyma around it.
+    near_miss_fraction : float
+        A candidate of at least ``near_miss_min_ml`` rejected by less than this share of a rule's
+        margin (or a lesion left cut by the liver outline) is reported as a near miss, for the
+        self-check.
+    near_miss_min_ml : float
+        See ``near_miss_fraction``.
+    bright_scale_mm : float
+        Hyperdense lesions are searched on the image smoothed by this sigma ...
+    bright_k_sd : float
+        ... as voxels brighter than the parenchyma's median by this many robust SDs of that scale ...
+    bright_open_mm : float
+        ... opened by this radius (vessels are thinner, except the trunks) ...
+    bright_min_volume_ml : float
+        ... of at least this volume ...
+    bright_max_elongation : float
+        ... at most this ratio of the longest to the shortest axis of their moment ellipsoid (vessel
+        trunks are tubes) ...
+    bright_min_fill : float
+        ... and an ellipsoid fill of at least this. Chosen on the insertion benchmark's
+        development half (IRCADb 07, no false lesion there and on 01).
     """
 
     target_spacing_mm: float = 1.0
@@ -297,6 +369,33 @@ class TumourParams:
     edge_reach_mm: float = 3.0
     edge_shell_mm: tuple[float, float] = (3.0, 8.0)
     edge_smoothing_mm: float = 1.0
+    coarse_scales_mm: tuple[float, ...] = (2.5, 5.0)
+    coarse_seed_k_sd: float = 3.0
+    coarse_grow_k_sd: float = 2.0
+    coarse_min_sd_hu: float = 1.5
+    coarse_reach_mm: float = 2.0
+    coarse_split_level_mm: float = 2.0
+    coarse_min_edge_fraction: float = 0.5
+    coarse_min_edge_sd: float = 1.5
+    coarse_min_new_fraction: float = 0.2
+    coarse_join_k_sd: float = 1.5
+    vessel_k_sd: float = 2.0
+    coarse_edge_smoothing_mm: float = 2.5
+    bulge_min_cut_fraction: float = 0.1
+    bulge_max_radius_mm: float = 45.0
+    bulge_margin_mm: float = 2.0
+    bulge_min_within: float = 0.8
+    bulge_max_added_ratio: float = 4.0
+    rim_max_mm: float = 4.0
+    rim_min_contrast_hu: float = 8.0
+    near_miss_fraction: float = 0.25
+    near_miss_min_ml: float = 2.0
+    bright_scale_mm: float = 2.0
+    bright_k_sd: float = 3.0
+    bright_open_mm: float = 4.0
+    bright_min_volume_ml: float = 1.0
+    bright_max_elongation: float = 1.8
+    bright_min_fill: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -396,9 +495,48 @@ class VesselParams:
 
 
 @dataclass(frozen=True)
+class SelfCheckParams:
+    """Limits of the segmentation's self-check (:func:`hepatoplan.segmentation.selfcheck.self_check`).
+
+    All chosen on the insertion benchmark's development half (IRCADb 07 with inserted lesions, and
+    its degraded variants: ``bench/bench_segmentation_insertion.py``); the held-out half (IRCADb 01)
+    measures them.
+
+    Attributes
+    ----------
+    coarse_spacing_mm : float
+        The checks work on the scan block-averaged to about this voxel size. Implementation.
+    context_mm : float
+        ... cropped to the liver's box grown by this. Implementation.
+    liver_body_fraction_range : tuple of float
+        The liver's share (0-1) of the body's volume in the slices it spans. IRCADb 01 / 07:
+        see ``bench/RESULTS.md``.
+    pocket_close_mm : float
+        The liver's outline is closed by this radius ...
+    pocket_open_mm : float
+        ... and a pocket of tissue between the lesion density floor and the liver window counts
+        when a ball of this radius fits in it ...
+    max_pocket_ml : float
+        ... and it holds at least this volume.
+    max_near_miss_ml : float
+        A lesion candidate rejected by a small margin, or a lesion left cut by the liver outline,
+        of this volume or more fails the check (a missed lesion of 10 mL changes a plan).
+    """
+
+    coarse_spacing_mm: float = 2.0
+    context_mm: float = 20.0
+    liver_body_fraction_range: tuple[float, float] = (0.1, 0.5)
+    pocket_close_mm: float = 10.0
+    pocket_open_mm: float = 3.0
+    max_pocket_ml: float = 5.0
+    max_near_miss_ml: float = 5.0
+
+
+@dataclass(frozen=True)
 class SegmentationParams:
     """The parameters of :func:`hepatoplan.segmentation.segment_study`: one per algorithm."""
 
     liver: LiverParams = field(default_factory=LiverParams)
     tumours: TumourParams = field(default_factory=TumourParams)
     vessels: VesselParams = field(default_factory=VesselParams)
+    self_check: SelfCheckParams = field(default_factory=SelfCheckParams)

@@ -16,6 +16,7 @@ from hepatoplan.units import voxel_volume_ml
 
 from .liver import segment_liver
 from .params import SegmentationParams
+from .selfcheck import self_check
 from .tumours import segment_tumours
 from .vessels import segment_vessels
 
@@ -44,7 +45,8 @@ class StudySegmentation:
         The two venous trees (hepatic includes the inferior vena cava). All zero when not computed
         (MR, non-contrast CT); ``report["vessels"]["computed"]`` says why.
     report : dict
-        JSON-ready: per-structure statistics, volumes (mL), QC flags, timings (s).
+        JSON-ready: per-structure statistics, volumes (mL), QC flags, timings (s), and the
+        self-check (``self_check``: ``passed``, each check's value and limit, the reasons it failed).
     parameters : SegmentationParams
         The tuned values used (``dataclasses.asdict`` gives them JSON-ready).
     """
@@ -123,10 +125,14 @@ def segment_study(
             portal, hepatic, vinfo = segment_vessels(image, liver, spacing_mm=spacing_mm, params=params.vessels)
             vinfo["seconds"] = round(time.perf_counter() - t, 2)
             report["vessels"] = {"computed": True, **vinfo}
+            portal[tumours > 0] = 0  # a hyperdense lesion is as bright as the veins
+            hepatic[tumours > 0] = 0
     flags = list(linfo["qc_flags"])
     for key in ("tumours", "vessels"):
         flags += [f"{key}: {f}" for f in report[key].get("qc_flags", [])]
     report["qc_flags"] = flags
     report["qc_passed"] = True
+    report["self_check"] = self_check(image, liver, report, spacing_mm=spacing_mm, params=params.self_check,
+                                      liver_params=params.liver)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return StudySegmentation(liver, tumours, portal, hepatic, report, params)

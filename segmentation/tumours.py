@@ -32,7 +32,7 @@ ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -54,7 +54,9 @@ class _LesionGrid:
 
     ``box``: the crop on the full grid; ``factors``: block size (voxels); ``image``: block mean
     (HU); ``smoothed``: its Gaussian; ``liver``: the liver mask; ``depth_mm``: depth under the
-    liver surface; ``seed_hu`` / ``grow_hu``: the hysteresis thresholds.
+    liver surface; ``median_hu`` / ``sd_hu``: the parenchyma's median and robust SD;
+    ``seed_hu`` / ``grow_hu``: the hysteresis thresholds; ``vessel_hu``: brighter voxels are left
+    out of the coarse scales' parenchyma.
     """
 
     box: tuple
@@ -64,8 +66,11 @@ class _LesionGrid:
     smoothed: np.ndarray
     liver: np.ndarray
     depth_mm: np.ndarray
+    median_hu: float
+    sd_hu: float
     seed_hu: float
     grow_hu: float
+    vessel_hu: float
 
 
 def _ellipsoid_fill(mask: np.ndarray, spacing) -> float:
@@ -122,21 +127,28 @@ def segment_tumours(
         info["reason"] = "empty liver mask"
         return out, info
     grid = _lesion_grid(image, liver, spacing, params, info)
-    found = _search(grid.liver, grid.depth_mm, grid, params)
-    region = _search_notches(grid, found, params)
+    near: list[dict] = []
+    found = _search(grid.liver, grid.depth_mm, grid, params, near)
+    region, region_depth = _search_notches(grid, found, params, near)
+    lesions = _merge_scales(grid, found, region, region_depth, params, near)
     small_lab = np.zeros(grid.liver.shape, np.uint16)
-    for sl, comp, entry in sorted(found, key=lambda f: -f[2]["volume_ml"]):
+    edge_sigma = {}
+    for sl, comp, entry, sigma in sorted(lesions, key=lambda f: -f[2]["volume_ml"]):
         if entry["median_hu"] <= params.fluid_max_hu:
             info["fluid_like"].append(entry)
             continue
         info["lesions"].append(entry)
         small_lab[sl][comp] = len(info["lesions"])
+        edge_sigma[len(info["lesions"])] = sigma
     box = grid.box
     full = _grid.upsample(small_lab, grid.factors, tuple(s.stop - s.start for s in box), linear=False)
     allowed = liver[box] | (_grid.upsample(region.astype(np.uint8), grid.factors, full.shape, linear=False) > 0)
     full[~allowed] = 0
-    _snap_edges(full, image[box], allowed, spacing, params)
+    _snap_edges(full, image[box], allowed, spacing, params, edge_sigma)
+    near += _complete_bulges(full, image[box], allowed, spacing, params)
+    _add_rims(full, image[box], spacing, params)
     out[box] = full
+    info["near_misses"] = sorted(near, key=lambda e: -e["volume_ml"])
     _measure(full, box, spacing, info["lesions"])
     info["n_lesions"] = len(info["lesions"])
     info["total_volume_ml"] = round(float(sum(e["volume_ml"] for e in info["lesions"])), 2)
@@ -166,13 +178,13 @@ def _lesion_grid(image, liver, spacing, p: TumourParams, info: dict) -> _LesionG
         seed_threshold_hu=round(seed_thr, 1),
         grow_threshold_hu=round(grow_thr, 1),
     )
-    return _LesionGrid(box, factors, sp, img, sm, liv, depth, seed_thr, grow_thr)
+    return _LesionGrid(box, factors, sp, img, sm, liv, depth, med, sd, seed_thr, grow_thr, med + p.vessel_k_sd * sd)
 
 
-def _search_notches(grid: _LesionGrid, found: list, p: TumourParams) -> np.ndarray:
+def _search_notches(grid: _LesionGrid, found: list, p: TumourParams, near: list) -> tuple[np.ndarray, np.ndarray]:
     """Second search, for lesions at the liver's edge left out of the liver mask in a notch of its
     surface (manual references count them as liver); updates ``found`` in place and returns the
-    region searched (the liver with its concavities closed away from fat).
+    region searched (the liver with its concavities closed away from fat) and its depth map (mm).
 
     Depth is measured from the closed surface; a lesion found there that reaches into a notch is
     added, or replaces the one lesion of the first search it overlaps when it is at least as
@@ -188,7 +200,8 @@ def _search_notches(grid: _LesionGrid, found: list, p: TumourParams) -> np.ndarr
     for i, (sl, comp, _) in enumerate(found):
         taken[sl][comp] = i + 1
     notch = region & ~liv
-    for f in _search(region, morph.surface_depth(region, sp), grid, p):
+    region_depth = morph.surface_depth(region, sp)
+    for f in _search(region, region_depth, grid, p, near):
         if not np.any(notch[f[0]][f[1]]):
             continue  # not at a notch: the first search has judged it
         hit = np.unique(taken[f[0]][f[1]])
@@ -197,7 +210,7 @@ def _search_notches(grid: _LesionGrid, found: list, p: TumourParams) -> np.ndarr
             found.append(f)
         elif len(hit) == 1 and f[2]["ellipsoid_fill"] >= found[hit[0] - 1][2]["ellipsoid_fill"]:
             found[hit[0] - 1] = f
-    return region
+    return region, region_depth
 
 
 def _measure(labels: np.ndarray, box, spacing, lesions: list[dict]) -> None:
@@ -214,11 +227,13 @@ def _measure(labels: np.ndarray, box, spacing, lesions: list[dict]) -> None:
         entry["centroid_index"] = [round(float(v), 1) for v in np.asarray(cm) + offset]
 
 
-def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spacing, p: TumourParams) -> None:
+def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spacing, p: TumourParams,
+                smoothing_mm: dict | None = None) -> None:
     """Move each lesion's boundary (in place) to its edge: the iso-contour ``edge_fraction`` of the
     way from the lesion's median to the surrounding parenchyma's (the edge of a blurred step),
     within ``edge_reach_mm`` of the hysteresis result (out into ``allowed`` voxels of no other
-    lesion, or in), holes filled.
+    lesion, or in), holes filled. Hypodense and hyperdense lesions alike; the image is smoothed by
+    ``smoothing_mm[label]`` (default ``edge_smoothing_mm``).
 
     The hysteresis threshold (``grow_k_sd`` SDs below the parenchyma) does not follow the lesion's
     contrast: it stops inside the edge of a faint lesion (on IRCADb 01 the small lesions came out
@@ -243,15 +258,17 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
         if shell.sum() < 10:
             continue
         img = image[win]
-        sm = _grid.gaussian(img.astype(np.float32), tuple(sp), p.edge_smoothing_mm)
+        sigma = (smoothing_mm or {}).get(k, p.edge_smoothing_mm)
+        sm = _grid.gaussian(img.astype(np.float32), tuple(sp), sigma)
         inside_mm = morph._dist_inside(own, sp)
         lesion_hu = float(np.median(img[own]))
         parenchyma_hu = float(np.median(sm[shell]))
-        if parenchyma_hu <= lesion_hu:
+        if parenchyma_hu == lesion_hu:
             continue
+        sign = 1.0 if lesion_hu > parenchyma_hu else -1.0  # +1: hyperdense
         edge_hu = lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)
-        grow = free & (outside_mm <= p.edge_reach_mm) & (sm < edge_hu)
-        rim_above = own & (inside_mm <= p.edge_reach_mm) & (sm >= edge_hu)  # past the edge: partial volume
+        grow = free & (outside_mm <= p.edge_reach_mm) & (sign * sm > sign * edge_hu)
+        rim_above = own & (inside_mm <= p.edge_reach_mm) & (sign * sm <= sign * edge_hu)  # past the edge
         core = own & ~rim_above
         new = morph.fill_holes(morph.reconstruct(core, grow | core))
         if not new.any():
@@ -260,11 +277,12 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
         lab[new & (lab == 0)] = k
 
 
-def _search(region, depth, grid: _LesionGrid, p: TumourParams) -> list:
+def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None = None) -> list:
     """Blob-like dark components in ``region`` (``depth``: mm to its surface) that pass the lesion tests.
 
     Returns a list of (window slices, component mask in the window, JSON-ready entry); fluid-like
-    blobs are included (the caller tells them apart by ``median_hu``).
+    blobs are included (the caller tells them apart by ``median_hu``). Candidates of at least
+    ``near_miss_min_ml`` rejected by a small margin are appended to ``near``.
     """
     sp, sm = grid.spacing_mm, grid.smoothed
     seeds = (depth > p.surface_margin_mm) & (sm < grid.seed_hu)
@@ -290,8 +308,11 @@ def _search(region, depth, grid: _LesionGrid, p: TumourParams) -> list:
         entry = {"volume_ml": round(float(vol), 2), "radius_mm": round(float(radius[j]), 1),
                  **_describe(comp, win, depth, grid, p)}
         log.debug("lesion candidate %s", entry)
-        if _rejected(entry, grid.image[win][comp], grid.seed_hu, p) is None:
+        why, close = _rejected(entry, grid.image[win][comp], grid, p)
+        if why is None:
             found.append((win, comp, entry))
+        elif close and near is not None and vol >= p.near_miss_min_ml:
+            near.append({"volume_ml": entry["volume_ml"], "rejected": why, "median_hu": entry["median_hu"]})
     return found
 
 
@@ -308,14 +329,286 @@ def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
     }
 
 
-def _rejected(entry: dict, values: np.ndarray, seed_hu: float, p: TumourParams) -> str | None:
-    """Why a candidate is not a lesion (None when it is one)."""
-    if float(np.percentile(values, p.dark_percentile)) > seed_hu:
-        return "core not as dark as a seed"  # a lesion's core must be dark, not only a few voxels
+def _rejected(entry: dict, values: np.ndarray, grid: _LesionGrid, p: TumourParams) -> tuple[str | None, bool]:
+    """Why a candidate is not a lesion (None when it is one), and whether it failed by less than
+    ``near_miss_fraction`` of the rule's margin."""
+    f = p.near_miss_fraction
+    core_hu = float(np.percentile(values, p.dark_percentile))
+    if core_hu > grid.seed_hu:  # a lesion's core must be dark, not only a few voxels
+        return "core not as dark as a seed", core_hu - grid.seed_hu <= f * (grid.median_hu - grid.seed_hu)
     if entry["ellipsoid_fill"] < p.min_ellipsoid_fill:
-        return "not blob-like"
-    if entry["fat_fraction"] > p.max_fat_fraction:
-        return "holds fat"  # fissures and the gallbladder fossa hold fat; liver tumours almost never do
+        return "not blob-like", entry["ellipsoid_fill"] >= (1.0 - f) * p.min_ellipsoid_fill
+    if entry["fat_fraction"] > p.max_fat_fraction:  # fissures and the gallbladder fossa hold fat
+        return "holds fat", entry["fat_fraction"] <= (1.0 + 4.0 * f) * p.max_fat_fraction
     if entry["surface_fraction"] > p.max_surface_fraction:
-        return "mostly in the surface shell"
-    return None
+        return "mostly in the surface shell", entry["surface_fraction"] <= (1.0 + f) * p.max_surface_fraction
+    return None, False
+
+
+def _at_scale(grid: _LesionGrid, region: np.ndarray, sigma_mm: float, p: TumourParams, *,
+              max_hu: float = np.inf) -> tuple[np.ndarray, float, float]:
+    """The image smoothed by ``sigma_mm`` over the voxels of ``region`` below ``max_hu`` at the fine
+    scale (normalised convolution: no fat from outside, and no vessels when ``max_hu`` excludes
+    them: their density would make vessel-rich parenchyma look brighter than vessel-poor), and the
+    parenchyma's median and robust SD at that scale (HU)."""
+    w = (region & (grid.smoothed < max_hu)).astype(np.float32)
+    num = _grid.gaussian(grid.image * w, grid.spacing_mm, sigma_mm)
+    den = _grid.gaussian(w, grid.spacing_mm, sigma_mm)
+    sm = np.where(region, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+    deep = grid.liver & (grid.depth_mm > p.surface_margin_mm)
+    vals = sm[deep] if deep.sum() > p.min_deep_voxels else sm[grid.liver]
+    # the narrower half of the distribution: lesions widen the lower, hyperdense lesions the upper
+    q25, q50, q75 = np.percentile(vals, [25, 50, 75])
+    return sm, float(q50), max(float(min(q50 - q25, q75 - q50)) / 0.6745, p.coarse_min_sd_hu)
+
+
+def _coarse_search(grid: _LesionGrid, sigma_mm: float, p: TumourParams, near: list) -> list:
+    """Dark lesions in the liver mask at scale ``sigma_mm``: the fine search's hysteresis and tests
+    on the image smoothed at that scale over the liver only (tissue in notches of its surface would
+    darken the parenchyma along it), each candidate then trimmed to its half-way contour there (the
+    coarse threshold contour lies outside a high-contrast lesion's edge)."""
+    sm, med, sd = _at_scale(grid, grid.liver, sigma_mm, p, max_hu=grid.vessel_hu)
+    scaled = replace(grid, smoothed=sm, median_hu=med, seed_hu=med - p.coarse_seed_k_sd * sd,
+                     grow_hu=med - p.coarse_grow_k_sd * sd)
+    out = []
+    for win, comp, entry in _search(grid.liver, grid.depth_mm, scaled, p, near):
+        sm_w = sm[win]
+        seeds = comp & (sm_w < scaled.seed_hu)
+        level = float(np.median(sm_w[seeds]))
+        trimmed = comp & (sm_w < 0.5 * (med + level)) & morph.dilate(seeds, sigma_mm + p.coarse_reach_mm, grid.spacing_mm)
+        trimmed = morph.reconstruct(seeds, morph.open_(trimmed, 0.5 * sigma_mm, grid.spacing_mm), 26)
+        trimmed = morph.fill_holes(trimmed)
+        if not trimmed.any():
+            continue
+        # a lesion inside a larger region of darker parenchyma is a convex part of it, with an edge
+        d = morph._dist_inside(trimmed, grid.spacing_mm).astype(np.float32)
+        parts = _grid.watershed(-d, grid.spacing_mm, level=p.coarse_split_level_mm)
+        parts[~trimmed] = 0
+        for j in np.unique(parts[parts > 0]):
+            part = morph.fill_holes(parts == j)
+            part_level = float(np.median(sm_w[part]))
+            edge = _edge_contrast(part, trimmed, grid.smoothed[win], grid.liver[win], grid.spacing_mm)
+            volume_ml = float(part.sum() * voxel_volume_ml(grid.spacing_mm))
+            log.debug("coarse candidate (%.1f mm): %.1f mL, level %.0f HU (parenchyma %.0f), edge contrast %.0f HU",
+                      sigma_mm, volume_ml, part_level, med, edge)
+            limit = max(p.coarse_min_edge_fraction * (med - part_level), p.coarse_min_edge_sd * grid.sd_hu)
+            if edge >= limit:
+                out.append((win, part))
+            elif edge >= (1.0 - p.near_miss_fraction) * limit and volume_ml >= p.near_miss_min_ml:
+                near.append({"volume_ml": round(volume_ml, 2), "rejected": f"edge {edge:.0f} HU below {limit:.0f} HU "
+                             f"(scale {sigma_mm:g} mm)", "median_hu": round(part_level, 1)})
+    return out
+
+
+def _edge_contrast(mask, candidate, smoothed, liver, spacing) -> float:
+    """How much brighter (HU) the liver is just outside ``mask`` (1-3 mm, outside the whole
+    ``candidate`` it is part of) than ``mask`` just inside its boundary (0-2 mm): a lesion has an
+    edge, a region of slowly darker parenchyma does not."""
+    if not mask.any():
+        return 0.0
+    inside = mask & (morph._dist_inside(mask, spacing) <= 2.0)
+    out_mm = morph._dist_inside(~mask, spacing)
+    outside = liver & ~candidate & (out_mm > 1.0) & (out_mm <= 3.0)
+    if inside.sum() < 10 or outside.sum() < 10:
+        return 0.0
+    return float(np.median(smoothed[outside]) - np.median(smoothed[inside]))
+
+
+def _bright_search(grid: _LesionGrid, region, region_depth, p: TumourParams) -> list:
+    """Hyperdense lesions: blobs brighter than the parenchyma at ``bright_scale_mm`` that survive an
+    opening by ``bright_open_mm`` (vessels are thinner), large, compact and round (vessel trunks
+    that survive the opening are tubes). Returns (window, mask) pairs."""
+    sp = grid.spacing_mm
+    sm, med, sd = _at_scale(grid, region, p.bright_scale_mm, p)
+    bright = region & (sm > med + p.bright_k_sd * sd) & (region_depth > p.shell_mm)
+    bright = morph.open_(morph.fill_holes(bright), p.bright_open_mm, sp)
+    labels, n = morph.components(bright, connectivity=26)
+    out = []
+    for j, sl in enumerate(ndi.find_objects(labels), start=1):
+        win = tuple(slice(max(0, o.start - 1), min(n_, o.stop + 1)) for o, n_ in zip(sl, labels.shape))
+        comp = labels[win] == j
+        if comp.sum() * voxel_volume_ml(sp) < p.bright_min_volume_ml:
+            continue
+        fill, elongation = _ellipsoid_fill(comp, sp), _elongation(comp, sp)
+        surface = float(np.count_nonzero(comp & (region_depth[win] <= p.surface_margin_mm)) / comp.sum())
+        log.debug("bright candidate %.1f mL fill %.2f elongation %.2f surface %.2f", comp.sum() * voxel_volume_ml(sp),
+                  fill, elongation, surface)
+        if fill >= p.bright_min_fill and elongation <= p.bright_max_elongation and surface <= p.max_surface_fraction:
+            out.append((win, comp))
+    return out
+
+
+def _elongation(mask: np.ndarray, spacing) -> float:
+    """Longest over shortest semi-axis of the moment ellipsoid of ``mask`` (voxels as boxes)."""
+    sp = np.asarray(spacing, dtype=float)
+    pts = np.argwhere(mask) * sp
+    if len(pts) < 5:
+        return float("inf")
+    ev = np.linalg.eigvalsh(np.cov(pts.T, bias=True) + np.diag(sp**2 / 12.0))
+    return float(np.sqrt(ev[-1] / max(ev[0], 1e-9)))
+
+
+def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: TumourParams, near: list) -> list:
+    """One lesion per connected component of what the searches accepted: the fine search's lesions,
+    the coarse searches' (:func:`_join_coarse`) and the hyperdense ones (those overlapping a
+    hypodense lesion dropped: a rim). Returns (window, mask, entry, edge smoothing sigma in mm)
+    per lesion."""
+    sp = grid.spacing_mm
+    shape = grid.liver.shape
+    dark = np.zeros(shape, bool)
+    for win, comp, _ in found:
+        dark[win] |= comp
+    scale_of = np.full(shape, np.inf, np.float32)
+    scale_of[dark] = p.edge_smoothing_mm
+    for sigma in p.coarse_scales_mm:
+        for win, part in _coarse_search(grid, sigma, p, near):
+            if _join_coarse(dark, win, part, grid, p):
+                scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
+    labels, n = morph.components(dark, connectivity=26)
+    bright = np.zeros(shape, bool)
+    for win, comp in _bright_search(grid, region, region_depth, p):
+        if not np.any(dark[win] & comp):
+            bright[win] |= comp
+    b_labels, nb = morph.components(bright, connectivity=26)
+    labels = np.where(b_labels > 0, b_labels + n, labels)
+    radius = morph.label_max(morph._dist_inside(labels > 0, sp), labels, n + nb)
+    out = []
+    for j, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        win = tuple(slice(max(0, o.start - 1), min(n_, o.stop + 1)) for o, n_ in zip(sl, shape))
+        comp = labels[win] == j
+        entry = {"volume_ml": round(float(comp.sum() * voxel_volume_ml(sp)), 2), "radius_mm": round(float(radius[j]), 1),
+                 **_describe(comp, win, region_depth, grid, p), "kind": "hyperdense" if j > n else "hypodense"}
+        sigma = float(np.min(scale_of[win][comp])) if j <= n else p.coarse_edge_smoothing_mm
+        out.append((win, comp, entry, sigma))
+    return out
+
+
+def _join_coarse(dark: np.ndarray, win, part: np.ndarray, grid: _LesionGrid, p: TumourParams) -> bool:
+    """Add a coarse-scale lesion ``part`` (in window ``win``) to the hypodense lesions ``dark`` (in
+    place) and say whether it was added.
+
+    A part that overlaps no lesion is a new one. Over lesions already found it adds only when
+    what it holds beyond them (more than 1.5 mm away, at least ``coarse_min_new_fraction`` of it)
+    is itself dark, ``coarse_join_k_sd`` fine-scale SDs below the parenchyma: the rest of a faint
+    lesion found in part, or the tissue between the pieces of a heterogeneous one (then one
+    lesion); a halo of parenchyma around a lesion, or between two lesions, is not added.
+    """
+    known = dark[win]
+    if not np.any(known & part):
+        dark[win] |= part
+        return True
+    rest = part & ~morph.dilate(known, 1.5, grid.spacing_mm)
+    if rest.sum() < p.coarse_min_new_fraction * part.sum():
+        return False
+    if float(np.median(grid.smoothed[win][rest])) > grid.median_hu - p.coarse_join_k_sd * grid.sd_hu:
+        return False
+    dark[win] |= part
+    return True
+
+
+def _lesion_window(labels, sl, reach_mm: float, spacing) -> tuple:
+    pad = np.ceil(reach_mm / np.asarray(spacing, float)).astype(int) + 1
+    return tuple(slice(max(0, o.start - q), min(n, o.stop + q)) for o, q, n in zip(sl, pad, labels.shape))
+
+
+def _fit_sphere(points_mm: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through ``points_mm`` (algebraic fit): centre and radius (mm)."""
+    a = np.c_[2.0 * points_mm, np.ones(len(points_mm))]
+    x, *_ = np.linalg.lstsq(a, np.square(points_mm).sum(axis=1), rcond=None)
+    r2 = float(x[3] + x[:3] @ x[:3])
+    return x[:3], float(np.sqrt(r2)) if r2 > 0 else float("nan")
+
+
+def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spacing, p: TumourParams) -> list[dict]:
+    """Lesions cut by the edge of ``allowed`` (the liver mask, notches included) get their part
+    beyond it (in place): a lesion bulging out of the liver, or one at the surface that the liver
+    mask left out, is the sphere fitted to its interface with the parenchyma (its own edge, where
+    it lies in the liver); the dark voxels of that sphere beyond the liver mask, connected to the
+    lesion, join it.
+
+    Only hypodense lesions with at least ``bulge_min_cut_fraction`` of their boundary on the cut,
+    whose fitted sphere (radius at most ``bulge_max_radius_mm``, grown by ``bulge_margin_mm``)
+    holds at least ``bulge_min_within`` of them, and whose added part is at most
+    ``bulge_max_added_ratio`` times their volume. Returns the lesions of at least
+    ``near_miss_min_ml`` left cut (no sphere taken), as near misses.
+    """
+    sp = np.asarray(spacing, float)
+    left_cut = []
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None or not _is_cut(labels, allowed, sl, k, p.bulge_min_cut_fraction):
+            continue
+        win = _lesion_window(labels, sl, p.bulge_max_radius_mm, sp)
+        own = labels[win] == k
+        ok = allowed[win]
+        edge = own & ndi.binary_dilation(~own)
+        cut = edge & ndi.binary_dilation(~ok)
+        interface = edge & ~cut & ndi.binary_dilation(ok & (labels[win] == 0))
+        if cut.sum() < p.bulge_min_cut_fraction * edge.sum() or interface.sum() < 30:
+            continue
+        img = _grid.gaussian(image[win].astype(np.float32), tuple(sp), p.edge_smoothing_mm)
+        lesion_hu = float(np.median(img[own]))
+        parenchyma_hu = float(np.median(img[ok & (labels[win] == 0) & ~morph.dilate(own, 3.0, sp)]))
+        if lesion_hu >= parenchyma_hu:
+            continue
+        centre, radius = _fit_sphere(np.argwhere(interface) * sp)
+        if not radius <= p.bulge_max_radius_mm:
+            continue
+        d2_mm2 = sum(np.square(np.arange(n) * s - c).reshape([-1 if a == i else 1 for a in range(3)])
+                     for i, (n, s, c) in enumerate(zip(own.shape, sp, centre)))
+        ball = d2_mm2 <= (radius + p.bulge_margin_mm) ** 2
+        dark = (img < lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)) & (img > p.fat_max_hu)
+        add = morph.reconstruct(own, own | (ball & ~ok & dark & (labels[win] == 0))) & ~own
+        within = float(np.count_nonzero(own & ball) / own.sum())
+        log.debug("bulge lesion %d: cut %.2f, sphere r %.1f mm holding %.2f of it, adds %d of %d voxels", k,
+                  cut.sum() / edge.sum(), radius, within, add.sum(), own.sum())
+        if within >= p.bulge_min_within and add.sum() <= p.bulge_max_added_ratio * own.sum():
+            labels[win][add] = k
+        elif own.sum() * voxel_volume_ml(sp) >= p.near_miss_min_ml:
+            left_cut.append({"volume_ml": round(float(own.sum() * voxel_volume_ml(sp)), 2), "median_hu": round(lesion_hu, 1),
+                             "rejected": f"lesion cut by the liver outline ({cut.sum() / edge.sum():.0%} of its boundary), "
+                                         "its outer part not recovered"})
+    return left_cut
+
+
+def _is_cut(labels, allowed, sl, k: int, min_fraction: float) -> bool:
+    """Whether at least ``min_fraction`` of lesion ``k``'s boundary voxels touch a voxel outside
+    ``allowed`` (the test of :func:`_complete_bulges`, on the lesion's box grown by one voxel: the
+    same voxels, without the cost of its search window)."""
+    win = tuple(slice(max(0, o.start - 1), min(n, o.stop + 1)) for o, n in zip(sl, labels.shape))
+    own = labels[win] == k
+    edge = own & ndi.binary_dilation(~own)
+    return bool(np.count_nonzero(edge & ndi.binary_dilation(~allowed[win])) >= min_fraction * edge.sum())
+
+
+def _add_rims(labels: np.ndarray, image: np.ndarray, spacing, p: TumourParams) -> None:
+    """Hypodense lesions ringed by an enhancing rim get the rim (in place): when the median of the
+    image in some 1 mm shell within ``rim_max_mm`` of the lesion exceeds the surrounding
+    parenchyma's (``rim_max_mm`` to 3 times that away) by ``rim_min_contrast_hu``, the voxels of
+    those shells brighter than half-way up to that peak, connected to the lesion, join it."""
+    sp = np.asarray(spacing, float)
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        win = _lesion_window(labels, sl, 3.0 * p.rim_max_mm + 2.0, sp)
+        own = labels[win] == k
+        free = labels[win] == 0
+        out_mm = morph._dist_inside(~own, sp)
+        img = _grid.gaussian(image[win].astype(np.float32), tuple(sp), p.edge_smoothing_mm)
+        lesion_hu = float(np.median(img[own]))
+        around = free & (out_mm > p.rim_max_mm) & (out_mm <= 3.0 * p.rim_max_mm)
+        if around.sum() < 20:
+            continue
+        parenchyma_hu = float(np.median(img[around]))
+        if lesion_hu >= parenchyma_hu:
+            continue
+        shells = [free & (out_mm > d) & (out_mm <= d + 1.0) for d in np.arange(0.0, p.rim_max_mm, 1.0)]
+        levels = [float(np.median(img[m])) if m.sum() >= 10 else -np.inf for m in shells]
+        peak = int(np.argmax(levels))
+        if levels[peak] < parenchyma_hu + p.rim_min_contrast_hu:
+            continue
+        rim = free & (out_mm <= float(peak) + 1.5) & (img > 0.5 * (parenchyma_hu + levels[peak]))
+        add = morph.reconstruct(own, own | rim, 26) & ~own
+        log.debug("rim lesion %d: shells %s, parenchyma %.0f, adds %d voxels", k, [round(v) for v in levels], parenchyma_hu, add.sum())
+        labels[win][morph.fill_holes(own | add) & free] = k

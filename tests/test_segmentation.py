@@ -330,7 +330,7 @@ def test_parameters_are_used_and_recorded(phantom):
         params.liver.window_k_sd = 1.0  # type: ignore[misc]
     record = json.loads(json.dumps(dataclasses.asdict(params)))
     assert record["liver"]["window_k_sd"] == LiverParams().window_k_sd
-    assert set(record) == {"liver", "tumours", "vessels"}
+    assert set(record) == {"liver", "tumours", "vessels", "self_check"}
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1,0 +1,328 @@
+"""Lesion-insertion benchmark of the automatic segmentation (issue 16): synthetic lesions with known
+truth in the real CTs of IRCADb 01 and 07, plus degraded scans; recall by size and contrast, tumour
+and liver Dice, and whether the self-check caught the bad runs.
+
+Corpus (fixed seeds; lesion synthesis in ``bench/lesion_insertion.py``):
+
+* ``dev``: IRCADb 07 (no tumours of its own), seeds 0-4, six lesions per run — the development half;
+* ``heldout``: IRCADb 01 (its seven real tumours stay and are scored too), seeds 100-104, other
+  positions, sizes and kinds — the half the method was *not* developed on;
+* ``degraded``: the first run of each half made to look like other scans: slices averaged 2x / 3x
+  (3.2 / 4.8 mm), 20 HU of correlated noise added, the cranial or caudal 40 % of the liver cut off
+  (truth masks treated alike: block share > 0.5, same cut).
+
+Each run inserts six lesions, one per size class (0.5-1, 1-2.5, 2.5-5, 5-15, 15-50, 50-150 mL,
+log-uniform within), each of another kind (hypodense, faint, necrotic, rim, heterogeneous,
+hyperdense), at a position drawn among deep / subcapsular / bulging / perivascular, then runs
+``segment_study`` in this process and scores against the truth:
+
+* a lesion is *found* when the predicted tumours cover at least 25 % of its voxels; ``split`` counts
+  the predicted lesions overlapping it (a heterogeneous lesion should be one);
+* tumour Dice pooled over the runs (all voxels of all runs) and per run; liver Dice against the
+  manual liver plus the inserted lesions (their bulging parts included);
+* a run is *bad* when its liver Dice < 0.90 or a lesion >= 10 mL (inserted or real) is not found; the
+  self-check should flag it (``report["self_check"]["passed"]`` false) and pass the good runs.
+
+Usage::
+
+    python bench/bench_segmentation_insertion.py [--splits dev heldout degraded] [--no-write] [--json FILE]
+    python bench/bench_segmentation_insertion.py --load A.json B.json   # tables of runs made in parallel
+
+Prints Markdown tables and rewrites the ``### Lesion insertion`` section of ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import lesion_insertion as li  # noqa: E402
+from bench_segmentation import DATA, dice  # noqa: E402
+from bench_segmentation_robustness import BLOCKS, _block_mean, variant  # noqa: E402
+from hepatoplan.errors import HepatoplanError  # noqa: E402
+from hepatoplan.pipeline import io  # noqa: E402
+from hepatoplan.segmentation import segment_study  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "### Lesion insertion"
+NAMES = ("liver", "tumours", "portal_vein", "hepatic_veins", "couinaud_reference")
+SIZE_BINS_ML = ((0.5, 1.0), (1.0, 2.5), (2.5, 5.0), (5.0, 15.0), (15.0, 50.0), (50.0, 150.0))
+PLACE_WEIGHTS = {"deep": 0.3, "subcapsular": 0.25, "bulging": 0.25, "perivascular": 0.2}
+SPLITS = {
+    "dev": [("07", seed, "native") for seed in range(5)],
+    "heldout": [("01", seed, "native") for seed in range(100, 105)],
+    "degraded": [(case, seed, v) for case, seed in (("07", 0), ("01", 100))
+                 for v in ("slices_x2", "slices_x3", "noise", "partial_top", "partial_bottom")],
+}
+FOUND_FRACTION = 0.25
+BIG_LESION_ML = 10.0
+GOOD_LIVER_DICE = 0.90
+
+
+def lesion_plan(seed: int) -> list[tuple[str, str, float]]:
+    """(kind, place, volume mL) of the six lesions of run ``seed``, largest first."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.permutation(list(li.KINDS))
+    places = rng.choice(list(PLACE_WEIGHTS), size=len(SIZE_BINS_ML), p=list(PLACE_WEIGHTS.values()))
+    vols = [float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) for lo, hi in SIZE_BINS_ML]
+    return sorted(zip(kinds, places, vols), key=lambda t: -t[2])
+
+
+class Case:
+    """One CT with its reference masks, anatomy for placement and noise model (read once)."""
+
+    def __init__(self, case: str):
+        d = DATA / "ircadb" / case
+        image = io.read_image(d / "ct.nii.gz")
+        self.name, self.ct, self.spacing = case, image.array, image.spacing_mm
+        self.ref = {n: io.read_labels(d / f"{n}.nii.gz").array for n in NAMES}
+        self.anatomy = li.Anatomy.from_masks(self.ref["liver"], self.ref["portal_vein"], self.ref["hepatic_veins"],
+                                             self.ref["tumours"], self.spacing)
+        vessels = (self.ref["portal_vein"] > 0) | (self.ref["hepatic_veins"] > 0)
+        self.parenchyma_hu, self.noise = li.measure_noise(self.ct, self.ref["liver"] > 0, vessels, self.spacing)
+
+
+def make_run(case: Case, seed: int):
+    """The CT with the lesions of ``seed`` inserted, its truth masks and the lesions."""
+    rng = np.random.default_rng(seed + 1000)
+    plan = lesion_plan(seed)
+    lesions = []
+    for kind, place, vol in plan:
+        # a place that cannot hold the lesion (too big for the vessels' neighbourhood...) gives way
+        for where in [place] + [p for p in PLACE_WEIGHTS if p != place]:
+            got = li.place_lesions(case.ct, case.anatomy, [(kind, where, vol)], rng, taken=_taken(case, lesions))
+            if got:
+                lesions += got
+                break
+    ct = li.insert(case.ct, lesions, case.parenchyma_hu, case.noise, case.spacing, rng)
+    truth, n_real = li.truth_masks(case.ref, lesions)
+    return ct, truth, lesions, n_real
+
+
+def degrade(name: str, ct, truth: dict, spacing):
+    """``bench_segmentation_robustness.variant`` of the scan and its truth; the tumour instance map
+    follows (per lesion: block share > 0.5; the same cut)."""
+    tumours = truth["tumours"]
+    ct2, masks, spacing2 = variant(name, ct, {**truth, "tumours": tumours > 0}, spacing)
+    if name in BLOCKS:
+        blocked = np.zeros(masks["liver"].shape, np.uint16)
+        for k in np.unique(tumours[tumours > 0]):
+            blocked[_block_mean(tumours == k, BLOCKS[name]) > 0.5] = k
+        tumours = blocked
+    elif name.startswith("partial"):
+        zs = np.flatnonzero(truth["liver"].any(axis=(0, 1)))
+        cut = zs[0] + int(0.6 * (zs[-1] - zs[0])) if name == "partial_top" else zs[0] + int(0.4 * (zs[-1] - zs[0]))
+        tumours = tumours[..., :cut] if name == "partial_top" else tumours[..., cut:]
+    return ct2, {**masks, "tumours": tumours}, spacing2
+
+
+def _taken(case: Case, lesions) -> np.ndarray:
+    taken = case.ref["tumours"] > 0
+    if lesions:
+        taken = taken.copy()
+        for les in lesions:
+            taken[les.box] |= les.mask
+    return taken
+
+
+def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
+    """Liver / tumour scores of one run and the per-lesion outcome (inserted lesions, then the
+    scan's own lesions >= 1 mL)."""
+    import cc3d
+
+    vox_ml = float(np.prod(spacing)) / 1000.0
+    tum_pred, tum_true = pred["tumours"], truth["tumours"]
+    row = {
+        "liver_dice": dice(pred["liver"], truth["liver"]),
+        "tumour_inter": int(np.count_nonzero((tum_pred > 0) & (tum_true > 0))),
+        "tumour_sum": int(np.count_nonzero(tum_pred) + np.count_nonzero(tum_true)),
+    }
+    row["tumour_dice"] = 2.0 * row["tumour_inter"] / max(row["tumour_sum"], 1)
+    entries = []
+    for k in range(1, int(tum_true.max()) + 1):
+        m = tum_true == k
+        vol = float(m.sum() * vox_ml)
+        inserted = k > n_real
+        if not m.any() or (not inserted and vol < 1.0):
+            continue
+        covered = float(np.count_nonzero(m & (tum_pred > 0)) / m.sum())
+        ids = np.unique(tum_pred[m])
+        ids = ids[ids > 0]
+        pm = np.isin(tum_pred, ids) if len(ids) else np.zeros_like(m)
+        e = {"volume_ml": round(vol, 2), "found": covered >= FOUND_FRACTION, "covered": round(covered, 2),
+             "split": int(len(ids)), "dice": round(dice(pm, m), 3) if len(ids) else 0.0,
+             "in_liver": round(float(np.count_nonzero(m & (pred["liver"] > 0)) / m.sum()), 2)}
+        if inserted:
+            les = lesions[k - n_real - 1]
+            e.update(kind=les.kind, place=les.place, contrast_hu=les.median_contrast_hu, outside=les.outside_fraction)
+        else:
+            e.update(kind="real", place="real", contrast_hu=float("nan"), outside=0.0)
+        entries.append(e)
+    lab = cc3d.connected_components((tum_pred > 0).astype(np.uint8), connectivity=26)
+    false = 0
+    for k in range(1, int(lab.max()) + 1):
+        m = lab == k
+        if m.sum() * vox_ml >= 1.0 and np.count_nonzero(m & (tum_true > 0)) < 0.1 * m.sum():
+            false += 1
+    row["false_lesions_ge_1ml"] = false
+    row["lesions"] = entries
+    row["missed_big"] = [e["volume_ml"] for e in entries if e["volume_ml"] >= BIG_LESION_ML and not e["found"]]
+    row["bad"] = bool(row["liver_dice"] < GOOD_LIVER_DICE or row["missed_big"])
+    return row
+
+
+def run_one(case: Case, seed: int, variant_name: str) -> dict:
+    ct, truth, lesions, n_real = make_run(case, seed)
+    ct, truth, spacing = degrade(variant_name, ct, truth, case.spacing)
+    row = {"case": case.name, "seed": seed, "variant": variant_name}
+    t = time.perf_counter()
+    try:
+        seg = segment_study(np.ascontiguousarray(ct), spacing_mm=spacing)
+    except HepatoplanError as exc:
+        zeros = np.zeros(truth["liver"].shape, np.uint8)
+        pred = {"liver": zeros, "tumours": zeros}
+        check = {"passed": False, "reasons": [f"refused: {exc}"]}
+    else:
+        pred = {"liver": seg.liver, "tumours": seg.tumours}
+        check = seg.report.get("self_check", {"passed": not seg.report["qc_flags"], "reasons": seg.report["qc_flags"]})
+    row["segment_s"] = round(time.perf_counter() - t, 1)
+    row.update(score(pred, truth, lesions, spacing, n_real))
+    row["qc_passed"] = bool(check["passed"])
+    row["qc_reasons"] = check.get("reasons", [])
+    row["checks"] = {c["name"]: c["value"] for c in check.get("checks", [])}  # to study the limits offline
+    return row
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _recall(entries) -> str:
+    return f"{sum(e['found'] for e in entries)}/{len(entries)}" + (
+        f" ({sum(e['found'] for e in entries) / len(entries):.2f})" if entries else "")
+
+
+def summary(rows: list[dict], title: str) -> str:
+    les = [e for r in rows for e in r["lesions"] if e["kind"] != "real"]
+    strong = [e for e in les if abs(e["contrast_hu"]) >= 20.0]
+    lines = [f"**{title}** — {len(rows)} runs, {len(les)} inserted lesions", "",
+             "| lesions | < 1 mL | 1-5 mL | >= 5 mL | all |", "|---|---|---|---|---|"]
+    for name, group in (("abs(contrast) >= 20 HU", strong), ("abs(contrast) < 20 HU", [e for e in les if e not in strong]),
+                        ("all", les)):
+        cells = [_recall([e for e in group if lo <= e["volume_ml"] < hi]) for lo, hi in ((0, 1), (1, 5), (5, 1e9))]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_recall(group)} |")
+    lines += ["", "| by kind | " + " | ".join(li.KINDS) + " |", "|---|" + "---|" * len(li.KINDS),
+              "| found (>= 1 mL) | " + " | ".join(_recall([e for e in les if e["kind"] == k and e["volume_ml"] >= 1.0])
+                                              for k in li.KINDS) + " |",
+              "", "| by place | " + " | ".join(li.PLACES) + " |", "|---|" + "---|" * len(li.PLACES),
+              "| found (>= 1 mL) | " + " | ".join(_recall([e for e in les if e["place"] == p and e["volume_ml"] >= 1.0])
+                                              for p in li.PLACES) + " |",
+              "| in liver mask (mean) | " + " | ".join(
+                  f"{np.mean([e['in_liver'] for e in les if e['place'] == p]):.2f}" if any(e["place"] == p for e in les) else "–"
+                  for p in li.PLACES) + " |"]
+    inter = sum(r["tumour_inter"] for r in rows)
+    total = sum(r["tumour_sum"] for r in rows)
+    liver = [r["liver_dice"] for r in rows]
+    split = [e["split"] for e in les if e["found"]]
+    real = [e for r in rows for e in r["lesions"] if e["kind"] == "real"]
+    lines += ["", f"tumour Dice pooled {2 * inter / max(total, 1):.3f} (per run mean "
+              f"{np.mean([r['tumour_dice'] for r in rows]):.3f}); liver Dice mean {np.mean(liver):.3f}, min "
+              f"{np.min(liver):.3f}; false lesions >= 1 mL {sum(r['false_lesions_ge_1ml'] for r in rows)}; "
+              f"found lesions in more than one piece {sum(s > 1 for s in split)}/{len(split)}"
+              + (f"; the scan's own lesions >= 1 mL found {_recall(real)}" if real else "")]
+    return "\n".join(lines)
+
+
+def qc_table(rows: list[dict]) -> str:
+    bad = [r for r in rows if r["bad"]]
+    good = [r for r in rows if not r["bad"]]
+    flagged_bad = sum(not r["qc_passed"] for r in bad)
+    flagged_good = sum(not r["qc_passed"] for r in good)
+    return (f"self-check over {len(rows)} runs: flagged {flagged_bad}/{len(bad)} bad runs "
+            f"({flagged_bad / max(len(bad), 1):.2f}; target >= 0.90) and {flagged_good}/{len(good)} good runs "
+            f"({flagged_good / max(len(good), 1):.2f}; target <= 0.10)")
+
+
+def run_table(rows: list[dict]) -> str:
+    cols = ("case", "seed", "variant", "liver_dice", "tumour_dice", "found", "false", "bad", "self_check", "segment_s")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        found = _recall([e for e in r["lesions"] if e["volume_ml"] >= 1.0])
+        why = "pass" if r["qc_passed"] else "FLAG: " + "; ".join(r["qc_reasons"])[:160]
+        bad = ("liver" if r["liver_dice"] < GOOD_LIVER_DICE else "") + (f" missed {r['missed_big']}" if r["missed_big"] else "")
+        lines.append(f"| {r['case']} | {r['seed']} | {r['variant']} | {r['liver_dice']:.3f} | {r['tumour_dice']:.3f} | "
+                     f"{found} | {r['false_lesions_ge_1ml']} | {bad.strip() or '–'} | {why} | {r['segment_s']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/RESULTS.md")
+    ap.add_argument("--json", type=Path, help="also write every run's scores to this file")
+    ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="only the runs of these seeds (to run a split in parallel)")
+    ap.add_argument("--load", type=Path, nargs="+", metavar="JSON",
+                    help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of running")
+    args = ap.parse_args(argv)
+    cases: dict[str, Case] = {}
+    rows: dict[str, list] = {}
+    for path in args.load or []:
+        for split, runs in json.loads(path.read_text()).items():
+            rows.setdefault(split, []).extend(runs)
+    for split in [] if args.load else args.splits:
+        rows[split] = []
+        for case, seed, var in SPLITS[split][: args.limit]:
+            if args.seeds and seed not in args.seeds:
+                continue
+            if not (DATA / "ircadb" / case / "ct.nii.gz").exists():
+                print(f"skip {case}: no CT in {DATA}", file=sys.stderr)
+                continue
+            if case not in cases:
+                cases[case] = Case(case)
+            row = run_one(cases[case], seed, var)
+            rows[split].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "lesions"}, default=str), file=sys.stderr, flush=True)
+            if args.json:  # after every run: a long benchmark stopped early keeps what it measured
+                args.json.write_text(json.dumps(rows, indent=1, default=float))
+    parts = []
+    for split, rs in rows.items():
+        if rs:
+            parts.append(summary(rs, split) + "\n\n" + qc_table(rs) + "\n\n" + run_table(rs))
+    everything = [r for rs in rows.values() for r in rs]
+    parts.append("**all runs** " + qc_table(everything))
+    text = "\n\n".join(parts)
+    print(text)
+    if not (args.no_write or args.limit or args.seeds):
+        _write_section(text, list(rows))
+    return 0
+
+
+def _write_section(text: str, splits) -> None:
+    cmd = "python bench/bench_segmentation_insertion.py" + ("" if list(splits) == list(SPLITS) else " --splits " + " ".join(splits))
+    body = (f"{SECTION}\n\n`{cmd}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+            "machine shared with other jobs (segment_s is wall time, an upper bound).\n\n" + text + "\n")
+    text_all = RESULTS.read_text()
+    if SECTION in text_all:
+        start = text_all.index(SECTION)
+        nxt = text_all.find("\n## ", start + len(SECTION))
+        nxt3 = text_all.find("\n### ", start + len(SECTION))
+        ends = [i for i in (nxt, nxt3) if i != -1]
+        end = min(ends) if ends else -1
+        text_all = text_all[:start] + body + ("\n" + text_all[end + 1:] if end != -1 else "")
+    else:
+        anchor = text_all.find("\n## ", text_all.index("## Automatic segmentation") + 5)
+        text_all = text_all[:anchor] + "\n\n" + body + text_all[anchor:] if anchor != -1 else text_all + "\n\n" + body
+    RESULTS.write_text(text_all)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

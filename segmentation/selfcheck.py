@@ -1,0 +1,144 @@
+"""The automatic segmentation checks its own result: may a plan be built on it unreviewed?
+
+Arrays are canonical RAS+ (axis 0 -> Right, 1 -> Anterior, 2 -> Superior). Nothing here reads files.
+
+Each check has a value measured on this scan, the limit it is held to, and a reason when it fails
+(:class:`~hepatoplan.segmentation.params.SelfCheckParams` holds the limits):
+
+* ``liver_candidate``: the best-scoring organ was the liver (a runner-up taken means the first
+  candidate failed the liver's own quality checks);
+* ``liver_volume_ml``: within the adult range (a smaller liver is part of one: cut by the scan, or
+  partly missed);
+* ``liver_body_fraction``: the liver's share of the body in the slices it spans (a leak into the
+  neighbours, or a lost lobe, moves it);
+* ``outline_pocket_ml``: no lesion-sized pocket of soft tissue darker than the liver in a notch of
+  its outline (a lesion, or liver, left out);
+* ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, and no large
+  lesion left cut by the liver's outline.
+
+On MR the liver's own self-check (:mod:`hepatoplan.segmentation.mr_liver`) stands in for the liver
+checks (these read densities in HU). The liver on the wrong side of
+the body, or no liver-sized organ, is not a check: the segmentation refuses such scans
+(:func:`hepatoplan.segmentation.segment_study`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hepatoplan.arrays import bounding_box
+from hepatoplan.units import voxel_volume_ml
+
+from . import _grid
+from . import _morph as morph
+from .params import LiverParams, SelfCheckParams
+
+
+def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm,
+               params: SelfCheckParams = SelfCheckParams(), liver_params: LiverParams = LiverParams()) -> dict:
+    """Run the checks on a segmentation and its report.
+
+    Parameters
+    ----------
+    image : (X, Y, Z) array
+        The CT (HU), canonical RAS+.
+    liver : (X, Y, Z) array
+        The final liver mask (lesions included), same grid.
+    report : dict
+        ``StudySegmentation.report`` (``liver`` and, when computed, ``tumours`` sections); when the
+        liver was given rather than segmented, only the tumour check runs.
+    spacing_mm : 3-tuple of float
+        Voxel size (mm).
+    params, liver_params : keyword-only
+        The limits; the liver's parameters (air level, lesion density floor).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``passed`` (bool), ``checks`` (name, value, limit, passed), ``reasons`` (one
+        sentence per failed check, saying what to review).
+    """
+    checks = []
+    linfo = report.get("liver")
+    own = (linfo or {}).get("self_check")  # the MR liver checks itself (segmentation.mr_liver)
+    if own:
+        reasons = iter(own["reasons"])
+        checks += [{**c, "reason": "" if c["passed"] else next(reasons, "")} for c in own["checks"]]
+    elif linfo:
+        checks += _liver_checks(image, liver > 0, linfo, tuple(spacing_mm), params, liver_params)
+    tinfo = report.get("tumours") or {}
+    if tinfo.get("computed", True) and "near_misses" in tinfo:
+        worst = max([e["volume_ml"] for e in tinfo["near_misses"]], default=0.0)
+        why = next((e["rejected"] for e in tinfo["near_misses"] if e["volume_ml"] == worst), "")
+        checks.append(_check("lesion_near_miss_ml", worst, params.max_near_miss_ml, worst < params.max_near_miss_ml,
+                             f"a {worst:.0f} mL lesion candidate was rejected by a small margin ({why}): "
+                             "check for a missed or incomplete lesion"))
+    return {"passed": all(c["passed"] for c in checks), "checks": [{k: v for k, v in c.items() if k != "reason"} for c in checks],
+            "reasons": [c["reason"] for c in checks if not c["passed"]]}
+
+
+def _check(name: str, value, limit, passed: bool, reason: str) -> dict:
+    return {"name": name, "value": value, "limit": limit, "passed": bool(passed), "reason": reason}
+
+
+def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: LiverParams) -> list[dict]:
+    rank = int(linfo.get("candidate_rank", 1))
+    vol = float(linfo.get("liver_volume_ml", 0.0))
+    lo_ml, hi_ml = lp.liver_volume_range_ml
+    checks = [
+        _check("liver_candidate", rank, 1, rank == 1,
+               f"the best-scoring organ failed the liver's checks and candidate {rank} was taken: check the liver"),
+        _check("liver_volume_ml", vol, list(lp.liver_volume_range_ml), lo_ml <= vol <= hi_ml,
+               f"liver volume {vol:.0f} mL outside the adult range {lo_ml:.0f}-{hi_ml:.0f} mL: part of the liver "
+               "is outside the scan or was missed"),
+    ]
+    if linfo.get("modality", "CT") != "CT":  # the other checks read densities in HU
+        return checks  # (an MR liver from segmentation.mr_liver brings its own self-check)
+    coarse = _Coarse(image, liver, spacing, p.coarse_spacing_mm, p.context_mm)
+    fraction = coarse.body_fraction(lp.air_max_hu)
+    pocket = coarse.pocket_ml(p, lp.lesion_min_hu, linfo["window_hu"][0]) if "window_hu" in linfo else 0.0
+    f_lo, f_hi = p.liver_body_fraction_range
+    checks += [
+        _check("liver_body_fraction", round(fraction, 3), list(p.liver_body_fraction_range), f_lo <= fraction <= f_hi,
+               f"the liver fills {fraction:.0%} of the body in its slices (expected {f_lo:.0%}-{f_hi:.0%}): a leak into "
+               "a neighbouring organ or a lost lobe"),
+        _check("outline_pocket_ml", round(pocket, 1), p.max_pocket_ml, pocket < p.max_pocket_ml,
+               f"a {pocket:.0f} mL pocket of soft tissue darker than the liver lies in a notch of the liver's outline: "
+               "a lesion or part of the liver left out"),
+    ]
+    return checks
+
+
+class _Coarse:
+    """The image and liver block-averaged to about ``spacing_mm``, cropped to the liver's box grown
+    by ``context_mm`` (the checks look at millimetre-scale shapes)."""
+
+    def __init__(self, image, liver, spacing, coarse_mm: float, context_mm: float):
+        factors = _grid.shrink_factors(spacing, coarse_mm)
+        self.spacing = tuple(s * f for s, f in zip(spacing, factors))
+        pad = tuple(int(np.ceil(context_mm / s)) for s in spacing)
+        box = bounding_box(liver, pad=pad)
+        self.image = _grid.block_mean(image[box], factors)
+        self.liver = _grid.block_mean(liver[box].astype(np.float32), factors) > 0.5
+        # the body over the liver's slices: whole axial planes of the image, not only the box
+        zs = box[2]
+        self._axial = _grid.block_mean(image[:, :, zs], factors)
+
+    def body_fraction(self, air_max_hu: float) -> float:
+        """The liver's volume over the body's in the slices the liver spans."""
+        zs = np.flatnonzero(self.liver.any(axis=(0, 1)))
+        if not len(zs):
+            return 0.0
+        body = morph.fill_holes(morph.largest_component(self._axial > air_max_hu), per_slice=True)
+        body_vox = body[:, :, zs[0]: zs[-1] + 1].sum()
+        return float(self.liver.sum() / max(body_vox, 1))
+
+    def pocket_ml(self, p: SelfCheckParams, min_hu: float, max_hu: float) -> float:
+        """Largest lesion-sized pocket (an opening of ``pocket_open_mm`` survives) of tissue between
+        ``min_hu`` and ``max_hu`` in the liver's outline closed by ``pocket_close_mm``."""
+        closed = morph.close(self.liver, p.pocket_close_mm, self.spacing, pad_vox=int(np.ceil(p.pocket_close_mm / min(self.spacing))) + 1)
+        pocket = closed & ~self.liver & (self.image > min_hu) & (self.image < max_hu)
+        pocket = morph.open_(pocket, p.pocket_open_mm, self.spacing)
+        if not pocket.any():
+            return 0.0
+        return float(morph.largest_component(pocket).sum() * voxel_volume_ml(self.spacing))

@@ -1,0 +1,76 @@
+"""The segmentation's self-check (issue 16): each check's value, and a failed check turning the
+plan's verdict into "unverified" in report.json, the summary and report.html."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from hepatoplan.pipeline.cli import main
+from hepatoplan.segmentation import SegmentationParams, SelfCheckParams, self_check
+
+from test_segmentation import abdomen_phantom
+
+UNVERIFIED = "unverified: review the automatic segmentation"
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return abdomen_phantom()
+
+
+def _liver_report(liver, sp) -> dict:
+    return {"modality": "CT", "liver": {"modality": "CT", "candidate_rank": 1, "window_hu": [80.0, 140.0],
+                                        "liver_volume_ml": float(liver.sum() * np.prod(sp) / 1000.0)}}
+
+
+def test_a_lesion_left_out_in_a_notch_of_the_outline_fails_the_pocket_check(phantom):
+    """The phantom's liver (1.5 x 1.5 x 2.5 mm) passes every check; with a 60 HU lesion under its
+    posterior surface (an ellipsoid of 9 x 9 x 28 mm semi-axes, 9.5 mL) left out of the liver mask
+    with the slot joining it to the surface, the outline holds a lesion-sized pocket."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    good = self_check(img, liver, _liver_report(liver, sp), spacing_mm=sp)
+    assert good["passed"] and good["reasons"] == []
+    values = {c["name"]: c["value"] for c in good["checks"]}
+    assert values["outline_pocket_ml"] < 1.0 and 0.1 <= values["liver_body_fraction"] <= 0.5
+
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(img.shape, sp)), indexing="ij")
+    lx, ly, lz = img.shape[0] * sp[0] / 2 + 60, img.shape[1] * sp[1] / 2 + 5, 85  # the liver's centre
+    yc = ly - 65 + 12.0  # 12 mm under the posterior surface
+    lesion = (((x - lx) / 9) ** 2 + ((y - yc) / 9) ** 2 + ((z - lz) / 28) ** 2 <= 1) & liver
+    slot = (((x - lx) / 9) ** 2 + ((z - lz) / 28) ** 2 <= 1) & (y < yc) & liver
+    bitten = img.copy()
+    bitten[lesion] = (60 + np.random.default_rng(1).normal(0.0, 12.0, np.count_nonzero(lesion))).astype(np.int16)
+    cut = liver & ~lesion & ~slot
+    bad = self_check(bitten, cut, _liver_report(cut, sp), spacing_mm=sp)
+    pocket = next(c for c in bad["checks"] if c["name"] == "outline_pocket_ml")
+    assert not bad["passed"] and not pocket["passed"]
+    assert pocket["value"] == pytest.approx(lesion.sum() * np.prod(sp) / 1000.0, rel=0.5)
+    assert any("pocket" in r for r in bad["reasons"])
+
+
+def test_plan_on_a_failed_self_check_runs_and_says_unverified(phantom, tmp_path, monkeypatch, capsys):
+    """``plan`` with automatic tumours and vessels whose self-check fails (the near-miss limit set
+    below zero: every run fails it) still plans; report.json, the printed summary and report.html
+    carry the unverified verdict with the reason, and the FLR's own verdict is kept."""
+    import hepatoplan.segmentation as seg
+
+    img, sp, truth = phantom
+    for name, arr in (("ct", img), ("liver", truth["liver"].astype(np.uint8))):
+        nib.save(nib.Nifti1Image(arr, np.diag([*sp, 1.0])), str(tmp_path / f"{name}.nii.gz"))
+    monkeypatch.setattr(seg, "SegmentationParams",
+                        lambda: SegmentationParams(self_check=SelfCheckParams(max_near_miss_ml=-1.0)))
+    out = tmp_path / "out"
+    assert main(["plan", str(tmp_path / "ct.nii.gz"), "--liver", str(tmp_path / "liver.nii.gz"), "--out", str(out),
+                 "--resect", "wedge:1", "--no-preview"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    a = report["assessment"]
+    assert a["verdict"] == UNVERIFIED and a["flr_verdict"] in ("adequate", "inadequate")
+    assert a["unverified_reasons"] and "rejected by a small margin" in a["unverified_reasons"][0]
+    assert report["segmentation"]["self_check"]["checks"][0]["name"] == "lesion_near_miss_ml"
+    printed = capsys.readouterr().out
+    assert UNVERIFIED in printed and a["unverified_reasons"][0] in printed
+    html = (out / "report.html").read_text()
+    assert UNVERIFIED in html and "unverified because" in html
