@@ -37,6 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT.parent / "shared" / "data" / "ircadb"
 IRCADB = CASES / "01"  # case 01 (bench_batch.py and bench_margins.py read it)
@@ -72,8 +75,9 @@ def rows_for(case: str, out: Path, with_ct: bool, dicom: Path | None) -> list[tu
              "--portal", str(d / "portal_vein.nii.gz"), "--hepatic", str(d / "hepatic_veins.nii.gz")]
     plan = ["plan", str(d / "ct.nii.gz"), "--out", str(out)]
     rows = [(case, "default", plan + masks + ["--resect", "right-hepatectomy"]),
-            (case, "no-preview", plan + masks + ["--resect", "right-hepatectomy", "--no-preview"]),
-            (case, "wedge", plan + masks + ["--resect", "wedge:all", "--no-preview"])]
+            (case, "no-preview", plan + masks + ["--resect", "right-hepatectomy", "--no-preview"])]
+    if np.asarray(nib.load(d / "tumours.nii.gz").dataobj).any():  # 3D-IRCADb 07 has no tumour: no wedge row
+        rows.append((case, "wedge", plan + masks + ["--resect", "wedge:all", "--no-preview"]))
     if dicom is not None:  # the same plan from the CT as a DICOM series: + DICOM-SEG and SR
         rows.append((case, "default, DICOM", ["plan", str(dicom), "--out", str(out)] + masks
                      + ["--resect", "right-hepatectomy"]))
