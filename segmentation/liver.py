@@ -52,6 +52,7 @@ from hepatoplan.units import voxel_volume_ml
 from . import _grid
 from . import _morph as morph
 from .params import LiverParams
+from .selfcheck import liver_plausibility
 
 log = logging.getLogger(__name__)
 
@@ -453,22 +454,15 @@ def _qc(liver, info, spacing, body_centre_x, p: LiverParams) -> None:
         if proj.size and (proj[0] or proj[-1]):
             flags.append(f"liver touches the scan border ({name} axis): volume may be incomplete")
             partial = partial or ax == 2
-    lo_ml, hi_ml = p.liver_volume_range_ml
-    if vol < p.min_partial_liver_ml or vol > hi_ml or (vol < lo_ml and not partial):
-        fail.append(f"liver volume {vol:.0f} mL outside the plausible range {p.liver_volume_range_ml} mL")
-    elif vol < lo_ml:
-        flags.append(f"liver volume {vol:.0f} mL below {lo_ml:.0f} mL: partial scan coverage")
+    right_mm = None
     if liver.any():
         cx = float(np.average(np.arange(liver.shape[0]), weights=liver.sum(axis=(1, 2))))
         right_mm = (cx - body_centre_x) * spacing[0]
         info["liver_centre_right_of_body_mm"] = round(right_mm, 1)
-        if right_mm < p.min_right_offset_mm:
-            fail.append(
-                f"the liver candidate's centre lies {right_mm:.0f} mm right of the body centre "
-                f"(a liver lies at least {p.min_right_offset_mm:.0f} mm to the patient's right): "
-                "no liver in this scan, or the orientation is wrong"
-            )
-    else:
-        fail.append("no liver found")
+    more_flags, more_fail = liver_plausibility(
+        vol, right_mm, partial=partial, volume_range_ml=p.liver_volume_range_ml,
+        min_partial_ml=p.min_partial_liver_ml, min_right_offset_mm=p.min_right_offset_mm)
+    flags.extend(more_flags)
+    fail.extend(more_fail)
     flags.extend(fail)
     info["qc_passed"] = not fail

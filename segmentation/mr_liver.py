@@ -80,6 +80,7 @@ from hepatoplan.units import voxel_volume_ml
 
 from . import _grid
 from . import _morph as morph
+from .selfcheck import liver_plausibility
 
 log = logging.getLogger(__name__)
 
@@ -583,22 +584,14 @@ def _qc(liver: np.ndarray, info: dict, grid: _WorkGrid, spacing, params: MRLiver
             flags.append(f"liver touches the scan border ({name} axis): volume may be incomplete")
     partial = _cut_by_scan_end(liver, params)
     vol = info["liver_volume_ml"]
-    lo_ml, hi_ml = params.volume_range_ml
-    if vol < params.min_partial_volume_ml or vol > hi_ml or (vol < lo_ml and not partial):
-        fail.append(f"liver volume {vol:.0f} mL outside the plausible range {params.volume_range_ml} mL")
-    elif vol < lo_ml:
-        flags.append(f"liver volume {vol:.0f} mL below {lo_ml:.0f} mL: partial scan coverage")
     right_mm = info.pop("_right_offset_mm")
-    if right_mm is None:
-        fail.append("no liver found")
-    else:
+    if right_mm is not None:
         info["liver_centre_right_of_body_mm"] = round(right_mm, 1)
-        if right_mm < params.min_right_offset_mm:
-            fail.append(
-                f"the liver candidate's centre lies {right_mm:.0f} mm right of the body centre (a liver lies "
-                f"at least {params.min_right_offset_mm:.0f} mm to the patient's right): no liver in this scan, "
-                "or the orientation is wrong"
-            )
+    more_flags, more_fail = liver_plausibility(
+        vol, right_mm, partial=partial, volume_range_ml=params.volume_range_ml,
+        min_partial_ml=params.min_partial_volume_ml, min_right_offset_mm=params.min_right_offset_mm)
+    flags.extend(more_flags)
+    fail.extend(more_fail)
     near_skin = info["liver_near_skin_fraction"]
     if near_skin > params.max_near_skin_fraction:
         fail.append(f"{near_skin:.0%} of the liver candidate lies within {params.skin_depth_mm:g} mm of the skin (a liver "

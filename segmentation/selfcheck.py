@@ -142,3 +142,31 @@ class _Coarse:
         if not pocket.any():
             return 0.0
         return float(morph.largest_component(pocket).sum() * voxel_volume_ml(self.spacing))
+
+
+def liver_plausibility(volume_ml: float, right_of_body_mm: float | None, *, partial: bool,
+                       volume_range_ml: tuple[float, float], min_partial_ml: float,
+                       min_right_offset_mm: float) -> tuple[list[str], list[str]]:
+    """The checks every liver candidate (CT or MR) must pass: a plausible volume (a smaller one
+    only when the scan cuts the liver, ``partial``) and a centre on the patient's right.
+
+    Returns
+    -------
+    (flags, failures) : two lists of str
+        Notes for the user, and the reasons the candidate is not a liver.
+    """
+    flags, fail = [], []
+    lo_ml, hi_ml = volume_range_ml
+    if volume_ml < min_partial_ml or volume_ml > hi_ml or (volume_ml < lo_ml and not partial):
+        fail.append(f"liver volume {volume_ml:.0f} mL outside the plausible range {volume_range_ml} mL")
+    elif volume_ml < lo_ml:
+        flags.append(f"liver volume {volume_ml:.0f} mL below {lo_ml:.0f} mL: partial scan coverage")
+    if right_of_body_mm is None:
+        fail.append("no liver found")
+    elif right_of_body_mm < min_right_offset_mm:
+        fail.append(
+            f"the liver candidate's centre lies {right_of_body_mm:.0f} mm right of the body centre (a liver lies "
+            f"at least {min_right_offset_mm:.0f} mm to the patient's right): no liver in this scan, or the "
+            "orientation is wrong"
+        )
+    return flags, fail
