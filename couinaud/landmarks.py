@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import edt
 import numpy as np
 
+from hepatoplan.arrays import bounding_box, is_empty_box
 from hepatoplan.errors import NotComputableError
 
 from .graph import heaviest_path, largest_component, main_split, rooted_tree, skeleton_graph
@@ -97,10 +98,15 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
 def _ivc_candidates(hepatic: np.ndarray, sp: np.ndarray, params: IVCParams) -> np.ndarray:
     """Candidate IVC cross-sections ``(z, x, y, radius)`` in mm, sorted by height: the biggest
     inscribed discs of each axial slice, each suppressing its neighbourhood."""
-    # per-slice 2D distances: an enormous z anisotropy makes edt ignore the neighbouring slices
-    d2 = edt.edt(np.ascontiguousarray(hepatic), anisotropy=(sp[0], sp[1], 1e6), black_border=False)
-    xx = (np.arange(d2.shape[0]) * sp[0])[:, None]
-    yy = (np.arange(d2.shape[1]) * sp[1])[None, :]
+    # per-slice 2D distances: an enormous z anisotropy makes edt ignore the neighbouring slices;
+    # on the mask's box (+1 voxel of background): the same distances, a fraction of the work
+    box = bounding_box(hepatic, pad=1)
+    if is_empty_box(box):
+        return np.zeros((0, 4))
+    o = np.array([b.start for b in box])
+    d2 = edt.edt(np.ascontiguousarray(hepatic[box]), anisotropy=(sp[0], sp[1], 1e6), black_border=False)
+    xx = ((np.arange(d2.shape[0]) + o[0]) * sp[0])[:, None]
+    yy = ((np.arange(d2.shape[1]) + o[1]) * sp[1])[None, :]
     cands = []
     for z in np.nonzero(d2.max(axis=(0, 1)) >= params.min_radius_mm)[0]:
         d = d2[:, :, z].copy()
@@ -109,8 +115,8 @@ def _ivc_candidates(hepatic: np.ndarray, sp: np.ndarray, params: IVCParams) -> n
             r = float(d.flat[k])
             if r < params.min_radius_mm:
                 break
-            i, j = np.unravel_index(k, d.shape)
-            cands.append((z * sp[2], i * sp[0], j * sp[1], r))
+            i, j = np.unravel_index(k, d.shape) + o[:2]
+            cands.append(((z + o[2]) * sp[2], i * sp[0], j * sp[1], r))
             d[(xx - i * sp[0]) ** 2 + (yy - j * sp[1]) ** 2 <= (2.0 * r + params.suppression_margin_mm) ** 2] = 0
     C = np.array(cands).reshape(-1, 4)
     return C[np.argsort(C[:, 0], kind="stable")]
@@ -231,8 +237,7 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
         The tree does not split into main branches inside the liver.
     """
     sp = np.asarray(spacing_mm, float)
-    dpv = edt.edt(np.ascontiguousarray(portal), anisotropy=tuple(sp), black_border=False)
-    g = skeleton_graph(portal, sp, distance_mm=dpv)
+    g = skeleton_graph(portal, sp)
     if g.n < params.min_skeleton_nodes:
         raise NotComputableError("portal-vein mask too small to build a vessel tree "
                                  f"(fewer than {params.min_skeleton_nodes} skeleton voxels)")

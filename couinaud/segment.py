@@ -82,7 +82,7 @@ import edt
 import numpy as np
 from scipy import ndimage as ndi
 
-from hepatoplan.arrays import bounding_box
+from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError, NotComputableError
 from hepatoplan.units import voxel_volume_ml
@@ -152,10 +152,10 @@ def _check_inputs(liver, portal, hepatic, spacing_mm):
             "Resample the masks onto the liver's grid (CLI: --resample-masks)."
         )
     sp = check_spacing_mm(spacing_mm)
-    if not np.any(liver):
+    if not np.count_nonzero(liver):
         raise InputError("liver mask is empty: expected the liver as non-zero voxels")
     for n, a in (("portal", portal), ("hepatic", hepatic)):
-        if not np.any(a):
+        if not np.count_nonzero(a):
             raise InputError(
                 f"{n} mask is empty: expected the {'portal vein' if n == 'portal' else 'hepatic veins + IVC'} "
                 "as non-zero voxels; segment it first (the Couinaud division is defined by these vessels)"
@@ -185,10 +185,11 @@ class _Grids:
 
     Positions on the analysis grid (``index * spacing_analysis_mm``) become crop-frame mm by adding
     ``shift_mm`` (the centre of a pooled block); crop-frame mm become input-array mm by adding
-    ``offset_vox * spacing_mm``.
+    ``offset_vox * spacing_mm``. ``inner`` is the liver's own box within the crop.
     """
 
     box: tuple
+    inner: tuple
     offset_vox: np.ndarray
     spacing_mm: np.ndarray
     liver: np.ndarray
@@ -205,11 +206,11 @@ class _Grids:
         return {"voxel": [int(round(v)) for v in mm / self.spacing_mm], "mm": [round(float(v), 2) for v in mm]}
 
 
-def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams) -> _Grids:
-    """Crop to the liver (+ margin), pool the crop to the analysis grid, check the vessels lie at
-    the liver."""
+def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, liver_box: tuple) -> _Grids:
+    """Crop to the liver's box ``liver_box`` (+ margin), pool the crop to the analysis grid, check
+    the vessels lie at the liver."""
     ap = params.analysis
-    box = bounding_box(liver, pad=np.ceil(ap.crop_margin_mm / spa).astype(int))
+    box = padded_box(liver_box, np.ceil(ap.crop_margin_mm / spa).astype(int), liver.shape)
     Lc, PVc, HVc = (np.asarray(a[box]) != 0 for a in (liver, portal, hepatic))
     for n, a, c in (("portal", portal, PVc), ("hepatic", hepatic, HVc)):
         k = int(np.count_nonzero(a)) - int(np.count_nonzero(c))
@@ -220,7 +221,8 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams) -> _
     sp2 = spa * f
     L2, PV2, HV2 = _pool(Lc, f), _pool(PVc, f), _pool(HVc, f)
     return _Grids(
-        box=box, offset_vox=np.array([b.start for b in box]), spacing_mm=spa, liver=Lc,
+        box=box, inner=tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(liver_box, box)),
+        offset_vox=np.array([b.start for b in box]), spacing_mm=spa, liver=Lc,
         spacing_analysis_mm=sp2, shift_mm=(f - 1) / 2.0 * spa, liver_a=L2, portal_a=PV2, hepatic_a=HV2,
         distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params),
     )
@@ -525,7 +527,7 @@ def _label_liver(g: _Grids, bd: Boundaries, methods: dict, params: CouinaudParam
                  split_segment_4: bool, warnings: list) -> np.ndarray:
     """Labels on the liver's own bounding box (the analysis crop has a margin), one piece per
     segment, placed in an array of the crop's shape; records the transverse heights in ``methods``."""
-    inner = bounding_box(g.liver)
+    inner = g.inner
     o_mm = np.array([b.start for b in inner]) * g.spacing_mm
     lab = np.zeros(g.liver.shape, np.uint8)
     lab_inner, heights_mm = _label_crop(g.liver[inner], g.spacing_mm, bd.shifted(o_mm),
@@ -581,10 +583,12 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
     t0 = time.perf_counter()
     spa = np.asarray(_check_inputs(liver, portal, hepatic, spacing_mm))
     warnings: list[str] = []
-    mirror = _laterality(liver, spa, warnings)
+    liver_box = bounding_box(liver)
+    mirror = _laterality(liver[liver_box], spa, warnings)
     if mirror:
         liver, portal, hepatic = (a[::-1] for a in (liver, portal, hepatic))
-    g = _grids(liver, portal, hepatic, spa, params)
+        liver_box = _mirrored_box(liver_box, liver.shape[0])
+    g = _grids(liver, portal, hepatic, spa, params, liver_box)
     k = _find_landmarks(g, params, warnings)
     res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings)
     res.runtime_s = time.perf_counter() - t0
@@ -629,11 +633,13 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
     t0 = time.perf_counter()
     spa = np.asarray(_check_inputs(liver, vessels, vessels, spacing_mm))
     warnings: list[str] = []
-    inside = _vessels_in_liver(liver, vessels, spa, params, warnings)
-    mirror = _laterality(liver, spa, warnings)
+    liver_box = bounding_box(liver)
+    inside = _vessels_in_liver(liver, vessels, liver_box, spa, params, warnings)
+    mirror = _laterality(liver[liver_box], spa, warnings)
     if mirror:
         liver, inside = liver[::-1], inside[::-1]
-    g = _grids(liver, inside, inside, spa, params)
+        liver_box = _mirrored_box(liver_box, liver.shape[0])
+    g = _grids(liver, inside, inside, spa, params, liver_box)
     sep = separate_vessels(g.liver_a, g.portal_a, g.spacing_analysis_mm, params=params.separation, ivc_params=params.ivc)
     g.portal_a, g.hepatic_a = sep.portal_joined, sep.labels == HEPATIC
     if sep.confidence < 0.5:
@@ -671,10 +677,10 @@ def _portal_rooted_landmarks(g: _Grids, sep, params: CouinaudParams, warnings: l
     return _find_landmarks(g, params, warnings, ivc=sep.ivc, portal_root_mm=sep.bifurcation_mm)
 
 
-def _vessels_in_liver(liver: np.ndarray, vessels: np.ndarray, spa: np.ndarray, params: CouinaudParams,
+def _vessels_in_liver(liver: np.ndarray, vessels: np.ndarray, box: tuple, spa: np.ndarray, params: CouinaudParams,
                       warnings: list) -> np.ndarray:
-    """The vessel voxels inside the liver (bool); refuses masks that are not an intrahepatic vessel tree."""
-    box = bounding_box(liver)
+    """The vessel voxels inside the liver (bool; ``box``: the liver's bounding box); refuses masks
+    that are not an intrahepatic vessel tree."""
     inside = np.zeros(liver.shape, bool)
     inside[box] = (vessels[box] != 0) & (liver[box] != 0)
     n_in, n_all = int(np.count_nonzero(inside[box])), int(np.count_nonzero(vessels))
@@ -711,8 +717,14 @@ def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray) -> np.
     return out
 
 
+def _mirrored_box(box: tuple, n: int) -> tuple:
+    """``box`` on an array flipped along axis 0 of length ``n``."""
+    return (slice(n - box[0].stop, n - box[0].start), *box[1:])
+
+
 def _laterality(liver: np.ndarray, spa: np.ndarray, warnings: list) -> bool:
-    """True when the liver's bulk lies on the array's left (axis 0 low = patient left in RAS+).
+    """True when the liver's bulk lies on the array's left (axis 0 low = patient left in RAS+);
+    ``liver`` may be cropped to its box.
 
     The right lobe holds most of the liver: its centroid lies 16-51 mm to the patient's right of
     its bounding box's centre on IRCADb 01-12, 14-35 mm on the TotalSegmentator examples and CHAOS
@@ -873,7 +885,10 @@ def _check_near_liver(L2, PV2, HV2, sp2, params: CouinaudParams):
 def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
     """Keep the largest 6-connected piece of each label and give every other piece to the label
     that surrounds it most (repeated until stable). A piece with no labelled neighbour is a
-    separate island of the liver mask: it keeps its planar label and a warning says so."""
+    separate island of the liver mask: it keeps its planar label and a warning says so.
+
+    A pass ends the loop when every piece it relabelled touches the kept piece of its new label
+    (the kept pieces never change, so each label is then one piece, as another pass would find)."""
     work = lab.copy()
     islands = 0
     for _ in range(6):
@@ -884,9 +899,7 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
         sizes = np.asarray(st["voxel_counts"])
         boxes = st["bounding_boxes"]
         comp_label = np.zeros(n + 1, np.uint8)
-        for i in range(1, n + 1):
-            sl = boxes[i]
-            comp_label[i] = work[sl][cc[sl] == i][0]
+        comp_label[cc.ravel()] = work.ravel()
         keep = np.zeros(n + 1, bool)
         for k in np.unique(comp_label[1:]):
             ids = np.nonzero(comp_label == k)[0]
@@ -895,20 +908,26 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
         strays = [i for i in range(1, n + 1) if not keep[i]]
         if not strays:
             break
+        joined_kept = True
         for i in strays:
             sl = boxes[i]
             sl2 = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in sl)
             piece = cc[sl2] == i
             ring = ndi.binary_dilation(piece) & ~piece
-            nb = work[sl2][ring]
-            nb = nb[(nb > 0) & (nb != comp_label[i])]
-            if nb.size:
-                sub = work[sl2]
-                sub[piece] = np.bincount(nb).argmax()
+            sub = work[sl2]
+            nb, nb_cc = sub[ring], cc[sl2][ring]
+            other = (nb > 0) & (nb != comp_label[i])
+            if other.any():
+                new = np.bincount(nb[other]).argmax()
+                sub[piece] = new
+                joined_kept &= bool(keep[nb_cc[nb == new]].any())
             else:
                 keep[i] = True
         if all(keep[i] for i in strays):
             islands = len(strays)
+            break
+        if joined_kept:
+            islands = sum(bool(keep[i]) for i in strays)
             break
     if islands:
         warnings.append(f"liver mask has {islands} piece(s) not connected to the rest of the liver; they keep "

@@ -38,12 +38,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cc3d
 import edt
 import numpy as np
 from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import NotComputableError
 from hepatoplan.units import voxel_volume_ml
 
@@ -87,8 +89,15 @@ class Separation:
 
 
 def _height_quantile(liver: np.ndarray, sp: np.ndarray):
-    z = np.sort(np.nonzero(liver)[2]) * sp[2]
-    return lambda fraction: float(z[int(fraction * (len(z) - 1))])
+    """``height(fraction)``: the height (mm) of the liver voxel at that rank (0-1) from below."""
+    below = np.cumsum(np.count_nonzero(liver, axis=(0, 1)))  # liver voxels up to each slice
+    return lambda fraction: float(np.searchsorted(below, int(fraction * (below[-1] - 1)), side="right") * sp[2])
+
+
+def _mean_index(mask: np.ndarray, axis: int) -> float:
+    """Mean index of the mask's voxels along ``axis``."""
+    counts = np.count_nonzero(mask, axis=tuple(a for a in range(mask.ndim) if a != axis))
+    return float((np.arange(len(counts)) * counts).sum() / counts.sum())
 
 
 def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
@@ -107,18 +116,25 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
         No groove or vessel tube of IVC calibre behind the liver.
     """
     sp = np.asarray(spacing_mm, float)
-    r = params.groove_closing_mm
+    r, d_max = params.groove_closing_mm, params.groove_max_vessel_depth_mm
+    aniso = (sp[0], sp[1], 1e6)  # axial (per-slice) distances
+    # the IVC is searched behind and medial of the liver's centroid (axes 0 and 1 below these counts)
+    nx = int(np.count_nonzero(np.arange(liver.shape[0]) * sp[0] < _mean_index(liver, 0) * sp[0]))
+    ny = int(np.count_nonzero(np.arange(liver.shape[1]) * sp[1] < _mean_index(liver, 1) * sp[1]))
+    # axial closing of the liver (a disc of radius r) as distance thresholds, on the padded liver cut
+    # where it no longer matters: the depths of that quadrant, compared with r and r + d_max, depend
+    # on the dilation within r + d_max of it, which depends on the liver within r of that
     pad = int(np.ceil(r / min(sp[0], sp[1]))) + 2
     padded = np.pad(liver, ((pad, pad), (pad, pad), (0, 0)))
-    aniso = (sp[0], sp[1], 1e6)  # axial (per-slice) distances
-    dilated = edt.edt(np.ascontiguousarray(~padded), anisotropy=aniso, black_border=False) <= r
-    depth = edt.edt(np.ascontiguousarray(dilated), anisotropy=aniso, black_border=True)[pad:-pad, pad:-pad] - r
-    groove = (depth > 0) & ~liver
-    ijk = np.argwhere(liver)
-    behind = np.arange(liver.shape[1]) * sp[1] < ijk[:, 1].mean() * sp[1]
-    medial = np.arange(liver.shape[0]) * sp[0] < ijk[:, 0].mean() * sp[0]
-    candidate = (groove | (vessels & (depth <= params.groove_max_vessel_depth_mm)))
-    candidate &= behind[None, :, None] & medial[:, None, None]
+    m2 = np.ceil((r + d_max) / sp[:2]).astype(int) + 1
+    m1 = m2 + np.ceil(r / sp[:2]).astype(int) + 1
+    x1, y1 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m1, padded.shape))
+    x2, y2 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m2, padded.shape))
+    dilated = edt.edt(np.ascontiguousarray(~padded[:x1, :y1]), anisotropy=aniso, black_border=False) <= r
+    depth = edt.edt(np.ascontiguousarray(dilated[:x2, :y2]), anisotropy=aniso,
+                    black_border=True)[pad:pad + nx, pad:pad + ny] - r
+    candidate = np.zeros(liver.shape, bool)
+    candidate[:nx, :ny] = ((depth > 0) & ~liver[:nx, :ny]) | (vessels[:nx, :ny] & (depth <= d_max))
     height = _height_quantile(liver, sp)
     try:
         return ivc_axis(candidate, sp, reach_z_mm=height(params.ivc_reach_height_fraction), params=ivc_params)
@@ -214,8 +230,7 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     """
     sp = np.asarray(spacing_mm, float)
     ivc = infer_ivc_axis(liver, vessels, sp, params=params, ivc_params=ivc_params)
-    dv = edt.edt(np.ascontiguousarray(vessels), anisotropy=tuple(sp), black_border=False)
-    g = skeleton_graph(vessels, sp, distance_mm=dv)
+    g = skeleton_graph(vessels, sp)
     if g.n < 10:
         raise NotComputableError("the vessel mask is too small to build a vessel tree (fewer than 10 skeleton voxels)")
     rs, near = _smoothed_radius(g)
@@ -263,45 +278,44 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
                                  f"13-45%): hepatic veins were likely taken for portal")
     record["confidence"] = round(confidence, 3)
     bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
-    cut = _cut_at_hilum(labels == PORTAL, params)
+    pieces = cc3d.connected_components(labels == PORTAL, connectivity=26)
+    stats = cc3d.statistics(pieces)
+    cut = _cut_at_hilum(np.asarray(stats["voxel_counts"])[1:], params)
     record["portal_tree_cut_at_hilum"] = bool(cut)
-    joined = _join_at_hilum(labels == PORTAL, bifurcation if cut else hilum, sp)
+    joined = _join_at_hilum(pieces, stats, bifurcation if cut else hilum, sp)
     return Separation(labels, ivc, confidence, record, joined, bifurcation)
 
 
-def _cut_at_hilum(portal: np.ndarray, params: SeparationParams) -> bool:
-    """True when no 26-connected piece holds ``params.portal_one_piece_fraction`` of the portal
-    tree: a mask clipped to the liver has cut the portal vein at the hilum into its branches."""
-    import cc3d
-
-    sizes = np.bincount(cc3d.connected_components(portal, connectivity=26).ravel())[1:]
+def _cut_at_hilum(sizes: np.ndarray, params: SeparationParams) -> bool:
+    """True when no 26-connected piece (``sizes``: their voxel counts) holds
+    ``params.portal_one_piece_fraction`` of the portal tree: a mask clipped to the liver has cut the
+    portal vein at the hilum into its branches."""
     return sizes.size > 0 and sizes.max() < params.portal_one_piece_fraction * sizes.sum()
 
 
-def _join_at_hilum(portal: np.ndarray, hilum_mm: np.ndarray, sp: np.ndarray, *, min_ml: float = 0.5,
+def _join_at_hilum(pieces: np.ndarray, stats: dict, hilum_mm: np.ndarray, sp: np.ndarray, *, min_ml: float = 0.5,
                    tube_radius_mm: float = 2.0) -> np.ndarray:
-    """``portal`` plus a straight tube from the hilum to the nearest voxel of each other piece of
-    at least ``min_ml``."""
-    import cc3d
-
-    out = portal.copy()
-    cc, n = cc3d.connected_components(portal, connectivity=26, return_N=True)
-    if n < 2:
+    """The portal tree (``pieces``: its 26-connected pieces numbered, ``stats``: their
+    ``cc3d.statistics``) plus a straight tube from the hilum to the nearest voxel of each other piece
+    of at least ``min_ml``."""
+    out = pieces > 0
+    sizes = np.asarray(stats["voxel_counts"])
+    if len(sizes) < 3:
         return out
-    sizes = np.bincount(cc.ravel())
     h_vox = np.round(np.asarray(hilum_mm) / sp).astype(int)
-    home = cc[tuple(np.clip(h_vox, 0, np.array(portal.shape) - 1))]
+    home = pieces[tuple(np.clip(h_vox, 0, np.array(pieces.shape) - 1))]
     steps = int(np.ceil(200.0 / min(sp)))
     for i in np.nonzero(sizes * float(np.prod(sp)) / 1000.0 >= min_ml)[0]:
         if i == 0 or i == home:
             continue
-        pts = np.argwhere(cc == i) * sp
+        box = stats["bounding_boxes"][i]
+        pts = (np.argwhere(pieces[box] == i) + [b.start for b in box]) * sp
         end = pts[np.argmin(np.linalg.norm(pts - hilum_mm, axis=1))]
         line = hilum_mm + np.linspace(0.0, 1.0, steps)[:, None] * (end - hilum_mm)
         r = np.ceil(tube_radius_mm / sp).astype(int)
         for d in np.argwhere(np.ones(2 * r + 1, bool)) - r:
             if np.sum((d * sp) ** 2) <= tube_radius_mm ** 2:
-                ijk = np.clip(np.round(line / sp).astype(int) + d, 0, np.array(portal.shape) - 1)
+                ijk = np.clip(np.round(line / sp).astype(int) + d, 0, np.array(pieces.shape) - 1)
                 out[tuple(ijk.T)] = True
     return out
 
@@ -309,7 +323,7 @@ def _join_at_hilum(portal: np.ndarray, hilum_mm: np.ndarray, sp: np.ndarray, *, 
 def _paint(vessels: np.ndarray, g: SkeletonGraph, node_labels: np.ndarray, sp: np.ndarray) -> np.ndarray:
     """Every vessel voxel takes the label of its nearest skeleton node (within the vessels' box)."""
     out = np.zeros(vessels.shape, np.uint8)
-    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(np.argwhere(vessels).min(0), np.argwhere(vessels).max(0)))
+    box = bounding_box(vessels)
     sk = np.zeros(vessels[box].shape, np.uint8)
     o = np.array([b.start for b in box])
     sk[tuple((g.ijk - o).T)] = node_labels
