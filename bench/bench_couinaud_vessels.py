@@ -28,6 +28,7 @@ section of ``bench/RESULTS.md`` (one sub-table per variant).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -78,34 +79,40 @@ def run_case(d: Path, name: str, params: CouinaudParams = CouinaudParams()) -> d
     vessels = (portal | hepatic) & liver
     if name == "thinned":
         vessels = ndi.binary_erosion(vessels, structure=np.ones((3, 3, 1), bool))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp, params=params)
     except Exception as e:  # a refused case is a row of the table, not a crash of the bench
         return {"error": f"{type(e).__name__}: {e}"}
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     right = ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean()
     per = [dice(res.labels == k, ref == k) for k in range(1, 9)]
-    return {"tree": float(right), "dice": per, "mean": float(np.nanmean(per)), "s": wall,
+    return {"tree": float(right), "dice": per, "mean": float(np.nanmean(per)), "s": wall, "cpu_s": cpu,
             "confidence": res.landmarks["vessel_separation"]["confidence"],
             "laterality_warned": any("laterality" in w for w in res.warnings)}
 
 
 def table(rows: dict, name: str, command: str) -> str:
     lines = [f"### variant: {name}", "", f"Command: `{command}`", "",
-             "| case | right tree share | S1 | S2 | S3 | S4 | S5 | S6 | S7 | S8 | mean 1-8 | confidence | laterality warned | s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| case | right tree share | S1 | S2 | S3 | S4 | S5 | S6 | S7 | S8 | mean 1-8 | confidence | laterality warned "
+             "| s | CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ok = {c: r for c, r in rows.items() if "error" not in r}
     for c, r in rows.items():
         if "error" in r:
-            lines.append(f"| {c} | refused: {r['error'][:120]} |" + " |" * 12)
+            lines.append(f"| {c} | refused: {r['error'][:120]} |" + " |" * 13)
             continue
         lines.append(f"| {c} | {r['tree']:.3f} | " + " | ".join(f"{v:.3f}" for v in r["dice"])
-                     + f" | **{r['mean']:.3f}** | {r['confidence']:.2f} | {r['laterality_warned']} | {r['s']:.1f} |")
+                     + f" | **{r['mean']:.3f}** | {r['confidence']:.2f} | {r['laterality_warned']} | {r['s']:.1f} "
+                     f"| {r['cpu_s']:.2f} |")
     if ok:
         tree = np.mean([r["tree"] for r in ok.values()])
         mean = np.mean([r["mean"] for r in rows.values() if "mean" in r])
-        lines.append(f"| **mean** | {tree:.3f} |" + " |" * 8 + f" **{mean:.3f}** | | | |")
+        lines.append(f"| **mean** | {tree:.3f} |" + " |" * 8 + f" **{mean:.3f}** | | | | |")
+        cpu = [r["cpu_s"] for r in ok.values()]
+        lines += ["", f"CPU s per case (the code is single-threaded: the wall time of a quiet machine): median "
+                      f"{np.median(cpu):.2f}, max {max(cpu):.2f}; load average {os.getloadavg()[0]:.1f} on "
+                      f"{os.cpu_count()} cores at the end of the run (the wall seconds include waiting for the CPU)."]
     return "\n".join(lines) + "\n"
 
 

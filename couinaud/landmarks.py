@@ -11,6 +11,7 @@ are measured from +x (patient right) toward +y (anterior), in degrees: 0 = right
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import edt
@@ -217,7 +218,7 @@ class PortalLandmarks:
 
 
 def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
-                     distance_to_liver_mm: np.ndarray | None = None, root_mm=None,
+                     distance_to_liver_mm: Callable[[np.ndarray], np.ndarray] | None = None, root_mm=None,
                      params: PortalParams = PortalParams()) -> PortalLandmarks:
     """Root, bifurcation, left portal vein and umbilical portion of the portal tree.
 
@@ -230,6 +231,8 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     ``root_mm`` (mm of the array frame), when given, replaces that rule: the root is the node of
     the analysed component nearest to it (a tree clipped to the liver has no trunk; its pieces are
     joined at the expected bifurcation, see :func:`hepatoplan.couinaud.separate.bifurcation_prior`).
+    ``distance_to_liver_mm``, when given, is a function returning the distance (mm) to liver tissue
+    at voxel indices ``(n, 3)``; otherwise it is computed from ``liver``.
 
     Raises
     ------
@@ -241,10 +244,10 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     if g.n < params.min_skeleton_nodes:
         raise NotComputableError("portal-vein mask too small to build a vessel tree "
                                  f"(fewer than {params.min_skeleton_nodes} skeleton voxels)")
-    dl = distance_to_liver_mm
-    if dl is None:
-        dl = edt.edt(np.ascontiguousarray(~liver), anisotropy=tuple(sp), black_border=False)
-    dnode = dl[tuple(g.ijk.T)]
+    if distance_to_liver_mm is None:
+        dnode = edt.edt(np.ascontiguousarray(~liver), anisotropy=tuple(sp), black_border=False)[tuple(g.ijk.T)]
+    else:
+        dnode = distance_to_liver_mm(g.ijk)
     inside = dnode <= g.radius_mm + params.intrahepatic_margin_mm
     w = np.where(inside, g.radius_mm ** 2, 0.0)
     comp = largest_component(g, w)

@@ -75,12 +75,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cc3d
 import edt
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.checks import check_spacing_mm
@@ -198,7 +200,7 @@ class _Grids:
     liver_a: np.ndarray
     portal_a: np.ndarray
     hepatic_a: np.ndarray
-    distance_to_liver_a_mm: np.ndarray
+    distance_to_liver_a_mm: Callable[[np.ndarray], np.ndarray]
 
     def pt(self, p_crop_mm) -> dict:
         """A crop-frame position as ``{"voxel", "mm"}`` of the input array."""
@@ -648,8 +650,7 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
                         "separate masks give a more reliable division")
     k = _portal_rooted_landmarks(g, sep, params, warnings)
     res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings)
-    trees = _full_resolution(sep.labels, g, inside)
-    res.portal, res.hepatic = trees == PORTAL, trees == HEPATIC
+    res.portal, res.hepatic = _full_resolution(sep.labels, g, inside)
     res.landmarks["vessel_separation"] = {**sep.record, "ivc": "inferred from the liver's dorsal groove and the "
                                           "vessels' course (not in the mask)"}
     res.runtime_s = time.perf_counter() - t0
@@ -701,20 +702,25 @@ def _vessels_in_liver(liver: np.ndarray, vessels: np.ndarray, box: tuple, spa: n
     return inside
 
 
-def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray) -> np.ndarray:
-    """Analysis-grid tree labels on the input grid: each vessel voxel takes its block's label."""
+def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Analysis-grid tree labels on the input grid, as the portal and hepatic masks (bool): each
+    vessel voxel takes its block's label (a voxel in a block the pooling dropped, at the crop's far
+    edge, the nearest labelled block's)."""
     f = np.round(g.spacing_analysis_mm / g.spacing_mm).astype(int)
-    crop = inside[g.box]
-    idx = [np.minimum(np.arange(n) // k, m - 1) for n, k, m in zip(crop.shape, f, labels_a.shape)]
-    lab = np.where(crop, labels_a[np.ix_(*idx)], 0).astype(np.uint8)
-    # vessel voxels in a block the pooling dropped (the crop's far edge) take the nearest label
-    missing = (lab == 0) & crop
+    ijk = np.argwhere(inside[g.box])
+    blocks = np.minimum(ijk // f, np.array(labels_a.shape) - 1)
+    lab = labels_a[tuple(blocks.T)]
+    missing = lab == 0
     if missing.any():
-        _, ind = ndi.distance_transform_edt(lab == 0, return_indices=True)
-        lab[missing] = lab[tuple(i[missing] for i in ind)]
-    out = np.zeros(inside.shape, np.uint8)
-    out[g.box] = lab
-    return out
+        have = np.argwhere(labels_a)
+        _, nearest = cKDTree(have * g.spacing_analysis_mm).query(blocks[missing] * g.spacing_analysis_mm)
+        lab[missing] = labels_a[tuple(have[nearest].T)]
+    trees = []
+    for k in (PORTAL, HEPATIC):
+        tree = np.zeros(inside.shape, bool)
+        tree[tuple((ijk[lab == k] + g.offset_vox).T)] = True
+        trees.append(tree)
+    return trees[0], trees[1]
 
 
 def _mirrored_box(box: tuple, n: int) -> tuple:
@@ -858,28 +864,31 @@ def _blend_method(w: float) -> str:
 
 
 def _check_near_liver(L2, PV2, HV2, sp2, params: CouinaudParams):
-    """Reject vessel masks that do not lie at the liver; return the distance map to the liver (mm,
-    on the analysis grid; computed on a grid twice as coarse, upsampled, accurate to ~1 voxel)."""
+    """Reject vessel masks that do not lie at the liver; return the distance to the liver (mm) at
+    voxel indices ``(n, 3)`` of the analysis grid, as a function (0 in the liver; elsewhere from a
+    grid twice as coarse, accurate to ~1 voxel)."""
     f = np.array([2, 2, 1 if sp2[2] >= 2 * sp2[0] else 2])
-    Lq = _pool(L2, f)
-    dq = edt.edt(np.ascontiguousarray(~Lq), anisotropy=tuple(sp2 * f), black_border=False)
-    ii = [np.minimum(np.arange(n) // k, m - 1) for n, k, m in zip(L2.shape, f, dq.shape)]
-    dl = dq[np.ix_(*ii)]
-    dl[L2] = 0.0
+    dq = edt.edt(np.ascontiguousarray(~_pool(L2, f)), anisotropy=tuple(sp2 * f), black_border=False)
+
+    def distance_to_liver_mm(ijk: np.ndarray) -> np.ndarray:
+        ijk = np.asarray(ijk)
+        coarse = np.minimum(ijk // f, np.array(dq.shape) - 1)
+        return np.where(L2[tuple(ijk.T)], 0.0, dq[tuple(coarse.T)])
+
     ap = params.analysis
     for name, m in (("portal", PV2), ("hepatic", HV2)):
-        n = int(m.sum())
-        if n == 0:
+        ijk = np.argwhere(m)
+        if len(ijk) == 0:
             raise InputError(f"{name} mask has no voxel within the liver's bounding box (+{ap.crop_margin_mm:.0f} mm): "
                              "it does not belong to this liver (wrong file or different grid)")
-        frac = float((dl[m] <= ap.near_liver_mm).mean())
+        frac = float((distance_to_liver_mm(ijk) <= ap.near_liver_mm).mean())
         if frac < ap.min_fraction_near_liver:
             raise InputError(
                 f"{name} mask lies outside the liver: only {100 * frac:.0f}% of its voxels near the liver are within "
                 f"{ap.near_liver_mm:.0f} mm of liver tissue (expected >= {100 * ap.min_fraction_near_liver:.0f}%); "
                 "check that the masks belong to this study and share its grid"
             )
-    return dl
+    return distance_to_liver_mm
 
 
 def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:

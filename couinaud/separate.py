@@ -12,8 +12,9 @@ and geometry, on the analysis grid of :func:`hepatoplan.couinaud.segment_couinau
    :func:`hepatoplan.couinaud.landmarks.ivc_axis`; the chain must reach up the liver (the IVC runs
    to the dome).
 2. **Roots**: hepatic veins drain into the IVC under the diaphragm: skeleton nodes near the IVC axis
-   in the upper liver. The portal vein enters at the hilum: thick vessel ends cut by the liver's
-   surface, in front of the IVC, below the confluence.
+   in the upper liver; a piece of the mask with none of them (a trunk the clipping cut off) is
+   rooted at its thick node nearest the IVC axis, not in front of it. The portal vein enters at the
+   hilum: thick vessel ends cut by the liver's surface, in front of the IVC, below the confluence.
 3. **Competition** on the skeleton graph: each node goes to the tree whose roots reach it at the
    lower cost. A step costs its length / radius^2 (thick trunks are cheap), more when the radius
    grows along the walk (a tree thins from its root: crossing a contact into the other tree and on
@@ -193,12 +194,22 @@ def _seeds(g, rs, liver, ivc, sp, params: SeparationParams):
     rho = np.hypot(x - ax, y - ay)
     r_ivc = max(ivc.radius_mm, params.ivc_radius_floor_mm)
     height = _height_quantile(liver, sp)
-    hepatic = ((rho <= r_ivc + params.hepatic_seed_ring_mm) & (z >= height(params.hepatic_seed_height_fraction))
-               & (rs >= params.hepatic_seed_min_radius_mm))
-    depth = edt.edt(np.ascontiguousarray(liver), anisotropy=tuple(sp), black_border=True)[tuple(g.ijk.T)]
+    upper = z >= height(params.hepatic_seed_height_fraction)
+    hepatic = (rho <= r_ivc + params.hepatic_seed_ring_mm) & upper & (rs >= params.hepatic_seed_min_radius_mm)
+    if params.piece_root_ring_mm > 0:
+        # a piece of the mask that holds no hepatic root (a hepatic trunk cut off from the others where
+        # the mask is clipped to the liver) is rooted at its thick node nearest the IVC axis, in the
+        # upper liver, not in front of the IVC
+        n_comp, comp = csgraph.connected_components(g.adjacency, directed=False)
+        rooted = np.bincount(comp, weights=hepatic, minlength=n_comp) > 0
+        near = (~rooted[comp] & upper & (rs >= params.piece_root_min_radius_mm) & (y <= ay + params.piece_root_front_mm)
+                & (rho <= r_ivc + params.piece_root_ring_mm))
+        for k in np.unique(comp[near]):
+            i = np.nonzero(near & (comp == k))[0]
+            hepatic[i[np.argmin(rho[i])]] = True
     front = (y > ay) & (rho > r_ivc + params.portal_seed_ring_mm) & ~hepatic
-    portal = (front & (z <= height(params.portal_seed_max_height_fraction))
-              & (rs >= params.portal_seed_min_radius_mm) & (depth <= rs + params.cut_end_depth_margin_mm))
+    portal = front & (z <= height(params.portal_seed_max_height_fraction)) & (rs >= params.portal_seed_min_radius_mm)
+    portal[portal] = _depth_in_liver_at_most(liver, g.ijk[portal], rs[portal] + params.cut_end_depth_margin_mm, sp)
     if not portal.any() and front.any():  # no cut end (the mask holds the trunk): its thickest node
         portal[np.nonzero(front)[0][np.argmax(rs[front])]] = True
     if not hepatic.any() or not portal.any():
@@ -209,6 +220,20 @@ def _seeds(g, rs, liver, ivc, sp, params: SeparationParams):
         )
     hilum = g.xyz_mm[np.nonzero(portal)[0][np.argmax(rs[portal])]]
     return hepatic, portal, hilum, height(params.confluence_height_fraction)
+
+
+def _depth_in_liver_at_most(liver: np.ndarray, ijk: np.ndarray, limit_mm: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Whether each voxel ``ijk`` (n, 3) lies at most ``limit_mm`` (n,) deep in the liver (from its
+    surface or the array's edge). The distance map is computed on the box of the voxels plus the
+    largest limit: a nearer surface lies inside it, and the box's cut sides lie farther away."""
+    if len(ijk) == 0:
+        return np.zeros(0, bool)
+    reach = np.ceil(limit_mm.max() / sp).astype(int) + 1
+    lo = np.maximum(ijk.min(axis=0) - reach, 0)
+    hi = np.minimum(ijk.max(axis=0) + reach + 1, liver.shape)
+    depth = edt.edt(np.ascontiguousarray(liver[tuple(slice(a, b) for a, b in zip(lo, hi))]), anisotropy=tuple(sp),
+                    black_border=True)
+    return depth[tuple((ijk - lo).T)] <= limit_mm
 
 
 def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
@@ -321,7 +346,10 @@ def _join_at_hilum(pieces: np.ndarray, stats: dict, hilum_mm: np.ndarray, sp: np
 
 
 def _paint(vessels: np.ndarray, g: SkeletonGraph, node_labels: np.ndarray, sp: np.ndarray) -> np.ndarray:
-    """Every vessel voxel takes the label of its nearest skeleton node (within the vessels' box)."""
+    """Every vessel voxel takes the label of its nearest skeleton node (within the vessels' box).
+
+    scipy's feature transform, not a k-d tree (ten times faster here): between equally near nodes
+    the two choose differently, and on IRCADb 07 that changed the division (mean Dice 0.874 -> 0.862)."""
     out = np.zeros(vessels.shape, np.uint8)
     box = bounding_box(vessels)
     sk = np.zeros(vessels[box].shape, np.uint8)

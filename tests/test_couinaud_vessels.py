@@ -1,13 +1,14 @@
 """Couinaud segments from ONE combined vessel mask (issue 20): separation, laterality, bad input, CLI."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from hepatoplan.couinaud import segment_couinaud, segment_couinaud_from_vessels
+from hepatoplan.couinaud import CouinaudParams, segment_couinaud, segment_couinaud_from_vessels
 from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
 
@@ -162,14 +163,14 @@ def test_plan_with_one_combined_vessel_mask(tmp_path, phantom):
     assert (out / "portal_vein.nii.gz").exists() and (out / "hepatic_veins.nii.gz").exists()
 
 
-def _combined_case(ircadb_dir, case):
+def _combined_case(ircadb_dir, case, params=CouinaudParams()):
     d = ircadb_dir / case
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
     hepatic, _ = _load(d, "hepatic_veins")
     ref = np.asanyarray(nib.as_closest_canonical(nib.load(str(d / "couinaud_reference.nii.gz"))).dataobj)
     vessels = (portal | hepatic) & liver
-    return segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp), portal, hepatic, vessels, ref
+    return segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp, params=params), portal, hepatic, vessels, ref
 
 
 def test_ircadb_07_tree_rooted_at_the_expected_bifurcation(ircadb_dir):
@@ -181,10 +182,23 @@ def test_ircadb_07_tree_rooted_at_the_expected_bifurcation(ircadb_dir):
 
 
 def test_ircadb_06_wrong_roots_give_a_low_confidence_and_a_warning(ircadb_dir):
-    """06's separation is clear-margined from wrong roots (right-tree share 0.565, margin confidence
-    0.99): the portal tree's implausible share of the vessel volume caps the confidence and warns."""
-    res, portal, hepatic, vessels, _ = _combined_case(ircadb_dir, "06")
+    """Without the roots of rootless pieces, 06's right hepatic vein (cut off from the other hepatic
+    veins, in a piece with portal branches) goes to the portal tree with a clear margin (right-tree
+    share 0.565, margin confidence 0.99): the portal tree's implausible share of the vessel volume
+    caps the confidence and warns."""
+    p = CouinaudParams()
+    res, portal, hepatic, vessels, _ = _combined_case(
+        ircadb_dir, "06", replace(p, separation=replace(p.separation, piece_root_ring_mm=0.0)))
     sep = res.landmarks["vessel_separation"]
     assert ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean() < 0.7  # the failure this detects
     assert sep["margin_confidence"] > 0.9 and sep["confidence"] < 0.5 and "implausible" in sep
     assert any("hepatic veins were likely taken for portal" in w for w in res.warnings)
+
+
+def test_ircadb_06_rootless_piece_rooted_near_the_ivc(ircadb_dir):
+    """By default that piece is rooted at its thick node nearest the IVC: the right hepatic vein is
+    hepatic (share 0.942 on the analysis grid) and the confidence is not capped."""
+    res, portal, hepatic, vessels, _ = _combined_case(ircadb_dir, "06")
+    assert ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean() >= 0.9
+    assert "implausible" not in res.landmarks["vessel_separation"]
+    assert res.landmarks["vessel_separation"]["confidence"] >= 0.5
