@@ -113,7 +113,7 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
     fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
     new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[~fins]))
-    if is_closed_manifold(faces) and not is_closed_manifold(new_faces):
+    if not is_closed_manifold(new_faces) and is_closed_manifold(faces):  # the smaller mesh first
         log.debug("decimation left a non-manifold edge: %d triangles kept undecimated", len(faces))
         return points, faces
     return new_points, new_faces
