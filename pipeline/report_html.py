@@ -29,6 +29,7 @@ import logging
 import math
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -582,37 +583,40 @@ def write_plan_visuals(
     plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}), label_boxes(labels))
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
-    t = time.perf_counter()
-    written["labels"] = _write_label_files(plan)
-    if dicom_seg is not None and dicom_seg.files:
-        written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
-    log.info("label exports: %.1f s", time.perf_counter() - t)
-    meshes = {}
-    if meshes_and_previews:
-        meshes, written["previews"] = _meshes_and_previews(plan)
-    if ct is not None:
-        written["montage"] = [_write_montage(plan, ct, modality)]
-    views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
-                            montage_png=written["montage"][0] if written["montage"] else None)
-    # report.pdf: Chromium prints the print layout while the other outputs are written
-    with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views)) or nullcontext() as printing:
-        if meshes:
-            written["meshes"] = _write_mesh_files(plan, meshes)
+    # a worker writes the label files, the QC montage and the slice viewer's data (numpy, zlib and
+    # PNG coding, mostly outside the GIL) while this thread makes the meshes and previews
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        label_files = worker.submit(_write_label_files, plan)
+        montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
+        slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
+        if dicom_seg is not None and dicom_seg.files:
+            written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
+        meshes = {}
+        if meshes_and_previews:
+            meshes, written["previews"] = _meshes_and_previews(plan)
+        written["labels"] = label_files.result()
         with stage("report"):
-            views = replace(views, mesh_view=_viewer_html(viewer_data(meshes)) if meshes else "",
-                            slice_viewer="" if ct is None else _slice_viewer_html(plan, ct, modality, report))
-            written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
-            written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
+            written["montage"] = [] if montage is None else [montage.result()]
+        views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
+                                montage_png=written["montage"][0] if written["montage"] else None)
+        # report.pdf: Chromium prints the print layout while the other outputs are written
+        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views)) or nullcontext() as printing:
+            if meshes:
+                written["meshes"] = _write_mesh_files(plan, meshes)
+            with stage("report"):
+                views = replace(views, mesh_view=_viewer_html(viewer_data(meshes)) if meshes else "",
+                                slice_viewer="" if slice_view is None else slice_view.result())
+                written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
+                written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
     return written
 
 
-@timed("report")
 def _write_montage(plan: _PlanLabels, ct: np.ndarray, modality: str) -> Path:
     from .montage import write_qc_montage
 
     t = time.perf_counter()
     montage = write_qc_montage(plan.out_dir / "qc_montage.png", ct, plan.labels, affine_ras=plan.affine_ras,
-                               modality=modality)
+                               modality=modality, boxes=plan.boxes)
     log.info("QC montage: %.1f s", time.perf_counter() - t)
     return montage
 
