@@ -15,6 +15,8 @@ A :class:`Mesh` holds **RAS** world millimetres, the pipeline's canonical conven
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Mapping, NamedTuple
 
@@ -28,6 +30,8 @@ from .labels import PARENCHYMA_KINDS, LabelStructures, structure_kind
 
 log = logging.getLogger(__name__)
 
+#: Threads meshing structures at once (:func:`structure_meshes`).
+MESHING_THREADS = 2
 #: Zero voxels added around a structure's bounding box before meshing.
 PAD_VOXELS = 2
 #: A structure is meshed from blocks (``block_voxels``) only if the block contour's enclosed
@@ -95,6 +99,11 @@ def _polydata_arrays(polydata) -> tuple[np.ndarray, np.ndarray]:
     return points, conn.reshape(-1, 3).astype(np.int32)
 
 
+#: fast-simplification keeps the mesh being decimated in global C++ state, loaded and read back
+#: in separate calls: one decimation at a time per process.
+_SIMPLIFY_LOCK = threading.Lock()
+
+
 def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     """Quadric edge-collapse decimation (fast-simplification) that keeps a closed 2-manifold
     surface closed and 2-manifold.
@@ -107,9 +116,10 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     """
     import fast_simplification
 
-    new_points, new_faces = fast_simplification.simplify(
-        np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
-        target_reduction=float(target_reduction))
+    with _SIMPLIFY_LOCK:
+        new_points, new_faces = fast_simplification.simplify(
+            np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
+            target_reduction=float(target_reduction))
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
     fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
     new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[~fins]))
@@ -443,17 +453,21 @@ def structure_meshes(
     """
     affine = check_affine_ras(affine_ras)
     parenchyma_block = parenchyma_block_voxels(np.linalg.norm(affine[:3, :3], axis=0))
-    meshes = {}
-    for name in structures:
+
+    def mesh_of(name: str) -> Mesh:
         block = parenchyma_block if structure_kind(name) in PARENCHYMA_KINDS else (1, 1, 1)
         options = dict(smoothing_iterations=smoothing_iterations,
                        smoothing_passband=smoothing_passband, target_reduction=target_reduction,
                        block_voxels=block)
         if isinstance(structures, LabelStructures):  # the mask inside its box only
-            crop, start = structures.crop(name)
-            mesh = _crop_mesh(crop, start, affine, **options)
-        else:
-            mesh = surface_mesh(structures[name], affine_ras=affine, **options)
+            return _crop_mesh(*structures.crop(name), affine, **options)
+        return surface_mesh(structures[name], affine_ras=affine, **options)
+
+    # two threads: vtk's contouring and smoothing run outside the GIL while the other thread decimates
+    with ThreadPoolExecutor(max_workers=MESHING_THREADS) as pool:
+        made = dict(zip(structures, pool.map(mesh_of, structures)))
+    meshes = {}
+    for name, mesh in made.items():
         if len(mesh.faces) == 0:
             log.warning("structure %r is empty: no mesh", name)
             continue
