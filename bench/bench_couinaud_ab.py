@@ -1,0 +1,84 @@
+"""Runtime A/B of the Couinaud division: another commit's ``couinaud`` package against this one's,
+calls interleaved on the same arrays in one process (the fair comparison on a shared machine).
+
+Usage::
+
+    python bench/bench_couinaud_ab.py --base COMMIT [--case 01] [--mode separate|combined] [-n 5]
+
+``separate``: :func:`segment_couinaud` on the case's liver, portal_vein and hepatic_veins (bool,
+C-ordered, as the plan passes them); ``combined``: :func:`segment_couinaud_from_vessels` on
+``(portal_vein | hepatic_veins) & liver``. The base commit's ``couinaud/`` folder is extracted with
+``git archive`` into a temporary folder and imported as ``couinaud_base`` (the rest of hepatoplan
+is this checkout's). One warm-up call each, then ``-n`` rounds of (base, this); prints CPU and wall
+seconds per call (median, min) and whether the labels are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_couinaud import DEFAULT_DATA, ROOT, load  # this folder is on sys.path when run as a script
+
+from hepatoplan.couinaud import segment as this
+
+
+def base_module(commit: str, folder: Path):
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "couinaud"], check=True, capture_output=True).stdout
+    tarfile.open(fileobj=io.BytesIO(tar)).extractall(folder, filter="data")
+    (folder / "couinaud").rename(folder / "couinaud_base")
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("couinaud_base.segment")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="commit whose couinaud/ is compared with this checkout's")
+    ap.add_argument("--case", default="01")
+    ap.add_argument("--mode", choices=("separate", "combined"), default="separate")
+    ap.add_argument("-n", type=int, default=5)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    a = ap.parse_args(argv)
+    d = a.data / a.case
+    if not d.is_dir():
+        print(f"no data at {d} (see ../shared/data/README.md)", file=sys.stderr)
+        return 2
+    (liver, sp), (portal, _), (hepatic, _) = (load(d, n) for n in ("liver", "portal_vein", "hepatic_veins"))
+    liver, portal, hepatic = (np.ascontiguousarray(m > 0) for m in (liver, portal, hepatic))
+    vessels = (portal | hepatic) & liver
+    with tempfile.TemporaryDirectory() as tmp:
+        base = base_module(a.base, Path(tmp))
+
+        def call(mod):
+            if a.mode == "separate":
+                return mod.segment_couinaud(liver, portal, hepatic, spacing_mm=sp)
+            return mod.segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp)
+
+        same = np.array_equal(call(base).labels, call(this).labels)
+        times = {"base": [], "this": []}
+        for _ in range(a.n):
+            for name, mod in (("base", base), ("this", this)):
+                t, c = time.perf_counter(), time.process_time()
+                call(mod)
+                times[name].append((time.process_time() - c, time.perf_counter() - t))
+    b, t = np.array(times["base"]), np.array(times["this"])
+    print(f"IRCADb {a.case}, {a.mode} masks, {a.n} interleaved rounds, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores: CPU s per call median {np.median(b[:, 0]):.2f} (base {a.base}) -> "
+          f"{np.median(t[:, 0]):.2f} (this), min {b[:, 0].min():.2f} -> {t[:, 0].min():.2f}; wall median "
+          f"{np.median(b[:, 1]):.2f} -> {np.median(t[:, 1]):.2f}, min {b[:, 1].min():.2f} -> {t[:, 1].min():.2f}; "
+          f"labels identical: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
