@@ -20,13 +20,20 @@ hyperdense), at a position drawn among deep / subcapsular / bulging / perivascul
   the predicted lesions overlapping it (a heterogeneous lesion should be one);
 * tumour Dice pooled over the runs (all voxels of all runs) and per run; liver Dice against the
   manual liver plus the inserted lesions (their bulging parts included);
-* a run is *bad* when its liver Dice < 0.90 or a lesion >= 10 mL (inserted or real) is not found; the
-  self-check should flag it (``report["self_check"]["passed"]`` false) and pass the good runs.
+* a run is *bad* when its liver Dice < 0.90, a lesion >= 10 mL (inserted or real) is not found, or
+  the scan cuts the liver (the truth liver reaches a face of the scan: its volume, hence the FLR, is
+  unknown, so flagging it is right); the self-check should flag it (``report["self_check"]["passed"]``
+  false) and pass the good runs;
+* every near miss of the tumour search (``report["tumours"]["near_misses"]``: volume, rule, margin,
+  whether it touches a lesion found) is kept in the JSON with what lies at its centroid in the truth
+  (an inserted or real lesion, found or missed, or none), and so is every lesion left cut by the liver
+  outline: ``--choose-limits`` picks the self-check's limits from them offline, leave-one-scan-out.
 
 Usage::
 
     python bench/bench_segmentation_insertion.py [--splits dev heldout degraded] [--no-write] [--json FILE]
     python bench/bench_segmentation_insertion.py --load A.json B.json   # tables of runs made in parallel
+    python bench/bench_segmentation_insertion.py --load A.json B.json --choose-limits   # + the limits, leave-one-scan-out
 
 Prints Markdown tables and rewrites the ``### Lesion insertion`` section of ``bench/RESULTS.md``.
 """
@@ -51,6 +58,7 @@ from bench_segmentation_robustness import BLOCKS, _block_mean, variant  # noqa: 
 from hepatoplan.errors import HepatoplanError  # noqa: E402
 from hepatoplan.pipeline import io  # noqa: E402
 from hepatoplan.segmentation import segment_study  # noqa: E402
+from hepatoplan.segmentation.selfcheck import _largest_face_area_mm2  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "### Lesion insertion"
@@ -59,7 +67,7 @@ SIZE_BINS_ML = ((0.5, 1.0), (1.0, 2.5), (2.5, 5.0), (5.0, 15.0), (15.0, 50.0), (
 PLACE_WEIGHTS = {"deep": 0.3, "subcapsular": 0.25, "bulging": 0.25, "perivascular": 0.2}
 SPLITS = {
     "dev": [("07", seed, "native") for seed in range(5)],
-    "heldout": [("01", seed, "native") for seed in range(100, 105)],
+    "heldout": [("01", seed, "native") for seed in range(100, 107)],
     "degraded": [(case, seed, v) for case, seed in (("07", 0), ("01", 100))
                  for v in ("slices_x2", "slices_x3", "noise", "partial_top", "partial_bottom")],
 }
@@ -134,6 +142,21 @@ def _taken(case: Case, lesions) -> np.ndarray:
     return taken
 
 
+def at_truth(near: list[dict], truth: dict, lesion_rows: list[dict], n_real: int) -> list[dict]:
+    """The near misses, each with ``truth``: what lies at its centroid (``inserted found`` /
+    ``inserted missed`` / ``real found`` / ``real missed`` / ``none``; a real lesion under 1 mL,
+    not scored, counts as missed)."""
+    tum = truth["tumours"]
+    found = {e["label"]: e["found"] for e in lesion_rows}
+    out = []
+    for e in near:
+        idx = tuple(int(round(min(max(v, 0), n - 1))) for v, n in zip(e["centroid_index"], tum.shape))
+        k = int(tum[idx])
+        what = "none" if k == 0 else ("inserted" if k > n_real else "real") + (" found" if found.get(k) else " missed")
+        out.append({**e, "truth": what})
+    return out
+
+
 def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
     """Liver / tumour scores of one run and the per-lesion outcome (inserted lesions, then the
     scan's own lesions >= 1 mL)."""
@@ -158,7 +181,7 @@ def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
         ids = np.unique(tum_pred[m])
         ids = ids[ids > 0]
         pm = np.isin(tum_pred, ids) if len(ids) else np.zeros_like(m)
-        e = {"volume_ml": round(vol, 2), "found": covered >= FOUND_FRACTION, "covered": round(covered, 2),
+        e = {"label": k, "volume_ml": round(vol, 2), "found": covered >= FOUND_FRACTION, "covered": round(covered, 2),
              "split": int(len(ids)), "dice": round(dice(pm, m), 3) if len(ids) else 0.0,
              "in_liver": round(float(np.count_nonzero(m & (pred["liver"] > 0)) / m.sum()), 2)}
         if inserted:
@@ -176,7 +199,8 @@ def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
     row["false_lesions_ge_1ml"] = false
     row["lesions"] = entries
     row["missed_big"] = [e["volume_ml"] for e in entries if e["volume_ml"] >= BIG_LESION_ML and not e["found"]]
-    row["bad"] = bool(row["liver_dice"] < GOOD_LIVER_DICE or row["missed_big"])
+    row["liver_cut_by_scan"] = bool(_largest_face_area_mm2(truth["liver"] > 0, spacing) > 0)
+    row["bad"] = bool(row["liver_dice"] < GOOD_LIVER_DICE or row["missed_big"] or row["liver_cut_by_scan"])
     return row
 
 
@@ -191,14 +215,18 @@ def run_one(case: Case, seed: int, variant_name: str) -> dict:
         zeros = np.zeros(truth["liver"].shape, np.uint8)
         pred = {"liver": zeros, "tumours": zeros}
         check = {"passed": False, "reasons": [f"refused: {exc}"]}
+        tinfo = {}
     else:
         pred = {"liver": seg.liver, "tumours": seg.tumours}
-        check = seg.report.get("self_check", {"passed": not seg.report["qc_flags"], "reasons": seg.report["qc_flags"]})
+        check = seg.report["self_check"]
+        tinfo = seg.report["tumours"]
     row["segment_s"] = round(time.perf_counter() - t, 1)
     row.update(score(pred, truth, lesions, spacing, n_real))
     row["qc_passed"] = bool(check["passed"])
     row["qc_reasons"] = check.get("reasons", [])
     row["checks"] = {c["name"]: c["value"] for c in check.get("checks", [])}  # to study the limits offline
+    row["near_misses"] = at_truth(tinfo.get("near_misses", []), truth, row["lesions"], n_real)
+    row["cut_lesions"] = tinfo.get("cut_lesions", [])
     return row
 
 
