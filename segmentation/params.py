@@ -530,9 +530,12 @@ class SelfCheckParams:
     max_scan_edge_mm2 : float
         The liver's cross-section on a face of the scan from which the liver is cut by the field of
         view. PLACEHOLDER
+    near_miss_rules : tuple of str
+        A lesion candidate counts as a near miss when rejected by one of these tests
+        (``segmentation.tumours.REJECTED``: core density, shape, fat, surface shell, edge) ...
     max_near_miss_margin : float
-        A lesion candidate counts as a near miss when rejected by at most this margin (the share
-        of the rule's scale past its limit, ``margin`` in the tumours' ``near_misses``) ...
+        ... by at most this margin (the share of the test's scale past its limit, ``margin`` in
+        the tumours' ``near_misses``) ...
     max_near_miss_ml : float
         ... and of this volume or more fails the check, unless it touches a lesion found (a missed
         lesion of 10 mL changes a plan). PLACEHOLDER
@@ -548,6 +551,7 @@ class SelfCheckParams:
     pocket_open_mm: float = 3.0
     max_pocket_ml: float = 5.0
     max_scan_edge_mm2: float = 500.0
+    near_miss_rules: tuple[str, ...] = ("core", "shape", "fat", "surface", "edge")
     max_near_miss_margin: float = 0.25
     max_near_miss_ml: float = 5.0
     max_cut_fraction: float = 0.33

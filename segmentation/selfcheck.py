@@ -73,15 +73,16 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
         checks += _liver_checks(image, liver > 0, linfo, tuple(spacing_mm), params, liver_params)
     tinfo = report.get("tumours") or {}
     if tinfo.get("computed", True) and "near_misses" in tinfo:
-        checks += _lesion_checks(tinfo, params)
+        checks += lesion_checks(tinfo, params)
     return {"passed": all(c["passed"] for c in checks), "checks": [{k: v for k, v in c.items() if k != "reason"} for c in checks],
             "reasons": [c["reason"] for c in checks if not c["passed"]]}
 
 
-def _lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
+def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     """The largest near miss away from the lesions found, and the largest share of a found
     lesion's boundary left cut by the liver outline."""
-    near = [e for e in tinfo["near_misses"] if not e.get("touches_lesion") and e.get("margin", 0.0) <= p.max_near_miss_margin]
+    near = [e for e in tinfo["near_misses"]
+            if e["rule"] in p.near_miss_rules and not e["touches_lesion"] and e["margin"] <= p.max_near_miss_margin]
     worst = max(near, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "rejected": ""})
     vol = worst["volume_ml"]
     cut = max(tinfo.get("cut_lesions", []), key=lambda e: e["cut_fraction"], default={"cut_fraction": 0.0, "volume_ml": 0.0})
@@ -104,7 +105,7 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
     rank = int(linfo.get("candidate_rank", 1))
     vol = float(linfo.get("liver_volume_ml", 0.0))
     lo_ml, hi_ml = lp.liver_volume_range_ml
-    edge_mm2 = _largest_face_area_mm2(liver, spacing)
+    edge_mm2 = scan_edge_area_mm2(liver, spacing)
     checks = [
         _check("liver_at_scan_edge_mm2", round(edge_mm2, 1), p.max_scan_edge_mm2, edge_mm2 < p.max_scan_edge_mm2,
                f"the liver reaches the edge of the scan ({edge_mm2 / 100.0:.0f} cm2 on one face): part of it is outside "
@@ -132,7 +133,7 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
     return checks
 
 
-def _largest_face_area_mm2(mask: np.ndarray, spacing) -> float:
+def scan_edge_area_mm2(mask: np.ndarray, spacing) -> float:
     """The largest area (mm2) of ``mask`` on one of the six faces of its array."""
     areas = []
     for ax in range(3):

@@ -48,6 +48,16 @@ from .params import TumourParams
 log = logging.getLogger(__name__)
 
 
+#: The lesion tests a candidate can fail (:func:`_rejected`, :func:`_coarse_search`), in words.
+REJECTED = {
+    "core": "core not as dark as a seed",
+    "shape": "not blob-like",
+    "fat": "holds fat",
+    "surface": "mostly in the surface shell",
+    "edge": "no edge to the liver around it",
+}
+
+
 @dataclass(frozen=True)
 class _LesionGrid:
     """The liver's box at the lesion search's resolution, with the parenchyma's thresholds.
@@ -316,11 +326,11 @@ def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None
     return found
 
 
-def _near_miss(volume_ml: float, why: str, margin: float, median_hu: float, win, comp) -> dict:
-    """A rejected candidate's record; ``_where`` (its window and mask on the search grid) is
-    replaced by its place in :func:`_locate_near_misses`."""
-    return {"volume_ml": round(float(volume_ml), 2), "rejected": why, "margin": round(float(margin), 3),
-            "median_hu": round(float(median_hu), 1), "_where": (win, comp)}
+def _near_miss(volume_ml: float, rule: str, margin: float, median_hu: float, win, comp, detail: str = "") -> dict:
+    """A rejected candidate's record (``rule``: a key of :data:`REJECTED`); ``_where`` (its window
+    and mask on the search grid) is replaced by its place in :func:`_locate_near_misses`."""
+    return {"volume_ml": round(float(volume_ml), 2), "rule": rule, "rejected": REJECTED[rule] + detail,
+            "margin": round(float(margin), 3), "median_hu": round(float(median_hu), 1), "_where": (win, comp)}
 
 
 def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: TumourParams) -> list[dict]:
@@ -356,21 +366,22 @@ def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
 
 
 def _rejected(entry: dict, values: np.ndarray, grid: _LesionGrid, p: TumourParams) -> tuple[str | None, float]:
-    """Why a candidate is not a lesion (None when it is one), and by how much (the margin: the
-    distance past the rule's limit over the rule's scale, 0 at the limit; ``inf`` when accepted).
+    """Which rule rejects a candidate (None when it is a lesion; :data:`REJECTED` says each in
+    words), and by how much (the margin: the distance past the rule's limit over the rule's scale,
+    0 at the limit; ``inf`` when accepted).
 
     Scales: the seed threshold's distance below the parenchyma (core density), the limit itself
     (ellipsoid fill, surface share), four times the limit (fat share: 1 % allowed, 2 % is close).
     """
     core_hu = float(np.percentile(values, p.dark_percentile))
     if core_hu > grid.seed_hu:  # a lesion's core must be dark, not only a few voxels
-        return "core not as dark as a seed", (core_hu - grid.seed_hu) / (grid.median_hu - grid.seed_hu)
+        return "core", (core_hu - grid.seed_hu) / (grid.median_hu - grid.seed_hu)
     if entry["ellipsoid_fill"] < p.min_ellipsoid_fill:
-        return "not blob-like", 1.0 - entry["ellipsoid_fill"] / p.min_ellipsoid_fill
+        return "shape", 1.0 - entry["ellipsoid_fill"] / p.min_ellipsoid_fill
     if entry["fat_fraction"] > p.max_fat_fraction:  # fissures and the gallbladder fossa hold fat
-        return "holds fat", (entry["fat_fraction"] / p.max_fat_fraction - 1.0) / 4.0
+        return "fat", (entry["fat_fraction"] / p.max_fat_fraction - 1.0) / 4.0
     if entry["surface_fraction"] > p.max_surface_fraction:
-        return "mostly in the surface shell", entry["surface_fraction"] / p.max_surface_fraction - 1.0
+        return "surface", entry["surface_fraction"] / p.max_surface_fraction - 1.0
     return None, float("inf")
 
 
@@ -424,8 +435,8 @@ def _coarse_search(grid: _LesionGrid, sigma_mm: float, p: TumourParams, near: li
             if edge >= limit:
                 out.append((win, part))
             elif edge >= (1.0 - p.near_miss_fraction) * limit and volume_ml >= p.near_miss_min_ml:
-                near.append(_near_miss(volume_ml, f"edge {edge:.0f} HU below {limit:.0f} HU (scale {sigma_mm:g} mm)",
-                                       1.0 - edge / limit, part_level, win, part))
+                near.append(_near_miss(volume_ml, "edge", 1.0 - edge / limit, part_level, win, part,
+                                       f" ({edge:.0f} HU below {limit:.0f} HU, scale {sigma_mm:g} mm)"))
     return out
 
 
