@@ -79,8 +79,23 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
 
 
 def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
-    """The largest near miss away from the lesions found, and the largest share of a found
-    lesion's boundary left cut by the liver outline."""
+    """The checks of the tumour search's result: the largest near miss away from the lesions found
+    (``lesion_near_miss_ml``), and the largest share of a found lesion's boundary left cut by the
+    liver outline (``lesion_cut_fraction``).
+
+    Parameters
+    ----------
+    tinfo : dict
+        The tumours' report (:func:`hepatoplan.segmentation.segment_tumours`): ``near_misses`` (each
+        with ``rule``, ``margin``, ``touches_lesion``, ``volume_ml``) and ``cut_lesions``.
+    p : SelfCheckParams
+        The limits.
+
+    Returns
+    -------
+    list of dict
+        Two checks: name, value, limit, passed, and the reason to show when failed.
+    """
     near = [e for e in tinfo["near_misses"]
             if e["rule"] in p.near_miss_rules and not e["touches_lesion"] and e["margin"] <= p.max_near_miss_margin]
     worst = max(near, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "rejected": ""})
