@@ -555,6 +555,12 @@ class SelfCheckParams:
         A lesion found with at least this share of its boundary cut by the liver outline (its
         outer part not recovered) fails the check (IRCADb 01's own 84 mL tumour: 0.21, found whole;
         bulging lesions left cut on thick slices or a cut scan: 0.42-0.59).
+    max_slice_spacing_mm : float
+        Above this voxel size along any axis the automatic CT segmentation is outside the range it was
+        developed and benchmarked on (IRCADb 01 / 07: 1.6 mm slices) and is delivered unverified. In
+        the insertion benchmark every run on 3.2 or 4.8 mm slices (2 per scan) was bad: a missed
+        53-84 mL lesion or a liver Dice under 0.90; on 4.8 mm slices IRCADb 01's own 84 mL tumour was
+        missed with no other check failing.
     """
 
     coarse_spacing_mm: float = 2.0
@@ -568,6 +574,7 @@ class SelfCheckParams:
     max_near_miss_margin: float = 0.25
     max_near_miss_ml: float = 15.0
     max_cut_fraction: float = 0.3
+    max_slice_spacing_mm: float = 2.5
 
 
 @dataclass(frozen=True)

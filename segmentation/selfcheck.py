@@ -19,7 +19,9 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   lesions found (a candidate overlapping or touching a found lesion is part of it, or the halo
   around it, not a missed lesion);
 * ``lesion_cut_fraction``: no lesion found with a large share of its boundary on the liver's
-  outline and its outer part not recovered (a bulging lesion cut by the liver mask).
+  outline and its outer part not recovered (a bulging lesion cut by the liver mask);
+* ``voxel_spacing_mm``: the scan's coarsest voxel spacing within the range the CT segmentation was
+  developed and benchmarked on (thick slices blur small and faint lesions into the liver).
 
 On MR the liver's own self-check (:mod:`hepatoplan.segmentation.mr_liver`) stands in for the liver
 checks (these read densities in HU). The liver on the wrong side of
@@ -74,6 +76,13 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
     tinfo = report.get("tumours") or {}
     if tinfo.get("computed", True) and "near_misses" in tinfo:
         checks += lesion_checks(tinfo, params)
+    if not own and (linfo or "near_misses" in tinfo):  # CT: an automatic liver or tumour search ran
+        coarsest_mm = round(float(max(spacing_mm)), 2)
+        checks.append(_check("voxel_spacing_mm", coarsest_mm, params.max_slice_spacing_mm,
+                             coarsest_mm <= params.max_slice_spacing_mm,
+                             f"voxels of {coarsest_mm:g} mm along one axis: the automatic segmentation was developed on "
+                             f"slices up to {params.max_slice_spacing_mm:g} mm and misses lesions on thicker ones; review "
+                             "the masks or give --liver/--tumours made on thinner slices"))
     return {"passed": all(c["passed"] for c in checks), "checks": [{k: v for k, v in c.items() if k != "reason"} for c in checks],
             "reasons": [c["reason"] for c in checks if not c["passed"]]}
 
