@@ -97,6 +97,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.units import voxel_volume_ml
 
+from .nearest_voxel import nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels, voxel_indices
 
 log = logging.getLogger(__name__)
@@ -594,24 +595,21 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
 def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverCrop, liver_sel=None) -> np.ndarray:
     """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
     to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
-    ``ctx.liver_flat``; default all, ``box`` being ``inner``): one labelled feature transform
-    (scipy ``distance_transform_edt``, mm). -1 where the box holds no vessel voxel."""
+    ``ctx.liver_flat``; default all, ``box`` being ``inner``): one feature transform
+    (:func:`~hepatoplan.resection.nearest_voxel.nearest_voxel`, mm). -1 where the box holds no vessel voxel."""
     shape = _shape(box)
-    flat = ctx.liver_flat if liver_sel is None else ctx.liver_flat[liver_sel]
-    if box != ctx.inner:
-        at = np.unravel_index(flat, _shape(ctx.inner))
-        flat = np.ravel_multi_index(tuple(a + i.start - b.start for a, i, b in zip(at, ctx.inner, box)), shape)
     rel = t.ijk - [b.start for b in box]
-    inside = np.all((rel >= 0) & (rel < shape), axis=1)
-    if not inside.any():
-        return np.full(len(flat), -1, np.int32)
-    idx = ndimage.distance_transform_edt(~vessel_c[box], sampling=ctx.spacing_mm, return_distances=False,
-                                         return_indices=True)
-    nearest = np.ravel_multi_index(tuple(i.reshape(-1)[flat] for i in idx), shape)
-    del idx
-    lookup = np.full(int(np.prod(shape)), -1, np.int32)  # node index of each vessel voxel of the box
-    lookup[np.ravel_multi_index(tuple(rel[inside].T), shape)] = np.flatnonzero(inside)
-    return lookup[nearest]
+    inside = np.flatnonzero(np.all((rel >= 0) & (rel < shape), axis=1)).astype(np.int32)
+    if liver_sel is None:  # the liver's voxels of ``inner`` (``box``), in C order as ``liver_flat``
+        asking = ctx.liver[ctx.inner]
+    else:
+        at = np.unravel_index(ctx.liver_flat[liver_sel], _shape(ctx.inner))
+        asking = np.zeros(shape, bool)
+        asking[tuple(a + i.start - b.start for a, i, b in zip(at, ctx.inner, box))] = True
+    if not inside.size:
+        return np.full(np.count_nonzero(asking), -1, np.int32)
+    # the tree's nodes in the box are its vessel voxels in C order: answers are node numbers there
+    return inside[nearest_voxel(vessel_c[box], spacing_mm=ctx.spacing_mm, at=asking)]
 
 
 def _downstream_removed_share(t: _Tree, before, root, nearest, anatomical_at_liver) -> np.ndarray:
@@ -660,24 +658,29 @@ _FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for d
 
 
 def _voxel_graph(ijk: np.ndarray, spacing):
-    """Symmetric sparse graph of voxels ``ijk`` (C order): 26-neighbours joined by their distance
-    (mm). Neighbours are found by binary search among the voxels' linear indices: work
-    proportional to the number of voxels, not to their box."""
+    """Symmetric sparse graph (CSR, columns sorted) of voxels ``ijk`` (C order): 26-neighbours
+    joined by their distance (mm). Neighbours are found by binary search among the voxels' linear
+    indices: work proportional to the number of voxels, not to their box."""
     from scipy import sparse
 
     n = len(ijk)
     dims = ijk.max(axis=0) + 3  # one voxel of margin on each side: no neighbour wraps around
     key = ((ijk[:, 0] + 1) * dims[1] + ijk[:, 1] + 1) * dims[2] + ijk[:, 2] + 1  # increasing
-    rows, cols, weights = [], [], []
-    for off in _FORWARD_OFFSETS:
+    k = len(_FORWARD_OFFSETS)
+    # columns in increasing order of key: the backward offsets from the last, then the forward ones
+    neighbour = np.full((n, 2 * k), -1, np.int32)
+    for i, off in enumerate(_FORWARD_OFFSETS):
         target = key + (off[0] * dims[1] + off[1]) * dims[2] + off[2]
         pos = np.minimum(np.searchsorted(key, target), n - 1)
-        hit = key[pos] == target
-        rows.append(np.flatnonzero(hit))
-        cols.append(pos[hit])
-        weights.append(np.full(int(hit.sum()), float(np.linalg.norm(np.asarray(off) * spacing))))
-    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
-    return sparse.coo_matrix((np.r_[w, w], (np.r_[r, c], np.r_[c, r])), shape=(n, n)).tocsr()
+        hit = np.flatnonzero(key[pos] == target)
+        neighbour[hit, k + i] = pos[hit]
+        neighbour[pos[hit], k - 1 - i] = hit
+    forward = [float(np.linalg.norm(np.asarray(off) * spacing)) for off in _FORWARD_OFFSETS]
+    edge = neighbour >= 0
+    indptr = np.zeros(n + 1, np.int32)
+    np.cumsum(np.count_nonzero(edge, axis=1), out=indptr[1:])
+    weight = np.broadcast_to(np.array(forward[::-1] + forward), edge.shape)
+    return sparse.csr_array((weight[edge], neighbour[edge], indptr), shape=(n, n))
 
 
 def _pieces(t: _Tree, disconnected, transected) -> tuple[np.ndarray, int]:
