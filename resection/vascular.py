@@ -428,10 +428,10 @@ def _consequences(p: _TreeOutcome | None, h: _TreeOutcome | None, ctx: _LiverCro
     def full(outcome):
         if outcome is None:
             return None
-        territory = np.zeros(_shape(ctx.inner), bool)
-        territory.reshape(-1)[ctx.liver_flat[outcome.territory_at_liver(n)]] = True
-        out = np.zeros(shape, bool)
-        out[tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(ctx.box, ctx.inner))] = territory
+        out = np.zeros(shape, bool)  # untouched pages cost nothing: written only where a territory lies
+        if outcome.owner_at_liver is not None:
+            at = np.unravel_index(ctx.liver_flat[outcome.territory_at_liver(n)], _shape(ctx.inner))
+            out[tuple(a + b.start + i.start for a, b, i in zip(at, ctx.box, ctx.inner))] = True
         return out
 
     union_ml = None
