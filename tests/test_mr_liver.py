@@ -129,6 +129,31 @@ def test_a_liver_without_its_left_lobe_is_unverified():
     assert any(f.startswith("unverified: the mask reaches only") for f in info["qc_flags"])
 
 
+def test_the_dark_dome_is_taken():
+    """The phantom's top two liver slices at 60 % of the liver's brightness (partial volume with the lung on
+    thick slices): the dome step takes them; without it (``dome_min_fraction`` 0) they are lost."""
+    img, sp, liver = mr_phantom()
+    top = np.flatnonzero(liver.any(axis=(0, 1)))[-2:]
+    dark = img.astype(np.float32)
+    dark[..., top] = np.where(liver[..., top], 0.6 * dark[..., top], dark[..., top])
+    with_dome, info = segment_liver_mr(dark, spacing_mm=sp)
+    without, _ = segment_liver_mr(dark, spacing_mm=sp, params=MRLiverParams(dome_min_fraction=0.0))
+    assert info["qc_passed"] and info["self_check"]["passed"], info["qc_flags"]
+    covered = [np.count_nonzero(m[..., top] & liver[..., top]) / np.count_nonzero(liver[..., top])
+               for m in (with_dome > 0, without > 0)]
+    assert covered[0] >= 0.7 and covered[1] <= 0.3, covered
+    assert _dice(with_dome, liver) >= 0.97
+
+
+def test_slices_thicker_than_developed_on_are_unverified(phantom):
+    """The same voxels read as 12 mm slices (developed on 3-7.7 mm, limit 10 mm): delivered, unverified."""
+    img, _, _ = phantom
+    _, info = segment_liver_mr(img, spacing_mm=(1.5, 1.5, 12.0))
+    check = next(c for c in info["self_check"]["checks"] if c["name"] == "slice_thickness_mm")
+    assert info["qc_passed"] and not check["passed"] and check["value"] == 12.0
+    assert any(f.startswith("unverified: slices 12.0 mm apart") and "--liver FILE" in f for f in info["qc_flags"])
+
+
 def test_a_candidate_near_the_skin_is_not_a_liver(phantom, phantom_result):
     """The phantom's liver lies 18 mm and more under the skin: none of it within 15 mm, 40 % within 60 mm
     (a liver is not in the abdominal wall)."""
@@ -179,9 +204,9 @@ def test_partial_coverage_is_flagged_not_refused(phantom):
 
 def test_a_speck_at_the_scan_border_is_not_a_partial_liver():
     """Partial coverage excuses a small liver only where the scan cuts through a wide cross-section."""
-    img, sp, liver = mr_phantom(left_lobe=False)  # the top three slices of its liver hold < 50 mL
+    img, sp, liver = mr_phantom(left_lobe=False)  # the top two slices of its liver hold 21 mL
     zs = np.flatnonzero(liver.any(axis=(0, 1)))
-    _, info = segment_liver_mr(np.ascontiguousarray(img[..., zs[-1] - 2:]), spacing_mm=sp)
+    _, info = segment_liver_mr(np.ascontiguousarray(img[..., zs[-1] - 1:]), spacing_mm=sp)
     assert not info["qc_passed"]
 
 
@@ -249,7 +274,7 @@ def test_chaos_t2_spir(case):
     assert info["qc_passed"], info["qc_flags"]
     assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
     assert _dice(mask, ref) >= 0.85
-    # 02 measures +15.1 % (leaks into mesenteric fat and the heart, bench/RESULTS.md): the issue's 7 % is not met
+    # 02 measures +15.6 % (leaks into mesenteric fat and the heart, bench/RESULTS.md): the issue's 7 % is not met
     assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.16
 
 
@@ -261,6 +286,18 @@ def test_chaos_with_the_top_cut_off():
     mask, info = segment_liver_mr(np.ascontiguousarray(vol.array[..., :cut]), spacing_mm=vol.spacing_mm)
     assert info["qc_passed"] and _dice(mask, ref[..., :cut]) >= 0.85
     assert any("superior-inferior" in f for f in info["qc_flags"])
+
+
+def test_chaos_cut_at_the_side_is_right_or_flagged():
+    """CHAOS 03 with the field of view cut on the patient's right through 30 % of the liver's width (the
+    run that scored 0.842 with QC passed before the dome step): Dice >= 0.85 or a flag, never a quiet
+    miss."""
+    vol, ref = _chaos("03")
+    xs = np.flatnonzero(ref.any(axis=(1, 2)))  # canonical axis 0 increases toward the patient's right
+    keep = xs[-1] - int(0.3 * (xs[-1] - xs[0]))
+    mask, info = segment_liver_mr(np.ascontiguousarray(vol.array[:keep]), spacing_mm=vol.spacing_mm)
+    assert info["qc_passed"]
+    assert _dice(mask, ref[:keep]) >= 0.85 or not info["self_check"]["passed"]
 
 
 def test_totalsegmentator_mr_example():
