@@ -179,7 +179,8 @@ def phantom_rows() -> str:
               "keep their reference 5|8 plane 9-12 mm below the right portal vein, with no vessel cue found.",
               "", "Runtime (issue 20, round 3): the same labels in less time; interleaved against 7e36ef3 on "
               "IRCADb 01 (`python bench/bench_couinaud_ab.py --base 7e36ef3 --case 01 --mode separate -n 5`, "
-              "load 13.4 on 2 cores): CPU per call median 1.45 -> 1.03 s, min 0.97 -> 0.64 s, labels identical. "
+              "load 2.9 on 2 cores): CPU per call median 1.72 -> 1.14 s, wall median 1.81 -> 1.17 s (min 0.84 s), "
+              "labels identical (under load 13.4: CPU 1.45 -> 1.03 s). "
               "The code is single-threaded, so the CPU seconds are what a quiet machine's wall time would be; "
               "the table's time column above is from an earlier run. Over the 12 cases under load 12-15 the "
               "separate-mask call took 0.45-1.82 s CPU. What changed: section \"Couinaud segments from one "
