@@ -1,11 +1,11 @@
-"""The nearest vessel voxel of every liver voxel: ``resection.nearest_voxel`` against scipy.
+"""The nearest vessel voxel of every liver voxel: ``hepatoplan.nearest_voxel`` against scipy.
 
     python bench/bench_nearest_voxel.py [--cases 01,02] [--runs 2]
 
 For each IRCADb case in ../shared/data and each tree (portal, hepatic): the liver's box grown by 3
 voxels (what ``resection.vascular`` transforms), scipy's ``distance_transform_edt(~vessel,
 sampling=spacing, return_indices=True)`` read at the liver's voxels, and
-:func:`hepatoplan.resection.nearest_voxel.nearest_voxel` on the same box; whether the two name the
+:func:`hepatoplan.nearest_voxel.nearest_voxel` on the same box; whether the two name the
 same vessel voxel for every liver voxel, and the CPU seconds of each (``time.process_time``, the
 best of ``--runs``; runs interleaved). nearest_voxel's one-off cost (numba's import and first call,
 in a fresh process) is printed beside.
@@ -25,11 +25,11 @@ from scipy import ndimage
 
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.pipeline.io import read_labels
-from hepatoplan.resection.nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel import nearest_voxel
 
 IRCADB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ircadb"
 ONE_OFF = ("import time, numpy as np; t = time.process_time(); "
-           "from hepatoplan.resection.nearest_voxel import nearest_voxel; t1 = time.process_time(); "
+           "from hepatoplan.nearest_voxel import nearest_voxel; t1 = time.process_time(); "
            "nearest_voxel(np.ones((2, 2, 2), bool), spacing_mm=(1, 1, 1), at=np.ones((2, 2, 2), bool)); "
            "print(t1 - t, time.process_time() - t1)")
 

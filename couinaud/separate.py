@@ -42,12 +42,12 @@ from dataclasses import dataclass
 import cc3d
 import edt
 import numpy as np
-from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse import csgraph
 
 from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import NotComputableError
+from hepatoplan.nearest_voxel import nearest_voxel
 from hepatoplan.units import voxel_volume_ml
 
 from .graph import SkeletonGraph, skeleton_graph
@@ -348,13 +348,15 @@ def _join_at_hilum(pieces: np.ndarray, stats: dict, hilum_mm: np.ndarray, sp: np
 def _paint(vessels: np.ndarray, g: SkeletonGraph, node_labels: np.ndarray, sp: np.ndarray) -> np.ndarray:
     """Every vessel voxel takes the label of its nearest skeleton node (within the vessels' box).
 
-    scipy's feature transform, not a k-d tree (ten times faster here): between equally near nodes
-    the two choose differently, and on IRCADb 07 that changed the division (mean Dice 0.874 -> 0.862)."""
+    A feature transform (:func:`hepatoplan.nearest_voxel.nearest_voxel`: scipy's voxels, ties
+    included, read at the vessel voxels only), not a k-d tree: between equally near nodes the two
+    choose differently, and on IRCADb 07 that changed the division (mean Dice 0.874 -> 0.862)."""
     out = np.zeros(vessels.shape, np.uint8)
     box = bounding_box(vessels)
     sk = np.zeros(vessels[box].shape, np.uint8)
     o = np.array([b.start for b in box])
     sk[tuple((g.ijk - o).T)] = node_labels
-    _, ind = ndi.distance_transform_edt(sk == 0, sampling=sp, return_indices=True)
-    out[box] = np.where(vessels[box], sk[tuple(ind)], 0)
+    nodes = sk != 0
+    nearest = nearest_voxel(nodes, spacing_mm=sp, at=vessels[box])
+    out[box][vessels[box]] = sk[nodes][nearest]
     return out

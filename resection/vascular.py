@@ -70,7 +70,7 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   found by binary search among the nodes' linear indices); the downstream sums are one sparse
   triangular solve over the predecessor tree.
 - The nearest vessel voxel of every liver voxel (``inner`` box) is one feature transform
-  (:func:`~hepatoplan.resection.nearest_voxel.nearest_voxel`: the same voxels as scipy's
+  (:func:`~hepatoplan.nearest_voxel.nearest_voxel`: the same voxels as scipy's
   ``distance_transform_edt(return_indices=True)``, six times faster, answered as node numbers),
   used by the downstream rule and the territories alike. Without the downstream rule it is
   computed only around the disconnected pieces: the pieces' box grown by twice the liver's
@@ -98,7 +98,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.units import voxel_volume_ml
 
-from .nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel import nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels, voxel_indices
 
 log = logging.getLogger(__name__)
@@ -598,7 +598,7 @@ def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverCrop, liver_sel=None) -> 
     """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
     to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
     ``ctx.liver_flat``; default all, ``box`` being ``inner``): one feature transform
-    (:func:`~hepatoplan.resection.nearest_voxel.nearest_voxel`, mm). -1 where the box holds no vessel voxel."""
+    (:func:`~hepatoplan.nearest_voxel.nearest_voxel`, mm). -1 where the box holds no vessel voxel."""
     shape = _shape(box)
     rel = t.ijk - [b.start for b in box]
     inside = np.flatnonzero(np.all((rel >= 0) & (rel < shape), axis=1)).astype(np.int32)

@@ -368,7 +368,7 @@ def test_an_anatomical_plane_across_the_bifurcation_does_not_divide_the_trunk(ph
 def test_nearest_voxel_is_scipys_feature_transform_voxel_for_voxel(seed):
     """Random masks (sparse to dense), anisotropic spacings with float32-rounded values as NIfTI
     gives them: the same nearest voxel as scipy's exact transform, equidistant ties included."""
-    from hepatoplan.resection.nearest_voxel import nearest_voxel
+    from hepatoplan.nearest_voxel import nearest_voxel
 
     rng = np.random.default_rng(seed)
     for _ in range(40):
@@ -388,7 +388,7 @@ def test_nearest_voxel_is_scipys_feature_transform_voxel_for_voxel(seed):
 def test_nearest_voxel_on_a_line_of_two_points_splits_at_the_midpoint():
     """Two voxels 10 apart along the slices (2 mm): voxels up to the midpoint (a tie, which the
     lower index wins) go to the first, the rest to the second; an empty mask answers -1."""
-    from hepatoplan.resection.nearest_voxel import nearest_voxel
+    from hepatoplan.nearest_voxel import nearest_voxel
 
     mask = np.zeros((3, 4, 11), bool)
     mask[1, 2, 0] = mask[1, 2, 10] = True
