@@ -27,9 +27,7 @@ units (0.1 = 10 % brighter), which a global scale does not change:
 4. **Slice nesting (shape prior).** Away from its widest slice the liver only narrows (towards the
    dome above, towards the tip of the right lobe below), so each axial slice is kept only where it
    lies within ``nest_margin_mm`` of the slice nearer the widest one, after an in-plane opening of
-   ``nest_open_mm`` that breaks thin bridges into bowel, stomach or heart; above the widest slice only
-   the largest piece of each slice is kept (``dome_one_piece``: the heart above the left lobe lies
-   within reach of the slice below but apart from the liver in-plane).
+   ``nest_open_mm`` that breaks thin bridges into bowel, stomach or heart.
 5. **Dome.** On thick slices the top of the right dome is a partial-volume mixture of liver and lung,
    darker than the liver-like window: on the slices where the liver ends (it shrinks to less than
    ``dome_shrink_fraction`` of the slice below), right of the body's centre and within the slice below's
@@ -175,12 +173,6 @@ class MRLiverParams:
     dome_shrink_fraction : float
         The rim is looked for only on slices where the liver shrinks to less than this share of the
         slice below's (where it ends under the lung); not chosen on data (0.7 / 0.8 / 0.6 not compared).
-    dome_one_piece : bool
-        Above the widest slice only the largest in-plane piece of each slice is kept (the liver rises to
-        the right dome as one piece; beside it lie the heart above the left lobe and the vessels). On the
-        five scans the pieces it drops lie outside the reference but for 18 voxels of CHAOS 03; Dice with
-        / without: 01 0.942 / 0.935, 02 0.876 / 0.866, 03 0.883 / 0.884, 05 0.898 / 0.885, TS 0.894 / 0.894
-        (leave-one-out in ``bench/RESULTS.md``).
     max_slice_thickness_mm : float
         Slices farther apart than this are beyond what the method was developed on (CHAOS 7.7 mm, the
         TotalSegmentator example 3 mm): the mask is delivered unverified. The 60 variations at 15.4 mm:
@@ -221,7 +213,6 @@ class MRLiverParams:
     dome_open_mm: float = 2.5
     dome_shrink_fraction: float = 0.7
     max_slice_thickness_mm: float = 10.0
-    dome_one_piece: bool = True
 
 
 def segment_liver_mr(image: np.ndarray, *, spacing_mm, params: MRLiverParams = MRLiverParams()
@@ -464,8 +455,6 @@ def _nest(liver: np.ndarray, spacing_mm, params: MRLiverParams) -> np.ndarray:
             ok = inside >= params.nest_overlap_fraction * total
             ok[0] = False
             kept[:, :, z] = ok[labels] & reach
-            if step == 1 and params.dome_one_piece:  # under the diaphragm the liver rises as one piece
-                kept[:, :, z] = morph.largest_component(kept[:, :, z], 4)
             z += step
     return kept
 

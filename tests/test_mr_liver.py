@@ -119,27 +119,6 @@ def test_fragmented_slice_fraction_counts_slices_in_pieces():
     assert fragmented_slice_fraction(mask, (2, 2, 1)) == pytest.approx(0.4)
 
 
-def test_above_the_widest_slice_one_piece_rises():
-    """Nesting on a 2.5 x 2.5 x 7.7 mm grid: a 40 x 40 voxel widest slice (z = 1) narrowing by 2 voxels a side
-    a slice above and below it, with a 6 x 6 voxel piece 2 voxels (5 mm) left of the liver on z = 0, 2, 3
-    (within the 10 mm reach of the slice below, apart in-plane: the heart above the left lobe): the piece is
-    dropped above the widest slice, kept (where in reach) below it, and kept above it with ``dome_one_piece``
-    off."""
-    from hepatoplan.segmentation.mr_liver import _nest
-
-    mask = np.zeros((60, 60, 5), bool)
-    for z, inset in ((0, 2), (1, 0), (2, 2), (3, 4)):
-        mask[10 + inset:50 - inset, 10:50, z] = True
-    mask[4:10, 20:26, [0, 2, 3]] = True
-    sp = (2.5, 2.5, 7.7)
-    kept = _nest(mask, sp, MRLiverParams())
-    assert kept[20:40, 20:40, :4].all()  # the liver
-    # what lies within the slice above's reach is kept: half the piece below the widest slice
-    assert kept[4:10, 20:26, 0].sum() == 18 and not kept[:10, :, 2:].any()
-    kept_off = _nest(mask, sp, MRLiverParams(dome_one_piece=False))
-    assert kept_off[4:10, 20:26, 2].sum() == 18 and kept_off[4:10, 20:26, 3].sum() == 24
-
-
 def test_a_liver_without_its_left_lobe_is_unverified():
     """The liver ends 2 mm right of the body's centre: segmented as it is, but not vouched for."""
     img, sp, liver = mr_phantom(left_lobe=False)
