@@ -9,6 +9,13 @@ viewer and ``report.pdf`` by headless Chromium): seconds wall and CPU (this proc
 Chromium's as a child process), sizes.
 
     python bench/bench_previews.py [--out DIR] [--phantom DIR ...] [--dicom-seg]
+    python bench/bench_previews.py --plan-ab PYTHON_A PYTHON_B [--runs N]
+
+``--plan-ab``: the default ``plan`` on IRCADb 01 (its four masks, derived Couinaud, ``--resect
+right-hepatectomy``), with previews and with ``--no-preview``, run by two Pythons (e.g. main's
+venv and this branch's) interleaved, each a fresh process; prints per run the output stages of
+``report.json`` ``provenance.timing_s`` (``previews``, ``report``, ``writing``), its ``total``,
+and the process's wall, CPU (user + system, children included) and peak RSS.
 
 ``--dicom-seg``: also time ``write_dicom_seg`` on IRCADb 01 against a synthetic DICOM series
 written on the grid of its NIfTI files (without and with the vessels as overlapping segments).
@@ -19,6 +26,7 @@ written on the grid of its NIfTI files (without and with the vessels as overlapp
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -197,14 +205,49 @@ def bench_dicom_seg(labels, affine, vessels, out: Path) -> None:
               f"{path.stat().st_size / 1e6:.1f} | {read_s:.1f} | {seg.NumberOfFrames} |")
 
 
+def plan_ab(pythons: list[str], runs: int, out: Path) -> None:
+    """Interleaved default plans on IRCADb 01 by each Python in ``pythons`` (see the docstring)."""
+    import json
+    import subprocess
+
+    d = IRCADB_01
+    args = ["plan", str(d / "ct.nii.gz"), "--liver", str(d / "liver.nii.gz"), "--tumours", str(d / "tumours.nii.gz"),
+            "--portal", str(d / "portal_vein.nii.gz"), "--hepatic", str(d / "hepatic_veins.nii.gz"),
+            "--resect", "right-hepatectomy"]
+    print("| python | run | options | load | previews s | report s | writing s | output stages s | total s | "
+          "wall s | CPU s | peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in range(1, runs + 1):
+        for n, python in enumerate(pythons):
+            for options in ([], ["--no-preview"]):
+                folder = out / f"ab-{n}-{run}{'-np' if options else ''}"
+                load = os.getloadavg()[0]
+                timed = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", python, "-m", "hepatoplan.pipeline.cli",
+                                        *args, *options, "--out", str(folder), "--overwrite"],
+                                       capture_output=True, text=True, check=True)
+                wall, user, system, peak_kb = timed.stderr.strip().splitlines()[-1].split()
+                t = json.loads((folder / "report.json").read_text())["provenance"]["timing_s"]
+                stages = [t.get(k, 0.0) for k in ("previews", "report", "writing")]
+                print(f"| {python} | {run} | {' '.join(options) or 'default'} | {load:.1f} | "
+                      + " | ".join(f"{v:.2f}" for v in stages)
+                      + f" | {sum(stages):.2f} | {t['total']:.2f} | {float(wall):.1f} | "
+                      f"{float(user) + float(system):.1f} | {int(peak_kb) / 1e6:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="keep the outputs here")
     parser.add_argument("--dicom-seg", action="store_true", help="also time DICOM-SEG on IRCADb 01")
     parser.add_argument("--phantom", type=Path, action="append", default=[],
                         help="a phantom folder written by `python -m data_samples --out DIR`")
+    parser.add_argument("--plan-ab", nargs="+", metavar="PYTHON", default=None,
+                        help="time the default plan on IRCADb 01 with each Python, interleaved")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of --plan-ab")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="hp-bench-previews-"))
+    if args.plan_ab:
+        plan_ab(args.plan_ab, args.runs, out)
+        return
     print("| study | grid | seg.nrrd s | meshes s | GLB/STL/OBJ s | 4 PNGs s | report.html s | "
           "total s | triangles | GLB MB | HTML MB | mesh/mask volume remnant / resected |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

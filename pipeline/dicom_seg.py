@@ -243,10 +243,10 @@ def write_dicom_seg(
     inv = np.linalg.inv(affine)
     samplers = [_SliceSampler(ds, inv, labels.shape, affine) for ds in datasets]
     entries = [label_entry(v) for v in values] + [structure_entry(name, value=1) for name in extras]
-    used, pixel_array = _frames(labels, values, list(extras.values()), samplers)
+    used, win, pixel_array = _frames(labels, values, list(extras.values()), samplers)
     sources = [datasets[i] for i in used]
-    seg = _segmentation(sources, pixel_array, entries, series_description=series_description,
-                        series_number=series_number)
+    seg = _segmentation(sources, pixel_array, entries, plane_positions=[_window_position(ds, win) for ds in sources],
+                        series_description=series_description, series_number=series_number)
     with atomic_file(path) as tmp:
         seg.save_as(tmp, enforce_file_format=True)
     for note in notes:
@@ -259,14 +259,12 @@ def write_dicom_seg(
 
 
 def _frames(labels: np.ndarray, values: list[int], masks: list[np.ndarray],
-            samplers: list[_SliceSampler]) -> tuple[list[int], np.ndarray]:
-    """The source slices that hold anything (their indices) and their frames, on the source pixel
-    grid. Without extra structures the segments do not overlap: one array of segment numbers
+            samplers: list[_SliceSampler]) -> tuple[list[int], tuple[slice, slice], np.ndarray]:
+    """The source slices that hold anything (their indices), the window (rows, columns of the
+    source pixel grid) outside which no slice holds anything, and the frames: that window of each
+    used slice. Without extra structures the segments do not overlap: one array of segment numbers
     (F, R, C); with them, one boolean plane per segment (F, R, C, S), as highdicom needs for
-    overlapping segments.
-
-    Work stays in the volumes' bounding boxes, and each frame is filled only in the window (rows,
-    columns) outside which no slice holds anything (the rest of the frame stays 0).
+    overlapping segments. Work stays in the volumes' bounding boxes.
     """
     n_segments = len(values) + len(masks)
     lut = np.zeros(int(max(values, default=0)) + 1, np.uint16 if n_segments > 255 else np.uint8)
@@ -287,26 +285,36 @@ def _frames(labels: np.ndarray, values: list[int], masks: list[np.ndarray],
         footprint |= samplers[next(i for i in used if samplers[i].axis_slice == axis)](across)
     win = bounding_box(footprint)
     if not masks:
-        pixel_array = np.zeros((len(used), rows, cols), lut.dtype)
-        for f, i in enumerate(used):
-            pixel_array[f][win] = lut[samplers[i](labels)[win]]
-        return used, pixel_array
+        return used, win, np.stack([lut[samplers[i](labels)[win]] for i in used])
     # segment-major in memory (each segment's frames contiguous, as highdicom reads them), seen as
     # (F, R, C, S)
-    planes = np.zeros((n_segments, len(used), rows, cols), bool)
+    planes = np.zeros((n_segments, len(used), win[0].stop - win[0].start, win[1].stop - win[1].start), bool)
     for f, i in enumerate(used):
         numbers = lut[samplers[i](labels)[win]]
         for n in range(1, len(values) + 1):
-            planes[n - 1, f][win] = numbers == n
+            planes[n - 1, f] = numbers == n
         for j, m in enumerate(masks):
-            planes[len(values) + j, f][win] = samplers[i](m)[win]
-    return used, np.moveaxis(planes, 0, -1)
+            planes[len(values) + j, f] = samplers[i](m)[win]
+    return used, win, np.moveaxis(planes, 0, -1)
 
 
-def _segmentation(sources: list, pixel_array: np.ndarray, entries: list[LabelEntry], *,
+def _window_position(ds, win: tuple[slice, slice]):
+    """Plane position (LPS mm) of pixel (row, column) = (``win[0].start``, ``win[1].start``) of
+    source slice ``ds``: the first pixel of a frame cropped to ``win``."""
+    import highdicom as hd
+
+    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    row_spacing_mm, col_spacing_mm = (float(v) for v in ds.PixelSpacing)
+    position = (np.asarray(ds.ImagePositionPatient, dtype=float) + win[1].start * col_spacing_mm * iop[:3]
+                + win[0].start * row_spacing_mm * iop[3:])
+    return hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, [float(v) for v in position])
+
+
+def _segmentation(sources: list, pixel_array: np.ndarray, entries: list[LabelEntry], *, plane_positions: list,
                   series_description: str, series_number: int):
-    """The highdicom Segmentation: one described segment per entry; private coding schemes
-    declared when an entry uses one."""
+    """The highdicom Segmentation: one described segment per entry, frames at ``plane_positions``
+    (the source slices' orientation and pixel spacing); private coding schemes declared when an
+    entry uses one."""
     import highdicom as hd
     from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
@@ -322,9 +330,15 @@ def _segmentation(sources: list, pixel_array: np.ndarray, entries: list[LabelEnt
         algorithm_identification=algorithm,
         display_color=hd.color.CIELabColor.from_rgb(*e.colour_rgb),
     ) for s, e in enumerate(entries)]
+    first = sources[0]
     seg = hd.seg.Segmentation(
         source_images=sources,
+        # as highdicom takes them from a single-frame source; given, because the frames are cropped
+        pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in first.PixelSpacing],
+                                                slice_thickness=first.get("SliceThickness"),
+                                                spacing_between_slices=first.get("SpacingBetweenSlices")),
         pixel_array=pixel_array,
+        plane_positions=plane_positions,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),

@@ -15,6 +15,8 @@ A :class:`Mesh` holds **RAS** world millimetres, the pipeline's canonical conven
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Mapping, NamedTuple
 
@@ -28,6 +30,8 @@ from .labels import PARENCHYMA_KINDS, LabelStructures, structure_kind
 
 log = logging.getLogger(__name__)
 
+#: Threads meshing structures at once (:func:`structure_meshes`).
+MESHING_THREADS = 2
 #: Zero voxels added around a structure's bounding box before meshing.
 PAD_VOXELS = 2
 #: A structure is meshed from blocks (``block_voxels``) only if the block contour's enclosed
@@ -95,6 +99,11 @@ def _polydata_arrays(polydata) -> tuple[np.ndarray, np.ndarray]:
     return points, conn.reshape(-1, 3).astype(np.int32)
 
 
+#: fast-simplification keeps the mesh being decimated in global C++ state, loaded and read back
+#: in separate calls: one decimation at a time per process.
+_SIMPLIFY_LOCK = threading.Lock()
+
+
 def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     """Quadric edge-collapse decimation (fast-simplification) that keeps a closed 2-manifold
     surface closed and 2-manifold.
@@ -107,16 +116,39 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     """
     import fast_simplification
 
-    new_points, new_faces = fast_simplification.simplify(
-        np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
-        target_reduction=float(target_reduction))
+    with _SIMPLIFY_LOCK:
+        new_points, new_faces = fast_simplification.simplify(
+            np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
+            target_reduction=float(target_reduction))
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
-    _, index, counts = np.unique(np.sort(new_faces, axis=1), axis=0, return_inverse=True, return_counts=True)
-    new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[counts[index.ravel()] == 1]))
-    if is_closed_manifold(faces) and not is_closed_manifold(new_faces):
+    fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
+    new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[~fins]))
+    if not is_closed_manifold(new_faces) and is_closed_manifold(faces):  # the smaller mesh first
         log.debug("decimation left a non-manifold edge: %d triangles kept undecimated", len(faces))
         return points, faces
     return new_points, new_faces
+
+
+def _row_keys(rows: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per row of vertex indices in ``[0, n)`` (2 or 3 columns), equal for equal rows."""
+    rows = np.asarray(rows, np.int64)
+    if n ** rows.shape[1] >= 2 ** 63:
+        raise HepatoplanError(f"a mesh of {n} vertices is too large to index its edges and triangles")
+    keys = rows[:, 0]
+    for column in range(1, rows.shape[1]):
+        keys = keys * n + rows[:, column]
+    return keys
+
+
+def _row_counts(rows: np.ndarray, n: int) -> np.ndarray:
+    """How often each row of ``rows`` (vertex indices in ``[0, n)``) occurs in ``rows``: one sort."""
+    keys = _row_keys(rows, n)
+    order = np.argsort(keys)
+    ordered = keys[order]
+    run_sizes = np.diff(np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True]))
+    counts = np.empty(len(keys), np.int64)
+    counts[order] = np.repeat(run_sizes, run_sizes)
+    return counts
 
 
 #: How far (mm) the copies of a vertex split by :func:`_split_pinched_edges` move toward their
@@ -133,11 +165,12 @@ def _split_pinched_edges(points: np.ndarray, faces: np.ndarray):
     :data:`PINCH_SPLIT_MM` toward the fan's centre. Triangles are neither added nor removed.
     """
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    pinched = unique[counts > 2]
+    counts = _row_counts(edges, len(points))
+    pinched = edges[counts > 2]
     if not len(pinched):
         return points, faces
-    shared_twice = {tuple(e) for e in unique[counts == 2].tolist()}
+    near = np.isin(edges, np.unique(pinched)).any(axis=1) & (counts == 2)  # the edges the fans need
+    shared_twice = {tuple(e) for e in edges[near].tolist()}
     points, faces = list(points), faces.copy()
     for v in np.unique(pinched).tolist():
         around = np.flatnonzero((faces == v).any(axis=1)).tolist()
@@ -185,16 +218,20 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
         return False
     n = int(faces.max()) + 1
     edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    forward, backward = edges[:, 0] * n + edges[:, 1], edges[:, 1] * n + edges[:, 0]
-    return len(np.unique(forward)) == len(forward) and bool(np.isin(backward, forward).all())
+    forward = np.sort(_row_keys(edges, n))
+    backward = np.sort(_row_keys(edges[:, ::-1], n))
+    # each directed edge once (no duplicates), and its reverse present: the two sorted lists agree
+    return bool(np.all(forward[1:] != forward[:-1])) and bool(np.array_equal(forward, backward))
 
 
 def _compact(points: np.ndarray, faces: np.ndarray):
     """Drop collapsed (repeated-vertex) triangles and the vertices no triangle uses."""
     keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     faces = faces[keep]
-    used, inverse = np.unique(faces, return_inverse=True)
-    return points[used], inverse.reshape(faces.shape).astype(np.int32)
+    used = np.zeros(len(points), bool)
+    used[faces] = True
+    new_index = np.cumsum(used, dtype=np.int64) - 1
+    return points[used], new_index[faces].astype(np.int32)
 
 
 def arrays_polydata(points: np.ndarray, faces: np.ndarray):
@@ -416,17 +453,21 @@ def structure_meshes(
     """
     affine = check_affine_ras(affine_ras)
     parenchyma_block = parenchyma_block_voxels(np.linalg.norm(affine[:3, :3], axis=0))
-    meshes = {}
-    for name in structures:
+
+    def mesh_of(name: str) -> Mesh:
         block = parenchyma_block if structure_kind(name) in PARENCHYMA_KINDS else (1, 1, 1)
         options = dict(smoothing_iterations=smoothing_iterations,
                        smoothing_passband=smoothing_passband, target_reduction=target_reduction,
                        block_voxels=block)
         if isinstance(structures, LabelStructures):  # the mask inside its box only
-            crop, start = structures.crop(name)
-            mesh = _crop_mesh(crop, start, affine, **options)
-        else:
-            mesh = surface_mesh(structures[name], affine_ras=affine, **options)
+            return _crop_mesh(*structures.crop(name), affine, **options)
+        return surface_mesh(structures[name], affine_ras=affine, **options)
+
+    # two threads: vtk's contouring and smoothing run outside the GIL while the other thread decimates
+    with ThreadPoolExecutor(max_workers=MESHING_THREADS) as pool:
+        made = dict(zip(structures, pool.map(mesh_of, structures)))
+    meshes = {}
+    for name, mesh in made.items():
         if len(mesh.faces) == 0:
             log.warning("structure %r is empty: no mesh", name)
             continue

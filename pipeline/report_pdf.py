@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from hepatoplan.errors import NotComputableError
@@ -44,6 +46,96 @@ def find_chromium() -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
 
 
+class PdfPrint:
+    """Headless Chromium printing one HTML file to PDF in the background: started when made,
+    finished by :meth:`wait` (or stopped by :meth:`close`; also a context manager that closes).
+
+    Chromium's start-up and layout take 1-3 s of wall time, most of it outside this process, so
+    ``plan`` starts the print as soon as the print page's images exist and writes its other
+    outputs meanwhile.
+
+    Parameters
+    ----------
+    html_path : str or Path
+        A self-contained HTML file; it must stay until :meth:`wait` returns.
+    pdf_path : str or Path
+        Output, written atomically (moved into place by :meth:`wait`).
+    chromium : str, optional
+        Browser executable; default :func:`find_chromium`.
+    timeout_s : float
+        :meth:`wait` gives up this many seconds after the start.
+
+    Raises
+    ------
+    NotComputableError
+        No browser, or it could not be started (the message says how to fix).
+    """
+
+    def __init__(self, html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None,
+                 timeout_s: float = 120.0) -> None:
+        self.chromium = chromium or find_chromium()
+        if self.chromium is None:
+            raise NotComputableError(
+                f"no Chromium or Chrome found (tried ${CHROMIUM_ENV} and {', '.join(CHROMIUM_NAMES)} on the PATH): "
+                "install it (Debian: apt-get install chromium) or set "
+                f"{CHROMIUM_ENV}; printing report.html from a browser gives the same pages")
+        self.html_path, self.pdf_path = Path(html_path), Path(pdf_path)
+        self._deadline = time.monotonic() + timeout_s
+        self._timeout_s = timeout_s
+        self._files = ExitStack()  # the browser profile and the PDF's temporary sibling
+        profile = Path(self._files.enter_context(tempfile.TemporaryDirectory(prefix="hp-chromium-")))
+        self._tmp = self._files.enter_context(atomic_file(self.pdf_path))
+        self._stderr = open(profile / "stderr.txt", "w+")
+        self._files.callback(self._stderr.close)
+        cmd = [self.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
+               f"--print-to-pdf={self._tmp}", self.html_path.resolve().as_uri()]
+        try:
+            self._process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=self._stderr)
+        except OSError as exc:
+            self._files.__exit__(type(exc), exc, None)
+            raise NotComputableError(f"{self.chromium} could not be started ({exc}); check the browser") from None
+
+    def wait(self) -> Path:
+        """Wait for the PDF and move it into place; return its path.
+
+        Raises
+        ------
+        NotComputableError
+            The browser failed, timed out or wrote no PDF (the message says which and how to fix).
+        """
+        try:
+            status = self._process.wait(timeout=max(self._deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise NotComputableError(
+                f"{self.chromium} did not print {self.html_path} within {self._timeout_s:.0f} s") from None
+        if status != 0 or not self._tmp.is_file() or self._tmp.read_bytes()[:5] != b"%PDF-":
+            self._stderr.seek(0)
+            tail = " ".join(self._stderr.read().strip().splitlines()[-2:])[:300]
+            self.close()
+            raise NotComputableError(
+                f"{self.chromium} did not print {self.html_path} (exit status {status}: {tail}); "
+                "check that the browser starts headless (run it with --headless --dump-dom on a file)")
+        self._files.close()  # moves the PDF into place, removes the profile
+        log.info("wrote %s (%.0f kB)", self.pdf_path, self.pdf_path.stat().st_size / 1024)
+        return self.pdf_path
+
+    def close(self) -> None:
+        """Stop the browser if it still runs; nothing is moved into place after this."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        error = NotComputableError("printing stopped")
+        self._files.__exit__(type(error), error, None)  # an exception: atomic_file moves nothing
+
+    def __enter__(self) -> "PdfPrint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def print_to_pdf(html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None,
                  timeout_s: float = 120.0) -> Path:
     """Print an HTML file to PDF with headless Chromium (its print stylesheet, no header/footer).
@@ -68,26 +160,5 @@ def print_to_pdf(html_path: str | Path, pdf_path: str | Path, *, chromium: str |
     NotComputableError
         No browser, or it failed, timed out or wrote no PDF (the message says which and how to fix).
     """
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise NotComputableError(
-            f"no Chromium or Chrome found (tried ${CHROMIUM_ENV} and {', '.join(CHROMIUM_NAMES)} on the PATH): "
-            "install it (Debian: apt-get install chromium) or set "
-            f"{CHROMIUM_ENV}; printing report.html from a browser gives the same pages")
-    pdf_path = Path(pdf_path)
-    with tempfile.TemporaryDirectory(prefix="hp-chromium-") as profile, atomic_file(pdf_path) as tmp:
-        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               f"--print-to-pdf={tmp}", Path(html_path).resolve().as_uri()]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise NotComputableError(f"{chromium} did not print {html_path} within {timeout_s:.0f} s") from None
-        except OSError as exc:
-            raise NotComputableError(f"{chromium} could not be started ({exc}); check the browser") from None
-        if done.returncode != 0 or not tmp.is_file() or tmp.read_bytes()[:5] != b"%PDF-":
-            tail = " ".join(done.stderr.strip().splitlines()[-2:])[:300]
-            raise NotComputableError(
-                f"{chromium} did not print {html_path} (exit status {done.returncode}: {tail}); "
-                "check that the browser starts headless (run it with --headless --dump-dom on a file)")
-    log.info("wrote %s (%.0f kB)", pdf_path, pdf_path.stat().st_size / 1024)
-    return pdf_path
+    with PdfPrint(html_path, pdf_path, chromium=chromium, timeout_s=timeout_s) as job:
+        return job.wait()

@@ -18,6 +18,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.checks import check_affine_ras
 
 from .io import LPS_TO_RAS
@@ -130,7 +131,7 @@ def write_seg_nrrd(
     boxes = label_boxes(labels) if boxes is None else boxes
     extras = check_extra_structures(extra_structures, labels.shape)
     segments = [_Segment(label_entry(v), 0, v, boxes[v]) for v in boxes]
-    segments += [_Segment(structure_entry(name, value=1), j + 1, 1, label_boxes(mask.view(np.uint8))[1])
+    segments += [_Segment(structure_entry(name, value=1), j + 1, 1, bounding_box(mask))
                  for j, (name, mask) in enumerate(extras.items())]
     # as Slicer saves segmentations: cropped to the segments' joint extent, with its offset in
     # the reference grid (Segmentation_ReferenceImageExtentOffset) and the origin moved there
@@ -141,9 +142,12 @@ def write_seg_nrrd(
         start, stop = np.zeros(3, int), np.asarray(labels.shape)
     window = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
     dtype = np.uint8 if (not boxes or max(boxes) < 256) else np.uint16
-    layers = [labels[window].astype(dtype, copy=False)]
-    layers += [mask[window].astype(dtype) for mask in extras.values()]
-    data = layers[0] if len(layers) == 1 else np.stack(layers, axis=0)
+    layers = [labels[window], *(mask[window] for mask in extras.values())]
+    # Fortran order: the bytes written (index_order "F", the layer axis fastest) are the array's own
+    data = np.empty((len(layers), *layers[0].shape), dtype, order="F")
+    for i, layer in enumerate(layers):
+        data[i] = layer
+    data = data[0] if len(layers) == 1 else data
     header = _geometry_header(affine, start, dtype, layered=len(layers) > 1)
     header.update(_segment_fields(segments, start))
     with atomic_file(path) as tmp:

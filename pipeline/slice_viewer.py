@@ -103,15 +103,19 @@ def _delta(levels: np.ndarray) -> np.ndarray:
     return np.diff(levels, axis=0, prepend=np.zeros((1, *levels.shape[1:]), np.uint8))
 
 
+def joint_box(boxes: Mapping[int, tuple[slice, ...]]) -> tuple[slice, ...]:
+    """The box (slices) holding every box of ``boxes`` (e.g. :func:`hepatoplan.pipeline.labels.label_boxes`)."""
+    return tuple(slice(min(b[a].start for b in boxes.values()), max(b[a].stop for b in boxes.values()))
+                 for a in range(len(next(iter(boxes.values())))))
+
+
 def _crop(boxes: Mapping[int, tuple[slice, ...]], shape, spacing_mm, params: SliceViewerParams
           ) -> tuple[tuple[slice, ...], tuple[int, ...]]:
     """The crop box (all labels + margin) and the subsampling step per axis that fits the budget."""
     if not boxes:
         raise InputError("the slice viewer needs a label map with labelled voxels (the liver); found none")
-    lo = np.min([[s.start for s in b] for b in boxes.values()], axis=0)
-    hi = np.max([[s.stop for s in b] for b in boxes.values()], axis=0)
     pad = [int(math.ceil(params.margin_mm / s)) for s in spacing_mm]
-    box = padded_box(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), pad, shape)
+    box = padded_box(joint_box(boxes), pad, shape)
     size = [b.stop - b.start for b in box]
     step = [1, 1, 1]
     while math.prod(math.ceil(n / s) for n, s in zip(size, step)) > params.max_voxels:

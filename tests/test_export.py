@@ -147,19 +147,31 @@ def test_dicom_seg_reads_back_and_references_series(tmp_path):
     categories = [d.SegmentedPropertyCategoryCodeSequence[0].CodeValue for d in seg.SegmentSequence]
     assert categories == ["91723000", "91723000", "91723000", "49755003", "91723000"]
 
-    # pixel content: per source slice, the frame equals the native labels at that slice
+    # pixel content: frames cropped to the labelled window (rows r0.., columns c0.. of the source
+    # grid, found from the first frame's plane position); per source slice, the frame equals the
+    # native labels in that window, and nothing is labelled outside it
     import pydicom
     by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
     uids = list(by_uid)
+    first = seg.PerFrameFunctionalGroupsSequence[0]
+    src = pydicom.dcmread(by_uid[first.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID],
+                          stop_before_pixels=True)
+    iop, (dr, dc) = np.asarray(src.ImageOrientationPatient, float), (float(v) for v in src.PixelSpacing)
+    shift = np.asarray(first.PlanePositionSequence[0].ImagePositionPatient, float) - np.asarray(src.ImagePositionPatient, float)
+    r0, c0 = int(round(shift @ iop[3:] / dr)), int(round(shift @ iop[:3] / dc))
+    rows, cols = int(seg.Rows), int(seg.Columns)
+    assert (rows, cols) < (int(src.Rows), int(src.Columns)) and (r0, c0) != (0, 0)  # cropped
     arr = seg.get_pixels_by_source_instance(
         source_sop_instance_uids=uids, segment_numbers=[1, 2, 3, 4, 5],
         ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
+    window = (slice(r0, r0 + rows), slice(c0, c0 + cols))
     for i, uid in enumerate(uids):
         k = int(pydicom.dcmread(by_uid[uid], stop_before_pixels=True).InstanceNumber) - 1
         expected = native[:, :, k].T  # (rows, cols)
+        assert np.count_nonzero(expected[window]) == np.count_nonzero(expected)
         for s, v in enumerate([5, 9, 12, 21]):
-            np.testing.assert_array_equal(arr[i, :, :, s], expected == v)
-        np.testing.assert_array_equal(arr[i, :, :, 4], vessel[:, :, k].T)
+            np.testing.assert_array_equal(arr[i, :, :, s], expected[window] == v)
+        np.testing.assert_array_equal(arr[i, :, :, 4], vessel[:, :, k].T[window])
 
 
 def test_dicom_seg_rejects_other_grid(tmp_path):
