@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import InputError
 from hepatoplan.units import voxel_volume_ml
 
@@ -93,6 +94,10 @@ class Study:
         return self.ct.spacing_mm
 
 
+#: Masks of which only "labelled or not" is used (read as boolean arrays).
+_BINARY = frozenset({"liver", "portal", "hepatic", "vessels"})
+
+
 @timed("read")
 def load_masks(
     ct: io.Volume, paths: MaskPaths, *, resample: bool = False, segments_from_totalsegmentator: bool = False
@@ -112,9 +117,12 @@ def load_masks(
         "vessels": "--vessels",
     }
     given = {name: path for name, path in paths.given().items() if name != "totalsegmentator"}
+
+    def read(name):  # only whether a voxel is labelled matters for these: boolean in the one copy
+        return io.read_labels(given[name], name=flags[name], reference=ct, resample=resample, binary=name in _BINARY)
+
     with ThreadPoolExecutor(io.worker_threads()) as pool:  # ITK and numpy's copies release the GIL
-        volumes = dict(zip(given, pool.map(lambda name: io.read_labels(given[name], name=flags[name], reference=ct,
-                                                                       resample=resample), given)))
+        volumes = dict(zip(given, pool.map(read, given)))
     arrays = {name: volume.array for name, volume in volumes.items()}
     notes = [note for volume in volumes.values() for note in volume.notes]
     if paths.totalsegmentator is not None:
@@ -147,7 +155,7 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
     warnings: list[str] = []
     if "liver" not in arrays:
         raise InputError("no liver mask: give --liver FILE (or --totalsegmentator FILE)")
-    liver = arrays["liver"] > 0
+    liver = arrays["liver"].astype(bool, copy=False)  # labels are unsigned: non-zero is > 0
     if not liver.any():
         raise InputError(
             f"--liver {sources.get('liver')}: the liver mask is empty (no voxel > 0); give the "
@@ -187,8 +195,8 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
         ct=ct,
         liver=liver,
         tumours=tumours,
-        portal=None if arrays.get("portal") is None else arrays["portal"] > 0,
-        hepatic=None if arrays.get("hepatic") is None else arrays["hepatic"] > 0,
+        portal=None if arrays.get("portal") is None else arrays["portal"].astype(bool, copy=False),
+        hepatic=None if arrays.get("hepatic") is None else arrays["hepatic"].astype(bool, copy=False),
         segments=segments,
         sources=sources,
         warnings=warnings,
@@ -198,7 +206,8 @@ def build_study(ct: io.Volume, arrays: dict[str, np.ndarray], *, sources: dict[s
 def _binary_if_one_value(labels: np.ndarray, source) -> np.ndarray:
     """A tumour map whose only non-zero value is one number (0/1, 0/255 as 3D-IRCADb stores its
     masks, 0/2 ...) is a binary mask, to be split into lesions: returned as 0/1."""
-    values = labels[labels > 0]
+    crop = labels[bounding_box(labels)]  # lesions fill a small box: no pass over the grid but the box search
+    values = crop[crop > 0]
     if values.size and values[0] != 1 and (values == values[0]).all():
         log.info("--tumours %s: its only label is %d: read as a binary mask", source, values[0])
         return (labels > 0).view(np.uint8)

@@ -13,8 +13,15 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   neighbours, or a lost lobe, moves it);
 * ``outline_pocket_ml``: no lesion-sized pocket of soft tissue darker than the liver in a notch of
   its outline (a lesion, or liver, left out);
-* ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, and no large
-  lesion left cut by the liver's outline.
+* ``liver_at_scan_edge_mm2``: the liver's largest cross-section on a face of the scan (a liver cut
+  by the field of view has an unknown volume: the plan's FLR would be wrong);
+* ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, away from the
+  lesions found (a candidate overlapping or touching a found lesion is part of it, or the halo
+  around it, not a missed lesion);
+* ``lesion_cut_fraction``: no lesion found with a large share of its boundary on the liver's
+  outline and its outer part not recovered (a bulging lesion cut by the liver mask);
+* ``voxel_spacing_mm``: the scan's coarsest voxel spacing within the range the CT segmentation was
+  developed and benchmarked on (thick slices blur small and faint lesions into the liver).
 
 On MR the liver's own self-check (:mod:`hepatoplan.segmentation.mr_liver`) stands in for the liver
 checks (these read densities in HU). The liver on the wrong side of
@@ -68,13 +75,50 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
         checks += _liver_checks(image, liver > 0, linfo, tuple(spacing_mm), params, liver_params)
     tinfo = report.get("tumours") or {}
     if tinfo.get("computed", True) and "near_misses" in tinfo:
-        worst = max([e["volume_ml"] for e in tinfo["near_misses"]], default=0.0)
-        why = next((e["rejected"] for e in tinfo["near_misses"] if e["volume_ml"] == worst), "")
-        checks.append(_check("lesion_near_miss_ml", worst, params.max_near_miss_ml, worst < params.max_near_miss_ml,
-                             f"a {worst:.0f} mL lesion candidate was rejected by a small margin ({why}): "
-                             "check for a missed or incomplete lesion"))
+        checks += lesion_checks(tinfo, params)
+    if not own and (linfo or "near_misses" in tinfo):  # CT: an automatic liver or tumour search ran
+        coarsest_mm = round(float(max(spacing_mm)), 2)
+        checks.append(_check("voxel_spacing_mm", coarsest_mm, params.max_slice_spacing_mm,
+                             coarsest_mm <= params.max_slice_spacing_mm,
+                             f"voxels of {coarsest_mm:g} mm along one axis: the automatic segmentation was developed on "
+                             f"slices up to {params.max_slice_spacing_mm:g} mm and misses lesions on thicker ones; review "
+                             "the masks or give --liver/--tumours made on thinner slices"))
     return {"passed": all(c["passed"] for c in checks), "checks": [{k: v for k, v in c.items() if k != "reason"} for c in checks],
             "reasons": [c["reason"] for c in checks if not c["passed"]]}
+
+
+def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
+    """The checks of the tumour search's result: the largest near miss away from the lesions found
+    (``lesion_near_miss_ml``), and the largest share of a found lesion's boundary left cut by the
+    liver outline (``lesion_cut_fraction``).
+
+    Parameters
+    ----------
+    tinfo : dict
+        The tumours' report (:func:`hepatoplan.segmentation.segment_tumours`): ``near_misses`` (each
+        with ``rule``, ``margin``, ``touches_lesion``, ``volume_ml``) and ``cut_lesions``.
+    p : SelfCheckParams
+        The limits.
+
+    Returns
+    -------
+    list of dict
+        Two checks: name, value, limit, passed, and the reason to show when failed.
+    """
+    near = [e for e in tinfo["near_misses"]
+            if e["rule"] in p.near_miss_rules and not e["touches_lesion"] and e["margin"] <= p.max_near_miss_margin]
+    worst = max(near, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "rejected": ""})
+    vol = worst["volume_ml"]
+    cut = max(tinfo.get("cut_lesions", []), key=lambda e: e["cut_fraction"], default={"cut_fraction": 0.0, "volume_ml": 0.0})
+    frac = cut["cut_fraction"]
+    return [
+        _check("lesion_near_miss_ml", vol, p.max_near_miss_ml, vol < p.max_near_miss_ml,
+               f"a {vol:.0f} mL lesion candidate was rejected by a small margin ({worst['rejected']}): "
+               "check for a missed lesion"),
+        _check("lesion_cut_fraction", frac, p.max_cut_fraction, frac < p.max_cut_fraction,
+               f"a {cut['volume_ml']:.0f} mL lesion is cut by the liver outline on {frac:.0%} of its boundary, its outer "
+               "part not recovered: check the lesion and the liver outline where it bulges"),
+    ]
 
 
 def _check(name: str, value, limit, passed: bool, reason: str) -> dict:
@@ -85,7 +129,11 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
     rank = int(linfo.get("candidate_rank", 1))
     vol = float(linfo.get("liver_volume_ml", 0.0))
     lo_ml, hi_ml = lp.liver_volume_range_ml
+    edge_mm2 = scan_edge_area_mm2(liver, spacing)
     checks = [
+        _check("liver_at_scan_edge_mm2", round(edge_mm2, 1), p.max_scan_edge_mm2, edge_mm2 < p.max_scan_edge_mm2,
+               f"the liver reaches the edge of the scan ({edge_mm2 / 100.0:.0f} cm2 on one face): part of it is outside "
+               "the field of view and its volume is unknown; rescan with the whole liver or give its volume"),
         _check("liver_candidate", rank, 1, rank == 1,
                f"the best-scoring organ failed the liver's checks and candidate {rank} was taken: check the liver"),
         _check("liver_volume_ml", vol, list(lp.liver_volume_range_ml), lo_ml <= vol <= hi_ml,
@@ -107,6 +155,15 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
                "a lesion or part of the liver left out"),
     ]
     return checks
+
+
+def scan_edge_area_mm2(mask: np.ndarray, spacing) -> float:
+    """The largest area (mm2) of ``mask`` on one of the six faces of its array."""
+    areas = []
+    for ax in range(3):
+        pixel_mm2 = float(np.prod([s for a, s in enumerate(spacing) if a != ax]))
+        areas += [np.count_nonzero(np.take(mask, i, axis=ax)) * pixel_mm2 for i in (0, -1)]
+    return float(max(areas))
 
 
 class _Coarse:

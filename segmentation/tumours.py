@@ -48,6 +48,16 @@ from .params import TumourParams
 log = logging.getLogger(__name__)
 
 
+#: The lesion tests a candidate can fail (:func:`_rejected`, :func:`_coarse_search`), in words.
+REJECTED = {
+    "core": "core not as dark as a seed",
+    "shape": "not blob-like",
+    "fat": "holds fat",
+    "surface": "mostly in the surface shell",
+    "edge": "no edge to the liver around it",
+}
+
+
 @dataclass(frozen=True)
 class _LesionGrid:
     """The liver's box at the lesion search's resolution, with the parenchyma's thresholds.
@@ -145,10 +155,10 @@ def segment_tumours(
     allowed = liver[box] | (_grid.upsample(region.astype(np.uint8), grid.factors, full.shape, linear=False) > 0)
     full[~allowed] = 0
     _snap_edges(full, image[box], allowed, spacing, params, edge_sigma)
-    near += _complete_bulges(full, image[box], allowed, spacing, params)
+    info["cut_lesions"] = _complete_bulges(full, image[box], allowed, spacing, params)
     _add_rims(full, image[box], spacing, params)
     out[box] = full
-    info["near_misses"] = sorted(near, key=lambda e: -e["volume_ml"])
+    info["near_misses"] = _locate_near_misses(near, full, grid, params)
     _measure(full, box, spacing, info["lesions"])
     info["n_lesions"] = len(info["lesions"])
     info["total_volume_ml"] = round(float(sum(e["volume_ml"] for e in info["lesions"])), 2)
@@ -308,12 +318,38 @@ def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None
         entry = {"volume_ml": round(float(vol), 2), "radius_mm": round(float(radius[j]), 1),
                  **_describe(comp, win, depth, grid, p)}
         log.debug("lesion candidate %s", entry)
-        why, close = _rejected(entry, grid.image[win][comp], grid, p)
+        why, margin = _rejected(entry, grid.image[win][comp], grid, p)
         if why is None:
             found.append((win, comp, entry))
-        elif close and near is not None and vol >= p.near_miss_min_ml:
-            near.append({"volume_ml": entry["volume_ml"], "rejected": why, "median_hu": entry["median_hu"]})
+        elif near is not None and margin <= p.near_miss_fraction and vol >= p.near_miss_min_ml:
+            near.append(_near_miss(entry["volume_ml"], why, margin, entry["median_hu"], win, comp))
     return found
+
+
+def _near_miss(volume_ml: float, rule: str, margin: float, median_hu: float, win, comp, detail: str = "") -> dict:
+    """A rejected candidate's record (``rule``: a key of :data:`REJECTED`); ``_where`` (its window
+    and mask on the search grid) is replaced by its place in :func:`_locate_near_misses`."""
+    return {"volume_ml": round(float(volume_ml), 2), "rule": rule, "rejected": REJECTED[rule] + detail,
+            "margin": round(float(margin), 3), "median_hu": round(float(median_hu), 1), "_where": (win, comp)}
+
+
+def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: TumourParams) -> list[dict]:
+    """The near misses, largest first, each with its centroid (full-grid voxel index) and whether
+    it overlaps or lies within ``near_miss_touch_mm`` of a lesion kept (``labels``: the final
+    lesions on the liver's box): such a candidate is part of, or a halo around, a lesion found,
+    not a lesion missed."""
+    kept = _grid.block_mean(labels > 0, grid.factors) > 0
+    kept = morph.dilate(kept, p.near_miss_touch_mm, grid.spacing_mm) if kept.any() else kept
+    f = np.asarray(grid.factors, float)
+    offset = np.array([b.start for b in grid.box], float)
+    out = []
+    for e in near:
+        win, comp = e.pop("_where")
+        centre = np.argwhere(comp).mean(axis=0) + [w.start for w in win]
+        e["centroid_index"] = [round(float(v), 1) for v in (centre + 0.5) * f - 0.5 + offset]
+        e["touches_lesion"] = bool(np.any(kept[win] & comp))
+        out.append(e)
+    return sorted(out, key=lambda e: -e["volume_ml"])
 
 
 def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
@@ -329,20 +365,24 @@ def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
     }
 
 
-def _rejected(entry: dict, values: np.ndarray, grid: _LesionGrid, p: TumourParams) -> tuple[str | None, bool]:
-    """Why a candidate is not a lesion (None when it is one), and whether it failed by less than
-    ``near_miss_fraction`` of the rule's margin."""
-    f = p.near_miss_fraction
+def _rejected(entry: dict, values: np.ndarray, grid: _LesionGrid, p: TumourParams) -> tuple[str | None, float]:
+    """Which rule rejects a candidate (None when it is a lesion; :data:`REJECTED` says each in
+    words), and by how much (the margin: the distance past the rule's limit over the rule's scale,
+    0 at the limit; ``inf`` when accepted).
+
+    Scales: the seed threshold's distance below the parenchyma (core density), the limit itself
+    (ellipsoid fill, surface share), four times the limit (fat share: 1 % allowed, 2 % is close).
+    """
     core_hu = float(np.percentile(values, p.dark_percentile))
     if core_hu > grid.seed_hu:  # a lesion's core must be dark, not only a few voxels
-        return "core not as dark as a seed", core_hu - grid.seed_hu <= f * (grid.median_hu - grid.seed_hu)
+        return "core", (core_hu - grid.seed_hu) / (grid.median_hu - grid.seed_hu)
     if entry["ellipsoid_fill"] < p.min_ellipsoid_fill:
-        return "not blob-like", entry["ellipsoid_fill"] >= (1.0 - f) * p.min_ellipsoid_fill
+        return "shape", 1.0 - entry["ellipsoid_fill"] / p.min_ellipsoid_fill
     if entry["fat_fraction"] > p.max_fat_fraction:  # fissures and the gallbladder fossa hold fat
-        return "holds fat", entry["fat_fraction"] <= (1.0 + 4.0 * f) * p.max_fat_fraction
+        return "fat", (entry["fat_fraction"] / p.max_fat_fraction - 1.0) / 4.0
     if entry["surface_fraction"] > p.max_surface_fraction:
-        return "mostly in the surface shell", entry["surface_fraction"] <= (1.0 + f) * p.max_surface_fraction
-    return None, False
+        return "surface", entry["surface_fraction"] / p.max_surface_fraction - 1.0
+    return None, float("inf")
 
 
 def _at_scale(grid: _LesionGrid, region: np.ndarray, sigma_mm: float, p: TumourParams, *,
@@ -395,8 +435,8 @@ def _coarse_search(grid: _LesionGrid, sigma_mm: float, p: TumourParams, near: li
             if edge >= limit:
                 out.append((win, part))
             elif edge >= (1.0 - p.near_miss_fraction) * limit and volume_ml >= p.near_miss_min_ml:
-                near.append({"volume_ml": round(volume_ml, 2), "rejected": f"edge {edge:.0f} HU below {limit:.0f} HU "
-                             f"(scale {sigma_mm:g} mm)", "median_hu": round(part_level, 1)})
+                near.append(_near_miss(volume_ml, "edge", 1.0 - edge / limit, part_level, win, part,
+                                       f" ({edge:.0f} HU below {limit:.0f} HU, scale {sigma_mm:g} mm)"))
     return out
 
 
@@ -532,7 +572,8 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
     whose fitted sphere (radius at most ``bulge_max_radius_mm``, grown by ``bulge_margin_mm``)
     holds at least ``bulge_min_within`` of them, and whose added part is at most
     ``bulge_max_added_ratio`` times their volume. Returns the lesions of at least
-    ``near_miss_min_ml`` left cut (no sphere taken), as near misses.
+    ``near_miss_min_ml`` left cut (no sphere taken): volume (mL), median (HU), the share of their
+    boundary on the cut (``cut_fraction``), for the self-check.
     """
     sp = np.asarray(spacing, float)
     left_cut = []
@@ -567,8 +608,7 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
             labels[win][add] = k
         elif own.sum() * voxel_volume_ml(sp) >= p.near_miss_min_ml:
             left_cut.append({"volume_ml": round(float(own.sum() * voxel_volume_ml(sp)), 2), "median_hu": round(lesion_hu, 1),
-                             "rejected": f"lesion cut by the liver outline ({cut.sum() / edge.sum():.0%} of its boundary), "
-                                         "its outer part not recovered"})
+                             "cut_fraction": round(float(cut.sum() / edge.sum()), 3), "label": k})
     return left_cut
 
 

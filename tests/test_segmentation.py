@@ -429,6 +429,13 @@ def test_ircadb_01_study(ircadb_dir):
     assert len(big) == 6
     assert sum(bool(np.any(res.tumours[ref_lab == i])) for i in big) >= 5
     assert np.all(res.liver[res.tumours > 0])
+    # issue 16: the 84 mL tumour, found whole, is not a near miss (its halo candidates touch it) nor
+    # a lesion left cut (21 % of its boundary on the liver outline), and the liver is in the scan
+    t = res.report["tumours"]
+    assert all(e["touches_lesion"] for e in t["near_misses"] if e["volume_ml"] >= 20.0)
+    assert [round(e["cut_fraction"], 2) for e in t["cut_lesions"]] == [0.21]
+    checks = {c["name"]: c["passed"] for c in res.report["self_check"]["checks"]}
+    assert checks["lesion_cut_fraction"] and checks["liver_at_scan_edge_mm2"]
     region = morph.fill_holes(morph.close(liver_ref, 5.0, sp, pad_vox=10), per_slice=True)
     ves_ref = (_load(ircadb_dir / "01", "portal_vein")[0] > 0) | (_load(ircadb_dir / "01", "hepatic_veins")[0] > 0)
     ves = (res.portal_vein > 0) | (res.hepatic_veins > 0)

@@ -9,6 +9,7 @@ import pytest
 
 from hepatoplan.pipeline.cli import main
 from hepatoplan.segmentation import SegmentationParams, SelfCheckParams, self_check
+from hepatoplan.segmentation.selfcheck import lesion_checks
 
 from test_segmentation import abdomen_phantom
 
@@ -49,6 +50,48 @@ def test_a_lesion_left_out_in_a_notch_of_the_outline_fails_the_pocket_check(phan
     assert not bad["passed"] and not pocket["passed"]
     assert pocket["value"] == pytest.approx(lesion.sum() * np.prod(sp) / 1000.0, rel=0.5)
     assert any("pocket" in r for r in bad["reasons"])
+
+
+def test_a_liver_cut_by_the_scan_fails_the_edge_check(phantom):
+    """The phantom cut at its liver's mid-height (the caudal half of the scan removed): the check's
+    value is the liver's cross-section on the scan's new caudal face (voxels x 1.5 x 1.5 mm), and it
+    fails; the whole phantom's liver touches no face (0 mm2)."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    whole = self_check(img, liver, _liver_report(liver, sp), spacing_mm=sp)
+    edge = next(c for c in whole["checks"] if c["name"] == "liver_at_scan_edge_mm2")
+    assert edge["value"] == 0.0 and edge["passed"]
+    k = int(np.flatnonzero(liver.any(axis=(0, 1))).mean())
+    cut_img, cut_liver = img[..., k:], liver[..., k:]
+    cut = self_check(cut_img, cut_liver, _liver_report(cut_liver, sp), spacing_mm=sp)
+    edge = next(c for c in cut["checks"] if c["name"] == "liver_at_scan_edge_mm2")
+    assert edge["value"] == pytest.approx(np.count_nonzero(liver[..., k]) * sp[0] * sp[1], abs=0.1)
+    assert not edge["passed"] and not cut["passed"]
+    assert any("field of view" in r for r in cut["reasons"])
+
+
+def _near(volume_ml, *, touches, margin=0.1):
+    return {"volume_ml": volume_ml, "rule": "core", "rejected": "core not as dark as a seed", "margin": margin,
+            "median_hu": 80.0, "centroid_index": [1.0, 2.0, 3.0], "touches_lesion": touches}
+
+
+def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_missed_lesions():
+    """A large candidate rejected near a rule's limit fails the near-miss check only when it lies
+    away from the lesions found and within the margin limit; a found lesion left cut by the liver
+    outline fails the cut check from the cut share limit on."""
+    p = SelfCheckParams(max_near_miss_ml=10.0, max_near_miss_margin=0.2, max_cut_fraction=0.3)
+
+    def passed(near, cut=()):
+        return {c["name"]: c["passed"] for c in lesion_checks({"near_misses": near, "cut_lesions": list(cut)}, p)}
+
+    assert passed([]) == {"lesion_near_miss_ml": True, "lesion_cut_fraction": True}
+    assert passed([_near(80.0, touches=True), _near(9.9, touches=False)])["lesion_near_miss_ml"]
+    assert not passed([_near(80.0, touches=True), _near(10.0, touches=False)])["lesion_near_miss_ml"]
+    assert passed([_near(40.0, touches=False, margin=0.21)])["lesion_near_miss_ml"]
+    checks = lesion_checks({"near_misses": [_near(40.0, touches=False)], "cut_lesions": []}, p)
+    assert checks[0]["value"] == 40.0 and not checks[0]["passed"] and "40 mL" in checks[0]["reason"]
+    cut = [{"volume_ml": 84.0, "median_hu": 60.0, "cut_fraction": f, "label": 1} for f in (0.21, 0.35)]
+    assert passed([], cut[:1])["lesion_cut_fraction"] and not passed([], cut)["lesion_cut_fraction"]
 
 
 def test_plan_on_a_failed_self_check_runs_and_says_unverified(phantom, tmp_path, monkeypatch, capsys):

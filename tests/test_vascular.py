@@ -362,3 +362,39 @@ def test_an_anatomical_plane_across_the_bifurcation_does_not_divide_the_trunk(ph
     assert np.count_nonzero(anatomical.devascularised & left) * np.prod(ph.spacing_mm) / 1000 < 1.0
     as_wedge = vascular_consequences(**kw)
     assert as_wedge.devascularised_ml > 100  # the left portal vein is detached
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_voxel_is_scipys_feature_transform_voxel_for_voxel(seed):
+    """Random masks (sparse to dense), anisotropic spacings with float32-rounded values as NIfTI
+    gives them: the same nearest voxel as scipy's exact transform, equidistant ties included."""
+    from hepatoplan.resection.nearest_voxel import nearest_voxel
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        shape = tuple(int(n) for n in rng.integers(1, 16, 3))
+        spacing = tuple(float(s) for s in rng.choice([0.5, 0.78, 1.0, 1.6, 2.5, float(np.float32(0.57))], 3))
+        mask = rng.random(shape) < rng.choice([0.002, 0.03, 0.2, 0.6])
+        at = rng.random(shape) < 0.7
+        got = nearest_voxel(mask, spacing_mm=spacing, at=at)
+        if not mask.any():
+            assert (got == -1).all()
+            continue
+        idx = ndimage.distance_transform_edt(~mask, sampling=spacing, return_distances=False, return_indices=True)
+        expected = np.searchsorted(np.flatnonzero(mask), np.ravel_multi_index(tuple(i[at] for i in idx), shape))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_nearest_voxel_on_a_line_of_two_points_splits_at_the_midpoint():
+    """Two voxels 10 apart along the slices (2 mm): voxels up to the midpoint (a tie, which the
+    lower index wins) go to the first, the rest to the second; an empty mask answers -1."""
+    from hepatoplan.resection.nearest_voxel import nearest_voxel
+
+    mask = np.zeros((3, 4, 11), bool)
+    mask[1, 2, 0] = mask[1, 2, 10] = True
+    at = np.zeros_like(mask)
+    at[1, 2, :] = True
+    np.testing.assert_array_equal(nearest_voxel(mask, spacing_mm=(0.7, 0.7, 2.0), at=at), [0] * 6 + [1] * 5)
+    assert (nearest_voxel(np.zeros_like(mask), spacing_mm=(1, 1, 1), at=at) == -1).all()
+    with pytest.raises(InputError, match="3-D arrays of one shape"):
+        nearest_voxel(mask, spacing_mm=(1, 1, 1), at=at[0])
