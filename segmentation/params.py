@@ -555,7 +555,7 @@ class SelfCheckParams:
         A lesion found with at least this share of its boundary cut by the liver outline (its
         outer part not recovered) fails the check (IRCADb 01's own 84 mL tumour: 0.21, found whole;
         bulging lesions left cut on thick slices or a cut scan: 0.42-0.59).
-    max_slice_spacing_mm : float
+    max_voxel_spacing_mm : float
         Above this voxel size along any axis the automatic CT segmentation is outside the range it was
         developed and benchmarked on (IRCADb 01 / 07: 1.6 mm slices) and is delivered unverified. In
         the insertion benchmark every run on 3.2 or 4.8 mm slices (2 per scan) was bad: a missed
@@ -574,7 +574,7 @@ class SelfCheckParams:
     max_near_miss_margin: float = 0.25
     max_near_miss_ml: float = 15.0
     max_cut_fraction: float = 0.3
-    max_slice_spacing_mm: float = 2.5
+    max_voxel_spacing_mm: float = 2.5
 
 
 @dataclass(frozen=True)

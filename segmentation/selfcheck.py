@@ -78,10 +78,10 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
         checks += lesion_checks(tinfo, params)
     if not own and (linfo or "near_misses" in tinfo):  # CT: an automatic liver or tumour search ran
         coarsest_mm = round(float(max(spacing_mm)), 2)
-        checks.append(_check("voxel_spacing_mm", coarsest_mm, params.max_slice_spacing_mm,
-                             coarsest_mm <= params.max_slice_spacing_mm,
+        checks.append(_check("voxel_spacing_mm", coarsest_mm, params.max_voxel_spacing_mm,
+                             coarsest_mm <= params.max_voxel_spacing_mm,
                              f"voxels of {coarsest_mm:g} mm along one axis: the automatic segmentation was developed on "
-                             f"slices up to {params.max_slice_spacing_mm:g} mm and misses lesions on thicker ones; review "
+                             f"slices up to {params.max_voxel_spacing_mm:g} mm and misses lesions on thicker ones; review "
                              "the masks or give --liver/--tumours made on thinner slices"))
     return {"passed": all(c["passed"] for c in checks), "checks": [{k: v for k, v in c.items() if k != "reason"} for c in checks],
             "reasons": [c["reason"] for c in checks if not c["passed"]]}

@@ -117,3 +117,20 @@ def test_plan_on_a_failed_self_check_runs_and_says_unverified(phantom, tmp_path,
     assert UNVERIFIED in printed and a["unverified_reasons"][0] in printed
     html = (out / "report.html").read_text()
     assert UNVERIFIED in html and "unverified because" in html
+
+
+def test_slices_thicker_than_the_developed_range_fail_the_spacing_check(phantom):
+    """The phantom (1.5 x 1.5 x 2.5 mm) passes the spacing check; every second slice of it
+    (5 mm apart) is outside the 2.5 mm the CT segmentation was developed on and fails it, with the
+    coarsest spacing as the value and a reason naming the fix."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    whole = self_check(img, liver, _liver_report(liver, sp), spacing_mm=sp)
+    spacing = next(c for c in whole["checks"] if c["name"] == "voxel_spacing_mm")
+    assert spacing["value"] == 2.5 and spacing["passed"]
+    thick_sp = (sp[0], sp[1], 2 * sp[2])
+    thick_img, thick_liver = img[..., ::2], liver[..., ::2]
+    thick = self_check(thick_img, thick_liver, _liver_report(thick_liver, thick_sp), spacing_mm=thick_sp)
+    spacing = next(c for c in thick["checks"] if c["name"] == "voxel_spacing_mm")
+    assert spacing["value"] == 5.0 and not spacing["passed"] and not thick["passed"]
+    assert any("thinner slices" in r for r in thick["reasons"])
