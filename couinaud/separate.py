@@ -118,7 +118,7 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     """
     sp = np.asarray(spacing_mm, float)
     r, d_max = params.groove_closing_mm, params.groove_max_vessel_depth_mm
-    aniso = (sp[0], sp[1], 1e6)  # axial (per-slice) distances
+    aniso = (sp[0], sp[1])  # axial (per-slice) distances
     # the IVC is searched behind and medial of the liver's centroid (axes 0 and 1 below these counts)
     nx = int(np.count_nonzero(np.arange(liver.shape[0]) * sp[0] < _mean_index(liver, 0) * sp[0]))
     ny = int(np.count_nonzero(np.arange(liver.shape[1]) * sp[1] < _mean_index(liver, 1) * sp[1]))
@@ -131,11 +131,13 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     m1 = m2 + np.ceil(r / sp[:2]).astype(int) + 1
     x1, y1 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m1, padded.shape))
     x2, y2 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m2, padded.shape))
-    dilated = edt.edt(np.ascontiguousarray(~padded[:x1, :y1]), anisotropy=aniso, black_border=False) <= r
-    depth = edt.edt(np.ascontiguousarray(dilated[:x2, :y2]), anisotropy=aniso,
-                    black_border=True)[pad:pad + nx, pad:pad + ny] - r
+    # slice by slice (2D maps: no pass along z, and one slice's temporaries stay in cache)
     candidate = np.zeros(liver.shape, bool)
-    candidate[:nx, :ny] = ((depth > 0) & ~liver[:nx, :ny]) | (vessels[:nx, :ny] & (depth <= d_max))
+    for k in range(liver.shape[2]):
+        dilated = edt.edt(np.ascontiguousarray(~padded[:x1, :y1, k]), anisotropy=aniso, black_border=False) <= r
+        depth = edt.edt(np.ascontiguousarray(dilated[:x2, :y2]), anisotropy=aniso,
+                        black_border=True)[pad:pad + nx, pad:pad + ny] - r
+        candidate[:nx, :ny, k] = ((depth > 0) & ~liver[:nx, :ny, k]) | (vessels[:nx, :ny, k] & (depth <= d_max))
     height = _height_quantile(liver, sp)
     try:
         return ivc_axis(candidate, sp, reach_z_mm=height(params.ivc_reach_height_fraction), params=ivc_params)
