@@ -3,7 +3,7 @@ calls interleaved on the same arrays in one process (the fair comparison on a sh
 
 Usage::
 
-    python bench/bench_couinaud_ab.py --base COMMIT [--case 01] [--mode separate|combined] [-n 5]
+    python bench/bench_couinaud_ab.py --base COMMIT [--case 01 ...|all] [--mode separate combined] [-n 5]
 
 ``separate``: :func:`segment_couinaud` on the case's liver, portal_vein and hepatic_veins (bool,
 C-ordered, as the plan passes them); ``combined``: :func:`segment_couinaud_from_vessels` on
@@ -44,39 +44,43 @@ def base_module(commit: str, folder: Path):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="commit whose couinaud/ is compared with this checkout's")
-    ap.add_argument("--case", default="01")
-    ap.add_argument("--mode", choices=("separate", "combined"), default="separate")
+    ap.add_argument("--case", nargs="+", default=["01"], help="case numbers, or 'all' (01-12)")
+    ap.add_argument("--mode", nargs="+", choices=("separate", "combined"), default=["separate"])
     ap.add_argument("-n", type=int, default=5)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     a = ap.parse_args(argv)
-    d = a.data / a.case
-    if not d.is_dir():
-        print(f"no data at {d} (see ../shared/data/README.md)", file=sys.stderr)
+    cases = [f"{i:02d}" for i in range(1, 13)] if a.case == ["all"] else a.case
+    missing = [c for c in cases if not (a.data / c).is_dir()]
+    if missing:
+        print(f"no data at {a.data} for {missing} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
-    (liver, sp), (portal, _), (hepatic, _) = (load(d, n) for n in ("liver", "portal_vein", "hepatic_veins"))
-    liver, portal, hepatic = (np.ascontiguousarray(m > 0) for m in (liver, portal, hepatic))
-    vessels = (portal | hepatic) & liver
     with tempfile.TemporaryDirectory() as tmp:
         base = base_module(a.base, Path(tmp))
+        for case in cases:
+            d = a.data / case
+            (liver, sp), (portal, _), (hepatic, _) = (load(d, n) for n in ("liver", "portal_vein", "hepatic_veins"))
+            liver, portal, hepatic = (np.ascontiguousarray(m > 0) for m in (liver, portal, hepatic))
+            vessels = (portal | hepatic) & liver
+            for mode in a.mode:
 
-        def call(mod):
-            if a.mode == "separate":
-                return mod.segment_couinaud(liver, portal, hepatic, spacing_mm=sp)
-            return mod.segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp)
+                def call(mod):
+                    if mode == "separate":
+                        return mod.segment_couinaud(liver, portal, hepatic, spacing_mm=sp)
+                    return mod.segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp)
 
-        same = np.array_equal(call(base).labels, call(this).labels)
-        times = {"base": [], "this": []}
-        for _ in range(a.n):
-            for name, mod in (("base", base), ("this", this)):
-                t, c = time.perf_counter(), time.process_time()
-                call(mod)
-                times[name].append((time.process_time() - c, time.perf_counter() - t))
-    b, t = np.array(times["base"]), np.array(times["this"])
-    print(f"IRCADb {a.case}, {a.mode} masks, {a.n} interleaved rounds, load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores: CPU s per call median {np.median(b[:, 0]):.2f} (base {a.base}) -> "
-          f"{np.median(t[:, 0]):.2f} (this), min {b[:, 0].min():.2f} -> {t[:, 0].min():.2f}; wall median "
-          f"{np.median(b[:, 1]):.2f} -> {np.median(t[:, 1]):.2f}, min {b[:, 1].min():.2f} -> {t[:, 1].min():.2f}; "
-          f"labels identical: {same}")
+                same = np.array_equal(call(base).labels, call(this).labels)
+                times = {"base": [], "this": []}
+                for _ in range(a.n):
+                    for name, mod in (("base", base), ("this", this)):
+                        t, c = time.perf_counter(), time.process_time()
+                        call(mod)
+                        times[name].append((time.process_time() - c, time.perf_counter() - t))
+                b, t = np.array(times["base"]), np.array(times["this"])
+                print(f"IRCADb {case}, {mode} masks, {a.n} interleaved rounds, load average {os.getloadavg()[0]:.1f} on "
+                      f"{os.cpu_count()} cores: CPU s per call median {np.median(b[:, 0]):.2f} (base {a.base}) -> "
+                      f"{np.median(t[:, 0]):.2f} (this), min {b[:, 0].min():.2f} -> {t[:, 0].min():.2f}; wall median "
+                      f"{np.median(b[:, 1]):.2f} -> {np.median(t[:, 1]):.2f}, min {b[:, 1].min():.2f} -> "
+                      f"{t[:, 1].min():.2f}; labels identical: {same}", flush=True)
     return 0
 
 
