@@ -131,9 +131,12 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     m1 = m2 + np.ceil(r / sp[:2]).astype(int) + 1
     x1, y1 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m1, padded.shape))
     x2, y2 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m2, padded.shape))
-    # slice by slice (2D maps: no pass along z, and one slice's temporaries stay in cache)
+    # slice by slice (2D maps: no pass along z, and one slice's temporaries stay in cache); a slice
+    # with no liver there has nothing to close (depth 0): its candidates are its vessels
     candidate = np.zeros(liver.shape, bool)
-    for k in range(liver.shape[2]):
+    has_liver = padded[:x1, :y1].any(axis=(0, 1))
+    candidate[:nx, :ny, ~has_liver] = vessels[:nx, :ny, ~has_liver]
+    for k in np.nonzero(has_liver)[0]:
         dilated = edt.edt(np.ascontiguousarray(~padded[:x1, :y1, k]), anisotropy=aniso, black_border=False) <= r
         depth = edt.edt(np.ascontiguousarray(dilated[:x2, :y2]), anisotropy=aniso,
                         black_border=True)[pad:pad + nx, pad:pad + ny] - r
