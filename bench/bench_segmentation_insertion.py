@@ -450,10 +450,12 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
     ap.add_argument("--seeds", type=int, nargs="+", help="only the runs of these seeds (to run a split in parallel)")
     ap.add_argument("--cases", nargs="+", help="only the runs of these IRCADb cases (e.g. 01)")
+    ap.add_argument("--variants", nargs="+", help="only the runs of these variants (e.g. noise)")
     ap.add_argument("--save", type=Path, metavar="DIR",
                     help="also save each run's CT, masks and truth as DIR/<case>_<seed>_<variant>.npz (outside the repository)")
     ap.add_argument("--load", type=Path, nargs="+", metavar="JSON",
-                    help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of running")
+                    help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of "
+                         "running; a run in several files: the last file's")
     ap.add_argument("--redo-dark-regions", type=Path, metavar="DIR",
                     help="with --load: the dark regions of each run from its saved arrays (--save DIR) with this code")
     ap.add_argument("--choose-limits", action="store_true",
@@ -461,16 +463,21 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cases: dict[str, Case] = {}
     rows: dict[str, list] = {}
+    latest: dict[tuple, tuple[str, dict]] = {}  # a run loaded twice: the later file's
     for path in args.load or []:
         for split, runs in json.loads(path.read_text()).items():
-            rows.setdefault(split, []).extend(runs)
+            for r in runs:
+                latest[(r["case"], r["seed"], r["variant"])] = (split, r)
+    for split, r in latest.values():
+        rows.setdefault(split, []).append(r)
     if args.load and args.redo_dark_regions:
         n = redo_dark_regions([r for rs in rows.values() for r in rs], args.redo_dark_regions)
         print(f"dark regions recomputed on {n} saved runs", file=sys.stderr)
     for split in [] if args.load else args.splits:
         rows[split] = []
         for case, seed, var in SPLITS[split][: args.limit]:
-            if (args.seeds and seed not in args.seeds) or (args.cases and case not in args.cases):
+            if ((args.seeds and seed not in args.seeds) or (args.cases and case not in args.cases)
+                    or (args.variants and var not in args.variants)):
                 continue
             if not (DATA / "ircadb" / case / "ct.nii.gz").exists():
                 print(f"skip {case}: no CT in {DATA}", file=sys.stderr)
@@ -493,7 +500,7 @@ def main(argv=None) -> int:
                   f"near misses and cut lesions of >= {BIG_LESION_ML:g} mL\n\n" + near_miss_table(everything)]
     text = "\n\n".join(parts)
     print(text)
-    if not (args.no_write or args.limit or args.seeds or args.cases):
+    if not (args.no_write or args.limit or args.seeds or args.cases or args.variants):
         _write_section(text, list(rows))
     return 0
 
