@@ -29,7 +29,7 @@ import logging
 import math
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -523,6 +523,7 @@ def write_plan_visuals(
     dicom_seg: DicomSegSource | None = None,
     growth_plot_png: str | Path | None = None,
     meshes_and_previews: bool = True,
+    premade: Future | None = None,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
@@ -557,6 +558,10 @@ def write_plan_visuals(
     meshes_and_previews : bool
         False skips meshes, GLB/STL/OBJ, PNG rendering (``PREVIEW_SIZE_PX``) and the PDF
         (``--no-preview``).
+    premade : Future, optional
+        Of :func:`plan_meshes` on these ``labels`` and ``vessels``, started by the caller as soon
+        as the label map was known (``plan`` meshes while it analyses the vessels); waited for
+        here instead of meshing again.
 
     Returns
     -------
@@ -580,7 +585,9 @@ def write_plan_visuals(
         from .rendering import start_offscreen_check
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
-    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}), label_boxes(labels))
+    made = None if premade is None else premade.result()
+    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}),
+                       label_boxes(labels) if made is None else made.boxes)
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
     # a worker writes the label files, the QC montage and the slice viewer's data (numpy, zlib and
@@ -593,7 +600,7 @@ def write_plan_visuals(
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes = {}
         if meshes_and_previews:
-            meshes, written["previews"] = _meshes_and_previews(plan)
+            meshes, written["previews"] = _meshes_and_previews(plan, None if made is None else made.meshes)
         written["labels"] = label_files.result()
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
@@ -731,17 +738,35 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
         return None
 
 
-@timed("previews")
-def _meshes_and_previews(plan: _PlanLabels):
-    """Meshes of every structure and the PNG previews; returns ``(meshes, preview files)``."""
-    from .labels import structures_from_labels
+class PlanMeshes(NamedTuple):
+    """:func:`plan_meshes`'s result: the label map's boxes and the meshes of its structures."""
+
+    boxes: dict[int, tuple[slice, slice, slice]]
+    meshes: dict[str, Mesh]
+
+
+def plan_meshes(labels: np.ndarray, *, affine_ras: np.ndarray,
+                vessels: Mapping[str, np.ndarray] | None = None) -> PlanMeshes:
+    """The meshes :func:`write_plan_visuals` draws and writes (every structure of ``labels`` and
+    the ``vessels``), with the label boxes it needs; pure computation, no file."""
+    from .labels import label_boxes, structures_from_labels
     from .meshing import structure_meshes
-    from .rendering import render_previews
 
     t = time.perf_counter()
-    meshes = structure_meshes(structures_from_labels(plan.labels, vessels=plan.vessels, boxes=plan.boxes),
-                              affine_ras=plan.affine_ras)
+    boxes = label_boxes(labels)
+    meshes = structure_meshes(structures_from_labels(labels, vessels=dict(vessels or {}), boxes=boxes),
+                              affine_ras=affine_ras)
     log.info("meshes: %.1f s", time.perf_counter() - t)
+    return PlanMeshes(boxes, meshes)
+
+
+@timed("previews")
+def _meshes_and_previews(plan: _PlanLabels, meshes: Mapping[str, Mesh] | None = None):
+    """Meshes of every structure (unless given) and the PNG previews; returns ``(meshes, preview files)``."""
+    from .rendering import render_previews
+
+    if meshes is None:
+        meshes = plan_meshes(plan.labels, affine_ras=plan.affine_ras, vessels=plan.vessels).meshes
     t = time.perf_counter()
     previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
