@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +30,7 @@ from hepatoplan.resection.virtual import plan_resection
 from hepatoplan.resection.volumetry import fill_partition, label_in, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import dicom_sr, dicomweb, io, report, timing
+from . import dicom_sr, dicomweb, io, report, report_pdf, timing
 from .labels import label_map
 from .outputs import check_output_folder, out_argument, output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -192,8 +193,10 @@ def plan(options: PlanOptions) -> dict:
     # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
     # meshes are made as soon as the label map is known, beside the vascular analysis and the
     # assessment (vtk's contouring and smoothing run outside the GIL)
+    # Chromium (report.pdf) starts now and is ready when the print page is
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
-            ThreadPoolExecutor(max_workers=1) as meshing:
+            ThreadPoolExecutor(max_workers=1) as meshing, \
+            (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
         function_map = None
@@ -215,7 +218,7 @@ def plan(options: PlanOptions) -> dict:
             result["dicomweb"] = dicomweb_section
         _write_outputs(options, study, result, arrays, inputs=inputs,
                        hashes={name: future.result() for name, future in sha256.items()},
-                       meshes=meshes[0] if meshes else None)
+                       meshes=meshes[0] if meshes else None, browser=browser)
     return result
 
 
@@ -498,9 +501,11 @@ def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> No
 
 @timing.timed("writing")
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
-                   inputs: dict[str, str], hashes: dict[str, str], meshes: Future | None = None) -> None:
+                   inputs: dict[str, str], hashes: dict[str, str], meshes: Future | None = None,
+                   browser: report_pdf.Browser | None = None) -> None:
     """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256;
-    ``meshes``: the plan's meshes being made (:func:`hepatoplan.pipeline.report_html.plan_meshes`)."""
+    ``meshes``: the plan's meshes being made (:func:`hepatoplan.pipeline.report_html.plan_meshes`);
+    ``browser``: Chromium started for report.pdf."""
     out = Path(options.out)
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
@@ -511,7 +516,7 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
                      for name, array in arrays.items()]
             regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) \
                 if study.ct.dicom_files else []
-            _write_visuals(tmp, options, study, result, arrays["labels"], regions, meshes)
+            _write_visuals(tmp, options, study, result, arrays["labels"], regions, meshes, browser)
             for written in nifti:
                 written.result()
         if regions and (tmp / "labels_seg.dcm").is_file():
@@ -545,7 +550,7 @@ def _vessels(study: Study) -> dict[str, np.ndarray]:
 
 
 def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=(),
-                   meshes: Future | None = None) -> None:
+                   meshes: Future | None = None, browser: report_pdf.Browser | None = None) -> None:
     """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
     report.pdf and report.html (with the slice viewer)."""
     from .report_html import DicomSegSource, write_plan_visuals
@@ -572,7 +577,7 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
         modality=options.modality, growth_plot_png=growth_png, meshes_and_previews=options.preview,
         dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
-        if study.ct.dicom_files else None, premade=meshes,
+        if study.ct.dicom_files else None, premade=meshes, browser=browser,
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths

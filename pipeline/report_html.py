@@ -524,6 +524,7 @@ def write_plan_visuals(
     growth_plot_png: str | Path | None = None,
     meshes_and_previews: bool = True,
     premade: Future | None = None,
+    browser: Any = None,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
@@ -562,6 +563,8 @@ def write_plan_visuals(
         Of :func:`plan_meshes` on these ``labels`` and ``vessels``, started by the caller as soon
         as the label map was known (``plan`` meshes while it analyses the vessels); waited for
         here instead of meshing again.
+    browser : report_pdf.Browser, optional
+        Chromium started ahead by the caller: prints ``report.pdf`` without its start-up time.
 
     Returns
     -------
@@ -607,7 +610,7 @@ def write_plan_visuals(
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
                                 montage_png=written["montage"][0] if written["montage"] else None)
         # report.pdf: Chromium prints the print layout while the other outputs are written
-        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views)) or nullcontext() as printing:
+        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, browser)) or nullcontext() as printing:
             if meshes:
                 written["meshes"] = _write_mesh_files(plan, meshes)
             with stage("report"):
@@ -653,7 +656,7 @@ class _PdfJob(NamedTuple):
 
 
 @timed("report")
-def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews) -> _PdfJob | None:
+def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews, browser=None) -> _PdfJob | None:
     """Start printing ``report.pdf`` (the report's print layout: ``views`` without the interactive
     viewers) in headless Chromium; ``None`` and a warning in ``report["warnings"]`` when there is
     no browser (:func:`_finish_pdf` waits for it)."""
@@ -663,7 +666,7 @@ def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews) -> _P
     page = _write_page(report, Path(folder.name) / "report-print.html",
                        replace(views, slice_viewer="", mesh_view=""), title=REPORT_TITLE)
     try:
-        return _PdfJob(PdfPrint(page, path), folder)
+        return _PdfJob(PdfPrint(page, path, browser=browser), folder)
     except NotComputableError as exc:
         folder.cleanup()
         _pdf_warning(report, exc)
