@@ -596,15 +596,15 @@ def write_plan_visuals(
     # a worker writes the label files, the QC montage and the slice viewer's data (numpy, zlib and
     # PNG coding, mostly outside the GIL) while this thread makes the meshes and previews
     with ThreadPoolExecutor(max_workers=1) as worker:
-        label_files = worker.submit(_write_label_files, plan)
+        # the montage first: the PDF waits for it, the label files are needed only at the end
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
+        label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes = {}
         if meshes_and_previews:
             meshes, written["previews"] = _meshes_and_previews(plan, None if made is None else made.meshes)
-        written["labels"] = label_files.result()
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
@@ -618,6 +618,7 @@ def write_plan_visuals(
                                 slice_viewer="" if slice_view is None else slice_view.result())
                 written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
                 written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
+        written["labels"] = label_files.result()
     return written
 
 
