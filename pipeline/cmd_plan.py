@@ -192,8 +192,8 @@ def plan(options: PlanOptions) -> dict:
         inputs["function_map"] = str(options.function_map)
     # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
     # meshes are made as soon as the label map is known, beside the vascular analysis and the
-    # assessment (vtk's contouring and smoothing run outside the GIL)
-    # Chromium (report.pdf) starts now and is ready when the print page is
+    # assessment (vtk's contouring and smoothing run outside the GIL), and Chromium starts now, to
+    # be ready when the page of report.pdf is
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
