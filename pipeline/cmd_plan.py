@@ -553,7 +553,7 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
                    meshes: Future | None = None, browser: report_pdf.Browser | None = None) -> None:
     """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
     report.pdf and report.html (with the slice viewer)."""
-    from .report_html import DicomSegSource, write_plan_visuals
+    from .report_html import DicomSegSource, StartedAhead, write_plan_visuals
 
     growth_png = None
     outlook = result.get("growth_outlook")
@@ -575,9 +575,10 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
             io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
-        modality=options.modality, growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        modality=options.modality, growth_plot_png=growth_png,
+        meshes_and_previews=options.preview and StartedAhead(meshes, browser),
         dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
-        if study.ct.dicom_files else None, premade=meshes, browser=browser,
+        if study.ct.dicom_files else None,
     )
     result["outputs"] = sorted(
         str(p.relative_to(folder)) for paths in written.values() for p in paths

@@ -511,6 +511,16 @@ def _write_page(report: Mapping[str, Any], out_path: Path, views: _ReportViews, 
     return out_path
 
 
+class StartedAhead(NamedTuple):
+    """Work for :func:`write_plan_visuals` that its caller started early: ``meshes``, a Future of
+    :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
+    vessels); ``browser``, a :class:`~hepatoplan.pipeline.report_pdf.Browser` (report.pdf
+    without Chromium's start-up time)."""
+
+    meshes: Future | None = None
+    browser: Any = None
+
+
 def write_plan_visuals(
     out_dir: str | Path,
     *,
@@ -522,9 +532,7 @@ def write_plan_visuals(
     modality: str = "CT",
     dicom_seg: DicomSegSource | None = None,
     growth_plot_png: str | Path | None = None,
-    meshes_and_previews: bool = True,
-    premade: Future | None = None,
-    browser: Any = None,
+    meshes_and_previews: bool | StartedAhead = True,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
@@ -556,15 +564,9 @@ def write_plan_visuals(
         DICOM-SEG's extra segments.
     growth_plot_png : path, optional
         Embedded in the HTML report.
-    meshes_and_previews : bool
+    meshes_and_previews : bool or StartedAhead
         False skips meshes, GLB/STL/OBJ, PNG rendering (``PREVIEW_SIZE_PX``) and the PDF
-        (``--no-preview``).
-    premade : Future, optional
-        Of :func:`plan_meshes` on these ``labels`` and ``vessels``, started by the caller as soon
-        as the label map was known (``plan`` meshes while it analyses the vessels); waited for
-        here instead of meshing again.
-    browser : report_pdf.Browser, optional
-        Chromium started ahead by the caller: prints ``report.pdf`` without its start-up time.
+        (``--no-preview``); a :class:`StartedAhead` makes them with the work the caller started.
 
     Returns
     -------
@@ -588,15 +590,14 @@ def write_plan_visuals(
         from .rendering import start_offscreen_check
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
-    made = None if premade is None else premade.result()
+    ahead = meshes_and_previews if isinstance(meshes_and_previews, StartedAhead) else StartedAhead()
+    made = None if ahead.meshes is None else ahead.meshes.result()
     plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}),
                        label_boxes(labels) if made is None else made.boxes)
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
-    # a worker writes the label files, the QC montage and the slice viewer's data (numpy, zlib and
-    # PNG coding, mostly outside the GIL) while this thread makes the meshes and previews
+    # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
     with ThreadPoolExecutor(max_workers=1) as worker:
-        # the montage first: the PDF waits for it, the label files are needed only at the end
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
         label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
@@ -610,7 +611,7 @@ def write_plan_visuals(
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
                                 montage_png=written["montage"][0] if written["montage"] else None)
         # report.pdf: Chromium prints the print layout while the other outputs are written
-        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, browser)) or nullcontext() as printing:
+        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, ahead.browser)) or nullcontext() as printing:
             if meshes:
                 written["meshes"] = _write_mesh_files(plan, meshes)
             with stage("report"):
