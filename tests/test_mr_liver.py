@@ -107,6 +107,20 @@ def test_self_check_values_on_the_phantom(phantom_result):
     assert checks["liver_candidate"]["value"] == 1 and checks["liver_stability_dice"]["value"] >= 0.95
     assert checks["left_lobe_reach_mm"]["value"] == pytest.approx(32.0, abs=4.0)
     assert checks["fragmented_slice_fraction"]["value"] == 0.0  # an ellipsoid: one piece on every slice
+    assert checks["side_section_fraction"]["value"] == 0.0  # the field of view holds the whole body
+
+
+def test_a_liver_cut_by_the_field_of_view_side_is_unverified(phantom):
+    """The phantom's field of view cut 80 mm right of the body's centre (through the right lobe, 70 % of the
+    liver's width kept): segmented, the liver touches the side, and the side check marks it unverified."""
+    img, sp, liver = phantom
+    keep = int((img.shape[0] * sp[0] / 2 + 80) / sp[0])
+    mask, info = segment_liver_mr(np.ascontiguousarray(img[:keep]), spacing_mm=sp)
+    assert info["qc_passed"] and _dice(mask, liver[:keep]) >= 0.9
+    side = next(c for c in info["self_check"]["checks"] if c["name"] == "side_section_fraction")
+    assert not side["passed"] and side["value"] >= 0.25
+    assert any(f.startswith("unverified: the field of view's side cuts the liver") and "--liver FILE" in f
+               for f in info["qc_flags"])
 
 
 def test_fragmented_slice_fraction_counts_slices_in_pieces():
@@ -117,6 +131,27 @@ def test_fragmented_slice_fraction_counts_slices_in_pieces():
     mask[24:30, 4:10, 2:5] = True
     mask[20:24, 20:24, 8] = True  # meets the box at one corner only
     assert fragmented_slice_fraction(mask, (2, 2, 1)) == pytest.approx(0.4)
+
+
+def test_above_the_widest_slice_one_piece_rises():
+    """Nesting on a 2.5 x 2.5 x 7.7 mm grid: a 40 x 40 voxel widest slice (z = 1) narrowing by 2
+    voxels a side a slice above and below it, with a 6 x 6 voxel piece 2 voxels (5 mm) left of the liver on
+    z = 0, 2, 3 (within the 10 mm reach of the slice below, apart in-plane: the heart above the left lobe):
+    the piece is dropped above the widest slice, kept (where in reach) below it, and kept above it with
+    ``dome_one_piece`` off."""
+    from hepatoplan.segmentation.mr_liver import _nest
+
+    mask = np.zeros((60, 60, 5), bool)
+    for z, inset in ((0, 2), (1, 0), (2, 2), (3, 4)):
+        mask[10 + inset:50 - inset, 10:50, z] = True
+    mask[4:10, 20:26, [0, 2, 3]] = True
+    sp = (2.5, 2.5, 7.7)
+    kept = _nest(mask, sp, MRLiverParams())
+    assert kept[20:40, 20:40, :4].all()  # the liver
+    # what lies within the slice above's reach is kept: half the piece below the widest slice
+    assert kept[4:10, 20:26, 0].sum() == 18 and not kept[:10, :, 2:].any()
+    kept_off = _nest(mask, sp, MRLiverParams(dome_one_piece=False))
+    assert kept_off[4:10, 20:26, 2].sum() == 18 and kept_off[4:10, 20:26, 3].sum() == 24
 
 
 def test_a_liver_without_its_left_lobe_is_unverified():
@@ -274,8 +309,8 @@ def test_chaos_t2_spir(case):
     assert info["qc_passed"], info["qc_flags"]
     assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
     assert _dice(mask, ref) >= 0.85
-    # 02 measures +15.6 % (leaks into mesenteric fat and the heart, bench/RESULTS.md): the issue's 7 % is not met
-    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.16
+    # 02 measures +13 % (leaks into bowel below the right lobe, bench/RESULTS.md): the issue's 7 % is not met
+    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.15
 
 
 def test_chaos_with_the_top_cut_off():
@@ -291,13 +326,16 @@ def test_chaos_with_the_top_cut_off():
 def test_chaos_cut_at_the_side_is_right_or_flagged():
     """CHAOS 03 with the field of view cut on the patient's right through 30 % of the liver's width (the
     run that scored 0.842 with QC passed before the dome step): Dice >= 0.85 or a flag, never a quiet
-    miss."""
+    miss; the side check names the cut."""
     vol, ref = _chaos("03")
     xs = np.flatnonzero(ref.any(axis=(1, 2)))  # canonical axis 0 increases toward the patient's right
     keep = xs[-1] - int(0.3 * (xs[-1] - xs[0]))
     mask, info = segment_liver_mr(np.ascontiguousarray(vol.array[:keep]), spacing_mm=vol.spacing_mm)
     assert info["qc_passed"]
     assert _dice(mask, ref[:keep]) >= 0.85 or not info["self_check"]["passed"]
+    side = next(c for c in info["self_check"]["checks"] if c["name"] == "side_section_fraction")
+    assert not side["passed"] and side["value"] >= 0.25
+    assert any(f.startswith("unverified: the field of view's side cuts the liver") for f in info["qc_flags"])
 
 
 def test_totalsegmentator_mr_example():
