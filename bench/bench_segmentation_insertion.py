@@ -154,7 +154,7 @@ def _taken(case: Case, lesions) -> np.ndarray:
 
 
 def at_truth(near: list[dict], truth: dict, lesion_rows: list[dict], n_real: int) -> list[dict]:
-    """The near misses, each with ``truth``: what lies at its centroid (``inserted found`` /
+    """The near misses (or dark regions), each with ``truth``: what lies at its centroid (``inserted found`` /
     ``inserted missed`` / ``real found`` / ``real missed`` / ``none``; a real lesion under 1 mL,
     not scored, counts as missed)."""
     tum = truth["tumours"]
@@ -166,6 +166,28 @@ def at_truth(near: list[dict], truth: dict, lesion_rows: list[dict], n_real: int
         what = "none" if k == 0 else ("inserted" if k > n_real else "real") + (" found" if found.get(k) else " missed")
         out.append({**e, "truth": what})
     return out
+
+
+def redo_dark_regions(rows: list[dict], folder: Path) -> int:
+    """Replace each run's ``dark_regions`` by those :func:`segment_tumours` of this code finds on the
+    run's saved CT and automatic liver (``--save``; the liver after the lesions found outside it
+    were added, which ``segment_study`` does after the tumour search: an approximation), for runs
+    recorded before the dark regions were. Returns the number of runs redone."""
+    from hepatoplan.segmentation import segment_tumours
+
+    done = 0
+    for r in rows:
+        path = folder / f"{r['case']}_{r['seed']}_{r['variant']}.npz"
+        if not path.exists():
+            continue
+        d = np.load(path)
+        _, tinfo = segment_tumours(d["ct"], d["liver"], spacing_mm=tuple(d["spacing"]))
+        truth = {"tumours": d["truth_tumours"]}
+        inserted = [e["label"] for e in r["lesions"] if e["kind"] != "real"]  # after the scan's own
+        n_real = min(inserted) - 1 if inserted else int(d["truth_tumours"].max())
+        r["dark_regions"] = at_truth(tinfo["dark_regions"], truth, r["lesions"], n_real)
+        done += 1
+    return done
 
 
 def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
@@ -215,7 +237,7 @@ def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
     return row
 
 
-def run_one(case: Case, seed: int, variant_name: str) -> dict:
+def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None) -> dict:
     ct, truth, lesions, n_real = make_run(case, seed)
     ct, truth, spacing = degrade(variant_name, ct, truth, case.spacing)
     row = {"case": case.name, "seed": seed, "variant": variant_name}
@@ -231,6 +253,12 @@ def run_one(case: Case, seed: int, variant_name: str) -> dict:
         pred = {"liver": seg.liver, "tumours": seg.tumours}
         check = seg.report["self_check"]
         tinfo = seg.report["tumours"]
+        if save:  # the run's arrays, to study new checks offline (never in the repository: the CTs' licences)
+            save.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(save / f"{case.name}_{seed}_{variant_name}.npz", ct=np.round(ct).astype(np.int16),
+                                spacing=np.asarray(spacing), liver=seg.liver, tumours=seg.tumours,
+                                vessels=(seg.portal_vein > 0) | (seg.hepatic_veins > 0),
+                                truth_liver=truth["liver"] > 0, truth_tumours=truth["tumours"])
     row["segment_s"] = round(time.perf_counter() - t, 1)
     row.update(score(pred, truth, lesions, spacing, n_real))
     row["qc_passed"] = bool(check["passed"])
@@ -238,6 +266,7 @@ def run_one(case: Case, seed: int, variant_name: str) -> dict:
     row["checks"] = {c["name"]: c["value"] for c in check.get("checks", [])}  # to study the limits offline
     row["near_misses"] = at_truth(tinfo.get("near_misses", []), truth, row["lesions"], n_real)
     row["cut_lesions"] = tinfo.get("cut_lesions", [])
+    row["dark_regions"] = at_truth(tinfo.get("dark_regions", []), truth, row["lesions"], n_real)
     return row
 
 
@@ -298,6 +327,8 @@ LIMIT_GRID = {
     "max_near_miss_margin": (0.02, 0.05, 0.1, 0.15, 0.25, 0.35, 0.5),
     "max_near_miss_ml": (2.0, 3.0, 5.0, 7.0, 10.0, 12.0, 15.0, 20.0, 30.0, 50.0, float("inf")),
     "max_cut_fraction": (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, float("inf")),
+    "min_dark_region_fill": (0.7, 0.8, 0.9),
+    "max_dark_region_ml": (3.0, 4.0, 5.0, 7.0, 10.0, float("inf")),
 }
 
 
@@ -319,8 +350,10 @@ def flagged(row: dict, params: SelfCheckParams, lp: LiverParams = LiverParams())
     # JSON written before near misses had a ``rule``: from its words (the edge test's began "edge")
     near = [{"rule": next((k for k, v in REJECTED.items() if e["rejected"].startswith(v)), "edge"), **e}
             for e in row["near_misses"]]
-    lesions = lesion_checks({"near_misses": near, "cut_lesions": row["cut_lesions"]}, params)
-    return not (liver_ok and all(x["passed"] for x in lesions))
+    lesions = lesion_checks({"near_misses": near, "cut_lesions": row["cut_lesions"],
+                             "dark_regions": row.get("dark_regions", [])}, params)
+    spacing_ok = c.get("voxel_spacing_mm", 0.0) <= params.max_voxel_spacing_mm
+    return not (liver_ok and spacing_ok and all(x["passed"] for x in lesions))
 
 
 def choose_limits(rows: list[dict]) -> tuple[SelfCheckParams, tuple[int, int, int, int]]:
@@ -417,27 +450,41 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
     ap.add_argument("--seeds", type=int, nargs="+", help="only the runs of these seeds (to run a split in parallel)")
     ap.add_argument("--cases", nargs="+", help="only the runs of these IRCADb cases (e.g. 01)")
+    ap.add_argument("--variants", nargs="+", help="only the runs of these variants (e.g. noise)")
+    ap.add_argument("--save", type=Path, metavar="DIR",
+                    help="also save each run's CT, masks and truth as DIR/<case>_<seed>_<variant>.npz (outside the repository)")
     ap.add_argument("--load", type=Path, nargs="+", metavar="JSON",
-                    help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of running")
+                    help="tables from the --json files of earlier runs (e.g. the splits run in parallel) instead of "
+                         "running; a run in several files: the last file's")
+    ap.add_argument("--redo-dark-regions", type=Path, metavar="DIR",
+                    help="with --load: the dark regions of each run from its saved arrays (--save DIR) with this code")
     ap.add_argument("--choose-limits", action="store_true",
                     help="also choose the self-check's limits from the runs' near misses, leave-one-scan-out")
     args = ap.parse_args(argv)
     cases: dict[str, Case] = {}
     rows: dict[str, list] = {}
+    latest: dict[tuple, tuple[str, dict]] = {}  # a run loaded twice: the later file's
     for path in args.load or []:
         for split, runs in json.loads(path.read_text()).items():
-            rows.setdefault(split, []).extend(runs)
+            for r in runs:
+                latest[(r["case"], r["seed"], r["variant"])] = (split, r)
+    for split, r in latest.values():
+        rows.setdefault(split, []).append(r)
+    if args.load and args.redo_dark_regions:
+        n = redo_dark_regions([r for rs in rows.values() for r in rs], args.redo_dark_regions)
+        print(f"dark regions recomputed on {n} saved runs", file=sys.stderr)
     for split in [] if args.load else args.splits:
         rows[split] = []
         for case, seed, var in SPLITS[split][: args.limit]:
-            if (args.seeds and seed not in args.seeds) or (args.cases and case not in args.cases):
+            if ((args.seeds and seed not in args.seeds) or (args.cases and case not in args.cases)
+                    or (args.variants and var not in args.variants)):
                 continue
             if not (DATA / "ircadb" / case / "ct.nii.gz").exists():
                 print(f"skip {case}: no CT in {DATA}", file=sys.stderr)
                 continue
             if case not in cases:
                 cases[case] = Case(case)
-            row = run_one(cases[case], seed, var)
+            row = run_one(cases[case], seed, var, args.save)
             rows[split].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "lesions"}, default=str), file=sys.stderr, flush=True)
             if args.json:  # after every run: a long benchmark stopped early keeps what it measured
@@ -453,7 +500,7 @@ def main(argv=None) -> int:
                   f"near misses and cut lesions of >= {BIG_LESION_ML:g} mL\n\n" + near_miss_table(everything)]
     text = "\n\n".join(parts)
     print(text)
-    if not (args.no_write or args.limit or args.seeds or args.cases):
+    if not (args.no_write or args.limit or args.seeds or args.cases or args.variants):
         _write_section(text, list(rows))
     return 0
 

@@ -283,7 +283,7 @@ def _cell(value):
 #: Modules a worker needs to plan a study, imported once before local workers are forked ...
 WORKER_MODULES = ("hepatoplan.pipeline.cmd_plan", "hepatoplan.pipeline.study", "hepatoplan.pipeline.report_html", "hepatoplan.pipeline.seg_nrrd")
 #: ... and those it needs for meshes and previews.
-PREVIEW_MODULES = ("hepatoplan.pipeline.meshing", "hepatoplan.pipeline.mesh_files", "hepatoplan.pipeline.rendering", "trimesh", "fast_simplification")
+PREVIEW_MODULES = ("hepatoplan.pipeline.meshing", "hepatoplan.pipeline.mesh_files", "hepatoplan.pipeline.rendering", "fast_simplification")
 
 
 def _preload_for_fork(*, previews: bool) -> str:

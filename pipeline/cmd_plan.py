@@ -14,9 +14,11 @@ import argparse
 import dataclasses
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,10 +27,10 @@ from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
 from hepatoplan.resection.virtual import plan_resection
-from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
+from hepatoplan.resection.volumetry import fill_partition, label_in, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import dicom_sr, dicomweb, io, report, timing
+from . import dicom_sr, dicomweb, io, report, report_pdf, timing
 from .labels import label_map
 from .outputs import check_output_folder, out_argument, output_folder
 from .study import MaskPaths, PlanOptions, Study, load_study
@@ -188,29 +190,46 @@ def plan(options: PlanOptions) -> dict:
             inputs[name if i == 0 else f"{name}_{i + 1}"] = str(path)
     if options.function_map is not None:
         inputs["function_map"] = str(options.function_map)
-    # the provenance hashes are computed meanwhile (hashlib releases the GIL)
-    with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing:
+    # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
+    # meshes are made as soon as the label map is known, beside the vascular analysis and the
+    # assessment (vtk's contouring and smoothing run outside the GIL), and Chromium starts now, to
+    # be ready when the page of report.pdf is
+    with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
+            ThreadPoolExecutor(max_workers=1) as meshing, \
+            (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
-        result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map)
+        meshes: list[Future] = []
+
+        def start_meshes(labels: np.ndarray) -> None:
+            from .report_html import plan_meshes
+
+            meshes.append(meshing.submit(plan_meshes, labels, affine_ras=study.ct.affine_ras,
+                                         vessels=_vessels(study)))
+
+        result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
+                                      on_labels=start_meshes if options.preview else None)
         result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
         if dicomweb_section:
             result["dicomweb"] = dicomweb_section
         _write_outputs(options, study, result, arrays, inputs=inputs,
-                       hashes={name: future.result() for name, future in sha256.items()})
+                       hashes={name: future.result() for name, future in sha256.items()},
+                       meshes=meshes[0] if meshes else None, browser=browser)
     return result
 
 
 @timing.timed("volumetry")
-def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None
-                 ) -> tuple[dict, dict[str, np.ndarray]]:
+def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None,
+                 on_labels: Callable[[np.ndarray], None] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
-    Returns the JSON-ready report and the canonical arrays to write.
+    Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
+    the label map as soon as it is known (after the resection, before its vascular consequences
+    and the assessment, which do not change it).
     """
     spacing = study.spacing_mm
     liver = study.liver
@@ -248,13 +267,21 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     }
     if "tumours" in study.details.get("not_assessed", {}):  # MR: unknown, not zero
         result["volumes_ml"].update(tumours=None, tumours_total=None)
+    made: dict[str, np.ndarray] = {}
+
+    def labels_of(resected: np.ndarray | None) -> None:
+        made["labels"] = label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
+        if on_labels is not None:
+            on_labels(made["labels"])
+
     resected = None
     if specs or ablations:
         resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map),
-                           specs, ablations)
+                           specs, ablations, on_resected=labels_of)
+    else:
+        labels_of(None)
     result["warnings"] = study.warnings
-    labels = label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
-    arrays = {"labels": labels}
+    arrays = {"labels": made["labels"]}
     if resected is not None:
         arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
     if "vessel_separation" in study.details:  # the trees separated from --vessels, for the user to check
@@ -283,8 +310,10 @@ class _Resection:
 
 
 @timing.timed("resection")
-def _resect(result: dict, plan: _Resection, specs, ablations) -> np.ndarray:
-    """Resections, their vascular consequences and the assessment, into ``result``; the removed mask.
+def _resect(result: dict, plan: _Resection, specs, ablations, *,
+            on_resected: Callable[[np.ndarray], None]) -> np.ndarray:
+    """Resections, their vascular consequences and the assessment, into ``result``; the removed
+    mask, which is also handed to ``on_resected`` as soon as it is known.
 
     Steps: sparing wedges (:func:`_sparing_wedges`) and ablations (:func:`_ablations`) build
     partial-volume fractions that :func:`plan_resection` adds to the anatomical and plain wedge
@@ -308,6 +337,8 @@ def _resect(result: dict, plan: _Resection, specs, ablations) -> np.ndarray:
         spacing_mm=plan.spacing_mm, default_margin_mm=options.margin_mm, extra_fraction=extra,
         extra_specs=tuple(extra_specs),
     )
+    resected = res.resected_mask
+    on_resected(resected)
     section = _resection_section(res, details)
     devascularised = _vascular(plan, res, section)
     result["resection"] = section
@@ -327,7 +358,7 @@ def _resect(result: dict, plan: _Resection, specs, ablations) -> np.ndarray:
     if section["remnant_ml"] <= 0:
         raise InputError("the resections remove the whole functional liver: nothing remains")
     _assess(result, plan, functional_liver_ml=res.functional_liver_ml)
-    return res.resected_mask
+    return resected
 
 
 def _sparing_wedges(plan: _Resection, wedges, extra: np.ndarray) -> tuple[list[str], list[dict]]:
@@ -422,7 +453,7 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
         return None
     from hepatoplan.resection.vascular import vascular_consequences
 
-    anatomical = np.isin(plan.segments, res.segments_removed) & plan.liver if res.segments_removed else None
+    anatomical = label_in(plan.segments, res.segments_removed) & plan.liver if res.segments_removed else None
     vasc = vascular_consequences(
         liver=plan.liver, resected=res.resected_fraction, spacing_mm=plan.spacing_mm,
         portal=study.portal, hepatic=study.hepatic, tumours=plan.tumours, segments=plan.segments,
@@ -470,8 +501,11 @@ def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> No
 
 @timing.timed("writing")
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
-                   inputs: dict[str, str], hashes: dict[str, str]) -> None:
-    """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256."""
+                   inputs: dict[str, str], hashes: dict[str, str], meshes: Future | None = None,
+                   browser: report_pdf.Browser | None = None) -> None:
+    """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256;
+    ``meshes``: the plan's meshes being made (:func:`hepatoplan.pipeline.report_html.plan_meshes`);
+    ``browser``: Chromium started for report.pdf."""
     out = Path(options.out)
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
@@ -482,7 +516,7 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
                      for name, array in arrays.items()]
             regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) \
                 if study.ct.dicom_files else []
-            _write_visuals(tmp, options, study, result, arrays["labels"], regions)
+            _write_visuals(tmp, options, study, result, arrays["labels"], regions, meshes, browser)
             for written in nifti:
                 written.result()
         if regions and (tmp / "labels_seg.dcm").is_file():
@@ -509,10 +543,17 @@ def _write_measurement_report(folder: Path, result: dict, regions) -> None:
     result["outputs"] = sorted([*result["outputs"], "measurements_sr.dcm"])
 
 
-def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=()) -> None:
+def _vessels(study: Study) -> dict[str, np.ndarray]:
+    """The vessel masks drawn beside the labels (meshes, slice viewer, .seg.nrrd layers)."""
+    return {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
+            if mask is not None and mask.any()}
+
+
+def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=(),
+                   meshes: Future | None = None, browser: report_pdf.Browser | None = None) -> None:
     """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
     report.pdf and report.html (with the slice viewer)."""
-    from .report_html import DicomSegSource, write_plan_visuals
+    from .report_html import DicomSegSource, StartedAhead, write_plan_visuals
 
     growth_png = None
     outlook = result.get("growth_outlook")
@@ -527,15 +568,15 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
             scenarios=outlook["scenarios"], tumour_ml=outlook.get("tumour_ml"),
             doubling_days=outlook.get("doubling_days"),
         )
-    vessels = {name: mask for name, mask in (("portal vein", study.portal), ("hepatic veins", study.hepatic))
-               if mask is not None and mask.any()}
+    vessels = _vessels(study)
     ct = None  # the slice viewer and QC montage need the CT's voxels; --no-preview keeps header-only reading
     if options.preview:
         ct = study.ct.array if study.ct.array is not None else \
             io.read_image(options.ct, series_uid=options.series_uid, name="CT").array
     written = write_plan_visuals(
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
-        modality=options.modality, growth_plot_png=growth_png, meshes_and_previews=options.preview,
+        modality=options.modality, growth_plot_png=growth_png,
+        meshes_and_previews=options.preview and StartedAhead(meshes, browser),
         dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
         if study.ct.dicom_files else None,
     )

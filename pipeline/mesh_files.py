@@ -17,7 +17,9 @@ Colours come from :mod:`hepatoplan.pipeline.labels`; every file is written atomi
 
 from __future__ import annotations
 
+import json
 import logging
+import struct
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -50,9 +52,11 @@ def _vertex_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     normal of a non-degenerate incident triangle, else +z (glTF requires unit normals)."""
     tri = points[faces]
     face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(points)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_n)
+    # per vertex, the incident faces' normals summed in np.add.at's order (corner 0 of every
+    # face, then corner 1, then corner 2), by one bincount per axis
+    corners = faces.T.ravel()
+    normals = np.stack([np.bincount(corners, weights=np.tile(face_n[:, a], 3), minlength=len(points))
+                        for a in range(3)], axis=1)
     length = np.linalg.norm(normals, axis=1)
     bad = length < 1e-9 * max(float(np.abs(face_n).max(initial=0.0)), 1e-30)
     if bad.any():
@@ -164,26 +168,48 @@ def write_meshes(
 
 def write_glb(meshes: Mapping[str, Mesh], path: Path, *, colours: Mapping[str, Sequence[float]],
               opacities: Mapping[str, float]) -> Path:
-    """One glTF binary scene: a named, coloured node per structure under ``patient_LPS_mm``.
+    """One glTF 2.0 binary scene: a named, coloured node per structure under ``patient_LPS_mm``.
 
     ``colours`` are sRGB floats (written as glTF's linear ``baseColorFactor``); ``opacities``
-    below 1 use glTF alpha blending (default opaque).
+    below 1 use glTF alpha blending (default opaque). Each mesh has float32 positions (LPS mm),
+    smooth unit vertex normals (glTF viewers draw flat facets without them) and uint32 indices,
+    one buffer view each, in one binary chunk. Written here with numpy and json (the layout
+    trimesh wrote before; trimesh's import alone took ~0.9 s of CPU per plan).
     """
-    import trimesh
-    from trimesh.visual.material import PBRMaterial
-
-    scene = trimesh.Scene()
-    scene.graph.update(frame_from=scene.graph.base_frame, frame_to="patient_LPS_mm",
-                       matrix=LPS_MM_TO_GLTF)
+    nodes: list[dict] = [{"name": "patient_LPS_mm", "children": [], "matrix": LPS_MM_TO_GLTF.T.ravel().tolist()}]
+    gltf: dict = {"scene": 0, "scenes": [{"nodes": [0]}], "asset": {"version": "2.0", "generator": "hepatoplan"},
+                  "accessors": [], "meshes": [], "materials": [], "nodes": nodes, "bufferViews": []}
+    chunks: list[bytes] = []
+    offset = 0
     for name, mesh in meshes.items():
-        rgba = [_srgb_to_linear(float(c)) for c in colours[name]] + [float(opacities.get(name, 1.0))]
-        material = PBRMaterial(name=name, baseColorFactor=rgba, metallicFactor=0.0,
-                               roughnessFactor=0.8, doubleSided=False,
-                               alphaMode="BLEND" if rgba[3] < 1 else "OPAQUE")
         lps = _lps(mesh)
-        tm = trimesh.Trimesh(vertices=lps, faces=mesh.faces, process=False,
-                             vertex_normals=_vertex_normals(lps, mesh.faces),
-                             visual=trimesh.visual.TextureVisuals(material=material))
-        scene.add_geometry(tm, node_name=name, geom_name=name, parent_node_name="patient_LPS_mm")
-    # smooth vertex normals (glTF viewers draw flat facets without them)
-    return write_atomic(path, scene.export(file_type="glb", include_normals=True))
+        arrays = (np.ascontiguousarray(mesh.faces, np.uint32).ravel(), lps.astype(np.float32),
+                  _vertex_normals(lps, mesh.faces).astype(np.float32))
+        first = len(gltf["accessors"])
+        for (component, kind), array in zip(((5125, "SCALAR"), (5126, "VEC3"), (5126, "VEC3")), arrays):
+            data = array.tobytes()  # every array is 4-byte aligned: uint32 and float32
+            gltf["bufferViews"].append({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
+            gltf["accessors"].append({
+                "bufferView": len(gltf["bufferViews"]) - 1, "componentType": component, "type": kind,
+                "count": len(array), "max": np.atleast_1d(array.max(axis=0)).tolist(),
+                "min": np.atleast_1d(array.min(axis=0)).tolist()})
+            chunks.append(data)
+            offset += len(data)
+        rgba = [_srgb_to_linear(float(c)) for c in colours[name]] + [float(opacities.get(name, 1.0))]
+        gltf["materials"].append({
+            "name": name, "pbrMetallicRoughness": {"baseColorFactor": rgba, "metallicFactor": 0.0,
+                                                   "roughnessFactor": 0.8},
+            "alphaMode": "BLEND" if rgba[3] < 1 else "OPAQUE", "doubleSided": False})
+        gltf["meshes"].append({"name": name, "primitives": [{
+            "attributes": {"POSITION": first + 1, "NORMAL": first + 2}, "indices": first, "mode": 4,
+            "material": len(gltf["materials"]) - 1}]})
+        nodes[0]["children"].append(len(nodes))
+        nodes.append({"name": name, "mesh": len(gltf["meshes"]) - 1})
+    gltf["buffers"] = [{"byteLength": offset}]
+    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned: JSON padded with spaces
+    binary = b"".join(chunks)
+    size = 12 + 8 + len(text) + 8 + len(binary)
+    return write_atomic(path, b"".join([
+        struct.pack("<4sII", b"glTF", 2, size), struct.pack("<I4s", len(text), b"JSON"), text,
+        struct.pack("<I4s", len(binary), b"BIN\x00"), binary]))

@@ -29,7 +29,7 @@ import logging
 import math
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -511,6 +511,16 @@ def _write_page(report: Mapping[str, Any], out_path: Path, views: _ReportViews, 
     return out_path
 
 
+class StartedAhead(NamedTuple):
+    """Work for :func:`write_plan_visuals` that its caller started early: ``meshes``, a Future of
+    :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
+    vessels); ``browser``, a :class:`~hepatoplan.pipeline.report_pdf.Browser` (report.pdf
+    without Chromium's start-up time)."""
+
+    meshes: Future | None = None
+    browser: Any = None
+
+
 def write_plan_visuals(
     out_dir: str | Path,
     *,
@@ -522,7 +532,7 @@ def write_plan_visuals(
     modality: str = "CT",
     dicom_seg: DicomSegSource | None = None,
     growth_plot_png: str | Path | None = None,
-    meshes_and_previews: bool = True,
+    meshes_and_previews: bool | StartedAhead = True,
 ) -> dict[str, list[Path]]:
     """Write every visual/label output of one plan into ``out_dir`` (one call for ``plan``).
 
@@ -554,9 +564,9 @@ def write_plan_visuals(
         DICOM-SEG's extra segments.
     growth_plot_png : path, optional
         Embedded in the HTML report.
-    meshes_and_previews : bool
+    meshes_and_previews : bool or StartedAhead
         False skips meshes, GLB/STL/OBJ, PNG rendering (``PREVIEW_SIZE_PX``) and the PDF
-        (``--no-preview``).
+        (``--no-preview``); a :class:`StartedAhead` makes them with the work the caller started.
 
     Returns
     -------
@@ -580,27 +590,28 @@ def write_plan_visuals(
         from .rendering import start_offscreen_check
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
-    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}), label_boxes(labels))
+    ahead = meshes_and_previews if isinstance(meshes_and_previews, StartedAhead) else StartedAhead()
+    made = None if ahead.meshes is None else ahead.meshes.result()
+    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}),
+                       label_boxes(labels) if made is None else made.boxes)
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
-    # a worker writes the label files, the QC montage and the slice viewer's data (numpy, zlib and
-    # PNG coding, mostly outside the GIL) while this thread makes the meshes and previews
+    # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
     with ThreadPoolExecutor(max_workers=1) as worker:
-        label_files = worker.submit(_write_label_files, plan)
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
+        label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes = {}
         if meshes_and_previews:
-            meshes, written["previews"] = _meshes_and_previews(plan)
-        written["labels"] = label_files.result()
+            meshes, written["previews"] = _meshes_and_previews(plan, None if made is None else made.meshes)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
                                 montage_png=written["montage"][0] if written["montage"] else None)
         # report.pdf: Chromium prints the print layout while the other outputs are written
-        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views)) or nullcontext() as printing:
+        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, ahead.browser)) or nullcontext() as printing:
             if meshes:
                 written["meshes"] = _write_mesh_files(plan, meshes)
             with stage("report"):
@@ -608,6 +619,7 @@ def write_plan_visuals(
                                 slice_viewer="" if slice_view is None else slice_view.result())
                 written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
                 written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
+        written["labels"] = label_files.result()
     return written
 
 
@@ -646,7 +658,7 @@ class _PdfJob(NamedTuple):
 
 
 @timed("report")
-def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews) -> _PdfJob | None:
+def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews, browser=None) -> _PdfJob | None:
     """Start printing ``report.pdf`` (the report's print layout: ``views`` without the interactive
     viewers) in headless Chromium; ``None`` and a warning in ``report["warnings"]`` when there is
     no browser (:func:`_finish_pdf` waits for it)."""
@@ -656,7 +668,7 @@ def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews) -> _P
     page = _write_page(report, Path(folder.name) / "report-print.html",
                        replace(views, slice_viewer="", mesh_view=""), title=REPORT_TITLE)
     try:
-        return _PdfJob(PdfPrint(page, path), folder)
+        return _PdfJob(PdfPrint(page, path, browser=browser), folder)
     except NotComputableError as exc:
         folder.cleanup()
         _pdf_warning(report, exc)
@@ -731,17 +743,35 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
         return None
 
 
-@timed("previews")
-def _meshes_and_previews(plan: _PlanLabels):
-    """Meshes of every structure and the PNG previews; returns ``(meshes, preview files)``."""
-    from .labels import structures_from_labels
+class PlanMeshes(NamedTuple):
+    """:func:`plan_meshes`'s result: the label map's boxes and the meshes of its structures."""
+
+    boxes: dict[int, tuple[slice, slice, slice]]
+    meshes: dict[str, Mesh]
+
+
+def plan_meshes(labels: np.ndarray, *, affine_ras: np.ndarray,
+                vessels: Mapping[str, np.ndarray] | None = None) -> PlanMeshes:
+    """The meshes :func:`write_plan_visuals` draws and writes (every structure of ``labels`` and
+    the ``vessels``), with the label boxes it needs; pure computation, no file."""
+    from .labels import label_boxes, structures_from_labels
     from .meshing import structure_meshes
-    from .rendering import render_previews
 
     t = time.perf_counter()
-    meshes = structure_meshes(structures_from_labels(plan.labels, vessels=plan.vessels, boxes=plan.boxes),
-                              affine_ras=plan.affine_ras)
+    boxes = label_boxes(labels)
+    meshes = structure_meshes(structures_from_labels(labels, vessels=dict(vessels or {}), boxes=boxes),
+                              affine_ras=affine_ras)
     log.info("meshes: %.1f s", time.perf_counter() - t)
+    return PlanMeshes(boxes, meshes)
+
+
+@timed("previews")
+def _meshes_and_previews(plan: _PlanLabels, meshes: Mapping[str, Mesh] | None = None):
+    """Meshes of every structure (unless given) and the PNG previews; returns ``(meshes, preview files)``."""
+    from .rendering import render_previews
+
+    if meshes is None:
+        meshes = plan_meshes(plan.labels, affine_ras=plan.affine_ras, vessels=plan.vessels).meshes
     t = time.perf_counter()
     previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)

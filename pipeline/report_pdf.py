@@ -8,16 +8,26 @@ package (Debian ``chromium``) that a user's machine may lack: :func:`find_chromi
 ``None`` then, and ``plan`` writes no PDF and says so in ``report.json``'s warnings (printing
 ``report.html`` from a browser gives the same pages). ``HEPATOPLAN_CHROMIUM`` names the browser
 executable when it is not on the ``PATH`` under a usual name (e.g. Google Chrome on macOS).
+
+Chromium's start-up takes 1-2 s of wall time; ``plan`` therefore starts a :class:`Browser` at its
+beginning (headless, driven over the DevTools protocol on a pipe), and :class:`PdfPrint` has it
+load the print page and print it (``Page.printToPDF`` with the page's CSS size, backgrounds, no
+header or footer: the same pages as ``--print-to-pdf``) when the page is ready. Without a
+started browser, or when it fails, :class:`PdfPrint` runs one ``--print-to-pdf`` as before.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -46,6 +56,124 @@ def find_chromium() -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
 
 
+class Browser:
+    """Headless Chromium started ahead and driven over the DevTools protocol (``--remote-debugging-pipe``:
+    JSON messages ending in a NUL byte, commands on the browser's fd 3, answers on its fd 4), to
+    print pages later without its start-up time (:meth:`print_page`); a context manager that
+    closes it.
+
+    Parameters
+    ----------
+    chromium : str, optional
+        Browser executable; default :func:`find_chromium`.
+
+    Raises
+    ------
+    NotComputableError
+        No browser, or it could not be started.
+    """
+
+    def __init__(self, chromium: str | None = None) -> None:
+        self.chromium = chromium or find_chromium()
+        bash = shutil.which("bash")  # hands the pipes to the browser as its fds 3 and 4
+        if self.chromium is None or bash is None:
+            raise NotComputableError("no Chromium (or no bash to start it with its DevTools pipe)")
+        self._profile = tempfile.TemporaryDirectory(prefix="hp-chromium-")
+        commands, self._to_browser = os.pipe()
+        self._from_browser, answers = os.pipe()
+        cmd = [bash, "-c", f'exec "$0" "$@" 3<&{commands} 4>&{answers}', self.chromium, *CHROMIUM_FLAGS,
+               f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
+        try:
+            self._process = subprocess.Popen(cmd, pass_fds=(commands, answers), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            self.close()
+            raise NotComputableError(f"{self.chromium} could not be started ({exc})") from None
+        finally:
+            os.close(commands)
+            os.close(answers)
+        self._lock = threading.Lock()  # one page at a time
+        self._buffer, self._last_id = b"", 0
+
+    def print_page(self, html_path: str | Path, pdf_path: str | Path) -> Path:
+        """Load ``html_path`` in a new tab, wait for its load event, print it to ``pdf_path``.
+
+        Raises
+        ------
+        NotComputableError
+            The browser failed or closed (the caller may fall back to ``--print-to-pdf``).
+        """
+        with self._lock:
+            try:
+                target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
+                session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+                self._call("Page.enable", session=session)
+                self._call("Page.navigate", {"url": Path(html_path).resolve().as_uri()}, session=session,
+                           until="Page.loadEventFired")
+                pdf = self._call("Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True,
+                                                     "displayHeaderFooter": False}, session=session)["data"]
+                self._call("Target.closeTarget", {"targetId": target})
+            except (OSError, EOFError, ValueError, KeyError) as exc:
+                raise NotComputableError(f"{self.chromium} (DevTools) did not print {html_path}: {exc}") from None
+        Path(pdf_path).write_bytes(base64.b64decode(pdf))
+        return Path(pdf_path)
+
+    def _call(self, method: str, params: dict | None = None, *, session: str | None = None,
+              until: str | None = None) -> dict:
+        """Send one command; return its result (after the event ``until``, when given)."""
+        self._last_id += 1
+        message = {"id": self._last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        result, waiting = None, until
+        while result is None or waiting:
+            answer = self._read()
+            if answer.get("id") == self._last_id:
+                if "error" in answer:
+                    raise ValueError(f"{method}: {answer['error'].get('message')}")
+                result = answer["result"]
+            elif waiting and answer.get("method") == waiting and answer.get("sessionId") == session:
+                waiting = None
+        return result
+
+    def _read(self) -> dict:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise EOFError("the browser closed its DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def close(self) -> None:
+        """Stop the browser and remove its profile."""
+        process = getattr(self, "_process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        for fd in ("_to_browser", "_from_browser"):
+            if getattr(self, fd, None) is not None:
+                os.close(getattr(self, fd))
+                setattr(self, fd, None)
+        self._profile.cleanup()
+
+    def __enter__(self) -> "Browser":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_browser() -> Browser | None:
+    """A :class:`Browser` started now, or ``None`` when there is none (then :class:`PdfPrint`
+    finds out, and says so, itself)."""
+    try:
+        return Browser()
+    except NotComputableError:
+        return None
+
+
 class PdfPrint:
     """Headless Chromium printing one HTML file to PDF in the background: started when made,
     finished by :meth:`wait` (or stopped by :meth:`close`; also a context manager that closes).
@@ -64,6 +192,9 @@ class PdfPrint:
         Browser executable; default :func:`find_chromium`.
     timeout_s : float
         :meth:`wait` gives up this many seconds after the start.
+    browser : Browser, optional
+        A browser started ahead: it prints the page in a thread (falling back to a
+        ``--print-to-pdf`` run if it fails).
 
     Raises
     ------
@@ -72,7 +203,31 @@ class PdfPrint:
     """
 
     def __init__(self, html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None,
-                 timeout_s: float = 120.0) -> None:
+                 timeout_s: float = 120.0, browser: Browser | None = None) -> None:
+        self._by_browser: Future | None = None
+        if browser is not None:
+            self.html_path, self.pdf_path, self._browser = Path(html_path), Path(pdf_path), browser
+            self._chromium, self._timeout_s = chromium, timeout_s
+            self._by_browser = Future()
+            threading.Thread(target=self._print_in_browser, daemon=True).start()
+            return
+        self._start(html_path, pdf_path, chromium=chromium, timeout_s=timeout_s)
+
+    def _print_in_browser(self) -> None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="hp-pdf-") as folder:
+                pdf = self._browser.print_page(self.html_path, Path(folder) / "report.pdf")
+                if pdf.read_bytes()[:5] != b"%PDF-":
+                    raise NotComputableError("not a PDF")
+                with atomic_file(self.pdf_path) as tmp:
+                    shutil.move(pdf, tmp)
+            self._by_browser.set_result(self.pdf_path)
+        except Exception as exc:  # noqa: BLE001 (any failure: wait() prints without the browser)
+            self._by_browser.set_exception(exc)
+
+    def _start(self, html_path, pdf_path, *, chromium, timeout_s) -> None:
+        """Run one ``--print-to-pdf``."""
+        self._by_browser = None
         self.chromium = chromium or find_chromium()
         if self.chromium is None:
             raise NotComputableError(
@@ -104,6 +259,12 @@ class PdfPrint:
         NotComputableError
             The browser failed, timed out or wrote no PDF (the message says which and how to fix).
         """
+        if self._by_browser is not None:
+            try:
+                return self._by_browser.result(timeout=self._timeout_s)
+            except Exception as exc:  # noqa: BLE001 (the started browser failed: print the usual way)
+                log.info("printing with the started browser failed (%s); printing with --print-to-pdf", exc)
+                self._start(self.html_path, self.pdf_path, chromium=self._chromium, timeout_s=self._timeout_s)
         try:
             status = self._process.wait(timeout=max(self._deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
@@ -123,6 +284,8 @@ class PdfPrint:
 
     def close(self) -> None:
         """Stop the browser if it still runs; nothing is moved into place after this."""
+        if self._by_browser is not None:
+            return  # the started browser's owner closes it
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()

@@ -369,14 +369,18 @@ class _LiverCrop:
         # territories are computed on the liver's own box (+ 3 voxels): a vessel voxel farther
         # than that cannot be the nearest one for most liver voxels
         inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
-        flat = np.flatnonzero(liver_c[inner])
-        at_liver = tuple(a + b.start + i.start
-                         for a, b, i in zip(np.unravel_index(flat, _shape(inner)), box, inner))
-        frac = fraction[at_liver].astype(np.float32, copy=False)
+        in_inner = liver_c[inner]
+        flat = np.flatnonzero(in_inner)
+        full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
+
+        def at_liver(arr):  # the values of a full array at the liver voxels of ``inner``, in C order
+            return np.asarray(arr)[full_inner][in_inner]
+
+        frac = at_liver(fraction).astype(np.float32, copy=False)
         removed = frac >= 0.5
         kept = (1.0 - np.clip(frac, 0.0, 1.0)).astype(np.float32)
         if tumours is not None:
-            kept[np.asarray(tumours)[at_liver] > 0] = 0.0
+            kept[at_liver(tumours) > 0] = 0.0
         surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
         return cls(
             box=box, liver=liver_c,
@@ -384,8 +388,8 @@ class _LiverCrop:
             fraction=fraction, anatomical_full=None if anatomical is None else np.asarray(anatomical),
             inner=inner, liver_flat=flat, removed_at_liver=removed,
             anatomical_at_liver=(np.zeros(len(flat), bool) if anatomical is None
-                                 else np.asarray(anatomical)[at_liver].astype(bool) & removed),
-            kept_at_liver=kept, segment_at_liver=None if segments is None else np.asarray(segments)[at_liver],
+                                 else at_liver(anatomical).astype(bool) & removed),
+            kept_at_liver=kept, segment_at_liver=None if segments is None else at_liver(segments),
             spacing_mm=spacing, unit_ml=voxel_volume_ml(spacing),
         )
 

@@ -33,7 +33,7 @@ from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, W
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.units import voxel_volume_ml
 
-from .volumetry import VoxelSet, boundary_voxels, voxel_indices
+from .volumetry import VoxelSet, boundary_voxels, label_in, voxel_indices
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def plan_resection(
     removed_segments, wedge_margin = _collect_specs(resections, tumour_ids, segments is not None, default_margin_mm)
     box = bounding_box(liver)
     crop = _LiverCrop(liver=liver[box], tumours=tumours[box], spacing_mm=spacing)
-    anatomical = (np.isin(segments[box], sorted(removed_segments)) & crop.liver if removed_segments
+    anatomical = (label_in(segments[box], sorted(removed_segments)) & crop.liver if removed_segments
                   else np.zeros(crop.liver.shape, bool))
     fraction = anatomical.astype(np.float32)
     from scipy import ndimage

@@ -337,6 +337,14 @@ class TumourParams:
         ``touches_lesion`` (part of or a halo around a lesion found, not a missed one): IRCADb 01's
         own 84 mL tumour made such near misses in every run. Implementation (about two voxels of
         the search grid).
+    dark_region_scale_mm : float
+        The self-check's unexplained dark regions (:func:`hepatoplan.segmentation.tumours._dark_regions`)
+        are measured on the image smoothed by this sigma (vessels left out) ...
+    dark_region_contrast_hu : float
+        ... as the voxels at least this far below the parenchyma's median there ...
+    dark_region_clearance_mm : float
+        ... farther than this from a lesion found (its partial-volume halo). Chosen offline on the
+        insertion benchmark (see ``SelfCheckParams.max_dark_region_ml``).
     bright_scale_mm : float
         Hyperdense lesions are searched on the image smoothed by this sigma ...
     bright_k_sd : float
@@ -399,6 +407,9 @@ class TumourParams:
     near_miss_fraction: float = 0.5
     near_miss_min_ml: float = 2.0
     near_miss_touch_mm: float = 2.0
+    dark_region_scale_mm: float = 2.5
+    dark_region_contrast_hu: float = 10.0
+    dark_region_clearance_mm: float = 3.0
     bright_scale_mm: float = 2.0
     bright_k_sd: float = 3.0
     bright_open_mm: float = 4.0
@@ -515,6 +526,9 @@ class SelfCheckParams:
     (``--choose-limits``: nearest to the issue's targets, >= 90 % of bad runs and <= 10 % of good
     runs flagged): in-sample 10/14 bad and 1/10 good runs; leave-one-scan-out (chosen on one CT's
     runs, measured on the other's) 9/14 bad and 3/10 good (bench/RESULTS.md, "Self-check limits").
+    With the dark-region check (``min_dark_region_fill``, ``max_dark_region_ml``) and the spacing
+    check: in-sample 13/14 bad, 1/10 good; leave-one-scan-out 11/14 bad, 1/10 good (bench/RESULTS.md,
+    "Self-check: dark regions").
 
     Attributes
     ----------
@@ -551,6 +565,16 @@ class SelfCheckParams:
         benchmark calls a run bad from a missed lesion of 10 mL (it changes a plan); 15 mL is what
         the offline choice gave: IRCADb 01 holds a 10-12 mL dark region, no lesion, that is a
         near miss in every run.
+    min_dark_region_fill : float
+        A dark region the lesion search did not judge (``dark_regions`` in the tumours' report:
+        ``TumourParams.dark_region_*``) counts when its ellipsoid fill is at least this (a lesion is
+        compact; darker parenchyma is spread out) ...
+    max_dark_region_ml : float
+        ... and of this volume or more fails the check. Both chosen offline on the insertion
+        benchmark's 24 runs (``--choose-limits``, ties in the middle): the faint lesions missed on
+        IRCADb 01 (13 and 10 mL at 14 HU below the parenchyma, deep and bulging) leave 7.7 and
+        4.3 mL regions of fill 0.96; no good run has such a region of 2 mL or more (the darker
+        parenchyma of IRCADb 01, 12-17 mL, has fill 0.2-0.45).
     max_cut_fraction : float
         A lesion found with at least this share of its boundary cut by the liver outline (its
         outer part not recovered) fails the check (IRCADb 01's own 84 mL tumour: 0.21, found whole;
@@ -573,6 +597,8 @@ class SelfCheckParams:
     near_miss_rules: tuple[str, ...] = ("core", "shape", "fat", "edge")
     max_near_miss_margin: float = 0.25
     max_near_miss_ml: float = 15.0
+    min_dark_region_fill: float = 0.8
+    max_dark_region_ml: float = 3.0
     max_cut_fraction: float = 0.3
     max_voxel_spacing_mm: float = 2.5
 

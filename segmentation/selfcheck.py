@@ -18,6 +18,8 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
 * ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, away from the
   lesions found (a candidate overlapping or touching a found lesion is part of it, or the halo
   around it, not a missed lesion);
+* ``dark_region_ml``: no large compact region darker than the parenchyma that the lesion search
+  neither kept nor judged (a faint lesion too faint to seed a candidate);
 * ``lesion_cut_fraction``: no lesion found with a large share of its boundary on the liver's
   outline and its outer part not recovered (a bulging lesion cut by the liver mask);
 * ``voxel_spacing_mm``: the scan's coarsest voxel spacing within the range the CT segmentation was
@@ -89,32 +91,40 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
 
 def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     """The checks of the tumour search's result: the largest near miss away from the lesions found
-    (``lesion_near_miss_ml``), and the largest share of a found lesion's boundary left cut by the
+    (``lesion_near_miss_ml``), the largest compact dark region the search did not judge
+    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), and the largest share of a found lesion's boundary left cut by the
     liver outline (``lesion_cut_fraction``).
 
     Parameters
     ----------
     tinfo : dict
         The tumours' report (:func:`hepatoplan.segmentation.segment_tumours`): ``near_misses`` (each
-        with ``rule``, ``margin``, ``touches_lesion``, ``volume_ml``) and ``cut_lesions``.
+        with ``rule``, ``margin``, ``touches_lesion``, ``volume_ml``), ``cut_lesions`` and
+        ``dark_regions`` (each with ``volume_ml``, ``contrast_hu``, ``ellipsoid_fill``; absent in
+        reports made before it was recorded: then 0 mL).
     p : SelfCheckParams
         The limits.
 
     Returns
     -------
     list of dict
-        Two checks: name, value, limit, passed, and the reason to show when failed.
+        Three checks: name, value, limit, passed, and the reason to show when failed.
     """
     near = [e for e in tinfo["near_misses"]
             if e["rule"] in p.near_miss_rules and not e["touches_lesion"] and e["margin"] <= p.max_near_miss_margin]
     worst = max(near, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "rejected": ""})
     vol = worst["volume_ml"]
+    blobs = [e for e in tinfo.get("dark_regions", []) if e["ellipsoid_fill"] >= p.min_dark_region_fill]
+    dark = max(blobs, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "contrast_hu": 0.0})
     cut = max(tinfo.get("cut_lesions", []), key=lambda e: e["cut_fraction"], default={"cut_fraction": 0.0, "volume_ml": 0.0})
     frac = cut["cut_fraction"]
     return [
         _check("lesion_near_miss_ml", vol, p.max_near_miss_ml, vol < p.max_near_miss_ml,
                f"a {vol:.0f} mL lesion candidate was rejected by a small margin ({worst['rejected']}): "
                "check for a missed lesion"),
+        _check("dark_region_ml", dark["volume_ml"], p.max_dark_region_ml, dark["volume_ml"] < p.max_dark_region_ml,
+               f"a compact {dark['volume_ml']:.0f} mL region {dark['contrast_hu']:.0f} HU darker than the liver around it "
+               "was not judged by the lesion search: check for a faint lesion missed"),
         _check("lesion_cut_fraction", frac, p.max_cut_fraction, frac < p.max_cut_fraction,
                f"a {cut['volume_ml']:.0f} mL lesion is cut by the liver outline on {frac:.0%} of its boundary, its outer "
                "part not recovered: check the lesion and the liver outline where it bulges"),

@@ -32,7 +32,7 @@ ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -66,7 +66,7 @@ class _LesionGrid:
     (HU); ``smoothed``: its Gaussian; ``liver``: the liver mask; ``depth_mm``: depth under the
     liver surface; ``median_hu`` / ``sd_hu``: the parenchyma's median and robust SD;
     ``seed_hu`` / ``grow_hu``: the hysteresis thresholds; ``vessel_hu``: brighter voxels are left
-    out of the coarse scales' parenchyma.
+    out of the coarse scales' parenchyma; ``scales``: :func:`_liver_at_scale`'s results by sigma.
     """
 
     box: tuple
@@ -81,6 +81,7 @@ class _LesionGrid:
     seed_hu: float
     grow_hu: float
     vessel_hu: float
+    scales: dict = field(default_factory=dict, compare=False)
 
 
 def _ellipsoid_fill(mask: np.ndarray, spacing) -> float:
@@ -158,6 +159,7 @@ def segment_tumours(
     info["cut_lesions"] = _complete_bulges(full, image[box], allowed, spacing, params)
     _add_rims(full, image[box], spacing, params)
     out[box] = full
+    info["dark_regions"] = _dark_regions(grid, full, near, params)
     info["near_misses"] = _locate_near_misses(near, full, grid, params)
     _measure(full, box, spacing, info["lesions"])
     info["n_lesions"] = len(info["lesions"])
@@ -352,6 +354,50 @@ def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: Tu
     return sorted(out, key=lambda e: -e["volume_ml"])
 
 
+def _dark_regions(grid: _LesionGrid, labels: np.ndarray, near: list, p: TumourParams) -> list[dict]:
+    """The regions of the liver darker than its parenchyma that the lesion search did not judge,
+    for the self-check: on the image smoothed at ``dark_region_scale_mm`` without vessels (as the
+    coarse search sees it), the parts deeper than ``surface_margin_mm``, farther than
+    ``dark_region_clearance_mm`` from a lesion kept (``labels``, on the liver's box) and outside
+    every near miss (``near``, still holding their masks: the near-miss check judges them) that are
+    at least ``dark_region_contrast_hu`` below the parenchyma's median there. A faint lesion missed is
+    such a region and is compact; darker parenchyma (perfusion, partial volume along fissures) is
+    spread out (low ellipsoid fill).
+
+    Returns
+    -------
+    list of dict
+        The regions of at least ``near_miss_min_ml``, largest first: ``volume_ml``, ``contrast_hu``
+        (the parenchyma's median minus the region's, at that scale), ``ellipsoid_fill``,
+        ``centroid_index`` (full-grid voxel index).
+    """
+    sm, med, _ = _liver_at_scale(grid, p.dark_region_scale_mm, p)
+    kept = _grid.block_mean(labels > 0, grid.factors) > 0
+    if kept.any():
+        kept = morph.dilate(kept, p.dark_region_clearance_mm, grid.spacing_mm)
+    for e in near:
+        win, comp = e["_where"]
+        kept[win] |= comp
+    dark = grid.liver & (grid.depth_mm > p.surface_margin_mm) & ~kept & (sm < med - p.dark_region_contrast_hu)
+    lab, n = morph.components(dark, connectivity=26)
+    if not n:
+        return []
+    f = np.asarray(grid.factors, float)
+    offset = np.array([b.start for b in grid.box], float)
+    vox_ml = voxel_volume_ml(grid.spacing_mm)
+    out = []
+    for j, sl in enumerate(ndi.find_objects(lab), start=1):
+        comp = lab[sl] == j
+        if comp.sum() * vox_ml < p.near_miss_min_ml:
+            continue
+        centre = np.argwhere(comp).mean(axis=0) + [s.start for s in sl]
+        out.append({"volume_ml": round(float(comp.sum() * vox_ml), 2),
+                    "contrast_hu": round(med - float(np.median(sm[sl][comp])), 1),
+                    "ellipsoid_fill": round(_ellipsoid_fill(comp, grid.spacing_mm), 2),
+                    "centroid_index": [round(float(v), 1) for v in (centre + 0.5) * f - 0.5 + offset]})
+    return sorted(out, key=lambda e: -e["volume_ml"])
+
+
 def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
     """JSON-ready shape and density measures of one candidate (``comp`` in the window ``win``)."""
     vals = grid.image[win][comp]
@@ -402,12 +448,20 @@ def _at_scale(grid: _LesionGrid, region: np.ndarray, sigma_mm: float, p: TumourP
     return sm, float(q50), max(float(min(q50 - q25, q75 - q50)) / 0.6745, p.coarse_min_sd_hu)
 
 
+def _liver_at_scale(grid: _LesionGrid, sigma_mm: float, p: TumourParams) -> tuple[np.ndarray, float, float]:
+    """:func:`_at_scale` over the liver without vessels, computed once per sigma (the coarse search
+    and the dark regions of the self-check share it)."""
+    if sigma_mm not in grid.scales:
+        grid.scales[sigma_mm] = _at_scale(grid, grid.liver, sigma_mm, p, max_hu=grid.vessel_hu)
+    return grid.scales[sigma_mm]
+
+
 def _coarse_search(grid: _LesionGrid, sigma_mm: float, p: TumourParams, near: list) -> list:
     """Dark lesions in the liver mask at scale ``sigma_mm``: the fine search's hysteresis and tests
     on the image smoothed at that scale over the liver only (tissue in notches of its surface would
     darken the parenchyma along it), each candidate then trimmed to its half-way contour there (the
     coarse threshold contour lies outside a high-contrast lesion's edge)."""
-    sm, med, sd = _at_scale(grid, grid.liver, sigma_mm, p, max_hu=grid.vessel_hu)
+    sm, med, sd = _liver_at_scale(grid, sigma_mm, p)
     scaled = replace(grid, smoothed=sm, median_hu=med, seed_hu=med - p.coarse_seed_k_sd * sd,
                      grow_hu=med - p.coarse_grow_k_sd * sd)
     out = []

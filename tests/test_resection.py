@@ -6,7 +6,7 @@ import pytest
 from hepatoplan.errors import InputError
 from hepatoplan.resection.procedures import PROCEDURES, AnatomicalResection, WedgeResection, parse_resection
 from hepatoplan.resection.virtual import plan_resection
-from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
+from hepatoplan.resection.volumetry import fill_partition, label_in, label_volumes_ml, tumour_instances
 
 SPACING = (0.75, 0.75, 2.0)
 
@@ -165,3 +165,11 @@ def test_fill_partition_sums_to_the_liver_and_uses_the_nearest_segment():
     assert n == 2 * 20 * 20
     assert np.count_nonzero(filled) == liver.sum()
     assert np.array_equal(filled, seg)  # each plane joins the segment it touches
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_label_in_is_isin(dtype):
+    labels = np.random.default_rng(3).integers(0, 9, (17, 11, 5)).astype(dtype)
+    for values in ([5, 6, 7, 8], [2], []):
+        np.testing.assert_array_equal(label_in(labels, values), np.isin(labels, values))
+    assert label_in(labels, [5]).sum() == np.count_nonzero(labels == 5)

@@ -6,9 +6,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy.optimize import brentq
+from scipy.special import erf
 
 from hepatoplan.pipeline.cli import main
-from hepatoplan.segmentation import SegmentationParams, SelfCheckParams, self_check
+from hepatoplan.segmentation import SegmentationParams, SelfCheckParams, TumourParams, self_check, tumours
 from hepatoplan.segmentation.selfcheck import lesion_checks
 
 from test_segmentation import abdomen_phantom
@@ -84,7 +86,7 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     def passed(near, cut=()):
         return {c["name"]: c["passed"] for c in lesion_checks({"near_misses": near, "cut_lesions": list(cut)}, p)}
 
-    assert passed([]) == {"lesion_near_miss_ml": True, "lesion_cut_fraction": True}
+    assert passed([]) == {"lesion_near_miss_ml": True, "dark_region_ml": True, "lesion_cut_fraction": True}
     assert passed([_near(80.0, touches=True), _near(9.9, touches=False)])["lesion_near_miss_ml"]
     assert not passed([_near(80.0, touches=True), _near(10.0, touches=False)])["lesion_near_miss_ml"]
     assert passed([_near(40.0, touches=False, margin=0.21)])["lesion_near_miss_ml"]
@@ -92,6 +94,48 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     assert checks[0]["value"] == 40.0 and not checks[0]["passed"] and "40 mL" in checks[0]["reason"]
     cut = [{"volume_ml": 84.0, "median_hu": 60.0, "cut_fraction": f, "label": 1} for f in (0.21, 0.35)]
     assert passed([], cut[:1])["lesion_cut_fraction"] and not passed([], cut)["lesion_cut_fraction"]
+
+
+def test_a_faint_lesion_no_search_judged_is_a_compact_dark_region(phantom):
+    """A 14 HU hypodense sphere (radius 15 mm) in the phantom's liver (1.5 x 1.5 x 2.5 mm, 12 HU
+    noise, its own tumour filled with parenchyma): blurred by the 2.5 mm Gaussian, the region 10 HU
+    below the parenchyma is the ball where the blurred ball's indicator exceeds 10/14 (closed form:
+    radius 13.1 mm, 9.5 mL), compact; a lesion found there, or a near miss the search judged
+    there, explains it; the self-check fails on it from its volume limit on."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(img.shape, sp)), indexing="ij")
+    lx, ly, lz = img.shape[0] * sp[0] / 2 + 60, img.shape[1] * sp[1] / 2 + 5, 85  # the liver's centre
+    sphere = (x - (lx - 15)) ** 2 + (y - (ly + 10)) ** 2 + (z - (lz - 5)) ** 2 <= 15.0**2
+    rng = np.random.default_rng(3)
+    faint = img.copy()
+    faint[truth["tumour"]] = (110 + rng.normal(0.0, 12.0, np.count_nonzero(truth["tumour"]))).astype(np.int16)
+    faint[sphere] -= 14
+    p = TumourParams()
+    grid = tumours._lesion_grid(faint, liver, sp, p, {})
+    none = np.zeros(grid.liver.shape, np.uint16)
+    regions = tumours._dark_regions(grid, none, [], p)
+    assert len(regions) == 1
+    (r,) = regions
+    r0, sigma = 15.0, 2.5
+
+    def blurred_ball(d):  # a ball of radius r0 convolved with a Gaussian, at distance d from its centre
+        a, b = (r0 - d) / (sigma * np.sqrt(2.0)), (r0 + d) / (sigma * np.sqrt(2.0))
+        return 0.5 * (erf(a) + erf(b)) - sigma / (d * np.sqrt(2.0 * np.pi)) * (np.exp(-a * a) - np.exp(-b * b))
+
+    radius = brentq(lambda d: blurred_ball(d) - 10.0 / 14.0, 0.5 * r0, r0)
+    assert r["volume_ml"] == pytest.approx(4.0 / 3.0 * np.pi * radius**3 / 1000.0, rel=0.1)
+    assert 11.0 <= r["contrast_hu"] <= 14.5 and r["ellipsoid_fill"] > 0.9
+    found = sphere[grid.box].astype(np.uint16)
+    assert tumours._dark_regions(grid, found, [], p) == []
+    judged = [{"_where": (tuple(slice(0, n) for n in grid.liver.shape), sphere[grid.box])}]
+    assert tumours._dark_regions(grid, none, judged, p) == []
+    limits = SelfCheckParams(max_dark_region_ml=5.0, min_dark_region_fill=0.8)
+    check = next(c for c in lesion_checks({"near_misses": [], "dark_regions": regions}, limits)
+                 if c["name"] == "dark_region_ml")
+    assert not check["passed"] and f"{r['volume_ml']:.0f} mL" in check["reason"]
+    spread = [{**r, "ellipsoid_fill": 0.5}]
+    assert all(c["passed"] for c in lesion_checks({"near_misses": [], "dark_regions": spread}, limits))
 
 
 def test_plan_on_a_failed_self_check_runs_and_says_unverified(phantom, tmp_path, monkeypatch, capsys):

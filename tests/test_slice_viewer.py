@@ -332,6 +332,45 @@ def test_phantom_pdf_renders_with_pdftoppm(phantom_plan, tmp_path):
     assert max((p.mean(axis=2) < 0.15).mean() for p in pages) > 0.15
 
 
+_PAGES = ("<style>@page { size: A4; margin: 10mm } .p { break-after: page; height: 50mm; background: #2a7 }</style>"
+          + "<div class=p>one</div><div class=p>two</div><div>three</div>")
+
+
+def _pdf_pages(path) -> list[tuple[float, float]]:
+    """Page sizes (pt) of a PDF, from its /MediaBox entries."""
+    boxes = re.findall(rb"/MediaBox\s*\[\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", path.read_bytes())
+    return [(float(x1) - float(x0), float(y1) - float(y0)) for x0, y0, x1, y1 in boxes]
+
+
+@needs_chromium
+def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
+    from hepatoplan.pipeline.report_pdf import Browser, PdfPrint, print_to_pdf
+
+    page = tmp_path / "page.html"
+    page.write_text(_PAGES)
+    print_to_pdf(page, tmp_path / "cli.pdf")
+    with Browser() as browser:
+        for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
+            assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
+    cli = _pdf_pages(tmp_path / "cli.pdf")
+    assert len(cli) == 3 and cli[0] == pytest.approx((595.92, 842.88), abs=1.0)  # A4 from the page's CSS
+    for name in ("first.pdf", "second.pdf"):
+        assert _pdf_pages(tmp_path / name) == cli
+
+
+@needs_chromium
+def test_a_failed_started_browser_falls_back_to_print_to_pdf(tmp_path):
+    from hepatoplan.pipeline.report_pdf import Browser, PdfPrint
+
+    page = tmp_path / "page.html"
+    page.write_text(_PAGES)
+    with Browser() as browser:
+        browser._process.kill()  # the browser is gone: its pipe reads end
+        browser._process.wait()
+        assert PdfPrint(page, tmp_path / "out.pdf", browser=browser).wait() == tmp_path / "out.pdf"
+    assert len(_pdf_pages(tmp_path / "out.pdf")) == 3
+
+
 def test_no_preview_reads_the_ct_header_only_and_writes_no_montage(tmp_path, monkeypatch):
     study = make_phantom(spacing_mm=(3.0, 3.0, 4.0), scale=0.5, noise_hu=5.0)
     files = write_study(study, tmp_path / "in", axcodes="RAS")
