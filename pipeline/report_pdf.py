@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -78,14 +79,16 @@ class Browser:
         bash = shutil.which("bash")  # hands the pipes to the browser as its fds 3 and 4
         if self.chromium is None or bash is None:
             raise NotComputableError("no Chromium (or no bash to start it with its DevTools pipe)")
-        self._profile = tempfile.TemporaryDirectory(prefix="hp-chromium-")
+        # never fails a plan: a profile file Chromium still holds is left to the system's tmp cleaning
+        self._profile = tempfile.TemporaryDirectory(prefix="hp-chromium-", ignore_cleanup_errors=True)
         commands, self._to_browser = os.pipe()
         self._from_browser, answers = os.pipe()
         cmd = [bash, "-c", f'exec "$0" "$@" 3<&{commands} 4>&{answers}', self.chromium, *CHROMIUM_FLAGS,
                f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
         try:
             self._process = subprocess.Popen(cmd, pass_fds=(commands, answers), stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                             start_new_session=True)  # its helpers stopped with it (close)
         except OSError as exc:
             self.close()
             raise NotComputableError(f"{self.chromium} could not be started ({exc})") from None
@@ -147,11 +150,23 @@ class Browser:
         return json.loads(message)
 
     def close(self) -> None:
-        """Stop the browser and remove its profile."""
+        """Stop the browser and its helper processes (its process group), then remove its profile.
+
+        Killing the browser alone left its helpers writing into the profile while it was removed
+        ("Default: Directory not empty" ended a plan)."""
         process = getattr(self, "_process", None)
-        if process is not None and process.poll() is None:
-            process.kill()
+        if process is not None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             process.wait()
+            for _ in range(100):  # the helpers' exit: at most ~2 s
+                try:
+                    os.killpg(process.pid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.02)
         for fd in ("_to_browser", "_from_browser"):
             if getattr(self, fd, None) is not None:
                 os.close(getattr(self, fd))

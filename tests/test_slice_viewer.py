@@ -7,6 +7,7 @@ canonical orientation, the viewer's radiological display and its overlay on the 
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -352,6 +353,11 @@ def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
     with Browser() as browser:
         for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
             assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
+        profile, group = browser._profile.name, browser._process.pid
+    # closed: no process of the browser's group left, its profile removed
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+    assert not os.path.exists(profile)
     cli = _pdf_pages(tmp_path / "cli.pdf")
     assert len(cli) == 3 and cli[0] == pytest.approx((595.92, 842.88), abs=1.0)  # A4 from the page's CSS
     for name in ("first.pdf", "second.pdf"):
