@@ -419,7 +419,7 @@ def test_plan_records_the_couinaud_parameters(tmp_path):
 
 def _load(d: Path, name):
     img = nib.as_closest_canonical(nib.load(str(d / f"{name}.nii.gz")))
-    return np.asanyarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
+    return np.ascontiguousarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
 
 
 @pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.83, 0.92), ("05", 0.83, 0.92)])

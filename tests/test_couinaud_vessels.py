@@ -123,7 +123,7 @@ def test_cli_vessels_writes_the_trees_and_the_confidence(tmp_path, phantom, caps
 
 def _load(d: Path, name):
     img = nib.as_closest_canonical(nib.load(str(d / f"{name}.nii.gz")))
-    return np.asanyarray(img.dataobj) > 0, tuple(float(s) for s in img.header.get_zooms()[:3])
+    return np.ascontiguousarray(img.dataobj) > 0, tuple(float(s) for s in img.header.get_zooms()[:3])
 
 
 def test_ircadb_02_from_the_combined_intrahepatic_mask(ircadb_dir):
@@ -133,7 +133,7 @@ def test_ircadb_02_from_the_combined_intrahepatic_mask(ircadb_dir):
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
     hepatic, _ = _load(d, "hepatic_veins")
-    ref = np.asanyarray(nib.as_closest_canonical(nib.load(str(d / "couinaud_reference.nii.gz"))).dataobj)
+    ref = np.ascontiguousarray(nib.as_closest_canonical(nib.load(str(d / "couinaud_reference.nii.gz"))).dataobj)
     vessels = (portal | hepatic) & liver
     res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp)
     assert ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean() >= 0.97
@@ -168,7 +168,7 @@ def _combined_case(ircadb_dir, case, params=CouinaudParams()):
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
     hepatic, _ = _load(d, "hepatic_veins")
-    ref = np.asanyarray(nib.as_closest_canonical(nib.load(str(d / "couinaud_reference.nii.gz"))).dataobj)
+    ref = np.ascontiguousarray(nib.as_closest_canonical(nib.load(str(d / "couinaud_reference.nii.gz"))).dataobj)
     vessels = (portal | hepatic) & liver
     return segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp, params=params), portal, hepatic, vessels, ref
 

@@ -407,7 +407,15 @@ def test_cli_segment_as_subprocess(tmp_path, phantom):
 
 def _load(case_dir, name):
     img = nib.as_closest_canonical(nib.load(str(case_dir / f"{name}.nii.gz")))
-    return np.asanyarray(img.dataobj), tuple(float(z) for z in img.header.get_zooms())
+    return np.ascontiguousarray(img.dataobj), tuple(float(z) for z in img.header.get_zooms())
+
+
+def _mean_label_dice(a, b, labels=range(1, 9)):
+    """Mean Dice of labels ``labels`` between label arrays ``a`` and ``b``, by one confusion count."""
+    m = (a > 0) | (b > 0)
+    n = max(labels) + 1
+    joint = np.bincount(a[m].astype(np.int64) * n + b[m], minlength=n * n).reshape(n, n)
+    return float(np.mean([2.0 * joint[k, k] / (joint[k].sum() + joint[:, k].sum()) for k in labels]))
 
 
 def test_ircadb_01_study(ircadb_dir):
@@ -427,7 +435,7 @@ def test_ircadb_01_study(ircadb_dir):
     ref_lab = cc3d.connected_components(tum_ref.astype(np.uint8))
     big = [i for i, c in enumerate(np.bincount(ref_lab.ravel())) if i and c * np.prod(sp) / 1000.0 >= 1.0]
     assert len(big) == 6
-    assert sum(bool(np.any(res.tumours[ref_lab == i])) for i in big) >= 5
+    assert len(set(big) & set(np.unique(ref_lab[res.tumours > 0]))) >= 5
     assert np.all(res.liver[res.tumours > 0])
     # issue 16: the 84 mL tumour, found whole, is not a near miss (its halo candidates touch it) nor
     # a lesion left cut (21 % of its boundary on the liver outline), and the liver is in the scan
@@ -438,7 +446,10 @@ def test_ircadb_01_study(ircadb_dir):
     assert checks["lesion_cut_fraction"] and checks["liver_at_scan_edge_mm2"]
     # its darker parenchyma (12-17 mL, 10 HU below the rest at 2.5 mm) is spread out, not a missed lesion
     assert checks["dark_region_ml"] and all(e["ellipsoid_fill"] < 0.6 for e in t["dark_regions"] if e["volume_ml"] >= 3.0)
-    region = morph.fill_holes(morph.close(liver_ref, 5.0, sp, pad_vox=10), per_slice=True)
+    # the closed liver lies in the liver's box: closed there (padded), the same region in less time
+    box = tuple(slice(i.min(), i.max() + 1) for i in np.nonzero(liver_ref))
+    region = np.zeros_like(liver_ref)
+    region[box] = morph.fill_holes(morph.close(liver_ref[box], 5.0, sp, pad_vox=10), per_slice=True)
     ves_ref = (_load(ircadb_dir / "01", "portal_vein")[0] > 0) | (_load(ircadb_dir / "01", "hepatic_veins")[0] > 0)
     ves = (res.portal_vein > 0) | (res.hepatic_veins > 0)
     assert _dice(ves & region, ves_ref & region) >= 0.60
@@ -448,7 +459,7 @@ def test_ircadb_01_study(ircadb_dir):
 
     ref = _load(ircadb_dir / "01", "couinaud_reference")[0]
     cou = segment_couinaud(res.liver, res.portal_vein, res.hepatic_veins, spacing_mm=sp)
-    assert np.mean([_dice(cou.labels == k, ref == k) for k in range(1, 9)]) >= 0.75
+    assert _mean_label_dice(cou.labels, ref) >= 0.75
 
 
 def test_ircadb_01_on_thick_slices(ircadb_dir):
@@ -466,7 +477,7 @@ def test_ircadb_01_on_thick_slices(ircadb_dir):
     ref = _load(ircadb_dir / "01", "couinaud_reference")[0]
     ref2 = ref[..., :n].reshape(ref.shape[:2] + (n // 2, 2))[..., 0]  # one of each pair of slices
     cou = segment_couinaud(res.liver, res.portal_vein, res.hepatic_veins, spacing_mm=sp2)
-    assert np.mean([_dice(cou.labels == k, ref2 == k) for k in range(1, 9)]) >= 0.75
+    assert _mean_label_dice(cou.labels, ref2) >= 0.75
 
 
 def test_ircadb_07_liver(ircadb_dir):

