@@ -106,14 +106,6 @@ HEAVY_FIRST = (
 )
 
 
-def pytest_configure(config):
-    """Keep freed heap in this process as ``hepatoplan`` does (memory touched fresh costs system time
-    on this kind of VM; see ``hepatoplan.pipeline.cli.keep_freed_memory``)."""
-    from hepatoplan.pipeline.cli import keep_freed_memory
-
-    keep_freed_memory()
-
-
 @pytest.fixture(scope="session")
 def ircadb_dir() -> Path:
     if not IRCADB_DIR.is_dir():
