@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from hepatoplan.units import voxel_volume_ml
 from . import dicom_sr, dicomweb, io, report, report_pdf, timing
 from .labels import label_map
 from .outputs import check_output_folder, out_argument, output_folder
+from .report_html import StartedAhead
 from .study import MaskPaths, PlanOptions, Study, load_study
 
 log = logging.getLogger(__name__)
@@ -203,13 +204,15 @@ def plan(options: PlanOptions) -> dict:
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
-        meshes: list[Future] = []
+        started: list[StartedAhead] = []
 
         def start_meshes(labels: np.ndarray) -> None:
+            from .labels import label_boxes
             from .report_html import plan_meshes
 
-            meshes.append(meshing.submit(plan_meshes, labels, affine_ras=study.ct.affine_ras,
-                                         vessels=_vessels(study)))
+            boxes = label_boxes(labels)
+            started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
+                                                              affine_ras=study.ct.affine_ras, vessels=_vessels(study))))
 
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
                                       on_labels=start_meshes if options.preview else None)
@@ -218,7 +221,7 @@ def plan(options: PlanOptions) -> dict:
             result["dicomweb"] = dicomweb_section
         _write_outputs(options, study, result, arrays, inputs=inputs,
                        hashes={name: future.result() for name, future in sha256.items()},
-                       meshes=meshes[0] if meshes else None, browser=browser)
+                       ahead=(started[0] if started else StartedAhead())._replace(browser=browser))
     return result
 
 
@@ -501,11 +504,9 @@ def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> No
 
 @timing.timed("writing")
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
-                   inputs: dict[str, str], hashes: dict[str, str], meshes: Future | None = None,
-                   browser: report_pdf.Browser | None = None) -> None:
+                   inputs: dict[str, str], hashes: dict[str, str], ahead: StartedAhead = StartedAhead()) -> None:
     """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256;
-    ``meshes``: the plan's meshes being made (:func:`hepatoplan.pipeline.report_html.plan_meshes`);
-    ``browser``: Chromium started for report.pdf."""
+    ``ahead``: the work started for the visuals (the label boxes, the meshes being made, Chromium)."""
     out = Path(options.out)
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
@@ -516,7 +517,7 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
                      for name, array in arrays.items()]
             regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) \
                 if study.ct.dicom_files else []
-            _write_visuals(tmp, options, study, result, arrays["labels"], regions, meshes, browser)
+            _write_visuals(tmp, options, study, result, arrays["labels"], regions, ahead)
             for written in nifti:
                 written.result()
         if regions and (tmp / "labels_seg.dcm").is_file():
@@ -550,10 +551,10 @@ def _vessels(study: Study) -> dict[str, np.ndarray]:
 
 
 def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dict, labels, regions=(),
-                   meshes: Future | None = None, browser: report_pdf.Browser | None = None) -> None:
+                   ahead: StartedAhead = StartedAhead()) -> None:
     """Colour table, Slicer .seg.nrrd, DICOM-SEG (DICOM input), meshes, previews, QC montage,
     report.pdf and report.html (with the slice viewer)."""
-    from .report_html import DicomSegSource, StartedAhead, write_plan_visuals
+    from .report_html import DicomSegSource, write_plan_visuals
 
     growth_png = None
     outlook = result.get("growth_outlook")
@@ -576,7 +577,7 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
     written = write_plan_visuals(
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
         modality=options.modality, growth_plot_png=growth_png,
-        meshes_and_previews=options.preview and StartedAhead(meshes, browser),
+        meshes_and_previews=options.preview and ahead,
         dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
         if study.ct.dicom_files else None,
     )

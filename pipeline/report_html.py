@@ -512,11 +512,13 @@ def _write_page(report: Mapping[str, Any], out_path: Path, views: _ReportViews, 
 
 
 class StartedAhead(NamedTuple):
-    """Work for :func:`write_plan_visuals` that its caller started early: ``meshes``, a Future of
+    """Work for :func:`write_plan_visuals` that its caller started early: ``boxes``, the
+    :func:`~hepatoplan.pipeline.labels.label_boxes` of the same labels; ``meshes``, a Future of
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
     vessels); ``browser``, a :class:`~hepatoplan.pipeline.report_pdf.Browser` (report.pdf
     without Chromium's start-up time)."""
 
+    boxes: dict[int, tuple[slice, slice, slice]] | None = None
     meshes: Future | None = None
     browser: Any = None
 
@@ -591,9 +593,8 @@ def write_plan_visuals(
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
     ahead = meshes_and_previews if isinstance(meshes_and_previews, StartedAhead) else StartedAhead()
-    made = None if ahead.meshes is None else ahead.meshes.result()
     plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}),
-                       label_boxes(labels) if made is None else made.boxes)
+                       label_boxes(labels) if ahead.boxes is None else ahead.boxes)
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
     # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
@@ -605,7 +606,7 @@ def write_plan_visuals(
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes = {}
         if meshes_and_previews:
-            meshes, written["previews"] = _meshes_and_previews(plan, None if made is None else made.meshes)
+            meshes, written["previews"] = _meshes_and_previews(plan, ahead.meshes)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
@@ -743,35 +744,31 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
         return None
 
 
-class PlanMeshes(NamedTuple):
-    """:func:`plan_meshes`'s result: the label map's boxes and the meshes of its structures."""
-
-    boxes: dict[int, tuple[slice, slice, slice]]
-    meshes: dict[str, Mesh]
-
-
-def plan_meshes(labels: np.ndarray, *, affine_ras: np.ndarray,
-                vessels: Mapping[str, np.ndarray] | None = None) -> PlanMeshes:
-    """The meshes :func:`write_plan_visuals` draws and writes (every structure of ``labels`` and
-    the ``vessels``), with the label boxes it needs; pure computation, no file."""
-    from .labels import label_boxes, structures_from_labels
+def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slice]], affine_ras: np.ndarray,
+                vessels: Mapping[str, np.ndarray] | None = None) -> dict[str, Mesh]:
+    """The meshes :func:`write_plan_visuals` draws and writes: every structure of ``labels``
+    (``boxes``: their :func:`~hepatoplan.pipeline.labels.label_boxes`) and the ``vessels``; pure
+    computation, no file."""
+    from .labels import structures_from_labels
     from .meshing import structure_meshes
 
     t = time.perf_counter()
-    boxes = label_boxes(labels)
     meshes = structure_meshes(structures_from_labels(labels, vessels=dict(vessels or {}), boxes=boxes),
                               affine_ras=affine_ras)
     log.info("meshes: %.1f s", time.perf_counter() - t)
-    return PlanMeshes(boxes, meshes)
+    return meshes
 
 
 @timed("previews")
-def _meshes_and_previews(plan: _PlanLabels, meshes: Mapping[str, Mesh] | None = None):
-    """Meshes of every structure (unless given) and the PNG previews; returns ``(meshes, preview files)``."""
+def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None = None):
+    """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here)
+    and the PNG previews; returns ``(meshes, preview files)``."""
     from .rendering import render_previews
 
     if meshes is None:
-        meshes = plan_meshes(plan.labels, affine_ras=plan.affine_ras, vessels=plan.vessels).meshes
+        meshes = plan_meshes(plan.labels, boxes=plan.boxes, affine_ras=plan.affine_ras, vessels=plan.vessels)
+    else:
+        meshes = meshes.result()
     t = time.perf_counter()
     previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
