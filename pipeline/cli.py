@@ -16,6 +16,7 @@ import argparse
 import ctypes
 import importlib
 import logging
+import os
 import sys
 
 from hepatoplan import __version__
@@ -94,7 +95,22 @@ MALLOC_SETTINGS = ((-1, 2**31 - 1), (-2, 256 * 1024**2))
 
 
 def keep_freed_memory() -> None:
-    """Apply :data:`MALLOC_SETTINGS` when the C library is glibc (elsewhere, nothing)."""
+    """Apply :data:`MALLOC_SETTINGS` when the C library is glibc (elsewhere, nothing), and turn
+    off numpy's transparent huge pages unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise.
+
+    numpy asks Linux for huge pages (``madvise(MADV_HUGEPAGE)``) on every array of 4 MB or more;
+    where huge pages are granted on request (``transparent_hugepage/defrag = madvise``, this VM),
+    each first touch of such an array may compact memory to find a 2 MB page. On IRCADb 01's
+    default plan that was 1-3 s more system time than the 4 kB pages cost (interleaved A/B,
+    bench/RESULTS.md "Performance of the plan path"). numpy's switch for it is
+    ``_set_madvise_hugepage`` (numpy's "Global state" page).
+    """
+    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
+        try:
+            from numpy._core import multiarray
+        except ImportError:  # numpy 1.x
+            from numpy.core import multiarray
+        multiarray._set_madvise_hugepage(False)
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):

@@ -650,7 +650,7 @@ def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files, notes=
     native = np.flip(array_kji.T, tuple(np.flatnonzero(ornt[:, 1] < 0)))
     canonical = native.transpose(np.argsort(ornt[:, 0]))
     return Volume(
-        array=_c_order_copy(canonical, binary=binary),
+        array=c_order_copy(canonical, binary=binary),
         affine_ras=_canonical_affine(grid),
         grid=grid,
         path=source,
@@ -659,16 +659,19 @@ def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files, notes=
     )
 
 
-def _c_order_copy(view: np.ndarray, tile=(512, 8, 8), *, binary: bool = False) -> np.ndarray:
-    """C-ordered copy of a transposed/flipped view, copied tile by tile (always a new array);
-    with ``binary``, a boolean ``view != 0`` made in the same copy.
+def c_order_copy(view: np.ndarray, tile=(512, 8, 8), *, binary: bool = False,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """C-ordered copy of a transposed/flipped 3D view, copied tile by tile (a new array, or into
+    ``out``: any array of the view's shape, e.g. one channel of an interleaved one); with
+    ``binary``, a boolean ``view != 0`` made in the same copy.
 
     A plain ``np.ascontiguousarray`` of a full 3D transpose thrashes the cache: on a 512×512×129
     LPS scan it takes ~280 ms, 64×64×8 tiles ~45 ms and 512×8×8 tiles ~35 ms (reading or writing).
     """
-    if view.flags.c_contiguous:
+    if out is None and view.flags.c_contiguous:
         return view.astype(bool) if binary else view.copy()
-    out = np.empty(view.shape, bool if binary else view.dtype)
+    if out is None:
+        out = np.empty(view.shape, bool if binary else view.dtype)
     ni, nj, nk = view.shape
     ti, tj, tk = tile
     for i in range(0, ni, ti):
@@ -707,7 +710,7 @@ def write_labels(array: np.ndarray, *, reference: Volume, path) -> Path:
     data = native_array(np.asarray(array), reference=reference)
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    image = sitk.GetImageFromArray(_c_order_copy(data.T))
+    image = sitk.GetImageFromArray(c_order_copy(data.T))
     reference.grid.stamp(image)
     # MetaImage .mhd writes a second data file that its header names: atomic_file writes the whole
     # set under its final name in a temporary folder beside the target, then renames

