@@ -286,7 +286,7 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     result["warnings"] = study.warnings
     arrays = {"labels": made["labels"]}
     if resected is not None:
-        arrays["remnant"] = np.logical_and(liver, ~resected).view(np.uint8)
+        arrays["remnant"] = np.greater(liver, resected).view(np.uint8)  # liver & ~resected, in one pass
     if "vessel_separation" in study.details:  # the trees separated from --vessels, for the user to check
         arrays.update(portal_vein=study.portal.view(np.uint8), hepatic_veins=study.hepatic.view(np.uint8))
     return result, arrays
