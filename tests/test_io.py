@@ -309,3 +309,37 @@ def test_dicom_gap_is_refused_or_interpolated(tmp_path):
     assert vol.shape == (10, 8, 6) and vol.dicom_files == () and vol.spacing_mm[2] == pytest.approx(2.0)
     assert np.array_equal(vol.array[0, 0, :], np.arange(6) * 100)
     assert any("resampled onto a regular grid" in note for note in vol.notes)
+
+
+def test_nifti_intake_leaves_pydicom_out_yet_importable(tmp_path):
+    """Reading a NIfTI file imports nibabel without pydicom (and the requests it pulls); pydicom
+    still imports afterwards, for DICOM studies in the same process."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.uint8), np.diag([0.7, 0.7, 2.0, 1.0])), path)
+    code = ("import sys; from pathlib import Path; from hepatoplan.pipeline import io; "
+            f"volume = io.read_labels(Path({str(path)!r}), name='--liver', binary=True); "
+            "print(volume.array.shape, 'pydicom' in sys.modules, 'requests' in sys.modules); "
+            "import pydicom; print(pydicom.Dataset.__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["(4, 5, 6) False False", "Dataset"]
+
+
+def test_cli_turns_numpys_huge_pages_off_unless_the_environment_says(monkeypatch):
+    from numpy._core import multiarray
+
+    from hepatoplan.pipeline import cli
+
+    before = multiarray._set_madvise_hugepage(True)
+    try:
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        cli.keep_freed_memory()
+        assert multiarray._set_madvise_hugepage(True) is True  # left as the environment set it
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE")
+        cli.keep_freed_memory()
+        assert multiarray._set_madvise_hugepage(True) is False
+    finally:
+        multiarray._set_madvise_hugepage(before)
