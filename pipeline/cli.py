@@ -99,11 +99,11 @@ def keep_freed_memory() -> None:
     off numpy's transparent huge pages unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise.
 
     numpy asks Linux for huge pages (``madvise(MADV_HUGEPAGE)``) on every array of 4 MB or more;
-    where huge pages are granted on request (``transparent_hugepage/defrag = madvise``, this VM),
-    each first touch of such an array may compact memory to find a 2 MB page. On IRCADb 01's
-    default plan that was 1-3 s more system time than the 4 kB pages cost (interleaved A/B,
-    bench/RESULTS.md "Performance of the plan path"). numpy's switch for it is
-    ``_set_madvise_hugepage`` (numpy's "Global state" page).
+    where huge pages are granted on request (``transparent_hugepage/defrag = madvise``, as on the
+    2-core VM of bench/RESULTS.md), each first touch of such an array may compact memory to find a
+    2 MB page. On IRCADb 01's default plan that cost ~1.9 s more CPU (median user + system, mostly
+    system time) than 4 kB pages ("Performance of the plan path", interleaved A/B). numpy's switch
+    for it is ``_set_madvise_hugepage`` (numpy's "Global state" page).
     """
     if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
         try:
