@@ -38,8 +38,7 @@ import numpy as np
 from bench_couinaud import DEFAULT_DATA, dice, load  # this folder is on sys.path when run as a script
 from bench_couinaud_vessels import bifurcation_constants, fold_params
 
-from hepatoplan.couinaud import CouinaudParams, segment_couinaud_from_vessels
-from hepatoplan.couinaud import separate
+from hepatoplan.couinaud import CouinaudParams, segment_couinaud_from_vessels, separate
 from hepatoplan.data_samples.phantom import make_phantom
 
 STATES = {"cut": {"portal_one_piece_fraction": 2.0},
