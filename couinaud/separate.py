@@ -131,16 +131,24 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     m1 = m2 + np.ceil(r / sp[:2]).astype(int) + 1
     x1, y1 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m1, padded.shape))
     x2, y2 = (min(pad + q + m, n) for q, m, n in zip((nx, ny), m2, padded.shape))
-    # slice by slice (2D maps: no pass along z, and one slice's temporaries stay in cache); a slice
-    # with no liver there has nothing to close (depth 0): its candidates are its vessels
+    # per slice (2D maps: no pass along z): the slices holding liver there, stacked along axis 0 into
+    # one image, so that two distance maps serve all of them; a slice with no liver there has nothing
+    # to close (depth 0): its candidates are its vessels
     candidate = np.zeros(liver.shape, bool)
     has_liver = padded[:x1, :y1].any(axis=(0, 1))
     candidate[:nx, :ny, ~has_liver] = vessels[:nx, :ny, ~has_liver]
-    for k in np.nonzero(has_liver)[0]:
-        dilated = edt.edt(np.ascontiguousarray(~padded[:x1, :y1, k]), anisotropy=aniso, black_border=False) <= r
-        depth = edt.edt(np.ascontiguousarray(dilated[:x2, :y2]), anisotropy=aniso,
-                        black_border=True)[pad:pad + nx, pad:pad + ny] - r
-        candidate[:nx, :ny, k] = ((depth > 0) & ~liver[:nx, :ny, k]) | (vessels[:nx, :ny, k] & (depth <= d_max))
+    ks = np.nonzero(has_liver)[0]
+    # separators: non-liver rows wider than r (no liver of another slice within r: the disc dilation
+    # is each slice's own), then one background row (each slice's black border for the depth)
+    gap = int(np.ceil(r / sp[0])) + 1
+    outside = np.ones((len(ks), x1 + gap, y1), bool)
+    outside[:, :x1] = ~np.moveaxis(padded[:x1, :y1, ks], 2, 0)
+    dilated = (edt.edt(outside.reshape(-1, y1), anisotropy=aniso, black_border=False) <= r).reshape(outside.shape)
+    closed = np.zeros((len(ks), x2 + 1, y2), bool)
+    closed[:, :x2] = dilated[:, :x2, :y2]
+    depth = edt.edt(closed.reshape(-1, y2), anisotropy=aniso, black_border=True).reshape(closed.shape)
+    depth = np.moveaxis(depth[:, pad:pad + nx, pad:pad + ny], 0, 2) - r
+    candidate[:nx, :ny, ks] = ((depth > 0) & ~liver[:nx, :ny, ks]) | (vessels[:nx, :ny, ks] & (depth <= d_max))
     height = _height_quantile(liver, sp)
     try:
         return ivc_axis(candidate, sp, reach_z_mm=height(params.ivc_reach_height_fraction), params=ivc_params)
