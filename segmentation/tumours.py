@@ -378,23 +378,31 @@ def _dark_region_lesions(grid: _LesionGrid, dark: np.ndarray, p: TumourParams) -
     lesion beside darker parenchyma or a vessel joins it at the lowest level and stands alone a few
     HU deeper), that hold at least ``dark_lesion_min_ml`` and whose
     ellipsoid fill is at least ``dark_lesion_min_fill`` (darker parenchyma, along fissures or in a
-    perfusion territory, is spread out); the first level at which a region is compact gives it.
-    Returns (window, mask) pairs on the search grid."""
+    perfusion territory, is spread out) and at most ``dark_lesion_max_dark_shell`` of whose shell
+    (the liver within ``dark_lesion_shell_mm`` around it, at any depth) is as dark (a lesion stands
+    out from the liver around it; a region cut off by the depth limit from a dark structure at the
+    surface does not); the first level at which a region passes gives it. Returns (window, mask)
+    pairs on the search grid."""
     unjudged, below = _unjudged_dark(grid, dark, [], p)
-    vox_ml = voxel_volume_ml(grid.spacing_mm)
+    sp = grid.spacing_mm
+    vox_ml = voxel_volume_ml(sp)
     taken = np.zeros(dark.shape, bool)
     out = []
     for level_hu in p.dark_lesion_levels_hu:
         lab, _ = morph.components(unjudged & (below >= level_hu), connectivity=26)
         for j, sl in enumerate(ndi.find_objects(lab), start=1):
-            win = tuple(slice(max(0, o.start - 1), min(n_, o.stop + 1)) for o, n_ in zip(sl, lab.shape))
+            win = _lesion_window(lab, sl, p.dark_lesion_shell_mm, sp)
             comp = lab[win] == j
             volume_ml = comp.sum() * vox_ml
             if volume_ml < p.dark_lesion_min_ml or np.any(taken[win] & comp):
                 continue
-            fill = _ellipsoid_fill(comp, grid.spacing_mm)
-            log.debug("dark region %.1f mL at %g HU below the parenchyma, fill %.2f", volume_ml, level_hu, fill)
-            if fill >= p.dark_lesion_min_fill:
+            fill = _ellipsoid_fill(comp, sp)
+            out_mm = morph._dist_inside(~comp, sp)
+            shell = grid.liver[win] & (out_mm > 0) & (out_mm <= p.dark_lesion_shell_mm)
+            shell_dark = float(np.count_nonzero(shell & (below[win] >= level_hu)) / max(1, np.count_nonzero(shell)))
+            log.debug("dark region %.1f mL at %g HU below the parenchyma, fill %.2f, dark shell %.2f", volume_ml, level_hu,
+                      fill, shell_dark)
+            if fill >= p.dark_lesion_min_fill and shell_dark <= p.dark_lesion_max_dark_shell:
                 taken[win] |= comp
                 out.append((win, comp))
     return out
