@@ -22,8 +22,13 @@ overlaps none of the first search, and replaces the one it overlaps when it is a
 blob-like (ellipsoid fill): its notch part completes it, whereas chaining into neighbouring tissue
 lowers the fill.
 
-Hyperdense lesions are not searched for: in portal-venous phase they are rare and collide with
-enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
+A faint lesion that no search seeded (its contrast under the seed thresholds, 3-4 SDs of the
+parenchyma's texture) or whose candidate chained into darker tissue and was rejected is a compact
+region of the image smoothed at 2.5 mm without vessels, 10-20 HU below the parenchyma, standing out
+from the liver around it (:func:`_dark_region_lesions`); darker parenchyma is spread out.
+
+Hyperdense lesions are sought only as large, compact, round bright blobs (:func:`_bright_search`):
+in portal-venous phase they are rare and collide with enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
 parenchyma) owes its brightness to an enhancing rim that the vessel segmentation takes; without
 vessel voxels it is at parenchyma level, and a Hessian bright-blob measure (scales 4 and 5.5 mm)
 ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions.
