@@ -363,14 +363,6 @@ class TumourParams:
         benchmark's saved runs (bench/RESULTS.md "Faint lesions from dark regions").
     dark_lesion_max_dark_shell : float
         See ``dark_lesion_shell_mm``.
-    dark_lesion_join_rules : tuple of str
-        Candidates rejected by these tests (``segmentation.tumours.REJECTED``) that overlap such a
-        lesion grown by ``dark_lesion_join_mm`` join it: a heterogeneous lesion is one lesion, its
-        darker parts' candidates failing the core or edge test beside its compact part (the
-        insertion benchmark's 19 mL heterogeneous lesion of IRCADb 01 seed 106: 21 % -> 34 % of it
-        found). Not the shape, fat and surface tests: fissures and the surface are not lesion.
-    dark_lesion_join_mm : float
-        See ``dark_lesion_join_rules`` (a voxel and a half of the search grid). Implementation.
     bright_scale_mm : float
         Hyperdense lesions are searched on the image smoothed by this sigma ...
     bright_k_sd : float
@@ -441,8 +433,6 @@ class TumourParams:
     dark_lesion_min_fill: float = 0.8
     dark_lesion_shell_mm: float = 3.0
     dark_lesion_max_dark_shell: float = 0.5
-    dark_lesion_join_rules: tuple[str, ...] = ("core", "edge")
-    dark_lesion_join_mm: float = 1.5
     bright_scale_mm: float = 2.0
     bright_k_sd: float = 3.0
     bright_open_mm: float = 4.0

@@ -591,9 +591,7 @@ def _elongation(mask: np.ndarray, spacing) -> float:
 
 def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: TumourParams, near: list) -> list:
     """One lesion per connected component of what the searches accepted: the fine search's lesions,
-    the coarse searches' (:func:`_join_coarse`), the faint ones of compact dark regions
-    (:func:`_dark_region_lesions`, with the near misses of ``dark_lesion_join_rules`` beside them)
-    and the hyperdense ones (those overlapping a
+    the coarse searches' (:func:`_join_coarse`) and the hyperdense ones (those overlapping a
     hypodense lesion dropped: a rim). Returns (window, mask, entry, edge smoothing sigma in mm)
     per lesion."""
     sp = grid.spacing_mm
@@ -607,17 +605,9 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
         for win, part in _coarse_search(grid, sigma, p, near):
             if _join_coarse(dark, win, part, grid, p):
                 scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
-    faint = np.zeros(shape, bool)
     for win, part in _dark_region_lesions(grid, dark, p):
-        faint[win] |= part
-    if faint.any():  # a heterogeneous lesion is one: its parts rejected next to its compact dark region join it
-        beside = morph.dilate(faint, p.dark_lesion_join_mm, sp)
-        for e in near:
-            win, comp = e["_where"]
-            if e["rule"] in p.dark_lesion_join_rules and np.any(beside[win] & comp):
-                faint[win] |= comp
-        dark |= faint
-        scale_of[faint] = np.minimum(scale_of[faint], p.coarse_edge_smoothing_mm)
+        dark[win] |= part
+        scale_of[win][part] = p.coarse_edge_smoothing_mm
     labels, n = morph.components(dark, connectivity=26)
     bright = np.zeros(shape, bool)
     for win, comp in _bright_search(grid, region, region_depth, p):
