@@ -605,12 +605,17 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
         for win, part in _coarse_search(grid, sigma, p, near):
             if _join_coarse(dark, win, part, grid, p):
                 scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
-    for win, part in _dark_region_lesions(grid, dark, p):
+    blobs = _bright_search(grid, region, region_depth, p)
+    bright = np.zeros(shape, bool)
+    for win, comp in blobs:
+        bright[win] |= comp
+    # a hyperdense lesion's few voxels under the vessel limit look dark at the coarse scale: not a lesion
+    for win, part in _dark_region_lesions(grid, dark | bright, p):
         dark[win] |= part
         scale_of[win][part] = p.coarse_edge_smoothing_mm
     labels, n = morph.components(dark, connectivity=26)
-    bright = np.zeros(shape, bool)
-    for win, comp in _bright_search(grid, region, region_depth, p):
+    bright[:] = False
+    for win, comp in blobs:
         if not np.any(dark[win] & comp):
             bright[win] |= comp
     b_labels, nb = morph.components(bright, connectivity=26)
