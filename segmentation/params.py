@@ -345,6 +345,24 @@ class TumourParams:
     dark_region_clearance_mm : float
         ... farther than this from a lesion found (its partial-volume halo). Chosen offline on the
         insertion benchmark (see ``SelfCheckParams.max_dark_region_ml``).
+    dark_lesion_levels_hu : tuple of float
+        Such a region (:func:`hepatoplan.segmentation.tumours._dark_region_lesions`), thresholded at
+        each of these contrasts below the parenchyma in turn ...
+    dark_lesion_min_ml : float
+        ... beside the lesions the searches found, is a lesion itself (a faint one no search
+        seeded: the seed thresholds sit 3-4 SDs of the parenchyma's texture below it, 21 HU on
+        IRCADb 01) when it holds at least this volume ...
+    dark_lesion_min_fill : float
+        ... and its ellipsoid fill is at least this (darker parenchyma is spread out: fill 0.2-0.45
+        on IRCADb 01; the faint lesions missed 0.96) ...
+    dark_lesion_shell_mm : float
+        ... and at most ``dark_lesion_max_dark_shell`` (0-1) of the liver within this distance
+        around it is as dark (a lesion stands out; lesion-free IRCADb 07's 10 mL region beside its
+        right renal mass, cut off by the depth limit from the dark surface there: 0.74; the lesions
+        of the saved insertion runs: 0.00-0.36). Levels, fill and shell chosen on the insertion
+        benchmark's saved runs (bench/RESULTS.md "Faint lesions from dark regions").
+    dark_lesion_max_dark_shell : float
+        See ``dark_lesion_shell_mm``.
     bright_scale_mm : float
         Hyperdense lesions are searched on the image smoothed by this sigma ...
     bright_k_sd : float
@@ -410,6 +428,11 @@ class TumourParams:
     dark_region_scale_mm: float = 2.5
     dark_region_contrast_hu: float = 10.0
     dark_region_clearance_mm: float = 3.0
+    dark_lesion_levels_hu: tuple[float, ...] = (10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
+    dark_lesion_min_ml: float = 2.0
+    dark_lesion_min_fill: float = 0.8
+    dark_lesion_shell_mm: float = 3.0
+    dark_lesion_max_dark_shell: float = 0.5
     bright_scale_mm: float = 2.0
     bright_k_sd: float = 3.0
     bright_open_mm: float = 4.0

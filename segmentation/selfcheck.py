@@ -19,7 +19,9 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   lesions found (a candidate overlapping or touching a found lesion is part of it, or the halo
   around it, not a missed lesion);
 * ``dark_region_ml``: no large compact region darker than the parenchyma that the lesion search
-  neither kept nor judged (a faint lesion too faint to seed a candidate);
+  neither kept nor judged (a faint lesion too faint to seed a candidate; the search itself now
+  takes such regions as lesions when they stand out from the liver around them, so this check
+  sees the ones it declined);
 * ``lesion_cut_fraction``: no lesion found with a large share of its boundary on the liver's
   outline and its outer part not recovered (a bulging lesion cut by the liver mask);
 * ``voxel_spacing_mm``: the scan's coarsest voxel spacing within the range the CT segmentation was

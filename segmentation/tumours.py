@@ -22,8 +22,13 @@ overlaps none of the first search, and replaces the one it overlaps when it is a
 blob-like (ellipsoid fill): its notch part completes it, whereas chaining into neighbouring tissue
 lowers the fill.
 
-Hyperdense lesions are not searched for: in portal-venous phase they are rare and collide with
-enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
+A faint lesion that no search seeded (its contrast under the seed thresholds, 3-4 SDs of the
+parenchyma's texture) or whose candidate chained into darker tissue and was rejected is a compact
+region of the image smoothed at 2.5 mm without vessels, 10-20 HU below the parenchyma, standing out
+from the liver around it (:func:`_dark_region_lesions`); darker parenchyma is spread out.
+
+Hyperdense lesions are sought only as large, compact, round bright blobs (:func:`_bright_search`):
+in portal-venous phase they are rare and collide with enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
 parenchyma) owes its brightness to an enhancing rim that the vessel segmentation takes; without
 vessel voxels it is at parenchyma level, and a Hessian bright-blob measure (scales 4 and 5.5 mm)
 ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions.
@@ -354,15 +359,64 @@ def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: Tu
     return sorted(out, key=lambda e: -e["volume_ml"])
 
 
+def _unjudged_dark(grid: _LesionGrid, kept: np.ndarray, near: list, p: TumourParams) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of the liver darker than its parenchyma that no lesion search judged: on the image
+    smoothed at ``dark_region_scale_mm`` without vessels (as the coarse search sees it), deeper than
+    ``surface_margin_mm``, farther than ``dark_region_clearance_mm`` from ``kept`` (lesions, on the
+    search grid) and outside every near miss (``near``, still holding their masks), at least
+    ``dark_region_contrast_hu`` below the parenchyma's median there. Returns that mask and the
+    smoothed image's darkness below the median (HU)."""
+    sm, med, _ = _liver_at_scale(grid, p.dark_region_scale_mm, p)
+    kept = morph.dilate(kept, p.dark_region_clearance_mm, grid.spacing_mm) if kept.any() else kept.copy()
+    for e in near:
+        win, comp = e["_where"]
+        kept[win] |= comp
+    below = med - sm
+    return grid.liver & (grid.depth_mm > p.surface_margin_mm) & ~kept & (below >= p.dark_region_contrast_hu), below
+
+
+def _dark_region_lesions(grid: _LesionGrid, dark: np.ndarray, p: TumourParams) -> list:
+    """Faint lesions no search seeded or a rule rejected: the compact regions of
+    :func:`_unjudged_dark` around the lesions found so far (``dark``; near misses included: a faint
+    lesion's candidate at a seed threshold may chain into darker tissue and fail the edge or core
+    test), thresholded at each of ``dark_lesion_levels_hu`` below the parenchyma in turn (a faint
+    lesion beside darker parenchyma or a vessel joins it at the lowest level and stands alone a few
+    HU deeper), that hold at least ``dark_lesion_min_ml`` and whose
+    ellipsoid fill is at least ``dark_lesion_min_fill`` (darker parenchyma, along fissures or in a
+    perfusion territory, is spread out) and at most ``dark_lesion_max_dark_shell`` of whose shell
+    (the liver within ``dark_lesion_shell_mm`` around it, at any depth) is as dark (a lesion stands
+    out from the liver around it; a region cut off by the depth limit from a dark structure at the
+    surface does not); the first level at which a region passes gives it. Returns (window, mask)
+    pairs on the search grid."""
+    unjudged, below = _unjudged_dark(grid, dark, [], p)
+    sp = grid.spacing_mm
+    vox_ml = voxel_volume_ml(sp)
+    taken = np.zeros(dark.shape, bool)
+    out = []
+    for level_hu in p.dark_lesion_levels_hu:
+        lab, _ = morph.components(unjudged & (below >= level_hu), connectivity=26)
+        for j, sl in enumerate(ndi.find_objects(lab), start=1):
+            win = _lesion_window(lab, sl, p.dark_lesion_shell_mm, sp)
+            comp = lab[win] == j
+            volume_ml = comp.sum() * vox_ml
+            if volume_ml < p.dark_lesion_min_ml or np.any(taken[win] & comp):
+                continue
+            fill = _ellipsoid_fill(comp, sp)
+            out_mm = morph._dist_inside(~comp, sp)
+            shell = grid.liver[win] & (out_mm > 0) & (out_mm <= p.dark_lesion_shell_mm)
+            shell_dark = float(np.count_nonzero(shell & (below[win] >= level_hu)) / max(1, np.count_nonzero(shell)))
+            log.debug("dark region %.1f mL at %g HU below the parenchyma, fill %.2f, dark shell %.2f", volume_ml, level_hu,
+                      fill, shell_dark)
+            if fill >= p.dark_lesion_min_fill and shell_dark <= p.dark_lesion_max_dark_shell:
+                taken[win] |= comp
+                out.append((win, comp))
+    return out
+
+
 def _dark_regions(grid: _LesionGrid, labels: np.ndarray, near: list, p: TumourParams) -> list[dict]:
-    """The regions of the liver darker than its parenchyma that the lesion search did not judge,
-    for the self-check: on the image smoothed at ``dark_region_scale_mm`` without vessels (as the
-    coarse search sees it), the parts deeper than ``surface_margin_mm``, farther than
-    ``dark_region_clearance_mm`` from a lesion kept (``labels``, on the liver's box) and outside
-    every near miss (``near``, still holding their masks: the near-miss check judges them) that are
-    at least ``dark_region_contrast_hu`` below the parenchyma's median there. A faint lesion missed is
-    such a region and is compact; darker parenchyma (perfusion, partial volume along fissures) is
-    spread out (low ellipsoid fill).
+    """The regions of :func:`_unjudged_dark` left beside the final lesions (``labels``, on the
+    liver's box), for the self-check: a faint lesion missed is such a region and is compact; darker
+    parenchyma (perfusion, partial volume along fissures) is spread out (low ellipsoid fill).
 
     Returns
     -------
@@ -371,14 +425,7 @@ def _dark_regions(grid: _LesionGrid, labels: np.ndarray, near: list, p: TumourPa
         (the parenchyma's median minus the region's, at that scale), ``ellipsoid_fill``,
         ``centroid_index`` (full-grid voxel index).
     """
-    sm, med, _ = _liver_at_scale(grid, p.dark_region_scale_mm, p)
-    kept = _grid.block_mean(labels > 0, grid.factors) > 0
-    if kept.any():
-        kept = morph.dilate(kept, p.dark_region_clearance_mm, grid.spacing_mm)
-    for e in near:
-        win, comp = e["_where"]
-        kept[win] |= comp
-    dark = grid.liver & (grid.depth_mm > p.surface_margin_mm) & ~kept & (sm < med - p.dark_region_contrast_hu)
+    dark, below = _unjudged_dark(grid, _grid.block_mean(labels > 0, grid.factors) > 0, near, p)
     lab, n = morph.components(dark, connectivity=26)
     if not n:
         return []
@@ -392,7 +439,7 @@ def _dark_regions(grid: _LesionGrid, labels: np.ndarray, near: list, p: TumourPa
             continue
         centre = np.argwhere(comp).mean(axis=0) + [s.start for s in sl]
         out.append({"volume_ml": round(float(comp.sum() * vox_ml), 2),
-                    "contrast_hu": round(med - float(np.median(sm[sl][comp])), 1),
+                    "contrast_hu": round(float(np.median(below[sl][comp])), 1),
                     "ellipsoid_fill": round(_ellipsoid_fill(comp, grid.spacing_mm), 2),
                     "centroid_index": [round(float(v), 1) for v in (centre + 0.5) * f - 0.5 + offset]})
     return sorted(out, key=lambda e: -e["volume_ml"])
@@ -558,9 +605,17 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
         for win, part in _coarse_search(grid, sigma, p, near):
             if _join_coarse(dark, win, part, grid, p):
                 scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
-    labels, n = morph.components(dark, connectivity=26)
+    blobs = _bright_search(grid, region, region_depth, p)
     bright = np.zeros(shape, bool)
-    for win, comp in _bright_search(grid, region, region_depth, p):
+    for win, comp in blobs:
+        bright[win] |= comp
+    # a hyperdense lesion's few voxels under the vessel limit look dark at the coarse scale: not a lesion
+    for win, part in _dark_region_lesions(grid, dark | bright, p):
+        dark[win] |= part
+        scale_of[win][part] = p.coarse_edge_smoothing_mm
+    labels, n = morph.components(dark, connectivity=26)
+    bright[:] = False
+    for win, comp in blobs:
         if not np.any(dark[win] & comp):
             bright[win] |= comp
     b_labels, nb = morph.components(bright, connectivity=26)

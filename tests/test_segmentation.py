@@ -314,14 +314,15 @@ def test_itk_filters_do_not_depend_on_axis_order():
 
 def test_parameters_are_used_and_recorded(phantom):
     """Each algorithm runs with the values it is given: the phantom's 60 HU tumour (50 HU below the
-    parenchyma, 12 HU noise) is found with the default seed threshold and not with one 12 SDs deep;
-    the parameters are frozen and JSON-ready."""
+    parenchyma, 12 HU noise) is found with the default seed threshold and not with one 12 SDs deep
+    and no dark-region levels (a compact region that dark is a lesion of its own); the parameters
+    are frozen and JSON-ready."""
     import dataclasses
 
     from hepatoplan.segmentation import LiverParams, SegmentationParams, TumourParams
 
     img, sp, truth = phantom
-    tum, info = segment_tumours(img, truth["liver"], spacing_mm=sp, params=TumourParams(seed_k_sd=12.0))
+    tum, info = segment_tumours(img, truth["liver"], spacing_mm=sp, params=TumourParams(seed_k_sd=12.0, dark_lesion_levels_hu=()))
     assert info["n_lesions"] == 0
     assert info["seed_threshold_hu"] == pytest.approx(info["parenchyma_median_hu"] - 12.0 * info["parenchyma_sd_hu"], abs=0.2)
     assert segment_tumours(img, truth["liver"], spacing_mm=sp)[1]["n_lesions"] == 1

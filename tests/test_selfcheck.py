@@ -96,20 +96,27 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     assert passed([], cut[:1])["lesion_cut_fraction"] and not passed([], cut)["lesion_cut_fraction"]
 
 
+def _lesion_free(phantom):
+    """The phantom with its tumour filled with parenchyma (110 HU, 12 HU noise), its grid and liver,
+    and a 15 mm sphere inside the liver; the coordinates (mm) and the liver's centre."""
+    img, sp, truth = phantom
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(img.shape, sp)), indexing="ij")
+    lx, ly, lz = img.shape[0] * sp[0] / 2 + 60, img.shape[1] * sp[1] / 2 + 5, 85  # the liver's centre
+    sphere = (x - (lx - 15)) ** 2 + (y - (ly + 10)) ** 2 + (z - (lz - 5)) ** 2 <= 15.0**2
+    rng = np.random.default_rng(3)
+    base = img.copy()
+    base[truth["tumour"]] = (110 + rng.normal(0.0, 12.0, np.count_nonzero(truth["tumour"]))).astype(np.int16)
+    return base, sp, truth["liver"], sphere, (x, y, z, lx, ly, lz)
+
+
 def test_a_faint_lesion_no_search_judged_is_a_compact_dark_region(phantom):
     """A 14 HU hypodense sphere (radius 15 mm) in the phantom's liver (1.5 x 1.5 x 2.5 mm, 12 HU
     noise, its own tumour filled with parenchyma): blurred by the 2.5 mm Gaussian, the region 10 HU
     below the parenchyma is the ball where the blurred ball's indicator exceeds 10/14 (closed form:
     radius 13.1 mm, 9.5 mL), compact; a lesion found there, or a near miss the search judged
     there, explains it; the self-check fails on it from its volume limit on."""
-    img, sp, truth = phantom
-    liver = truth["liver"]
-    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(img.shape, sp)), indexing="ij")
-    lx, ly, lz = img.shape[0] * sp[0] / 2 + 60, img.shape[1] * sp[1] / 2 + 5, 85  # the liver's centre
-    sphere = (x - (lx - 15)) ** 2 + (y - (ly + 10)) ** 2 + (z - (lz - 5)) ** 2 <= 15.0**2
-    rng = np.random.default_rng(3)
-    faint = img.copy()
-    faint[truth["tumour"]] = (110 + rng.normal(0.0, 12.0, np.count_nonzero(truth["tumour"]))).astype(np.int16)
+    base, sp, liver, sphere, _ = _lesion_free(phantom)
+    faint = base.copy()
     faint[sphere] -= 14
     p = TumourParams()
     grid = tumours._lesion_grid(faint, liver, sp, p, {})
@@ -178,3 +185,28 @@ def test_slices_thicker_than_the_developed_range_fail_the_spacing_check(phantom)
     spacing = next(c for c in thick["checks"] if c["name"] == "voxel_spacing_mm")
     assert spacing["value"] == 5.0 and not spacing["passed"] and not thick["passed"]
     assert any("thinner slices" in r for r in thick["reasons"])
+
+
+def test_a_faint_compact_lesion_no_search_seeded_is_found_and_spread_darker_tissue_is_not(phantom):
+    """The 14 HU sphere above (radius 15 mm, 14.1 mL) is a compact dark region (at 10 HU below the
+    parenchyma the 13.1 mm ball) and found: one lesion, its edge at the half-way contour (Dice >= 0.85 with
+    the sphere), and no dark region is left for the self-check. The same 14 HU drop over an L of two
+    10 mm thick bars (spread out: ellipsoid fill well under 0.8) is no lesion."""
+    base, sp, liver, sphere, (x, y, z, lx, ly, lz) = _lesion_free(phantom)
+    faint = base.copy()
+    faint[sphere] -= 14
+    lesions, info = tumours.segment_tumours(faint, liver, spacing_mm=sp)
+    assert info["n_lesions"] == 1 and info["dark_regions"] == []
+    found = lesions > 0
+    assert 2.0 * np.count_nonzero(found & sphere) / (found.sum() + sphere.sum()) >= 0.85
+    p = TumourParams()
+    grid = tumours._lesion_grid(faint, liver, sp, p, {})
+    (win, comp), = tumours._dark_region_lesions(grid, np.zeros(grid.liver.shape, bool), p)
+    ball = np.zeros(grid.liver.shape, bool)
+    ball[win] = comp  # at the first level, 10 HU: the ball of radius 13.1 mm of the test above
+    assert ball.sum() * np.prod(grid.spacing_mm) / 1000.0 == pytest.approx(4.0 / 3.0 * np.pi * 13.1**3 / 1000.0, rel=0.1)
+    bar = lambda a, b: (np.abs(a - (lx - 15)) <= 5) & (np.abs(b) <= 5)
+    ell = ((np.abs(y - (ly + 10)) <= 30) & bar(x, z - (lz - 5))) | ((np.abs(z - (lz - 5)) <= 30) & bar(x, y - (ly - 20)))
+    spread = base.copy()
+    spread[ell & liver] -= 14
+    assert tumours.segment_tumours(spread, liver, spacing_mm=sp)[1]["n_lesions"] == 0
