@@ -127,7 +127,9 @@ class MRLiverParams:
         In-plane opening radius breaking thin bridges before the nesting. Wider openings (10-15 mm, with
         what they shave off given back to the kept pieces) score up to 0.901 on the five scans but remove the
         pieces the ``fragmented_slice_fraction`` check reads: CHAOS 02 cut at the top then passed QC at
-        0.823 (``bench/RESULTS.md``); not taken.
+        0.823 (``bench/RESULTS.md``); not taken. Below the widest slice only, without the give-back, 7.5 / 10 /
+        12.5 mm: CHAOS 02 0.885 / 0.895 / 0.897 but the right lobe's tips of 01, 03 and TS shaved, leave-one-out
+        0.897 (0.899 at 5 mm).
     nest_overlap_fraction : float
         Share of a slice's liver piece that must lie within the neighbour's reach to be kept.
     band_mm : float
@@ -180,7 +182,10 @@ class MRLiverParams:
         In-plane opening radius of the rim: thin slivers along the border are not a dome.
     dome_shrink_fraction : float
         The rim is looked for only on slices where the liver shrinks to less than this share of the
-        slice below's (where it ends under the lung); not chosen on data (0.7 / 0.8 / 0.6 not compared).
+        slice below's (where it ends under the lung). 0.7 / 0.8 / 0.9 / 1.0 on CHAOS 01/02/03/05 and the
+        TotalSegmentator MR example: mean Dice 0.899 / 0.900 / 0.900 / 0.900, leave-one-out 0.900 at 0.8-1.0
+        (03 +0.004), but from 0.75 the MR phantom's rim takes its bowel-like tissue above the liver (+2.3-3.2 %
+        volume): 0.7 kept (``bench/RESULTS.md``).
     dome_one_piece : bool
         Above the widest slice only the largest in-plane piece of each slice is kept (the liver rises to
         the right dome as one piece; beside it lie the heart above the left lobe and vessels). On the five
