@@ -129,7 +129,8 @@ class MRLiverParams:
         pieces the ``fragmented_slice_fraction`` check reads: CHAOS 02 cut at the top then passed QC at
         0.823 (``bench/RESULTS.md``); not taken. Below the widest slice only, without the give-back, 7.5 / 10 /
         12.5 mm: CHAOS 02 0.885 / 0.895 / 0.897 but the right lobe's tips of 01, 03 and TS shaved, leave-one-out
-        0.897 (0.899 at 5 mm).
+        0.897 (0.899 at 5 mm); 10 mm with the shaved edges given back under the slice above's liver: mean 0.901
+        (02 0.888, 05 0.904) but CHAOS 02 cut at the top passed QC at 0.832, as above: not taken.
     nest_overlap_fraction : float
         Share of a slice's liver piece that must lie within the neighbour's reach to be kept.
     band_mm : float
