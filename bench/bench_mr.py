@@ -10,6 +10,10 @@ TotalSegmentator MR example (``totalsegmentator/mr.nii.gz``; its reference, labe
 * ``loo``: for a grid of :class:`~hepatoplan.segmentation.mr_liver.MRLiverParams` values, the
   leave-one-out figure: for each scan, the setting with the best mean Dice on the *other* scans is
   chosen and scored on it. ``--grid window_min_log=0.15,0.2,0.25 nest_margin_mm=6,10``.
+* ``errors``: where each scan's mask is wrong (in-process): the false-positive and false-negative mL
+  by distance to the reference's border (within 2.5 mm: where the border is put; beyond 6 mm: a leak or a
+  missed part), the false positives on slices beyond the reference's ends, and the three axial slices
+  with the most error.
 * ``variations``: each scan made to look like scans we cannot download (axes flipped and permuted in
   the file, the world origin moved, intensities scaled and offset, a bias field, noise, slices twice
   as thick or half as thick, the field of view cut at the top, bottom or side), written as NIfTI and
@@ -23,6 +27,7 @@ Usage::
 
     python bench/bench_mr.py table
     python bench/bench_mr.py loo --grid window_min_log=0.15,0.2,0.25
+    python bench/bench_mr.py errors [--cases 02 03]
     python bench/bench_mr.py variations [--cases 01 ts] [--variations none flip_x bias ...] [--folder DIR]
 
 Prints Markdown tables (nothing is written outside a temporary folder, or ``--folder``).
@@ -42,6 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import edt
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
@@ -151,6 +157,33 @@ def loo(cases, grid: dict[str, list[float]]) -> list[str]:
         held.append(scores[best, j])
         lines.append(f"| {case} | {settings[best]} | {scores[best, j]:.3f} |")
     lines.append(f"| mean | | {np.mean(held):.3f} |")
+    return lines
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def errors(cases) -> list[str]:
+    lines = ["| scan | reference mL | false positive mL: <= 2.5 / 2.5-6 / > 6 mm out | of which beyond the reference's "
+             "end slices | false negative mL: <= 2.5 / 2.5-6 / > 6 mm in | slices with the most error (FP+FN mL) |",
+             "|---|---|---|---|---|---|"]
+    bands = ((0.0, 2.5), (2.5, 6.0), (6.0, np.inf))
+    for case in cases:
+        vol, ref = load(case)
+        mask = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)[0] > 0
+        ml = float(np.prod(vol.spacing_mm)) / 1000.0
+        fp, fn = mask & ~ref, ref & ~mask
+        cols = []
+        for wrong, inside in ((fp, ~ref), (fn, ref)):
+            depth = edt.edt(np.ascontiguousarray(inside, dtype=np.uint8), anisotropy=tuple(vol.spacing_mm))[wrong]
+            parts = [np.count_nonzero((depth > lo) & (depth <= hi)) * ml for lo, hi in bands]
+            cols.append(f"{sum(parts):.0f}: " + " / ".join(f"{v:.0f}" for v in parts))
+        zs = np.flatnonzero(ref.any(axis=(0, 1)))
+        beyond = (np.count_nonzero(fp[..., : zs[0]]) + np.count_nonzero(fp[..., zs[-1] + 1:])) * ml
+        per_slice = (fp | fn).sum(axis=(0, 1)) * ml
+        worst = ", ".join(f"{z} ({per_slice[z]:.0f})" for z in np.argsort(per_slice)[::-1][:3])
+        lines.append(f"| {case} | {np.count_nonzero(ref) * ml:.0f} | {cols[0]} | {beyond:.0f} | {cols[1]} | {worst} |")
+        print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
 
@@ -289,7 +322,7 @@ def _cut_side(img, ref, affine):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", default="table", choices=("table", "loo", "variations"))
+    ap.add_argument("mode", nargs="?", default="table", choices=("table", "loo", "errors", "variations"))
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--grid", nargs="+", default=["window_min_log=0.15,0.2,0.25"],
                     help="PARAM=v1,v2,... (loo mode)")
@@ -305,6 +338,8 @@ def main(argv=None) -> int:
     elif args.mode == "loo":
         grid = {k: [float(x) for x in v.split(",")] for k, v in (g.split("=") for g in args.grid)}
         lines = loo(cases, grid)
+    elif args.mode == "errors":
+        lines = errors(cases)
     else:
         lines = variations(cases, args.variations, args.folder)
     print("\n".join(lines))
