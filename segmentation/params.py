@@ -360,7 +360,8 @@ class TumourParams:
         around it is as dark (a lesion stands out; lesion-free IRCADb 07's 10 mL region beside its
         right renal mass, cut off by the depth limit from the dark surface there: 0.74; the lesions
         of the saved insertion runs: 0.00-0.36). Levels, fill and shell chosen on the insertion
-        benchmark's saved runs (bench/RESULTS.md "Faint lesions from dark regions").
+        benchmark's saved runs (bench/RESULTS.md "Faint lesions from dark regions"); no
+        leave-one-scan-out figure yet (the benchmark was not rerun on this code).
     dark_lesion_max_dark_shell : float
         See ``dark_lesion_shell_mm``.
     bright_scale_mm : float

@@ -402,8 +402,7 @@ def _dark_region_lesions(grid: _LesionGrid, dark: np.ndarray, p: TumourParams) -
             if volume_ml < p.dark_lesion_min_ml or np.any(taken[win] & comp):
                 continue
             fill = _ellipsoid_fill(comp, sp)
-            out_mm = morph._dist_inside(~comp, sp)
-            shell = grid.liver[win] & (out_mm > 0) & (out_mm <= p.dark_lesion_shell_mm)
+            shell = grid.liver[win] & morph.dilate(comp, p.dark_lesion_shell_mm, sp) & ~comp
             shell_dark = float(np.count_nonzero(shell & (below[win] >= level_hu)) / max(1, np.count_nonzero(shell)))
             log.debug("dark region %.1f mL at %g HU below the parenchyma, fill %.2f, dark shell %.2f", volume_ml, level_hu,
                       fill, shell_dark)
