@@ -19,7 +19,8 @@ it), in fresh processes (interpreter start and imports included, as a user sees 
 - ``naive floor``: python, nibabel reading the CT as float64 and one
   ``scipy.ndimage.distance_transform_edt`` of the liver mask: the least any such tool does. It runs
   with numpy's transparent huge pages off (``NUMPY_MADVISE_HUGEPAGE=0``), as ``hepatoplan``'s CLI
-  runs itself (``pipeline/cli.py`` ``keep_freed_memory``): on a VM that grants huge pages on request
+  runs itself (``pipeline/cli.py`` ``keep_freed_memory``; with ``NUMPY_MADVISE_HUGEPAGE`` set, both
+  follow it): on a VM that grants huge pages on request
   with compaction in the page fault, numpy's default (on) makes the floor slower for a reason the
   plan does not share, which would flatter ``plan / floor``.
 
@@ -73,8 +74,9 @@ NAIVE = ("import resource, sys, json; parts = {}; last = [0.0, 0.0]\n"
          "img = nib.load(sys.argv[2]); liver = np.asanyarray(img.dataobj) > 0; part('read mask')\n"
          "ndimage.distance_transform_edt(liver, sampling=img.header.get_zooms()[:3]); part('EDT')\n"
          "print('PARTS', json.dumps(parts), file=sys.stderr); " + USAGE)
-#: numpy's huge-page switch of the floor's process: off, as hepatoplan's CLI sets it for itself.
-FLOOR_ENV = {"NUMPY_MADVISE_HUGEPAGE": "0"}
+#: numpy's huge-page switch of the floor's process: the plan's (hepatoplan's CLI turns huge pages off
+#: unless ``NUMPY_MADVISE_HUGEPAGE`` is set, which numpy then follows in both processes).
+FLOOR_ENV = {"NUMPY_MADVISE_HUGEPAGE": os.environ.get("NUMPY_MADVISE_HUGEPAGE", "0")}
 STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection", "vascular", "assessment",
           "writing", "dicom_seg", "previews", "report", "other")
 
@@ -207,7 +209,8 @@ def tables(results: dict, cases: list[str], *, stage_clock: str = "wall") -> str
     for case in cases:
         runs = results[(case, "naive floor")]
         parts = ", ".join(f"{n} {med(sum(r['parts'][n]) for r in runs):.2f}" for n in runs[0]["parts"])
-        lines.append(f"| ircadb {case} | naive floor, huge pages off (CPU s: {parts}) | {med(r['wall'] for r in runs):.2f} | "
+        pages = "off" if FLOOR_ENV["NUMPY_MADVISE_HUGEPAGE"] == "0" else "on"
+        lines.append(f"| ircadb {case} | naive floor, huge pages {pages} (CPU s: {parts}) | {med(r['wall'] for r in runs):.2f} | "
                      f"{med(r['cpu'] for r in runs):.2f} | {max(r['peak_gb'] for r in runs):.2f} | | | |")
     stages = [s for s in STAGES if any(s in r["stages"] for (_, n), runs in results.items()
                                        if n != "naive floor" for r in runs)]
