@@ -116,6 +116,10 @@ class MRLiverParams:
         ... but never narrower than this (+-22 %). Chosen on CHAOS 01/02/03/05 and the
         TotalSegmentator MR example among 0.2 and 0.25 (0.15 loses 05 and the T1 example):
         leave-one-out mean Dice 0.889.
+    window_dark_extra_log : float
+        The window's dark side widened by this much (0: symmetric). 0.1 (with ``window_min_log`` 0.2 and
+        0.25) and -0.05 / -0.1 were tried on the five scans and lowered the mean Dice (CHAOS 02 leaks
+        further; ``bench/RESULTS.md``): 0 kept.
     far_log : float
         Voxels farther than this from the liver's field (+-49 %) are certainly not liver.
     core_erode_mm : float
