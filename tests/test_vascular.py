@@ -148,21 +148,19 @@ def test_bad_input_is_refused_with_a_clear_message():
 
 
 @pytest.mark.slow
-def test_right_hepatectomy_on_ircadb01_leaves_the_left_liver_perfused(ircadb_dir):
+def test_right_hepatectomy_on_ircadb01_leaves_the_left_liver_perfused(ircadb01, ircadb_dir):
+    """Full-size IRCADb 01 (its masks, read once for the module), the reference segments filled to the
+    liver: a right hepatectomy cuts over 10 000 portal voxels yet devascularises nothing."""
     from hepatoplan.pipeline.io import read_labels
     from hepatoplan.resection.volumetry import fill_partition
 
-    case = ircadb_dir / "01"
-    vol = read_labels(case / "liver.nii.gz")
-    liver, spacing = vol.array > 0, vol.spacing_mm
-    segments, _ = fill_partition(read_labels(case / "couinaud_reference.nii.gz").array, liver, spacing_mm=spacing)
+    s = ircadb01
+    liver, spacing = s["liver"], s["spacing"]
+    segments, _ = fill_partition(read_labels(ircadb_dir / "01" / "couinaud_reference.nii.gz").array, liver,
+                                 spacing_mm=spacing)
     right = np.isin(segments, (5, 6, 7, 8)) & liver
-    res = vascular_consequences(
-        liver=liver, resected=right, anatomical=right, spacing_mm=spacing, segments=segments,
-        portal=read_labels(case / "portal_vein.nii.gz").array > 0,
-        hepatic=read_labels(case / "hepatic_veins.nii.gz").array > 0,
-        tumours=read_labels(case / "tumours.nii.gz").array,
-    )
+    res = vascular_consequences(liver=liver, resected=right, anatomical=right, spacing_mm=spacing, segments=segments,
+                                portal=s["portal"], hepatic=s["hepatic"], tumours=s["tumours"])
     left = np.isin(segments, (1, 2, 3, 4))
     assert res.devascularised_ml == 0.0
     assert not (res.devascularised & left).any()
@@ -192,10 +190,14 @@ def _independent_vascular(liver, resected, vessel, tumours, spacing, *, tree, pa
     its kept share (tumour voxels left out).
 
     Each step looks only where it must: the liver's box + ``pad_mm`` for the roots, the vessels'
-    own box for their wall distance, the liver's box grown by the thickest wall for the distance
-    to the liver; the remnant's nearest vessel voxel is settled per block of voxels where the
-    block's distances to affected and other vessel voxels decide it (:func:`_affected_weight`).
+    own box for their wall distance, a KD-tree of the liver's border voxels for the nearest liver
+    voxel of a vessel voxel outside it (scipy's feature transform of the box did the same: on IRCADb
+    01 the same answers, the portal recount 5.9 -> 2.8 s CPU); the remnant's nearest vessel voxel is
+    settled per block of voxels where the block's distances to affected and other vessel voxels
+    decide it (:func:`_affected_weight`).
     """
+    from scipy.spatial import cKDTree
+
     s26 = np.ones((3, 3, 3), bool)
     sp = np.asarray(spacing, float)
     box = _grown_box(liver, pad_mm, spacing)
@@ -204,14 +206,18 @@ def _independent_vascular(liver, resected, vessel, tumours, spacing, *, tree, pa
     vb = _grown_box(V, 0.0, spacing)  # the nearest non-vessel voxel lies within one voxel of V's box
     wall = np.zeros(V.shape)
     wall[vb] = ndimage.distance_transform_edt(V[vb], sampling=spacing)
-    # only vessel voxels within the thickest wall (+ max spacing) of the liver can count as in it
-    lb = _grown_box(L, wall.max() + sp.max(), spacing)
-    d_liver, near = ndimage.distance_transform_edt(~L[lb], sampling=spacing, return_indices=True)
+    # a vessel voxel outside the liver: its nearest liver voxel is one of the liver's border voxels (a
+    # step from an inner one towards it gets closer), found with a KD-tree up to the thickest wall (+ max
+    # spacing); one inside the liver is its own nearest liver voxel
+    border = np.argwhere(L & ~ndimage.binary_erosion(L))
+    outside = np.argwhere(V & ~L)
+    d_liver, k = cKDTree(border * sp).query(outside * sp, distance_upper_bound=wall.max() + sp.max(), workers=-1)
+    close = d_liver <= wall[tuple(outside.T)] + sp.max()
+    outside, nearest = tuple(outside[close].T), tuple(border[k[close]].T)
     intra = V & L
-    intra[lb] |= V[lb] & (d_liver <= wall[lb] + sp.max())
-    cut = np.zeros(V.shape, bool)
-    cut[lb] = intra[lb] & removed[lb][tuple(near)]
-    del d_liver, near
+    intra[outside] = True
+    cut = intra & removed
+    cut[outside] = removed[nearest]
     # the vessels' steps in their own box
     V, intra, cut, wall = V[vb], intra[vb], cut[vb], wall[vb]
     if tree == "portal":
@@ -268,9 +274,38 @@ def _affected_weight(weight, affected, others, sp):
     return float(weight[tuple(pts[hit].T)].sum())
 
 
+def _trilinear_thirds(values):
+    """``values`` trilinearly interpolated (edges clamped) at index ± 1/3 and index along every axis:
+    what ``ndimage.map_coordinates(values, grid, order=1, mode="nearest")`` gives on that 3 × 3 × 3
+    sub-sampled grid, one axis at a time (trilinear weights are a product of per-axis ones), without
+    the three float64 coordinate arrays of 27 × the crop. A binary mask's values are multiples of
+    1/27, so the 0.5 level is the same either way (``test_trilinear_thirds_is_map_coordinates``)."""
+    for axis in range(3):
+        n = values.shape[axis]
+        before = np.take(values, np.r_[0, : n - 1], axis=axis)
+        after = np.take(values, np.r_[1:n, n - 1], axis=axis)
+        thirds = np.stack([values + (before - values) / 3, values, values + (after - values) / 3], axis=axis + 1)
+        values = thirds.reshape(values.shape[:axis] + (3 * n,) + values.shape[axis + 1:])
+    return values
+
+
+def test_trilinear_thirds_is_map_coordinates():
+    """The separable sub-sampling above equals scipy's trilinear interpolation on the 3 × 3 × 3 grid
+    (random masks with edges touching the crop) to float32 rounding, and at the 0.5 level exactly."""
+    rng = np.random.default_rng(0)
+    for shape in ((1, 4, 3), (5, 6, 7), (9, 2, 8)):
+        crop = (rng.random(shape) < 0.5).astype(np.float32)
+        axes = [(np.arange(n)[:, None] + np.array([-1 / 3, 0, 1 / 3])[None]).ravel() for n in shape]
+        expected = ndimage.map_coordinates(crop, np.meshgrid(*axes, indexing="ij"), order=1, mode="nearest")
+        got = _trilinear_thirds(crop)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        np.testing.assert_array_equal(got >= 0.5, expected >= 0.5)
+
+
 def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
     """Resected share per voxel of tumour + margin, by 3 × 3 × 3 sub-sampling: the tumour surface is
-    the 0.5 level of the trilinearly interpolated mask (scipy ``map_coordinates``), the margin a
+    the 0.5 level of the trilinearly interpolated mask (:func:`_trilinear_thirds`, checked against scipy's
+    ``map_coordinates``), the margin a
     Euclidean distance on the sub-sampled grid (the exact EDT of the ``edt`` package), the share the
     sub-samples within it."""
     import edt
@@ -285,10 +320,7 @@ def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
         lo = np.maximum(nz.min(0) - pad, 0)
         hi = np.minimum(nz.max(0) + 1 + pad, t.shape)
         crop = t[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
-        axes = [(np.arange(n)[:, None] + np.array([-1 / 3, 0, 1 / 3])[None]).ravel() for n in crop.shape]
-        coords = np.meshgrid(*axes, indexing="ij")
-        inside = ndimage.map_coordinates(crop, coords, order=1, mode="nearest") >= 0.5
-        del coords
+        inside = _trilinear_thirds(crop) >= 0.5
         dist = edt.edt(~inside, anisotropy=tuple(fine_sp), parallel=1)  # exact; a seventh of scipy's CPU time here
         within = dist <= margin_mm + fine_sp.mean() / 2  # distance to the surface, not to a centre
         n = crop.shape
