@@ -12,8 +12,31 @@ import fill_voids
 import numpy as np
 
 
+def _box(mask: np.ndarray, pad_vox) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s nonzero voxels widened by ``pad_vox`` per axis (clipped to the
+    grid); None when the mask is empty or the box would hold most of the grid (cropping saves nothing)."""
+    in_plane = mask.any(axis=2)
+    if not in_plane.any():
+        return None
+    ranges = [np.flatnonzero(in_plane.any(axis=1)), np.flatnonzero(in_plane.any(axis=0)),
+              np.flatnonzero(mask.any(axis=(0, 1)))]
+    box = tuple(slice(max(int(r[0]) - p, 0), min(int(r[-1]) + p + 1, n)) for r, p, n in zip(ranges, pad_vox, mask.shape))
+    return None if np.prod([b.stop - b.start for b in box]) > 0.6 * mask.size else box
+
+
 def _dist_inside(mask: np.ndarray, spacing_mm) -> np.ndarray:
-    return edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=tuple(spacing_mm), black_border=False, parallel=2)
+    """Distance (mm) of each nonzero voxel of ``mask`` to the nearest zero voxel; the grid's border
+    counts as inside. Computed in the mask's box widened by one voxel: the nearest zero voxel of a
+    voxel in the box always lies in the widened box (clamping any zero voxel outside onto it brings it
+    nearer and keeps it zero), so the crop is exact."""
+    m = np.asarray(mask)
+    box = _box(m, (1, 1, 1)) if m.ndim == 3 else None
+    if box is None:
+        return edt.edt(np.ascontiguousarray(m, dtype=np.uint8), anisotropy=tuple(spacing_mm), black_border=False, parallel=2)
+    out = np.zeros(m.shape, dtype=np.float32)
+    out[box] = edt.edt(np.ascontiguousarray(m[box], dtype=np.uint8), anisotropy=tuple(spacing_mm), black_border=False,
+                       parallel=2)
+    return out
 
 
 def surface_depth(mask: np.ndarray, spacing_mm) -> np.ndarray:
@@ -41,9 +64,14 @@ def erode(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
 
 def dilate(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
     """Voxels within ``radius_mm`` of ``mask``."""
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    return _dist_inside(~mask.astype(bool), spacing_mm) <= radius_mm
+    m = np.asarray(mask, dtype=bool)
+    pad = [int(radius_mm // s) + 1 for s in spacing_mm]
+    box = _box(m, pad) if m.ndim == 3 else tuple(slice(None) for _ in m.shape)
+    out = np.zeros(m.shape, dtype=bool)
+    if box is None:  # empty, or a box holding most of the grid
+        return out if not m.any() else _dist_inside(~m, spacing_mm) <= radius_mm
+    out[box] = _dist_inside(~m[box], spacing_mm) <= radius_mm  # every voxel within the radius lies in the box
+    return out
 
 
 def close(mask: np.ndarray, radius_mm: float, spacing_mm, *, pad_vox: int = 0) -> np.ndarray:
