@@ -13,7 +13,8 @@ TotalSegmentator MR example (``totalsegmentator/mr.nii.gz``; its reference, labe
 * ``errors``: where each scan's mask is wrong (in-process): the false-positive and false-negative mL
   by distance to the reference's border (within 2.5 mm: where the border is put; beyond 6 mm: a leak or a
   missed part), the false positives on slices beyond the reference's ends, and the three axial slices
-  with the most error.
+  with the most error, and the Dice of the mask shrunk and grown by one pixel in-plane (a border put
+  systematically outside or inside the reference's scores better after one of them).
 * ``variations``: each scan made to look like scans we cannot download (axes flipped and permuted in
   the file, the world origin moved, intensities scaled and offset, a bias field, noise, slices twice
   as thick or half as thick, the field of view cut at the top, bottom or side), written as NIfTI and
@@ -165,8 +166,11 @@ def loo(cases, grid: dict[str, list[float]]) -> list[str]:
 
 def errors(cases) -> list[str]:
     lines = ["| scan | reference mL | false positive mL: <= 2.5 / 2.5-6 / > 6 mm out | of which beyond the reference's "
-             "end slices | false negative mL: <= 2.5 / 2.5-6 / > 6 mm in | slices with the most error (FP+FN mL) |",
-             "|---|---|---|---|---|---|"]
+             "end slices | false negative mL: <= 2.5 / 2.5-6 / > 6 mm in | slices with the most error (FP+FN mL) "
+             "| Dice: as is / one pixel shrunk / grown in-plane |",
+             "|---|---|---|---|---|---|---|"]
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[:, :, 1] = ndi.generate_binary_structure(2, 1)
     bands = ((0.0, 2.5), (2.5, 6.0), (6.0, np.inf))
     for case in cases:
         vol, ref = load(case)
@@ -182,7 +186,10 @@ def errors(cases) -> list[str]:
         beyond = (np.count_nonzero(fp[..., : zs[0]]) + np.count_nonzero(fp[..., zs[-1] + 1:])) * ml
         per_slice = (fp | fn).sum(axis=(0, 1)) * ml
         worst = ", ".join(f"{z} ({per_slice[z]:.0f})" for z in np.argsort(per_slice)[::-1][:3])
-        lines.append(f"| {case} | {np.count_nonzero(ref) * ml:.0f} | {cols[0]} | {beyond:.0f} | {cols[1]} | {worst} |")
+        shifted = " / ".join(f"{dice(m, ref):.3f}" for m in (mask, ndi.binary_erosion(mask, in_plane),
+                                                              ndi.binary_dilation(mask, in_plane)))
+        lines.append(f"| {case} | {np.count_nonzero(ref) * ml:.0f} | {cols[0]} | {beyond:.0f} | {cols[1]} | {worst} "
+                     f"| {shifted} |")
         print(lines[-1], file=sys.stderr, flush=True)
     return lines
 

@@ -58,6 +58,11 @@ Design choices, measured:
   the volume +32 % instead of -2 % (50 iterations: 30 s, 0.721); the robust polynomial field of step 3 is fitted to the liver alone, in
   milliseconds, plus a per-slice offset (2-D MR sequences vary from slice to slice: the CHAOS
   livers' slice medians vary by 13-24 %).
+* Edges on the working grid, not at full resolution: the full-resolution gradient averaged onto the grid
+  scored CHAOS 02 0.874-0.912 depending on its scale by 0.25 mm (a knife edge), collapsed CHAOS 05 at
+  1-1.25 mm, and at 1.5 mm let two constructed variations pass QC with Dice 0.75 and 0.00.
+* No cut where the liver's area rises again below its widest slice (CHAOS 02's leak into bowel does):
+  IRCADb 12's liver narrows to 11 % of its widest section and widens again below (a long right-lobe tip).
 * No shipped atlas: IRCADb's masks are CC BY-NC-ND (no derivatives) and CHAOS's CC BY-SA (a derived
   prior would carry that licence); the priors here are anatomy stated in millimetres (the liver is
   the large organ right of the body's centre, it narrows away from its widest slice).
@@ -116,6 +121,10 @@ class MRLiverParams:
         ... but never narrower than this (+-22 %). Chosen on CHAOS 01/02/03/05 and the
         TotalSegmentator MR example among 0.2 and 0.25 (0.15 loses 05 and the T1 example):
         leave-one-out mean Dice 0.889.
+    window_dark_extra_log : float
+        The window's dark side widened by this much (0: symmetric). 0.1 (with ``window_min_log`` 0.2 and
+        0.25) and -0.05 / -0.1 were tried on the five scans and lowered the mean Dice (CHAOS 02 leaks
+        further; ``bench/RESULTS.md``): 0 kept.
     far_log : float
         Voxels farther than this from the liver's field (+-49 %) are certainly not liver.
     core_erode_mm : float
