@@ -1,6 +1,7 @@
 """Benchmark ``hepatoplan plan`` as users run it: wall time, CPU, peak memory, seconds per stage.
 
     python bench/bench_plan.py [--runs 3] [--cases 01,07] [--no-ct] [--dicom] [--stage-clock cpu] [--write]
+    python bench/bench_plan.py --floor-ab 4 [--cases 01]
 
 For each IRCADb case with a CT in ../shared/data (01 and 07; 07 is held out: nothing was tuned on
 it), in fresh processes (interpreter start and imports included, as a user sees them):
@@ -16,7 +17,16 @@ it), in fresh processes (interpreter start and imports included, as a user sees 
 - ``CT -> plan``: the CT alone (every mask segmented automatically), right hepatectomy, default
   outputs (``--no-ct`` skips it);
 - ``naive floor``: python, nibabel reading the CT as float64 and one
-  ``scipy.ndimage.distance_transform_edt`` of the liver mask: the least any such tool does.
+  ``scipy.ndimage.distance_transform_edt`` of the liver mask: the least any such tool does. It runs
+  with numpy's transparent huge pages off (``NUMPY_MADVISE_HUGEPAGE=0``), as ``hepatoplan``'s CLI
+  runs itself (``pipeline/cli.py`` ``keep_freed_memory``; with ``NUMPY_MADVISE_HUGEPAGE`` set, both
+  follow it): on a VM that grants huge pages on request
+  with compaction in the page fault, numpy's default (on) makes the floor slower for a reason the
+  plan does not share, which would flatter ``plan / floor``.
+
+``--floor-ab N`` measures only the floor's parts (imports, the CT read as float64, the mask, the
+distance transform; user and system CPU of each) in N interleaved pairs of fresh processes with
+numpy's huge pages off and on.
 
 Runs are interleaved (run 1 of every row, then run 2, ...) so that the machine's load moves all
 rows alike; the tables give medians, and ``plan / floor`` is the default plan's median over the
@@ -54,23 +64,62 @@ PLAN = ("import resource, sys; from hepatoplan.pipeline.cli import main; rc = ma
         + USAGE + "; sys.exit(rc)")
 #: The same with the stage timer on the process's CPU clock (``--stage-clock cpu``).
 PLAN_CPU_STAGES = "import time; from hepatoplan.pipeline import timing; timing.perf_counter = time.process_time; " + PLAN
-NAIVE = ("import resource, sys; import nibabel as nib, numpy as np; from scipy import ndimage; "
-         "ct = nib.load(sys.argv[1]).get_fdata(); img = nib.load(sys.argv[2]); "
-         "liver = np.asanyarray(img.dataobj) > 0; "
-         "ndimage.distance_transform_edt(liver, sampling=img.header.get_zooms()[:3]); " + USAGE)
+#: The naive floor; it prints the user and system CPU seconds of its parts after ``PARTS``.
+NAIVE = ("import resource, sys, json; parts = {}; last = [0.0, 0.0]\n"
+         "def part(name):\n"
+         "    u = resource.getrusage(resource.RUSAGE_SELF); parts[name] = [u.ru_utime - last[0], u.ru_stime - last[1]]\n"
+         "    last[:] = u.ru_utime, u.ru_stime\n"
+         "import nibabel as nib, numpy as np; from scipy import ndimage; part('imports')\n"
+         "ct = nib.load(sys.argv[1]).get_fdata(); part('read CT float64')\n"
+         "img = nib.load(sys.argv[2]); liver = np.asanyarray(img.dataobj) > 0; part('read mask')\n"
+         "ndimage.distance_transform_edt(liver, sampling=img.header.get_zooms()[:3]); part('EDT')\n"
+         "print('PARTS', json.dumps(parts), file=sys.stderr); " + USAGE)
+#: numpy's huge-page switch of the floor's process: the plan's (hepatoplan's CLI turns huge pages off
+#: unless ``NUMPY_MADVISE_HUGEPAGE`` is set, which numpy then follows in both processes).
+FLOOR_ENV = {"NUMPY_MADVISE_HUGEPAGE": os.environ.get("NUMPY_MADVISE_HUGEPAGE", "0")}
 STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection", "vascular", "assessment",
           "writing", "dicom_seg", "previews", "report", "other")
 
 
-def run_once(code: str, args: list[str]) -> dict:
-    """Wall and CPU seconds and peak RSS (GB) of one fresh process running ``code`` with ``args``."""
+def run_once(code: str, args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Wall and CPU seconds and peak RSS (GB) of one fresh process running ``code`` with ``args``
+    (``env``: variables set on top of this process's environment); the floor's ``parts`` too."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=None if env is None else {**os.environ, **env})
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr}")
     rss_kb, cpu_s = proc.stderr.rsplit("USAGE", 1)[1].split()[:2]
-    return {"wall": seconds, "cpu": float(cpu_s), "peak_gb": float(rss_kb) / 1024**2}
+    out = {"wall": seconds, "cpu": float(cpu_s), "peak_gb": float(rss_kb) / 1024**2}
+    if "PARTS" in proc.stderr:
+        out["parts"] = json.loads(proc.stderr.rsplit("PARTS", 1)[1].split("\n", 1)[0])
+    return out
+
+
+def floor_ab(case: str, pairs: int) -> str:
+    """The naive floor's parts with numpy's huge pages off and on, ``pairs`` interleaved pairs of
+    fresh processes: a table of median user and system CPU seconds per part."""
+    d = CASES / case
+    runs: dict[str, list[dict]] = {"0": [], "1": []}
+    for i in range(pairs):
+        for setting in runs:
+            runs[setting].append(run_once(NAIVE, [str(d / "ct.nii.gz"), str(d / "liver.nii.gz")],
+                                          env={"NUMPY_MADVISE_HUGEPAGE": setting}))
+        print(f"pair {i + 1}/{pairs} done, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    names = list(runs["0"][0]["parts"])
+    lines = ["| NUMPY_MADVISE_HUGEPAGE | " + " | ".join(f"{n} user / sys s" for n in names)
+             + " | CPU s (each run) | CPU s median | wall s median | peak GB |",
+             "|---|" + "---|" * (len(names) + 4)]
+    for setting, measured in runs.items():
+        cells = [f"{statistics.median(r['parts'][n][0] for r in measured):.2f} / "
+                 f"{statistics.median(r['parts'][n][1] for r in measured):.2f}" for n in names]
+        lines.append(f"| {setting} | " + " | ".join(cells) + " | " + ", ".join(f"{r['cpu']:.1f}" for r in measured)
+                     + f" | {statistics.median(r['cpu'] for r in measured):.2f}"
+                     f" | {statistics.median(r['wall'] for r in measured):.2f}"
+                     f" | {max(r['peak_gb'] for r in measured):.2f} |")
+    load = os.getloadavg()
+    return "\n".join(lines) + f"\n\nload average at the end (1, 5, 15 min): {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"
 
 
 def rows_for(case: str, out: Path, with_ct: bool, dicom: Path | None) -> list[tuple[str, str, list[str]]]:
@@ -100,7 +149,12 @@ def main() -> None:
     parser.add_argument("--stage-clock", choices=("wall", "cpu"), default="wall",
                         help="clock of the seconds per stage (cpu: user + system of the plan's threads)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    parser.add_argument("--floor-ab", type=int, metavar="PAIRS",
+                        help="only the naive floor's parts, huge pages off / on, in PAIRS interleaved pairs")
     opts = parser.parse_args()
+    if opts.floor_ab:
+        print(floor_ab(opts.cases.split(",")[0], opts.floor_ab))
+        return
     plan_code = PLAN_CPU_STAGES if opts.stage_clock == "cpu" else PLAN
     cases = [c for c in opts.cases.split(",") if (CASES / c / "ct.nii.gz").is_file()]
     if not cases:
@@ -124,7 +178,7 @@ def main() -> None:
             for case in cases:
                 d = CASES / case
                 results.setdefault((case, "naive floor"), []).append(
-                    run_once(NAIVE, [str(d / "ct.nii.gz"), str(d / "liver.nii.gz")]))
+                    run_once(NAIVE, [str(d / "ct.nii.gz"), str(d / "liver.nii.gz")], env=FLOOR_ENV))
             print(f"run {run + 1}/{opts.runs} done, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
     load = os.getloadavg()
     table = tables(results, cases, stage_clock=opts.stage_clock)
@@ -142,18 +196,22 @@ def tables(results: dict, cases: list[str], *, stage_clock: str = "wall") -> str
     def med(values):
         return statistics.median(values)
 
-    lines = ["| study | plan | wall s | CPU s | peak GB | naive floor s | plan / floor |", "|---|---|---|---|---|---|---|"]
+    lines = ["| study | plan | wall s | CPU s | peak GB | naive floor s | plan / floor | CPU / floor's CPU |",
+             "|---|---|---|---|---|---|---|---|"]
     for (case, name), runs in results.items():
         if name == "naive floor":
             continue
-        floor = med(r["wall"] for r in results[(case, "naive floor")])
-        wall = med(r["wall"] for r in runs)
-        lines.append(f"| ircadb {case} | {name} | {wall:.2f} | {med(r['cpu'] for r in runs):.2f} | "
-                     f"{max(r['peak_gb'] for r in runs):.2f} | {floor:.2f} | {wall / floor:.2f} |")
+        floor = results[(case, "naive floor")]
+        floor_wall, floor_cpu = med(r["wall"] for r in floor), med(r["cpu"] for r in floor)
+        wall, cpu = med(r["wall"] for r in runs), med(r["cpu"] for r in runs)
+        lines.append(f"| ircadb {case} | {name} | {wall:.2f} | {cpu:.2f} | {max(r['peak_gb'] for r in runs):.2f} | "
+                     f"{floor_wall:.2f} | {wall / floor_wall:.2f} | {cpu / floor_cpu:.2f} |")
     for case in cases:
         runs = results[(case, "naive floor")]
-        lines.append(f"| ircadb {case} | naive floor | {med(r['wall'] for r in runs):.2f} | "
-                     f"{med(r['cpu'] for r in runs):.2f} | {max(r['peak_gb'] for r in runs):.2f} | | |")
+        parts = ", ".join(f"{n} {med(sum(r['parts'][n]) for r in runs):.2f}" for n in runs[0]["parts"])
+        pages = "off" if FLOOR_ENV["NUMPY_MADVISE_HUGEPAGE"] == "0" else "on"
+        lines.append(f"| ircadb {case} | naive floor, huge pages {pages} (CPU s: {parts}) | {med(r['wall'] for r in runs):.2f} | "
+                     f"{med(r['cpu'] for r in runs):.2f} | {max(r['peak_gb'] for r in runs):.2f} | | | |")
     stages = [s for s in STAGES if any(s in r["stages"] for (_, n), runs in results.items()
                                        if n != "naive floor" for r in runs)]
     lines += ["", f"{'CPU' if stage_clock == 'cpu' else 'Wall'} seconds per stage (median; `total` is inside `plan()`, "

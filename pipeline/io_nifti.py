@@ -15,9 +15,11 @@ So hepatoplan parses the header itself (nibabel's header classes, ``check=False`
 "fixed" silently), refuses what is inconsistent (:func:`read_header`), takes the grid from ITK's
 header reading and checks it against the header (:func:`check_itk_grid`), and decodes the voxel
 data itself, exactly once (:func:`read_voxels`): the whole gzip stream is inflated (its CRC and
-length checked by zlib), its length must be exactly ``vox_offset + voxels × bytes per voxel``, and
-``scl_slope``/``scl_inter`` are applied as the NIfTI standard says (a slope of 0 or NaN means no
-scaling). The array is handed over in ITK's ``[k, j, i]`` order as a view, without a copy.
+length checked) by ISA-L (``isal.isal_zlib``, zlib's interface: on IRCADb 01's CT and four masks
+0.29 s of CPU against zlib's 0.69-0.83 s), its length must be exactly ``vox_offset + voxels × bytes
+per voxel``, and ``scl_slope``/``scl_inter`` are applied as the NIfTI standard says (a slope of 0
+or NaN means no scaling). The array is handed over in ITK's ``[k, j, i]`` order as a view,
+without a copy.
 
 The rules, with the fix each message gives, are listed in the README ("What hepatoplan refuses").
 """
@@ -28,10 +30,10 @@ import math
 import os
 import sys
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib
 
 from hepatoplan.errors import InputError, InputFileError
 
@@ -274,7 +276,7 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
                 if view is not None:
                     view[got:got + len(part)] = part
                 got += len(part)
-    except zlib.error as exc:
+    except isal_zlib.error as exc:
         raise InputFileError(
             f"{name} {path}: its gzip stream is corrupt ({exc}); expected a complete .nii.gz. Copy or export "
             "it again."
@@ -308,7 +310,7 @@ def _inflated(path: Path):
     """Inflate every gzip member of the file, at most ``_CHUNK`` bytes at a time (a small file that
     inflates to terabytes is read only as far as needed); EOFError when the last member is cut short."""
     with open(path, "rb") as fh:
-        inflater, pending = zlib.decompressobj(31), b""
+        inflater, pending = isal_zlib.decompressobj(31), b""
         while chunk := pending or fh.read(_CHUNK):
             pending = b""
             yield inflater.decompress(chunk, _CHUNK)
@@ -318,7 +320,7 @@ def _inflated(path: Path):
                 pending = inflater.unused_data or fh.read(_CHUNK)
                 if not pending:
                     return
-                inflater = zlib.decompressobj(31)
+                inflater = isal_zlib.decompressobj(31)
         raise EOFError
 
 
