@@ -157,9 +157,11 @@ def test_vessel_on_phantom_detected_and_inside_roi(phantom_study, phantom):
 
 
 def test_mirrored_phantom_is_not_a_confident_liver(phantom):
-    """Orientation matters: with the axes mirrored the liver is on the patient's left -> QC failure."""
+    """Orientation matters: with the axes mirrored the liver lies on the patient's left; the search
+    (on the patient's right) finds only the 159 mL spleen there, which fails the volume check: the
+    scan is refused with the reason and the fix, never answered with the spleen as the liver."""
     img, sp, _ = phantom
-    with pytest.raises(HepatoplanError):
+    with pytest.raises(HepatoplanError, match=r"failed its quality checks: liver volume .* mL outside.*--liver FILE"):
         segment_study(np.ascontiguousarray(img[::-1]), spacing_mm=sp)
 
 
