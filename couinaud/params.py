@@ -203,7 +203,10 @@ class ScissuraParams:
     vein_band_mm : float
         Where the prior decides an angle, the plane moves onto the median of the venous voxels
         within this distance of it. Chosen on IRCADb 01-12 among 8/12/16/20 mm: leave-one-out
-        picks 8 mm on 10 of 12 folds, leave-one-out mean Dice 0.798 vs 0.804 in-sample.
+        picks 8 mm on 10 of 12 folds, leave-one-out mean Dice 0.798 vs 0.804 in-sample. On the
+        current code, jointly with ``TransverseParams.share_height_weight`` (8 / 12 / 16 mm x 0.5 /
+        0.75): 8 and 12 mm at 0.5 tie in-sample (0.8225), the folds split 5 / 7 between them,
+        leave-one-out 0.8195 (``bench/bench_couinaud_loo.py``).
     vein_band_min_ml : float
         ... using at least this much venous volume in the band, else the prior position stays.
     vein_band_ring_mm : (float, float)

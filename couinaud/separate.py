@@ -47,7 +47,6 @@ from scipy.sparse import csgraph
 
 from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import NotComputableError
-from hepatoplan.nearest_voxel import nearest_voxel
 from hepatoplan.units import voxel_volume_ml
 
 from .graph import SkeletonGraph, skeleton_graph
@@ -363,7 +362,9 @@ def _paint(vessels: np.ndarray, g: SkeletonGraph, node_labels: np.ndarray, sp: n
 
     A feature transform (:func:`hepatoplan.nearest_voxel.nearest_voxel`: scipy's voxels, ties
     included, read at the vessel voxels only), not a k-d tree: between equally near nodes the two
-    choose differently, and on IRCADb 07 that changed the division (mean Dice 0.874 -> 0.862)."""
+    choose differently, and on IRCADb 07 that changed the division (mean Dice 0.874 -> 0.862).
+    Imported here: it is compiled with numba, whose import (0.3-0.8 s) only the combined-mask path needs."""
+    from hepatoplan.nearest_voxel import nearest_voxel
     out = np.zeros(vessels.shape, np.uint8)
     box = bounding_box(vessels)
     sk = np.zeros(vessels[box].shape, np.uint8)

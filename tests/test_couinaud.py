@@ -263,6 +263,31 @@ def test_share_height_of_a_slab():
     assert _share_height_mm(liver, ~columns, 0.42, 2.0) is None
 
 
+def test_one_piece_per_label_gives_strays_to_their_surroundings():
+    """Label 2 fills a box; a stray piece of label 1 inside it becomes 2, the big piece of label 1
+    stays 1, and a second piece of label 1 touching no label (an island) keeps it with a warning. Counts and
+    (inclusive) boxes of the pieces are the analytic ones."""
+    from hepatoplan.couinaud.segment import _one_piece_per_label, _pieces
+
+    lab = np.zeros((30, 20, 12), np.uint8)
+    lab[0:10, :, :] = 1  # the kept piece of label 1
+    lab[10:30, :, :] = 2
+    lab[20:23, 5:9, 3:5] = 1  # a stray inside label 2
+    lab[0:2, 0:2, 0:2] = 0
+    lab[0, 0, 0] = 1  # an island of label 1 (background all round)
+    cc, n = cc3d.connected_components(lab, connectivity=6, return_N=True)
+    sizes, label, lo, hi = _pieces(cc, lab, n)
+    stray = cc[21, 6, 3]
+    assert (sizes[stray], label[stray]) == (3 * 4 * 2, 1)
+    assert lo[stray].tolist() == [20, 5, 3] and hi[stray].tolist() == [22, 8, 4]
+    assert sorted(sizes[1:].tolist()) == sorted([1, 3 * 4 * 2, 10 * 20 * 12 - 8, 20 * 20 * 12 - 24])
+    warnings: list = []
+    out = _one_piece_per_label(lab, warnings)
+    assert (out[20:23, 5:9, 3:5] == 2).all() and (out[2:10] == 1).all() and out[0, 0, 0] == 1
+    assert lab[21, 6, 3] == 1  # input not modified
+    assert len(warnings) == 1 and "1 piece(s) not connected" in warnings[0]
+
+
 def test_liver_cut_by_the_scan_keeps_vessel_heights(phantom):
     """A liver reaching the last slice has incomplete sections: the transverse planes then come from
     the portal veins alone, and a warning says so."""

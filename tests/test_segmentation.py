@@ -157,9 +157,11 @@ def test_vessel_on_phantom_detected_and_inside_roi(phantom_study, phantom):
 
 
 def test_mirrored_phantom_is_not_a_confident_liver(phantom):
-    """Orientation matters: with the axes mirrored the liver is on the patient's left -> QC failure."""
+    """Orientation matters: with the axes mirrored the liver lies on the patient's left; the search
+    (on the patient's right) finds only the 159 mL spleen there, which fails the volume check: the
+    scan is refused with the reason and the fix, never answered with the spleen as the liver."""
     img, sp, _ = phantom
-    with pytest.raises(HepatoplanError):
+    with pytest.raises(HepatoplanError, match=r"failed its quality checks: liver volume .* mL outside.*--liver FILE"):
         segment_study(np.ascontiguousarray(img[::-1]), spacing_mm=sp)
 
 
@@ -360,12 +362,23 @@ def _write_nifti(path: Path, img, sp):
     nib.save(nib.Nifti1Image(img, np.diag([*sp, 1.0])), str(path))
 
 
-def test_cli_segment_writes_all_outputs_on_the_input_grid(tmp_path, phantom):
+def test_cli_segment_as_subprocess_writes_all_outputs_on_the_input_grid(tmp_path, phantom):
+    """``python -m hepatoplan.pipeline.cli segment`` in a fresh interpreter: exit 0, nothing printed; the
+    four masks on the input's grid (shape and affine), the phantom's liver found (Dice >= 0.93), and
+    segmentation.json with QC passed, the input's hash, the one tumour, the liver's volume and the
+    parameters that ran (the defaults)."""
+    from hepatoplan.segmentation import SegmentationParams
+
     img, sp, truth = phantom
     ct = tmp_path / "ct.nii.gz"
     _write_nifti(ct, img, sp)
     out = tmp_path / "seg"
-    assert main(["segment", str(ct), "--out", str(out)]) == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "hepatoplan.pipeline.cli", "segment", str(ct), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
     for name in ("liver.nii.gz", "tumours.nii.gz", "portal_vein.nii.gz", "hepatic_veins.nii.gz"):
         mask = nib.load(str(out / name))
         assert mask.shape == img.shape
@@ -377,8 +390,6 @@ def test_cli_segment_writes_all_outputs_on_the_input_grid(tmp_path, phantom):
     assert rec["inputs"]["image"]["sha256"]
     assert rec["tumours"]["n_lesions"] == 1
     assert rec["liver"]["liver_volume_ml"] > 0
-    from hepatoplan.segmentation import SegmentationParams
-
     assert rec["parameters"] == json.loads(json.dumps(dataclasses.asdict(SegmentationParams())))
 
 
@@ -407,19 +418,6 @@ def test_cli_segment_bad_input_exit_2_and_no_output(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "missing.nii.gz"), "--out", str(out)]) == 2
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [bad]  # no temporary folder left behind
-
-
-def test_cli_segment_as_subprocess(tmp_path, phantom):
-    img, sp, _ = phantom
-    ct = tmp_path / "ct.nii.gz"
-    _write_nifti(ct, img, sp)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hepatoplan.pipeline.cli", "segment", str(ct), "--out", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    assert (tmp_path / "o" / "segmentation.json").exists()
 
 
 # ----------------------------------------------------------------------------- real data
