@@ -41,9 +41,7 @@ def dom_and_screenshot(url: str, shot: Path) -> tuple[str, np.ndarray]:
     the page logged nothing to the console."""
     import matplotlib.image as mpimg
 
-    dom, log = chromium(["--dump-dom", url])
-    assert console_lines(log) == [], "console messages:\n" + "\n".join(console_lines(log))
-    _, log = chromium([f"--screenshot={shot}", url])
+    dom, log = chromium(["--dump-dom", f"--screenshot={shot}", url])  # one launch: the DOM and the screenshot
     assert console_lines(log) == [], "console messages:\n" + "\n".join(console_lines(log))
     return dom, mpimg.imread(shot)[..., :3]
 
