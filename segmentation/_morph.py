@@ -65,11 +65,10 @@ def erode(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
 def dilate(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
     """Voxels within ``radius_mm`` of ``mask``."""
     m = np.asarray(mask, dtype=bool)
-    pad = [int(radius_mm // s) + 1 for s in spacing_mm]
-    box = _box(m, pad) if m.ndim == 3 else tuple(slice(None) for _ in m.shape)
+    box = _box(m, [int(radius_mm // s) + 1 for s in spacing_mm]) if m.ndim == 3 else None
+    if box is None:  # empty, 2-D, or a box holding most of the grid
+        return _dist_inside(~m, spacing_mm) <= radius_mm if m.any() else np.zeros(m.shape, dtype=bool)
     out = np.zeros(m.shape, dtype=bool)
-    if box is None:  # empty, or a box holding most of the grid
-        return out if not m.any() else _dist_inside(~m, spacing_mm) <= radius_mm
     out[box] = _dist_inside(~m[box], spacing_mm) <= radius_mm  # every voxel within the radius lies in the box
     return out
 

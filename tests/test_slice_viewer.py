@@ -191,17 +191,6 @@ def _view(dom, name):
     return rect, (x0, ax, y0, ay)
 
 
-def _screenshot(url, shot):
-    """A screenshot (RGB floats 0-1) of ``url``, asserting the page logged nothing to the console: the
-    second view of a page whose DOM (the same layout) :func:`dom_and_screenshot` already read, with one
-    Chromium run instead of its two."""
-    import matplotlib.image as mpimg
-
-    _, log = chromium([f"--screenshot={shot}", url])
-    assert console_lines(log) == [], "console messages:\n" + "\n".join(console_lines(log))
-    return mpimg.imread(shot)[..., :3]
-
-
 def _page_px(mapping, u, v):
     x0, ax, y0, ay = mapping
     return x0 + ax * np.asarray(u, float), y0 + ay * np.asarray(v, float)
@@ -248,7 +237,7 @@ def test_phantom_tumour_overlay_on_the_axial_view_where_the_tumour_is(phantom_pl
     assert xs.size == pytest.approx(tumour.sum() * abs(ax * ay), rel=0.25)  # its area in px
 
     # the CT under it, opacity 0: the hypodense tumour (45 HU) is darker than the liver (105 HU) around it
-    ct_shot = _screenshot(f"{url}#sv-goto=tumour-1&sv-opacity=0&sv-crosshair=off", tmp_path / "ct.png")
+    _, ct_shot = dom_and_screenshot(f"{url}#sv-goto=tumour-1&sv-opacity=0&sv-crosshair=off", tmp_path / "ct.png")
 
     def grey(mask):
         ii, jj = np.nonzero(binary_erosion(mask))
@@ -451,7 +440,7 @@ def test_overlay_aligned_with_the_ct(case, request, tmp_path):
     path = write_report_html({}, out_path=tmp_path / "report.html", slice_viewer=data)
     url = path.resolve().as_uri()
     dom, grey_shot = dom_and_screenshot(f"{url}#sv-opacity=0&sv-crosshair=off", tmp_path / "ct.png")
-    overlay_shot = _screenshot(f"{url}#sv-opacity=100&sv-crosshair=off", tmp_path / "overlay.png")
+    _, overlay_shot = dom_and_screenshot(f"{url}#sv-opacity=100&sv-crosshair=off", tmp_path / "overlay.png")
     position = [int(v) for v in element_attributes(dom, r'<div id="hp-slices"[^>]*>')["data-position"].split(",")]
     rect, mapping = _view(dom, "axial")
     # every 2nd voxel of the axial slice shown, whose 3x3 neighbourhood shares its label (edges left out)
