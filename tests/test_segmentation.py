@@ -149,6 +149,36 @@ def test_tumour_in_a_notch_of_the_liver_mask_is_found_whole(phantom, radius_mm, 
     assert info["n_lesions"] == 2
 
 
+def test_faint_hyperdense_lesion_found_and_a_vessel_as_bright_is_not(phantom):
+    """A 2.1 mL sphere 25 HU brighter than the parenchyma is found as a hyperdense lesion, by the
+    bright-region step on its own too; a 3 mm vessel as bright, and the phantom's 180 HU vessel, are
+    tubes and are not lesions (1.5 x 1.5 x 2.5 mm voxels, RAS+)."""
+    from hepatoplan.segmentation import TumourParams
+    from hepatoplan.segmentation.tumours import _bright_region_lesions, _lesion_grid
+
+    img, sp, truth = phantom
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(img.shape, sp)), indexing="ij")
+    lx, ly, lz = img.shape[0] * sp[0] / 2 + 60, img.shape[1] * sp[1] / 2 + 5, 85  # the phantom liver's centre
+    rng = np.random.default_rng(2)
+    sphere = ((x - (lx - 30)) ** 2 + (y - (ly + 15)) ** 2 + (z - (lz - 20)) ** 2 <= 8.0**2) & truth["liver"]
+    tube = ((x - (lx + 25)) ** 2 + (z - (lz - 25)) ** 2 <= 3.0**2) & truth["liver"]
+    img = img.copy()
+    for m in (sphere, tube):
+        img[m] = (135 + rng.normal(0.0, 12.0, np.count_nonzero(m))).astype(np.int16)
+    tum, info = segment_tumours(img, truth["liver"], spacing_mm=sp)
+    hit = np.bincount(tum[sphere]).argmax()
+    assert hit > 0 and info["lesions"][hit - 1]["kind"] == "hyperdense"
+    assert _dice(tum == hit, sphere) >= 0.7
+    assert not np.any(tum[tube | truth["vessel"]])
+    assert info["n_lesions"] == 2  # the sphere and the phantom's hypodense tumour
+    grid = _lesion_grid(img, truth["liver"], sp, TumourParams(), {})
+    (region,) = _bright_region_lesions(grid, TumourParams())  # the sphere only, on the search grid
+    on_grid = np.zeros(grid.liver.shape, bool)
+    on_grid[region[0]] = region[1]
+    sphere_grid = sphere[grid.box][:: grid.factors[0], :: grid.factors[1], :: grid.factors[2]]
+    assert _dice(on_grid, sphere_grid) >= 0.5  # the region at 12 HU, before the edge is snapped
+
+
 def test_vessel_on_phantom_detected_and_inside_roi(phantom_study, phantom):
     _, _, truth = phantom
     ves = (phantom_study.portal_vein > 0) | (phantom_study.hepatic_veins > 0)
