@@ -67,7 +67,7 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), with
   a search bounded by each voxel's own ``d_wall + max(spacing)``.
 - The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
-  found by binary search among the nodes' linear indices); the downstream sums are one sparse
+  read from an array of node numbers over the tree's box); the downstream sums are one sparse
   triangular solve over the predecessor tree.
 - The nearest vessel voxel of every liver voxel (``inner`` box) is one feature transform
   (:func:`~hepatoplan.nearest_voxel.nearest_voxel`: the same voxels as scipy's
