@@ -30,7 +30,9 @@ numpy's huge pages off and on.
 
 Runs are interleaved (run 1 of every row, then run 2, ...) so that the machine's load moves all
 rows alike; the tables give medians, and ``plan / floor`` is the default plan's median over the
-floor's. Peak memory is the process's ``VmHWM``; CPU is user + system of the process. Stage
+floor's. Peak memory is the process's ``VmHWM``; CPU is user + system of the process; "CPU s with
+Chromium" adds every process it started (the PDF's headless Chromium and its helpers, reaped by this
+script as their subreaper). Stage
 seconds come from each run's ``report.json`` (``provenance.timing_s``, see
 ``hepatoplan.pipeline.timing``); with ``--stage-clock cpu`` the stage timer runs on the process's
 CPU clock instead (user + system of all its threads): on a shared machine wall seconds per stage
@@ -40,8 +42,10 @@ move with the others' load, CPU seconds much less. ``--write`` replaces the "## 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,17 +85,44 @@ STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection"
           "writing", "dicom_seg", "previews", "report", "other")
 
 
+def become_subreaper() -> None:
+    """Make this process the reaper of its descendants' orphans (Linux ``PR_SET_CHILD_SUBREAPER``):
+    Chromium's helper processes, killed with the browser's process group when ``plan`` ends, are
+    reparented here instead of to init, so their CPU enters this process's ``RUSAGE_CHILDREN``."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+
+
+def reap_orphans(timeout_s: float = 5.0) -> None:
+    """Wait for the orphans reparented here (at most ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.02)
+        except ChildProcessError:
+            return
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(code: str, args: list[str], env: dict[str, str] | None = None) -> dict:
     """Wall and CPU seconds and peak RSS (GB) of one fresh process running ``code`` with ``args``
-    (``env``: variables set on top of this process's environment); the floor's ``parts`` too."""
-    start = time.perf_counter()
+    (``env``: variables set on top of this process's environment); the floor's ``parts`` too.
+    ``cpu`` is the process's own; ``cpu_all`` adds every process it started (the PDF's Chromium)."""
+    start, children_before = time.perf_counter(), _children_cpu_s()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
                           env=None if env is None else {**os.environ, **env})
     seconds = time.perf_counter() - start
+    reap_orphans()
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr}")
     rss_kb, cpu_s = proc.stderr.rsplit("USAGE", 1)[1].split()[:2]
-    out = {"wall": seconds, "cpu": float(cpu_s), "peak_gb": float(rss_kb) / 1024**2}
+    out = {"wall": seconds, "cpu": float(cpu_s), "cpu_all": _children_cpu_s() - children_before,
+           "peak_gb": float(rss_kb) / 1024**2}
     if "PARTS" in proc.stderr:
         out["parts"] = json.loads(proc.stderr.rsplit("PARTS", 1)[1].split("\n", 1)[0])
     return out
@@ -152,6 +183,7 @@ def main() -> None:
     parser.add_argument("--floor-ab", type=int, metavar="PAIRS",
                         help="only the naive floor's parts, huge pages off / on, in PAIRS interleaved pairs")
     opts = parser.parse_args()
+    become_subreaper()
     if opts.floor_ab:
         print(floor_ab(opts.cases.split(",")[0], opts.floor_ab))
         return
@@ -196,22 +228,25 @@ def tables(results: dict, cases: list[str], *, stage_clock: str = "wall") -> str
     def med(values):
         return statistics.median(values)
 
-    lines = ["| study | plan | wall s | CPU s | peak GB | naive floor s | plan / floor | CPU / floor's CPU |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| study | plan | wall s | CPU s | CPU s with Chromium | peak GB | naive floor s | plan / floor | "
+             "CPU / floor's CPU |", "|---|---|---|---|---|---|---|---|---|"]
     for (case, name), runs in results.items():
         if name == "naive floor":
             continue
         floor = results[(case, "naive floor")]
         floor_wall, floor_cpu = med(r["wall"] for r in floor), med(r["cpu"] for r in floor)
         wall, cpu = med(r["wall"] for r in runs), med(r["cpu"] for r in runs)
-        lines.append(f"| ircadb {case} | {name} | {wall:.2f} | {cpu:.2f} | {max(r['peak_gb'] for r in runs):.2f} | "
-                     f"{floor_wall:.2f} | {wall / floor_wall:.2f} | {cpu / floor_cpu:.2f} |")
+        cpu_all = med(r["cpu_all"] for r in runs)
+        lines.append(f"| ircadb {case} | {name} | {wall:.2f} | {cpu:.2f} | {cpu_all:.2f} | "
+                     f"{max(r['peak_gb'] for r in runs):.2f} | {floor_wall:.2f} | {wall / floor_wall:.2f} | "
+                     f"{cpu / floor_cpu:.2f} |")
     for case in cases:
         runs = results[(case, "naive floor")]
         parts = ", ".join(f"{n} {med(sum(r['parts'][n]) for r in runs):.2f}" for n in runs[0]["parts"])
         pages = "off" if FLOOR_ENV["NUMPY_MADVISE_HUGEPAGE"] == "0" else "on"
         lines.append(f"| ircadb {case} | naive floor, huge pages {pages} (CPU s: {parts}) | {med(r['wall'] for r in runs):.2f} | "
-                     f"{med(r['cpu'] for r in runs):.2f} | {max(r['peak_gb'] for r in runs):.2f} | | | |")
+                     f"{med(r['cpu'] for r in runs):.2f} | {med(r['cpu_all'] for r in runs):.2f} | "
+                     f"{max(r['peak_gb'] for r in runs):.2f} | | | |")
     stages = [s for s in STAGES if any(s in r["stages"] for (_, n), runs in results.items()
                                        if n != "naive floor" for r in runs)]
     lines += ["", f"{'CPU' if stage_clock == 'cpu' else 'Wall'} seconds per stage (median; `total` is inside `plan()`, "

@@ -31,6 +31,7 @@ import time
 from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Sequence
 
 from hepatoplan.errors import NotComputableError
 
@@ -67,6 +68,8 @@ class Browser:
     ----------
     chromium : str, optional
         Browser executable; default :func:`find_chromium`.
+    flags : sequence of str
+        Command-line flags; default :data:`CHROMIUM_FLAGS`.
 
     Raises
     ------
@@ -74,7 +77,7 @@ class Browser:
         No browser, or it could not be started.
     """
 
-    def __init__(self, chromium: str | None = None) -> None:
+    def __init__(self, chromium: str | None = None, flags: Sequence[str] = CHROMIUM_FLAGS) -> None:
         self.chromium = chromium or find_chromium()
         bash = shutil.which("bash")  # hands the pipes to the browser as its fds 3 and 4
         if self.chromium is None or bash is None:
@@ -83,7 +86,7 @@ class Browser:
         self._profile = tempfile.TemporaryDirectory(prefix="hp-chromium-", ignore_cleanup_errors=True)
         commands, self._to_browser = os.pipe()
         self._from_browser, answers = os.pipe()
-        cmd = [bash, "-c", f'exec "$0" "$@" 3<&{commands} 4>&{answers}', self.chromium, *CHROMIUM_FLAGS,
+        cmd = [bash, "-c", f'exec "$0" "$@" 3<&{commands} 4>&{answers}', self.chromium, *flags,
                f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
         try:
             self._process = subprocess.Popen(cmd, pass_fds=(commands, answers), stdin=subprocess.DEVNULL,
@@ -95,7 +98,7 @@ class Browser:
         finally:
             os.close(commands)
             os.close(answers)
-        self._lock = threading.Lock()  # one page at a time
+        self.lock = threading.Lock()  # one page at a time
         self._buffer, self._last_id = b"", 0
 
     def print_page(self, html_path: str | Path, pdf_path: str | Path) -> Path:
@@ -106,24 +109,26 @@ class Browser:
         NotComputableError
             The browser failed or closed (the caller may fall back to ``--print-to-pdf``).
         """
-        with self._lock:
+        with self.lock:
             try:
-                target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-                session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-                self._call("Page.enable", session=session)
-                self._call("Page.navigate", {"url": Path(html_path).resolve().as_uri()}, session=session,
-                           until="Page.loadEventFired")
-                pdf = self._call("Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True,
-                                                     "displayHeaderFooter": False}, session=session)["data"]
-                self._call("Target.closeTarget", {"targetId": target})
+                target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+                session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+                self.call("Page.enable", session=session)
+                self.call("Page.navigate", {"url": Path(html_path).resolve().as_uri()}, session=session,
+                          until="Page.loadEventFired")
+                pdf = self.call("Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True,
+                                                    "displayHeaderFooter": False}, session=session)["data"]
+                self.call("Target.closeTarget", {"targetId": target})
             except (OSError, EOFError, ValueError, KeyError) as exc:
                 raise NotComputableError(f"{self.chromium} (DevTools) did not print {html_path}: {exc}") from None
         Path(pdf_path).write_bytes(base64.b64decode(pdf))
         return Path(pdf_path)
 
-    def _call(self, method: str, params: dict | None = None, *, session: str | None = None,
-              until: str | None = None) -> dict:
-        """Send one command; return its result (after the event ``until``, when given)."""
+    def call(self, method: str, params: dict | None = None, *, session: str | None = None,
+             until: str | None = None, events: list | None = None) -> dict:
+        """Send one DevTools command (to the page ``session``, else the browser); return its result,
+        after the event ``until`` of that session when given. Events read meanwhile are appended to
+        ``events`` when given (else dropped). Hold :attr:`lock` around a page's commands."""
         self._last_id += 1
         message = {"id": self._last_id, "method": method, "params": params or {}}
         if session:
@@ -138,6 +143,8 @@ class Browser:
                 result = answer["result"]
             elif waiting and answer.get("method") == waiting and answer.get("sessionId") == session:
                 waiting = None
+            elif events is not None and "method" in answer:
+                events.append(answer)
         return result
 
     def _read(self) -> dict:

@@ -13,6 +13,7 @@ check a bearer token, verify TLS and send a truncated series.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -55,6 +56,21 @@ def env(monkeypatch, tmp_path):
     monkeypatch.setenv(dicomweb.ENV_PASSWORD, PASSWORD)
     monkeypatch.setenv(dicomweb.ENV_CACHE, str(tmp_path / "cache"))
     return monkeypatch
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    """Every request retried as by default (``max_attempts``) but after 10 ms, 20 ms instead of 1 s, 2 s:
+    the tests of a server that does not answer prove the refusal, not the waiting. Returns the URLs
+    requested, one per attempt."""
+    import requests.adapters
+
+    client, send, urls = dicomweb._client, requests.adapters.HTTPAdapter.send, []
+    monkeypatch.setattr(dicomweb, "_client",
+                        lambda base_url, params: client(base_url, dataclasses.replace(params, retry_wait_s=0.02)))
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send",
+                        lambda self, request, **kwargs: urls.append(request.url) or send(self, request, **kwargs))
+    return urls
 
 
 # --------------------------------------------------------------------------- no server needed
@@ -193,7 +209,7 @@ def tls_files(tmp_path):
     return cert, key
 
 
-def test_tls_is_verified_and_a_ca_bundle_can_be_given(tls_files, monkeypatch):
+def test_tls_is_verified_and_a_ca_bundle_can_be_given(tls_files, monkeypatch, quick_retries):
     cert, key = tls_files
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -435,7 +451,7 @@ def test_a_cached_series_is_read_without_asking_the_server(pacs, cases, env, tmp
 
 @pytest.mark.parametrize("failure", ["pacs down", "unknown study", "wrong credentials", "store to a down pacs"])
 def test_server_failures_exit_2_with_one_line_nothing_stored_no_secret(failure, pacs, cases, env, tmp_path,
-                                                                       capsys, caplog):
+                                                                       capsys, caplog, quick_retries):
     caplog.set_level(logging.DEBUG)  # every library's log, dicomweb-client's and urllib3's included
     down = f"http://127.0.0.1:{free_port()}/dicom-web"
     url, store = cases["b"]["url"], pacs.dicomweb
@@ -461,6 +477,9 @@ def test_server_failures_exit_2_with_one_line_nothing_stored_no_secret(failure, 
     assert not list((tmp_path / "cache").rglob("*.dcm"))
     for secret in (PASSWORD, WRONG_PASSWORD):
         assert secret not in captured.out + captured.err + caplog.text
+    if "down" in failure:  # the refused connection was tried max_attempts times in all
+        tries = [url for url in quick_retries if url.startswith(down)]
+        assert len(tries) == dicomweb.DEFAULT_PARAMS.max_attempts, quick_retries
 
 
 def test_batch_of_three_urls_one_unknown(pacs, cases, env, tmp_path):

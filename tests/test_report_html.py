@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from browser import chromium, console_lines, needs_chromium
+from browser import dom_and_screenshot, needs_chromium, open_page
 from output_phantom import phantom_structures
 from hepatoplan.pipeline.meshing import structure_meshes
 from hepatoplan.pipeline.report_html import DicomSegSource, viewer_data, write_plan_visuals, write_report_html
@@ -97,25 +97,33 @@ def test_viewer_data_budget_and_quantisation(small_meshes):
 
 
 @needs_chromium
+def test_the_test_browser_sees_console_messages_timers_and_failed_loads(tmp_path):
+    """The report tests' "no console message" can fail: a log line, a warning from a timer 3 s later
+    (virtual time), an uncaught error and a missing image are all reported, and the DOM is the one
+    after the timers ran."""
+    page = tmp_path / "probe.html"
+    page.write_text("""<html><body><div id="x" data-status="start"></div><img src="missing.png"><script>
+      console.log("a log line", 3);
+      setTimeout(function () { document.getElementById("x").setAttribute("data-status", "later");
+                               console.warn("late"); null.boom(); }, 3000);
+    </script></body></html>""")
+    dom, image, console = open_page(page.resolve().as_uri(), screenshot=True)
+    assert 'data-status="later"' in dom and image.shape == (1400, 1280, 3)
+    assert len(console) == 4 and any("ERR_FILE_NOT_FOUND" in m for m in console), console
+    assert any("a log line 3" in m for m in console) and any("late" in m for m in console)
+    assert any("boom" in m for m in console), console
+
+
+@needs_chromium
 def test_report_loads_in_headless_chromium(tmp_path, small_meshes):
-    import matplotlib.image as mpimg
-
     path = write_report_html(REPORT, out_path=tmp_path / "report.html", meshes=small_meshes)
-    url = path.resolve().as_uri()
-
-    dom, log = chromium(["--dump-dom", url])
-    assert console_lines(log) == [], "console messages:\n" + "\n".join(console_lines(log))
+    dom, img = dom_and_screenshot(path.resolve().as_uri())  # and no console message
     viewer = re.search(r'<div id="hp-viewer"[^>]*>', dom)
     assert viewer, dom[:2000]
     attrs = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', viewer.group(0)))
     assert attrs["data-status"] == "rendered", attrs
     assert int(attrs["data-triangles"]) > 1000
     left, top, width, height = (int(v) for v in attrs["data-rect"].split(","))
-
-    shot = tmp_path / "shot.png"
-    _, log = chromium([f"--screenshot={shot}", url])
-    assert console_lines(log) == []
-    img = mpimg.imread(shot)[..., :3]
     canvas = img[top + 2:top + height - 2, left + 2:left + width - 2]
     covered = np.abs(canvas - 1.0).max(axis=2) > 0.05
     assert 0.05 < covered.mean() < 0.9, covered.mean()
@@ -150,19 +158,14 @@ def test_write_plan_visuals_bundle(tmp_path, monkeypatch):
 @needs_chromium
 def test_viewer_state_from_link(tmp_path, small_meshes):
     """Superior view of the 'before' scene with the veins hidden, opened from the URL."""
-    import matplotlib.image as mpimg
-
     path = write_report_html({}, out_path=tmp_path / "report.html", meshes=small_meshes)
     url = path.resolve().as_uri() + "#view=superior&scene=before&hide=portal%20vein,hepatic%20veins"
-    dom, log = chromium(["--dump-dom", url])
-    assert console_lines(log) == []
+    dom, shot = dom_and_screenshot(url)  # and no console message
     viewer = re.search(r'<div id="hp-viewer"[^>]*>', dom).group(0)
     attrs = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', viewer))
     assert attrs["data-status"] == "rendered" and attrs["data-view"] == "superior"
     left, top, width, height = (int(v) for v in attrs["data-rect"].split(","))
-    shot = tmp_path / "shot.png"
-    chromium([f"--screenshot={shot}", url])
-    canvas = mpimg.imread(shot)[top + 2:top + height - 2, left + 2:left + width - 2, :3]
+    canvas = shot[top + 2:top + height - 2, left + 2:left + width - 2]
     r, g, b = canvas[..., 0], canvas[..., 1], canvas[..., 2]
     covered = np.abs(canvas - 1.0).max(axis=2) > 0.05
     assert covered.mean() > 0.05

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from browser import chromium, console_lines, dom_and_screenshot, element_attributes, needs_chromium
+from browser import dom_and_screenshot, element_attributes, needs_chromium, page_dom
 from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.data_samples.write import write_study
 from hepatoplan.errors import InputError
@@ -205,8 +205,7 @@ def test_phantom_tumour_overlay_on_the_axial_view_where_the_tumour_is(phantom_pl
     report = json.loads((out / "report.json").read_text())
     assert {"qc_montage.png", "report.pdf", "report.html"} <= set(report["outputs"])
     url = (out / "report.html").resolve().as_uri()
-    dom, shot = dom_and_screenshot(f"{url}#sv-goto=tumour-1&sv-opacity=100&sv-crosshair=off&{HIDE_ALL_BUT_TUMOURS}",
-                                   tmp_path / "overlay.png")
+    dom, shot = dom_and_screenshot(f"{url}#sv-goto=tumour-1&sv-opacity=100&sv-crosshair=off&{HIDE_ALL_BUT_TUMOURS}")
     root = element_attributes(dom, r'<div id="hp-slices"[^>]*>')
     assert root["data-status"] == "ready" and root["data-testid"] == "slice-viewer"
     position = [int(v) for v in root["data-position"].split(",")]
@@ -237,7 +236,7 @@ def test_phantom_tumour_overlay_on_the_axial_view_where_the_tumour_is(phantom_pl
     assert xs.size == pytest.approx(tumour.sum() * abs(ax * ay), rel=0.25)  # its area in px
 
     # the CT under it, opacity 0: the hypodense tumour (45 HU) is darker than the liver (105 HU) around it
-    _, ct_shot = dom_and_screenshot(f"{url}#sv-goto=tumour-1&sv-opacity=0&sv-crosshair=off", tmp_path / "ct.png")
+    _, ct_shot = dom_and_screenshot(f"{url}#sv-goto=tumour-1&sv-opacity=0&sv-crosshair=off")
 
     def grey(mask):
         ii, jj = np.nonzero(binary_erosion(mask))
@@ -252,8 +251,7 @@ def test_phantom_tumour_overlay_on_the_axial_view_where_the_tumour_is(phantom_pl
 @needs_chromium
 def test_phantom_views_to_scale_and_in_radiological_convention(phantom_plan):
     study, out = phantom_plan
-    dom, log = chromium(["--dump-dom", (out / "report.html").resolve().as_uri()])
-    assert console_lines(log) == []
+    dom = page_dom((out / "report.html").resolve().as_uri())  # and no console message
     data = json.loads(re.search(r'<script type="application/json" id="hp-slice-data">(.*?)</script>', dom,
                                 re.S).group(1))
     size_mm = np.multiply(data["shape"], data["spacing_mm"])
@@ -283,8 +281,7 @@ def test_phantom_views_follow_clicks_wheel_and_the_tumour_table(phantom_plan, tm
     })();</script>"""
     page = tmp_path / "report.html"
     page.write_text((out / "report.html").read_text().replace("</body>", script + "</body>"))
-    dom, log = chromium(["--dump-dom", page.resolve().as_uri()])
-    assert console_lines(log) == []
+    dom = page_dom(page.resolve().as_uri())  # and no console message
     root = element_attributes(dom, r'<div id="hp-slices"[^>]*>')
     data = json.loads(re.search(r'id="hp-slice-data">(.*?)</script>', dom, re.S).group(1))
     after = {k: [int(v) for v in root[f"data-after-{k}"].split(",")] for k in ("tumour", "click", "wheel")}
@@ -439,8 +436,8 @@ def test_overlay_aligned_with_the_ct(case, request, tmp_path):
     data = slice_viewer_data(ct.array, labels, affine_ras=ct.affine_ras)
     path = write_report_html({}, out_path=tmp_path / "report.html", slice_viewer=data)
     url = path.resolve().as_uri()
-    dom, grey_shot = dom_and_screenshot(f"{url}#sv-opacity=0&sv-crosshair=off", tmp_path / "ct.png")
-    _, overlay_shot = dom_and_screenshot(f"{url}#sv-opacity=100&sv-crosshair=off", tmp_path / "overlay.png")
+    dom, grey_shot = dom_and_screenshot(f"{url}#sv-opacity=0&sv-crosshair=off")
+    _, overlay_shot = dom_and_screenshot(f"{url}#sv-opacity=100&sv-crosshair=off")
     position = [int(v) for v in element_attributes(dom, r'<div id="hp-slices"[^>]*>')["data-position"].split(",")]
     rect, mapping = _view(dom, "axial")
     # every 2nd voxel of the axial slice shown, whose 3x3 neighbourhood shares its label (edges left out)
