@@ -171,6 +171,26 @@ def test_below_the_widest_slice_thin_parts_come_back_under_the_liver_above():
     assert not kept[:, :10, 0].any()
 
 
+def test_the_graph_cut_puts_the_border_on_the_dark_plane():
+    """Graph cut on a 2.5 x 2.5 x 7.7 mm grid: the liver (log-intensity 0, in fat at -1) meets tissue as
+    bright as it across a one-voxel plane 26 % darker (log -0.3); the mask took 5 mm of that tissue (2 voxels, within the
+    7.5 mm core's reach, so the cut may move there). The cheapest surface is the plane: the tissue beyond it
+    goes, the liver stays whole; with the cut off the mask is returned as it is."""
+    from hepatoplan.segmentation.mr_liver import _graph_cut, _WorkGrid
+
+    shape, sp = (60, 60, 6), (2.5, 2.5, 7.7)
+    log_image = np.full(shape, -1.0, np.float32)  # fat around: certainly not liver
+    log_image[10:, 10:50] = 0.0
+    log_image[40] = -0.3
+    grid = _WorkGrid(log_image, np.ones(shape, bool), (1, 1, 1), sp, 0.0, 1.0)
+    mask = np.zeros(shape, bool)
+    mask[10:43, 10:50] = True
+    seed = np.zeros(shape, bool)
+    cut = _graph_cut(mask, grid, np.zeros(shape, np.float32), seed, MRLiverParams())
+    assert cut[10:40, 10:50].all() and not cut[41:].any()
+    same = _graph_cut(mask, grid, np.zeros(shape, np.float32), seed, MRLiverParams(cut_contrast_log=0))
+    assert np.array_equal(same, mask)
+
 def test_a_liver_without_its_left_lobe_is_unverified(phantom_without_left_lobe):
     """The liver ends 2 mm right of the body's centre: segmented as it is, but not vouched for."""
     img, sp, liver = phantom_without_left_lobe
