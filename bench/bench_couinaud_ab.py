@@ -40,7 +40,7 @@ from hepatoplan.couinaud import segment as this
 def base_module(commit: str, folder: Path):
     paths = ["couinaud"] + [f"hepatoplan/{f}" for f in ("nearest_voxel.py", "nearest_voxel_compiled.py")
                             if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}:hepatoplan/{f}"],
-                                              ).returncode == 0]
+                                              stderr=subprocess.DEVNULL).returncode == 0]
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit, *paths], check=True, capture_output=True).stdout
     tarfile.open(fileobj=io.BytesIO(tar)).extractall(folder, filter="data")
     (folder / "couinaud").rename(folder / "couinaud_base")
