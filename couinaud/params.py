@@ -124,7 +124,8 @@ class PortalParams:
         of the bifurcation (at least 3 of them), which segment 4's thick branches near the
         bifurcation no longer pull toward it. Chosen on IRCADb 01-12 from 10 / 20 mm with the radius
         fraction 0.5 / 0.6 / 0.7 (and against the old prior): every leave-one-out fold picks 20 mm
-        and 0.6, leave-one-out mean Dice 0.838 (old prior 0.8225, in-sample).
+        and 0.6, leave-one-out mean Dice 0.838 (old prior 0.8225, in-sample); with the vein band and share
+        weight also chosen leave-one-out 0.830 (bench/RESULTS.md, Couinaud from one combined mask, round 7).
     umbilical_run_max_tilt_deg : float
         The umbilical run on the left portal path heads within this angle of straight anterior ...
     umbilical_chord_mm : float
