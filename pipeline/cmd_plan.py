@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,14 +192,24 @@ def plan(options: PlanOptions) -> dict:
     if options.function_map is not None:
         inputs["function_map"] = str(options.function_map)
     # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
-    # meshes are made as soon as the label map is known, beside the vascular analysis and the
-    # assessment (vtk's contouring and smoothing run outside the GIL), and Chromium starts now, to
-    # be ready when the page of report.pdf is
+    # vessels' meshes are made as soon as the masks are read (beside the Couinaud segments), the
+    # others as soon as the label map is known, beside the vascular analysis and the assessment
+    # (vtk's contouring and smoothing run outside the GIL), and Chromium starts now, to be ready
+    # when the page of report.pdf is
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
-        study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs))
+        vessel_meshes: list[Future] = []
+
+        def start_vessel_meshes(study: Study) -> None:
+            from .meshing import structure_meshes
+
+            if vessels := _vessels(study):
+                vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
+
+        study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs),
+                           on_masks=start_vessel_meshes if options.preview else None)
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
@@ -211,8 +221,9 @@ def plan(options: PlanOptions) -> dict:
             from .report_html import plan_meshes
 
             boxes = label_boxes(labels)
+            vessels = vessel_meshes[0] if vessel_meshes else _vessels(study)
             started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
-                                                              affine_ras=study.ct.affine_ras, vessels=_vessels(study))))
+                                                              affine_ras=study.ct.affine_ras, vessels=vessels)))
 
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
                                       on_labels=start_meshes if options.preview else None)

@@ -745,16 +745,20 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
 
 
 def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slice]], affine_ras: np.ndarray,
-                vessels: Mapping[str, np.ndarray] | None = None) -> dict[str, Mesh]:
+                vessels: Mapping[str, np.ndarray] | Future | None = None) -> dict[str, Mesh]:
     """The meshes :func:`write_plan_visuals` draws and writes: every structure of ``labels``
-    (``boxes``: their :func:`~hepatoplan.pipeline.labels.label_boxes`) and the ``vessels``; pure
-    computation, no file."""
+    (``boxes``: their :func:`~hepatoplan.pipeline.labels.label_boxes`) and the ``vessels`` (masks,
+    or a Future of their :func:`~hepatoplan.pipeline.meshing.structure_meshes` started earlier),
+    last; pure computation, no file."""
     from .labels import structures_from_labels
     from .meshing import structure_meshes
 
     t = time.perf_counter()
-    meshes = structure_meshes(structures_from_labels(labels, vessels=dict(vessels or {}), boxes=boxes),
-                              affine_ras=affine_ras)
+    ahead = isinstance(vessels, Future)
+    meshes = structure_meshes(structures_from_labels(labels, vessels=None if ahead else dict(vessels or {}),
+                                                     boxes=boxes), affine_ras=affine_ras)
+    if ahead:
+        meshes.update(vessels.result())
     log.info("meshes: %.1f s", time.perf_counter() - t)
     return meshes
 

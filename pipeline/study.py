@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -282,7 +283,8 @@ class PlanOptions:
         return [parse_resection(t) for t in self.resect if t not in ablate], ablations
 
 
-def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
+def load_study(options: PlanOptions, *, needs_segments: bool,
+               on_masks: Callable[[Study], None] | None = None) -> Study:
     """Read the CT grid and masks; compute what is missing.
 
     Masks not given are segmented automatically from the CT (``segmentation``) unless
@@ -290,7 +292,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     portal and hepatic veins when no segment map is given. Couinaud segments are then derived from
     the vessel tree (``couinaud``). The CT's voxels are read only when something needs them (the
     automatic segmentation, or the previews: read once here rather than checked here and read again
-    for them); otherwise its header is the reference grid.
+    for them); otherwise its header is the reference grid. ``on_masks`` is called with the study
+    once its masks are read (or segmented), before the Couinaud segments are derived from them.
     """
     masks = options.masks
     ts_segments = options.segments_from == "totalsegmentator"
@@ -331,6 +334,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool) -> Study:
     study.warnings.extend(f"automatic segmentation self-check failed: {reason}"
                           for reason in details.get("segmentation", {}).get("self_check", {}).get("reasons", []))
     study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
+    if on_masks is not None:
+        on_masks(study)
     if study.segments is None and study.portal is None and study.hepatic is None and "vessels" in arrays:
         _derive_segments_from_vessels(study, arrays["vessels"] > 0)
     elif study.segments is None and study.portal is not None and study.hepatic is not None:

@@ -67,7 +67,7 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), with
   a search bounded by each voxel's own ``d_wall + max(spacing)``.
 - The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
-  found by binary search among the nodes' linear indices); the downstream sums are one sparse
+  read from an array of node numbers over the tree's box); the downstream sums are one sparse
   triangular solve over the predecessor tree.
 - The nearest vessel voxel of every liver voxel (``inner`` box) is one feature transform
   (:func:`~hepatoplan.nearest_voxel.nearest_voxel`: the same voxels as scipy's
@@ -518,9 +518,8 @@ def _analyse_tree(tree: str, vessel, root_mask, ctx: _LiverCrop, params: Vascula
     intra, nearest_removed, nearest_anatomical = _intrahepatic(t, ctx)
     root = _tree_root(tree, t, root_mask, intra, ctx, params, notes)
     before = t.connected_to(np.ones(t.n, bool), root)
-    cut, nearest = _divided(tree, t, intra & nearest_removed & ~root, nearest_anatomical, before, root, vessel_c,
-                            ctx, notes)
-    after = t.connected_to(~cut, root)
+    cut, after, nearest = _divided(tree, t, intra & nearest_removed & ~root, nearest_anatomical, before, root,
+                                   vessel_c, ctx, notes)
     disconnected = before & ~cut & ~after
     n_cut = int(np.count_nonzero(cut & before))
     if not disconnected.any():
@@ -574,8 +573,9 @@ def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverCrop, params: Vascul
 
 
 def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ctx: _LiverCrop, notes):
-    """The vessel voxels the resection divides, and each liver voxel's nearest vessel voxel
-    (node index, per liver voxel of ``inner``) when it was needed (``None`` otherwise).
+    """The vessel voxels the resection divides, those still connected to the root after the cut,
+    and each liver voxel's nearest vessel voxel (node index, per liver voxel of ``inner``) when it
+    was needed (``None`` otherwise).
 
     An anatomical resection divides a vessel only where what it serves downstream is mostly
     removed (the surgeon ligates the pedicle of the removed territory, not the trunk that also
@@ -583,19 +583,20 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     """
     candidates = cut & nearest_anatomical & before
     if not candidates.any():
-        return cut, None
+        return cut, t.connected_to(~cut, root), None
     nearest = _nearest_nodes(t, vessel_c, ctx.inner, ctx)
     share = _downstream_removed_share(t, before, root & before, nearest, ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
     cut = cut & ~spared
     after = t.connected_to(~cut, root)
     # a spared stretch that hangs on a divided pedicle gains nothing: it goes with the resection
+    # (cutting voxels that no longer reach the root leaves ``after`` as it is)
     cut |= spared & ~after
     spared &= after
     if spared.any():
         notes.append(f"{tree}: {int(np.count_nonzero(spared))} vessel voxels inside the anatomical "
                      "resection kept: most of what they serve downstream stays")
-    return cut, nearest
+    return cut, after, nearest
 
 
 def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverCrop, liver_sel=None) -> np.ndarray:
@@ -632,13 +633,11 @@ def _downstream_removed_share(t: _Tree, before, root, nearest, anatomical_at_liv
 
     nodes = np.flatnonzero(before)
     graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
-    rank = np.full(t.n, -1, np.int64)
-    rank[nodes] = np.arange(len(nodes))
-    owner = np.where(nearest >= 0, rank[nearest], -1)
-    served = owner >= 0
     n = len(nodes)
-    total = np.bincount(owner[served], minlength=n).astype(np.float64)
-    removed = np.bincount(owner[served & anatomical_at_liver], minlength=n).astype(np.float64)
+    # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
+    served = nearest >= 0
+    total = np.bincount(nearest[served], minlength=t.n)[nodes].astype(np.float64)
+    removed = np.bincount(nearest[served & anatomical_at_liver], minlength=t.n)[nodes].astype(np.float64)
     dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
                                      return_predecessors=True)
     # downstream sums s = w + (sums of the children): (I − C)·s = w with C[parent, child] = 1; in
@@ -665,22 +664,23 @@ _FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for d
 
 def _voxel_graph(ijk: np.ndarray, spacing):
     """Symmetric sparse graph (CSR, columns sorted) of voxels ``ijk`` (C order): 26-neighbours
-    joined by their distance (mm). Neighbours are found by binary search among the voxels' linear
-    indices: work proportional to the number of voxels, not to their box."""
+    joined by their distance (mm). Neighbours are read from an array of node numbers over the
+    voxels' box (one gather per offset)."""
     from scipy import sparse
 
     n = len(ijk)
-    dims = ijk.max(axis=0) + 3  # one voxel of margin on each side: no neighbour wraps around
-    key = ((ijk[:, 0] + 1) * dims[1] + ijk[:, 1] + 1) * dims[2] + ijk[:, 2] + 1  # increasing
+    rel = ijk - ijk.min(axis=0) + 1  # one voxel of margin on each side: no neighbour wraps around
+    dims = rel.max(axis=0) + 2
+    key = (rel[:, 0] * dims[1] + rel[:, 1]) * dims[2] + rel[:, 2]  # increasing (C order)
+    number = np.full(int(np.prod(dims)), -1, np.int32)
+    number[key] = np.arange(n, dtype=np.int32)
     k = len(_FORWARD_OFFSETS)
     # columns in increasing order of key: the backward offsets from the last, then the forward ones
-    neighbour = np.full((n, 2 * k), -1, np.int32)
+    neighbour = np.empty((n, 2 * k), np.int32)
     for i, off in enumerate(_FORWARD_OFFSETS):
-        target = key + (off[0] * dims[1] + off[1]) * dims[2] + off[2]
-        pos = np.minimum(np.searchsorted(key, target), n - 1)
-        hit = np.flatnonzero(key[pos] == target)
-        neighbour[hit, k + i] = pos[hit]
-        neighbour[pos[hit], k - 1 - i] = hit
+        step = (off[0] * dims[1] + off[1]) * dims[2] + off[2]
+        neighbour[:, k + i] = number[key + step]
+        neighbour[:, k - 1 - i] = number[key - step]
     forward = [float(np.linalg.norm(np.asarray(off) * spacing)) for off in _FORWARD_OFFSETS]
     edge = neighbour >= 0
     indptr = np.zeros(n + 1, np.int32)

@@ -626,12 +626,12 @@ def _graph_cut(liver: np.ndarray, grid: _WorkGrid, field: np.ndarray, seed: np.n
     return morph.fill_holes(out, per_slice=True)
 
 
-
 def _at_least_4(extent: slice, size: int) -> slice:
     """``extent`` widened to four voxels within ``size``: ITK's recursive Gaussians need four a side (a
     mask on the scan's last two slices)."""
     start = max(0, min(extent.start, size - 4))
     return slice(start, min(size, max(extent.stop, start + 4)))
+
 
 def _refine_full(img, grid: _WorkGrid, liver_small, field_small, sd, params: MRLiverParams) -> np.ndarray:
     """Up-sample the coarse mask and snap its border to the full-resolution intensities."""

@@ -200,3 +200,23 @@ def test_write_plan_visuals_dicom_seg_and_uid_warning(tmp_path):
         else:
             assert "no StudyInstanceUID" in report["warnings"][1] and "derived" in report["warnings"][1]
             assert "no StudyInstanceUID" in out["report"][0].read_text()
+
+
+def test_plan_meshes_with_vessel_meshes_made_ahead():
+    """``plan`` meshes the vessels before the label map exists: the same meshes, in the same order."""
+    from concurrent.futures import Future
+
+    from hepatoplan.pipeline.labels import label_boxes
+    from hepatoplan.pipeline.report_html import plan_meshes
+
+    structures, labels, affine = phantom_structures()
+    vessels = {name: structures[name] for name in ("portal vein", "hepatic veins")}
+    boxes = label_boxes(labels)
+    ahead = Future()
+    ahead.set_result(structure_meshes(vessels, affine_ras=affine))
+    direct = plan_meshes(labels, boxes=boxes, affine_ras=affine, vessels=vessels)
+    early = plan_meshes(labels, boxes=boxes, affine_ras=affine, vessels=ahead)
+    assert list(early) == list(direct) and list(direct)[-2:] == ["portal vein", "hepatic veins"]
+    for name, mesh in direct.items():
+        assert np.array_equal(early[name].vertices_mm, mesh.vertices_mm), name
+        assert np.array_equal(early[name].faces, mesh.faces), name
