@@ -8,8 +8,9 @@ Usage::
 ``separate``: :func:`segment_couinaud` on the case's liver, portal_vein and hepatic_veins (bool,
 C-ordered, as the plan passes them); ``combined``: :func:`segment_couinaud_from_vessels` on
 ``(portal_vein | hepatic_veins) & liver``. The base commit's ``couinaud/`` folder is extracted with
-``git archive`` into a temporary folder and imported as ``couinaud_base`` (the rest of hepatoplan
-is this checkout's). One warm-up call each, then ``-n`` rounds of (base, this); prints CPU and wall
+``git archive`` into a temporary folder and imported as ``couinaud_base``, with the base's
+``hepatoplan/nearest_voxel*.py`` beside it (its couinaud's imports of them rewritten); the rest of
+hepatoplan is this checkout's. One warm-up call each, then ``-n`` rounds of (base, this); prints CPU and wall
 seconds per call (median, min) and whether the labels are identical.
 
 ``--cold``: every call in a fresh process, as the CLI runs it: the seconds of importing the package
@@ -37,9 +38,16 @@ from hepatoplan.couinaud import segment as this
 
 
 def base_module(commit: str, folder: Path):
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "couinaud"], check=True, capture_output=True).stdout
+    paths = ["couinaud"] + [f"hepatoplan/{f}" for f in ("nearest_voxel.py", "nearest_voxel_compiled.py")
+                            if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}:hepatoplan/{f}"],
+                                              stderr=subprocess.DEVNULL).returncode == 0]
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit, *paths], check=True, capture_output=True).stdout
     tarfile.open(fileobj=io.BytesIO(tar)).extractall(folder, filter="data")
     (folder / "couinaud").rename(folder / "couinaud_base")
+    for f in (folder / "hepatoplan").glob("*.py"):  # the base's nearest voxel, as its couinaud imports it
+        f.rename(folder / "couinaud_base" / f.name)
+    for f in (folder / "couinaud_base").glob("*.py"):
+        f.write_text(f.read_text().replace("hepatoplan.nearest_voxel", "couinaud_base.nearest_voxel"))
     sys.path.insert(0, str(folder))
     return importlib.import_module("couinaud_base.segment")
 
@@ -61,11 +69,12 @@ def cold_call(module: str, folder: str, case_dir: str, mode: str) -> None:
 def cold_rounds(folder: Path, case_dir: Path, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """``n`` interleaved rounds of fresh processes (base, this): (CPU, wall) per call and whether the labels agree."""
     times, md5 = {"base": [], "this": []}, {"base": set(), "this": set()}
-    for _ in range(n):
+    for i in range(n + 1):  # round 0 not counted: numba's cache of the extracted base is written there
         for name, module in (("base", "couinaud_base.segment"), ("this", "hepatoplan.couinaud.segment")):
             out = subprocess.run([sys.executable, __file__, "--cold-child", module, str(folder), str(case_dir), mode],
                                  check=True, capture_output=True, text=True).stdout.split()
-            times[name].append((float(out[0]), float(out[1])))
+            if i:
+                times[name].append((float(out[0]), float(out[1])))
             md5[name].add(out[2])
     return np.array(times["base"]), np.array(times["this"]), md5["base"] == md5["this"] and len(md5["this"]) == 1
 

@@ -201,6 +201,8 @@ class PortalLandmarks:
     bifurcation_mm : the split of the trunk into the main branches
     lpv_path_mm : (n, 3) left portal vein from the bifurcation along its heaviest branch
     umbilical_mm : the umbilical portion (the leftmost point of the left portal vein)
+    umbilical_front_mm : the umbilical portion's anterior part (``PortalParams.umbilical_front_mm``),
+        None when fewer than 3 thick left-portal nodes lie that far in front of the bifurcation
     main_branch_centroids_mm : (k, 3) centroids of the main branches' territories (vessel volume)
     disconnected_fraction : share of intrahepatic portal volume outside the analysed component
     """
@@ -215,6 +217,7 @@ class PortalLandmarks:
     disconnected_fraction: float
     rpv_path_mm: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    umbilical_front_mm: np.ndarray | None = None
 
 
 def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
@@ -279,13 +282,13 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     lpv_from = node
     path = heaviest_path(t, lpv, max_length_mm=params.lpv_length_mm)
     lp = g.xyz_mm[[lpv_from] + path]
-    umb, ang, n_umb = _umbilical_portion(g, t, lpv, lp, params)
+    umb, ang, n_umb, front = _umbilical_portion(g, t, lpv, lp, params)
     rpv = big[int(np.argmax(cents[:, 0]))]
     rp = g.xyz_mm[[node] + heaviest_path(t, rpv, max_length_mm=params.rpv_length_mm)]
     return PortalLandmarks(
         rpv_path_mm=rp,
         root_mm=g.xyz_mm[root], bifurcation_mm=g.xyz_mm[node], lpv_path_mm=lp, umbilical_mm=umb,
-        umbilical_angle_deg=ang, umbilical_nodes=n_umb,
+        umbilical_angle_deg=ang, umbilical_nodes=n_umb, umbilical_front_mm=front,
         main_branch_centroids_mm=cents, disconnected_fraction=disc,
     )
 
@@ -296,9 +299,11 @@ def _umbilical_portion(g, t, lpv: int, lp: np.ndarray, params: PortalParams):
     Nodes of the left-portal subtree whose radius is at least ``params.umbilical_radius_fraction``
     of the left portal vein's own radius (median over its first ``params.lpv_radius_length_mm``) and that lie anterior to the
     bifurcation. A weighted line fit in the axial plane gives its position (weighted centroid) and
-    direction (angle from +x toward +y, in [0, 180)). Returns ``(point, angle or None, n_nodes)``;
-    the angle is None when fewer than ``params.umbilical_min_nodes`` nodes qualify, and the point is
-    then the leftmost point of the left portal vein.
+    direction (angle from +x toward +y, in [0, 180)). Returns ``(point, angle or None, n_nodes,
+    front)``; the angle is None when fewer than ``params.umbilical_min_nodes`` nodes qualify, and the
+    point is then the leftmost point of the left portal vein; ``front``: the radius²-weighted centroid
+    of those nodes at least ``params.umbilical_front_mm`` in front of the bifurcation (None: fewer
+    than 3).
     """
     sub = t.descendants(lpv)
     d = t.dist_mm - t.dist_mm[lpv]
@@ -307,8 +312,11 @@ def _umbilical_portion(g, t, lpv: int, lp: np.ndarray, params: PortalParams):
     b = lp[0]
     sel = sub & (g.radius_mm >= params.umbilical_radius_fraction * r_lpv) & (g.xyz_mm[:, 1] > b[1])
     n = int(sel.sum())
+    far = sel & (g.xyz_mm[:, 1] > b[1] + params.umbilical_front_mm)
+    w_far = g.radius_mm[far] ** 2
+    front = (g.xyz_mm[far] * w_far[:, None]).sum(0) / w_far.sum() if np.count_nonzero(far) >= 3 else None
     if n < params.umbilical_min_nodes:
-        return lp[int(np.argmin(lp[:, 0]))], None, n
+        return lp[int(np.argmin(lp[:, 0]))], None, n, front
     p = g.xyz_mm[sel]
     w = g.radius_mm[sel] ** 2
     m = (p * w[:, None]).sum(0) / w.sum()
@@ -319,7 +327,7 @@ def _umbilical_portion(g, t, lpv: int, lp: np.ndarray, params: PortalParams):
     if dvec[1] < 0:
         dvec = -dvec
     ang = float(np.degrees(np.arctan2(dvec[1], dvec[0])))
-    return m, ang, n
+    return m, ang, n, front
 
 
 @dataclass

@@ -118,6 +118,14 @@ class PortalParams:
         Umbilical portion: left-portal nodes at least this fraction of that radius ...
     umbilical_min_nodes : int
         ... and at least this many of them to fit its direction.
+    umbilical_front_mm : float
+        The umbilical portion's anterior part, where the umbilical fissure's prior passes: the
+        radius²-weighted centroid of those thick left-portal nodes lying at least this far in front
+        of the bifurcation (at least 3 of them), which segment 4's thick branches near the
+        bifurcation no longer pull toward it. Chosen on IRCADb 01-12 from 10 / 20 mm with the radius
+        fraction 0.5 / 0.6 / 0.7 (and against the old prior): every leave-one-out fold picks 20 mm
+        and 0.6, leave-one-out mean Dice 0.838 (old prior 0.8225, in-sample); with the vein band and share
+        weight also chosen leave-one-out 0.830 (bench/RESULTS.md, Couinaud from one combined mask, round 7).
     umbilical_run_max_tilt_deg : float
         The umbilical run on the left portal path heads within this angle of straight anterior ...
     umbilical_chord_mm : float
@@ -136,6 +144,7 @@ class PortalParams:
     lpv_radius_length_mm: float = 15.0
     umbilical_radius_fraction: float = 0.6
     umbilical_min_nodes: int = 8
+    umbilical_front_mm: float = 20.0
     umbilical_run_max_tilt_deg: float = 45.0
     umbilical_chord_mm: float = 6.0
     disconnected_warning_fraction: float = 0.2

@@ -447,9 +447,10 @@ def _load(d: Path, name):
     return np.ascontiguousarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
 
 
-@pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.83, 0.92), ("05", 0.83, 0.92)])
+@pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.83, 0.92), ("05", 0.83, 0.92), ("04", 0.82, 0.92)])
 def test_real_case(ircadb_dir, case, min_mean, min_hemi):
-    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.857, 05: 0.851)."""
+    """Thresholds a little below what bench/bench_couinaud.py measures (09: 0.879, 05: 0.852, 04: 0.833;
+    04 was 0.784 before the umbilical prior went through the umbilical portion's anterior part)."""
     d = ircadb_dir / case
     liver, sp = _load(d, "liver")
     portal, _ = _load(d, "portal_vein")
