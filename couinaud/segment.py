@@ -548,15 +548,13 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
 
 def _label_liver(g: _Grids, bd: Boundaries, methods: dict, params: CouinaudParams, *,
                  split_segment_4: bool, warnings: list) -> np.ndarray:
-    """Labels on the liver's own bounding box (the analysis crop has a margin), one piece per
-    segment, placed in an array of the crop's shape; records the transverse heights in ``methods``."""
+    """Labels on the liver's own bounding box ``g.inner`` of the crop (the analysis crop has a
+    margin), one piece per segment; records the transverse heights in ``methods``."""
     inner = g.inner
     o_mm = np.array([b.start for b in inner]) * g.spacing_mm
-    lab = np.zeros(g.liver.shape, np.uint8)
-    lab_inner, heights_mm = _label_crop(g.liver[inner], g.spacing_mm, bd.shifted(o_mm),
-                                        split_segment_4=split_segment_4, transverse=params.transverse,
-                                        caudate=params.caudate)
-    lab[inner] = _one_piece_per_label(lab_inner, warnings)
+    lab, heights_mm = _label_crop(g.liver[inner], g.spacing_mm, bd.shifted(o_mm),
+                                  split_segment_4=split_segment_4, transverse=params.transverse,
+                                  caudate=params.caudate)
     z0_mm = g.offset_vox[2] * g.spacing_mm[2]
     for name, z_vessel_mm, w in (("right", bd.z_right_mm, bd.share_weights[0]),
                                  ("left", bd.z_left_mm, bd.share_weights[1])):
@@ -564,7 +562,7 @@ def _label_liver(g: _Grids, bd: Boundaries, methods: dict, params: CouinaudParam
             method="blend" if w > 0 else "plane fit", share_weight=round(w, 3),
             z_mm=round(float(heights_mm[name] + o_mm[2] + z0_mm), 2),
             vessel_z_mm=round(float(z_vessel_mm + z0_mm), 2))
-    return lab
+    return _one_piece_per_label(lab, warnings)
 
 
 # --------------------------------------------------------------------------- main
@@ -623,7 +621,7 @@ def _divide(g: _Grids, k: _Landmarks, shape, params: CouinaudParams, *, split_se
     """Boundaries and labels from the landmarks, as a result on the input's grid."""
     bd, methods = _boundaries(k, g, params, warnings)
     out = np.zeros(shape, np.uint8)
-    out[g.box] = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=warnings)
+    out[g.box][g.inner] = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=warnings)
     return CouinaudResult(out, _landmarks_record(k, g, bd), methods, warnings, float("nan"), params)
 
 
