@@ -923,14 +923,15 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
     separate island of the liver mask: it keeps its planar label and a warning says so.
 
     A pass ends the loop when every piece it relabelled touches the kept piece of its new label
-    (the kept pieces never change, so each label is then one piece, as another pass would find)."""
-    work = lab.copy()
+    (the kept pieces never change, so each label is then one piece, as another pass would find).
+
+    ``lab`` is relabelled in place (its only caller owns it: no copy of the liver's box) and returned."""
     islands = 0
     for _ in range(6):
-        cc, n = cc3d.connected_components(work, connectivity=6, return_N=True)
+        cc, n = cc3d.connected_components(lab, connectivity=6, return_N=True)
         if n == 0:
             break
-        sizes, comp_label, lo, hi = _pieces(cc, work, n)
+        sizes, comp_label, lo, hi = _pieces(cc, lab, n)
         keep = np.zeros(n + 1, bool)
         for k in np.unique(comp_label[1:]):
             ids = np.nonzero(comp_label == k)[0]
@@ -944,7 +945,7 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
             sl2 = tuple(slice(max(a - 1, 0), b + 2) for a, b in zip(lo[i], hi[i]))
             piece = cc[sl2] == i
             ring = ndi.binary_dilation(piece) & ~piece
-            sub = work[sl2]
+            sub = lab[sl2]
             nb, nb_cc = sub[ring], cc[sl2][ring]
             other = (nb > 0) & (nb != comp_label[i])
             if other.any():
@@ -962,7 +963,7 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
     if islands:
         warnings.append(f"liver mask has {islands} piece(s) not connected to the rest of the liver; they keep "
                         "their planar label, so those segments are not single pieces there")
-    return work
+    return lab
 
 
 def _pieces(cc, lab, n):
