@@ -210,11 +210,21 @@ class _Grids:
 
 def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, liver_box: tuple) -> _Grids:
     """Crop to the liver's box ``liver_box`` (+ margin), pool the crop to the analysis grid, check
-    the vessels lie at the liver."""
+    the vessels lie at the liver.
+
+    ``portal`` and ``hepatic`` are arrays of the liver's shape, or one array (``portal is hepatic``)
+    of ``liver_box``'s shape: the combined mask's vessels inside the liver, placed in the crop
+    without a full-volume copy."""
     ap = params.analysis
     box = padded_box(liver_box, np.ceil(ap.crop_margin_mm / spa).astype(int), liver.shape)
+    inner = tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(liver_box, box))
     one = portal is hepatic  # one combined vessel mask: crop, pool and check it once
-    Lc, PVc = (np.asarray(a[box]) != 0 for a in (liver, portal))
+    Lc = np.asarray(liver[box]) != 0
+    if portal.shape == liver.shape:
+        PVc = np.asarray(portal[box]) != 0
+    else:
+        PVc = np.zeros(Lc.shape, bool)
+        PVc[inner] = portal
     HVc = PVc if one else np.asarray(hepatic[box]) != 0
     for n, a, c in (("portal", portal, PVc), ("hepatic", hepatic, HVc))[:1 if one else 2]:
         k = int(np.count_nonzero(a)) - int(np.count_nonzero(c))
@@ -226,7 +236,7 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
     L2, PV2 = _pool(Lc, f), _pool(PVc, f)
     HV2 = PV2 if one else _pool(HVc, f)
     return _Grids(
-        box=box, inner=tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(liver_box, box)),
+        box=box, inner=inner,
         offset_vox=np.array([b.start for b in box]), spacing_mm=spa, liver=Lc,
         spacing_analysis_mm=sp2, shift_mm=(f - 1) / 2.0 * spa, liver_a=L2, portal_a=PV2, hepatic_a=HV2,
         distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params),
@@ -538,15 +548,13 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
 
 def _label_liver(g: _Grids, bd: Boundaries, methods: dict, params: CouinaudParams, *,
                  split_segment_4: bool, warnings: list) -> np.ndarray:
-    """Labels on the liver's own bounding box (the analysis crop has a margin), one piece per
-    segment, placed in an array of the crop's shape; records the transverse heights in ``methods``."""
+    """Labels on the liver's own bounding box ``g.inner`` of the crop (the analysis crop has a
+    margin), one piece per segment; records the transverse heights in ``methods``."""
     inner = g.inner
     o_mm = np.array([b.start for b in inner]) * g.spacing_mm
-    lab = np.zeros(g.liver.shape, np.uint8)
-    lab_inner, heights_mm = _label_crop(g.liver[inner], g.spacing_mm, bd.shifted(o_mm),
-                                        split_segment_4=split_segment_4, transverse=params.transverse,
-                                        caudate=params.caudate)
-    lab[inner] = _one_piece_per_label(lab_inner, warnings)
+    lab, heights_mm = _label_crop(g.liver[inner], g.spacing_mm, bd.shifted(o_mm),
+                                  split_segment_4=split_segment_4, transverse=params.transverse,
+                                  caudate=params.caudate)
     z0_mm = g.offset_vox[2] * g.spacing_mm[2]
     for name, z_vessel_mm, w in (("right", bd.z_right_mm, bd.share_weights[0]),
                                  ("left", bd.z_left_mm, bd.share_weights[1])):
@@ -554,7 +562,7 @@ def _label_liver(g: _Grids, bd: Boundaries, methods: dict, params: CouinaudParam
             method="blend" if w > 0 else "plane fit", share_weight=round(w, 3),
             z_mm=round(float(heights_mm[name] + o_mm[2] + z0_mm), 2),
             vessel_z_mm=round(float(z_vessel_mm + z0_mm), 2))
-    return lab
+    return _one_piece_per_label(lab, warnings)
 
 
 # --------------------------------------------------------------------------- main
@@ -613,7 +621,7 @@ def _divide(g: _Grids, k: _Landmarks, shape, params: CouinaudParams, *, split_se
     """Boundaries and labels from the landmarks, as a result on the input's grid."""
     bd, methods = _boundaries(k, g, params, warnings)
     out = np.zeros(shape, np.uint8)
-    out[g.box] = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=warnings)
+    out[g.box][g.inner] = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=warnings)
     return CouinaudResult(out, _landmarks_record(k, g, bd), methods, warnings, float("nan"), params)
 
 
@@ -661,7 +669,7 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
                         "separate masks give a more reliable division")
     k = _portal_rooted_landmarks(g, sep, params, warnings)
     res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings)
-    res.portal, res.hepatic = _full_resolution(sep.labels, g, inside)
+    res.portal, res.hepatic = _full_resolution(sep.labels, g, inside, liver.shape)
     res.landmarks["vessel_separation"] = {**sep.record, "ivc": "inferred from the liver's dorsal groove and the "
                                           "vessels' course (not in the mask)"}
     res.runtime_s = time.perf_counter() - t0
@@ -698,11 +706,10 @@ def _portal_rooted_landmarks(g: _Grids, sep, params: CouinaudParams, warnings: l
 
 def _vessels_in_liver(liver: np.ndarray, vessels: np.ndarray, box: tuple, spa: np.ndarray, params: CouinaudParams,
                       warnings: list) -> np.ndarray:
-    """The vessel voxels inside the liver (bool; ``box``: the liver's bounding box); refuses masks
-    that are not an intrahepatic vessel tree."""
-    inside = np.zeros(liver.shape, bool)
-    inside[box] = (vessels[box] != 0) & (liver[box] != 0)
-    n_in, n_all = int(np.count_nonzero(inside[box])), int(np.count_nonzero(vessels))
+    """The vessel voxels inside the liver on the liver's bounding box ``box`` (bool, the box's
+    shape: the liver has no voxel outside it); refuses masks that are not an intrahepatic vessel tree."""
+    inside = (vessels[box] != 0) & (liver[box] != 0)
+    n_in, n_all = int(np.count_nonzero(inside)), int(np.count_nonzero(vessels))
     if n_in == 0:
         raise InputError("--vessels: no vessel voxel inside the liver mask; expected the intrahepatic portal and "
                          "hepatic veins on the liver's grid (wrong file, or a mask of another study)")
@@ -720,12 +727,13 @@ def _vessels_in_liver(liver: np.ndarray, vessels: np.ndarray, box: tuple, spa: n
     return inside
 
 
-def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Analysis-grid tree labels on the input grid, as the portal and hepatic masks (bool): each
-    vessel voxel takes its block's label (a voxel in a block the pooling dropped, at the crop's far
-    edge, the nearest labelled block's)."""
+def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Analysis-grid tree labels on the input grid (``shape``), as the portal and hepatic masks
+    (bool): each vessel voxel (``inside``, on the liver's box ``g.inner`` of the crop) takes its
+    block's label (a voxel in a block the pooling dropped, at the crop's far edge, the nearest
+    labelled block's)."""
     f = np.round(g.spacing_analysis_mm / g.spacing_mm).astype(int)
-    ijk = np.argwhere(inside[g.box])
+    ijk = np.argwhere(inside) + np.array([s.start for s in g.inner])
     blocks = np.minimum(ijk // f, np.array(labels_a.shape) - 1)
     lab = labels_a[tuple(blocks.T)]
     missing = lab == 0
@@ -735,7 +743,7 @@ def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray) -> tup
         lab[missing] = labels_a[tuple(have[nearest].T)]
     trees = []
     for k in (PORTAL, HEPATIC):
-        tree = np.zeros(inside.shape, bool)
+        tree = np.zeros(shape, bool)
         tree[tuple((ijk[lab == k] + g.offset_vox).T)] = True
         trees.append(tree)
     return trees[0], trees[1]
@@ -915,14 +923,15 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
     separate island of the liver mask: it keeps its planar label and a warning says so.
 
     A pass ends the loop when every piece it relabelled touches the kept piece of its new label
-    (the kept pieces never change, so each label is then one piece, as another pass would find)."""
-    work = lab.copy()
+    (the kept pieces never change, so each label is then one piece, as another pass would find).
+
+    ``lab`` is relabelled in place (its only caller owns it: no copy of the liver's box) and returned."""
     islands = 0
     for _ in range(6):
-        cc, n = cc3d.connected_components(work, connectivity=6, return_N=True)
+        cc, n = cc3d.connected_components(lab, connectivity=6, return_N=True)
         if n == 0:
             break
-        sizes, comp_label, lo, hi = _pieces(cc, work, n)
+        sizes, comp_label, lo, hi = _pieces(cc, lab, n)
         keep = np.zeros(n + 1, bool)
         for k in np.unique(comp_label[1:]):
             ids = np.nonzero(comp_label == k)[0]
@@ -936,7 +945,7 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
             sl2 = tuple(slice(max(a - 1, 0), b + 2) for a, b in zip(lo[i], hi[i]))
             piece = cc[sl2] == i
             ring = ndi.binary_dilation(piece) & ~piece
-            sub = work[sl2]
+            sub = lab[sl2]
             nb, nb_cc = sub[ring], cc[sl2][ring]
             other = (nb > 0) & (nb != comp_label[i])
             if other.any():
@@ -954,7 +963,7 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
     if islands:
         warnings.append(f"liver mask has {islands} piece(s) not connected to the rest of the liver; they keep "
                         "their planar label, so those segments are not single pieces there")
-    return work
+    return lab
 
 
 def _pieces(cc, lab, n):
