@@ -11,7 +11,7 @@ allocates three int32 index arrays of the whole box (110 MB), of which the vascu
 reads only the liver's voxels. ``edt`` has no feature transform; SimpleITK's Danielsson map is not
 exact.
 
-Two routes, one answer:
+Two routes (the tree route is off: :data:`TREE_MAX_VOXELS`):
 
 - few asking voxels (at most :data:`TREE_MAX_VOXELS`, e.g. the Couinaud division's vessel voxels
   asking for their skeleton node): a k-d tree (``scipy.spatial.cKDTree``) gives every candidate
@@ -37,9 +37,13 @@ from scipy.spatial import cKDTree
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
-#: Most asking voxels for the k-d tree route; above it the compiled transform (whose one-off
-#: 0.6 s per process then pays): performance only, both routes give the same answer.
-TREE_MAX_VOXELS = 300_000
+#: Most asking voxels for the k-d tree route; above it the compiled transform. 0 (the tree route
+#: off) since the lead found it choosing another voxel than scipy among equidistant ones: on the
+#: phantom's hepatic tree at 1.2 × 1.0 × 2.0 mm, voxel (74, 66, 18) has three sites at 15.73 mm whose
+#: distances differ by one ulp, and the tree route took the smaller float, scipy (and the compiled
+#: route) the lowest axis-2 index. Ranking by indices alone is wrong too (21-143 voxels off on the
+#: phantom). Until its tie rule is scipy's on such cases, every query takes the compiled transform.
+TREE_MAX_VOXELS = 0
 
 
 def nearest_voxel(mask: np.ndarray, *, spacing_mm, at: np.ndarray) -> np.ndarray:
