@@ -4,6 +4,8 @@ ties (a strict xfail: why the public function no longer takes it)."""
 
 from __future__ import annotations
 
+import functools
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -85,6 +87,7 @@ def _scipys(mask, spacing, at):
     return np.searchsorted(np.flatnonzero(mask), np.ravel_multi_index(tuple(i[at] for i in idx), mask.shape))
 
 
+@functools.cache
 def _phantom_hepatic_and_liver():
     from hepatoplan.data_samples.phantom import make_phantom
 
