@@ -7,8 +7,8 @@ voxels (what ``resection.vascular`` transforms), scipy's ``distance_transform_ed
 sampling=spacing, return_indices=True)`` read at the liver's voxels, and
 :func:`hepatoplan.nearest_voxel.nearest_voxel` on the same box; whether the two name the
 same vessel voxel for every liver voxel, and the CPU seconds of each (``time.process_time``, the
-best of ``--runs``; runs interleaved). These queries (millions of liver voxels) take nearest_voxel's
-compiled route; its one-off cost (numba's import and first call, in a fresh process) is printed beside.
+best of ``--runs``; runs interleaved). nearest_voxel is a compiled transform;
+its one-off cost (numba's import and first call, in a fresh process) is printed beside.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The compiled half of :mod:`hepatoplan.nearest_voxel`: Maurer, Qi and Raghavan's separable
 feature transform (IEEE PAMI 25(2), 2003) with numba (``cache=True``: compiled once per
 installation, about 3 s; later processes load it, 0.2 s import + 0.4 s first call) and ``nogil``.
-A module of its own so that only the large queries pay numba's import.
+A module of its own so that importing :mod:`hepatoplan.nearest_voxel` does not import numba.
 
 Method, one axis after the other: the nearest mask voxel along axis 0 (two scans per plane), then
 along axis 1 in each axis-0 plane, then along axis 2 over those, where the outputs are read at
