@@ -203,10 +203,14 @@ def test_a_liver_without_its_left_lobe_is_unverified(phantom_without_left_lobe):
 
 def test_the_dark_dome_is_taken(phantom):
     """The phantom's top two liver slices at 60 % of the liver's brightness (partial volume with the lung on
-    thick slices): the dome step takes them; without it (``dome_min_fraction`` 0) they are lost."""
+    thick slices): the dome step takes them; without it (``dome_min_fraction`` 0) they are lost. The scan
+    starts four slices below the liver's widest (the dome step works above it; half the cost of the whole
+    phantom, the same coverage: 0.77 with the step, 0 without)."""
     img, sp, liver = phantom
+    start = int(np.argmax(liver.sum(axis=(0, 1)))) - 4
+    liver = liver[..., start:]
     top = np.flatnonzero(liver.any(axis=(0, 1)))[-2:]
-    dark = img.astype(np.float32)
+    dark = img[..., start:].astype(np.float32)
     dark[..., top] = np.where(liver[..., top], 0.6 * dark[..., top], dark[..., top])
     with_dome, info = segment_liver_mr(dark, spacing_mm=sp)
     without, _ = segment_liver_mr(dark, spacing_mm=sp, params=MRLiverParams(dome_min_fraction=0.0))
@@ -239,10 +243,11 @@ def test_thick_slices_and_an_unstable_border_are_flagged_not_refused(phantom):
 
 def test_a_candidate_near_the_skin_is_not_a_liver(phantom, phantom_result):
     """The phantom's liver lies 18 mm and more under the skin: none of it within 15 mm, 40 % within 60 mm
-    (a liver is not in the abdominal wall)."""
+    (a liver is not in the abdominal wall). One candidate tried: when none passes, the first one's result is
+    returned, so the other candidates' runs change nothing here."""
     assert phantom_result[1]["liver_near_skin_fraction"] == 0.0
     img, sp, _ = phantom
-    _, info = segment_liver_mr(img, spacing_mm=sp, params=MRLiverParams(skin_depth_mm=60.0))
+    _, info = segment_liver_mr(img, spacing_mm=sp, params=MRLiverParams(skin_depth_mm=60.0, max_candidates=1))
     assert not info["qc_passed"] and info["liver_near_skin_fraction"] > 0.3
     assert any("within 60 mm of the skin" in f for f in info["qc_flags"])
 
@@ -262,9 +267,10 @@ def test_mirrored_phantom_is_not_a_confident_liver(phantom):
 
 
 def test_unrecognised_contrast_fails_the_checks():
-    """Fat as bright as the liver (neither fat-suppressed T2 nor T1 with bright fat): refused."""
+    """Fat as bright as the liver (neither fat-suppressed T2 nor T1 with bright fat): refused (one candidate
+    tried: when none passes, the first one's result is returned)."""
     img, sp, _ = mr_phantom(fat_to_liver=1.0)
-    _, info = segment_liver_mr(img, spacing_mm=sp)
+    _, info = segment_liver_mr(img, spacing_mm=sp, params=MRLiverParams(max_candidates=1))
     assert not info["qc_passed"]
     assert any("contrast not recognised" in f for f in info["qc_flags"])
 
