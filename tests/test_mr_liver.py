@@ -191,6 +191,31 @@ def test_the_graph_cut_puts_the_border_on_the_dark_plane():
     same = _graph_cut(mask, grid, np.zeros(shape, np.float32), seed, MRLiverParams(cut_contrast_log=0))
     assert np.array_equal(same, mask)
 
+def test_the_graph_cut_takes_off_a_tail_below_the_liver_as_bright_as_it():
+    """Caudal core (``cut_core_caudal_mm``) on a 2.5 x 2.5 x 7.7 mm grid: a 100 mm wide liver in fat on slices 3-8;
+    below it bowel as bright as the liver, of which the mask took a 40 mm wide tail on slices 1-2 (CHAOS 02's
+    leak below the tip of its right lobe). Cutting across the tail's section is cheaper than around it: the tail
+    goes, the liver stays whole. With the core in-plane only (0) the tail lies in the core and stays. A real
+    tip, in fat, keeps its own edges and is kept."""
+    from hepatoplan.segmentation.mr_liver import _graph_cut, _WorkGrid
+
+    shape, sp = (60, 60, 9), (2.5, 2.5, 7.7)
+    log_image = np.full(shape, -1.0, np.float32)
+    log_image[10:50, 10:50, 3:] = 0.0
+    log_image[:, :, :3] = 0.0
+    mask = np.zeros(shape, bool)
+    mask[10:50, 10:50, 3:] = True
+    mask[22:38, 22:38, 1:3] = True
+    seed, field = np.zeros(shape, bool), np.zeros(shape, np.float32)
+    grid = _WorkGrid(log_image, np.ones(shape, bool), (1, 1, 1), sp, 0.0, 1.0)
+    cut = _graph_cut(mask, grid, field, seed, MRLiverParams())
+    assert np.array_equal(cut, mask & (np.arange(9) >= 3))
+    assert _graph_cut(mask, grid, field, seed, MRLiverParams(cut_core_caudal_mm=0))[22:38, 22:38, 1:3].all()
+    tip = np.where(mask, 0.0, -1.0).astype(np.float32)
+    assert np.array_equal(_graph_cut(mask, _WorkGrid(tip, grid.body, (1, 1, 1), sp, 0.0, 1.0), field, seed,
+                                     MRLiverParams()), mask)
+
+
 def test_a_liver_without_its_left_lobe_is_unverified(phantom_without_left_lobe):
     """The liver ends 2 mm right of the body's centre: segmented as it is, but not vouched for."""
     img, sp, liver = phantom_without_left_lobe
@@ -359,9 +384,9 @@ def test_chaos_t2_spir(case):
     mask, info = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)
     assert info["qc_passed"], info["qc_flags"]
     assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
-    assert _dice(mask, ref) >= 0.85
-    # 02 measures +11 % (leaks into bowel below the right lobe, bench/RESULTS.md): the issue's 7 % is not met
-    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.15
+    assert _dice(mask, ref) >= 0.88
+    # 03 measures -8.7 % (its dark dome and posterior border, bench/RESULTS.md): the issue's 7 % is not met
+    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.10
 
 
 def test_chaos_with_the_top_cut_off():
