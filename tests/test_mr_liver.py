@@ -226,11 +226,12 @@ def test_a_liver_without_its_left_lobe_is_unverified(phantom_without_left_lobe):
     assert any(f.startswith("unverified: the mask reaches only") for f in info["qc_flags"])
 
 
-def test_the_dark_dome_is_taken(phantom):
+def test_the_dark_dome_is_taken_and_partial_coverage_flagged_not_refused(phantom):
     """The phantom's top two liver slices at 60 % of the liver's brightness (partial volume with the lung on
     thick slices): the dome step takes them; without it (``dome_min_fraction`` 0) they are lost. The scan
     starts four slices below the liver's widest (the dome step works above it; half the cost of the whole
-    phantom, the same coverage: 0.77 with the step, 0 without)."""
+    phantom, the same coverage: 0.77 with the step, 0 without), so it also cuts the liver through a wide
+    section: partial coverage, flagged and not refused (a cut at the top: ``test_chaos_with_the_top_cut_off``)."""
     img, sp, liver = phantom
     start = int(np.argmax(liver.sum(axis=(0, 1)))) - 4
     liver = liver[..., start:]
@@ -244,6 +245,7 @@ def test_the_dark_dome_is_taken(phantom):
                for m in (with_dome > 0, without > 0)]
     assert covered[0] >= 0.7 and covered[1] <= 0.3, covered
     assert _dice(with_dome, liver) >= 0.97
+    assert any("superior-inferior" in f for f in info["qc_flags"])
 
 
 def test_thick_slices_and_an_unstable_border_are_flagged_not_refused(phantom):
@@ -298,15 +300,6 @@ def test_unrecognised_contrast_fails_the_checks():
     _, info = segment_liver_mr(img, spacing_mm=sp, params=MRLiverParams(max_candidates=1))
     assert not info["qc_passed"]
     assert any("contrast not recognised" in f for f in info["qc_flags"])
-
-
-def test_partial_coverage_is_flagged_not_refused(phantom):
-    img, sp, liver = phantom
-    zs = np.flatnonzero(liver.any(axis=(0, 1)))
-    cut = zs[0] + int(0.6 * (zs[-1] - zs[0]))
-    mask, info = segment_liver_mr(np.ascontiguousarray(img[..., :cut]), spacing_mm=sp)
-    assert info["qc_passed"] and _dice(mask, liver[..., :cut]) >= 0.95
-    assert any("superior-inferior" in f for f in info["qc_flags"])
 
 
 def test_a_speck_at_the_scan_border_is_not_a_partial_liver(phantom_without_left_lobe):
