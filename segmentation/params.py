@@ -644,17 +644,6 @@ class SelfCheckParams:
         the insertion benchmark every run on 3.2 or 4.8 mm slices (2 per scan) was bad: a missed
         53-84 mL lesion or a liver Dice under 0.90; on 4.8 mm slices IRCADb 01's own 84 mL tumour was
         missed with no other check failing.
-    min_part_ratio : float
-        Near misses touching one lesion found (each candidate once; ``near_miss_rules``, any margin)
-        whose volumes add up to at least this many times the lesion's ...
-    max_part_ml : float
-        ... and to this volume or more fail the check: the lesion may be the piece found of a larger
-        one. 10 mL: the insertion benchmark's lesion that matters (a run missing one is bad). The
-        ratio: on the insertion benchmark's native runs (eighth stop) the halos around lesions found
-        add up to at most 3.5 times the lesion (IRCADb 07 seed 0's 55 mL lesion; 3.1 around 2.3-2.4 mL
-        lesions of 07 seed 1 and 01 seed 100); around the 1.8 mL piece found of IRCADb 01 seed 106's
-        missed 19 mL heterogeneous lesion 14-18 mL (8-10 times). Chosen between them; leave-one-scan-out
-        in bench/RESULTS.md ("eighth stop").
     """
 
     coarse_spacing_mm: float = 2.0
@@ -671,8 +660,6 @@ class SelfCheckParams:
     max_dark_region_ml: float = 3.0
     max_cut_fraction: float = 0.3
     max_voxel_spacing_mm: float = 2.5
-    min_part_ratio: float = 5.0
-    max_part_ml: float = 10.0
 
 
 @dataclass(frozen=True)

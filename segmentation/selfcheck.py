@@ -24,8 +24,6 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   sees the ones it declined);
 * ``lesion_cut_fraction``: no lesion found with a large share of its boundary on the liver's
   outline and its outer part not recovered (a bulging lesion cut by the liver mask);
-* ``lesion_found_in_part_ml``: no lesion found that is much smaller than the rejected candidates
-  touching it (the piece found of a larger, heterogeneous lesion);
 * ``voxel_spacing_mm``: the scan's coarsest voxel spacing within the range the CT segmentation was
   developed and benchmarked on (thick slices blur small and faint lesions into the liver).
 
@@ -96,9 +94,8 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
 def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     """The checks of the tumour search's result: the largest near miss away from the lesions found
     (``lesion_near_miss_ml``), the largest compact dark region the search did not judge
-    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), the largest share of a found lesion's boundary left cut by the
-    liver outline (``lesion_cut_fraction``), and the most near misses around a lesion found much
-    smaller than they are (``lesion_found_in_part_ml``).
+    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), and the largest share of a found lesion's boundary left cut by the
+    liver outline (``lesion_cut_fraction``).
 
     Parameters
     ----------
@@ -113,7 +110,7 @@ def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     Returns
     -------
     list of dict
-        Four checks: name, value, limit, passed, and the reason to show when failed.
+        Three checks: name, value, limit, passed, and the reason to show when failed.
     """
     near = [e for e in tinfo["near_misses"]
             if e["rule"] in p.near_miss_rules and not e["touches_lesion"] and e["margin"] <= p.max_near_miss_margin]
@@ -123,7 +120,6 @@ def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     dark = max(blobs, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "contrast_hu": 0.0})
     cut = max(tinfo.get("cut_lesions", []), key=lambda e: e["cut_fraction"], default={"cut_fraction": 0.0, "volume_ml": 0.0})
     frac = cut["cut_fraction"]
-    part_ml, part_of_ml = _found_in_part(tinfo["near_misses"], p)
     return [
         _check("lesion_near_miss_ml", vol, p.max_near_miss_ml, vol < p.max_near_miss_ml,
                f"a {vol:.0f} mL lesion candidate was rejected by a small margin ({worst['rejected']}): "
@@ -134,30 +130,7 @@ def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
         _check("lesion_cut_fraction", frac, p.max_cut_fraction, frac < p.max_cut_fraction,
                f"a {cut['volume_ml']:.0f} mL lesion is cut by the liver outline on {frac:.0%} of its boundary, its outer "
                "part not recovered: check the lesion and the liver outline where it bulges"),
-        _check("lesion_found_in_part_ml", part_ml, p.max_part_ml, part_ml < p.max_part_ml,
-               f"a {part_of_ml:.1f} mL lesion was found among {part_ml:.0f} mL of rejected candidates around it: it may be "
-               "the found part of a larger lesion; check the lesion"),
     ]
-
-
-def _found_in_part(near_misses: list[dict], p: SelfCheckParams) -> tuple[float, float]:
-    """The largest volume (mL) of near misses (of ``near_miss_rules``, any margin recorded, each
-    candidate once) touching one found lesion, counted when at least ``min_part_ratio`` times that
-    lesion's volume (a halo around a lesion found is about its size; a lesion found in part, as a
-    heterogeneous one, leaves larger rejected candidates around the piece found), and that
-    lesion's volume (mL). Near misses recorded before ``touched_lesion`` was: none."""
-    around: dict[int, dict] = {}
-    for e in near_misses:
-        k = e.get("touched_lesion", 0)
-        if k and e["rule"] in p.near_miss_rules:
-            around.setdefault(k, {})[(e["volume_ml"], tuple(e["centroid_index"]))] = e
-    worst = (0.0, 0.0)
-    for group in around.values():
-        total = round(sum(e["volume_ml"] for e in group.values()), 2)
-        lesion_ml = next(iter(group.values()))["touched_lesion_ml"]
-        if total >= p.min_part_ratio * lesion_ml and total > worst[0]:
-            worst = (total, lesion_ml)
-    return worst
 
 
 def _check(name: str, value, limit, passed: bool, reason: str) -> dict:

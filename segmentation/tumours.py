@@ -345,13 +345,9 @@ def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: Tu
     """The near misses, largest first, each with its centroid (full-grid voxel index) and whether
     it overlaps or lies within ``near_miss_touch_mm`` of a lesion kept (``labels``: the final
     lesions on the liver's box): such a candidate is part of, or a halo around, a lesion found,
-    not a lesion missed. A candidate that touches records which lesion (``touched_lesion``: the
-    label most of its neighbourhood holds) and that lesion's volume (``touched_lesion_ml``): a
-    small lesion touched by larger candidates may be the found part of a larger lesion."""
-    sp = grid.spacing_mm
-    lab = _grid._blocks(labels, grid.factors).max(axis=(1, 3, 5)).astype(labels.dtype)  # a lesion if any of its voxels is
-    kept = morph.dilate(lab > 0, p.near_miss_touch_mm, sp) if lab.any() else lab > 0
-    lesion_ml = np.bincount(labels.ravel()) * voxel_volume_ml(sp) / np.prod(grid.factors)
+    not a lesion missed."""
+    kept = _grid.block_mean(labels > 0, grid.factors) > 0
+    kept = morph.dilate(kept, p.near_miss_touch_mm, grid.spacing_mm) if kept.any() else kept
     f = np.asarray(grid.factors, float)
     offset = np.array([b.start for b in grid.box], float)
     out = []
@@ -360,16 +356,6 @@ def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: Tu
         centre = np.argwhere(comp).mean(axis=0) + [w.start for w in win]
         e["centroid_index"] = [round(float(v), 1) for v in (centre + 0.5) * f - 0.5 + offset]
         e["touches_lesion"] = bool(np.any(kept[win] & comp))
-        e["touched_lesion"], e["touched_lesion_ml"] = 0, 0.0
-        if e["touches_lesion"]:
-            around = _lesion_window(lab, win, p.near_miss_touch_mm, sp)
-            inner = tuple(slice(w.start - a.start, w.stop - a.start) for w, a in zip(win, around))
-            reach = np.zeros(lab[around].shape, bool)
-            reach[inner] = comp
-            held = np.bincount(lab[around][morph.dilate(reach, p.near_miss_touch_mm, sp)].ravel())
-            if len(held) > 1 and held[1:].any():
-                k = int(held[1:].argmax()) + 1
-                e["touched_lesion"], e["touched_lesion_ml"] = k, round(float(lesion_ml[k]), 2)
         out.append(e)
     return sorted(out, key=lambda e: -e["volume_ml"])
 
