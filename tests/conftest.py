@@ -77,7 +77,6 @@ SLOW = (
     "test_report_html.py::test_report_loads_in_headless_chromium",
     "test_report_html.py::test_viewer_state_from_link",
     "test_report_html.py::test_write_plan_visuals_bundle",
-    "test_segmentation.py::test_cli_segment_as_subprocess_writes_all_outputs_on_the_input_grid",
     "test_segmentation.py::test_head_like_scan_is_rejected",
     "test_segmentation.py::test_ircadb_01_on_thick_slices",
     "test_segmentation.py::test_ircadb_01_study",

@@ -8,9 +8,8 @@ benchmark (all cases, time, memory) is bench/bench_segmentation.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -21,8 +20,6 @@ from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.pipeline.cli import main
 from hepatoplan.segmentation import segment_liver, segment_study, segment_tumours, segment_vessels
 from hepatoplan.segmentation import _morph as morph
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _dice(a, b):
@@ -70,9 +67,32 @@ def phantom():
 
 
 @pytest.fixture(scope="module")
-def phantom_study(phantom):
+def phantom_segment_run(phantom, tmp_path_factory):
+    """``hepatoplan segment`` run in-process on the phantom, once for the module: its exit status,
+    what it printed on stdout, its output folder, and the ``StudySegmentation`` it wrote (recorded
+    on its way out of ``segment_study``): the phantom's tests and the CLI's test share one
+    segmentation."""
+    import contextlib
+    import io as _io
+
+    import hepatoplan.segmentation as seg
+
     img, sp, _ = phantom
-    return segment_study(img, spacing_mm=sp)
+    tmp = tmp_path_factory.mktemp("segment")
+    _write_nifti(tmp / "ct.nii.gz", img, sp)
+    made = []
+    study = seg.segment_study
+    stdout = _io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.setattr(seg, "segment_study", lambda *a, **k: made.append(study(*a, **k)) or made[-1])
+        status = main(["segment", str(tmp / "ct.nii.gz"), "--out", str(tmp / "seg")])
+    return status, stdout.getvalue(), tmp / "seg", made
+
+
+@pytest.fixture(scope="module")
+def phantom_study(phantom_segment_run):
+    (result,) = phantom_segment_run[3]
+    return result
 
 
 # ----------------------------------------------------------------------------- phantoms
@@ -392,29 +412,24 @@ def _write_nifti(path: Path, img, sp):
     nib.save(nib.Nifti1Image(img, np.diag([*sp, 1.0])), str(path))
 
 
-def test_cli_segment_as_subprocess_writes_all_outputs_on_the_input_grid(tmp_path, phantom):
-    """``python -m hepatoplan.pipeline.cli segment`` in a fresh interpreter: exit 0, nothing printed; the
-    four masks on the input's grid (shape and affine), the phantom's liver found (Dice >= 0.93), and
-    segmentation.json with QC passed, the input's hash, the one tumour, the liver's volume and the
-    parameters that ran (the defaults)."""
+def test_cli_segment_writes_all_outputs_on_the_input_grid(phantom_segment_run, phantom):
+    """``hepatoplan segment`` (in-process; the module entry point as a subprocess is test_plan_cli's):
+    exit 0, nothing printed; the four masks on the input's grid (shape and affine), the phantom's
+    liver found (Dice >= 0.93), and segmentation.json with QC passed, the input's hash, the one
+    tumour, the liver's volume and the parameters that ran (the defaults)."""
     from hepatoplan.segmentation import SegmentationParams
 
     img, sp, truth = phantom
-    ct = tmp_path / "ct.nii.gz"
-    _write_nifti(ct, img, sp)
-    out = tmp_path / "seg"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hepatoplan.pipeline.cli", "segment", str(ct), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
+    status, stdout, out, made = phantom_segment_run
+    assert status == 0 and len(made) == 1
+    assert stdout == ""
     for name in ("liver.nii.gz", "tumours.nii.gz", "portal_vein.nii.gz", "hepatic_veins.nii.gz"):
         mask = nib.load(str(out / name))
         assert mask.shape == img.shape
         assert np.allclose(mask.affine, np.diag([*sp, 1.0]), atol=1e-4)
     liver = np.asanyarray(nib.load(str(out / "liver.nii.gz")).dataobj)
     assert _dice(liver, truth["liver"]) >= 0.93
+    assert np.array_equal(liver > 0, made[0].liver > 0)  # the files are the segmentation the phantom tests read
     rec = json.loads((out / "segmentation.json").read_text())
     assert rec["qc_passed"] is True
     assert rec["inputs"]["image"]["sha256"]
@@ -453,9 +468,19 @@ def test_cli_segment_bad_input_exit_2_and_no_output(tmp_path, capsys):
 # ----------------------------------------------------------------------------- real data
 
 
+@functools.cache
 def _load(case_dir, name):
+    """One IRCADb image, canonical, read once for the module's tests (read-only: they share it)."""
     img = nib.as_closest_canonical(nib.load(str(case_dir / f"{name}.nii.gz")))
-    return np.ascontiguousarray(img.dataobj), tuple(float(z) for z in img.header.get_zooms())
+    array = np.ascontiguousarray(img.dataobj)
+    array.setflags(write=False)
+    return array, tuple(float(z) for z in img.header.get_zooms())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_loaded_images():
+    yield
+    _load.cache_clear()
 
 
 def _mean_label_dice(a, b, labels=range(1, 9)):
