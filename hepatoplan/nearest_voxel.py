@@ -15,8 +15,8 @@ import and 0.4 s first call per process, paid at the first call, not at this mod
 
 Two routes, one answer: arrays of at most :data:`SCIPY_MAX_VOXELS` voxels take scipy's transform itself
 unless the compiled one is already loaded in this process (Couinaud's vessel painting on its ~1.2 mm grid:
-0.6-2.7 M voxels, scipy 0.05-0.33 s of CPU against the compiled route's 1.5 s cold, almost all of it numba's
-import and cache load); larger arrays (the vascular analysis's liver boxes) take the compiled one.
+0.6-2.7 M voxels: scipy 0.15-0.33 s of CPU on IRCADb 08, 09, 12 against 0.41-0.55 s for the compiled route's
+first call in a process, most of it numba's import and cache load); larger arrays (the vascular analysis's liver boxes) take the compiled one.
 
 A k-d tree route for small queries (no numba) was tried in the seventh stop and removed: its rule
 among equidistant voxels ranked them by their float distances, which differ by one ulp between
@@ -37,8 +37,8 @@ from hepatoplan.errors import InputError
 SCIPY_MAX_VOXELS = 4_000_000
 """Arrays up to this size take scipy's transform when the compiled route is not loaded yet: scipy costs
 about 0.1 s of CPU per million voxels (and 12 bytes of indices per voxel), the compiled route's first call in
-a process about 1.5 s (IRCADb 12's vessel box, 2.65 M voxels: scipy 0.29 s; bench/RESULTS.md, "Couinaud
-segments from one combined vessel mask", eighth stop)."""
+a process about 0.4-0.55 s (IRCADb 12's vessel box, 2.65 M voxels: scipy 0.18-0.26 s; bench/RESULTS.md,
+"Couinaud segments from one combined vessel mask", eighth stop)."""
 
 
 def nearest_voxel(mask: np.ndarray, *, spacing_mm, at: np.ndarray) -> np.ndarray:
