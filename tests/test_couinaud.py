@@ -452,8 +452,11 @@ def test_plan_records_the_couinaud_parameters(tmp_path):
 
 
 def _load(d: Path, name):
-    img = nib.as_closest_canonical(nib.load(str(d / f"{name}.nii.gz")))
-    return np.ascontiguousarray(img.dataobj), tuple(float(s) for s in img.header.get_zooms()[:3])
+    """One IRCADb file, canonical, as the CLI reads it (about 7x less CPU than nibabel's gzip reader)."""
+    from hepatoplan.pipeline.io import read_labels
+
+    v = read_labels(d / f"{name}.nii.gz", name=name)
+    return v.array, tuple(v.spacing_mm)
 
 
 @pytest.mark.parametrize("case, min_mean, min_hemi", [("09", 0.83, 0.92), ("05", 0.83, 0.92), ("04", 0.82, 0.92)])

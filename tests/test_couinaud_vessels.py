@@ -122,8 +122,11 @@ def test_cli_vessels_writes_the_trees_and_the_confidence(tmp_path, phantom, caps
 
 
 def _load(d: Path, name):
-    img = nib.as_closest_canonical(nib.load(str(d / f"{name}.nii.gz")))
-    return np.ascontiguousarray(img.dataobj) > 0, tuple(float(s) for s in img.header.get_zooms()[:3])
+    """One IRCADb file, canonical, as the CLI reads it (about 7x less CPU than nibabel's gzip reader)."""
+    from hepatoplan.pipeline.io import read_labels
+
+    v = read_labels(d / f"{name}.nii.gz", name=name)
+    return v.array, tuple(v.spacing_mm)
 
 
 def test_ircadb_02_from_the_combined_intrahepatic_mask(ircadb_dir):
@@ -160,11 +163,9 @@ def test_plan_with_one_combined_vessel_mask(tmp_path, phantom):
 
 def _case(ircadb_dir, case):
     d = ircadb_dir / case
-    liver, sp = _load(d, "liver")
-    portal, _ = _load(d, "portal_vein")
-    hepatic, _ = _load(d, "hepatic_veins")
-    ref = np.ascontiguousarray(nib.as_closest_canonical(nib.load(str(d / "couinaud_reference.nii.gz"))).dataobj)
-    return liver, portal, hepatic, (portal | hepatic) & liver, ref, sp
+    (liver, sp), (portal, _), (hepatic, _) = (_load(d, n) for n in ("liver", "portal_vein", "hepatic_veins"))
+    liver, portal, hepatic = liver > 0, portal > 0, hepatic > 0
+    return liver, portal, hepatic, (portal | hepatic) & liver, _load(d, "couinaud_reference")[0], sp
 
 
 def _combined_case(arrays, params=CouinaudParams()):
