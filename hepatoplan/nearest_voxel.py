@@ -16,7 +16,8 @@ import and 0.4 s first call per process, paid at the first call, not at this mod
 Two routes, one answer: arrays of at most :data:`SCIPY_MAX_VOXELS` voxels take scipy's transform itself
 unless the compiled one is already loaded in this process (Couinaud's vessel painting on its ~1.2 mm grid:
 0.6-2.7 M voxels: scipy 0.15-0.33 s of CPU on IRCADb 08, 09, 12 against 0.41-0.55 s for the compiled route's
-first call in a process, most of it numba's import and cache load); larger arrays (the vascular analysis's liver boxes) take the compiled one.
+first call in a process, most of it numba's import and cache load); larger arrays (the vascular analysis's liver
+boxes) take the compiled one.
 
 A k-d tree route for small queries (no numba) was tried in the seventh stop and removed: its rule
 among equidistant voxels ranked them by their float distances, which differ by one ulp between
