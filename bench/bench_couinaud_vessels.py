@@ -63,10 +63,9 @@ def bifurcation_constants(d: Path) -> np.ndarray:
     return np.array([b[0] - ivc[0], b[1] - ivc[1], float((z_mm < b[2]).mean())])
 
 
-def fold_params(constants: dict, case: str) -> CouinaudParams:
-    """CouinaudParams with the bifurcation constants averaged over every case but ``case``."""
+def fold_params(constants: dict, case: str, p: CouinaudParams = CouinaudParams()) -> CouinaudParams:
+    """``p`` with the bifurcation constants averaged over every case but ``case``."""
     right, ant, height = np.mean([v for c, v in constants.items() if c != case], axis=0)
-    p = CouinaudParams()
     return replace(p, separation=replace(p.separation, bifurcation_right_of_ivc_mm=float(right),
                                          bifurcation_anterior_of_ivc_mm=float(ant),
                                          bifurcation_height_fraction=float(height)))
@@ -143,18 +142,26 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="*", default=[f"{i:02d}" for i in range(1, 13)])
     ap.add_argument("--variant", choices=("native", "thick", "mirrored", "thinned"), default="native")
     ap.add_argument("--loo", action="store_true", help="leave-one-out over the bifurcation constants")
+    ap.add_argument("--separation", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="SeparationParams fields to try instead of the defaults (not with --write)")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args(argv)
+    if a.separation and a.write:
+        ap.error("--separation tries values: the table in bench/RESULTS.md is the defaults'")
+    base = CouinaudParams()
+    base = replace(base, separation=replace(base.separation, **{
+        k: float(v) for k, v in (item.split("=", 1) for item in a.separation)}))
     if not a.data.is_dir():
         print(f"no data at {a.data} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
     rows = {}
     constants = {c: bifurcation_constants(a.data / c) for c in a.cases} if a.loo else {}
     for c in a.cases:
-        rows[c] = run_case(a.data / c, a.variant, fold_params(constants, c) if a.loo else CouinaudParams())
+        rows[c] = run_case(a.data / c, a.variant, fold_params(constants, c, base) if a.loo else base)
         print(c, rows[c] if "error" in rows[c] else {k: v for k, v in rows[c].items() if k != "dice"}, flush=True)
     name = a.variant + (", leave-one-out" if a.loo else "")
-    text = table(rows, name, f"python bench/bench_couinaud_vessels.py --variant {a.variant}{' --loo' * a.loo} --write")
+    sep = f" --separation {' '.join(a.separation)}" if a.separation else " --write"
+    text = table(rows, name, f"python bench/bench_couinaud_vessels.py --variant {a.variant}{' --loo' * a.loo}{sep}")
     print(text)
     if a.write:
         write_section(text, name)

@@ -13,6 +13,12 @@ exact. The transform is Maurer, Qi and Raghavan's, compiled with numba
 (:mod:`hepatoplan.nearest_voxel_compiled`: 0.27 s on IRCADb 01's box, plus numba's one-off 0.2 s
 import and 0.4 s first call per process, paid at the first call, not at this module's import).
 
+Two routes, one answer: arrays of at most :data:`SCIPY_MAX_VOXELS` voxels take scipy's transform itself
+unless the compiled one is already loaded in this process (Couinaud's vessel painting on its ~1.2 mm grid:
+0.6-2.7 M voxels: scipy 0.15-0.33 s of CPU on IRCADb 08, 09, 12 against 0.41-0.55 s for the compiled route's
+first call in a process, most of it numba's import and cache load); larger arrays (the vascular analysis's liver
+boxes) take the compiled one.
+
 A k-d tree route for small queries (no numba) was tried in the seventh stop and removed: its rule
 among equidistant voxels ranked them by their float distances, which differ by one ulp between
 equidistant voxels; on the phantom's hepatic tree at 1.2 × 1.0 × 2.0 mm it took another voxel than
@@ -21,10 +27,19 @@ scipy (``bench/RESULTS.md``, "Nearest vessel voxel").
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+from scipy import ndimage
 
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
+
+SCIPY_MAX_VOXELS = 4_000_000
+"""Arrays up to this size take scipy's transform when the compiled route is not loaded yet: scipy costs
+about 0.1 s of CPU per million voxels (and 12 bytes of indices per voxel), the compiled route's first call in
+a process about 0.4-0.55 s (IRCADb 12's vessel box, 2.65 M voxels: scipy 0.18-0.26 s; bench/RESULTS.md,
+"Couinaud segments from one combined vessel mask", eighth stop)."""
 
 
 def nearest_voxel(mask: np.ndarray, *, spacing_mm, at: np.ndarray) -> np.ndarray:
@@ -57,5 +72,17 @@ def nearest_voxel(mask: np.ndarray, *, spacing_mm, at: np.ndarray) -> np.ndarray
                          f"{np.shape(at)}")
     mask = np.ascontiguousarray(mask, dtype=bool)
     at = np.ascontiguousarray(at, dtype=bool)
+    if mask.size <= SCIPY_MAX_VOXELS and "hepatoplan.nearest_voxel_compiled" not in sys.modules:
+        return scipys(mask, spacing, at)
     from hepatoplan.nearest_voxel_compiled import transform  # numba's import, at the first call only
     return transform(mask, at, *(float(s) for s in spacing))
+
+
+def scipys(mask: np.ndarray, spacing_mm, at: np.ndarray) -> np.ndarray:
+    """:func:`nearest_voxel` by ``scipy.ndimage.distance_transform_edt(~mask, return_indices=True)`` (the
+    reference; C-contiguous bool arrays, no checks)."""
+    if not mask.any():
+        return np.full(np.count_nonzero(at), -1, np.int32)
+    idx = ndimage.distance_transform_edt(~mask, sampling=spacing_mm, return_distances=False, return_indices=True)
+    flat = np.ravel_multi_index(tuple(i[at] for i in idx), mask.shape)
+    return np.searchsorted(np.flatnonzero(mask), flat).astype(np.int32)

@@ -1,5 +1,6 @@
-"""hepatoplan.nearest_voxel gives scipy's nearest voxel, equidistant ties included: many ties at once,
-real vessels, the phantom's one-ulp ties (random masks: tests/test_vascular.py)."""
+"""hepatoplan.nearest_voxel gives scipy's nearest voxel, equidistant ties included: its compiled route against
+scipy on many ties at once, real vessels, the phantom's one-ulp ties (random masks: tests/test_vascular.py); which
+route answers."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from hepatoplan import nearest_voxel as nv
 from hepatoplan.arrays import bounding_box
-from hepatoplan.nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel_compiled import transform
+
+
+def compiled(mask, *, spacing_mm, at):
+    return transform(np.ascontiguousarray(mask), np.ascontiguousarray(at), *(float(s) for s in spacing_mm))
 
 
 def _scipys(mask, spacing, at):
@@ -28,7 +34,7 @@ def test_a_voxel_with_many_equidistant_sites_takes_scipys():
     at = np.zeros_like(mask)
     at[2, 2, 2] = True
     spacing = (1.0, 1.0, 1.0)
-    np.testing.assert_array_equal(nearest_voxel(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
+    np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
 
 
 @pytest.mark.parametrize("case", ["04"])
@@ -46,7 +52,7 @@ def test_scipys_on_real_vessels(ircadb_dir, case):
     at = np.ascontiguousarray(at[box])
     for name in ("portal_vein", "hepatic_veins"):
         vessel = np.ascontiguousarray(mask(name)[box])
-        np.testing.assert_array_equal(nearest_voxel(vessel, spacing_mm=sp, at=at), _scipys(vessel, sp, at))
+        np.testing.assert_array_equal(compiled(vessel, spacing_mm=sp, at=at), _scipys(vessel, sp, at))
 
 
 @functools.cache
@@ -57,8 +63,31 @@ def _phantom_hepatic_and_liver():
     return study.hepatic > 0, tuple(study.spacing_mm), study.liver > 0
 
 
-def test_the_public_function_is_scipys_on_the_phantoms_exact_ties():
+def test_the_compiled_route_is_scipys_on_the_phantoms_exact_ties():
     """The phantom's hepatic tree and liver at 1.2 x 1.0 x 2.0 mm (straight tubes on a regular grid: equidistant
-    sites whose float distances differ by one ulp): nearest_voxel gives scipy's voxel everywhere."""
+    sites whose float distances differ by one ulp): the compiled route gives scipy's voxel everywhere."""
     mask, spacing, at = _phantom_hepatic_and_liver()
-    np.testing.assert_array_equal(nearest_voxel(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
+    np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
+
+
+def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch):
+    """At most SCIPY_MAX_VOXELS voxels: scipy's transform while the compiled module is not loaded (its first
+    call costs numba's import), the compiled one once it is; larger arrays the compiled one. Same answer."""
+    import sys
+    import types
+
+    rng = np.random.default_rng(0)
+    mask, at = rng.random((12, 9, 7)) < 0.05, rng.random((12, 9, 7)) < 0.5
+    sp = (0.7, 0.7, 2.0)
+    expected = _scipys(mask, sp, at)
+    calls = []
+    monkeypatch.setattr(nv, "scipys", lambda *a: calls.append("scipy") or _scipys(*a))
+    name = "hepatoplan.nearest_voxel_compiled"
+    monkeypatch.delitem(sys.modules, name)
+    np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
+    monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(
+        transform=lambda *a: calls.append("compiled") or transform(*a)))
+    np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
+    monkeypatch.setattr(nv, "SCIPY_MAX_VOXELS", mask.size - 1)
+    np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
+    assert calls == ["scipy", "compiled", "compiled"]

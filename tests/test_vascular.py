@@ -402,8 +402,11 @@ def test_an_anatomical_plane_across_the_bifurcation_does_not_divide_the_trunk(ph
 @pytest.mark.parametrize("seed", range(4))
 def test_nearest_voxel_is_scipys_feature_transform_voxel_for_voxel(seed):
     """Random masks (sparse to dense), anisotropic spacings with float32-rounded values as NIfTI
-    gives them: the same nearest voxel as scipy's exact transform, equidistant ties included."""
-    from hepatoplan.nearest_voxel import nearest_voxel
+    gives them: the compiled route's nearest voxel is scipy's exact transform's, equidistant ties included."""
+    from hepatoplan.nearest_voxel_compiled import transform
+
+    def nearest_voxel(mask, *, spacing_mm, at):
+        return transform(mask, np.ascontiguousarray(at), *spacing_mm)
 
     rng = np.random.default_rng(seed)
     for _ in range(40):
