@@ -39,7 +39,7 @@ def other_revision(rev: str, folder: Path) -> str:
     source = next(finder.glob("__editable___hepatoplan*_finder.py")).read_text()
     (folder / "other_finder.py").write_text(re.sub(re.escape(str(ROOT)), str(folder), source))
     return (f"import sys; sys.path.insert(0, {str(folder)!r}); "
-            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; "
             "import other_finder; other_finder.install()")
 
 
