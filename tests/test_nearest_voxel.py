@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from hepatoplan.arrays import bounding_box
-from hepatoplan.nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel import load_compiled, nearest_voxel
 
 
 def _scipys(mask, spacing, at):
@@ -62,3 +62,19 @@ def test_the_public_function_is_scipys_on_the_phantoms_exact_ties():
     sites whose float distances differ by one ulp): nearest_voxel gives scipy's voxel everywhere."""
     mask, spacing, at = _phantom_hepatic_and_liver()
     np.testing.assert_array_equal(nearest_voxel(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
+
+
+def test_load_compiled_loads_the_signature_every_call_uses():
+    """``plan`` loads the compiled transform ahead (``load_compiled``): later calls, on any shape and
+    spacing, use that one machine code; no second compilation."""
+    from hepatoplan.nearest_voxel_compiled import transform
+
+    load_compiled()
+    assert len(transform.signatures) == 1
+    rng = np.random.default_rng(5)
+    mask, at = rng.random((9, 7, 5)) < 0.1, rng.random((9, 7, 5)) < 0.6
+    expected = ndimage.distance_transform_edt(~mask, sampling=(0.7, 0.8, 2.5), return_indices=True)[1]
+    flat = np.ravel_multi_index(tuple(expected[:, at]), mask.shape)
+    numbers = np.searchsorted(np.flatnonzero(mask), flat)
+    assert np.array_equal(nearest_voxel(mask, spacing_mm=(0.7, 0.8, 2.5), at=at), numbers)
+    assert len(transform.signatures) == 1
