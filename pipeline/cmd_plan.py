@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from hepatoplan.errors import HepatoplanError, InputError
+from hepatoplan.nearest_voxel import load_compiled
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
@@ -202,14 +203,16 @@ def plan(options: PlanOptions) -> dict:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         vessel_meshes: list[Future] = []
 
-        def start_vessel_meshes(study: Study) -> None:
-            from .meshing import structure_meshes
+        def masks_read(study: Study) -> None:
+            if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
+                hashing.submit(load_compiled)  # numba's one-off beside the Couinaud segments, not in _vascular
+            if options.preview and (vessels := _vessels(study)):
+                from .meshing import structure_meshes
 
-            if vessels := _vessels(study):
                 vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
         study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs),
-                           on_masks=start_vessel_meshes if options.preview else None)
+                           on_masks=masks_read)
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,

@@ -342,12 +342,15 @@ def label_map(*, liver: np.ndarray, segments: np.ndarray | None, tumours: np.nda
     n_tumours = 0 if tumours is None else int(tumours.max(initial=0))
     dtype = np.uint8 if n_tumours + TUMOUR_LABEL_OFFSET < 256 else np.uint16
     labels = np.zeros(liver.shape, dtype)
-    kept = LIVER_KEPT_LABEL if segments is None else np.where(segments > 0, segments, LIVER_KEPT_LABEL)
-    np.copyto(labels, kept, where=liver, casting="unsafe")
+    box = bounding_box(liver)  # nothing but tumours lies outside it: written box by box
+    within, in_liver = labels[box], liver[box]
+    kept = LIVER_KEPT_LABEL if segments is None else np.where(segments[box] > 0, segments[box], LIVER_KEPT_LABEL)
+    np.copyto(within, kept, where=in_liver, casting="unsafe")
     if resected is not None:
-        np.add(labels, RESECTED_LABEL_OFFSET, out=labels, where=resected & liver)
-    if tumours is not None:
-        np.add(tumours, TUMOUR_LABEL_OFFSET, out=labels, where=tumours > 0, dtype=dtype,
+        np.add(within, RESECTED_LABEL_OFFSET, out=within, where=resected[box] & in_liver)
+    if tumours is not None and n_tumours:
+        box = bounding_box(tumours)
+        np.add(tumours[box], TUMOUR_LABEL_OFFSET, out=labels[box], where=tumours[box] > 0, dtype=dtype,
                casting="unsafe")
     return labels
 

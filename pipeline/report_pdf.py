@@ -169,9 +169,7 @@ class Browser:
                 pass
             process.wait()
             for _ in range(100):  # the helpers' exit: at most ~2 s
-                try:
-                    os.killpg(process.pid, 0)
-                except (ProcessLookupError, PermissionError):
+                if not group_running(process.pid):
                     break
                 time.sleep(0.02)
         for fd in ("_to_browser", "_from_browser"):
@@ -185,6 +183,32 @@ class Browser:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of the process group ``pgid`` is still running.
+
+    A killed browser's helpers are reparented to init and stay zombies (dead, their files closed)
+    until it reaps them: in a container whose init is slow at it, 1.5-2 s after the kill. Zombies
+    therefore do not count where ``/proc`` tells them apart (Linux); elsewhere the group counts
+    until it is gone.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        state, _, group = text[text.rindex(")") + 2:].split()[:3]  # after "pid (comm) "
+        if int(group) == pgid and state not in ("Z", "X"):
+            return True
+    return False
 
 
 def start_browser() -> Browser | None:

@@ -343,3 +343,18 @@ def test_cli_turns_numpys_huge_pages_off_unless_the_environment_says(monkeypatch
         assert multiarray._set_madvise_hugepage(True) is False
     finally:
         multiarray._set_madvise_hugepage(before)
+
+
+def test_cli_freezes_the_objects_left_at_exit_once():
+    """``main`` registers ``gc.freeze`` at exit (Python's finalization then skips its full collections),
+    once however often it runs; in-process the collector is untouched until the interpreter exits."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, gc; from hepatoplan.pipeline import cli; "
+            "atexit.register(lambda: print('frozen at exit', gc.get_freeze_count() > 0)); "
+            "n = atexit._ncallbacks(); cli.main([]); cli.main([]); "
+            "print('registered', atexit._ncallbacks() - n, 'frozen now', gc.get_freeze_count() > 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == ["registered 1 frozen now False", "frozen at exit True"]

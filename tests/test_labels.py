@@ -116,3 +116,23 @@ def test_label_map_scheme_round_trip():
     many = np.zeros(shape, np.uint16)
     many.flat[:300] = np.arange(1, 301)
     assert L.label_map(liver=liver, segments=None, tumours=many, resected=None).dtype == np.uint16
+
+
+def test_label_map_outside_the_livers_box():
+    """label_map works in the liver's box: segments and resection outside the liver stay 0, a tumour
+    outside the liver (and its box) is labelled; the same as the voxelwise scheme everywhere."""
+    rng = np.random.default_rng(3)
+    shape = (14, 11, 9)
+    liver = np.zeros(shape, bool)
+    liver[4:9, 3:8, 2:6] = rng.random((5, 5, 4)) < 0.8
+    segments = rng.integers(0, 9, shape).astype(np.uint8)
+    resected = rng.random(shape) < 0.5
+    tumours = np.zeros(shape, np.uint8)
+    tumours[5, 4, 3], tumours[12, 1, 7] = 1, 2  # tumour 2 outside the liver's box
+    labels = L.label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
+    expected = np.where(liver, np.where(segments > 0, segments, L.LIVER_KEPT_LABEL)
+                        + L.RESECTED_LABEL_OFFSET * resected, 0)
+    expected = np.where(tumours > 0, tumours + L.TUMOUR_LABEL_OFFSET, expected)
+    np.testing.assert_array_equal(labels, expected)
+    assert labels[12, 1, 7] == 22 and not L.label_map(liver=np.zeros(shape, bool), segments=None, tumours=None,
+                                                        resected=None).any()

@@ -91,3 +91,17 @@ def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch)
     monkeypatch.setattr(nv, "SCIPY_MAX_VOXELS", mask.size - 1)
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
     assert calls == ["scipy", "compiled", "compiled"]
+
+
+def test_load_compiled_loads_the_signature_every_call_uses():
+    """``plan`` loads the compiled transform ahead (``load_compiled``): later calls, on any shape and
+    spacing, use that one machine code; no second compilation."""
+    nv.load_compiled()
+    assert len(transform.signatures) == 1
+    rng = np.random.default_rng(5)
+    mask, at = rng.random((9, 7, 5)) < 0.1, rng.random((9, 7, 5)) < 0.6
+    expected = ndimage.distance_transform_edt(~mask, sampling=(0.7, 0.8, 2.5), return_indices=True)[1]
+    flat = np.ravel_multi_index(tuple(expected[:, at]), mask.shape)
+    numbers = np.searchsorted(np.flatnonzero(mask), flat)
+    assert np.array_equal(nv.nearest_voxel(mask, spacing_mm=(0.7, 0.8, 2.5), at=at), numbers)
+    assert len(transform.signatures) == 1

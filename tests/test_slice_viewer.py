@@ -345,7 +345,7 @@ def _pdf_pages(path) -> list[tuple[float, float]]:
 
 @needs_chromium
 def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
-    from hepatoplan.pipeline.report_pdf import Browser, PdfPrint, print_to_pdf
+    from hepatoplan.pipeline.report_pdf import Browser, PdfPrint, group_running, print_to_pdf
 
     page = tmp_path / "page.html"
     page.write_text(_PAGES)
@@ -354,9 +354,9 @@ def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
         for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
             assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
         profile, group = browser._profile.name, browser._process.pid
-    # closed: no process of the browser's group left, its profile removed
-    with pytest.raises(ProcessLookupError):
-        os.killpg(group, 0)
+    # closed: no process of the browser's group running (zombies init has not reaped yet aside), its
+    # profile removed
+    assert not group_running(group)
     assert not os.path.exists(profile)
     cli = _pdf_pages(tmp_path / "cli.pdf")
     assert len(cli) == 3 and cli[0] == pytest.approx((595.92, 842.88), abs=1.0)  # A4 from the page's CSS
@@ -404,6 +404,31 @@ def test_no_browser_no_pdf_but_a_warning(tmp_path, monkeypatch):
     (warning,) = report["warnings"]
     assert warning.startswith("report.pdf not written: no Chromium or Chrome found") and "HEPATOPLAN_CHROMIUM" in warning
     assert "report.pdf not written" in (tmp_path / "report.html").read_text()
+
+
+def test_a_process_group_of_zombies_is_not_running():
+    """Browser.close waits for the helpers it killed, not for init to reap them: a group whose
+    processes are all zombies (dead, not yet reaped) no longer runs; a live one does."""
+    import signal
+    import time
+
+    from hepatoplan.pipeline.report_pdf import group_running
+
+    live = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    done = subprocess.Popen(["true"], start_new_session=True)
+    try:
+        assert group_running(live.pid)
+        for _ in range(500):  # until ``true`` has exited: a zombie of this process, not reaped yet
+            with open(f"/proc/{done.pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        os.killpg(done.pid, 0)  # the group still exists ...
+        assert not group_running(done.pid)  # ... but nothing in it runs
+    finally:
+        os.killpg(live.pid, signal.SIGKILL)
+        live.wait(), done.wait()
+    assert not group_running(live.pid) and not group_running(done.pid)
 
 
 # ---- the demo and IRCADb 01: the overlay on the CT, pixel by pixel -----------------------------------
