@@ -16,7 +16,8 @@ Corpus (fixed seeds; lesion synthesis in ``bench/lesion_insertion.py``):
 Each run inserts six lesions, one per size class (0.5-1, 1-2.5, 2.5-5, 5-15, 15-50, 50-150 mL,
 log-uniform within), each of another kind (hypodense, faint, necrotic, rim, heterogeneous,
 hyperdense), at a position drawn among deep / subcapsular / bulging / perivascular, then runs
-``segment_study`` in this process and scores against the truth:
+``segment_study`` on the CT rounded to whole HU (as a scanner writes it; ``--float-hu``: the blend's
+fractions kept, as before the ninth stop) in this process and scores against the truth:
 
 * a lesion is *found* when the predicted tumours cover at least 25 % of its voxels; ``split`` counts
   the predicted lesions overlapping it (a heterogeneous lesion should be one);
@@ -237,9 +238,11 @@ def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
     return row
 
 
-def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None) -> dict:
+def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None, *, integer_hu: bool = True) -> dict:
     ct, truth, lesions, n_real = make_run(case, seed)
     ct, truth, spacing = degrade(variant_name, ct, truth, case.spacing)
+    if integer_hu:  # what a scanner writes: the blend, the averaged slices and the added noise leave fractions of a HU
+        ct = np.rint(ct)
     row = {"case": case.name, "seed": seed, "variant": variant_name}
     t = time.perf_counter()
     try:
@@ -458,6 +461,9 @@ def main(argv=None) -> int:
                          "running; a run in several files: the last file's")
     ap.add_argument("--redo-dark-regions", type=Path, metavar="DIR",
                     help="with --load: the dark regions of each run from its saved arrays (--save DIR) with this code")
+    ap.add_argument("--float-hu", action="store_true",
+                    help="segment the CT as the insertion left it (fractions of a HU), as before the ninth stop; by "
+                         "default it is rounded to whole HU, as every scanner writes it")
     ap.add_argument("--choose-limits", action="store_true",
                     help="also choose the self-check's limits from the runs' near misses, leave-one-scan-out")
     args = ap.parse_args(argv)
@@ -484,7 +490,7 @@ def main(argv=None) -> int:
                 continue
             if case not in cases:
                 cases[case] = Case(case)
-            row = run_one(cases[case], seed, var, args.save)
+            row = run_one(cases[case], seed, var, args.save, integer_hu=not args.float_hu)
             rows[split].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "lesions"}, default=str), file=sys.stderr, flush=True)
             if args.json:  # after every run: a long benchmark stopped early keeps what it measured

@@ -537,19 +537,23 @@ def test_ircadb_01_study(ircadb_dir):
 
 def test_ircadb_01_on_thick_slices(ircadb_dir):
     """Case 01 averaged to 3.2 mm slices (as many clinical CTs are): the liver holds up, and the
-    Couinaud segments from the automatic masks too (measured: liver 0.937, Couinaud 0.798; 0.381
-    before a 16 mm piece of IVC at the dome stopped giving the IVC axis a slope)."""
+    Couinaud segments from the automatic liver and vessels too (measured: liver 0.936, Couinaud
+    0.810; 0.381 before a 16 mm piece of IVC at the dome stopped giving the IVC axis a slope).
+    The tumour search is left out (the whole study on thick slices is the insertion benchmark's
+    degraded runs): segment_study gives liver 0.939, Couinaud 0.822 for 3 s more CPU."""
     from hepatoplan.couinaud import segment_couinaud
 
     ct, sp = _load(ircadb_dir / "01", "ct")
     n = ct.shape[2] // 2 * 2
     thick = lambda a: a[..., :n].astype(np.float32).reshape(a.shape[:2] + (n // 2, 2)).mean(axis=3)  # noqa: E731
     sp2 = (sp[0], sp[1], 2 * sp[2])
-    res = segment_study(thick(ct), spacing_mm=sp2)
-    assert _dice(res.liver, thick(_load(ircadb_dir / "01", "liver")[0] > 0) > 0.5) >= 0.93
+    image = thick(ct)
+    liver, _ = segment_liver(image, spacing_mm=sp2)
+    assert _dice(liver, thick(_load(ircadb_dir / "01", "liver")[0] > 0) > 0.5) >= 0.93
+    portal, hepatic, _ = segment_vessels(image, liver, spacing_mm=sp2)
     ref = _load(ircadb_dir / "01", "couinaud_reference")[0]
     ref2 = ref[..., :n].reshape(ref.shape[:2] + (n // 2, 2))[..., 0]  # one of each pair of slices
-    cou = segment_couinaud(res.liver, res.portal_vein, res.hepatic_veins, spacing_mm=sp2)
+    cou = segment_couinaud(liver, portal, hepatic, spacing_mm=sp2)
     assert _mean_label_dice(cou.labels, ref2) >= 0.75
 
 
