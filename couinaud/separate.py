@@ -223,9 +223,11 @@ def _seeds(g, rs, directions, liver, ivc, sp, params: SeparationParams):
             hepatic[i[np.argmin(rho[i])]] = True
     front = (y > ay) & (rho > r_ivc + params.portal_seed_ring_mm) & ~hepatic
     portal = front & (z <= height(params.portal_seed_max_height_fraction)) & (rs >= params.portal_seed_min_radius_mm)
-    # the portal branches leave the hilum across the liver; a cranio-caudal vessel there is a hepatic
-    # vein on its way up to the IVC skimming the surface
-    portal &= np.abs(directions[:, 2]) <= params.portal_seed_max_vertical_cos
+    # the portal branches leave the hilum across the liver; a cranio-caudal vessel away from the hilum
+    # is a hepatic vein on its way up to the IVC skimming the surface (near it, the trunk's cut end)
+    bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
+    near_hilum = np.linalg.norm(g.xyz_mm - bifurcation, axis=1) <= params.portal_seed_vertical_beyond_mm
+    portal &= (np.abs(directions[:, 2]) <= params.portal_seed_max_vertical_cos) | near_hilum
     portal[portal] = _depth_in_liver_at_most(liver, g.ijk[portal], rs[portal] + params.cut_end_depth_margin_mm, sp)
     if not portal.any() and front.any():  # no cut end (the mask holds the trunk): its thickest node
         portal[np.nonzero(front)[0][np.argmax(rs[front])]] = True
