@@ -390,8 +390,11 @@ def _umbilical_plane(k: _Landmarks, p: UmbilicalParams) -> tuple[np.ndarray, flo
     return U, angle, w_umb, z_left
 
 
-def _boundaries(k: _Landmarks, g: _Grids, params: CouinaudParams, warnings: list) -> tuple[Boundaries, dict]:
-    """The division's planes from the landmarks, and the JSON record of how each was decided."""
+def _boundaries(k: _Landmarks, g: _Grids, params: CouinaudParams, warnings: list, *,
+                separated: bool = False) -> tuple[Boundaries, dict]:
+    """The division's planes from the landmarks, and the JSON record of how each was decided.
+    ``separated``: the trees were separated from one combined mask (the transverse planes then lean
+    more on the sections' shares, ``transverse.share_height_weight_separated``)."""
     sc, up = params.scissurae, params.umbilical
     s = _scissurae(k, sc, params.hepatic.min_trunk_separation_deg, warnings)
     U, umb_angle, w_umb, z_left = _umbilical_plane(k, up)
@@ -406,7 +409,7 @@ def _boundaries(k: _Landmarks, g: _Grids, params: CouinaudParams, warnings: list
     right_shift_mm = (1.0 - s["w_right"]) * _vein_band_offset_mm(vein_mm, ivc_at_b, s["right_angle"], ivc_at_b,
                                                                  r_ivc, z_min, voxel_ml, sc)
     # a liver cut by the scan's first or last slice has incomplete sections: no share heights
-    w_share = params.transverse.share_height_weight
+    w_share = params.transverse.share_height_weight_separated if separated else params.transverse.share_height_weight
     if np.any(g.liver[:, :, 0]) or np.any(g.liver[:, :, -1]):
         w_share = 0.0
         warnings.append("the liver reaches the first or last axial slice of the scan: the transverse planes "
@@ -617,9 +620,9 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 
 
 def _divide(g: _Grids, k: _Landmarks, shape, params: CouinaudParams, *, split_segment_4: bool,
-            warnings: list) -> CouinaudResult:
+            warnings: list, separated: bool = False) -> CouinaudResult:
     """Boundaries and labels from the landmarks, as a result on the input's grid."""
-    bd, methods = _boundaries(k, g, params, warnings)
+    bd, methods = _boundaries(k, g, params, warnings, separated=separated)
     out = np.zeros(shape, np.uint8)
     out[g.box][g.inner] = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=warnings)
     return CouinaudResult(out, _landmarks_record(k, g, bd), methods, warnings, float("nan"), params)
@@ -668,7 +671,7 @@ def segment_couinaud_from_vessels(liver, vessels, *, spacing_mm, split_segment_4
         warnings.append(f"vessel separation confidence {sep.confidence:.2f}{why}: check portal_vein / hepatic_veins; "
                         "separate masks give a more reliable division")
     k = _portal_rooted_landmarks(g, sep, params, warnings)
-    res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings)
+    res = _divide(g, k, liver.shape, params, split_segment_4=split_segment_4, warnings=warnings, separated=True)
     res.portal, res.hepatic = _full_resolution(sep.labels, g, inside, liver.shape)
     res.landmarks["vessel_separation"] = {**sep.record, "ivc": "inferred from the liver's dorsal groove and the "
                                           "vessels' course (not in the mask)"}

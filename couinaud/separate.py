@@ -199,9 +199,10 @@ def _alignment(g: SkeletonGraph, directions: np.ndarray, target_mm: np.ndarray) 
     return np.abs((directions * v).sum(axis=1)) / np.maximum(np.linalg.norm(v, axis=1), 1e-6)
 
 
-def _seeds(g, rs, liver, ivc, sp, params: SeparationParams):
+def _seeds(g, rs, directions, liver, ivc, sp, params: SeparationParams):
     """Boolean node masks of the hepatic roots (near the IVC, upper liver) and the portal roots
-    (thick cut ends at the hilum), and the hilum point (the thickest portal root)."""
+    (thick cut ends at the hilum, not running cranio-caudally), and the hilum point (the thickest
+    portal root)."""
     x, y, z = g.xyz_mm.T
     ax, ay = ivc.xy_at(z)
     rho = np.hypot(x - ax, y - ay)
@@ -222,6 +223,11 @@ def _seeds(g, rs, liver, ivc, sp, params: SeparationParams):
             hepatic[i[np.argmin(rho[i])]] = True
     front = (y > ay) & (rho > r_ivc + params.portal_seed_ring_mm) & ~hepatic
     portal = front & (z <= height(params.portal_seed_max_height_fraction)) & (rs >= params.portal_seed_min_radius_mm)
+    # the portal branches leave the hilum across the liver; a cranio-caudal vessel away from the hilum
+    # is a hepatic vein on its way up to the IVC skimming the surface (near it, the trunk's cut end)
+    bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
+    near_hilum = np.linalg.norm(g.xyz_mm - bifurcation, axis=1) <= params.portal_seed_vertical_beyond_mm
+    portal &= (np.abs(directions[:, 2]) <= params.portal_seed_max_vertical_cos) | near_hilum
     portal[portal] = _depth_in_liver_at_most(liver, g.ijk[portal], rs[portal] + params.cut_end_depth_margin_mm, sp)
     if not portal.any() and front.any():  # no cut end (the mask holds the trunk): its thickest node
         portal[np.nonzero(front)[0][np.argmax(rs[front])]] = True
@@ -272,9 +278,9 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     if g.n < 10:
         raise NotComputableError("the vessel mask is too small to build a vessel tree (fewer than 10 skeleton voxels)")
     rs, near = _smoothed_radius(g)
-    hep_seed, por_seed, hilum, z_conf = _seeds(g, rs, liver, ivc, sp, params)
-    confluence = np.array([*ivc.xy_at(z_conf), z_conf])
     directions = _directions(g, near)
+    hep_seed, por_seed, hilum, z_conf = _seeds(g, rs, directions, liver, ivc, sp, params)
+    confluence = np.array([*ivc.xy_at(z_conf), z_conf])
     a = g.adjacency.tocoo()
     rr = np.maximum(rs, 0.5)
     step = a.data * 0.5 * (rr[a.row] ** -params.radius_cost_power + rr[a.col] ** -params.radius_cost_power)

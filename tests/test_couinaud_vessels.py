@@ -208,3 +208,31 @@ def test_ircadb_06_rootless_piece_rooted_near_the_ivc(ircadb_06):
     assert ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean() >= 0.9
     assert "implausible" not in res.landmarks["vessel_separation"]
     assert res.landmarks["vessel_separation"]["confidence"] >= 0.5
+
+
+def test_no_portal_root_on_a_cranio_caudal_vessel_at_the_surface():
+    """A hepatic vein running up along the visceral surface passes for a cut end at the hilum (IRCADb 08,
+    12): with ``portal_seed_max_vertical_cos`` its nodes are no portal roots; a vessel leaving the liver
+    across its surface still is one."""
+    from hepatoplan.couinaud.graph import skeleton_graph
+    from hepatoplan.couinaud.landmarks import IVCAxis
+    from hepatoplan.couinaud.params import SeparationParams
+    from hepatoplan.couinaud.separate import _directions, _seeds, _smoothed_radius
+
+    sp = np.ones(3)
+    liver = np.ones((80, 80, 80), bool)
+    vessels = np.zeros_like(liver)
+    i, j, k = np.ogrid[:80, :80, :80]
+    vessels |= ((j - 60) ** 2 + (k - 30) ** 2 <= 9) & (i <= 30)  # across, cut by the surface x = 0
+    vessels |= ((i - 76) ** 2 + (j - 60) ** 2 <= 9) & (k >= 5) & (k <= 50)  # up along the surface x = 79
+    vessels |= ((i - 40) ** 2 + (k - 70) ** 2 <= 4) & (j >= 12) & (j <= 30)  # a hepatic root by the IVC
+    ivc = IVCAxis(np.zeros(2), np.array([40.0, 5.0]), 10.0, (0.0, 79.0), np.array([[40.0, 5.0, 40.0]]))
+    g = skeleton_graph(vessels, sp)
+    rs, near = _smoothed_radius(g)
+    directions = _directions(g, near)
+    up_the_surface = g.xyz_mm[:, 0] > 70
+    for cos, expected in ((1.0, True), (0.85, False)):
+        params = replace(SeparationParams(), portal_seed_max_vertical_cos=cos)
+        _, portal, _, _ = _seeds(g, rs, directions, liver, ivc, sp, params)
+        assert portal[g.xyz_mm[:, 0] < 10].any()
+        assert portal[up_the_surface].any() == expected
