@@ -322,19 +322,20 @@ def _independent_wedge_fraction(liver, tumours, spacing, margin_mm):
     the 0.5 level of the trilinearly interpolated mask (:func:`_trilinear_thirds`, checked against scipy's
     ``map_coordinates``), the margin a
     Euclidean distance on the sub-sampled grid (the exact EDT of the ``edt`` package), the share the
-    sub-samples within it."""
+    sub-samples within it. Each tumour is looked at in its own box (``ndimage.find_objects``) grown by
+    the margin."""
     import edt
 
     sp = np.asarray(spacing, float)
     fine_sp = sp / 3
     frac = np.zeros(liver.shape, np.float32)
-    for i in np.setdiff1d(np.unique(tumours), [0]):
-        t = tumours == i
-        nz = np.argwhere(t)
-        pad = np.ceil((margin_mm + 2 * sp.max()) / sp).astype(int) + 1
-        lo = np.maximum(nz.min(0) - pad, 0)
-        hi = np.minimum(nz.max(0) + 1 + pad, t.shape)
-        crop = t[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+    pad = np.ceil((margin_mm + 2 * sp.max()) / sp).astype(int) + 1
+    for i, found in enumerate(ndimage.find_objects(tumours), start=1):
+        if found is None:
+            continue
+        lo = np.maximum([s.start for s in found] - pad, 0)
+        hi = np.minimum([s.stop for s in found] + pad, tumours.shape)
+        crop = (tumours[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == i).astype(np.float32)
         inside = _trilinear_thirds(crop) >= 0.5
         dist = edt.edt(~inside, anisotropy=tuple(fine_sp), parallel=1)  # exact; a seventh of scipy's CPU time here
         within = dist <= margin_mm + fine_sp.mean() / 2  # distance to the surface, not to a centre
