@@ -280,7 +280,11 @@ def _affected_weight(weight, affected, others, sp):
     todo = np.arange(len(pts))
     for block in np.array([(16, 16, 8), (8, 8, 4), (4, 4, 2), (2, 2, 1), (1, 1, 1)]):
         grid = -(-np.array(weight.shape) // block)
-        keys, inverse = np.unique(np.ravel_multi_index((pts[todo] // block).T, grid), return_inverse=True)
+        flat = np.ravel_multi_index((pts[todo] // block).T, grid)
+        occupied = np.zeros(int(np.prod(grid)), bool)  # np.unique's keys and inverse without its sort
+        occupied[flat] = True
+        keys = np.flatnonzero(occupied)
+        inverse = np.searchsorted(keys, flat)
         centres = (np.stack(np.unravel_index(keys, grid), axis=1) * block + (block - 1) / 2) * sp
         h = 0.5 * float(np.linalg.norm((block - 1) * sp))
         da, do = to_affected(centres, workers=-1)[0], to_others(centres, workers=-1)[0]
