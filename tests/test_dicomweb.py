@@ -1,10 +1,10 @@
 """DICOMweb: plan from a real Orthanc, store the DICOM-SEG and the SR back, fail cleanly.
 
 The real contrast series of ``../shared/data/totalsegmentator`` is uploaded with fresh UIDs (its
-own Study/Series UIDs are empty, which Orthanc refuses), in several copies: one planned from its
-URL and stored back, one without FrameOfReferenceUID, two for a batch. The masks are real too:
-the liver is TotalSegmentator's (matched to the series in physical space), split into eight
-octant "segments" around its centre, with two spherical "tumours" (so the plan has segments to
+own Study/Series UIDs are empty, which Orthanc refuses), in three copies: one planned from its
+URL and stored back, one without FrameOfReferenceUID, one for the other requests and a batch. The
+masks are real too: the liver is TotalSegmentator's (matched to the series in physical space), split
+into eight octant "segments" around its centre, with two spherical "tumours" (so the plan has segments to
 resect, a wedge that splits a segment, and tumours to measure).
 
 A few tests need no PACS: URL parsing, credential checks, and small local HTTP(S) servers that
@@ -302,10 +302,10 @@ def masks(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cases(pacs, masks, tmp_path_factory):
     """Copies of the real series with fresh UIDs, uploaded: ``round`` (planned from its URL and
-    stored back), ``nofor`` (no FrameOfReferenceUID), ``b`` and ``c`` (a batch); and the masks."""
+    stored back), ``nofor`` (no FrameOfReferenceUID), ``b`` (segment, cache, failures, a batch); and the masks."""
     root = tmp_path_factory.mktemp("series")
     out = {}
-    for name in ("round", "nofor", "b", "c"):
+    for name in ("round", "nofor", "b"):
         study, series = generate_uid(), generate_uid()
         files = copy_series_with_uids(SERIES_DIR, root / name, study_uid=study, series_uid=series,
                                       frame_of_reference_uid=None if name == "nofor" else "keep")
@@ -482,12 +482,13 @@ def test_server_failures_exit_2_with_one_line_nothing_stored_no_secret(failure, 
         assert len(tries) == dicomweb.DEFAULT_PARAMS.max_attempts, quick_retries
 
 
-def test_batch_of_three_urls_one_unknown(pacs, cases, env, tmp_path):
-    unknown = cases["c"]["url"].replace(cases["c"]["study"], generate_uid())
+def test_batch_of_two_urls_one_unknown(pacs, cases, env, tmp_path):
+    """The unknown series fails alone: the batch plans the other and stores its SEG and SR."""
+    unknown = cases["b"]["url"].replace(cases["b"]["study"], generate_uid())
     masks = cases["masks"]
     rows = ["id,ct,liver,segments,tumours,resect"] + [
         f"{sid},{url},{masks['liver']},{masks['segments']},{masks['tumours']},right-hepatectomy"
-        for sid, url in (("b", cases["b"]["url"]), ("missing", unknown), ("c", cases["c"]["url"]))]
+        for sid, url in (("missing", unknown), ("b", cases["b"]["url"]))]
     manifest = tmp_path / "cohort_in.csv"
     manifest.write_text("\n".join(rows) + "\n")
     out = tmp_path / "batch"
@@ -496,10 +497,10 @@ def test_batch_of_three_urls_one_unknown(pacs, cases, env, tmp_path):
     assert status == 1
     cohort = (out / "cohort.csv").read_text().splitlines()
     status_of = {line.split(",")[0]: line.split(",")[1] for line in cohort[1:]}
-    assert status_of == {"b": "ok", "missing": "failed", "c": "ok"}
+    assert status_of == {"missing": "failed", "b": "ok"}
     error = (out / "missing" / "error.txt").read_text()
     assert unknown in error and PASSWORD not in error
-    for sid in ("b", "c"):
+    for sid in ("b",):
         report = json.loads((out / sid / "report.json").read_text())
         assert report["dicomweb"]["stored"]["study_instance_uid"] == cases[sid]["study"]
         assert pacs.study_modalities(cases[sid]["study"]) == ["CT", "SEG", "SR"]
