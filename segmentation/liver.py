@@ -301,15 +301,13 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
     hi = med + p.window_k_sd * sd + p.window_margin_hu
     win = scan.body & (s > lo) & (s < hi)
     grad = _grid.gradient_magnitude(s, sp, p.gradient_sigma_mm)
-    # the core far on the patient's right is liver even where a lesion cuts it off from the rest
-    core_marker = core & (_right_of_body_mm(scan)[:, None, None] >= p.core_marker_min_right_mm)
     if p.texture_percentile:
         tmax = float(np.percentile(scan.texture[core], p.texture_percentile))
         win_t = win & (scan.texture < tmax)
         info["texture_max"] = round(tmax, 1)
-        liver_t = _compete(win_t, core & win_t, sp, grad, p, info, core_marker & win_t)
+        liver_t = _compete(win_t, core & win_t, sp, grad, p, info)
         win = win & morph.dilate(liver_t, p.regrow_mm, sp)
-    liver = _compete(win, core, sp, grad, p, info, core_marker & win)
+    liver = _compete(win, core, sp, grad, p, info)
     # enclose vessels and tumours
     liver = (morph.close(liver, p.closing_mm, sp, pad_vox=6) & (s > p.soft_tissue_min_hu)) | liver
     liver = morph.fill_holes(liver, per_slice=True)
@@ -322,18 +320,8 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
     return _CoarseLiver(scan.uncrop(liver), scan.uncrop(hypo), tuple(stats["window_hu"]), stats)
 
 
-def _right_of_body_mm(scan: _CoarseScan) -> np.ndarray:
-    """Per crop index along axis 0: how far right of the body's centre it lies (mm)."""
-    f = scan.factors[0]
-    full_index = (np.arange(scan.image.shape[0]) + scan.box[0].start + 0.5) * f - 0.5
-    return (full_index - scan.body_centre_x) * scan.spacing_mm[0] / f
-
-
-def _compete(win, core, sp, grad, p: LiverParams, info, core_marker) -> np.ndarray:
-    """Marker-controlled watershed: the liver core competes with every other thick organ.
-
-    The liver's marker is the eroded window's component holding most of ``core``, plus
-    ``core_marker`` where no other organ's marker lies (a piece of liver cut off by a lesion)."""
+def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:
+    """Marker-controlled watershed: the liver core competes with every other thick organ."""
     labels, n = morph.components(morph.erode(win, p.competitor_radius_mm, sp))
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     ov = np.bincount(labels[core], minlength=n + 1)
@@ -348,7 +336,6 @@ def _compete(win, core, sp, grad, p: LiverParams, info, core_marker) -> np.ndarr
         markers[labels == lab] = k
         k += 1
     markers[labels == liver_lab] = 2
-    markers[core_marker & (markers == 0)] = 2
     markers[morph.erode(~win, p.background_erosion_mm, sp)] = 1
     ws = _grid.watershed_from_markers(grad, markers, sp, fully_connected=False)
     info["markers"] = k - 1

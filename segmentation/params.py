@@ -83,14 +83,6 @@ class LiverParams:
         Chosen on IRCADb 01/07.
     min_competitor_ml : float
         Smaller cores are not markers. Implementation (noise specks).
-    core_marker_min_right_mm : float
-        The liver core's voxels at least this far right of the body's centre are part of the
-        liver's marker in the competition (where no other organ's marker lies): a lesion can cut
-        the eroded window's liver component in two, and the piece beyond it (the right lobe's
-        tip) then has no marker. Nearer the midline the core can hold other organs (IRCADb 07's
-        spleen, 01's bowel). Chosen leave-one-scan-out on the insertion benchmark's IRCADb 01 / 07
-        runs (bench/RESULTS.md, the tenth stop): 01 alone chooses 60; 07 alone 0 (flat from 0 to
-        60 within 0.001 Dice), which costs 01 0.019 mean liver Dice. 60 is the choice on 01.
     background_erosion_mm : float
         The outside of the intensity window, eroded by this, is the background marker.
         Implementation.
@@ -184,7 +176,6 @@ class LiverParams:
     gradient_sigma_mm: float = 1.5
     competitor_radius_mm: float = 8.0
     min_competitor_ml: float = 2.0
-    core_marker_min_right_mm: float = 60.0
     background_erosion_mm: float = 2.0
     regrow_mm: float = 11.0
     closing_mm: float = 8.0
