@@ -117,6 +117,26 @@ def test_fragmented_slice_fraction_counts_slices_in_pieces():
     assert fragmented_slice_fraction(mask, (2, 2, 1)) == pytest.approx(0.4)
 
 
+def test_the_watershed_floods_only_beside_the_unlabelled_voxels_with_the_same_labels():
+    """Markers covering most of the volume (as in the region competition and the snap): the watershed that
+    leaves out the markers with no unlabelled neighbour gives skimage's labels, voxel for voxel."""
+    from skimage.segmentation import watershed
+
+    from hepatoplan.segmentation.mr_liver import _watershed
+
+    rng = np.random.default_rng(3)
+    elevation = ndi.gaussian_filter(rng.random((40, 36, 12)), 1.5)
+    markers = np.zeros(elevation.shape, np.uint32)
+    markers[:, :, :] = 1
+    markers[8:32, 6:30, 2:10] = 0  # the band to flood
+    markers[14:26, 12:24, 4:8] = 2
+    markers[28:31, 6:9, 2:10] = 3  # a competing organ touching the outside
+    expected = watershed(elevation, markers, connectivity=1)
+    got = _watershed(elevation, markers)
+    assert len(np.unique(expected[markers == 0])) == 3  # every label floods some of the band
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_above_the_widest_slice_one_piece_rises():
     """Nesting on a 2.5 x 2.5 x 7.7 mm grid: a 40 x 40 voxel widest slice (z = 1) narrowing by 2
     voxels a side a slice above and below it, with a 6 x 6 voxel piece 2 voxels (5 mm) left of the liver on
