@@ -392,9 +392,10 @@ def test_chaos_t2_spir(case):
     mask, info = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)
     assert info["qc_passed"], info["qc_flags"]
     assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
-    assert _dice(mask, ref) >= 0.88
-    # 03 measures -8.7 % (its dark dome and posterior border, bench/RESULTS.md): the 7 % is not met
-    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.10
+    # the acceptance, Dice >= 0.90 and volume within 7 %: 0.915-0.955 and 01 / 02 / 05 +3.6 / +5.9 / -1.4 %;
+    # 03 0.901, -6.3 % (its dark dome, posterior border and caudate, bench/RESULTS.md: 0.005 of margin here)
+    assert _dice(mask, ref) >= 0.895
+    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.07
 
 
 def test_chaos_with_the_top_cut_off():
