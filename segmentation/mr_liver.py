@@ -69,8 +69,8 @@ Design choices, measured:
   the volume +32 % instead of -2 % (50 iterations: 30 s, 0.721). On the working grid (shrunk 2 in-plane, 3 levels
   of 20) it costs 2.9-11.2 s of CPU and moves the five development scans' mean Dice from 0.914 to 0.913; the dark
   dome of CHAOS 03 is no darker in its field than the liver beside it (0.01-0.02 log against 0.6-0.7: partial
-  volume with the lung, not coil sensitivity; tenth stop). The robust polynomial field of step 3 is fitted to the liver alone, in
-  milliseconds, plus a per-slice offset (2-D MR sequences vary from slice to slice: the CHAOS
+  volume with the lung, not coil sensitivity; tenth stop). The robust polynomial field of step 3 is fitted to
+  the liver alone, in milliseconds, plus a per-slice offset (2-D MR sequences vary from slice to slice: the CHAOS
   livers' slice medians vary by 13-24 %).
 * Edges on the working grid, not at full resolution: the full-resolution gradient averaged onto the grid
   scored CHAOS 02 0.874-0.912 depending on its scale by 0.25 mm (a knife edge), collapsed CHAOS 05 at
@@ -95,8 +95,9 @@ reaching across the midline) and marked ``unverified`` in ``qc_flags`` and ``sel
 Known limits (``bench/RESULTS.md``): on 7.7 mm slices the liver can leak into iso-intense
 mesenteric fat or bowel in front of its tip (CHAOS 02 +5.9 %, beside the tip of its right lobe: the contact
 is broad and the graph cut cannot move the border farther in than ``cut_core_mm``; the caudal core can take
-off a real tip's last slice where bowel as bright as it lies beneath: CHAOS 05 -1.4 %), and the liver's border at the dome and beside the caudate and IVC can be lost
-where it is darker than the window (CHAOS 03 -6.3 %, Dice 0.901); on the 60
+off a real tip's last slice where bowel as bright as it lies beneath: CHAOS 05 -1.4 %), and the liver's border
+at the dome and beside the caudate and IVC can be lost where it is darker than the window (CHAOS 03 -6.3 %,
+Dice 0.901); on the 60
 constructed variations the checks catch every result with Dice < 0.85, but their limits were chosen on
 those runs: check the mask.
 """
