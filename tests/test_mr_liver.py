@@ -117,6 +117,26 @@ def test_fragmented_slice_fraction_counts_slices_in_pieces():
     assert fragmented_slice_fraction(mask, (2, 2, 1)) == pytest.approx(0.4)
 
 
+def test_the_watershed_floods_only_beside_the_unlabelled_voxels_with_the_same_labels():
+    """Markers covering most of the volume (as in the region competition and the snap): the watershed that
+    leaves out the markers with no unlabelled neighbour gives skimage's labels, voxel for voxel."""
+    from skimage.segmentation import watershed
+
+    from hepatoplan.segmentation.mr_liver import _watershed
+
+    rng = np.random.default_rng(3)
+    elevation = ndi.gaussian_filter(rng.random((40, 36, 12)), 1.5)
+    markers = np.zeros(elevation.shape, np.uint32)
+    markers[:, :, :] = 1
+    markers[8:32, 6:30, 2:10] = 0  # the band to flood
+    markers[14:26, 12:24, 4:8] = 2
+    markers[28:31, 6:9, 2:10] = 3  # a competing organ touching the outside
+    expected = watershed(elevation, markers, connectivity=1)
+    got = _watershed(elevation, markers)
+    assert len(np.unique(expected[markers == 0])) == 3  # every label floods some of the band
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_above_the_widest_slice_one_piece_rises():
     """Nesting on a 2.5 x 2.5 x 7.7 mm grid: a 40 x 40 voxel widest slice (z = 1) narrowing by 2
     voxels a side a slice above and below it, with a 6 x 6 voxel piece 2 voxels (5 mm) left of the liver on
@@ -372,9 +392,10 @@ def test_chaos_t2_spir(case):
     mask, info = segment_liver_mr(vol.array, spacing_mm=vol.spacing_mm)
     assert info["qc_passed"], info["qc_flags"]
     assert info["mr_contrast"]["kind"].startswith("fat-suppressed T2")
-    assert _dice(mask, ref) >= 0.88
-    # 03 measures -8.7 % (its dark dome and posterior border, bench/RESULTS.md): the issue's 7 % is not met
-    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.10
+    # the issue's acceptance, Dice >= 0.90 and volume within 7 %: 0.915-0.955 and 01 / 02 / 05 +3.6 / +5.9 / -1.4 %;
+    # 03 0.901, -6.3 % (its dark dome, posterior border and caudate, bench/RESULTS.md: 0.005 of margin here)
+    assert _dice(mask, ref) >= 0.895
+    assert abs(np.count_nonzero(mask) / np.count_nonzero(ref) - 1.0) <= 0.07
 
 
 def test_chaos_with_the_top_cut_off():
