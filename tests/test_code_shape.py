@@ -30,3 +30,19 @@ def test_no_function_is_too_long_or_takes_too_many_parameters():
     too_many = [f"{path}:{f.lineno} {f.name} ({_parameters(f)} parameters)" for path, f in found
                 if _parameters(f) > MAX_PARAMETERS]
     assert not too_long and not too_many, "\n".join(too_long + too_many)
+
+
+def test_every_slow_entry_names_a_test_that_exists():
+    """A renamed test drops out of conftest's SLOW list silently: the quick loop grows unseen."""
+    from conftest import SLOW
+
+    tests_dir = Path(__file__).resolve().parent
+    stale = []
+    for entry in SLOW:
+        file_name, _, function = entry.partition("::")
+        path = tests_dir / file_name
+        functions = {node.name for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.FunctionDef)} if path.is_file() else set()
+        if not path.is_file() or (function and function not in functions):
+            stale.append(entry)
+    assert not stale, f"conftest.SLOW names tests that do not exist: {stale}"
