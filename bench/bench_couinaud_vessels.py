@@ -144,7 +144,7 @@ def run_case(d: Path, name: str, params: CouinaudParams = CouinaudParams()) -> d
     right = ((res_portal & portal) | (res_hepatic & hepatic))[vessels].mean()
     per = [dice(labels == k, ref == k) for k in range(1, 9)]
     return {"tree": float(right), "dice": per, "mean": float(np.nanmean(per)), "s": wall, "cpu_s": cpu,
-            "confidence": confidence, "slice_mm": sp[2],
+            "confidence": confidence, "slice_mm": sp[2], "warnings": list(warnings),
             "laterality_warned": any("laterality" in w for w in warnings)}
 
 

@@ -344,13 +344,20 @@ def _normal(angle_deg: float) -> np.ndarray:
     return np.array([-np.sin(a), np.cos(a)])
 
 
-def _scissurae(k: _Landmarks, p: ScissuraParams, min_separation_deg: float, warnings: list) -> dict:
+def _scissurae(k: _Landmarks, p: ScissuraParams, min_separation_deg: float, umb_angle: float,
+               warnings: list) -> dict:
     """Angles, hinge offset and confidences of the middle and right scissurae (before the vein band)."""
     t = k.trunks
     w_mid = _trunk_confidence(t.middle_deg, t.middle_in_plane_fraction, p)
     w_right = _trunk_confidence(t.right_deg, t.right_in_plane_fraction, p)
     mid_angle = p.prior_middle_deg + w_mid * ((t.middle_deg or 0.0) - p.prior_middle_deg)
     right_angle = p.prior_right_deg + w_right * ((t.right_deg or 0.0) - p.prior_right_deg)
+    if mid_angle > umb_angle - min_separation_deg:
+        # a "middle" trunk close to the umbilical fissure's course is the left hepatic vein's: keep segment 4 open
+        warnings.append(f"middle scissura turned to {umb_angle - min_separation_deg:.0f} deg to stay "
+                        f"{min_separation_deg:.0f} deg from the umbilical fissure (its trunk ran at "
+                        f"{mid_angle:.0f} deg, by the left hepatic vein's course)")
+        mid_angle = umb_angle - min_separation_deg
     if mid_angle < right_angle + min_separation_deg:
         # one trunk from the vessels, the other from its prior: keep the right anterior section open
         warnings.append(f"middle scissura turned to {right_angle + min_separation_deg:.0f} deg to stay "
@@ -396,8 +403,8 @@ def _boundaries(k: _Landmarks, g: _Grids, params: CouinaudParams, warnings: list
     ``separated``: the trees were separated from one combined mask (the transverse planes then lean
     more on the sections' shares, ``transverse.share_height_weight_separated``)."""
     sc, up = params.scissurae, params.umbilical
-    s = _scissurae(k, sc, params.hepatic.min_trunk_separation_deg, warnings)
     U, umb_angle, w_umb, z_left = _umbilical_plane(k, up)
+    s = _scissurae(k, sc, params.hepatic.min_trunk_separation_deg, umb_angle, warnings)
     ivc_at_b, r_ivc = k.ivc_at_bifurcation_xy_mm, k.ivc.radius_mm
     # the prior part of each scissura: moved onto its vein's mean course (see ScissuraParams.vein_band_mm)
     vein_mm = np.argwhere(g.hepatic_a) * g.spacing_analysis_mm + g.shift_mm

@@ -476,3 +476,24 @@ def test_real_case(ircadb_dir, case, min_mean, min_hemi):
     right = _dice(np.isin(lab, (5, 6, 7, 8)), np.isin(ref, (5, 6, 7, 8)))
     left = _dice(np.isin(lab, (2, 3, 4)), np.isin(ref, (2, 3, 4)))
     assert min(left, right) >= min_hemi, (left, right)
+
+
+def test_middle_scissura_keeps_segment_4_open_against_the_umbilical_fissure():
+    """A "middle" trunk running by the umbilical fissure's course (the left hepatic vein taken for the
+    middle one, as on IRCADb 02 with its vessels thinned: segment 4 vanished) is turned back to
+    ``min_trunk_separation_deg`` from the fissure, with a warning; a trunk clear of it is kept."""
+    from types import SimpleNamespace
+
+    from hepatoplan.couinaud.landmarks import HepaticTrunks
+    from hepatoplan.couinaud.params import ScissuraParams
+    from hepatoplan.couinaud.segment import _scissurae
+
+    k = SimpleNamespace(ivc=SimpleNamespace(radius_mm=10.0),
+                        trunks=HepaticTrunks(right_deg=None, middle_deg=70.0, left_deg=None, right_weight=0.0,
+                                             middle_weight=1.0, left_weight=0.0, middle_in_plane_fraction=1.0))
+    warnings = []
+    assert _scissurae(k, ScissuraParams(), 25.0, 74.0, warnings)["mid_angle"] == pytest.approx(49.0)
+    assert len(warnings) == 1 and "umbilical fissure" in warnings[0]
+    warnings = []
+    assert _scissurae(k, ScissuraParams(), 25.0, 100.0, warnings)["mid_angle"] == pytest.approx(70.0)
+    assert warnings == []
