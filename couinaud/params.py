@@ -222,6 +222,11 @@ class ScissuraParams:
         ... counting venous voxels between these distances beyond the IVC wall.
     vein_band_below_right_plane_mm : float
         ... from this far below the right transverse plane up.
+    min_segment_4_fraction : float
+        A middle scissura taken (partly) from a trunk that leaves segment 4 less than this share of
+        the liver is taken from its prior instead, with a warning (the trunk was the left hepatic
+        vein's: IRCADb 02 with thinned vessels, segment 4 empty). Half the smallest share of segment 4
+        in the IRCADb reference (0.079-0.267 over 01-12); a guard, not fitted on Dice.
     """
 
     prior_middle_deg: float = 40.0
@@ -233,6 +238,7 @@ class ScissuraParams:
     vein_band_min_ml: float = 0.5
     vein_band_ring_mm: tuple[float, float] = (10.0, 70.0)
     vein_band_below_right_plane_mm: float = 10.0
+    min_segment_4_fraction: float = 0.04
 
 
 @dataclass(frozen=True)

@@ -478,22 +478,18 @@ def test_real_case(ircadb_dir, case, min_mean, min_hemi):
     assert min(left, right) >= min_hemi, (left, right)
 
 
-def test_middle_scissura_keeps_segment_4_open_against_the_umbilical_fissure():
-    """A "middle" trunk running by the umbilical fissure's course (the left hepatic vein taken for the
-    middle one, as on IRCADb 02 with its vessels thinned: segment 4 vanished) is turned back to
-    ``min_trunk_separation_deg`` from the fissure, with a warning; a trunk clear of it is kept."""
-    from types import SimpleNamespace
 
-    from hepatoplan.couinaud.landmarks import HepaticTrunks
-    from hepatoplan.couinaud.params import ScissuraParams
-    from hepatoplan.couinaud.segment import _scissurae
+def test_a_middle_trunk_that_closes_segment_4_gives_way_to_the_prior(monkeypatch):
+    """A "middle" hepatic-vein trunk on the left hepatic vein's course (IRCADb 02 with thinned vessels:
+    segment 4 empty, exit 0, no warning) is not used: the middle scissura comes from its prior, warned."""
+    import dataclasses
 
-    k = SimpleNamespace(ivc=SimpleNamespace(radius_mm=10.0),
-                        trunks=HepaticTrunks(right_deg=None, middle_deg=70.0, left_deg=None, right_weight=0.0,
-                                             middle_weight=1.0, left_weight=0.0, middle_in_plane_fraction=1.0))
-    warnings = []
-    assert _scissurae(k, ScissuraParams(), 25.0, 74.0, warnings)["mid_angle"] == pytest.approx(49.0)
-    assert len(warnings) == 1 and "umbilical fissure" in warnings[0]
-    warnings = []
-    assert _scissurae(k, ScissuraParams(), 25.0, 100.0, warnings)["mid_angle"] == pytest.approx(70.0)
-    assert warnings == []
+    from hepatoplan.couinaud import segment as seg
+
+    ph = _phantom(SPACINGS[0])
+    real = seg.lm.hepatic_trunks
+    monkeypatch.setattr(seg.lm, "hepatic_trunks", lambda *a, **k: dataclasses.replace(real(*a, **k), middle_deg=120.0))
+    res = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=SPACINGS[0])
+    share_4 = np.count_nonzero(res.labels == 4) / np.count_nonzero(res.labels)
+    assert share_4 >= 0.04 and res.methods["middle_scissura"]["confidence"] == 0.0
+    assert any("left segment 4" in w for w in res.warnings), res.warnings
