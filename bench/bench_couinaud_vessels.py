@@ -3,18 +3,26 @@
 Usage::
 
     python bench/bench_couinaud_vessels.py [--data ../shared/data/ircadb] [--cases 01 02 ...]
-                                           [--variant native|thick|mirrored|thinned] [--loo] [--write]
+                                           [--variant VARIANT] [--loo] [--write] [--json FILE]
+                                           [--separation NAME=VALUE ...] [--transverse NAME=VALUE ...]
 
 For every case the only vessel mask is ``(portal_vein | hepatic_veins) & liver`` (intrahepatic,
 no IVC, no extrahepatic portal trunk), as TotalSegmentator's ``liver_vessels`` or nnU-Net give.
 :func:`hepatoplan.couinaud.segment_couinaud_from_vessels` separates it and divides the liver;
 scored are the share of vessel voxels put in the right tree (against the IRCADb portal / hepatic
 masks) and the mean Dice over segments 1-8 against ``couinaud_reference``. Variants: ``thick``
-keeps every second axial slice (slices twice as thick: 2-4 mm), ``mirrored`` flips the arrays
-left-right (a flipped header: a laterality warning is expected, and the Dice is scored against the
-mirrored reference), ``thinned`` erodes the vessel mask by one voxel in-plane (a model that
-under-segments: thin peripheral branches vanish, trunks narrow; the right-tree share is scored on
-the voxels left). Runtime: wall time of the call alone (files loaded), on a shared machine.
+keeps every second axial slice (slices twice as thick: 2-4 mm); ``thick-2mm`` / ``thick-3mm`` /
+``thick-4mm`` average the native slices into slices that thick (a mask voxel is set where the mean
+is >= 0.5, the reference takes the middle native slice's labels; a scan already that thick is kept);
+``mirrored`` flips the arrays left-right (a flipped header: a laterality warning is expected, and the
+Dice is scored against the mirrored reference); ``thinned`` erodes the vessel mask by one voxel
+in-plane (a model that under-segments: thin peripheral branches vanish, trunks narrow; the right-tree
+share is scored on the voxels left); ``layout-RAS`` / ``-LPI`` / ``-PIL`` / ``-SRA`` write the liver
+and the vessels as NIfTI stored in that axis order and run ``hepatoplan couinaud --vessels`` on them
+(labels and separated trees read back in RAS: ``pipeline.io`` must undo the layout);
+``rotated+10`` / ``rotated-10`` turn the arrays and the reference 10 deg about the long axis (a
+patient lying turned; nearest neighbour). Runtime: wall and CPU time of the call alone (files
+loaded; the layouts include writing and reading them), on a shared machine.
 
 ``--loo``: leave-one-out over the constants fitted on these cases (the expected portal bifurcation
 from the IVC and the liver's height, ``SeparationParams.bifurcation_*``): each case runs with the
