@@ -3,18 +3,26 @@
 Usage::
 
     python bench/bench_couinaud_vessels.py [--data ../shared/data/ircadb] [--cases 01 02 ...]
-                                           [--variant native|thick|mirrored|thinned] [--loo] [--write]
+                                           [--variant VARIANT] [--loo] [--write] [--json FILE]
+                                           [--separation NAME=VALUE ...] [--transverse NAME=VALUE ...]
 
 For every case the only vessel mask is ``(portal_vein | hepatic_veins) & liver`` (intrahepatic,
 no IVC, no extrahepatic portal trunk), as TotalSegmentator's ``liver_vessels`` or nnU-Net give.
 :func:`hepatoplan.couinaud.segment_couinaud_from_vessels` separates it and divides the liver;
 scored are the share of vessel voxels put in the right tree (against the IRCADb portal / hepatic
 masks) and the mean Dice over segments 1-8 against ``couinaud_reference``. Variants: ``thick``
-keeps every second axial slice (slices twice as thick: 2-4 mm), ``mirrored`` flips the arrays
-left-right (a flipped header: a laterality warning is expected, and the Dice is scored against the
-mirrored reference), ``thinned`` erodes the vessel mask by one voxel in-plane (a model that
-under-segments: thin peripheral branches vanish, trunks narrow; the right-tree share is scored on
-the voxels left). Runtime: wall time of the call alone (files loaded), on a shared machine.
+keeps every second axial slice (slices twice as thick: 2-4 mm); ``thick-2mm`` / ``thick-3mm`` /
+``thick-4mm`` average the native slices into slices that thick (a mask voxel is set where the mean
+is >= 0.5, the reference takes the middle native slice's labels; a scan already that thick is kept);
+``mirrored`` flips the arrays left-right (a flipped header: a laterality warning is expected, and the
+Dice is scored against the mirrored reference); ``thinned`` erodes the vessel mask by one voxel
+in-plane (a model that under-segments: thin peripheral branches vanish, trunks narrow; the right-tree
+share is scored on the voxels left); ``layout-RAS`` / ``-LPI`` / ``-PIL`` / ``-SRA`` write the liver
+and the vessels as NIfTI stored in that axis order and run ``hepatoplan couinaud --vessels`` on them
+(labels and separated trees read back in RAS: ``pipeline.io`` must undo the layout);
+``rotated+10`` / ``rotated-10`` turn the arrays and the reference 10 deg about the long axis (a
+patient lying turned; nearest neighbour). Runtime: wall and CPU time of the call alone (files
+loaded; the layouts include writing and reading them), on a shared machine.
 
 ``--loo``: leave-one-out over the constants fitted on these cases (the expected portal bifurcation
 from the IVC and the liver's height, ``SeparationParams.bifurcation_*``): each case runs with the
@@ -28,8 +36,10 @@ section of ``bench/RESULTS.md`` (one sub-table per variant).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,12 +54,58 @@ from hepatoplan.couinaud import CouinaudParams, segment_couinaud, segment_couina
 SECTION = "## Couinaud segments from one combined vessel mask"
 
 
+THICK_MM = {"thick-2mm": 2.0, "thick-3mm": 3.0, "thick-4mm": 4.0}
+# file layouts written to disk and read back by the CLI (pipeline.io undoes them): axis codes of the stored array
+LAYOUTS = {"layout-RAS": "RAS", "layout-LPI": "LPI", "layout-PIL": "PIL", "layout-SRA": "SRA"}
+ROTATED_DEG = {"rotated+10": 10.0, "rotated-10": -10.0}
+VARIANTS = ("native", "thick", *THICK_MM, "mirrored", "thinned", *LAYOUTS, *ROTATED_DEG)
+
+
+def thick_slices(a: np.ndarray, sp_z: float, slice_mm: float, *, labels: bool) -> np.ndarray:
+    """Slices ``slice_mm`` thick from slices ``sp_z`` thick: each new slice holds the old slices whose
+    centres fall in it; a mask is their mean >= 0.5 (partial volume), a label map the middle one's."""
+    bins = np.floor((np.arange(a.shape[2]) + 0.5) * sp_z / slice_mm).astype(int)
+    out = []
+    for b in range(bins.max() + 1):
+        idx = np.flatnonzero(bins == b)
+        out.append(a[:, :, idx[len(idx) // 2]] if labels else a[:, :, idx].mean(axis=2) >= 0.5)
+    return np.stack(out, axis=2)
+
+
 def variant(arrays: list[np.ndarray], sp: tuple, name: str):
+    """``arrays`` = masks then the reference label map (last), canonical RAS."""
     if name == "thick":
         return [a[:, :, ::2] for a in arrays], (sp[0], sp[1], 2 * sp[2])
+    if name in THICK_MM:
+        t = max(THICK_MM[name], sp[2])  # a scan already as thick keeps its slices
+        return ([thick_slices(a, sp[2], t, labels=i == len(arrays) - 1) for i, a in enumerate(arrays)],
+                (sp[0], sp[1], t))
     if name == "mirrored":
         return [a[::-1] for a in arrays], sp
+    if name in ROTATED_DEG:  # the patient turned about the long axis (in-plane, nearest neighbour)
+        return [ndi.rotate(a.astype(np.uint8), ROTATED_DEG[name], axes=(0, 1), order=0) for a in arrays], sp
     return arrays, sp
+
+
+def through_files(liver, vessels, sp, layout: str, tmp: Path):
+    """Write liver and vessels stored as ``layout`` (NIfTI), run ``hepatoplan couinaud --vessels`` on them
+    and read back its labels and separated trees in canonical RAS."""
+    import nibabel as nib
+    from hepatoplan.pipeline.cli import main as cli
+
+    ornt = nib.orientations.axcodes2ornt(tuple(layout))
+    paths = {}
+    for n, a in (("liver", liver), ("vessels", vessels)):
+        img = nib.Nifti1Image(a.astype(np.uint8), np.diag([*sp, 1.0])).as_reoriented(ornt)
+        paths[n] = tmp / f"{n}.nii.gz"
+        nib.save(img, paths[n])
+    out = tmp / "couinaud.nii.gz"
+    if cli(["couinaud", "--liver", str(paths["liver"]), "--vessels", str(paths["vessels"]), "--out", str(out),
+            "--json", str(tmp / "couinaud.json")]) != 0:
+        raise RuntimeError(f"hepatoplan couinaud failed on layout {layout}")
+    read = [np.asanyarray(nib.as_closest_canonical(nib.load(str(f))).dataobj)
+            for f in (out, tmp / "portal_vein.nii.gz", tmp / "hepatic_veins.nii.gz")]
+    return read[0], read[1] > 0, read[2] > 0, json.loads((tmp / "couinaud.json").read_text())
 
 
 def bifurcation_constants(d: Path) -> np.ndarray:
@@ -75,20 +131,29 @@ def run_case(d: Path, name: str, params: CouinaudParams = CouinaudParams()) -> d
     (liver, sp), (portal, _), (hepatic, _), (ref, _) = (load(d, n) for n in (
         "liver", "portal_vein", "hepatic_veins", "couinaud_reference"))
     (liver, portal, hepatic, ref), sp = variant([liver > 0, portal > 0, hepatic > 0, ref], sp, name)
+    liver, portal, hepatic = liver > 0, portal > 0, hepatic > 0
     vessels = (portal | hepatic) & liver
     if name == "thinned":
         vessels = ndi.binary_erosion(vessels, structure=np.ones((3, 3, 1), bool))
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp, params=params)
+        if name in LAYOUTS:
+            with tempfile.TemporaryDirectory() as tmp:
+                labels, res_portal, res_hepatic, record = through_files(liver, vessels, sp, LAYOUTS[name], Path(tmp))
+            confidence = record["landmarks"]["vessel_separation"]["confidence"]
+            warnings = record["warnings"]
+        else:
+            res = segment_couinaud_from_vessels(liver, vessels, spacing_mm=sp, params=params)
+            labels, res_portal, res_hepatic = res.labels, res.portal, res.hepatic
+            confidence, warnings = res.landmarks["vessel_separation"]["confidence"], res.warnings
     except Exception as e:  # a refused case is a row of the table, not a crash of the bench
         return {"error": f"{type(e).__name__}: {e}"}
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    right = ((res.portal & portal) | (res.hepatic & hepatic))[vessels].mean()
-    per = [dice(res.labels == k, ref == k) for k in range(1, 9)]
+    right = ((res_portal & portal) | (res_hepatic & hepatic))[vessels].mean()
+    per = [dice(labels == k, ref == k) for k in range(1, 9)]
     return {"tree": float(right), "dice": per, "mean": float(np.nanmean(per)), "s": wall, "cpu_s": cpu,
-            "confidence": res.landmarks["vessel_separation"]["confidence"],
-            "laterality_warned": any("laterality" in w for w in res.warnings)}
+            "confidence": confidence, "slice_mm": sp[2], "warnings": list(warnings),
+            "laterality_warned": any("laterality" in w for w in warnings)}
 
 
 def table(rows: dict, name: str, command: str) -> str:
@@ -140,17 +205,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cases", nargs="*", default=[f"{i:02d}" for i in range(1, 13)])
-    ap.add_argument("--variant", choices=("native", "thick", "mirrored", "thinned"), default="native")
+    ap.add_argument("--variant", choices=VARIANTS, default="native")
     ap.add_argument("--loo", action="store_true", help="leave-one-out over the bifurcation constants")
     ap.add_argument("--separation", nargs="*", default=[], metavar="NAME=VALUE",
                     help="SeparationParams fields to try instead of the defaults (not with --write)")
+    ap.add_argument("--transverse", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="TransverseParams fields to try instead of the defaults (not with --write)")
+    ap.add_argument("--json", type=Path, help="also write the per-case rows as JSON")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args(argv)
-    if a.separation and a.write:
-        ap.error("--separation tries values: the table in bench/RESULTS.md is the defaults'")
+    if (a.separation or a.transverse) and a.write:
+        ap.error("--separation / --transverse try values: the table in bench/RESULTS.md is the defaults'")
     base = CouinaudParams()
     base = replace(base, separation=replace(base.separation, **{
-        k: float(v) for k, v in (item.split("=", 1) for item in a.separation)}))
+        k: float(v) for k, v in (item.split("=", 1) for item in a.separation)}), transverse=replace(
+        base.transverse, **{k: float(v) for k, v in (item.split("=", 1) for item in a.transverse)}))
     if not a.data.is_dir():
         print(f"no data at {a.data} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
@@ -160,9 +229,12 @@ def main(argv=None) -> int:
         rows[c] = run_case(a.data / c, a.variant, fold_params(constants, c, base) if a.loo else base)
         print(c, rows[c] if "error" in rows[c] else {k: v for k, v in rows[c].items() if k != "dice"}, flush=True)
     name = a.variant + (", leave-one-out" if a.loo else "")
-    sep = f" --separation {' '.join(a.separation)}" if a.separation else " --write"
+    sep = "".join(f" --{k} {' '.join(v)}" for k, v in (("separation", a.separation), ("transverse", a.transverse))
+                  if v) or " --write"
     text = table(rows, name, f"python bench/bench_couinaud_vessels.py --variant {a.variant}{' --loo' * a.loo}{sep}")
     print(text)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
     if a.write:
         write_section(text, name)
     return 0

@@ -344,10 +344,12 @@ def _normal(angle_deg: float) -> np.ndarray:
     return np.array([-np.sin(a), np.cos(a)])
 
 
-def _scissurae(k: _Landmarks, p: ScissuraParams, min_separation_deg: float, warnings: list) -> dict:
-    """Angles, hinge offset and confidences of the middle and right scissurae (before the vein band)."""
+def _scissurae(k: _Landmarks, p: ScissuraParams, min_separation_deg: float, warnings: list, *,
+               middle_trunk: bool = True) -> dict:
+    """Angles, hinge offset and confidences of the middle and right scissurae (before the vein band).
+    ``middle_trunk=False``: the middle scissura from its prior alone."""
     t = k.trunks
-    w_mid = _trunk_confidence(t.middle_deg, t.middle_in_plane_fraction, p)
+    w_mid = _trunk_confidence(t.middle_deg, t.middle_in_plane_fraction, p) if middle_trunk else 0.0
     w_right = _trunk_confidence(t.right_deg, t.right_in_plane_fraction, p)
     mid_angle = p.prior_middle_deg + w_mid * ((t.middle_deg or 0.0) - p.prior_middle_deg)
     right_angle = p.prior_right_deg + w_right * ((t.right_deg or 0.0) - p.prior_right_deg)
@@ -391,12 +393,13 @@ def _umbilical_plane(k: _Landmarks, p: UmbilicalParams) -> tuple[np.ndarray, flo
 
 
 def _boundaries(k: _Landmarks, g: _Grids, params: CouinaudParams, warnings: list, *,
-                separated: bool = False) -> tuple[Boundaries, dict]:
+                separated: bool = False, middle_trunk: bool = True) -> tuple[Boundaries, dict]:
     """The division's planes from the landmarks, and the JSON record of how each was decided.
     ``separated``: the trees were separated from one combined mask (the transverse planes then lean
-    more on the sections' shares, ``transverse.share_height_weight_separated``)."""
+    more on the sections' shares, ``transverse.share_height_weight_separated``). ``middle_trunk``:
+    see :func:`_scissurae`."""
     sc, up = params.scissurae, params.umbilical
-    s = _scissurae(k, sc, params.hepatic.min_trunk_separation_deg, warnings)
+    s = _scissurae(k, sc, params.hepatic.min_trunk_separation_deg, warnings, middle_trunk=middle_trunk)
     U, umb_angle, w_umb, z_left = _umbilical_plane(k, up)
     ivc_at_b, r_ivc = k.ivc_at_bifurcation_xy_mm, k.ivc.radius_mm
     # the prior part of each scissura: moved onto its vein's mean course (see ScissuraParams.vein_band_mm)
@@ -622,9 +625,20 @@ def segment_couinaud(liver, portal, hepatic, *, spacing_mm, split_segment_4: boo
 def _divide(g: _Grids, k: _Landmarks, shape, params: CouinaudParams, *, split_segment_4: bool,
             warnings: list, separated: bool = False) -> CouinaudResult:
     """Boundaries and labels from the landmarks, as a result on the input's grid."""
-    bd, methods = _boundaries(k, g, params, warnings, separated=separated)
+    for middle_trunk in (True, False):
+        tried: list = []
+        bd, methods = _boundaries(k, g, params, tried, separated=separated, middle_trunk=middle_trunk)
+        lab = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=tried)
+        share_4 = np.count_nonzero((lab == LABEL_4A) | (lab == LABEL_4B)) / max(np.count_nonzero(lab), 1)
+        if share_4 >= params.scissurae.min_segment_4_fraction or not methods["middle_scissura"]["confidence"]:
+            break
+        # the "middle" trunk closed segment 4: it ran on the left hepatic vein's course
+        warnings.append(f"the middle hepatic vein trunk found at {k.trunks.middle_deg:.0f} deg left segment 4 "
+                        f"{100 * share_4:.1f}% of the liver: middle scissura from its prior "
+                        f"({params.scissurae.prior_middle_deg:.0f} deg) instead; check the hepatic veins")
+    warnings.extend(tried)
     out = np.zeros(shape, np.uint8)
-    out[g.box][g.inner] = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=warnings)
+    out[g.box][g.inner] = lab
     return CouinaudResult(out, _landmarks_record(k, g, bd), methods, warnings, float("nan"), params)
 
 

@@ -476,3 +476,20 @@ def test_real_case(ircadb_dir, case, min_mean, min_hemi):
     right = _dice(np.isin(lab, (5, 6, 7, 8)), np.isin(ref, (5, 6, 7, 8)))
     left = _dice(np.isin(lab, (2, 3, 4)), np.isin(ref, (2, 3, 4)))
     assert min(left, right) >= min_hemi, (left, right)
+
+
+
+def test_a_middle_trunk_that_closes_segment_4_gives_way_to_the_prior(monkeypatch):
+    """A "middle" hepatic-vein trunk on the left hepatic vein's course (IRCADb 02 with thinned vessels:
+    segment 4 empty, exit 0, no warning) is not used: the middle scissura comes from its prior, warned."""
+    import dataclasses
+
+    from hepatoplan.couinaud import segment as seg
+
+    ph = _phantom(SPACINGS[0])
+    real = seg.lm.hepatic_trunks
+    monkeypatch.setattr(seg.lm, "hepatic_trunks", lambda *a, **k: dataclasses.replace(real(*a, **k), middle_deg=120.0))
+    res = segment_couinaud(ph.liver, ph.portal, ph.hepatic, spacing_mm=SPACINGS[0])
+    share_4 = np.count_nonzero(res.labels == 4) / np.count_nonzero(res.labels)
+    assert share_4 >= 0.04 and res.methods["middle_scissura"]["confidence"] == 0.0
+    assert any("left segment 4" in w for w in res.warnings), res.warnings
