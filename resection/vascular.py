@@ -335,8 +335,8 @@ def prepare_vessel_trees(
     """The resection-independent half of :func:`vascular_consequences` (same parameters).
 
     ``nearest_nodes``: also each liver voxel's nearest vessel voxel (one feature transform per tree),
-    which the downstream rule of an anatomical resection needs when it divides a vessel there;
-    otherwise computed when that happens.
+    and the shortest-path tree from the root, which the downstream rule of an anatomical resection
+    needs when it divides a vessel there; otherwise computed when that happens.
 
     Raises
     ------
@@ -450,7 +450,8 @@ class _PreparedTree:
     """One tree before the resection: its nodes (``t``), which are intrahepatic, where each node's
     resected state is read (``state_ijk``: the node itself, or its nearest liver voxel when it lies
     outside the liver mask but in parenchyma), its root, the nodes connected to the root, and
-    (when asked) the nearest node of each liver voxel of ``inner``. ``t`` is None when no vessel
+    (when asked) the nearest node of each liver voxel of ``inner`` with the downstream sums
+    (:class:`_Downstream`). ``t`` is None when no vessel
     voxel lies near the liver."""
 
     name: str
@@ -460,7 +461,7 @@ class _PreparedTree:
     state_ijk: np.ndarray | None
     root: np.ndarray | None
     before: np.ndarray | None
-    nearest: np.ndarray | None
+    downstream: _Downstream | None
     notes: tuple[str, ...]
 
     @classmethod
@@ -475,8 +476,9 @@ class _PreparedTree:
         intra, state_ijk = _intrahepatic(t, geometry)
         root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
         before = t.connected_to(np.ones(t.n, bool), root)
-        nearest = _nearest_nodes(t, vessel_c, geometry.inner, geometry) if nearest_nodes else None
-        return cls(tree, vessel_c, t, intra, state_ijk, root, before, nearest, tuple(notes))
+        downstream = (_Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, geometry.inner, geometry))
+                      if nearest_nodes else None)
+        return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
 
 
 @dataclass(frozen=True, eq=False)
@@ -641,7 +643,7 @@ def _analyse_tree(p: _PreparedTree, ctx: _LiverCrop, notes) -> _TreeOutcome | No
     removed, nearest_anatomical = ctx.removed_and_anatomical(p.state_ijk)
     root, before = p.root, p.before
     cut, after, nearest = _divided(p.name, t, p.intra & removed & ~root, nearest_anatomical, before, root,
-                                   p.vessel_c, ctx, notes, p.nearest)
+                                   p.vessel_c, ctx, notes, p.downstream)
     disconnected = before & ~cut & ~after
     n_cut = int(np.count_nonzero(cut & before))
     if not disconnected.any():
@@ -694,10 +696,10 @@ def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverGeometry, params: Va
 
 
 def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ctx: _LiverCrop, notes,
-             nearest: np.ndarray | None = None):
+             downstream: _Downstream | None = None):
     """The vessel voxels the resection divides, those still connected to the root after the cut,
     and each liver voxel's nearest vessel voxel (node index, per liver voxel of ``inner``) when it
-    was needed (``None`` otherwise; ``nearest``: that array when already computed).
+    was needed (``None`` otherwise; ``downstream``: the downstream sums with that array, when already made).
 
     An anatomical resection divides a vessel only where what it serves downstream is mostly
     removed (the surgeon ligates the pedicle of the removed territory, not the trunk that also
@@ -706,9 +708,10 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     candidates = cut & nearest_anatomical & before
     if not candidates.any():
         return cut, t.connected_to(~cut, root), None
-    if nearest is None:
-        nearest = _nearest_nodes(t, vessel_c, ctx.inner, ctx)
-    share = _downstream_removed_share(t, before, root & before, nearest, ctx.anatomical_at_liver)
+    if downstream is None:
+        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, ctx.inner, ctx))
+    nearest = downstream.nearest
+    share = downstream.removed_share(ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
     cut = cut & ~spared
     after = t.connected_to(~cut, root)
@@ -742,42 +745,61 @@ def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverGeometry | _LiverCrop, li
     return inside[nearest_voxel(vessel_c[box], spacing_mm=ctx.spacing_mm, at=asking)]
 
 
-def _downstream_removed_share(t: _Tree, before, root, nearest, anatomical_at_liver) -> np.ndarray:
-    """For every node of a vessel tree, the removed share of the liver its downstream part serves
-    (float32; 1 off the tree ``before``).
+@dataclass(frozen=True, eq=False)
+class _Downstream:
+    """The downstream sums of a vessel tree (the nodes ``before``, rooted at ``root``): the
+    shortest-path tree from the root (Dijkstra over the nodes' 26-neighbour graph, mm) as a unit
+    upper-triangular system in order of distance from the root, and the liver voxels each node
+    serves (those whose nearest vessel voxel it is; ``nearest`` as :func:`_nearest_nodes` gives it).
 
-    Downstream = the voxels whose shortest path (26-neighbourhood, mm) to the root passes through
-    it; served = the liver voxels whose nearest vessel voxel is there. Voxels serving nothing get
-    share 1 (nothing argues for keeping them).
+    Downstream = the voxels whose shortest path to the root passes through a node: its sums
+    ``s = w + (sums of the children)`` solve ``(I − C)·s = w`` with ``C[parent, child] = 1``; in
+    order of distance from the root every parent comes before its children (triangular system).
     """
-    from scipy import sparse
-    from scipy.sparse import csgraph
-    from scipy.sparse.linalg import spsolve_triangular
 
-    nodes = np.flatnonzero(before)
-    graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
-    n = len(nodes)
-    # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
-    served = nearest >= 0
-    total = np.bincount(nearest[served], minlength=t.n)[nodes].astype(np.float64)
-    removed = np.bincount(nearest[served & anatomical_at_liver], minlength=t.n)[nodes].astype(np.float64)
-    dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
-                                     return_predecessors=True)
-    # downstream sums s = w + (sums of the children): (I − C)·s = w with C[parent, child] = 1; in
-    # order of distance from the root every parent comes before its children (triangular system)
-    order = np.argsort(dist, kind="stable")
-    pos = np.empty(n, np.int64)
-    pos[order] = np.arange(n)
-    child = np.flatnonzero(pred >= 0)
-    system = sparse.identity(n, format="csr") - sparse.csr_array(
-        (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
-    sums = spsolve_triangular(system, np.stack([total[order], removed[order]], axis=1), lower=False,
-                              unit_diagonal=True)
-    total, removed = sums[pos, 0], sums[pos, 1]
-    share = np.ones(t.n, np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share[nodes] = np.where(total > 0, removed / total, 1.0)
-    return share
+    n_nodes: int  # of the tree
+    nodes: np.ndarray  # the tree's node numbers of ``before``
+    order: np.ndarray
+    pos: np.ndarray
+    system: object  # scipy.sparse CSR
+    nearest: np.ndarray
+    total: np.ndarray  # float64 per node of ``nodes``: liver voxels served
+
+    @classmethod
+    def make(cls, t: _Tree, before, root, nearest) -> _Downstream:
+        from scipy import sparse
+        from scipy.sparse import csgraph
+
+        nodes = np.flatnonzero(before)
+        graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
+        n = len(nodes)
+        # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
+        total = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
+        dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
+                                         return_predecessors=True)
+        order = np.argsort(dist, kind="stable")
+        pos = np.empty(n, np.int64)
+        pos[order] = np.arange(n)
+        child = np.flatnonzero(pred >= 0)
+        system = sparse.identity(n, format="csr") - sparse.csr_array(
+            (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
+        return cls(t.n, nodes, order, pos, system, nearest, total)
+
+    def removed_share(self, anatomical_at_liver) -> np.ndarray:
+        """For every node of the tree, the removed (``anatomical_at_liver``) share of the liver its
+        downstream part serves (float32; 1 off ``before``, and where it serves nothing: nothing
+        argues for keeping it)."""
+        from scipy.sparse.linalg import spsolve_triangular
+
+        nearest, nodes, order, pos = self.nearest, self.nodes, self.order, self.pos
+        removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=self.n_nodes)[nodes]
+        sums = spsolve_triangular(self.system, np.stack([self.total[order], removed.astype(np.float64)[order]], axis=1),
+                                  lower=False, unit_diagonal=True)
+        total, removed = sums[pos, 0], sums[pos, 1]
+        share = np.ones(self.n_nodes, np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share[nodes] = np.where(total > 0, removed / total, 1.0)
+        return share
 
 
 #: The 13 "forward" offsets of the 26-neighbourhood (the other 13 are their negatives).
