@@ -76,6 +76,11 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   computed only around the disconnected pieces: the pieces' box grown by twice the liver's
   largest distance to the tree, read within once that distance of the box.
 - The two trees run in two threads; their feature transforms overlap (compiled without the GIL).
+- Everything that does not depend on the resection (the crop, each tree's nodes, wall distances,
+  root, connection to the root before the cut, intrahepatic voxels and, for the downstream rule,
+  the nearest vessel voxels and the shortest-path tree) is :func:`prepare_vessel_trees`; the rest
+  is :func:`consequences_of`. ``plan`` prepares the trees while the Couinaud segments are derived,
+  so that only the second half waits for the resection.
 
 ``bench/bench_vascular.py`` compares this with the earlier implementation (the whole crop at every
 step) on the phantom and IRCADb 01-12.
