@@ -209,8 +209,10 @@ def plan(options: PlanOptions) -> dict:
                 # numba's one-off and the resection-independent half of the vascular analysis
                 # beside the Couinaud segments, not in _vascular
                 hashing.submit(load_compiled)
+                # one tree after the other: the main thread derives the segments on the other core
                 vessel_trees.append(hashing.submit(
-                    _vessel_trees, study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs)))
+                    _vessel_trees, study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
+                    threads=1))
             if options.preview and (vessels := _vessels(study)):
                 from .meshing import structure_meshes
 
@@ -501,13 +503,13 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
     return devascularised
 
 
-def _vessel_trees(study: Study, *, nearest_nodes: bool = False):
+def _vessel_trees(study: Study, *, nearest_nodes: bool = False, threads: int = 2):
     """The study's portal and hepatic trees prepared for the vascular analysis (its
     resection-independent half, :func:`~hepatoplan.resection.vascular.prepare_vessel_trees`)."""
     from hepatoplan.resection.vascular import prepare_vessel_trees
 
     return prepare_vessel_trees(liver=study.liver, spacing_mm=study.spacing_mm, portal=study.portal,
-                                hepatic=study.hepatic, nearest_nodes=nearest_nodes)
+                                hepatic=study.hepatic, nearest_nodes=nearest_nodes, threads=threads)
 
 
 @timing.timed("assessment")

@@ -336,12 +336,15 @@ def prepare_vessel_trees(
     roots: VesselRoots = VesselRoots(),
     params: VascularParams = VascularParams(),
     nearest_nodes: bool = True,
+    threads: int = 2,
 ) -> VesselTrees:
     """The resection-independent half of :func:`vascular_consequences` (same parameters).
 
     ``nearest_nodes``: also each liver voxel's nearest vessel voxel (one feature transform per tree),
     and the shortest-path tree from the root, which the downstream rule of an anatomical resection
-    needs when it divides a vessel there; otherwise computed when that happens.
+    needs when it divides a vessel there; otherwise computed when that happens. ``threads``: 2
+    prepares the two trees side by side, 1 one after the other (for a caller that runs this beside
+    other work on a small machine).
 
     Raises
     ------
@@ -365,7 +368,7 @@ def prepare_vessel_trees(
         return _PreparedTree.make(*item, geometry, params, nearest_nodes)
 
     # the two trees side by side: their feature transforms (compiled without the GIL) overlap
-    with ThreadPoolExecutor(max_workers=len(trees)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(trees)))) as pool:
         return VesselTrees(liver.shape, geometry, tuple(pool.map(prepare, trees)))
 
 
