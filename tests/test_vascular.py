@@ -125,12 +125,11 @@ def test_anatomical_resection_counts_only_what_it_detaches(ph):
 def test_trees_prepared_once_answer_every_resection_as_the_whole_analysis(ph):
     """``plan`` prepares the trees (with every liver voxel's nearest vessel voxel) while the Couinaud
     segments are derived: the answers must be those of ``vascular_consequences``, for an anatomical
-    resection (the downstream rule reads the prepared nearest voxels) and a cut beside it."""
+    resection with a cut beside it (the downstream rule reads the prepared nearest voxels) and a cut alone."""
     liver, vessels = ph.liver > 0, dict(portal=ph.portal > 0, hepatic=ph.hepatic > 0)
     trees = prepare_vessel_trees(liver=liver, spacing_mm=ph.spacing_mm, nearest_nodes=True, **vessels)
     right = np.isin(ph.segments, (5, 6, 7, 8))
-    for resected, anatomical in ((right, right), (right | _cut_at_origin(ph, "portal", 11), right),
-                                 (_cut_at_origin(ph, "hepatic", 6), None)):
+    for resected, anatomical in ((right | _cut_at_origin(ph, "portal", 11), right), (_cut_at_origin(ph, "hepatic", 6), None)):
         kw = dict(resected=resected, anatomical=anatomical, tumours=ph.tumours, segments=ph.segments)
         a = vascular_consequences(liver=liver, spacing_mm=ph.spacing_mm, **vessels, **kw)
         b = consequences_of(trees, **kw)
