@@ -202,17 +202,19 @@ def plan(options: PlanOptions) -> dict:
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         vessel_meshes: list[Future] = []
-        vessel_trees: list[Future] = []
+        vessel_trees: list = []
 
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
                 # numba's one-off and the resection-independent half of the vascular analysis
                 # beside the Couinaud segments, not in _vascular
                 hashing.submit(load_compiled)
-                # one tree after the other: the main thread derives the segments on the other core
-                vessel_trees.append(hashing.submit(
-                    _vessel_trees, study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
-                    threads=1))
+                # one tree after the other: the main thread derives the segments on the other core;
+                # what is not prepared when the resection is known is prepared then (consequences_of)
+                trees = _vessel_trees(study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
+                                      deferred=True)
+                vessel_trees.append(trees)
+                hashing.submit(trees.prepare, threads=1)
             if options.preview and (vessels := _vessels(study)):
                 from .meshing import structure_meshes
 
@@ -250,14 +252,14 @@ def plan(options: PlanOptions) -> dict:
 @timing.timed("volumetry")
 def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None,
                  on_labels: Callable[[np.ndarray], None] | None = None,
-                 vessel_trees: Future | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+                 vessel_trees=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
     the label map as soon as it is known (after the resection, before its vascular consequences
-    and the assessment, which do not change it). ``vessel_trees``: the study's vessel trees
-    prepared for the vascular analysis (:func:`_vessel_trees`, started earlier); otherwise they
-    are prepared there.
+    and the assessment, which do not change it). ``vessel_trees``: the study's vessel trees for the
+    vascular analysis (:func:`_vessel_trees`, being prepared in another thread); otherwise they are
+    prepared there.
     """
     spacing = study.spacing_mm
     liver = study.liver
@@ -327,7 +329,7 @@ class _Resection:
     tumours: np.ndarray | None
     tumour_ml: dict
     function_map: np.ndarray | None
-    vessel_trees: Future | None = None
+    vessel_trees: object = None  # VesselTrees (resection/vascular.py, imported when needed)
 
     @property
     def liver(self) -> np.ndarray:
@@ -483,7 +485,7 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
     from hepatoplan.resection.vascular import consequences_of
 
     anatomical = label_in(plan.segments, res.segments_removed) & plan.liver if res.segments_removed else None
-    trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees.result()
+    trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
     vasc = consequences_of(trees, resected=res.resected_fraction, tumours=plan.tumours, segments=plan.segments,
                            anatomical=anatomical)
     section["vascular"] = vasc.to_dict()
@@ -503,13 +505,13 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
     return devascularised
 
 
-def _vessel_trees(study: Study, *, nearest_nodes: bool = False, threads: int = 2):
+def _vessel_trees(study: Study, *, nearest_nodes: bool = False, deferred: bool = False):
     """The study's portal and hepatic trees prepared for the vascular analysis (its
     resection-independent half, :func:`~hepatoplan.resection.vascular.prepare_vessel_trees`)."""
     from hepatoplan.resection.vascular import prepare_vessel_trees
 
     return prepare_vessel_trees(liver=study.liver, spacing_mm=study.spacing_mm, portal=study.portal,
-                                hepatic=study.hepatic, nearest_nodes=nearest_nodes, threads=threads)
+                                hepatic=study.hepatic, nearest_nodes=nearest_nodes, deferred=deferred)
 
 
 @timing.timed("assessment")

@@ -89,6 +89,8 @@ step) on the phantom and IRCADb 01-12.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -320,11 +322,47 @@ class VesselTrees:
     around the liver and, for each given tree, its voxels, wall distances, root, the part connected
     to the root, which voxels are intrahepatic and, when asked, each liver voxel's nearest vessel
     voxel. Made by :func:`prepare_vessel_trees`, read by :func:`consequences_of`; ``plan`` makes it
-    while the Couinaud segments are derived, one resection-independent half of the analysis."""
+    while the Couinaud segments are derived, one resection-independent half of the analysis.
+
+    Each part (the crop, each tree) is computed once, by whoever needs it first: :meth:`prepare`
+    or :func:`consequences_of`; a caller that finds a part being computed waits for it.
+    """
 
     liver_shape: tuple[int, ...]
-    geometry: _LiverGeometry
-    trees: tuple[_PreparedTree, ...]
+    _geometry: _Once
+    _trees: tuple[_Once, ...]
+
+    @property
+    def geometry(self) -> _LiverGeometry:
+        return self._geometry.get()
+
+    @property
+    def trees(self) -> tuple[_PreparedTree, ...]:
+        return tuple(t.get() for t in self._trees)
+
+    def prepare(self, *, threads: int = 2) -> VesselTrees:
+        """Compute every part not computed yet (``threads``: 2, the two trees side by side; 1, one
+        after the other, for a caller that runs this beside other work on a small machine)."""
+        self._geometry.get()
+        # the two trees side by side: their feature transforms (compiled without the GIL) overlap
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(self._trees)))) as pool:
+            list(pool.map(_Once.get, self._trees))
+        return self
+
+
+class _Once:
+    """A value made by the first caller of :meth:`get` (a caller arriving meanwhile waits for it).
+    A failure is not kept: the next caller makes it again, and fails the same way."""
+
+    def __init__(self, make: Callable[[], object]):
+        self._make, self._lock, self._done, self._value = make, threading.Lock(), False, None
+
+    def get(self):
+        with self._lock:
+            if not self._done:
+                self._value = self._make()
+                self._done = True
+            return self._value
 
 
 def prepare_vessel_trees(
@@ -337,39 +375,43 @@ def prepare_vessel_trees(
     params: VascularParams = VascularParams(),
     nearest_nodes: bool = True,
     threads: int = 2,
+    deferred: bool = False,
 ) -> VesselTrees:
     """The resection-independent half of :func:`vascular_consequences` (same parameters).
 
     ``nearest_nodes``: also each liver voxel's nearest vessel voxel (one feature transform per tree),
     and the shortest-path tree from the root, which the downstream rule of an anatomical resection
-    needs when it divides a vessel there; otherwise computed when that happens. ``threads``: 2
-    prepares the two trees side by side, 1 one after the other (for a caller that runs this beside
-    other work on a small machine).
+    needs when it divides a vessel there; otherwise computed when that happens. ``threads``: as in
+    :meth:`VesselTrees.prepare`. ``deferred``: nothing is computed (or checked) now; each part is
+    computed by whoever needs it first: :meth:`VesselTrees.prepare` (e.g. in another thread) or
+    :func:`consequences_of`.
 
     Raises
     ------
     InputError
         Shapes that differ, a bad spacing, no vessel mask, an empty liver, or a given root with no
-        voxel in its vessel mask.
+        voxel in its vessel mask (with ``deferred``, when that part is computed).
     """
-    spacing = check_spacing_mm(spacing_mm)
     liver = np.asarray(liver).astype(bool, copy=False)
-    for name, arr in {"portal": portal, "hepatic": hepatic, "portal_root": roots.portal, "ivc": roots.ivc}.items():
-        _check_shape(name, arr, liver.shape)
-    if portal is None and hepatic is None:
-        raise InputError("vascular_consequences needs a portal-vein mask, a hepatic-vein mask, or both")
-    if not liver.any():
-        raise InputError("liver: the liver mask is empty")
-    geometry = _LiverGeometry.make(liver, spacing, params.crop_pad_mm)
-    trees = [(tree, vessel, root) for tree, vessel, root in
-             (("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)) if vessel is not None]
 
-    def prepare(item):
-        return _PreparedTree.make(*item, geometry, params, nearest_nodes)
+    def geometry() -> _LiverGeometry:
+        spacing = check_spacing_mm(spacing_mm)
+        for name, arr in {"portal": portal, "hepatic": hepatic, "portal_root": roots.portal, "ivc": roots.ivc}.items():
+            _check_shape(name, arr, liver.shape)
+        if portal is None and hepatic is None:
+            raise InputError("vascular_consequences needs a portal-vein mask, a hepatic-vein mask, or both")
+        if not liver.any():
+            raise InputError("liver: the liver mask is empty")
+        return _LiverGeometry.make(liver, spacing, params.crop_pad_mm)
 
-    # the two trees side by side: their feature transforms (compiled without the GIL) overlap
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(trees)))) as pool:
-        return VesselTrees(liver.shape, geometry, tuple(pool.map(prepare, trees)))
+    crop = _Once(geometry)
+
+    def tree_part(item) -> _Once:
+        return _Once(lambda: _PreparedTree.make(*item, crop.get(), params, nearest_nodes))
+
+    trees = VesselTrees(liver.shape, crop, tuple(tree_part(item) for item in (
+        ("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)) if item[1] is not None))
+    return trees if deferred else trees.prepare(threads=threads)
 
 
 def consequences_of(
@@ -393,12 +435,13 @@ def consequences_of(
         _check_shape(name, arr, trees.liver_shape)
     ctx = _LiverCrop.make(trees.geometry, _resected_fraction(resected), anatomical, tumours, segments)
 
-    def analyse(prepared):
+    def analyse(part: _Once):  # a tree not prepared yet is prepared here, beside the other
+        prepared = part.get()
         notes = list(prepared.notes)
         return _analyse_tree(prepared, ctx, notes), notes
 
-    with ThreadPoolExecutor(max_workers=len(trees.trees)) as pool:
-        done = list(pool.map(analyse, trees.trees))
+    with ThreadPoolExecutor(max_workers=len(trees._trees)) as pool:
+        done = list(pool.map(analyse, trees._trees))
     results = {p.name: outcome for p, (outcome, _) in zip(trees.trees, done)}
     notes = [note for _, tree_notes in done for note in tree_notes]
     return _consequences(results.get("portal"), results.get("hepatic"), ctx, trees.liver_shape, notes)

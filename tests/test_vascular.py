@@ -132,9 +132,11 @@ def test_trees_prepared_once_answer_every_resection_as_the_whole_analysis(ph):
     for resected, anatomical in ((right | _cut_at_origin(ph, "portal", 11), right), (_cut_at_origin(ph, "hepatic", 6), None)):
         kw = dict(resected=resected, anatomical=anatomical, tumours=ph.tumours, segments=ph.segments)
         a = vascular_consequences(liver=liver, spacing_mm=ph.spacing_mm, **vessels, **kw)
-        b = consequences_of(trees, **kw)
-        assert a.to_dict() == b.to_dict()
-        assert np.array_equal(a.devascularised, b.devascularised) and np.array_equal(a.congested, b.congested)
+        # deferred: nothing prepared ahead, consequences_of prepares what it needs
+        deferred = prepare_vessel_trees(liver=liver, spacing_mm=ph.spacing_mm, deferred=True, **vessels)
+        for b in (consequences_of(trees, **kw), consequences_of(deferred, **kw)):
+            assert a.to_dict() == b.to_dict()
+            assert np.array_equal(a.devascularised, b.devascularised) and np.array_equal(a.congested, b.congested)
     assert a.congested_ml > 0 and a.hepatic_pieces  # the last cut detaches something: not a vacuous match
 
 
@@ -164,6 +166,10 @@ def test_bad_input_is_refused_with_a_clear_message():
     trees = prepare_vessel_trees(liver=liver, portal=vessel, spacing_mm=(1, 1, 1))
     with pytest.raises(InputError, match="segments: shape"):
         consequences_of(trees, resected=liver, segments=liver[:5])
+    deferred = prepare_vessel_trees(liver=~liver, portal=vessel, spacing_mm=(1, 1, 1), deferred=True)
+    for _ in range(2):  # raised when the part is needed, every time
+        with pytest.raises(InputError, match="liver mask is empty"):
+            consequences_of(deferred, resected=liver)
 
 
 @pytest.mark.slow
