@@ -7,8 +7,7 @@ resection (``prepare_vessel_trees``, which ``plan`` runs beside the Couinaud seg
 Inputs as in ``plan``'s default row of bench_plan.py: the case's liver, tumours (instances), portal and hepatic masks
 read by ``hepatoplan.pipeline.io``, Couinaud segments derived from the veins, the resection planned by
 ``plan_resection``; numba's one-off is loaded first (``plan`` loads it ahead too). Each round times
-``vascular_consequences`` and then the two halves (trees prepared one after the other, ``threads=1``, as ``plan``
-does), CPU seconds of the process (user + system) and wall, and checks that both give the same ``to_dict()`` and
+``vascular_consequences`` and then the two halves (as ``plan`` makes them), CPU seconds of the process (user + system) and wall, and checks that both give the same ``to_dict()`` and
 territory arrays.
 """
 
@@ -73,7 +72,7 @@ def main() -> None:
         whole = timed("vascular_consequences", lambda: vascular_consequences(**kw))
         trees = timed("prepare_vessel_trees", lambda: prepare_vessel_trees(
             liver=kw["liver"], spacing_mm=kw["spacing_mm"], portal=kw["portal"], hepatic=kw["hepatic"],
-            nearest_nodes=kw["anatomical"] is not None, threads=1))
+            nearest_nodes=kw["anatomical"] is not None))
         part = timed("consequences_of", lambda: consequences_of(
             trees, resected=kw["resected"], tumours=kw["tumours"], segments=kw["segments"], anatomical=kw["anatomical"]))
         assert whole.to_dict() == part.to_dict()

@@ -209,12 +209,13 @@ def plan(options: PlanOptions) -> dict:
                 # numba's one-off and the resection-independent half of the vascular analysis
                 # beside the Couinaud segments, not in _vascular
                 hashing.submit(load_compiled)
-                # one tree after the other: the main thread derives the segments on the other core;
-                # what is not prepared when the resection is known is prepared then (consequences_of)
+                # (the two trees side by side, as in the analysis: one after the other they were not ready
+                # in time, bench/RESULTS.md, tenth stop); what is not prepared when the resection is known is
+                # prepared then (consequences_of)
                 trees = _vessel_trees(study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
                                       deferred=True)
                 vessel_trees.append(trees)
-                hashing.submit(trees.prepare, threads=1)
+                hashing.submit(trees.prepare)
             if options.preview and (vessels := _vessels(study)):
                 from .meshing import structure_meshes
 

@@ -340,12 +340,11 @@ class VesselTrees:
     def trees(self) -> tuple[_PreparedTree, ...]:
         return tuple(t.get() for t in self._trees)
 
-    def prepare(self, *, threads: int = 2) -> VesselTrees:
-        """Compute every part not computed yet (``threads``: 2, the two trees side by side; 1, one
-        after the other, for a caller that runs this beside other work on a small machine)."""
+    def prepare(self) -> VesselTrees:
+        """Compute every part not computed yet."""
         self._geometry.get()
         # the two trees side by side: their feature transforms (compiled without the GIL) overlap
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(self._trees)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(self._trees))) as pool:
             list(pool.map(_Once.get, self._trees))
         return self
 
@@ -374,15 +373,13 @@ def prepare_vessel_trees(
     roots: VesselRoots = VesselRoots(),
     params: VascularParams = VascularParams(),
     nearest_nodes: bool = True,
-    threads: int = 2,
     deferred: bool = False,
 ) -> VesselTrees:
     """The resection-independent half of :func:`vascular_consequences` (same parameters).
 
     ``nearest_nodes``: also each liver voxel's nearest vessel voxel (one feature transform per tree),
     and the shortest-path tree from the root, which the downstream rule of an anatomical resection
-    needs when it divides a vessel there; otherwise computed when that happens. ``threads``: as in
-    :meth:`VesselTrees.prepare`. ``deferred``: nothing is computed (or checked) now; each part is
+    needs when it divides a vessel there; otherwise computed when that happens. ``deferred``: nothing is computed (or checked) now; each part is
     computed by whoever needs it first: :meth:`VesselTrees.prepare` (e.g. in another thread) or
     :func:`consequences_of`.
 
@@ -411,7 +408,7 @@ def prepare_vessel_trees(
 
     trees = VesselTrees(liver.shape, crop, tuple(tree_part(item) for item in (
         ("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)) if item[1] is not None))
-    return trees if deferred else trees.prepare(threads=threads)
+    return trees if deferred else trees.prepare()
 
 
 def consequences_of(
