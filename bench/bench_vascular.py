@@ -15,7 +15,8 @@ right and left hepatectomy (anatomical: the downstream-share rule), wedges of al
 
 For each plan: devascularised and congested mL of both implementations, whether they agree within
 0.1 mL or 0.1 % (the issue's tolerance), whether every number of ``to_dict()`` and both territory
-arrays are identical, and the seconds of each (wall; the machine's load moves them, the ratio is
+arrays are identical (also those of ``plan``'s route: ``prepare_vessel_trees``, with the nearest
+vessel voxels when the plan has an anatomical part, then ``consequences_of``; not timed), and the seconds of each (wall; the machine's load moves them, the ratio is
 the comparison). ``--write`` replaces the "## Vascular consequences" section of bench/RESULTS.md.
 """
 
@@ -93,13 +94,19 @@ def compare(reference, study: dict, specs: tuple[str, ...]) -> dict:
         out[name] = module.vascular_consequences(**kw)
         out[f"{name}_s"] = time.perf_counter() - t
     a, b = out["before"], out["now"]
+    # the plan's route: the trees prepared first (with every liver voxel's nearest vessel voxel when
+    # the plan has an anatomical part, as ``plan`` prepares them), then the resection's consequences
+    trees = vascular.prepare_vessel_trees(liver=kw["liver"], spacing_mm=kw["spacing_mm"], portal=kw["portal"],
+                                          hepatic=kw["hepatic"], nearest_nodes=anatomical is not None)
+    c = vascular.consequences_of(trees, resected=kw["resected"], tumours=kw["tumours"], segments=kw["segments"],
+                                 anatomical=anatomical)
     return {
         "plan": " + ".join(specs),
         "devascularised_ml": (a.devascularised_ml, b.devascularised_ml),
         "congested_ml": (a.congested_ml, b.congested_ml),
         "within": within(a.devascularised_ml, b.devascularised_ml) and within(a.congested_ml, b.congested_ml),
-        "identical": a.to_dict() == b.to_dict() and np.array_equal(a.devascularised, b.devascularised)
-        and np.array_equal(a.congested, b.congested),
+        "identical": all(a.to_dict() == x.to_dict() and np.array_equal(a.devascularised, x.devascularised)
+                         and np.array_equal(a.congested, x.congested) for x in (b, c)),
         "seconds": (out["before_s"], out["now_s"]),
     }
 

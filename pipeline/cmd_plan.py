@@ -202,10 +202,20 @@ def plan(options: PlanOptions) -> dict:
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         vessel_meshes: list[Future] = []
+        vessel_trees: list = []
 
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
-                hashing.submit(load_compiled)  # numba's one-off beside the Couinaud segments, not in _vascular
+                # numba's one-off and the resection-independent half of the vascular analysis
+                # beside the Couinaud segments, not in _vascular
+                hashing.submit(load_compiled)
+                # (the two trees side by side, as in the analysis: one after the other they were not ready
+                # in time, bench/RESULTS.md, tenth stop); what is not prepared when the resection is known is
+                # prepared then (consequences_of)
+                trees = _vessel_trees(study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
+                                      deferred=True)
+                vessel_trees.append(trees)
+                hashing.submit(trees.prepare)
             if options.preview and (vessels := _vessels(study)):
                 from .meshing import structure_meshes
 
@@ -229,7 +239,8 @@ def plan(options: PlanOptions) -> dict:
                                                               affine_ras=study.ct.affine_ras, vessels=vessels)))
 
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
-                                      on_labels=start_meshes if options.preview else None)
+                                      on_labels=start_meshes if options.preview else None,
+                                      vessel_trees=vessel_trees[0] if vessel_trees else None)
         result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
         if dicomweb_section:
             result["dicomweb"] = dicomweb_section
@@ -241,12 +252,15 @@ def plan(options: PlanOptions) -> dict:
 
 @timing.timed("volumetry")
 def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None,
-                 on_labels: Callable[[np.ndarray], None] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+                 on_labels: Callable[[np.ndarray], None] | None = None,
+                 vessel_trees=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
     the label map as soon as it is known (after the resection, before its vascular consequences
-    and the assessment, which do not change it).
+    and the assessment, which do not change it). ``vessel_trees``: the study's vessel trees for the
+    vascular analysis (:func:`_vessel_trees`, being prepared in another thread); otherwise they are
+    prepared there.
     """
     spacing = study.spacing_mm
     liver = study.liver
@@ -293,7 +307,7 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
 
     resected = None
     if specs or ablations:
-        resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map),
+        resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map, vessel_trees),
                            specs, ablations, on_resected=labels_of)
     else:
         labels_of(None)
@@ -316,6 +330,7 @@ class _Resection:
     tumours: np.ndarray | None
     tumour_ml: dict
     function_map: np.ndarray | None
+    vessel_trees: object = None  # VesselTrees (resection/vascular.py, imported when needed)
 
     @property
     def liver(self) -> np.ndarray:
@@ -468,14 +483,12 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
     if study.portal is None and study.hepatic is None:
         section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
         return None
-    from hepatoplan.resection.vascular import vascular_consequences
+    from hepatoplan.resection.vascular import consequences_of
 
     anatomical = label_in(plan.segments, res.segments_removed) & plan.liver if res.segments_removed else None
-    vasc = vascular_consequences(
-        liver=plan.liver, resected=res.resected_fraction, spacing_mm=plan.spacing_mm,
-        portal=study.portal, hepatic=study.hepatic, tumours=plan.tumours, segments=plan.segments,
-        anatomical=anatomical,
-    )
+    trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
+    vasc = consequences_of(trees, resected=res.resected_fraction, tumours=plan.tumours, segments=plan.segments,
+                           anatomical=anatomical)
     section["vascular"] = vasc.to_dict()
     section["devascularised_ml"] = vasc.devascularised_ml
     section["congested_ml"] = vasc.congested_ml
@@ -491,6 +504,15 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
             100.0 * (section["remnant_ml"] - vasc.congested_ml) / res.functional_liver_ml)
         study.warnings.append(f"the cut congests {vasc.congested_ml:.1f} mL of the remnant (hepatic outflow)")
     return devascularised
+
+
+def _vessel_trees(study: Study, *, nearest_nodes: bool = False, deferred: bool = False):
+    """The study's portal and hepatic trees prepared for the vascular analysis (its
+    resection-independent half, :func:`~hepatoplan.resection.vascular.prepare_vessel_trees`)."""
+    from hepatoplan.resection.vascular import prepare_vessel_trees
+
+    return prepare_vessel_trees(liver=study.liver, spacing_mm=study.spacing_mm, portal=study.portal,
+                                hepatic=study.hepatic, nearest_nodes=nearest_nodes, deferred=deferred)
 
 
 @timing.timed("assessment")

@@ -185,6 +185,7 @@ class Volume:
 def read_image(
     path, *, series_uid: str | None = None, name: str = "image", header_only: bool = False,
     reference: Volume | None = None, resample: bool = False, interpolate_slices: bool = False,
+    check_voxels: bool = True,
 ) -> Volume:
     """Read a CT/MR (or any scalar image) as a canonical :class:`Volume`.
 
@@ -214,6 +215,9 @@ def read_image(
     interpolate_slices : bool
         A DICOM series with uneven spacing, a gap, a damaged slice or gantry tilt is resampled
         onto a regular grid instead of being refused.
+    check_voxels : bool
+        False (with ``header_only``, NIfTI only): the header alone, its voxels not even decoded —
+        the grid to check masks against while the same file is read and checked in full elsewhere.
 
     Raises
     ------
@@ -223,7 +227,7 @@ def read_image(
         The image is not 3D, not scalar, holds NaN/inf values, or its geometry is refused.
     """
     raw = _read(Path(path), series_uid=series_uid, name=name, header_only=header_only,
-                interpolate=interpolate_slices)
+                interpolate=interpolate_slices, check_voxels=check_voxels)
     for note in raw.notes:
         log.warning("%s", note)
     if raw.array is None:
@@ -337,7 +341,7 @@ class _Raw:
 
 
 def _read(path: Path, *, series_uid: str | None, name: str, header_only: bool = False,
-          interpolate: bool = False) -> _Raw:
+          interpolate: bool = False, check_voxels: bool = True) -> _Raw:
     """Read and check one input (see :func:`read_image`)."""
     if _check_path(path, name):
         plan = io_dicom.scan_folder(path, series_uid=series_uid, name=name, interpolate=interpolate)
@@ -355,6 +359,8 @@ def _read(path: Path, *, series_uid: str | None, name: str, header_only: bool = 
         grid = _itk_header(path, name)
         io_nifti.check_itk_grid(header, grid.affine_ras(), path, name)
         _check_grid(grid, path, name)
+        if header_only and not check_voxels:
+            return _Raw(None, grid, path)
         return _Raw(io_nifti.read_voxels(path, header, name, keep=not header_only), grid, path)
     grid = _itk_header(path, name)
     _check_grid(grid, path, name)

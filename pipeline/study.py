@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from hepatoplan.arrays import bounding_box
-from hepatoplan.errors import InputError
+from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.units import voxel_volume_ml
 
 from . import io
@@ -303,12 +304,23 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
              | ({"portal", "hepatic"} if masks.vessels else set()) | ({"segments"} if ts_segments else set()))
     wanted = _automatic_masks(given) if options.auto else []
-    ct = io.read_image(
-        options.ct, series_uid=options.series_uid, name="CT",
-        header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
-        interpolate_slices=options.interpolate_slices,
-    )
-    arrays, notes = load_masks(ct, masks, resample=options.resample_masks, segments_from_totalsegmentator=ts_segments)
+    read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT",
+                      header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
+                      interpolate_slices=options.interpolate_slices)
+    if not str(options.ct).lower().endswith((".nii", ".nii.gz")) or not masks.given():
+        ct = read_ct()
+        arrays, notes = load_masks(ct, masks, resample=options.resample_masks,
+                                   segments_from_totalsegmentator=ts_segments)
+    else:  # a NIfTI CT: its voxels read and checked beside the masks, checked against its header's grid
+        with ThreadPoolExecutor(1) as reading:
+            ct_read = reading.submit(read_ct)
+            try:
+                arrays, notes = load_masks(read_ct(header_only=True, check_voxels=False), masks,
+                                           resample=options.resample_masks, segments_from_totalsegmentator=ts_segments)
+            except HepatoplanError:
+                ct_read.result()  # the CT's own error first
+                raise
+            ct = _wait_read(ct_read)
     sources = {name: path_text(path) for name, path in masks.given().items()}
     for name in ("liver", "tumours", "portal", "hepatic", "vessels", "segments"):
         if name in arrays and name not in sources:
@@ -349,6 +361,11 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
             "--portal FILE and --hepatic FILE to derive them from the vessel tree"
         )
     return study
+
+
+@timed("read")
+def _wait_read(future: Future) -> io.Volume:
+    return future.result()
 
 
 _VESSEL_NAMES = {"portal": "portal vein", "hepatic": "hepatic veins (IVC or dome veins)"}

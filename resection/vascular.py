@@ -76,6 +76,11 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   computed only around the disconnected pieces: the pieces' box grown by twice the liver's
   largest distance to the tree, read within once that distance of the box.
 - The two trees run in two threads; their feature transforms overlap (compiled without the GIL).
+- Everything that does not depend on the resection (the crop, each tree's nodes, wall distances,
+  root, connection to the root before the cut, intrahepatic voxels and, for the downstream rule,
+  the nearest vessel voxels and the shortest-path tree) is :func:`prepare_vessel_trees`; the rest
+  is :func:`consequences_of`. ``plan`` prepares the trees while the Couinaud segments are derived,
+  so that only the second half waits for the resection.
 
 ``bench/bench_vascular.py`` compares this with the earlier implementation (the whole crop at every
 step) on the phantom and IRCADb 01-12.
@@ -84,6 +89,8 @@ step) on the phantom and IRCADb 01-12.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -304,56 +311,238 @@ def vascular_consequences(
         Shapes that differ, a bad spacing, no vessel mask, a resected fraction outside 0-1, an
         empty liver, or a given root with no voxel in its vessel mask.
     """
-    spacing = check_spacing_mm(spacing_mm)
-    liver = np.asarray(liver).astype(bool, copy=False)
-    arrays = {"resected": resected, "anatomical": anatomical, "portal": portal, "hepatic": hepatic, "tumours": tumours,
-              "segments": segments, "portal_root": roots.portal, "ivc": roots.ivc}
-    for name, arr in arrays.items():
-        if arr is not None and np.shape(arr) != liver.shape:
-            raise InputError(
-                f"{name}: shape {np.shape(arr)} differs from the liver's {liver.shape}; give every "
-                "mask on the liver's grid (resample the masks first)."
-            )
-    if portal is None and hepatic is None:
-        raise InputError("vascular_consequences needs a portal-vein mask, a hepatic-vein mask, or both")
-    if not liver.any():
-        raise InputError("liver: the liver mask is empty")
-    ctx = _LiverCrop.make(liver, _resected_fraction(resected), anatomical, tumours, segments, spacing,
-                          params.crop_pad_mm)
-    trees = [(tree, vessel, root) for tree, vessel, root in
-             (("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)) if vessel is not None]
-
-    def analyse(item):
-        tree, vessel, root = item
-        notes: list[str] = []
-        return _analyse_tree(tree, vessel, root, ctx, params, notes), notes
-
-    # the two trees side by side: their feature transforms (compiled without the GIL) overlap
-    with ThreadPoolExecutor(max_workers=len(trees)) as pool:
-        done = list(pool.map(analyse, trees))
-    results = {tree: outcome for (tree, _, _), (outcome, _) in zip(trees, done)}
-    notes = [note for _, tree_notes in done for note in tree_notes]
-    return _consequences(results.get("portal"), results.get("hepatic"), ctx, liver.shape, notes)
+    trees = prepare_vessel_trees(liver=liver, spacing_mm=spacing_mm, portal=portal, hepatic=hepatic, roots=roots,
+                                 params=params, nearest_nodes=False)
+    return consequences_of(trees, resected=resected, tumours=tumours, segments=segments, anatomical=anatomical)
 
 
 @dataclass(frozen=True, eq=False)
-class _LiverCrop:
-    """What every tree's analysis reads: the crop around the liver and the liver's own box in it.
+class VesselTrees:
+    """What :func:`vascular_consequences` computes before it looks at the resection: the crop
+    around the liver and, for each given tree, its voxels, wall distances, root, the part connected
+    to the root, which voxels are intrahepatic and, when asked, each liver voxel's nearest vessel
+    voxel. Made by :func:`prepare_vessel_trees`, read by :func:`consequences_of`; ``plan`` makes it
+    while the Couinaud segments are derived, one resection-independent half of the analysis.
+
+    Each part (the crop, each tree) is computed once, by whoever needs it first: :meth:`prepare`
+    or :func:`consequences_of`; a caller that finds a part being computed waits for it.
+    """
+
+    liver_shape: tuple[int, ...]
+    _geometry: _Once
+    _trees: tuple[_Once, ...]
+
+    @property
+    def geometry(self) -> _LiverGeometry:
+        return self._geometry.get()
+
+    @property
+    def trees(self) -> tuple[_PreparedTree, ...]:
+        return tuple(t.get() for t in self._trees)
+
+    def prepare(self) -> VesselTrees:
+        """Compute every part not computed yet."""
+        self._geometry.get()
+        # the two trees side by side: their feature transforms (compiled without the GIL) overlap
+        with ThreadPoolExecutor(max_workers=max(1, len(self._trees))) as pool:
+            list(pool.map(_Once.get, self._trees))
+        return self
+
+
+class _Once:
+    """A value made by the first caller of :meth:`get` (a caller arriving meanwhile waits for it).
+    A failure is not kept: the next caller makes it again, and fails the same way."""
+
+    def __init__(self, make: Callable[[], object]):
+        self._make, self._lock, self._done, self._value = make, threading.Lock(), False, None
+
+    def get(self):
+        with self._lock:
+            if not self._done:
+                self._value = self._make()
+                self._done = True
+            return self._value
+
+
+def prepare_vessel_trees(
+    *,
+    liver: np.ndarray,
+    spacing_mm,
+    portal: np.ndarray | None = None,
+    hepatic: np.ndarray | None = None,
+    roots: VesselRoots = VesselRoots(),
+    params: VascularParams = VascularParams(),
+    nearest_nodes: bool = True,
+    deferred: bool = False,
+) -> VesselTrees:
+    """The resection-independent half of :func:`vascular_consequences` (same parameters).
+
+    ``nearest_nodes``: also each liver voxel's nearest vessel voxel (one feature transform per tree),
+    and the shortest-path tree from the root, which the downstream rule of an anatomical resection
+    needs when it divides a vessel there; otherwise computed when that happens. ``deferred``: nothing is computed (or checked) now; each part is
+    computed by whoever needs it first: :meth:`VesselTrees.prepare` (e.g. in another thread) or
+    :func:`consequences_of`.
+
+    Raises
+    ------
+    InputError
+        Shapes that differ, a bad spacing, no vessel mask, an empty liver, or a given root with no
+        voxel in its vessel mask (with ``deferred``, when that part is computed).
+    """
+    liver = np.asarray(liver).astype(bool, copy=False)
+
+    def geometry() -> _LiverGeometry:
+        spacing = check_spacing_mm(spacing_mm)
+        for name, arr in {"portal": portal, "hepatic": hepatic, "portal_root": roots.portal, "ivc": roots.ivc}.items():
+            _check_shape(name, arr, liver.shape)
+        if portal is None and hepatic is None:
+            raise InputError("vascular_consequences needs a portal-vein mask, a hepatic-vein mask, or both")
+        if not liver.any():
+            raise InputError("liver: the liver mask is empty")
+        return _LiverGeometry.make(liver, spacing, params.crop_pad_mm)
+
+    crop = _Once(geometry)
+
+    def tree_part(item) -> _Once:
+        return _Once(lambda: _PreparedTree.make(*item, crop.get(), params, nearest_nodes))
+
+    trees = VesselTrees(liver.shape, crop, tuple(tree_part(item) for item in (
+        ("portal", portal, roots.portal), ("hepatic", hepatic, roots.ivc)) if item[1] is not None))
+    return trees if deferred else trees.prepare()
+
+
+def consequences_of(
+    trees: VesselTrees,
+    *,
+    resected: np.ndarray,
+    tumours: np.ndarray | None = None,
+    segments: np.ndarray | None = None,
+    anatomical: np.ndarray | None = None,
+) -> VascularConsequences:
+    """:func:`vascular_consequences` of the resection ``resected`` on the prepared ``trees``
+    (:func:`prepare_vessel_trees`); the other parameters as there.
+
+    Raises
+    ------
+    InputError
+        Shapes that differ from the prepared liver's, or a resected fraction outside 0-1.
+    """
+    for name, arr in {"resected": resected, "anatomical": anatomical, "tumours": tumours,
+                      "segments": segments}.items():
+        _check_shape(name, arr, trees.liver_shape)
+    ctx = _LiverCrop.make(trees.geometry, _resected_fraction(resected), anatomical, tumours, segments)
+
+    def analyse(part: _Once):  # a tree not prepared yet is prepared here, beside the other
+        prepared = part.get()
+        notes = list(prepared.notes)
+        return _analyse_tree(prepared, ctx, notes), notes
+
+    with ThreadPoolExecutor(max_workers=len(trees._trees)) as pool:
+        done = list(pool.map(analyse, trees._trees))
+    results = {p.name: outcome for p, (outcome, _) in zip(trees.trees, done)}
+    notes = [note for _, tree_notes in done for note in tree_notes]
+    return _consequences(results.get("portal"), results.get("hepatic"), ctx, trees.liver_shape, notes)
+
+
+def _check_shape(name: str, arr, shape) -> None:
+    if arr is not None and np.shape(arr) != shape:
+        raise InputError(
+            f"{name}: shape {np.shape(arr)} differs from the liver's {shape}; give every "
+            "mask on the liver's grid (resample the masks first)."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _LiverGeometry:
+    """The crop around the liver and the liver's own box in it.
 
     ``box`` (slices of the full array) is the liver's box grown by ``crop_pad_mm``: vessels are
     analysed there. ``inner`` (slices of the crop) is the liver's box grown by 3 voxels: the
     territories are computed there. The liver's voxels of ``inner`` are listed once, in C order
-    (``liver_flat``), with what the volumes need at each: resected (fraction ≥ 0.5), removed as
-    whole segments, kept share (``1 − fraction``, 0 on tumours) and segment.
+    (``liver_flat``).
     """
 
     box: tuple[slice, ...]
     liver: np.ndarray  # bool, the crop
     surface: VoxelSet | None  # the liver's boundary voxels (crop indices), with their KD-tree
+    inner: tuple[slice, ...]
+    in_inner: np.ndarray  # bool, the liver in ``inner``
+    liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
+    spacing_mm: tuple[float, float, float]
+
+    @classmethod
+    def make(cls, liver, spacing, crop_pad_mm) -> _LiverGeometry:
+        pad = [int(np.ceil(crop_pad_mm / s)) + 1 for s in spacing]
+        box = padded_box(bounding_box(liver), pad, liver.shape)
+        liver_c = liver[box]
+        # territories are computed on the liver's own box (+ 3 voxels): a vessel voxel farther
+        # than that cannot be the nearest one for most liver voxels
+        inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
+        in_inner = liver_c[inner]
+        surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
+        return cls(box=box, liver=liver_c, surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
+                   inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner), spacing_mm=spacing)
+
+    @property
+    def offset(self) -> np.ndarray:
+        return np.array([b.start for b in self.box])
+
+    def at_liver(self, arr: np.ndarray) -> np.ndarray:
+        """The values of a full array at the liver voxels of ``inner``, in C order."""
+        full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(self.box, self.inner))
+        return np.asarray(arr)[full_inner][self.in_inner]
+
+
+@dataclass(frozen=True, eq=False)
+class _PreparedTree:
+    """One tree before the resection: its nodes (``t``), which are intrahepatic, where each node's
+    resected state is read (``state_ijk``: the node itself, or its nearest liver voxel when it lies
+    outside the liver mask but in parenchyma), its root, the nodes connected to the root, and
+    (when asked) the nearest node of each liver voxel of ``inner`` with the downstream sums
+    (:class:`_Downstream`). ``t`` is None when no vessel
+    voxel lies near the liver."""
+
+    name: str
+    vessel_c: np.ndarray | None
+    t: _Tree | None
+    intra: np.ndarray | None
+    state_ijk: np.ndarray | None
+    root: np.ndarray | None
+    before: np.ndarray | None
+    downstream: _Downstream | None
+    notes: tuple[str, ...]
+
+    @classmethod
+    def make(cls, tree, vessel, root_mask, geometry: _LiverGeometry, params: VascularParams,
+             nearest_nodes: bool) -> _PreparedTree:
+        vessel_c = np.ascontiguousarray(np.asarray(vessel)[geometry.box] > 0)
+        if not vessel_c.any():
+            return cls(tree, None, None, None, None, None, None, None,
+                       (f"{tree}: no vessel voxel near the liver; nothing to cut",))
+        notes: list[str] = []
+        t = _Tree.of(vessel_c, geometry.spacing_mm)
+        intra, state_ijk = _intrahepatic(t, geometry)
+        root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
+        before = t.connected_to(np.ones(t.n, bool), root)
+        downstream = (_Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, geometry.inner, geometry))
+                      if nearest_nodes else None)
+        return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
+
+
+@dataclass(frozen=True, eq=False)
+class _LiverCrop:
+    """What every tree's analysis reads: the liver's geometry (:class:`_LiverGeometry`) and the
+    resection at the liver voxels of ``inner`` (C order): resected (fraction ≥ 0.5), removed as
+    whole segments, kept share (``1 − fraction``, 0 on tumours) and segment.
+    """
+
+    box: tuple[slice, ...]
+    liver: np.ndarray  # bool, the crop
+    surface: VoxelSet | None
     fraction: np.ndarray  # float32 or bool, the full array
     anatomical_full: np.ndarray | None
     inner: tuple[slice, ...]
-    liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
+    liver_flat: np.ndarray
     removed_at_liver: np.ndarray
     anatomical_at_liver: np.ndarray
     kept_at_liver: np.ndarray  # float32
@@ -362,35 +551,21 @@ class _LiverCrop:
     unit_ml: float
 
     @classmethod
-    def make(cls, liver, fraction, anatomical, tumours, segments, spacing, crop_pad_mm) -> _LiverCrop:
-        pad = [int(np.ceil(crop_pad_mm / s)) + 1 for s in spacing]
-        box = padded_box(bounding_box(liver), pad, liver.shape)
-        liver_c = liver[box]
-        # territories are computed on the liver's own box (+ 3 voxels): a vessel voxel farther
-        # than that cannot be the nearest one for most liver voxels
-        inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
-        in_inner = liver_c[inner]
-        flat = np.flatnonzero(in_inner)
-        full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
-
-        def at_liver(arr):  # the values of a full array at the liver voxels of ``inner``, in C order
-            return np.asarray(arr)[full_inner][in_inner]
-
+    def make(cls, geometry: _LiverGeometry, fraction, anatomical, tumours, segments) -> _LiverCrop:
+        at_liver = geometry.at_liver
         frac = at_liver(fraction).astype(np.float32, copy=False)
         removed = frac >= 0.5
         kept = (1.0 - np.clip(frac, 0.0, 1.0)).astype(np.float32)
         if tumours is not None:
             kept[at_liver(tumours) > 0] = 0.0
-        surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
         return cls(
-            box=box, liver=liver_c,
-            surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
+            box=geometry.box, liver=geometry.liver, surface=geometry.surface,
             fraction=fraction, anatomical_full=None if anatomical is None else np.asarray(anatomical),
-            inner=inner, liver_flat=flat, removed_at_liver=removed,
-            anatomical_at_liver=(np.zeros(len(flat), bool) if anatomical is None
+            inner=geometry.inner, liver_flat=geometry.liver_flat, removed_at_liver=removed,
+            anatomical_at_liver=(np.zeros(len(geometry.liver_flat), bool) if anatomical is None
                                  else at_liver(anatomical).astype(bool) & removed),
             kept_at_liver=kept, segment_at_liver=None if segments is None else at_liver(segments),
-            spacing_mm=spacing, unit_ml=voxel_volume_ml(spacing),
+            spacing_mm=geometry.spacing_mm, unit_ml=voxel_volume_ml(geometry.spacing_mm),
         )
 
     @property
@@ -508,18 +683,15 @@ class _Tree:
         return keep & np.isin(lab, ids) if ids.size else np.zeros(self.n, bool)
 
 
-def _analyse_tree(tree: str, vessel, root_mask, ctx: _LiverCrop, params: VascularParams, notes) -> _TreeOutcome | None:
-    """Cut, disconnected pieces and their territories for one vessel tree (see the module notes)."""
-    vessel_c = np.ascontiguousarray(np.asarray(vessel)[ctx.box] > 0)
-    if not vessel_c.any():
-        notes.append(f"{tree}: no vessel voxel near the liver; nothing to cut")
+def _analyse_tree(p: _PreparedTree, ctx: _LiverCrop, notes) -> _TreeOutcome | None:
+    """Cut, disconnected pieces and their territories for one prepared vessel tree (see the module notes)."""
+    t = p.t
+    if t is None:
         return _TreeOutcome(None, 0.0, [], 0, 0)
-    t = _Tree.of(vessel_c, ctx.spacing_mm)
-    intra, nearest_removed, nearest_anatomical = _intrahepatic(t, ctx)
-    root = _tree_root(tree, t, root_mask, intra, ctx, params, notes)
-    before = t.connected_to(np.ones(t.n, bool), root)
-    cut, after, nearest = _divided(tree, t, intra & nearest_removed & ~root, nearest_anatomical, before, root,
-                                   vessel_c, ctx, notes)
+    removed, nearest_anatomical = ctx.removed_and_anatomical(p.state_ijk)
+    root, before = p.root, p.before
+    cut, after, nearest = _divided(p.name, t, p.intra & removed & ~root, nearest_anatomical, before, root,
+                                   p.vessel_c, ctx, notes, p.downstream)
     disconnected = before & ~cut & ~after
     n_cut = int(np.count_nonzero(cut & before))
     if not disconnected.any():
@@ -528,35 +700,34 @@ def _analyse_tree(tree: str, vessel, root_mask, ctx: _LiverCrop, params: Vascula
     # piece): their side territory outside the cut loses its supply too. A cut that only grazes a
     # vessel wall, or takes a tip, detaches nothing and costs nothing here.
     piece, n_detached = _pieces(t, disconnected, cut & before & ~nearest_anatomical)
-    owner = _territory_owner(t, piece, vessel_c, nearest, ctx)
-    pieces, total_ml = _describe_pieces(tree, t, piece, n_detached, owner, ctx)
+    owner = _territory_owner(t, piece, p.vessel_c, nearest, ctx)
+    pieces, total_ml = _describe_pieces(p.name, t, piece, n_detached, owner, ctx)
     return _TreeOutcome(owner, total_ml, pieces, n_cut, int(root.sum()))
 
 
-def _intrahepatic(t: _Tree, ctx: _LiverCrop):
-    """Which vessel voxels lie in parenchyma, and whether their nearest liver voxel (the voxel
-    itself when it is liver) is resected / removed as whole segments.
+def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Which vessel voxels lie in parenchyma, and the voxel (crop indices) whose resected state
+    each one takes: itself when it is liver, else its nearest liver voxel.
 
     The distance from a vessel voxel outside the liver to the liver is that to the nearest liver
     boundary voxel (a KD-tree of them, mm), which is also the voxel whose state it takes.
     """
-    intra = ctx.liver[tuple(t.ijk.T)]
-    removed, anatomical = ctx.removed_and_anatomical(t.ijk)
+    intra = geometry.liver[tuple(t.ijk.T)]
     outside = np.flatnonzero(~intra)
-    if ctx.surface is None or not len(outside):
-        return intra, removed, anatomical
+    if geometry.surface is None or not len(outside):
+        return intra, t.ijk
     # a bounded search finds them quickly; the unbounded one then names the nearest liver voxel
     # (among equidistant ones, the one the KD-tree's full search returns)
-    liver_mm, _ = ctx.surface.nearest_within(t.ijk[outside], t.wall_mm[outside] + max(ctx.spacing_mm))
+    liver_mm, _ = geometry.surface.nearest_within(t.ijk[outside], t.wall_mm[outside] + max(geometry.spacing_mm))
     candidates = outside[np.isfinite(liver_mm)]
-    _, k = ctx.surface.nearest(t.ijk[candidates])
-    intra = intra.copy()
+    _, k = geometry.surface.nearest(t.ijk[candidates])
+    intra, state = intra.copy(), t.ijk.copy()
     intra[candidates] = True
-    removed[candidates], anatomical[candidates] = ctx.removed_and_anatomical(ctx.surface.voxels[k])
-    return intra, removed, anatomical
+    state[candidates] = geometry.surface.voxels[k]
+    return intra, state
 
 
-def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverCrop, params: VascularParams, notes) -> np.ndarray:
+def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverGeometry, params: VascularParams, notes) -> np.ndarray:
     """The given root (checked), or the portal root / the IVC core found in the vessel mask."""
     if root_mask is not None:
         root = np.asarray(root_mask)[tuple((t.ijk + ctx.offset).T)] > 0
@@ -572,10 +743,11 @@ def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverCrop, params: Vascul
     return _ivc_core(t, params, notes)
 
 
-def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ctx: _LiverCrop, notes):
+def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ctx: _LiverCrop, notes,
+             downstream: _Downstream | None = None):
     """The vessel voxels the resection divides, those still connected to the root after the cut,
     and each liver voxel's nearest vessel voxel (node index, per liver voxel of ``inner``) when it
-    was needed (``None`` otherwise).
+    was needed (``None`` otherwise; ``downstream``: the downstream sums with that array, when already made).
 
     An anatomical resection divides a vessel only where what it serves downstream is mostly
     removed (the surgeon ligates the pedicle of the removed territory, not the trunk that also
@@ -584,8 +756,10 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     candidates = cut & nearest_anatomical & before
     if not candidates.any():
         return cut, t.connected_to(~cut, root), None
-    nearest = _nearest_nodes(t, vessel_c, ctx.inner, ctx)
-    share = _downstream_removed_share(t, before, root & before, nearest, ctx.anatomical_at_liver)
+    if downstream is None:
+        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, ctx.inner, ctx))
+    nearest = downstream.nearest
+    share = downstream.removed_share(ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
     cut = cut & ~spared
     after = t.connected_to(~cut, root)
@@ -599,7 +773,7 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     return cut, after, nearest
 
 
-def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverCrop, liver_sel=None) -> np.ndarray:
+def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverGeometry | _LiverCrop, liver_sel=None) -> np.ndarray:
     """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
     to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
     ``ctx.liver_flat``; default all, ``box`` being ``inner``): one feature transform
@@ -619,42 +793,61 @@ def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverCrop, liver_sel=None) -> 
     return inside[nearest_voxel(vessel_c[box], spacing_mm=ctx.spacing_mm, at=asking)]
 
 
-def _downstream_removed_share(t: _Tree, before, root, nearest, anatomical_at_liver) -> np.ndarray:
-    """For every node of a vessel tree, the removed share of the liver its downstream part serves
-    (float32; 1 off the tree ``before``).
+@dataclass(frozen=True, eq=False)
+class _Downstream:
+    """The downstream sums of a vessel tree (the nodes ``before``, rooted at ``root``): the
+    shortest-path tree from the root (Dijkstra over the nodes' 26-neighbour graph, mm) as a unit
+    upper-triangular system in order of distance from the root, and the liver voxels each node
+    serves (those whose nearest vessel voxel it is; ``nearest`` as :func:`_nearest_nodes` gives it).
 
-    Downstream = the voxels whose shortest path (26-neighbourhood, mm) to the root passes through
-    it; served = the liver voxels whose nearest vessel voxel is there. Voxels serving nothing get
-    share 1 (nothing argues for keeping them).
+    Downstream = the voxels whose shortest path to the root passes through a node: its sums
+    ``s = w + (sums of the children)`` solve ``(I − C)·s = w`` with ``C[parent, child] = 1``; in
+    order of distance from the root every parent comes before its children (triangular system).
     """
-    from scipy import sparse
-    from scipy.sparse import csgraph
-    from scipy.sparse.linalg import spsolve_triangular
 
-    nodes = np.flatnonzero(before)
-    graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
-    n = len(nodes)
-    # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
-    served = nearest >= 0
-    total = np.bincount(nearest[served], minlength=t.n)[nodes].astype(np.float64)
-    removed = np.bincount(nearest[served & anatomical_at_liver], minlength=t.n)[nodes].astype(np.float64)
-    dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
-                                     return_predecessors=True)
-    # downstream sums s = w + (sums of the children): (I − C)·s = w with C[parent, child] = 1; in
-    # order of distance from the root every parent comes before its children (triangular system)
-    order = np.argsort(dist, kind="stable")
-    pos = np.empty(n, np.int64)
-    pos[order] = np.arange(n)
-    child = np.flatnonzero(pred >= 0)
-    system = sparse.identity(n, format="csr") - sparse.csr_array(
-        (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
-    sums = spsolve_triangular(system, np.stack([total[order], removed[order]], axis=1), lower=False,
-                              unit_diagonal=True)
-    total, removed = sums[pos, 0], sums[pos, 1]
-    share = np.ones(t.n, np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share[nodes] = np.where(total > 0, removed / total, 1.0)
-    return share
+    n_nodes: int  # of the tree
+    nodes: np.ndarray  # the tree's node numbers of ``before``
+    order: np.ndarray
+    pos: np.ndarray
+    system: object  # scipy.sparse CSR
+    nearest: np.ndarray
+    total: np.ndarray  # float64 per node of ``nodes``: liver voxels served
+
+    @classmethod
+    def make(cls, t: _Tree, before, root, nearest) -> _Downstream:
+        from scipy import sparse
+        from scipy.sparse import csgraph
+
+        nodes = np.flatnonzero(before)
+        graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
+        n = len(nodes)
+        # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
+        total = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
+        dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
+                                         return_predecessors=True)
+        order = np.argsort(dist, kind="stable")
+        pos = np.empty(n, np.int64)
+        pos[order] = np.arange(n)
+        child = np.flatnonzero(pred >= 0)
+        system = sparse.identity(n, format="csr") - sparse.csr_array(
+            (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
+        return cls(t.n, nodes, order, pos, system, nearest, total)
+
+    def removed_share(self, anatomical_at_liver) -> np.ndarray:
+        """For every node of the tree, the removed (``anatomical_at_liver``) share of the liver its
+        downstream part serves (float32; 1 off ``before``, and where it serves nothing: nothing
+        argues for keeping it)."""
+        from scipy.sparse.linalg import spsolve_triangular
+
+        nearest, nodes, order, pos = self.nearest, self.nodes, self.order, self.pos
+        removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=self.n_nodes)[nodes]
+        sums = spsolve_triangular(self.system, np.stack([self.total[order], removed.astype(np.float64)[order]], axis=1),
+                                  lower=False, unit_diagonal=True)
+        total, removed = sums[pos, 0], sums[pos, 1]
+        share = np.ones(self.n_nodes, np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share[nodes] = np.where(total > 0, removed / total, 1.0)
+        return share
 
 
 #: The 13 "forward" offsets of the 26-neighbourhood (the other 13 are their negatives).

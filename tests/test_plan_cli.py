@@ -167,6 +167,8 @@ def study_dir(phantom, tmp_path_factory):
             img.to_filename(d / name)
     raw = (d / "liver.nii.gz").read_bytes()
     (d / "truncated.nii.gz").write_bytes(gzip.compress(gzip.decompress(raw)[: len(gzip.decompress(raw)) // 3]))
+    ct = gzip.decompress((d / "ct.nii.gz").read_bytes())
+    (d / "truncated_ct.nii.gz").write_bytes(gzip.compress(ct[: len(ct) // 2]))
     return d
 
 
@@ -184,6 +186,8 @@ BAD_CASES = {
     "anatomical without segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"], "segments"),
     "unknown flag": (["--liver", "{d}/liver.nii.gz", "--margin", "2"], "unrecognized"),
     "NaN voxels in the CT": (["--liver", "{d}/liver.nii.gz"], "NaN"),
+    # the CT is read beside the masks: its own error comes first
+    "truncated CT and a mask on another grid": (["--liver", "{d}/shifted.nii.gz"], "truncated_ct.nii.gz: holds"),
 }
 
 
@@ -191,7 +195,8 @@ BAD_CASES = {
 def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(study_dir, tmp_path, capsys, case):
     flags, expected = BAD_CASES[case]
     out = tmp_path / "out"
-    ct = study_dir / ("nan_ct.nii.gz" if "NaN" in case else "ct.nii.gz")
+    ct = study_dir / ("nan_ct.nii.gz" if "NaN" in case else "truncated_ct.nii.gz" if "truncated CT" in case
+                      else "ct.nii.gz")
     argv = ["plan", str(ct), "--out", str(out), "--no-preview", "--no-auto"] + [f.format(d=study_dir) for f in flags]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

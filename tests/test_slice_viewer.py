@@ -382,12 +382,15 @@ def test_no_preview_reads_the_ct_header_only_and_writes_no_montage(tmp_path, mon
     files = write_study(study, tmp_path / "in", axcodes="RAS")
     calls = []
     read_image = io.read_image
-    monkeypatch.setattr(io, "read_image", lambda *a, **k: calls.append(k.get("header_only")) or read_image(*a, **k))
+    monkeypatch.setattr(io, "read_image", lambda *a, **k: calls.append((k.get("header_only"), k.get("check_voxels", True)))
+                        or read_image(*a, **k))
     out = tmp_path / "out"
     assert main(["plan", str(files["ct"]), "--out", str(out), "--liver", str(files["liver"]), "--tumours",
                  str(files["tumours"]), "--segments", str(files["segments"]), "--portal", str(files["portal_vein"]),
                  "--hepatic", str(files["hepatic_veins"]), "--no-preview"]) == 0
-    assert calls == [True]
+    # the grid from the header (voxels not decoded) for the masks, and the whole file checked beside them:
+    # neither keeps the voxels
+    assert sorted(calls) == [(True, False), (True, True)]
     assert not (out / "qc_montage.png").exists() and not (out / "report.pdf").exists()
     assert "slice-viewer" not in (out / "report.html").read_text()
 

@@ -20,7 +20,7 @@ from scipy import ndimage
 from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
 from hepatoplan.resection.procedures import parse_resection
-from hepatoplan.resection.vascular import vascular_consequences
+from hepatoplan.resection.vascular import consequences_of, prepare_vessel_trees, vascular_consequences
 from hepatoplan.resection.virtual import plan_resection
 
 
@@ -122,6 +122,24 @@ def test_anatomical_resection_counts_only_what_it_detaches(ph):
     assert not res.devascularised.any()
 
 
+def test_trees_prepared_once_answer_every_resection_as_the_whole_analysis(ph):
+    """``plan`` prepares the trees (with every liver voxel's nearest vessel voxel) while the Couinaud
+    segments are derived: the answers must be those of ``vascular_consequences``, for an anatomical
+    resection with a cut beside it (the downstream rule reads the prepared nearest voxels) and a cut alone."""
+    liver, vessels = ph.liver > 0, dict(portal=ph.portal > 0, hepatic=ph.hepatic > 0)
+    trees = prepare_vessel_trees(liver=liver, spacing_mm=ph.spacing_mm, nearest_nodes=True, **vessels)
+    right = np.isin(ph.segments, (5, 6, 7, 8))
+    for resected, anatomical in ((right | _cut_at_origin(ph, "portal", 11), right), (_cut_at_origin(ph, "hepatic", 6), None)):
+        kw = dict(resected=resected, anatomical=anatomical, tumours=ph.tumours, segments=ph.segments)
+        a = vascular_consequences(liver=liver, spacing_mm=ph.spacing_mm, **vessels, **kw)
+        # deferred: nothing prepared ahead, consequences_of prepares what it needs
+        deferred = prepare_vessel_trees(liver=liver, spacing_mm=ph.spacing_mm, deferred=True, **vessels)
+        for b in (consequences_of(trees, **kw), consequences_of(deferred, **kw)):
+            assert a.to_dict() == b.to_dict()
+            assert np.array_equal(a.devascularised, b.devascularised) and np.array_equal(a.congested, b.congested)
+    assert a.congested_ml > 0 and a.hepatic_pieces  # the last cut detaches something: not a vacuous match
+
+
 def test_flipping_the_axes_does_not_change_the_answer(ph):
     cut = _cut_at_origin(ph, "portal", 11)
     kw = dict(spacing_mm=ph.spacing_mm)
@@ -145,6 +163,13 @@ def test_bad_input_is_refused_with_a_clear_message():
         vascular_consequences(liver=liver, resected=liver, portal=vessel, spacing_mm=(1, 0, 1))
     with pytest.raises(InputError, match="liver mask is empty"):
         vascular_consequences(liver=~liver, resected=liver, portal=vessel, spacing_mm=(1, 1, 1))
+    trees = prepare_vessel_trees(liver=liver, portal=vessel, spacing_mm=(1, 1, 1))
+    with pytest.raises(InputError, match="segments: shape"):
+        consequences_of(trees, resected=liver, segments=liver[:5])
+    deferred = prepare_vessel_trees(liver=~liver, portal=vessel, spacing_mm=(1, 1, 1), deferred=True)
+    for _ in range(2):  # raised when the part is needed, every time
+        with pytest.raises(InputError, match="liver mask is empty"):
+            consequences_of(deferred, resected=liver)
 
 
 @pytest.mark.slow
