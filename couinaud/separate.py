@@ -199,10 +199,10 @@ def _alignment(g: SkeletonGraph, directions: np.ndarray, target_mm: np.ndarray) 
     return np.abs((directions * v).sum(axis=1)) / np.maximum(np.linalg.norm(v, axis=1), 1e-6)
 
 
-def _seeds(g, rs, directions, liver, ivc, sp, params: SeparationParams):
+def _seeds(g, rs, directions, liver, ivc, bifurcation, sp, params: SeparationParams):
     """Boolean node masks of the hepatic roots (near the IVC, upper liver) and the portal roots
-    (thick cut ends at the hilum, not running cranio-caudally), and the hilum point (the thickest
-    portal root)."""
+    (thick cut ends at the hilum, not running cranio-caudally except within reach of ``bifurcation``,
+    the expected portal bifurcation in mm), and the hilum point (the thickest portal root)."""
     x, y, z = g.xyz_mm.T
     ax, ay = ivc.xy_at(z)
     rho = np.hypot(x - ax, y - ay)
@@ -224,8 +224,7 @@ def _seeds(g, rs, directions, liver, ivc, sp, params: SeparationParams):
     front = (y > ay) & (rho > r_ivc + params.portal_seed_ring_mm) & ~hepatic
     portal = front & (z <= height(params.portal_seed_max_height_fraction)) & (rs >= params.portal_seed_min_radius_mm)
     # the portal branches leave the hilum across the liver; a cranio-caudal vessel away from the hilum
-    # is a hepatic vein on its way up to the IVC skimming the surface (near it, the trunk's cut end)
-    bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
+    # is a hepatic vein on its way up to the IVC skimming the surface (near the expected bifurcation, the trunk's cut end)
     near_hilum = np.linalg.norm(g.xyz_mm - bifurcation, axis=1) <= params.portal_seed_vertical_beyond_mm
     portal &= (np.abs(directions[:, 2]) <= params.portal_seed_max_vertical_cos) | near_hilum
     portal[portal] = _depth_in_liver_at_most(liver, g.ijk[portal], rs[portal] + params.cut_end_depth_margin_mm, sp)
@@ -279,7 +278,8 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
         raise NotComputableError("the vessel mask is too small to build a vessel tree (fewer than 10 skeleton voxels)")
     rs, near = _smoothed_radius(g)
     directions = _directions(g, near)
-    hep_seed, por_seed, hilum, z_conf = _seeds(g, rs, directions, liver, ivc, sp, params)
+    bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
+    hep_seed, por_seed, hilum, z_conf = _seeds(g, rs, directions, liver, ivc, bifurcation, sp, params)
     confluence = np.array([*ivc.xy_at(z_conf), z_conf])
     a = g.adjacency.tocoo()
     rr = np.maximum(rs, 0.5)
@@ -321,7 +321,6 @@ def separate_vessels(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
         record["implausible"] = (f"the portal tree holds {100 * portal_fraction:.0f}% of the vessel volume (IRCADb 01-12: "
                                  f"13-45%): hepatic veins were likely taken for portal")
     record["confidence"] = round(confidence, 3)
-    bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
     pieces = cc3d.connected_components(labels == PORTAL, connectivity=26)
     stats = cc3d.statistics(pieces)
     cut = _cut_at_hilum(np.asarray(stats["voxel_counts"])[1:], params)

@@ -354,7 +354,7 @@ def _read(path: Path, *, series_uid: str | None, name: str, header_only: bool = 
             f"{name} {path}: unsupported file type; expected one of "
             f"{', '.join(IMAGE_SUFFIXES)} or a folder holding a DICOM series."
         )
-    if path.name.lower().endswith((".nii", ".nii.gz")):
+    if is_nifti_file(path):
         header = io_nifti.read_header(path, name)
         grid = _itk_header(path, name)
         io_nifti.check_itk_grid(header, grid.affine_ras(), path, name)
@@ -368,6 +368,13 @@ def _read(path: Path, *, series_uid: str | None, name: str, header_only: bool = 
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
     return _Raw(None if header_only else sitk.GetArrayViewFromImage(image), grid, path, owner=image)
+
+
+def is_nifti_file(path) -> bool:
+    """Whether ``path`` names a NIfTI file (``.nii`` / ``.nii.gz``), read with nibabel's header
+    checks, whose voxels can be decoded apart from its header (``read_image(check_voxels=False)``)."""
+    path = Path(path)
+    return path.name.lower().endswith((".nii", ".nii.gz")) and not path.is_dir()
 
 
 def _check_path(path: Path, name: str) -> bool:

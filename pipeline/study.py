@@ -307,7 +307,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT",
                       header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
                       interpolate_slices=options.interpolate_slices)
-    if not str(options.ct).lower().endswith((".nii", ".nii.gz")) or not masks.given():
+    if not io.is_nifti_file(options.ct) or not masks.given():
         ct = read_ct()
         arrays, notes = load_masks(ct, masks, resample=options.resample_masks,
                                    segments_from_totalsegmentator=ts_segments)

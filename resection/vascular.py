@@ -92,7 +92,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cc3d
 import edt
@@ -430,7 +430,7 @@ def consequences_of(
     for name, arr in {"resected": resected, "anatomical": anatomical, "tumours": tumours,
                       "segments": segments}.items():
         _check_shape(name, arr, trees.liver_shape)
-    ctx = _LiverCrop.make(trees.geometry, _resected_fraction(resected), anatomical, tumours, segments)
+    ctx = _LiverCrop.of(trees.geometry, _resected_fraction(resected), anatomical, tumours, segments)
 
     def analyse(part: _Once):  # a tree not prepared yet is prepared here, beside the other
         prepared = part.get()
@@ -530,28 +530,22 @@ class _PreparedTree:
 
 
 @dataclass(frozen=True, eq=False)
-class _LiverCrop:
+class _LiverCrop(_LiverGeometry):
     """What every tree's analysis reads: the liver's geometry (:class:`_LiverGeometry`) and the
     resection at the liver voxels of ``inner`` (C order): resected (fraction ≥ 0.5), removed as
     whole segments, kept share (``1 − fraction``, 0 on tumours) and segment.
     """
 
-    box: tuple[slice, ...]
-    liver: np.ndarray  # bool, the crop
-    surface: VoxelSet | None
     fraction: np.ndarray  # float32 or bool, the full array
     anatomical_full: np.ndarray | None
-    inner: tuple[slice, ...]
-    liver_flat: np.ndarray
     removed_at_liver: np.ndarray
     anatomical_at_liver: np.ndarray
     kept_at_liver: np.ndarray  # float32
     segment_at_liver: np.ndarray | None
-    spacing_mm: tuple[float, float, float]
     unit_ml: float
 
     @classmethod
-    def make(cls, geometry: _LiverGeometry, fraction, anatomical, tumours, segments) -> _LiverCrop:
+    def of(cls, geometry: _LiverGeometry, fraction, anatomical, tumours, segments) -> _LiverCrop:
         at_liver = geometry.at_liver
         frac = at_liver(fraction).astype(np.float32, copy=False)
         removed = frac >= 0.5
@@ -559,18 +553,14 @@ class _LiverCrop:
         if tumours is not None:
             kept[at_liver(tumours) > 0] = 0.0
         return cls(
-            box=geometry.box, liver=geometry.liver, surface=geometry.surface,
+            **{f.name: getattr(geometry, f.name) for f in fields(_LiverGeometry)},
             fraction=fraction, anatomical_full=None if anatomical is None else np.asarray(anatomical),
-            inner=geometry.inner, liver_flat=geometry.liver_flat, removed_at_liver=removed,
+            removed_at_liver=removed,
             anatomical_at_liver=(np.zeros(len(geometry.liver_flat), bool) if anatomical is None
                                  else at_liver(anatomical).astype(bool) & removed),
             kept_at_liver=kept, segment_at_liver=None if segments is None else at_liver(segments),
-            spacing_mm=geometry.spacing_mm, unit_ml=voxel_volume_ml(geometry.spacing_mm),
+            unit_ml=voxel_volume_ml(geometry.spacing_mm),
         )
-
-    @property
-    def offset(self) -> np.ndarray:
-        return np.array([b.start for b in self.box])
 
     def removed_and_anatomical(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Whether the voxels ``ijk`` (crop indices, (n, 3)) are resected, and removed as whole segments."""
@@ -773,7 +763,7 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     return cut, after, nearest
 
 
-def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverGeometry | _LiverCrop, liver_sel=None) -> np.ndarray:
+def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverGeometry, liver_sel=None) -> np.ndarray:
     """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
     to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
     ``ctx.liver_flat``; default all, ``box`` being ``inner``): one feature transform

@@ -217,7 +217,7 @@ def test_no_portal_root_on_a_cranio_caudal_vessel_at_the_surface():
     from hepatoplan.couinaud.graph import skeleton_graph
     from hepatoplan.couinaud.landmarks import IVCAxis
     from hepatoplan.couinaud.params import SeparationParams
-    from hepatoplan.couinaud.separate import _directions, _seeds, _smoothed_radius
+    from hepatoplan.couinaud.separate import _directions, _seeds, _smoothed_radius, bifurcation_prior
 
     sp = np.ones(3)
     liver = np.ones((80, 80, 80), bool)
@@ -233,6 +233,7 @@ def test_no_portal_root_on_a_cranio_caudal_vessel_at_the_surface():
     up_the_surface = g.xyz_mm[:, 0] > 70
     for cos, expected in ((1.0, True), (0.85, False)):
         params = replace(SeparationParams(), portal_seed_max_vertical_cos=cos)
-        _, portal, _, _ = _seeds(g, rs, directions, liver, ivc, sp, params)
+        bifurcation = bifurcation_prior(liver, ivc, sp, params=params)
+        _, portal, _, _ = _seeds(g, rs, directions, liver, ivc, bifurcation, sp, params)
         assert portal[g.xyz_mm[:, 0] < 10].any()
         assert portal[up_the_surface].any() == expected
