@@ -267,14 +267,38 @@ def _warnings_html(report: Mapping) -> str:
     return f"<section class='warnings'><h2>Warnings</h2><ul>{items}</ul></section>"
 
 
-def _png_data_uri(path: Path) -> str:
+def _png_bytes(path: Path) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"image for the HTML report not found: {path}")
     data = path.read_bytes()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise InputError(f"{path} is not a PNG file")
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return data
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(_png_bytes(path)).decode("ascii")
+
+
+#: JPEG quality of the 3D previews on report.pdf's pages (4:4:4, no chroma subsampling). Chromium
+#: puts a JPEG into the PDF as it is, but decodes a PNG and deflates its pixels again (~0.3 s of
+#: its CPU for the four previews, bench/RESULTS.md "eleventh stop"); the shaded renders lose
+#: nothing visible at 90. The PNG files and report.html keep the PNGs (the QC montage's thin
+#: outlines and the growth plot stay PNG in the PDF too).
+PRINT_JPEG_QUALITY = 90
+
+
+def _jpeg_data_uri(path: Path) -> str:
+    """A PNG image as a JPEG data URI (:data:`PRINT_JPEG_QUALITY`)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(_png_bytes(path))) as image:
+        image.convert("RGB").save(buffer, "JPEG", quality=PRINT_JPEG_QUALITY, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # ---- 3D view data ------------------------------------------------------------------------------
@@ -383,14 +407,17 @@ def _viewer_html(data: dict) -> str:
 
 # ---- the page ----------------------------------------------------------------------------------
 
-def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None) -> str:
-    """The preview gallery and the growth-outlook plot (empty when there are none)."""
+def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None, *,
+                  jpeg_previews: bool = False) -> str:
+    """The preview gallery and the growth-outlook plot (empty when there are none); the previews
+    as JPEG with ``jpeg_previews`` (report.pdf's page)."""
     parts = []
+    image_uri = _jpeg_data_uri if jpeg_previews else _png_data_uri
     if previews:
         parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
         for p in previews:
             caption = Path(p).stem.replace("preview_", "").replace("_", " ")
-            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
+            parts.append(f"<figure><img src='{image_uri(Path(p))}' alt='{html.escape(caption)}'>"
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.append("</div></section>")
     if growth_plot_png is not None:
@@ -476,16 +503,18 @@ class _ReportViews:
     montage: str = ""
     mesh_view: str = ""
     figures: str = ""  # previews and growth outlook
+    print_figures: str = ""  # the same on report.pdf's page (previews as JPEG)
 
     @classmethod
     def of(cls, *, previews: Sequence[str | Path] = (), growth_plot_png: str | Path | None = None,
-           montage_png: str | Path | None = None) -> "_ReportViews":
+           montage_png: str | Path | None = None, print_page: bool = False) -> "_ReportViews":
         montage = "" if montage_png is None else (
             "<section id='montage'><h2>QC montage: the plan's outlines on the image</h2>"
             f"<figure><img src='{_png_data_uri(Path(montage_png))}' alt='QC montage'>"
             "<figcaption>Axial slices through the liver and one coronal slice: liver border, "
             "segment boundaries, the cut and the tumours (qc_montage.png).</figcaption></figure></section>")
-        return cls(montage=montage, figures=_figures_html(previews, growth_plot_png))
+        return cls(montage=montage, figures=_figures_html(previews, growth_plot_png),
+                   print_figures=_figures_html(previews, growth_plot_png, jpeg_previews=True) if print_page else "")
 
 
 def _write_page(report: Mapping[str, Any], out_path: Path, views: _ReportViews, *, title: str) -> Path:
@@ -610,7 +639,8 @@ def write_plan_visuals(
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
-                                montage_png=written["montage"][0] if written["montage"] else None)
+                                montage_png=written["montage"][0] if written["montage"] else None,
+                                print_page=bool(meshes_and_previews))
         # report.pdf: Chromium prints the print layout while the other outputs are written
         with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, ahead.browser)) or nullcontext() as printing:
             if meshes:
@@ -667,7 +697,8 @@ def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews, brows
 
     folder = tempfile.TemporaryDirectory(prefix="hp-print-")
     page = _write_page(report, Path(folder.name) / "report-print.html",
-                       replace(views, slice_viewer="", mesh_view=""), title=REPORT_TITLE)
+                       replace(views, slice_viewer="", mesh_view="", figures=views.print_figures),
+                       title=REPORT_TITLE)
     try:
         return _PdfJob(PdfPrint(page, path, browser=browser), folder)
     except NotComputableError as exc:
