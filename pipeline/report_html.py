@@ -693,9 +693,9 @@ def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews, brows
     """Start printing ``report.pdf`` (the report's print layout: ``views`` without the interactive
     viewers) in headless Chromium; ``None`` and a warning in ``report["warnings"]`` when there is
     no browser (:func:`_finish_pdf` waits for it)."""
-    from .report_pdf import PdfPrint
+    from .report_pdf import PdfPrint, scratch_folder
 
-    folder = tempfile.TemporaryDirectory(prefix="hp-print-")
+    folder = scratch_folder("hp-print-")
     page = _write_page(report, Path(folder.name) / "report-print.html",
                        replace(views, slice_viewer="", mesh_view="", figures=views.print_figures),
                        title=REPORT_TITLE)

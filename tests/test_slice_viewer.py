@@ -11,7 +11,9 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,6 +333,24 @@ def test_phantom_pdf_renders_with_pdftoppm(phantom_plan, tmp_path):
     assert green_banner.sum() > 100  # the verdict banner of an adequate remnant, in colour
     # the montage (a dark picture) and the previews are printed: dark pixels on some page
     assert max((p.mean(axis=2) < 0.15).mean() for p in pages) > 0.15
+    # the four previews embedded as JPEG (Chromium passes them through), the montage as pixels it deflates
+    pdf = (out / "report.pdf").read_bytes()
+    assert len(re.findall(rb"/Filter\s*/DCTDecode", pdf)) == 4
+    assert len(re.findall(rb"/Subtype\s*/Image", pdf)) >= 5
+
+
+def test_scratch_folder_in_ram_when_it_can(tmp_path, monkeypatch):
+    from hepatoplan.pipeline import report_pdf
+
+    monkeypatch.setattr(report_pdf, "SCRATCH_PARENT", str(tmp_path))
+    folder = report_pdf.scratch_folder("hp-x-")
+    assert Path(folder.name).parent == tmp_path and Path(folder.name).name.startswith("hp-x-")
+    folder.cleanup()
+    assert not Path(folder.name).exists()
+    monkeypatch.setattr(report_pdf, "SCRATCH_PARENT", str(tmp_path / "missing"))  # elsewhere: the usual tmp
+    folder = report_pdf.scratch_folder("hp-x-")
+    assert Path(folder.name).parent == Path(tempfile.gettempdir())
+    folder.cleanup()
 
 
 _PAGES = ("<style>@page { size: A4; margin: 10mm } .p { break-after: page; height: 50mm; background: #2a7 }</style>"
