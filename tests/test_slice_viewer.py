@@ -373,6 +373,8 @@ def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
     with Browser() as browser:
         for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
             assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
+        # no browser UI built meanwhile (the address bar's WebUI popups: a renderer process of their own)
+        assert [t["type"] for t in browser.call("Target.getTargets")["targetInfos"]] == ["page"]
         profile, group = browser._profile.name, browser._process.pid
     # closed: no process of the browser's group running (zombies init has not reaped yet aside), its
     # profile removed
