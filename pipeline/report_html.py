@@ -311,21 +311,12 @@ def _budgets(meshes: Mapping[str, Mesh], max_triangles: int) -> dict[str, int]:
             for n, m in meshes.items()}
 
 
-def view_meshes(meshes: Mapping[str, Mesh], *, max_triangles: int = DEFAULT_MAX_TRIANGLES) -> dict[str, Mesh]:
-    """The meshes decimated to the 3D view's triangle budget (all structures together; each keeps
-    at least :data:`MIN_TRIANGLES_PER_STRUCTURE`): what the 3D view and the PNG previews draw."""
-    from .meshing import decimate_mesh
-
-    budgets = _budgets(meshes, max_triangles)
-    return {name: decimate_mesh(mesh, max_triangles=max(4, budgets[name])) for name, mesh in meshes.items()}
-
-
 def viewer_data(
     meshes: Mapping[str, Mesh],
     *,
     colours: Mapping[str, Sequence[float]] | None = None,
     scenes: Mapping[str, Mapping[str, float]] | None = None,
-    max_triangles: int | None = DEFAULT_MAX_TRIANGLES,
+    max_triangles: int = DEFAULT_MAX_TRIANGLES,
 ) -> dict:
     """The JSON-able data of the embedded 3D view (meshes quantised to uint16, base64).
 
@@ -338,25 +329,26 @@ def viewer_data(
     scenes : mapping, optional
         Scene name -> {structure: opacity}; default :func:`hepatoplan.pipeline.rendering.default_scenes`.
         The viewer opens on the ``after`` scene when there is one, else ``before``.
-    max_triangles : int or None
-        Triangle budget of all structures together (:func:`view_meshes`); ``None``: ``meshes`` as
-        they are (already from :func:`view_meshes`).
+    max_triangles : int
+        Triangle budget of all structures together.
 
     Returns
     -------
     dict
     """
     from .labels import PARENCHYMA_KINDS, default_colours, structure_kind
+    from .meshing import decimate_mesh
     from .rendering import default_scenes
 
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
     initial = scenes.get("after") or scenes.get("before") or {n: 1.0 for n in meshes}
-    small_meshes = meshes if max_triangles is None else view_meshes(meshes, max_triangles=max_triangles)
+    budgets = _budgets(meshes, max_triangles)
     all_opacity = {n: o for scene in scenes.values() for n, o in scene.items()}
     structures = []
     lo_all, hi_all = np.full(3, np.inf), np.full(3, -np.inf)
-    for name, small in small_meshes.items():
+    for name, mesh in meshes.items():
+        small = decimate_mesh(mesh, max_triangles=max(4, budgets[name]))
         v = np.asarray(small.vertices_mm, np.float64)
         lo, hi = v.min(axis=0), v.max(axis=0)
         lo_all, hi_all = np.minimum(lo_all, lo), np.maximum(hi_all, hi)
@@ -641,9 +633,9 @@ def write_plan_visuals(
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
-        meshes, view = {}, {}
+        meshes = {}
         if meshes_and_previews:
-            meshes, view, written["previews"] = _meshes_and_previews(plan, ahead.meshes)
+            meshes, written["previews"] = _meshes_and_previews(plan, ahead.meshes)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
@@ -654,7 +646,7 @@ def write_plan_visuals(
             if meshes:
                 written["meshes"] = _write_mesh_files(plan, meshes)
             with stage("report"):
-                views = replace(views, mesh_view=_viewer_html(viewer_data(view, max_triangles=None)) if view else "",
+                views = replace(views, mesh_view=_viewer_html(viewer_data(meshes)) if meshes else "",
                                 slice_viewer="" if slice_view is None else slice_view.result())
                 written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
                 written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
@@ -804,10 +796,8 @@ def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slic
 
 @timed("previews")
 def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None = None):
-    """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here),
-    the same at the 3D view's budget (:func:`view_meshes`) and the PNG previews drawn from those
-    (~0.3 s less rendering CPU than from the full meshes for the same pictures, bench/RESULTS.md
-    "eleventh stop"); returns ``(meshes, view meshes, preview files)``."""
+    """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here)
+    and the PNG previews; returns ``(meshes, preview files)``."""
     from .rendering import render_previews
 
     if meshes is None:
@@ -815,10 +805,9 @@ def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None = None):
     else:
         meshes = meshes.result()
     t = time.perf_counter()
-    view = view_meshes(meshes)
-    previews = render_previews(view, plan.out_dir, size_px=PREVIEW_SIZE_PX) if view else []
+    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
-    return meshes, view, previews
+    return meshes, previews
 
 
 @timed("previews")
