@@ -282,8 +282,8 @@ def _png_data_uri(path: Path) -> str:
 
 
 #: JPEG quality of the 3D previews on report.pdf's pages (4:4:4, no chroma subsampling). Chromium
-#: puts a JPEG into the PDF as it is, but decodes a PNG and deflates its pixels again (~0.3 s of
-#: its CPU for the four previews, bench/RESULTS.md "eleventh stop"); the shaded renders lose
+#: puts a JPEG into the PDF as it is, but decodes a PNG and deflates its pixels again (0.3-0.4 s
+#: of its CPU for the four previews, bench/RESULTS.md "eleventh stop"); the shaded renders lose
 #: nothing visible at 90. The PNG files and report.html keep the PNGs (the QC montage's thin
 #: outlines and the growth plot stay PNG in the PDF too).
 PRINT_JPEG_QUALITY = 90

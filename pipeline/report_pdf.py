@@ -45,8 +45,8 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 CHROMIUM_ENV = "HEPATOPLAN_CHROMIUM"
 #: Flags of a quiet, private headless run (no sandbox: it may run as root in containers). Chromium
 #: 156 builds its address bar's two WebUI popups at start-up, headless too (a renderer process of
-#: their own, ~0.4 s of CPU; no page needs them): ``--disable-features`` leaves them out; one
-#: renderer process for every page (the start-up tab's and the printed one's). Together ~0.7 s
+#: their own, ~0.6 s of Chromium's CPU; no page needs them): ``--disable-features`` leaves them out; one
+#: renderer process for every page (the start-up tab's and the printed one's). Together ~0.85 s
 #: less of Chromium's CPU per plan (bench/RESULTS.md, "eleventh stop"). Features a version does
 #: not know are ignored.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -57,8 +57,8 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 #: Where Chromium's profile and the print page go when it is a writable folder (a RAM file system
 #: on Linux): the profile's ~130 files (SQLite databases, caches) are removed at the end of every
-#: plan, which took 0.3-0.4 s of wall time on an ext4 disk mounted with ``discard`` and ~0.05 s
-#: there (bench/RESULTS.md, "eleventh stop"); elsewhere the system's temporary folder.
+#: plan: ``Browser.close`` took 0.47 s of wall time with them on an ext4 disk mounted with
+#: ``discard``, 0.10 s there (bench/RESULTS.md, "eleventh stop"); elsewhere the system's temporary folder.
 SCRATCH_PARENT = "/dev/shm"
 
 
