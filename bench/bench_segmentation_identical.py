@@ -1,0 +1,113 @@
+"""Automatic segmentation of another revision against this checkout: identical outputs, and CPU A/B.
+
+    python bench/bench_segmentation_identical.py --rev 5c7cde0 [--cases 01 07] [-n 2]
+
+For each IRCADb case with a CT, ``segment_study`` (what ``hepatoplan segment`` and CT -> plan run)
+in fresh processes of this Python, the other revision (exported with ``git archive`` and imported
+through bench_plan_ab.py's copy of the editable-install finder) and this checkout interleaved,
+``-n`` rounds. Every output array (liver, tumours, portal and hepatic masks: dtype, shape, every
+voxel) and every value of the report (what ``segmentation.json`` holds, ``seconds`` keys aside) is
+compared with the other revision's first run. Prints per run the CPU seconds of ``segment_study``
+(``time.process_time``: all threads of the process), its wall seconds and the load; exit status 1
+when anything differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench_plan import IRCADB, ROOT  # this folder is on sys.path when run as a script
+from bench_plan_ab import other_revision
+
+CASES = IRCADB.parent
+ARRAYS = ("liver", "tumours", "portal_vein", "hepatic_veins")
+RUN = """
+import json, sys, time
+import numpy as np
+from hepatoplan.pipeline import io
+from hepatoplan.pipeline.cmd_segment import _json_default
+from hepatoplan.segmentation import segment_study
+image = io.read_image(sys.argv[1])
+cpu, wall = time.process_time(), time.perf_counter()
+seg = segment_study(image.array, spacing_mm=image.spacing_mm)
+cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+np.savez(sys.argv[2] + ".npz", **{name: getattr(seg, name) for name in %r})
+from dataclasses import asdict
+report = {"report": seg.report, "parameters": asdict(seg.parameters)}
+open(sys.argv[2] + ".json", "w").write(json.dumps(report, default=_json_default, sort_keys=True))
+print(json.dumps({"cpu": cpu, "wall": wall}))
+""" % (ARRAYS,)
+
+
+def _strip(value):
+    """The report without its timings (``seconds`` keys)."""
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def differences(ref: Path, new: Path) -> list[str]:
+    """What differs between two runs' outputs (``ref`` / ``new``: paths without suffix)."""
+    out = []
+    a, b = np.load(str(ref) + ".npz"), np.load(str(new) + ".npz")
+    for name in ARRAYS:
+        x, y = a[name], b[name]
+        if x.dtype != y.dtype or x.shape != y.shape:
+            out.append(f"{name}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}")
+        elif not np.array_equal(x, y):
+            out.append(f"{name}: {int(np.count_nonzero(x != y))} voxels differ")
+    ja = _strip(json.loads(Path(str(ref) + ".json").read_text()))
+    jb = _strip(json.loads(Path(str(new) + ".json").read_text()))
+    if ja != jb:
+        out += [f"report[{k!r}] differs" for k in sorted(set(ja["report"]) | set(jb["report"]))
+                if ja["report"].get(k) != jb["report"].get(k)] or ["report differs"]
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", required=True, help="the other revision (git), e.g. 5c7cde0")
+    parser.add_argument("--cases", nargs="+", default=["01", "07"])
+    parser.add_argument("-n", type=int, default=1, help="rounds of (rev, this) per case")
+    opts = parser.parse_args(argv)
+    cases = [c for c in opts.cases if (CASES / c / "ct.nii.gz").is_file()]
+    if not cases:
+        raise SystemExit(f"no IRCADb CT of {opts.cases} under {CASES}")
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="seg-identical-") as tmp:
+        folder = Path(tmp) / "rev"
+        folder.mkdir()
+        sides = {opts.rev: other_revision(opts.rev, folder), "this": ""}
+        for case in cases:
+            cpu: dict[str, list[float]] = {side: [] for side in sides}
+            for i in range(opts.n):
+                for side, code in sides.items():
+                    dest = Path(tmp) / f"{case}-{i}-{side[:8]}"
+                    proc = subprocess.run([sys.executable, "-c", code + RUN, str(CASES / case / "ct.nii.gz"), str(dest)],
+                                          capture_output=True, text=True, cwd=tmp)
+                    if proc.returncode:
+                        raise SystemExit(proc.stderr)
+                    t = json.loads(proc.stdout.strip().splitlines()[-1])
+                    cpu[side].append(t["cpu"])
+                    diff = [] if side == opts.rev and i == 0 else differences(Path(tmp) / f"{case}-0-{opts.rev[:8]}", dest)
+                    bad += bool(diff)
+                    print(f"{case} round {i + 1} {side:>10}: CPU {t['cpu']:6.2f} s, wall {t['wall']:6.2f} s, "
+                          f"load {os.getloadavg()[0]:4.1f}, {'; '.join(diff) if diff else 'identical'}", flush=True)
+            print(f"{case}: median CPU s " + ", ".join(f"{s} {statistics.median(v):.2f}" for s, v in cpu.items()))
+    print("all identical: " + ("no" if bad else "yes"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
