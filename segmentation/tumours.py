@@ -236,9 +236,14 @@ def _measure(labels: np.ndarray, box, spacing, lesions: list[dict]) -> None:
     ``box``), written into its entry of ``lesions``."""
     if not lesions:
         return
-    labs = np.arange(1, len(lesions) + 1)
-    counts = np.bincount(labels.ravel(), minlength=len(labs) + 1)[1:]
-    cents = ndi.center_of_mass(labels > 0, labels, labs)
+    # the lesion voxels only, in C order: each label's index sums are the same float64 additions,
+    # in the same order, as ndi.center_of_mass(labels > 0, labels, ...) makes over the whole box
+    at = np.flatnonzero(labels)
+    lab = labels.ravel()[at]
+    counts = np.bincount(lab, minlength=len(lesions) + 1)[1:]
+    sums = [np.bincount(lab, weights=i.astype(float), minlength=len(lesions) + 1)[1:]
+            for i in np.unravel_index(at, labels.shape)]
+    cents = np.stack(sums, axis=1) / counts[:, None]
     offset = np.array([b.start for b in box], dtype=float)
     for entry, c, cm in zip(lesions, counts, cents):
         entry["volume_ml"] = round(float(c) * voxel_volume_ml(spacing), 2)
