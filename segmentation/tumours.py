@@ -729,9 +729,9 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
         win = _lesion_window(labels, sl, p.bulge_max_radius_mm, sp)
         own = labels[win] == k
         ok = allowed[win]
-        edge = own & ndi.binary_dilation(~own)
-        cut = edge & ndi.binary_dilation(~ok)
-        interface = edge & ~cut & ndi.binary_dilation(ok & (labels[win] == 0))
+        edge = own & morph.touching(~own)
+        cut = edge & morph.touching(~ok)
+        interface = edge & ~cut & morph.touching(ok & (labels[win] == 0))
         if cut.sum() < p.bulge_min_cut_fraction * edge.sum() or interface.sum() < 30:
             continue
         img = _grid.gaussian(image[win].astype(np.float32), tuple(sp), p.edge_smoothing_mm)
@@ -764,8 +764,8 @@ def _is_cut(labels, allowed, sl, k: int, min_fraction: float) -> bool:
     same voxels, without the cost of its search window)."""
     win = tuple(slice(max(0, o.start - 1), min(n, o.stop + 1)) for o, n in zip(sl, labels.shape))
     own = labels[win] == k
-    edge = own & ndi.binary_dilation(~own)
-    return bool(np.count_nonzero(edge & ndi.binary_dilation(~allowed[win])) >= min_fraction * edge.sum())
+    edge = own & morph.touching(~own)
+    return bool(np.count_nonzero(edge & morph.touching(~allowed[win])) >= min_fraction * edge.sum())
 
 
 def _add_rims(labels: np.ndarray, image: np.ndarray, spacing, p: TumourParams) -> None:
