@@ -132,9 +132,11 @@ def components(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, int
 
 def reconstruct(seed: np.ndarray, mask: np.ndarray, connectivity: int = 6) -> np.ndarray:
     """Components of ``mask`` that touch ``seed`` (binary reconstruction by dilation)."""
-    labels, _ = components(mask, connectivity)
-    keep = np.unique(labels[seed & (labels > 0)])
-    return np.isin(labels, keep[keep > 0])
+    labels, n = components(mask, connectivity)
+    keep = np.zeros(n + 1, dtype=bool)  # a lookup table of the labels touched: np.isin's answer, cheaper
+    keep[labels[np.asarray(seed, dtype=bool)]] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
