@@ -38,6 +38,7 @@ ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -145,8 +146,14 @@ def segment_tumours(
         return out, info
     grid = _lesion_grid(image, liver, spacing, params, info)
     near: list[dict] = []
-    found = _search(grid.liver, grid.depth_mm, grid, params, near)
-    region, region_depth = _search_notches(grid, found, params, near)
+    # the coarse scales' smoothed images (ITK and numpy: outside the GIL) beside the fine searches
+    with ThreadPoolExecutor(1) as ahead:
+        scales = [ahead.submit(_liver_at_scale, grid, s, params)
+                  for s in dict.fromkeys((*params.coarse_scales_mm, params.dark_region_scale_mm))]
+        found = _search(grid.liver, grid.depth_mm, grid, params, near)
+        region, region_depth = _search_notches(grid, found, params, near)
+        for scale in scales:
+            scale.result()
     lesions = _merge_scales(grid, found, region, region_depth, params, near)
     small_lab = np.zeros(grid.liver.shape, np.uint16)
     edge_sigma = {}
