@@ -1,6 +1,6 @@
 """Automatic segmentation of another revision against this checkout: identical outputs, and CPU A/B.
 
-    python bench/bench_segmentation_identical.py --rev 5c7cde0 [--cases 01 07] [-n 2]
+    python bench/bench_segmentation_identical.py --rev 5c7cde0 [--cases 01 07] [-n 2] [--mr]
 
 For each IRCADb case with a CT, ``segment_study`` (what ``hepatoplan segment`` and CT -> plan run)
 in fresh processes of this Python, the other revision (exported with ``git archive`` and imported
@@ -9,7 +9,8 @@ through bench_plan_ab.py's copy of the editable-install finder) and this checkou
 voxel) and every value of the report (what ``segmentation.json`` holds, ``seconds`` keys aside) is
 compared with the other revision's first run. Prints per run the CPU seconds of ``segment_study``
 (``time.process_time``: all threads of the process), its wall seconds and the load; exit status 1
-when anything differs.
+when anything differs. ``--mr`` adds the MR scans of bench_mr.py (CHAOS 01, 02, 03, 05 and the
+TotalSegmentator MR example, ``modality="MR"``: the liver only), one run per side.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from bench_plan import IRCADB, ROOT  # this folder is on sys.path when run as a 
 from bench_plan_ab import other_revision
 
 CASES = IRCADB.parent
+DATA = CASES.parent
+MR_SCANS = {**{f"mr {c}": DATA / "chaos_mr" / c / "image.nii.gz" for c in ("01", "02", "03", "05")},
+            "mr ts": DATA / "totalsegmentator" / "mr.nii.gz"}
 ARRAYS = ("liver", "tumours", "portal_vein", "hepatic_veins")
 RUN = """
 import json, sys, time
@@ -38,7 +42,7 @@ from hepatoplan.pipeline.cmd_segment import _json_default
 from hepatoplan.segmentation import segment_study
 image = io.read_image(sys.argv[1])
 cpu, wall = time.process_time(), time.perf_counter()
-seg = segment_study(image.array, spacing_mm=image.spacing_mm)
+seg = segment_study(image.array, spacing_mm=image.spacing_mm, modality=sys.argv[3])
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
 np.savez(sys.argv[2] + ".npz", **{name: getattr(seg, name) for name in %r})
 from dataclasses import asdict
@@ -78,29 +82,32 @@ def differences(ref: Path, new: Path) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", required=True, help="the other revision (git), e.g. 5c7cde0")
-    parser.add_argument("--cases", nargs="+", default=["01", "07"])
+    parser.add_argument("--cases", nargs="*", default=["01", "07"])
     parser.add_argument("-n", type=int, default=1, help="rounds of (rev, this) per case")
+    parser.add_argument("--mr", action="store_true", help="also the MR scans (liver only), one round")
     opts = parser.parse_args(argv)
-    cases = [c for c in opts.cases if (CASES / c / "ct.nii.gz").is_file()]
-    if not cases:
+    scans = {c: (CASES / c / "ct.nii.gz", "CT", opts.n) for c in opts.cases if (CASES / c / "ct.nii.gz").is_file()}
+    if opts.mr:
+        scans.update({name: (path, "MR", 1) for name, path in MR_SCANS.items() if path.is_file()})
+    if not scans:
         raise SystemExit(f"no IRCADb CT of {opts.cases} under {CASES}")
     bad = 0
     with tempfile.TemporaryDirectory(prefix="seg-identical-") as tmp:
         folder = Path(tmp) / "rev"
         folder.mkdir()
         sides = {opts.rev: other_revision(opts.rev, folder), "this": ""}
-        for case in cases:
+        for case, (path, modality, rounds) in scans.items():
             cpu: dict[str, list[float]] = {side: [] for side in sides}
-            for i in range(opts.n):
+            for i in range(rounds):
                 for side, code in sides.items():
-                    dest = Path(tmp) / f"{case}-{i}-{side[:8]}"
-                    proc = subprocess.run([sys.executable, "-c", code + RUN, str(CASES / case / "ct.nii.gz"), str(dest)],
+                    dest = Path(tmp) / f"{case.replace(' ', '_')}-{i}-{side[:8]}"
+                    proc = subprocess.run([sys.executable, "-c", code + RUN, str(path), str(dest), modality],
                                           capture_output=True, text=True, cwd=tmp)
                     if proc.returncode:
                         raise SystemExit(proc.stderr)
                     t = json.loads(proc.stdout.strip().splitlines()[-1])
                     cpu[side].append(t["cpu"])
-                    diff = [] if side == opts.rev and i == 0 else differences(Path(tmp) / f"{case}-0-{opts.rev[:8]}", dest)
+                    diff = [] if side == opts.rev and i == 0 else differences(Path(tmp) / f"{case.replace(' ', '_')}-0-{opts.rev[:8]}", dest)
                     bad += bool(diff)
                     print(f"{case} round {i + 1} {side:>10}: CPU {t['cpu']:6.2f} s, wall {t['wall']:6.2f} s, "
                           f"load {os.getloadavg()[0]:4.1f}, {'; '.join(diff) if diff else 'identical'}", flush=True)
