@@ -11,6 +11,12 @@ compared with the other revision's first run. Prints per run the CPU seconds of 
 (``time.process_time``: all threads of the process), its wall seconds and the load; exit status 1
 when anything differs. ``--mr`` adds the MR scans of bench_mr.py (CHAOS 01, 02, 03, 05 and the
 TotalSegmentator MR example, ``modality="MR"``: the liver only), one run per side.
+
+``--one-process``: instead, both revisions' ``segment_study`` in this one process (the other
+revision's ``segmentation`` package extracted as ``segmentation_base``, the rest of hepatoplan this
+checkout's, as bench_segmentation_ab.py does), calls interleaved on the same arrays: on a shared
+machine the fairer CPU comparison (both sides see the same load and the same warm caches); the
+arrays and reports are compared as above.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,18 +86,77 @@ def differences(ref: Path, new: Path) -> list[str]:
     return out
 
 
+def one_process(rev: str, scans: dict, rounds: int) -> int:
+    """``--one-process``: interleaved calls of both revisions in this process; the exit status."""
+    from dataclasses import asdict
+
+
+    from hepatoplan.pipeline import io
+    from hepatoplan.segmentation import segment_study
+
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="seg-identical-") as tmp:
+        import importlib
+        import io as _io
+        import tarfile
+
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "segmentation"], check=True,
+                             capture_output=True).stdout
+        tarfile.open(fileobj=_io.BytesIO(tar)).extractall(tmp, filter="data")
+        (Path(tmp) / "segmentation").rename(Path(tmp) / "segmentation_base")
+        sys.path.insert(0, tmp)
+        sides = {rev: importlib.import_module("segmentation_base").segment_study, "this": segment_study}
+        for case, (path, modality, _) in scans.items():
+            image = io.read_image(path)
+            cpu: dict[str, list[float]] = {side: [] for side in sides}
+            ref = None
+            for i in range(rounds):
+                for side, fn in sides.items():
+                    c, w = time.process_time(), time.perf_counter()
+                    seg = fn(image.array, spacing_mm=image.spacing_mm, modality=modality)
+                    c, w = time.process_time() - c, time.perf_counter() - w
+                    cpu[side].append(c)
+                    got = ({name: getattr(seg, name) for name in ARRAYS},
+                           _strip(json.loads(json.dumps({"report": seg.report, "parameters": asdict(seg.parameters)},
+                                                        default=_json_default))))
+                    if ref is None:
+                        ref, diff = got, []
+                    else:
+                        diff = [n for n in ARRAYS if got[0][n].dtype != ref[0][n].dtype
+                                or not np.array_equal(got[0][n], ref[0][n])] + (["report"] if got[1] != ref[1] else [])
+                    bad += bool(diff)
+                    print(f"{case} round {i + 1} {side:>10}: CPU {c:6.2f} s, wall {w:6.2f} s, "
+                          f"load {os.getloadavg()[0]:4.1f}, {'differs: ' + ', '.join(diff) if diff else 'identical'}",
+                          flush=True)
+            print(f"{case}: median CPU s " + ", ".join(f"{s} {statistics.median(v):.2f}" for s, v in cpu.items()))
+    print("all identical: " + ("no" if bad else "yes"))
+    return 1 if bad else 0
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(type(obj).__name__)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", required=True, help="the other revision (git), e.g. 5c7cde0")
     parser.add_argument("--cases", nargs="*", default=["01", "07"])
     parser.add_argument("-n", type=int, default=1, help="rounds of (rev, this) per case")
     parser.add_argument("--mr", action="store_true", help="also the MR scans (liver only), one round")
+    parser.add_argument("--one-process", action="store_true",
+                        help="both revisions in this process, calls interleaved (see the module's docstring)")
     opts = parser.parse_args(argv)
     scans = {c: (CASES / c / "ct.nii.gz", "CT", opts.n) for c in opts.cases if (CASES / c / "ct.nii.gz").is_file()}
     if opts.mr:
         scans.update({name: (path, "MR", 1) for name, path in MR_SCANS.items() if path.is_file()})
     if not scans:
         raise SystemExit(f"no IRCADb CT of {opts.cases} under {CASES}")
+    if opts.one_process:
+        return one_process(opts.rev, scans, opts.n)
     bad = 0
     with tempfile.TemporaryDirectory(prefix="seg-identical-") as tmp:
         folder = Path(tmp) / "rev"
