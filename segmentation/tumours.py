@@ -645,11 +645,14 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
         dark[win] |= comp
     scale_of = np.full(shape, np.inf, np.float32)
     scale_of[dark] = p.edge_smoothing_mm
-    for sigma in p.coarse_scales_mm:
-        for win, part in _coarse_search(grid, sigma, p, near):
-            if _join_coarse(dark, win, part, grid, p):
-                scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
-    blobs = _bright_search(grid, region, region_depth, p) + _bright_region_lesions(grid, p)
+    with ThreadPoolExecutor(1) as ahead:  # the hyperdense searches (independent of the dark ones) beside them
+        bright_search = ahead.submit(_bright_search, grid, region, region_depth, p)
+        bright_regions = ahead.submit(_bright_region_lesions, grid, p)
+        for sigma in p.coarse_scales_mm:
+            for win, part in _coarse_search(grid, sigma, p, near):
+                if _join_coarse(dark, win, part, grid, p):
+                    scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
+        blobs = bright_search.result() + bright_regions.result()
     bright = np.zeros(shape, bool)
     for win, comp in blobs:
         bright[win] |= comp
