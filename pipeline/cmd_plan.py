@@ -201,6 +201,8 @@ def plan(options: PlanOptions) -> dict:
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
+        if (specs or ablations) and options.auto and options.modality == "CT" and "liver" not in options.masks.given():
+            hashing.submit(_load_ahead)  # beside the automatic segmentation (mostly one thread)
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
@@ -248,6 +250,13 @@ def plan(options: PlanOptions) -> dict:
                        hashes={name: future.result() for name, future in sha256.items()},
                        ahead=(started[0] if started else StartedAhead())._replace(browser=browser))
     return result
+
+
+def _load_ahead() -> None:
+    """What a plan on automatic masks loads after the segmentation, loaded during it instead:
+    numba's one-off for the vascular analysis (:func:`load_compiled`) and the Couinaud package."""
+    load_compiled()
+    import hepatoplan.couinaud  # noqa: F401
 
 
 @timing.timed("volumetry")

@@ -87,12 +87,19 @@ def _itk(array: np.ndarray, spacing_mm, origin=(0.0, 0.0, 0.0)) -> sitk.Image:
 
 
 def upsample(small: np.ndarray, factors, full_shape, *, linear: bool = True) -> np.ndarray:
-    """Resample a block-shrunk array back onto the full grid (index space, float32 or nearest)."""
+    """Resample a block-shrunk array back onto the full grid (index space, float32 or nearest).
+
+    Block ``i`` has its centre at full-grid index ``i * f + (f - 1) / 2``. Nearest neighbour: full
+    voxel ``j = q * f + r`` (``0 <= r < f``) lies ``(r - (f - 1) / 2) / f`` blocks from block ``q``'s
+    centre, strictly less than half a block, so its value is block ``j // f``'s: the blocks repeated,
+    the same voxels as ITK's nearest-neighbour resampling of that geometry, without its cost."""
     factors = tuple(int(f) for f in factors)
-    src = _itk(small.astype(np.float32) if linear else small, factors, origin=tuple((f - 1) / 2.0 for f in factors))
+    if not linear:
+        index = np.ix_(*(np.arange(n) // f for n, f in zip(full_shape, factors)))
+        return np.ascontiguousarray(small[index])
+    src = _itk(small.astype(np.float32), factors, origin=tuple((f - 1) / 2.0 for f in factors))
     ref = sitk.Image([int(n) for n in reversed(tuple(full_shape))], src.GetPixelID())
-    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    return sitk.GetArrayFromImage(sitk.Resample(src, ref, sitk.Transform(), interp, 0.0, src.GetPixelID()))
+    return sitk.GetArrayFromImage(sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, src.GetPixelID()))
 
 
 def gaussian(image: np.ndarray, spacing_mm, sigma_mm: float) -> np.ndarray:

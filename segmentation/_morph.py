@@ -89,6 +89,19 @@ def open_(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
     return dilate(erode(mask, radius_mm, spacing_mm), radius_mm, spacing_mm) & mask.astype(bool)
 
 
+def touching(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and its face neighbours: ``scipy.ndimage.binary_dilation(mask)`` (one step of the
+    6-neighbour cross, nothing outside the array) by six shifted ORs, several times faster."""
+    m = np.asarray(mask, dtype=bool)
+    out = m.copy()
+    for ax in range(m.ndim):
+        lo, hi = [slice(None)] * m.ndim, [slice(None)] * m.ndim
+        lo[ax], hi[ax] = slice(None, -1), slice(1, None)
+        out[tuple(lo)] |= m[tuple(hi)]
+        out[tuple(hi)] |= m[tuple(lo)]
+    return out
+
+
 def fill_holes(mask: np.ndarray, *, per_slice: bool = False) -> np.ndarray:
     """Fill enclosed cavities (3-D); with ``per_slice`` also fill holes in every axial slice."""
     out = fill_voids.fill(np.ascontiguousarray(mask, dtype=bool), in_place=False)
@@ -119,9 +132,11 @@ def components(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, int
 
 def reconstruct(seed: np.ndarray, mask: np.ndarray, connectivity: int = 6) -> np.ndarray:
     """Components of ``mask`` that touch ``seed`` (binary reconstruction by dilation)."""
-    labels, _ = components(mask, connectivity)
-    keep = np.unique(labels[seed & (labels > 0)])
-    return np.isin(labels, keep[keep > 0])
+    labels, n = components(mask, connectivity)
+    keep = np.zeros(n + 1, dtype=bool)  # a lookup table of the labels touched: np.isin's answer, cheaper
+    keep[labels[np.asarray(seed, dtype=bool)]] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -424,10 +425,12 @@ def _refine_full(image, coarse: _CoarseLiver, factors, spacing, p: LiverParams) 
     if not p.band_mm:
         out[box] = sub
         return out
-    img = _grid.gaussian(image[box], spacing, p.refine_smoothing_mm)
+    with ThreadPoolExecutor(1) as smoothing:  # ITK's smoothing (outside the GIL) beside the band's distance maps
+        img = smoothing.submit(_grid.gaussian, image[box], spacing, p.refine_smoothing_mm)
+        inner = morph.erode(sub, p.band_mm, spacing)
+        outer = morph.dilate(sub, p.band_mm, spacing)
+        img = img.result()
     lo, hi = coarse.window_hu
-    inner = morph.erode(sub, p.band_mm, spacing)
-    outer = morph.dilate(sub, p.band_mm, spacing)
     like = (img > lo) & (img < hi)
     if coarse.lesions[cbox].any():
         like |= _grid.upsample(coarse.lesions[cbox].astype(np.float32), factors, shape) > 0.5

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +101,7 @@ def segment_study(
     portal, hepatic = zeros8, zeros8.copy()
     tumours = np.zeros(liver.shape, np.uint16)
     contrast = linfo.get("contrast_phase_guess", "")
+    checked = None
     if modality != "CT":
         report["tumours"] = {"computed": False, "reason": MR_NOT_ASSESSED["tumours"]}
         report["vessels"] = {"computed": False, "reason": MR_NOT_ASSESSED["vessels"]}
@@ -115,6 +117,12 @@ def segment_study(
             linfo["lesion_volume_added_ml"] = round(float(np.count_nonzero(added)) * voxel_ml, 2)
             linfo["liver_volume_ml"] = round(float(np.count_nonzero(liver)) * voxel_ml, 1)
         report["tumours"] = {"computed": True, **tinfo}
+        # the self-check reads the final liver and the liver's and tumours' reports only: it runs
+        # beside the vessel search (ITK, numpy and fill_voids release the GIL)
+        checking = ThreadPoolExecutor(1)
+        checked = checking.submit(self_check, image, liver, dict(report), spacing_mm=spacing_mm,
+                                  params=params.self_check, liver_params=params.liver)
+        checking.shutdown(wait=False)
         if contrast == "non-contrast":
             report["vessels"] = {
                 "computed": False,
@@ -132,7 +140,7 @@ def segment_study(
         flags += [f"{key}: {f}" for f in report[key].get("qc_flags", [])]
     report["qc_flags"] = flags
     report["qc_passed"] = True
-    report["self_check"] = self_check(image, liver, report, spacing_mm=spacing_mm, params=params.self_check,
-                                      liver_params=params.liver)
+    report["self_check"] = checked.result() if checked is not None else self_check(
+        image, liver, report, spacing_mm=spacing_mm, params=params.self_check, liver_params=params.liver)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return StudySegmentation(liver, tumours, portal, hepatic, report, params)

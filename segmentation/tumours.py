@@ -38,6 +38,7 @@ ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -145,8 +146,14 @@ def segment_tumours(
         return out, info
     grid = _lesion_grid(image, liver, spacing, params, info)
     near: list[dict] = []
-    found = _search(grid.liver, grid.depth_mm, grid, params, near)
-    region, region_depth = _search_notches(grid, found, params, near)
+    # the coarse scales' smoothed images (ITK and numpy: outside the GIL) beside the fine searches
+    with ThreadPoolExecutor(1) as ahead:
+        scales = [ahead.submit(_liver_at_scale, grid, s, params)
+                  for s in dict.fromkeys((*params.coarse_scales_mm, params.dark_region_scale_mm))]
+        found = _search(grid.liver, grid.depth_mm, grid, params, near)
+        region, region_depth = _search_notches(grid, found, params, near)
+        for scale in scales:
+            scale.result()
     lesions = _merge_scales(grid, found, region, region_depth, params, near)
     small_lab = np.zeros(grid.liver.shape, np.uint16)
     edge_sigma = {}
@@ -236,9 +243,14 @@ def _measure(labels: np.ndarray, box, spacing, lesions: list[dict]) -> None:
     ``box``), written into its entry of ``lesions``."""
     if not lesions:
         return
-    labs = np.arange(1, len(lesions) + 1)
-    counts = np.bincount(labels.ravel(), minlength=len(labs) + 1)[1:]
-    cents = ndi.center_of_mass(labels > 0, labels, labs)
+    # the lesion voxels only, in C order: each label's index sums are the same float64 additions,
+    # in the same order, as ndi.center_of_mass(labels > 0, labels, ...) makes over the whole box
+    at = np.flatnonzero(labels)
+    lab = labels.ravel()[at]
+    counts = np.bincount(lab, minlength=len(lesions) + 1)[1:]
+    sums = [np.bincount(lab, weights=i.astype(float), minlength=len(lesions) + 1)[1:]
+            for i in np.unravel_index(at, labels.shape)]
+    cents = np.stack(sums, axis=1) / counts[:, None]
     offset = np.array([b.start for b in box], dtype=float)
     for entry, c, cm in zip(lesions, counts, cents):
         entry["volume_ml"] = round(float(c) * voxel_volume_ml(spacing), 2)
@@ -633,11 +645,14 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
         dark[win] |= comp
     scale_of = np.full(shape, np.inf, np.float32)
     scale_of[dark] = p.edge_smoothing_mm
-    for sigma in p.coarse_scales_mm:
-        for win, part in _coarse_search(grid, sigma, p, near):
-            if _join_coarse(dark, win, part, grid, p):
-                scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
-    blobs = _bright_search(grid, region, region_depth, p) + _bright_region_lesions(grid, p)
+    with ThreadPoolExecutor(1) as ahead:  # the hyperdense searches (independent of the dark ones) beside them
+        bright_search = ahead.submit(_bright_search, grid, region, region_depth, p)
+        bright_regions = ahead.submit(_bright_region_lesions, grid, p)
+        for sigma in p.coarse_scales_mm:
+            for win, part in _coarse_search(grid, sigma, p, near):
+                if _join_coarse(dark, win, part, grid, p):
+                    scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
+        blobs = bright_search.result() + bright_regions.result()
     bright = np.zeros(shape, bool)
     for win, comp in blobs:
         bright[win] |= comp
@@ -724,9 +739,9 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
         win = _lesion_window(labels, sl, p.bulge_max_radius_mm, sp)
         own = labels[win] == k
         ok = allowed[win]
-        edge = own & ndi.binary_dilation(~own)
-        cut = edge & ndi.binary_dilation(~ok)
-        interface = edge & ~cut & ndi.binary_dilation(ok & (labels[win] == 0))
+        edge = own & morph.touching(~own)
+        cut = edge & morph.touching(~ok)
+        interface = edge & ~cut & morph.touching(ok & (labels[win] == 0))
         if cut.sum() < p.bulge_min_cut_fraction * edge.sum() or interface.sum() < 30:
             continue
         img = _grid.gaussian(image[win].astype(np.float32), tuple(sp), p.edge_smoothing_mm)
@@ -759,8 +774,8 @@ def _is_cut(labels, allowed, sl, k: int, min_fraction: float) -> bool:
     same voxels, without the cost of its search window)."""
     win = tuple(slice(max(0, o.start - 1), min(n, o.stop + 1)) for o, n in zip(sl, labels.shape))
     own = labels[win] == k
-    edge = own & ndi.binary_dilation(~own)
-    return bool(np.count_nonzero(edge & ndi.binary_dilation(~allowed[win])) >= min_fraction * edge.sum())
+    edge = own & morph.touching(~own)
+    return bool(np.count_nonzero(edge & morph.touching(~allowed[win])) >= min_fraction * edge.sum())
 
 
 def _add_rims(labels: np.ndarray, image: np.ndarray, spacing, p: TumourParams) -> None:
