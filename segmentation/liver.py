@@ -305,12 +305,9 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
         tmax = float(np.percentile(scan.texture[core], p.texture_percentile))
         win_t = win & (scan.texture < tmax)
         info["texture_max"] = round(tmax, 1)
-        liver_t = _compete(win_t, core & win_t, sp, grad, p, info)
+        liver_t = _compete_keeping_severed(scan, win_t, core & win_t, grad, hi, p, info)
         win = win & morph.dilate(liver_t, p.regrow_mm, sp)
-    liver = _compete(win, core, sp, grad, p, info)
-    severed = _severed_pieces(scan, core, liver, hi, p)
-    if severed.any():
-        liver = _compete(win, core, sp, grad, p, info, extra_marker=severed)
+    liver = _compete_keeping_severed(scan, win, core, grad, hi, p, info)
     # enclose vessels and tumours
     liver = (morph.close(liver, p.closing_mm, sp, pad_vox=6) & (s > p.soft_tissue_min_hu)) | liver
     liver = morph.fill_holes(liver, per_slice=True)
@@ -321,6 +318,16 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
     stats["window_hu"] = [round(lo, 1), round(hi, 1)]
     # the full-resolution snap uses the window as reported (to 0.1 HU)
     return _CoarseLiver(scan.uncrop(liver), scan.uncrop(hypo), tuple(stats["window_hu"]), stats)
+
+
+def _compete_keeping_severed(scan: _CoarseScan, win, core, grad, window_max_hu: float, p: LiverParams, info) -> np.ndarray:
+    """:func:`_compete`, run again with the core's pieces a lesion cut off (:func:`_severed_pieces`)
+    as liver markers when there are any."""
+    liver = _compete(win, core, scan.spacing_mm, grad, p, info)
+    severed = _severed_pieces(scan, core, liver, window_max_hu, p)
+    if severed.any():
+        liver = _compete(win, core, scan.spacing_mm, grad, p, info, extra_marker=severed)
+    return liver
 
 
 def _compete(win, core, sp, grad, p: LiverParams, info, *, extra_marker=None) -> np.ndarray:
