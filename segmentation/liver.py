@@ -305,9 +305,9 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
         tmax = float(np.percentile(scan.texture[core], p.texture_percentile))
         win_t = win & (scan.texture < tmax)
         info["texture_max"] = round(tmax, 1)
-        liver_t = _compete_keeping_severed(scan, win_t, core & win_t, grad, hi, p, info)
+        liver_t = _compete(win_t, core & win_t, sp, grad, p, info)
         win = win & morph.dilate(liver_t, p.regrow_mm, sp)
-    liver = _compete_keeping_severed(scan, win, core, grad, hi, p, info)
+    liver = _compete(win, core, sp, grad, p, info)
     # enclose vessels and tumours
     liver = (morph.close(liver, p.closing_mm, sp, pad_vox=6) & (s > p.soft_tissue_min_hu)) | liver
     liver = morph.fill_holes(liver, per_slice=True)
@@ -320,21 +320,8 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict)
     return _CoarseLiver(scan.uncrop(liver), scan.uncrop(hypo), tuple(stats["window_hu"]), stats)
 
 
-def _compete_keeping_severed(scan: _CoarseScan, win, core, grad, window_max_hu: float, p: LiverParams, info) -> np.ndarray:
-    """:func:`_compete`, run again with the core's pieces a lesion cut off (:func:`_severed_pieces`)
-    as liver markers when there are any."""
-    liver = _compete(win, core, scan.spacing_mm, grad, p, info)
-    severed = _severed_pieces(scan, core, liver, window_max_hu, p)
-    if severed.any():
-        liver = _compete(win, core, scan.spacing_mm, grad, p, info, extra_marker=severed)
-    return liver
-
-
-def _compete(win, core, sp, grad, p: LiverParams, info, *, extra_marker=None) -> np.ndarray:
-    """Marker-controlled watershed: the liver core competes with every other thick organ.
-
-    ``extra_marker``'s pieces are part of the liver's marker too, those holding no other organ's marker.
-    """
+def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:
+    """Marker-controlled watershed: the liver core competes with every other thick organ."""
     labels, n = morph.components(morph.erode(win, p.competitor_radius_mm, sp))
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     ov = np.bincount(labels[core], minlength=n + 1)
@@ -349,9 +336,6 @@ def _compete(win, core, sp, grad, p: LiverParams, info, *, extra_marker=None) ->
         markers[labels == lab] = k
         k += 1
     markers[labels == liver_lab] = 2
-    if extra_marker is not None:
-        pieces, _ = morph.components(extra_marker)
-        markers[(pieces > 0) & ~np.isin(pieces, pieces[markers > 2])] = 2
     markers[morph.erode(~win, p.background_erosion_mm, sp)] = 1
     ws = _grid.watershed_from_markers(grad, markers, sp, fully_connected=False)
     info["markers"] = k - 1
@@ -368,68 +352,28 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     (``lesion_min_radius_mm``) and free of bowel gas; each joined blob is opened with a ball scaled
     to its own thickness.
     """
-    dark = scan.body & (scan.image > p.lesion_min_hu) & (scan.image < window_max_hu) & ~liver
-    dark &= morph.dilate(liver, p.lesion_search_mm, scan.spacing_mm)
+    s, sp = scan.image, scan.spacing_mm
+    dark = scan.body & (s > p.lesion_min_hu) & (s < window_max_hu) & ~liver & morph.dilate(liver, p.lesion_search_mm, sp)
     if not dark.any():
         return np.zeros_like(liver)
-    ws, n, rmax, ok = _lesion_like_blobs(scan, dark, p)
-    contact = _contact_fraction(ws, liver, n)
-    ok &= contact >= p.lesion_min_contact_fraction
-    log.debug("dark blobs (contact, r_mm): %s", [(round(contact[i], 2), round(rmax[i], 1)) for i in np.flatnonzero(ok)[:8]])
-    return _open_blobs(ws, np.flatnonzero(ok), rmax, scan.spacing_mm, p)
-
-
-def _lesion_like_blobs(scan: _CoarseScan, dark: np.ndarray, p: LiverParams):
-    """``dark`` split into convex blobs (watershed of its distance map): the labels ``ws`` 1..n,
-    each blob's inscribed radius ``rmax`` (mm), and ``ok`` per label 0..n: compact, thick and
-    free of bowel gas (the lesion rules of :func:`_bulging_lesions` but the contact)."""
-    sp = scan.spacing_mm
     d = morph._dist_inside(dark, sp).astype(np.float32)
     ws = _grid.watershed(-d, sp, level=p.lesion_split_level_mm).astype(np.int64)
     ws[~dark] = 0
     n = int(ws.max())
+    contact = _contact_fraction(ws, liver, n)
     vox = np.bincount(ws.ravel(), minlength=n + 1).astype(float)
     rmax = morph.label_max(d, ws, n)
     sphere_vox = 4.0 / 3.0 * np.pi * rmax**3 / float(np.prod(sp))
-    ok = (vox <= p.lesion_max_volume_to_sphere * sphere_vox) & (rmax >= p.lesion_min_radius_mm)
+    ok = (contact >= p.lesion_min_contact_fraction) & (vox <= p.lesion_max_volume_to_sphere * sphere_vox)
+    ok &= rmax >= p.lesion_min_radius_mm
     ok[0] = False
     # bowel: gas bubbles inside or right next to the blob
     if ok.any():
         near_gas = morph.dilate(scan.gas, 1.01 * max(sp), sp)
         ok &= np.bincount(ws[near_gas], minlength=n + 1) <= p.lesion_max_gas_fraction * vox
-    return ws, n, rmax, ok
-
-
-def _severed_pieces(scan: _CoarseScan, core, liver, window_max_hu: float, p: LiverParams) -> np.ndarray:
-    """Pieces of the liver core the competition left out that a lesion cut off from the liver.
-
-    A piece (``min_competitor_ml`` or more of ``core`` outside ``liver``) qualifies when a
-    lesion-like blob of the dark tissue beside the liver (:func:`_lesion_like_blobs`) shares its
-    surface with both, at least ``severed_min_contact_fraction`` of the blob's boundary each, and
-    ``lesion_min_contact_fraction`` together: the lesion lies in the organ, between the two.
-    """
-    none = np.zeros_like(liver)
-    if scan.gas is None:
-        return none
-    pieces, n = morph.components(core & ~liver)
-    big = np.flatnonzero(np.bincount(pieces.ravel(), minlength=n + 1)[1:] * scan.voxel_ml >= p.min_competitor_ml) + 1
-    if not len(big):
-        return none
-    cand = np.isin(pieces, big)
-    dark = scan.body & (scan.image > p.lesion_min_hu) & (scan.image < window_max_hu) & ~liver & ~cand
-    dark &= morph.dilate(liver, p.lesion_search_mm, scan.spacing_mm)
-    if not dark.any():
-        return none
-    ws, m, _, ok = _lesion_like_blobs(scan, dark, p)
-    to_liver = _contact_fraction(ws, liver, m)
-    ok &= to_liver >= p.severed_min_contact_fraction
-    out = none.copy()
-    for lab in big:
-        piece = pieces == lab
-        to_piece = _contact_fraction(ws, piece, m)
-        if np.any(ok & (to_piece >= p.severed_min_contact_fraction) & (to_liver + to_piece >= p.lesion_min_contact_fraction)):
-            out |= piece
-    return out
+    big = np.argsort(-vox)[:8]
+    log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(contact[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
+    return _open_blobs(ws, np.flatnonzero(ok), rmax, sp, p)
 
 
 def _contact_fraction(ws: np.ndarray, liver: np.ndarray, n: int) -> np.ndarray:

@@ -114,12 +114,6 @@ class LiverParams:
         ... and at most this share (0-1) of its voxels lies next to bowel gas (one coarse voxel).
         All four chosen on IRCADb 01/07; the gas rule and the contact rule were measured against
         alternatives with ``bench/bench_segmentation_robustness.py`` (RESULTS, "Robustness").
-    severed_min_contact_fraction : float
-        A piece of the liver core left out by the competition is a liver marker when a lesion-like
-        dark blob shares at least this share (0-1) of its boundary with the piece and with the liver
-        each (a lesion cutting a lobe's tip off: IRCADb 07 with an inserted subcapsular lesion).
-        Chosen on IRCADb 07's insertion runs (any value 0.01-0.12 gives the same livers there);
-        no piece qualifies on IRCADb 01's (RESULTS, "eleventh stop").
     lesion_open_mm : float
         A joined blob is opened by this radius (sheds attached muscle sheets) ...
     lesion_open_fraction : float
@@ -194,7 +188,6 @@ class LiverParams:
     lesion_max_volume_to_sphere: float = 6.0
     lesion_min_radius_mm: float = 3.0
     lesion_max_gas_fraction: float = 0.01
-    severed_min_contact_fraction: float = 0.05
     lesion_open_mm: float = 8.0
     lesion_open_fraction: float = 0.6
     refine_box_margin_vox: int = 3
