@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 
+import edt
 import numpy as np
 from scipy import ndimage
 
@@ -86,6 +87,16 @@ def scipys(mask: np.ndarray, spacing_mm, at: np.ndarray) -> np.ndarray:
     idx = ndimage.distance_transform_edt(~mask, sampling=spacing_mm, return_distances=False, return_indices=True)
     flat = np.ravel_multi_index(tuple(i[at] for i in idx), mask.shape)
     return np.searchsorted(np.flatnonzero(mask), flat).astype(np.int32)
+
+
+def edt_mm(mask: np.ndarray, *, spacing_mm, black_border: bool = False) -> np.ndarray:
+    """``edt.edt`` of a boolean mask (float32 mm: each true voxel's distance to the nearest false
+    one), computed on the mask's uint8 view. ``edt`` 3.1 takes another path for numpy booleans that
+    gives the same values bit for bit (300 random masks, both borders, anisotropic) and costs about
+    3 × the CPU on sparse masks: a vessel tree's box of IRCADb 01, 0.15-0.2 → 0.05 s (bench/RESULTS.md,
+    eleventh stop)."""
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    return edt.edt(mask.view(np.uint8), anisotropy=tuple(float(s) for s in spacing_mm), black_border=black_border)
 
 
 def load_compiled() -> None:

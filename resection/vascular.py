@@ -95,7 +95,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 
 import cc3d
-import edt
 import numpy as np
 from scipy import ndimage
 
@@ -105,7 +104,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.units import voxel_volume_ml
 
-from hepatoplan.nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels, voxel_indices
 
 log = logging.getLogger(__name__)
@@ -646,7 +645,7 @@ class _Tree:
                     for lo, hi, n in zip(ijk.min(axis=0), ijk.max(axis=0), vessel_c.shape))
         # the nearest non-vessel voxel of a vessel voxel lies in the box (one voxel beyond the
         # vessels' extent is background wherever the crop has it)
-        wall = edt.edt(np.ascontiguousarray(vessel_c[box]), anisotropy=spacing, black_border=False)
+        wall = edt_mm(vessel_c[box], spacing_mm=spacing)
         wall = wall.astype(np.float32, copy=False)
         return cls(ijk, box, wall, wall[tuple((ijk - [b.start for b in box]).T)], spacing)
 
@@ -911,7 +910,7 @@ def _territory_owner(t: _Tree, piece, vessel_c, nearest, ctx: _LiverCrop) -> np.
         # feature transform on the pieces' box grown by twice the reach is exact for every voxel
         # within the reach of that box
         inner, spacing = ctx.inner, ctx.spacing_mm
-        gap_mm = edt.edt(~vessel_c[inner], anisotropy=spacing, black_border=False)
+        gap_mm = edt_mm(~vessel_c[inner], spacing_mm=spacing)
         reach = float(gap_mm.reshape(-1)[ctx.liver_flat].max())
         del gap_mm
         ijk = t.ijk[piece > 0] - [i.start for i in inner]
@@ -996,7 +995,7 @@ def _ivc_core(t: _Tree, params: VascularParams, notes) -> np.ndarray:
     pad = [int(np.ceil(r / s)) + 1 for s in spacing]
     box = padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
     opening = np.zeros(centres.shape, bool)
-    opening[box] = (edt.edt(~centres[box], anisotropy=spacing, black_border=False) <= r) & (wall_mm[box] > 0)
+    opening[box] = (edt_mm(~centres[box], spacing_mm=spacing) <= r) & (wall_mm[box] > 0)
     root = (cc3d.largest_k(opening, k=1, connectivity=26) > 0)[t.in_box(t.ijk)]
     notes.append(f"hepatic: root = IVC core, the hepatic mask's opening with a {r:.1f} mm ball "
                  f"({int(np.count_nonzero(root))} voxels)")
