@@ -994,9 +994,14 @@ def _ivc_core(t: _Tree, params: VascularParams, notes) -> np.ndarray:
         )
     pad = [int(np.ceil(r / s)) + 1 for s in spacing]
     box = padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
-    opening = np.zeros(centres.shape, bool)
-    opening[box] = (edt_mm(~centres[box], spacing_mm=spacing) <= r) & (wall_mm[box] > 0)
-    root = (cc3d.largest_k(opening, k=1, connectivity=26) > 0)[t.in_box(t.ijk)]
+    # its pieces labelled in that box only: none reaches beyond it, and C order within the box
+    # numbers them as on the whole tree's box (the same piece wins a tie in size)
+    opening = (edt_mm(~centres[box], spacing_mm=spacing) <= r) & (wall_mm[box] > 0)
+    largest = cc3d.largest_k(opening, k=1, connectivity=26) > 0
+    rel = t.ijk - [t.box[a].start + box[a].start for a in range(3)]
+    inside = np.all((rel >= 0) & (rel < largest.shape), axis=1)
+    root = np.zeros(t.n, bool)
+    root[inside] = largest[tuple(rel[inside].T)]
     notes.append(f"hepatic: root = IVC core, the hepatic mask's opening with a {r:.1f} mm ball "
                  f"({int(np.count_nonzero(root))} voxels)")
     return root
