@@ -206,14 +206,18 @@ def plan(options: PlanOptions) -> dict:
 
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
-                # numba's one-off and the resection-independent half of the vascular analysis
-                # beside the Couinaud segments, not in _vascular
-                hashing.submit(load_compiled)
+                # the resection-independent half of the vascular analysis beside the Couinaud segments,
+                # not in _vascular, with numba's one-off when an anatomical resection will need every liver
+                # voxel's nearest vessel voxel (wedges alone need a transform only where the cut detaches a
+                # piece: on 7 of 9 IRCADb cases none; the first such call loads numba then, bench/RESULTS.md,
+                # eleventh stop)
+                anatomical = any(isinstance(s, AnatomicalResection) for s in specs)
+                if anatomical:
+                    hashing.submit(load_compiled)
                 # (the two trees side by side, as in the analysis: one after the other they were not ready
                 # in time, bench/RESULTS.md, tenth stop); what is not prepared when the resection is known is
                 # prepared then (consequences_of)
-                trees = _vessel_trees(study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
-                                      deferred=True)
+                trees = _vessel_trees(study, nearest_nodes=anatomical, deferred=True)
                 vessel_trees.append(trees)
                 hashing.submit(trees.prepare)
             if options.preview and (vessels := _vessels(study)):
