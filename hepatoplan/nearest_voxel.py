@@ -31,7 +31,6 @@ import sys
 
 import edt
 import numpy as np
-from scipy import ndimage
 
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
@@ -82,6 +81,8 @@ def nearest_voxel(mask: np.ndarray, *, spacing_mm, at: np.ndarray) -> np.ndarray
 def scipys(mask: np.ndarray, spacing_mm, at: np.ndarray) -> np.ndarray:
     """:func:`nearest_voxel` by ``scipy.ndimage.distance_transform_edt(~mask, return_indices=True)`` (the
     reference; C-contiguous bool arrays, no checks)."""
+    from scipy import ndimage  # imported when used: ``plan`` imports this module before it reads its inputs
+
     if not mask.any():
         return np.full(np.count_nonzero(at), -1, np.int32)
     idx = ndimage.distance_transform_edt(~mask, sampling=spacing_mm, return_distances=False, return_indices=True)

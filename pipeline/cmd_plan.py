@@ -201,6 +201,7 @@ def plan(options: PlanOptions) -> dict:
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
+        hashing.submit(_import_ahead, options, resects=bool(specs or ablations))
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
@@ -252,6 +253,19 @@ def plan(options: PlanOptions) -> dict:
                        hashes={name: future.result() for name, future in sha256.items()},
                        ahead=(started[0] if started else StartedAhead())._replace(browser=browser))
     return result
+
+
+def _import_ahead(options: PlanOptions, *, resects: bool) -> None:
+    """Import the domain modules the plan will call (scipy.ndimage; the Couinaud division when the
+    segments may be derived; the vascular analysis when something is resected) while its inputs are
+    read: importing holds the GIL, inflating and reorienting mostly do not, and the main thread would
+    import them after the reading. A failed import is left to the main thread, which raises it."""
+    import scipy.ndimage  # noqa: F401
+
+    if options.masks.segments is None and options.segments_from == "couinaud":
+        import hepatoplan.couinaud.segment  # noqa: F401
+    if resects:
+        import hepatoplan.resection.vascular  # noqa: F401
 
 
 @timing.timed("volumetry")
