@@ -102,10 +102,10 @@ def edt_mm(mask: np.ndarray, *, spacing_mm, black_border: bool = False) -> np.nd
 
 def load_compiled() -> None:
     """Import the compiled transform and load its machine code from numba's cache now (0.2 s
-    import + 0.3-0.4 s first call, CPU) rather than in the first :func:`nearest_voxel` call: ``plan``
-    calls it in a thread once the masks are read, beside the Couinaud segments, so the vascular
-    analysis does not wait for it. Loads the one signature every call uses (C-ordered bool arrays,
-    float spacings). Once loaded, small arrays take it too (:data:`SCIPY_MAX_VOXELS`)."""
+    import + 0.3-0.4 s first call, CPU) rather than in the first :func:`nearest_voxel` call (benchmarks
+    load it before they time; ``plan`` leaves it to the first call, in a vessel tree's thread since the
+    eleventh stop). Loads the one signature every call uses (C-ordered bool arrays, float spacings).
+    Once loaded, small arrays take it too (:data:`SCIPY_MAX_VOXELS`)."""
     from hepatoplan.nearest_voxel_compiled import transform
 
     one = np.ones((1, 1, 1), bool)

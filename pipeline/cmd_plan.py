@@ -23,7 +23,6 @@ from typing import Callable
 import numpy as np
 
 from hepatoplan.errors import HepatoplanError, InputError
-from hepatoplan.nearest_voxel import load_compiled
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
@@ -208,13 +207,11 @@ def plan(options: PlanOptions) -> dict:
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
                 # the resection-independent half of the vascular analysis beside the Couinaud segments,
-                # not in _vascular, with numba's one-off when an anatomical resection will need every liver
-                # voxel's nearest vessel voxel (wedges alone need a transform only where the cut detaches a
-                # piece: on 7 of 9 IRCADb cases none; the first such call loads numba then, bench/RESULTS.md,
-                # eleventh stop)
+                # not in _vascular; numba's one-off is loaded by the first nearest-voxel transform, in a tree's
+                # thread once the tree's own voxels are known (an anatomical resection needs every liver
+                # voxel's nearest vessel voxel; wedges alone only where the cut detaches a piece: on 7 of 9
+                # IRCADb cases never), not ahead of the trees (bench/RESULTS.md, eleventh stop)
                 anatomical = any(isinstance(s, AnatomicalResection) for s in specs)
-                if anatomical:
-                    hashing.submit(load_compiled)
                 # (the two trees side by side, as in the analysis: one after the other they were not ready
                 # in time, bench/RESULTS.md, tenth stop); what is not prepared when the resection is known is
                 # prepared then (consequences_of)
