@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import edt
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 from skimage.morphology import skeletonize
 
 from hepatoplan.arrays import bounding_box, is_empty_box
+from hepatoplan.nearest_voxel import edt_mm
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def skeleton_graph(mask: np.ndarray, spacing_mm, *, distance_mm: np.ndarray | No
     local = np.argwhere(skeletonize(crop) > 0)
     ijk = local + [b.start for b in box]
     if distance_mm is None:
-        radius = edt.edt(crop, anisotropy=tuple(sp), black_border=False)[tuple(local.T)]
+        radius = edt_mm(crop, spacing_mm=sp)[tuple(local.T)]
     else:
         radius = distance_mm[tuple(ijk.T)]
     n = len(ijk)

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import edt
 import numpy as np
 
 from hepatoplan.arrays import bounding_box, is_empty_box
 from hepatoplan.errors import NotComputableError
+from hepatoplan.nearest_voxel import edt_mm
 
 from .graph import heaviest_path, largest_component, main_split, rooted_tree, skeleton_graph
 from .params import HepaticParams, IVCParams, PortalParams
@@ -105,7 +105,7 @@ def _ivc_candidates(hepatic: np.ndarray, sp: np.ndarray, params: IVCParams) -> n
     if is_empty_box(box):
         return np.zeros((0, 4))
     o = np.array([b.start for b in box])
-    d2 = edt.edt(np.ascontiguousarray(hepatic[box]), anisotropy=(sp[0], sp[1], 1e6), black_border=False)
+    d2 = edt_mm(hepatic[box], spacing_mm=(sp[0], sp[1], 1e6))
     xx = ((np.arange(d2.shape[0]) + o[0]) * sp[0])[:, None]
     yy = ((np.arange(d2.shape[1]) + o[1]) * sp[1])[None, :]
     cands = []
@@ -248,7 +248,7 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
         raise NotComputableError("portal-vein mask too small to build a vessel tree "
                                  f"(fewer than {params.min_skeleton_nodes} skeleton voxels)")
     if distance_to_liver_mm is None:
-        dnode = edt.edt(np.ascontiguousarray(~liver), anisotropy=tuple(sp), black_border=False)[tuple(g.ijk.T)]
+        dnode = edt_mm(~liver, spacing_mm=sp)[tuple(g.ijk.T)]
     else:
         dnode = distance_to_liver_mm(g.ijk)
     inside = dnode <= g.radius_mm + params.intrahepatic_margin_mm

@@ -79,7 +79,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cc3d
-import edt
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
@@ -87,6 +86,7 @@ from scipy.spatial import cKDTree
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError, NotComputableError
+from hepatoplan.nearest_voxel import edt_mm
 from hepatoplan.units import voxel_volume_ml
 
 from . import landmarks as lm
@@ -911,7 +911,7 @@ def _check_near_liver(L2, PV2, HV2, sp2, params: CouinaudParams):
     voxel indices ``(n, 3)`` of the analysis grid, as a function (0 in the liver; elsewhere from a
     grid twice as coarse, accurate to ~1 voxel)."""
     f = np.array([2, 2, 1 if sp2[2] >= 2 * sp2[0] else 2])
-    dq = edt.edt(np.ascontiguousarray(~_pool(L2, f)), anisotropy=tuple(sp2 * f), black_border=False)
+    dq = edt_mm(~_pool(L2, f), spacing_mm=sp2 * f)
 
     def distance_to_liver_mm(ijk: np.ndarray) -> np.ndarray:
         ijk = np.asarray(ijk)

@@ -40,14 +40,13 @@ import logging
 from dataclasses import dataclass
 
 import cc3d
-import edt
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
 from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import NotComputableError
-from hepatoplan.nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
 from hepatoplan.units import voxel_volume_ml
 
 from .graph import SkeletonGraph, skeleton_graph
@@ -143,10 +142,10 @@ def infer_ivc_axis(liver: np.ndarray, vessels: np.ndarray, spacing_mm, *,
     gap = int(np.ceil(r / sp[0])) + 1
     outside = np.ones((len(ks), x1 + gap, y1), bool)
     outside[:, :x1] = ~np.moveaxis(padded[:x1, :y1, ks], 2, 0)
-    dilated = (edt.edt(outside.reshape(-1, y1), anisotropy=aniso, black_border=False) <= r).reshape(outside.shape)
+    dilated = (edt_mm(outside.reshape(-1, y1), spacing_mm=aniso) <= r).reshape(outside.shape)
     closed = np.zeros((len(ks), x2 + 1, y2), bool)
     closed[:, :x2] = dilated[:, :x2, :y2]
-    depth = edt.edt(closed.reshape(-1, y2), anisotropy=aniso, black_border=True).reshape(closed.shape)
+    depth = edt_mm(closed.reshape(-1, y2), spacing_mm=aniso, black_border=True).reshape(closed.shape)
     depth = np.moveaxis(depth[:, pad:pad + nx, pad:pad + ny], 0, 2) - r
     candidate[:nx, :ny, ks] = ((depth > 0) & ~liver[:nx, :ny, ks]) | (vessels[:nx, :ny, ks] & (depth <= d_max))
     height = _height_quantile(liver, sp)
@@ -249,8 +248,7 @@ def _depth_in_liver_at_most(liver: np.ndarray, ijk: np.ndarray, limit_mm: np.nda
     reach = np.ceil(limit_mm.max() / sp).astype(int) + 1
     lo = np.maximum(ijk.min(axis=0) - reach, 0)
     hi = np.minimum(ijk.max(axis=0) + reach + 1, liver.shape)
-    depth = edt.edt(np.ascontiguousarray(liver[tuple(slice(a, b) for a, b in zip(lo, hi))]), anisotropy=tuple(sp),
-                    black_border=True)
+    depth = edt_mm(liver[tuple(slice(a, b) for a, b in zip(lo, hi))], spacing_mm=sp, black_border=True)
     return depth[tuple((ijk - lo).T)] <= limit_mm
 
 

@@ -23,7 +23,6 @@ from typing import Callable
 import numpy as np
 
 from hepatoplan.errors import HepatoplanError, InputError
-from hepatoplan.nearest_voxel import load_compiled
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
@@ -201,21 +200,26 @@ def plan(options: PlanOptions) -> dict:
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
-        if (specs or ablations) and options.auto and options.modality == "CT" and "liver" not in options.masks.given():
-            hashing.submit(_load_ahead)  # beside the automatic segmentation (mostly one thread)
+        # on automatic masks numba's one-off is loaded during the segmentation (mostly one thread) when an
+        # anatomical resection will need it; on given masks by the first nearest-voxel transform
+        hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
+                       compiled=options.auto and options.modality == "CT" and "liver" not in options.masks.given()
+                       and any(isinstance(s, AnatomicalResection) for s in specs))
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
-                # numba's one-off and the resection-independent half of the vascular analysis
-                # beside the Couinaud segments, not in _vascular
-                hashing.submit(load_compiled)
+                # the resection-independent half of the vascular analysis beside the Couinaud segments,
+                # not in _vascular; numba's one-off is loaded by the first nearest-voxel transform, in a tree's
+                # thread once the tree's own voxels are known (an anatomical resection needs every liver
+                # voxel's nearest vessel voxel; wedges alone only where the cut detaches a piece: on 7 of 9
+                # IRCADb cases never), not ahead of the trees (bench/RESULTS.md, eleventh stop)
+                anatomical = any(isinstance(s, AnatomicalResection) for s in specs)
                 # (the two trees side by side, as in the analysis: one after the other they were not ready
                 # in time, bench/RESULTS.md, tenth stop); what is not prepared when the resection is known is
                 # prepared then (consequences_of)
-                trees = _vessel_trees(study, nearest_nodes=any(isinstance(s, AnatomicalResection) for s in specs),
-                                      deferred=True)
+                trees = _vessel_trees(study, nearest_nodes=anatomical, deferred=True)
                 vessel_trees.append(trees)
                 hashing.submit(trees.prepare)
             if options.preview and (vessels := _vessels(study)):
@@ -252,11 +256,22 @@ def plan(options: PlanOptions) -> dict:
     return result
 
 
-def _load_ahead() -> None:
-    """What a plan on automatic masks loads after the segmentation, loaded during it instead:
-    numba's one-off for the vascular analysis (:func:`load_compiled`) and the Couinaud package."""
-    load_compiled()
-    import hepatoplan.couinaud  # noqa: F401
+def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False) -> None:
+    """Import the domain modules the plan will call (scipy.ndimage; the Couinaud division when the
+    segments may be derived; the vascular analysis when something is resected; with ``compiled``
+    numba's one-off, :func:`~hepatoplan.nearest_voxel.load_compiled`) while its inputs are read or
+    segmented: importing holds the GIL, inflating and reorienting mostly do not, and the main thread
+    would import them afterwards. A failed import is left to the main thread, which raises it."""
+    import scipy.ndimage  # noqa: F401
+
+    if options.masks.segments is None and options.segments_from == "couinaud":
+        import hepatoplan.couinaud.segment  # noqa: F401
+    if resects:
+        import hepatoplan.resection.vascular  # noqa: F401
+    if compiled:
+        from hepatoplan.nearest_voxel import load_compiled
+
+        load_compiled()
 
 
 @timing.timed("volumetry")

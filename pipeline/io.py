@@ -299,7 +299,7 @@ def read_labels(
     raw = _read(Path(path), series_uid=None, name=name)
     for note in raw.notes:
         log.warning("%s", note)
-    array = _integer_labels(raw.array, name=name, source=raw.path)
+    array, high = _integer_labels(raw.array, name=name, source=raw.path)
     if reference is not None:
         problem = _grid_difference(raw.grid, reference.grid)
         if problem:
@@ -313,6 +313,8 @@ def read_labels(
             array = _resample_labels(array, raw.grid, reference.grid, name=name, source=raw.path)
             log.warning("%s %s resampled nearest-neighbour onto the CT grid", name, raw.path)
             return _to_canonical(array, reference.grid, raw.path, raw.files, raw.notes, binary=binary)
+    if binary and high <= 1 and array.dtype == np.uint8:  # 0 / 1: its boolean view, copied without a comparison
+        return _to_canonical(array.view(bool), raw.grid, raw.path, raw.files, raw.notes)
     return _to_canonical(array, raw.grid, raw.path, raw.files, raw.notes, binary=binary)
 
 
@@ -546,8 +548,9 @@ def _itk_message(exc: Exception, native=None) -> str:
     return (text + (f"; {extra}" if extra else ""))[:300]
 
 
-def _integer_labels(array: np.ndarray, *, name: str, source: Path) -> np.ndarray:
-    """The labels as the smallest unsigned integer type holding them, after checking them."""
+def _integer_labels(array: np.ndarray, *, name: str, source: Path) -> tuple[np.ndarray, float]:
+    """The labels as the smallest unsigned integer type holding them, after checking them; and the
+    largest label."""
     floating = np.issubdtype(array.dtype, np.floating)
     if floating:
         if not np.isfinite(array).all():
@@ -572,7 +575,7 @@ def _integer_labels(array: np.ndarray, *, name: str, source: Path) -> np.ndarray
             "exactly here; expected small integer labels (0 = background). Renumber the labels."
         )
     dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.uint32
-    return array.astype(dtype, copy=False)
+    return array.astype(dtype, copy=False), high
 
 
 def _resample_labels(array_kji, grid: Grid, target: Grid, *, name: str, source: Path) -> np.ndarray:

@@ -39,11 +39,11 @@ import re
 from dataclasses import dataclass, field
 
 import cc3d
-import edt
 import numpy as np
 
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
+from hepatoplan.nearest_voxel import edt_mm
 from hepatoplan.units import MM3_PER_ML
 
 from hepatoplan.arrays import bounding_box, padded_box
@@ -378,7 +378,7 @@ def _heat_sinks(zone: _ZoneBox, extent: _TumourExtent, tumour, radius_mm, margin
         tumour_mm[inner] = extent.signed_mm
     outside_t = ~np.isfinite(tumour_mm)
     if outside_t.any():  # beyond the tumour's small box: distance to its voxels' surface
-        tumour_mm[outside_t] = (edt.edt(~tumour[box], anisotropy=spacing, black_border=False)
+        tumour_mm[outside_t] = (edt_mm(~tumour[box], spacing_mm=spacing)
                                 - 0.5 * min(spacing))[outside_t]
     region = (zone.distance_mm <= radius_mm) | (tumour_mm <= margin_mm)
     vessels = []
@@ -393,7 +393,7 @@ def _heat_sinks(zone: _ZoneBox, extent: _TumourExtent, tumour, radius_mm, margin
 def _thick_pieces(tree, vessel, region, tumour_mm, spacing, diameter_mm, origin):
     if not (vessel & region).any():
         return []
-    wall = edt.edt(vessel, anisotropy=spacing, black_border=False)
+    wall = edt_mm(vessel, spacing_mm=spacing)
     r = 0.5 * (diameter_mm + min(spacing))
     if not (wall >= r).any():
         return []
@@ -405,7 +405,7 @@ def _thick_pieces(tree, vessel, region, tumour_mm, spacing, diameter_mm, origin)
         centres = wall >= t
         if not centres.any():
             break
-        inside = (edt.edt(~centres, anisotropy=spacing, black_border=False) <= t) & vessel & region
+        inside = (edt_mm(~centres, spacing_mm=spacing) <= t) & vessel & region
         if not inside.any():
             break
         local[inside] = t

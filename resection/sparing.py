@@ -38,12 +38,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import edt
 import numpy as np
 from scipy import ndimage
 
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
+from hepatoplan.nearest_voxel import edt_mm
 
 from .procedures import check_margin_mm
 from .surface import surface_distance
@@ -294,7 +294,7 @@ def _thinnest_clearance(w: _WedgeBox, distance, frac) -> dict:
     ties = local <= lowest + 0.05
     vessels = w.protected if w.major is None else w.protected | w.major
     if vessels.any() and np.count_nonzero(ties) > 1:
-        closeness = np.where(ties, edt.edt(~vessels, anisotropy=w.spacing_mm, black_border=False), np.inf)
+        closeness = np.where(ties, edt_mm(~vessels, spacing_mm=w.spacing_mm), np.inf)
         flat = int(np.argmin(closeness))
     else:
         flat = int(np.argmax(ties))
@@ -403,7 +403,7 @@ def _near_vessel_voxels(tum, vessels, spacing, distance_mm):
     """Tumour voxels whose surface gap to a vessel is at most ``distance_mm``."""
     if not vessels.any():
         return np.zeros(tum.shape, bool)
-    d = edt.edt(~vessels, anisotropy=spacing, black_border=False)
+    d = edt_mm(~vessels, spacing_mm=spacing)
     return tum & (d - min(spacing) <= distance_mm)
 
 

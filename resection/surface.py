@@ -34,12 +34,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import edt
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from hepatoplan.errors import InputError
+from hepatoplan.nearest_voxel import edt_mm
 
 @dataclass(frozen=True)
 class SurfaceParams:
@@ -123,8 +123,8 @@ def surface_distance(mask: np.ndarray, *, spacing_mm, band_mm: float | None = No
     # measured voxels: within the band (depth) by the distance between voxel centres, which
     # exceeds the distance to the surface by at most a voxel
     reach = np.where(inside, depth, band) + spacing.max()
-    coarse = np.where(inside, edt.edt(inside, anisotropy=tuple(spacing), black_border=False),
-                      edt.edt(~inside, anisotropy=tuple(spacing), black_border=False))
+    coarse = np.where(inside, edt_mm(inside, spacing_mm=spacing),
+                      edt_mm(~inside, spacing_mm=spacing))
     which = np.nonzero(coarse <= reach)
     x = np.stack(which, axis=1) * spacing
 

@@ -95,7 +95,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 
 import cc3d
-import edt
 import numpy as np
 from scipy import ndimage
 
@@ -105,7 +104,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box
 from hepatoplan.units import voxel_volume_ml
 
-from hepatoplan.nearest_voxel import nearest_voxel
+from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels, voxel_indices
 
 log = logging.getLogger(__name__)
@@ -469,6 +468,7 @@ class _LiverGeometry:
     in_inner: np.ndarray  # bool, the liver in ``inner``
     liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
     spacing_mm: tuple[float, float, float]
+    surface_blocks: _Blocks | None  # a lower bound of the distance to ``surface``
 
     @classmethod
     def make(cls, liver, spacing, crop_pad_mm) -> _LiverGeometry:
@@ -481,7 +481,8 @@ class _LiverGeometry:
         in_inner = liver_c[inner]
         surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
         return cls(box=box, liver=liver_c, surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
-                   inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner), spacing_mm=spacing)
+                   inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner), spacing_mm=spacing,
+                   surface_blocks=_Blocks.of(surface, liver_c.shape, spacing) if len(surface) else None)
 
     @property
     def offset(self) -> np.ndarray:
@@ -491,6 +492,31 @@ class _LiverGeometry:
         """The values of a full array at the liver voxels of ``inner``, in C order."""
         full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(self.box, self.inner))
         return np.asarray(arr)[full_inner][self.in_inner]
+
+
+@dataclass(frozen=True, eq=False)
+class _Blocks:
+    """Blocks of about 2.5 mm and, for each, the distance (mm, float32) from its centre to the centre
+    of the nearest block holding one of ``voxels``: less the block's extent, a lower bound of the
+    distance from any voxel of the block to any of ``voxels`` (each lies within half the extent of
+    its block's centre). Cheap to make (a scatter and a distance map on a grid ~30 × coarser)."""
+
+    size: np.ndarray  # voxels per block along each axis
+    distance_mm: np.ndarray
+    extent_mm: float  # the farthest two voxel centres of one block are apart
+
+    @classmethod
+    def of(cls, voxels: np.ndarray, shape, spacing) -> _Blocks:
+        spacing = np.asarray(spacing, float)
+        size = np.maximum(1, np.round(2.5 / spacing)).astype(int)
+        held = np.zeros(-(-np.asarray(shape) // size), bool)
+        held[tuple((voxels // size).T)] = True
+        return cls(size, edt_mm(~held, spacing_mm=size * spacing), float(np.linalg.norm((size - 1) * spacing)))
+
+    def farther_than(self, ijk: np.ndarray, bound_mm: np.ndarray) -> np.ndarray:
+        """Whether each voxel ``ijk`` (n, 3) is certainly farther than ``bound_mm`` (n,) from every one
+        of the voxels (1 µm of slack for the float32 distances)."""
+        return self.distance_mm[tuple((ijk // self.size).T)] - self.extent_mm > bound_mm + 1e-3
 
 
 @dataclass(frozen=True, eq=False)
@@ -646,7 +672,7 @@ class _Tree:
                     for lo, hi, n in zip(ijk.min(axis=0), ijk.max(axis=0), vessel_c.shape))
         # the nearest non-vessel voxel of a vessel voxel lies in the box (one voxel beyond the
         # vessels' extent is background wherever the crop has it)
-        wall = edt.edt(np.ascontiguousarray(vessel_c[box]), anisotropy=spacing, black_border=False)
+        wall = edt_mm(vessel_c[box], spacing_mm=spacing)
         wall = wall.astype(np.float32, copy=False)
         return cls(ijk, box, wall, wall[tuple((ijk - [b.start for b in box]).T)], spacing)
 
@@ -706,9 +732,15 @@ def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.nd
     outside = np.flatnonzero(~intra)
     if geometry.surface is None or not len(outside):
         return intra, t.ijk
-    # a bounded search finds them quickly; the unbounded one then names the nearest liver voxel
-    # (among equidistant ones, the one the KD-tree's full search returns)
-    liver_mm, _ = geometry.surface.nearest_within(t.ijk[outside], t.wall_mm[outside] + max(geometry.spacing_mm))
+    # a bounded search finds them quickly, asked only about the voxels the surface's blocks do not
+    # already put beyond their bound (most of the extrahepatic trunks: IRCADb 01, 173 k -> 48 k voxels);
+    # the unbounded one then names the nearest liver voxel (among equidistant ones, the one the
+    # KD-tree's full search returns)
+    bound_mm = t.wall_mm[outside] + max(geometry.spacing_mm)
+    if geometry.surface_blocks is not None:
+        near = ~geometry.surface_blocks.farther_than(t.ijk[outside], bound_mm)
+        outside, bound_mm = outside[near], bound_mm[near]
+    liver_mm, _ = geometry.surface.nearest_within(t.ijk[outside], bound_mm)
     candidates = outside[np.isfinite(liver_mm)]
     _, k = geometry.surface.nearest(t.ijk[candidates])
     intra, state = intra.copy(), t.ijk.copy()
@@ -911,7 +943,7 @@ def _territory_owner(t: _Tree, piece, vessel_c, nearest, ctx: _LiverCrop) -> np.
         # feature transform on the pieces' box grown by twice the reach is exact for every voxel
         # within the reach of that box
         inner, spacing = ctx.inner, ctx.spacing_mm
-        gap_mm = edt.edt(~vessel_c[inner], anisotropy=spacing, black_border=False)
+        gap_mm = edt_mm(~vessel_c[inner], spacing_mm=spacing)
         reach = float(gap_mm.reshape(-1)[ctx.liver_flat].max())
         del gap_mm
         ijk = t.ijk[piece > 0] - [i.start for i in inner]
@@ -995,9 +1027,14 @@ def _ivc_core(t: _Tree, params: VascularParams, notes) -> np.ndarray:
         )
     pad = [int(np.ceil(r / s)) + 1 for s in spacing]
     box = padded_box(bounding_box(centres), pad, centres.shape)  # the opening lies within r of a centre
-    opening = np.zeros(centres.shape, bool)
-    opening[box] = (edt.edt(~centres[box], anisotropy=spacing, black_border=False) <= r) & (wall_mm[box] > 0)
-    root = (cc3d.largest_k(opening, k=1, connectivity=26) > 0)[t.in_box(t.ijk)]
+    # its pieces labelled in that box only: none reaches beyond it, and C order within the box
+    # numbers them as on the whole tree's box (the same piece wins a tie in size)
+    opening = (edt_mm(~centres[box], spacing_mm=spacing) <= r) & (wall_mm[box] > 0)
+    largest = cc3d.largest_k(opening, k=1, connectivity=26) > 0
+    rel = t.ijk - [t.box[a].start + box[a].start for a in range(3)]
+    inside = np.all((rel >= 0) & (rel < largest.shape), axis=1)
+    root = np.zeros(t.n, bool)
+    root[inside] = largest[tuple(rel[inside].T)]
     notes.append(f"hepatic: root = IVC core, the hepatic mask's opening with a {r:.1f} mm ball "
                  f"({int(np.count_nonzero(root))} voxels)")
     return root

@@ -311,6 +311,18 @@ def test_dicom_gap_is_refused_or_interpolated(tmp_path):
     assert any("resampled onto a regular grid" in note for note in vol.notes)
 
 
+def test_binary_masks_are_the_labels_above_zero(tmp_path):
+    """``binary=True`` (a 0/1 map read through its boolean view, others compared with 0) gives
+    ``read_labels(...).array > 0`` on a flipped oblique grid, for 0/1, 0/255 and 16-bit maps."""
+    rng = np.random.default_rng(3)
+    for dtype, values in ((np.uint8, (0, 1)), (np.uint8, (0, 255)), (np.uint16, (0, 1, 300)), (np.int16, (0, 1))):
+        array = rng.choice(np.array(values, dtype), size=(9, 7, 5))
+        path = _save_nifti(array, AFFINE, tmp_path / f"m{np.dtype(dtype).name}{max(values)}.nii.gz")
+        mask = io.read_labels(path, binary=True).array
+        assert mask.dtype == bool and mask.flags.c_contiguous
+        assert np.array_equal(mask, io.read_labels(path).array > 0)
+
+
 def test_nifti_intake_leaves_pydicom_out_yet_importable(tmp_path):
     """Reading a NIfTI file imports nibabel without pydicom (and the requests it pulls); pydicom
     still imports afterwards, for DICOM studies in the same process."""
