@@ -200,11 +200,12 @@ def plan(options: PlanOptions) -> dict:
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
-        # on automatic masks numba's one-off is loaded during the segmentation (mostly one thread) when an
-        # anatomical resection will need it; on given masks by the first nearest-voxel transform
-        hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
-                       compiled=options.auto and options.modality == "CT" and "liver" not in options.masks.given()
-                       and any(isinstance(s, AnatomicalResection) for s in specs))
+        if options.auto and "liver" not in options.masks.given():
+            # the modules the plan calls after the automatic segmentation (mostly one thread) imported
+            # beside it, and numba's one-off when an anatomical resection will need it (on given masks
+            # importing beside the reads was measured and not kept: bench/RESULTS.md, eleventh stop)
+            hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
+                           compiled=options.modality == "CT" and any(isinstance(s, AnatomicalResection) for s in specs))
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
@@ -259,9 +260,8 @@ def plan(options: PlanOptions) -> dict:
 def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False) -> None:
     """Import the domain modules the plan will call (scipy.ndimage; the Couinaud division when the
     segments may be derived; the vascular analysis when something is resected; with ``compiled``
-    numba's one-off, :func:`~hepatoplan.nearest_voxel.load_compiled`) while its inputs are read or
-    segmented: importing holds the GIL, inflating and reorienting mostly do not, and the main thread
-    would import them afterwards. A failed import is left to the main thread, which raises it."""
+    numba's one-off, :func:`~hepatoplan.nearest_voxel.load_compiled`) while the automatic segmentation
+    runs. A failed import is left to the main thread, which raises it."""
     import scipy.ndimage  # noqa: F401
 
     if options.masks.segments is None and options.segments_from == "couinaud":
