@@ -184,6 +184,7 @@ def run_demo(args) -> int:
 def plan(options: PlanOptions) -> dict:
     """Run one plan and write its outputs; return the report."""
     specs, ablations = options.validate()
+    anatomical = any(isinstance(s, AnatomicalResection) for s in specs)
     options, dicomweb_section = dicomweb.prepare(options)  # a URL CT is retrieved into the cache
     inputs = {"ct": str(options.ct)}
     for name, given in options.masks.given().items():  # a repeated option: name, name_2, ... (each hashed)
@@ -200,23 +201,22 @@ def plan(options: PlanOptions) -> dict:
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
-        if options.auto and "liver" not in options.masks.given():
+        if options.auto and not {"liver", "totalsegmentator"} & set(options.masks.given()):
             # the modules the plan calls after the automatic segmentation (mostly one thread) imported
             # beside it, and numba's one-off when an anatomical resection will need it (on given masks
             # importing beside the reads was measured and not kept: bench/RESULTS.md, eleventh stop)
             hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
-                           compiled=options.modality == "CT" and any(isinstance(s, AnatomicalResection) for s in specs))
+                           compiled=options.modality == "CT" and anatomical)
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
                 # the resection-independent half of the vascular analysis beside the Couinaud segments,
-                # not in _vascular; numba's one-off is loaded by the first nearest-voxel transform, in a tree's
-                # thread once the tree's own voxels are known (an anatomical resection needs every liver
-                # voxel's nearest vessel voxel; wedges alone only where the cut detaches a piece: on 7 of 9
-                # IRCADb cases never), not ahead of the trees (bench/RESULTS.md, eleventh stop)
-                anatomical = any(isinstance(s, AnatomicalResection) for s in specs)
+                # not in _vascular; on given masks numba's one-off is loaded by the first nearest-voxel
+                # transform, in a tree's thread once the tree's own voxels are known (an anatomical resection
+                # needs every liver voxel's nearest vessel voxel; wedges alone only where the cut detaches a
+                # piece: on 7 of 9 IRCADb cases never), not ahead of the trees (bench/RESULTS.md, eleventh stop)
                 # (the two trees side by side, as in the analysis: one after the other they were not ready
                 # in time, bench/RESULTS.md, tenth stop); what is not prepared when the resection is known is
                 # prepared then (consequences_of)
@@ -228,7 +228,7 @@ def plan(options: PlanOptions) -> dict:
 
                 vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
-        study = load_study(options, needs_segments=any(isinstance(s, AnatomicalResection) for s in specs),
+        study = load_study(options, needs_segments=anatomical,
                            on_masks=masks_read)
         function_map = None
         if options.function_map is not None:

@@ -291,12 +291,12 @@ PRINT_JPEG_QUALITY = 90
 
 def _jpeg_data_uri(path: Path) -> str:
     """A PNG image as a JPEG data URI (:data:`PRINT_JPEG_QUALITY`)."""
-    import io
+    from io import BytesIO
 
     from PIL import Image
 
-    buffer = io.BytesIO()
-    with Image.open(io.BytesIO(_png_bytes(path))) as image:
+    buffer = BytesIO()
+    with Image.open(BytesIO(_png_bytes(path))) as image:
         image.convert("RGB").save(buffer, "JPEG", quality=PRINT_JPEG_QUALITY, subsampling=0)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

@@ -506,9 +506,9 @@ class _Blocks:
     extent_mm: float  # the farthest two voxel centres of one block are apart
 
     @classmethod
-    def of(cls, voxels: np.ndarray, shape, spacing) -> _Blocks:
+    def of(cls, voxels: np.ndarray, shape, spacing, *, block_mm: float = 2.5) -> _Blocks:
         spacing = np.asarray(spacing, float)
-        size = np.maximum(1, np.round(2.5 / spacing)).astype(int)
+        size = np.maximum(1, np.round(block_mm / spacing)).astype(int)
         held = np.zeros(-(-np.asarray(shape) // size), bool)
         held[tuple((voxels // size).T)] = True
         return cls(size, edt_mm(~held, spacing_mm=size * spacing), float(np.linalg.norm((size - 1) * spacing)))
