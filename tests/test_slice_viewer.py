@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -373,8 +374,15 @@ def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
     with Browser() as browser:
         for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
             assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
-        # no browser UI built meanwhile (the address bar's WebUI popups: a renderer process of their own)
-        assert [t["type"] for t in browser.call("Target.getTargets")["targetInfos"]] == ["page"]
+        # no browser UI built meanwhile (the address bar's WebUI popups, chrome:// pages with a renderer
+        # process of their own); Target.closeTarget answers before the printed tabs are gone, so wait for them
+        deadline = time.monotonic() + 10
+        while True:
+            urls = [t["url"] for t in browser.call("Target.getTargets")["targetInfos"]]
+            if not any(u.startswith("file:") for u in urls) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert urls == ["about:blank"], urls
         profile, group = browser._profile.name, browser._process.pid
     # closed: no process of the browser's group running (zombies init has not reaped yet aside), its
     # profile removed
