@@ -60,12 +60,15 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 #: plan: ``Browser.close`` took 0.47 s of wall time with them on an ext4 disk mounted with
 #: ``discard``, 0.10 s there (bench/RESULTS.md, "eleventh stop"); elsewhere the system's temporary folder.
 SCRATCH_PARENT = "/dev/shm"
+SCRATCH_MIN_FREE_BYTES = 256 << 20  # a profile and a print page take ~5-20 MB; room for the fonts' caches and more
 
 
 def scratch_folder(prefix: str) -> tempfile.TemporaryDirectory:
     """A new, empty temporary folder for Chromium's files (:data:`SCRATCH_PARENT` if usable),
-    removed by its ``cleanup`` (errors ignored: never fails a plan)."""
-    parent = SCRATCH_PARENT if os.path.isdir(SCRATCH_PARENT) and os.access(SCRATCH_PARENT, os.W_OK | os.X_OK) else None
+    removed by its ``cleanup`` (errors ignored: never fails a plan). A RAM folder with less than
+    :data:`SCRATCH_MIN_FREE_BYTES` free is passed over: a full ``/dev/shm`` would cost the PDF."""
+    usable = os.path.isdir(SCRATCH_PARENT) and os.access(SCRATCH_PARENT, os.W_OK | os.X_OK)
+    parent = SCRATCH_PARENT if usable and shutil.disk_usage(SCRATCH_PARENT).free >= SCRATCH_MIN_FREE_BYTES else None
     return tempfile.TemporaryDirectory(prefix=prefix, dir=parent, ignore_cleanup_errors=True)
 
 

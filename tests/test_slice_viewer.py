@@ -352,6 +352,11 @@ def test_scratch_folder_in_ram_when_it_can(tmp_path, monkeypatch):
     folder = report_pdf.scratch_folder("hp-x-")
     assert Path(folder.name).parent == Path(tempfile.gettempdir())
     folder.cleanup()
+    monkeypatch.setattr(report_pdf, "SCRATCH_PARENT", str(tmp_path))  # there but (nearly) full: the usual tmp
+    monkeypatch.setattr(report_pdf, "SCRATCH_MIN_FREE_BYTES", shutil.disk_usage(tmp_path).free + (1 << 30))
+    folder = report_pdf.scratch_folder("hp-x-")
+    assert Path(folder.name).parent == Path(tempfile.gettempdir())
+    folder.cleanup()
 
 
 _PAGES = ("<style>@page { size: A4; margin: 10mm } .p { break-after: page; height: 50mm; background: #2a7 }</style>"
