@@ -300,7 +300,10 @@ class _verified_render:
                 self.marker = marker
             except OSError:
                 pass
-            faulthandler.enable()
+            try:
+                faulthandler.enable()
+            except (RuntimeError, ValueError, OSError):  # no usable sys.stderr (a daemon's): the marker only
+                pass
         return self
 
     def __exit__(self, kind, *exc) -> None:
