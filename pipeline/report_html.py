@@ -34,7 +34,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -626,19 +626,16 @@ def write_plan_visuals(
                        label_boxes(labels) if ahead.boxes is None else ahead.boxes)
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
-    # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL);
-    # another the mesh files and the 3D view's data while the previews render (vtk releases the GIL)
-    with ThreadPoolExecutor(max_workers=1) as worker, ThreadPoolExecutor(max_workers=1) as mesh_worker:
+    # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
+    with ThreadPoolExecutor(max_workers=1) as worker:
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
         label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
-        mesh_outputs: list[Future] = []
+        meshes = {}
         if meshes_and_previews:
-            written["previews"] = _meshes_and_previews(
-                plan, ahead.meshes, beside=lambda meshes: mesh_outputs.append(
-                    mesh_worker.submit(_mesh_files_and_view, plan, meshes)))
+            meshes, written["previews"] = _meshes_and_previews(plan, ahead.meshes)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
@@ -646,9 +643,10 @@ def write_plan_visuals(
                                 print_page=bool(meshes_and_previews))
         # report.pdf: Chromium prints the print layout while the other outputs are written
         with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, ahead.browser)) or nullcontext() as printing:
+            if meshes:
+                written["meshes"] = _write_mesh_files(plan, meshes)
             with stage("report"):
-                written["meshes"], mesh_view = mesh_outputs[0].result() if mesh_outputs else ([], "")
-                views = replace(views, mesh_view=mesh_view,
+                views = replace(views, mesh_view=_viewer_html(viewer_data(meshes)) if meshes else "",
                                 slice_viewer="" if slice_view is None else slice_view.result())
                 written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
                 written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
@@ -797,31 +795,27 @@ def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slic
 
 
 @timed("previews")
-def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None = None, *,
-                         beside: Callable[[dict[str, Mesh]], None] = lambda meshes: None) -> list[Path]:
-    """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here),
-    handed to ``beside`` (when there are any) before the PNG previews are rendered; returns the
-    preview files."""
+def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None = None):
+    """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here)
+    and the PNG previews; returns ``(meshes, preview files)``."""
     from .rendering import render_previews
 
     if meshes is None:
         meshes = plan_meshes(plan.labels, boxes=plan.boxes, affine_ras=plan.affine_ras, vessels=plan.vessels)
     else:
         meshes = meshes.result()
-    if not meshes:
-        return []
-    beside(meshes)
     t = time.perf_counter()
-    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX)
+    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
-    return previews
+    return meshes, previews
 
 
-def _mesh_files_and_view(plan: _PlanLabels, meshes: Mapping[str, Mesh]) -> tuple[list[Path], str]:
-    """``plan.glb`` and ``meshes/*.stl|obj``, and the 3D view's HTML."""
+@timed("previews")
+def _write_mesh_files(plan: _PlanLabels, meshes: Mapping[str, Mesh]) -> list[Path]:
+    """``plan.glb`` and ``meshes/*.stl|obj``."""
     from .mesh_files import write_meshes
 
     t = time.perf_counter()
     files = write_meshes(meshes, plan.out_dir)
     log.info("mesh files: %.1f s", time.perf_counter() - t)
-    return files, _viewer_html(viewer_data(meshes))
+    return files
