@@ -9,7 +9,10 @@ each of its threads (``/proc/PID/task``) and of every descendant process (``/pro
 recursively: the rendering probe, Chromium's processes), from outside (a sampler inside took the GIL and
 slowed the plan 3x). Threads are named by the work item they run (every ``ThreadPoolExecutor`` item is
 wrapped) and the main thread by its innermost stage (``hepatoplan.pipeline.timing``); children by their
-command line (``probe``, ``chromium``). Prints, per run, the events (stages, work items, children), a table
+command line (``probe``, ``chromium``). The main thread's ``schedstat`` splits its wall time per stage into
+time on a core, time waiting for one (the machine's load) and time asleep (I/O, joins, and waiting for the GIL
+while another thread holds it: what a GIL-holding library costs the plan's critical path, also on a loaded
+machine). Prints, per run, the events (stages, work items, children), a table
 of cores in use per bin, and the core-seconds left idle on the machine's 2 cores per main-thread stage.
 CPU ticks are 10 ms: a bin's figures are good to ~0.1 core at 100 ms bins.
 """
@@ -127,6 +130,11 @@ def sample(proc: subprocess.Popen, period_s: float = 0.01) -> tuple[list, dict]:
             v = _ticks(f"/proc/{proc.pid}/task/{tid}/stat")
             if v is not None:
                 row[f"t{tid}"] = v
+        try:  # the main thread's ns on a core and waiting for one (the rest of its time it sleeps: I/O, joins, the GIL)
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/schedstat") as f:
+                row["sched"] = [int(x) for x in f.read().split()[:2]]
+        except OSError:
+            pass
         if n % 5 == 0:
             kids = []
             _descendants(proc.pid, kids)
@@ -178,12 +186,20 @@ def analyse(data: dict, samples: list, kinds: dict, bin_s: float, cores: int = 2
 
     bins: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     totals: dict[str, float] = defaultdict(float)
+    sched: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # main stage: wall, on a core, waiting
     for (ta, row0), (tb, row1) in zip(samples, samples[1:]):
         t = (ta + tb) / 2 - t0
         if t < 0:
             continue
         b = int(t / bin_s)
+        if "sched" in row0 and "sched" in row1:
+            acc = sched[label(main, t)[5:]]
+            acc[0] += tb - ta
+            acc[1] += (row1["sched"][0] - row0["sched"][0]) / 1e9
+            acc[2] += (row1["sched"][1] - row0["sched"][1]) / 1e9
         for key, v in row1.items():
+            if key == "sched":
+                continue
             d = (v - row0.get(key, 0)) * tick
             if d > 0:
                 actor = label(key, t)
@@ -194,7 +210,8 @@ def analyse(data: dict, samples: list, kinds: dict, bin_s: float, cores: int = 2
     idle_by_stage: dict[str, float] = defaultdict(float)
     for b, stage in stage_of_bin.items():
         idle_by_stage[stage] += max(0.0, cores * bin_s - sum(bins[b].values()))
-    return {"bins": bins, "stage_of_bin": stage_of_bin, "totals": totals, "idle": idle_by_stage, "span": end}
+    return {"bins": bins, "stage_of_bin": stage_of_bin, "totals": totals, "idle": idle_by_stage, "span": end,
+            "sched": sched}
 
 
 def main() -> None:
@@ -243,8 +260,16 @@ def main() -> None:
                           + ", ".join(f"{k} {v:.2f}" for k, v in acts if v >= 0.005) + " |")
             print("\nCPU per actor (core-s): " + ", ".join(
                 f"{k} {v:.2f}" for k, v in sorted(a["totals"].items(), key=lambda kv: -kv[1])))
+            print("main thread per stage (wall = on a core + waiting for one + asleep: I/O, joins, the GIL), s: " + ", ".join(
+                f"{k} {w:.2f} = {r:.2f} + {q:.2f} + {w - r - q:.2f}" for k, (w, r, q) in
+                sorted(a["sched"].items(), key=lambda kv: -kv[1][0])))
             print("idle core-s per main stage: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in sorted(a["idle"].items(), key=lambda kv: -kv[1])))
+    if summaries:
+        stages = sorted({k for s in summaries for k in s["sched"]}, key=lambda k: -summaries[0]["sched"].get(k, [0])[0])
+        print(f"\nmain thread asleep per stage (s; median of {len(summaries)} runs): " + ", ".join(
+            f"{k} {statistics.median(s['sched'][k][0] - s['sched'][k][1] - s['sched'][k][2] for s in summaries if k in s['sched']):.2f}"
+            for k in stages))
     if len(summaries) > 1:
         print(f"\nmedian over {len(summaries)} runs: span {statistics.median(s['span'] for s in summaries):.2f} s, "
               f"idle {statistics.median(sum(s['idle'].values()) for s in summaries):.2f} core-s")
