@@ -14,7 +14,7 @@ The probe's answer is kept per machine (:func:`probe_cache_path`, ``$XDG_CACHE_H
 what decides it: the Python executable, vtk's version, the OpenGL/EGL/X environment variables, and the
 size and modification time of every shared library the probe loaded, of ``/etc/ld.so.cache`` (a library
 installed or removed) and of the EGL vendor files and ``/dev/dri``; when any differs the probe runs
-again. A process's first render on a cached answer leaves a marker file while it runs: if that render
+again (off Linux, without ``/proc/self/maps`` to list the libraries, nothing is kept). A process's first render on a cached answer leaves a marker file while it runs: if that render
 crashes the interpreter (the plan ends with a fatal signal and, through :mod:`faulthandler`, the
 traceback, its output folder not written), the next check finds the marker of a dead process, drops the
 answer and probes again, which then fails with the error above.
@@ -119,9 +119,10 @@ grab.SetInput(window)
 grab.Update()
 value = grab.GetOutput().GetPointData().GetScalars().GetTuple(0)
 assert value[0] > 200, value
-import json
-libraries = sorted({line.split()[-1] for line in open("/proc/self/maps")
-                    if ".so" in line.rsplit("/", 1)[-1]}) if __import__("os").path.exists("/proc/self/maps") else []
+import json, os
+maps = "/proc/self/maps"  # the shared libraries loaded (Linux): the kept answer's key
+libraries = sorted({line.split()[-1] for line in open(maps) if ".so" in line.rsplit("/", 1)[-1]}) \
+    if os.path.exists(maps) else []
 print(json.dumps({"backend": window.GetClassName(), "libraries": libraries}))
 """
 #: Environment variables (names, and name prefixes ending in ``_``) that can change which OpenGL a
@@ -242,7 +243,10 @@ def _machine_key(libraries: Sequence[str]) -> dict:
 
 
 def _keep_backend(backend: str, libraries: Sequence[str]) -> None:
-    """Write the probe's answer with its key (nothing when the cache folder cannot be written)."""
+    """Write the probe's answer with its key; nothing when the cache folder cannot be written, or without
+    the list of loaded libraries (off Linux: there the probe runs in every process, as before)."""
+    if not libraries:
+        return
     path = probe_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,9 +267,9 @@ def _cached_backend() -> str | None:
     except (OSError, ValueError):
         return None
     for marker in path.parent.glob(path.name + ".rendering-*"):
-        pid = int(marker.name.rsplit("-", 1)[1])
-        if pid == os.getpid() or not _alive(pid):
-            log.warning("an earlier render on the kept answer of the render probe did not finish (process %d); "
+        pid = marker.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+            log.warning("an earlier render on the kept answer of the render probe did not finish (process %s); "
                         "probing again", pid)
             marker.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
@@ -290,8 +294,7 @@ class _verified_render:
     :mod:`faulthandler` on (a crash prints the traceback); :func:`_cached_backend` reads the markers."""
 
     def __enter__(self):
-        self.marker = None
-        self.faulthandler = faulthandler.is_enabled()
+        self.marker, self.faulthandler = None, False  # what this guard made, to undo
         if not _render_verified:
             path = probe_cache_path()
             marker = path.parent / f"{path.name}.rendering-{os.getpid()}"
@@ -300,15 +303,17 @@ class _verified_render:
                 self.marker = marker
             except OSError:
                 pass
-            try:
-                faulthandler.enable()
-            except (RuntimeError, ValueError, OSError):  # no usable sys.stderr (a daemon's): the marker only
-                pass
+            if not faulthandler.is_enabled():
+                try:
+                    faulthandler.enable()
+                    self.faulthandler = True
+                except (RuntimeError, ValueError, OSError):  # no usable sys.stderr (a daemon's): the marker only
+                    pass
         return self
 
     def __exit__(self, kind, *exc) -> None:
         global _render_verified
-        if not self.faulthandler:
+        if self.faulthandler:
             faulthandler.disable()
         if kind is None:
             _render_verified = True
