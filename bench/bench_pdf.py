@@ -8,8 +8,12 @@ the print page, as ``report_html._start_pdf`` does). Variants, each run in turn:
 * ``5c7cde0``: the flags before the eleventh stop, PNG previews on the page, the profile in the system's
   temporary folder;
 * ``jpeg``: the same with the previews as JPEG (``report_html.PRINT_JPEG_QUALITY``);
-* ``now``: :data:`hepatoplan.pipeline.report_pdf.CHROMIUM_FLAGS`, JPEG previews, the profile in
-  :func:`~hepatoplan.pipeline.report_pdf.scratch_folder`.
+* ``chromium``: :data:`hepatoplan.pipeline.report_pdf.CHROMIUM_FLAGS`, JPEG previews, the profile in
+  :func:`~hepatoplan.pipeline.report_pdf.scratch_folder` (the eleventh stop's ``now``);
+* ``shell``: the same in ``chromium-headless-shell`` (Chromium's old headless mode, Debian
+  ``chromium-headless-shell``: no browser UI).
+
+``--variants chromium,shell`` runs only those.
 
 Per run: CPU of Chromium and its helpers (user + system, reaped through this script as their subreaper),
 wall from the start to the PDF, and the wall of ``Browser.close`` (killing the helpers, removing the profile).
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -31,10 +36,11 @@ from bench_plan import become_subreaper, reap_orphans
 from hepatoplan.pipeline import report_html, report_pdf
 
 NEW_FLAGS = ("--renderer-process-limit=1", "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup")
-VARIANTS = {  # name: (flags, JPEG previews, profile in the scratch folder)
-    "5c7cde0": (tuple(f for f in report_pdf.CHROMIUM_FLAGS if f not in NEW_FLAGS), False, False),
-    "jpeg": (tuple(f for f in report_pdf.CHROMIUM_FLAGS if f not in NEW_FLAGS), True, False),
-    "now": (report_pdf.CHROMIUM_FLAGS, True, True),
+VARIANTS = {  # name: (flags, JPEG previews, profile in the scratch folder, executable)
+    "5c7cde0": (tuple(f for f in report_pdf.CHROMIUM_FLAGS if f not in NEW_FLAGS), False, False, "chromium"),
+    "jpeg": (tuple(f for f in report_pdf.CHROMIUM_FLAGS if f not in NEW_FLAGS), True, False, "chromium"),
+    "chromium": (report_pdf.CHROMIUM_FLAGS, True, True, "chromium"),
+    "shell": (report_pdf.CHROMIUM_FLAGS, True, True, "chromium-headless-shell"),
 }
 
 
@@ -51,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("plan_out", type=Path)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     options = parser.parse_args()
     become_subreaper()
     scratch = report_pdf.SCRATCH_PARENT
@@ -58,10 +65,12 @@ def main() -> None:
         pages = {jpeg: print_page(options.plan_out, Path(tmp), jpeg=jpeg) for jpeg in (False, True)}
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
         for _ in range(options.runs):
-            for name, (flags, jpeg, in_scratch) in VARIANTS.items():
+            for name, (flags, jpeg, in_scratch, executable) in VARIANTS.items():
+                if name not in options.variants.split(","):
+                    continue
                 report_pdf.SCRATCH_PARENT = scratch if in_scratch else ""  # "": the system's tmp
                 before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-                browser = report_pdf.Browser(flags=flags)
+                browser = report_pdf.Browser(shutil.which(executable), flags=flags)
                 browser.print_page(pages[jpeg], Path(tmp) / f"{name}.pdf")
                 printed = time.perf_counter()
                 browser.close()
@@ -74,6 +83,8 @@ def main() -> None:
                       f"load {os.getloadavg()[0]:4.1f}", flush=True)
         report_pdf.SCRATCH_PARENT = scratch
         for name, runs in results.items():
+            if not runs:
+                continue
             size = (Path(tmp) / f"{name}.pdf").stat().st_size / 1e6
             print(f"{name:>8} median CPU {statistics.median(r[0] for r in runs):.2f} s, start to PDF "
                   f"{statistics.median(r[1] for r in runs):.2f} s, close {statistics.median(r[2] for r in runs):.3f} s, "

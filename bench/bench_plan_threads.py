@@ -1,6 +1,6 @@
 """CPU of the ``--no-preview`` plan per thread's work item: another revision against this checkout, interleaved.
 
-    python bench/bench_plan_threads.py --rev 5c7cde0 [--runs 4] [--resect right-hepatectomy]
+    python bench/bench_plan_threads.py --rev 5c7cde0 [--runs 4] [--resect right-hepatectomy] [--preview]
 
 IRCADb 01 with its four masks, Couinaud derived, ``--no-preview`` (bench_plan.py's ``no-preview`` row; ``--resect
 wedge:all`` its ``wedge`` row). Each run is a fresh process (``--rev`` imported as in bench_plan_ab.py) that times, with
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--rev", required=True, help="the other revision (git), e.g. main")
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--resect", default="right-hepatectomy")
+    parser.add_argument("--preview", action="store_true", help="the default outputs (bench_plan.py's default row)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plan-threads-") as tmp:
         folder = Path(tmp) / "rev"
@@ -73,7 +74,7 @@ def main() -> None:
         cpu: dict[str, dict[str, list[float]]] = {side: defaultdict(list) for side in sides}
         for i in range(options.runs + 1):  # the first round fills the other revision's numba cache: not counted
             for side, code in sides.items():
-                args = ["plan", str(IRCADB / "ct.nii.gz"), *masks, "--resect", options.resect, "--no-preview",
+                args = ["plan", str(IRCADB / "ct.nii.gz"), *masks, "--resect", options.resect, *([] if options.preview else ["--no-preview"]),
                         "--out", str(Path(tmp) / f"{i}-{side[:8]}")]
                 proc = subprocess.run([sys.executable, "-c", code + "\n" + PROBE, *args], capture_output=True, text=True)
                 if proc.returncode:

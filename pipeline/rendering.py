@@ -9,10 +9,22 @@ Rendering is offscreen (EGL with Mesa's software renderer on headless machines).
 window without a working OpenGL can crash the interpreter, so :func:`check_offscreen_rendering`
 first tries it in a child process (the render probe, started early by
 :func:`start_offscreen_check`); a failure becomes a clear :class:`NotComputableError`.
+
+The probe's answer is kept per machine (:func:`probe_cache_path`, ``$XDG_CACHE_HOME/hepatoplan``) with
+what decides it: the Python executable, vtk's version, the OpenGL/EGL/X environment variables, and the
+size and modification time of every shared library the probe loaded, of ``/etc/ld.so.cache`` (a library
+installed or removed) and of the EGL vendor files and ``/dev/dri``; when any differs the probe runs
+again (off Linux, without ``/proc/self/maps`` to list the libraries, nothing is kept). A process's first render on a cached answer leaves a marker file while it runs: if that render
+crashes the interpreter (the plan ends with a fatal signal and, through :mod:`faulthandler`, the
+traceback, its output folder not written), the next check finds the marker of a dead process, drops the
+answer and probes again, which then fails with the error above.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -107,8 +119,20 @@ grab.SetInput(window)
 grab.Update()
 value = grab.GetOutput().GetPointData().GetScalars().GetTuple(0)
 assert value[0] > 200, value
-print(window.GetClassName())
+import json, os
+maps = "/proc/self/maps"  # the shared libraries loaded (Linux): the kept answer's key
+libraries = sorted({line.split()[-1] for line in open(maps) if ".so" in line.rsplit("/", 1)[-1]}) \
+    if os.path.exists(maps) else []
+print(json.dumps({"backend": window.GetClassName(), "libraries": libraries}))
 """
+#: Environment variables (names, and name prefixes ending in ``_``) that can change which OpenGL a
+#: render window gets: part of the cached probe answer's key.
+_GL_ENVIRONMENT = ("DISPLAY", "WAYLAND_DISPLAY", "LD_LIBRARY_PATH", "LD_PRELOAD", "EGL_", "__EGL_", "__GLX_",
+                   "MESA_", "LIBGL_", "GALLIUM_", "LP_", "VTK_", "PYOPENGL_")
+#: Files and folders beside the loaded libraries whose change can change the answer.
+_GL_FILES = ("/etc/ld.so.cache", "/usr/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d", "/dev/dri")
+#: A process's first render on a cached answer is not yet verified (:func:`_verified_render`).
+_render_verified = False
 _render_backend: str | None = None
 #: The probe started ahead by :func:`start_offscreen_check` (a Popen), while it runs.
 _probe: subprocess.Popen | None = None
@@ -128,12 +152,17 @@ def start_offscreen_check() -> None:
     """Start the probe of :func:`check_offscreen_rendering` in the background, if not yet done.
 
     Lets the probe (a Python child process, about 0.4 s) run while the meshes are computed;
-    the later :func:`check_offscreen_rendering` (or :func:`render_previews`) collects it.
+    the later :func:`check_offscreen_rendering` (or :func:`render_previews`) collects it. No probe
+    when this machine's kept answer holds (the module's docstring).
     """
-    global _probe
+    global _probe, _render_backend
     with _PROBE_LOCK:
         if _render_backend is None and _probe is None:
-            _probe = _start_probe()
+            if cached := _cached_backend():
+                _render_backend = cached
+                log.info("offscreen rendering through %s (the probe's answer kept in %s)", cached, probe_cache_path())
+            else:
+                _probe = _start_probe()
 
 
 def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
@@ -161,6 +190,10 @@ def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
     with _PROBE_LOCK:
         if _render_backend is not None:
             return _render_backend
+        if _probe is None and (cached := _cached_backend()):
+            _render_backend = cached
+            log.info("offscreen rendering through %s (the probe's answer kept in %s)", cached, probe_cache_path())
+            return cached
         proc, _probe = (_probe or _start_probe()), None
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
@@ -175,9 +208,117 @@ def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
                 "previews cannot be rendered: vtk offscreen rendering does not work on this "
                 f"machine ({detail[:300]}). Install Mesa's EGL (Debian: apt-get install libegl1 "
                 "libgl1 libegl-mesa0 libgl1-mesa-dri) or skip rendering (--no-preview)")
-        _render_backend = stdout.strip().splitlines()[-1] if stdout.strip() else "unknown"
+        answer = json.loads(stdout.strip().splitlines()[-1])
+        _render_backend = answer["backend"]
+        _keep_backend(_render_backend, answer["libraries"])
         log.info("offscreen rendering through %s", _render_backend)
         return _render_backend
+
+
+def probe_cache_path() -> Path:
+    """Where the render probe's answer is kept for this Python executable (``$XDG_CACHE_HOME``, else
+    ``~/.cache``, ``/hepatoplan/render-probe-<hash of the executable's path>.json``)."""
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hepatoplan"
+    return folder / f"render-probe-{hashlib.sha1(sys.executable.encode()).hexdigest()[:12]}.json"
+
+
+def _machine_key(libraries: Sequence[str]) -> dict:
+    """What decides the probe's answer: see the module's docstring."""
+    import vtkmodules
+
+    def stamp(path: str):
+        try:
+            if os.path.isdir(path):
+                return sorted(os.listdir(path)) if path.startswith("/dev/") else \
+                    sorted([e.name, *stamp(e.path)] for e in os.scandir(path))
+            st = os.stat(path)
+            return [st.st_size, st.st_mtime_ns]
+        except OSError:
+            return None
+
+    return {"python": sys.executable, "vtk": vtkmodules.__version__,
+            "environment": {k: v for k, v in sorted(os.environ.items()) if k in _GL_ENVIRONMENT
+                            or any(k.startswith(p) for p in _GL_ENVIRONMENT if p.endswith("_"))},
+            "files": {path: stamp(path) for path in [*libraries, *_GL_FILES]}}
+
+
+def _keep_backend(backend: str, libraries: Sequence[str]) -> None:
+    """Write the probe's answer with its key; nothing when the cache folder cannot be written, or without
+    the list of loaded libraries (off Linux: there the probe runs in every process, as before)."""
+    if not libraries:
+        return
+    path = probe_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps({"backend": backend, "libraries": list(libraries),
+                                       "key": _machine_key(libraries)}), encoding="utf-8")
+    except OSError as exc:
+        log.debug("render probe's answer not kept: %s", exc)
+
+
+def _cached_backend() -> str | None:
+    """The kept answer when its key still holds and no earlier first render on it crashed; else ``None``
+    (a crashed render's answer is removed)."""
+    _ensure_offscreen_backend()  # as the probe and the render see the environment
+    path = probe_cache_path()
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for marker in path.parent.glob(path.name + ".rendering-*"):
+        pid = marker.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+            log.warning("an earlier render on the kept answer of the render probe did not finish (process %s); "
+                        "probing again", pid)
+            marker.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            return None
+    if not isinstance(kept, dict) or kept.get("key") != _machine_key(kept.get("libraries", [])):
+        return None
+    return kept["backend"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _verified_render:
+    """Around a process's first render: a marker file beside the kept answer while it runs, and
+    :mod:`faulthandler` on (a crash prints the traceback); :func:`_cached_backend` reads the markers."""
+
+    def __enter__(self):
+        self.marker, self.faulthandler = None, False  # what this guard made, to undo
+        if not _render_verified:
+            path = probe_cache_path()
+            marker = path.parent / f"{path.name}.rendering-{os.getpid()}"
+            try:
+                marker.touch()
+                self.marker = marker
+            except OSError:
+                pass
+            if not faulthandler.is_enabled():
+                try:
+                    faulthandler.enable()
+                    self.faulthandler = True
+                except (RuntimeError, ValueError, OSError):  # no usable sys.stderr (a daemon's): the marker only
+                    pass
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        global _render_verified
+        if self.faulthandler:
+            faulthandler.disable()
+        if kind is None:
+            _render_verified = True
+        if self.marker is not None:
+            self.marker.unlink(missing_ok=True)
 
 
 def vtk_classes() -> SimpleNamespace:
@@ -255,7 +396,7 @@ def render_previews(
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
     framing = _Framing.of(meshes, size_px)
-    with _RENDER_LOCK:
+    with _RENDER_LOCK, _verified_render():
         vtk = vtk_classes()
         try:
             polydata = {name: _render_polydata(vtk, mesh, max_triangles_per_structure)

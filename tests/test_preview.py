@@ -1,7 +1,11 @@
 """Meshes in world coordinates, mesh files (GLB/STL/OBJ) and offscreen PNG previews."""
 
 import json
+import os
+import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +281,60 @@ def test_offscreen_rendering_probe(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(NotComputableError, match="apt-get install libegl1"):
         preview.check_offscreen_rendering()
+
+
+def _fresh_probe_state(monkeypatch, tmp_path):
+    import hepatoplan.pipeline.rendering as preview
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for name, value in (("_render_backend", None), ("_probe", None), ("_render_verified", False)):
+        monkeypatch.setattr(preview, name, value)
+    return preview
+
+
+def test_probe_answer_kept_per_machine_and_its_key(monkeypatch, tmp_path):
+    preview = _fresh_probe_state(monkeypatch, tmp_path)
+    backend = preview.check_offscreen_rendering()
+    kept = json.loads(preview.probe_cache_path().read_text())
+    assert kept["backend"] == backend and any("libEGL" in p or "libGL" in p for p in kept["libraries"])
+    assert kept["key"]["files"]["/etc/ld.so.cache"] is not None
+
+    def no_probe():
+        raise AssertionError("probed although the kept answer holds")
+
+    monkeypatch.setattr(preview, "_render_backend", None)
+    monkeypatch.setattr(preview, "_start_probe", no_probe)
+    preview.start_offscreen_check()
+    assert preview._render_backend == backend and preview._probe is None
+    # what decides the answer changed: the environment, a library's modification time
+    monkeypatch.setenv("MESA_LOADER_DRIVER_OVERRIDE", "zink")
+    assert preview._cached_backend() is None
+    monkeypatch.delenv("MESA_LOADER_DRIVER_OVERRIDE")
+    assert preview._cached_backend() == backend
+    kept["key"]["files"][kept["libraries"][0]][1] -= 1
+    preview.probe_cache_path().write_text(json.dumps(kept))
+    assert preview._cached_backend() is None
+
+
+def test_a_crashed_first_render_drops_the_kept_answer(monkeypatch, tmp_path):
+    """A render that crashes the interpreter on the kept answer is an error (a fatal signal with the
+    traceback), and the next check probes again instead of trusting the answer."""
+    preview = _fresh_probe_state(monkeypatch, tmp_path)
+    backend = preview.check_offscreen_rendering()
+    crash = ("import os, signal; import hepatoplan.pipeline.rendering as r\n"
+             "with r._verified_render():\n    os.kill(os.getpid(), signal.SIGSEGV)")
+    proc = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert proc.returncode == -signal.SIGSEGV and "Fatal Python error: Segmentation fault" in proc.stderr
+    assert list(tmp_path.glob("hepatoplan/*.rendering-*"))
+    assert preview._cached_backend() is None
+    assert not preview.probe_cache_path().exists() and not list(tmp_path.glob("hepatoplan/*.rendering-*"))
+    monkeypatch.setattr(preview, "_render_backend", None)
+    assert preview.check_offscreen_rendering() == backend  # probed again, kept again
+    with preview._verified_render():  # a render that ends leaves no marker, and is not checked again
+        pass
+    assert preview._render_verified and not list(tmp_path.glob("hepatoplan/*.rendering-*"))
+    assert preview._cached_backend() == backend
 
 
 def test_structures_from_labels():
