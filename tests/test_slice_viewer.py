@@ -370,13 +370,16 @@ def _pdf_pages(path) -> list[tuple[float, float]]:
 
 
 @needs_chromium
-def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path):
+@pytest.mark.parametrize("name", ["chromium-headless-shell", "chromium"])  # the one found first, and the fallback
+def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path, name):
     from hepatoplan.pipeline.report_pdf import Browser, PdfPrint, group_running, print_to_pdf
 
+    if not (chromium := shutil.which(name)):
+        pytest.skip(f"no {name} on the PATH")
     page = tmp_path / "page.html"
     page.write_text(_PAGES)
-    print_to_pdf(page, tmp_path / "cli.pdf")
-    with Browser() as browser:
+    print_to_pdf(page, tmp_path / "cli.pdf", chromium=chromium)
+    with Browser(chromium) as browser:
         for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
             assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
         # no browser UI built meanwhile (the address bar's WebUI popups, chrome:// pages with a renderer
