@@ -247,7 +247,7 @@ def check_memory(nbytes: int, path: Path, name: str) -> None:
         )
 
 
-def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -> bytearray | memoryview | None:
+def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -> bytearray | None:
     """The ``expected`` data bytes after ``offset``, streamed (gzip inflated) into one buffer, and
     length-checked. A size the file cannot hold (uncompressed: its length; gzip: deflate's largest
     ratio) is refused before anything is read or allocated."""
@@ -255,11 +255,6 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
     if offset + expected > (size * io_prefetch.MAX_DEFLATE_RATIO if compressed else size) or (
             not compressed and size != offset + expected):
         _wrong_size(path, name, offset, expected, found=None if compressed else size - offset)
-    if compressed and (inflated := io_prefetch.take(path)) is not None:  # inflated while the modules loaded
-        got = max(0, len(inflated) - offset)
-        if got != expected:
-            _wrong_size(path, name, offset, expected, found=got)
-        return memoryview(inflated)[offset:] if keep else None
     data = bytearray(expected) if keep else None
     if not compressed:
         if data is not None:
@@ -271,7 +266,8 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
     seen = 0  # bytes of the inflated file read so far
     got = 0   # of which voxel data
     try:
-        for chunk in io_prefetch.inflated(path):
+        # the chunks inflated while the modules loaded (io_prefetch), or the stream's
+        for chunk in io_prefetch.take(path) or io_prefetch.inflated(path):
             start, seen = seen, seen + len(chunk)
             if seen > offset:
                 part = memoryview(chunk)[max(0, offset - start):]

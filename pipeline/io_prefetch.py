@@ -4,8 +4,9 @@ A command such as ``hepatoplan plan CT --liver M ...`` first imports numpy, Simp
 hepatoplan's own modules: ~0.3 s on one core, the other idle. Meanwhile :func:`start` inflates the
 gzip streams of the ``.nii.gz`` files named in its arguments in a thread (ISA-L inflates outside the
 GIL), and :func:`hepatoplan.pipeline.io_nifti.read_voxels` takes the inflated bytes (:func:`take`)
-instead of inflating the file itself. Only the bytes are kept: every check of the read (the
-header, the exact length, the values) is made on them as on a stream it inflated itself. A stream
+instead of inflating the file itself. Only the inflated chunks are kept, and the read goes through
+them as through the stream it inflates itself: every check (the exact length, the values) is made
+the same way, and a file only checked (the CT of a ``--no-preview`` plan) is never copied. A stream
 that is corrupt or cut short is not kept, so the read inflates it again and refuses it with its own
 message. Stdlib and ``isal`` only: importing this module costs nothing before the imports it
 overlaps.
@@ -40,7 +41,7 @@ class _Entry:
         self.path, self.identity = path, identity
         self.started = self.taken = False
         self.done = threading.Event()
-        self.data: bytearray | None = None
+        self.data: list[bytes] | None = None
 
 
 def inflated(path):
@@ -111,30 +112,24 @@ def _inflate_all(entries: list[_Entry]) -> None:
             entry.done.set()
 
 
-def _inflate(path: str, size: int) -> bytearray | None:
-    """The whole inflated file, or None when it would exceed its bound or its stream is bad."""
-    limit = min(size * MAX_DEFLATE_RATIO, MAX_BYTES)
-    with open(path, "rb") as fh:  # gzip's trailer: the (last member's) length mod 2**32, a hint
-        fh.seek(max(0, size - 4))
-        hint = int.from_bytes(fh.read(4), "little")
-    data, n = bytearray(min(hint, limit)), 0
+def _inflate(path: str, size: int) -> list[bytes] | None:
+    """The whole inflated file in chunks of at most ``_CHUNK`` bytes (as :func:`inflated` yields
+    them: the read copies them where it keeps them, or only counts them), or None when the file
+    would exceed its bound or its stream is bad."""
+    limit, total, chunks = min(size * MAX_DEFLATE_RATIO, MAX_BYTES), 0, []
     try:
         for chunk in inflated(path):
-            end = n + len(chunk)
-            if end > limit:
+            total += len(chunk)
+            if total > limit:
                 return None
-            if end > len(data):
-                data.extend(bytes(end - len(data)))
-            data[n:end] = chunk
-            n = end
+            chunks.append(chunk)
     except (isal_zlib.error, EOFError):
         return None
-    del data[n:]
-    return data
+    return chunks
 
 
-def take(path) -> bytearray | None:
-    """The inflated bytes of ``path`` when they were inflated ahead from this very file (waiting
+def take(path) -> list[bytes] | None:
+    """The inflated chunks of ``path`` when they were inflated ahead from this very file (waiting
     for them if they are being inflated), else None; either way the entry is dropped."""
     key = os.path.realpath(path)
     with _lock:

@@ -41,7 +41,7 @@ def test_inflated_ahead_gives_the_same_arrays(tmp_path):
     expected = (io.read_image(ct, name="CT").array, io.read_labels(mask, name="--liver", binary=True).array)
     _prefetched(ct, mask)
     assert {p.name for p in io_prefetch.pending()} == {"ct.nii.gz", "m.nii.gz"}
-    assert bytes(io_prefetch._entries[str(ct.resolve())].data) == gzip.decompress(ct.read_bytes())
+    assert b"".join(io_prefetch._entries[str(ct.resolve())].data) == gzip.decompress(ct.read_bytes())
     got = (io.read_image(ct, name="CT").array, io.read_labels(mask, name="--liver", binary=True).array)
     assert io_prefetch.pending() == []  # each taken once
     for a, b in zip(expected, got):
