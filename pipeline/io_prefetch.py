@@ -80,8 +80,9 @@ def _named_files(argv) -> list[str]:
 
 
 def start(argv) -> None:
-    """Inflate the ``.nii.gz`` files named in ``argv`` in a daemon thread, the smallest first (masks
-    before the CT: they are what the reads wait for); nothing when none is named."""
+    """Inflate the ``.nii.gz`` files named in ``argv`` in a daemon thread, the largest first (the
+    CT: a read finds its file being inflated and waits for it, or not started and inflates it
+    itself, so the longest is the one to start early); nothing when none is named."""
     found = []
     for path in _named_files(argv):
         try:
@@ -90,7 +91,7 @@ def start(argv) -> None:
             continue
     entries = []
     with _lock:
-        for path, stat in sorted(found, key=lambda item: item[1].st_size):
+        for path, stat in sorted(found, key=lambda item: -item[1].st_size):
             if path not in _entries and stat.st_size > 0:
                 _entries[path] = entry = _Entry(path, _identity(stat))
                 entries.append(entry)
