@@ -68,9 +68,12 @@ def _identity(stat: os.stat_result) -> tuple:
 
 
 def _named_files(argv) -> list[str]:
-    """The existing ``.nii.gz`` files among the arguments (``--opt=PATH`` included), in order, once each."""
+    """The existing ``.nii.gz`` files among the arguments (``--opt=PATH`` included; not ``--out``,
+    which a command writes), in order, once each."""
     found: list[str] = []
-    for arg in argv:
+    for before, arg in zip([None, *argv], argv):
+        if before == "--out" or arg.startswith("--out="):
+            continue
         value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
         if value.lower().endswith(".nii.gz") and os.path.isfile(value):
             path = os.path.realpath(value)

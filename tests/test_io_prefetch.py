@@ -84,8 +84,9 @@ def test_cut_or_corrupt_streams_are_refused_as_without_it(tmp_path):
 def test_only_existing_nifti_gz_arguments_are_inflated(tmp_path):
     mask = _save(np.zeros((4, 4, 4), np.uint8), tmp_path / "m.nii.gz")
     plain = _save(np.zeros((4, 4, 4), np.uint8), tmp_path / "p.nii")
+    written = _save(np.zeros((4, 4, 4), np.uint8), tmp_path / "out.nii.gz")
     io_prefetch.start(["plan", str(plain), f"--liver={mask}", "--tumours", str(tmp_path / "missing.nii.gz"),
-                       "--out", str(tmp_path)])
+                       "--out", str(written), f"--out={written}"])
     assert io_prefetch.pending() == [mask.resolve()]
     io_prefetch.clear()
     assert io_prefetch.pending() == [] and io_prefetch.take(mask) is None
