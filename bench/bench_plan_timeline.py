@@ -45,6 +45,8 @@ def _thread(self):
         return _run_thread(self)
     _stamp("thread " + self.name, lambda: _run_thread(self))
 _cft._WorkItem.run, threading.Thread.run = _item, _thread
+from hepatoplan.pipeline.cli import keep_freed_memory
+keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 _stamp("main: imports", lambda: __import__("hepatoplan.pipeline.cmd_plan"))
 from hepatoplan.pipeline import timing as _timing
 _stage = _timing.StageTimer.stage
