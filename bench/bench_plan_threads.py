@@ -46,7 +46,8 @@ def _thread(self):
                 _items["thread " + self.name.split("(")[-1].rstrip(")")] += time.thread_time() - t
 _cft._WorkItem.run, threading.Thread.run = _item, _thread
 _t0 = time.process_time()
-from hepatoplan.pipeline.cli import main
+from hepatoplan.pipeline.cli import keep_freed_memory, main
+keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 import hepatoplan.pipeline.cmd_plan
 _imports = time.process_time() - _t0
 _m0 = time.thread_time()

@@ -23,6 +23,7 @@ import sys
 
 from hepatoplan import __version__
 from hepatoplan.errors import HepatoplanError
+from hepatoplan.pipeline import io_prefetch
 
 #: Subcommand → the ``pipeline`` module registering it, in the order ``--help`` lists them.
 SUBCOMMANDS = {
@@ -87,13 +88,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-#: glibc ``mallopt`` settings (M_TRIM_THRESHOLD, M_TOP_PAD): keep up to 2 GiB of freed heap in the
-#: process and grow it 256 MiB at a time. A plan allocates and frees many volume-sized temporaries;
-#: returned to the kernel, each is page-faulted in again on its next use, and on the 2-core VM of
-#: bench/RESULTS.md that system time was 7-10 s of a 14 s ``--no-preview`` plan (3-5 s with these
-#: settings: "Performance of the plan path"). Peak memory is unchanged (the memory is reused, not
-#: added).
-MALLOC_SETTINGS = ((-1, 2**31 - 1), (-2, 256 * 1024**2))
+#: glibc ``mallopt`` settings (M_TRIM_THRESHOLD, M_TOP_PAD, M_ARENA_MAX, M_MMAP_THRESHOLD): keep up to
+#: 2 GiB of freed heap in the process and grow it 256 MiB at a time, in one arena for every thread, and
+#: take blocks up to 64 MiB (a 512×512×129 mask, a liver box's int32 map) from that heap, not from
+#: fresh mappings. A plan allocates and frees many volume-sized temporaries; returned to the kernel,
+#: each is page-faulted in again on its next use: on the 2-core VM of bench/RESULTS.md that system
+#: time was 7-10 s of a 14 s ``--no-preview`` plan (3-5 s with the first two settings: "Performance of
+#: the plan path"). Setting the trim threshold freezes glibc's mmap threshold at 128 KiB, so the
+#: volumes were still mapped afresh each time until the last two settings (twelfth stop: minor faults
+#: 0.42 → 0.23 M, system time 1.06 → 0.61 s; one arena, because with one heap per thread the freed
+#: blocks of one thread are not reused by another and the peak grows). Peak memory is unchanged.
+MALLOC_SETTINGS = ((-1, 2**31 - 1), (-2, 256 * 1024**2), (-8, 1), (-3, 64 * 1024**2))
 
 
 def keep_freed_memory() -> None:
@@ -150,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_level = root.level
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
+        io_prefetch.start(argv)  # the .nii.gz inputs inflated while the subcommand's modules load
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         if args.command is None:
@@ -177,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
+        io_prefetch.clear()
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)

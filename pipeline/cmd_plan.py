@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
@@ -509,7 +510,11 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
         return None
     from hepatoplan.resection.vascular import consequences_of
 
-    anatomical = label_in(plan.segments, res.segments_removed) & plan.liver if res.segments_removed else None
+    anatomical = None
+    if res.segments_removed:  # the removed segments' liver, made in the liver's box (a third of the work)
+        box = bounding_box(plan.liver)
+        anatomical = np.zeros(plan.liver.shape, bool)
+        anatomical[box] = label_in(plan.segments[box], res.segments_removed) & plan.liver[box]
     trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
     vasc = consequences_of(trees, resected=res.resected_fraction, tumours=plan.tumours, segments=plan.segments,
                            anatomical=anatomical)
