@@ -28,8 +28,8 @@ region of the image smoothed at 2.5 mm without vessels, 10-20 HU below the paren
 from the liver around it (:func:`_dark_region_lesions`); darker parenchyma is spread out.
 
 Hyperdense lesions are sought as large, compact, round bright blobs (:func:`_bright_search`) and as
-compact regions 12-20 HU above the parenchyma, not tubular (:func:`_bright_region_lesions`):
-in portal-venous phase they are rare and collide with enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
+compact regions 12-20 HU above the parenchyma, not tubular, with and without the veins' lumen
+(:func:`_bright_region_lesions`): in portal-venous phase they are rare and collide with enhancing vessels. On IRCADb 01 the one hyperdense lesion (2.5 mL, mean 125 HU against 113 HU
 parenchyma) owes its brightness to an enhancing rim that the vessel segmentation takes; without
 vessel voxels it is at parenchyma level, and a Hessian bright-blob measure (scales 4 and 5.5 mm)
 ranks it 81st / 228th among the maxima inside the liver, behind vessel junctions.
