@@ -1,11 +1,12 @@
 """The default plan of another revision against this checkout, in interleaved fresh processes.
 
-    python bench/bench_plan_ab.py --rev fd9b8f9 [--runs 3] [--no-preview]
+    python bench/bench_plan_ab.py --rev fd9b8f9 [--this REV] [--runs 3] [--no-preview] [--ct-only]
 
 IRCADb 01 with its four masks, Couinaud derived, ``--resect right-hepatectomy`` (bench_plan.py's
-``default`` row; ``--no-preview`` its ``no-preview`` row). ``--rev`` is exported with ``git archive``
+``default`` row; ``--no-preview`` its ``no-preview`` row; ``--ct-only``: the CT alone, every mask
+segmented automatically, its ``CT -> plan`` row). ``--rev`` is exported with ``git archive``
 into a temporary folder and imported through a copy of this venv's editable-install finder pointed
-there, so both sides run in this Python with the same packages (the other revision's numba cache is
+there (``--this REV``: this side too, instead of the checkout), so both sides run in this Python with the same packages (the other revision's numba cache is
 filled by one untimed call first). Per run: wall seconds from start to the process's end (interpreter
 exit included), CPU = user + system of the plan's process and every process it started (Chromium's
 helpers reaped through this script as their subreaper), and the stage seconds of its report.json.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from bench_plan import IRCADB, ROOT, become_subreaper, reap_orphans
 
-STAGES = ("read", "couinaud", "resection", "vascular", "previews", "report", "total")
+STAGES = ("read", "segmentation", "couinaud", "resection", "vascular", "previews", "report", "total")
 MAIN = "\nfrom hepatoplan.pipeline.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
 
 
@@ -61,21 +62,28 @@ def main() -> None:
     parser.add_argument("--rev", required=True, help="the other revision (git), e.g. main")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-preview", action="store_true")
+    parser.add_argument("--this", help="instead of this checkout, another revision (git) too")
+    parser.add_argument("--ct-only", action="store_true", help="CT -> plan: no mask given")
     options = parser.parse_args()
     become_subreaper()
     with tempfile.TemporaryDirectory(prefix="plan-ab-") as tmp:
-        folder = Path(tmp) / "rev"
-        folder.mkdir()
-        sides = {options.rev: other_revision(options.rev, folder), "this": "pass"}
-        subprocess.run([sys.executable, "-c", sides[options.rev] + "\nimport numpy as np; "
-                        "from hepatoplan.nearest_voxel import nearest_voxel; m = np.ones((1, 1, 1), bool); "
-                        "nearest_voxel(m, spacing_mm=(1, 1, 1), at=m)"], check=True)
+        sides = {}
+        for name, rev in ((options.rev, options.rev), (options.this or "this", options.this)):
+            if rev is None:
+                sides[name] = "pass"
+                continue
+            folder = Path(tmp) / f"rev{len(sides)}"
+            folder.mkdir()
+            sides[name] = other_revision(rev, folder)
+            subprocess.run([sys.executable, "-c", sides[name] + "\nimport numpy as np; "
+                            "from hepatoplan.nearest_voxel import nearest_voxel; m = np.ones((1, 1, 1), bool); "
+                            "nearest_voxel(m, spacing_mm=(1, 1, 1), at=m)"], check=True)
         masks = [f"--{flag}={IRCADB / name}.nii.gz" for flag, name in
                  (("liver", "liver"), ("tumours", "tumours"), ("portal", "portal_vein"), ("hepatic", "hepatic_veins"))]
         results: dict[str, list[dict]] = {side: [] for side in sides}
         for i in range(options.runs):
             for side, code in sides.items():
-                args = ["plan", str(IRCADB / "ct.nii.gz"), *masks, "--resect", "right-hepatectomy",
+                args = ["plan", str(IRCADB / "ct.nii.gz"), *masks * (not options.ct_only), "--resect", "right-hepatectomy",
                         "--out", str(Path(tmp) / f"{i}-{side[:8]}")] + ["--no-preview"] * options.no_preview
                 r = run(code, args)
                 results[side].append(r)

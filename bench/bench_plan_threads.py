@@ -1,9 +1,9 @@
 """CPU of the ``--no-preview`` plan per thread's work item: another revision against this checkout, interleaved.
 
-    python bench/bench_plan_threads.py --rev 5c7cde0 [--runs 4] [--resect right-hepatectomy] [--preview]
+    python bench/bench_plan_threads.py --rev 5c7cde0 [--runs 4] [--resect right-hepatectomy] [--preview | --ct-only]
 
 IRCADb 01 with its four masks, Couinaud derived, ``--no-preview`` (bench_plan.py's ``no-preview`` row; ``--resect
-wedge:all`` its ``wedge`` row). Each run is a fresh process (``--rev`` imported as in bench_plan_ab.py) that times, with
+wedge:all`` its ``wedge`` row; ``--ct-only``: the CT alone with default outputs, its ``CT -> plan`` row). Each run is a fresh process (``--rev`` imported as in bench_plan_ab.py) that times, with
 ``time.thread_time``, every work item of every ``ThreadPoolExecutor`` (named by its function) and every other thread,
 the main thread's imports of the CLI and ``plan`` itself, and the process's CPU (``time.process_time``). Prints the
 medians per item: where the CPU goes, and which thread carries it (the main thread is the plan's critical path).
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--resect", default="right-hepatectomy")
     parser.add_argument("--preview", action="store_true", help="the default outputs (bench_plan.py's default row)")
+    parser.add_argument("--ct-only", action="store_true",
+                        help="CT -> plan: the CT alone (every mask segmented automatically), default outputs")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plan-threads-") as tmp:
         folder = Path(tmp) / "rev"
@@ -75,8 +77,8 @@ def main() -> None:
         cpu: dict[str, dict[str, list[float]]] = {side: defaultdict(list) for side in sides}
         for i in range(options.runs + 1):  # the first round fills the other revision's numba cache: not counted
             for side, code in sides.items():
-                args = ["plan", str(IRCADB / "ct.nii.gz"), *masks, "--resect", options.resect, *([] if options.preview else ["--no-preview"]),
-                        "--out", str(Path(tmp) / f"{i}-{side[:8]}")]
+                args = ["plan", str(IRCADB / "ct.nii.gz"), *masks * (not options.ct_only), "--resect", options.resect,
+                        *["--no-preview"] * (not options.ct_only and not options.preview), "--out", str(Path(tmp) / f"{i}-{side[:8]}")]
                 proc = subprocess.run([sys.executable, "-c", code + "\n" + PROBE, *args], capture_output=True, text=True)
                 if proc.returncode:
                     raise SystemExit(proc.stderr)

@@ -201,13 +201,14 @@ def plan(options: PlanOptions) -> dict:
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
             ThreadPoolExecutor(max_workers=1) as meshing, \
             (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
-        sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         if options.auto and not {"liver", "totalsegmentator"} & set(options.masks.given()):
-            # the modules the plan calls after the automatic segmentation (mostly one thread) imported
-            # beside it, and numba's one-off when an anatomical resection will need it (on given masks
-            # importing beside the reads was measured and not kept: bench/RESULTS.md, eleventh stop)
+            # the segmentation's modules imported while the CT is read (before the hashes, which are
+            # needed last), the modules the plan calls after the automatic segmentation (mostly one
+            # thread) beside it, and numba's one-off when an anatomical resection will need it (on given
+            # masks importing beside the reads was measured and not kept: bench/RESULTS.md, eleventh stop)
             hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
-                           compiled=options.modality == "CT" and anatomical)
+                           compiled=options.modality == "CT" and anatomical, previews=options.preview)
+        sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
@@ -258,12 +259,15 @@ def plan(options: PlanOptions) -> dict:
     return result
 
 
-def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False) -> None:
-    """Import the domain modules the plan will call (scipy.ndimage; the Couinaud division when the
-    segments may be derived; the vascular analysis when something is resected; with ``compiled``
-    numba's one-off, :func:`~hepatoplan.nearest_voxel.load_compiled`) while the automatic segmentation
-    runs. A failed import is left to the main thread, which raises it."""
-    import scipy.ndimage  # noqa: F401
+def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False, previews: bool = False) -> None:
+    """Import the modules the plan will call: the segmentation (with scipy.ndimage) while the CT is
+    read; the Couinaud division when the segments may be derived; the vascular analysis when something
+    is resected; with ``compiled`` numba's one-off, :func:`~hepatoplan.nearest_voxel.load_compiled`,
+    while the automatic segmentation runs; with ``previews`` also the output stages' modules (vtk's
+    meshing and rendering classes, PIL, the mesh decimation, the label files) and the offscreen-rendering
+    probe (a child process), which otherwise load and run beside the meshes after the segmentation.
+    A failed import is left to the main thread, which raises it."""
+    import hepatoplan.segmentation  # noqa: F401  (first: the main thread needs it once the CT is read)
 
     if options.masks.segments is None and options.segments_from == "couinaud":
         import hepatoplan.couinaud.segment  # noqa: F401
@@ -273,6 +277,15 @@ def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False
         from hepatoplan.nearest_voxel import load_compiled
 
         load_compiled()
+    if previews:
+        import fast_simplification  # noqa: F401
+        import nrrd  # noqa: F401
+        from PIL import Image, ImageDraw, ImageFont  # noqa: F401
+
+        from . import mesh_files, montage, rendering, seg_nrrd, slice_viewer  # noqa: F401
+
+        rendering.start_offscreen_check()
+        rendering.vtk_classes()  # meshing's too
 
 
 @timing.timed("volumetry")

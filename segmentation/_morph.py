@@ -6,6 +6,9 @@ than structuring-element morphology at the radii used here (GUIDE section 6).
 
 from __future__ import annotations
 
+import functools
+import math
+
 import cc3d
 import edt
 import fill_voids
@@ -57,19 +60,98 @@ def surface_depth(mask: np.ndarray, spacing_mm) -> np.ndarray:
     return np.maximum(depth, 0.0)
 
 
+#: A ball is applied as shifted ANDs (:func:`_ball_rows`) when that takes at most this many passes over
+#: the box; larger balls by a distance map. A pass over a bool array costs ~0.2 ns a voxel here, ``edt``
+#: ~25 ns: the 3 mm band of the liver's refinement (29 rows, 0.57 x 0.57 x 1.6 mm) takes 0.08 s instead
+#: of 0.27 s (erosion) and 0.39 s (dilation) on its 11.5 M-voxel box.
+BALL_MAX_PASSES = 64
+
+
+def _ball_rows(radius_mm: float, spacing_mm) -> dict[tuple[int, int], int] | None:
+    """The voxel offsets within ``radius_mm`` (mm, ``spacing_mm``) of the centre as rows along axis 0:
+    ``{(d1, d2): a}``, the offsets ``(-a..a, d1, d2)``; None when the ball is too large for
+    :data:`BALL_MAX_PASSES` or an offset lies within 1e-4 of the radius (there the distance map's
+    float32 rounding decides, so the distance map is used)."""
+    sp = tuple(float(s) for s in spacing_mm)
+    if not radius_mm > 0 or len(sp) != 3:
+        return None
+    return _ball_rows_of(float(radius_mm), sp)
+
+
+@functools.lru_cache(maxsize=256)
+def _ball_rows_of(radius_mm: float, sp: tuple[float, float, float]) -> dict[tuple[int, int], int] | None:
+    n = [int(radius_mm // s) + 1 for s in sp]
+    rows = {}
+    for d2 in range(-n[2], n[2] + 1):
+        for d1 in range(-n[1], n[1] + 1):
+            a = -1
+            for d0 in range(n[0] + 1):
+                dist = math.sqrt((d0 * sp[0]) ** 2 + (d1 * sp[1]) ** 2 + (d2 * sp[2]) ** 2)
+                if abs(dist - radius_mm) <= 1e-4 * radius_mm:
+                    return None
+                if dist <= radius_mm:
+                    a = d0
+            if a >= 0:
+                rows[(d1, d2)] = a
+    return rows if len(rows) + 2 * max(rows.values()) <= BALL_MAX_PASSES else None
+
+
+def _shifted(n: int, d: int) -> tuple[slice, slice]:
+    """Slices ``(to, from)`` along an axis of length ``n``: ``x[to]`` pairs with ``x[from]`` ``d`` further."""
+    return (slice(0, n - d), slice(d, n)) if d >= 0 else (slice(-d, n), slice(0, n + d))
+
+
+def _erode_ball(m: np.ndarray, rows: dict[tuple[int, int], int]) -> np.ndarray:
+    """Voxels of bool ``m`` whose every offset of the ball ``rows`` (:func:`_ball_rows`) is in ``m``;
+    offsets outside the array count as in ``m`` (the border counts as inside, as in :func:`erode`)."""
+    runs = {}  # a -> m eroded along axis 0 by the run -a..a
+    run = m.copy()
+    for a in range(1, max(rows.values()) + 1):
+        for d in (a, -a) if a < m.shape[0] else ():  # an offset past the array's end: all outside
+            to, frm = _shifted(m.shape[0], d)
+            run[to] &= m[frm]
+        if a in rows.values():
+            runs[a] = run.copy()
+    runs[0] = m
+    out = runs[rows[(0, 0)]].copy()
+    for (d1, d2), a in rows.items():
+        if (d1, d2) != (0, 0) and abs(d1) < m.shape[1] and abs(d2) < m.shape[2]:
+            (to1, frm1), (to2, frm2) = _shifted(m.shape[1], d1), _shifted(m.shape[2], d2)
+            out[:, to1, to2] &= runs[a][:, frm1, frm2]
+    return out
+
+
 def erode(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
-    """Voxels of ``mask`` farther than ``radius_mm`` from the background (border counts as inside)."""
-    return _dist_inside(mask, spacing_mm) > radius_mm
+    """Voxels of ``mask`` farther than ``radius_mm`` from the background (border counts as inside).
+
+    Small balls (:func:`_ball_rows`) by shifted ANDs in the mask's box widened by one voxel (a zero
+    voxel outside it is farther than its clamp onto the widened layer, which is zero), the same voxels
+    as thresholding the distance map, which larger balls use."""
+    m = np.asarray(mask)
+    rows = _ball_rows(radius_mm, spacing_mm) if m.ndim == 3 else None
+    if rows is None:
+        return _dist_inside(mask, spacing_mm) > radius_mm
+    m = m.astype(bool, copy=False)
+    box = _box(m, (1, 1, 1))
+    if box is None:
+        return _erode_ball(m, rows) if m.any() else np.zeros(m.shape, dtype=bool)
+    out = np.zeros(m.shape, dtype=bool)
+    out[box] = _erode_ball(np.ascontiguousarray(m[box]), rows)
+    return out
 
 
 def dilate(mask: np.ndarray, radius_mm: float, spacing_mm) -> np.ndarray:
-    """Voxels within ``radius_mm`` of ``mask``."""
+    """Voxels within ``radius_mm`` of ``mask`` (small balls by shifted ANDs, as :func:`erode`)."""
     m = np.asarray(mask, dtype=bool)
+    rows = _ball_rows(radius_mm, spacing_mm) if m.ndim == 3 else None
     box = _box(m, [int(radius_mm // s) + 1 for s in spacing_mm]) if m.ndim == 3 else None
     if box is None:  # empty, 2-D, or a box holding most of the grid
-        return _dist_inside(~m, spacing_mm) <= radius_mm if m.any() else np.zeros(m.shape, dtype=bool)
+        if not m.any():
+            return np.zeros(m.shape, dtype=bool)
+        return ~_erode_ball(~m, rows) if rows is not None else _dist_inside(~m, spacing_mm) <= radius_mm
     out = np.zeros(m.shape, dtype=bool)
-    out[box] = _dist_inside(~m[box], spacing_mm) <= radius_mm  # every voxel within the radius lies in the box
+    # every voxel within the radius lies in the box
+    out[box] = ~_erode_ball(~m[box], rows) if rows is not None else _dist_inside(~m[box], spacing_mm) <= radius_mm
     return out
 
 

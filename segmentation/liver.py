@@ -149,14 +149,18 @@ def segment_liver(
     base: dict = {"modality": modality}
     _check_ct_range(image, params)
     scan = _coarse_scan(image, spacing, params, lesions=True)
-    cands = _liver_core_candidates(scan, params, base)
+    # the organs' gradient (ITK, outside the GIL) beside the search for the core, once for every candidate
+    with ThreadPoolExecutor(1) as ahead:
+        grad = ahead.submit(_grid.gradient_magnitude, scan.image, scan.spacing_mm, params.gradient_sigma_mm)
+        cands = _liver_core_candidates(scan, params, base)
+        grad = grad.result()
     # the best-scoring candidate organ is the liver unless it fails the quality checks (e.g. a
     # large right renal mass outscoring the lower part of a liver whose top is cut off): then the
     # runner-up, a different organ, is tried
     tried = []
     for rank, core in enumerate(cands, start=1):
         info = {**base, "qc_flags": [], "qc_passed": True, "candidate_rank": rank}
-        coarse = _grow_liver(scan, core, params, info)
+        coarse = _grow_liver(scan, core, grad, params, info)
         liver = _refine_full(image, coarse, scan.factors, spacing, params)
         info.update(coarse.stats)
         info["liver_volume_ml"] = round(float(liver.sum()) * voxel_volume_ml(spacing), 1)
@@ -292,16 +296,16 @@ def _liver_core_candidates(scan: _CoarseScan, p: LiverParams, info: dict) -> lis
     return chosen
 
 
-def _grow_liver(scan: _CoarseScan, core: np.ndarray, p: LiverParams, info: dict) -> _CoarseLiver:
+def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverParams, info: dict) -> _CoarseLiver:
     """The liver grown from ``core`` at the coarse resolution: intensity window, organ
-    competition (texture-limited first), closing, bulging lesions, opening."""
+    competition (texture-limited first) over ``grad`` (the gradient magnitude of ``scan.image``
+    at ``gradient_sigma_mm``), closing, bulging lesions, opening."""
     s, sp = scan.image, scan.spacing_mm
     med, sd = _robust_stats(s[core])
     stats = {"liver_median_hu": round(med, 1), "liver_sd_hu": round(sd, 1), "contrast_phase_guess": _contrast_phase(med, p)}
     lo = med - p.window_k_sd * sd - p.window_margin_hu
     hi = med + p.window_k_sd * sd + p.window_margin_hu
     win = scan.body & (s > lo) & (s < hi)
-    grad = _grid.gradient_magnitude(s, sp, p.gradient_sigma_mm)
     if p.texture_percentile:
         tmax = float(np.percentile(scan.texture[core], p.texture_percentile))
         win_t = win & (scan.texture < tmax)

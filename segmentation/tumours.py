@@ -276,35 +276,36 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
     sp = np.asarray(spacing, float)
     shell_lo, shell_hi = p.edge_shell_mm
     pad = np.ceil((p.edge_reach_mm + shell_hi) / sp).astype(int) + 1
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        win = tuple(slice(max(0, o.start - q), min(n, o.stop + q)) for o, q, n in zip(sl, pad, labels.shape))
-        lab = labels[win]
-        own = lab == k
-        outside_mm = morph._dist_inside(~own, sp)
-        free = allowed[win] & (lab == 0)
-        shell = free & (outside_mm > shell_lo) & (outside_mm < shell_hi)
-        if shell.sum() < 10:
-            continue
-        img = image[win]
-        sigma = (smoothing_mm or {}).get(k, p.edge_smoothing_mm)
-        sm = _grid.gaussian(img.astype(np.float32), tuple(sp), sigma)
-        inside_mm = morph._dist_inside(own, sp)
-        lesion_hu = float(np.median(img[own]))
-        parenchyma_hu = float(np.median(sm[shell]))
-        if parenchyma_hu == lesion_hu:
-            continue
-        sign = 1.0 if lesion_hu > parenchyma_hu else -1.0  # +1: hyperdense
-        edge_hu = lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)
-        grow = free & (outside_mm <= p.edge_reach_mm) & (sign * sm > sign * edge_hu)
-        rim_above = own & (inside_mm <= p.edge_reach_mm) & (sign * sm <= sign * edge_hu)  # past the edge
-        core = own & ~rim_above
-        new = morph.fill_holes(morph.reconstruct(core, grow | core))
-        if not new.any():
-            continue
-        lab[own & ~new] = 0
-        lab[new & (lab == 0)] = k
+    lesions = [(k, tuple(slice(max(0, o.start - q), min(n, o.stop + q)) for o, q, n in zip(sl, pad, labels.shape)))
+               for k, sl in enumerate(ndi.find_objects(labels), start=1) if sl is not None]
+    # each lesion's smoothed window computed while the one before is snapped
+    with _SmoothedAhead(image, [(win, (smoothing_mm or {}).get(k, p.edge_smoothing_mm)) for k, win in lesions],
+                        sp) as smoothed:
+        for i, (k, win) in enumerate(lesions):
+            lab = labels[win]
+            own = lab == k
+            outside_mm = morph._dist_inside(~own, sp)
+            free = allowed[win] & (lab == 0)
+            shell = free & (outside_mm > shell_lo) & (outside_mm < shell_hi)
+            if shell.sum() < 10:
+                continue
+            img = image[win]
+            sm = smoothed.get(i)
+            inside_mm = morph._dist_inside(own, sp)
+            lesion_hu = float(np.median(img[own]))
+            parenchyma_hu = float(np.median(sm[shell]))
+            if parenchyma_hu == lesion_hu:
+                continue
+            sign = 1.0 if lesion_hu > parenchyma_hu else -1.0  # +1: hyperdense
+            edge_hu = lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)
+            grow = free & (outside_mm <= p.edge_reach_mm) & (sign * sm > sign * edge_hu)
+            rim_above = own & (inside_mm <= p.edge_reach_mm) & (sign * sm <= sign * edge_hu)  # past the edge
+            core = own & ~rim_above
+            new = morph.fill_holes(morph.reconstruct(core, grow | core))
+            if not new.any():
+                continue
+            lab[own & ~new] = 0
+            lab[new & (lab == 0)] = k
 
 
 def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None = None) -> list:
@@ -721,6 +722,37 @@ def _lesion_window(labels, sl, reach_mm: float, spacing) -> tuple:
     return tuple(slice(max(0, o.start - q), min(n, o.stop + q)) for o, q, n in zip(sl, pad, labels.shape))
 
 
+class _SmoothedAhead:
+    """The Gaussians of image windows, each computed in a thread while the caller works on the one
+    before (ITK runs outside the GIL): ``get(i)`` returns job ``i``'s, ``_grid.gaussian(image[win],
+    spacing, sigma)`` (the same array as computed then), and starts job ``i + 1``; jobs the caller
+    skipped are dropped. A context manager: leaving it waits for the job running, cancels the rest."""
+
+    def __init__(self, image: np.ndarray, jobs: list, spacing) -> None:
+        self._image, self._jobs, self._spacing = image, jobs, tuple(float(s) for s in spacing)
+        self._pool = ThreadPoolExecutor(1)
+        self._futures: dict = {}
+        self._start(0)
+
+    def _start(self, i: int) -> None:
+        if i < len(self._jobs) and i not in self._futures:
+            win, sigma = self._jobs[i]
+            self._futures[i] = self._pool.submit(_grid.gaussian, self._image[win], self._spacing, sigma)
+
+    def get(self, i: int) -> np.ndarray:
+        for j in [j for j in self._futures if j < i]:
+            self._futures.pop(j).cancel()
+        self._start(i)
+        self._start(i + 1)
+        return self._futures.pop(i).result()
+
+    def __enter__(self) -> "_SmoothedAhead":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _fit_sphere(points_mm: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares sphere through ``points_mm`` (algebraic fit): centre and radius (mm)."""
     a = np.c_[2.0 * points_mm, np.ones(len(points_mm))]
@@ -745,38 +777,40 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
     """
     sp = np.asarray(spacing, float)
     left_cut = []
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None or not _is_cut(labels, allowed, sl, k, p.bulge_min_cut_fraction):
-            continue
-        win = _lesion_window(labels, sl, p.bulge_max_radius_mm, sp)
-        own = labels[win] == k
-        ok = allowed[win]
-        edge = own & morph.touching(~own)
-        cut = edge & morph.touching(~ok)
-        interface = edge & ~cut & morph.touching(ok & (labels[win] == 0))
-        if cut.sum() < p.bulge_min_cut_fraction * edge.sum() or interface.sum() < 30:
-            continue
-        img = _grid.gaussian(image[win].astype(np.float32), tuple(sp), p.edge_smoothing_mm)
-        lesion_hu = float(np.median(img[own]))
-        parenchyma_hu = float(np.median(img[ok & (labels[win] == 0) & ~morph.dilate(own, 3.0, sp)]))
-        if lesion_hu >= parenchyma_hu:
-            continue
-        centre, radius = _fit_sphere(np.argwhere(interface) * sp)
-        if not radius <= p.bulge_max_radius_mm:
-            continue
-        d2_mm2 = sum(np.square(np.arange(n) * s - c).reshape([-1 if a == i else 1 for a in range(3)])
-                     for i, (n, s, c) in enumerate(zip(own.shape, sp, centre)))
-        ball = d2_mm2 <= (radius + p.bulge_margin_mm) ** 2
-        dark = (img < lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)) & (img > p.fat_max_hu)
-        add = morph.reconstruct(own, own | (ball & ~ok & dark & (labels[win] == 0))) & ~own
-        within = float(np.count_nonzero(own & ball) / own.sum())
-        log.debug("bulge lesion %d: cut %.2f, sphere r %.1f mm holding %.2f of it, adds %d of %d voxels", k,
-                  cut.sum() / edge.sum(), radius, within, add.sum(), own.sum())
-        if within >= p.bulge_min_within and add.sum() <= p.bulge_max_added_ratio * own.sum():
-            labels[win][add] = k
-        elif own.sum() * voxel_volume_ml(sp) >= p.near_miss_min_ml:
-            left_cut.append({"volume_ml": round(float(own.sum() * voxel_volume_ml(sp)), 2), "median_hu": round(lesion_hu, 1),
-                             "cut_fraction": round(float(cut.sum() / edge.sum()), 3), "label": k})
+    # the cut lesions (another lesion's added part changes no lesion's own voxels: the same test as
+    # after it), each one's smoothed window computed while the one before is completed
+    lesions = [(k, _lesion_window(labels, sl, p.bulge_max_radius_mm, sp)) for k, sl in enumerate(ndi.find_objects(labels), start=1)
+               if sl is not None and _is_cut(labels, allowed, sl, k, p.bulge_min_cut_fraction)]
+    with _SmoothedAhead(image, [(win, p.edge_smoothing_mm) for _, win in lesions], sp) as smoothed:
+        for i, (k, win) in enumerate(lesions):
+            own = labels[win] == k
+            ok = allowed[win]
+            edge = own & morph.touching(~own)
+            cut = edge & morph.touching(~ok)
+            interface = edge & ~cut & morph.touching(ok & (labels[win] == 0))
+            if cut.sum() < p.bulge_min_cut_fraction * edge.sum() or interface.sum() < 30:
+                continue
+            img = smoothed.get(i)
+            lesion_hu = float(np.median(img[own]))
+            parenchyma_hu = float(np.median(img[ok & (labels[win] == 0) & ~morph.dilate(own, 3.0, sp)]))
+            if lesion_hu >= parenchyma_hu:
+                continue
+            centre, radius = _fit_sphere(np.argwhere(interface) * sp)
+            if not radius <= p.bulge_max_radius_mm:
+                continue
+            d2_mm2 = sum(np.square(np.arange(n) * s - c).reshape([-1 if a == i else 1 for a in range(3)])
+                         for i, (n, s, c) in enumerate(zip(own.shape, sp, centre)))
+            ball = d2_mm2 <= (radius + p.bulge_margin_mm) ** 2
+            dark = (img < lesion_hu + p.edge_fraction * (parenchyma_hu - lesion_hu)) & (img > p.fat_max_hu)
+            add = morph.reconstruct(own, own | (ball & ~ok & dark & (labels[win] == 0))) & ~own
+            within = float(np.count_nonzero(own & ball) / own.sum())
+            log.debug("bulge lesion %d: cut %.2f, sphere r %.1f mm holding %.2f of it, adds %d of %d voxels", k,
+                      cut.sum() / edge.sum(), radius, within, add.sum(), own.sum())
+            if within >= p.bulge_min_within and add.sum() <= p.bulge_max_added_ratio * own.sum():
+                labels[win][add] = k
+            elif own.sum() * voxel_volume_ml(sp) >= p.near_miss_min_ml:
+                left_cut.append({"volume_ml": round(float(own.sum() * voxel_volume_ml(sp)), 2), "median_hu": round(lesion_hu, 1),
+                                 "cut_fraction": round(float(cut.sum() / edge.sum()), 3), "label": k})
     return left_cut
 
 
@@ -796,27 +830,28 @@ def _add_rims(labels: np.ndarray, image: np.ndarray, spacing, p: TumourParams) -
     parenchyma's (``rim_max_mm`` to 3 times that away) by ``rim_min_contrast_hu``, the voxels of
     those shells brighter than half-way up to that peak, connected to the lesion, join it."""
     sp = np.asarray(spacing, float)
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        win = _lesion_window(labels, sl, 3.0 * p.rim_max_mm + 2.0, sp)
-        own = labels[win] == k
-        free = labels[win] == 0
-        out_mm = morph._dist_inside(~own, sp)
-        img = _grid.gaussian(image[win].astype(np.float32), tuple(sp), p.edge_smoothing_mm)
-        lesion_hu = float(np.median(img[own]))
-        around = free & (out_mm > p.rim_max_mm) & (out_mm <= 3.0 * p.rim_max_mm)
-        if around.sum() < 20:
-            continue
-        parenchyma_hu = float(np.median(img[around]))
-        if lesion_hu >= parenchyma_hu:
-            continue
-        shells = [free & (out_mm > d) & (out_mm <= d + 1.0) for d in np.arange(0.0, p.rim_max_mm, 1.0)]
-        levels = [float(np.median(img[m])) if m.sum() >= 10 else -np.inf for m in shells]
-        peak = int(np.argmax(levels))
-        if levels[peak] < parenchyma_hu + p.rim_min_contrast_hu:
-            continue
-        rim = free & (out_mm <= float(peak) + 1.5) & (img > 0.5 * (parenchyma_hu + levels[peak]))
-        add = morph.reconstruct(own, own | rim, 26) & ~own
-        log.debug("rim lesion %d: shells %s, parenchyma %.0f, adds %d voxels", k, [round(v) for v in levels], parenchyma_hu, add.sum())
-        labels[win][morph.fill_holes(own | add) & free] = k
+    lesions = [(k, _lesion_window(labels, sl, 3.0 * p.rim_max_mm + 2.0, sp))
+               for k, sl in enumerate(ndi.find_objects(labels), start=1) if sl is not None]
+    # each lesion's smoothed window computed while the one before is ringed
+    with _SmoothedAhead(image, [(win, p.edge_smoothing_mm) for _, win in lesions], sp) as smoothed:
+        for i, (k, win) in enumerate(lesions):
+            own = labels[win] == k
+            free = labels[win] == 0
+            out_mm = morph._dist_inside(~own, sp)
+            img = smoothed.get(i)
+            lesion_hu = float(np.median(img[own]))
+            around = free & (out_mm > p.rim_max_mm) & (out_mm <= 3.0 * p.rim_max_mm)
+            if around.sum() < 20:
+                continue
+            parenchyma_hu = float(np.median(img[around]))
+            if lesion_hu >= parenchyma_hu:
+                continue
+            shells = [free & (out_mm > d) & (out_mm <= d + 1.0) for d in np.arange(0.0, p.rim_max_mm, 1.0)]
+            levels = [float(np.median(img[m])) if m.sum() >= 10 else -np.inf for m in shells]
+            peak = int(np.argmax(levels))
+            if levels[peak] < parenchyma_hu + p.rim_min_contrast_hu:
+                continue
+            rim = free & (out_mm <= float(peak) + 1.5) & (img > 0.5 * (parenchyma_hu + levels[peak]))
+            add = morph.reconstruct(own, own | rim, 26) & ~own
+            log.debug("rim lesion %d: shells %s, parenchyma %.0f, adds %d voxels", k, [round(v) for v in levels], parenchyma_hu, add.sum())
+            labels[win][morph.fill_holes(own | add) & free] = k
