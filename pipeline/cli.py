@@ -23,7 +23,6 @@ import sys
 
 from hepatoplan import __version__
 from hepatoplan.errors import HepatoplanError
-from hepatoplan.pipeline import io_prefetch
 
 #: Subcommand → the ``pipeline`` module registering it, in the order ``--help`` lists them.
 SUBCOMMANDS = {
@@ -155,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     saved_level = root.level
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        io_prefetch.start(argv)  # the .nii.gz inputs inflated while the subcommand's modules load
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         if args.command is None:
@@ -183,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
-        io_prefetch.clear()
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)

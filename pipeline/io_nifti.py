@@ -37,8 +37,6 @@ from isal import isal_zlib
 
 from hepatoplan.errors import InputError, InputFileError
 
-from . import io_prefetch
-
 #: NIfTI datatype codes hepatoplan reads (numpy dtypes as nibabel maps them).
 SUPPORTED_DATATYPES = {2: "uint8", 4: "int16", 8: "int32", 16: "float32", 64: "float64", 256: "int8",
                        512: "uint16", 768: "uint32", 1024: "int64", 1280: "uint64"}
@@ -53,6 +51,8 @@ HEADER_TOLERANCE_MM = 0.1
 #: Spatial units ITK converts to mm (``xyzt_units & 7``: 1 metre, 3 micrometre; 0 and 2 mean mm).
 _UNIT_TO_MM = {0: 1.0, 1: 1000.0, 2: 1.0, 3: 1e-3}
 _CHUNK = 1 << 22
+#: Deflate inflates at most about 1032-fold: a .nii.gz announcing more is cut short.
+_MAX_DEFLATE_RATIO = 1032
 
 
 _NIBABEL_IMPORT = threading.Lock()
@@ -252,7 +252,7 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
     length-checked. A size the file cannot hold (uncompressed: its length; gzip: deflate's largest
     ratio) is refused before anything is read or allocated."""
     size, compressed = path.stat().st_size, _is_gz(path)
-    if offset + expected > (size * io_prefetch.MAX_DEFLATE_RATIO if compressed else size) or (
+    if offset + expected > (size * _MAX_DEFLATE_RATIO if compressed else size) or (
             not compressed and size != offset + expected):
         _wrong_size(path, name, offset, expected, found=None if compressed else size - offset)
     data = bytearray(expected) if keep else None
@@ -266,8 +266,7 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
     seen = 0  # bytes of the inflated file read so far
     got = 0   # of which voxel data
     try:
-        # the chunks inflated while the modules loaded (io_prefetch), or the stream's
-        for chunk in io_prefetch.take(path) or io_prefetch.inflated(path):
+        for chunk in _inflated(path):
             start, seen = seen, seen + len(chunk)
             if seen > offset:
                 part = memoryview(chunk)[max(0, offset - start):]
@@ -305,6 +304,24 @@ def _raw(path: Path):
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             yield chunk
+
+
+def _inflated(path: Path):
+    """Inflate every gzip member of the file, at most ``_CHUNK`` bytes at a time (a small file that
+    inflates to terabytes is read only as far as needed); EOFError when the last member is cut short."""
+    with open(path, "rb") as fh:
+        inflater, pending = isal_zlib.decompressobj(31), b""
+        while chunk := pending or fh.read(_CHUNK):
+            pending = b""
+            yield inflater.decompress(chunk, _CHUNK)
+            while inflater.unconsumed_tail and not inflater.eof:
+                yield inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+            if inflater.eof:  # a member ended; another may follow (bgzip, pigz -i, cat a.gz b.gz)
+                pending = inflater.unused_data or fh.read(_CHUNK)
+                if not pending:
+                    return
+                inflater = isal_zlib.decompressobj(31)
+        raise EOFError
 
 
 def _is_gz(path: Path) -> bool:
