@@ -14,7 +14,12 @@ A :class:`Mesh` holds **RAS** world millimetres, the pipeline's canonical conven
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import struct
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -100,8 +105,67 @@ def _polydata_arrays(polydata) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: fast-simplification keeps the mesh being decimated in global C++ state, loaded and read back
-#: in separate calls: one decimation at a time per process.
+#: in separate calls: one decimation at a time per process (here: per helper, see below).
 _SIMPLIFY_LOCK = threading.Lock()
+#: fast-simplification 0.2 holds the GIL for the whole decimation (~1 s per default plan of IRCADb 01): every
+#: other thread of the plan (its main thread's analysis, the vtk contouring of the other meshes) stood still
+#: meanwhile. The decimations therefore run in one helper process per plan process, fed through pipes
+#: (the same library and input arrays: the same output); a thread waiting on the pipe leaves the GIL free.
+_SIMPLIFIER = r"""
+import struct, sys
+import numpy as np, fast_simplification
+read, write = sys.stdin.buffer.read, sys.stdout.buffer.write
+while len(head := read(24)) == 24:
+    n_points, n_faces, reduction = struct.unpack("<qqd", head)
+    points = np.frombuffer(bytearray(read(12 * n_points)), np.float32).reshape(n_points, 3)  # writable,
+    faces = np.frombuffer(bytearray(read(12 * n_faces)), np.int32).reshape(n_faces, 3)  # as nanobind wants
+    points, faces = fast_simplification.simplify(points, faces, target_reduction=reduction)
+    points, faces = np.ascontiguousarray(points, np.float64), np.ascontiguousarray(faces, np.int32)
+    write(struct.pack("<qq", len(points), len(faces)) + points.tobytes() + faces.tobytes())
+    sys.stdout.buffer.flush()
+"""
+_simplifier: subprocess.Popen | None = None
+
+
+def _start_simplifier() -> subprocess.Popen | None:
+    """This process's decimation helper, started on first use (again after a fork, or when it ended);
+    ``None`` when it cannot be started (the decimation then runs in this process). Call under the lock."""
+    global _simplifier
+    if _simplifier is None or _simplifier.pid_of_parent != os.getpid() or _simplifier.poll() is not None:
+        try:
+            _simplifier = subprocess.Popen([sys.executable, "-c", _SIMPLIFIER], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            log.debug("decimation helper not started (%s): decimating in this process", exc)
+            return None
+        _simplifier.pid_of_parent = os.getpid()
+        atexit.register(_stop_simplifier, _simplifier)
+    return _simplifier
+
+
+def _stop_simplifier(helper: subprocess.Popen) -> None:
+    if helper.pid_of_parent == os.getpid():
+        helper.stdin.close()
+        helper.wait()
+
+
+def _decimate(points: np.ndarray, faces: np.ndarray, target_reduction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``fast_simplification.simplify`` in the helper (in this process when the helper fails); call under the lock."""
+    helper = _start_simplifier()
+    if helper is not None:
+        try:
+            helper.stdin.write(struct.pack("<qqd", len(points), len(faces), target_reduction)
+                               + points.tobytes() + faces.tobytes())
+            helper.stdin.flush()
+            n_points, n_faces = struct.unpack("<qq", helper.stdout.read(16))
+            return (np.frombuffer(bytearray(helper.stdout.read(24 * n_points)), np.float64).reshape(n_points, 3),
+                    np.frombuffer(bytearray(helper.stdout.read(12 * n_faces)), np.int32).reshape(n_faces, 3))
+        except (OSError, ValueError, struct.error) as exc:
+            log.warning("decimation helper failed (%s): decimating in this process", exc)
+            helper.kill()
+    import fast_simplification
+
+    return fast_simplification.simplify(points, faces, target_reduction=target_reduction)
 
 
 def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
@@ -114,12 +178,9 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
     (:func:`_split_pinched_edges`); a surface still not :func:`is_closed_manifold` is returned
     undecimated: larger, never broken.
     """
-    import fast_simplification
-
     with _SIMPLIFY_LOCK:
-        new_points, new_faces = fast_simplification.simplify(
-            np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32),
-            target_reduction=float(target_reduction))
+        new_points, new_faces = _decimate(np.ascontiguousarray(points, dtype=np.float32),
+                                          np.ascontiguousarray(faces, dtype=np.int32), float(target_reduction))
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
     fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
     new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[~fins]))
