@@ -185,3 +185,26 @@ def test_glb_passes_the_khronos_validator(demo_out, ircadb01_out):
         assert proc.returncode == 0, proc.stderr
         issues = json.loads(proc.stdout)
         assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
+
+
+def test_decimation_helper_gives_the_library_s_answer_and_survives_its_death():
+    """The decimations run in a helper process (fast-simplification holds the GIL): its answer is the
+    library's own, and a helper that died is replaced (or the call made in this process)."""
+    import fast_simplification
+    from skimage.measure import marching_cubes
+
+    from hepatoplan.pipeline import meshing
+
+    grid = np.add.reduce(np.indices((24, 24, 24), dtype=np.float32) ** 2 - 2 * 11.5 * np.indices((24, 24, 24)) + 11.5**2)
+    points, faces, *_ = marching_cubes(grid, level=81.0)  # a sphere of radius 9 voxels
+    points, faces = np.ascontiguousarray(points, np.float32), np.ascontiguousarray(faces, np.int32)
+    expected = fast_simplification.simplify(points.copy(), faces.copy(), target_reduction=0.7)
+    for _ in range(2):
+        with meshing._SIMPLIFY_LOCK:
+            got = meshing._decimate(points, faces, 0.7)
+            helper = meshing._simplifier
+        assert helper is not None and helper.poll() is None
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-5)
+        helper.kill()  # the next call starts another
+        helper.wait()
