@@ -155,14 +155,10 @@ def start_offscreen_check() -> None:
     the later :func:`check_offscreen_rendering` (or :func:`render_previews`) collects it. No probe
     when this machine's kept answer holds (the module's docstring).
     """
-    global _probe, _render_backend
+    global _probe
     with _PROBE_LOCK:
-        if _render_backend is None and _probe is None:
-            if cached := _cached_backend():
-                _render_backend = cached
-                log.info("offscreen rendering through %s (the probe's answer kept in %s)", cached, probe_cache_path())
-            else:
-                _probe = _start_probe()
+        if _render_backend is None and _probe is None and not _use_kept_backend():
+            _probe = _start_probe()
 
 
 def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
@@ -190,10 +186,8 @@ def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
     with _PROBE_LOCK:
         if _render_backend is not None:
             return _render_backend
-        if _probe is None and (cached := _cached_backend()):
-            _render_backend = cached
-            log.info("offscreen rendering through %s (the probe's answer kept in %s)", cached, probe_cache_path())
-            return cached
+        if _probe is None and _use_kept_backend():
+            return _render_backend
         proc, _probe = (_probe or _start_probe()), None
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
@@ -215,11 +209,25 @@ def check_offscreen_rendering(*, timeout_s: float = 120.0) -> str:
         return _render_backend
 
 
-def probe_cache_path() -> Path:
+def probe_cache_path() -> Path | None:
     """Where the render probe's answer is kept for this Python executable (``$XDG_CACHE_HOME``, else
-    ``~/.cache``, ``/hepatoplan/render-probe-<hash of the executable's path>.json``)."""
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hepatoplan"
+    ``~/.cache``, ``/hepatoplan/render-probe-<hash of the executable's path>.json``); ``None`` without
+    either (no home folder: the probe then runs in every process)."""
+    try:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hepatoplan"
+    except RuntimeError:  # Path.home(): no $HOME and no password entry for this user
+        return None
     return folder / f"render-probe-{hashlib.sha1(sys.executable.encode()).hexdigest()[:12]}.json"
+
+
+def _use_kept_backend() -> bool:
+    """Take the kept answer as this process's (:func:`_cached_backend`) when it holds; call under the lock."""
+    global _render_backend
+    if (cached := _cached_backend()) is None:
+        return False
+    _render_backend = cached
+    log.info("offscreen rendering through %s (the probe's answer kept in %s)", cached, probe_cache_path())
+    return True
 
 
 def _machine_key(libraries: Sequence[str]) -> dict:
@@ -245,9 +253,9 @@ def _machine_key(libraries: Sequence[str]) -> dict:
 def _keep_backend(backend: str, libraries: Sequence[str]) -> None:
     """Write the probe's answer with its key; nothing when the cache folder cannot be written, or without
     the list of loaded libraries (off Linux: there the probe runs in every process, as before)."""
-    if not libraries:
-        return
     path = probe_cache_path()
+    if not libraries or path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as tmp:
@@ -261,7 +269,8 @@ def _cached_backend() -> str | None:
     """The kept answer when its key still holds and no earlier first render on it crashed; else ``None``
     (a crashed render's answer is removed)."""
     _ensure_offscreen_backend()  # as the probe and the render see the environment
-    path = probe_cache_path()
+    if (path := probe_cache_path()) is None:
+        return None
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -296,13 +305,13 @@ class _verified_render:
     def __enter__(self):
         self.marker, self.faulthandler = None, False  # what this guard made, to undo
         if not _render_verified:
-            path = probe_cache_path()
-            marker = path.parent / f"{path.name}.rendering-{os.getpid()}"
-            try:
-                marker.touch()
-                self.marker = marker
-            except OSError:
-                pass
+            if (path := probe_cache_path()) is not None:
+                marker = path.parent / f"{path.name}.rendering-{os.getpid()}"
+                try:
+                    marker.touch()
+                    self.marker = marker
+                except OSError:
+                    pass
             if not faulthandler.is_enabled():
                 try:
                     faulthandler.enable()

@@ -399,3 +399,22 @@ def test_render_from_two_threads(phantom_meshes, tmp_path):
                             views=("anterior",)) for i in range(2)]
         results = [job.result(timeout=120) for job in jobs]
     assert all(len(r) == 2 and all(p.stat().st_size > 1000 for p in r) for r in results)
+
+
+def test_without_a_home_folder_the_probe_runs_and_nothing_is_kept(monkeypatch, tmp_path):
+    """No $XDG_CACHE_HOME and no home folder (a user without a password entry): the probe runs as
+    it did before answers were kept, and the render guard makes no marker."""
+    from pathlib import Path as PathClass
+
+    preview = _fresh_probe_state(monkeypatch, tmp_path)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home(cls=None):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(PathClass, "home", classmethod(no_home))
+    assert preview.probe_cache_path() is None and preview._cached_backend() is None
+    assert preview.check_offscreen_rendering()  # probed
+    with preview._verified_render() as guard:
+        assert guard.marker is None
+    assert not list(tmp_path.rglob("*render-probe*"))
