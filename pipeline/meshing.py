@@ -144,8 +144,12 @@ def _start_simplifier() -> subprocess.Popen | None:
 
 
 def _stop_simplifier(helper: subprocess.Popen) -> None:
+    """At exit: end the helper (its input closed; one that died with input unsent is only reaped)."""
     if helper.pid_of_parent == os.getpid():
-        helper.stdin.close()
+        try:
+            helper.stdin.close()
+        except OSError:  # a broken pipe flushing what a dead helper did not read
+            pass
         helper.wait()
 
 

@@ -208,3 +208,14 @@ def test_decimation_helper_gives_the_library_s_answer_and_survives_its_death():
         np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-5)
         helper.kill()  # the next call starts another
         helper.wait()
+
+
+def test_a_dead_decimation_helper_with_unsent_input_ends_quietly():
+    """The exit hook reaps a helper that died with input still buffered for it: no traceback."""
+    import sys
+
+    code = ("from hepatoplan.pipeline import meshing\n"
+            "with meshing._SIMPLIFY_LOCK:\n    helper = meshing._start_simplifier()\n"
+            "helper.kill(); helper.wait()\nhelper.stdin.write(b'x' * 100)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
