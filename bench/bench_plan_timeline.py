@@ -1,9 +1,10 @@
 """A timeline of one default plan: which thread and child process uses a core when, and where a core idles.
 
-    python bench/bench_plan_timeline.py [--runs 2] [--bin-ms 100] [--no-preview] [--rev REV]
+    python bench/bench_plan_timeline.py [--runs 2] [--bin-ms 100] [--no-preview | --ct-only] [--resect R] [--rev REV]
 
 IRCADb 01 with its four masks, Couinaud derived, ``--resect right-hepatectomy`` (bench_plan.py's ``default``
-row). The plan runs in a fresh process (``--rev``: another revision, imported as in bench_plan_ab.py) that
+row; ``--no-preview`` its ``no-preview`` row, ``--resect wedge:all --no-preview`` its ``wedge`` row, ``--ct-only`` the
+CT alone, every mask segmented automatically: its ``CT -> plan`` row). The plan runs in a fresh process (``--rev``: another revision, imported as in bench_plan_ab.py) that
 records events (stages, work items) with their time and thread; this script reads, every 10 ms, the CPU ticks of
 each of its threads (``/proc/PID/task``) and of every descendant process (``/proc/PID/task/TID/children``,
 recursively: the rendering probe, Chromium's processes), from outside (a sampler inside took the GIL and
@@ -69,7 +70,8 @@ def stage(self, name):
     return cm()
 _timing.StageTimer.stage = stage
 MAIN_TID = threading.get_native_id()
-from hepatoplan.pipeline.cli import main
+from hepatoplan.pipeline.cli import keep_freed_memory, main
+keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 import hepatoplan.pipeline.cmd_plan
 event("imported")
 import contextlib, io
@@ -219,6 +221,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--bin-ms", type=float, default=100.0)
     parser.add_argument("--no-preview", action="store_true")
+    parser.add_argument("--ct-only", action="store_true", help="the CT alone (every mask segmented automatically)")
+    parser.add_argument("--resect", default="right-hepatectomy")
     parser.add_argument("--rev", help="another revision instead of this checkout")
     parser.add_argument("--quiet", action="store_true", help="only the summaries")
     options = parser.parse_args()
@@ -233,7 +237,7 @@ def main() -> None:
             code = other_revision(options.rev, Path(tmp) / "rev")
         for i in range(options.runs + 1):  # the first run warms caches (numba's, the page cache): not shown
             out = Path(tmp) / f"{i}.json"
-            args = ["plan", str(IRCADB / "ct.nii.gz"), *masks, "--resect", "right-hepatectomy",
+            args = ["plan", str(IRCADB / "ct.nii.gz"), *masks * (not options.ct_only), "--resect", options.resect,
                     "--out", str(Path(tmp) / f"out{i}")] + (["--no-preview"] if options.no_preview else [])
             load = Path("/proc/loadavg").read_text().split()[0]
             proc = subprocess.Popen([sys.executable, "-c", code + "\n" + PROBE, *args], stdout=subprocess.DEVNULL,
