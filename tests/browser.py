@@ -12,6 +12,7 @@ import base64
 import functools
 import io
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason="needs /usr/bin/chromium (apt-get install chromium); CI installs it")
 WINDOW_PX = (1280, 1400)
+#: Real seconds a page may take past its 10 s of virtual time to leave "loading" (open_page).
+LOADING_WAIT_S = 30.0
 #: SwiftShader WebGL through ANGLE (no GPU needed); --disable-gpu would add a "GPU stall due to
 #: ReadPixels" performance notice of Chromium's own to the console
 FLAGS = (*(f for f in CHROMIUM_FLAGS if f != "--disable-gpu"), "--use-angle=swiftshader", "--enable-unsafe-swiftshader")
@@ -68,6 +71,15 @@ def open_page(url: str, *, screenshot: bool = False) -> tuple[str, np.ndarray | 
             browser.call("Page.navigate", {"url": url}, session=session, until="Page.loadEventFired", events=events)
             browser.call("Emulation.setVirtualTimePolicy", {"policy": "pauseIfNetworkFetchesPending", "budget": 10000},
                          session=session, until="Emulation.virtualTimeBudgetExpired", events=events)
+            # a viewer still "loading" (its data decoded or its first frame drawn in real time, later on a
+            # loaded machine): more virtual time, up to LOADING_WAIT_S of real time
+            deadline = time.monotonic() + LOADING_WAIT_S
+            while time.monotonic() < deadline and browser.call(
+                    "Runtime.evaluate", {"expression": "!!document.querySelector('[data-status=\"loading\"]')",
+                                         "returnByValue": True}, session=session, events=events)["result"]["value"]:
+                browser.call("Emulation.setVirtualTimePolicy", {"policy": "pauseIfNetworkFetchesPending",
+                                                                "budget": 500},
+                             session=session, until="Emulation.virtualTimeBudgetExpired", events=events)
             dom = browser.call("Runtime.evaluate", {"expression": "document.documentElement.outerHTML",
                                                     "returnByValue": True}, session=session, events=events)
             image = None
