@@ -187,7 +187,10 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
                                           np.ascontiguousarray(faces, dtype=np.int32), float(target_reduction))
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
     fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
-    new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[~fins]))
+    new_points, new_faces = _compact(new_points, new_faces[~fins])
+    if is_closed_manifold(new_faces):  # no edge in more than two triangles: none to split
+        return new_points, new_faces
+    new_points, new_faces = _split_pinched_edges(new_points, new_faces)
     if not is_closed_manifold(new_faces) and is_closed_manifold(faces):  # the smaller mesh first
         log.debug("decimation left a non-manifold edge: %d triangles kept undecimated", len(faces))
         return points, faces
@@ -283,10 +286,13 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
         return False
     n = int(faces.max()) + 1
     edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    forward = np.sort(_row_keys(edges, n))
-    backward = np.sort(_row_keys(edges[:, ::-1], n))
-    # each directed edge once (no duplicates), and its reverse present: the two sorted lists agree
-    return bool(np.all(forward[1:] != forward[:-1])) and bool(np.array_equal(forward, backward))
+    # one sort: each edge's key (its two vertices, smaller first) doubled, + 1 when it runs from the larger
+    # vertex to the smaller; closed and 2-manifold when the sorted keys come in pairs 2k, 2k + 1 (each
+    # edge once in each direction) with k rising from pair to pair (no edge in a third triangle)
+    keys = np.sort(_row_keys(np.sort(edges, axis=1), n) * 2 + (edges[:, 0] > edges[:, 1]))
+    first, second = keys[0::2], keys[1::2]
+    return (len(keys) % 2 == 0 and bool(np.all(first % 2 == 0)) and bool(np.array_equal(first + 1, second))
+            and bool(np.all(first[1:] > first[:-1])))
 
 
 def _compact(points: np.ndarray, faces: np.ndarray):
@@ -429,7 +435,8 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     else:
         field = crop.astype(np.uint8)
         level = 0.5
-    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in field.shape), field.dtype)
+    # Fortran order, vtk's point order: ravelled without a copy below
+    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in field.shape), field.dtype, order="F")
     padded[tuple(slice(PAD_VOXELS, PAD_VOXELS + s) for s in field.shape)] = field
 
     # index space scaled by the voxel sizes, so smoothing and decimation act in millimetres
