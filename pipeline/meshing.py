@@ -60,9 +60,11 @@ class Mesh(NamedTuple):
 
 def mesh_volume_mm3(mesh: Mesh) -> float:
     """Signed enclosed volume (mm³) of a closed mesh; positive when the normals point outwards."""
-    v = np.asarray(mesh.vertices_mm, dtype=np.float64)
-    a, b, c = v[mesh.faces[:, 0]], v[mesh.faces[:, 1]], v[mesh.faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+    # a · (b × c) per triangle on coordinate columns: half the time of np.cross on (M, 3) rows
+    x, y, z = np.ascontiguousarray(np.asarray(mesh.vertices_mm, dtype=np.float64).T)
+    f0, f1, f2 = np.ascontiguousarray(np.asarray(mesh.faces).T)
+    xb, yb, zb, xc, yc, zc = x[f1], y[f1], z[f1], x[f2], y[f2], z[f2]
+    return float((x[f0] * (yb * zc - zb * yc) + y[f0] * (zb * xc - xb * zc) + z[f0] * (xb * yc - yb * xc)).sum() / 6.0)
 
 
 def mesh_centroid_mm(mesh: Mesh) -> np.ndarray:
