@@ -435,7 +435,7 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
         # (70 % reduction stalled at 52 % and took 3x longer)
         level = 0.5 - 1e-3
     else:
-        field = crop.astype(np.uint8)
+        field = crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8)  # bool: one byte, 0 or 1
         level = 0.5
     # Fortran order, vtk's point order: ravelled without a copy below
     padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in field.shape), field.dtype, order="F")
@@ -447,7 +447,7 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     image.SetDimensions(*padded.shape)
     image.SetSpacing(*spacing_mm)
     image.SetOrigin(0.0, 0.0, 0.0)
-    scalars = numpy_to_vtk(padded.ravel(order="F"), deep=True)
+    scalars = numpy_to_vtk(padded.ravel(order="F"))  # no copy: ``padded`` outlives the contouring
     image.GetPointData().SetScalars(scalars)
 
     contour = vtk.vtkFlyingEdges3D()
