@@ -153,6 +153,7 @@ def _stop_simplifier(helper: subprocess.Popen) -> None:
         except OSError:  # a broken pipe flushing what a dead helper did not read
             pass
         helper.wait()
+        helper.stdout.close()
 
 
 def _decimate(points: np.ndarray, faces: np.ndarray, target_reduction: float) -> tuple[np.ndarray, np.ndarray]:
