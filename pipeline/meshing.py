@@ -282,12 +282,14 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
     Returns
     -------
     bool
-        False for an empty mesh.
+        False for an empty mesh, and for one with a triangle that repeats a vertex.
     """
     faces = np.asarray(faces, np.int64)
     if not len(faces):
         return False
     n = int(faces.max()) + 1
+    if 2 * n * n >= 2 ** 63:
+        raise HepatoplanError(f"a mesh of {n} vertices is too large to index its edges")
     edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     # one sort: each edge's key (its two vertices, smaller first) doubled, + 1 when it runs from the larger
     # vertex to the smaller; closed and 2-manifold when the sorted keys come in pairs 2k, 2k + 1 (each
