@@ -60,9 +60,11 @@ class Mesh(NamedTuple):
 
 def mesh_volume_mm3(mesh: Mesh) -> float:
     """Signed enclosed volume (mm³) of a closed mesh; positive when the normals point outwards."""
-    v = np.asarray(mesh.vertices_mm, dtype=np.float64)
-    a, b, c = v[mesh.faces[:, 0]], v[mesh.faces[:, 1]], v[mesh.faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+    # a · (b × c) per triangle on coordinate columns: half the time of np.cross on (M, 3) rows
+    x, y, z = np.ascontiguousarray(np.asarray(mesh.vertices_mm, dtype=np.float64).T)
+    f0, f1, f2 = np.ascontiguousarray(np.asarray(mesh.faces).T)
+    xb, yb, zb, xc, yc, zc = x[f1], y[f1], z[f1], x[f2], y[f2], z[f2]
+    return float((x[f0] * (yb * zc - zb * yc) + y[f0] * (zb * xc - xb * zc) + z[f0] * (xb * yc - yb * xc)).sum() / 6.0)
 
 
 def mesh_centroid_mm(mesh: Mesh) -> np.ndarray:
@@ -151,6 +153,7 @@ def _stop_simplifier(helper: subprocess.Popen) -> None:
         except OSError:  # a broken pipe flushing what a dead helper did not read
             pass
         helper.wait()
+        helper.stdout.close()
 
 
 def _decimate(points: np.ndarray, faces: np.ndarray, target_reduction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +190,10 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
                                           np.ascontiguousarray(faces, dtype=np.int32), float(target_reduction))
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
     fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
-    new_points, new_faces = _split_pinched_edges(*_compact(new_points, new_faces[~fins]))
+    new_points, new_faces = _compact(new_points, new_faces[~fins])
+    if is_closed_manifold(new_faces):  # no edge in more than two triangles: none to split
+        return new_points, new_faces
+    new_points, new_faces = _split_pinched_edges(new_points, new_faces)
     if not is_closed_manifold(new_faces) and is_closed_manifold(faces):  # the smaller mesh first
         log.debug("decimation left a non-manifold edge: %d triangles kept undecimated", len(faces))
         return points, faces
@@ -276,17 +282,22 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
     Returns
     -------
     bool
-        False for an empty mesh.
+        False for an empty mesh, and for one with a triangle that repeats a vertex.
     """
     faces = np.asarray(faces, np.int64)
     if not len(faces):
         return False
     n = int(faces.max()) + 1
+    if 2 * n * n >= 2 ** 63:
+        raise HepatoplanError(f"a mesh of {n} vertices is too large to index its edges")
     edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    forward = np.sort(_row_keys(edges, n))
-    backward = np.sort(_row_keys(edges[:, ::-1], n))
-    # each directed edge once (no duplicates), and its reverse present: the two sorted lists agree
-    return bool(np.all(forward[1:] != forward[:-1])) and bool(np.array_equal(forward, backward))
+    # one sort: each edge's key (its two vertices, smaller first) doubled, + 1 when it runs from the larger
+    # vertex to the smaller; closed and 2-manifold when the sorted keys come in pairs 2k, 2k + 1 (each
+    # edge once in each direction) with k rising from pair to pair (no edge in a third triangle)
+    keys = np.sort(_row_keys(np.sort(edges, axis=1), n) * 2 + (edges[:, 0] > edges[:, 1]))
+    first, second = keys[0::2], keys[1::2]
+    return (len(keys) % 2 == 0 and bool(np.all(first % 2 == 0)) and bool(np.array_equal(first + 1, second))
+            and bool(np.all(first[1:] > first[:-1])))
 
 
 def _compact(points: np.ndarray, faces: np.ndarray):
@@ -427,9 +438,10 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
         # (70 % reduction stalled at 52 % and took 3x longer)
         level = 0.5 - 1e-3
     else:
-        field = crop.astype(np.uint8)
+        field = crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8)  # bool: one byte, 0 or 1
         level = 0.5
-    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in field.shape), field.dtype)
+    # Fortran order, vtk's point order: ravelled without a copy below
+    padded = np.zeros(tuple(s + 2 * PAD_VOXELS for s in field.shape), field.dtype, order="F")
     padded[tuple(slice(PAD_VOXELS, PAD_VOXELS + s) for s in field.shape)] = field
 
     # index space scaled by the voxel sizes, so smoothing and decimation act in millimetres
@@ -438,7 +450,7 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     image.SetDimensions(*padded.shape)
     image.SetSpacing(*spacing_mm)
     image.SetOrigin(0.0, 0.0, 0.0)
-    scalars = numpy_to_vtk(padded.ravel(order="F"), deep=True)
+    scalars = numpy_to_vtk(padded.ravel(order="F"))  # no copy: ``padded`` outlives the contouring
     image.GetPointData().SetScalars(scalars)
 
     contour = vtk.vtkFlyingEdges3D()

@@ -82,6 +82,24 @@ def test_mask_touching_the_border_gives_a_closed_mesh():
     assert mesh_volume_mm3(mesh) == pytest.approx(mask.sum() * 2.0, rel=0.1)
 
 
+def test_is_closed_manifold():
+    from hepatoplan.pipeline.meshing import is_closed_manifold
+
+    tetrahedron = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]])
+    assert is_closed_manifold(tetrahedron)
+    assert is_closed_manifold(np.r_[tetrahedron, tetrahedron + 4])  # two pieces
+    assert not is_closed_manifold(tetrahedron[1:])  # open
+    assert not is_closed_manifold(np.r_[tetrahedron[:1, ::-1], tetrahedron[1:]])  # one triangle wound the other way
+    assert not is_closed_manifold(np.r_[tetrahedron, tetrahedron[:1]])  # a triangle twice
+    # a second tetrahedron on the edge (0, 1): four triangles share it
+    assert not is_closed_manifold(np.r_[tetrahedron, np.array([[1, 0, 4], [0, 5, 4], [1, 4, 5], [0, 1, 5]])])
+    assert not is_closed_manifold(np.array([[0, 0, 1]]))  # a repeated vertex
+    assert not is_closed_manifold(np.zeros((0, 3), int))
+    mask = np.zeros((12, 12, 8), bool)
+    mask[2:9, 3:10, 2:6] = True
+    assert is_closed_manifold(surface_mesh(mask, affine_ras=np.diag([0.7, 0.7, 1.6, 1.0])).faces)
+
+
 def test_parenchyma_block_voxels():
     from hepatoplan.pipeline.meshing import parenchyma_block_voxels
 
