@@ -188,7 +188,8 @@ def _built_ahead():
 def _build_ahead():
     """Build the module ahead of time in a subprocess (numba's ``pycc``, ~5 s of CPU, once per installation)
     into the first writable cache folder and load it; None when that fails, which a ``.failed`` file beside
-    it records (with the error) so that later processes go straight to numba's just-in-time route."""
+    it records (with the error; delete it to try again) so that later processes go straight to numba's
+    just-in-time route."""
     name = _aot_name()
     for folder in _aot_folders():
         if (folder / f"{name}.failed").is_file():
@@ -200,10 +201,17 @@ def _build_ahead():
         if not os.access(folder, os.W_OK):
             continue
         # the kernel's file run as a script: this very source is built (not another checkout's module)
-        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("nearest_voxel_compiled.py")),
-                               str(folder), name], capture_output=True, text=True)
-        if proc.returncode == 0 and _built_ahead() is not None:
+        try:
+            proc = subprocess.run([sys.executable, str(Path(__file__).with_name("nearest_voxel_compiled.py")),
+                                   str(folder), name], capture_output=True, text=True, timeout=600)
+            error = proc.stderr[-4000:] if proc.returncode else ""
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+        if not error and _built_ahead() is not None:
             return sys.modules[name]
-        (folder / f"{name}.failed").write_text(proc.stderr[-4000:] or "built, but not loadable\n")
+        try:  # delete the file to try again
+            (folder / f"{name}.failed").write_text((error or "built, but not loadable") + "\n")
+        except OSError:
+            pass
         return None
     return None

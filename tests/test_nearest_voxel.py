@@ -106,7 +106,6 @@ def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch)
     ahead of time (its first call would cost numba's import), the compiled one once it is; larger arrays the
     compiled one. Same answer."""
     import sys
-    import types
 
     rng = np.random.default_rng(0)
     mask, at = rng.random((12, 9, 7)) < 0.05, rng.random((12, 9, 7)) < 0.5
@@ -120,7 +119,6 @@ def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch)
     monkeypatch.delitem(sys.modules, name, raising=False)
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
     monkeypatch.setattr(nv, "_loaded", lambda *a: calls.append("compiled") or transform(*a))
-    monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(transform=transform))
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
     monkeypatch.setattr(nv, "SCIPY_MAX_VOXELS", mask.size - 1)
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
