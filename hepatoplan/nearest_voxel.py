@@ -169,17 +169,21 @@ def _aot_folders() -> list[Path]:
 
 
 def _built_ahead():
-    """The module built ahead of time, loaded (None when it is not built, or could not be)."""
+    """The module built ahead of time, loaded (None when it is not built, or cannot be loaded: a damaged
+    or foreign file is then built again over)."""
     name = _aot_name()
+    if name in sys.modules:
+        return sys.modules[name]
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     for folder in _aot_folders():
         path = folder / (name + suffix)
         if path.is_file():
-            if name in sys.modules:
-                return sys.modules[name]
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            try:
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            except (ImportError, OSError):
+                continue
             sys.modules[name] = module
             return module
     return None

@@ -173,3 +173,14 @@ def test_edt_mm_is_edts_boolean_transform_bit_for_bit():
                 want = edt.edt(np.ascontiguousarray(m), anisotropy=spacing, black_border=border)
                 got = nv.edt_mm(m, spacing_mm=spacing, black_border=border)
                 assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_a_damaged_built_module_is_not_loaded(monkeypatch, tmp_path):
+    """A file under the built module's name that is no loadable extension (cut short, another platform's) is
+    passed over, not raised: the route is built again or falls back to numba's."""
+    import importlib.machinery
+
+    monkeypatch.setattr(nv, "_aot_folders", lambda: [tmp_path])
+    monkeypatch.setattr(nv, "_aot_name", lambda: "_nearest_voxel_aot_damaged")
+    (tmp_path / ("_nearest_voxel_aot_damaged" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"\x7fELF cut")
+    assert nv._built_ahead() is None
