@@ -6,8 +6,8 @@ IRCADb 01 with its four masks, Couinaud derived, ``--resect right-hepatectomy`` 
 ``default`` row; ``--no-preview`` its ``no-preview`` row; ``--ct-only``: the CT alone, every mask
 segmented automatically, its ``CT -> plan`` row). ``--rev`` is exported with ``git archive``
 into a temporary folder and imported through a copy of this venv's editable-install finder pointed
-there (``--this REV``: this side too, instead of the checkout), so both sides run in this Python with the same packages (the other revision's numba cache is
-filled by one untimed call first). Per run: wall seconds from start to the process's end (interpreter
+there (``--this REV``: this side too, instead of the checkout), so both sides run in this Python with the same packages (the other revision's compiled nearest-voxel
+transform, numba's cache or the module built ahead of time, is made by one untimed ``load_compiled()`` first). Per run: wall seconds from start to the process's end (interpreter
 exit included), CPU = user + system of the plan's process and every process it started (Chromium's
 helpers reaped through this script as their subreaper), and the stage seconds of its report.json.
 Compare the medians; on a shared machine only interleaved pairs compare.
@@ -76,8 +76,7 @@ def main() -> None:
             folder.mkdir()
             sides[name] = other_revision(rev, folder)
             subprocess.run([sys.executable, "-c", sides[name] + "\nimport numpy as np; "
-                            "from hepatoplan.nearest_voxel import nearest_voxel; m = np.ones((1, 1, 1), bool); "
-                            "nearest_voxel(m, spacing_mm=(1, 1, 1), at=m)"], check=True)
+                            "from hepatoplan.nearest_voxel import load_compiled; load_compiled()"], check=True)
         masks = [f"--{flag}={IRCADB / name}.nii.gz" for flag, name in
                  (("liver", "liver"), ("tumours", "tumours"), ("portal", "portal_vein"), ("hepatic", "hepatic_veins"))]
         results: dict[str, list[dict]] = {side: [] for side in sides}

@@ -10,14 +10,19 @@ Why not scipy's: on IRCADb 01's liver box (342 × 272 × 98 voxels) scipy takes 
 allocates three int32 index arrays of the whole box (110 MB), of which the vascular analysis
 reads only the liver's voxels. ``edt`` has no feature transform; SimpleITK's Danielsson map is not
 exact. The transform is Maurer, Qi and Raghavan's, compiled with numba
-(:mod:`hepatoplan.nearest_voxel_compiled`: 0.27 s on IRCADb 01's box, plus numba's one-off 0.2 s
-import and 0.4 s first call per process, paid at the first call, not at this module's import).
+(:mod:`hepatoplan.nearest_voxel_compiled`: 0.16 s per tree on IRCADb 01's box). Compiled just in time,
+numba costs every process a one-off 0.3 s of CPU (its import and its CPU target's set-up, holding the GIL)
+at the first call; so the same function is compiled once per installation ahead of time into an extension
+module (numba's ``pycc``, generic x86-64/arm64 code, the GIL released as the JIT's ``nogil``; a subprocess,
+~5 s of CPU, at the first call that needs the compiled route) that later processes load in ~1 ms without
+numba (:func:`compiled_transform`). Where that cannot be built (no C compiler, numba without ``pycc``) the
+just-in-time route answers, as before.
 
 Two routes, one answer: arrays of at most :data:`SCIPY_MAX_VOXELS` voxels take scipy's transform itself
-unless the compiled one is already loaded in this process (Couinaud's vessel painting on its ~1.2 mm grid:
-0.6-2.7 M voxels: scipy 0.15-0.33 s of CPU on IRCADb 08, 09, 12 against 0.41-0.55 s for the compiled route's
-first call in a process, most of it numba's import and cache load); larger arrays (the vascular analysis's liver
-boxes) take the compiled one.
+unless the compiled one is already loaded in this process or built ahead of time (Couinaud's vessel painting
+on its ~1.2 mm grid: 0.6-2.7 M voxels: scipy 0.15-0.33 s of CPU on IRCADb 08, 09, 12 against 0.41-0.55 s
+for the just-in-time route's first call in a process, most of it numba's import and cache load); larger
+arrays (the vascular analysis's liver boxes) take the compiled one.
 
 A k-d tree route for small queries (no numba) was tried in the seventh stop and removed: its rule
 among equidistant voxels ranked them by their float distances, which differ by one ulp between
@@ -27,7 +32,16 @@ scipy (``bench/RESULTS.md``, "Nearest vessel voxel").
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import platform
+import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import edt
 import numpy as np
@@ -72,10 +86,10 @@ def nearest_voxel(mask: np.ndarray, *, spacing_mm, at: np.ndarray) -> np.ndarray
                          f"{np.shape(at)}")
     mask = np.ascontiguousarray(mask, dtype=bool)
     at = np.ascontiguousarray(at, dtype=bool)
-    if mask.size <= SCIPY_MAX_VOXELS and "hepatoplan.nearest_voxel_compiled" not in sys.modules:
+    if mask.size <= SCIPY_MAX_VOXELS and _loaded is None and (
+            "hepatoplan.nearest_voxel_compiled" not in sys.modules and _built_ahead() is None):
         return scipys(mask, spacing, at)
-    from hepatoplan.nearest_voxel_compiled import transform  # numba's import, at the first call only
-    return transform(mask, at, *(float(s) for s in spacing))
+    return compiled_transform()(mask, at, *(float(s) for s in spacing))
 
 
 def scipys(mask: np.ndarray, spacing_mm, at: np.ndarray) -> np.ndarray:
@@ -101,12 +115,107 @@ def edt_mm(mask: np.ndarray, *, spacing_mm, black_border: bool = False) -> np.nd
 
 
 def load_compiled() -> None:
-    """Import the compiled transform and load its machine code from numba's cache now (0.2 s
-    import + 0.3-0.4 s first call, CPU) rather than in the first :func:`nearest_voxel` call (benchmarks
+    """Load the compiled transform now rather than in the first :func:`nearest_voxel` call (benchmarks
     load it before they time; ``plan`` leaves it to the first call, in a vessel tree's thread since the
-    eleventh stop). Loads the one signature every call uses (C-ordered bool arrays, float spacings).
-    Once loaded, small arrays take it too (:data:`SCIPY_MAX_VOXELS`)."""
-    from hepatoplan.nearest_voxel_compiled import transform
-
+    eleventh stop): the module built ahead of time (~1 ms), else numba's machine code from its cache
+    (0.2 s import + 0.3-0.4 s first call, CPU). Loads the one signature every call uses (C-ordered bool
+    arrays, float spacings). Once loaded, small arrays take it too (:data:`SCIPY_MAX_VOXELS`)."""
     one = np.ones((1, 1, 1), bool)
-    transform(one, one, 1.0, 1.0, 1.0)
+    compiled_transform()(one, one, 1.0, 1.0, 1.0)
+
+
+_loaded = None  # the compiled transform, once loaded
+_loading = threading.Lock()
+
+
+def compiled_transform():
+    """The compiled transform (:func:`hepatoplan.nearest_voxel_compiled.transform`'s arguments): the
+    module built ahead of time, built now (once per installation) when it is not yet, else numba's
+    just-in-time route. Thread-safe: the first caller loads it, others wait."""
+    global _loaded
+    with _loading:
+        if _loaded is None:
+            module = _built_ahead() or _build_ahead()
+            if module is None:
+                from hepatoplan.nearest_voxel_compiled import transform  # numba's import, here only
+
+                _loaded = transform
+            else:
+                _loaded = module.transform
+        return _loaded
+
+
+@functools.cache
+def _aot_name() -> str:
+    """The built module's name: a hash of the kernel's source, the installed numba (its ``__init__.py``'s
+    path, size and time: a reinstall changes them) and the platform (a changed kernel or numba builds anew)."""
+    source = Path(__file__).with_name("nearest_voxel_compiled.py").read_bytes()
+    spec = importlib.util.find_spec("numba")  # found, not imported
+    numba = os.stat(spec.origin) if spec is not None and spec.origin else None
+    key = b"\0".join([source, repr((spec and spec.origin, numba and (numba.st_size, numba.st_mtime_ns))).encode(),
+                      sys.implementation.cache_tag.encode(), platform.machine().encode()])
+    return "_nearest_voxel_aot_" + hashlib.sha256(key).hexdigest()[:16]
+
+
+def _aot_folders() -> list[Path]:
+    """Where the built module is kept: beside numba's own cache (the package's ``__pycache__``), else in
+    the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    folders = [Path(__file__).with_name("__pycache__")]
+    try:
+        folders.append(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hepatoplan")
+    except RuntimeError:  # no home folder
+        pass
+    return folders
+
+
+def _built_ahead():
+    """The module built ahead of time, loaded (None when it is not built, or cannot be loaded: a damaged
+    or foreign file is then built again over)."""
+    name = _aot_name()
+    if name in sys.modules:
+        return sys.modules[name]
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for folder in _aot_folders():
+        path = folder / (name + suffix)
+        if path.is_file():
+            try:
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            except (ImportError, OSError):
+                continue
+            sys.modules[name] = module
+            return module
+    return None
+
+
+def _build_ahead():
+    """Build the module ahead of time in a subprocess (numba's ``pycc``, ~5 s of CPU, once per installation)
+    into the first writable cache folder and load it; None when that fails, which a ``.failed`` file beside
+    it records (with the error; delete it to try again) so that later processes go straight to numba's
+    just-in-time route."""
+    name = _aot_name()
+    for folder in _aot_folders():
+        if (folder / f"{name}.failed").is_file():
+            return None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if not os.access(folder, os.W_OK):
+            continue
+        # the kernel's file run as a script: this very source is built (not another checkout's module)
+        try:
+            proc = subprocess.run([sys.executable, str(Path(__file__).with_name("nearest_voxel_compiled.py")),
+                                   str(folder), name], capture_output=True, text=True, timeout=600)
+            error = proc.stderr[-4000:] if proc.returncode else ""
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+        if not error and _built_ahead() is not None:
+            return sys.modules[name]
+        try:  # delete the file to try again
+            (folder / f"{name}.failed").write_text((error or "built, but not loadable") + "\n")
+        except OSError:
+            pass
+        return None
+    return None

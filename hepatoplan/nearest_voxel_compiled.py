@@ -2,6 +2,9 @@
 feature transform (IEEE PAMI 25(2), 2003) with numba (``cache=True``: compiled once per
 installation, about 3 s; later processes load it, 0.2 s import + 0.4 s first call) and ``nogil``.
 A module of its own so that importing :mod:`hepatoplan.nearest_voxel` does not import numba.
+``python nearest_voxel_compiled.py FOLDER NAME`` (this file as a script) compiles :func:`transform` ahead of time
+into the extension module ``NAME`` in ``FOLDER`` (numba's ``pycc``; what
+:func:`hepatoplan.nearest_voxel.compiled_transform` loads without numba).
 
 Method, one axis after the other: the nearest mask voxel along axis 0 (two scans per plane), then
 along axis 1 in each axis-0 plane, then along axis 2 over those, where the outputs are read at
@@ -132,3 +135,39 @@ def _nearest_on_line(n, has, other, s, stack, site):  # pragma: no cover (compil
             d_here = d_next
             k += 1
         site[p] = stack[k]
+
+
+def build_ahead_of_time(folder: str, name: str) -> None:
+    """Compile :func:`transform` for its one signature into the extension module ``name`` in ``folder``
+    (built in a temporary folder there, then renamed into place: a concurrent build leaves one whole
+    file). Generic code for the machine's architecture (no host-specific instructions: a shared cache
+    folder may serve other CPUs); the GIL released during the call, as ``nogil`` does."""
+    import os
+    import tempfile
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pycc's pending deprecation
+        from numba.core.compiler import Flags
+        from numba.pycc import CC, compiler
+
+    class ReleasingTheGil(Flags):  # pycc's wrapper holds the GIL otherwise
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = ReleasingTheGil
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        cc = CC(name)
+        cc.output_dir = tmp
+        cc.verbose = False
+        cc.export("transform", "i4[::1](b1[:, :, ::1], b1[:, :, ::1], f8, f8, f8)")(transform.py_func)
+        cc.compile()
+        (built,) = [f for f in os.listdir(tmp) if f.startswith(name + ".")]
+        os.replace(os.path.join(tmp, built), os.path.join(folder, built))
+
+
+if __name__ == "__main__":
+    import sys
+
+    build_ahead_of_time(*sys.argv[1:3])

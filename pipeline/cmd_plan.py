@@ -204,7 +204,7 @@ def plan(options: PlanOptions) -> dict:
         if options.auto and not {"liver", "totalsegmentator"} & set(options.masks.given()):
             # the segmentation's modules imported while the CT is read (before the hashes, which are
             # needed last), the modules the plan calls after the automatic segmentation (mostly one
-            # thread) beside it, and numba's one-off when an anatomical resection will need it (on given
+            # thread) beside it, and the compiled transform when an anatomical resection will need it (on given
             # masks importing beside the reads was measured and not kept: bench/RESULTS.md, eleventh stop)
             hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
                            compiled=options.modality == "CT" and anatomical, previews=options.preview)
@@ -215,7 +215,7 @@ def plan(options: PlanOptions) -> dict:
         def masks_read(study: Study) -> None:
             if (specs or ablations) and (study.portal is not None or study.hepatic is not None):
                 # the resection-independent half of the vascular analysis beside the Couinaud segments,
-                # not in _vascular; on given masks numba's one-off is loaded by the first nearest-voxel
+                # not in _vascular; on given masks the compiled transform is loaded by the first nearest-voxel
                 # transform, in a tree's thread once the tree's own voxels are known (an anatomical resection
                 # needs every liver voxel's nearest vessel voxel; wedges alone only where the cut detaches a
                 # piece: on 7 of 9 IRCADb cases never), not ahead of the trees (bench/RESULTS.md, eleventh stop)
@@ -262,7 +262,7 @@ def plan(options: PlanOptions) -> dict:
 def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False, previews: bool = False) -> None:
     """Import the modules the plan will call: the segmentation (with scipy.ndimage) while the CT is
     read; the Couinaud division when the segments may be derived; the vascular analysis when something
-    is resected; with ``compiled`` numba's one-off, :func:`~hepatoplan.nearest_voxel.load_compiled`,
+    is resected; with ``compiled`` the compiled transform, :func:`~hepatoplan.nearest_voxel.load_compiled`,
     while the automatic segmentation runs; with ``previews`` also the output stages' modules (vtk's
     meshing and rendering classes, PIL, the mesh decimation, the label files) and the offscreen-rendering
     probe (a child process), which otherwise load and run beside the meshes after the segmentation.

@@ -845,7 +845,11 @@ class _Downstream:
         n = len(nodes)
         # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
         total = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
-        dist, pred, _ = csgraph.dijkstra(graph, directed=False, indices=np.flatnonzero(root[nodes]), min_only=True,
+        # ``graph`` holds both directions of every edge with one weight: as a directed graph it is searched
+        # as the undirected one (the same relaxations in the same order; the undirected search's second scan
+        # of the transpose improves nothing, as only a strictly shorter path replaces a predecessor) without
+        # building that transpose (IRCADb 01: 0.09 -> 0.05 s per plan, the same distances and predecessors)
+        dist, pred, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root[nodes]), min_only=True,
                                          return_predecessors=True)
         order = np.argsort(dist, kind="stable")
         pos = np.empty(n, np.int64)

@@ -16,6 +16,25 @@ def test_bounding_box_with_per_axis_padding_is_clipped():
     assert padded_box(bounding_box(mask), (1, 1, 1), mask.shape) == bounding_box(mask, pad=1)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_bounding_box_is_the_extent_of_the_nonzero_voxels(seed):
+    """Random masks of 1-4 dimensions, several dtypes, sparse to dense, contiguous or strided views,
+    padded: the box of ``np.argwhere``'s extremes, or the empty box."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 12, rng.integers(1, 5)))
+        values = (rng.random(shape) < rng.choice([0.0, 0.005, 0.05, 0.5])) * rng.integers(1, 4, shape)
+        mask = values.astype(rng.choice([bool, np.uint8, np.int16, np.float32]))
+        if rng.random() < 0.4:
+            mask = mask[(slice(None, None, -1),) + (slice(None),) * (mask.ndim - 1)][..., ::2]
+        pad = int(rng.integers(0, 3))
+        hits = np.argwhere(mask)
+        expected = (tuple(slice(max(int(lo) - pad, 0), min(int(hi) + 1 + pad, n))
+                          for lo, hi, n in zip(hits.min(axis=0), hits.max(axis=0), mask.shape)) if len(hits)
+                    else tuple(slice(0, 0) for _ in mask.shape))
+        assert bounding_box(mask, pad=pad) == expected
+
+
 def test_empty_mask_has_an_empty_box():
     box = bounding_box(np.zeros((4, 4, 4), np.uint8))
     assert is_empty_box(box) and np.zeros((4, 4, 4))[box].size == 0

@@ -16,8 +16,25 @@ from hepatoplan.arrays import bounding_box
 from hepatoplan.nearest_voxel_compiled import transform
 
 
-def compiled(mask, *, spacing_mm, at):
-    return transform(np.ascontiguousarray(mask), np.ascontiguousarray(at), *(float(s) for s in spacing_mm))
+@functools.cache
+def _ahead_of_time():
+    """The transform compiled ahead of time (built once per installation), or None where it cannot be."""
+    module = nv._built_ahead() or nv._build_ahead()
+    return None if module is None else module.transform
+
+
+@pytest.fixture(params=["just in time", "ahead of time"])
+def route(request):
+    """Both compiled routes: numba's just-in-time function and the module built ahead of time."""
+    if request.param == "just in time":
+        return transform
+    if _ahead_of_time() is None:
+        pytest.skip("the ahead-of-time module cannot be built here (see the .failed file in the cache folder)")
+    return _ahead_of_time()
+
+
+def compiled(mask, *, spacing_mm, at, route=transform):
+    return route(np.ascontiguousarray(mask), np.ascontiguousarray(at), *(float(s) for s in spacing_mm))
 
 
 def _scipys(mask, spacing, at):
@@ -25,7 +42,7 @@ def _scipys(mask, spacing, at):
     return np.searchsorted(np.flatnonzero(mask), np.ravel_multi_index(tuple(i[at] for i in idx), mask.shape))
 
 
-def test_a_voxel_with_many_equidistant_sites_takes_scipys():
+def test_a_voxel_with_many_equidistant_sites_takes_scipys(route):
     """The centre of a 5 × 5 × 5 isotropic box whose 26 neighbours all are sites (more ties than
     a few candidates): scipy's pick."""
     mask = np.zeros((5, 5, 5), bool)
@@ -34,25 +51,36 @@ def test_a_voxel_with_many_equidistant_sites_takes_scipys():
     at = np.zeros_like(mask)
     at[2, 2, 2] = True
     spacing = (1.0, 1.0, 1.0)
-    np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
+    np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at, route=route), _scipys(mask, spacing, at))
 
 
-@pytest.mark.parametrize("case", ["04"])
-def test_scipys_on_real_vessels(ircadb_dir, case):
-    """IRCADb: every tenth liver voxel of the liver's box asking for its nearest portal and hepatic
-    voxel (0.57-0.8 mm in-plane, 1.6 mm slices): scipy's voxels."""
+@functools.cache
+def _real_vessels(case_dir):
+    """IRCADb: every tenth liver voxel of the liver's box asking (``at``), the spacing, and per tree its
+    mask on that box with scipy's answer (computed once for both routes)."""
     def mask(name):
-        return np.asanyarray(nib.as_closest_canonical(nib.load(str(ircadb_dir / case / f"{name}.nii.gz"))).dataobj) > 0
-    img = nib.as_closest_canonical(nib.load(str(ircadb_dir / case / "liver.nii.gz")))
+        return np.asanyarray(nib.as_closest_canonical(nib.load(str(case_dir / f"{name}.nii.gz"))).dataobj) > 0
+    img = nib.as_closest_canonical(nib.load(str(case_dir / "liver.nii.gz")))
     sp = tuple(float(s) for s in img.header.get_zooms()[:3])
     liver = np.asanyarray(img.dataobj) > 0
     box = bounding_box(liver)
     at = np.zeros(liver.shape, bool)
     at.flat[np.flatnonzero(liver)[::10]] = True
     at = np.ascontiguousarray(at[box])
+    trees = {}
     for name in ("portal_vein", "hepatic_veins"):
         vessel = np.ascontiguousarray(mask(name)[box])
-        np.testing.assert_array_equal(compiled(vessel, spacing_mm=sp, at=at), _scipys(vessel, sp, at))
+        trees[name] = vessel, _scipys(vessel, sp, at)
+    return sp, at, trees
+
+
+@pytest.mark.parametrize("case", ["04"])
+def test_scipys_on_real_vessels(ircadb_dir, case, route):
+    """IRCADb: every tenth liver voxel of the liver's box asking for its nearest portal and hepatic
+    voxel (0.57-0.8 mm in-plane, 1.6 mm slices): scipy's voxels."""
+    sp, at, trees = _real_vessels(ircadb_dir / case)
+    for vessel, expected in trees.values():
+        np.testing.assert_array_equal(compiled(vessel, spacing_mm=sp, at=at, route=route), expected)
 
 
 @functools.cache
@@ -63,18 +91,32 @@ def _phantom_hepatic_and_liver():
     return study.hepatic > 0, tuple(study.spacing_mm), study.liver > 0
 
 
-def test_the_compiled_route_is_scipys_on_the_phantoms_exact_ties():
+def test_the_compiled_route_is_scipys_on_the_phantoms_exact_ties(route):
     """The phantom's hepatic tree and liver at 1.2 x 1.0 x 2.0 mm (straight tubes on a regular grid: equidistant
     sites whose float distances differ by one ulp): the compiled route gives scipy's voxel everywhere."""
     mask, spacing, at = _phantom_hepatic_and_liver()
-    np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at), _scipys(mask, spacing, at))
+    np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at, route=route), _scipys(mask, spacing, at))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_compiled_routes_are_scipys_on_random_masks(route, seed):
+    """Random masks (sparse to dense), anisotropic spacings with float32-rounded values as NIfTI gives them:
+    scipy's voxel, equidistant ties included (the ahead-of-time module's generic machine code too)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 16, 3))
+        spacing = tuple(float(s) for s in rng.choice([0.5, 0.78, 1.0, 1.6, 2.5, float(np.float32(0.57))], 3))
+        mask = rng.random(shape) < rng.choice([0.002, 0.03, 0.2, 0.6])
+        at = rng.random(shape) < 0.7
+        if mask.any():
+            np.testing.assert_array_equal(compiled(mask, spacing_mm=spacing, at=at, route=route), _scipys(mask, spacing, at))
 
 
 def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch):
-    """At most SCIPY_MAX_VOXELS voxels: scipy's transform while the compiled module is not loaded (its first
-    call costs numba's import), the compiled one once it is; larger arrays the compiled one. Same answer."""
+    """At most SCIPY_MAX_VOXELS voxels: scipy's transform while the compiled module is neither loaded nor built
+    ahead of time (its first call would cost numba's import), the compiled one once it is; larger arrays the
+    compiled one. Same answer."""
     import sys
-    import types
 
     rng = np.random.default_rng(0)
     mask, at = rng.random((12, 9, 7)) < 0.05, rng.random((12, 9, 7)) < 0.5
@@ -82,11 +124,12 @@ def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch)
     expected = _scipys(mask, sp, at)
     calls = []
     monkeypatch.setattr(nv, "scipys", lambda *a: calls.append("scipy") or _scipys(*a))
+    monkeypatch.setattr(nv, "_built_ahead", lambda: None)  # nothing built ahead of time, nothing loaded
+    monkeypatch.setattr(nv, "_loaded", None)
     name = "hepatoplan.nearest_voxel_compiled"
-    monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, name, raising=False)
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
-    monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(
-        transform=lambda *a: calls.append("compiled") or transform(*a)))
+    monkeypatch.setattr(nv, "_loaded", lambda *a: calls.append("compiled") or transform(*a))
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
     monkeypatch.setattr(nv, "SCIPY_MAX_VOXELS", mask.size - 1)
     np.testing.assert_array_equal(nv.nearest_voxel(mask, spacing_mm=sp, at=at), expected)
@@ -95,16 +138,35 @@ def test_small_arrays_take_scipy_until_the_compiled_route_is_loaded(monkeypatch)
 
 def test_load_compiled_loads_the_signature_every_call_uses():
     """``plan`` loads the compiled transform ahead (``load_compiled``): later calls, on any shape and
-    spacing, use that one machine code; no second compilation."""
+    spacing, use that one machine code (built ahead of time, or numba's with no second compilation)."""
     nv.load_compiled()
-    assert len(transform.signatures) == 1
+    assert nv._loaded is (_ahead_of_time() or transform)
+    jit_signatures = len(transform.signatures)
     rng = np.random.default_rng(5)
     mask, at = rng.random((9, 7, 5)) < 0.1, rng.random((9, 7, 5)) < 0.6
     expected = ndimage.distance_transform_edt(~mask, sampling=(0.7, 0.8, 2.5), return_indices=True)[1]
     flat = np.ravel_multi_index(tuple(expected[:, at]), mask.shape)
     numbers = np.searchsorted(np.flatnonzero(mask), flat)
     assert np.array_equal(nv.nearest_voxel(mask, spacing_mm=(0.7, 0.8, 2.5), at=at), numbers)
-    assert len(transform.signatures) == 1
+    assert len(transform.signatures) == jit_signatures <= 1
+
+
+def test_a_failed_ahead_of_time_build_is_recorded_and_not_retried(monkeypatch, tmp_path):
+    """Where the module cannot be built (no C compiler, ...), the failure is written beside it with the
+    error and later processes neither build again nor stop: they take numba's just-in-time route."""
+    import subprocess
+
+    runs = []
+    monkeypatch.setattr(nv, "_aot_folders", lambda: [tmp_path / "cache"])
+    monkeypatch.setattr(nv.subprocess, "run", lambda *a, **k: runs.append(a) or subprocess.CompletedProcess(
+        a, 1, "", "error: command 'gcc' failed\n"))
+    assert nv._build_ahead() is None and len(runs) == 1
+    (failed,) = (tmp_path / "cache").glob("*.failed")
+    assert "gcc" in failed.read_text()
+    assert nv._build_ahead() is None and len(runs) == 1  # not tried again
+    monkeypatch.setattr(nv, "_loaded", None)
+    monkeypatch.setattr(nv, "_built_ahead", lambda: None)
+    assert nv.compiled_transform() is transform and len(runs) == 1
 
 
 def test_edt_mm_is_edts_boolean_transform_bit_for_bit():
@@ -122,3 +184,14 @@ def test_edt_mm_is_edts_boolean_transform_bit_for_bit():
                 want = edt.edt(np.ascontiguousarray(m), anisotropy=spacing, black_border=border)
                 got = nv.edt_mm(m, spacing_mm=spacing, black_border=border)
                 assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_a_damaged_built_module_is_not_loaded(monkeypatch, tmp_path):
+    """A file under the built module's name that is no loadable extension (cut short, another platform's) is
+    passed over, not raised: the route is built again or falls back to numba's."""
+    import importlib.machinery
+
+    monkeypatch.setattr(nv, "_aot_folders", lambda: [tmp_path])
+    monkeypatch.setattr(nv, "_aot_name", lambda: "_nearest_voxel_aot_damaged")
+    (tmp_path / ("_nearest_voxel_aot_damaged" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"\x7fELF cut")
+    assert nv._built_ahead() is None

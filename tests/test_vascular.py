@@ -444,6 +444,26 @@ def test_an_anatomical_plane_across_the_bifurcation_does_not_divide_the_trunk(ph
     assert as_wedge.devascularised_ml > 100  # the left portal vein is detached
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_voxel_graph_searched_as_directed_is_the_undirected_search(seed):
+    """The downstream rule's Dijkstra runs on the voxel graph as a directed graph (it holds both
+    directions of every edge): the distances and predecessors of the undirected search, equal-length
+    paths (ties on the voxel grid, several roots) included."""
+    from scipy.sparse import csgraph
+
+    from hepatoplan.resection.vascular import _voxel_graph
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_dilation(rng.random((30, 25, 20)) < 0.02, iterations=2)
+    ijk = np.argwhere(mask)
+    graph = _voxel_graph(ijk, (0.78, 0.78, 1.6) if seed else (1.0, 1.0, 1.0))
+    roots = rng.choice(len(ijk), 3, replace=False)
+    undirected = csgraph.dijkstra(graph, directed=False, indices=roots, min_only=True, return_predecessors=True)
+    directed = csgraph.dijkstra(graph, directed=True, indices=roots, min_only=True, return_predecessors=True)
+    for a, b in zip(undirected, directed):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_nearest_voxel_is_scipys_feature_transform_voxel_for_voxel(seed):
     """Random masks (sparse to dense), anisotropic spacings with float32-rounded values as NIfTI
