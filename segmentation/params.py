@@ -119,6 +119,9 @@ class LiverParams:
     lesion_open_fraction : float
         ... or by this fraction of its inscribed radius when smaller (keeps small lesions).
         Chosen on IRCADb 01.
+    lesion_report_min_ml : float
+        Blobs of this volume or more that pass every test but contact are reported (``bulging_blobs``
+        in the liver's report) for the self-check's ``bulging_join_margin_fraction``. Reporting only.
     refine_box_margin_vox : int
         Margin (coarse voxels) of the box refined at full resolution. Implementation.
     coarse_blur_vox : float
@@ -190,6 +193,7 @@ class LiverParams:
     lesion_max_gas_fraction: float = 0.01
     lesion_open_mm: float = 8.0
     lesion_open_fraction: float = 0.6
+    lesion_report_min_ml: float = 5.0
     refine_box_margin_vox: int = 3
     coarse_blur_vox: float = 0.7
     band_mm: float = 3.0
