@@ -349,7 +349,8 @@ def flagged(row: dict, params: SelfCheckParams, lp: LiverParams = LiverParams())
     f_lo, f_hi = params.liver_body_fraction_range
     liver_ok = (c["liver_candidate"] == 1 and v_lo <= c["liver_volume_ml"] <= v_hi
                 and f_lo <= c["liver_body_fraction"] <= f_hi and c["outline_pocket_ml"] < params.max_pocket_ml
-                and c["liver_at_scan_edge_mm2"] < params.max_scan_edge_mm2)
+                and c["liver_at_scan_edge_mm2"] < params.max_scan_edge_mm2
+                and c.get("bulging_join_margin_fraction", 0.0) < params.max_bulging_join_margin_fraction)
     # JSON written before near misses had a ``rule``: from its words (the edge test's began "edge")
     near = [{"rule": next((k for k, v in REJECTED.items() if e["rejected"].startswith(v)), "edge"), **e}
             for e in row["near_misses"]]

@@ -317,7 +317,9 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverP
     liver = (morph.close(liver, p.closing_mm, sp, pad_vox=6) & (s > p.soft_tissue_min_hu)) | liver
     liver = morph.fill_holes(liver, per_slice=True)
     # hypodense lesions rooted in the liver belong to it, also where they bulge out of it
-    hypo = _bulging_lesions(scan, liver, hi, p) if scan.gas is not None else np.zeros_like(liver)
+    hypo = np.zeros_like(liver)
+    if scan.gas is not None:
+        hypo, stats["bulging_blobs"] = _bulging_lesions(scan, liver, hi, p)
     liver = morph.fill_holes(liver | hypo, per_slice=True)
     liver = morph.largest_component(morph.open_(liver, p.opening_mm, sp))
     stats["window_hu"] = [round(lo, 1), round(hi, 1)]
@@ -347,7 +349,7 @@ def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:
     return morph.reconstruct(markers == 2, (ws == 2) & win)
 
 
-def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float, p: LiverParams) -> np.ndarray:
+def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float, p: LiverParams) -> tuple[np.ndarray, list]:
     """Compact blobs of non-liver tissue (``lesion_min_hu`` < HU < ``window_max_hu``) rooted in the liver.
 
     The dark tissue is split into convex blobs (watershed of its distance map), so that a round
@@ -356,11 +358,15 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     compact (volume at most ``lesion_max_volume_to_sphere`` times its inscribed sphere), thick
     (``lesion_min_radius_mm``) and free of bowel gas; each joined blob is opened with a ball scaled
     to its own thickness.
+
+    Returns the joined blobs (opened) and, for the self-check, every blob of at least
+    ``lesion_report_min_ml`` that passes all the tests but contact, with its volume (mL), contact
+    fraction and whether it joined: the joins decided by contact alone.
     """
     s, sp = scan.image, scan.spacing_mm
     dark = scan.body & (s > p.lesion_min_hu) & (s < window_max_hu) & ~liver & morph.dilate(liver, p.lesion_search_mm, sp)
     if not dark.any():
-        return np.zeros_like(liver)
+        return np.zeros_like(liver), []
     d = morph._dist_inside(dark, sp).astype(np.float32)
     ws = _grid.watershed(-d, sp, level=p.lesion_split_level_mm).astype(np.int64)
     ws[~dark] = 0
@@ -369,16 +375,19 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     vox = np.bincount(ws.ravel(), minlength=n + 1).astype(float)
     rmax = morph.label_max(d, ws, n)
     sphere_vox = 4.0 / 3.0 * np.pi * rmax**3 / float(np.prod(sp))
-    ok = (contact >= p.lesion_min_contact_fraction) & (vox <= p.lesion_max_volume_to_sphere * sphere_vox)
-    ok &= rmax >= p.lesion_min_radius_mm
-    ok[0] = False
+    shaped = (vox <= p.lesion_max_volume_to_sphere * sphere_vox) & (rmax >= p.lesion_min_radius_mm)
+    shaped[0] = False
     # bowel: gas bubbles inside or right next to the blob
-    if ok.any():
+    if shaped.any():
         near_gas = morph.dilate(scan.gas, 1.01 * max(sp), sp)
-        ok &= np.bincount(ws[near_gas], minlength=n + 1) <= p.lesion_max_gas_fraction * vox
+        shaped &= np.bincount(ws[near_gas], minlength=n + 1) <= p.lesion_max_gas_fraction * vox
+    ok = shaped & (contact >= p.lesion_min_contact_fraction)
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(contact[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
-    return _open_blobs(ws, np.flatnonzero(ok), rmax, sp, p)
+    report = [{"volume_ml": round(float(vox[i]) * scan.voxel_ml, 1), "contact_fraction": round(float(contact[i]), 3),
+               "joined": bool(ok[i])}
+              for i in np.flatnonzero(shaped & (vox * scan.voxel_ml >= p.lesion_report_min_ml))]
+    return _open_blobs(ws, np.flatnonzero(ok), rmax, sp, p), report
 
 
 def _contact_fraction(ws: np.ndarray, liver: np.ndarray, n: int) -> np.ndarray:

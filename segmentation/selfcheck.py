@@ -13,6 +13,9 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   neighbours, or a lost lobe, moves it);
 * ``outline_pocket_ml``: no lesion-sized pocket of soft tissue darker than the liver in a notch of
   its outline (a lesion, or liver, left out);
+* ``bulging_join_margin_fraction``: no large dark blob beside the liver joined to it, or left out of
+  it, by a contact share close to its limit (the largest such blob's volume over the liver's: a
+  change of a few mL in the liver flips that decision, and the liver's volume with it);
 * ``liver_at_scan_edge_mm2``: the liver's largest cross-section on a face of the scan (a liver cut
   by the field of view has an unknown volume: the plan's FLR would be wrong);
 * ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, away from the
@@ -156,6 +159,7 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
         return checks  # (an MR liver from segmentation.mr_liver brings its own self-check)
     coarse = _Coarse(image, liver, spacing, p.coarse_spacing_mm, p.context_mm)
     fraction = coarse.body_fraction(lp.air_max_hu)
+    swing = bulging_join_margin_fraction(linfo, vol, lp.lesion_min_contact_fraction, p.bulging_contact_margin)
     pocket = coarse.pocket_ml(p, lp.lesion_min_hu, linfo["window_hu"][0]) if "window_hu" in linfo else 0.0
     f_lo, f_hi = p.liver_body_fraction_range
     checks += [
@@ -165,8 +169,19 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
         _check("outline_pocket_ml", round(pocket, 1), p.max_pocket_ml, pocket < p.max_pocket_ml,
                f"a {pocket:.0f} mL pocket of soft tissue darker than the liver lies in a notch of the liver's outline: "
                "a lesion or part of the liver left out"),
+        _check("bulging_join_margin_fraction", round(swing, 3), p.max_bulging_join_margin_fraction,
+               swing < p.max_bulging_join_margin_fraction,
+               f"a dark blob beside the liver, {swing:.0%} of the liver's volume, was joined to it or left out by a "
+               "contact close to the limit: the liver's volume may be off by that much; review the liver outline"),
     ]
     return checks
+
+
+def bulging_join_margin_fraction(linfo: dict, liver_ml: float, min_contact: float, margin: float) -> float:
+    """The largest bulging blob (``bulging_blobs`` in the liver's report) whose contact share lies within
+    ``margin`` of ``min_contact``, as a share of the liver's volume (0 when none, or not recorded)."""
+    close = [b["volume_ml"] for b in linfo.get("bulging_blobs", []) if abs(b["contact_fraction"] - min_contact) < margin]
+    return max(close, default=0.0) / max(liver_ml, 1e-6)
 
 
 def scan_edge_area_mm2(mask: np.ndarray, spacing) -> float:

@@ -210,3 +210,30 @@ def test_a_faint_compact_lesion_no_search_seeded_is_found_and_spread_darker_tiss
     spread = base.copy()
     spread[ell & liver] -= 14
     assert tumours.segment_tumours(spread, liver, spacing_mm=sp)[1]["n_lesions"] == 0
+
+
+def test_a_large_blob_joined_or_left_out_by_a_contact_near_its_limit_fails_the_join_margin_check(phantom):
+    """A bulging blob whose contact share lies within ``bulging_contact_margin`` of the liver's limit
+    (0.25) and that holds at least 10 % of the liver fails the check, joined or not (TotalSegmentator's
+    contrast CT: a 201 mL blob joined at 0.275, 28 % of its 721 mL liver); a blob far from the limit,
+    or a small one, does not."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    report = _liver_report(liver, sp)
+    liver_ml = report["liver"]["liver_volume_ml"]
+
+    def check(blobs):
+        report["liver"]["bulging_blobs"] = blobs
+        out = self_check(img, liver, report, spacing_mm=sp)
+        return out, next(c for c in out["checks"] if c["name"] == "bulging_join_margin_fraction")
+
+    big = 0.2 * liver_ml  # over the 0.1 limit
+    for blobs in ([], [{"volume_ml": big, "contact_fraction": 0.35, "joined": True},
+                       {"volume_ml": big, "contact_fraction": 0.15, "joined": False},
+                       {"volume_ml": 0.08 * liver_ml, "contact_fraction": 0.26, "joined": True}]):
+        out, c = check(blobs)
+        assert c["passed"] and out["passed"] and c["value"] <= 0.08
+    for contact, joined in ((0.275, True), (0.23, False)):
+        out, c = check([{"volume_ml": big, "contact_fraction": contact, "joined": joined}])
+        assert not c["passed"] and not out["passed"] and c["value"] == pytest.approx(0.2, abs=1e-3)
+        assert any("contact close to the limit" in r for r in out["reasons"])
