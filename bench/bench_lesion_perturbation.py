@@ -14,6 +14,7 @@ Perturbations of the run (``bench_segmentation_insertion.py``'s, e.g. IRCADb 01 
 Usage::
 
     python bench/bench_lesion_perturbation.py --case 01 --seed 106 [--only base texture1 ...] [--json FILE]
+        [--tumour-param joint_near_miss_margin=-1]   # a TumourParams value changed (e.g. a rule off: A/B in one checkout)
 
 Prints one line per perturbation and a summary (nothing is written to RESULTS.md).
 """
@@ -30,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_segmentation_insertion as bench  # noqa: E402
 from bench_segmentation_insertion import BIG_LESION_ML, Case, run_one  # noqa: E402
 
 PERTURBATIONS = ["base", "texture1", "texture2", "texture3", "texture4", "contrast+1", "contrast-1",
@@ -64,7 +66,18 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=106)
     ap.add_argument("--only", nargs="+", default=PERTURBATIONS)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--tumour-param", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="run with these TumourParams values (floats) instead of the defaults")
     args = ap.parse_args(argv)
+    if args.tumour_param:
+        import functools
+        from dataclasses import replace
+
+        from hepatoplan.segmentation.params import SegmentationParams
+
+        values = {k: float(v) for k, v in (a.split("=") for a in args.tumour_param)}
+        base = SegmentationParams()
+        bench.segment_study = functools.partial(bench.segment_study, params=replace(base, tumours=replace(base.tumours, **values)))
     case = Case(args.case)
     out = {}
     for name in args.only:
