@@ -311,7 +311,8 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
             lab[new & (lab == 0)] = k
 
 
-def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None = None, scale_mm: float | None = None) -> list:
+def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None = None,
+            scale_mm: float | None = None) -> list:
     """Blob-like dark components in ``region`` (``depth``: mm to its surface) that pass the lesion tests.
 
     Returns a list of (window slices, component mask in the window, JSON-ready entry); fluid-like
