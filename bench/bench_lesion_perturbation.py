@@ -63,7 +63,8 @@ def _run(case: Case, seed: int, name: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="01")
-    ap.add_argument("--seed", type=int, default=106)
+    ap.add_argument("--seed", type=lambda s: None if s == "none" else int(s), default=106,
+                    help="the insertion run's seed; none: the scan as it is (false lesions under noise)")
     ap.add_argument("--only", nargs="+", default=PERTURBATIONS)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--tumour-param", nargs="+", default=[], metavar="NAME=VALUE",
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         out[name] = row
         silent = bool(row["bad"] and row["qc_passed"])
         print(f"{name:12s} big lesions " + " ".join(f"{e['volume_ml']:.1f}mL:{e['covered']:.2f}" for e in big)
-              + f"  tumour Dice {row['tumour_dice']:.3f} liver {row['liver_dice']:.3f} bad {row['bad']} "
+              + f"  tumour Dice {row['tumour_dice']:.3f} liver {row['liver_dice']:.3f} false {row['false_lesions_ge_1ml']} bad {row['bad']} "
               f"qc_passed {row['qc_passed']}{'  SILENT' if silent else ''}  {row['qc_reasons']}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(out, indent=1, default=float))

@@ -260,16 +260,16 @@ def test_a_core_near_miss_with_a_coarse_edge_near_miss_over_it_is_a_lesion():
     def judged(near, dark=none, **kw):
         return [m for _, m in _near_misses_judged_together(near, dark, replace(p, **kw))]
 
-    (got,) = judged([miss("core", 0.01, blob), miss("edge", 0.12, beside, 5.0)])
+    (got,) = judged([miss("core", 0.01, blob), miss("edge", 0.08, beside, 5.0)])
     assert np.array_equal(got, blob)
-    assert judged([miss("core", 0.01, blob), miss("edge", 0.12, apart, 5.0)]) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.08, apart, 5.0)]) == []
     assert judged([miss("core", 0.01, blob)]) == []
-    assert judged([miss("core", 0.01, blob), miss("edge", 0.2, beside, 5.0)]) == []
-    assert judged([miss("core", 0.2, blob), miss("edge", 0.1, beside, 5.0)]) == []
-    assert judged([miss("shape", 0.01, blob), miss("edge", 0.1, beside, 5.0)]) == []
-    assert judged([miss("core", 0.01, blob, 2.5), miss("edge", 0.1, beside, 5.0)]) == []
-    assert judged([miss("core", 0.01, blob), miss("edge", 0.1, beside, 5.0)], dark=beside) == []
-    assert judged([miss("core", 0.01, blob), miss("edge", 0.12, beside, 5.0)], joint_near_miss_margin=0.1) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.12, beside, 5.0)]) == []
+    assert judged([miss("core", 0.12, blob), miss("edge", 0.05, beside, 5.0)]) == []
+    assert judged([miss("shape", 0.01, blob), miss("edge", 0.05, beside, 5.0)]) == []
+    assert judged([miss("core", 0.01, blob, 2.5), miss("edge", 0.05, beside, 5.0)]) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.05, beside, 5.0)], dark=beside) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.08, beside, 5.0)], joint_near_miss_margin=0.05) == []
 
 
 def test_vessel_on_phantom_detected_and_inside_roi(phantom_study, phantom):
