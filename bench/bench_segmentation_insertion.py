@@ -107,9 +107,11 @@ class Case:
         self.parenchyma_hu, self.noise = li.measure_noise(self.ct, self.ref["liver"] > 0, vessels, self.spacing)
 
 
-def make_run(case: Case, seed: int | None):
+def make_run(case: Case, seed: int | None, *, noise_seed: int | None = None, contrast_shift_hu: float = 0.0):
     """The CT with the lesions of ``seed`` inserted (none when ``seed`` is None: the scan as it
-    is), its truth masks and the lesions."""
+    is), its truth masks and the lesions. ``noise_seed``: the same lesions in the same places drawn
+    with another texture and noise (``bench_lesion_perturbation.py``); ``contrast_shift_hu``: every
+    lesion that much brighter."""
     if seed is None:
         truth, n_real = li.truth_masks(case.ref, [])
         return case.ct.astype(np.float32), truth, [], n_real
@@ -123,7 +125,9 @@ def make_run(case: Case, seed: int | None):
             if got:
                 lesions += got
                 break
-    ct = li.insert(case.ct, lesions, case.parenchyma_hu, case.noise, case.spacing, rng)
+    if noise_seed is not None:
+        rng = np.random.default_rng(noise_seed)
+    ct = li.insert(case.ct, lesions, case.parenchyma_hu + contrast_shift_hu, case.noise, case.spacing, rng)
     truth, n_real = li.truth_masks(case.ref, lesions)
     return ct, truth, lesions, n_real
 
@@ -238,9 +242,14 @@ def score(pred: dict, truth: dict, lesions, spacing, n_real: int) -> dict:
     return row
 
 
-def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None, *, integer_hu: bool = True) -> dict:
-    ct, truth, lesions, n_real = make_run(case, seed)
+def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None, *, integer_hu: bool = True,
+            perturb=None, **make_kw) -> dict:
+    """One run scored; ``make_kw`` go to :func:`make_run`, ``perturb(ct)`` (after :func:`degrade`)
+    changes the scan further."""
+    ct, truth, lesions, n_real = make_run(case, seed, **make_kw)
     ct, truth, spacing = degrade(variant_name, ct, truth, case.spacing)
+    if perturb is not None:
+        ct = perturb(ct)
     if integer_hu:  # what a scanner writes: the blend, the averaged slices and the added noise leave fractions of a HU
         ct = np.rint(ct)
     row = {"case": case.name, "seed": seed, "variant": variant_name}

@@ -25,7 +25,10 @@ lowers the fill.
 A faint lesion that no search seeded (its contrast under the seed thresholds, 3-4 SDs of the
 parenchyma's texture) or whose candidate chained into darker tissue and was rejected is a compact
 region of the image smoothed at 2.5 mm without vessels, 10-20 HU below the parenchyma, standing out
-from the liver around it (:func:`_dark_region_lesions`); darker parenchyma is spread out.
+from the liver around it (:func:`_dark_region_lesions`); darker parenchyma is spread out. A fine
+candidate that the core test alone rejected by a small margin and that a coarse part, rejected by
+the edge test alone by a small margin, overlaps is a lesion (:func:`_near_misses_judged_together`):
+a heterogeneous lesion's darkest part and its edge, each nearly taken by one search.
 
 Hyperdense lesions are sought as large, compact, round bright blobs (:func:`_bright_search`) and as
 compact regions 12-20 HU above the parenchyma, not tubular, with and without the veins' lumen
@@ -308,12 +311,14 @@ def _snap_edges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray, spac
             lab[new & (lab == 0)] = k
 
 
-def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None = None) -> list:
+def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None = None,
+            scale_mm: float | None = None) -> list:
     """Blob-like dark components in ``region`` (``depth``: mm to its surface) that pass the lesion tests.
 
     Returns a list of (window slices, component mask in the window, JSON-ready entry); fluid-like
     blobs are included (the caller tells them apart by ``median_hu``). Candidates of at least
-    ``near_miss_min_ml`` rejected by a small margin are appended to ``near``.
+    ``near_miss_min_ml`` rejected by a small margin are appended to ``near`` (``scale_mm``: the
+    smoothing ``grid`` was made with, default ``smoothing_mm``).
     """
     sp, sm = grid.spacing_mm, grid.smoothed
     seeds = (depth > p.surface_margin_mm) & (sm < grid.seed_hu)
@@ -343,15 +348,19 @@ def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None
         if why is None:
             found.append((win, comp, entry))
         elif near is not None and margin <= p.near_miss_fraction and vol >= p.near_miss_min_ml:
-            near.append(_near_miss(entry["volume_ml"], why, margin, entry["median_hu"], win, comp))
+            near.append(_near_miss(entry["volume_ml"], why, margin, entry["median_hu"], win, comp,
+                                   scale_mm=p.smoothing_mm if scale_mm is None else scale_mm))
     return found
 
 
-def _near_miss(volume_ml: float, rule: str, margin: float, median_hu: float, win, comp, detail: str = "") -> dict:
-    """A rejected candidate's record (``rule``: a key of :data:`REJECTED`); ``_where`` (its window
-    and mask on the search grid) is replaced by its place in :func:`_locate_near_misses`."""
+def _near_miss(volume_ml: float, rule: str, margin: float, median_hu: float, win, comp, detail: str = "", *,
+               scale_mm: float) -> dict:
+    """A rejected candidate's record (``rule``: a key of :data:`REJECTED`; ``scale_mm``: the
+    smoothing of the search that judged it); ``_where`` (its window and mask on the search grid) is
+    replaced by its place in :func:`_locate_near_misses`."""
     return {"volume_ml": round(float(volume_ml), 2), "rule": rule, "rejected": REJECTED[rule] + detail,
-            "margin": round(float(margin), 3), "median_hu": round(float(median_hu), 1), "_where": (win, comp)}
+            "margin": round(float(margin), 3), "median_hu": round(float(median_hu), 1), "scale_mm": scale_mm,
+            "_where": (win, comp)}
 
 
 def _locate_near_misses(near: list, labels: np.ndarray, grid: _LesionGrid, p: TumourParams) -> list[dict]:
@@ -525,7 +534,7 @@ def _coarse_search(grid: _LesionGrid, sigma_mm: float, p: TumourParams, near: li
     scaled = replace(grid, smoothed=sm, median_hu=med, seed_hu=med - p.coarse_seed_k_sd * sd,
                      grow_hu=med - p.coarse_grow_k_sd * sd)
     out = []
-    for win, comp, entry in _search(grid.liver, grid.depth_mm, scaled, p, near):
+    for win, comp, entry in _search(grid.liver, grid.depth_mm, scaled, p, near, scale_mm=sigma_mm):
         sm_w = sm[win]
         seeds = comp & (sm_w < scaled.seed_hu)
         level = float(np.median(sm_w[seeds]))
@@ -550,7 +559,7 @@ def _coarse_search(grid: _LesionGrid, sigma_mm: float, p: TumourParams, near: li
                 out.append((win, part))
             elif edge >= (1.0 - p.near_miss_fraction) * limit and volume_ml >= p.near_miss_min_ml:
                 near.append(_near_miss(volume_ml, "edge", 1.0 - edge / limit, part_level, win, part,
-                                       f" ({edge:.0f} HU below {limit:.0f} HU, scale {sigma_mm:g} mm)"))
+                                       f" ({edge:.0f} HU below {limit:.0f} HU, scale {sigma_mm:g} mm)", scale_mm=sigma_mm))
     return out
 
 
@@ -666,6 +675,9 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
                 if _join_coarse(dark, win, part, grid, p):
                     scale_of[win][part] = np.minimum(scale_of[win][part], min(sigma, p.coarse_edge_smoothing_mm))
         blobs = bright_search.result() + bright_regions.result()
+    for win, comp in _near_misses_judged_together(near, dark, p):
+        dark[win] |= comp
+        scale_of[win][comp] = p.edge_smoothing_mm
     bright = np.zeros(shape, bool)
     for win, comp in blobs:
         bright[win] |= comp
@@ -691,6 +703,28 @@ def _merge_scales(grid: _LesionGrid, found: list, region, region_depth, p: Tumou
                  **_describe(comp, win, region_depth, grid, p), "kind": "hyperdense" if j > n else "hypodense"}
         sigma = float(np.min(scale_of[win][comp])) if j <= n else p.coarse_edge_smoothing_mm
         out.append((win, comp, entry, sigma))
+    return out
+
+
+def _near_misses_judged_together(near: list, dark: np.ndarray, p: TumourParams) -> list:
+    """The fine search's candidates rejected by the core test alone, by a margin of at most
+    ``joint_near_miss_margin``, that a coarse search's part rejected by the edge test alone, by at
+    most as much, overlaps, away from the lesions found (``dark``): two searches that each nearly
+    took the same region as a lesion (a heterogeneous lesion's darkest part at the fine scale, its
+    edge at the coarse one) take it together. Returns (window, mask) pairs on the search grid; the
+    near misses stay recorded (they then touch the lesion)."""
+    close = [e for e in near if e["margin"] <= p.joint_near_miss_margin]
+    edges = np.zeros(dark.shape, bool)
+    for e in close:
+        if e["rule"] == "edge":
+            win, comp = e["_where"]
+            edges[win] |= comp
+    out = []
+    for e in close:
+        win, comp = e["_where"]
+        if (e["rule"] == "core" and e["scale_mm"] == p.smoothing_mm and np.any(edges[win] & comp)
+                and not np.any(dark[win] & comp)):
+            out.append((win, comp))
     return out
 
 

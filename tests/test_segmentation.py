@@ -235,6 +235,43 @@ def test_hyperdense_lesion_beside_a_vessel_found_without_the_lumen(phantom):
     assert np.count_nonzero(found & vessel) <= 0.05 * np.count_nonzero(found)  # 6 of 449 voxels
 
 
+def test_a_core_near_miss_with_a_coarse_edge_near_miss_over_it_is_a_lesion():
+    """The fine search's candidate rejected by the core test alone and a coarse part over it rejected by
+    the edge test alone, each within ``joint_near_miss_margin``, are a lesion together; one of them alone,
+    either past the margin, another rule, a coarse-scale core miss or a candidate over a lesion found is not."""
+    from dataclasses import replace
+
+    from hepatoplan.segmentation import TumourParams
+    from hepatoplan.segmentation.tumours import _near_misses_judged_together
+
+    p = TumourParams()
+    shape = (20, 20, 20)
+    blob = np.zeros(shape, bool)
+    blob[4:10, 4:10, 4:10] = True
+    win = (slice(0, 20),) * 3
+
+    def miss(rule, margin, mask, scale_mm=p.smoothing_mm):
+        return {"rule": rule, "margin": margin, "scale_mm": scale_mm, "_where": (win, mask)}
+
+    beside = np.roll(blob, 3, axis=0)  # overlaps the blob
+    apart = np.roll(blob, 10, axis=1)  # does not
+    none = np.zeros(shape, bool)
+
+    def judged(near, dark=none, **kw):
+        return [m for _, m in _near_misses_judged_together(near, dark, replace(p, **kw))]
+
+    (got,) = judged([miss("core", 0.01, blob), miss("edge", 0.08, beside, 5.0)])
+    assert np.array_equal(got, blob)
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.08, apart, 5.0)]) == []
+    assert judged([miss("core", 0.01, blob)]) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.12, beside, 5.0)]) == []
+    assert judged([miss("core", 0.12, blob), miss("edge", 0.05, beside, 5.0)]) == []
+    assert judged([miss("shape", 0.01, blob), miss("edge", 0.05, beside, 5.0)]) == []
+    assert judged([miss("core", 0.01, blob, 2.5), miss("edge", 0.05, beside, 5.0)]) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.05, beside, 5.0)], dark=beside) == []
+    assert judged([miss("core", 0.01, blob), miss("edge", 0.08, beside, 5.0)], joint_near_miss_margin=0.05) == []
+
+
 def test_vessel_on_phantom_detected_and_inside_roi(phantom_study, phantom):
     _, _, truth = phantom
     ves = (phantom_study.portal_vein > 0) | (phantom_study.hepatic_veins > 0)
