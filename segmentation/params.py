@@ -677,8 +677,8 @@ class SelfCheckParams:
         blocks across, re-binned by a sub-block shift of the scan, gains or loses a layer of blocks,
         and its one-voxel neighbourhood grows or shrinks by (w + 3)^3 / (w + 2)^3 = 2.4 (w = 1) to
         2.0 (w = 2). IRCADb 01 shifted by one voxel along axis 0: its 84 mL tumour's 137 mL blob
-        left out at 1.20 % (0.36 % unshifted), liver 1546 -> 1446 mL. A blob left out so, of
-        ``max_near_miss_ml`` or more, is a lesion near miss and fails ``bulging_gas_miss_ml`` (the
+        left out at 1.20 % (0.36 % unshifted), liver 1546 -> 1446 mL. A blob left out by its gas
+        alone (contact passed), of ``max_near_miss_ml`` or more, is a lesion near miss and fails ``bulging_gas_miss_ml`` (the
         137 mL blob is 9.5 % of the 1446 mL liver left: under the share below) ...
     max_bulging_join_margin_fraction : float
         ... and such a blob of at least this share of the liver's volume fails the check. Flipping a

@@ -18,7 +18,7 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   over the liver's: a change of a few mL in the liver, or a one-voxel shift of the scan, flips
   that decision, and the liver's volume with it);
 * ``bulging_gas_miss_ml``: no dark blob bulging from the liver left out by a bowel-gas share close to
-  its limit, of a lesion near miss's volume (``max_near_miss_ml``): a tumour next to bowel, missed
+  its limit alone (its contact passed), of a lesion near miss's volume (``max_near_miss_ml``): a tumour next to bowel, missed
   with the liver around it;
 * ``liver_at_scan_edge_mm2``: the liver's largest cross-section on a face of the scan (a liver cut
   by the field of view has an unknown volume: the plan's FLR would be wrong);
@@ -164,7 +164,8 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
     coarse = _Coarse(image, liver, spacing, p.coarse_spacing_mm, p.context_mm)
     fraction = coarse.body_fraction(lp.air_max_hu)
     swing, blob = bulging_join_margin(linfo, vol, lp, p)
-    gas_miss = max((b for b in close_calls(linfo, lp, p) if "gas" in b["near"] and not b["joined"]),
+    gas_miss = max((b for b in close_calls(linfo, lp, p) if "gas" in b["near"] and not b["joined"]
+                    and b["contact_fraction"] >= lp.lesion_min_contact_fraction),  # left out by its gas alone
                    key=lambda b: b["volume_ml"], default=None)
     gas_ml = gas_miss["volume_ml"] if gas_miss else 0.0
     pocket = coarse.pocket_ml(p, lp.lesion_min_hu, linfo["window_hu"][0]) if "window_hu" in linfo else 0.0

@@ -270,3 +270,5 @@ def test_a_blob_joined_or_left_out_by_a_gas_share_near_its_limit_fails_the_self_
     out, c = check(20.0, 0.346, 0.012, False)  # a 20 mL one: a lesion near miss, a small share of the liver
     assert c["bulging_join_margin_fraction"]["passed"] and not c["bulging_gas_miss_ml"]["passed"]
     assert not out["passed"] and any("next to bowel gas" in r and "20 mL" in r for r in out["reasons"])
+    out, c = check(20.0, 0.22, 0.011, False)  # its contact under the limit too: not left out by gas alone
+    assert out["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
