@@ -278,6 +278,7 @@ def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None, 
     row["checks"] = {c["name"]: c["value"] for c in check.get("checks", [])}  # to study the limits offline
     row["near_misses"] = at_truth(tinfo.get("near_misses", []), truth, row["lesions"], n_real)
     row["cut_lesions"] = tinfo.get("cut_lesions", [])
+    row["bulging_blobs"] = seg.report["liver"].get("bulging_blobs", [])
     row["dark_regions"] = at_truth(tinfo.get("dark_regions", []), truth, row["lesions"], n_real)
     return row
 
@@ -359,7 +360,8 @@ def flagged(row: dict, params: SelfCheckParams, lp: LiverParams = LiverParams())
     liver_ok = (c["liver_candidate"] == 1 and v_lo <= c["liver_volume_ml"] <= v_hi
                 and f_lo <= c["liver_body_fraction"] <= f_hi and c["outline_pocket_ml"] < params.max_pocket_ml
                 and c["liver_at_scan_edge_mm2"] < params.max_scan_edge_mm2
-                and c.get("bulging_join_margin_fraction", 0.0) < params.max_bulging_join_margin_fraction)
+                and c.get("bulging_join_margin_fraction", 0.0) < params.max_bulging_join_margin_fraction
+                and c.get("bulging_gas_miss_ml", 0.0) < params.max_near_miss_ml)
     # JSON written before near misses had a ``rule``: from its words (the edge test's began "edge")
     near = [{"rule": next((k for k, v in REJECTED.items() if e["rejected"].startswith(v)), "edge"), **e}
             for e in row["near_misses"]]

@@ -14,8 +14,12 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
 * ``outline_pocket_ml``: no lesion-sized pocket of soft tissue darker than the liver in a notch of
   its outline (a lesion, or liver, left out);
 * ``bulging_join_margin_fraction``: no large dark blob beside the liver joined to it, or left out of
-  it, by a contact share close to its limit (the largest such blob's volume over the liver's: a
-  change of a few mL in the liver flips that decision, and the liver's volume with it);
+  it, by a contact share or a bowel-gas share close to its limit (the largest such blob's volume
+  over the liver's: a change of a few mL in the liver, or a one-voxel shift of the scan, flips
+  that decision, and the liver's volume with it);
+* ``bulging_gas_miss_ml``: no dark blob bulging from the liver left out by a bowel-gas share close to
+  its limit alone (its contact passed), of a lesion near miss's volume (``max_near_miss_ml``): a tumour next to bowel, missed
+  with the liver around it;
 * ``liver_at_scan_edge_mm2``: the liver's largest cross-section on a face of the scan (a liver cut
   by the field of view has an unknown volume: the plan's FLR would be wrong);
 * ``lesion_near_miss_ml``: no large lesion candidate rejected by a small margin, away from the
@@ -159,7 +163,11 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
         return checks  # (an MR liver from segmentation.mr_liver brings its own self-check)
     coarse = _Coarse(image, liver, spacing, p.coarse_spacing_mm, p.context_mm)
     fraction = coarse.body_fraction(lp.air_max_hu)
-    swing = bulging_join_margin_fraction(linfo, vol, lp.lesion_min_contact_fraction, p.bulging_contact_margin)
+    swing, blob = bulging_join_margin(linfo, vol, lp, p)
+    gas_miss = max((b for b in close_calls(linfo, lp, p) if "gas" in b["near"] and not b["joined"]
+                    and b["contact_fraction"] >= lp.lesion_min_contact_fraction),  # left out by its gas alone
+                   key=lambda b: b["volume_ml"], default=None)
+    gas_ml = gas_miss["volume_ml"] if gas_miss else 0.0
     pocket = coarse.pocket_ml(p, lp.lesion_min_hu, linfo["window_hu"][0]) if "window_hu" in linfo else 0.0
     f_lo, f_hi = p.liver_body_fraction_range
     checks += [
@@ -170,18 +178,50 @@ def _liver_checks(image, liver, linfo: dict, spacing, p: SelfCheckParams, lp: Li
                f"a {pocket:.0f} mL pocket of soft tissue darker than the liver lies in a notch of the liver's outline: "
                "a lesion or part of the liver left out"),
         _check("bulging_join_margin_fraction", round(swing, 3), p.max_bulging_join_margin_fraction,
-               swing < p.max_bulging_join_margin_fraction,
-               f"a dark blob beside the liver, {swing:.0%} of the liver's volume, was joined to it or left out by a "
-               "contact close to the limit: the liver's volume may be off by that much; review the liver outline"),
+               swing < p.max_bulging_join_margin_fraction, _join_margin_reason(blob, swing, lp)),
+        _check("bulging_gas_miss_ml", gas_ml, p.max_near_miss_ml, gas_ml < p.max_near_miss_ml,
+               f"a {gas_ml:.0f} mL dark blob bulging from the liver was left out because "
+               f"{(gas_miss or {}).get('gas_fraction', 0.0):.1%} of its voxels lie next to bowel gas, close to the "
+               f"{lp.lesion_max_gas_fraction:.0%} limit: if it is a tumour (not bowel), it is missing from the liver "
+               "and the lesions; review it"),
     ]
     return checks
 
 
-def bulging_join_margin_fraction(linfo: dict, liver_ml: float, min_contact: float, margin: float) -> float:
-    """The largest bulging blob (``bulging_blobs`` in the liver's report) whose contact share lies within
-    ``margin`` of ``min_contact``, as a share of the liver's volume (0 when none, or not recorded)."""
-    close = [b["volume_ml"] for b in linfo.get("bulging_blobs", []) if abs(b["contact_fraction"] - min_contact) < margin]
-    return max(close, default=0.0) / max(liver_ml, 1e-6)
+def close_calls(linfo: dict, lp: LiverParams, p: SelfCheckParams) -> list[dict]:
+    """The bulging blobs (``bulging_blobs`` in the liver's report) whose join was decided near a limit:
+    contact share within ``p.bulging_contact_margin`` of ``lp.lesion_min_contact_fraction``, or gas
+    share within a factor ``p.bulging_gas_margin_factor`` of ``lp.lesion_max_gas_fraction``, the other
+    test passed or near its limit too; each with ``near``, the tests near their limit."""
+    c_min, c_m = lp.lesion_min_contact_fraction, p.bulging_contact_margin
+    g_max, g_f = lp.lesion_max_gas_fraction, p.bulging_gas_margin_factor
+    close = []
+    for b in linfo.get("bulging_blobs", []):
+        c, g = b["contact_fraction"], b.get("gas_fraction", 0.0)  # reports before gas13 held gas-free blobs only
+        c_near, g_near = abs(c - c_min) < c_m, g_max / g_f < g < g_max * g_f
+        if (c_near and (g <= g_max or g_near)) or (g_near and (c >= c_min or c_near)):
+            close.append({**b, "near": [t for t, x in (("contact", c_near), ("gas", g_near)) if x]})
+    return close
+
+
+def bulging_join_margin(linfo: dict, liver_ml: float, lp: LiverParams, p: SelfCheckParams) -> tuple[float, dict | None]:
+    """The largest of :func:`close_calls`: its volume over the liver's (0 when none, or not recorded)
+    and the blob."""
+    blob = max(close_calls(linfo, lp, p), key=lambda b: b["volume_ml"], default=None)
+    return (blob["volume_ml"] / max(liver_ml, 1e-6) if blob else 0.0), blob
+
+
+def _join_margin_reason(blob: dict | None, share: float, lp: LiverParams) -> str:
+    if blob is None:
+        return ""
+    why = {"contact": f"a contact close to its limit ({blob['contact_fraction']:.0%} of its boundary on the liver, "
+                      f"limit {lp.lesion_min_contact_fraction:.0%})",
+           "gas": f"a bowel-gas share close to its limit ({blob.get('gas_fraction', 0.0):.1%} of its voxels next to "
+                  f"gas, limit {lp.lesion_max_gas_fraction:.0%})"}
+    what = "joined to the liver" if blob["joined"] else "left out of the liver"
+    return (f"a {blob['volume_ml']:.0f} mL dark blob beside the liver ({share:.0%} of its volume) was {what} by "
+            + " and ".join(why[t] for t in blob["near"]) + f": if it is {'not ' if blob['joined'] else ''}liver or a lesion, the liver's volume is "
+            f"off by {blob['volume_ml']:.0f} mL; review the liver outline there")
 
 
 def scan_edge_area_mm2(mask: np.ndarray, spacing) -> float:

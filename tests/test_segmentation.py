@@ -699,8 +699,7 @@ def test_totalsegmentator_examples(ircadb_dir, image, reference, modality, min_d
     assert _dice(liver, ref) >= min_dice
     if modality == "CT":  # issue 16: a 201 mL blob joins by a contact near its limit, and the self-check sees it
         from hepatoplan.segmentation import LiverParams, SelfCheckParams
-        from hepatoplan.segmentation.selfcheck import bulging_join_margin_fraction
+        from hepatoplan.segmentation.selfcheck import bulging_join_margin
 
-        share = bulging_join_margin_fraction(info, info["liver_volume_ml"], LiverParams().lesion_min_contact_fraction,
-                                             SelfCheckParams().bulging_contact_margin)
-        assert share >= SelfCheckParams().max_bulging_join_margin_fraction
+        share, blob = bulging_join_margin(info, info["liver_volume_ml"], LiverParams(), SelfCheckParams())
+        assert share >= SelfCheckParams().max_bulging_join_margin_fraction and blob["near"] == ["contact"]

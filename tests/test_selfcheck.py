@@ -236,4 +236,39 @@ def test_a_large_blob_joined_or_left_out_by_a_contact_near_its_limit_fails_the_j
     for contact, joined in ((0.275, True), (0.23, False)):
         out, c = check([{"volume_ml": big, "contact_fraction": contact, "joined": joined}])
         assert not c["passed"] and not out["passed"] and c["value"] == pytest.approx(0.2, abs=1e-3)
-        assert any("contact close to the limit" in r for r in out["reasons"])
+        assert any("contact close to its limit" in r for r in out["reasons"])
+
+
+def test_a_blob_joined_or_left_out_by_a_gas_share_near_its_limit_fails_the_self_check(phantom):
+    """The same for the bowel-gas test: a blob whose share of voxels next to gas lies within a factor
+    ``bulging_gas_margin_factor`` (2) of ``lesion_max_gas_fraction`` (1 %), its contact passed, counts
+    in ``bulging_join_margin_fraction``; left out, it is also a lesion near miss (``bulging_gas_miss_ml``,
+    from ``max_near_miss_ml``, 15 mL): IRCADb 01 shifted by one voxel along axis 0 leaves its 84 mL
+    tumour's 137 mL blob out at 1.2 % (0.36 % unshifted), 9.5 % of the liver left. Far from the
+    limit, or with a contact far below its own, the blob passes both checks."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    report = _liver_report(liver, sp)
+    liver_ml = report["liver"]["liver_volume_ml"]
+
+    def check(ml, contact, gas, joined):
+        report["liver"]["bulging_blobs"] = [{"volume_ml": ml, "contact_fraction": contact, "gas_fraction": gas,
+                                             "joined": joined}]
+        out = self_check(img, liver, report, spacing_mm=sp)
+        return out, {c["name"]: c for c in out["checks"]}
+
+    big = 0.2 * liver_ml
+    for contact, gas, joined in ((0.35, 0.004, True), (0.35, 0.03, False), (0.1, 0.012, False)):
+        out, c = check(big, contact, gas, joined)
+        assert out["passed"] and c["bulging_join_margin_fraction"]["value"] == 0.0
+        assert c["bulging_gas_miss_ml"]["value"] == 0.0
+    out, c = check(big, 0.35, 0.008, True)  # joined near the limit: the liver may hold bowel
+    assert not c["bulging_join_margin_fraction"]["passed"] and c["bulging_gas_miss_ml"]["passed"]
+    assert any("bowel-gas share close to its limit" in r and "contact close" not in r for r in out["reasons"])
+    out, c = check(big, 0.346, 0.012, False)  # left out near the limit: both
+    assert not c["bulging_join_margin_fraction"]["passed"] and not c["bulging_gas_miss_ml"]["passed"]
+    out, c = check(20.0, 0.346, 0.012, False)  # a 20 mL one: a lesion near miss, a small share of the liver
+    assert c["bulging_join_margin_fraction"]["passed"] and not c["bulging_gas_miss_ml"]["passed"]
+    assert not out["passed"] and any("next to bowel gas" in r and "20 mL" in r for r in out["reasons"])
+    out, c = check(20.0, 0.22, 0.011, False)  # its contact under the limit too: not left out by gas alone
+    assert out["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
