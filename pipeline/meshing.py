@@ -540,11 +540,16 @@ def structure_meshes(
             return _crop_mesh(*structures.crop(name), affine, **options)
         return surface_mesh(structures[name], affine_ras=affine, **options)
 
-    # two threads: vtk's contouring and smoothing run outside the GIL while the other thread decimates
+    # two threads: vtk's contouring and smoothing run outside the GIL while the other thread decimates;
+    # the largest boxes first, so that the two threads end together rather than one alone on the
+    # remnant or resected part (made last in the label map's order)
+    order = sorted(structures, key=structures.box_voxels, reverse=True) \
+        if isinstance(structures, LabelStructures) else list(structures)
     with ThreadPoolExecutor(max_workers=MESHING_THREADS) as pool:
-        made = dict(zip(structures, pool.map(mesh_of, structures)))
+        made = dict(zip(order, pool.map(mesh_of, order)))
     meshes = {}
-    for name, mesh in made.items():
+    for name in structures:
+        mesh = made[name]
         if len(mesh.faces) == 0:
             log.warning("structure %r is empty: no mesh", name)
             continue

@@ -125,6 +125,7 @@ def test_label_structures_meshed_in_their_boxes_with_parenchyma_blocks():
     labels[tumour] = 21
     structures = structures_from_labels(labels)
     meshes = structure_meshes(structures, affine_ras=affine)
+    assert list(meshes) == list(structures)  # made largest box first, returned in the labels' order
     voxel_mm3 = 0.6 * 0.6 * 1.8
     for name in ("segment 3", "segment 5", "remnant", "resected", "tumour 1"):
         mesh = meshes[name]
@@ -374,6 +375,7 @@ def test_structures_from_labels():
     np.testing.assert_array_equal(structures["resected"], np.isin(labels, [15, 19]))
     np.testing.assert_array_equal(structures["tumour 3"], labels == 23)
     assert structures["portal vein"] is not None and "segment 1" not in structures
+    assert structures.box_voxels("portal vein") == labels.size  # a vessel is cropped by its own mask
     # no resection: the kept liver is the liver, not a "remnant"
     unresected = np.where(labels > 10, labels - 10, labels).astype(np.uint8)
     unresected[4] = 21
@@ -386,6 +388,7 @@ def test_structures_from_labels():
     for name in given:
         crop, start = given.crop(name)
         np.testing.assert_array_equal(crop, structures.crop(name)[0])
+        assert given.box_voxels(name) == crop.size
         full = np.zeros(labels.shape, bool)
         full[tuple(slice(a, a + n) for a, n in zip(start, crop.shape))] = crop
         np.testing.assert_array_equal(full, structures[name])
