@@ -237,12 +237,6 @@ def plan(options: PlanOptions) -> dict:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
         started: list[StartedAhead] = []
-        unresected: list[Future] = []
-
-        def start_unresected_meshes(make_labels: Callable[[], np.ndarray]) -> None:
-            from .report_html import unresected_meshes
-
-            unresected.append(meshing.submit(lambda: unresected_meshes(make_labels(), affine_ras=study.ct.affine_ras)))
 
         def start_meshes(labels: np.ndarray) -> None:
             from .labels import label_boxes
@@ -250,13 +244,11 @@ def plan(options: PlanOptions) -> dict:
 
             boxes = label_boxes(labels)
             vessels = vessel_meshes[0] if vessel_meshes else _vessels(study)
-            started.append(StartedAhead(boxes, meshing.submit(
-                plan_meshes, labels, boxes=boxes, affine_ras=study.ct.affine_ras, vessels=vessels,
-                unresected=unresected[0] if unresected else None)))
+            started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
+                                                              affine_ras=study.ct.affine_ras, vessels=vessels)))
 
         result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
                                       on_labels=start_meshes if options.preview else None,
-                                      on_unresected=start_unresected_meshes if options.preview else None,
                                       vessel_trees=vessel_trees[0] if vessel_trees else None)
         result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
         if dicomweb_section:
@@ -299,14 +291,12 @@ def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False
 @timing.timed("volumetry")
 def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None,
                  on_labels: Callable[[np.ndarray], None] | None = None,
-                 on_unresected: Callable[[Callable[[], np.ndarray]], None] | None = None,
                  vessel_trees=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
     the label map as soon as it is known (after the resection, before its vascular consequences
-    and the assessment, which do not change it); ``on_unresected``, before the resection, with a
-    function making the label map without it (the segments and tumours are meshed meanwhile). ``vessel_trees``: the study's vessel trees for the
+    and the assessment, which do not change it). ``vessel_trees``: the study's vessel trees for the
     vascular analysis (:func:`_vessel_trees`, being prepared in another thread); otherwise they are
     prepared there.
     """
@@ -355,8 +345,6 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
 
     resected = None
     if specs or ablations:
-        if on_unresected is not None:
-            on_unresected(lambda: label_map(liver=liver, segments=segments, tumours=tumours, resected=None))
         resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map, vessel_trees),
                            specs, ablations, on_resected=labels_of)
     else:

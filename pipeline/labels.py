@@ -446,12 +446,6 @@ class LabelStructures(Mapping):
     def __len__(self) -> int:
         return len(self._names)
 
-    def only(self, names) -> "LabelStructures":
-        """The same structures restricted to ``names`` (in this mapping's order)."""
-        names = set(names)
-        return LabelStructures(self._labels, {n: s for n, s in self._selectors.items() if n in names},
-                               {n: m for n, m in self._vessels.items() if n in names}, self._boxes)
-
 
 def _select(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
     """Mask of the voxels of ``labels`` holding any of ``values`` (a run of values: two comparisons)."""

@@ -776,39 +776,22 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
 
 
 def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slice]], affine_ras: np.ndarray,
-                vessels: Mapping[str, np.ndarray] | Future | None = None,
-                unresected: Future | None = None) -> dict[str, Mesh]:
+                vessels: Mapping[str, np.ndarray] | Future | None = None) -> dict[str, Mesh]:
     """The meshes :func:`write_plan_visuals` draws and writes: every structure of ``labels``
     (``boxes``: their :func:`~hepatoplan.pipeline.labels.label_boxes`) and the ``vessels`` (masks,
     or a Future of their :func:`~hepatoplan.pipeline.meshing.structure_meshes` started earlier),
-    last; ``unresected``: a Future of :func:`unresected_meshes` of the same plan, whose structures are
-    taken from it. Pure computation, no file."""
+    last; pure computation, no file."""
     from .labels import structures_from_labels
     from .meshing import structure_meshes
 
     t = time.perf_counter()
     ahead = isinstance(vessels, Future)
-    structures = structures_from_labels(labels, vessels=None if ahead else dict(vessels or {}), boxes=boxes)
-    made = {} if unresected is None else unresected.result()
-    rest = structure_meshes(structures.only([n for n in structures if n not in made]), affine_ras=affine_ras)
-    meshes = {n: made[n] if n in made else rest[n] for n in structures if n in made or n in rest}
+    meshes = structure_meshes(structures_from_labels(labels, vessels=None if ahead else dict(vessels or {}),
+                                                     boxes=boxes), affine_ras=affine_ras)
     if ahead:
         meshes.update(vessels.result())
     log.info("meshes: %.1f s", time.perf_counter() - t)
     return meshes
-
-
-def unresected_meshes(labels: np.ndarray, *, affine_ras: np.ndarray) -> dict[str, Mesh]:
-    """The meshes of the Couinaud segments and tumours of ``labels``, a plan's label map without its
-    resection: the resection does not change them (a segment's kept and resected parts together are
-    the same voxels in the same box), so ``plan`` makes them while it computes the resection and
-    :func:`plan_meshes` takes them as they are."""
-    from .labels import label_boxes, structure_kind, structures_from_labels
-    from .meshing import structure_meshes
-
-    structures = structures_from_labels(labels, boxes=label_boxes(labels))
-    return structure_meshes(structures.only([n for n in structures if structure_kind(n) in ("segment", "tumour")]),
-                            affine_ras=affine_ras)
 
 
 @timed("previews")
