@@ -633,9 +633,9 @@ def write_plan_visuals(
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
-        meshes = {}
+        meshes, view = {}, None
         if meshes_and_previews:
-            meshes, written["previews"] = _meshes_and_previews(plan, ahead.meshes)
+            meshes, written["previews"], view = _meshes_and_previews(plan, ahead.meshes, worker)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
@@ -646,7 +646,7 @@ def write_plan_visuals(
             if meshes:
                 written["meshes"] = _write_mesh_files(plan, meshes)
             with stage("report"):
-                views = replace(views, mesh_view=_viewer_html(viewer_data(meshes)) if meshes else "",
+                views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
                                 slice_viewer="" if slice_view is None else slice_view.result())
                 written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
                 written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
@@ -795,19 +795,24 @@ def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slic
 
 
 @timed("previews")
-def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None = None):
+def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None, worker: ThreadPoolExecutor):
     """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here)
-    and the PNG previews; returns ``(meshes, preview files)``."""
+    and the PNG previews; returns ``(meshes, preview files, a Future of their viewer_data or None)``.
+
+    The 3D view's data is made by ``worker`` while the previews render: its decimations run in the
+    decimation helper (meshing.py), outside the GIL, where after the renders they were the last
+    work before report.html, after Chromium's print."""
     from .rendering import render_previews
 
     if meshes is None:
         meshes = plan_meshes(plan.labels, boxes=plan.boxes, affine_ras=plan.affine_ras, vessels=plan.vessels)
     else:
         meshes = meshes.result()
+    view = worker.submit(viewer_data, meshes) if meshes else None
     t = time.perf_counter()
     previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
-    return meshes, previews
+    return meshes, previews, view
 
 
 @timed("previews")
