@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -405,20 +406,23 @@ def render_previews(
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
     framing = _Framing.of(meshes, size_px)
-    with _RENDER_LOCK, _verified_render():
+    # each image is coded and written by a thread while the next one renders (vtk's PNG writer
+    # runs outside the GIL)
+    with _RENDER_LOCK, _verified_render(), ThreadPoolExecutor(max_workers=1) as png:
         vtk = vtk_classes()
         try:
             polydata = {name: _render_polydata(vtk, mesh, max_triangles_per_structure)
                         for name, mesh in meshes.items()}
-            written = []
+            writing = []
             for scene_name, members in scenes.items():
-                written += _render_scene(vtk, scene_name, members, polydata, colours, framing,
-                                         views=views, out_dir=out_dir)
+                writing += _render_scene(vtk, scene_name, members, polydata, colours, framing,
+                                         views=views, out_dir=out_dir, png=png)
         finally:  # the window is kept for the next call: leave nothing of this one in it,
             # and release its OpenGL context (the next call may come from another thread)
             window = _render_window(vtk)
             window.GetRenderers().RemoveAllItems()
             window.ReleaseCurrent()
+        written = [future.result() for future in writing]
     log.info("rendered %d previews to %s", len(written), out_dir)
     return written
 
@@ -489,8 +493,9 @@ def _actor(vtk, polydata, colour: Sequence[float], opacity: float):
 
 def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: Mapping,
                   colours: Mapping[str, Sequence[float]], framing: _Framing, *,
-                  views: Sequence[str], out_dir: Path) -> list[Path]:
-    """One scene's structures with their opacities and legend, drawn from each view."""
+                  views: Sequence[str], out_dir: Path, png: ThreadPoolExecutor) -> list[Future]:
+    """One scene's structures with their opacities and legend, drawn from each view; ``png`` writes
+    the images (Futures of their paths)."""
     renderer = vtk.vtkRenderer()
     renderer.SetBackground(1.0, 1.0, 1.0)
     # translucency by weighted blended order-independent transparency: one geometry pass
@@ -519,15 +524,16 @@ def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: 
         texts = _view_texts(f"{scene_name} resection - {view} view", screen_right, view_up)
         for t in texts:
             renderer.AddViewProp(t)
-        written.append(_write_png(vtk, window, out_dir / f"preview_{scene_name}_{view}.png"))
+        written.append(png.submit(_write_png, vtk, _rendered_image(vtk, window),
+                                  out_dir / f"preview_{scene_name}_{view}.png"))
         for t in texts:
             renderer.RemoveViewProp(t)
     window.RemoveRenderer(renderer)
     return written
 
 
-def _write_png(vtk, window, path: Path) -> Path:
-    """Render ``window`` and write it as a PNG (atomically)."""
+def _rendered_image(vtk, window):
+    """Render ``window``; its image (vtkImageData, RGB)."""
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     window.Render()
@@ -542,6 +548,11 @@ def _write_png(vtk, window, path: Path) -> Path:
         raise HepatoplanError(
             "offscreen rendering produced an all-black image: no working OpenGL "
             "(install libegl1 and libgl1-mesa-dri, or run with a display)")
+    return image
+
+
+def _write_png(vtk, image, path: Path) -> Path:
+    """``image`` as a PNG file (atomically)."""
     with atomic_file(path) as tmp:
         writer = vtk.vtkPNGWriter()
         writer.SetCompressionLevel(PNG_COMPRESSION_LEVEL)
