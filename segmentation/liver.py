@@ -408,17 +408,21 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
 
 
 def _near_air(scan: _CoarseScan, region: np.ndarray, mm: float) -> np.ndarray:
-    """Blocks of the body (in ``region``'s box, widened by two blocks) holding a voxel within
-    ``mm`` of an air voxel of the full-resolution scan."""
+    """Blocks of the body in ``region``'s box widened by a block (its voxels and their neighbours)
+    holding a voxel within ``mm`` of an air voxel of the full-resolution scan."""
     out = np.zeros(region.shape, bool)
-    box = bounding_box(region, pad=2)
+    box = bounding_box(region, pad=1)
     if is_empty_box(box):
         return out
-    f = scan.factors
-    fb = tuple(slice(b.start * k, min(b.stop * k, n)) for b, k, n in zip(box, f, scan.air.shape))
-    near = morph.dilate(scan.air[fb], mm, tuple(c / k for c, k in zip(scan.spacing_mm, f)))
+    f, n = scan.factors, scan.air.shape
+    fine_sp = tuple(c / k for c, k in zip(scan.spacing_mm, f))
+    reach = [int(np.ceil(mm / s)) for s in fine_sp]
+    lo = [max(0, b.start * k - r) for b, k, r in zip(box, f, reach)]
+    hi = [min(m, b.stop * k + r) for b, k, r, m in zip(box, f, reach, n)]
+    near = morph.dilate(scan.air[tuple(map(slice, lo, hi))], mm, fine_sp)
+    near = near[tuple(slice(b.start * k - a, min(b.stop * k, m) - a) for b, k, a, m in zip(box, f, lo, n))]
     shape = tuple(b.stop - b.start for b in box)
-    near = np.pad(near, [(0, c * k - n) for c, k, n in zip(shape, f, near.shape)], mode="edge")
+    near = np.pad(near, [(0, c * k - m) for c, k, m in zip(shape, f, near.shape)], mode="edge")
     out[box] = near.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).any(axis=(1, 3, 5)) & scan.body[box]
     return out
 
