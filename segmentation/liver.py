@@ -19,9 +19,9 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
    bowel and pancreas), then again in the plain window within ``regrow_mm`` of that result.
 4. Closing (``closing_mm``) and hole filling bring back vessels and tumours enclosed by parenchyma.
    Dark tissue next to the liver is split into convex blobs (watershed of its distance map); blobs
-   that face the liver over at least a quarter of their boundary, are compact, thick and free of
-   bowel gas are tumours bulging out of the liver and join it (opened by ``lesion_open_mm`` to
-   shed attached muscle).
+   that face the liver over at least a quarter of their boundary, are compact, thick and not bowel
+   (no gas next to the blob once opened, little air along its free boundary) are tumours bulging
+   out of the liver and join it (opened by ``lesion_open_mm`` to shed attached muscle).
 5. The coarse mask is up-sampled (linear, partial-volume aware) and its boundary snapped to the
    full-resolution smoothed intensities within ``band_mm``.
 
@@ -66,7 +66,8 @@ class _CoarseScan:
     """The scan at the coarse stage's resolution, cropped to the body (canonical RAS+ axes).
 
     ``image`` is the median-filtered block mean (HU), ``texture`` its local SD, ``gas`` the
-    blocks holding bowel gas (None when lesions are not searched), ``box`` the crop inside the
+    blocks holding bowel gas and ``air`` the full-resolution air voxels under the crop (both None
+    when lesions are not searched), ``box`` the crop inside the
     block grid of shape ``shape``, ``factors`` the block size (voxels) and ``body_centre_x`` the
     body's centre along axis 0 in full-resolution voxel index.
     """
@@ -75,6 +76,7 @@ class _CoarseScan:
     texture: np.ndarray
     body: np.ndarray
     gas: np.ndarray | None
+    air: np.ndarray | None
     spacing_mm: tuple
     factors: tuple
     box: tuple
@@ -212,10 +214,12 @@ def _coarse_scan(image: np.ndarray, spacing, p: LiverParams, *, lesions: bool) -
     ))
     body = morph.fill_holes(morph.largest_component(s > p.air_max_hu), per_slice=True)
     # gas: any block holding a few voxels of air (bowel bubbles vanish in the block mean)
-    gas = None
+    gas = air = None
     if lesions:
-        gas = (_grid.block_mean((image < p.air_max_hu).astype(np.float32), factors)[cb] > p.gas_block_min_fraction) & body
-    return _CoarseScan(s, tex, body, gas, sp, factors, cb, small_full.shape, _body_centre_x(body, factors, cb[0].start))
+        air = image < p.air_max_hu
+        gas = (_grid.block_mean(air.astype(np.float32), factors)[cb] > p.gas_block_min_fraction) & body
+        air = air[tuple(slice(c.start * f, min(c.stop * f, n)) for c, f, n in zip(cb, factors, image.shape))]
+    return _CoarseScan(s, tex, body, gas, air, sp, factors, cb, small_full.shape, _body_centre_x(body, factors, cb[0].start))
 
 
 def _body_centre_x(body, factors, offset) -> float:
@@ -356,12 +360,14 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     tumour bulging out of the liver separates from the muscle or bowel it touches. A blob joins
     the liver when at least ``lesion_min_contact_fraction`` of its boundary faces liver, it is
     compact (volume at most ``lesion_max_volume_to_sphere`` times its inscribed sphere), thick
-    (``lesion_min_radius_mm``) and free of bowel gas; each joined blob is opened with a ball scaled
-    to its own thickness.
+    (``lesion_min_radius_mm``) and not bowel: at most ``lesion_max_gas_fraction`` of it, opened
+    by a ball scaled to its own thickness (the tissue that joins), lies next to bowel gas, and at
+    most ``lesion_max_outer_gas_fraction`` of its free boundary (the faces not on the liver) lies
+    within ``coarse_spacing_mm`` of air. The opened blob joins.
 
     Returns the joined blobs (opened) and, for the self-check, every blob of at least
     ``lesion_report_min_ml`` that passes the shape tests, with its volume (mL), contact fraction,
-    gas fraction and whether it joined: the joins decided by contact or by gas.
+    gas fraction, outer gas fraction and whether it joined.
     """
     s, sp = scan.image, scan.spacing_mm
     dark = scan.body & (s > p.lesion_min_hu) & (s < window_max_hu) & ~liver & morph.dilate(liver, p.lesion_search_mm, sp)
@@ -371,31 +377,61 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     ws = _grid.watershed(-d, sp, level=p.lesion_split_level_mm).astype(np.int64)
     ws[~dark] = 0
     n = int(ws.max())
-    contact = _contact_fraction(ws, liver, n)
     vox = np.bincount(ws.ravel(), minlength=n + 1).astype(float)
     rmax = morph.label_max(d, ws, n)
     sphere_vox = 4.0 / 3.0 * np.pi * rmax**3 / float(np.prod(sp))
     shaped = (vox <= p.lesion_max_volume_to_sphere * sphere_vox) & (rmax >= p.lesion_min_radius_mm)
     shaped[0] = False
-    # bowel: gas bubbles inside or right next to the blob
-    gas_vox = np.zeros(n + 1)
-    if shaped.any():
-        near_gas = morph.dilate(scan.gas, 1.01 * max(sp), sp)
-        gas_vox = np.bincount(ws[near_gas], minlength=n + 1)
-    ok = shaped & (gas_vox <= p.lesion_max_gas_fraction * vox) & (contact >= p.lesion_min_contact_fraction)
+    near_air = _near_air(scan, ws * shaped[ws] > 0, p.coarse_spacing_mm) if shaped.any() else np.zeros_like(liver)
+    contact, outer_gas = _face_shares(ws, liver, near_air, n)
+    # bowel: gas inside the opened blob (a tumour's contact with a gas-filled loop is a thin rim the
+    # opening sheds), or over much of its free boundary (a loop wrapped round its lumen)
+    judged = np.flatnonzero(shaped & ((contact >= p.lesion_min_contact_fraction) | (vox * scan.voxel_ml >= p.lesion_report_min_ml)))
+    near_gas = morph.dilate(scan.gas, 1.01 * max(sp), sp) if judged.size else None
+    objects = ndi.find_objects(ws)
+    opened = {lab: _opened(ws, lab, objects[lab - 1], rmax, sp, p) for lab in judged}
+    gas = np.zeros(n + 1)
+    for lab, (win, m) in opened.items():
+        gas[lab] = np.count_nonzero(m & near_gas[win]) / max(np.count_nonzero(m), 1)
+    ok = shaped & (gas <= p.lesion_max_gas_fraction) & (outer_gas <= p.lesion_max_outer_gas_fraction) \
+        & (contact >= p.lesion_min_contact_fraction)
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(contact[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
     report = [{"volume_ml": round(float(vox[i]) * scan.voxel_ml, 1), "contact_fraction": round(float(contact[i]), 3),
-               "gas_fraction": round(float(gas_vox[i] / vox[i]), 4), "joined": bool(ok[i])}
-              for i in np.flatnonzero(shaped & (vox * scan.voxel_ml >= p.lesion_report_min_ml))]
-    return _open_blobs(ws, np.flatnonzero(ok), rmax, sp, p), report
+               "gas_fraction": round(float(gas[i]), 4), "outer_gas_fraction": round(float(outer_gas[i]), 3), "joined": bool(ok[i])}
+              for i in judged if vox[i] * scan.voxel_ml >= p.lesion_report_min_ml]
+    out = np.zeros(ws.shape, bool)
+    for lab in np.flatnonzero(ok):
+        win, m = opened[lab]
+        out[win] |= m
+    return out, report
 
 
-def _contact_fraction(ws: np.ndarray, liver: np.ndarray, n: int) -> np.ndarray:
+def _near_air(scan: _CoarseScan, region: np.ndarray, mm: float) -> np.ndarray:
+    """Blocks of the body in ``region``'s box widened by a block (its voxels and their neighbours)
+    holding a voxel within ``mm`` of an air voxel of the full-resolution scan."""
+    out = np.zeros(region.shape, bool)
+    box = bounding_box(region, pad=1)
+    if is_empty_box(box):
+        return out
+    f, n = scan.factors, scan.air.shape
+    fine_sp = tuple(c / k for c, k in zip(scan.spacing_mm, f))
+    reach = [int(np.ceil(mm / s)) for s in fine_sp]
+    lo = [max(0, b.start * k - r) for b, k, r in zip(box, f, reach)]
+    hi = [min(m, b.stop * k + r) for b, k, r, m in zip(box, f, reach, n)]
+    near = morph.dilate(scan.air[tuple(map(slice, lo, hi))], mm, fine_sp)
+    near = near[tuple(slice(b.start * k - a, min(b.stop * k, m) - a) for b, k, a, m in zip(box, f, lo, n))]
+    shape = tuple(b.stop - b.start for b in box)
+    near = np.pad(near, [(0, c * k - m) for c, k, m in zip(shape, f, near.shape)], mode="edge")
+    out[box] = near.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).any(axis=(1, 3, 5)) & scan.body[box]
+    return out
+
+
+def _face_shares(ws: np.ndarray, liver: np.ndarray, near_air: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per label 0..n of ``ws``: the share of its boundary faces (6-neighbours of another label or
-    background) that face ``liver``."""
-    total = np.zeros(n + 1)
-    touch = np.zeros(n + 1)
+    background) that face ``liver`` (contact), and the share of its free faces (those not facing
+    ``liver``) that face ``near_air``."""
+    total, touch, free, gas = (np.zeros(n + 1) for _ in range(4))
     for ax in range(3):
         for sl_a, sl_b in ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))):
             ia = [slice(None)] * 3
@@ -403,26 +439,24 @@ def _contact_fraction(ws: np.ndarray, liver: np.ndarray, n: int) -> np.ndarray:
             ia[ax], ib[ax] = sl_a, sl_b
             la, lb = ws[tuple(ia)], ws[tuple(ib)]
             edge = (la > 0) & (lb != la)
+            on_liver = liver[tuple(ib)]
             total += np.bincount(la[edge], minlength=n + 1)
-            touch += np.bincount(la[edge & liver[tuple(ib)]], minlength=n + 1)
-    return np.divide(touch, total, out=np.zeros_like(touch), where=total > 0)
+            touch += np.bincount(la[edge & on_liver], minlength=n + 1)
+            free_edge = edge & ~on_liver
+            free += np.bincount(la[free_edge], minlength=n + 1)
+            gas += np.bincount(la[free_edge & near_air[tuple(ib)]], minlength=n + 1)
+    contact = np.divide(touch, total, out=np.zeros_like(touch), where=total > 0)
+    return contact, np.divide(gas, free, out=np.zeros_like(gas), where=free > 0)
 
 
-def _open_blobs(ws, accepted, rmax, sp, p: LiverParams) -> np.ndarray:
-    """The ``accepted`` labels of ``ws``, each opened by ``lesion_open_mm`` or ``lesion_open_fraction``
-    of its inscribed radius ``rmax`` (sheds attached muscle sheets from a large tumour without
-    erasing a small one)."""
-    out = np.zeros(ws.shape, bool)
-    objects = ndi.find_objects(ws)
+def _opened(ws, lab, sl, rmax, sp, p: LiverParams) -> tuple[tuple, np.ndarray]:
+    """Label ``lab`` of ``ws`` (in its box ``sl``) opened by ``lesion_open_mm`` or ``lesion_open_fraction`` of its
+    inscribed radius ``rmax`` (sheds attached muscle sheets from a large tumour without erasing a
+    small one): the window (slices of ``ws``) and the opened mask in it."""
     pad = tuple(int(np.ceil(p.lesion_open_mm / v)) + 1 for v in sp)
-    for lab in accepted:
-        sl = objects[lab - 1]
-        if sl is None:
-            continue
-        win = tuple(slice(max(0, a.start - q), min(n_, a.stop + q)) for a, q, n_ in zip(sl, pad, ws.shape))
-        radius = min(p.lesion_open_mm, p.lesion_open_fraction * float(rmax[lab]))
-        out[win] |= morph.open_(ws[win] == lab, radius, sp)
-    return out
+    win = tuple(slice(max(0, a.start - q), min(n_, a.stop + q)) for a, q, n_ in zip(sl, pad, ws.shape))
+    radius = min(p.lesion_open_mm, p.lesion_open_fraction * float(rmax[lab]))
+    return win, morph.open_(ws[win] == lab, radius, sp)
 
 
 def _refine_full(image, coarse: _CoarseLiver, factors, spacing, p: LiverParams) -> np.ndarray:

@@ -195,10 +195,15 @@ def close_calls(linfo: dict, lp: LiverParams, p: SelfCheckParams) -> list[dict]:
     test passed or near its limit too; each with ``near``, the tests near their limit."""
     c_min, c_m = lp.lesion_min_contact_fraction, p.bulging_contact_margin
     g_max, g_f = lp.lesion_max_gas_fraction, p.bulging_gas_margin_factor
+    o_max = lp.lesion_max_outer_gas_fraction
     close = []
     for b in linfo.get("bulging_blobs", []):
         c, g = b["contact_fraction"], b.get("gas_fraction", 0.0)  # reports before gas13 held gas-free blobs only
-        c_near, g_near = abs(c - c_min) < c_m, g_max / g_f < g < g_max * g_f
+        o = b.get("outer_gas_fraction", 0.0)
+        # the bowel tests: near when neither fails clearly and one is within its margin (the outer
+        # share is a share of boundary faces, as the contact: the same margin)
+        firm = g >= g_max * g_f or o >= o_max + c_m
+        c_near, g_near = abs(c - c_min) < c_m, not firm and (g_max / g_f < g or abs(o - o_max) < c_m)
         if (c_near and (g <= g_max or g_near)) or (g_near and (c >= c_min or c_near)):
             close.append({**b, "near": [t for t, x in (("contact", c_near), ("gas", g_near)) if x]})
     return close
@@ -217,7 +222,8 @@ def _join_margin_reason(blob: dict | None, share: float, lp: LiverParams) -> str
     why = {"contact": f"a contact close to its limit ({blob['contact_fraction']:.0%} of its boundary on the liver, "
                       f"limit {lp.lesion_min_contact_fraction:.0%})",
            "gas": f"a bowel-gas share close to its limit ({blob.get('gas_fraction', 0.0):.1%} of its voxels next to "
-                  f"gas, limit {lp.lesion_max_gas_fraction:.0%})"}
+                  f"gas, limit {lp.lesion_max_gas_fraction:.0%}; {blob.get('outer_gas_fraction', 0.0):.0%} of its free "
+                  f"boundary next to air, limit {lp.lesion_max_outer_gas_fraction:.1%})"}
     what = "joined to the liver" if blob["joined"] else "left out of the liver"
     return (f"a {blob['volume_ml']:.0f} mL dark blob beside the liver ({share:.0%} of its volume) was {what} by "
             + " and ".join(why[t] for t in blob["near"]) + f": if it is {'not ' if blob['joined'] else ''}liver or a lesion, the liver's volume is "

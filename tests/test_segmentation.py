@@ -419,6 +419,42 @@ def test_small_balls_by_shifted_ands_equal_the_distance_maps():
     assert morph._ball_rows(1.0, (0.5, 0.5, 0.5)) is None  # offsets (2, 0, 0) on the sphere: the distance map decides
 
 
+def test_bowel_gas_measures_of_the_bulging_blobs():
+    """The bulging blobs' bowel tests (``liver._bulging_lesions``): a block is near air when one of
+    its full-resolution voxels lies within the distance of an air voxel (the distance map's answer,
+    block by block, also at the crop's ragged edge); a blob's contact is its share of boundary faces
+    on the liver and its outer gas share the share of its other faces on blocks near air."""
+    import edt
+
+    from hepatoplan.segmentation import liver as liver_mod
+
+    rng = np.random.default_rng(3)
+    f, fine = (3, 3, 1), (0.7, 0.7, 1.6)
+    air = rng.random((31, 29, 12)) < 0.004
+    coarse = tuple(-(-n // k) for n, k in zip(air.shape, f))
+    scan = liver_mod._CoarseScan(None, None, np.ones(coarse, bool), None, air, tuple(s * k for s, k in zip(fine, f)),
+                                 f, None, None, 0.0)
+    region = np.zeros(coarse, bool)
+    region[3:7, 3:7, 3:8] = True
+    near = liver_mod._near_air(scan, region, 2.0)
+    dist = np.pad(edt.edt((~air).astype(np.uint8), anisotropy=fine, black_border=False),
+                  [(0, c * k - n) for c, k, n in zip(coarse, f, air.shape)], mode="edge")
+    want = dist.reshape(coarse[0], 3, coarse[1], 3, coarse[2], 1).min(axis=(1, 3, 5)) <= 2.0
+    box = (slice(2, 8), slice(2, 8), slice(2, 9))  # the region and its neighbours
+    assert near[box].any() and np.array_equal(near[box], want[box]) and not near.sum() - near[box].sum()
+
+    ws = np.zeros((12, 12, 12), np.int64)
+    ws[2:8, 2:8, 2:8] = 1  # a 6-voxel cube: 6 faces of 36
+    liver = np.zeros(ws.shape, bool)
+    liver[:2] = True  # on its -x face
+    near_air = np.zeros(ws.shape, bool)
+    near_air[8:] = True  # beyond its +x face
+    contact, outer = liver_mod._face_shares(ws, liver, near_air, 1)
+    assert contact[1] == pytest.approx(1 / 6) and outer[1] == pytest.approx(1 / 5)
+    liver[:] = False
+    assert liver_mod._face_shares(ws, liver, near_air, 1)[1][1] == pytest.approx(1 / 6)
+
+
 def test_depth_and_blob_shape_are_physical_on_thick_slices():
     """A voxel of the last 4.8 mm slice lies 2.4 mm from the surface, not 4.8 mm (as far as on a
     1 mm grid, plus half a 1 mm voxel); a blob one thick slice deep is a slab, not an infinitely

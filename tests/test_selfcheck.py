@@ -245,7 +245,9 @@ def test_a_blob_joined_or_left_out_by_a_gas_share_near_its_limit_fails_the_self_
     in ``bulging_join_margin_fraction``; left out, it is also a lesion near miss (``bulging_gas_miss_ml``,
     from ``max_near_miss_ml``, 15 mL): IRCADb 01 shifted by one voxel along axis 0 leaves its 84 mL
     tumour's 137 mL blob out at 1.2 % (0.36 % unshifted), 9.5 % of the liver left. Far from the
-    limit, or with a contact far below its own, the blob passes both checks."""
+    limit, or with a contact far below its own, the blob passes both checks. The second bowel test
+    (the share of the blob's free boundary near air, ``lesion_max_outer_gas_fraction``) is near within
+    ``bulging_contact_margin``; a blob failing either bowel test clearly is not near."""
     img, sp, truth = phantom
     liver = truth["liver"]
     report = _liver_report(liver, sp)
@@ -272,3 +274,13 @@ def test_a_blob_joined_or_left_out_by_a_gas_share_near_its_limit_fails_the_self_
     assert not out["passed"] and any("next to bowel gas" in r and "20 mL" in r for r in out["reasons"])
     out, c = check(20.0, 0.22, 0.011, False)  # its contact under the limit too: not left out by gas alone
     assert out["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
+    # the second bowel test, the share of the blob's free boundary near air (limit 0.125, margin 0.05 as the contact's)
+    out, c = check(big, 0.35, 0.001, True)
+    report["liver"]["bulging_blobs"][0]["outer_gas_fraction"] = 0.1  # joined, 0.1 against 0.125: near
+    out = self_check(img, liver, report, spacing_mm=sp)
+    assert not out["passed"] and any("of its free boundary next to air" in r for r in out["reasons"])
+    for outer, gas, passed in ((0.3, 0.012, True), (0.15, 0.001, False), (0.05, 0.001, True)):
+        report["liver"]["bulging_blobs"] = [{"volume_ml": 20.0, "contact_fraction": 0.35, "gas_fraction": gas,
+                                             "outer_gas_fraction": outer, "joined": outer < 0.125}]
+        out = self_check(img, liver, report, spacing_mm=sp)  # a loop round its lumen (0.3) is no near miss,
+        assert out["passed"] == passed, (outer, gas)  # even with its opened share near (1.2 %)
