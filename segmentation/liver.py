@@ -45,7 +45,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull
 
 from hepatoplan.arrays import bounding_box, is_empty_box
 from hepatoplan.errors import InputError
@@ -312,11 +311,6 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverP
         win_t = win & (scan.texture < tmax)
         info["texture_max"] = round(tmax, 1)
         liver_t = _compete(win_t, core & win_t, sp, grad, p, info)
-        if p.outline_max_gap_ratio:
-            # coarse texture limits the liver's window, but is no evidence against the liver: what the
-            # liver reaches when it alone is not background is kept where it continues the liver's outline
-            contested = _compete(win_t, core & win_t, sp, grad, p, info, background=win)
-            liver_t = _outline_pieces(liver_t, contested & ~liver_t, sp, p.outline_max_gap_ratio, p.min_competitor_ml)
         win = win & morph.dilate(liver_t, p.regrow_mm, sp)
     liver = _compete(win, core, sp, grad, p, info)
     # enclose vessels and tumours
@@ -333,9 +327,8 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverP
     return _CoarseLiver(scan.uncrop(liver), scan.uncrop(hypo), tuple(stats["window_hu"]), stats)
 
 
-def _compete(win, core, sp, grad, p: LiverParams, info, *, background=None) -> np.ndarray:
-    """Marker-controlled watershed: the liver core competes with every other thick organ and with
-    the outside of ``background`` (default ``win``)."""
+def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:
+    """Marker-controlled watershed: the liver core competes with every other thick organ."""
     labels, n = morph.components(morph.erode(win, p.competitor_radius_mm, sp))
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     ov = np.bincount(labels[core], minlength=n + 1)
@@ -350,46 +343,10 @@ def _compete(win, core, sp, grad, p: LiverParams, info, *, background=None) -> n
         markers[labels == lab] = k
         k += 1
     markers[labels == liver_lab] = 2
-    markers[morph.erode(~(win if background is None else background), p.background_erosion_mm, sp)] = 1
+    markers[morph.erode(~win, p.background_erosion_mm, sp)] = 1
     ws = _grid.watershed_from_markers(grad, markers, sp, fully_connected=False)
     info["markers"] = k - 1
     return morph.reconstruct(markers == 2, (ws == 2) & win)
-
-
-def _outline_pieces(liver: np.ndarray, candidates: np.ndarray, sp, max_gap_ratio: float, min_ml: float) -> np.ndarray:
-    """``liver`` with each piece of ``candidates`` of at least ``min_ml`` that continues its convex outline.
-
-    A piece continues the outline when the convex hull of the liver and the piece together holds at
-    most ``max_gap_ratio`` times the piece's volume beyond the liver's hull and the piece: a lobe
-    beyond a lesion extends the outline (the hull bridges the lesion), a piece sticking out of the
-    liver's flank (bowel beside the left lobe) makes the hull span a wide empty tent. Hulls of the
-    voxels' corners (mm).
-    """
-    if not liver.any() or not candidates.any():
-        return liver
-    corners = np.array(np.meshgrid(*([(-0.5, 0.5)] * 3), indexing="ij")).reshape(3, -1).T
-
-    def points(mask, start=(0, 0, 0)):
-        return ((np.argwhere(mask) + start)[:, None, :] + corners[None]).reshape(-1, 3) * np.asarray(sp)
-
-    hull = ConvexHull(points(liver & ~ndi.binary_erosion(liver)))
-    rim = hull.points[hull.vertices]
-    voxel_mm3 = float(np.prod(sp))
-    out = liver.copy()
-    labels, _ = morph.components(candidates)
-    for lab, idx in enumerate(ndi.find_objects(labels), start=1):
-        piece = labels[idx] == lab
-        if np.count_nonzero(piece) * voxel_mm3 < 1000.0 * min_ml:
-            continue
-        start = [s.start for s in idx]
-        centres = (np.argwhere(piece) + start) * np.asarray(sp)
-        beyond = np.count_nonzero((centres @ hull.equations[:, :3].T + hull.equations[:, 3] > 1e-9).any(axis=1))
-        if beyond:
-            gap_mm3 = ConvexHull(np.vstack([rim, points(piece, start)])).volume - hull.volume - beyond * voxel_mm3
-            if gap_mm3 > max_gap_ratio * voxel_mm3 * np.count_nonzero(piece):
-                continue
-        out[idx] |= piece
-    return out
 
 
 def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float, p: LiverParams) -> tuple[np.ndarray, list]:

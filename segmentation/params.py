@@ -86,13 +86,6 @@ class LiverParams:
     background_erosion_mm : float
         The outside of the intensity window, eroded by this, is the background marker.
         Implementation.
-    outline_max_gap_ratio : float
-        In the texture-limited round the liver also competes with coarse texture not taken as
-        background; a piece it gains so (a lobe cut off beyond a lesion) is kept when the convex hull
-        of the liver and the piece bridges at most this times the piece's volume beyond the liver's
-        hull and the piece (0: off). Chosen on IRCADb 07 (the lobes beyond its inserted lesions:
-        1.9-4.8), measured on the held-out IRCADb 01 (its midline bowel piece: 9.6); see
-        bench/RESULTS.md, seg14.
     regrow_mm : float
         How far the homogeneous-texture liver may regrow into the plain intensity window. Chosen on
         IRCADb 01/07.
@@ -188,7 +181,6 @@ class LiverParams:
     competitor_radius_mm: float = 8.0
     min_competitor_ml: float = 2.0
     background_erosion_mm: float = 2.0
-    outline_max_gap_ratio: float = 5.0
     regrow_mm: float = 11.0
     closing_mm: float = 8.0
     soft_tissue_min_hu: float = -30.0

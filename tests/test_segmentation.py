@@ -437,25 +437,6 @@ def test_depth_and_blob_shape_are_physical_on_thick_slices():
     assert _ellipsoid_fill(ball, (0.6, 0.6, 5.0)) == pytest.approx(1.0, abs=0.05)
 
 
-def test_a_lobe_beyond_a_lesion_continues_the_outline_a_piece_sticking_out_does_not():
-    """``_outline_pieces`` keeps a liver piece cut off beyond a lesion (the liver's convex hull only
-    bridges the lesion to take it in) and drops a piece sticking out of the liver's flank (the hull
-    spans a tent many times its volume); a piece inside the hull is kept at any ratio, a speck never."""
-    from hepatoplan.segmentation.liver import _outline_pieces
-
-    sp = (2.0, 2.0, 2.0)
-    x, y, z = np.indices((70, 56, 40))
-    organ = ((x - 30) / 26.0) ** 2 + ((y - 22) / 12.0) ** 2 + ((z - 20) / 12.0) ** 2 <= 1
-    liver = organ & (x < 44)
-    tip = organ & (x >= 49)  # beyond a 10 mm lesion (x 44-48): 7.1 mL, ratio 2.0
-    stick = ((x - 30) ** 2 + (z - 20) ** 2 <= 9) & (y < 48) & ~organ  # 28 mm out of the flank: 3.2 mL, ratio 7.7
-    assert np.array_equal(_outline_pieces(liver, tip | stick, sp, 5.0, 2.0), liver | tip)
-    assert np.array_equal(_outline_pieces(liver, tip | stick, sp, 1.5, 2.0), liver)
-    hole = (x - 30) ** 2 + (y - 22) ** 2 + (z - 20) ** 2 <= 16
-    assert np.array_equal(_outline_pieces(liver & ~hole, hole, sp, 0.0, 2.0), liver)
-    assert np.array_equal(_outline_pieces(liver, tip | stick, sp, 5.0, 8.0), liver)  # tip: 7.1 mL
-
-
 def test_itk_filters_do_not_depend_on_axis_order():
     """SimpleITK gets the canonical array as it is, its spacing reversed (ITK counts axes from the
     last): the filters match the same filters run on the axes transposed into ITK's order, on an
