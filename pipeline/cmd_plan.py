@@ -22,7 +22,6 @@ from typing import Callable
 
 import numpy as np
 
-from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
@@ -523,14 +522,13 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
         return None
     from hepatoplan.resection.vascular import consequences_of
 
+    box = res.box  # the resection's box (the liver's): no full-volume copy of the fractions
     anatomical = None
-    if res.segments_removed:  # the removed segments' liver, made in the liver's box (a third of the work)
-        box = bounding_box(plan.liver)
-        anatomical = np.zeros(plan.liver.shape, bool)
-        anatomical[box] = label_in(plan.segments[box], res.segments_removed) & plan.liver[box]
+    if res.segments_removed:  # the removed segments' liver
+        anatomical = label_in(plan.segments[box], res.segments_removed) & plan.liver[box]
     trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
-    vasc = consequences_of(trees, resected=res.resected_fraction, tumours=plan.tumours, segments=plan.segments,
-                           anatomical=anatomical)
+    vasc = consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
+                           anatomical=anatomical, box=box)
     section["vascular"] = vasc.to_dict()
     section["devascularised_ml"] = vasc.devascularised_ml
     section["congested_ml"] = vasc.congested_ml
