@@ -188,6 +188,11 @@ BAD_CASES = {
     "NaN voxels in the CT": (["--liver", "{d}/liver.nii.gz"], "NaN"),
     # the CT is read beside the masks: its own error comes first
     "truncated CT and a mask on another grid": (["--liver", "{d}/shifted.nii.gz"], "truncated_ct.nii.gz: holds"),
+    # checked beside the computation (only its grid is needed): refused before anything is written,
+    # its error first also when the computation fails
+    "truncated CT, the masks fine": (["--liver", "{d}/liver.nii.gz"], "truncated_ct.nii.gz: holds"),
+    "truncated CT and no segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"],
+                                     "truncated_ct.nii.gz: holds"),
 }
 
 
