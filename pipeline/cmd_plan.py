@@ -22,12 +22,13 @@ from typing import Callable
 
 import numpy as np
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.errors import HepatoplanError, InputError
 from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
 from hepatoplan.resection.virtual import plan_resection
-from hepatoplan.resection.volumetry import fill_partition, label_in, label_volumes_ml, tumour_instances
+from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
 from . import dicom_sr, dicomweb, io, report, report_pdf, timing
@@ -305,21 +306,23 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     """
     spacing = study.spacing_mm
     liver = study.liver
+    box = bounding_box(liver)  # the volumes within the liver, counted in its box (a quarter of the CT grid)
+    in_box = liver[box]
     voxel_ml = voxel_volume_ml(spacing)
     tumours = None if study.tumours is None else tumour_instances(study.tumours)
-    tumours_in_liver = np.zeros(0, np.uint8) if tumours is None else tumours[liver]
+    tumours_in_liver = np.zeros(0, np.uint8) if tumours is None else tumours[box][in_box]
     tumour_ml = {} if tumours is None else label_volumes_ml(tumours_in_liver, spacing_mm=spacing)
-    liver_voxels = int(np.count_nonzero(liver))
+    liver_voxels = int(np.count_nonzero(in_box))
     liver_ml = liver_voxels * voxel_ml
     functional_ml = (liver_voxels - int(np.count_nonzero(tumours_in_liver))) * voxel_ml
 
     segments = segments_ml = given_ml = None
     filled_ml = 0.0
     if study.segments is not None:
-        given_ml = label_volumes_ml(study.segments, spacing_mm=spacing, within=liver)
+        given_ml = label_volumes_ml(study.segments[box], spacing_mm=spacing, within=in_box)
         segments, n_filled = fill_partition(study.segments, liver, spacing_mm=spacing)
         filled_ml = n_filled * voxel_ml
-        segments_ml = label_volumes_ml(segments, spacing_mm=spacing, within=liver)
+        segments_ml = label_volumes_ml(segments[box], spacing_mm=spacing, within=in_box)
         if n_filled:
             study.warnings.append(
                 f"segments: {filled_ml:.1f} mL of liver had no segment label and joined the nearest segment"
@@ -526,13 +529,10 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
         return None
     from hepatoplan.resection.vascular import consequences_of
 
-    box = res.box  # the resection's box (the liver's): no full-volume copy of the fractions
-    anatomical = None
-    if res.segments_removed:  # the removed segments' liver
-        anatomical = label_in(plan.segments[box], res.segments_removed) & plan.liver[box]
     trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
+    # the resection on its box (the liver's): no full-volume copy of the fractions or the removed segments
     vasc = consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
-                           anatomical=anatomical, box=box)
+                           anatomical=res.anatomical_in_box if res.segments_removed else None, box=res.box)
     section["vascular"] = vasc.to_dict()
     section["devascularised_ml"] = vasc.devascularised_ml
     section["congested_ml"] = vasc.congested_ml

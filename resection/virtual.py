@@ -83,6 +83,8 @@ class ResectionResult:
         Fraction (0-1) of each voxel removed; 0 outside the liver. Made on first use from
         ``fraction_in_box``, the same fractions on the liver's bounding box ``box`` (a 512 × 512 ×
         129 float32 volume costs its caller ~0.07 s to zero; the plan reads the box).
+    anatomical_in_box : ndarray of bool
+        The liver removed as whole Couinaud segments, on ``box``.
     resected_ml : float
         Liver removed, tumours included, in mL.
     resected_functional_ml : float
@@ -94,6 +96,7 @@ class ResectionResult:
     """
 
     fraction_in_box: np.ndarray
+    anatomical_in_box: np.ndarray
     box: tuple[slice, ...]
     shape: tuple[int, ...]
     resected_ml: float
@@ -185,7 +188,7 @@ def plan_resection(
     volumes = _volumes(fraction, crop)
     outcomes = _tumour_outcomes(fraction, crop, tumour_boxes, anatomical, tumour_ids, wedge_margin)
     return ResectionResult(
-        fraction_in_box=fraction, box=box, shape=liver.shape,
+        fraction_in_box=fraction, anatomical_in_box=anatomical, box=box, shape=liver.shape,
         **volumes,
         tumours=outcomes,
         specs=[spec.describe() for spec in resections] + list(extra_specs),
