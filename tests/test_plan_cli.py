@@ -4,6 +4,7 @@ import gzip
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -140,6 +141,19 @@ def test_demo_runs_and_subprocess_entry_point(tmp_path):
     assert report["assessment"]["verdict"] in ("adequate", "inadequate")
     assert all(t["resected"] for t in report["resection"]["tumours"])
     assert {p.name for p in out.iterdir()} >= {"report.json", "labels.nii.gz", "remnant.nii.gz"}
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc/self/maps")
+def test_the_cli_maps_simpleitk_before_its_import():
+    """``preload_libraries`` maps SimpleITK's extension in a thread, without importing SimpleITK; a
+    package that is not installed is skipped."""
+    code = ("import sys; from hepatoplan.pipeline import cli; "
+            "cli.PRELOADED += (('no_such_package_xyz', '*.so'),); cli.preload_libraries().join(60); "
+            "assert 'SimpleITK' not in sys.modules; "
+            "print(any('_SimpleITK' in line for line in open('/proc/self/maps')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
 
 
 # --------------------------------------------------------------------------- bad input corpus
