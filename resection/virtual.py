@@ -79,10 +79,12 @@ class ResectionResult:
 
     Attributes
     ----------
-    resected_fraction : ndarray of float32
+    resected_fraction : ndarray of float32, shape ``shape``
         Fraction (0-1) of each voxel removed; 0 outside the liver. Made on first use from
-        ``fraction_in_box``, the same fractions on the liver's bounding box ``box`` (a 512 × 512 ×
-        129 float32 volume costs its caller ~0.07 s to zero; the plan reads the box).
+        ``fraction_in_box`` (a 512 × 512 × 129 float32 volume costs its caller ~0.07 s to zero;
+        the plan reads the box).
+    fraction_in_box : ndarray of float32
+        The same fractions on ``box``, the liver's bounding box (slices of the full array).
     anatomical_in_box : ndarray of bool
         The liver removed as whole Couinaud segments, on ``box``.
     resected_ml : float
