@@ -45,11 +45,13 @@ def _thread(self):
             with _lock:
                 _items["thread " + self.name.split("(")[-1].rstrip(")")] += time.thread_time() - t
 _cft._WorkItem.run, threading.Thread.run = _item, _thread
-_t0 = time.process_time()
+_t0, _i0 = time.process_time(), time.thread_time()
+from hepatoplan.pipeline import cli
 from hepatoplan.pipeline.cli import keep_freed_memory, main
 keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
+getattr(cli, "preload_libraries", lambda: None)()  # and its libraries mapped meanwhile (since nopreview14)
 import hepatoplan.pipeline.cmd_plan
-_imports = time.process_time() - _t0
+_imports = time.thread_time() - _i0
 _m0 = time.thread_time()
 import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):

@@ -70,8 +70,10 @@ def stage(self, name):
     return cm()
 _timing.StageTimer.stage = stage
 MAIN_TID = threading.get_native_id()
+from hepatoplan.pipeline import cli
 from hepatoplan.pipeline.cli import keep_freed_memory, main
 keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
+getattr(cli, "preload_libraries", lambda: None)()  # and its libraries mapped meanwhile (since nopreview14)
 import hepatoplan.pipeline.cmd_plan
 event("imported")
 import contextlib, io

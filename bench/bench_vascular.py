@@ -16,7 +16,7 @@ right and left hepatectomy (anatomical: the downstream-share rule), wedges of al
 For each plan: devascularised and congested mL of both implementations, whether they agree within
 0.1 mL or 0.1 % (the issue's tolerance), whether every number of ``to_dict()`` and both territory
 arrays are identical (also those of ``plan``'s route: ``prepare_vessel_trees``, with the nearest
-vessel voxels when the plan has an anatomical part, then ``consequences_of``; not timed), and the seconds of each (wall; the machine's load moves them, the ratio is
+vessel voxels when the plan has an anatomical part, then ``consequences_of`` on the resection's box; not timed), and the seconds of each (wall; the machine's load moves them, the ratio is
 the comparison). ``--write`` replaces the "## Vascular consequences" section of bench/RESULTS.md.
 """
 
@@ -95,11 +95,13 @@ def compare(reference, study: dict, specs: tuple[str, ...]) -> dict:
         out[f"{name}_s"] = time.perf_counter() - t
     a, b = out["before"], out["now"]
     # the plan's route: the trees prepared first (with every liver voxel's nearest vessel voxel when
-    # the plan has an anatomical part, as ``plan`` prepares them), then the resection's consequences
+    # the plan has an anatomical part, as ``plan`` prepares them), then the resection's consequences,
+    # given on the resection's box (the liver's) as ``plan`` gives them
     trees = vascular.prepare_vessel_trees(liver=kw["liver"], spacing_mm=kw["spacing_mm"], portal=kw["portal"],
                                           hepatic=kw["hepatic"], nearest_nodes=anatomical is not None)
-    c = vascular.consequences_of(trees, resected=kw["resected"], tumours=kw["tumours"], segments=kw["segments"],
-                                 anatomical=anatomical)
+    box = plan.box
+    c = vascular.consequences_of(trees, resected=plan.fraction_in_box, tumours=kw["tumours"], segments=kw["segments"],
+                                 anatomical=None if anatomical is None else anatomical[box], box=box)
     return {
         "plan": " + ".join(specs),
         "devascularised_ml": (a.devascularised_ml, b.devascularised_ml),

@@ -28,7 +28,7 @@ from hepatoplan.planning.assessment import assess_remnant
 from hepatoplan.resection.ablation import DEFAULT_ABLATION_MARGIN_MM, ablation_zone
 from hepatoplan.resection.procedures import DEFAULT_MARGIN_MM, AnatomicalResection, WedgeResection
 from hepatoplan.resection.virtual import plan_resection
-from hepatoplan.resection.volumetry import fill_partition, label_in, label_volumes_ml, tumour_instances
+from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
 from . import dicom_sr, dicomweb, io, report, report_pdf, timing
@@ -230,8 +230,8 @@ def plan(options: PlanOptions) -> dict:
 
                 vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
-        study = load_study(options, needs_segments=anatomical,
-                           on_masks=masks_read)
+        checks: list[Future] = []  # the CT's voxels, checked beside the Couinaud segments
+        study = load_study(options, needs_segments=anatomical, on_masks=masks_read, checks=checks)
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
@@ -247,9 +247,13 @@ def plan(options: PlanOptions) -> dict:
             started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
                                                               affine_ras=study.ct.affine_ras, vessels=vessels)))
 
-        result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
-                                      on_labels=start_meshes if options.preview else None,
-                                      vessel_trees=vessel_trees[0] if vessel_trees else None)
+        try:
+            result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
+                                          on_labels=start_meshes if options.preview else None,
+                                          vessel_trees=vessel_trees[0] if vessel_trees else None)
+        finally:
+            for check in checks:
+                check.result()  # before anything is written; the CT's own error first
         result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
         if dicomweb_section:
             result["dicomweb"] = dicomweb_section
@@ -302,21 +306,23 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     """
     spacing = study.spacing_mm
     liver = study.liver
+    box = bounding_box(liver)  # the volumes within the liver, counted in its box (a quarter of the CT grid)
+    in_box = liver[box]
     voxel_ml = voxel_volume_ml(spacing)
     tumours = None if study.tumours is None else tumour_instances(study.tumours)
-    tumours_in_liver = np.zeros(0, np.uint8) if tumours is None else tumours[liver]
+    tumours_in_liver = np.zeros(0, np.uint8) if tumours is None else tumours[box][in_box]
     tumour_ml = {} if tumours is None else label_volumes_ml(tumours_in_liver, spacing_mm=spacing)
-    liver_voxels = int(np.count_nonzero(liver))
+    liver_voxels = int(np.count_nonzero(in_box))
     liver_ml = liver_voxels * voxel_ml
     functional_ml = (liver_voxels - int(np.count_nonzero(tumours_in_liver))) * voxel_ml
 
     segments = segments_ml = given_ml = None
     filled_ml = 0.0
     if study.segments is not None:
-        given_ml = label_volumes_ml(study.segments, spacing_mm=spacing, within=liver)
+        given_ml = label_volumes_ml(study.segments[box], spacing_mm=spacing, within=in_box)
         segments, n_filled = fill_partition(study.segments, liver, spacing_mm=spacing)
         filled_ml = n_filled * voxel_ml
-        segments_ml = label_volumes_ml(segments, spacing_mm=spacing, within=liver)
+        segments_ml = label_volumes_ml(segments[box], spacing_mm=spacing, within=in_box)
         if n_filled:
             study.warnings.append(
                 f"segments: {filled_ml:.1f} mL of liver had no segment label and joined the nearest segment"
@@ -523,14 +529,10 @@ def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
         return None
     from hepatoplan.resection.vascular import consequences_of
 
-    anatomical = None
-    if res.segments_removed:  # the removed segments' liver, made in the liver's box (a third of the work)
-        box = bounding_box(plan.liver)
-        anatomical = np.zeros(plan.liver.shape, bool)
-        anatomical[box] = label_in(plan.segments[box], res.segments_removed) & plan.liver[box]
     trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
-    vasc = consequences_of(trees, resected=res.resected_fraction, tumours=plan.tumours, segments=plan.segments,
-                           anatomical=anatomical)
+    # the resection on its box (the liver's): no full-volume copy of the fractions or the removed segments
+    vasc = consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
+                           anatomical=res.anatomical_in_box if res.segments_removed else None, box=res.box)
     section["vascular"] = vasc.to_dict()
     section["devascularised_ml"] = vasc.devascularised_ml
     section["congested_ml"] = vasc.congested_ml

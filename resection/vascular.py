@@ -417,19 +417,27 @@ def consequences_of(
     tumours: np.ndarray | None = None,
     segments: np.ndarray | None = None,
     anatomical: np.ndarray | None = None,
+    box: tuple[slice, ...] | None = None,
 ) -> VascularConsequences:
     """:func:`vascular_consequences` of the resection ``resected`` on the prepared ``trees``
-    (:func:`prepare_vessel_trees`); the other parameters as there.
+    (:func:`prepare_vessel_trees`); the other parameters as there. With ``box`` (slices of the
+    liver's grid holding every resected voxel, e.g. ``ResectionResult.box``), ``resected`` and
+    ``anatomical`` are given on that box only (their full arrays are 0 / False outside it).
 
     Raises
     ------
     InputError
         Shapes that differ from the prepared liver's, or a resected fraction outside 0-1.
     """
-    for name, arr in {"resected": resected, "anatomical": anatomical, "tumours": tumours,
-                      "segments": segments}.items():
+    on_box = {"resected": resected, "anatomical": anatomical}
+    if box is not None:
+        box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, trees.liver_shape))
+        for name, arr in on_box.items():
+            _check_shape(name, arr, _shape(box), what="the box's")
+    for name, arr in {**(on_box if box is None else {}), "tumours": tumours, "segments": segments}.items():
         _check_shape(name, arr, trees.liver_shape)
-    ctx = _LiverCrop.of(trees.geometry, _resected_fraction(resected), anatomical, tumours, segments)
+    ctx = _LiverCrop.of(trees.geometry, _OnBox.of(_resected_fraction(resected), box),
+                        None if anatomical is None else _OnBox.of(anatomical, box), tumours, segments)
 
     def analyse(part: _Once):  # a tree not prepared yet is prepared here, beside the other
         prepared = part.get()
@@ -443,12 +451,45 @@ def consequences_of(
     return _consequences(results.get("portal"), results.get("hepatic"), ctx, trees.liver_shape, notes)
 
 
-def _check_shape(name: str, arr, shape) -> None:
+def _check_shape(name: str, arr, shape, *, what: str = "the liver's") -> None:
     if arr is not None and np.shape(arr) != shape:
         raise InputError(
-            f"{name}: shape {np.shape(arr)} differs from the liver's {shape}; give every "
+            f"{name}: shape {np.shape(arr)} differs from {what} {shape}; give every "
             "mask on the liver's grid (resample the masks first)."
         )
+
+
+@dataclass(frozen=True, eq=False)
+class _OnBox:
+    """A full array held as its values on ``box`` (``None``: the whole array); 0 / False outside."""
+
+    values: np.ndarray
+    box: tuple[slice, ...] | None
+
+    @classmethod
+    def of(cls, arr, box) -> _OnBox:
+        return cls(np.asarray(arr), box)
+
+    def region(self, region: tuple[slice, ...], mask: np.ndarray) -> np.ndarray:
+        """The values at the true voxels of ``mask`` (the shape of the full array's ``region``), in C order."""
+        if self.box is None:
+            return self.values[region][mask]
+        cut = tuple(slice(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, self.box))
+        if all(c.stop > c.start for c in cut):
+            in_cut = mask[tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(cut, region))]
+            if np.count_nonzero(in_cut) == np.count_nonzero(mask):  # every voxel asked lies in the box
+                return self.values[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(cut, self.box))][in_cut]
+        return self.at(np.argwhere(mask) + [r.start for r in region])
+
+    def at(self, ijk: np.ndarray) -> np.ndarray:
+        """The values at the full array's voxels ``ijk`` ((n, 3))."""
+        if self.box is None:
+            return self.values[tuple(ijk.T)]
+        rel = ijk - [b.start for b in self.box]
+        inside = np.all((rel >= 0) & (rel < self.values.shape), axis=1)
+        out = np.zeros(len(ijk), self.values.dtype)
+        out[inside] = self.values[tuple(rel[inside].T)]
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -488,9 +529,11 @@ class _LiverGeometry:
     def offset(self) -> np.ndarray:
         return np.array([b.start for b in self.box])
 
-    def at_liver(self, arr: np.ndarray) -> np.ndarray:
-        """The values of a full array at the liver voxels of ``inner``, in C order."""
+    def at_liver(self, arr) -> np.ndarray:
+        """The values of a full array (or an :class:`_OnBox`) at the liver voxels of ``inner``, in C order."""
         full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(self.box, self.inner))
+        if isinstance(arr, _OnBox):
+            return arr.region(full_inner, self.in_inner)
         return np.asarray(arr)[full_inner][self.in_inner]
 
 
@@ -562,8 +605,8 @@ class _LiverCrop(_LiverGeometry):
     whole segments, kept share (``1 − fraction``, 0 on tumours) and segment.
     """
 
-    fraction: np.ndarray  # float32 or bool, the full array
-    anatomical_full: np.ndarray | None
+    fraction: _OnBox  # float32 or bool
+    anatomical_full: _OnBox | None
     removed_at_liver: np.ndarray
     anatomical_at_liver: np.ndarray
     kept_at_liver: np.ndarray  # float32
@@ -571,7 +614,8 @@ class _LiverCrop(_LiverGeometry):
     unit_ml: float
 
     @classmethod
-    def of(cls, geometry: _LiverGeometry, fraction, anatomical, tumours, segments) -> _LiverCrop:
+    def of(cls, geometry: _LiverGeometry, fraction: _OnBox, anatomical: _OnBox | None, tumours, segments
+           ) -> _LiverCrop:
         at_liver = geometry.at_liver
         frac = at_liver(fraction).astype(np.float32, copy=False)
         removed = frac >= 0.5
@@ -580,7 +624,7 @@ class _LiverCrop(_LiverGeometry):
             kept[at_liver(tumours) > 0] = 0.0
         return cls(
             **{f.name: getattr(geometry, f.name) for f in fields(_LiverGeometry)},
-            fraction=fraction, anatomical_full=None if anatomical is None else np.asarray(anatomical),
+            fraction=fraction, anatomical_full=anatomical,
             removed_at_liver=removed,
             anatomical_at_liver=(np.zeros(len(geometry.liver_flat), bool) if anatomical is None
                                  else at_liver(anatomical).astype(bool) & removed),
@@ -590,11 +634,11 @@ class _LiverCrop(_LiverGeometry):
 
     def removed_and_anatomical(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Whether the voxels ``ijk`` (crop indices, (n, 3)) are resected, and removed as whole segments."""
-        at = tuple((ijk + self.offset).T)
-        removed = self.fraction[at].astype(np.float32, copy=False) >= 0.5
+        at = ijk + self.offset
+        removed = self.fraction.at(at).astype(np.float32, copy=False) >= 0.5
         if self.anatomical_full is None:
             return removed, np.zeros(len(ijk), bool)
-        return removed, self.anatomical_full[at].astype(bool) & removed
+        return removed, self.anatomical_full.at(at).astype(bool) & removed
 
 
 def _shape(box) -> tuple[int, ...]:

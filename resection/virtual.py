@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -78,8 +79,14 @@ class ResectionResult:
 
     Attributes
     ----------
-    resected_fraction : ndarray of float32
-        Fraction (0-1) of each voxel removed; 0 outside the liver.
+    resected_fraction : ndarray of float32, shape ``shape``
+        Fraction (0-1) of each voxel removed; 0 outside the liver. Made on first use from
+        ``fraction_in_box`` (a 512 × 512 × 129 float32 volume costs its caller ~0.07 s to zero;
+        the plan reads the box).
+    fraction_in_box : ndarray of float32
+        The same fractions on ``box``, the liver's bounding box (slices of the full array).
+    anatomical_in_box : ndarray of bool
+        The liver removed as whole Couinaud segments, on ``box``.
     resected_ml : float
         Liver removed, tumours included, in mL.
     resected_functional_ml : float
@@ -90,7 +97,10 @@ class ResectionResult:
         ``remnant_ml / functional_liver_ml × 100``.
     """
 
-    resected_fraction: np.ndarray
+    fraction_in_box: np.ndarray
+    anatomical_in_box: np.ndarray
+    box: tuple[slice, ...]
+    shape: tuple[int, ...]
     resected_ml: float
     resected_functional_ml: float
     functional_liver_ml: float
@@ -100,9 +110,18 @@ class ResectionResult:
     specs: list[str] = field(default_factory=list)
     segments_removed: list[int] = field(default_factory=list)
 
+    @cached_property
+    def resected_fraction(self) -> np.ndarray:
+        full = np.zeros(self.shape, np.float32)
+        full[self.box] = self.fraction_in_box
+        return full
+
     @property
     def resected_mask(self) -> np.ndarray:
-        return self.resected_fraction >= 0.5
+        """``resected_fraction >= 0.5`` (a new array each time)."""
+        mask = np.zeros(self.shape, bool)
+        np.greater_equal(self.fraction_in_box, 0.5, out=mask[self.box])
+        return mask
 
 
 def plan_resection(
@@ -170,10 +189,8 @@ def plan_resection(
 
     volumes = _volumes(fraction, crop)
     outcomes = _tumour_outcomes(fraction, crop, tumour_boxes, anatomical, tumour_ids, wedge_margin)
-    full = np.zeros(liver.shape, np.float32)
-    full[box] = fraction
     return ResectionResult(
-        resected_fraction=full,
+        fraction_in_box=fraction, anatomical_in_box=anatomical, box=box, shape=liver.shape,
         **volumes,
         tumours=outcomes,
         specs=[spec.describe() for spec in resections] + list(extra_specs),

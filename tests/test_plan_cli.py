@@ -4,6 +4,7 @@ import gzip
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -142,6 +143,19 @@ def test_demo_runs_and_subprocess_entry_point(tmp_path):
     assert {p.name for p in out.iterdir()} >= {"report.json", "labels.nii.gz", "remnant.nii.gz"}
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc/self/maps")
+def test_the_cli_maps_simpleitk_before_its_import():
+    """``preload_libraries`` maps SimpleITK's extension in a thread, without importing SimpleITK; a
+    package that is not installed is skipped."""
+    code = ("import sys; from hepatoplan.pipeline import cli; "
+            "cli.PRELOADED += (('no_such_package_xyz', '*.so'),); cli.preload_libraries().join(60); "
+            "assert 'SimpleITK' not in sys.modules; "
+            "print(any('_SimpleITK' in line for line in open('/proc/self/maps')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+
+
 # --------------------------------------------------------------------------- bad input corpus
 
 
@@ -188,6 +202,11 @@ BAD_CASES = {
     "NaN voxels in the CT": (["--liver", "{d}/liver.nii.gz"], "NaN"),
     # the CT is read beside the masks: its own error comes first
     "truncated CT and a mask on another grid": (["--liver", "{d}/shifted.nii.gz"], "truncated_ct.nii.gz: holds"),
+    # checked beside the computation (only its grid is needed): refused before anything is written,
+    # its error first also when the computation fails
+    "truncated CT, the masks fine": (["--liver", "{d}/liver.nii.gz"], "truncated_ct.nii.gz: holds"),
+    "truncated CT and no segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"],
+                                     "truncated_ct.nii.gz: holds"),
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from hepatoplan.arrays import bounding_box
 from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.errors import InputError
 from hepatoplan.resection.procedures import parse_resection
@@ -134,7 +135,12 @@ def test_trees_prepared_once_answer_every_resection_as_the_whole_analysis(ph):
         a = vascular_consequences(liver=liver, spacing_mm=ph.spacing_mm, **vessels, **kw)
         # deferred: nothing prepared ahead, consequences_of prepares what it needs
         deferred = prepare_vessel_trees(liver=liver, spacing_mm=ph.spacing_mm, deferred=True, **vessels)
-        for b in (consequences_of(trees, **kw), consequences_of(deferred, **kw)):
+        # the resection given on a box (as plan gives the liver's): the liver's, and the cut's own
+        # (liver voxels and vessel voxels outside it: read as not resected)
+        on_boxes = [consequences_of(trees, **{**kw, "resected": resected[box], "anatomical": None if anatomical
+                                                  is None else anatomical[box]}, box=box)
+                    for box in (bounding_box(liver), bounding_box(resected))]
+        for b in (consequences_of(trees, **kw), consequences_of(deferred, **kw), *on_boxes):
             assert a.to_dict() == b.to_dict()
             assert np.array_equal(a.devascularised, b.devascularised) and np.array_equal(a.congested, b.congested)
     assert a.congested_ml > 0 and a.hepatic_pieces  # the last cut detaches something: not a vacuous match
