@@ -137,7 +137,10 @@ def preload_libraries():
     ``import SimpleITK``, which every subcommand pays on its main thread (``pipeline/io.py``).
     ``ctypes``' ``dlopen`` releases the GIL, so the imports go on meanwhile. Called after
     :func:`keep_freed_memory` (a thread started before the malloc settings would keep an arena of its
-    own). A library not found or not loadable is left to its import. Returns the thread."""
+    own). A library not found or not loadable is left to its import. A fork (``batch``'s local
+    workers) waits for the thread first: a child forked while ``dlopen`` holds the loader's lock
+    could hang in its next import. Returns the thread."""
+    global _PRELOAD_AT_FORK_REGISTERED
     import threading
     from importlib.util import find_spec
     from pathlib import Path
@@ -153,8 +156,22 @@ def preload_libraries():
                 pass
 
     thread = threading.Thread(target=load, name="hepatoplan-preload", daemon=True)
+    if not _PRELOAD_AT_FORK_REGISTERED:
+        os.register_at_fork(before=_join_preload_threads)
+        _PRELOAD_AT_FORK_REGISTERED = True
     thread.start()
+    _PRELOAD_THREADS.append(thread)
     return thread
+
+
+_PRELOAD_THREADS: list = []
+_PRELOAD_AT_FORK_REGISTERED = False
+
+
+def _join_preload_threads() -> None:
+    """Before a fork: wait for the library threads still mapping (see :func:`preload_libraries`)."""
+    while _PRELOAD_THREADS:
+        _PRELOAD_THREADS.pop().join()
 
 
 def freeze_objects_at_exit() -> None:

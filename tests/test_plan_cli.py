@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +155,19 @@ def test_the_cli_maps_simpleitk_before_its_import():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_waits_for_the_library_thread():
+    """``batch`` forks its workers: a fork must not happen while the preload thread is in ``dlopen``
+    (the child could hang on the loader's lock), so the parent joins the thread first."""
+    code = ("import os; from hepatoplan.pipeline import cli; "
+            "thread = cli.preload_libraries(); pid = os.fork()\n"
+            "if pid == 0: os._exit(0)\n"
+            "print(thread.is_alive()); os.waitpid(pid, 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 # --------------------------------------------------------------------------- bad input corpus
