@@ -280,6 +280,12 @@ def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None, 
     row["cut_lesions"] = tinfo.get("cut_lesions", [])
     row["bulging_blobs"] = seg.report["liver"].get("bulging_blobs", [])
     row["dark_regions"] = at_truth(tinfo.get("dark_regions", []), truth, row["lesions"], n_real)
+    # each lesion found (label k = its place in the report) with the share of it in a true lesion
+    n = len(tinfo.get("lesions", []))
+    ours = np.bincount(np.asarray(pred["tumours"]).ravel(), minlength=n + 1)
+    true = np.bincount(np.asarray(pred["tumours"])[truth["tumours"] > 0], minlength=n + 1)
+    row["found_lesions"] = [{**e, "true_share": round(float(true[k] / max(ours[k], 1)), 3)}
+                            for k, e in enumerate(tinfo.get("lesions", []), start=1)]
     return row
 
 

@@ -360,8 +360,9 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     to its own thickness.
 
     Returns the joined blobs (opened) and, for the self-check, every blob of at least
-    ``lesion_report_min_ml`` that passes the shape tests, with its volume (mL), contact fraction,
-    gas fraction and whether it joined: the joins decided by contact or by gas.
+    ``lesion_report_min_ml`` with its volume (mL), contact fraction, gas fraction, volume over its
+    inscribed sphere's, inscribed radius (mm), the coarse grid's largest spacing (mm: the radius's
+    step) and whether it joined: the joins decided near a limit of any test.
     """
     s, sp = scan.image, scan.spacing_mm
     dark = scan.body & (s > p.lesion_min_hu) & (s < window_max_hu) & ~liver & morph.dilate(liver, p.lesion_search_mm, sp)
@@ -379,15 +380,19 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     shaped[0] = False
     # bowel: gas bubbles inside or right next to the blob
     gas_vox = np.zeros(n + 1)
-    if shaped.any():
+    reported = np.flatnonzero(vox * scan.voxel_ml >= p.lesion_report_min_ml)
+    reported = reported[reported > 0]
+    if shaped.any() or len(reported):
         near_gas = morph.dilate(scan.gas, 1.01 * max(sp), sp)
         gas_vox = np.bincount(ws[near_gas], minlength=n + 1)
     ok = shaped & (gas_vox <= p.lesion_max_gas_fraction * vox) & (contact >= p.lesion_min_contact_fraction)
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(contact[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
     report = [{"volume_ml": round(float(vox[i]) * scan.voxel_ml, 1), "contact_fraction": round(float(contact[i]), 3),
-               "gas_fraction": round(float(gas_vox[i] / vox[i]), 4), "joined": bool(ok[i])}
-              for i in np.flatnonzero(shaped & (vox * scan.voxel_ml >= p.lesion_report_min_ml))]
+               "gas_fraction": round(float(gas_vox[i] / vox[i]), 4),
+               "volume_to_sphere": round(float(vox[i] / sphere_vox[i]), 2),
+               "radius_mm": round(float(rmax[i]), 2), "voxel_mm": round(float(max(sp)), 2), "joined": bool(ok[i])}
+              for i in reported]
     return _open_blobs(ws, np.flatnonzero(ok), rmax, sp, p), report
 
 

@@ -11,7 +11,8 @@ from scipy.special import erf
 
 from hepatoplan.pipeline.cli import main
 from hepatoplan.segmentation import SegmentationParams, SelfCheckParams, TumourParams, self_check, tumours
-from hepatoplan.segmentation.selfcheck import lesion_checks
+from hepatoplan.segmentation.params import LiverParams
+from hepatoplan.segmentation.selfcheck import close_calls, lesion_checks
 
 from test_segmentation import abdomen_phantom
 
@@ -272,3 +273,33 @@ def test_a_blob_joined_or_left_out_by_a_gas_share_near_its_limit_fails_the_self_
     assert not out["passed"] and any("next to bowel gas" in r and "20 mL" in r for r in out["reasons"])
     out, c = check(20.0, 0.22, 0.011, False)  # its contact under the limit too: not left out by gas alone
     assert out["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
+
+
+def test_a_blob_joined_or_left_out_by_a_shape_near_its_limit_counts_in_the_join_margin(phantom):
+    """The shape tests (``lesion_max_volume_to_sphere`` 6, ``lesion_min_radius_mm`` 3): a blob they
+    would decide the other way were its outline half a coarse voxel (``voxel_mm``) further out or in
+    counts in ``bulging_join_margin_fraction``; far from the limit, or with another test failed by
+    far, it does not. A blob left out by its shape and its gas share, both near, is not a gas near
+    miss (not left out by its gas alone)."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    report = _liver_report(liver, sp)
+    big = 0.2 * report["liver"]["liver_volume_ml"]
+
+    def blob(ratio, radius=18.0, contact=0.4, gas=0.0):
+        return {"volume_ml": big, "contact_fraction": contact, "gas_fraction": gas, "volume_to_sphere": ratio,
+                "radius_mm": radius, "voxel_mm": 2.35, "joined": ratio <= 6.0 and contact >= 0.25 and gas <= 0.01}
+
+    # r 18 mm, outline moved by 1.175 mm: 6.52 -> 6.0 outward, 5.47 -> 6.0 inward
+    lp, p = LiverParams(), SelfCheckParams()
+    for ratio, near in ((5.3, False), (5.6, True), (5.9, True), (6.4, True), (6.7, False), (20.0, False)):
+        assert [b["near"] for b in close_calls({"bulging_blobs": [blob(ratio)]}, lp, p)] == ([["shape"]] if near else [])
+    assert close_calls({"bulging_blobs": [blob(6.4, contact=0.1)]}, lp, p) == []  # its contact fails by far
+    assert close_calls({"bulging_blobs": [blob(30.0, radius=3.5)]}, lp, p) == []  # spread out
+    assert [b["near"] for b in close_calls({"bulging_blobs": [blob(2.0, radius=2.5)]}, lp, p)] == [["shape"]]  # thin
+    report["liver"]["bulging_blobs"] = [blob(6.4, gas=0.012)]
+    out = self_check(img, liver, report, spacing_mm=sp)
+    c = {c["name"]: c for c in out["checks"]}
+    assert not c["bulging_join_margin_fraction"]["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
+    assert any("shape close to its limit (6.4 times the volume of its 18 mm inscribed sphere" in r for r in out["reasons"])
+
