@@ -372,7 +372,7 @@ def flagged(row: dict, params: SelfCheckParams, lp: LiverParams = LiverParams())
     near = [{"rule": next((k for k, v in REJECTED.items() if e["rejected"].startswith(v)), "edge"), **e}
             for e in row["near_misses"]]
     lesions = lesion_checks({"near_misses": near, "cut_lesions": row["cut_lesions"],
-                             "dark_regions": row.get("dark_regions", [])}, params)
+                             "dark_regions": row.get("dark_regions", []), "lesions": row.get("found_lesions", [])}, params)
     spacing_ok = c.get("voxel_spacing_mm", 0.0) <= params.max_voxel_spacing_mm
     return not (liver_ok and spacing_ok and all(x["passed"] for x in lesions))
 

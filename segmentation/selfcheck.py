@@ -31,6 +31,9 @@ Each check has a value measured on this scan, the limit it is held to, and a rea
   sees the ones it declined);
 * ``lesion_cut_fraction``: no lesion found with a large share of its boundary on the liver's
   outline and its outer part not recovered (a bulging lesion cut by the liver mask);
+* ``lesion_at_surface_ml``: no large lesion taken with a share of it in the liver's surface shell
+  close to the surface test's limit (IRCADb 07 with 6 HU of noise: 100 mL of the stomach's
+  content, 47 % in the shell against 50 %, taken as a lesion and added to the liver);
 * ``voxel_spacing_mm``: the scan's coarsest voxel spacing within the range the CT segmentation was
   developed and benchmarked on (thick slices blur small and faint lesions into the liver).
 
@@ -101,8 +104,11 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
 def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     """The checks of the tumour search's result: the largest near miss away from the lesions found
     (``lesion_near_miss_ml``), the largest compact dark region the search did not judge
-    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), and the largest share of a found lesion's boundary left cut by the
-    liver outline (``lesion_cut_fraction``).
+    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), the largest share of a found lesion's boundary left cut by the
+    liver outline (``lesion_cut_fraction``), and the largest lesion found whose share in the liver's
+    surface shell lies within ``max_near_miss_margin`` of the surface test's limit, or over it
+    (``lesion_at_surface_ml``, held to ``max_near_miss_ml``: the near miss's mirror, a candidate taken
+    by a small margin).
 
     Parameters
     ----------
@@ -110,14 +116,15 @@ def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
         The tumours' report (:func:`hepatoplan.segmentation.segment_tumours`): ``near_misses`` (each
         with ``rule``, ``margin``, ``touches_lesion``, ``volume_ml``), ``cut_lesions`` and
         ``dark_regions`` (each with ``volume_ml``, ``contrast_hu``, ``ellipsoid_fill``; absent in
-        reports made before it was recorded: then 0 mL).
+        reports made before it was recorded: then 0 mL) and ``lesions`` (``volume_ml``,
+        ``surface_fraction``, ``surface_margin``; lesions without a margin are not counted).
     p : SelfCheckParams
         The limits.
 
     Returns
     -------
     list of dict
-        Three checks: name, value, limit, passed, and the reason to show when failed.
+        Four checks: name, value, limit, passed, and the reason to show when failed.
     """
     near = [e for e in tinfo["near_misses"]
             if e["rule"] in p.near_miss_rules and not e["touches_lesion"] and e["margin"] <= p.max_near_miss_margin]
@@ -127,6 +134,8 @@ def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     dark = max(blobs, key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "contrast_hu": 0.0})
     cut = max(tinfo.get("cut_lesions", []), key=lambda e: e["cut_fraction"], default={"cut_fraction": 0.0, "volume_ml": 0.0})
     frac = cut["cut_fraction"]
+    at_surface = max((e for e in tinfo.get("lesions", []) if e.get("surface_margin", np.inf) <= p.max_near_miss_margin),
+                     key=lambda e: e["volume_ml"], default={"volume_ml": 0.0, "surface_fraction": 0.0})
     return [
         _check("lesion_near_miss_ml", vol, p.max_near_miss_ml, vol < p.max_near_miss_ml,
                f"a {vol:.0f} mL lesion candidate was rejected by a small margin ({worst['rejected']}): "
@@ -137,6 +146,10 @@ def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
         _check("lesion_cut_fraction", frac, p.max_cut_fraction, frac < p.max_cut_fraction,
                f"a {cut['volume_ml']:.0f} mL lesion is cut by the liver outline on {frac:.0%} of its boundary, its outer "
                "part not recovered: check the lesion and the liver outline where it bulges"),
+        _check("lesion_at_surface_ml", at_surface["volume_ml"], p.max_near_miss_ml, at_surface["volume_ml"] < p.max_near_miss_ml,
+               f"a {at_surface['volume_ml']:.0f} mL lesion was taken with {at_surface['surface_fraction']:.0%} of it in the "
+               "liver's surface shell, close to the limit for a lesion: it may be tissue outside the liver (stomach, "
+               "bowel) taken with it; check the lesion and the liver outline there"),
     ]
 
 

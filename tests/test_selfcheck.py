@@ -87,7 +87,8 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     def passed(near, cut=()):
         return {c["name"]: c["passed"] for c in lesion_checks({"near_misses": near, "cut_lesions": list(cut)}, p)}
 
-    assert passed([]) == {"lesion_near_miss_ml": True, "dark_region_ml": True, "lesion_cut_fraction": True}
+    assert passed([]) == {"lesion_near_miss_ml": True, "dark_region_ml": True, "lesion_cut_fraction": True,
+                          "lesion_at_surface_ml": True}
     assert passed([_near(80.0, touches=True), _near(9.9, touches=False)])["lesion_near_miss_ml"]
     assert not passed([_near(80.0, touches=True), _near(10.0, touches=False)])["lesion_near_miss_ml"]
     assert passed([_near(40.0, touches=False, margin=0.21)])["lesion_near_miss_ml"]
@@ -303,3 +304,20 @@ def test_a_blob_joined_or_left_out_by_a_shape_near_its_limit_counts_in_the_join_
     assert not c["bulging_join_margin_fraction"]["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
     assert any("shape close to its limit (6.4 times the volume of its 18 mm inscribed sphere" in r for r in out["reasons"])
 
+
+def test_a_large_lesion_taken_close_to_the_surface_tests_limit_fails_the_self_check():
+    """``lesion_at_surface_ml``: a lesion found of ``max_near_miss_ml`` (15 mL) or more whose share in
+    the liver's surface shell lies within ``max_near_miss_margin`` (0.25) of the surface test's limit,
+    or over it, fails (IRCADb 07 with 6 HU of noise: 100 mL of the stomach's content taken at 0.467
+    against 0.5, margin 0.066); a smaller one, or one deeper in the liver, does not."""
+    p = SelfCheckParams()
+
+    def check(*lesions):
+        tinfo = {"near_misses": [], "cut_lesions": [], "dark_regions": [],
+                 "lesions": [{"volume_ml": ml, "surface_fraction": 0.5 * (1 - m), "surface_margin": m} for ml, m in lesions]}
+        return next(c for c in lesion_checks(tinfo, p) if c["name"] == "lesion_at_surface_ml")
+
+    assert check()["passed"] and check((146.0, 0.396), (14.0, 0.066))["passed"]  # IRCADb 07 seed 3's 146 mL lesion: 0.302
+    for margin in (0.066, 0.25, -0.5):
+        c = check((146.0, 0.396), (100.0, margin))
+        assert not c["passed"] and c["value"] == 100.0 and "100 mL lesion was taken" in c["reason"]
