@@ -113,7 +113,10 @@ def run(case, name, image, spacing, ref_liver, ref_tum):
             "ref_ml": round(float(rl.sum()) * voxel_ml, 1), "dice": round(dice(L, rl), 4),
             "lesions": int(st.tumours.max()), "missed_ge10_ml": missed, "bulging_joined_ml": joined,
             "join_margin_fraction": margin,
-            "self_check_passed": sc["passed"], "reasons": sc["reasons"], "cpu_s": round(cpu, 1)}
+            "self_check_passed": sc["passed"], "reasons": sc["reasons"], "cpu_s": round(cpu, 1),
+            # to replay the checks offline
+            "checks": {c["name"]: c["value"] for c in sc["checks"]}, "bulging_blobs": st.report["liver"].get("bulging_blobs", []),
+            "found_lesions": st.report["tumours"].get("lesions", [])}
 
 
 def main(argv=None):

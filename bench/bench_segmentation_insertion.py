@@ -280,6 +280,12 @@ def run_one(case: Case, seed: int, variant_name: str, save: Path | None = None, 
     row["cut_lesions"] = tinfo.get("cut_lesions", [])
     row["bulging_blobs"] = seg.report["liver"].get("bulging_blobs", [])
     row["dark_regions"] = at_truth(tinfo.get("dark_regions", []), truth, row["lesions"], n_real)
+    # each lesion found (label k = its place in the report) with the share of it in a true lesion
+    n = len(tinfo.get("lesions", []))
+    ours = np.bincount(np.asarray(pred["tumours"]).ravel(), minlength=n + 1)
+    true = np.bincount(np.asarray(pred["tumours"])[truth["tumours"] > 0], minlength=n + 1)
+    row["found_lesions"] = [{**e, "true_share": round(float(true[k] / max(ours[k], 1)), 3)}
+                            for k, e in enumerate(tinfo.get("lesions", []), start=1)]
     return row
 
 
@@ -366,7 +372,7 @@ def flagged(row: dict, params: SelfCheckParams, lp: LiverParams = LiverParams())
     near = [{"rule": next((k for k, v in REJECTED.items() if e["rejected"].startswith(v)), "edge"), **e}
             for e in row["near_misses"]]
     lesions = lesion_checks({"near_misses": near, "cut_lesions": row["cut_lesions"],
-                             "dark_regions": row.get("dark_regions", [])}, params)
+                             "dark_regions": row.get("dark_regions", []), "lesions": row.get("found_lesions", [])}, params)
     spacing_ok = c.get("voxel_spacing_mm", 0.0) <= params.max_voxel_spacing_mm
     return not (liver_ok and spacing_ok and all(x["passed"] for x in lesions))
 

@@ -366,8 +366,9 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     within ``coarse_spacing_mm`` of air. The opened blob joins.
 
     Returns the joined blobs (opened) and, for the self-check, every blob of at least
-    ``lesion_report_min_ml`` that passes the shape tests, with its volume (mL), contact fraction,
-    gas fraction, outer gas fraction and whether it joined.
+    ``lesion_report_min_ml`` with its volume (mL), contact fraction, gas fraction, outer gas fraction,
+    volume over its inscribed sphere's, inscribed radius (mm), the coarse grid's largest spacing (mm:
+    the radius's step) and whether it joined: the joins decided near a limit of any test.
     """
     s, sp = scan.image, scan.spacing_mm
     dark = scan.body & (s > p.lesion_min_hu) & (s < window_max_hu) & ~liver & morph.dilate(liver, p.lesion_search_mm, sp)
@@ -382,11 +383,16 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     sphere_vox = 4.0 / 3.0 * np.pi * rmax**3 / float(np.prod(sp))
     shaped = (vox <= p.lesion_max_volume_to_sphere * sphere_vox) & (rmax >= p.lesion_min_radius_mm)
     shaped[0] = False
-    near_air = _near_air(scan, ws * shaped[ws] > 0, p.coarse_spacing_mm) if shaped.any() else np.zeros_like(liver)
+    # every blob the tests decide, and every large one (reported with all its tests for the self-check)
+    reported = np.flatnonzero(vox * scan.voxel_ml >= p.lesion_report_min_ml)
+    reported = reported[reported > 0]
+    measured = shaped.copy()
+    measured[reported] = True
+    near_air = _near_air(scan, measured[ws], p.coarse_spacing_mm) if measured.any() else np.zeros_like(liver)
     contact, outer_gas = _face_shares(ws, liver, near_air, n)
+    judged = np.union1d(np.flatnonzero(shaped & (contact >= p.lesion_min_contact_fraction)), reported)
     # bowel: gas inside the opened blob (a tumour's contact with a gas-filled loop is a thin rim the
     # opening sheds), or over much of its free boundary (a loop wrapped round its lumen)
-    judged = np.flatnonzero(shaped & ((contact >= p.lesion_min_contact_fraction) | (vox * scan.voxel_ml >= p.lesion_report_min_ml)))
     near_gas = morph.dilate(scan.gas, 1.01 * max(sp), sp) if judged.size else None
     objects = ndi.find_objects(ws)
     opened = {lab: _opened(ws, lab, objects[lab - 1], rmax, sp, p) for lab in judged}
@@ -398,8 +404,10 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(contact[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
     report = [{"volume_ml": round(float(vox[i]) * scan.voxel_ml, 1), "contact_fraction": round(float(contact[i]), 3),
-               "gas_fraction": round(float(gas[i]), 4), "outer_gas_fraction": round(float(outer_gas[i]), 3), "joined": bool(ok[i])}
-              for i in judged if vox[i] * scan.voxel_ml >= p.lesion_report_min_ml]
+               "gas_fraction": round(float(gas[i]), 4), "outer_gas_fraction": round(float(outer_gas[i]), 3),
+               "volume_to_sphere": round(float(vox[i] / sphere_vox[i]), 2),
+               "radius_mm": round(float(rmax[i]), 2), "voxel_mm": round(float(max(sp)), 2), "joined": bool(ok[i])}
+              for i in reported]
     out = np.zeros(ws.shape, bool)
     for lab in np.flatnonzero(ok):
         win, m = opened[lab]

@@ -133,9 +133,9 @@ class LiverParams:
         ... or by this fraction of its inscribed radius when smaller (keeps small lesions).
         Chosen on IRCADb 01.
     lesion_report_min_ml : float
-        Blobs of this volume or more that pass the shape tests are reported (``bulging_blobs`` in the
-        liver's report, with their contact and gas shares) for the self-check's
-        ``bulging_join_margin_fraction``. Reporting only.
+        Blobs of this volume or more are reported (``bulging_blobs`` in the liver's report, with their
+        contact and gas shares and their shape) for the self-check's ``bulging_join_margin_fraction``.
+        Reporting only.
     refine_box_margin_vox : int
         Margin (coarse voxels) of the box refined at full resolution. Implementation.
     coarse_blur_vox : float
@@ -699,6 +699,14 @@ class SelfCheckParams:
         beyond this factor, the outer share beyond its margin) is not near. A blob left out by its gas
         alone (contact passed), of ``max_near_miss_ml`` or more, is a lesion near miss and fails ``bulging_gas_miss_ml`` (the
         137 mL blob is 9.5 % of the 1446 mL liver left: under the share below) ...
+    bulging_outline_margin_vox : float
+        ... or whose shape tests (``lesion_max_volume_to_sphere``, ``lesion_min_radius_mm``) would be
+        decided the other way were its outline this many coarse voxels (the coarse grid's largest
+        spacing) further out or in all round: the inscribed radius moves by as much, the volume as a
+        sphere's of the same volume. Not fitted: the blob is the block means between two densities;
+        a sub-block shift of the scan moves a sharp outline by up to half a block. Near the limit (6)
+        that moves the ratio by a factor of about 1 -+ 1.35 d / r (d the move, r the inscribed radius):
+        for a 150 mL blob (r 18 mm on a 2.35 mm grid) 5.5-6.5 ...
     max_bulging_join_margin_fraction : float
         ... and such a blob of at least this share of the liver's volume fails the check. Flipping a
         blob of share f moves the liver's Dice by about f / 2: 0.1 is the flip that takes a liver of
@@ -729,6 +737,7 @@ class SelfCheckParams:
     max_voxel_spacing_mm: float = 2.5
     bulging_contact_margin: float = 0.05
     bulging_gas_margin_factor: float = 2.0
+    bulging_outline_margin_vox: float = 0.5
     max_bulging_join_margin_fraction: float = 0.1
 
 

@@ -471,11 +471,14 @@ def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
     """JSON-ready shape and density measures of one candidate (``comp`` in the window ``win``)."""
     vals = grid.image[win][comp]
     n = comp.sum()
+    surface = float(np.count_nonzero(comp & (depth[win] <= p.surface_margin_mm)) / n)
     return {
         "median_hu": round(float(np.median(vals)), 1),
         "ellipsoid_fill": round(_ellipsoid_fill(comp, grid.spacing_mm), 2),
         "fat_fraction": round(float(np.count_nonzero((vals < p.fat_max_hu) & (depth[win][comp] > p.shell_mm)) / n), 3),
-        "surface_fraction": round(float(np.count_nonzero(comp & (depth[win] <= p.surface_margin_mm)) / n), 3),
+        "surface_fraction": round(surface, 3),
+        # how far under the surface test's limit (a share of the limit; negative: over it, taken by another rule)
+        "surface_margin": round(1.0 - surface / p.max_surface_fraction, 3),
         "in_liver_mask_fraction": round(float(np.count_nonzero(comp & grid.liver[win]) / n), 3),
     }
 

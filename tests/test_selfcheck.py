@@ -11,7 +11,8 @@ from scipy.special import erf
 
 from hepatoplan.pipeline.cli import main
 from hepatoplan.segmentation import SegmentationParams, SelfCheckParams, TumourParams, self_check, tumours
-from hepatoplan.segmentation.selfcheck import lesion_checks
+from hepatoplan.segmentation.params import LiverParams
+from hepatoplan.segmentation.selfcheck import close_calls, lesion_checks
 
 from test_segmentation import abdomen_phantom
 
@@ -86,7 +87,8 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     def passed(near, cut=()):
         return {c["name"]: c["passed"] for c in lesion_checks({"near_misses": near, "cut_lesions": list(cut)}, p)}
 
-    assert passed([]) == {"lesion_near_miss_ml": True, "dark_region_ml": True, "lesion_cut_fraction": True}
+    assert passed([]) == {"lesion_near_miss_ml": True, "dark_region_ml": True, "lesion_cut_fraction": True,
+                          "lesion_at_surface_ml": True}
     assert passed([_near(80.0, touches=True), _near(9.9, touches=False)])["lesion_near_miss_ml"]
     assert not passed([_near(80.0, touches=True), _near(10.0, touches=False)])["lesion_near_miss_ml"]
     assert passed([_near(40.0, touches=False, margin=0.21)])["lesion_near_miss_ml"]
@@ -284,3 +286,50 @@ def test_a_blob_joined_or_left_out_by_a_gas_share_near_its_limit_fails_the_self_
                                              "outer_gas_fraction": outer, "joined": outer < 0.125}]
         out = self_check(img, liver, report, spacing_mm=sp)  # a loop round its lumen (0.3) is no near miss,
         assert out["passed"] == passed, (outer, gas)  # even with its opened share near (1.2 %)
+
+
+def test_a_blob_joined_or_left_out_by_a_shape_near_its_limit_counts_in_the_join_margin(phantom):
+    """The shape tests (``lesion_max_volume_to_sphere`` 6, ``lesion_min_radius_mm`` 3): a blob they
+    would decide the other way were its outline half a coarse voxel (``voxel_mm``) further out or in
+    counts in ``bulging_join_margin_fraction``; far from the limit, or with another test failed by
+    far, it does not. A blob left out by its shape and its gas share, both near, is not a gas near
+    miss (not left out by its gas alone)."""
+    img, sp, truth = phantom
+    liver = truth["liver"]
+    report = _liver_report(liver, sp)
+    big = 0.2 * report["liver"]["liver_volume_ml"]
+
+    def blob(ratio, radius=18.0, contact=0.4, gas=0.0):
+        return {"volume_ml": big, "contact_fraction": contact, "gas_fraction": gas, "volume_to_sphere": ratio,
+                "radius_mm": radius, "voxel_mm": 2.35, "joined": ratio <= 6.0 and contact >= 0.25 and gas <= 0.01}
+
+    # r 18 mm, outline moved by 1.175 mm: 6.52 -> 6.0 outward, 5.47 -> 6.0 inward
+    lp, p = LiverParams(), SelfCheckParams()
+    for ratio, near in ((5.3, False), (5.6, True), (5.9, True), (6.4, True), (6.7, False), (20.0, False)):
+        assert [b["near"] for b in close_calls({"bulging_blobs": [blob(ratio)]}, lp, p)] == ([["shape"]] if near else [])
+    assert close_calls({"bulging_blobs": [blob(6.4, contact=0.1)]}, lp, p) == []  # its contact fails by far
+    assert close_calls({"bulging_blobs": [blob(30.0, radius=3.5)]}, lp, p) == []  # spread out
+    assert [b["near"] for b in close_calls({"bulging_blobs": [blob(2.0, radius=2.5)]}, lp, p)] == [["shape"]]  # thin
+    report["liver"]["bulging_blobs"] = [blob(6.4, gas=0.012)]
+    out = self_check(img, liver, report, spacing_mm=sp)
+    c = {c["name"]: c for c in out["checks"]}
+    assert not c["bulging_join_margin_fraction"]["passed"] and c["bulging_gas_miss_ml"]["value"] == 0.0
+    assert any("shape close to its limit (6.4 times the volume of its 18 mm inscribed sphere" in r for r in out["reasons"])
+
+
+def test_a_large_lesion_taken_close_to_the_surface_tests_limit_fails_the_self_check():
+    """``lesion_at_surface_ml``: a lesion found of ``max_near_miss_ml`` (15 mL) or more whose share in
+    the liver's surface shell lies within ``max_near_miss_margin`` (0.25) of the surface test's limit,
+    or over it, fails (IRCADb 07 with 6 HU of noise: 100 mL of the stomach's content taken at 0.467
+    against 0.5, margin 0.066); a smaller one, or one deeper in the liver, does not."""
+    p = SelfCheckParams()
+
+    def check(*lesions):
+        tinfo = {"near_misses": [], "cut_lesions": [], "dark_regions": [],
+                 "lesions": [{"volume_ml": ml, "surface_fraction": 0.5 * (1 - m), "surface_margin": m} for ml, m in lesions]}
+        return next(c for c in lesion_checks(tinfo, p) if c["name"] == "lesion_at_surface_ml")
+
+    assert check()["passed"] and check((146.0, 0.396), (14.0, 0.066))["passed"]  # IRCADb 07 seed 3's 146 mL lesion: 0.302
+    for margin in (0.066, 0.25, -0.5):
+        c = check((146.0, 0.396), (100.0, margin))
+        assert not c["passed"] and c["value"] == 100.0 and "100 mL lesion was taken" in c["reason"]
