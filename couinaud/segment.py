@@ -477,7 +477,8 @@ def _methods_record(s: dict, umb_angle: float, w_umb: float, params: CouinaudPar
 def _share_height_mm(liver: np.ndarray, columns: np.ndarray, share: float, spacing_z_mm: float) -> float | None:
     """Height (mm of the array frame) of the axial plane with ``share`` of the liver in ``columns``
     (an axial mask) below it; None when those columns hold no liver."""
-    counts = np.count_nonzero(liver & columns[:, :, None], axis=(0, 1))
+    # the columns' rows of the (X * Y, Z) view: a gather of contiguous rows, not a pass over the box
+    counts = np.count_nonzero(liver.reshape(-1, liver.shape[2])[columns.ravel()], axis=0)
     total = int(counts.sum())
     if total == 0:
         return None
@@ -546,7 +547,10 @@ def _label_crop(liver: np.ndarray, spa: np.ndarray, bd: Boundaries, *, split_seg
         lut[1, bnd] = 8 if up_r else 5
         lut[2, bnd] = LABEL_4A if (up_l or not split_segment_4) else LABEL_4B
         lut[3, bnd] = 2 if up_l else 3
-    lab = lut[sector[:, :, None], band[None, None, :]]
+    lab = np.empty(liver.shape, np.uint8)
+    # the bands are runs of slices (each bit steps up once along z): one sector map per run
+    for run in np.split(np.arange(len(band)), np.flatnonzero(np.diff(band)) + 1):
+        lab[:, :, run[0]:run[-1] + 1] = lut[sector, band[run[0]]][:, :, None]
     lab[_caudate_box(liver.shape, spa, bd, caudate)] = 1
     lab *= liver
     return lab, heights_mm
