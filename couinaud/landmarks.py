@@ -20,7 +20,7 @@ from hepatoplan.arrays import bounding_box, is_empty_box
 from hepatoplan.errors import NotComputableError
 from hepatoplan.nearest_voxel import edt_mm
 
-from .graph import heaviest_path, largest_component, main_split, rooted_tree, skeleton_graph
+from .graph import SkeletonGraph, heaviest_path, largest_component, main_split, rooted_tree, skeleton_graph
 from .params import HepaticParams, IVCParams, PortalParams
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ class PortalLandmarks:
 
 def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
                      distance_to_liver_mm: Callable[[np.ndarray], np.ndarray] | None = None, root_mm=None,
-                     params: PortalParams = PortalParams()) -> PortalLandmarks:
+                     params: PortalParams = PortalParams(), graph: SkeletonGraph | None = None) -> PortalLandmarks:
     """Root, bifurcation, left portal vein and umbilical portion of the portal tree.
 
     The skeleton graph is weighted by ``radius^2`` on its intrahepatic nodes (within the node's
@@ -235,7 +235,8 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
     the analysed component nearest to it (a tree clipped to the liver has no trunk; its pieces are
     joined at the expected bifurcation, see :func:`hepatoplan.couinaud.separate.bifurcation_prior`).
     ``distance_to_liver_mm``, when given, is a function returning the distance (mm) to liver tissue
-    at voxel indices ``(n, 3)``; otherwise it is computed from ``liver``.
+    at voxel indices ``(n, 3)``; otherwise it is computed from ``liver``. ``graph``, when given, is
+    ``skeleton_graph(portal, spacing_mm)`` already made.
 
     Raises
     ------
@@ -243,7 +244,7 @@ def portal_landmarks(portal: np.ndarray, liver: np.ndarray, spacing_mm, *,
         The tree does not split into main branches inside the liver.
     """
     sp = np.asarray(spacing_mm, float)
-    g = skeleton_graph(portal, sp)
+    g = skeleton_graph(portal, sp) if graph is None else graph
     if g.n < params.min_skeleton_nodes:
         raise NotComputableError("portal-vein mask too small to build a vessel tree "
                                  f"(fewer than {params.min_skeleton_nodes} skeleton voxels)")

@@ -76,6 +76,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cc3d
@@ -201,6 +202,9 @@ class _Grids:
     portal_a: np.ndarray
     hepatic_a: np.ndarray
     distance_to_liver_a_mm: Callable[[np.ndarray], np.ndarray]
+    #: ``portal_a``'s skeleton graph, started in a thread while the rest of the grids were made
+    #: (separate masks only: a combined mask's portal tree is known after the separation)
+    portal_graph: Future | None = None
 
     def pt(self, p_crop_mm) -> dict:
         """A crop-frame position as ``{"voxel", "mm"}`` of the input array."""
@@ -219,27 +223,33 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
     box = padded_box(liver_box, np.ceil(ap.crop_margin_mm / spa).astype(int), liver.shape)
     inner = tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(liver_box, box))
     one = portal is hepatic  # one combined vessel mask: crop, pool and check it once
-    Lc = np.asarray(liver[box]) != 0
+    f = np.maximum(1, np.round(ap.analysis_spacing_mm / spa).astype(int))
+    sp2 = spa * f
     if portal.shape == liver.shape:
         PVc = np.asarray(portal[box]) != 0
     else:
-        PVc = np.zeros(Lc.shape, bool)
+        PVc = np.zeros(tuple(b.stop - b.start for b in box), bool)
         PVc[inner] = portal
+    PV2 = _pool(PVc, f)
+    portal_graph = None
+    if not one:  # the portal skeleton (thinning releases the GIL) beside the liver's and hepatic veins' grids
+        pool = ThreadPoolExecutor(1, thread_name_prefix="couinaud-portal")
+        portal_graph = pool.submit(lm.skeleton_graph, PV2, sp2)
+        pool.shutdown(wait=False)
+    Lc = np.asarray(liver[box]) != 0
     HVc = PVc if one else np.asarray(hepatic[box]) != 0
     for n, a, c in (("portal", portal, PVc), ("hepatic", hepatic, HVc))[:1 if one else 2]:
         k = int(np.count_nonzero(a)) - int(np.count_nonzero(c))
         if k:
             log.info("%s mask: %d voxels farther than %.0f mm from the liver's bounding box are ignored",
                      n, k, ap.crop_margin_mm)
-    f = np.maximum(1, np.round(ap.analysis_spacing_mm / spa).astype(int))
-    sp2 = spa * f
-    L2, PV2 = _pool(Lc, f), _pool(PVc, f)
+    L2 = _pool(Lc, f)
     HV2 = PV2 if one else _pool(HVc, f)
     return _Grids(
         box=box, inner=inner,
         offset_vox=np.array([b.start for b in box]), spacing_mm=spa, liver=Lc,
         spacing_analysis_mm=sp2, shift_mm=(f - 1) / 2.0 * spa, liver_a=L2, portal_a=PV2, hepatic_a=HV2,
-        distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params),
+        distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params), portal_graph=portal_graph,
     )
 
 
@@ -269,7 +279,8 @@ def _find_landmarks(g: _Grids, params: CouinaudParams, warnings: list, *, ivc: l
     mm): where the portal tree is entered, when the mask has no trunk."""
     sp2, shift = g.spacing_analysis_mm, g.shift_mm
     pl = lm.portal_landmarks(g.portal_a, g.liver_a, sp2, distance_to_liver_mm=g.distance_to_liver_a_mm,
-                             root_mm=portal_root_mm, params=params.portal)
+                             root_mm=portal_root_mm, params=params.portal,
+                             graph=None if g.portal_graph is None else g.portal_graph.result())
     if ivc is None:
         ivc = lm.ivc_axis(g.hepatic_a, sp2, params=params.ivc,
                           reach_z_mm=float(pl.bifurcation_mm[2]) - params.ivc.reach_below_bifurcation_mm)
