@@ -60,7 +60,7 @@ class IVCAxis:
 
 
 def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None,
-             params: IVCParams = IVCParams()) -> IVCAxis:
+             params: IVCParams = IVCParams(), candidates: np.ndarray | None = None) -> IVCAxis:
     """Track the IVC through the axial slices of the hepatic-vein mask and fit a straight axis.
 
     Every axial slice offers up to ``params.candidates_per_slice`` candidate cross-sections (the
@@ -79,6 +79,8 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
         whereas a thick piece of another organ in the mask (the upper pole of an enhancing right
         kidney in an automatic mask) stays low. Ignored when no chain reaches it.
     params : IVCParams
+    candidates : ndarray, optional
+        ``ivc_candidates(hepatic, spacing_mm, params)`` already made.
 
     Raises
     ------
@@ -86,7 +88,7 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
         No tube of IVC calibre in the mask.
     """
     sp = np.asarray(spacing_mm, float)
-    C = _ivc_candidates(hepatic, sp, params)
+    C = ivc_candidates(hepatic, sp, params) if candidates is None else candidates
     if len(C) < 3:
         raise NotComputableError(
             "no IVC found in the hepatic-vein mask: no vertical tube of radius >= "
@@ -96,9 +98,10 @@ def ivc_axis(hepatic: np.ndarray, spacing_mm, *, reach_z_mm: float | None = None
     return _fit_ivc_axis(P, params)
 
 
-def _ivc_candidates(hepatic: np.ndarray, sp: np.ndarray, params: IVCParams) -> np.ndarray:
+def ivc_candidates(hepatic: np.ndarray, sp, params: IVCParams) -> np.ndarray:
     """Candidate IVC cross-sections ``(z, x, y, radius)`` in mm, sorted by height: the biggest
     inscribed discs of each axial slice, each suppressing its neighbourhood."""
+    sp = np.asarray(sp, float)
     # per-slice 2D distances: an enormous z anisotropy makes edt ignore the neighbouring slices;
     # on the mask's box (+1 voxel of background): the same distances, a fraction of the work
     box = bounding_box(hepatic, pad=1)

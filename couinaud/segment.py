@@ -202,9 +202,11 @@ class _Grids:
     portal_a: np.ndarray
     hepatic_a: np.ndarray
     distance_to_liver_a_mm: Callable[[np.ndarray], np.ndarray]
-    #: ``portal_a``'s skeleton graph, started in a thread while the rest of the grids were made
-    #: (separate masks only: a combined mask's portal tree is known after the separation)
+    #: ``portal_a``'s skeleton graph and ``hepatic_a``'s IVC candidates, made in a thread while the
+    #: rest of the grids were made (separate masks only: a combined mask's trees are known after the
+    #: separation)
     portal_graph: Future | None = None
+    ivc_candidates: Future | None = None
 
     def pt(self, p_crop_mm) -> dict:
         """A crop-frame position as ``{"voxel", "mm"}`` of the input array."""
@@ -231,11 +233,10 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
         PVc = np.zeros(tuple(b.stop - b.start for b in box), bool)
         PVc[inner] = portal
     PV2 = _pool(PVc, f)
-    portal_graph = None
+    portal_graph = ivc_candidates = None
     if not one:  # the portal skeleton (thinning releases the GIL) beside the liver's and hepatic veins' grids
-        pool = ThreadPoolExecutor(1, thread_name_prefix="couinaud-portal")
+        pool = ThreadPoolExecutor(1, thread_name_prefix="couinaud-landmarks")
         portal_graph = pool.submit(lm.skeleton_graph, PV2, sp2)
-        pool.shutdown(wait=False)
     Lc = np.asarray(liver[box]) != 0
     HVc = PVc if one else np.asarray(hepatic[box]) != 0
     for n, a, c in (("portal", portal, PVc), ("hepatic", hepatic, HVc))[:1 if one else 2]:
@@ -245,11 +246,15 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
                      n, k, ap.crop_margin_mm)
     L2 = _pool(Lc, f)
     HV2 = PV2 if one else _pool(HVc, f)
+    if not one:  # then, on the same worker, the IVC's candidates (they do not depend on the portal tree)
+        ivc_candidates = pool.submit(lm.ivc_candidates, HV2, sp2, params.ivc)
+        pool.shutdown(wait=False)
     return _Grids(
         box=box, inner=inner,
         offset_vox=np.array([b.start for b in box]), spacing_mm=spa, liver=Lc,
         spacing_analysis_mm=sp2, shift_mm=(f - 1) / 2.0 * spa, liver_a=L2, portal_a=PV2, hepatic_a=HV2,
         distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params), portal_graph=portal_graph,
+        ivc_candidates=ivc_candidates,
     )
 
 
@@ -283,6 +288,7 @@ def _find_landmarks(g: _Grids, params: CouinaudParams, warnings: list, *, ivc: l
                              graph=None if g.portal_graph is None else g.portal_graph.result())
     if ivc is None:
         ivc = lm.ivc_axis(g.hepatic_a, sp2, params=params.ivc,
+                          candidates=None if g.ivc_candidates is None else g.ivc_candidates.result(),
                           reach_z_mm=float(pl.bifurcation_mm[2]) - params.ivc.reach_below_bifurcation_mm)
     if pl.disconnected_fraction > params.portal.disconnected_warning_fraction:
         warnings.append(
