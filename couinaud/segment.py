@@ -207,6 +207,8 @@ class _Grids:
     #: separation)
     portal_graph: Future | None = None
     ivc_candidates: Future | None = None
+    #: ``hepatic_a``'s voxels in crop-frame mm (separate masks only, made on the same worker)
+    hepatic_mm: Future | None = None
 
     def pt(self, p_crop_mm) -> dict:
         """A crop-frame position as ``{"voxel", "mm"}`` of the input array."""
@@ -226,14 +228,14 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
     inner = tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(liver_box, box))
     one = portal is hepatic  # one combined vessel mask: crop, pool and check it once
     f = np.maximum(1, np.round(ap.analysis_spacing_mm / spa).astype(int))
-    sp2 = spa * f
+    sp2, shift_mm = spa * f, (f - 1) / 2.0 * spa
     if portal.shape == liver.shape:
         PVc = np.asarray(portal[box]) != 0
     else:
         PVc = np.zeros(tuple(b.stop - b.start for b in box), bool)
         PVc[inner] = portal
     PV2 = _pool(PVc, f)
-    portal_graph = ivc_candidates = None
+    portal_graph = ivc_candidates = hepatic_mm = None
     if not one:  # the portal skeleton (thinning releases the GIL) beside the liver's and hepatic veins' grids
         pool = ThreadPoolExecutor(1, thread_name_prefix="couinaud-landmarks")
         portal_graph = pool.submit(lm.skeleton_graph, PV2, sp2)
@@ -248,14 +250,20 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
     HV2 = PV2 if one else _pool(HVc, f)
     if not one:  # then, on the same worker, the IVC's candidates (they do not depend on the portal tree)
         ivc_candidates = pool.submit(lm.ivc_candidates, HV2, sp2, params.ivc)
+        hepatic_mm = pool.submit(_voxels_mm, HV2, sp2, shift_mm)
         pool.shutdown(wait=False)
     return _Grids(
         box=box, inner=inner,
         offset_vox=np.array([b.start for b in box]), spacing_mm=spa, liver=Lc,
-        spacing_analysis_mm=sp2, shift_mm=(f - 1) / 2.0 * spa, liver_a=L2, portal_a=PV2, hepatic_a=HV2,
+        spacing_analysis_mm=sp2, shift_mm=shift_mm, liver_a=L2, portal_a=PV2, hepatic_a=HV2,
         distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params), portal_graph=portal_graph,
-        ivc_candidates=ivc_candidates,
+        ivc_candidates=ivc_candidates, hepatic_mm=hepatic_mm,
     )
+
+
+def _voxels_mm(mask: np.ndarray, spacing_mm: np.ndarray, shift_mm: np.ndarray) -> np.ndarray:
+    """The analysis grid's true voxels in crop-frame mm, ``(n, 3)``."""
+    return np.argwhere(mask) * spacing_mm + shift_mm
 
 
 # --------------------------------------------------------------------------- step 1: landmarks
@@ -420,7 +428,8 @@ def _boundaries(k: _Landmarks, g: _Grids, params: CouinaudParams, warnings: list
     U, umb_angle, w_umb, z_left = _umbilical_plane(k, up)
     ivc_at_b, r_ivc = k.ivc_at_bifurcation_xy_mm, k.ivc.radius_mm
     # the prior part of each scissura: moved onto its vein's mean course (see ScissuraParams.vein_band_mm)
-    vein_mm = np.argwhere(g.hepatic_a) * g.spacing_analysis_mm + g.shift_mm
+    vein_mm = (_voxels_mm(g.hepatic_a, g.spacing_analysis_mm, g.shift_mm) if g.hepatic_mm is None
+               else g.hepatic_mm.result())
     voxel_ml = voxel_volume_ml(g.spacing_analysis_mm)
     z_min = k.z_right_mm - sc.vein_band_below_right_plane_mm
     mid_point = ivc_at_b + s["mid_offset"] * _normal(s["mid_angle"])
