@@ -290,6 +290,15 @@ def test_one_piece_per_label_gives_strays_to_their_surroundings():
     assert (sizes[stray], label[stray]) == (3 * 4 * 2, 1)
     assert lo[stray].tolist() == [20, 5, 3] and hi[stray].tolist() == [22, 8, 4]
     assert sorted(sizes[1:].tolist()) == sorted([1, 3 * 4 * 2, 10 * 20 * 12 - 8, 20 * 20 * 12 - 24])
+    # many small pieces of four labels: counts and boxes as cc3d.statistics gives them, each label read right
+    noise = np.random.default_rng(0).integers(0, 4, (25, 18, 9), dtype=np.uint8)
+    ncc, nn = cc3d.connected_components(noise, connectivity=6, return_N=True)
+    nsizes, nlabel, nlo, nhi = _pieces(ncc, noise, nn)
+    st = cc3d.statistics(ncc, no_slice_conversion=True)
+    box = np.asarray(st["bounding_boxes"], np.int64).reshape(-1, 6)
+    assert nn > 100 and nsizes[1:].tolist() == st["voxel_counts"][1:].tolist()
+    assert (nlo[1:] == box[1:, 0::2]).all() and (nhi[1:] == box[1:, 1::2]).all()
+    assert (nlabel[ncc] == noise).all()
     warnings: list = []
     out = _one_piece_per_label(lab, warnings)
     assert (out[20:23, 5:9, 3:5] == 2).all() and (out[2:10] == 1).all() and out[0, 0, 0] == 1
