@@ -230,8 +230,8 @@ def plan(options: PlanOptions) -> dict:
 
                 vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
-        checks: list[Future] = []  # the CT's voxels, checked beside the Couinaud segments
-        study = load_study(options, needs_segments=anatomical, on_masks=masks_read, checks=checks)
+        study = load_study(options, needs_segments=anatomical,
+                           on_masks=masks_read)
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
@@ -247,13 +247,9 @@ def plan(options: PlanOptions) -> dict:
             started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
                                                               affine_ras=study.ct.affine_ras, vessels=vessels)))
 
-        try:
-            result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
-                                          on_labels=start_meshes if options.preview else None,
-                                          vessel_trees=vessel_trees[0] if vessel_trees else None)
-        finally:
-            for check in checks:
-                check.result()  # before anything is written; the CT's own error first
+        result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
+                                      on_labels=start_meshes if options.preview else None,
+                                      vessel_trees=vessel_trees[0] if vessel_trees else None)
         result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
         if dicomweb_section:
             result["dicomweb"] = dicomweb_section

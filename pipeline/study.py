@@ -285,7 +285,7 @@ class PlanOptions:
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool,
-               on_masks: Callable[[Study], None] | None = None, checks: list[Future] | None = None) -> Study:
+               on_masks: Callable[[Study], None] | None = None) -> Study:
     """Read the CT grid and masks; compute what is missing.
 
     Masks not given are segmented automatically from the CT (``segmentation``) unless
@@ -295,22 +295,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     automatic segmentation, or the previews: read once here rather than checked here and read again
     for them); otherwise its header is the reference grid. ``on_masks`` is called with the study
     once its masks are read (or segmented), before the Couinaud segments are derived from them.
-
-    ``checks``: given, a NIfTI CT of which only the grid is needed has its voxels checked in a thread
-    of its own once the masks are read (beside the reads, three threads on two cores slowed them), and
-    the check's Future is appended: the caller waits for it, and raises its error first, before it
-    writes anything. Otherwise the CT is checked before this returns.
     """
-    try:
-        return _load_study(options, needs_segments=needs_segments, on_masks=on_masks, checks=checks)
-    except BaseException:
-        for check in checks or ():
-            check.result()  # the CT's own error first
-        raise
-
-
-def _load_study(options: PlanOptions, *, needs_segments: bool, on_masks: Callable[[Study], None] | None,
-                checks: list[Future] | None) -> Study:
     masks = options.masks
     ts_segments = options.segments_from == "totalsegmentator"
     if ts_segments and (masks.totalsegmentator is None or masks.segments is not None):
@@ -326,25 +311,16 @@ def _load_study(options: PlanOptions, *, needs_segments: bool, on_masks: Callabl
         ct = read_ct()
         arrays, notes = load_masks(ct, masks, resample=options.resample_masks,
                                    segments_from_totalsegmentator=ts_segments)
-    else:  # a NIfTI CT: its voxels read and checked beside the masks (or after them), checked against its header's grid
-        later = checks is not None and read_ct.keywords["header_only"]
-        reading = ThreadPoolExecutor(1)
-        try:
-            ct_read = None if later else reading.submit(read_ct)
+    else:  # a NIfTI CT: its voxels read and checked beside the masks, checked against its header's grid
+        with ThreadPoolExecutor(1) as reading:
+            ct_read = reading.submit(read_ct)
             try:
-                header = read_ct(header_only=True, check_voxels=False)
-                arrays, notes = load_masks(header, masks, resample=options.resample_masks,
-                                           segments_from_totalsegmentator=ts_segments)
+                arrays, notes = load_masks(read_ct(header_only=True, check_voxels=False), masks,
+                                           resample=options.resample_masks, segments_from_totalsegmentator=ts_segments)
             except HepatoplanError:
-                (ct_read.result if ct_read else read_ct)()  # the CT's own error first
+                ct_read.result()  # the CT's own error first
                 raise
-            if later:
-                ct = header  # what the checked read returns when the voxels are not kept
-                checks.append(reading.submit(read_ct))
-            else:
-                ct = _wait_read(ct_read)
-        finally:
-            reading.shutdown(wait=False)
+            ct = _wait_read(ct_read)
     sources = {name: path_text(path) for name, path in masks.given().items()}
     for name in ("liver", "tumours", "portal", "hepatic", "vessels", "segments"):
         if name in arrays and name not in sources:
