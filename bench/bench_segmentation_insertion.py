@@ -78,7 +78,12 @@ SPLITS = {
     "plain": [("07", None, "native"), ("01", None, "native")],
     "degraded": [(case, seed, v) for case, seed in (("07", 0), ("01", 100))
                  for v in ("slices_x2", "slices_x3", "noise", "partial_top", "partial_bottom")],
+    # not in the default run: the other seeds' lesions (and the plain scans) on thick slices, to see
+    # what thick slices lose and whether the other checks catch it (fifteenth stop)
+    "thick": [(case, seed, v) for case, seeds in (("07", [*range(1, 5), None]), ("01", [*range(101, 107), None]))
+              for seed in seeds for v in ("slices_x2", "slices_x3")],
 }
+DEFAULT_SPLITS = ("dev", "heldout", "plain", "degraded")
 FOUND_FRACTION = 0.25
 BIG_LESION_ML = 10.0
 GOOD_LIVER_DICE = 0.90
@@ -465,7 +470,7 @@ def run_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    ap.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=list(SPLITS))
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/RESULTS.md")
     ap.add_argument("--json", type=Path, help="also write every run's scores to this file")
     ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
@@ -530,7 +535,7 @@ def main(argv=None) -> int:
 
 
 def _write_section(text: str, splits) -> None:
-    cmd = "python bench/bench_segmentation_insertion.py" + ("" if list(splits) == list(SPLITS) else " --splits " + " ".join(splits))
+    cmd = "python bench/bench_segmentation_insertion.py" + ("" if list(splits) == list(DEFAULT_SPLITS) else " --splits " + " ".join(splits))
     body = (f"{SECTION}\n\n`{cmd}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
             "machine shared with other jobs (segment_s is wall time, an upper bound).\n\n" + text + "\n")
     text_all = RESULTS.read_text()
