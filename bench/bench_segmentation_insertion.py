@@ -78,7 +78,12 @@ SPLITS = {
     "plain": [("07", None, "native"), ("01", None, "native")],
     "degraded": [(case, seed, v) for case, seed in (("07", 0), ("01", 100))
                  for v in ("slices_x2", "slices_x3", "noise", "partial_top", "partial_bottom")],
+    # not in the default run: the other seeds' lesions (and the plain scans) on thick slices, to see
+    # what thick slices lose and whether the other checks catch it (fifteenth stop)
+    "thick": [(case, seed, v) for case, seeds in (("07", [*range(1, 5), None]), ("01", [*range(101, 107), None]))
+              for seed in seeds for v in ("slices_x2", "slices_x3")],
 }
+DEFAULT_SPLITS = ("dev", "heldout", "plain", "degraded")
 FOUND_FRACTION = 0.25
 BIG_LESION_ML = 10.0
 GOOD_LIVER_DICE = 0.90
@@ -433,6 +438,42 @@ def _show(value) -> str:
     return " ".join(value) if isinstance(value, tuple) else f"{value:g}"
 
 
+def _spacing_mm(row: dict) -> float:
+    return float(row["checks"].get("voxel_spacing_mm", 0.0))
+
+
+def thick_table(rows: list[dict], params: SelfCheckParams = SelfCheckParams()) -> str:
+    """What thick slices lose and who catches it: recall by size at each slice spacing (the same
+    lesions natively and on 2x / 3x slices; the noisy and cut scans left out), and each run on slices
+    thicker than ``max_voxel_spacing_mm`` flagged with and without the spacing check."""
+    rows = [r for r in rows if r["variant"] in ("native", "slices_x2", "slices_x3")]
+    edges = (0.5, 1.0, 2.5, 5.0, 10.0, 15.0, float("inf"))
+    lines = ["inserted lesions with abs(contrast) >= 20 HU found, by size:", "",
+             "| slices (mm) | runs | " + " | ".join(f"{lo:g}-{hi:g} mL" for lo, hi in zip(edges[:-1], edges[1:]))
+             + " | liver Dice mean (min) | bad runs |", "|---" * (len(edges) + 3) + "|"]
+    for mm in sorted({_spacing_mm(r) for r in rows}):
+        rs = [r for r in rows if _spacing_mm(r) == mm]
+        les = [e for r in rs for e in r["lesions"] if e["kind"] != "real" and abs(e["contrast_hu"]) >= 20.0]
+        cells = [_recall([e for e in les if lo <= e["volume_ml"] < hi]) for lo, hi in zip(edges[:-1], edges[1:])]
+        dice_ = [r["liver_dice"] for r in rs]
+        lines.append(f"| {mm:g} | {len(rs)} | " + " | ".join(cells)
+                     + f" | {np.mean(dice_):.3f} ({np.min(dice_):.3f}) | {sum(r['bad'] for r in rs)} |")
+    without = replace(params, max_voxel_spacing_mm=float("inf"))
+    thick = [r for r in rows if _spacing_mm(r) > params.max_voxel_spacing_mm]
+    lines += ["", "| case | seed | slices (mm) | liver Dice | missed >= 10 mL | bad | flagged | without the spacing check |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in thick:
+        lines.append(f"| {r['case']} | {r['seed']} | {_spacing_mm(r):g} | {r['liver_dice']:.3f} | {r['missed_big'] or '–'} | "
+                     f"{'yes' if r['bad'] else 'no'} | {'FLAG' if flagged(r, params) else 'pass'} | "
+                     f"{'FLAG' if flagged(r, without) else 'pass'} |")
+    bad = [r for r in thick if r["bad"]]
+    good = [r for r in thick if not r["bad"]]
+    lines.append(f"\nthick-slice runs: bad {len(bad)}, caught without the spacing check {sum(flagged(r, without) for r in bad)}; "
+                 f"good {len(good)}, flagged {sum(flagged(r, params) for r in good)} (without the spacing check "
+                 f"{sum(flagged(r, without) for r in good)})")
+    return "\n".join(lines)
+
+
 def near_miss_table(rows: list[dict]) -> str:
     """The recorded near misses and cut lesions of at least :data:`BIG_LESION_ML` (the JSON holds
     every one from 2 mL): what each was, and what lay there in the truth."""
@@ -465,7 +506,7 @@ def run_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    ap.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=list(SPLITS))
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/RESULTS.md")
     ap.add_argument("--json", type=Path, help="also write every run's scores to this file")
     ap.add_argument("--limit", type=int, help="only the first N runs of each split (development; implies --no-write)")
@@ -521,7 +562,8 @@ def main(argv=None) -> int:
     parts.append("**all runs** " + qc_table(everything))
     if args.choose_limits:
         parts += ["**self-check limits, leave-one-scan-out** (`--choose-limits`)\n\n" + limits_table(everything),
-                  f"near misses and cut lesions of >= {BIG_LESION_ML:g} mL\n\n" + near_miss_table(everything)]
+                  f"near misses and cut lesions of >= {BIG_LESION_ML:g} mL\n\n" + near_miss_table(everything),
+                  "**thick slices**: what they lose and who flags them\n\n" + thick_table(everything)]
     text = "\n\n".join(parts)
     print(text)
     if not (args.no_write or args.limit or args.seeds or args.cases or args.variants):
@@ -530,7 +572,7 @@ def main(argv=None) -> int:
 
 
 def _write_section(text: str, splits) -> None:
-    cmd = "python bench/bench_segmentation_insertion.py" + ("" if list(splits) == list(SPLITS) else " --splits " + " ".join(splits))
+    cmd = "python bench/bench_segmentation_insertion.py" + ("" if list(splits) == list(DEFAULT_SPLITS) else " --splits " + " ".join(splits))
     body = (f"{SECTION}\n\n`{cmd}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
             "machine shared with other jobs (segment_s is wall time, an upper bound).\n\n" + text + "\n")
     text_all = RESULTS.read_text()
