@@ -356,7 +356,8 @@ def surface_mesh(
         grids much finer in-plane than between slices (see :func:`parenchyma_block_voxels`).
         The enclosed volume stays within ~0.1 % of the mask's for thick structures; triangles
         drop ~3x for (2, 2, 1). A structure whose block contour is off by more than
-        :data:`BLOCK_VOLUME_TOLERANCE` (thin slivers) is meshed from the full grid.
+        :data:`BLOCK_VOLUME_TOLERANCE` (thin slivers), whose smoothed mesh is, or whose decimation
+        fails (see :func:`_simplify`), is meshed from blocks one voxel finer per axis, down to the full grid.
 
     Returns
     -------
@@ -463,17 +464,21 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     contour.ComputeScalarsOff()
     contour.Update()
     points, faces = _polydata_arrays(contour.GetOutput())
+
+    def finer_blocks(why: str) -> Mesh:
+        # one voxel finer per axis: (3, 3, 1) -> (2, 2, 1) -> the full grid
+        log.debug("blocks %s: %s; blocks one voxel finer", block, why)
+        return _crop_mesh(crop, start, affine, smoothing_iterations=smoothing_iterations,
+                          smoothing_passband=smoothing_passband, target_reduction=target_reduction,
+                          block_voxels=tuple(max(1, b - 1) for b in block))
+
+    mask_mm3 = float(np.count_nonzero(crop)) * float(np.prod(spacing_mm)) / float(np.prod(block))
     if block != (1, 1, 1):
         # blocks lose what is thinner than half a block (slivers, notches): when that is more
-        # than BLOCK_VOLUME_TOLERANCE of the structure, mesh it from the full grid instead
+        # than BLOCK_VOLUME_TOLERANCE of the structure, mesh it from finer blocks instead
         raw_mm3 = abs(mesh_volume_mm3(Mesh(points, faces)))
-        mask_mm3 = float(np.count_nonzero(crop)) * float(np.prod(spacing_mm)) / float(np.prod(block))
         if abs(raw_mm3 / mask_mm3 - 1) > BLOCK_VOLUME_TOLERANCE:
-            log.debug("blocks %s keep %.2f %% of a structure's volume: full grid instead", block,
-                      100 * raw_mm3 / mask_mm3)
-            return _crop_mesh(crop, start, affine, smoothing_iterations=smoothing_iterations,
-                              smoothing_passband=smoothing_passband,
-                              target_reduction=target_reduction, block_voxels=(1, 1, 1))
+            return finer_blocks(f"the contour keeps {100 * raw_mm3 / mask_mm3:.2f} % of the volume")
     # full grid: decimate first (quadric, fast-simplification: ~10x faster than
     # vtkQuadricDecimation; the staircase's coplanar triangles collapse cheaply), then smooth
     # the smaller mesh, as 3D Slicer does. Blocks: the contour is already smooth in-plane;
@@ -483,7 +488,10 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     if smooth_first:
         points, faces = _smooth(vtk, points, faces, smoothing_iterations, smoothing_passband)
     if target_reduction > 0 and len(faces) > 64:
+        contoured = len(faces)
         points, faces = _simplify(points, faces, target_reduction)
+        if smooth_first and len(faces) == contoured:  # _simplify's undecimated surface
+            return finer_blocks("the decimation left a non-manifold edge")
     if not smooth_first:
         points, faces = _smooth(vtk, points, faces, smoothing_iterations, smoothing_passband)
 
@@ -496,15 +504,9 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     volume_mm3 = mesh_volume_mm3(mesh)
     if volume_mm3 < 0:
         mesh = Mesh(mesh.vertices_mm, np.ascontiguousarray(faces[:, ::-1]))
-    if block != (1, 1, 1) and abs(abs(volume_mm3) / (np.count_nonzero(crop) * abs(np.linalg.det(affine[:3, :3])))
-                                  - 1) > BLOCK_VOLUME_TOLERANCE:
-        # smoothed and decimated, the blocks' surface may still drift (IRCADb 04's segment 4 from 3x3x1
-        # blocks: -1.15 %): the full grid then
-        log.debug("blocks %s: the smoothed mesh's volume is off by more than %.0f %%: full grid instead", block,
-                  100 * BLOCK_VOLUME_TOLERANCE)
-        return _crop_mesh(crop, start, affine, smoothing_iterations=smoothing_iterations,
-                          smoothing_passband=smoothing_passband, target_reduction=target_reduction,
-                          block_voxels=(1, 1, 1))
+    if smooth_first and abs(abs(volume_mm3) / mask_mm3 - 1) > BLOCK_VOLUME_TOLERANCE:
+        # smoothed and decimated, the blocks' surface may still drift (IRCADb 04's segment 4 from 3x3x1 blocks: -1.15 %)
+        return finer_blocks(f"the mesh's volume is off by {100 * (abs(volume_mm3) / mask_mm3 - 1):+.2f} %")
     return mesh
 
 
