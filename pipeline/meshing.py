@@ -538,7 +538,7 @@ def structure_meshes(
     Notes
     -----
     Liver parenchyma (segments, remnant, resected part, liver: :data:`PARENCHYMA_KINDS`) is
-    meshed from blocks of :func:`parenchyma_block_voxels` (e.g. 2×2×1 voxels on a 0.57×0.57×1.6 mm
+    meshed from blocks of :func:`parenchyma_block_voxels` (e.g. 3×3×1 voxels on a 0.57×0.57×1.6 mm
     grid): large smooth surfaces whose detail is bounded by the slice spacing anyway. Tumours and
     vessels (small, thin) keep the full grid.
     """

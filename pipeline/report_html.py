@@ -50,10 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Triangle budget of all meshes embedded in the 3D view together: a ceiling on the view's data
-#: (~12 bytes per triangle in the page, ~5 MB), not a second decimation of a plan's meshes. The
-#: default plan's meshes are under it (IRCADb 01: 292 k triangles, 3.5 MB; plan.glb 7 MB, the page
-#: 16 MB with its slice viewer), so the view shows the triangles of plan.glb and the STL files
-#: (120 k before, decimated again: 0.28 s of CPU per plan; bench/RESULTS.md, output15).
+#: (~12 bytes per triangle in the page, ~5 MB at the ceiling), not a second decimation of a plan's
+#: meshes. A plan's meshes are under it (IRCADb 01: 225-263 k triangles), so the view shows the
+#: triangles of plan.glb and the STL files; 120 k before, decimated again, cost 0.28 s of CPU per
+#: plan for 1.2-1.7 MB less in a 16 MB page (bench/RESULTS.md, output15).
 DEFAULT_MAX_TRIANGLES = 400_000
 PREVIEW_SIZE_PX = (1000, 800)  # the PNG previews' width, height
 #: Smallest triangle budget of one structure (small tumours keep their shape).
