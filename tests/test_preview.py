@@ -256,9 +256,12 @@ def test_render_previews_not_blank_and_oriented(phantom_meshes, tmp_path):
     import matplotlib.image as mpimg
 
     meshes, _, _ = phantom_meshes
-    files = render_previews(meshes, tmp_path, size_px=(500, 400))
+    seen = {}  # on_written: each file, complete, in the writing thread
+    files = render_previews(meshes, tmp_path, size_px=(500, 400),
+                            on_written=lambda p: seen.setdefault(p, p.read_bytes()))
     assert [f.name for f in files] == ["preview_before_anterior.png", "preview_before_superior.png",
                                        "preview_after_anterior.png", "preview_after_superior.png"]
+    assert seen == {f: f.read_bytes() for f in files}
     images = {f.stem: mpimg.imread(f)[..., :3] for f in files}
     for name, img in images.items():
         assert img.shape == (400, 500, 3)
