@@ -1,7 +1,7 @@
 """The plan's meshes: their CPU against another revision, and how far a variant's meshes lie from today's.
 
     python bench/bench_meshes.py --rev REV [--runs 6] [--case 01]
-    python bench/bench_meshes.py --blocks nearest [--case 04]
+    python bench/bench_meshes.py --blocks floor [--case 04]
 
 Inputs: for a case with a CT (IRCADb 01, 07) the label map of its default plan (four masks, derived Couinaud,
 ``--resect right-hepatectomy``, made here with ``--no-preview`` by this checkout) and its portal and hepatic masks,
@@ -11,9 +11,9 @@ segments and liver mask.
 
 ``--rev``: each side meshes in a fresh process (``REV`` imported as in bench_plan_ab.py), interleaved, the
 decimation in its helper process as in a plan; prints the CPU of the meshing call in the process and in the
-helper, then compares the last run's meshes of the two sides. ``--blocks nearest``: this checkout with the
-parenchyma's blocks rounded to the nearest whole number of voxels (instead of down) against today's, one
-fresh process each.
+helper, then compares the last run's meshes of the two sides. ``--blocks floor``: this checkout with the
+parenchyma's blocks rounded down to whole voxels (the rule before output15; today's rounds to the nearest)
+against today's, one fresh process each.
 
 The comparison, per structure: triangles; distances (mm) from every vertex and triangle centre of each mesh to
 the other surface (``vtkImplicitPolyDataDistance``, both ways): mean, 95th percentile, maximum; enclosed volume
@@ -48,9 +48,9 @@ if "labels" in z:
                                         "hepatic veins": z["hepatic_veins"]}, boxes=label_boxes(z["labels"]))
 else:
     structures = {k.replace("_", " "): z[k] for k in z.files if k != "affine"}
-if blocks == "nearest":
+if blocks == "floor":
     meshing.parenchyma_block_voxels = lambda spacing: tuple(
-        max(1, int(round(max(spacing) / s))) for s in np.asarray(spacing, float))
+        max(1, int(max(spacing) / s + 1e-6)) for s in np.asarray(spacing, float))
 meshing.structure_meshes({"start": np.pad(np.ones((3, 3, 3), bool), 2)}, affine_ras=z["affine"])  # helper, imports
 def helper_s():
     f = open(f"/proc/{meshing._simplifier.pid}/stat").read().rsplit(")", 1)[1].split()
@@ -150,7 +150,7 @@ def compare(a: dict, b: dict, inputs: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", help="the other revision (git): CPU A/B and comparison against it")
-    parser.add_argument("--blocks", choices=["nearest"], help="this checkout's variant against today's")
+    parser.add_argument("--blocks", choices=["floor"], help="this checkout's variant against today's")
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--case", default="01")
     options = parser.parse_args()

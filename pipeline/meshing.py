@@ -356,7 +356,8 @@ def surface_mesh(
         grids much finer in-plane than between slices (see :func:`parenchyma_block_voxels`).
         The enclosed volume stays within ~0.1 % of the mask's for thick structures; triangles
         drop ~3x for (2, 2, 1). A structure whose block contour is off by more than
-        :data:`BLOCK_VOLUME_TOLERANCE` (thin slivers) is meshed from the full grid.
+        :data:`BLOCK_VOLUME_TOLERANCE` (thin slivers), whose smoothed mesh is, or whose decimation
+        fails (see :func:`_simplify`), is meshed from blocks one voxel finer per axis, down to the full grid.
 
     Returns
     -------
@@ -405,13 +406,15 @@ def _smooth(vtk, points: np.ndarray, faces: np.ndarray, iterations: int, passban
 
 
 def parenchyma_block_voxels(spacing_mm) -> tuple[int, int, int]:
-    """Blocks for meshing liver parenchyma: each axis coarsened up to the coarsest spacing.
+    """Blocks for meshing liver parenchyma: each axis coarsened to the whole number of voxels
+    nearest the coarsest spacing (the slices'), so blocks are about as wide as the slices are thick.
 
-    A 0.57×0.57×1.6 mm grid gives (2, 2, 1): blocks of 1.14×1.14×1.6 mm, still finer than the
-    slices. Isotropic grids give (1, 1, 1) (nothing coarsened).
+    A 0.57×0.57×1.6 mm grid gives (3, 3, 1): blocks of 1.71×1.71×1.6 mm (rounded down, (2, 2, 1),
+    blocks of 1.14 mm gave 27 % more triangles and 0.4-0.6 s more CPU per plan for detail finer
+    than the slices; bench/RESULTS.md, output15). Isotropic grids give (1, 1, 1) (nothing coarsened).
     """
     spacing = np.asarray(spacing_mm, dtype=float)
-    return tuple(max(1, int(spacing.max() / s + 1e-6)) for s in spacing)
+    return tuple(max(1, int(np.floor(spacing.max() / s + 0.5))) for s in spacing)
 
 
 def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterations: int,
@@ -461,17 +464,21 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     contour.ComputeScalarsOff()
     contour.Update()
     points, faces = _polydata_arrays(contour.GetOutput())
+
+    def finer_blocks(why: str) -> Mesh:
+        # one voxel finer per axis: (3, 3, 1) -> (2, 2, 1) -> the full grid
+        log.debug("blocks %s: %s; blocks one voxel finer", block, why)
+        return _crop_mesh(crop, start, affine, smoothing_iterations=smoothing_iterations,
+                          smoothing_passband=smoothing_passband, target_reduction=target_reduction,
+                          block_voxels=tuple(max(1, b - 1) for b in block))
+
+    mask_mm3 = float(np.count_nonzero(crop)) * float(np.prod(spacing_mm)) / float(np.prod(block))
     if block != (1, 1, 1):
         # blocks lose what is thinner than half a block (slivers, notches): when that is more
-        # than BLOCK_VOLUME_TOLERANCE of the structure, mesh it from the full grid instead
+        # than BLOCK_VOLUME_TOLERANCE of the structure, mesh it from finer blocks instead
         raw_mm3 = abs(mesh_volume_mm3(Mesh(points, faces)))
-        mask_mm3 = float(np.count_nonzero(crop)) * float(np.prod(spacing_mm)) / float(np.prod(block))
         if abs(raw_mm3 / mask_mm3 - 1) > BLOCK_VOLUME_TOLERANCE:
-            log.debug("blocks %s keep %.2f %% of a structure's volume: full grid instead", block,
-                      100 * raw_mm3 / mask_mm3)
-            return _crop_mesh(crop, start, affine, smoothing_iterations=smoothing_iterations,
-                              smoothing_passband=smoothing_passband,
-                              target_reduction=target_reduction, block_voxels=(1, 1, 1))
+            return finer_blocks(f"the contour keeps {100 * raw_mm3 / mask_mm3:.2f} % of the volume")
     # full grid: decimate first (quadric, fast-simplification: ~10x faster than
     # vtkQuadricDecimation; the staircase's coplanar triangles collapse cheaply), then smooth
     # the smaller mesh, as 3D Slicer does. Blocks: the contour is already smooth in-plane;
@@ -481,7 +488,10 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     if smooth_first:
         points, faces = _smooth(vtk, points, faces, smoothing_iterations, smoothing_passband)
     if target_reduction > 0 and len(faces) > 64:
+        contoured = len(faces)
         points, faces = _simplify(points, faces, target_reduction)
+        if smooth_first and len(faces) == contoured:  # _simplify's undecimated surface
+            return finer_blocks("the decimation left a non-manifold edge")
     if not smooth_first:
         points, faces = _smooth(vtk, points, faces, smoothing_iterations, smoothing_passband)
 
@@ -491,8 +501,12 @@ def _crop_mesh(crop: np.ndarray, start, affine: np.ndarray, *, smoothing_iterati
     world = index @ affine[:3, :3].T + affine[:3, 3]
     # flying edges' winding in index space is fixed; the affine may mirror it
     mesh = Mesh(world.astype(np.float32), faces)
-    if mesh_volume_mm3(mesh) < 0:
+    volume_mm3 = mesh_volume_mm3(mesh)
+    if volume_mm3 < 0:
         mesh = Mesh(mesh.vertices_mm, np.ascontiguousarray(faces[:, ::-1]))
+    if smooth_first and abs(abs(volume_mm3) / mask_mm3 - 1) > BLOCK_VOLUME_TOLERANCE:
+        # smoothed and decimated, the blocks' surface may still drift (IRCADb 04's segment 4 from 3x3x1 blocks: -1.15 %)
+        return finer_blocks(f"the mesh's volume is off by {100 * (abs(volume_mm3) / mask_mm3 - 1):+.2f} %")
     return mesh
 
 
@@ -524,7 +538,7 @@ def structure_meshes(
     Notes
     -----
     Liver parenchyma (segments, remnant, resected part, liver: :data:`PARENCHYMA_KINDS`) is
-    meshed from blocks of :func:`parenchyma_block_voxels` (e.g. 2×2×1 voxels on a 0.57×0.57×1.6 mm
+    meshed from blocks of :func:`parenchyma_block_voxels` (e.g. 3×3×1 voxels on a 0.57×0.57×1.6 mm
     grid): large smooth surfaces whose detail is bounded by the slice spacing anyway. Tumours and
     vessels (small, thin) keep the full grid.
     """

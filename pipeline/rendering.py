@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -356,6 +356,7 @@ def render_previews(
     views: Sequence[str] = ("anterior", "superior"),
     size_px: tuple[int, int] = (1000, 800),
     max_triangles_per_structure: int = 60_000,
+    on_written: Callable[[Path], object] | None = None,
 ) -> list[Path]:
     """Render PNG previews offscreen: ``preview_<scene>_<view>.png`` for each scene and view.
 
@@ -382,6 +383,9 @@ def render_previews(
         Image width and height in pixels.
     max_triangles_per_structure : int
         Meshes are decimated to this size for rendering.
+    on_written : callable, optional
+        Called with each PNG's path once it is written, in the thread that writes the images (while
+        the next image renders): e.g. ``report.pdf``'s JPEG of it. Its exceptions are raised here.
 
     Returns
     -------
@@ -416,7 +420,7 @@ def render_previews(
             writing = []
             for scene_name, members in scenes.items():
                 writing += _render_scene(vtk, scene_name, members, polydata, colours, framing,
-                                         views=views, out_dir=out_dir, png=png)
+                                         views=views, out_dir=out_dir, png=png, on_written=on_written)
         finally:  # the window is kept for the next call: leave nothing of this one in it,
             # and release its OpenGL context (the next call may come from another thread)
             window = _render_window(vtk)
@@ -493,9 +497,10 @@ def _actor(vtk, polydata, colour: Sequence[float], opacity: float):
 
 def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: Mapping,
                   colours: Mapping[str, Sequence[float]], framing: _Framing, *,
-                  views: Sequence[str], out_dir: Path, png: ThreadPoolExecutor) -> list[Future]:
+                  views: Sequence[str], out_dir: Path, png: ThreadPoolExecutor,
+                  on_written: Callable[[Path], object] | None = None) -> list[Future]:
     """One scene's structures with their opacities and legend, drawn from each view; ``png`` writes
-    the images (Futures of their paths)."""
+    the images (Futures of their paths) and calls ``on_written`` with each."""
     renderer = vtk.vtkRenderer()
     renderer.SetBackground(1.0, 1.0, 1.0)
     # translucency by weighted blended order-independent transparency: one geometry pass
@@ -525,7 +530,7 @@ def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: 
         for t in texts:
             renderer.AddViewProp(t)
         written.append(png.submit(_write_png, vtk, _rendered_image(vtk, window),
-                                  out_dir / f"preview_{scene_name}_{view}.png"))
+                                  out_dir / f"preview_{scene_name}_{view}.png", on_written))
         for t in texts:
             renderer.RemoveViewProp(t)
     window.RemoveRenderer(renderer)
@@ -551,14 +556,16 @@ def _rendered_image(vtk, window):
     return image
 
 
-def _write_png(vtk, image, path: Path) -> Path:
-    """``image`` as a PNG file (atomically)."""
+def _write_png(vtk, image, path: Path, then: Callable[[Path], object] | None = None) -> Path:
+    """``image`` as a PNG file (atomically); then ``then(path)``."""
     with atomic_file(path) as tmp:
         writer = vtk.vtkPNGWriter()
         writer.SetCompressionLevel(PNG_COMPRESSION_LEVEL)
         writer.SetFileName(str(tmp))
         writer.SetInputData(image)
         writer.Write()
+    if then is not None:
+        then(path)
     return path
 
 

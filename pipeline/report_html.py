@@ -49,8 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Triangle budget of all meshes embedded in the 3D view together (keeps the file ~1–2 MB).
-DEFAULT_MAX_TRIANGLES = 120_000
+#: Triangle budget of all meshes embedded in the 3D view together: a ceiling on the view's data
+#: (~12 bytes per triangle in the page, ~5 MB at the ceiling), not a second decimation of a plan's
+#: meshes. A plan's meshes are under it (IRCADb 01: 225-263 k triangles), so the view shows the
+#: triangles of plan.glb and the STL files; 120 k before, decimated again, cost 0.28 s of CPU per
+#: plan for 1.2-1.7 MB less in a 16 MB page (bench/RESULTS.md, output15).
+DEFAULT_MAX_TRIANGLES = 400_000
 PREVIEW_SIZE_PX = (1000, 800)  # the PNG previews' width, height
 #: Smallest triangle budget of one structure (small tumours keep their shape).
 MIN_TRIANGLES_PER_STRUCTURE = 600
@@ -408,11 +412,11 @@ def _viewer_html(data: dict) -> str:
 # ---- the page ----------------------------------------------------------------------------------
 
 def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None, *,
-                  jpeg_previews: bool = False) -> str:
+                  jpeg_previews: bool = False, jpegs: Mapping[Path, str] | None = None) -> str:
     """The preview gallery and the growth-outlook plot (empty when there are none); the previews
-    as JPEG with ``jpeg_previews`` (report.pdf's page)."""
+    as JPEG with ``jpeg_previews`` (report.pdf's page; ``jpegs``: their data URIs made already, by path)."""
     parts = []
-    image_uri = _jpeg_data_uri if jpeg_previews else _png_data_uri
+    image_uri = (lambda p: (jpegs or {}).get(p) or _jpeg_data_uri(p)) if jpeg_previews else _png_data_uri
     if previews:
         parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
         for p in previews:
@@ -507,14 +511,16 @@ class _ReportViews:
 
     @classmethod
     def of(cls, *, previews: Sequence[str | Path] = (), growth_plot_png: str | Path | None = None,
-           montage_png: str | Path | None = None, print_page: bool = False) -> "_ReportViews":
+           montage_png: str | Path | None = None, print_page: bool = False,
+           print_jpegs: Mapping[Path, str] | None = None) -> "_ReportViews":
         montage = "" if montage_png is None else (
             "<section id='montage'><h2>QC montage: the plan's outlines on the image</h2>"
             f"<figure><img src='{_png_data_uri(Path(montage_png))}' alt='QC montage'>"
             "<figcaption>Axial slices through the liver and one coronal slice: liver border, "
             "segment boundaries, the cut and the tumours (qc_montage.png).</figcaption></figure></section>")
         return cls(montage=montage, figures=_figures_html(previews, growth_plot_png),
-                   print_figures=_figures_html(previews, growth_plot_png, jpeg_previews=True) if print_page else "")
+                   print_figures=_figures_html(previews, growth_plot_png, jpeg_previews=True, jpegs=print_jpegs)
+                   if print_page else "")
 
 
 def _write_page(report: Mapping[str, Any], out_path: Path, views: _ReportViews, *, title: str) -> Path:
@@ -633,14 +639,14 @@ def write_plan_visuals(
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
-        meshes, view = {}, None
+        meshes, view, jpegs = {}, None, {}
         if meshes_and_previews:
-            meshes, written["previews"], view = _meshes_and_previews(plan, ahead.meshes, worker)
+            meshes, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead.meshes, worker)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
                                 montage_png=written["montage"][0] if written["montage"] else None,
-                                print_page=bool(meshes_and_previews))
+                                print_page=bool(meshes_and_previews), print_jpegs=jpegs)
         # report.pdf: Chromium prints the print layout while the other outputs are written
         with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, ahead.browser)) or nullcontext() as printing:
             if meshes:
@@ -797,11 +803,12 @@ def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slic
 @timed("previews")
 def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None, worker: ThreadPoolExecutor):
     """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here)
-    and the PNG previews; returns ``(meshes, preview files, a Future of their viewer_data or None)``.
+    and the PNG previews; returns ``(meshes, preview files, a Future of their viewer_data or None,
+    report.pdf's JPEG data URI of each preview by path)``.
 
-    The 3D view's data is made by ``worker`` while the previews render: its decimations run in the
-    decimation helper (meshing.py), outside the GIL, where after the renders they were the last
-    work before report.html, after Chromium's print."""
+    The 3D view's data is made by ``worker`` while the previews render, and each preview's JPEG by
+    the thread writing the PNGs while the next one renders (on the main thread after the renders,
+    they were 0.06-0.10 s of CPU right before Chromium's print; bench/RESULTS.md, output15)."""
     from .rendering import render_previews
 
     if meshes is None:
@@ -810,9 +817,11 @@ def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None, worker: Threa
         meshes = meshes.result()
     view = worker.submit(viewer_data, meshes) if meshes else None
     t = time.perf_counter()
-    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX) if meshes else []
+    jpegs: dict[Path, str] = {}
+    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX,
+                               on_written=lambda p: jpegs.__setitem__(p, _jpeg_data_uri(p))) if meshes else []
     log.info("previews: %.1f s", time.perf_counter() - t)
-    return meshes, previews, view
+    return meshes, previews, view, jpegs
 
 
 @timed("previews")

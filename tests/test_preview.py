@@ -103,9 +103,10 @@ def test_is_closed_manifold():
 def test_parenchyma_block_voxels():
     from hepatoplan.pipeline.meshing import parenchyma_block_voxels
 
-    assert parenchyma_block_voxels((0.57, 0.57, 1.6)) == (2, 2, 1)
-    assert parenchyma_block_voxels((0.75, 0.75, 2.0)) == (2, 2, 1)
-    assert parenchyma_block_voxels((1.5, 1.5, 2.5)) == (1, 1, 1)
+    assert parenchyma_block_voxels((0.57, 0.57, 1.6)) == (3, 3, 1)  # 1.71 mm blocks, nearest 1.6
+    assert parenchyma_block_voxels((0.75, 0.75, 2.0)) == (3, 3, 1)
+    assert parenchyma_block_voxels((0.8, 0.8, 1.0)) == (1, 1, 1)  # 1.25 rounds down
+    assert parenchyma_block_voxels((1.5, 1.5, 2.5)) == (2, 2, 1)
     assert parenchyma_block_voxels((1.0, 1.0, 1.0)) == (1, 1, 1)
     assert parenchyma_block_voxels((3.0, 0.5, 1.0)) == (1, 6, 3)
 
@@ -155,6 +156,24 @@ def test_thin_structures_fall_back_from_blocks_to_the_full_grid():
     thick[45] = False
     assert len(surface_mesh(thick, affine_ras=affine, block_voxels=(2, 2, 1)).faces) < \
         len(surface_mesh(thick, affine_ras=affine).faces)
+
+
+def test_blocks_whose_smoothed_mesh_drifts_fall_back_to_the_full_grid(monkeypatch):
+    """The blocks' contour keeps the volume, but the mesh after smoothing and decimation is checked
+    too: a smoothing that shrinks it by ~3 % gives the full grid's mesh instead."""
+    from hepatoplan.pipeline import meshing
+
+    affine = np.diag([0.6, 0.6, 1.8, 1.0])
+    mask = np.zeros((80, 80, 30), bool)
+    mask[10:60, 10:60, 5:25] = True
+    kept = surface_mesh(mask, affine_ras=affine, block_voxels=(3, 3, 1))
+    smooth = meshing._smooth
+    monkeypatch.setattr(meshing, "_smooth", lambda *a: (lambda p, f: (p * 0.99, f))(*smooth(*a)))
+    shrunk_blocks = surface_mesh(mask, affine_ras=affine, block_voxels=(3, 3, 1))
+    shrunk_full = surface_mesh(mask, affine_ras=affine)
+    assert len(kept.faces) < len(shrunk_full.faces)
+    np.testing.assert_array_equal(shrunk_blocks.faces, shrunk_full.faces)
+    np.testing.assert_array_equal(shrunk_blocks.vertices_mm, shrunk_full.vertices_mm)
 
 
 def test_empty_structures_are_left_out(caplog):
@@ -237,9 +256,12 @@ def test_render_previews_not_blank_and_oriented(phantom_meshes, tmp_path):
     import matplotlib.image as mpimg
 
     meshes, _, _ = phantom_meshes
-    files = render_previews(meshes, tmp_path, size_px=(500, 400))
+    seen = {}  # on_written: each file, complete, in the writing thread
+    files = render_previews(meshes, tmp_path, size_px=(500, 400),
+                            on_written=lambda p: seen.setdefault(p, p.read_bytes()))
     assert [f.name for f in files] == ["preview_before_anterior.png", "preview_before_superior.png",
                                        "preview_after_anterior.png", "preview_after_superior.png"]
+    assert seen == {f: f.read_bytes() for f in files}
     images = {f.stem: mpimg.imread(f)[..., :3] for f in files}
     for name, img in images.items():
         assert img.shape == (400, 500, 3)
