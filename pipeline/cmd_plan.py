@@ -295,8 +295,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
-    the label map as soon as it is known (after the resection, before its vascular consequences
-    and the assessment, which do not change it). ``vessel_trees``: the study's vessel trees for the
+    the label map as soon as it is known (after the resection, while its vascular consequences are
+    computed in a thread, before the assessment: neither changes it). ``vessel_trees``: the study's vessel trees for the
     vascular analysis (:func:`_vessel_trees`, being prepared in another thread); otherwise they are
     prepared there.
     """
@@ -409,10 +409,14 @@ def _resect(result: dict, plan: _Resection, specs, ablations, *,
         spacing_mm=plan.spacing_mm, default_margin_mm=options.margin_mm, extra_fraction=extra,
         extra_specs=tuple(extra_specs),
     )
-    resected = res.resected_mask
-    on_resected(resected)
-    section = _resection_section(res, details)
-    devascularised = _vascular(plan, res, section)
+    # the vascular consequences (GIL-bound threads) computed beside the label map and its handlers (numpy's
+    # passes and the label files' compression, outside the GIL), which do not depend on them
+    with ThreadPoolExecutor(max_workers=1) as analysis:
+        vascular = analysis.submit(_consequences, plan, res)
+        resected = res.resected_mask
+        on_resected(resected)
+        section = _resection_section(res, details)
+        devascularised = _vascular(plan, res, section, vascular)
     result["resection"] = section
     if plan.function_map is not None:
         from hepatoplan.resection.function import function_weighted_flr
@@ -515,20 +519,30 @@ def _resection_section(res, details: dict) -> dict:
     return section
 
 
-@timing.timed("vascular")
-def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
-    """Remnant liver whose inflow or outflow the cut severs, into ``section`` (devascularised
-    liver subtracted from the FLR, congested liver reported beside it); the devascularised mask."""
+def _consequences(plan: _Resection, res):
+    """The vascular consequences of the resection ``res`` (``VascularConsequences``), or None
+    without a vessel mask."""
     study = plan.study
     if study.portal is None and study.hepatic is None:
-        section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
         return None
     from hepatoplan.resection.vascular import consequences_of
 
     trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
     # the resection on its box (the liver's): no full-volume copy of the fractions or the removed segments
-    vasc = consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
+    return consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
                            anatomical=res.anatomical_in_box if res.segments_removed else None, box=res.box)
+
+
+@timing.timed("vascular")
+def _vascular(plan: _Resection, res, section: dict, analysis: Future) -> np.ndarray | None:
+    """Remnant liver whose inflow or outflow the cut severs (``analysis``: :func:`_consequences`
+    being computed), into ``section`` (devascularised liver subtracted from the FLR, congested
+    liver reported beside it); the devascularised mask."""
+    study = plan.study
+    vasc = analysis.result()
+    if vasc is None:
+        section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
+        return None
     section["vascular"] = vasc.to_dict()
     section["devascularised_ml"] = vasc.devascularised_ml
     section["congested_ml"] = vasc.congested_ml
