@@ -311,6 +311,27 @@ def test_dicom_gap_is_refused_or_interpolated(tmp_path):
     assert any("resampled onto a regular grid" in note for note in vol.notes)
 
 
+@pytest.mark.parametrize("codes", ["LPS", "PIR", "SAL", "RAS"])
+def test_labels_in_a_corner_give_the_same_canonical_array(tmp_path, codes):
+    """A label map is copied only within its labelled voxels' box (the rest left zero): the box is
+    found in the file's own axis order and flips, and lands where the labels are in canonical order."""
+    rng = np.random.default_rng(1)
+    canon = np.zeros((12, 10, 8), np.uint8)
+    canon[1:4, 6:9, 5:7] = rng.integers(0, 3, (3, 3, 2))
+    canon[2, 7, 5] = 2
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(codes)
+    )
+    data = nib.orientations.apply_orientation(canon, ornt)
+    affine = np.diag([0.7, 0.9, 2.0, 1.0]) @ nib.orientations.inv_ornt_aff(ornt, canon.shape)
+    path = _save_nifti(data, affine, tmp_path / f"{codes}.nii.gz")
+    assert np.array_equal(io.read_labels(path).array, canon)
+    mask = io.read_labels(path, binary=True).array
+    assert mask.flags.c_contiguous and np.array_equal(mask, canon > 0)
+    empty = _save_nifti(np.zeros_like(data), affine, tmp_path / f"{codes}0.nii.gz")
+    assert not io.read_labels(empty, binary=True).array.any()
+
+
 def test_binary_masks_are_the_labels_above_zero(tmp_path):
     """``binary=True`` (a 0/1 map read through its boolean view, others compared with 0) gives
     ``read_labels(...).array > 0`` on a flipped oblique grid, for 0/1, 0/255 and 16-bit maps."""
