@@ -3,9 +3,10 @@
 ``plan`` reads the CT grid and the masks, applies the resections, assesses the remnant and writes
 into ``--out``: ``report.json``, ``labels.nii.gz`` and ``remnant.nii.gz`` on the CT's own grid.
 ``--out`` is checked before any work (:func:`hepatoplan.pipeline.outputs.check_output_folder`).
-Everything is computed before anything is written, into a temporary folder beside ``--out`` that
-then replaces it as a whole, so bad input never leaves partial output and a rerun no file of an
-earlier one. Numbers are rounded to their meaning once (:func:`hepatoplan.pipeline.report.rounded`).
+Outputs are written into a temporary folder beside ``--out`` (the label maps as soon as they are
+known, the rest once everything is computed) that then replaces it as a whole, so bad input never
+leaves partial output and a rerun no file of an earlier one. Numbers are rounded to their meaning
+once (:func:`hepatoplan.pipeline.report.rounded`).
 """
 
 from __future__ import annotations
