@@ -340,11 +340,9 @@ class VesselTrees:
 
     def prepare(self) -> VesselTrees:
         """Compute every part not computed yet."""
-        geometry = self._geometry.get()
-        # the two trees side by side: their feature transforms (compiled without the GIL) overlap; the liver
-        # surface's KD-tree (built without the GIL) beside them, before they ask for it
-        with ThreadPoolExecutor(max_workers=len(self._trees) + 1) as pool:
-            pool.submit(geometry.surface.get)
+        self._geometry.get()
+        # the two trees side by side: their feature transforms (compiled without the GIL) overlap
+        with ThreadPoolExecutor(max_workers=max(1, len(self._trees))) as pool:
             list(pool.map(_Once.get, self._trees))
         return self
 
@@ -500,18 +498,17 @@ class _LiverGeometry:
     ``box`` (slices of the full array) is the liver's box grown by ``crop_pad_mm``: vessels are
     analysed there. ``inner`` (slices of the crop) is the liver's box grown by 3 voxels: the
     territories are computed there. The liver's voxels of ``inner`` are listed once, in C order
-    (``liver_flat``). ``surface``: the liver's boundary voxels (crop indices) with their KD-tree, and
-    blocks bounding the distance to them from below (``None, None`` without any), made once by the
-    first caller (the trees read it only after their own voxels and wall distances).
+    (``liver_flat``).
     """
 
     box: tuple[slice, ...]
     liver: np.ndarray  # bool, the crop
+    surface: VoxelSet | None  # the liver's boundary voxels (crop indices), with their KD-tree
     inner: tuple[slice, ...]
     in_inner: np.ndarray  # bool, the liver in ``inner``
     liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
     spacing_mm: tuple[float, float, float]
-    surface: _Once  # of (VoxelSet | None, _Blocks | None)
+    surface_blocks: _Blocks | None  # a lower bound of the distance to ``surface``
 
     @classmethod
     def make(cls, liver, spacing, crop_pad_mm) -> _LiverGeometry:
@@ -522,15 +519,10 @@ class _LiverGeometry:
         # than that cannot be the nearest one for most liver voxels
         inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
         in_inner = liver_c[inner]
-
-        def surface():  # nearest liver voxel of outside vessels
-            voxels = voxel_indices(boundary_voxels(liver_c))
-            if not len(voxels):
-                return None, None
-            return VoxelSet(voxels, spacing_mm=spacing), _Blocks.of(voxels, liver_c.shape, spacing)
-
-        return cls(box=box, liver=liver_c, inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner),
-                   spacing_mm=spacing, surface=_Once(surface))
+        surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
+        return cls(box=box, liver=liver_c, surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
+                   inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner), spacing_mm=spacing,
+                   surface_blocks=_Blocks.of(surface, liver_c.shape, spacing) if len(surface) else None)
 
     @property
     def offset(self) -> np.ndarray:
@@ -784,22 +776,22 @@ def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.nd
     """
     intra = geometry.liver[tuple(t.ijk.T)]
     outside = np.flatnonzero(~intra)
-    surface, blocks = geometry.surface.get() if len(outside) else (None, None)
-    if surface is None:
+    if geometry.surface is None or not len(outside):
         return intra, t.ijk
     # a bounded search finds them quickly, asked only about the voxels the surface's blocks do not
     # already put beyond their bound (most of the extrahepatic trunks: IRCADb 01, 173 k -> 48 k voxels);
     # the unbounded one then names the nearest liver voxel (among equidistant ones, the one the
     # KD-tree's full search returns)
     bound_mm = t.wall_mm[outside] + max(geometry.spacing_mm)
-    near = ~blocks.farther_than(t.ijk[outside], bound_mm)
-    outside, bound_mm = outside[near], bound_mm[near]
-    liver_mm, _ = surface.nearest_within(t.ijk[outside], bound_mm)
+    if geometry.surface_blocks is not None:
+        near = ~geometry.surface_blocks.farther_than(t.ijk[outside], bound_mm)
+        outside, bound_mm = outside[near], bound_mm[near]
+    liver_mm, _ = geometry.surface.nearest_within(t.ijk[outside], bound_mm)
     candidates = outside[np.isfinite(liver_mm)]
-    _, k = surface.nearest(t.ijk[candidates])
+    _, k = geometry.surface.nearest(t.ijk[candidates])
     intra, state = intra.copy(), t.ijk.copy()
     intra[candidates] = True
-    state[candidates] = surface.voxels[k]
+    state[candidates] = geometry.surface.voxels[k]
     return intra, state
 
 
