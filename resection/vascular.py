@@ -96,6 +96,7 @@ from dataclasses import dataclass, field, fields
 
 import cc3d
 import numpy as np
+from scipy import ndimage
 
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
@@ -958,8 +959,6 @@ def _pieces(t: _Tree, disconnected, transected) -> tuple[np.ndarray, int]:
     """Label per node (int32) of the disconnected pieces: the detached ones (26-connected pieces
     of ``disconnected``) first, then the ``transected`` stretches that touch them; and the number
     of detached pieces."""
-    from scipy import ndimage  # only here: importing this module (before the trees are prepared) stays cheap
-
     piece = t.labels(disconnected)
     n_detached = int(piece.max())
     if transected.any():
