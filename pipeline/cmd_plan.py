@@ -3,9 +3,10 @@
 ``plan`` reads the CT grid and the masks, applies the resections, assesses the remnant and writes
 into ``--out``: ``report.json``, ``labels.nii.gz`` and ``remnant.nii.gz`` on the CT's own grid.
 ``--out`` is checked before any work (:func:`hepatoplan.pipeline.outputs.check_output_folder`).
-Everything is computed before anything is written, into a temporary folder beside ``--out`` that
-then replaces it as a whole, so bad input never leaves partial output and a rerun no file of an
-earlier one. Numbers are rounded to their meaning once (:func:`hepatoplan.pipeline.report.rounded`).
+Outputs are written into a temporary folder beside ``--out`` (the label maps as soon as they are
+known, the rest once everything is computed) that then replaces it as a whole, so bad input never
+leaves partial output and a rerun no file of an earlier one. Numbers are rounded to their meaning
+once (:func:`hepatoplan.pipeline.report.rounded`).
 """
 
 from __future__ import annotations
@@ -247,15 +248,28 @@ def plan(options: PlanOptions) -> dict:
             started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
                                                               affine_ras=study.ct.affine_ras, vessels=vessels)))
 
-        result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
-                                      on_labels=start_meshes if options.preview else None,
-                                      vessel_trees=vessel_trees[0] if vessel_trees else None)
-        result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
-        if dicomweb_section:
-            result["dicomweb"] = dicomweb_section
-        _write_outputs(options, study, result, arrays, inputs=inputs,
-                       hashes={name: future.result() for name, future in sha256.items()},
-                       ahead=(started[0] if started else StartedAhead())._replace(browser=browser))
+        # the whole folder appears at once, replacing an earlier run's; the NIfTI label files are written into
+        # it as soon as they are known, beside the vascular analysis and the other outputs (ITK and zlib release
+        # the GIL); on an error it is removed, the files' writers joined first
+        with output_folder(options.out) as folder, ThreadPoolExecutor(io.worker_threads()) as files:
+            nifti: dict[str, Future] = {}
+
+            def write_arrays(arrays: dict[str, np.ndarray]) -> None:
+                nifti.update({name: files.submit(io.write_labels, array, reference=study.ct,
+                                                 path=folder / f"{name}.nii.gz")
+                              for name, array in arrays.items() if name not in nifti})
+
+            result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
+                                          on_labels=start_meshes if options.preview else None, on_arrays=write_arrays,
+                                          vessel_trees=vessel_trees[0] if vessel_trees else None)
+            write_arrays(arrays)
+            result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
+            if dicomweb_section:
+                result["dicomweb"] = dicomweb_section
+            _write_outputs(options, study, result, arrays, folder=folder, nifti=list(nifti.values()), inputs=inputs,
+                           hashes={name: future.result() for name, future in sha256.items()},
+                           ahead=(started[0] if started else StartedAhead())._replace(browser=browser))
+    log.info("outputs written to %s", options.out)
     return result
 
 
@@ -291,12 +305,14 @@ def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False
 @timing.timed("volumetry")
 def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None,
                  on_labels: Callable[[np.ndarray], None] | None = None,
+                 on_arrays: Callable[[dict[str, np.ndarray]], None] | None = None,
                  vessel_trees=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
-    the label map as soon as it is known (after the resection, before its vascular consequences
-    and the assessment, which do not change it). ``vessel_trees``: the study's vessel trees for the
+    the label map as soon as it is known (after the resection, while its vascular consequences are
+    computed in a thread, before the assessment: neither changes it), ``on_arrays`` with the arrays to
+    write known then (the label map and the remnant). ``vessel_trees``: the study's vessel trees for the
     vascular analysis (:func:`_vessel_trees`, being prepared in another thread); otherwise they are
     prepared there.
     """
@@ -342,19 +358,20 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
 
     def labels_of(resected: np.ndarray | None) -> None:
         made["labels"] = label_map(liver=liver, segments=segments, tumours=tumours, resected=resected)
+        if resected is not None:
+            made["remnant"] = np.greater(liver, resected).view(np.uint8)  # liver & ~resected, in one pass
+        if on_arrays is not None:
+            on_arrays(dict(made))
         if on_labels is not None:
             on_labels(made["labels"])
 
-    resected = None
     if specs or ablations:
-        resected = _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map, vessel_trees),
-                           specs, ablations, on_resected=labels_of)
+        _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map, vessel_trees),
+                specs, ablations, on_resected=labels_of)
     else:
         labels_of(None)
     result["warnings"] = study.warnings
-    arrays = {"labels": made["labels"]}
-    if resected is not None:
-        arrays["remnant"] = np.greater(liver, resected).view(np.uint8)  # liver & ~resected, in one pass
+    arrays = dict(made)
     if "vessel_separation" in study.details:  # the trees separated from --vessels, for the user to check
         arrays.update(portal_vein=study.portal.view(np.uint8), hepatic_veins=study.hepatic.view(np.uint8))
     return result, arrays
@@ -383,9 +400,9 @@ class _Resection:
 
 @timing.timed("resection")
 def _resect(result: dict, plan: _Resection, specs, ablations, *,
-            on_resected: Callable[[np.ndarray], None]) -> np.ndarray:
+            on_resected: Callable[[np.ndarray], None]) -> None:
     """Resections, their vascular consequences and the assessment, into ``result``; the removed
-    mask, which is also handed to ``on_resected`` as soon as it is known.
+    mask is handed to ``on_resected`` as soon as it is known.
 
     Steps: sparing wedges (:func:`_sparing_wedges`) and ablations (:func:`_ablations`) build
     partial-volume fractions that :func:`plan_resection` adds to the anatomical and plain wedge
@@ -409,10 +426,14 @@ def _resect(result: dict, plan: _Resection, specs, ablations, *,
         spacing_mm=plan.spacing_mm, default_margin_mm=options.margin_mm, extra_fraction=extra,
         extra_specs=tuple(extra_specs),
     )
-    resected = res.resected_mask
-    on_resected(resected)
-    section = _resection_section(res, details)
-    devascularised = _vascular(plan, res, section)
+    # the vascular consequences (GIL-bound threads) computed beside the label map and its handlers (numpy's
+    # passes and the label files' compression, outside the GIL), which do not depend on them
+    with ThreadPoolExecutor(max_workers=1) as analysis:
+        vascular = analysis.submit(_consequences, plan, res)
+        resected = res.resected_mask
+        on_resected(resected)
+        section = _resection_section(res, details)
+        devascularised = _vascular(plan, res, section, vascular)
     result["resection"] = section
     if plan.function_map is not None:
         from hepatoplan.resection.function import function_weighted_flr
@@ -430,7 +451,6 @@ def _resect(result: dict, plan: _Resection, specs, ablations, *,
     if section["remnant_ml"] <= 0:
         raise InputError("the resections remove the whole functional liver: nothing remains")
     _assess(result, plan, functional_liver_ml=res.functional_liver_ml)
-    return resected
 
 
 def _sparing_wedges(plan: _Resection, wedges, extra: np.ndarray) -> tuple[list[str], list[dict]]:
@@ -515,20 +535,30 @@ def _resection_section(res, details: dict) -> dict:
     return section
 
 
-@timing.timed("vascular")
-def _vascular(plan: _Resection, res, section: dict) -> np.ndarray | None:
-    """Remnant liver whose inflow or outflow the cut severs, into ``section`` (devascularised
-    liver subtracted from the FLR, congested liver reported beside it); the devascularised mask."""
+def _consequences(plan: _Resection, res):
+    """The vascular consequences of the resection ``res`` (``VascularConsequences``), or None
+    without a vessel mask."""
     study = plan.study
     if study.portal is None and study.hepatic is None:
-        section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
         return None
     from hepatoplan.resection.vascular import consequences_of
 
     trees = _vessel_trees(study) if plan.vessel_trees is None else plan.vessel_trees
     # the resection on its box (the liver's): no full-volume copy of the fractions or the removed segments
-    vasc = consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
+    return consequences_of(trees, resected=res.fraction_in_box, tumours=plan.tumours, segments=plan.segments,
                            anatomical=res.anatomical_in_box if res.segments_removed else None, box=res.box)
+
+
+@timing.timed("vascular")
+def _vascular(plan: _Resection, res, section: dict, analysis: Future) -> np.ndarray | None:
+    """Remnant liver whose inflow or outflow the cut severs (``analysis``: :func:`_consequences`
+    being computed), into ``section`` (devascularised liver subtracted from the FLR, congested
+    liver reported beside it); the devascularised mask."""
+    study = plan.study
+    vasc = analysis.result()
+    if vasc is None:
+        section["vascular"] = {"computed": False, "reason": "no portal or hepatic vein mask"}
+        return None
     section["vascular"] = vasc.to_dict()
     section["devascularised_ml"] = vasc.devascularised_ml
     section["congested_ml"] = vasc.congested_ml
@@ -579,32 +609,24 @@ def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> No
 
 
 @timing.timed("writing")
-def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *,
-                   inputs: dict[str, str], hashes: dict[str, str], ahead: StartedAhead = StartedAhead()) -> None:
-    """Write everything into ``--out``; ``inputs`` and ``hashes`` name each input's path and SHA-256;
-    ``ahead``: the work started for the visuals (the label boxes, the meshes being made, Chromium)."""
-    out = Path(options.out)
+def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *, folder: Path,
+                   nifti: list[Future], inputs: dict[str, str], hashes: dict[str, str],
+                   ahead: StartedAhead = StartedAhead()) -> None:
+    """Write everything but the NIfTI label files (``nifti``: being written) into ``folder`` (the
+    temporary ``--out``), then wait for them; ``inputs`` and ``hashes`` name each input's path and
+    SHA-256; ``ahead``: the work started for the visuals (the label boxes, the meshes being made, Chromium)."""
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
-    with output_folder(out) as tmp:  # the whole folder appears at once, replacing an earlier run's
-        # the NIfTI files are written beside the visuals (ITK and zlib release the GIL)
-        with ThreadPoolExecutor(io.worker_threads()) as pool:
-            nifti = [pool.submit(io.write_labels, array, reference=study.ct, path=tmp / f"{name}.nii.gz")
-                     for name, array in arrays.items()]
-            regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) \
-                if study.ct.dicom_files else []
-            _write_visuals(tmp, options, study, result, arrays["labels"], regions, ahead)
-            for written in nifti:
-                written.result()
-        if regions and (tmp / "labels_seg.dcm").is_file():
-            _write_measurement_report(tmp, result, regions)
-        if options.store:
-            result.setdefault("dicomweb", {})["stored"] = dicomweb.store_outputs(options.store, tmp)
-        result["provenance"]["timing_s"] = timing.current_seconds()  # seconds per stage, so far
-        (tmp / "report.json").write_text(
-            json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-        )
-    log.info("outputs written to %s", out)
+    regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) if study.ct.dicom_files else []
+    _write_visuals(folder, options, study, result, arrays["labels"], regions, ahead)
+    for written in nifti:
+        written.result()
+    if regions and (folder / "labels_seg.dcm").is_file():
+        _write_measurement_report(folder, result, regions)
+    if options.store:
+        result.setdefault("dicomweb", {})["stored"] = dicomweb.store_outputs(options.store, folder)
+    result["provenance"]["timing_s"] = timing.current_seconds()  # seconds per stage, so far
+    (folder / "report.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _write_measurement_report(folder: Path, result: dict, regions) -> None:

@@ -46,6 +46,8 @@ from hepatoplan.errors import (
     LabelError,
 )
 
+from hepatoplan.arrays import bounding_box
+
 from . import io_dicom, io_nifti
 from .outputs import atomic_file
 from .timing import timed
@@ -312,10 +314,10 @@ def read_labels(
                 )
             array = _resample_labels(array, raw.grid, reference.grid, name=name, source=raw.path)
             log.warning("%s %s resampled nearest-neighbour onto the CT grid", name, raw.path)
-            return _to_canonical(array, reference.grid, raw.path, raw.files, raw.notes, binary=binary)
+            return _to_canonical(array, reference.grid, raw.path, raw.files, raw.notes, binary=binary, labels=True)
     if binary and high <= 1 and array.dtype == np.uint8:  # 0 / 1: its boolean view, copied without a comparison
-        return _to_canonical(array.view(bool), raw.grid, raw.path, raw.files, raw.notes)
-    return _to_canonical(array, raw.grid, raw.path, raw.files, raw.notes, binary=binary)
+        return _to_canonical(array.view(bool), raw.grid, raw.path, raw.files, raw.notes, labels=True)
+    return _to_canonical(array, raw.grid, raw.path, raw.files, raw.notes, binary=binary, labels=True)
 
 
 def worker_threads() -> int:
@@ -661,12 +663,25 @@ def _canonical_shape(grid: Grid) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files, notes=(), *, binary=False) -> Volume:
+def _to_canonical(array_kji: np.ndarray, grid: Grid, source: Path, files, notes=(), *, binary=False,
+                  labels=False) -> Volume:
+    """The volume in canonical order (a C-ordered copy); ``labels``: a label map, mostly background,
+    of which only the labelled voxels' box is copied (into zeros; IRCADb 01's liver mask: a quarter
+    of the grid, its vessel masks a third)."""
     ornt = grid.orientation()
-    native = np.flip(array_kji.T, tuple(np.flatnonzero(ornt[:, 1] < 0)))
-    canonical = native.transpose(np.argsort(ornt[:, 0]))
+    flipped = tuple(np.flatnonzero(ornt[:, 1] < 0))
+    order = np.argsort(ornt[:, 0])
+    canonical = np.flip(array_kji.T, flipped).transpose(order)
+    if labels:
+        native_box = [slice(n - b.stop, n - b.start) if axis in flipped else b  # [i, j, k], flipped as the view
+                      for axis, (b, n) in enumerate(zip(bounding_box(array_kji)[::-1], array_kji.shape[::-1]))]
+        box = tuple(native_box[axis] for axis in order)
+        copy = np.zeros(canonical.shape, bool if binary else canonical.dtype)
+        c_order_copy(canonical[box], binary=binary, out=copy[box])
+    else:
+        copy = c_order_copy(canonical, binary=binary)
     return Volume(
-        array=c_order_copy(canonical, binary=binary),
+        array=copy,
         affine_ras=_canonical_affine(grid),
         grid=grid,
         path=source,

@@ -724,16 +724,19 @@ class _Tree:
     def n(self) -> int:
         return len(self.ijk)
 
-    def in_box(self, ijk: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple((ijk - [b.start for b in self.box]).T)
-
     def labels(self, keep: np.ndarray) -> np.ndarray:
         """26-connected pieces of the nodes ``keep``: a label per node (0 = not kept), numbered in
-        the order of each piece's first voxel (C order), as cc3d numbers them."""
-        mask = np.zeros(_shape(self.box), bool)
-        mask[self.in_box(self.ijk[keep])] = True
-        lab = cc3d.connected_components(mask, connectivity=26)
-        return lab[self.in_box(self.ijk)].astype(np.int32, copy=False)
+        the order of each piece's first voxel (C order), as cc3d numbers them. Labelled in the kept
+        nodes' own box (the pieces a cut detaches fill a small part of the tree's): no piece reaches
+        beyond it, and a shift keeps the C order of the voxels, so the numbers are the tree box's."""
+        lab = np.zeros(self.n, np.int32)
+        ijk = self.ijk[keep]
+        if len(ijk):
+            at = tuple((ijk - ijk.min(axis=0)).T)
+            mask = np.zeros([int(a.max()) + 1 for a in at], bool)
+            mask[at] = True
+            lab[keep] = cc3d.connected_components(mask, connectivity=26)[at]
+        return lab
 
     def connected_to(self, keep: np.ndarray, root: np.ndarray) -> np.ndarray:
         """The nodes of ``keep`` 26-connected to a node of ``root`` through ``keep``."""

@@ -311,6 +311,27 @@ def test_dicom_gap_is_refused_or_interpolated(tmp_path):
     assert any("resampled onto a regular grid" in note for note in vol.notes)
 
 
+@pytest.mark.parametrize("codes", ["LPS", "PIR", "SAL", "RAS"])
+def test_labels_in_a_corner_give_the_same_canonical_array(tmp_path, codes):
+    """A label map is copied only within its labelled voxels' box (the rest left zero): the box is
+    found in the file's own axis order and flips, and lands where the labels are in canonical order."""
+    rng = np.random.default_rng(1)
+    canon = np.zeros((12, 10, 8), np.uint8)
+    canon[1:4, 6:9, 5:7] = rng.integers(0, 3, (3, 3, 2))
+    canon[2, 7, 5] = 2
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(codes)
+    )
+    data = nib.orientations.apply_orientation(canon, ornt)
+    affine = np.diag([0.7, 0.9, 2.0, 1.0]) @ nib.orientations.inv_ornt_aff(ornt, canon.shape)
+    path = _save_nifti(data, affine, tmp_path / f"{codes}.nii.gz")
+    assert np.array_equal(io.read_labels(path).array, canon)
+    mask = io.read_labels(path, binary=True).array
+    assert mask.flags.c_contiguous and np.array_equal(mask, canon > 0)
+    empty = _save_nifti(np.zeros_like(data), affine, tmp_path / f"{codes}0.nii.gz")
+    assert not io.read_labels(empty, binary=True).array.any()
+
+
 def test_binary_masks_are_the_labels_above_zero(tmp_path):
     """``binary=True`` (a 0/1 map read through its boolean view, others compared with 0) gives
     ``read_labels(...).array > 0`` on a flipped oblique grid, for 0/1, 0/255 and 16-bit maps."""
@@ -370,3 +391,27 @@ def test_cli_freezes_the_objects_left_at_exit_once():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-2:] == ["registered 1 frozen now False", "frozen at exit True"]
+
+
+def test_cli_runs_its_command_with_a_short_gil_switch_interval_and_restores_it(monkeypatch):
+    """While a command runs, a thread running Python code lets one waiting for the GIL in after
+    ``GIL_SWITCH_INTERVAL_S``; the caller's interval comes back afterwards, also when it fails."""
+    import sys
+
+    from hepatoplan.pipeline import cli, cmd_plan
+
+    seen = []
+
+    def fake_run(args):
+        seen.append(sys.getswitchinterval())
+        if args.overwrite:
+            raise RuntimeError("boom")
+        return 0
+
+    monkeypatch.setattr(cmd_plan, "run_demo", fake_run)
+    before = sys.getswitchinterval()
+    assert before != cli.GIL_SWITCH_INTERVAL_S
+    assert cli.main(["demo", "--out", "x"]) == 0
+    assert cli.main(["demo", "--out", "x", "--overwrite"]) == 3
+    assert seen == [cli.GIL_SWITCH_INTERVAL_S] * 2
+    assert sys.getswitchinterval() == before

@@ -213,6 +213,9 @@ BAD_CASES = {
     "negative margin": (["--liver", "{d}/liver.nii.gz", "--margin-mm", "-1"], "--margin-mm"),
     "anatomical without segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"], "segments"),
     "unknown flag": (["--liver", "{d}/liver.nii.gz", "--margin", "2"], "unrecognized"),
+    # refused after the label files were started, beside the vascular analysis: the folder goes with them
+    "the whole liver resected": (["--liver", "{d}/liver.nii.gz", "--segments", "{d}/segments.nii.gz", "--portal",
+                                  "{d}/portal_vein.nii.gz", "--resect", "segments:1,2,3,4,5,6,7,8"], "nothing remains"),
     "NaN voxels in the CT": (["--liver", "{d}/liver.nii.gz"], "NaN"),
     # the CT is read beside the masks: its own error comes first
     "truncated CT and a mask on another grid": (["--liver", "{d}/shifted.nii.gz"], "truncated_ct.nii.gz: holds"),
