@@ -90,22 +90,30 @@ def output_folder(out: str | Path) -> Iterator[Path]:
     ------
     Path
         The temporary folder ``<parent>/.<out name>.XXXX``; removed afterwards, also on error
-        (then ``out`` is left as it was).
+        (then ``out`` is left as it was, and the parent folders made for it are removed).
     """
     out = Path(os.path.realpath(out))
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    old = None
+    old, done = None, False
     try:
         yield tmp
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)
         os.replace(tmp, out)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        if not done:  # nothing written: the parent folders made for it go too
+            for parent in created:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
 
 
 def out_argument(text: str) -> Path:

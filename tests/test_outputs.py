@@ -55,6 +55,18 @@ def test_output_folder_failure_leaves_no_folder(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_output_folder_failure_removes_the_parents_it_made(tmp_path):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "other.txt").write_text("x")
+    with pytest.raises(Boom):
+        with output_folder(tmp_path / "kept" / "new" / "deeper" / "plan"):
+            raise Boom
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == ["other.txt"]
+    with output_folder(tmp_path / "kept" / "new" / "plan") as tmp:  # success: the parents stay
+        (tmp / "report.json").write_text("{}")
+    assert (tmp_path / "kept" / "new" / "plan" / "report.json").is_file()
+
+
 def test_output_folder_replaces_an_earlier_folder_as_a_whole(tmp_path):
     out = tmp_path / "plan"
     (out / "meshes").mkdir(parents=True)
