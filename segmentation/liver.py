@@ -316,7 +316,7 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverP
         # texture's background alone kept out join when they face the liver widely (a lobe cut
         # off by a lesion), not when they touch it at a notch (bowel, pancreas)
         free = _compete_rounds(scan, win, core, grad, p, {}, texture_background=False) & ~liver
-        liver |= _adjoining(free, liver, p.piece_min_contact_fraction, info)
+        liver |= _adjoining(free, liver, p.piece_min_contact_fraction, p.min_competitor_ml / scan.voxel_ml, info)
     # enclose vessels and tumours
     liver = (morph.close(liver, p.closing_mm, sp, pad_vox=6) & (s > p.soft_tissue_min_hu)) | liver
     liver = morph.fill_holes(liver, per_slice=True)
@@ -345,14 +345,15 @@ def _compete_rounds(scan: _CoarseScan, win, core, grad, p: LiverParams, info, *,
     return _compete(win, core, sp, grad, p, info)
 
 
-def _adjoining(pieces: np.ndarray, liver: np.ndarray, min_contact: float, info: dict) -> np.ndarray:
-    """The 6-connected pieces of ``pieces`` at least ``min_contact`` of whose boundary faces face ``liver``."""
+def _adjoining(pieces: np.ndarray, liver: np.ndarray, min_contact: float, min_vox: float, info: dict) -> np.ndarray:
+    """The 6-connected pieces of ``pieces`` of at least ``min_vox`` voxels at least ``min_contact`` of
+    whose boundary faces face ``liver``."""
     lab, n = morph.components(pieces, connectivity=6)
     if n == 0:
         info["pieces_joined"] = 0
         return pieces
     contact, _ = _face_shares(lab.astype(np.int64), liver, np.zeros_like(liver), n)
-    keep = contact >= min_contact
+    keep = (contact >= min_contact) & (np.bincount(lab.ravel(), minlength=n + 1) >= min_vox)
     keep[0] = False
     info["pieces_joined"] = int(np.count_nonzero(keep))
     return keep[lab]

@@ -203,7 +203,7 @@ class LiverParams:
     min_competitor_ml: float = 2.0
     background_erosion_mm: float = 2.0
     regrow_mm: float = 11.0
-    piece_min_contact_fraction: float = 0.19
+    piece_min_contact_fraction: float = 0.30
     closing_mm: float = 8.0
     soft_tissue_min_hu: float = -30.0
     opening_mm: float = 3.0

@@ -458,8 +458,8 @@ def test_bowel_gas_measures_of_the_bulging_blobs():
 def test_a_window_piece_joins_the_liver_when_it_faces_it_widely():
     """``liver._adjoining``: a piece the texture limit alone kept out joins when at least
     ``piece_min_contact_fraction`` of its boundary faces face the liver (a lobe beyond a lesion),
-    not when it touches it at a small patch (an organ beside the liver)."""
-    from hepatoplan.segmentation import LiverParams
+    not when it touches it at a small patch (an organ beside the liver), nor when it is smaller
+    than a competing organ's marker."""
     from hepatoplan.segmentation import liver as liver_mod
 
     liver = np.zeros((24, 20, 20), bool)
@@ -468,10 +468,11 @@ def test_a_window_piece_joins_the_liver_when_it_faces_it_widely():
     pieces[10:14, 2:10, 2:10] = True  # a slab on the liver's face: 64 of its 256 faces (0.25)
     pieces[10:24, 14:16, 14:16] = True  # a rod touching it end-on: 4 of its 116 faces (0.03; the grid edge has none)
     info = {}
-    joined = liver_mod._adjoining(pieces, liver, LiverParams().piece_min_contact_fraction, info)
+    joined = liver_mod._adjoining(pieces, liver, 0.19, 1, info)
     assert joined[10:14, 2:10, 2:10].all() and not joined[:, 14:, 14:].any() and info["pieces_joined"] == 1
-    assert liver_mod._adjoining(pieces, liver, 0.02, {}).sum() == pieces.sum()
-    assert not liver_mod._adjoining(pieces, liver, 0.3, {}).any()
+    assert liver_mod._adjoining(pieces, liver, 0.02, 1, {}).sum() == pieces.sum()
+    assert not liver_mod._adjoining(pieces, liver, 0.02, 300, {}).any()  # both smaller than 300 voxels
+    assert not liver_mod._adjoining(pieces, liver, 0.3, 1, {}).any()
 
 
 def test_depth_and_blob_shape_are_physical_on_thick_slices():
