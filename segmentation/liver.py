@@ -16,7 +16,10 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
    erosion is a marker (the liver core, the spleen, heart, kidney ...), the outside of the window
    is another; a marker-controlled watershed on the gradient magnitude splits touching organs along
    their faint edges. It runs first on homogeneous-texture voxels only (the liver is smoother than
-   bowel and pancreas), then again in the plain window within ``regrow_mm`` of that result.
+   bowel and pancreas), then again in the plain window within ``regrow_mm`` of that result. Run again
+   with only the window's outside as background, it gives the liver pieces that the texture limit
+   alone kept out (a lobe beyond a lesion); those facing the liver over ``piece_min_contact_fraction``
+   of their boundary join.
 4. Closing (``closing_mm``) and hole filling bring back vessels and tumours enclosed by parenchyma.
    Dark tissue next to the liver is split into convex blobs (watershed of its distance map); blobs
    that face the liver over at least a quarter of their boundary, are compact, thick and not bowel
