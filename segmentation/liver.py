@@ -16,7 +16,10 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
    erosion is a marker (the liver core, the spleen, heart, kidney ...), the outside of the window
    is another; a marker-controlled watershed on the gradient magnitude splits touching organs along
    their faint edges. It runs first on homogeneous-texture voxels only (the liver is smoother than
-   bowel and pancreas), then again in the plain window within ``regrow_mm`` of that result.
+   bowel and pancreas), then again in the plain window within ``regrow_mm`` of that result. Run again
+   with only the window's outside as background, it gives the liver pieces that the texture limit
+   alone kept out (a lobe beyond a lesion); those facing the liver over ``piece_min_contact_fraction``
+   of their boundary join.
 4. Closing (``closing_mm``) and hole filling bring back vessels and tumours enclosed by parenchyma.
    Dark tissue next to the liver is split into convex blobs (watershed of its distance map); blobs
    that face the liver over at least a quarter of their boundary, are compact, thick and not bowel
@@ -310,13 +313,13 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverP
     lo = med - p.window_k_sd * sd - p.window_margin_hu
     hi = med + p.window_k_sd * sd + p.window_margin_hu
     win = scan.body & (s > lo) & (s < hi)
-    if p.texture_percentile:
-        tmax = float(np.percentile(scan.texture[core], p.texture_percentile))
-        win_t = win & (scan.texture < tmax)
-        info["texture_max"] = round(tmax, 1)
-        liver_t = _compete(win_t, core & win_t, sp, grad, p, info)
-        win = win & morph.dilate(liver_t, p.regrow_mm, sp)
-    liver = _compete(win, core, sp, grad, p, info)
+    liver = _compete_rounds(scan, win, core, grad, p, info, texture_background=True)
+    if p.texture_percentile and p.piece_min_contact_fraction < 1.0:
+        # coarse texture limits the liver's window but is no evidence against it: the pieces the
+        # texture's background alone kept out join when they face the liver widely (a lobe cut
+        # off by a lesion), not when they touch it at a notch (bowel, pancreas)
+        free = _compete_rounds(scan, win, core, grad, p, {}, texture_background=False) & ~liver
+        liver |= _adjoining(free, liver, p.piece_min_contact_fraction, p.min_competitor_ml / scan.voxel_ml, info)
     # enclose vessels and tumours
     liver = (morph.close(liver, p.closing_mm, sp, pad_vox=6) & (s > p.soft_tissue_min_hu)) | liver
     liver = morph.fill_holes(liver, per_slice=True)
@@ -331,8 +334,37 @@ def _grow_liver(scan: _CoarseScan, core: np.ndarray, grad: np.ndarray, p: LiverP
     return _CoarseLiver(scan.uncrop(liver), scan.uncrop(hypo), tuple(stats["window_hu"]), stats)
 
 
-def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:
-    """Marker-controlled watershed: the liver core competes with every other thick organ."""
+def _compete_rounds(scan: _CoarseScan, win, core, grad, p: LiverParams, info, *, texture_background: bool) -> np.ndarray:
+    """The two competition rounds: in the homogeneous-texture part of the window ``win`` (whose
+    coarse-texture voxels seed background when ``texture_background``), then in the plain window
+    within ``regrow_mm`` of that result."""
+    sp = scan.spacing_mm
+    if p.texture_percentile:
+        tmax = float(np.percentile(scan.texture[core], p.texture_percentile))
+        win_t = win & (scan.texture < tmax)
+        info["texture_max"] = round(tmax, 1)
+        liver_t = _compete(win_t, core & win_t, sp, grad, p, info, outside=None if texture_background else ~win)
+        win = win & morph.dilate(liver_t, p.regrow_mm, sp)
+    return _compete(win, core, sp, grad, p, info)
+
+
+def _adjoining(pieces: np.ndarray, liver: np.ndarray, min_contact: float, min_vox: float, info: dict) -> np.ndarray:
+    """The 6-connected pieces of ``pieces`` of at least ``min_vox`` voxels at least ``min_contact`` of
+    whose boundary faces face ``liver``."""
+    lab, n = morph.components(pieces, connectivity=6)
+    if n == 0:
+        info["pieces_joined"] = 0
+        return pieces
+    contact, _ = _face_shares(lab.astype(np.int64), liver, np.zeros_like(liver), n)
+    keep = (contact >= min_contact) & (np.bincount(lab.ravel(), minlength=n + 1) >= min_vox)
+    keep[0] = False
+    info["pieces_joined"] = int(np.count_nonzero(keep))
+    return keep[lab]
+
+
+def _compete(win, core, sp, grad, p: LiverParams, info, *, outside=None) -> np.ndarray:
+    """Marker-controlled watershed: the liver core competes with every other thick organ and with
+    ``outside`` (default: the outside of ``win``), eroded by ``background_erosion_mm``."""
     labels, n = morph.components(morph.erode(win, p.competitor_radius_mm, sp))
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     ov = np.bincount(labels[core], minlength=n + 1)
@@ -347,7 +379,7 @@ def _compete(win, core, sp, grad, p: LiverParams, info) -> np.ndarray:
         markers[labels == lab] = k
         k += 1
     markers[labels == liver_lab] = 2
-    markers[morph.erode(~win, p.background_erosion_mm, sp)] = 1
+    markers[morph.erode(~win if outside is None else outside, p.background_erosion_mm, sp)] = 1
     ws = _grid.watershed_from_markers(grad, markers, sp, fully_connected=False)
     info["markers"] = k - 1
     return morph.reconstruct(markers == 2, (ws == 2) & win)

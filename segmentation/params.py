@@ -89,6 +89,16 @@ class LiverParams:
     regrow_mm : float
         How far the homogeneous-texture liver may regrow into the plain intensity window. Chosen on
         IRCADb 01/07.
+    piece_min_contact_fraction : float
+        A piece of the intensity window that the texture limit alone kept out of the liver (the
+        competition run again with only the window's outside as background gives it to the liver)
+        joins when at least this share (0-1) of its boundary faces faces the liver and it holds at
+        least ``min_competitor_ml``: a lobe cut off by a lesion or by its own coarse edge texture
+        shares a wide face with the rest of the liver, an organ beside it (bowel, pancreas) a narrow
+        one. Chosen on the insertion benchmark's IRCADb 01 and 07 runs (pieces >= 2 mL): liver pieces
+        face it over 0.22-0.60, non-liver pieces 0.10-0.26, half-liver pieces on 07 0.26-0.28 (one
+        became a false lesion at 0.19); chosen on 01 alone 0.33, on 07 alone 0.28-0.33, both make
+        the same decisions as 0.30 on every piece (bench/RESULTS.md, liver15).
     closing_mm : float
         Closing radius that encloses vessels and lesions at the liver's edge. Chosen on IRCADb 01/07.
     soft_tissue_min_hu : float
@@ -195,6 +205,7 @@ class LiverParams:
     min_competitor_ml: float = 2.0
     background_erosion_mm: float = 2.0
     regrow_mm: float = 11.0
+    piece_min_contact_fraction: float = 0.30
     closing_mm: float = 8.0
     soft_tissue_min_hu: float = -30.0
     opening_mm: float = 3.0
