@@ -195,25 +195,13 @@ def freeze_objects_at_exit() -> None:
 _FREEZE_REGISTERED = False
 
 
-GIL_SWITCH_INTERVAL_S = 0.001
-"""How long a thread running Python code keeps the GIL while another waits for it (``sys.setswitchinterval``;
-Python's default 0.005 s), while the CLI runs. A plan's main thread mostly calls numpy and other C code that
-releases the GIL, and waits that long to get it back whenever a worker (the vessel trees' preparation beside
-the Couinaud division) runs Python code meanwhile. The division on the main thread beside the trees'
-preparation in threads, one process, intervals interleaved (bench/RESULTS.md, fifteenth stop, load 8-10):
-IRCADb 01 division wall median 1.39 → 1.26 s (9 of 10 rounds shorter; 0.5 ms: 1.29 s; another run, 14
-rounds: 5 ms 1.81 s, 0.5 ms 1.42 s), the trees done 2.24 → 2.00 s; IRCADb 08, not used to choose: 2.23 →
-2.06 s, the trees 3.85 → 3.05 s (8 rounds)."""
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     keep_freed_memory()
     preload_libraries()
     freeze_objects_at_exit()
     root, handler, verbose = logging.getLogger(), None, False
-    saved_level, saved_interval_s = root.level, sys.getswitchinterval()
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    saved_level = root.level
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
@@ -243,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
-        sys.setswitchinterval(saved_interval_s)
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)

@@ -391,27 +391,3 @@ def test_cli_freezes_the_objects_left_at_exit_once():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-2:] == ["registered 1 frozen now False", "frozen at exit True"]
-
-
-def test_cli_runs_its_command_with_a_short_gil_switch_interval_and_restores_it(monkeypatch):
-    """While a command runs, a thread running Python code lets one waiting for the GIL in after
-    ``GIL_SWITCH_INTERVAL_S``; the caller's interval comes back afterwards, also when it fails."""
-    import sys
-
-    from hepatoplan.pipeline import cli, cmd_plan
-
-    seen = []
-
-    def fake_run(args):
-        seen.append(sys.getswitchinterval())
-        if args.overwrite:
-            raise RuntimeError("boom")
-        return 0
-
-    monkeypatch.setattr(cmd_plan, "run_demo", fake_run)
-    before = sys.getswitchinterval()
-    assert before != cli.GIL_SWITCH_INTERVAL_S
-    assert cli.main(["demo", "--out", "x"]) == 0
-    assert cli.main(["demo", "--out", "x", "--overwrite"]) == 3
-    assert seen == [cli.GIL_SWITCH_INTERVAL_S] * 2
-    assert sys.getswitchinterval() == before
