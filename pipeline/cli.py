@@ -131,7 +131,7 @@ PRELOADED = (("SimpleITK", "_SimpleITK*.so"),)
 
 def preload_libraries():
     """Map the :data:`PRELOADED` libraries in a daemon thread while the main thread imports the
-    subcommand's modules; their imports then find them loaded.
+    subcommand's modules; their imports then find them loaded. Once per process: returns the thread.
 
     SimpleITK's extension is a 270 MB library: relocating it is ~0.03 s of CPU, over half of
     ``import SimpleITK``, which every subcommand pays on its main thread (``pipeline/io.py``).
@@ -139,8 +139,10 @@ def preload_libraries():
     :func:`keep_freed_memory` (a thread started before the malloc settings would keep an arena of its
     own). A library not found or not loadable is left to its import. A fork (``batch``'s local
     workers) waits for the thread first: a child forked while ``dlopen`` holds the loader's lock
-    could hang in its next import. Returns the thread."""
-    global _PRELOAD_AT_FORK_REGISTERED
+    could hang in its next import."""
+    global _PRELOAD_THREAD
+    if _PRELOAD_THREAD is not None:
+        return _PRELOAD_THREAD
     import threading
     from importlib.util import find_spec
     from pathlib import Path
@@ -155,23 +157,13 @@ def preload_libraries():
             except (ImportError, OSError, ValueError):
                 pass
 
-    thread = threading.Thread(target=load, name="hepatoplan-preload", daemon=True)
-    if not _PRELOAD_AT_FORK_REGISTERED:
-        os.register_at_fork(before=_join_preload_threads)
-        _PRELOAD_AT_FORK_REGISTERED = True
-    thread.start()
-    _PRELOAD_THREADS.append(thread)
-    return thread
+    _PRELOAD_THREAD = threading.Thread(target=load, name="hepatoplan-preload", daemon=True)
+    _PRELOAD_THREAD.start()
+    os.register_at_fork(before=_PRELOAD_THREAD.join)
+    return _PRELOAD_THREAD
 
 
-_PRELOAD_THREADS: list = []
-_PRELOAD_AT_FORK_REGISTERED = False
-
-
-def _join_preload_threads() -> None:
-    """Before a fork: wait for the library threads still mapping (see :func:`preload_libraries`)."""
-    while _PRELOAD_THREADS:
-        _PRELOAD_THREADS.pop().join()
+_PRELOAD_THREAD = None
 
 
 def freeze_objects_at_exit() -> None:

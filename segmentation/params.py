@@ -92,7 +92,7 @@ class LiverParams:
     piece_min_contact_fraction : float
         A piece of the intensity window that the texture limit alone kept out of the liver (the
         competition run again with only the window's outside as background gives it to the liver)
-        joins when at least this share (0-1) of its boundary faces faces the liver and it holds at
+        joins when at least this share (0-1) of its boundary faces face the liver and it holds at
         least ``min_competitor_ml``: a lobe cut off by a lesion or by its own coarse edge texture
         shares a wide face with the rest of the liver, an organ beside it (bowel, pancreas) a narrow
         one. Chosen on the insertion benchmark's IRCADb 01 and 07 runs (pieces >= 2 mL): liver pieces

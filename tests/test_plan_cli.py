@@ -152,9 +152,7 @@ def test_the_cli_maps_simpleitk_before_its_import():
             "cli.PRELOADED += (('no_such_package_xyz', '*.so'),); cli.preload_libraries().join(60); "
             "assert 'SimpleITK' not in sys.modules; "
             "print(any('_SimpleITK' in line for line in open('/proc/self/maps')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "True"
+    assert _python_prints(code) == "True"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -165,9 +163,14 @@ def test_a_fork_waits_for_the_library_thread():
             "thread = cli.preload_libraries(); pid = os.fork()\n"
             "if pid == 0: os._exit(0)\n"
             "print(thread.is_alive()); os.waitpid(pid, 0)")
+    assert _python_prints(code) == "False"
+
+
+def _python_prints(code: str) -> str:
+    """What a fresh interpreter running ``code`` prints (it must exit 0)."""
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
+    return proc.stdout.strip()
 
 
 # --------------------------------------------------------------------------- bad input corpus
