@@ -785,7 +785,8 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
 
 
 def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slice]], affine_ras: np.ndarray,
-                vessels: Mapping[str, np.ndarray] | Future | None = None, made: Future | None = None) -> dict[str, Mesh]:
+                vessels: Mapping[str, np.ndarray] | Future | None = None,
+                made: Future | None = None) -> dict[str, Mesh]:
     """The meshes :func:`write_plan_visuals` draws and writes: every structure of ``labels``
     (``boxes``: their :func:`~hepatoplan.pipeline.labels.label_boxes`) and the ``vessels`` (masks,
     or a Future of their :func:`~hepatoplan.pipeline.meshing.structure_meshes` started earlier),
@@ -824,19 +825,29 @@ def meshes_before_resection(labels_without_resection: Callable[[], np.ndarray], 
     return meshes | ({} if vessels is None else vessels.result())
 
 
+def _framing(meshes: Mapping[str, Mesh]) -> dict[str, Mesh]:
+    """The meshes every preview frames: with the Couinaud segments drawn, those the resection does not
+    change (segments, tumours, vessels; the remnant and the resected part are the segments' voxels, their
+    smoothed surfaces up to ~0.5 mm apart), so that the "before" scene can be rendered before the
+    resection's meshes exist; else all."""
+    from .labels import structure_kind
+
+    if not any(structure_kind(n) == "segment" for n in meshes):
+        return dict(meshes)
+    return {n: m for n, m in meshes.items() if structure_kind(n) not in ("remnant", "resected")}
+
+
 @timed("previews")
 def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadPoolExecutor):
     """Meshes of every structure (``ahead.meshes``: a Future of them started earlier, waited for
-    here) and the PNG previews; returns ``(meshes, preview files, a Future of their viewer_data or None,
-    report.pdf's JPEG data URI of each preview by path)``.
+    here) and the PNG previews, framed by :func:`_framing`; returns ``(meshes, preview files, a Future
+    of their viewer_data or None, report.pdf's JPEG data URI of each preview by path)``.
 
-    Every image is framed by the "before" scene's structures (the whole liver, tumours and vessels;
-    the "after" scene shows the same liver cut). With ``ahead.first`` holding that scene's meshes
-    (the segments', made before the resection was known), it is rendered while the remnant and the
-    resected part are meshed. The 3D view's data is made by ``worker`` while the previews render,
-    and each preview's JPEG by the thread writing the PNGs while the next one renders (on the main
-    thread after the renders, they were 0.06-0.10 s of CPU right before Chromium's print;
-    bench/RESULTS.md, output15)."""
+    With ``ahead.first`` holding the segments' meshes (made before the resection was known: the
+    "before" scene), that scene is rendered while the remnant and the resected part are meshed. The
+    3D view's data is made by ``worker`` while the previews render, and each preview's JPEG by the
+    thread writing the PNGs while the next one renders (on the main thread after the renders, they
+    were 0.06-0.10 s of CPU right before Chromium's print; bench/RESULTS.md, output15)."""
     from .labels import structure_kind
     from .rendering import default_scenes, render_previews
 
@@ -846,8 +857,7 @@ def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadP
     previews, t = [], time.perf_counter()
     first = None if ahead.first is None else ahead.first.result()
     if first and any(structure_kind(n) == "segment" for n in first):  # the "before" scene is all there
-        before = default_scenes(list(first))["before"]
-        previews = render(first, scenes={"before": before}, framing=first)
+        previews = render(first, scenes={"before": default_scenes(list(first))["before"]}, framing=_framing(first))
     if ahead.meshes is None:
         meshes = plan_meshes(plan.labels, boxes=plan.boxes, affine_ras=plan.affine_ras, vessels=plan.vessels)
     else:
@@ -855,9 +865,8 @@ def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadP
     view = worker.submit(viewer_data, meshes) if meshes else None
     if meshes:
         scenes = default_scenes(list(meshes))
-        framing = {n: meshes[n] for n in scenes["before"]}
         previews += render(meshes, scenes={k: v for k, v in scenes.items() if not (previews and k == "before")},
-                           framing=framing)
+                           framing=_framing(meshes))
     log.info("previews: %.1f s", time.perf_counter() - t)
     return meshes, previews, view, jpegs
 
