@@ -210,10 +210,6 @@ def plan(options: PlanOptions) -> dict:
             # masks importing beside the reads was measured and not kept: bench/RESULTS.md, eleventh stop)
             hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
                            compiled=options.modality == "CT" and anatomical, previews=options.preview)
-        if options.preview:
-            from .meshing import start_decimation_helper
-
-            start_decimation_helper()  # its imports while the inputs are read, not at the vessels' first mesh
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
         vessel_meshes: list[Future] = []
         vessel_trees: list = []

@@ -145,14 +145,6 @@ def _start_simplifier() -> subprocess.Popen | None:
     return _simplifier
 
 
-def start_decimation_helper() -> None:
-    """Start this process's decimation helper now rather than at the first decimation (its Python,
-    numpy and fast-simplification imports take ~0.1-0.15 s of CPU): ``plan`` starts it while it reads
-    the masks."""
-    with _SIMPLIFY_LOCK:
-        _start_simplifier()
-
-
 def _stop_simplifier(helper: subprocess.Popen) -> None:
     """At exit: end the helper (its input closed; one that died with input unsent is only reaped)."""
     if helper.pid_of_parent == os.getpid():
