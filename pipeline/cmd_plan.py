@@ -244,8 +244,9 @@ def plan(options: PlanOptions) -> dict:
         def start_first_meshes(labels_without_resection: Callable[[], np.ndarray]) -> None:
             from .report_html import meshes_before_resection
 
+            vessels = vessel_meshes[0] if vessel_meshes else None
             first.append(meshing.submit(meshes_before_resection, labels_without_resection,
-                                        affine_ras=study.ct.affine_ras, vessels=(vessel_meshes or [None])[0]))
+                                        affine_ras=study.ct.affine_ras, vessels=vessels))
 
         def start_meshes(labels: np.ndarray) -> None:
             from .labels import label_boxes
