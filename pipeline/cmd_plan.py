@@ -18,6 +18,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -238,6 +239,14 @@ def plan(options: PlanOptions) -> dict:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,
                                          resample=options.resample_masks).array
         started: list[StartedAhead] = []
+        first: list[Future] = []
+
+        def start_first_meshes(labels_without_resection: Callable[[], np.ndarray]) -> None:
+            from .report_html import meshes_before_resection
+
+            vessels = vessel_meshes[0] if vessel_meshes else None
+            first.append(meshing.submit(meshes_before_resection, labels_without_resection,
+                                        affine_ras=study.ct.affine_ras, vessels=vessels))
 
         def start_meshes(labels: np.ndarray) -> None:
             from .labels import label_boxes
@@ -245,8 +254,10 @@ def plan(options: PlanOptions) -> dict:
 
             boxes = label_boxes(labels)
             vessels = vessel_meshes[0] if vessel_meshes else _vessels(study)
-            started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes,
-                                                              affine_ras=study.ct.affine_ras, vessels=vessels)))
+            made = first[0] if first else None
+            started.append(StartedAhead(boxes, meshing.submit(plan_meshes, labels, boxes=boxes, made=made,
+                                                              affine_ras=study.ct.affine_ras, vessels=vessels),
+                                        first=made))
 
         # the whole folder appears at once, replacing an earlier run's; the NIfTI label files are written into
         # it as soon as they are known, beside the vascular analysis and the other outputs (ITK and zlib release
@@ -261,6 +272,7 @@ def plan(options: PlanOptions) -> dict:
 
             result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
                                           on_labels=start_meshes if options.preview else None, on_arrays=write_arrays,
+                                          on_unresected=start_first_meshes if options.preview else None,
                                           vessel_trees=vessel_trees[0] if vessel_trees else None)
             write_arrays(arrays)
             result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
@@ -306,13 +318,16 @@ def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False
 def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), function_map=None,
                  on_labels: Callable[[np.ndarray], None] | None = None,
                  on_arrays: Callable[[dict[str, np.ndarray]], None] | None = None,
+                 on_unresected: Callable[[Callable[[], np.ndarray]], None] | None = None,
                  vessel_trees=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Volumetry, resection and assessment of a loaded study (no file access).
 
     Returns the JSON-ready report and the canonical arrays to write. ``on_labels`` is called with
     the label map as soon as it is known (after the resection, while its vascular consequences are
     computed in a thread, before the assessment: neither changes it), ``on_arrays`` with the arrays to
-    write known then (the label map and the remnant). ``vessel_trees``: the study's vessel trees for the
+    write known then (the label map and the remnant); ``on_unresected``, when something is resected,
+    before the resection with a function making the label map without it (segments and tumours as in
+    the plan's). ``vessel_trees``: the study's vessel trees for the
     vascular analysis (:func:`_vessel_trees`, being prepared in another thread); otherwise they are
     prepared there.
     """
@@ -366,6 +381,8 @@ def compute_plan(study: Study, specs, options: PlanOptions, *, ablations=(), fun
             on_labels(made["labels"])
 
     if specs or ablations:
+        if on_unresected is not None:
+            on_unresected(partial(label_map, liver=liver, segments=segments, tumours=tumours, resected=None))
         _resect(result, _Resection(study, options, segments, tumours, tumour_ml, function_map, vessel_trees),
                 specs, ablations, on_resected=labels_of)
     else:

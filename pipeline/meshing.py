@@ -23,7 +23,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
-from typing import Mapping, NamedTuple
+from typing import Collection, Mapping, NamedTuple
 
 import numpy as np
 
@@ -517,6 +517,7 @@ def structure_meshes(
     smoothing_iterations: int = 20,
     smoothing_passband: float = 0.05,
     target_reduction: float = 0.7,
+    names: Collection[str] | None = None,
 ) -> dict[str, Mesh]:
     """Meshes of named binary masks (see :func:`surface_mesh`); empty masks are left out (logged).
 
@@ -529,6 +530,8 @@ def structure_meshes(
         Voxel index -> RAS world mm.
     smoothing_iterations, smoothing_passband, target_reduction
         As in :func:`surface_mesh`.
+    names : collection of str, optional
+        Mesh only these of ``structures`` (default: all).
 
     Returns
     -------
@@ -557,12 +560,13 @@ def structure_meshes(
     # two threads: vtk's contouring and smoothing run outside the GIL while the other thread decimates;
     # the largest boxes first, so that the two threads end together rather than one alone on the
     # remnant or resected part (made last in the label map's order)
-    order = sorted(structures, key=structures.box_voxels, reverse=True) \
-        if isinstance(structures, LabelStructures) else list(structures)
+    wanted = [name for name in structures if names is None or name in names]
+    order = sorted(wanted, key=structures.box_voxels, reverse=True) \
+        if isinstance(structures, LabelStructures) else wanted
     with ThreadPoolExecutor(max_workers=MESHING_THREADS) as pool:
         made = dict(zip(order, pool.map(mesh_of, order)))
     meshes = {}
-    for name in structures:
+    for name in wanted:
         mesh = made[name]
         if len(mesh.faces) == 0:
             log.warning("structure %r is empty: no mesh", name)

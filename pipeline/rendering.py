@@ -357,12 +357,13 @@ def render_previews(
     size_px: tuple[int, int] = (1000, 800),
     max_triangles_per_structure: int = 60_000,
     on_written: Callable[[Path], object] | None = None,
+    framing: Mapping[str, Mesh] | None = None,
 ) -> list[Path]:
     """Render PNG previews offscreen: ``preview_<scene>_<view>.png`` for each scene and view.
 
-    Every image of one call shares one camera framing (the bounding box of all meshes), so
-    before/after images can be compared directly. Images carry a title, orientation letters at
-    the edges (R/L, A/P, S/I, patient directions) and a legend.
+    Every image of one call shares one camera framing (the bounding box of ``framing``, by default
+    of all meshes), so before/after images can be compared directly. Images carry a title,
+    orientation letters at the edges (R/L, A/P, S/I, patient directions) and a legend.
 
     Parameters
     ----------
@@ -386,6 +387,10 @@ def render_previews(
     on_written : callable, optional
         Called with each PNG's path once it is written, in the thread that writes the images (while
         the next image renders): e.g. ``report.pdf``'s JPEG of it. Its exceptions are raised here.
+    framing : mapping of str to Mesh, optional
+        The meshes whose bounding box every image frames (default ``meshes``): the same for calls that
+        render the scenes of one plan separately (the "before" scene while the resection's meshes
+        are made) frames them alike.
 
     Returns
     -------
@@ -409,14 +414,15 @@ def render_previews(
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
     scenes = dict(scenes) if scenes is not None else default_scenes(list(meshes))
-    framing = _Framing.of(meshes, size_px)
+    framing = _Framing.of(meshes if framing is None else framing, size_px)
     # each image is coded and written by a thread while the next one renders (vtk's PNG writer
     # runs outside the GIL)
     with _RENDER_LOCK, _verified_render(), ThreadPoolExecutor(max_workers=1) as png:
         vtk = vtk_classes()
         try:
+            shown = {name for members in scenes.values() for name in members}
             polydata = {name: _render_polydata(vtk, mesh, max_triangles_per_structure)
-                        for name, mesh in meshes.items()}
+                        for name, mesh in meshes.items() if name in shown}
             writing = []
             for scene_name, members in scenes.items():
                 writing += _render_scene(vtk, scene_name, members, polydata, colours, framing,

@@ -32,9 +32,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -551,11 +552,13 @@ class StartedAhead(NamedTuple):
     :func:`~hepatoplan.pipeline.labels.label_boxes` of the same labels; ``meshes``, a Future of
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
     vessels); ``browser``, a :class:`~hepatoplan.pipeline.report_pdf.Browser` (report.pdf
-    without Chromium's start-up time)."""
+    without Chromium's start-up time); ``first``, a Future of :func:`meshes_before_resection` (the
+    "before" scene is rendered from them while ``meshes`` makes the remnant and the resected part)."""
 
     boxes: dict[int, tuple[slice, slice, slice]] | None = None
     meshes: Future | None = None
     browser: Any = None
+    first: Future | None = None
 
 
 def write_plan_visuals(
@@ -641,7 +644,7 @@ def write_plan_visuals(
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes, view, jpegs = {}, None, {}
         if meshes_and_previews:
-            meshes, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead.meshes, worker)
+            meshes, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead, worker)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
@@ -782,45 +785,90 @@ def _write_dicom_seg(plan: _PlanLabels, source: DicomSegSource, report: Mapping[
 
 
 def plan_meshes(labels: np.ndarray, *, boxes: dict[int, tuple[slice, slice, slice]], affine_ras: np.ndarray,
-                vessels: Mapping[str, np.ndarray] | Future | None = None) -> dict[str, Mesh]:
+                vessels: Mapping[str, np.ndarray] | Future | None = None,
+                made: Future | None = None) -> dict[str, Mesh]:
     """The meshes :func:`write_plan_visuals` draws and writes: every structure of ``labels``
     (``boxes``: their :func:`~hepatoplan.pipeline.labels.label_boxes`) and the ``vessels`` (masks,
     or a Future of their :func:`~hepatoplan.pipeline.meshing.structure_meshes` started earlier),
-    last; pure computation, no file."""
+    last; those of ``made`` (a Future of :func:`meshes_before_resection`) are taken from it; pure
+    computation, no file."""
     from .labels import structures_from_labels
     from .meshing import structure_meshes
 
     t = time.perf_counter()
     ahead = isinstance(vessels, Future)
-    meshes = structure_meshes(structures_from_labels(labels, vessels=None if ahead else dict(vessels or {}),
-                                                     boxes=boxes), affine_ras=affine_ras)
+    structures = structures_from_labels(labels, vessels=None if ahead else dict(vessels or {}), boxes=boxes)
+    done = {} if made is None else made.result()
+    meshes = structure_meshes(structures, affine_ras=affine_ras, names=[n for n in structures if n not in done])
+    meshes = {name: done[name] if name in done else meshes[name] for name in structures
+              if name in done or name in meshes}
     if ahead:
         meshes.update(vessels.result())
     log.info("meshes: %.1f s", time.perf_counter() - t)
     return meshes
 
 
+def meshes_before_resection(labels_without_resection: Callable[[], np.ndarray], *, affine_ras: np.ndarray,
+                            vessels: Future | None = None) -> dict[str, Mesh]:
+    """The meshes of the "before" scene that the resection does not change: the Couinaud segments
+    (their kept and resected parts together) and the tumours of the label map without the
+    resection (``labels_without_resection`` makes it, in this thread), and the vessels (a Future
+    of their meshes); the same meshes :func:`plan_meshes` makes of them from the plan's label map
+    (the same voxels in the same boxes)."""
+    from .labels import label_boxes, structure_kind, structures_from_labels
+    from .meshing import structure_meshes
+
+    labels = labels_without_resection()
+    structures = structures_from_labels(labels, boxes=label_boxes(labels))
+    meshes = structure_meshes(structures, affine_ras=affine_ras,
+                              names=[n for n in structures if structure_kind(n) in ("segment", "tumour")])
+    return meshes | ({} if vessels is None else vessels.result())
+
+
+def _framing(meshes: Mapping[str, Mesh]) -> dict[str, Mesh]:
+    """The meshes every preview frames: with the Couinaud segments drawn, those the resection does not
+    change (segments, tumours, vessels; the remnant and the resected part are the segments' voxels, their
+    smoothed surfaces reach at most 0.6 mm beyond the segments' on IRCADb 01-12), so that the "before"
+    scene can be rendered before the resection's meshes exist; else all."""
+    from .labels import structure_kind
+
+    if not any(structure_kind(n) == "segment" for n in meshes):
+        return dict(meshes)
+    return {n: m for n, m in meshes.items() if structure_kind(n) not in ("remnant", "resected")}
+
+
 @timed("previews")
-def _meshes_and_previews(plan: _PlanLabels, meshes: Future | None, worker: ThreadPoolExecutor):
-    """Meshes of every structure (``meshes``: a Future of them started earlier, waited for here)
-    and the PNG previews; returns ``(meshes, preview files, a Future of their viewer_data or None,
-    report.pdf's JPEG data URI of each preview by path)``.
+def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadPoolExecutor):
+    """Meshes of every structure (``ahead.meshes``: a Future of them started earlier, waited for
+    here) and the PNG previews, framed by :func:`_framing`; returns ``(meshes, preview files, a Future
+    of their viewer_data or None, report.pdf's JPEG data URI of each preview by path)``.
 
-    The 3D view's data is made by ``worker`` while the previews render, and each preview's JPEG by
-    the thread writing the PNGs while the next one renders (on the main thread after the renders,
-    they were 0.06-0.10 s of CPU right before Chromium's print; bench/RESULTS.md, output15)."""
-    from .rendering import render_previews
+    With ``ahead.first`` holding the segments' meshes (made before the resection was known: the
+    "before" scene), that scene is rendered while the remnant and the resected part are meshed. The
+    3D view's data is made by ``worker`` while the previews render, and each preview's JPEG by the
+    thread writing the PNGs while the next one renders (on the main thread after the renders, they
+    were 0.06-0.10 s of CPU right before Chromium's print; bench/RESULTS.md, output15)."""
+    from .labels import structure_kind
+    from .rendering import default_scenes, render_previews
 
-    if meshes is None:
+    jpegs: dict[Path, str] = {}
+    render = partial(render_previews, out_dir=plan.out_dir, size_px=PREVIEW_SIZE_PX,
+                     on_written=lambda p: jpegs.__setitem__(p, _jpeg_data_uri(p)))
+    t = time.perf_counter()
+    first = {} if ahead.first is None else ahead.first.result()
+    early = any(structure_kind(n) == "segment" for n in first)  # the "before" scene is all there
+    previews = render(first, scenes={"before": default_scenes(list(first))["before"]},
+                      framing=_framing(first)) if early else []
+    if ahead.meshes is None:
         meshes = plan_meshes(plan.labels, boxes=plan.boxes, affine_ras=plan.affine_ras, vessels=plan.vessels)
     else:
-        meshes = meshes.result()
+        meshes = ahead.meshes.result()
     view = worker.submit(viewer_data, meshes) if meshes else None
-    t = time.perf_counter()
-    jpegs: dict[Path, str] = {}
-    previews = render_previews(meshes, plan.out_dir, size_px=PREVIEW_SIZE_PX,
-                               on_written=lambda p: jpegs.__setitem__(p, _jpeg_data_uri(p))) if meshes else []
-    log.info("previews: %.1f s", time.perf_counter() - t)
+    if meshes:
+        scenes = default_scenes(list(meshes))
+        previews += render(meshes, scenes={k: v for k, v in scenes.items() if not (early and k == "before")},
+                           framing=_framing(meshes))
+    log.info("meshes and previews: %.1f s", time.perf_counter() - t)
     return meshes, previews, view, jpegs
 
 

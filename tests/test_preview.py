@@ -461,3 +461,17 @@ def test_without_a_home_folder_the_probe_runs_and_nothing_is_kept(monkeypatch, t
     with preview._verified_render() as guard:
         assert guard.marker is None
     assert not list(tmp_path.rglob("*render-probe*"))
+
+
+def test_render_previews_framed_by_other_meshes(phantom_meshes, tmp_path):
+    """``framing``: the images frame those meshes' box, whatever the scenes draw."""
+    meshes, _, _ = phantom_meshes
+    scene = {"tumours": {"tumour 1": 1.0}}
+    drawn = {}
+    for name, kwargs in (("all", dict(meshes=meshes)), ("framed", dict(meshes=dict(list(meshes.items())[-4:]),
+                                                                           framing=meshes)),
+                         ("alone", dict(meshes={"tumour 1": meshes["tumour 1"]}))):
+        [png] = render_previews(**kwargs, out_dir=tmp_path / name, scenes=scene, views=("anterior",),
+                                size_px=(200, 160))
+        drawn[name] = png.read_bytes()
+    assert drawn["framed"] == drawn["all"] != drawn["alone"]

@@ -220,3 +220,51 @@ def test_plan_meshes_with_vessel_meshes_made_ahead():
     for name, mesh in direct.items():
         assert np.array_equal(early[name].vertices_mm, mesh.vertices_mm), name
         assert np.array_equal(early[name].faces, mesh.faces), name
+
+
+def test_meshes_made_before_the_resection_and_the_before_scene_rendered_from_them(tmp_path, monkeypatch):
+    """``plan`` meshes the segments and tumours from the label map without the resection, then the rest:
+    the same meshes in the same order; the "before" scene is rendered from them alone, and every preview
+    is the one rendered from all meshes at once."""
+    from concurrent.futures import Future
+
+    from hepatoplan.pipeline import rendering, report_html
+    from hepatoplan.pipeline.labels import label_boxes
+    from hepatoplan.pipeline.report_html import StartedAhead, meshes_before_resection, plan_meshes
+
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
+    structures, labels, affine = phantom_structures()
+    unresected = np.where((labels > 10) & (labels < 20), labels - 10, labels)  # label_map(resected=None)
+    vessels = {name: structures[name] for name in ("portal vein", "hepatic veins")}
+    boxes = label_boxes(labels)
+
+    def done(value) -> Future:
+        future = Future()
+        future.set_result(value)
+        return future
+
+    ahead = done(structure_meshes(vessels, affine_ras=affine))
+    first = meshes_before_resection(lambda: unresected, affine_ras=affine, vessels=ahead)
+    assert list(first) == [f"segment {k}" for k in range(1, 9)] + ["tumour 1", "tumour 2", "portal vein",
+                                                                     "hepatic veins"]
+    direct = plan_meshes(labels, boxes=boxes, affine_ras=affine, vessels=vessels)
+    later = plan_meshes(labels, boxes=boxes, affine_ras=affine, vessels=ahead, made=done(first))
+    assert list(later) == list(direct)
+    for name, mesh in direct.items():
+        assert np.array_equal(later[name].vertices_mm, mesh.vertices_mm), name
+        assert np.array_equal(later[name].faces, mesh.faces), name
+        assert name not in first or later[name] is first[name]
+
+    calls = []
+    render = rendering.render_previews
+    monkeypatch.setattr(rendering, "render_previews", lambda meshes, *a, **k: calls.append(
+        (set(meshes), list(k["scenes"]))) or render(meshes, *a, **k))
+    written = {}
+    for name, started in (("together", StartedAhead(boxes, done(direct))),
+                          ("first", StartedAhead(boxes, done(later), first=done(first)))):
+        out = write_plan_visuals(tmp_path / name, report=REPORT, labels=labels, affine_ras=affine,
+                                 vessels=vessels, meshes_and_previews=started)
+        written[name] = {p.name: p.read_bytes() for p in out["previews"]}
+    assert calls[0] == (set(direct), ["before", "after"])
+    assert calls[1] == (set(first), ["before"]) and calls[2] == (set(direct), ["after"])
+    assert list(written["first"]) == list(written["together"]) and written["first"] == written["together"]
