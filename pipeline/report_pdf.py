@@ -231,7 +231,7 @@ class PdfLayout:
                 lines.append([])
                 used_mm = 0.0
             for text, bold in item:
-                for word in text.split(" "):
+                for word in text.split():
                     word_mm = run_width(word + " ", bold)
                     if used_mm + word_mm > width_mm and lines[-1]:
                         lines.append([])

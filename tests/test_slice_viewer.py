@@ -338,6 +338,19 @@ def test_phantom_pdf_renders_with_pdftoppm(phantom_plan, tmp_path):
     assert len(re.findall(rb"/Subtype\s*/Image", pdf)) >= 5
 
 
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs pdftotext (apt-get install poppler-utils); "
+                    "CI installs it")
+def test_phantom_pdf_shows_every_number_of_report_json(phantom_plan):
+    """Every number of the plan's report.json, as the report formats it, is in report.pdf's text
+    (the stage times excepted: they are written after the PDF)."""
+    from test_report_pdf import _numbers, shows_every_number
+
+    _, out = phantom_plan
+    report = json.loads((out / "report.json").read_text())
+    assert len(_numbers(report, skip=("timing_s",))) > 60
+    assert shows_every_number(out / "report.pdf", report, skip=("timing_s",)) == []
+
+
 def test_no_preview_reads_the_ct_header_only_and_writes_no_montage(tmp_path, monkeypatch):
     study = make_phantom(spacing_mm=(3.0, 3.0, 4.0), scale=0.5, noise_hu=5.0)
     files = write_study(study, tmp_path / "in", axcodes="RAS")
