@@ -713,10 +713,12 @@ def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: M
 
     try:
         pages = layout.result()
-        if pages is None or pages.previews != written["previews"]:
-            pages = PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
-                              preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png)
-        return pages.write(path, {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]})
+        if pages is not None and pages.previews != written["previews"]:
+            pages.close()
+            pages = None
+        with pages or PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
+                                preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
+            return pages.write(path, {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]})
     except (OSError, FPDFException, HepatoplanError) as exc:
         _pdf_warning(report, exc)
         return None

@@ -83,6 +83,12 @@ class PdfLayout:
         The growth-outlook plot.
     title : str
         The first page's heading and the PDF's title.
+
+    Notes
+    -----
+    fpdf2 keeps each font file open (fontTools reads its tables lazily, the glyphs at the write):
+    :meth:`write` closes them, and so does :meth:`close` (or leaving a ``with`` block) for pages
+    never written.
     """
 
     def __init__(self, report: Mapping[str, Any], *, montage_png: str | Path | None = None,
@@ -96,6 +102,15 @@ class PdfLayout:
         pdf.set_auto_page_break(True, PAGE_MARGIN_TOP_BOTTOM_MM)
         pdf.set_title(title)
         pdf.set_creator("hepatoplan")
+        try:
+            self._lay_out(report, montage_png=montage_png, preview_size_px=preview_size_px,
+                          growth_plot_png=growth_plot_png, title=title)
+        except BaseException:
+            self.close()
+            raise
+
+    def _lay_out(self, report, *, montage_png, preview_size_px, growth_plot_png, title) -> None:
+        pdf = self.pdf
         for style, path in _font_files().items():
             pdf.add_font("DejaVu", style, path)
         self._fonts = {style == "B": pdf.fonts["dejavu" + style] for style in _font_files()}
@@ -114,8 +129,7 @@ class PdfLayout:
         if self.previews:
             self._gallery(preview_size_px)
         if growth_plot_png is not None:
-            self._heading("Growth outlook", H2_PT)
-            self._figure(Path(growth_plot_png), width_mm=pdf.epw)
+            self._figure(Path(growth_plot_png), width_mm=pdf.epw, heading="Growth outlook")
         keys = [k for k in SECTION_ORDER if k in report]
         keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
         keys += [k for k in ("inputs",) if k in report]
@@ -134,10 +148,25 @@ class PdfLayout:
             pdf.page = page
             pdf.image(BytesIO(jpegs[preview]), x=x, y=y, w=w, h=h)
         pdf.page = last
-        with atomic_file(path) as tmp:
-            pdf.output(str(tmp))
+        try:
+            with atomic_file(path) as tmp:
+                pdf.output(str(tmp))
+        finally:
+            self.close()
         log.info("wrote %s (%.0f kB)", path, Path(path).stat().st_size / 1024)
         return Path(path)
+
+    def close(self) -> None:
+        """Close the font files (the pages cannot be written after this)."""
+        for font in self.pdf.fonts.values():
+            if getattr(font, "ttfont", None) is not None:
+                font.ttfont.close()
+
+    def __enter__(self) -> "PdfLayout":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ---- blocks --------------------------------------------------------------------------------
 

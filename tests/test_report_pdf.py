@@ -158,3 +158,20 @@ def test_a_pdf_that_cannot_be_written_is_a_warning(tmp_path, monkeypatch):
     (warning,) = report["warnings"]
     assert warning.startswith("report.pdf not written: ") and "No space left" in warning
     assert "report.pdf not written" in (tmp_path / "report.html").read_text()
+
+
+@needs_poppler
+@pytest.mark.parametrize("rows", [5, 20, 32])
+def test_a_figure_stays_on_the_page_of_its_heading(tmp_path, rows):
+    """The growth plot and its heading on one page, wherever the tables before it end."""
+    import matplotlib.image as mpimg
+
+    plot = tmp_path / "growth.png"
+    mpimg.imsave(plot, np.linspace(0, 1, 300 * 400 * 3).reshape(300, 400, 3))
+    report = {"assessment": {"verdict": "inadequate"}, "warnings": [f"warning {i}" for i in range(rows)]}
+    pdf = PdfLayout(report, growth_plot_png=plot).write(tmp_path / "report.pdf", {})
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], check=True, capture_output=True, text=True).stdout
+    (page,) = [int(line.split()[0]) for line in images.splitlines()[2:]]
+    text = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(pdf), "-"], check=True,
+                          capture_output=True, text=True).stdout
+    assert "Growth outlook" in text
