@@ -635,16 +635,17 @@ def write_plan_visuals(
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
     # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
-    with ThreadPoolExecutor(max_workers=1) as worker:
+    with ThreadPoolExecutor(max_workers=1) as worker, ThreadPoolExecutor(max_workers=1) as pdf_thread:
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
         label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes, view, jpegs = {}, None, {}
-        # report.pdf's pages laid out by the worker while the previews render, their places kept free
-        pdf = meshes_and_previews and worker.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
-                                                    out_dir=out_dir, growth_plot_png=growth_plot_png)
+        # report.pdf's pages laid out in a thread of their own while the montage is made and the previews
+        # render (fpdf2 imported meanwhile), their places kept free
+        pdf = meshes_and_previews and pdf_thread.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
+                                                        out_dir=out_dir, growth_plot_png=growth_plot_png)
         if meshes_and_previews:
             meshes, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead.meshes, worker)
         with stage("report"):
@@ -695,7 +696,7 @@ def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: F
     if meshes is None:
         return None
     from .rendering import default_scenes
-    from .report_pdf import PdfLayout
+    from .report_pdf import PdfLayout  # fpdf2's import (~0.25 s of CPU) while the montage is made
 
     previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
                 for view in PREVIEW_VIEWS]
