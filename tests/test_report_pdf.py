@@ -111,7 +111,7 @@ def _jpeg_slots(pdf: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize("ahead", [True, False])
 def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
-    """With the meshes started ahead (as ``plan`` does) the worker lays the pages out, not the main thread,
+    """With the meshes started ahead (as ``plan`` does) a thread lays the pages out, not the main thread,
     before the previews exist; either way the previews' JPEGs go into the PDF as they are."""
     from hepatoplan.pipeline.labels import label_boxes
 
@@ -138,7 +138,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine, vessels=vessels,
                                  meshes_and_previews=started)
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
-    assert layouts == [(not ahead, ahead)]  # ahead: in the worker, before any preview exists
+    assert layouts == [(not ahead, ahead)]  # ahead: in a thread, before any preview exists
     pdf = (tmp_path / "report.pdf").read_bytes()
     assert sorted(_jpeg_slots(pdf)) == sorted(jpegs[p] for p in written["previews"])  # as they are
     assert len(written["previews"]) == 4
