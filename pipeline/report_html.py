@@ -690,24 +690,18 @@ PREVIEW_VIEWS = ("anterior", "superior")
 
 def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: Future | None, out_dir: Path,
                  growth_plot_png: str | Path | None):
-    """report.pdf's pages laid out by a :class:`~hepatoplan.pipeline.report_pdf.PdfHelper` (a child
-    process, started now: fpdf2 imported there while the montage is made) with the places of the
+    """report.pdf's pages (:class:`~hepatoplan.pipeline.report_pdf.PdfLayout`) with the places of the
     previews to come, named after the scenes of ``meshes`` (a Future of the plan's meshes); ``None``
     without it (then :func:`_write_pdf` lays the pages out)."""
     if meshes is None:
         return None
     from .rendering import default_scenes
-    from .report_pdf import PdfHelper
+    from .report_pdf import PdfLayout  # fpdf2's import (~0.25 s of CPU) while the montage is made
 
-    helper = PdfHelper()
-    try:
-        previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
-                    for view in PREVIEW_VIEWS]
-        return helper.lay_out(report, montage_png=None if montage is None else montage.result(), previews=previews,
-                              preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png)
-    except BaseException:
-        helper.close()
-        raise
+    previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
+                for view in PREVIEW_VIEWS]
+    return PdfLayout(report, montage_png=None if montage is None else montage.result(), previews=previews,
+                     preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png)
 
 
 def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
@@ -719,18 +713,13 @@ def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: M
     from .report_pdf import PdfLayout
 
     try:
-        jpegs = {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]}
-        try:
-            pages = layout.result()
-            if pages is not None and pages.previews == written["previews"]:
-                return pages.write(path, jpegs)
-            if pages is not None:
-                pages.close()
-        except (OSError, EOFError) as exc:  # the helper ended: the pages laid out here
-            log.warning("report.pdf's helper process failed (%s): laying the pages out in this one", exc)
-        with PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
-                       preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
-            return pages.write(path, jpegs)
+        pages = layout.result()
+        if pages is not None and pages.previews != written["previews"]:
+            pages.close()
+            pages = None
+        with pages or PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
+                                preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
+            return pages.write(path, {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]})
     except (OSError, FPDFException, HepatoplanError) as exc:
         _pdf_warning(report, exc)
         return None
