@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -208,8 +207,6 @@ def plan(options: PlanOptions) -> dict:
             hashing.submit(_import_ahead, options, resects=bool(specs or ablations),
                            compiled=options.modality == "CT" and anatomical, previews=options.preview)
         sha256 = {name: hashing.submit(io.sha256_of, path) for name, path in inputs.items()}
-        if options.preview:  # report.pdf's writer (fpdf2, ~0.25 s of imports) while the inputs are read
-            hashing.submit(importlib.import_module, "hepatoplan.pipeline.report_pdf")
         vessel_meshes: list[Future] = []
         vessel_trees: list = []
 
