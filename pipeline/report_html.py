@@ -642,8 +642,7 @@ def write_plan_visuals(
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes, view, jpegs = {}, None, {}
-        # report.pdf's pages laid out in a thread of their own while the montage is made and the previews
-        # render (fpdf2 imported meanwhile), their places kept free
+        # report.pdf's pages laid out (fpdf2 imported) while the montage is made and the previews render
         pdf = meshes_and_previews and pdf_thread.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
                                                         out_dir=out_dir, growth_plot_png=growth_plot_png)
         if meshes_and_previews:
