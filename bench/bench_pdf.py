@@ -1,22 +1,20 @@
-"""Chromium's CPU for report.pdf: start a browser, print a plan's print page, close it; interleaved variants.
+"""report.pdf's CPU and wall, part by part, in fresh processes: fpdf2's import, the layout, the write.
 
     python bench/bench_pdf.py PLAN_OUT [--runs 5]
 
-``PLAN_OUT`` is the output folder of a default ``plan`` (its report.json, previews and QC montage make
-the print page, as ``report_html._start_pdf`` does). Variants, each run in turn:
+``PLAN_OUT`` is the output folder of a default ``plan`` (its report.json, previews and QC montage: the
+pages ``plan`` writes). Each run is a fresh interpreter (as in a plan, fpdf2 and the fonts are loaded
+once per process) that times, with ``time.thread_time`` (CPU of the thread) and ``time.perf_counter``:
 
-* ``5c7cde0``: the flags before the eleventh stop, PNG previews on the page, the profile in the system's
-  temporary folder;
-* ``jpeg``: the same with the previews as JPEG (``report_html.PRINT_JPEG_QUALITY``);
-* ``chromium``: :data:`hepatoplan.pipeline.report_pdf.CHROMIUM_FLAGS`, JPEG previews, the profile in
-  :func:`~hepatoplan.pipeline.report_pdf.scratch_folder` (the eleventh stop's ``now``);
-* ``shell``: the same in ``chromium-headless-shell`` (Chromium's old headless mode, Debian
-  ``chromium-headless-shell``: no browser UI).
+* ``import``: ``import fpdf`` (fontTools, its SVG and signing modules come with it);
+* ``layout``: :class:`hepatoplan.pipeline.report_pdf.PdfLayout` of the report, the QC montage and the
+  preview slots (in ``plan``: by the visuals' worker while the previews render), the two DejaVu fonts
+  parsed included;
+* ``layout, no montage``: the same without the QC montage (its PNG decoded and deflated again);
+* ``write``: the previews' JPEGs put into their slots and the file written (in ``plan``: the only part
+  after the last preview); the JPEGs are made beforehand, as the PNG thread makes them.
 
-``--variants chromium,shell`` runs only those.
-
-Per run: CPU of Chromium and its helpers (user + system, reaped through this script as their subreaper),
-wall from the start to the PDF, and the wall of ``Browser.close`` (killing the helpers, removing the profile).
+Prints each run and the medians, with the load average.
 """
 
 from __future__ import annotations
@@ -24,71 +22,56 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shutil
 import statistics
-import tempfile
-import time
-from dataclasses import replace
+import subprocess
+import sys
 from pathlib import Path
 
-from bench_plan import become_subreaper, reap_orphans
-from hepatoplan.pipeline import report_html, report_pdf
-
-NEW_FLAGS = ("--renderer-process-limit=1", "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup")
-VARIANTS = {  # name: (flags, JPEG previews, profile in the scratch folder, executable)
-    "5c7cde0": (tuple(f for f in report_pdf.CHROMIUM_FLAGS if f not in NEW_FLAGS), False, False, "chromium"),
-    "jpeg": (tuple(f for f in report_pdf.CHROMIUM_FLAGS if f not in NEW_FLAGS), True, False, "chromium"),
-    "chromium": (report_pdf.CHROMIUM_FLAGS, True, True, "chromium"),
-    "shell": (report_pdf.CHROMIUM_FLAGS, True, True, "chromium-headless-shell"),
-}
-
-
-def print_page(plan_out: Path, folder: Path, *, jpeg: bool) -> Path:
-    report = json.loads((plan_out / "report.json").read_text())
-    views = report_html._ReportViews.of(previews=sorted(plan_out.glob("preview_*.png")),
-                                        montage_png=plan_out / "qc_montage.png")
-    figures = report_html._figures_html(sorted(plan_out.glob("preview_*.png")), None, jpeg_previews=jpeg)
-    return report_html._write_page(report, folder / f"print-{'jpeg' if jpeg else 'png'}.html",
-                                   replace(views, figures=figures), title=report_html.REPORT_TITLE)
+CHILD = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+plan_out = Path(sys.argv[1])
+t, c = time.perf_counter(), time.thread_time()
+import fpdf
+parts = {"import": (time.perf_counter() - t, time.thread_time() - c)}
+from hepatoplan.pipeline import report_html
+from hepatoplan.pipeline.report_pdf import PdfLayout
+report = json.loads((plan_out / "report.json").read_text())
+report["provenance"].pop("timing_s", None)  # what the plan lays out: the report before these two
+report.pop("outputs", None)
+previews = [plan_out / f"preview_{s}_{v}.png" for s in ("before", "after") for v in report_html.PREVIEW_VIEWS]
+jpegs = {p: report_html._jpeg_bytes(p) for p in previews}
+growth = plan_out / "growth_outlook.png"
+for name, montage in (("layout, no montage", None), ("layout", plan_out / "qc_montage.png")):
+    t, c = time.perf_counter(), time.thread_time()
+    layout = PdfLayout(report, montage_png=montage, previews=previews, preview_size_px=report_html.PREVIEW_SIZE_PX,
+                       growth_plot_png=growth if growth.is_file() else None)
+    parts[name] = (time.perf_counter() - t, time.thread_time() - c)
+with tempfile.TemporaryDirectory() as folder:
+    t, c = time.perf_counter(), time.thread_time()
+    pdf = layout.write(Path(folder) / "report.pdf", jpegs)
+    parts["write"] = (time.perf_counter() - t, time.thread_time() - c)
+    parts["pages"] = (layout.pdf.pages_count, pdf.stat().st_size / 1e6)
+print(json.dumps(parts))
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("plan_out", type=Path)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     options = parser.parse_args()
-    become_subreaper()
-    scratch = report_pdf.SCRATCH_PARENT
-    with tempfile.TemporaryDirectory(prefix="bench-pdf-") as tmp:
-        pages = {jpeg: print_page(options.plan_out, Path(tmp), jpeg=jpeg) for jpeg in (False, True)}
-        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
-        for _ in range(options.runs):
-            for name, (flags, jpeg, in_scratch, executable) in VARIANTS.items():
-                if name not in options.variants.split(","):
-                    continue
-                report_pdf.SCRATCH_PARENT = scratch if in_scratch else ""  # "": the system's tmp
-                before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-                browser = report_pdf.Browser(shutil.which(executable), flags=flags)
-                browser.print_page(pages[jpeg], Path(tmp) / f"{name}.pdf")
-                printed = time.perf_counter()
-                browser.close()
-                closed = time.perf_counter()
-                reap_orphans(3.0)
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-                results[name].append((cpu, printed - start, closed - printed))
-                print(f"{name:>8} CPU {cpu:5.2f} s  start to PDF {printed - start:5.2f} s  close {closed - printed:5.3f} s  "
-                      f"load {os.getloadavg()[0]:4.1f}", flush=True)
-        report_pdf.SCRATCH_PARENT = scratch
-        for name, runs in results.items():
-            if not runs:
-                continue
-            size = (Path(tmp) / f"{name}.pdf").stat().st_size / 1e6
-            print(f"{name:>8} median CPU {statistics.median(r[0] for r in runs):.2f} s, start to PDF "
-                  f"{statistics.median(r[1] for r in runs):.2f} s, close {statistics.median(r[2] for r in runs):.3f} s, "
-                  f"PDF {size:.2f} MB")
+    runs = []
+    for _ in range(options.runs):
+        out = subprocess.run([sys.executable, "-c", CHILD, str(options.plan_out)], check=True, capture_output=True,
+                             text=True).stdout
+        runs.append(json.loads(out))
+        print("  ".join(f"{k} {w:.3f}/{c:.3f}" for k, (w, c) in runs[-1].items() if k != "pages")
+              + f"  (wall/CPU s; load {os.getloadavg()[0]:.1f})", flush=True)
+    pages, megabytes = runs[-1]["pages"]
+    print("median: " + ", ".join(f"{k} wall {statistics.median(r[k][0] for r in runs):.3f} s, CPU "
+                                 f"{statistics.median(r[k][1] for r in runs):.3f} s" for k in runs[0] if k != "pages")
+          + f"; {pages} pages, {megabytes:.2f} MB")
 
 
 if __name__ == "__main__":

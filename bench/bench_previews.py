@@ -5,8 +5,7 @@ Studies: the shipped demo phantom (``data_samples/demo``, its own masks) and IRC
 hepatectomy (segments 5-8 resected, unlabelled liver kept, tumours over everything); vessels are
 the given portal and hepatic masks. Prints one Markdown table row per study, then a second table
 of what the CT adds (``qc_montage.png``, the slice viewer's data, ``report.html`` with the
-viewer and ``report.pdf`` by headless Chromium): seconds wall and CPU (this process's, plus
-Chromium's as a child process), sizes.
+viewer and ``report.pdf`` written by fpdf2): seconds wall and CPU (this process's), sizes.
 
     python bench/bench_previews.py [--out DIR] [--phantom DIR ...] [--dicom-seg]
     python bench/bench_previews.py --plan-ab PYTHON_A PYTHON_B [--runs N]
@@ -121,7 +120,8 @@ def run_ct_outputs(name: str, ct, labels, affine, vessels, meshes, previews, out
     """What the CT adds: the montage, the slice viewer's data, report.html with it, report.pdf."""
     from hepatoplan.pipeline.labels import label_boxes
     from hepatoplan.pipeline.montage import write_qc_montage
-    from hepatoplan.pipeline.report_pdf import print_to_pdf
+    from hepatoplan.pipeline.report_html import PREVIEW_SIZE_PX, _jpeg_bytes
+    from hepatoplan.pipeline.report_pdf import PdfLayout
     from hepatoplan.pipeline.slice_viewer import slice_viewer_data
 
     report = {"resection": {"flr_percent": 0.0}}
@@ -136,8 +136,8 @@ def run_ct_outputs(name: str, ct, labels, affine, vessels, meshes, previews, out
                              slice_viewer=viewer, montage_png=montage)
     html_s = _since(start)
     start = _clock()
-    page = write_report_html(report, out_path=out / "print" / "report.html", previews=previews, montage_png=montage)
-    pdf = print_to_pdf(page, out / "report.pdf")
+    pdf = PdfLayout(report, montage_png=montage, previews=previews, preview_size_px=PREVIEW_SIZE_PX).write(
+        out / "report.pdf", {p: _jpeg_bytes(p) for p in previews})
     pdf_s = _since(start)
     slices_mb = sum(len(viewer[k]["b64"]) for k in ("ct", "labels", "vessels") if viewer[k]) / 1e6
     return (f"| {name} | {'×'.join(map(str, viewer['shape']))} (step {'×'.join(map(str, viewer['step']))}) | "
@@ -284,7 +284,7 @@ def main() -> None:
     print("\n| study | slice viewer grid | qc_montage.png s | viewer data s | report.html s | report.pdf s | "
           "HTML MB | slice data MB | montage MB | PDF MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(ct_rows) + "\n\n(seconds: wall / CPU, Chromium's CPU included in report.pdf)")
+    print("\n".join(ct_rows) + "\n\n(seconds: wall / CPU; report.pdf: fpdf2's layout, the JPEGs and the write)")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"\npeak RSS of the whole run: {peak_gb:.2f} GB; outputs in {out}")
 

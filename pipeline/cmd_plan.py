@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,7 +32,7 @@ from hepatoplan.resection.virtual import plan_resection
 from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import dicom_sr, dicomweb, io, report, report_pdf, timing
+from . import dicom_sr, dicomweb, io, report, timing
 from .labels import label_map
 from .outputs import check_output_folder, out_argument, output_folder
 from .report_html import StartedAhead
@@ -198,11 +197,9 @@ def plan(options: PlanOptions) -> dict:
     # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
     # vessels' meshes are made as soon as the masks are read (beside the Couinaud segments), the
     # others as soon as the label map is known, beside the vascular analysis and the assessment
-    # (vtk's contouring and smoothing run outside the GIL), and Chromium starts now, to be ready
-    # when the page of report.pdf is
+    # (vtk's contouring and smoothing run outside the GIL)
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
-            ThreadPoolExecutor(max_workers=1) as meshing, \
-            (options.preview and report_pdf.start_browser()) or nullcontext() as browser:
+            ThreadPoolExecutor(max_workers=1) as meshing:
         if options.auto and not {"liver", "totalsegmentator"} & set(options.masks.given()):
             # the segmentation's modules imported while the CT is read (before the hashes, which are
             # needed last), the modules the plan calls after the automatic segmentation (mostly one
@@ -280,7 +277,7 @@ def plan(options: PlanOptions) -> dict:
                 result["dicomweb"] = dicomweb_section
             _write_outputs(options, study, result, arrays, folder=folder, nifti=list(nifti.values()), inputs=inputs,
                            hashes={name: future.result() for name, future in sha256.items()},
-                           ahead=(started[0] if started else StartedAhead())._replace(browser=browser))
+                           ahead=started[0] if started else StartedAhead())
     log.info("outputs written to %s", options.out)
     return result
 
@@ -631,7 +628,7 @@ def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dic
                    ahead: StartedAhead = StartedAhead()) -> None:
     """Write everything but the NIfTI label files (``nifti``: being written) into ``folder`` (the
     temporary ``--out``), then wait for them; ``inputs`` and ``hashes`` name each input's path and
-    SHA-256; ``ahead``: the work started for the visuals (the label boxes, the meshes being made, Chromium)."""
+    SHA-256; ``ahead``: the work started for the visuals (the label boxes, the meshes being made)."""
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
     regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) if study.ct.dicom_files else []

@@ -27,10 +27,8 @@ import html
 import json
 import logging
 import math
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib import resources
@@ -39,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import HepatoplanError, InputError, InputFileError, NotComputableError
+from hepatoplan.errors import HepatoplanError, InputError, InputFileError
 
 from .outputs import write_atomic
 from .slice_viewer import slice_viewer_html
@@ -195,13 +193,16 @@ def _get(report: Mapping, *path: str) -> Any:
     return node
 
 
-def _verdict_html(report: Mapping) -> str:
+def _verdict_facts(report: Mapping) -> tuple[str, str, list[tuple[str, str]]]:
+    """The verdict banner's kind (``adequate``, ``inadequate``, ``other``: any other text such as
+    "unverified: ...", shown as given; ``unknown``), title and facts ``(label, text)``: the data of
+    report.html's banner and report.pdf's."""
     assessment = _get(report, "assessment") or {}
     verdict = assessment.get("verdict") if isinstance(assessment, Mapping) else None
     flr = _get(report, "resection", "flr_percent")
     threshold = assessment.get("threshold_percent") if isinstance(assessment, Mapping) else None
     kind = (str(verdict).lower() if verdict in ("adequate", "inadequate") else
-            "unknown" if verdict is None else "other")  # any other text (e.g. "unverified: ...") as given
+            "unknown" if verdict is None else "other")
     title = {"adequate": "Future liver remnant adequate",
              "inadequate": "Future liver remnant INADEQUATE",
              "other": f"Verdict: {verdict}", "unknown": "No FLR verdict"}[kind]
@@ -209,8 +210,7 @@ def _verdict_html(report: Mapping) -> str:
 
     def fact(label: str, value: Any, unit: str = "") -> None:
         if value is not None:
-            facts.append(f"<span class='fact'><b>{html.escape(label)}</b> "
-                         f"{html.escape(_format_value(value))}{html.escape(unit)}</span>")
+            facts.append((label, _format_value(value) + unit))
 
     fact("FLR", flr, " %")
     fact("required", threshold, " %")
@@ -229,19 +229,26 @@ def _verdict_html(report: Mapping) -> str:
         left = [t for t in tumours if isinstance(t, Mapping) and t.get("resected") is False]
         if left:
             fact("tumours left in the remnant", ", ".join(str(t.get("id", "?")) for t in left))
+    return kind, title, facts
+
+
+def _verdict_html(report: Mapping) -> str:
+    kind, title, facts = _verdict_facts(report)
+    spans = "".join(f"<span class='fact'><b>{html.escape(label)}</b> {html.escape(text)}</span>"
+                    for label, text in facts)
     return (f"<section class='verdict {kind}' id='verdict' data-verdict='{html.escape(kind)}'>"
             f"<div class='verdict-title'>{html.escape(title)}</div>"
-            f"<div class='facts'>{''.join(facts)}</div></section>")
+            f"<div class='facts'>{spans}</div></section>")
 
 
-def _summary_html(report: Mapping) -> str:
-    """The key numbers in one short table (what was planned, volumes, FLR, verdict)."""
+def _summary_rows(report: Mapping) -> list[tuple[str, str]]:
+    """The key numbers ``(label, text)``: what was planned, volumes, FLR, verdict (report.html's
+    summary table and report.pdf's)."""
     rows = []
 
     def row(label: str, value: Any, unit: str = "") -> None:
         if value is not None and value != []:
-            rows.append(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_format_value(value))}"
-                        f"{html.escape(unit)}</td></tr>")
+            rows.append((label, _format_value(value) + unit))
 
     volumes = _get(report, "volumes_ml") or {}
     tumours = volumes.get("tumours") if isinstance(volumes, Mapping) else None
@@ -250,16 +257,22 @@ def _summary_html(report: Mapping) -> str:
     row("liver", volumes.get("liver") if isinstance(volumes, Mapping) else None, " mL")
     row("functional liver", volumes.get("functional_liver") if isinstance(volumes, Mapping) else None, " mL")
     if isinstance(tumours, Mapping) and tumours:
-        rows.append(f"<tr><th>tumours</th><td>{len(tumours)}, "
-                    f"{html.escape(_format_value(volumes.get('tumours_total')))} mL in total</td></tr>")
+        rows.append(("tumours", f"{len(tumours)}, {_format_value(volumes.get('tumours_total'))} mL in total"))
     row("resected", _get(report, "resection", "resected_ml"), " mL")
     row("remnant (FLR)", _get(report, "resection", "remnant_ml"), " mL")
     row("FLR", _get(report, "resection", "flr_percent"), " %")
     row("required FLR", _get(report, "assessment", "threshold_percent"), " %")
     row("verdict", _get(report, "assessment", "verdict"))
+    return rows
+
+
+def _summary_html(report: Mapping) -> str:
+    """The key numbers in one short table (:func:`_summary_rows`)."""
+    rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
+                   for label, text in _summary_rows(report))
     if not rows:
         return ""
-    return f"<section id='summary'><h2>Summary</h2><table class='kv'><tbody>{''.join(rows)}</tbody></table></section>"
+    return f"<section id='summary'><h2>Summary</h2><table class='kv'><tbody>{rows}</tbody></table></section>"
 
 
 def _warnings_html(report: Mapping) -> str:
@@ -286,16 +299,15 @@ def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(_png_bytes(path)).decode("ascii")
 
 
-#: JPEG quality of the 3D previews on report.pdf's pages (4:4:4, no chroma subsampling). Chromium
-#: puts a JPEG into the PDF as it is, but decodes a PNG and deflates its pixels again (0.3-0.4 s
-#: of its CPU for the four previews, bench/RESULTS.md "eleventh stop"); the shaded renders lose
-#: nothing visible at 90. The PNG files and report.html keep the PNGs (the QC montage's thin
-#: outlines and the growth plot stay PNG in the PDF too).
+#: JPEG quality of the 3D previews on report.pdf's pages (4:4:4, no chroma subsampling): the PDF
+#: holds a JPEG as it is (DCTDecode), where a PNG's pixels are deflated again; the shaded renders lose
+#: nothing visible at 90. The PNG files and report.html keep the PNGs (the QC montage's thin outlines
+#: and the growth plot stay PNG in the PDF too).
 PRINT_JPEG_QUALITY = 90
 
 
-def _jpeg_data_uri(path: Path) -> str:
-    """A PNG image as a JPEG data URI (:data:`PRINT_JPEG_QUALITY`)."""
+def _jpeg_bytes(path: Path) -> bytes:
+    """A PNG image as JPEG (:data:`PRINT_JPEG_QUALITY`), for report.pdf."""
     from io import BytesIO
 
     from PIL import Image
@@ -303,7 +315,7 @@ def _jpeg_data_uri(path: Path) -> str:
     buffer = BytesIO()
     with Image.open(BytesIO(_png_bytes(path))) as image:
         image.convert("RGB").save(buffer, "JPEG", quality=PRINT_JPEG_QUALITY, subsampling=0)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 # ---- 3D view data ------------------------------------------------------------------------------
@@ -412,17 +424,14 @@ def _viewer_html(data: dict) -> str:
 
 # ---- the page ----------------------------------------------------------------------------------
 
-def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None, *,
-                  jpeg_previews: bool = False, jpegs: Mapping[Path, str] | None = None) -> str:
-    """The preview gallery and the growth-outlook plot (empty when there are none); the previews
-    as JPEG with ``jpeg_previews`` (report.pdf's page; ``jpegs``: their data URIs made already, by path)."""
+def _figures_html(previews: Sequence[str | Path], growth_plot_png: str | Path | None) -> str:
+    """The preview gallery and the growth-outlook plot (empty when there are none)."""
     parts = []
-    image_uri = (lambda p: (jpegs or {}).get(p) or _jpeg_data_uri(p)) if jpeg_previews else _png_data_uri
     if previews:
         parts.append("<section id='previews'><h2>Previews</h2><div class='gallery'>")
         for p in previews:
             caption = Path(p).stem.replace("preview_", "").replace("_", " ")
-            parts.append(f"<figure><img src='{image_uri(Path(p))}' alt='{html.escape(caption)}'>"
+            parts.append(f"<figure><img src='{_png_data_uri(Path(p))}' alt='{html.escape(caption)}'>"
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.append("</div></section>")
     if growth_plot_png is not None:
@@ -456,8 +465,8 @@ def write_report_html(
 
     Sections: verdict, summary, warnings, the slice viewer, the QC montage, the 3D view,
     previews, growth outlook, then every section of ``report`` as tables. Printed, the two
-    interactive viewers are left out (the print stylesheet); without ``slice_viewer`` and
-    ``meshes`` the page is the print layout itself (what :func:`write_plan_visuals` prints to PDF).
+    interactive viewers are left out (the print stylesheet: the pages of report.pdf,
+    :mod:`hepatoplan.pipeline.report_pdf`).
 
     Parameters
     ----------
@@ -508,20 +517,16 @@ class _ReportViews:
     montage: str = ""
     mesh_view: str = ""
     figures: str = ""  # previews and growth outlook
-    print_figures: str = ""  # the same on report.pdf's page (previews as JPEG)
 
     @classmethod
     def of(cls, *, previews: Sequence[str | Path] = (), growth_plot_png: str | Path | None = None,
-           montage_png: str | Path | None = None, print_page: bool = False,
-           print_jpegs: Mapping[Path, str] | None = None) -> "_ReportViews":
+           montage_png: str | Path | None = None) -> "_ReportViews":
         montage = "" if montage_png is None else (
             "<section id='montage'><h2>QC montage: the plan's outlines on the image</h2>"
             f"<figure><img src='{_png_data_uri(Path(montage_png))}' alt='QC montage'>"
             "<figcaption>Axial slices through the liver and one coronal slice: liver border, "
             "segment boundaries, the cut and the tumours (qc_montage.png).</figcaption></figure></section>")
-        return cls(montage=montage, figures=_figures_html(previews, growth_plot_png),
-                   print_figures=_figures_html(previews, growth_plot_png, jpeg_previews=True, jpegs=print_jpegs)
-                   if print_page else "")
+        return cls(montage=montage, figures=_figures_html(previews, growth_plot_png))
 
 
 def _write_page(report: Mapping[str, Any], out_path: Path, views: _ReportViews, *, title: str) -> Path:
@@ -551,13 +556,12 @@ class StartedAhead(NamedTuple):
     """Work for :func:`write_plan_visuals` that its caller started early: ``boxes``, the
     :func:`~hepatoplan.pipeline.labels.label_boxes` of the same labels; ``meshes``, a Future of
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
-    vessels); ``browser``, a :class:`~hepatoplan.pipeline.report_pdf.Browser` (report.pdf
-    without Chromium's start-up time); ``first``, a Future of :func:`meshes_before_resection` (the
-    "before" scene is rendered from them while ``meshes`` makes the remnant and the resected part)."""
+    vessels; report.pdf's pages are then laid out while the previews render); ``first``, a Future of
+    :func:`meshes_before_resection` (the "before" scene is rendered from them while ``meshes`` makes
+    the remnant and the resected part)."""
 
     boxes: dict[int, tuple[slice, slice, slice]] | None = None
     meshes: Future | None = None
-    browser: Any = None
     first: Future | None = None
 
 
@@ -580,8 +584,8 @@ def write_plan_visuals(
     extra layers), ``labels_seg.dcm`` when ``dicom_seg`` is given; with ``ct``,
     ``qc_montage.png`` and the slice viewer in ``report.html``; unless ``meshes_and_previews``
     is false, ``plan.glb``, ``meshes/*.stl|obj``, ``preview_{before,after}_{anterior,superior}.png``
-    and ``report.pdf`` (the report's print layout, by headless Chromium; without a browser, a
-    warning instead); always ``report.html``.
+    and ``report.pdf`` (the report's print layout, :mod:`hepatoplan.pipeline.report_pdf`); always
+    ``report.html``.
 
     Parameters
     ----------
@@ -618,9 +622,8 @@ def write_plan_visuals(
     These are reported in ``report["warnings"]`` instead of failing the plan (the dict passed in
     is modified, so ``report.json`` written after this call carries them too): UIDs the source
     series lacks (blanked by an anonymiser, as in the TotalSegmentator example series: the
-    DICOM-SEG carries UIDs derived from the series' content), a DICOM-SEG that cannot be made,
-    and a PDF that cannot be printed (no Chromium: ``report.html`` printed from a browser gives
-    the same pages).
+    DICOM-SEG carries UIDs derived from the series' content), a DICOM-SEG or a PDF that cannot be
+    written.
     """
     from .labels import label_boxes
 
@@ -636,29 +639,30 @@ def write_plan_visuals(
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
     # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
-    with ThreadPoolExecutor(max_workers=1) as worker:
+    with ThreadPoolExecutor(max_workers=1) as worker, ThreadPoolExecutor(max_workers=1) as pdf_thread:
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
         label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         meshes, view, jpegs = {}, None, {}
+        # report.pdf's pages laid out (fpdf2 imported) while the montage is made and the previews render
+        pdf = meshes_and_previews and pdf_thread.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
+                                                        out_dir=out_dir, growth_plot_png=growth_plot_png)
         if meshes_and_previews:
             meshes, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead, worker)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
-                                montage_png=written["montage"][0] if written["montage"] else None,
-                                print_page=bool(meshes_and_previews), print_jpegs=jpegs)
-        # report.pdf: Chromium prints the print layout while the other outputs are written
-        with (meshes_and_previews and _start_pdf(out_dir / "report.pdf", report, views, ahead.browser)) or nullcontext() as printing:
-            if meshes:
-                written["meshes"] = _write_mesh_files(plan, meshes)
-            with stage("report"):
-                views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
-                                slice_viewer="" if slice_view is None else slice_view.result())
-                written["pdf"] = [p for p in [printing and _finish_pdf(printing, report)] if p]
-                written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
+                                montage_png=written["montage"][0] if written["montage"] else None)
+        if meshes:
+            written["meshes"] = _write_mesh_files(plan, meshes)
+        with stage("report"):
+            views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
+                            slice_viewer="" if slice_view is None else slice_view.result())
+            written["pdf"] = [p for p in [pdf and _write_pdf(pdf, out_dir / "report.pdf", report, written, jpegs,
+                                                             growth_plot_png=growth_plot_png)] if p]
+            written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
         written["labels"] = label_files.result()
     return written
 
@@ -683,50 +687,49 @@ def _slice_viewer_html(plan: _PlanLabels, ct: np.ndarray, modality: str, report:
     return slice_viewer_html(data)
 
 
-class _PdfJob(NamedTuple):
-    """report.pdf being printed: the browser and the folder of the print page it reads."""
-
-    printing: Any  # report_pdf.PdfPrint
-    folder: tempfile.TemporaryDirectory
-
-    def __enter__(self) -> "_PdfJob":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.printing.close()
-        self.folder.cleanup()
+#: The previews' views (render_previews' default), each scene's in this order: their slots on report.pdf's pages.
+PREVIEW_VIEWS = ("anterior", "superior")
 
 
-@timed("report")
-def _start_pdf(path: Path, report: Mapping[str, Any], views: _ReportViews, browser=None) -> _PdfJob | None:
-    """Start printing ``report.pdf`` (the report's print layout: ``views`` without the interactive
-    viewers) in headless Chromium; ``None`` and a warning in ``report["warnings"]`` when there is
-    no browser (:func:`_finish_pdf` waits for it)."""
-    from .report_pdf import PdfPrint, scratch_folder
-
-    folder = scratch_folder("hp-print-")
-    page = _write_page(report, Path(folder.name) / "report-print.html",
-                       replace(views, slice_viewer="", mesh_view="", figures=views.print_figures),
-                       title=REPORT_TITLE)
-    try:
-        return _PdfJob(PdfPrint(page, path, browser=browser), folder)
-    except NotComputableError as exc:
-        folder.cleanup()
-        _pdf_warning(report, exc)
+def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: Future | None, out_dir: Path,
+                 growth_plot_png: str | Path | None):
+    """report.pdf's pages (:class:`~hepatoplan.pipeline.report_pdf.PdfLayout`) with the places of the
+    previews to come, named after the scenes of ``meshes`` (a Future of the plan's meshes); ``None``
+    without it (then :func:`_write_pdf` lays the pages out)."""
+    if meshes is None:
         return None
+    from .rendering import default_scenes
+    from .report_pdf import PdfLayout  # fpdf2's import (~0.25 s of CPU) while the montage is made
+
+    previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
+                for view in PREVIEW_VIEWS]
+    return PdfLayout(report, montage_png=None if montage is None else montage.result(), previews=previews,
+                     preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png)
 
 
-def _finish_pdf(job: _PdfJob, report: Mapping[str, Any]) -> Path | None:
-    """Wait for :func:`_start_pdf`'s print: the PDF's path, or ``None`` and a warning."""
+def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
+               jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path | None:
+    """Write report.pdf: the pages ``layout`` made ahead, the previews' JPEGs put in their places (laid out
+    now when the previews are not those it expected); ``None`` and a warning if it cannot be written."""
+    from fpdf.errors import FPDFException
+
+    from .report_pdf import PdfLayout
+
     try:
-        return job.printing.wait()
-    except NotComputableError as exc:
+        pages = layout.result()
+        if pages is not None and pages.previews != written["previews"]:
+            pages.close()
+            pages = None
+        with pages or PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
+                                preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
+            return pages.write(path, {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]})
+    except (OSError, FPDFException, HepatoplanError) as exc:
         _pdf_warning(report, exc)
         return None
 
 
 def _pdf_warning(report: Mapping[str, Any], exc: Exception) -> None:
-    """A PDF that cannot be printed is a warning in the report (``report.html`` printed from a
+    """A PDF that cannot be written is a warning in the report (``report.html`` printed from a
     browser gives the same pages), never a failed plan."""
     message = f"report.pdf not written: {exc}"
     log.warning("%s", message)
@@ -841,19 +844,19 @@ def _framing(meshes: Mapping[str, Mesh]) -> dict[str, Mesh]:
 def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadPoolExecutor):
     """Meshes of every structure (``ahead.meshes``: a Future of them started earlier, waited for
     here) and the PNG previews, framed by :func:`_framing`; returns ``(meshes, preview files, a Future
-    of their viewer_data or None, report.pdf's JPEG data URI of each preview by path)``.
+    of their viewer_data or None, report.pdf's JPEG of each preview by path)``.
 
     With ``ahead.first`` holding the segments' meshes (made before the resection was known: the
     "before" scene), that scene is rendered while the remnant and the resected part are meshed. The
     3D view's data is made by ``worker`` while the previews render, and each preview's JPEG by the
     thread writing the PNGs while the next one renders (on the main thread after the renders, they
-    were 0.06-0.10 s of CPU right before Chromium's print; bench/RESULTS.md, output15)."""
+    were 0.06-0.10 s of CPU on the critical path; bench/RESULTS.md, output15)."""
     from .labels import structure_kind
     from .rendering import default_scenes, render_previews
 
-    jpegs: dict[Path, str] = {}
+    jpegs: dict[Path, bytes] = {}
     render = partial(render_previews, out_dir=plan.out_dir, size_px=PREVIEW_SIZE_PX,
-                     on_written=lambda p: jpegs.__setitem__(p, _jpeg_data_uri(p)))
+                     on_written=lambda p: jpegs.__setitem__(p, _jpeg_bytes(p)))
     t = time.perf_counter()
     first = {} if ahead.first is None else ahead.first.result()
     early = any(structure_kind(n) == "segment" for n in first)  # the "before" scene is all there

@@ -1,400 +1,533 @@
-"""``report.pdf``: the report on A4 pages, printed by headless Chromium.
+"""``report.pdf``: the report's print layout on A4 pages, written by fpdf2 (pure Python, no browser).
 
-The PDF is the HTML report's print layout (``@media print`` in ``pipeline/assets/report.css``:
-A4, the interactive viewers left out, the QC montage and the previews in their place), printed
-with Chromium's ``--print-to-pdf``. So the PDF and a report printed from any browser show the
-same pages, and tables, text and images need no second layout engine. Chromium is a system
-package (Debian ``chromium-headless-shell`` or ``chromium``) that a user's machine may lack: :func:`find_chromium` returns
-``None`` then, and ``plan`` writes no PDF and says so in ``report.json``'s warnings (printing
-``report.html`` from a browser gives the same pages). ``HEPATOPLAN_CHROMIUM`` names the browser
-executable when it is not on the ``PATH`` under a usual name (e.g. Google Chrome on macOS).
+The pages hold what ``report.html`` prints (``@media print`` in ``pipeline/assets/report.css``: A4,
+12 × 11 mm margins, the interactive viewers left out): the title, the verdict banner (any verdict
+text, e.g. "unverified: review the automatic segmentation" with its reasons), the summary, the
+warnings, the QC montage, the previews two by two, the growth-outlook plot, then every section of
+``report.json`` as tables (key/value tables, record tables, numbered rows, nested headings), from
+the same data as the HTML (:mod:`hepatoplan.pipeline.report_html`'s verdict facts, summary rows,
+labels and number formats). Text is DejaVu Sans, the TrueType font matplotlib ships (≥, ×, µ, ³
+and every other character of the report), subset into the file by fontTools.
 
-Chromium's start-up takes 1-2 s of wall time; ``plan`` therefore starts a :class:`Browser` at its
-beginning (headless, driven over the DevTools protocol on a pipe), and :class:`PdfPrint` has it
-load the print page and print it (``Page.printToPDF`` with the page's CSS size, backgrounds, no
-header or footer: the same pages as ``--print-to-pdf``) when the page is ready. Without a
-started browser, or when it fails, :class:`PdfPrint` runs one ``--print-to-pdf`` as before.
+:class:`PdfLayout` lays the pages out before the previews exist, a slot of the preview's size in
+its place (``plan`` does it in a thread of its own while the montage is made and the previews
+render); :meth:`PdfLayout.write` puts the previews' JPEGs into their slots as they are (DCTDecode,
+not decoded again) and writes the file: the only work after the last preview. Headless Chromium printed the same pages before,
+~0.4 s after the last preview and ~0.5 core-s of its processes per plan (bench/RESULTS.md, pdf16).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
-import threading
-import time
-from concurrent.futures import Future
-from contextlib import ExitStack
+from io import BytesIO
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from hepatoplan.errors import NotComputableError
+from fpdf import FPDF
+from fpdf.enums import Align, MethodReturnValue, WrapMode, XPos, YPos
 
 from .outputs import atomic_file
+from .report_html import (REPORT_TITLE, SECTION_ORDER, _format_value, _is_scalar, _label, _summary_rows,
+                          _verdict_facts)
 
 log = logging.getLogger(__name__)
 
-#: Executable names tried, in order, on the PATH. Chromium's old headless mode first (Debian
-#: ``chromium-headless-shell``, Google's ``chrome-headless-shell``: the same Blink and Skia without
-#: the browser's UI): it prints the same pages, pixel for pixel, with ~0.4 s less CPU per plan
-#: (0.98 -> 0.58 s for IRCADb 01's report.pdf, bench/RESULTS.md "twelfth stop").
-CHROMIUM_NAMES = ("chromium-headless-shell", "chrome-headless-shell", "chromium", "chromium-browser",
-                  "google-chrome", "google-chrome-stable", "chrome")
-#: Environment variable naming the browser executable explicitly.
-CHROMIUM_ENV = "HEPATOPLAN_CHROMIUM"
-#: Flags of a quiet, private headless run (no sandbox: it may run as root in containers). Chromium
-#: 156 builds its address bar's two WebUI popups at start-up, headless too (a renderer process of
-#: their own, ~0.6 s of Chromium's CPU; no page needs them): ``--disable-features`` leaves them out; one
-#: renderer process for every page (the start-up tab's and the printed one's). Together ~0.85 s
-#: less of Chromium's CPU per plan (bench/RESULTS.md, "eleventh stop"). Features a version does
-#: not know are ignored.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-extensions", "--mute-audio", "--renderer-process-limit=1",
-                  "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup")
+PAGE_MARGIN_TOP_BOTTOM_MM = 12.0  # as report.css's @page rule
+PAGE_MARGIN_LEFT_RIGHT_MM = 11.0
+#: Font sizes (pt) of report.css's print rules: tables, headings (h1 20 px, h2 17 px, h3 14 px), verdict, facts, captions.
+TABLE_PT, H1_PT, H2_PT, H3_PT, VERDICT_PT, FACTS_PT, CAPTION_PT = 8.5, 15, 12.75, 10.5, 18, 11, 9.75
+#: Colours of report.css (RGB 0-255): text, headings, table lines and heading rows, captions.
+INK, HEADER_INK, RULE, HEAD_FILL, MUTED = (29, 35, 42), (31, 58, 90), (227, 231, 235), (238, 242, 246), (85, 96, 107)
+SUBHEAD_INK = (54, 80, 108)
+#: The verdict banner per kind (report.css): left bar, background, title colour.
+VERDICT_COLOURS = {"adequate": ((46, 157, 79), (238, 249, 241), (30, 122, 58)),
+                   "inadequate": ((198, 40, 40), (253, 238, 238), (176, 31, 31)),
+                   "other": ((224, 161, 0), (255, 248, 229), (138, 90, 0)),
+                   "unknown": ((136, 136, 136), (255, 255, 255), INK)}
+WARNING_COLOURS = ((224, 161, 0), (255, 248, 229))
+BAR_MM = 2.6  # the banners' left bar (10 px)
+GALLERY_GAP_MM = 1.6
+CELL_PADDING_MM = 2.6  # th, td padding 10 px
+KEY_COLUMN_MIN_MM = 47.6  # table.kv th min-width 180 px
+CELL_PADDING_V_MM = 0.8  # 3 px
+BANNER_PADDING_MM = 2.4
+BULLET_MM = 5.0
+LINE_MM_PER_PT = 0.45  # line height: 1.28 × the font size
+FACT_GAP = "      "  # between the verdict's facts (20 px)
+FOOTER = "Generated by hepatoplan. For research use; not a medical device."
 
 
-#: Where Chromium's profile and the print page go when it is a writable folder (a RAM file system
-#: on Linux): the profile's ~130 files (SQLite databases, caches) are removed at the end of every
-#: plan: ``Browser.close`` took 0.47 s of wall time with them on an ext4 disk mounted with
-#: ``discard``, 0.10 s there (bench/RESULTS.md, "eleventh stop"); elsewhere the system's temporary folder.
-SCRATCH_PARENT = "/dev/shm"
-SCRATCH_MIN_FREE_BYTES = 256 << 20  # a profile and a print page take ~5-20 MB; room for the fonts' caches and more
+def _font_files() -> dict[str, Path]:
+    """DejaVu Sans, regular and bold, from matplotlib's data folder (a dependency already)."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return {"": folder / "DejaVuSans.ttf", "B": folder / "DejaVuSans-Bold.ttf"}
 
 
-def scratch_folder(prefix: str) -> tempfile.TemporaryDirectory:
-    """A new, empty temporary folder for Chromium's files (:data:`SCRATCH_PARENT` if usable),
-    removed by its ``cleanup`` (errors ignored: never fails a plan). A RAM folder with less than
-    :data:`SCRATCH_MIN_FREE_BYTES` free is passed over: a full ``/dev/shm`` would cost the PDF."""
-    usable = os.path.isdir(SCRATCH_PARENT) and os.access(SCRATCH_PARENT, os.W_OK | os.X_OK)
-    parent = SCRATCH_PARENT if usable and shutil.disk_usage(SCRATCH_PARENT).free >= SCRATCH_MIN_FREE_BYTES else None
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=parent, ignore_cleanup_errors=True)
-
-
-def find_chromium() -> str | None:
-    """The headless browser to print with: ``$HEPATOPLAN_CHROMIUM``, else the first of
-    :data:`CHROMIUM_NAMES` on the PATH; ``None`` when there is none."""
-    named = os.environ.get(CHROMIUM_ENV)
-    if named:
-        return shutil.which(named) or (named if Path(named).is_file() else None)
-    return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
-
-
-class Browser:
-    """Headless Chromium started ahead and driven over the DevTools protocol (``--remote-debugging-pipe``:
-    JSON messages ending in a NUL byte, commands on the browser's fd 3, answers on its fd 4), to
-    print pages later without its start-up time (:meth:`print_page`); a context manager that
-    closes it.
+class PdfLayout:
+    """``report.pdf``'s pages laid out, the previews' places kept free; :meth:`write` fills them.
 
     Parameters
     ----------
-    chromium : str, optional
-        Browser executable; default :func:`find_chromium`.
-    flags : sequence of str
-        Command-line flags; default :data:`CHROMIUM_FLAGS`.
+    report : mapping
+        The ``report.json`` content.
+    montage_png : path, optional
+        The QC montage (``qc_montage.png``).
+    previews : sequence of path
+        The preview PNGs to come, in order (their names give the captions); their JPEGs are given to
+        :meth:`write`.
+    preview_size_px : (int, int)
+        The previews' width and height (their slots' shape).
+    growth_plot_png : path, optional
+        The growth-outlook plot.
+    title : str
+        The first page's heading and the PDF's title.
 
-    Raises
-    ------
-    NotComputableError
-        No browser, or it could not be started.
+    Notes
+    -----
+    fpdf2 keeps each font file open (fontTools reads its tables lazily, the glyphs at the write):
+    :meth:`write` closes them, and so does :meth:`close` (or leaving a ``with`` block) for pages
+    never written.
     """
 
-    def __init__(self, chromium: str | None = None, flags: Sequence[str] = CHROMIUM_FLAGS) -> None:
-        self.chromium = chromium or find_chromium()
-        bash = shutil.which("bash")  # hands the pipes to the browser as its fds 3 and 4
-        if self.chromium is None or bash is None:
-            raise NotComputableError("no Chromium (or no bash to start it with its DevTools pipe)")
-        # never fails a plan: a profile file Chromium still holds is left behind
-        self._profile = scratch_folder("hp-chromium-")
-        commands, self._to_browser = os.pipe()
-        self._from_browser, answers = os.pipe()
-        cmd = [bash, "-c", f'exec "$0" "$@" 3<&{commands} 4>&{answers}', self.chromium, *flags,
-               f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
+    def __init__(self, report: Mapping[str, Any], *, montage_png: str | Path | None = None,
+                 previews: Sequence[str | Path] = (), preview_size_px: tuple[int, int] = (1000, 800),
+                 growth_plot_png: str | Path | None = None, title: str = REPORT_TITLE) -> None:
+        self.previews = [Path(p) for p in previews]
+        self._slots: dict[Path, tuple[int, float, float, float, float]] = {}  # page, x, y, w, h (mm)
+        pdf = self.pdf = FPDF(format="A4", unit="mm")
+        pdf.set_margins(PAGE_MARGIN_LEFT_RIGHT_MM, PAGE_MARGIN_TOP_BOTTOM_MM)
+        pdf.c_margin = 0  # cells padded here, as the stylesheet pads them
+        pdf.set_auto_page_break(True, PAGE_MARGIN_TOP_BOTTOM_MM)
+        pdf.set_title(title)
+        pdf.set_creator("hepatoplan")
         try:
-            self._process = subprocess.Popen(cmd, pass_fds=(commands, answers), stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                             start_new_session=True)  # its helpers stopped with it (close)
-        except OSError as exc:
+            self._lay_out(report, montage_png=montage_png, preview_size_px=preview_size_px,
+                          growth_plot_png=growth_plot_png, title=title)
+        except BaseException:
             self.close()
-            raise NotComputableError(f"{self.chromium} could not be started ({exc})") from None
+            raise
+
+    def _lay_out(self, report, *, montage_png, preview_size_px, growth_plot_png, title) -> None:
+        pdf = self.pdf
+        for style, path in _font_files().items():
+            pdf.add_font("DejaVu", style, path)
+        self._fonts = {style == "B": pdf.fonts["dejavu" + style] for style in _font_files()}
+        pdf.add_page()
+        pdf.set_text_color(*HEADER_INK)
+        self._text(title, size_pt=H1_PT, bold=True)
+        pdf.set_draw_color(*HEADER_INK)
+        pdf.set_line_width(0.5)
+        pdf.line(pdf.l_margin, pdf.get_y() + 0.6, pdf.w - pdf.r_margin, pdf.get_y() + 0.6)
+        pdf.ln(2.0)
+        self._verdict(report)
+        self._summary(report)
+        self._warnings(report)
+        if montage_png is not None:
+            self._montage(Path(montage_png))
+        if self.previews:
+            self._gallery(preview_size_px)
+        if growth_plot_png is not None:
+            self._figure(Path(growth_plot_png), width_mm=pdf.epw, heading="Growth outlook")
+        keys = [k for k in SECTION_ORDER if k in report]
+        keys += [k for k in report if k not in keys and k not in ("warnings", "inputs")]
+        keys += [k for k in ("inputs",) if k in report]
+        for key in keys:
+            self._heading(_label(key), H2_PT)
+            self._render(report[key], depth=0)
+        pdf.ln(3)
+        pdf.set_text_color(*MUTED)
+        self._text(FOOTER, size_pt=CAPTION_PT, align=Align.C)
+
+    def write(self, path: str | Path, jpegs: Mapping[Path, bytes]) -> Path:
+        """Put each preview's JPEG (``jpegs``, by the preview's path) into its place and write the PDF
+        to ``path`` (atomically)."""
+        pdf, last = self.pdf, self.pdf.page
+        for preview, (page, x, y, w, h) in self._slots.items():
+            pdf.page = page
+            pdf.image(BytesIO(jpegs[preview]), x=x, y=y, w=w, h=h)
+        pdf.page = last
+        try:
+            with atomic_file(path) as tmp:
+                pdf.output(str(tmp))
         finally:
-            os.close(commands)
-            os.close(answers)
-        self.lock = threading.Lock()  # one page at a time
-        self._buffer, self._last_id = b"", 0
-
-    def print_page(self, html_path: str | Path, pdf_path: str | Path) -> Path:
-        """Load ``html_path`` in a new tab, wait for its load event, print it to ``pdf_path``.
-
-        Raises
-        ------
-        NotComputableError
-            The browser failed or closed (the caller may fall back to ``--print-to-pdf``).
-        """
-        with self.lock:
-            try:
-                target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-                session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-                self.call("Page.enable", session=session)
-                self.call("Page.navigate", {"url": Path(html_path).resolve().as_uri()}, session=session,
-                          until="Page.loadEventFired")
-                pdf = self.call("Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True,
-                                                    "displayHeaderFooter": False}, session=session)["data"]
-                self.call("Target.closeTarget", {"targetId": target})
-            except (OSError, EOFError, ValueError, KeyError) as exc:
-                raise NotComputableError(f"{self.chromium} (DevTools) did not print {html_path}: {exc}") from None
-        Path(pdf_path).write_bytes(base64.b64decode(pdf))
-        return Path(pdf_path)
-
-    def call(self, method: str, params: dict | None = None, *, session: str | None = None,
-             until: str | None = None, events: list | None = None) -> dict:
-        """Send one DevTools command (to the page ``session``, else the browser); return its result,
-        after the event ``until`` of that session when given. Events read meanwhile are appended to
-        ``events`` when given (else dropped). Hold :attr:`lock` around a page's commands."""
-        self._last_id += 1
-        message = {"id": self._last_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
-        result, waiting = None, until
-        while result is None or waiting:
-            answer = self._read()
-            if answer.get("id") == self._last_id:
-                if "error" in answer:
-                    raise ValueError(f"{method}: {answer['error'].get('message')}")
-                result = answer["result"]
-            elif waiting and answer.get("method") == waiting and answer.get("sessionId") == session:
-                waiting = None
-            elif events is not None and "method" in answer:
-                events.append(answer)
-        return result
-
-    def _read(self) -> dict:
-        while b"\0" not in self._buffer:
-            chunk = os.read(self._from_browser, 1 << 20)
-            if not chunk:
-                raise EOFError("the browser closed its DevTools pipe")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
+            self.close()
+        log.info("wrote %s (%.0f kB)", path, Path(path).stat().st_size / 1024)
+        return Path(path)
 
     def close(self) -> None:
-        """Stop the browser and its helper processes (its process group), then remove its profile.
+        """Close the font files (the pages cannot be written after this)."""
+        for font in self.pdf.fonts.values():
+            if getattr(font, "ttfont", None) is not None:
+                font.ttfont.close()
 
-        Killing the browser alone left its helpers writing into the profile while it was removed
-        ("Default: Directory not empty" ended a plan)."""
-        process = getattr(self, "_process", None)
-        if process is not None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
-            for _ in range(100):  # the helpers' exit: at most ~2 s
-                if not group_running(process.pid):
-                    break
-                time.sleep(0.02)
-        for fd in ("_to_browser", "_from_browser"):
-            if getattr(self, fd, None) is not None:
-                os.close(getattr(self, fd))
-                setattr(self, fd, None)
-        self._profile.cleanup()
-
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> "PdfLayout":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # ---- blocks --------------------------------------------------------------------------------
 
-def group_running(pgid: int) -> bool:
-    """Whether a process of the process group ``pgid`` is still running.
+    def _text(self, text: str, *, size_pt: float, bold: bool = False, align: Align = Align.L,
+              width_mm: float = 0) -> None:
+        self.pdf.set_font("DejaVu", "B" if bold else "", size_pt)
+        self.pdf.multi_cell(width_mm, None, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
-    A killed browser's helpers are reparented to init and stay zombies (dead, their files closed)
-    until it reaps them: in a container whose init is slow at it, 1.5-2 s after the kill. Zombies
-    therefore do not count where ``/proc`` tells them apart (Linux); elsewhere the group counts
-    until it is gone.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").is_file():
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # gone meanwhile
-            continue
-        state, _, group = text[text.rindex(")") + 2:].split()[:3]  # after "pid (comm) "
-        if int(group) == pgid and state not in ("Z", "X"):
-            return True
-    return False
+    def _width_mm(self, text: str, *, bold: bool = False, size_pt: float = TABLE_PT) -> float:
+        """The width of ``text`` set in DejaVu Sans (bold) at ``size_pt``: the font's advance widths, as
+        fpdf2 sets them (its ``get_string_width``, without its per-call cost: 5-6 times faster)."""
+        return self._fonts[bold].get_text_width(text, size_pt, None)[1] / self.pdf.k
 
+    def _heading(self, text: str, size_pt: float) -> None:
+        pdf = self.pdf
+        pdf.ln(1.5)
+        if pdf.will_page_break(size_pt * LINE_MM_PER_PT * 4):  # a heading stays with what follows it
+            pdf.add_page()
+        pdf.set_text_color(*(INK if size_pt >= H2_PT else SUBHEAD_INK))
+        self._text(text, size_pt=size_pt, bold=True)
+        pdf.set_text_color(*INK)
+        pdf.ln(0.8)
 
-def start_browser() -> Browser | None:
-    """A :class:`Browser` started now, or ``None`` when there is none (then :class:`PdfPrint`
-    finds out, and says so, itself)."""
-    try:
-        return Browser()
-    except NotComputableError:
-        return None
+    def _banner(self, bar_rgb, fill_rgb, height_mm: float, draw) -> None:
+        """A block ``height_mm`` high (kept on one page) with a coloured left bar on a tinted ground;
+        ``draw()`` writes its content over the ground, the left margin past the bar."""
+        pdf = self.pdf
+        pdf.ln(1.5)
+        height_mm += 2 * BANNER_PADDING_MM
+        if pdf.will_page_break(height_mm):
+            pdf.add_page()
+        top, left = pdf.get_y(), pdf.l_margin
+        pdf.set_fill_color(*fill_rgb)
+        pdf.rect(left, top, pdf.epw, height_mm, style="F")
+        pdf.set_fill_color(*bar_rgb)
+        pdf.rect(left, top, BAR_MM, height_mm, style="F")
+        pdf.set_fill_color(255)
+        pdf.set_left_margin(left + BAR_MM + BANNER_PADDING_MM)
+        pdf.set_xy(pdf.l_margin, top + BANNER_PADDING_MM)
+        draw()
+        pdf.set_left_margin(left)
+        pdf.set_xy(left, top + height_mm)
 
+    def _verdict(self, report: Mapping[str, Any]) -> None:
+        """The verdict's title and its facts, inline and wrapping as the HTML banner's flex row."""
+        pdf = self.pdf
+        kind, title, facts = _verdict_facts(report)
+        bar, fill, ink = VERDICT_COLOURS[kind]
+        width_mm = pdf.epw - BAR_MM - 2 * BANNER_PADDING_MM
+        pdf.set_font("DejaVu", "B", VERDICT_PT)
+        title_lines = pdf.multi_cell(width_mm, None, title, dry_run=True, output=MethodReturnValue.LINES)
+        lines = self._flow([[(label + " ", True), (text, False)] for label, text in facts], width_mm, FACTS_PT)
+        title_mm, line_mm = VERDICT_PT * LINE_MM_PER_PT, FACTS_PT * LINE_MM_PER_PT
 
-class PdfPrint:
-    """Headless Chromium printing one HTML file to PDF in the background: started when made,
-    finished by :meth:`wait` (or stopped by :meth:`close`; also a context manager that closes).
+        def draw() -> None:
+            pdf.set_text_color(*ink)
+            pdf.set_font("DejaVu", "B", VERDICT_PT)
+            pdf.multi_cell(width_mm, title_mm, title, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.set_text_color(*INK)
+            pdf.ln(0.8)
+            for line in lines:
+                for text, bold in line:
+                    pdf.set_font("DejaVu", "B" if bold else "", FACTS_PT)
+                    pdf.cell(pdf.get_string_width(text), line_mm, text)
+                pdf.ln(line_mm)
 
-    Chromium's start-up and layout take 1-3 s of wall time, most of it outside this process, so
-    ``plan`` starts the print as soon as the print page's images exist and writes its other
-    outputs meanwhile.
+        self._banner(bar, fill, len(title_lines) * title_mm + 0.8 + len(lines) * line_mm, draw)
 
-    Parameters
-    ----------
-    html_path : str or Path
-        A self-contained HTML file; it must stay until :meth:`wait` returns.
-    pdf_path : str or Path
-        Output, written atomically (moved into place by :meth:`wait`).
-    chromium : str, optional
-        Browser executable; default :func:`find_chromium`.
-    timeout_s : float
-        :meth:`wait` gives up this many seconds after the start.
-    browser : Browser, optional
-        A browser started ahead: it prints the page in a thread (falling back to a
-        ``--print-to-pdf`` run if it fails).
+    def _flow(self, items: list[list[tuple[str, bool]]], width_mm: float, size_pt: float):
+        """Lines of ``items`` (each a list of ``(text, bold)`` runs) set side by side with a gap, an item
+        moved whole to the next line when it does not fit, wrapped at its spaces when no line holds it."""
+        pdf = self.pdf
 
-    Raises
-    ------
-    NotComputableError
-        No browser, or it could not be started (the message says how to fix).
-    """
+        def run_width(text: str, bold: bool) -> float:
+            return self._width_mm(text, bold=bold, size_pt=size_pt)
 
-    def __init__(self, html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None,
-                 timeout_s: float = 120.0, browser: Browser | None = None) -> None:
-        self._by_browser: Future | None = None
-        if browser is not None:
-            self.html_path, self.pdf_path, self._browser = Path(html_path), Path(pdf_path), browser
-            self._chromium, self._timeout_s = chromium, timeout_s
-            self._by_browser = Future()
-            threading.Thread(target=self._print_in_browser, daemon=True).start()
+        lines: list[list[tuple[str, bool]]] = [[]]
+        used_mm = 0.0
+        for item in items:
+            gap = [(FACT_GAP, False)] if lines[-1] else []
+            item_mm = sum(run_width(t, b) for t, b in gap + item)
+            if used_mm + item_mm <= width_mm:
+                lines[-1] += gap + item
+                used_mm += item_mm
+                continue
+            if lines[-1] and sum(run_width(t, b) for t, b in item) <= width_mm:
+                lines.append(list(item))
+                used_mm = sum(run_width(t, b) for t, b in item)
+                continue
+            if lines[-1]:  # wrapped word by word, from a new line
+                lines.append([])
+                used_mm = 0.0
+            for text, bold in item:
+                for word in text.split():
+                    word_mm = run_width(word + " ", bold)
+                    if used_mm + word_mm > width_mm and lines[-1]:
+                        lines.append([])
+                        used_mm = 0.0
+                    lines[-1].append((word + " ", bold))
+                    used_mm += word_mm
+        return [line for line in lines if line]
+
+    def _summary(self, report: Mapping[str, Any]) -> None:
+        rows = _summary_rows(report)
+        if rows:
+            self._heading("Summary", H2_PT)
+            self._table([[label, value] for label, value in rows], key_column=True)
+
+    def _warnings(self, report: Mapping[str, Any]) -> None:
+        warnings = report.get("warnings")
+        if not warnings:
             return
-        self._start(html_path, pdf_path, chromium=chromium, timeout_s=timeout_s)
+        pdf = self.pdf
+        warnings = [str(w) for w in (warnings if isinstance(warnings, (list, tuple)) else [warnings])]
+        width_mm = pdf.epw - BAR_MM - 2 * BANNER_PADDING_MM - BULLET_MM
+        line_mm, heading_mm = TABLE_PT * LINE_MM_PER_PT, H2_PT * LINE_MM_PER_PT
+        pdf.set_font("DejaVu", "", TABLE_PT)
+        heights = [len(pdf.multi_cell(width_mm, line_mm, w, dry_run=True, output=MethodReturnValue.LINES)) * line_mm
+                   for w in warnings]
 
-    def _print_in_browser(self) -> None:
-        try:
-            with tempfile.TemporaryDirectory(prefix="hp-pdf-") as folder:
-                pdf = self._browser.print_page(self.html_path, Path(folder) / "report.pdf")
-                if pdf.read_bytes()[:5] != b"%PDF-":
-                    raise NotComputableError("not a PDF")
-                with atomic_file(self.pdf_path) as tmp:
-                    shutil.move(pdf, tmp)
-            self._by_browser.set_result(self.pdf_path)
-        except Exception as exc:  # noqa: BLE001 (any failure: wait() prints without the browser)
-            self._by_browser.set_exception(exc)
+        def draw() -> None:
+            self._text("Warnings", size_pt=H2_PT, bold=True)
+            pdf.ln(0.8)
+            left = pdf.l_margin
+            pdf.set_font("DejaVu", "", TABLE_PT)
+            for warning in warnings:
+                pdf.set_x(left + 1.5)
+                pdf.cell(BULLET_MM - 1.5, line_mm, "•")
+                pdf.set_left_margin(left + BULLET_MM)
+                pdf.multi_cell(width_mm, line_mm, warning, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+                pdf.set_left_margin(left)
+                pdf.ln(0.6)
 
-    def _start(self, html_path, pdf_path, *, chromium, timeout_s) -> None:
-        """Run one ``--print-to-pdf``."""
-        self._by_browser = None
-        self.chromium = chromium or find_chromium()
-        if self.chromium is None:
-            raise NotComputableError(
-                f"no Chromium or Chrome found (tried ${CHROMIUM_ENV} and {', '.join(CHROMIUM_NAMES)} on the PATH): "
-                "install it (Debian: apt-get install chromium-headless-shell, or chromium) or set "
-                f"{CHROMIUM_ENV}; printing report.html from a browser gives the same pages")
-        self.html_path, self.pdf_path = Path(html_path), Path(pdf_path)
-        self._deadline = time.monotonic() + timeout_s
-        self._timeout_s = timeout_s
-        self._files = ExitStack()  # the browser profile and the PDF's temporary sibling
-        profile = Path(self._files.enter_context(scratch_folder("hp-chromium-")))
-        self._tmp = self._files.enter_context(atomic_file(self.pdf_path))
-        self._stderr = open(profile / "stderr.txt", "w+")
-        self._files.callback(self._stderr.close)
-        cmd = [self.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               f"--print-to-pdf={self._tmp}", self.html_path.resolve().as_uri()]
-        try:
-            self._process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=self._stderr)
-        except OSError as exc:
-            self._files.__exit__(type(exc), exc, None)
-            raise NotComputableError(f"{self.chromium} could not be started ({exc}); check the browser") from None
+        self._banner(*WARNING_COLOURS, heading_mm + 0.8 + sum(heights) + 0.6 * len(heights), draw)
 
-    def wait(self) -> Path:
-        """Wait for the PDF and move it into place; return its path.
+    def _montage(self, png: Path) -> None:
+        self.pdf.ln(1.5)
+        self._figure(png, width_mm=self.pdf.epw, heading="QC montage: the plan's outlines on the image",
+                     caption="Axial slices through the liver and one coronal slice: liver border, segment "
+                             "boundaries, the cut and the tumours (qc_montage.png).")
 
-        Raises
-        ------
-        NotComputableError
-            The browser failed, timed out or wrote no PDF (the message says which and how to fix).
-        """
-        if self._by_browser is not None:
-            try:
-                return self._by_browser.result(timeout=self._timeout_s)
-            except Exception as exc:  # noqa: BLE001 (the started browser failed: print the usual way)
-                log.info("printing with the started browser failed (%s); printing with --print-to-pdf", exc)
-                self._start(self.html_path, self.pdf_path, chromium=self._chromium, timeout_s=self._timeout_s)
-        try:
-            status = self._process.wait(timeout=max(self._deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            self.close()
-            raise NotComputableError(
-                f"{self.chromium} did not print {self.html_path} within {self._timeout_s:.0f} s") from None
-        if status != 0 or not self._tmp.is_file() or self._tmp.read_bytes()[:5] != b"%PDF-":
-            self._stderr.seek(0)
-            tail = " ".join(self._stderr.read().strip().splitlines()[-2:])[:300]
-            self.close()
-            raise NotComputableError(
-                f"{self.chromium} did not print {self.html_path} (exit status {status}: {tail}); "
-                "check that the browser starts headless (run it with --headless --dump-dom on a file)")
-        self._files.close()  # moves the PDF into place, removes the profile
-        log.info("wrote %s (%.0f kB)", self.pdf_path, self.pdf_path.stat().st_size / 1024)
-        return self.pdf_path
+    def _figure(self, png: Path, *, width_mm: float, heading: str | None = None, caption: str | None = None) -> None:
+        """An image at ``width_mm`` (smaller if the page is too short), its heading and caption kept with it."""
+        from PIL import Image
 
-    def close(self) -> None:
-        """Stop the browser if it still runs; nothing is moved into place after this."""
-        if self._by_browser is not None:
-            return  # the started browser's owner closes it
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        error = NotComputableError("printing stopped")
-        self._files.__exit__(type(error), error, None)  # an exception: atomic_file moves nothing
+        pdf = self.pdf
+        with Image.open(png) as image:
+            aspect = image.height / image.width
+        caption_mm = 9.0 if caption else 0.0
+        heading_mm = 9.0 if heading else 0.0
+        room_mm = pdf.eph - heading_mm - caption_mm
+        width_mm = min(width_mm, room_mm / aspect)
+        if pdf.will_page_break(heading_mm + width_mm * aspect + caption_mm):
+            pdf.add_page()
+        if heading:
+            self._heading(heading, H2_PT)
+        x = pdf.l_margin + (pdf.epw - width_mm) / 2
+        pdf.image(png, x=x, y=pdf.get_y(), w=width_mm, h=width_mm * aspect)
+        pdf.set_y(pdf.get_y() + width_mm * aspect + 0.8)
+        if caption:
+            pdf.set_text_color(*MUTED)
+            self._text(caption, size_pt=CAPTION_PT, align=Align.C)
+            pdf.set_text_color(*INK)
 
-    def __enter__(self) -> "PdfPrint":
-        return self
+    def _gallery(self, size_px: tuple[int, int]) -> None:
+        """The previews' slots, two a row (each 49 % of the width, a caption under it)."""
+        pdf = self.pdf
+        width_mm = (pdf.epw - GALLERY_GAP_MM) / 2
+        height_mm = width_mm * size_px[1] / size_px[0]
+        row_mm = height_mm + 6.0
+        if pdf.will_page_break(9.0 + row_mm):
+            pdf.add_page()
+        self._heading("Previews", H2_PT)
+        for start in range(0, len(self.previews), 2):
+            if pdf.will_page_break(row_mm):
+                pdf.add_page()
+            top = pdf.get_y()
+            for column, preview in enumerate(self.previews[start:start + 2]):
+                x = pdf.l_margin + column * (width_mm + GALLERY_GAP_MM)
+                self._slots[preview] = (pdf.page, x, top, width_mm, height_mm)
+                pdf.set_draw_color(*RULE)
+                pdf.set_line_width(0.26)
+                pdf.rect(x - 0.13, top - 0.13, width_mm + 0.26, height_mm + 0.26)
+                pdf.set_xy(x, top + height_mm + 0.6)
+                pdf.set_text_color(*MUTED)
+                pdf.set_font("DejaVu", "", CAPTION_PT)
+                pdf.cell(width_mm, CAPTION_PT * LINE_MM_PER_PT, preview.stem.replace("preview_", "").replace("_", " "),
+                         align=Align.C)
+            pdf.set_text_color(*INK)
+            pdf.set_xy(pdf.l_margin, top + row_mm)
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    # ---- report.json's sections: the tables of report_html._render ---------------------------------
+
+    def _render(self, value: Any, *, depth: int) -> None:
+        heading_pt = H3_PT if depth < 3 else TABLE_PT + 1
+        if isinstance(value, dict):
+            if value and all(isinstance(v, dict) and all(_is_scalar(x) for x in v.values()) for v in value.values()):
+                self._records(list(value.values()), keys=list(value))
+                return
+            if len(value) >= 3 and all(str(k).isdigit() for k in value) and all(_is_scalar(v) for v in value.values()):
+                self._table([list(value), list(value.values())], header=True, numeric=True)  # numbered values: one row
+                return
+            scalars = [[_label(k), v] for k, v in value.items() if _is_scalar(v)]
+            if scalars:
+                self._table(scalars, key_column=True)
+            for k, v in value.items():
+                if not _is_scalar(v):
+                    self._heading(_label(k), heading_pt)
+                    self._render(v, depth=depth + 1)
+            if not value:
+                self._paragraph("—")
+            return
+        if isinstance(value, (list, tuple)):
+            if value and all(isinstance(v, dict) for v in value):
+                if all(all(_is_scalar(x) for x in v.values()) for v in value):
+                    self._records(value)
+                else:
+                    for item in value:
+                        self._render(item, depth=depth + 1)
+                        self.pdf.ln(1.0)
+                return
+            if _is_scalar(value):
+                self._paragraph(_format_value(value))
+                return
+            for i, item in enumerate(value, 1):
+                self._paragraph(f"{i}.")
+                self._render(item, depth=depth + 1)
+            return
+        self._paragraph(_format_value(value))
+
+    def _paragraph(self, text: str) -> None:
+        self.pdf.set_text_color(*INK)
+        self._text(text, size_pt=TABLE_PT)
+        self.pdf.ln(0.8)
+
+    def _records(self, rows: Sequence[Mapping[str, Any]], *, keys: Sequence[Any] | None = None) -> None:
+        """Records as a table, one row each (``keys``: a first column naming them). Records keyed by
+        name whose table is wider than the page (e.g. the parameters of each Couinaud step, mostly
+        other steps' empty columns) are set one under the other instead, a key/value table each."""
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        head = ([""] if keys is not None else []) + [_label(c) for c in columns]
+        body = [([str(keys[i])] if keys is not None else [])
+                + [row.get(c) if _is_scalar(row.get(c)) else json.dumps(row.get(c), default=str) for c in columns]
+                for i, row in enumerate(rows)]
+        table = [head, *body]
+        if keys is not None and self._widths(_texts(table), header=True) is None:
+            for key, row in zip(keys, rows):
+                self._heading(str(key), TABLE_PT + 1)
+                self._table([[_label(k), v] for k, v in row.items()], key_column=True)
+            return
+        self._table(table, header=True, key_column=keys is not None)
+
+    def _widths(self, texts: list[list[str]], *, header: bool = False,
+                key_column: bool = False) -> list[float] | None:
+        """Column widths (mm) as a browser's automatic table layout sets them: each column's whole
+        text when the table fits the page so, else each column's longest word plus a share of the room
+        left in proportion to its longer text; ``None`` when even the longest words do not fit."""
+        pdf = self.pdf
+        pad = 2 * CELL_PADDING_MM + 0.2
+        widest, longest_word = [pad] * len(texts[0]), [pad] * len(texts[0])
+        for r, row in enumerate(texts):
+            bold = header and r == 0
+            for c, text in enumerate(row):
+                widest[c] = max(widest[c], self._width_mm(text, bold=bold) + pad)
+                longest_word[c] = max(longest_word[c], max((self._width_mm(w, bold=bold) for w in text.split()),
+                                                           default=0) + pad)
+        if key_column and not header:
+            widest[0] = longest_word[0] = max(widest[0], KEY_COLUMN_MIN_MM)
+        if sum(widest) <= pdf.epw:
+            return widest
+        if sum(longest_word) > pdf.epw:
+            return None
+        share = (pdf.epw - sum(longest_word)) / (sum(widest) - sum(longest_word))
+        return [w + (x - w) * share for w, x in zip(longest_word, widest)]
+
+    def _table(self, rows: list[list[Any]], *, header: bool = False, key_column: bool = False,
+               numeric: bool = True) -> None:
+        """A table of ``rows`` (the first the heading row with ``header``, repeated on a new page; the first
+        column the keys with ``key_column``); numbers right-aligned; a line under each row. A table
+        whose words do not fit the page's width is cut into column groups, one under the other (the
+        keys repeated in each)."""
+        pdf = self.pdf
+        n = max(len(r) for r in rows)
+        rows = [list(r) + [""] * (n - len(r)) for r in rows]
+        texts = _texts(rows)
+        right = [[numeric and isinstance(c, (int, float)) and not isinstance(c, bool) for c in row] for row in rows]
+        keys = [0] if key_column else []
+        groups, group = [], list(keys)
+        for i in range(len(keys), n):
+            if len(group) > len(keys) and self._widths([[row[j] for j in group + [i]] for row in texts],
+                                                       header=header, key_column=key_column) is None:
+                groups.append(group)
+                group = [*keys]
+            group.append(i)
+        groups.append(group)
+        for group in groups:
+            part = [[row[j] for j in group] for row in texts]
+            widths = self._widths(part, header=header, key_column=key_column) or [pdf.epw / len(group)] * len(group)
+            self._table_part(part, [[row[j] for j in group] for row in right], widths, header=header,
+                             key_column=key_column)
+        pdf.ln(1.5)
+
+    def _table_part(self, texts, right, widths, *, header: bool, key_column: bool) -> None:
+        pdf = self.pdf
+        line_mm = TABLE_PT * LINE_MM_PER_PT
+        pdf.set_draw_color(*RULE)
+        pdf.set_line_width(0.26)
+        left = pdf.l_margin
+
+        def fonts(r: int, c: int) -> tuple[str, tuple[int, int, int]]:
+            if header and r == 0:
+                return "B", INK
+            if key_column and c == 0:
+                return ("B", INK) if header else ("", SUBHEAD_INK)
+            return "", INK
+
+        def cell_lines(r: int) -> list[list[str]]:
+            out = []
+            for c, (text, w) in enumerate(zip(texts[r], widths)):
+                inner = w - 2 * CELL_PADDING_MM
+                if self._width_mm(text, bold=fonts(r, c)[0] == "B") <= inner:
+                    out.append([text])
+                    continue
+                pdf.set_font("DejaVu", fonts(r, c)[0], TABLE_PT)
+                out.append(pdf.multi_cell(inner, line_mm, text, dry_run=True, output=MethodReturnValue.LINES,
+                                          wrapmode=WrapMode.WORD))
+            return out
+
+        def draw_row(r: int, lines: list[list[str]]) -> None:
+            height = max(len(l) for l in lines) * line_mm + 2 * CELL_PADDING_V_MM
+            if pdf.will_page_break(height):
+                pdf.add_page()
+                if header and r > 0:
+                    draw_row(0, head)
+            top = pdf.get_y()
+            if header and r == 0:
+                pdf.set_fill_color(*HEAD_FILL)
+                pdf.rect(left, top, sum(widths), height, style="F")
+                pdf.set_fill_color(255)
+            x = left
+            for c, (cell, w) in enumerate(zip(lines, widths)):
+                style, ink = fonts(r, c)
+                pdf.set_font("DejaVu", style, TABLE_PT)
+                pdf.set_text_color(*ink)
+                for k, line in enumerate(cell):  # text on its baseline, as a cell of line_mm sets it
+                    indent = w - 2 * CELL_PADDING_MM - self._width_mm(line, bold=style == "B") if right[r][c] else 0
+                    pdf.text(x + CELL_PADDING_MM + indent, top + CELL_PADDING_V_MM + (k + 0.5) * line_mm
+                             + 0.3 * TABLE_PT / pdf.k, line)
+                x += w
+            pdf.line(left, top + height, left + sum(widths), top + height)
+            pdf.set_xy(left, top + height)
+
+        head = cell_lines(0) if header else None
+        for r in range(len(texts)):
+            draw_row(r, head if r == 0 and header else cell_lines(r))
+        pdf.set_text_color(*INK)
 
 
-def print_to_pdf(html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None,
-                 timeout_s: float = 120.0) -> Path:
-    """Print an HTML file to PDF with headless Chromium (its print stylesheet, no header/footer).
-
-    Parameters
-    ----------
-    html_path : str or Path
-        A self-contained HTML file.
-    pdf_path : str or Path
-        Output, written atomically.
-    chromium : str, optional
-        Browser executable; default :func:`find_chromium`.
-    timeout_s : float
-        Give up after this many seconds.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    NotComputableError
-        No browser, or it failed, timed out or wrote no PDF (the message says which and how to fix).
-    """
-    with PdfPrint(html_path, pdf_path, chromium=chromium, timeout_s=timeout_s) as job:
-        return job.wait()
+def _texts(rows: list[list[Any]]) -> list[list[str]]:
+    """Table cells as text (numbers as report.html formats them)."""
+    return [[c if isinstance(c, str) else _format_value(c) for c in row] for row in rows]

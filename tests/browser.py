@@ -1,24 +1,45 @@
 """Headless Chromium for the report tests: the DOM after the scripts ran, screenshots, console messages.
 
 One browser per test process (started at first use, closed at exit), driven over the DevTools
-protocol by :class:`hepatoplan.pipeline.report_pdf.Browser`; each page opens in a new tab of the
+protocol by :class:`Browser`; each page opens in a new tab of the
 window size below, loads, then runs 10 s of virtual time (its timers and animation frames, as
 ``--virtual-time-budget=10000`` does on the command line) before the DOM and the screenshot are taken. Starting Chromium costs ~3 s of CPU in its
 helper processes: once per process instead of once per page.
 """
 
+from __future__ import annotations
+
 import atexit
 import base64
 import functools
 import io
+import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
 
-from hepatoplan.pipeline.report_pdf import CHROMIUM_FLAGS, Browser
+from hepatoplan.errors import NotComputableError
+
+#: Flags of a quiet, private headless run (no sandbox: it may run as root in containers). Chromium
+#: 156 builds its address bar's two WebUI popups at start-up, headless too (a renderer process of
+#: their own, ~0.6 s of Chromium's CPU; no page needs them): ``--disable-features`` leaves them out; one
+#: renderer process for every page (the start-up tab's and the printed one's). Together ~0.85 s
+#: less of Chromium's CPU per plan (bench/RESULTS.md, "eleventh stop"). Features a version does
+#: not know are ignored.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-extensions", "--mute-audio", "--renderer-process-limit=1",
+                  "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup")
 
 CHROMIUM = "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(
@@ -111,3 +132,132 @@ def element_attributes(dom: str, pattern: str) -> dict[str, str]:
     tag = re.search(pattern, dom)
     assert tag, f"no element matching {pattern!r} in the DOM:\n{dom[:2000]}"
     return dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', tag.group(0)))
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (``--remote-debugging-pipe``: JSON
+    messages ending in a NUL byte, commands on the browser's fd 3, answers on its fd 4); a context
+    manager that closes it.
+
+    Parameters
+    ----------
+    chromium : str
+        Browser executable.
+    flags : sequence of str
+        Command-line flags; default :data:`CHROMIUM_FLAGS`.
+
+    Raises
+    ------
+    NotComputableError
+        It could not be started.
+    """
+
+    def __init__(self, chromium: str, flags: Sequence[str] = CHROMIUM_FLAGS) -> None:
+        self.chromium = chromium
+        bash = shutil.which("bash")  # hands the pipes to the browser as its fds 3 and 4
+        if bash is None:
+            raise NotComputableError("no bash to start Chromium with its DevTools pipe")
+        # a profile file Chromium still holds is left behind
+        self._profile = tempfile.TemporaryDirectory(prefix="hp-chromium-", ignore_cleanup_errors=True)
+        commands, self._to_browser = os.pipe()
+        self._from_browser, answers = os.pipe()
+        cmd = [bash, "-c", f'exec "$0" "$@" 3<&{commands} 4>&{answers}', self.chromium, *flags,
+               f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
+        try:
+            self._process = subprocess.Popen(cmd, pass_fds=(commands, answers), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                             start_new_session=True)  # its helpers stopped with it (close)
+        except OSError as exc:
+            self.close()
+            raise NotComputableError(f"{self.chromium} could not be started ({exc})") from None
+        finally:
+            os.close(commands)
+            os.close(answers)
+        self.lock = threading.Lock()  # one page at a time
+        self._buffer, self._last_id = b"", 0
+
+    def call(self, method: str, params: dict | None = None, *, session: str | None = None,
+             until: str | None = None, events: list | None = None) -> dict:
+        """Send one DevTools command (to the page ``session``, else the browser); return its result,
+        after the event ``until`` of that session when given. Events read meanwhile are appended to
+        ``events`` when given (else dropped). Hold :attr:`lock` around a page's commands."""
+        self._last_id += 1
+        message = {"id": self._last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        result, waiting = None, until
+        while result is None or waiting:
+            answer = self._read()
+            if answer.get("id") == self._last_id:
+                if "error" in answer:
+                    raise ValueError(f"{method}: {answer['error'].get('message')}")
+                result = answer["result"]
+            elif waiting and answer.get("method") == waiting and answer.get("sessionId") == session:
+                waiting = None
+            elif events is not None and "method" in answer:
+                events.append(answer)
+        return result
+
+    def _read(self) -> dict:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise EOFError("the browser closed its DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def close(self) -> None:
+        """Stop the browser and its helper processes (its process group), then remove its profile.
+
+        Killing the browser alone left its helpers writing into the profile while it was removed
+        ("Default: Directory not empty" ended a plan)."""
+        process = getattr(self, "_process", None)
+        if process is not None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+            for _ in range(100):  # the helpers' exit: at most ~2 s
+                if not group_running(process.pid):
+                    break
+                time.sleep(0.02)
+        for fd in ("_to_browser", "_from_browser"):
+            if getattr(self, fd, None) is not None:
+                os.close(getattr(self, fd))
+                setattr(self, fd, None)
+        self._profile.cleanup()
+
+    def __enter__(self) -> "Browser":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of the process group ``pgid`` is still running.
+
+    A killed browser's helpers are reparented to init and stay zombies (dead, their files closed)
+    until it reaps them: in a container whose init is slow at it, 1.5-2 s after the kill. Zombies
+    therefore do not count where ``/proc`` tells them apart (Linux); elsewhere the group counts
+    until it is gone.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        state, _, group = text[text.rindex(")") + 2:].split()[:3]  # after "pid (comm) "
+        if int(group) == pgid and state not in ("Z", "X"):
+            return True
+    return False

@@ -88,11 +88,9 @@ SLOW = (
     "test_slice_viewer.py::test_phantom_views_follow_clicks_wheel_and_the_tumour_table",
     "test_slice_viewer.py::test_phantom_views_to_scale_and_in_radiological_convention",
     # added 2026-12-03 (quick loop `--durations=20`, quiet: 1.2-6 s each, Chromium and a phantom plan)
-    "test_slice_viewer.py::test_started_browser_prints_the_pages_of_print_to_pdf",
-    "test_slice_viewer.py::test_a_failed_started_browser_falls_back_to_print_to_pdf",
     "test_slice_viewer.py::test_phantom_montage_outlines_on_every_panel",
     "test_couinaud_vessels.py::test_ircadb_06_rootless_piece_rooted_near_the_ivc",
-    # added 2026-12-04 (quick loop, per-test rusage at load ~12: 3.0 s CPU, Chromium's print and pdftoppm)
+    # added 2026-12-04 (quick loop, per-test rusage at load ~12: 3.0 s CPU, the PDF and pdftoppm)
     "test_slice_viewer.py::test_phantom_pdf_renders_with_pdftoppm",
 )
 

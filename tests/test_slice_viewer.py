@@ -1,4 +1,4 @@
-"""The slice viewer and QC montage of the report, and report.pdf: data, orientation, and pixels in Chromium.
+"""The slice viewer and QC montage of the report, and report.pdf: data, orientation, and pixels (Chromium, pdftoppm).
 
 The phantom's tumours lie at known world positions; it is written with flipped axes and
 anisotropic voxels and planned through the CLI, so the screenshots check the whole chain: reading,
@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -318,7 +317,6 @@ def test_phantom_montage_outlines_on_every_panel(phantom_plan):
     assert "id='montage'" in html and "data-testid='slice-viewer'" in html
 
 
-@needs_chromium
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="needs pdftoppm (apt-get install poppler-utils); "
                     "CI installs it")
 def test_phantom_pdf_renders_with_pdftoppm(phantom_plan, tmp_path):
@@ -334,85 +332,23 @@ def test_phantom_pdf_renders_with_pdftoppm(phantom_plan, tmp_path):
     assert green_banner.sum() > 100  # the verdict banner of an adequate remnant, in colour
     # the montage (a dark picture) and the previews are printed: dark pixels on some page
     assert max((p.mean(axis=2) < 0.15).mean() for p in pages) > 0.15
-    # the four previews embedded as JPEG (Chromium passes them through), the montage as pixels it deflates
+    # the four previews embedded as JPEG (as they are), the montage as deflated pixels
     pdf = (out / "report.pdf").read_bytes()
     assert len(re.findall(rb"/Filter\s*/DCTDecode", pdf)) == 4
     assert len(re.findall(rb"/Subtype\s*/Image", pdf)) >= 5
 
 
-def test_scratch_folder_in_ram_when_it_can(tmp_path, monkeypatch):
-    from hepatoplan.pipeline import report_pdf
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs pdftotext (apt-get install poppler-utils); "
+                    "CI installs it")
+def test_phantom_pdf_shows_every_number_of_report_json(phantom_plan):
+    """Every number of the plan's report.json, as the report formats it, is in report.pdf's text
+    (the stage times excepted: they are written after the PDF)."""
+    from test_report_pdf import _numbers, shows_every_number
 
-    monkeypatch.setattr(report_pdf, "SCRATCH_PARENT", str(tmp_path))
-    folder = report_pdf.scratch_folder("hp-x-")
-    assert Path(folder.name).parent == tmp_path and Path(folder.name).name.startswith("hp-x-")
-    folder.cleanup()
-    assert not Path(folder.name).exists()
-    monkeypatch.setattr(report_pdf, "SCRATCH_PARENT", str(tmp_path / "missing"))  # elsewhere: the usual tmp
-    folder = report_pdf.scratch_folder("hp-x-")
-    assert Path(folder.name).parent == Path(tempfile.gettempdir())
-    folder.cleanup()
-    monkeypatch.setattr(report_pdf, "SCRATCH_PARENT", str(tmp_path))  # there but (nearly) full: the usual tmp
-    monkeypatch.setattr(report_pdf, "SCRATCH_MIN_FREE_BYTES", shutil.disk_usage(tmp_path).free + (1 << 30))
-    folder = report_pdf.scratch_folder("hp-x-")
-    assert Path(folder.name).parent == Path(tempfile.gettempdir())
-    folder.cleanup()
-
-
-_PAGES = ("<style>@page { size: A4; margin: 10mm } .p { break-after: page; height: 50mm; background: #2a7 }</style>"
-          + "<div class=p>one</div><div class=p>two</div><div>three</div>")
-
-
-def _pdf_pages(path) -> list[tuple[float, float]]:
-    """Page sizes (pt) of a PDF, from its /MediaBox entries."""
-    boxes = re.findall(rb"/MediaBox\s*\[\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", path.read_bytes())
-    return [(float(x1) - float(x0), float(y1) - float(y0)) for x0, y0, x1, y1 in boxes]
-
-
-@needs_chromium
-@pytest.mark.parametrize("name", ["chromium-headless-shell", "chromium"])  # the one found first, and the fallback
-def test_started_browser_prints_the_pages_of_print_to_pdf(tmp_path, name):
-    from hepatoplan.pipeline.report_pdf import Browser, PdfPrint, group_running, print_to_pdf
-
-    if not (chromium := shutil.which(name)):
-        pytest.skip(f"no {name} on the PATH")
-    page = tmp_path / "page.html"
-    page.write_text(_PAGES)
-    print_to_pdf(page, tmp_path / "cli.pdf", chromium=chromium)
-    with Browser(chromium) as browser:
-        for name in ("first.pdf", "second.pdf"):  # one browser, one page after the other
-            assert PdfPrint(page, tmp_path / name, browser=browser).wait() == tmp_path / name
-        # no browser UI built meanwhile (the address bar's WebUI popups, chrome:// pages with a renderer
-        # process of their own); Target.closeTarget answers before the printed tabs are gone, so wait for them
-        deadline = time.monotonic() + 10
-        while True:
-            urls = [t["url"] for t in browser.call("Target.getTargets")["targetInfos"]]
-            if not any(u.startswith("file:") for u in urls) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert urls == ["about:blank"], urls
-        profile, group = browser._profile.name, browser._process.pid
-    # closed: no process of the browser's group running (zombies init has not reaped yet aside), its
-    # profile removed
-    assert not group_running(group)
-    assert not os.path.exists(profile)
-    cli = _pdf_pages(tmp_path / "cli.pdf")
-    assert len(cli) == 3 and cli[0] == pytest.approx((595.92, 842.88), abs=1.0)  # A4 from the page's CSS
-    for name in ("first.pdf", "second.pdf"):
-        assert _pdf_pages(tmp_path / name) == cli
-
-
-@needs_chromium
-def test_a_failed_started_browser_falls_back_to_print_to_pdf(tmp_path):
-    from hepatoplan.pipeline.report_pdf import Browser, PdfPrint
-
-    page = tmp_path / "page.html"
-    page.write_text(_PAGES)
-    with Browser() as browser:
-        browser._process.kill()  # the browser is gone: its pipe reads end
-        browser._process.wait()
-        assert PdfPrint(page, tmp_path / "out.pdf", browser=browser).wait() == tmp_path / "out.pdf"
-    assert len(_pdf_pages(tmp_path / "out.pdf")) == 3
+    _, out = phantom_plan
+    report = json.loads((out / "report.json").read_text())
+    assert len(_numbers(report, skip=("timing_s",))) > 60
+    assert shows_every_number(out / "report.pdf", report, skip=("timing_s",)) == []
 
 
 def test_no_preview_reads_the_ct_header_only_and_writes_no_montage(tmp_path, monkeypatch):
@@ -433,27 +369,12 @@ def test_no_preview_reads_the_ct_header_only_and_writes_no_montage(tmp_path, mon
     assert "slice-viewer" not in (out / "report.html").read_text()
 
 
-def test_no_browser_no_pdf_but_a_warning(tmp_path, monkeypatch):
-    ct, labels, affine = _box_phantom()
-    monkeypatch.setenv("HEPATOPLAN_CHROMIUM", str(tmp_path / "no-such-browser"))
-    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
-    report = {"warnings": []}
-    written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine, ct=ct,
-                                 meshes_and_previews=True)
-    assert written["pdf"] == [] and not (tmp_path / "report.pdf").exists()
-    assert written["montage"] == [tmp_path / "qc_montage.png"]
-    (warning,) = report["warnings"]
-    assert warning.startswith("report.pdf not written: no Chromium or Chrome found") and "HEPATOPLAN_CHROMIUM" in warning
-    assert "report.pdf not written" in (tmp_path / "report.html").read_text()
-
-
 def test_a_process_group_of_zombies_is_not_running():
-    """Browser.close waits for the helpers it killed, not for init to reap them: a group whose
-    processes are all zombies (dead, not yet reaped) no longer runs; a live one does."""
+    """The tests' Browser.close waits for the helpers it killed, not for init to reap them: a group
+    whose processes are all zombies (dead, not yet reaped) no longer runs; a live one does."""
     import signal
-    import time
 
-    from hepatoplan.pipeline.report_pdf import group_running
+    from browser import group_running
 
     live = subprocess.Popen(["sleep", "30"], start_new_session=True)
     done = subprocess.Popen(["true"], start_new_session=True)
