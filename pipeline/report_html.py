@@ -639,25 +639,25 @@ def write_plan_visuals(
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
     # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
-    with ThreadPoolExecutor(max_workers=1) as worker, ThreadPoolExecutor(max_workers=1) as pdf_thread:
+    with ThreadPoolExecutor(max_workers=1) as worker, ThreadPoolExecutor(max_workers=1) as pdf_thread, \
+            ThreadPoolExecutor(max_workers=1) as mesh_writer:
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
         label_files = worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
-        meshes, view, jpegs = {}, None, {}
+        mesh_files, view, jpegs = None, None, {}
         # report.pdf's pages laid out (fpdf2 imported) while the montage is made and the previews render
         pdf = meshes_and_previews and pdf_thread.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
                                                         out_dir=out_dir, growth_plot_png=growth_plot_png)
         if meshes_and_previews:
-            meshes, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead, worker)
+            mesh_files, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead, worker, mesh_writer)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
         views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
                                 montage_png=written["montage"][0] if written["montage"] else None)
-        if meshes:
-            written["meshes"] = _write_mesh_files(plan, meshes)
         with stage("report"):
+            written["meshes"] = [] if mesh_files is None else mesh_files.result()
             views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
                             slice_viewer="" if slice_view is None else slice_view.result())
             written["pdf"] = [p for p in [pdf and _write_pdf(pdf, out_dir / "report.pdf", report, written, jpegs,
@@ -841,10 +841,12 @@ def _framing(meshes: Mapping[str, Mesh]) -> dict[str, Mesh]:
 
 
 @timed("previews")
-def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadPoolExecutor):
+def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadPoolExecutor,
+                         mesh_writer: ThreadPoolExecutor):
     """Meshes of every structure (``ahead.meshes``: a Future of them started earlier, waited for
-    here) and the PNG previews, framed by :func:`_framing`; returns ``(meshes, preview files, a Future
-    of their viewer_data or None, report.pdf's JPEG of each preview by path)``.
+    here) and the PNG previews, framed by :func:`_framing`; returns ``(a Future of the mesh files (written
+    by ``mesh_writer`` while the "after" scene renders) or None, preview files, a Future of the meshes'
+    viewer_data or None, report.pdf's JPEG of each preview by path)``.
 
     With ``ahead.first`` holding the segments' meshes (made before the resection was known: the
     "before" scene), that scene is rendered while the remnant and the resected part are meshed. The
@@ -867,15 +869,15 @@ def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadP
     else:
         meshes = ahead.meshes.result()
     view = worker.submit(viewer_data, meshes) if meshes else None
+    files = mesh_writer.submit(_write_mesh_files, plan, meshes) if meshes else None
     if meshes:
         scenes = default_scenes(list(meshes))
         previews += render(meshes, scenes={k: v for k, v in scenes.items() if not (early and k == "before")},
                            framing=_framing(meshes))
     log.info("meshes and previews: %.1f s", time.perf_counter() - t)
-    return meshes, previews, view, jpegs
+    return files, previews, view, jpegs
 
 
-@timed("previews")
 def _write_mesh_files(plan: _PlanLabels, meshes: Mapping[str, Mesh]) -> list[Path]:
     """``plan.glb`` and ``meshes/*.stl|obj``."""
     from .mesh_files import write_meshes
