@@ -8,8 +8,10 @@ robust median and SD are measured; lesion seeds are voxels darker than ``median 
 away from the liver surface (partial volume with fat would mimic lesions), grown by hysteresis to
 ``median - grow_k_sd * sd``. Components are kept when they are blob-like (an inscribed sphere of
 at least ``min_radius_mm``, a volume filling at least ``min_ellipsoid_fill`` of their moment
-ellipsoid), their median is as dark as a seed, they are large enough, and not of fluid density
-(cysts, gallbladder: reported separately as ``fluid_like``). Each lesion's boundary is finally
+ellipsoid), their median is as dark as a seed (on slices thicker than ``core_cap_spacing_mm``
+without their top and bottom slice, which hold the parenchyma above or below in part: :func:`_core`),
+they are large enough, and not of fluid density (cysts, gallbladder: reported separately as
+``fluid_like``). Each lesion's boundary is finally
 moved out to its edge, half-way between its own median and the surrounding parenchyma's
 (:func:`_snap_edges`).
 
