@@ -438,20 +438,43 @@ def _show(value) -> str:
     return " ".join(value) if isinstance(value, tuple) else f"{value:g}"
 
 
+#: The lesion sizes (mL) a thick-slice limit is stated at: "lesions under N mL are not reliably found".
+LIMIT_SIZES_ML = (1.0, 2.5, 5.0, 10.0, 15.0)
+
+
 def _spacing_mm(row: dict) -> float:
     return float(row["checks"].get("voxel_spacing_mm", 0.0))
 
 
+def _stated(row: dict, params: SelfCheckParams) -> bool:
+    """Whether the self-check states its thick-slice lesion limit on the run (rather than failing it)."""
+    return params.thick_voxel_spacing_mm < _spacing_mm(row) <= params.max_voxel_spacing_mm
+
+
+def smallest_reliable_ml(rows: list[dict], params: SelfCheckParams, *, recall: float = FLAG_TARGETS[0]) -> float:
+    """The smallest size of :data:`LIMIT_SIZES_ML` from which the lesions inserted with abs(contrast) >= 20 HU
+    into the runs of ``rows`` the thick-slice limit is stated on are found at ``recall`` or more (inf when none)."""
+    les = [e for r in rows if _stated(r, params) for e in r["lesions"]
+           if e["kind"] != "real" and abs(e["contrast_hu"]) >= 20.0]
+    for size in LIMIT_SIZES_ML:
+        above = [e for e in les if e["volume_ml"] >= size]
+        if above and sum(e["found"] for e in above) >= recall * len(above):
+            return size
+    return float("inf")
+
+
 def thick_table(rows: list[dict], params: SelfCheckParams = SelfCheckParams()) -> str:
     """What thick slices lose and who catches it: recall by size at each slice spacing (the same
-    lesions natively and on 2x / 3x slices; the noisy and cut scans left out), and each run on slices
-    thicker than ``max_voxel_spacing_mm`` flagged with and without the spacing check."""
-    rows = [r for r in rows if r["variant"] in ("native", "slices_x2", "slices_x3")]
-    edges = (0.5, 1.0, 2.5, 5.0, 10.0, 15.0, float("inf"))
+    lesions natively and on 2x / 3x slices; the noisy and cut scans left out), each thick run's
+    verdict with and without the spacing check, and the size under which lesions are not reliably
+    found on thick slices, leave-one-scan-out (:func:`smallest_reliable_ml`)."""
+    rows = [r for r in rows if r["variant"] in ("native", "slices_x2", "slices_x3")]  # not the noise, not a cut scan
+    spacings = sorted({_spacing_mm(r) for r in rows})
+    edges = (0.5, *LIMIT_SIZES_ML, float("inf"))
     lines = ["inserted lesions with abs(contrast) >= 20 HU found, by size:", "",
              "| slices (mm) | runs | " + " | ".join(f"{lo:g}-{hi:g} mL" for lo, hi in zip(edges[:-1], edges[1:]))
              + " | liver Dice mean (min) | bad runs |", "|---" * (len(edges) + 3) + "|"]
-    for mm in sorted({_spacing_mm(r) for r in rows}):
+    for mm in spacings:
         rs = [r for r in rows if _spacing_mm(r) == mm]
         les = [e for r in rs for e in r["lesions"] if e["kind"] != "real" and abs(e["contrast_hu"]) >= 20.0]
         cells = [_recall([e for e in les if lo <= e["volume_ml"] < hi]) for lo, hi in zip(edges[:-1], edges[1:])]
@@ -459,7 +482,7 @@ def thick_table(rows: list[dict], params: SelfCheckParams = SelfCheckParams()) -
         lines.append(f"| {mm:g} | {len(rs)} | " + " | ".join(cells)
                      + f" | {np.mean(dice_):.3f} ({np.min(dice_):.3f}) | {sum(r['bad'] for r in rs)} |")
     without = replace(params, max_voxel_spacing_mm=float("inf"))
-    thick = [r for r in rows if _spacing_mm(r) > params.max_voxel_spacing_mm]
+    thick = [r for r in rows if _spacing_mm(r) > params.thick_voxel_spacing_mm]
     lines += ["", "| case | seed | slices (mm) | liver Dice | missed >= 10 mL | bad | flagged | without the spacing check |",
               "|---|---|---|---|---|---|---|---|"]
     for r in thick:
@@ -468,9 +491,17 @@ def thick_table(rows: list[dict], params: SelfCheckParams = SelfCheckParams()) -
                      f"{'FLAG' if flagged(r, without) else 'pass'} |")
     bad = [r for r in thick if r["bad"]]
     good = [r for r in thick if not r["bad"]]
-    lines.append(f"\nthick-slice runs: bad {len(bad)}, caught without the spacing check {sum(flagged(r, without) for r in bad)}; "
-                 f"good {len(good)}, flagged {sum(flagged(r, params) for r in good)} (without the spacing check "
-                 f"{sum(flagged(r, without) for r in good)})")
+    lines.append(f"\nthick-slice runs: bad {len(bad)}, of them caught without the spacing check "
+                 f"{sum(flagged(r, without) for r in bad)}; good {len(good)}, flagged {sum(flagged(r, params) for r in good)}"
+                 f" (without the spacing check {sum(flagged(r, without) for r in good)})")
+    lines += ["", "| chosen on | lesions under (mL) not reliably found | measured on the other scan: found >= that size |", "|---|---|---|"]
+    cases = sorted({r["case"] for r in rows})
+    for train in cases + ["all"]:
+        size = smallest_reliable_ml([r for r in rows if train in ("all", r["case"])], params)
+        held = [e for r in rows if train != "all" and r["case"] != train and _stated(r, params)
+                for e in r["lesions"] if e["kind"] != "real" and abs(e["contrast_hu"]) >= 20.0 and e["volume_ml"] >= size]
+        lines.append(f"| {train} | {size:g} | {_recall(held) if train != 'all' else '–'} |")
+    lines.append(f"\nstated by the self-check today: {params.thick_slice_min_lesion_ml:g} mL")
     return "\n".join(lines)
 
 
@@ -563,7 +594,7 @@ def main(argv=None) -> int:
     if args.choose_limits:
         parts += ["**self-check limits, leave-one-scan-out** (`--choose-limits`)\n\n" + limits_table(everything),
                   f"near misses and cut lesions of >= {BIG_LESION_ML:g} mL\n\n" + near_miss_table(everything),
-                  "**thick slices**: what they lose and who flags them\n\n" + thick_table(everything)]
+                  "**thick slices**: what they lose, who flags them, and the stated limit\n\n" + thick_table(everything)]
     text = "\n\n".join(parts)
     print(text)
     if not (args.no_write or args.limit or args.seeds or args.cases or args.variants):

@@ -127,6 +127,8 @@ def run(args) -> int:
         log.warning("QC: %s", flag)
     for reason in result.report["self_check"]["reasons"]:
         log.warning("self-check failed, review the automatic segmentation: %s", reason)
+    for limit in result.report["self_check"].get("limits", []):
+        log.warning("limit of the automatic segmentation: %s", limit)
     return 0
 
 

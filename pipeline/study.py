@@ -345,6 +345,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
                           for flag in details.get("segmentation", {}).get("qc_flags", []))
     study.warnings.extend(f"automatic segmentation self-check failed: {reason}"
                           for reason in details.get("segmentation", {}).get("self_check", {}).get("reasons", []))
+    study.warnings.extend(f"automatic segmentation limit: {limit}"
+                          for limit in details.get("segmentation", {}).get("self_check", {}).get("limits", []))
     study.warnings.extend(f"{part} {reason}" for part, reason in details.get("not_assessed", {}).items())
     if on_masks is not None:
         on_masks(study)

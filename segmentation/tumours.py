@@ -8,8 +8,10 @@ robust median and SD are measured; lesion seeds are voxels darker than ``median 
 away from the liver surface (partial volume with fat would mimic lesions), grown by hysteresis to
 ``median - grow_k_sd * sd``. Components are kept when they are blob-like (an inscribed sphere of
 at least ``min_radius_mm``, a volume filling at least ``min_ellipsoid_fill`` of their moment
-ellipsoid), their median is as dark as a seed, they are large enough, and not of fluid density
-(cysts, gallbladder: reported separately as ``fluid_like``). Each lesion's boundary is finally
+ellipsoid), their median is as dark as a seed (on slices thicker than ``core_cap_spacing_mm``
+without their top and bottom slice, which hold the parenchyma above or below in part: :func:`_core`),
+they are large enough, and not of fluid density (cysts, gallbladder: reported separately as
+``fluid_like``). Each lesion's boundary is finally
 moved out to its edge, half-way between its own median and the surrounding parenchyma's
 (:func:`_snap_edges`).
 
@@ -344,7 +346,7 @@ def _search(region, depth, grid: _LesionGrid, p: TumourParams, near: list | None
         entry = {"volume_ml": round(float(vol), 2), "radius_mm": round(float(radius[j]), 1),
                  **_describe(comp, win, depth, grid, p)}
         log.debug("lesion candidate %s", entry)
-        why, margin = _rejected(entry, grid.image[win][comp], grid, p)
+        why, margin = _rejected(entry, grid.image[win][_core(comp, sp, p)], grid, p)
         if why is None:
             found.append((win, comp, entry))
         elif near is not None and margin <= p.near_miss_fraction and vol >= p.near_miss_min_ml:
@@ -481,6 +483,20 @@ def _describe(comp, win, depth, grid: _LesionGrid, p: TumourParams) -> dict:
         "surface_margin": round(1.0 - surface / p.max_surface_fraction, 3),
         "in_liver_mask_fraction": round(float(np.count_nonzero(comp & grid.liver[win]) / n), 3),
     }
+
+
+def _core(comp: np.ndarray, spacing, p: TumourParams) -> np.ndarray:
+    """The voxels of a candidate whose density the core test reads: all but its first and last voxel
+    along each axis of spacing coarser than ``core_cap_spacing_mm`` (a thick slice at a lesion's top or
+    bottom averages it with the parenchyma above or below over the slice's thickness: that partial
+    volume lifts the core of a lesion a few slices deep); all of them when that leaves none."""
+    core = comp
+    for axis, s in enumerate(spacing):
+        if s > p.core_cap_spacing_mm:  # kept: both neighbours along the axis in the candidate
+            line = np.zeros((3, 3, 3), bool)
+            line[tuple(slice(None) if a == axis else 1 for a in range(3))] = True
+            core = core & ndi.binary_erosion(comp, structure=line)
+    return core if core.any() else comp
 
 
 def _rejected(entry: dict, values: np.ndarray, grid: _LesionGrid, p: TumourParams) -> tuple[str | None, float]:

@@ -493,6 +493,35 @@ def test_depth_and_blob_shape_are_physical_on_thick_slices():
     assert _ellipsoid_fill(ball, (0.6, 0.6, 5.0)) == pytest.approx(1.0, abs=0.05)
 
 
+def test_the_core_test_leaves_out_a_lesions_top_and_bottom_thick_slice():
+    """A lesion three 3.2 mm slices deep, 30 HU dark in its middle slice and 10 HU in the slices above
+    and below it (their partial volume with the parenchyma), has a median over all of it above the
+    seed threshold: on thick slices the core test reads it without its top and bottom slice and it is
+    a lesion; with the rule off (``core_cap_spacing_mm`` infinite), or the same voxels read as 1.6 mm
+    slices, the core test rejects it."""
+    from hepatoplan.segmentation import TumourParams
+    from hepatoplan.segmentation.tumours import _lesion_grid, _search
+
+    img = np.full((80, 80, 16), 110.0, np.float32)
+    liver = np.zeros(img.shape, bool)
+    liver[5:75, 5:75, 2:14] = True
+    img[~liver] = -100.0
+    x, y = np.indices(img.shape[:2])
+    disc = (x - 40) ** 2 + (y - 40) ** 2 <= 9**2
+    img[disc, 7] = 80.0
+    img[disc, 6] = img[disc, 8] = 100.0
+
+    def lesions(spacing_mm, **kw):
+        p = dataclasses.replace(TumourParams(), **kw)
+        grid = _lesion_grid(img, liver, spacing_mm, p, {})
+        assert grid.seed_hu < 100.0 < grid.grow_hu  # the caps are candidate voxels, not seed-dark
+        return [e["median_hu"] for _, _, e in _search(grid.liver, grid.depth_mm, grid, p)]
+
+    assert lesions((1.0, 1.0, 3.2)) == [100.0]
+    assert lesions((1.0, 1.0, 3.2), core_cap_spacing_mm=float("inf")) == []
+    assert lesions((1.0, 1.0, 1.6)) == []
+
+
 def test_itk_filters_do_not_depend_on_axis_order():
     """SimpleITK gets the canonical array as it is, its spacing reversed (ITK counts axes from the
     last): the filters match the same filters run on the axes transposed into ITK's order, on an

@@ -150,14 +150,16 @@ def test_a_faint_lesion_no_search_judged_is_a_compact_dark_region(phantom):
 def test_plan_on_a_failed_self_check_runs_and_says_unverified(phantom, tmp_path, monkeypatch, capsys):
     """``plan`` with automatic tumours and vessels whose self-check fails (the near-miss limit set
     below zero: every run fails it) still plans; report.json, the printed summary and report.html
-    carry the unverified verdict with the reason, and the FLR's own verdict is kept."""
+    carry the unverified verdict with the reason, and the FLR's own verdict is kept; the self-check's
+    stated limit (the thick-slice limit set at 0 mm) is among the warnings of all three."""
     import hepatoplan.segmentation as seg
 
     img, sp, truth = phantom
     for name, arr in (("ct", img), ("liver", truth["liver"].astype(np.uint8))):
         nib.save(nib.Nifti1Image(arr, np.diag([*sp, 1.0])), str(tmp_path / f"{name}.nii.gz"))
     monkeypatch.setattr(seg, "SegmentationParams",
-                        lambda: SegmentationParams(self_check=SelfCheckParams(max_near_miss_ml=-1.0)))
+                        lambda: SegmentationParams(self_check=SelfCheckParams(max_near_miss_ml=-1.0,
+                                                                              thick_voxel_spacing_mm=0.0)))
     out = tmp_path / "out"
     assert main(["plan", str(tmp_path / "ct.nii.gz"), "--liver", str(tmp_path / "liver.nii.gz"), "--out", str(out),
                  "--resect", "wedge:1", "--no-preview"]) == 0
@@ -170,23 +172,38 @@ def test_plan_on_a_failed_self_check_runs_and_says_unverified(phantom, tmp_path,
     assert UNVERIFIED in printed and a["unverified_reasons"][0] in printed
     html = (out / "report.html").read_text()
     assert UNVERIFIED in html and "unverified because" in html
+    # a stated limit (every scan is "thick" here) reaches the warnings of report.json, the summary and report.html
+    limit = report["segmentation"]["self_check"]["limits"][0]
+    assert f"automatic segmentation limit: {limit}" in report["warnings"] and limit in printed
+    assert "not reliably found" in html
 
 
-def test_slices_thicker_than_the_developed_range_fail_the_spacing_check(phantom):
-    """The phantom (1.5 x 1.5 x 2.5 mm) passes the spacing check; every second slice of it
-    (5 mm apart) is outside the 2.5 mm the CT segmentation was developed on and fails it, with the
-    coarsest spacing as the value and a reason naming the fix."""
+def test_thick_slices_state_a_lesion_limit_and_fail_only_beyond_the_trusted_range(phantom):
+    """The phantom (1.5 x 1.5 x 2.5 mm) passes the spacing check and states no limit; every second
+    slice of it read as 3 mm slices (within the 3.2 mm trusted) passes it too but, the lesion search
+    having run, states the size under which lesions are not reliably found; read as 5 mm slices it is
+    outside the trusted range and fails, with a reason naming the fix, and states no lesion limit."""
     img, sp, truth = phantom
     liver = truth["liver"]
-    whole = self_check(img, liver, _liver_report(liver, sp), spacing_mm=sp)
-    spacing = next(c for c in whole["checks"] if c["name"] == "voxel_spacing_mm")
-    assert spacing["value"] == 2.5 and spacing["passed"]
-    thick_sp = (sp[0], sp[1], 2 * sp[2])
+    tumours_report = {"near_misses": [], "lesions": []}
+
+    def check(image, mask, spacing):
+        out = self_check(image, mask, {**_liver_report(mask, spacing), "tumours": tumours_report}, spacing_mm=spacing)
+        return next(c for c in out["checks"] if c["name"] == "voxel_spacing_mm"), out
+
+    spacing, thin = check(img, liver, sp)
+    assert spacing["value"] == 2.5 and spacing["passed"] and thin["limits"] == []
     thick_img, thick_liver = img[..., ::2], liver[..., ::2]
-    thick = self_check(thick_img, thick_liver, _liver_report(thick_liver, thick_sp), spacing_mm=thick_sp)
-    spacing = next(c for c in thick["checks"] if c["name"] == "voxel_spacing_mm")
-    assert spacing["value"] == 5.0 and not spacing["passed"] and not thick["passed"]
-    assert any("thinner slices" in r for r in thick["reasons"])
+    limit_ml = SelfCheckParams().thick_slice_min_lesion_ml
+    spacing, thick = check(thick_img, thick_liver, (sp[0], sp[1], 3.0))
+    assert spacing["value"] == 3.0 and spacing["passed"]
+    assert len(thick["limits"]) == 1 and f"lesions under {limit_ml:g} mL are not reliably found" in thick["limits"][0]
+    spacing, coarser = check(thick_img, thick_liver, (sp[0], sp[1], 5.0))
+    assert spacing["value"] == 5.0 and not spacing["passed"] and not coarser["passed"]
+    assert any("thinner slices" in r for r in coarser["reasons"]) and coarser["limits"] == []
+    # no lesion search in the report: no lesion limit to state
+    assert self_check(thick_img, thick_liver, _liver_report(thick_liver, (sp[0], sp[1], 3.0)),
+                      spacing_mm=(sp[0], sp[1], 3.0))["limits"] == []
 
 
 def test_a_faint_compact_lesion_no_search_seeded_is_found_and_spread_darker_tissue_is_not(phantom):
