@@ -558,11 +558,13 @@ class StartedAhead(NamedTuple):
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
     vessels; report.pdf's pages are then laid out while the previews render); ``first``, a Future of
     :func:`meshes_before_resection` (the "before" scene is rendered from them while ``meshes`` makes
-    the remnant and the resected part)."""
+    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.report_pdf.PdfHelper`
+    started early (its imports done meanwhile)."""
 
     boxes: dict[int, tuple[slice, slice, slice]] | None = None
     meshes: Future | None = None
     first: Future | None = None
+    pdf: Any = None
 
 
 def write_plan_visuals(
@@ -649,7 +651,8 @@ def write_plan_visuals(
         mesh_files, view, jpegs = None, None, {}
         # report.pdf's pages laid out (fpdf2 imported) while the montage is made and the previews render
         pdf = meshes_and_previews and pdf_thread.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
-                                                        out_dir=out_dir, growth_plot_png=growth_plot_png)
+                                                        out_dir=out_dir, growth_plot_png=growth_plot_png,
+                                                        helper=ahead.pdf)
         if meshes_and_previews:
             mesh_files, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead, worker, mesh_writer)
         with stage("report"):
@@ -692,37 +695,52 @@ PREVIEW_VIEWS = ("anterior", "superior")
 
 
 def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: Future | None, out_dir: Path,
-                 growth_plot_png: str | Path | None):
-    """report.pdf's pages (:class:`~hepatoplan.pipeline.report_pdf.PdfLayout`) with the places of the
-    previews to come, named after the scenes of ``meshes`` (a Future of the plan's meshes); ``None``
-    without it (then :func:`_write_pdf` lays the pages out)."""
+                 growth_plot_png: str | Path | None, helper=None):
+    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.report_pdf.PdfHelper`
+    (a child process; ``plan`` starts it at its beginning, fpdf2 imported there meanwhile; else one
+    started now), with the places of the previews to come, named after the scenes of ``meshes`` (a
+    Future of the plan's meshes); ``None`` without it (then :func:`_write_pdf` lays the pages out)."""
     if meshes is None:
         return None
+    from .pdf_process import PdfHelper
     from .rendering import default_scenes
-    from .report_pdf import PdfLayout  # fpdf2's import (~0.25 s of CPU) while the montage is made
 
-    previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
-                for view in PREVIEW_VIEWS]
-    return PdfLayout(report, montage_png=None if montage is None else montage.result(), previews=previews,
-                     preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png)
+    helper = helper or PdfHelper()
+    try:
+        previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
+                    for view in PREVIEW_VIEWS]
+        return helper.lay_out(report, montage_png=None if montage is None else montage.result(), previews=previews,
+                              preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png)
+    except BaseException:
+        helper.close()
+        raise
 
 
 def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
                jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path | None:
-    """Write report.pdf: the pages ``layout`` made ahead, the previews' JPEGs put in their places (laid out
-    now when the previews are not those it expected); ``None`` and a warning if it cannot be written."""
+    """Write report.pdf: the pages ``layout`` had laid out ahead (a :class:`~.pdf_process.PdfHelper`),
+    the previews' JPEGs put in their places; laid out here when the previews are not those it expected
+    or the helper failed. ``None`` and a warning if it cannot be written."""
+    try:
+        jpegs = {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]}
+        pages = layout.result()
+        if pages is not None and pages.previews == written["previews"]:
+            return pages.write(path, jpegs)
+        if pages is not None:
+            pages.close()
+    except HepatoplanError as exc:  # a preview not found; the helper could not lay out or write the pages
+        _pdf_warning(report, exc)
+        return None
+    except (OSError, EOFError) as exc:  # the helper ended
+        log.warning("report.pdf's helper process failed (%s): laying the pages out in this one", exc)
     from fpdf.errors import FPDFException
 
     from .report_pdf import PdfLayout
 
     try:
-        pages = layout.result()
-        if pages is not None and pages.previews != written["previews"]:
-            pages.close()
-            pages = None
-        with pages or PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
-                                preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
-            return pages.write(path, {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]})
+        with PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
+                       preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
+            return pages.write(path, jpegs)
     except (OSError, FPDFException, HepatoplanError) as exc:
         _pdf_warning(report, exc)
         return None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from output_phantom import phantom_structures
-from hepatoplan.pipeline import report_html, report_pdf
+from hepatoplan.pipeline import pdf_process, report_html, report_pdf
 from hepatoplan.pipeline.report_html import StartedAhead, _format_value, plan_meshes, write_plan_visuals
 from hepatoplan.pipeline.report_pdf import PdfLayout
 
@@ -111,8 +111,9 @@ def _jpeg_slots(pdf: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize("ahead", [True, False])
 def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
-    """With the meshes started ahead (as ``plan`` does) a thread lays the pages out, not the main thread,
-    before the previews exist; either way the previews' JPEGs go into the PDF as they are."""
+    """With the meshes started ahead (as ``plan`` does) a child process lays the pages out, before the
+    previews exist (none in this process); else the main thread after them. Either way the previews'
+    JPEGs go into the PDF as they are."""
     from hepatoplan.pipeline.labels import label_boxes
 
     monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
@@ -138,7 +139,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine, vessels=vessels,
                                  meshes_and_previews=started)
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
-    assert layouts == [(not ahead, ahead)]  # ahead: in a thread, before any preview exists
+    assert layouts == ([] if ahead else [(True, False)])
     pdf = (tmp_path / "report.pdf").read_bytes()
     assert sorted(_jpeg_slots(pdf)) == sorted(jpegs[p] for p in written["previews"])  # as they are
     assert len(written["previews"]) == 4
@@ -175,3 +176,27 @@ def test_a_figure_stays_on_the_page_of_its_heading(tmp_path, rows):
     text = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(pdf), "-"], check=True,
                           capture_output=True, text=True).stdout
     assert "Growth outlook" in text
+
+
+def test_a_failed_helper_process_leaves_the_pages_to_this_one(tmp_path, monkeypatch, caplog):
+    from hepatoplan.pipeline.labels import label_boxes
+
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
+    lay_out = pdf_process.PdfHelper.lay_out
+
+    def and_die(self, *args, **kwargs):
+        self._process.kill()  # the child is gone before the pages are asked for
+        self._process.wait()
+        return lay_out(self, *args, **kwargs)
+
+    monkeypatch.setattr(pdf_process.PdfHelper, "lay_out", and_die)
+    structures, labels, affine = phantom_structures()
+    boxes = label_boxes(labels)
+    meshes = Future()
+    meshes.set_result(plan_meshes(labels, boxes=boxes, affine_ras=affine))
+    report = {"assessment": {"verdict": "adequate"}}
+    written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine,
+                                 meshes_and_previews=StartedAhead(boxes, meshes))
+    assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
+    assert "report.pdf's helper process failed" in caplog.text
+    assert len(_jpeg_slots((tmp_path / "report.pdf").read_bytes())) == len(written["previews"]) > 0
