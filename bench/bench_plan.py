@@ -31,8 +31,8 @@ numpy's huge pages off and on.
 Runs are interleaved (run 1 of every row, then run 2, ...) so that the machine's load moves all
 rows alike; the tables give medians, and ``plan / floor`` is the default plan's median over the
 floor's. Peak memory is the process's ``VmHWM``; CPU is user + system of the process; "CPU s with
-Chromium" adds every process it started (the PDF's headless Chromium and its helpers, reaped by this
-script as their subreaper). Stage
+children" adds every process it started (report.pdf's helper, the mesh decimation helper, the rendering
+probe; orphans reaped by this script as their subreaper). Stage
 seconds come from each run's ``report.json`` (``provenance.timing_s``, see
 ``hepatoplan.pipeline.timing``); with ``--stage-clock cpu`` the stage timer runs on the process's
 CPU clock instead (user + system of all its threads): on a shared machine wall seconds per stage
@@ -87,7 +87,7 @@ STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection"
 
 def become_subreaper() -> None:
     """Make this process the reaper of its descendants' orphans (Linux ``PR_SET_CHILD_SUBREAPER``):
-    Chromium's helper processes, killed with the browser's process group when ``plan`` ends, are
+    a child process of ``plan`` that outlives its parent (before report.pdf's helper, Chromium's) is
     reparented here instead of to init, so their CPU enters this process's ``RUSAGE_CHILDREN``."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
@@ -112,7 +112,7 @@ def _children_cpu_s() -> float:
 def run_once(code: str, args: list[str], env: dict[str, str] | None = None) -> dict:
     """Wall and CPU seconds and peak RSS (GB) of one fresh process running ``code`` with ``args``
     (``env``: variables set on top of this process's environment); the floor's ``parts`` too.
-    ``cpu`` is the process's own; ``cpu_all`` adds every process it started (the PDF's Chromium)."""
+    ``cpu`` is the process's own; ``cpu_all`` adds every process it started (its helpers)."""
     start, children_before = time.perf_counter(), _children_cpu_s()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
                           env=None if env is None else {**os.environ, **env})
@@ -231,7 +231,7 @@ def tables(results: dict, cases: list[str], *, stage_clock: str = "wall") -> str
     def med(values):
         return statistics.median(values)
 
-    lines = ["| study | plan | wall s | CPU s | CPU s with Chromium | peak GB | naive floor s | plan / floor | "
+    lines = ["| study | plan | wall s | CPU s | CPU s with children | peak GB | naive floor s | plan / floor | "
              "CPU / floor's CPU |", "|---|---|---|---|---|---|---|---|---|"]
     for (case, name), runs in results.items():
         if name == "naive floor":

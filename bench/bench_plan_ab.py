@@ -8,8 +8,8 @@ segmented automatically, its ``CT -> plan`` row). ``--rev`` is exported with ``g
 into a temporary folder and imported through a copy of this venv's editable-install finder pointed
 there (``--this REV``: this side too, instead of the checkout), so both sides run in this Python with the same packages (the other revision's compiled nearest-voxel
 transform, numba's cache or the module built ahead of time, is made by one untimed ``load_compiled()`` first). Per run: wall seconds from start to the process's end (interpreter
-exit included), CPU = user + system of the plan's process and every process it started (Chromium's
-helpers reaped through this script as their subreaper), and the stage seconds of its report.json.
+exit included), CPU = user + system of the plan's process and every process it started (its
+helpers, orphans reaped through this script as their subreaper), and the stage seconds of its report.json.
 Compare the medians; on a shared machine only interleaved pairs compare.
 """
 

@@ -7,10 +7,10 @@ row; ``--no-preview`` its ``no-preview`` row, ``--resect wedge:all --no-preview`
 CT alone, every mask segmented automatically: its ``CT -> plan`` row). The plan runs in a fresh process (``--rev``: another revision, imported as in bench_plan_ab.py) that
 records events (stages, work items) with their time and thread; this script reads, every 10 ms, the CPU ticks of
 each of its threads (``/proc/PID/task``) and of every descendant process (``/proc/PID/task/TID/children``,
-recursively: the rendering probe, Chromium's processes), from outside (a sampler inside took the GIL and
+recursively: the rendering probe, the decimation and report.pdf helpers), from outside (a sampler inside took the GIL and
 slowed the plan 3x). Threads are named by the work item they run (every ``ThreadPoolExecutor`` item is
 wrapped) and the main thread by its innermost stage (``hepatoplan.pipeline.timing``); children by their
-command line (``probe``, ``chromium``). The main thread's ``schedstat`` splits its wall time per stage into
+command line (``probe``, ``pdf helper``, ``decimation helper``). The main thread's ``schedstat`` splits its wall time per stage into
 time on a core, time waiting for one (the machine's load) and time asleep (I/O, joins, and waiting for the GIL
 while another thread holds it: what a GIL-holding library costs the plan's critical path, also on a loaded
 machine). Prints, per run, the events (stages, work items, children), a table
@@ -115,7 +115,11 @@ def _kind(pid: int) -> str:
         cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "child"
-    return "probe" if "vtkRenderingOpenGL2" in cmd else "chromium" if "chrom" in cmd else cmd[:30]
+    for marker, kind in (("vtkRenderingOpenGL2", "probe"), ("pdf_process", "pdf helper"),
+                         ("fast_simplification", "decimation helper"), ("chrom", "chromium")):
+        if marker in cmd:
+            return kind
+    return cmd[:30]
 
 
 def sample(proc: subprocess.Popen, period_s: float = 0.01) -> tuple[list, dict]:
