@@ -657,9 +657,8 @@ def write_plan_visuals(
             mesh_files, written["previews"], view, jpegs = _meshes_and_previews(plan, ahead, worker, mesh_writer)
         with stage("report"):
             written["montage"] = [] if montage is None else [montage.result()]
-        views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
-                                montage_png=written["montage"][0] if written["montage"] else None)
-        with stage("report"):
+            views = _ReportViews.of(previews=written["previews"], growth_plot_png=growth_plot_png,
+                                    montage_png=written["montage"][0] if written["montage"] else None)
             written["meshes"] = [] if mesh_files is None else mesh_files.result()
             views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
                             slice_viewer="" if slice_view is None else slice_view.result())
