@@ -233,8 +233,7 @@ def plan(options: PlanOptions) -> dict:
 
                 vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
-        study = load_study(options, needs_segments=anatomical,
-                           on_masks=masks_read)
+        study = load_study(options, needs_segments=anatomical, on_masks=masks_read)
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,

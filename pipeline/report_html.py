@@ -558,7 +558,7 @@ class StartedAhead(NamedTuple):
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
     vessels; report.pdf's pages are then laid out while the previews render); ``first``, a Future of
     :func:`meshes_before_resection` (the "before" scene is rendered from them while ``meshes`` makes
-    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.report_pdf.PdfHelper`
+    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.pdf_process.PdfHelper`
     started early (its imports done meanwhile)."""
 
     boxes: dict[int, tuple[slice, slice, slice]] | None = None
@@ -649,7 +649,7 @@ def write_plan_visuals(
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
         mesh_files, view, jpegs = None, None, {}
-        # report.pdf's pages laid out (fpdf2 imported) while the montage is made and the previews render
+        # report.pdf's pages laid out by its helper process while the montage is made and the previews render
         pdf = meshes_and_previews and pdf_thread.submit(_lay_out_pdf, report, montage=montage, meshes=ahead.meshes,
                                                         out_dir=out_dir, growth_plot_png=growth_plot_png,
                                                         helper=ahead.pdf)
@@ -695,7 +695,7 @@ PREVIEW_VIEWS = ("anterior", "superior")
 
 def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: Future | None, out_dir: Path,
                  growth_plot_png: str | Path | None, helper=None):
-    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.report_pdf.PdfHelper`
+    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.pdf_process.PdfHelper`
     (a child process; ``plan`` starts it at its beginning, fpdf2 imported there meanwhile; else one
     started now), with the places of the previews to come, named after the scenes of ``meshes`` (a
     Future of the plan's meshes); ``None`` without it (then :func:`_write_pdf` lays the pages out)."""

@@ -368,7 +368,7 @@ class PdfLayout:
                 self._records(list(value.values()), keys=list(value))
                 return
             if len(value) >= 3 and all(str(k).isdigit() for k in value) and all(_is_scalar(v) for v in value.values()):
-                self._table([list(value), list(value.values())], header=True, numeric=True)  # numbered values: one row
+                self._table([list(value), list(value.values())], header=True)  # numbered values: one row
                 return
             scalars = [[_label(k), v] for k, v in value.items() if _is_scalar(v)]
             if scalars:
@@ -445,8 +445,7 @@ class PdfLayout:
         share = (pdf.epw - sum(longest_word)) / (sum(widest) - sum(longest_word))
         return [w + (x - w) * share for w, x in zip(longest_word, widest)]
 
-    def _table(self, rows: list[list[Any]], *, header: bool = False, key_column: bool = False,
-               numeric: bool = True) -> None:
+    def _table(self, rows: list[list[Any]], *, header: bool = False, key_column: bool = False) -> None:
         """A table of ``rows`` (the first the heading row with ``header``, repeated on a new page; the first
         column the keys with ``key_column``); numbers right-aligned; a line under each row. A table
         whose words do not fit the page's width is cut into column groups, one under the other (the
@@ -455,7 +454,7 @@ class PdfLayout:
         n = max(len(r) for r in rows)
         rows = [list(r) + [""] * (n - len(r)) for r in rows]
         texts = _texts(rows)
-        right = [[numeric and isinstance(c, (int, float)) and not isinstance(c, bool) for c in row] for row in rows]
+        right = [[isinstance(c, (int, float)) and not isinstance(c, bool) for c in row] for row in rows]
         keys = [0] if key_column else []
         groups, group = [], list(keys)
         for i in range(len(keys), n):

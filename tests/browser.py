@@ -33,9 +33,8 @@ from hepatoplan.errors import NotComputableError
 #: Flags of a quiet, private headless run (no sandbox: it may run as root in containers). Chromium
 #: 156 builds its address bar's two WebUI popups at start-up, headless too (a renderer process of
 #: their own, ~0.6 s of Chromium's CPU; no page needs them): ``--disable-features`` leaves them out; one
-#: renderer process for every page (the start-up tab's and the printed one's). Together ~0.85 s
-#: less of Chromium's CPU per plan (bench/RESULTS.md, "eleventh stop"). Features a version does
-#: not know are ignored.
+#: renderer process for every page. Together ~0.85 s less of Chromium's CPU per browser (measured when
+#: it printed report.pdf: bench/RESULTS.md, "eleventh stop"). Features a version does not know are ignored.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-extensions", "--mute-audio", "--renderer-process-limit=1",
