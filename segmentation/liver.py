@@ -23,8 +23,9 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
 4. Closing (``closing_mm``) and hole filling bring back vessels and tumours enclosed by parenchyma.
    Dark tissue next to the liver is split into convex blobs (watershed of its distance map); blobs
    that face the liver over at least a quarter of their boundary, are compact, thick and not bowel
-   (no gas next to the blob once opened, little air along its free boundary) are tumours bulging
-   out of the liver and join it (opened by ``lesion_open_mm`` to shed attached muscle).
+   (no gas next to the blob once opened, little air along its free boundary — read in-plane on
+   slices thicker than the coarse grid) are tumours bulging out of the liver and join it (opened by
+   ``lesion_open_mm`` to shed attached muscle).
 5. The coarse mask is up-sampled (linear, partial-volume aware) and its boundary snapped to the
    full-resolution smoothed intensities within ``band_mm``.
 
