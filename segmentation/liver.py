@@ -23,8 +23,9 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
 4. Closing (``closing_mm``) and hole filling bring back vessels and tumours enclosed by parenchyma.
    Dark tissue next to the liver is split into convex blobs (watershed of its distance map); blobs
    that face the liver over at least a quarter of their boundary, are compact, thick and not bowel
-   (no gas next to the blob once opened, little air along its free boundary) are tumours bulging
-   out of the liver and join it (opened by ``lesion_open_mm`` to shed attached muscle).
+   (no gas next to the blob once opened, little air along its free boundary — read in-plane on
+   slices thicker than the coarse grid) are tumours bulging out of the liver and join it (opened by
+   ``lesion_open_mm`` to shed attached muscle).
 5. The coarse mask is up-sampled (linear, partial-volume aware) and its boundary snapped to the
    full-resolution smoothed intensities within ``band_mm``.
 
@@ -421,7 +422,11 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
     measured = shaped.copy()
     measured[reported] = True
     near_air = _near_air(scan, measured[ws], p.coarse_spacing_mm) if measured.any() else np.zeros_like(liver)
-    contact, outer_gas = _face_shares(ws, liver, near_air, n)
+    # air is read across the faces of the axes sampled at least as finely as the coarse grid: across
+    # a slice thicker than it, a block is judged near air over the whole slice's thickness
+    fine = [s / f for s, f in zip(sp, scan.factors)]
+    air_axes = [ax for ax in range(3) if fine[ax] <= p.coarse_spacing_mm] or [0, 1, 2]
+    contact, outer_gas = _face_shares(ws, liver, near_air, n, air_axes)
     judged = np.union1d(np.flatnonzero(shaped & (contact >= p.lesion_min_contact_fraction)), reported)
     # bowel: gas inside the opened blob (a tumour's contact with a gas-filled loop is a thin rim the
     # opening sheds), or over much of its free boundary (a loop wrapped round its lumen)
@@ -467,10 +472,11 @@ def _near_air(scan: _CoarseScan, region: np.ndarray, mm: float) -> np.ndarray:
     return out
 
 
-def _face_shares(ws: np.ndarray, liver: np.ndarray, near_air: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _face_shares(ws: np.ndarray, liver: np.ndarray, near_air: np.ndarray, n: int,
+                 air_axes: tuple | list = (0, 1, 2)) -> tuple[np.ndarray, np.ndarray]:
     """Per label 0..n of ``ws``: the share of its boundary faces (6-neighbours of another label or
     background) that face ``liver`` (contact), and the share of its free faces (those not facing
-    ``liver``) that face ``near_air``."""
+    ``liver``) across the axes ``air_axes`` that face ``near_air``."""
     total, touch, free, gas = (np.zeros(n + 1) for _ in range(4))
     for ax in range(3):
         for sl_a, sl_b in ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))):
@@ -482,9 +488,10 @@ def _face_shares(ws: np.ndarray, liver: np.ndarray, near_air: np.ndarray, n: int
             on_liver = liver[tuple(ib)]
             total += np.bincount(la[edge], minlength=n + 1)
             touch += np.bincount(la[edge & on_liver], minlength=n + 1)
-            free_edge = edge & ~on_liver
-            free += np.bincount(la[free_edge], minlength=n + 1)
-            gas += np.bincount(la[free_edge & near_air[tuple(ib)]], minlength=n + 1)
+            if ax in air_axes:
+                free_edge = edge & ~on_liver
+                free += np.bincount(la[free_edge], minlength=n + 1)
+                gas += np.bincount(la[free_edge & near_air[tuple(ib)]], minlength=n + 1)
     contact = np.divide(touch, total, out=np.zeros_like(touch), where=total > 0)
     return contact, np.divide(gas, free, out=np.zeros_like(gas), where=free > 0)
 

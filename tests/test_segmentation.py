@@ -455,6 +455,34 @@ def test_bowel_gas_measures_of_the_bulging_blobs():
     assert liver_mod._face_shares(ws, liver, near_air, 1)[1][1] == pytest.approx(1 / 6)
 
 
+def test_the_outer_air_share_reads_in_plane_faces_across_slices_thicker_than_the_grid():
+    """``liver._bulging_lesions``: a dark blob set into the liver (contact 0.4) with air in the block
+    layer over its top face. On 1.6 mm slices that face counts (196 of its 504 free faces near air, and the
+    14 in-plane faces of its top layer, 1.6 mm from it: kept out as bowel); on 3.2 mm slices, thicker than the 2 mm coarse grid, only the in-plane faces count
+    (none of its 112 near air: joined)."""
+    from hepatoplan.segmentation import liver as liver_mod
+
+    shape, f = (36, 36, 18), (3, 3, 1)
+    image = np.full(shape, 200.0)  # bright tissue: not dark, not liver
+    liver = np.zeros(shape, bool)
+    liver[:10] = True
+    liver[10:24, :10] = liver[10:24, 24:] = True  # the liver wraps the blob's -x, -y and +y faces
+    liver[:, :, :3] = liver[:, :, 15:] = False
+    image[liver] = 120.0
+    image[10:24, 10:24, 5:13] = 40.0  # the blob: 14 x 14 x 8 blocks
+    air = np.zeros(tuple(n * k for n, k in zip(shape, f)), bool)
+    air[30:72, 30:72, 13] = True  # a few full-resolution air voxels in the block layer over the blob
+    for z_mm, joined, outer in ((1.6, False, (196 + 14) / 504), (3.2, True, 0.0)):
+        sp = (2.1, 2.1, z_mm)
+        scan = liver_mod._CoarseScan(image, None, np.ones(shape, bool), np.zeros(shape, bool), air, sp, f, None,
+                                     shape, 0.0)
+        out, report = liver_mod._bulging_lesions(scan, liver, 90.0, liver_mod.LiverParams())
+        blob = max(report, key=lambda b: b["volume_ml"])
+        assert blob["contact_fraction"] == pytest.approx(336 / 840)
+        assert blob["outer_gas_fraction"] == pytest.approx(outer, abs=1e-3) and blob["joined"] is joined
+        assert out[17, 17, 9] is np.bool_(joined)
+
+
 def test_a_window_piece_joins_the_liver_when_it_faces_it_widely():
     """``liver._adjoining``: a piece the texture limit alone kept out joins when at least
     ``piece_min_contact_fraction`` of its boundary faces face the liver (a lobe beyond a lesion),
