@@ -558,7 +558,7 @@ class StartedAhead(NamedTuple):
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
     vessels; report.pdf's pages are then laid out while the previews render); ``first``, a Future of
     :func:`meshes_before_resection` (the "before" scene is rendered from them while ``meshes`` makes
-    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.pdf_process.PdfHelper`
+    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.helper_process.PlanHelper`
     started early (its imports done meanwhile)."""
 
     boxes: dict[int, tuple[slice, slice, slice]] | None = None
@@ -695,16 +695,16 @@ PREVIEW_VIEWS = ("anterior", "superior")
 
 def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: Future | None, out_dir: Path,
                  growth_plot_png: str | Path | None, helper=None):
-    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.pdf_process.PdfHelper`
+    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.helper_process.PlanHelper`
     (a child process; ``plan`` starts it at its beginning, fpdf2 imported there meanwhile; else one
     started now), with the places of the previews to come, named after the scenes of ``meshes`` (a
     Future of the plan's meshes); ``None`` without it (then :func:`_write_pdf` lays the pages out)."""
     if meshes is None:
         return None
-    from .pdf_process import PdfHelper
+    from .helper_process import PlanHelper
     from .rendering import default_scenes
 
-    helper = helper or PdfHelper()
+    helper = helper or PlanHelper()
     try:
         previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
                     for view in PREVIEW_VIEWS]
@@ -717,7 +717,7 @@ def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: F
 
 def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
                jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path | None:
-    """Write report.pdf: the pages ``layout`` had laid out ahead (a :class:`~.pdf_process.PdfHelper`),
+    """Write report.pdf: the pages ``layout`` had laid out ahead (a :class:`~.helper_process.PlanHelper`),
     the previews' JPEGs put in their places; laid out here when the previews are not those it expected
     or the helper failed. ``None`` and a warning if it cannot be written."""
     try:

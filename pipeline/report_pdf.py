@@ -10,7 +10,7 @@ labels and number formats). Text is DejaVu Sans, the TrueType font matplotlib sh
 and every other character of the report), subset into the file by fontTools.
 
 :class:`PdfLayout` lays the pages out before the previews exist, a slot of the preview's size in
-its place (``plan`` has a helper process do it, :mod:`~hepatoplan.pipeline.pdf_process`, while the
+its place (``plan`` has a helper process do it, :mod:`~hepatoplan.pipeline.helper_process`, while the
 montage is made and the previews render; the same in a thread of the plan was 0.2 s slower); :meth:`PdfLayout.write` puts the previews' JPEGs into their slots as they are (DCTDecode,
 not decoded again) and writes the file: the only work after the last preview. Headless Chromium printed the same pages before,
 ~0.4 s after the last preview and ~0.5 core-s of its processes per plan (bench/RESULTS.md, pdf16).

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from output_phantom import phantom_structures
-from hepatoplan.pipeline import pdf_process, report_html, report_pdf
+from hepatoplan.pipeline import helper_process, report_html, report_pdf
 from hepatoplan.pipeline.report_html import StartedAhead, _format_value, plan_meshes, write_plan_visuals
 from hepatoplan.pipeline.report_pdf import PdfLayout
 
@@ -182,14 +182,14 @@ def test_a_failed_helper_process_leaves_the_pages_to_this_one(tmp_path, monkeypa
     from hepatoplan.pipeline.labels import label_boxes
 
     monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
-    lay_out = pdf_process.PdfHelper.lay_out
+    lay_out = helper_process.PlanHelper.lay_out
 
     def and_die(self, *args, **kwargs):
         self._process.kill()  # the child is gone before the pages are asked for
         self._process.wait()
         return lay_out(self, *args, **kwargs)
 
-    monkeypatch.setattr(pdf_process.PdfHelper, "lay_out", and_die)
+    monkeypatch.setattr(helper_process.PlanHelper, "lay_out", and_die)
     structures, labels, affine = phantom_structures()
     boxes = label_boxes(labels)
     meshes = Future()
