@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import HepatoplanError, InputError, InputFileError
+from hepatoplan.errors import HepatoplanError, InputError, InputFileError, NotComputableError
 
 from .outputs import write_atomic
 from .slice_viewer import slice_viewer_html
@@ -662,9 +662,8 @@ def write_plan_visuals(
             written["meshes"] = [] if mesh_files is None else mesh_files.result()
             views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
                             slice_viewer="" if slice_view is None else slice_view.result())
-            written["pdf"] = [p for p in [pdf and _write_pdf(pdf, out_dir / "report.pdf", report, written, jpegs,
-                                                             growth_plot_png=growth_plot_png)] if p]
-            written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
+            written["pdf"], written["report"] = _write_reports(report, out_dir, views, pdf_thread=pdf_thread, pdf=pdf,
+                                                               written=written, jpegs=jpegs, growth_plot_png=growth_plot_png)
         written["labels"] = label_files.result()
     return written
 
@@ -715,21 +714,44 @@ def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: F
         raise
 
 
+def _write_reports(report: Mapping[str, Any], out_dir: Path, views: _ReportViews, *, pdf_thread: ThreadPoolExecutor,
+                   pdf: Future | None, written: Mapping[str, list[Path]], jpegs: Mapping[Path, bytes],
+                   growth_plot_png: str | Path | None) -> tuple[list[Path], list[Path]]:
+    """report.pdf (by ``pdf_thread``, from ``pdf``: :func:`_lay_out_pdf`'s Future) and report.html written
+    side by side; report.html again, with the PDF's warning, when the PDF cannot be written (rare). Returns
+    the ``pdf`` and ``report`` files."""
+    page = partial(_write_page, report, out_dir / "report.html", views, title=REPORT_TITLE)
+    if not pdf:
+        return [], [page()]
+    pdf_file = pdf_thread.submit(_write_pdf, pdf, out_dir / "report.pdf", report, written, jpegs,
+                                 growth_plot_png=growth_plot_png)
+    html_file = page()
+    try:
+        return [pdf_file.result()], [html_file]
+    except HepatoplanError as exc:  # the warning added here, where the report is read
+        _pdf_warning(report, exc)
+        return [], [page()]
+
+
 def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
-               jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path | None:
+               jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path:
     """Write report.pdf: the pages ``layout`` had laid out ahead (a :class:`~.helper_process.PlanHelper`),
     the previews' JPEGs put in their places; laid out here when the previews are not those it expected
-    or the helper failed. ``None`` and a warning if it cannot be written."""
+    or the helper failed. Does not change ``report``.
+
+    Raises
+    ------
+    HepatoplanError
+        When it cannot be written (a preview not found, the helper could not lay out or write the pages, a
+        full disk, fpdf2's error).
+    """
+    jpegs = {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]}
     try:
-        jpegs = {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]}
         pages = layout.result()
         if pages is not None and pages.previews == written["previews"]:
             return pages.write(path, jpegs)
         if pages is not None:
             pages.close()
-    except HepatoplanError as exc:  # a preview not found; the helper could not lay out or write the pages
-        _pdf_warning(report, exc)
-        return None
     except (OSError, EOFError) as exc:  # the helper ended
         log.warning("report.pdf's helper process failed (%s): laying the pages out in this one", exc)
     from fpdf.errors import FPDFException
@@ -740,9 +762,8 @@ def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: M
         with PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
                        preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
             return pages.write(path, jpegs)
-    except (OSError, FPDFException, HepatoplanError) as exc:
-        _pdf_warning(report, exc)
-        return None
+    except (OSError, FPDFException) as exc:
+        raise NotComputableError(str(exc)) from exc
 
 
 def _pdf_warning(report: Mapping[str, Any], exc: Exception) -> None:

@@ -112,8 +112,8 @@ def _jpeg_slots(pdf: bytes) -> list[bytes]:
 @pytest.mark.parametrize("ahead", [True, False])
 def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     """With the meshes started ahead (as ``plan`` does) a child process lays the pages out, before the
-    previews exist (none in this process); else the main thread after them. Either way the previews'
-    JPEGs go into the PDF as they are."""
+    previews exist (none in this process); else a thread of this one after them, while the main thread
+    writes report.html. Either way the previews' JPEGs go into the PDF as they are."""
     from hepatoplan.pipeline.labels import label_boxes
 
     monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
@@ -139,7 +139,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine, vessels=vessels,
                                  meshes_and_previews=started)
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
-    assert layouts == ([] if ahead else [(True, False)])
+    assert layouts == ([] if ahead else [(False, False)])
     pdf = (tmp_path / "report.pdf").read_bytes()
     assert sorted(_jpeg_slots(pdf)) == sorted(jpegs[p] for p in written["previews"])  # as they are
     assert len(written["previews"]) == 4
