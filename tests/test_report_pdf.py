@@ -200,3 +200,44 @@ def test_a_failed_helper_process_leaves_the_pages_to_this_one(tmp_path, monkeypa
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
     assert "report.pdf's helper process failed" in caplog.text
     assert len(_jpeg_slots((tmp_path / "report.pdf").read_bytes())) == len(written["previews"]) > 0
+
+
+def test_one_helper_process_decimates_and_writes_the_pdf_and_its_death_leaves_both_to_this_one(tmp_path, monkeypatch,
+                                                                                                caplog):
+    """``plan``'s helper is this process's decimation helper and writes report.pdf; killed, the meshes (the same)
+    and the PDF are made without it."""
+    from hepatoplan.pipeline import meshing
+    from hepatoplan.pipeline.labels import label_boxes
+
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
+    structures, labels, affine = phantom_structures()
+    boxes = label_boxes(labels)
+    decimate, made, decimated_by = meshing._decimate, {}, []
+
+    def recording_decimate(*args):
+        result = decimate(*args)
+        decimated_by.append(meshing._simplifier)
+        return result
+
+    monkeypatch.setattr(meshing, "_decimate", recording_decimate)
+    for dies in (False, True):
+        caplog.clear()
+        decimated_by.clear()
+        with helper_process.PlanHelper() as helper:
+            assert meshing._simplifier is helper._process
+            if dies:
+                helper._process.kill()
+                helper._process.wait()
+            meshes = Future()
+            meshes.set_result(plan_meshes(labels, boxes=boxes, affine_ras=affine))
+            written = write_plan_visuals(tmp_path / str(dies), report={"assessment": {"verdict": "adequate"}},
+                                         labels=labels, affine_ras=affine,
+                                         meshes_and_previews=StartedAhead(boxes, meshes, pdf=helper))
+        made[dies] = meshes.result()
+        assert decimated_by and all((p is helper._process) is not dies for p in decimated_by)
+        assert ("report.pdf's helper process failed" in caplog.text) is dies
+        assert len(_jpeg_slots((tmp_path / str(dies) / "report.pdf").read_bytes())) == len(written["previews"]) > 0
+    assert made[False].keys() == made[True].keys()
+    for name, mesh in made[False].items():
+        np.testing.assert_array_equal(mesh.faces, made[True][name].faces)
+        np.testing.assert_allclose(mesh.vertices_mm, made[True][name].vertices_mm, rtol=0, atol=1e-5)
