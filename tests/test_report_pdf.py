@@ -241,3 +241,26 @@ def test_one_helper_process_decimates_and_writes_the_pdf_and_its_death_leaves_bo
     for name, mesh in made[False].items():
         np.testing.assert_array_equal(mesh.faces, made[True][name].faces)
         np.testing.assert_allclose(mesh.vertices_mm, made[True][name].vertices_mm, rtol=0, atol=1e-5)
+
+
+@needs_poppler
+def test_an_rgb_png_goes_into_the_pdf_as_its_file_holds_it(tmp_path):
+    """The QC montage's IDAT chunks are the PDF's image stream (not decoded and deflated again); its pixels
+    read back equal."""
+    import struct
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    png = tmp_path / "montage.png"
+    Image.fromarray(pixels).save(png, compress_level=1)
+    data, idat, at = png.read_bytes(), b"", 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        idat += data[at + 8:at + 8 + length] if kind == b"IDAT" else b""
+        at += 12 + length
+    pdf = PdfLayout({"assessment": {"verdict": "adequate"}}, montage_png=png).write(tmp_path / "report.pdf", {})
+    assert idat in pdf.read_bytes()
+    subprocess.run(["pdfimages", "-png", str(pdf), str(tmp_path / "image")], check=True)
+    (image,) = tmp_path.glob("image-*.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(image)), pixels)
