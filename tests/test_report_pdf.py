@@ -1,6 +1,7 @@
 """report.pdf written by fpdf2: A4 pages, the report's text and numbers (pdftotext), the verdict banner,
 the previews' JPEGs put as they are into the places laid out before them."""
 
+import io
 import re
 import shutil
 import subprocess
@@ -104,9 +105,11 @@ def test_verdict_banner_colours(tmp_path):
 
 
 def _jpeg_slots(pdf: bytes) -> list[bytes]:
-    """The JPEG streams of a PDF (DCTDecode images), in file order."""
-    streams = re.findall(rb"/Filter\s*/DCTDecode.*?stream\r?\n(.*?)endstream", pdf, re.S)
-    return [s.rstrip(b"\r\n") for s in streams]
+    """The JPEG streams of a PDF (DCTDecode images), by object number; an object's last version (an
+    incremental update's) replaces the earlier."""
+    streams = dict(re.findall(rb"(\d+) 0 obj\s*<<(?:(?!endobj).)*?/Filter\s*/DCTDecode(?:(?!endobj).)*?stream\r?\n(.*?)"
+                              rb"endstream", pdf, re.S))
+    return [s.rstrip(b"\r\n") for s in streams.values()]
 
 
 @pytest.mark.parametrize("ahead", [True, False])
@@ -264,3 +267,25 @@ def test_an_rgb_png_goes_into_the_pdf_as_its_file_holds_it(tmp_path):
     subprocess.run(["pdfimages", "-png", str(pdf), str(tmp_path / "image")], check=True)
     (image,) = tmp_path.glob("image-*.png")
     np.testing.assert_array_equal(np.asarray(Image.open(image)), pixels)
+
+
+def test_the_previews_go_in_by_an_incremental_update_that_points_at_them(tmp_path):
+    """The pages are written ahead with stand-ins; the JPEGs replace them in an update whose cross-reference
+    entries point at their objects and whose trailer points at the first file's."""
+    from PIL import Image
+
+    previews = [tmp_path / "preview_before_anterior.png", tmp_path / "preview_after_anterior.png"]
+    jpegs = {}
+    for i, preview in enumerate(previews):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 32), (200 * i, 90, 30)).save(buffer, "JPEG")
+        jpegs[preview] = buffer.getvalue()
+    pdf = PdfLayout({"assessment": {"verdict": "adequate"}}, previews=previews, preview_size_px=(40, 32)).write(
+        tmp_path / "report.pdf", jpegs).read_bytes()
+    xref = int(pdf[pdf.rindex(b"startxref") + 10:].split()[0])
+    entries = re.findall(rb"(\d+) 1\n(\d{10}) 00000 n \n", pdf[xref:pdf.index(b"trailer", xref)])
+    assert pdf[xref:].startswith(b"xref\n") and len(entries) == 2
+    assert all(pdf[int(offset):].startswith(number + b" 0 obj") for number, offset in entries)
+    previous = int(re.search(rb"/Prev (\d+)", pdf[xref:]).group(1))
+    assert pdf[previous:].startswith(b"xref\n") and previous < int(entries[0][1])
+    assert sorted(_jpeg_slots(pdf)) == sorted(jpegs.values())
