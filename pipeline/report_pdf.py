@@ -9,11 +9,13 @@ the same data as the HTML (:mod:`hepatoplan.pipeline.report_html`'s verdict fact
 labels and number formats). Text is DejaVu Sans, the TrueType font matplotlib ships (≥, ×, µ, ³
 and every other character of the report), subset into the file by fontTools.
 
-:class:`PdfLayout` lays the pages out before the previews exist, a slot of the preview's size in
-its place (``plan`` has a helper process do it, :mod:`~hepatoplan.pipeline.helper_process`, while the
-montage is made and the previews render; the same in a thread of the plan was 0.2 s slower); :meth:`PdfLayout.write` puts the previews' JPEGs into their slots as they are (DCTDecode,
-not decoded again) and writes the file: the only work after the last preview. Headless Chromium printed the same pages before,
-~0.4 s after the last preview and ~0.5 core-s of its processes per plan (bench/RESULTS.md, pdf16).
+:class:`PdfLayout` lays the pages out before the previews exist and serialises them, a stand-in image of
+one pixel in each preview's place (``plan`` has a helper process do it, :mod:`~hepatoplan.pipeline.helper_process`,
+while the montage is made and the previews render; the same in a thread of the plan was 0.2 s slower);
+:meth:`PdfLayout.write` appends the previews' JPEGs as they are (DCTDecode, not decoded again) in an incremental
+update that replaces the stand-ins, and writes the file: the only work after the last preview, ~2 ms of CPU
+(fpdf2's font subsetting and output were ~0.04-0.08 s there, bench/RESULTS.md, one17). Headless Chromium printed
+the same pages before, ~0.4 s after the last preview and ~0.5 core-s of its processes per plan (pdf16).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _font_files() -> dict[str, Path]:
 
 
 class PdfLayout:
-    """``report.pdf``'s pages laid out, the previews' places kept free; :meth:`write` fills them.
+    """``report.pdf``'s pages laid out and serialised, a stand-in in each preview's place; :meth:`write` replaces them.
 
     Parameters
     ----------
@@ -89,9 +91,8 @@ class PdfLayout:
 
     Notes
     -----
-    fpdf2 keeps each font file open (fontTools reads its tables lazily, the glyphs at the write):
-    :meth:`write` closes them, and so does :meth:`close` (or leaving a ``with`` block) for pages
-    never written.
+    fpdf2 keeps each font file open (fontTools reads its tables lazily) until it serialises the pages,
+    at the layout's end; :meth:`close` (or leaving a ``with`` block) closes them too, as :meth:`write` does.
     """
 
     def __init__(self, report: Mapping[str, Any], *, montage_png: str | Path | None = None,
