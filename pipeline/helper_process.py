@@ -49,9 +49,9 @@ class PlanHelper:
         pdf_in, to_child = os.pipe()
         from_child, pdf_out = os.pipe()
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, str(pdf_in), str(pdf_out)], pass_fds=(pdf_in, pdf_out),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            command = [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, str(pdf_in), str(pdf_out)]
+            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         finally:
             os.close(pdf_in)
             os.close(pdf_out)

@@ -662,8 +662,9 @@ def write_plan_visuals(
             written["meshes"] = [] if mesh_files is None else mesh_files.result()
             views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
                             slice_viewer="" if slice_view is None else slice_view.result())
-            written["pdf"], written["report"] = _write_reports(report, out_dir, views, pdf_thread=pdf_thread, pdf=pdf,
-                                                               written=written, jpegs=jpegs, growth_plot_png=growth_plot_png)
+            written["pdf"], written["report"] = _write_reports(report, out_dir, views, pdf_thread=pdf_thread,
+                                                               pdf=pdf, written=written, jpegs=jpegs,
+                                                               growth_plot_png=growth_plot_png)
         written["labels"] = label_files.result()
     return written
 

@@ -124,7 +124,8 @@ class PdfLayout:
         tags = {preview: f"hepatoplan preview slot {i}".encode() for i, preview in enumerate(self._slots)}
         for preview, (page, x, y, w, h) in self._slots.items():  # a JPEG comment (COM) makes each one unique
             pdf.page = page
-            jpeg = b"\xff\xd8\xff\xfe" + struct.pack(">H", 2 + len(tags[preview])) + tags[preview] + stand_in.getvalue()[2:]
+            comment = b"\xff\xfe" + struct.pack(">H", 2 + len(tags[preview])) + tags[preview]
+            jpeg = stand_in.getvalue()[:2] + comment + stand_in.getvalue()[2:]
             pdf.image(BytesIO(jpeg), x=x, y=y, w=w, h=h)
         pdf.page = last
         file = bytes(pdf.output())
@@ -186,7 +187,8 @@ class PdfLayout:
                 xref = len(self._file) + len(update)
                 update += (b"xref\n0 1\n0000000000 65535 f \n"
                            + b"".join(f"{n} 1\n{offsets[n]:010d} 00000 n \n".encode() for n in sorted(offsets))
-                           + b"trailer\n<<\n" + trailer + f"/Prev {previous_xref}\n>>\nstartxref\n{xref}\n%%EOF\n".encode())
+                           + b"trailer\n<<\n" + trailer
+                           + f"/Prev {previous_xref}\n>>\nstartxref\n{xref}\n%%EOF\n".encode())
             with atomic_file(path) as tmp:
                 with open(tmp, "wb") as file:
                     file.write(self._file)
