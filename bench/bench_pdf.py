@@ -8,11 +8,12 @@ once per process) that times, with ``time.thread_time`` (CPU of the thread) and 
 
 * ``import``: ``import fpdf`` (fontTools, its SVG and signing modules come with it);
 * ``layout``: :class:`hepatoplan.pipeline.report_pdf.PdfLayout` of the report, the QC montage and the
-  preview slots (in ``plan``: by the visuals' worker while the previews render), the two DejaVu fonts
-  parsed included;
+  preview slots (in ``plan``: by its helper process while the previews render), the two DejaVu fonts
+  parsed and, since one17, the pages serialised with a stand-in in each slot (fpdf2's font subsetting) included;
 * ``layout, no montage``: the same without the QC montage (its PNG decoded and deflated again);
-* ``write``: the previews' JPEGs put into their slots and the file written (in ``plan``: the only part
-  after the last preview); the JPEGs are made beforehand, as the PNG thread makes them.
+* ``write``: the previews' JPEGs put into their slots (since one17: appended as an incremental update) and the
+  file written (in ``plan``: the only part after the last preview); the JPEGs are made beforehand, as the PNG
+  thread makes them.
 
 Prints each run and the medians, with the load average.
 """

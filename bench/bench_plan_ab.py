@@ -39,9 +39,12 @@ def other_revision(rev: str, folder: Path) -> str:
     finder = next(Path(p) for p in sys.path if p and list(Path(p).glob("__editable___hepatoplan*_finder.py")))
     source = next(finder.glob("__editable___hepatoplan*_finder.py")).read_text()
     (folder / "other_finder.py").write_text(re.sub(re.escape(str(ROOT)), str(folder), source))
-    return (f"import sys; sys.path.insert(0, {str(folder)!r}); "
+    code = (f"import sys; sys.path.insert(0, {str(folder)!r}); "
             "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; "
             "import other_finder; other_finder.install()")
+    # the plan's own Python children (its helper process) load the revision too: their site module imports this
+    (folder / "sitecustomize.py").write_text(code + "\n")
+    return code + f"; import os; os.environ['PYTHONPATH'] = {str(folder)!r}"
 
 
 def run(code: str, args: list[str]) -> dict:

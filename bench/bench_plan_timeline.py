@@ -115,7 +115,7 @@ def _kind(pid: int) -> str:
         cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "child"
-    for marker, kind in (("vtkRenderingOpenGL2", "probe"), ("pdf_process", "pdf helper"),
+    for marker, kind in (("vtkRenderingOpenGL2", "probe"), ("helper_process", "plan helper"), ("pdf_process", "pdf helper"),
                          ("fast_simplification", "decimation helper"), ("chrom", "chromium")):
         if marker in cmd:
             return kind

@@ -36,7 +36,7 @@ from hepatoplan.units import voxel_volume_ml
 from . import dicom_sr, dicomweb, io, report, timing
 from .labels import label_map
 from .outputs import check_output_folder, out_argument, output_folder
-from .pdf_process import PdfHelper
+from .helper_process import PlanHelper
 from .report_html import StartedAhead
 from .study import MaskPaths, PlanOptions, Study, load_study
 
@@ -199,11 +199,11 @@ def plan(options: PlanOptions) -> dict:
     # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
     # vessels' meshes are made as soon as the masks are read (beside the Couinaud segments), the
     # others as soon as the label map is known, beside the vascular analysis and the assessment
-    # (vtk's contouring and smoothing run outside the GIL), and report.pdf's helper process starts now
-    # (its imports done by the time its pages are asked for)
+    # (vtk's contouring and smoothing run outside the GIL), and the helper process that decimates the
+    # meshes and writes report.pdf starts now (its imports done by the time it is asked)
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
             ThreadPoolExecutor(max_workers=1) as meshing, \
-            (options.preview and PdfHelper()) or nullcontext() as pdf_helper:
+            (options.preview and PlanHelper()) or nullcontext() as helper:
         if options.auto and not {"liver", "totalsegmentator"} & set(options.masks.given()):
             # the segmentation's modules imported while the CT is read (before the hashes, which are
             # needed last), the modules the plan calls after the automatic segmentation (mostly one
@@ -280,7 +280,7 @@ def plan(options: PlanOptions) -> dict:
                 result["dicomweb"] = dicomweb_section
             _write_outputs(options, study, result, arrays, folder=folder, nifti=list(nifti.values()), inputs=inputs,
                            hashes={name: future.result() for name, future in sha256.items()},
-                           ahead=(started[0] if started else StartedAhead())._replace(pdf=pdf_helper))
+                           ahead=(started[0] if started else StartedAhead())._replace(pdf=helper))
     log.info("outputs written to %s", options.out)
     return result
 

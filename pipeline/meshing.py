@@ -113,8 +113,9 @@ _SIMPLIFY_LOCK = threading.Lock()
 #: other thread of the plan (its main thread's analysis, the vtk contouring of the other meshes) stood still
 #: meanwhile. The decimations therefore run in one helper process per plan process, fed through pipes
 #: (the same library and input arrays: the same output); a thread waiting on the pipe leaves the GIL free.
+#: ``plan`` starts its own at its beginning, which also writes report.pdf (:mod:`~hepatoplan.pipeline.helper_process`).
 _SIMPLIFIER = r"""
-import struct, sys
+import os, struct, sys
 import numpy as np, fast_simplification
 read, write = sys.stdin.buffer.read, sys.stdout.buffer.write
 while len(head := read(24)) == 24:
@@ -125,6 +126,7 @@ while len(head := read(24)) == 24:
     points, faces = np.ascontiguousarray(points, np.float64), np.ascontiguousarray(faces, np.int32)
     write(struct.pack("<qq", len(points), len(faces)) + points.tobytes() + faces.tobytes())
     sys.stdout.buffer.flush()
+os._exit(0)  # every answer flushed; the interpreter's teardown (fpdf2's modules, in plan's helper) was 0.2 s
 """
 _simplifier: subprocess.Popen | None = None
 
@@ -143,6 +145,18 @@ def _start_simplifier() -> subprocess.Popen | None:
         _simplifier.pid_of_parent = os.getpid()
         atexit.register(_stop_simplifier, _simplifier)
     return _simplifier
+
+
+def _use_simplifier(helper: subprocess.Popen) -> None:
+    """Decimate in ``helper`` from now on (a child that runs ``_SIMPLIFIER`` beside other work, e.g. the plan's
+    :class:`~hepatoplan.pipeline.helper_process.PlanHelper`); the previous helper is ended."""
+    global _simplifier
+    helper.pid_of_parent = os.getpid()
+    atexit.register(_stop_simplifier, helper)
+    with _SIMPLIFY_LOCK:
+        previous, _simplifier = _simplifier, helper
+    if previous is not None:
+        _stop_simplifier(previous)
 
 
 def _stop_simplifier(helper: subprocess.Popen) -> None:

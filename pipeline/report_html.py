@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from hepatoplan.errors import HepatoplanError, InputError, InputFileError
+from hepatoplan.errors import HepatoplanError, InputError, InputFileError, NotComputableError
 
 from .outputs import write_atomic
 from .slice_viewer import slice_viewer_html
@@ -558,7 +558,7 @@ class StartedAhead(NamedTuple):
     :func:`plan_meshes` on the same labels and vessels (``plan`` meshes while it analyses the
     vessels; report.pdf's pages are then laid out while the previews render); ``first``, a Future of
     :func:`meshes_before_resection` (the "before" scene is rendered from them while ``meshes`` makes
-    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.pdf_process.PdfHelper`
+    the remnant and the resected part); ``pdf``, a :class:`~hepatoplan.pipeline.helper_process.PlanHelper`
     started early (its imports done meanwhile)."""
 
     boxes: dict[int, tuple[slice, slice, slice]] | None = None
@@ -662,9 +662,9 @@ def write_plan_visuals(
             written["meshes"] = [] if mesh_files is None else mesh_files.result()
             views = replace(views, mesh_view="" if view is None else _viewer_html(view.result()),
                             slice_viewer="" if slice_view is None else slice_view.result())
-            written["pdf"] = [p for p in [pdf and _write_pdf(pdf, out_dir / "report.pdf", report, written, jpegs,
-                                                             growth_plot_png=growth_plot_png)] if p]
-            written["report"] = [_write_page(report, out_dir / "report.html", views, title=REPORT_TITLE)]
+            written["pdf"], written["report"] = _write_reports(report, out_dir, views, pdf_thread=pdf_thread,
+                                                               pdf=pdf, written=written, jpegs=jpegs,
+                                                               growth_plot_png=growth_plot_png)
         written["labels"] = label_files.result()
     return written
 
@@ -695,16 +695,16 @@ PREVIEW_VIEWS = ("anterior", "superior")
 
 def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: Future | None, out_dir: Path,
                  growth_plot_png: str | Path | None, helper=None):
-    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.pdf_process.PdfHelper`
+    """report.pdf's pages laid out by ``helper``, a :class:`~hepatoplan.pipeline.helper_process.PlanHelper`
     (a child process; ``plan`` starts it at its beginning, fpdf2 imported there meanwhile; else one
     started now), with the places of the previews to come, named after the scenes of ``meshes`` (a
     Future of the plan's meshes); ``None`` without it (then :func:`_write_pdf` lays the pages out)."""
     if meshes is None:
         return None
-    from .pdf_process import PdfHelper
+    from .helper_process import PlanHelper
     from .rendering import default_scenes
 
-    helper = helper or PdfHelper()
+    helper = helper or PlanHelper()
     try:
         previews = [out_dir / f"preview_{scene}_{view}.png" for scene in default_scenes(list(meshes.result()))
                     for view in PREVIEW_VIEWS]
@@ -715,21 +715,44 @@ def _lay_out_pdf(report: Mapping[str, Any], *, montage: Future | None, meshes: F
         raise
 
 
-def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
-               jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path | None:
-    """Write report.pdf: the pages ``layout`` had laid out ahead (a :class:`~.pdf_process.PdfHelper`),
-    the previews' JPEGs put in their places; laid out here when the previews are not those it expected
-    or the helper failed. ``None`` and a warning if it cannot be written."""
+def _write_reports(report: Mapping[str, Any], out_dir: Path, views: _ReportViews, *, pdf_thread: ThreadPoolExecutor,
+                   pdf: Future | None, written: Mapping[str, list[Path]], jpegs: Mapping[Path, bytes],
+                   growth_plot_png: str | Path | None) -> tuple[list[Path], list[Path]]:
+    """report.pdf (by ``pdf_thread``, from ``pdf``: :func:`_lay_out_pdf`'s Future) and report.html written
+    side by side; report.html again, with the PDF's warning, when the PDF cannot be written (rare). Returns
+    the ``pdf`` and ``report`` files."""
+    page = partial(_write_page, report, out_dir / "report.html", views, title=REPORT_TITLE)
+    if not pdf:
+        return [], [page()]
+    pdf_file = pdf_thread.submit(_write_pdf, pdf, out_dir / "report.pdf", report, written, jpegs,
+                                 growth_plot_png=growth_plot_png)
+    html_file = page()
     try:
-        jpegs = {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]}
+        return [pdf_file.result()], [html_file]
+    except HepatoplanError as exc:  # the warning added here, where the report is read
+        _pdf_warning(report, exc)
+        return [], [page()]
+
+
+def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: Mapping[str, list[Path]],
+               jpegs: Mapping[Path, bytes], *, growth_plot_png: str | Path | None) -> Path:
+    """Write report.pdf: the pages ``layout`` had laid out ahead (a :class:`~.helper_process.PlanHelper`),
+    the previews' JPEGs put in their places; laid out here when the previews are not those it expected
+    or the helper failed. Does not change ``report``.
+
+    Raises
+    ------
+    HepatoplanError
+        When it cannot be written (a preview not found, the helper could not lay out or write the pages, a
+        full disk, fpdf2's error).
+    """
+    jpegs = {p: jpegs.get(p) or _jpeg_bytes(p) for p in written["previews"]}
+    try:
         pages = layout.result()
         if pages is not None and pages.previews == written["previews"]:
             return pages.write(path, jpegs)
         if pages is not None:
             pages.close()
-    except HepatoplanError as exc:  # a preview not found; the helper could not lay out or write the pages
-        _pdf_warning(report, exc)
-        return None
     except (OSError, EOFError) as exc:  # the helper ended
         log.warning("report.pdf's helper process failed (%s): laying the pages out in this one", exc)
     from fpdf.errors import FPDFException
@@ -740,9 +763,8 @@ def _write_pdf(layout: Future, path: Path, report: Mapping[str, Any], written: M
         with PdfLayout(report, montage_png=(written["montage"] or [None])[0], previews=written["previews"],
                        preview_size_px=PREVIEW_SIZE_PX, growth_plot_png=growth_plot_png) as pages:
             return pages.write(path, jpegs)
-    except (OSError, FPDFException, HepatoplanError) as exc:
-        _pdf_warning(report, exc)
-        return None
+    except (OSError, FPDFException) as exc:
+        raise NotComputableError(str(exc)) from exc
 
 
 def _pdf_warning(report: Mapping[str, Any], exc: Exception) -> None:

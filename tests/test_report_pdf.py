@@ -1,6 +1,7 @@
 """report.pdf written by fpdf2: A4 pages, the report's text and numbers (pdftotext), the verdict banner,
 the previews' JPEGs put as they are into the places laid out before them."""
 
+import io
 import re
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from output_phantom import phantom_structures
-from hepatoplan.pipeline import pdf_process, report_html, report_pdf
+from hepatoplan.pipeline import helper_process, report_html, report_pdf
 from hepatoplan.pipeline.report_html import StartedAhead, _format_value, plan_meshes, write_plan_visuals
 from hepatoplan.pipeline.report_pdf import PdfLayout
 
@@ -104,16 +105,18 @@ def test_verdict_banner_colours(tmp_path):
 
 
 def _jpeg_slots(pdf: bytes) -> list[bytes]:
-    """The JPEG streams of a PDF (DCTDecode images), in file order."""
-    streams = re.findall(rb"/Filter\s*/DCTDecode.*?stream\r?\n(.*?)endstream", pdf, re.S)
-    return [s.rstrip(b"\r\n") for s in streams]
+    """The JPEG streams of a PDF (DCTDecode images), by object number; an object's last version (an
+    incremental update's) replaces the earlier."""
+    streams = dict(re.findall(rb"(\d+) 0 obj\s*<<(?:(?!endobj).)*?/Filter\s*/DCTDecode(?:(?!endobj).)*?stream\r?\n(.*?)"
+                              rb"endstream", pdf, re.S))
+    return [s.rstrip(b"\r\n") for s in streams.values()]
 
 
 @pytest.mark.parametrize("ahead", [True, False])
 def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     """With the meshes started ahead (as ``plan`` does) a child process lays the pages out, before the
-    previews exist (none in this process); else the main thread after them. Either way the previews'
-    JPEGs go into the PDF as they are."""
+    previews exist (none in this process); else a thread of this one after them, while the main thread
+    writes report.html. Either way the previews' JPEGs go into the PDF as they are."""
     from hepatoplan.pipeline.labels import label_boxes
 
     monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
@@ -139,7 +142,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     written = write_plan_visuals(tmp_path, report=report, labels=labels, affine_ras=affine, vessels=vessels,
                                  meshes_and_previews=started)
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
-    assert layouts == ([] if ahead else [(True, False)])
+    assert layouts == ([] if ahead else [(False, False)])
     pdf = (tmp_path / "report.pdf").read_bytes()
     assert sorted(_jpeg_slots(pdf)) == sorted(jpegs[p] for p in written["previews"])  # as they are
     assert len(written["previews"]) == 4
@@ -182,14 +185,14 @@ def test_a_failed_helper_process_leaves_the_pages_to_this_one(tmp_path, monkeypa
     from hepatoplan.pipeline.labels import label_boxes
 
     monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
-    lay_out = pdf_process.PdfHelper.lay_out
+    lay_out = helper_process.PlanHelper.lay_out
 
     def and_die(self, *args, **kwargs):
         self._process.kill()  # the child is gone before the pages are asked for
         self._process.wait()
         return lay_out(self, *args, **kwargs)
 
-    monkeypatch.setattr(pdf_process.PdfHelper, "lay_out", and_die)
+    monkeypatch.setattr(helper_process.PlanHelper, "lay_out", and_die)
     structures, labels, affine = phantom_structures()
     boxes = label_boxes(labels)
     meshes = Future()
@@ -200,3 +203,89 @@ def test_a_failed_helper_process_leaves_the_pages_to_this_one(tmp_path, monkeypa
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
     assert "report.pdf's helper process failed" in caplog.text
     assert len(_jpeg_slots((tmp_path / "report.pdf").read_bytes())) == len(written["previews"]) > 0
+
+
+def test_one_helper_process_decimates_and_writes_the_pdf_and_its_death_leaves_both_to_this_one(tmp_path, monkeypatch,
+                                                                                                caplog):
+    """``plan``'s helper is this process's decimation helper and writes report.pdf; killed, the meshes (the same)
+    and the PDF are made without it."""
+    from hepatoplan.pipeline import meshing
+    from hepatoplan.pipeline.labels import label_boxes
+
+    monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (200, 160))
+    structures, labels, affine = phantom_structures()
+    boxes = label_boxes(labels)
+    decimate, made, decimated_by = meshing._decimate, {}, []
+
+    def recording_decimate(*args):
+        result = decimate(*args)
+        decimated_by.append(meshing._simplifier)
+        return result
+
+    monkeypatch.setattr(meshing, "_decimate", recording_decimate)
+    for dies in (False, True):
+        caplog.clear()
+        decimated_by.clear()
+        with helper_process.PlanHelper() as helper:
+            assert meshing._simplifier is helper._process
+            if dies:
+                helper._process.kill()
+                helper._process.wait()
+            meshes = Future()
+            meshes.set_result(plan_meshes(labels, boxes=boxes, affine_ras=affine))
+            written = write_plan_visuals(tmp_path / str(dies), report={"assessment": {"verdict": "adequate"}},
+                                         labels=labels, affine_ras=affine,
+                                         meshes_and_previews=StartedAhead(boxes, meshes, pdf=helper))
+        made[dies] = meshes.result()
+        assert decimated_by and all((p is helper._process) is not dies for p in decimated_by)
+        assert ("report.pdf's helper process failed" in caplog.text) is dies
+        assert len(_jpeg_slots((tmp_path / str(dies) / "report.pdf").read_bytes())) == len(written["previews"]) > 0
+    assert made[False].keys() == made[True].keys()
+    for name, mesh in made[False].items():
+        np.testing.assert_array_equal(mesh.faces, made[True][name].faces)
+        np.testing.assert_allclose(mesh.vertices_mm, made[True][name].vertices_mm, rtol=0, atol=1e-5)
+
+
+@needs_poppler
+def test_an_rgb_png_goes_into_the_pdf_as_its_file_holds_it(tmp_path):
+    """The QC montage's IDAT chunks are the PDF's image stream (not decoded and deflated again); its pixels
+    read back equal."""
+    import struct
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    png = tmp_path / "montage.png"
+    Image.fromarray(pixels).save(png, compress_level=1)
+    data, idat, at = png.read_bytes(), b"", 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        idat += data[at + 8:at + 8 + length] if kind == b"IDAT" else b""
+        at += 12 + length
+    pdf = PdfLayout({"assessment": {"verdict": "adequate"}}, montage_png=png).write(tmp_path / "report.pdf", {})
+    assert idat in pdf.read_bytes()
+    subprocess.run(["pdfimages", "-png", str(pdf), str(tmp_path / "image")], check=True)
+    (image,) = tmp_path.glob("image-*.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(image)), pixels)
+
+
+def test_the_previews_go_in_by_an_incremental_update_that_points_at_them(tmp_path):
+    """The pages are written ahead with stand-ins; the JPEGs replace them in an update whose cross-reference
+    entries point at their objects and whose trailer points at the first file's."""
+    from PIL import Image
+
+    previews = [tmp_path / "preview_before_anterior.png", tmp_path / "preview_after_anterior.png"]
+    jpegs = {}
+    for i, preview in enumerate(previews):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 32), (200 * i, 90, 30)).save(buffer, "JPEG")
+        jpegs[preview] = buffer.getvalue()
+    pdf = PdfLayout({"assessment": {"verdict": "adequate"}}, previews=previews, preview_size_px=(40, 32)).write(
+        tmp_path / "report.pdf", jpegs).read_bytes()
+    xref = int(pdf[pdf.rindex(b"startxref") + 10:].split()[0])
+    entries = re.findall(rb"(\d+) 1\n(\d{10}) 00000 n \n", pdf[xref:pdf.index(b"trailer", xref)])
+    assert pdf[xref:].startswith(b"xref\n") and len(entries) == 2
+    assert all(pdf[int(offset):].startswith(number + b" 0 obj") for number, offset in entries)
+    previous = int(re.search(rb"/Prev (\d+)", pdf[xref:]).group(1))
+    assert pdf[previous:].startswith(b"xref\n") and previous < int(entries[0][1])
+    assert sorted(_jpeg_slots(pdf)) == sorted(jpegs.values())
