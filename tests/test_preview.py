@@ -256,13 +256,15 @@ def test_render_previews_not_blank_and_oriented(phantom_meshes, tmp_path):
     import matplotlib.image as mpimg
 
     meshes, _, _ = phantom_meshes
-    seen = {}  # on_written: each file, complete, in the writing thread
+    seen = {}  # on_written: each file, complete, and its pixels, in the writing thread
     files = render_previews(meshes, tmp_path, size_px=(500, 400),
-                            on_written=lambda p: seen.setdefault(p, p.read_bytes()))
+                            on_written=lambda p, rgb: seen.setdefault(p, (p.read_bytes(), rgb.copy())))
     assert [f.name for f in files] == ["preview_before_anterior.png", "preview_before_superior.png",
                                        "preview_after_anterior.png", "preview_after_superior.png"]
-    assert seen == {f: f.read_bytes() for f in files}
+    assert {f: data for f, (data, _) in seen.items()} == {f: f.read_bytes() for f in files}
     images = {f.stem: mpimg.imread(f)[..., :3] for f in files}
+    for f in files:  # the pixels handed on are the file's
+        assert np.array_equal(seen[f][1], np.round(images[f.stem] * 255).astype(np.uint8))
     for name, img in images.items():
         assert img.shape == (400, 500, 3)
         covered = (np.abs(img - 1.0).max(axis=2) > 0.05)[40:-40, 40:390].mean()  # model area
@@ -475,3 +477,25 @@ def test_render_previews_framed_by_other_meshes(phantom_meshes, tmp_path):
                                 size_px=(200, 160))
         drawn[name] = png.read_bytes()
     assert drawn["framed"] == drawn["all"] != drawn["alone"]
+
+
+@pytest.mark.parametrize("up_filter", [True, False])
+def test_png_bytes_hold_the_pixels(up_filter):
+    """Both codings of pipeline/png.py decode (Pillow's reader) to the same pixels, first and last rows
+    included; a wrong array is refused."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from hepatoplan.errors import InputError
+    from hepatoplan.pipeline.png import png_bytes
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    rgb[5:20, 10:40] = (255, 255, 255)  # a flat region, as the renders' background
+    with Image.open(BytesIO(png_bytes(rgb, up_filter=up_filter))) as image:
+        assert image.mode == "RGB"
+        assert np.array_equal(np.asarray(image), rgb)
+    for wrong in (rgb.astype(np.uint16), rgb[..., :2], rgb[0]):
+        with pytest.raises(InputError):
+            png_bytes(wrong)
