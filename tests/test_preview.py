@@ -499,3 +499,22 @@ def test_png_bytes_hold_the_pixels(up_filter):
     for wrong in (rgb.astype(np.uint16), rgb[..., :2], rgb[0]):
         with pytest.raises(InputError):
             png_bytes(wrong)
+
+
+def test_obj_text_is_python_formatting(tmp_path):
+    """The OBJ writer's numpy text is ``"v %.4f %.4f %.4f"`` / ``"f %d %d %d"``, byte for byte: signs of zero
+    and of values that round to zero, ties either way, whole parts of 1 to 5 digits, float32 and float64 values."""
+    from hepatoplan.pipeline.mesh_files import _write_obj
+
+    rng = np.random.default_rng(5)
+    edge = [0.0, -0.0, -1e-5, 5e-5, -5e-5, 0.03125, -0.09375, 1.00005, 0.99995, 123.45675, -999.99995, 12345.5,
+            2.5, 99999.99995, 1e-9]
+    for vertices in (np.c_[edge, edge[::-1], edge], rng.normal(0, 200, (3000, 3)),
+                     rng.normal(0, 200, (3000, 3)).astype(np.float32).astype(np.float64),
+                     rng.integers(-64000, 64000, (3000, 3)) / 32.0):
+        faces = rng.integers(0, len(vertices), (2 * len(vertices), 3))
+        path = _write_obj(tmp_path / "m.obj", vertices, faces, "m", (0.1, 0.2, 0.3))
+        text = path.read_text()
+        body = text[text.index("\nv ") + 1:]
+        assert body == ("v %.4f %.4f %.4f\n" * len(vertices)) % tuple(vertices.ravel().tolist()) \
+            + ("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())
