@@ -544,7 +544,7 @@ def structure_meshes(
     are meshed from blocks of :func:`parenchyma_block_voxels` (e.g. 3×3×1 voxels on a 0.57×0.57×1.6 mm
     grid): surfaces whose detail is bounded by the slice spacing anyway. The guards of :func:`surface_mesh`
     (``block_voxels``) keep the full grid for what the blocks would lose: on IRCADb 01-12 the blocks
-    were kept for the 7 largest of 51 tumours (7-349 mL; triangles 158 k → 98 k over all 51; their
+    were kept for 7 of 46 tumours (7-349 mL; triangles 158 k → 98 k over all 46; their
     meshes within 0.13 mm of the full grid's on average, 95 % within 0.36 mm, the volume as close to the
     voxels' or within 0.21 % of it; bench/RESULTS.md, mesh17). Vessels keep the full grid: their branches
     break into pieces at 2×2×1 blocks (IRCADb 01's portal vein, 04's veins).
