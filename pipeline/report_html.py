@@ -40,7 +40,7 @@ import numpy as np
 from hepatoplan.errors import HepatoplanError, InputError, InputFileError
 
 from .outputs import write_atomic
-from .slice_viewer import slice_viewer_html
+from .slice_viewer import script_json, slice_viewer_html
 from .timing import stage, timed
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def viewer_data(
 
 
 def _viewer_html(data: dict) -> str:
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = script_json(data)
     view_buttons = "".join(f"<button type='button' data-view='{v}'>{v}</button>"
                            for v in VIEWER_VIEWS)
     scene_buttons = "".join(f"<button type='button' data-scene='{html.escape(s)}'>"
