@@ -102,11 +102,62 @@ def _write_obj(path: Path, vertices_lps: np.ndarray, faces: np.ndarray, name: st
                colour: tuple[float, float, float]) -> Path:
     lines = [f"# hepatoplan mesh {name}: world millimetres", "# SPACE=LPS",
              f"# colour {colour[0]:.4f} {colour[1]:.4f} {colour[2]:.4f}", f"o {_safe_filename(name)}"]
-    body = "\n".join(lines) + "\n"
-    # one C-level formatting call per block (a Python loop per vertex is ~10x slower)
-    v = ("v %.4f %.4f %.4f\n" * len(vertices_lps)) % tuple(np.asarray(vertices_lps).ravel().tolist())
-    f_ = ("f %d %d %d\n" * len(faces)) % tuple((np.asarray(faces) + 1).ravel().tolist())
-    return write_atomic(path, body + v + f_)
+    head = ("\n".join(lines) + "\n").encode("utf-8")
+    return write_atomic(path, head + _obj_lines(b"v", _four_decimals(vertices_lps))
+                        + _obj_lines(b"f", [(column, None) for column in np.asarray(faces, np.int64).T.copy() + 1]))
+
+
+#: Row v: the four ASCII digits of v (0000-9999), as one little-endian uint32.
+_DIGITS4 = np.ascontiguousarray(np.indices((10,) * 4).reshape(4, -1).T + 48, np.uint8).view("<u4").ravel()
+
+
+def _four_decimals(values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per column of ``values`` (float, (N, 3)): (``round(|v| * 10**4)`` as ``"%.4f" % v`` rounds it, its sign bit)."""
+    columns = []
+    for v in np.asarray(values, np.float64).T.copy():
+        scaled = np.abs(v) * 1e4
+        rounded = np.rint(scaled).astype(np.int64)
+        # a tie, or too near one for the float product to tell: rounded as Python's "%.4f" rounds it
+        for i in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6):
+            rounded[i] = int(("%.4f" % abs(v[i])).replace(".", ""))
+        columns.append((rounded, np.signbit(v)))
+    return columns
+
+
+def _obj_lines(prefix: bytes, columns: list[tuple[np.ndarray, np.ndarray | None]]) -> bytes:
+    """OBJ lines ``prefix`` + one number per column + newline, the text of ``"%.4f"`` (a column with its sign
+    bits: non-negative int64 ``round(|v| * 10**4)``, see :func:`_four_decimals`) or ``"%d"`` (sign ``None``:
+    non-negative int64), written by numpy into one byte array (Python's ``%`` formatting took ~2x the CPU
+    and held the GIL throughout; the same bytes, bench/RESULTS.md, mesh17)."""
+    n = len(columns[0][0])
+    widths = []
+    for values, sign in columns:
+        whole = values // 10000 if sign is not None else values
+        digits = len(str(int(whole.max(initial=0))))
+        widths.append((digits, 2 + digits + 5 * (sign is not None)))  # " " [-] digits [. 4 digits]
+    chars = np.empty((n, len(prefix) + sum(w for _, w in widths) + 1), np.uint8)
+    keep = np.ones(chars.shape, bool)
+    chars[:, :len(prefix)] = np.frombuffer(prefix, np.uint8)
+    chars[:, -1] = ord("\n")
+    at = len(prefix)
+    for (values, sign), (digits, width) in zip(columns, widths):
+        whole = values // 10000 if sign is not None else values
+        chars[:, at], chars[:, at + 1] = ord(" "), ord("-")
+        keep[:, at + 1] = False if sign is None else sign
+        field = slice(at + 2, at + 2 + digits)
+        chunks = -(-digits // 4)  # the whole part in groups of four digits, then its leading zeros dropped
+        groups = np.empty((n, chunks), "<u4")
+        rest = whole
+        for k in range(chunks - 1, -1, -1):
+            rest, groups[:, k] = rest // 10000, _DIGITS4[rest % 10000]
+        chars[:, field] = groups.view(np.uint8).reshape(n, 4 * chunks)[:, 4 * chunks - digits:]
+        keep[:, field] = whole[:, None] >= 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
+        keep[:, field.stop - 1] = True
+        if sign is not None:
+            chars[:, field.stop] = ord(".")
+            chars[:, field.stop + 1:field.stop + 5] = _DIGITS4[values % 10000].view(np.uint8).reshape(n, 4)
+        at += width
+    return chars[keep].tobytes()
 
 
 def write_meshes(

@@ -26,7 +26,7 @@ from hepatoplan.errors import InputError
 
 from .labels import (LIVER_COLOUR_RGB, RESECTED_COLOUR_RGB, RESECTED_LABEL_OFFSET, SEGMENT_COLOURS_RGB,
                      TUMOUR_LABEL_OFFSET, label_boxes, tumour_colour_rgb)
-from .outputs import atomic_file
+from .png import write_png
 from .slice_viewer import joint_box
 
 
@@ -130,7 +130,7 @@ def outlined_panel(grey: np.ndarray, labels: np.ndarray, *, resected_tint: float
     -------
     ndarray of uint8, shape (H, W, 3)
     """
-    labels = labels.astype(np.int64)
+    labels = labels.astype(np.int32)  # (int64: ~7 % more of the montage's CPU, the same image)
     table = _colour_table(int(labels.max(initial=0)))
     rgb = np.repeat(grey[..., None], 3, axis=2)
     liver = (labels > 0) & (labels < TUMOUR_LABEL_OFFSET)
@@ -301,12 +301,6 @@ def write_qc_montage(
     boxes: Mapping[int, tuple[slice, ...]] | None = None,
     params: MontageParams = MontageParams(),
 ) -> Path:
-    """Write :func:`qc_montage` as a PNG (atomically; zlib level 1: on IRCADb 01 smaller than
-    Pillow's default level 6, 0.67 vs 0.83 MB, in 0.05 instead of 0.12 s); return ``path``."""
-    from PIL import Image
-
+    """Write :func:`qc_montage` as a PNG (atomically, :func:`hepatoplan.pipeline.png.write_png`); return ``path``."""
     image, _ = qc_montage(ct, labels, affine_ras=affine_ras, modality=modality, boxes=boxes, params=params)
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
-    return path
+    return write_png(path, image, up_filter=False)

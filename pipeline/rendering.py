@@ -43,6 +43,7 @@ from hepatoplan.errors import HepatoplanError, InputError, NotComputableError
 from .labels import default_colours, structure_kind
 from .meshing import Mesh, arrays_polydata, decimate_mesh, vtk_classes as meshing_vtk_classes
 from .outputs import atomic_file
+from .png import write_png
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ log = logging.getLogger(__name__)
 PARENCHYMA_OPACITY = 0.45
 #: Opacity of the resected part in the "after" previews (ghosted).
 RESECTED_OPACITY = 0.2
-#: zlib level of the PNG previews (vtk's default 5 took ~3x the time for ~10 % smaller files).
-PNG_COMPRESSION_LEVEL = 1
 #: Camera directions (from the focal point towards the camera, RAS) and view-up vectors.
 VIEWS = {
     "anterior": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
@@ -333,10 +332,9 @@ class _verified_render:
 
 def vtk_classes() -> SimpleNamespace:
     """The vtk classes rendering uses (those of meshing, the OpenGL render window (its factory
-    picks EGL or X), FreeType text and the PNG writer), imported from their own ``vtkmodules``."""
+    picks EGL or X) and FreeType text), imported from their own ``vtkmodules``."""
     import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text actors)
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (the OpenGL implementations)
-    from vtkmodules.vtkIOImage import vtkPNGWriter
     from vtkmodules.vtkRenderingCore import (vtkActor, vtkPolyDataMapper, vtkRenderer,
                                              vtkRenderWindow, vtkTextActor,
                                              vtkWindowToImageFilter)
@@ -344,7 +342,7 @@ def vtk_classes() -> SimpleNamespace:
     return SimpleNamespace(**vars(meshing_vtk_classes()), vtkActor=vtkActor,
                            vtkPolyDataMapper=vtkPolyDataMapper, vtkRenderer=vtkRenderer,
                            vtkRenderWindow=vtkRenderWindow, vtkTextActor=vtkTextActor,
-                           vtkWindowToImageFilter=vtkWindowToImageFilter, vtkPNGWriter=vtkPNGWriter)
+                           vtkWindowToImageFilter=vtkWindowToImageFilter)
 
 
 def render_previews(
@@ -356,7 +354,7 @@ def render_previews(
     views: Sequence[str] = ("anterior", "superior"),
     size_px: tuple[int, int] = (1000, 800),
     max_triangles_per_structure: int = 60_000,
-    on_written: Callable[[Path], object] | None = None,
+    on_written: Callable[[Path, np.ndarray], object] | None = None,
     framing: Mapping[str, Mesh] | None = None,
 ) -> list[Path]:
     """Render PNG previews offscreen: ``preview_<scene>_<view>.png`` for each scene and view.
@@ -385,8 +383,9 @@ def render_previews(
     max_triangles_per_structure : int
         Meshes are decimated to this size for rendering.
     on_written : callable, optional
-        Called with each PNG's path once it is written, in the thread that writes the images (while
-        the next image renders): e.g. ``report.pdf``'s JPEG of it. Its exceptions are raised here.
+        Called with each PNG's path and its pixels (uint8, shape (height, width, 3), top row first) once
+        it is written, in the thread that writes the images (while the next image renders): e.g.
+        ``report.pdf``'s JPEG of it. Its exceptions are raised here.
     framing : mapping of str to Mesh, optional
         The meshes whose bounding box every image frames (default ``meshes``): the same for calls that
         render the scenes of one plan separately (the "before" scene while the resection's meshes
@@ -504,7 +503,7 @@ def _actor(vtk, polydata, colour: Sequence[float], opacity: float):
 def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: Mapping,
                   colours: Mapping[str, Sequence[float]], framing: _Framing, *,
                   views: Sequence[str], out_dir: Path, png: ThreadPoolExecutor,
-                  on_written: Callable[[Path], object] | None = None) -> list[Future]:
+                  on_written: Callable[[Path, np.ndarray], object] | None = None) -> list[Future]:
     """One scene's structures with their opacities and legend, drawn from each view; ``png`` writes
     the images (Futures of their paths) and calls ``on_written`` with each."""
     renderer = vtk.vtkRenderer()
@@ -535,7 +534,7 @@ def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: 
         texts = _view_texts(f"{scene_name} resection - {view} view", screen_right, view_up)
         for t in texts:
             renderer.AddViewProp(t)
-        written.append(png.submit(_write_png, vtk, _rendered_image(vtk, window),
+        written.append(png.submit(_write_png, _rendered_image(vtk, window),
                                   out_dir / f"preview_{scene_name}_{view}.png", on_written))
         for t in texts:
             renderer.RemoveViewProp(t)
@@ -562,16 +561,16 @@ def _rendered_image(vtk, window):
     return image
 
 
-def _write_png(vtk, image, path: Path, then: Callable[[Path], object] | None = None) -> Path:
-    """``image`` as a PNG file (atomically); then ``then(path)``."""
-    with atomic_file(path) as tmp:
-        writer = vtk.vtkPNGWriter()
-        writer.SetCompressionLevel(PNG_COMPRESSION_LEVEL)
-        writer.SetFileName(str(tmp))
-        writer.SetInputData(image)
-        writer.Write()
+def _write_png(image, path: Path, then: Callable[[Path, np.ndarray], object] | None = None) -> Path:
+    """``image`` (vtkImageData, RGB, rows from the bottom up) as a PNG file (atomically); then
+    ``then(path, pixels)``."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    width, height, _ = image.GetDimensions()
+    rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, 3)[::-1]
+    write_png(path, rgb)
     if then is not None:
-        then(path)
+        then(path, rgb)
     return path
 
 

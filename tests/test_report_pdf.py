@@ -120,7 +120,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     from hepatoplan.pipeline.labels import label_boxes
 
     monkeypatch.setattr(report_html, "PREVIEW_SIZE_PX", (300, 240))
-    layouts, jpegs = [], {}
+    layouts, jpegs = [], []
     init, jpeg = PdfLayout.__init__, report_html._jpeg_bytes
 
     def recording_init(self, report, **kwargs):
@@ -129,7 +129,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
         init(self, report, **kwargs)
 
     monkeypatch.setattr(PdfLayout, "__init__", recording_init)
-    monkeypatch.setattr(report_html, "_jpeg_bytes", lambda p: jpegs.setdefault(p, jpeg(p)))
+    monkeypatch.setattr(report_html, "_jpeg_bytes", lambda image: jpegs.append(jpeg(image)) or jpegs[-1])  # a path or pixels
     structures, labels, affine = phantom_structures()
     vessels = {"portal vein": structures["portal vein"], "hepatic veins": structures["hepatic veins"]}
     started = StartedAhead()
@@ -144,7 +144,7 @@ def test_pages_laid_out_while_the_previews_render(tmp_path, monkeypatch, ahead):
     assert written["pdf"] == [tmp_path / "report.pdf"] and "warnings" not in report
     assert layouts == ([] if ahead else [(False, False)])
     pdf = (tmp_path / "report.pdf").read_bytes()
-    assert sorted(_jpeg_slots(pdf)) == sorted(jpegs[p] for p in written["previews"])  # as they are
+    assert sorted(_jpeg_slots(pdf)) == sorted(jpegs)  # as they are, each made once
     assert len(written["previews"]) == 4
 
 

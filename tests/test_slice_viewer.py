@@ -452,3 +452,18 @@ def test_overlay_aligned_with_the_ct(case, request, tmp_path):
     expected_rgb = np.array([label_entry(v).colour_rgb for v in plane[i, j][labelled]]) / 255
     assert np.abs(overlay_shot[y[labelled], x[labelled]] - expected_rgb).max() < 0.02  # the labels on the same pixels
     assert np.abs(overlay_shot[y[~labelled], x[~labelled]] - grey_shot[y[~labelled], x[~labelled]]).max() < 0.02
+
+
+def test_script_json_is_the_json_text():
+    """The page's JSON with its base64 strings spliced in is json.dumps' text ("</" escaped), also with strings
+    that start with a NUL (the splice's marker) or hold "</", and base64 keys in nested lists."""
+    import json
+
+    from hepatoplan.pipeline.slice_viewer import script_json
+
+    cases = [{"ct": {"b64": "QUJD", "dtype": "uint8"}, "labels": {"b64": "Zm9v"}, "vessels": None, "name": "a</b"},
+             {"structures": [{"positions_b64": "AAAA", "indices_b64": "", "n": 3}, {"positions_b64": "BB=="}],
+              "t": (1, 2.5, None, True)},
+             {"b64": "QUJD", "odd": ["\x00zz", 'a"\x00'], "more_b64": 7}]
+    for data in cases:
+        assert script_json(data) == json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
