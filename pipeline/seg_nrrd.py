@@ -12,6 +12,7 @@ Both files are written atomically (:mod:`hepatoplan.pipeline.outputs`).
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Mapping, NamedTuple
@@ -124,8 +125,6 @@ def write_seg_nrrd(
     GeometryMismatchError
         If an extra structure is not on the labels' grid.
     """
-    import nrrd
-
     labels = np.asarray(labels)
     affine = check_affine_ras(affine_ras)
     boxes = label_boxes(labels) if boxes is None else boxes
@@ -153,11 +152,49 @@ def write_seg_nrrd(
     data = data[0] if len(layers) == 1 else data
     header = _geometry_header(affine, start, dtype, layered=len(layers) > 1)
     header.update(_segment_fields(segments, start))
-    with atomic_file(path) as tmp:
-        # index_order "F": array axis 0 is NRRD's fastest axis (the layer axis when 4D).
-        nrrd.write(str(tmp), data, header, index_order="F", compression_level=1)
+    _write_gzip_nrrd(path, data, header)
     log.info("wrote %s (%d segments, %d layers)", path, len(segments), len(layers))
     return Path(path)
+
+
+def _write_gzip_nrrd(path: str | Path, data: np.ndarray, header: dict) -> None:
+    """``data`` gzip-encoded under pynrrd's header (index order "F": array axis 0 is NRRD's fastest axis, the
+    layer axis when 4D), written atomically. pynrrd writes the raw data into :class:`_IsalGzip`, which
+    compresses them on the way with ISA-L at level 1 (``isal_zlib``, which the reads inflate with): IRCADb 01's
+    41 MB of three layers in ~7 ms of CPU and 379 kB, against 53-135 ms and 508 kB by pynrrd's own zlib at level 1."""
+    import nrrd
+
+    sink = _IsalGzip()
+    nrrd.write(sink, data, {**header, "encoding": "raw"}, index_order="F")
+    with atomic_file(path) as tmp:
+        Path(tmp).write_bytes(sink.file())
+
+
+class _IsalGzip(io.RawIOBase):
+    """A NRRD file as pynrrd writes it for raw data, turned gzip-encoded: its header lines are kept up to the
+    closing blank line (``encoding: raw`` named ``gzip``), every later write is compressed (one gzip member)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[bytes] = []
+        self.deflate = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, chunk) -> int:
+        if self.deflate is not None:
+            self.parts.append(self.deflate.compress(chunk))
+        else:
+            self.parts.append(b"encoding: gzip\n" if chunk == b"encoding: raw\n" else bytes(chunk))
+            if chunk == b"\n":  # the header's end
+                from isal import isal_zlib
+
+                self.deflate = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+        return len(chunk)
+
+    def file(self) -> bytes:
+        return b"".join(self.parts) + self.deflate.flush()
 
 
 def _geometry_header(affine_ras: np.ndarray, start: np.ndarray, dtype, *, layered: bool) -> dict:
