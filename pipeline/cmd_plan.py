@@ -33,7 +33,7 @@ from hepatoplan.resection.virtual import plan_resection
 from hepatoplan.resection.volumetry import fill_partition, label_volumes_ml, tumour_instances
 from hepatoplan.units import voxel_volume_ml
 
-from . import dicom_sr, dicomweb, io, report, timing
+from . import dicom_sr, dicomweb, io, report, report_html, timing
 from .labels import label_map
 from .outputs import check_output_folder, out_argument, output_folder
 from .helper_process import PlanHelper
@@ -259,16 +259,14 @@ def plan(options: PlanOptions) -> dict:
                                                               affine_ras=study.ct.affine_ras, vessels=vessels),
                                         first=made))
 
-        # the whole folder appears at once, replacing an earlier run's; the NIfTI label files are written into
+        # the whole folder appears at once, replacing an earlier run's; the label files are written into
         # it as soon as they are known, beside the vascular analysis and the other outputs (ITK and zlib release
-        # the GIL); on an error it is removed, the files' writers joined first
+        # the GIL), labels.seg.nrrd first (the longest); on an error it is removed, the files' writers joined first
         with output_folder(options.out) as folder, ThreadPoolExecutor(io.worker_threads()) as files:
-            nifti: dict[str, Future] = {}
+            writing: dict[str, Future] = {}
 
             def write_arrays(arrays: dict[str, np.ndarray]) -> None:
-                nifti.update({name: files.submit(io.write_labels, array, reference=study.ct,
-                                                 path=folder / f"{name}.nii.gz")
-                              for name, array in arrays.items() if name not in nifti})
+                writing.update(_start_label_files(files, folder, study, arrays, started=writing))
 
             result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
                                           on_labels=start_meshes if options.preview else None, on_arrays=write_arrays,
@@ -278,7 +276,8 @@ def plan(options: PlanOptions) -> dict:
             result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
             if dicomweb_section:
                 result["dicomweb"] = dicomweb_section
-            _write_outputs(options, study, result, arrays, folder=folder, nifti=list(nifti.values()), inputs=inputs,
+            _write_outputs(options, study, result, arrays, folder=folder, nifti=list(writing.values()), inputs=inputs,
+                           label_files=writing[_SLICER_FILES],
                            hashes={name: future.result() for name, future in sha256.items()},
                            ahead=(started[0] if started else StartedAhead())._replace(pdf=helper))
     log.info("outputs written to %s", options.out)
@@ -625,17 +624,33 @@ def _assess(result: dict, plan: _Resection, *, functional_liver_ml: float) -> No
         )
 
 
+#: The key of labels.ctbl and labels.seg.nrrd among the label files being written (the others: NIfTI files by name).
+_SLICER_FILES = "labels.seg.nrrd"
+
+
+def _start_label_files(files: ThreadPoolExecutor, folder: Path, study: Study, arrays: dict[str, np.ndarray], *,
+                       started: dict[str, Future]) -> dict[str, Future]:
+    """The label files of ``arrays`` not ``started`` yet, submitted to ``files`` (writing into ``folder``):
+    labels.ctbl and labels.seg.nrrd first (:data:`_SLICER_FILES`, the longest to write), then a NIfTI file per array."""
+    new = {} if _SLICER_FILES in started else {_SLICER_FILES: files.submit(
+        report_html.write_label_files, folder, arrays["labels"], affine_ras=study.ct.affine_ras,
+        vessels=partial(_vessels, study))}
+    return new | {name: files.submit(io.write_labels, array, reference=study.ct, path=folder / f"{name}.nii.gz")
+                  for name, array in arrays.items() if name not in started}
+
+
 @timing.timed("writing")
 def _write_outputs(options: PlanOptions, study: Study, result: dict, arrays: dict, *, folder: Path,
-                   nifti: list[Future], inputs: dict[str, str], hashes: dict[str, str],
+                   nifti: list[Future], inputs: dict[str, str], hashes: dict[str, str], label_files: Future,
                    ahead: StartedAhead = StartedAhead()) -> None:
-    """Write everything but the NIfTI label files (``nifti``: being written) into ``folder`` (the
-    temporary ``--out``), then wait for them; ``inputs`` and ``hashes`` name each input's path and
-    SHA-256; ``ahead``: the work started for the visuals (the label boxes, the meshes being made)."""
+    """Write everything but the label files (``nifti``: being written, among them ``label_files``, labels.ctbl
+    and labels.seg.nrrd) into ``folder`` (the temporary ``--out``), then wait for them; ``inputs`` and ``hashes``
+    name each input's path and SHA-256; ``ahead``: the work started for the visuals (the label boxes, the
+    meshes being made)."""
     result["provenance"] = report.provenance(inputs, hashes, options=dataclasses.asdict(options),
                                              parameters=study.parameters)
     regions = dicom_sr.measured_regions(arrays["labels"], remnant=arrays.get("remnant")) if study.ct.dicom_files else []
-    _write_visuals(folder, options, study, result, arrays["labels"], regions, ahead)
+    _write_visuals(folder, options, study, result, arrays["labels"], regions, ahead._replace(label_files=label_files))
     for written in nifti:
         written.result()
     if regions and (folder / "labels_seg.dcm").is_file():
@@ -692,7 +707,7 @@ def _write_visuals(folder: Path, options: PlanOptions, study: Study, result: dic
     written = write_plan_visuals(
         folder, report=result, labels=labels, affine_ras=study.ct.affine_ras, vessels=vessels, ct=ct,
         modality=options.modality, growth_plot_png=growth_png,
-        meshes_and_previews=options.preview and ahead,
+        meshes_and_previews=ahead._replace(previews=options.preview),
         dicom_seg=DicomSegSource(study.ct.dicom_files, dicom_sr.seg_extra_structures(regions))
         if study.ct.dicom_files else None,
     )

@@ -30,7 +30,7 @@ import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
@@ -566,6 +566,8 @@ class StartedAhead(NamedTuple):
     meshes: Future | None = None
     first: Future | None = None
     pdf: Any = None
+    label_files: Future | None = None  # of :func:`write_label_files` of the same labels and vessels
+    previews: bool = True  # False: the label files, report.html and no meshes, previews or PDF (``--no-preview``)
 
 
 def write_plan_visuals(
@@ -613,7 +615,8 @@ def write_plan_visuals(
         Embedded in the HTML report.
     meshes_and_previews : bool or StartedAhead
         False skips meshes, GLB/STL/OBJ, PNG rendering (``PREVIEW_SIZE_PX``) and the PDF
-        (``--no-preview``); a :class:`StartedAhead` makes them with the work the caller started.
+        (``--no-preview``); a :class:`StartedAhead` makes them with the work the caller started
+        (with ``previews=False``, only its label files are read).
 
     Returns
     -------
@@ -628,24 +631,22 @@ def write_plan_visuals(
     DICOM-SEG carries UIDs derived from the series' content), a DICOM-SEG or a PDF that cannot be
     written.
     """
-    from .labels import label_boxes
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    ahead = meshes_and_previews if isinstance(meshes_and_previews, StartedAhead) else StartedAhead()
+    meshes_and_previews = bool(meshes_and_previews) and ahead.previews
     if meshes_and_previews:
         from .rendering import start_offscreen_check
 
         start_offscreen_check()  # the rendering probe runs while labels and meshes are written
-    ahead = meshes_and_previews if isinstance(meshes_and_previews, StartedAhead) else StartedAhead()
-    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}),
-                       label_boxes(labels) if ahead.boxes is None else ahead.boxes)
+    plan = _PlanLabels(out_dir, labels, affine_ras, dict(vessels or {}), ahead.boxes)
     written: dict[str, list[Path]] = {"labels": [], "dicom_seg": [], "meshes": [], "previews": [],
                                       "montage": [], "pdf": []}
     # a worker makes the QC montage (the PDF waits for it), label files and slice viewer (mostly without the GIL)
     with ThreadPoolExecutor(max_workers=1) as worker, ThreadPoolExecutor(max_workers=1) as pdf_thread, \
             ThreadPoolExecutor(max_workers=1) as mesh_writer:
         montage = None if ct is None else worker.submit(_write_montage, plan, ct, modality)
-        label_files = worker.submit(_write_label_files, plan)
+        label_files = ahead.label_files or worker.submit(_write_label_files, plan)
         slice_view = None if ct is None else worker.submit(_slice_viewer_html, plan, ct, modality, report)
         if dicom_seg is not None and dicom_seg.files:
             written["dicom_seg"] = [p for p in [_write_dicom_seg(plan, dicom_seg, report)] if p]
@@ -789,13 +790,28 @@ class DicomSegSource:
 
 @dataclass(frozen=True)
 class _PlanLabels:
-    """What every visual of one plan is made from: the label map, its grid and boxes, vessels."""
+    """What every visual of one plan is made from: the label map, its grid, vessels and the labels'
+    boxes (:func:`~hepatoplan.pipeline.labels.label_boxes`: ``given_boxes``, else computed when first read)."""
 
     out_dir: Path
     labels: np.ndarray
     affine_ras: np.ndarray
     vessels: dict[str, np.ndarray]
-    boxes: dict[int, tuple[slice, slice, slice]]
+    given_boxes: dict[int, tuple[slice, slice, slice]] | None = None
+
+    @cached_property
+    def boxes(self) -> dict[int, tuple[slice, slice, slice]]:
+        from .labels import label_boxes
+
+        return label_boxes(self.labels) if self.given_boxes is None else self.given_boxes
+
+
+def write_label_files(out_dir: Path, labels: np.ndarray, *, affine_ras: np.ndarray,
+                      vessels: Callable[[], Mapping[str, np.ndarray]]) -> list[Path]:
+    """``labels.ctbl`` and ``labels.seg.nrrd`` into ``out_dir``, as :func:`write_plan_visuals` writes them;
+    ``vessels`` gives the vessel masks (called here). ``plan`` starts it as soon as the label map is known
+    (:attr:`StartedAhead.label_files`), beside the NIfTI label files and the vascular analysis."""
+    return _write_label_files(_PlanLabels(out_dir, labels, affine_ras, dict(vessels())))
 
 
 def _write_label_files(plan: _PlanLabels) -> list[Path]:

@@ -76,7 +76,7 @@ def test_seg_nrrd_pynrrd_and_simpleitk(tmp_path, crop):
     np.testing.assert_array_equal(data, labels[box])
     offset = [sl.start for sl in box]
     assert header["Segmentation_ReferenceImageExtentOffset"] == " ".join(map(str, offset))
-    assert header["space"] == "left-posterior-superior"
+    assert header["space"] == "left-posterior-superior" and header["encoding"] == "gzip"
     names = {header[f"Segment{i}_Name"]: int(header[f"Segment{i}_LabelValue"]) for i in range(4)}
     assert names == {"segment 5 kept": 5, "liver kept": 9, "segment 2 resected": 12, "tumour 1": 21}
     assert "Segment4_Name" not in header

@@ -313,8 +313,8 @@ def test_dicom_gap_is_refused_or_interpolated(tmp_path):
 
 @pytest.mark.parametrize("codes", ["LPS", "PIR", "SAL", "RAS"])
 def test_labels_in_a_corner_give_the_same_canonical_array(tmp_path, codes):
-    """A label map is copied only within its labelled voxels' box (the rest left zero): the box is
-    found in the file's own axis order and flips, and lands where the labels are in canonical order."""
+    """A label map is copied only within its labelled voxels' box (the rest left zero), read and
+    written: the box is found in one axis order and flips, and lands where the labels are in the other."""
     rng = np.random.default_rng(1)
     canon = np.zeros((12, 10, 8), np.uint8)
     canon[1:4, 6:9, 5:7] = rng.integers(0, 3, (3, 3, 2))
@@ -330,6 +330,10 @@ def test_labels_in_a_corner_give_the_same_canonical_array(tmp_path, codes):
     assert mask.flags.c_contiguous and np.array_equal(mask, canon > 0)
     empty = _save_nifti(np.zeros_like(data), affine, tmp_path / f"{codes}0.nii.gz")
     assert not io.read_labels(empty, binary=True).array.any()
+    ref = io.read_labels(path)
+    for array, expected in ((canon, data), (canon > 0, (data > 0).astype(np.uint8)), (0 * canon, 0 * data)):
+        out = io.write_labels(array, reference=ref, path=tmp_path / f"{codes}_out.nii.gz")
+        assert np.array_equal(np.asanyarray(nib.load(out).dataobj), expected)
 
 
 def test_binary_masks_are_the_labels_above_zero(tmp_path):

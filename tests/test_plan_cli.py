@@ -311,3 +311,33 @@ def test_provenance_records_every_option_and_hashes_every_input(study_dir, tmp_p
         "path": str(fmap), "sha256": hashlib.sha256(fmap.read_bytes()).hexdigest()}
     assert set(prov["inputs"]) == {"ct", "liver", "tumours", "segments", "function_map"}
     assert prov["parameters"] == {}  # no automatic step ran: masks and segments were given
+
+
+def test_the_slicer_label_files_start_with_the_label_map(study_dir, tmp_path, monkeypatch):
+    """labels.ctbl and labels.seg.nrrd are started as soon as the label map is known (beside the vascular
+    analysis and the assessment), not in the writing stage: here the assessment waits until they have begun."""
+    import threading
+
+    from hepatoplan.pipeline import cmd_plan, report_html
+
+    begun, written = threading.Event(), []
+    write, write_both, assess = report_html.write_label_files, report_html._write_label_files, cmd_plan._assess
+
+    def label_files(*args, **kwargs):
+        begun.set()
+        return write(*args, **kwargs)
+
+    def both(*args, **kwargs):
+        written.append(1)
+        return write_both(*args, **kwargs)
+
+    def assessed(*args, **kwargs):
+        assert begun.wait(30), "the label files were not started before the assessment"
+        return assess(*args, **kwargs)
+
+    monkeypatch.setattr(report_html, "write_label_files", label_files)
+    monkeypatch.setattr(cmd_plan, "_assess", assessed)
+    monkeypatch.setattr(report_html, "_write_label_files", both)
+    report = _plan(study_dir, tmp_path / "o", "--resect", "right-hepatectomy")
+    assert {"labels.ctbl", "labels.seg.nrrd"} <= set(report["outputs"]) and len(written) == 1  # and only then
+    assert (tmp_path / "o" / "labels.seg.nrrd").stat().st_size > 0
