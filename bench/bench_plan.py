@@ -31,7 +31,7 @@ numpy's huge pages off and on.
 Runs are interleaved (run 1 of every row, then run 2, ...) so that the machine's load moves all
 rows alike; the tables give medians, and ``plan / floor`` is the default plan's median over the
 floor's. Peak memory is the process's ``VmHWM``; CPU is user + system of the process; "CPU s with
-children" adds every process it started (report.pdf's helper, the mesh decimation helper, the rendering
+children" adds every process it started (the plan's helper: the mesh decimations and report.pdf; the rendering
 probe; orphans reaped by this script as their subreaper). Stage
 seconds come from each run's ``report.json`` (``provenance.timing_s``, see
 ``hepatoplan.pipeline.timing``); with ``--stage-clock cpu`` the stage timer runs on the process's

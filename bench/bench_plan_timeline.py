@@ -10,7 +10,7 @@ each of its threads (``/proc/PID/task``) and of every descendant process (``/pro
 recursively: the rendering probe, the decimation and report.pdf helpers), from outside (a sampler inside took the GIL and
 slowed the plan 3x). Threads are named by the work item they run (every ``ThreadPoolExecutor`` item is
 wrapped) and the main thread by its innermost stage (``hepatoplan.pipeline.timing``); children by their
-command line (``probe``, ``pdf helper``, ``decimation helper``). The main thread's ``schedstat`` splits its wall time per stage into
+command line (``probe``, ``plan helper``; older revisions' ``pdf helper``, ``decimation helper``). The main thread's ``schedstat`` splits its wall time per stage into
 time on a core, time waiting for one (the machine's load) and time asleep (I/O, joins, and waiting for the GIL
 while another thread holds it: what a GIL-holding library costs the plan's critical path, also on a loaded
 machine). Prints, per run, the events (stages, work items, children), a table
