@@ -289,9 +289,9 @@ def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False
     read; the Couinaud division when the segments may be derived; the vascular analysis when something
     is resected; with ``compiled`` the compiled transform, :func:`~hepatoplan.nearest_voxel.load_compiled`,
     while the automatic segmentation runs; with ``previews`` also the output stages' modules (vtk's
-    meshing and rendering classes, PIL, the mesh decimation, the label files) and the offscreen-rendering
-    probe (a child process), which otherwise load and run beside the meshes after the segmentation.
-    A failed import is left to the main thread, which raises it."""
+    meshing and rendering classes, PIL, the label files; not the mesh decimation, which runs in the plan's
+    helper process) and the offscreen-rendering probe (a child process), which otherwise load and run
+    beside the meshes after the segmentation. A failed import is left to the main thread, which raises it."""
     import hepatoplan.segmentation  # noqa: F401  (first: the main thread needs it once the CT is read)
 
     if options.masks.segments is None and options.segments_from == "couinaud":
@@ -303,7 +303,6 @@ def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False
 
         load_compiled()
     if previews:
-        import fast_simplification  # noqa: F401
         import nrrd  # noqa: F401
         from PIL import Image, ImageDraw, ImageFont  # noqa: F401
 
