@@ -21,6 +21,7 @@ import numpy as np
 
 from hepatoplan.arrays import bounding_box
 from hepatoplan.checks import check_affine_ras
+from hepatoplan.errors import NotComputableError
 
 from .io import LPS_TO_RAS, c_order_copy
 from .labels import LabelEntry, check_extra_structures, label_boxes, label_entry, structure_entry
@@ -176,6 +177,9 @@ def _write_gzip_nrrd(path: str | Path, data: np.ndarray, header: dict) -> None:
         nrrd.write(head, data, {**header, "encoding": "raw"}, index_order="F")
     except _Header.Written:
         pass
+    if not head.lines or head.lines[-1] != b"\n" or b"encoding: gzip\n" not in head.lines:
+        # pynrrd did not write its header line by line up to the blank line (another pynrrd?): no file at all
+        raise NotComputableError(f"{path}: pynrrd {nrrd.__version__} wrote an unexpected NRRD header (internal error)")
     deflate = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
     body = deflate.compress(np.asfortranarray(data).T) + deflate.flush()  # C order of the transpose: NRRD's order
     with atomic_file(path) as tmp:

@@ -119,6 +119,22 @@ def test_seg_nrrd_with_overlapping_extra_layer(tmp_path):
     assert "Segment5_Name" not in header  # the empty structure is skipped
 
 
+def test_seg_nrrd_refused_when_pynrrd_writes_its_header_otherwise(tmp_path, monkeypatch):
+    """write_seg_nrrd stops pynrrd at its header's blank line; a pynrrd that writes the header in one
+    piece (or none) gives an error and no file, not a file with raw data before the gzip stream."""
+    import nrrd
+
+    from hepatoplan.errors import NotComputableError
+
+    def one_piece(file, data, header, **_):
+        file.write(b"NRRD0004\nencoding: raw\n\n" + np.asarray(data).tobytes())
+
+    monkeypatch.setattr(nrrd, "write", one_piece)
+    with pytest.raises(NotComputableError, match="unexpected NRRD header"):
+        write_seg_nrrd(_plan_labels((20, 22, 12)), affine_ras=_seg_affine(), path=tmp_path / "x.seg.nrrd")
+    assert not any(tmp_path.iterdir())
+
+
 def test_dicom_seg_reads_back_and_references_series(tmp_path):
     import highdicom as hd
 
