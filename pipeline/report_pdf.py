@@ -30,7 +30,8 @@ from typing import Any, Mapping, Sequence
 
 from fpdf import FPDF
 from fpdf.enums import Align, MethodReturnValue, WrapMode, XPos, YPos
-from fpdf.image_datastructures import RasterImageInfo
+
+from hepatoplan.errors import NotComputableError
 
 from .outputs import atomic_file
 from .report_html import (REPORT_TITLE, SECTION_ORDER, _format_value, _is_scalar, _label, _summary_rows,
@@ -130,9 +131,12 @@ class PdfLayout:
         pdf.page = last
         file = bytes(pdf.output())
         objects = {}
-        for preview, tag in tags.items():
-            start = file.rindex(b" 0 obj", 0, file.index(tag))
-            objects[preview] = int(file[file.rindex(b"\n", 0, start) + 1:start])
+        try:
+            for preview, tag in tags.items():
+                start = file.rindex(b" 0 obj", 0, file.index(tag))
+                objects[preview] = int(file[file.rindex(b"\n", 0, start) + 1:start])
+        except ValueError as exc:  # fpdf2 wrote its objects otherwise (another fpdf2?)
+            raise NotComputableError(f"report.pdf: a preview's place not found in fpdf2's output ({exc})") from exc
         return file, objects
 
     def _lay_out(self, report, *, montage_png, preview_size_px, growth_plot_png, title) -> None:
@@ -182,8 +186,12 @@ class PdfLayout:
                            f"/Height {height_px}\n/Length {len(jpeg)}\n/Subtype /Image\n/Type /XObject\n"
                            f"/Width {width_px}\n>>\nstream\n").encode() + jpeg + b"\nendstream\nendobj\n"
             if offsets:
-                trailer = self._file[self._file.rindex(b"\ntrailer\n<<\n") + 12:self._file.rindex(b">>\nstartxref\n")]
-                previous_xref = int(self._file[self._file.rindex(b"startxref\n") + 10:].split()[0])
+                try:
+                    file = self._file
+                    trailer = file[file.rindex(b"\ntrailer\n<<\n") + 12:file.rindex(b">>\nstartxref\n")]
+                    previous_xref = int(file[file.rindex(b"startxref\n") + 10:].split()[0])
+                except ValueError as exc:  # no classic trailer (another fpdf2?)
+                    raise NotComputableError(f"report.pdf: fpdf2's trailer not found ({exc})") from exc
                 xref = len(self._file) + len(update)
                 update += (b"xref\n0 1\n0000000000 65535 f \n"
                            + b"".join(f"{n} 1\n{offsets[n]:010d} 00000 n \n".encode() for n in sorted(offsets))
@@ -584,11 +592,16 @@ def _png_as_is(pdf: FPDF, png: Path) -> None:
         return
     width_px, height_px, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
     if (depth, colour, interlace) == (8, 2, 0):  # 8 bits, RGB, not interlaced
-        images = pdf.image_cache.images
-        images[str(png)] = RasterImageInfo(
-            data=b"".join(chunk for kind, chunk in chunks if kind == b"IDAT"), w=width_px, h=height_px,
-            cs="DeviceRGB", iccp=None, iccp_i=None, bpc=8, dpn=3, f="FlateDecode", inverted=False,
-            dp=f"/Predictor 15 /Colors 3 /Columns {width_px}", i=len(images) + 1, usages=0)
+        try:  # fpdf2's image cache (2.8): another fpdf2 decodes the PNG itself
+            from fpdf.image_datastructures import RasterImageInfo
+
+            images = pdf.image_cache.images
+            images[str(png)] = RasterImageInfo(
+                data=b"".join(chunk for kind, chunk in chunks if kind == b"IDAT"), w=width_px, h=height_px,
+                cs="DeviceRGB", iccp=None, iccp_i=None, bpc=8, dpn=3, f="FlateDecode", inverted=False,
+                dp=f"/Predictor 15 /Colors 3 /Columns {width_px}", i=len(images) + 1, usages=0)
+        except (ImportError, AttributeError, TypeError) as exc:
+            log.debug("the montage's PNG left to fpdf2 (%s)", exc)
 
 
 def _texts(rows: list[list[Any]]) -> list[list[str]]:

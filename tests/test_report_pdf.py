@@ -289,3 +289,39 @@ def test_the_previews_go_in_by_an_incremental_update_that_points_at_them(tmp_pat
     previous = int(re.search(rb"/Prev (\d+)", pdf[xref:]).group(1))
     assert pdf[previous:].startswith(b"xref\n") and previous < int(entries[0][1])
     assert sorted(_jpeg_slots(pdf)) == sorted(jpegs.values())
+
+
+@needs_poppler
+def test_a_montage_fpdf2_cannot_take_as_stored_is_decoded_by_fpdf2(tmp_path, monkeypatch):
+    """Another fpdf2 whose image record differs: the montage is left to fpdf2 (pixels equal), not lost."""
+    import fpdf.image_datastructures
+    from PIL import Image
+
+    def other_record(**_):
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setattr(fpdf.image_datastructures, "RasterImageInfo", other_record)
+    monkeypatch.setattr(report_pdf, "RasterImageInfo", other_record, raising=False)  # were it imported there
+    pixels = np.random.default_rng(1).integers(0, 256, (29, 41, 3), dtype=np.uint8)
+    png = tmp_path / "montage.png"
+    Image.fromarray(pixels).save(png)
+    pdf = PdfLayout({"assessment": {"verdict": "adequate"}}, montage_png=png).write(tmp_path / "report.pdf", {})
+    subprocess.run(["pdfimages", "-png", str(pdf), str(tmp_path / "image")], check=True)
+    (image,) = tmp_path.glob("image-*.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(image)), pixels)
+
+
+def test_an_fpdf2_output_without_a_classic_trailer_is_an_error_not_a_file(tmp_path):
+    """The update needs fpdf2's trailer; output without it (another fpdf2) gives NotComputableError and no file."""
+    from PIL import Image
+
+    from hepatoplan.errors import NotComputableError
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (40, 32)).save(jpeg, "JPEG")
+    previews = [tmp_path / "preview_before_anterior.png"]
+    layout = PdfLayout({"assessment": {"verdict": "adequate"}}, previews=previews, preview_size_px=(40, 32))
+    layout._file = layout._file.replace(b"\ntrailer\n", b"\nTRAILER\n")
+    with pytest.raises(NotComputableError, match="trailer"):
+        layout.write(tmp_path / "report.pdf", {previews[0]: jpeg.getvalue()})
+    assert not (tmp_path / "report.pdf").exists()
