@@ -52,6 +52,15 @@ def padded_box(box: tuple[slice, ...], pad, shape) -> tuple[slice, ...]:
     return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
 
 
+def joint_box(boxes) -> tuple[slice, ...]:
+    """The smallest box holding every box of ``boxes`` (an iterable of slice tuples, e.g. the values of
+    :func:`label_boxes`); ``()`` for none."""
+    boxes = list(boxes)
+    if not boxes:
+        return ()
+    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(boxes[0])))
+
+
 def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
     """Bounding box (slices) of every non-zero integer label value present.
 

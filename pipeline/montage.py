@@ -21,13 +21,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from hepatoplan.arrays import padded_box
+from hepatoplan.arrays import joint_box, padded_box
 from hepatoplan.errors import InputError
 
 from .labels import (LIVER_COLOUR_RGB, RESECTED_COLOUR_RGB, RESECTED_LABEL_OFFSET, SEGMENT_COLOURS_RGB,
                      TUMOUR_LABEL_OFFSET, label_boxes, tumour_colour_rgb)
 from .png import write_png
-from .slice_viewer import joint_box
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ def qc_montage(
     boxes = label_boxes(labels) if boxes is None else boxes
     if not boxes:
         raise InputError("the QC montage needs a label map with labelled voxels (the liver); found none")
-    labelled, present = joint_box(boxes), np.array(sorted(boxes))
+    labelled, present = joint_box(boxes.values()), np.array(sorted(boxes))
     box = padded_box(labelled, [int(math.ceil(params.margin_mm / s)) for s in spacing], labels.shape)
     ct_box, lab_box = ct[box], labels[box]
     if modality.upper() == "CT":

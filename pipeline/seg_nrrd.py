@@ -19,7 +19,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from hepatoplan.arrays import bounding_box
+from hepatoplan.arrays import bounding_box, joint_box
 from hepatoplan.checks import check_affine_ras
 from hepatoplan.errors import NotComputableError
 
@@ -135,7 +135,7 @@ def write_seg_nrrd(
                  for j, (name, mask) in enumerate(extras.items())]
     # as Slicer saves segmentations: cropped to the segments' joint extent, with its offset in
     # the reference grid (Segmentation_ReferenceImageExtentOffset) and the origin moved there
-    window = (crop and _joint_box([s.box for s in segments])) or tuple(slice(0, n) for n in labels.shape)
+    window = (crop and joint_box(s.box for s in segments)) or tuple(slice(0, n) for n in labels.shape)
     start = np.array([w.start for w in window])
     dtype = np.uint8 if (not boxes or max(boxes) < 256) else np.uint16
     layers = [labels, *extras.values()]
@@ -144,7 +144,7 @@ def write_seg_nrrd(
     # strided copy took 0.85 s of CPU for a 512×512×129 grid and 3 layers; 0.25 s) within its segments' box
     interleaved = np.zeros((*(b.stop - b.start for b in window[::-1]), len(layers)), dtype)
     for i, layer in enumerate(layers):
-        if box := _joint_box([s.box for s in segments if s.layer == i]):
+        if box := joint_box(s.box for s in segments if s.layer == i):
             into = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, window))
             c_order_copy(layer[box].T, out=interleaved[(*into[::-1], i)])
     data = interleaved.transpose(3, 2, 1, 0)
@@ -154,13 +154,6 @@ def write_seg_nrrd(
     _write_gzip_nrrd(path, data, header)
     log.info("wrote %s (%d segments, %d layers)", path, len(segments), len(layers))
     return Path(path)
-
-
-def _joint_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
-    """The smallest box holding every one of ``boxes`` (empty tuple for none)."""
-    if not boxes:
-        return ()
-    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
 
 
 def _write_gzip_nrrd(path: str | Path, data: np.ndarray, header: dict) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 from isal import isal_zlib
 
-from hepatoplan.arrays import padded_box
+from hepatoplan.arrays import joint_box, padded_box
 from hepatoplan.errors import InputError
 
 from .labels import (HEPATIC_VEIN_COLOUR_RGB, PORTAL_VEIN_COLOUR_RGB, RESECTED_COLOUR_RGB, RESECTED_LABEL_OFFSET,
@@ -104,19 +104,13 @@ def _delta(levels: np.ndarray) -> np.ndarray:
     return np.diff(levels, axis=0, prepend=np.zeros((1, *levels.shape[1:]), np.uint8))
 
 
-def joint_box(boxes: Mapping[int, tuple[slice, ...]]) -> tuple[slice, ...]:
-    """The box (slices) holding every box of ``boxes`` (e.g. :func:`hepatoplan.pipeline.labels.label_boxes`)."""
-    return tuple(slice(min(b[a].start for b in boxes.values()), max(b[a].stop for b in boxes.values()))
-                 for a in range(len(next(iter(boxes.values())))))
-
-
 def _crop(boxes: Mapping[int, tuple[slice, ...]], shape, spacing_mm, params: SliceViewerParams
           ) -> tuple[tuple[slice, ...], tuple[int, ...]]:
     """The crop box (all labels + margin) and the subsampling step per axis that fits the budget."""
     if not boxes:
         raise InputError("the slice viewer needs a label map with labelled voxels (the liver); found none")
     pad = [int(math.ceil(params.margin_mm / s)) for s in spacing_mm]
-    box = padded_box(joint_box(boxes), pad, shape)
+    box = padded_box(joint_box(boxes.values()), pad, shape)
     size = [b.stop - b.start for b in box]
     step = [1, 1, 1]
     while math.prod(math.ceil(n / s) for n, s in zip(size, step)) > params.max_voxels:

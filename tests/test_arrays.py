@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hepatoplan.arrays import bounding_box, is_empty_box, label_boxes, padded_box
+from hepatoplan.arrays import bounding_box, is_empty_box, joint_box, label_boxes, padded_box
 from hepatoplan.units import voxel_volume_ml
 
 
@@ -51,3 +51,10 @@ def test_label_boxes_one_per_value_present():
 
 def test_voxel_volume_ml():
     assert voxel_volume_ml((0.5, 0.8, 2.5)) == pytest.approx(0.001)
+
+
+def test_joint_box_holds_every_box_and_is_empty_for_none():
+    boxes = {1: (slice(2, 5), slice(7, 9), slice(0, 3)), 4: (slice(3, 8), slice(1, 2), slice(2, 6))}
+    assert joint_box(boxes.values()) == (slice(2, 8), slice(1, 9), slice(0, 6))
+    assert joint_box(b for b in boxes.values()) == joint_box(list(boxes.values()))  # any iterable, read once
+    assert joint_box([]) == ()
