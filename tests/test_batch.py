@@ -12,6 +12,7 @@ import pytest
 
 from hepatoplan.data_samples.phantom import make_phantom
 from hepatoplan.data_samples.write import write_study
+from hepatoplan.pipeline.batch import ROW_FILE
 from hepatoplan.pipeline.cli import main
 
 COLUMNS = "id,ct,liver,tumours,segments,resect,margin_mm,parenchyma,height_cm,weight_kg"
@@ -72,11 +73,13 @@ def test_killed_run_resumes_without_recomputing(cohort, tmp_path):
            "--workers", "1", "--no-preview"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("*/report.json")):
+    # a study is complete once its row file follows its report.json (batch.is_complete): a kill between
+    # the two leaves it to be planned again
+    while time.time() < deadline and not list(out.glob(f"*/{ROW_FILE}")):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/report.json")}
+    done = {p.parent.name: (p.parent / "report.json").stat().st_mtime_ns for p in out.glob(f"*/{ROW_FILE}")}
     assert done, "no study finished before the kill"
     import nibabel as nib
 
