@@ -166,6 +166,27 @@ def test_a_fork_waits_for_the_library_thread():
     assert _python_prints(code) == "False"
 
 
+def test_numpys_unused_modules_are_not_run_by_a_plan(study_dir, tmp_path):
+    """``defer_unused_modules`` leaves numpy.f2py and numpy.testing lazy through a whole plan (previews, the
+    vascular analysis: scipy.ndimage copies numpy's namespace), and they work when used."""
+    out = tmp_path / "o"
+    flags = " ".join(f"'--{flag}', '{study_dir / name}.nii.gz'," for flag, name in (
+        ("liver", "liver"), ("tumours", "tumours"), ("portal", "portal_vein"), ("hepatic", "hepatic_veins")))
+    code = ("import contextlib, io, sys; from hepatoplan.pipeline.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['plan', '{study_dir / 'ct.nii.gz'}', {flags} '--resect', 'right-hepatectomy', "
+            f"'--out', '{out}']) == 0\n"
+            "assert 'scipy.ndimage' in sys.modules\n"
+            "print(*(type(sys.modules[m]).__name__ for m in ('numpy.f2py', 'numpy.testing')))\n"
+            "import numpy; numpy.testing.assert_equal(numpy.f2py.__name__, 'numpy.f2py')\n"
+            "from numpy.testing import assert_allclose; assert_allclose(1.0, 1.0)\n"
+            "print(*(type(sys.modules[m]).__name__ for m in ('numpy.f2py', 'numpy.testing')))")
+    assert _python_prints(code).splitlines() == ["_LazyModule _LazyModule", "module module"]
+    # a module imported before is left as it is
+    assert _python_prints("import sys, numpy.testing; from hepatoplan.pipeline import cli; cli.defer_unused_modules(); "
+                          "print(type(sys.modules['numpy.testing']).__name__)") == "module"
+
+
 def _python_prints(code: str) -> str:
     """What a fresh interpreter running ``code`` prints (it must exit 0)."""
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
