@@ -233,7 +233,13 @@ def plan(options: PlanOptions) -> dict:
 
                 vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
-        study = load_study(options, needs_segments=anatomical, on_masks=masks_read)
+        def read(names: set[str]) -> None:
+            # the vascular analysis' modules (scipy.ndimage: ~0.17 s holding the GIL) imported as soon as the masks
+            # are read, while the CT's voxels are still being read (ISA-L inflates outside the GIL)
+            if (specs or ablations) and {"portal", "hepatic", "vessels"} & names:
+                import hepatoplan.resection.vascular  # noqa: F401
+
+        study = load_study(options, needs_segments=anatomical, on_masks=masks_read, on_masks_read=read)
         function_map = None
         if options.function_map is not None:
             function_map = io.read_image(options.function_map, name="--function-map", reference=study.ct,

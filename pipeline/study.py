@@ -285,7 +285,8 @@ class PlanOptions:
 
 
 def load_study(options: PlanOptions, *, needs_segments: bool,
-               on_masks: Callable[[Study], None] | None = None) -> Study:
+               on_masks: Callable[[Study], None] | None = None,
+               on_masks_read: Callable[[set[str]], None] | None = None) -> Study:
     """Read the CT grid and masks; compute what is missing.
 
     Masks not given are segmented automatically from the CT (``segmentation``) unless
@@ -294,7 +295,9 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     the vessel tree (``couinaud``). The CT's voxels are read only when something needs them (the
     automatic segmentation, or the previews: read once here rather than checked here and read again
     for them); otherwise its header is the reference grid. ``on_masks`` is called with the study
-    once its masks are read (or segmented), before the Couinaud segments are derived from them.
+    once its masks are read (or segmented), before the Couinaud segments are derived from them;
+    ``on_masks_read`` with the names of the masks read, as soon as they are read: for a NIfTI CT while its
+    voxels are still being read (the masks are not checked yet).
     """
     masks = options.masks
     ts_segments = options.segments_from == "totalsegmentator"
@@ -307,20 +310,45 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT",
                       header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
                       interpolate_slices=options.interpolate_slices)
+    ct_read = None  # a NIfTI CT's voxels being read and checked beside the masks
     if not io.is_nifti_file(options.ct) or not masks.given():
         ct = read_ct()
         arrays, notes = load_masks(ct, masks, resample=options.resample_masks,
                                    segments_from_totalsegmentator=ts_segments)
     else:  # a NIfTI CT: its voxels read and checked beside the masks, checked against its header's grid
-        with ThreadPoolExecutor(1) as reading:
-            ct_read = reading.submit(read_ct)
-            try:
-                arrays, notes = load_masks(read_ct(header_only=True, check_voxels=False), masks,
-                                           resample=options.resample_masks, segments_from_totalsegmentator=ts_segments)
-            except HepatoplanError:
-                ct_read.result()  # the CT's own error first
-                raise
-            ct = _wait_read(ct_read)
+        reading = ThreadPoolExecutor(1)
+        ct_read = reading.submit(read_ct)
+        reading.shutdown(wait=False)
+        try:
+            ct = read_ct(header_only=True, check_voxels=False)
+            arrays, notes = load_masks(ct, masks, resample=options.resample_masks,
+                                       segments_from_totalsegmentator=ts_segments)
+        except HepatoplanError:
+            ct_read.result()  # the CT's own error first
+            raise
+    if on_masks_read is not None:
+        on_masks_read(set(arrays))
+    # the study checked and its segments derived on the CT's header (the same grid, no notes: the NIfTI reader
+    # makes none) while its voxels are still being read, unless the automatic segmentation needs them; the
+    # CT's own error first, as when it was waited for before
+    try:
+        if ct_read is not None and wanted:
+            ct, ct_read = _wait_read(ct_read), None
+        study = _checked_study(options, ct, arrays, notes, wanted, needs_segments=needs_segments, on_masks=on_masks)
+    except Exception:
+        if ct_read is not None:
+            ct_read.result()
+        raise
+    if ct_read is not None:
+        study.ct = _wait_read(ct_read)
+    return study
+
+
+def _checked_study(options: PlanOptions, ct: io.Volume, arrays: dict[str, np.ndarray], notes: list[str],
+                   wanted: list[str], *, needs_segments: bool, on_masks: Callable[[Study], None] | None) -> Study:
+    """:func:`load_study` once the masks are read: the missing ones segmented, the study checked, the segments
+    derived."""
+    masks = options.masks
     sources = {name: path_text(path) for name, path in masks.given().items()}
     for name in ("liver", "tumours", "portal", "hepatic", "vessels", "segments"):
         if name in arrays and name not in sources:

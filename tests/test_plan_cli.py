@@ -248,6 +248,8 @@ BAD_CASES = {
     "truncated CT, the masks fine": (["--liver", "{d}/liver.nii.gz"], "truncated_ct.nii.gz: holds"),
     "truncated CT and no segments": (["--liver", "{d}/liver.nii.gz", "--resect", "right-hepatectomy"],
                                      "truncated_ct.nii.gz: holds"),
+    # the masks checked while the CT's voxels are still read: its error first
+    "truncated CT and an empty liver": (["--liver", "{d}/empty.nii.gz"], "truncated_ct.nii.gz: holds"),
 }
 
 
@@ -362,3 +364,25 @@ def test_the_slicer_label_files_start_with_the_label_map(study_dir, tmp_path, mo
     report = _plan(study_dir, tmp_path / "o", "--resect", "right-hepatectomy")
     assert {"labels.ctbl", "labels.seg.nrrd"} <= set(report["outputs"]) and len(written) == 1  # and only then
     assert (tmp_path / "o" / "labels.seg.nrrd").stat().st_size > 0
+
+
+def test_the_ct_voxels_arrive_after_the_masks_steps(study_dir, tmp_path):
+    """Given every mask and a NIfTI CT, the masks' steps (the study's checks, ``on_masks``: the vessel trees'
+    start, the Couinaud segments) run on the CT's header while its voxels are read; the study returned
+    holds the voxels (the previews need them), equal to a read of the CT alone."""
+    from hepatoplan.pipeline import io
+    from hepatoplan.pipeline.study import MaskPaths, PlanOptions, load_study
+
+    d = study_dir
+    options = PlanOptions(ct=d / "ct.nii.gz", out=tmp_path / "o", preview=True, auto=False,
+                          masks=MaskPaths(d / "liver.nii.gz", d / "tumours.nii.gz", d / "portal_vein.nii.gz",
+                                          d / "hepatic_veins.nii.gz"))
+    calls = []
+    study = load_study(options, needs_segments=True, on_masks_read=lambda names: calls.append(sorted(names)),
+                       on_masks=lambda s: calls.append(s.ct))
+    names, header = calls
+    assert names == ["hepatic", "liver", "portal", "tumours"]
+    ct = io.read_image(d / "ct.nii.gz", name="CT")
+    assert header.array is None and np.array_equal(header.affine_ras, ct.affine_ras) and header.grid == ct.grid
+    assert study.segments is not None and np.array_equal(study.ct.array, ct.array)
+    assert study.ct.grid == ct.grid and study.ct.notes == ct.notes == ()
