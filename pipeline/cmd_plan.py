@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -200,10 +200,10 @@ def plan(options: PlanOptions) -> dict:
     # vessels' meshes are made as soon as the masks are read (beside the Couinaud segments), the
     # others as soon as the label map is known, beside the vascular analysis and the assessment
     # (vtk's contouring and smoothing run outside the GIL), and the helper process that decimates the
-    # meshes and writes report.pdf starts now (its imports done by the time it is asked)
+    # meshes and writes report.pdf starts once the trees have (its imports done by the time it is asked)
     with timing.timed_run(), ThreadPoolExecutor(max_workers=1) as hashing, \
-            ThreadPoolExecutor(max_workers=1) as meshing, \
-            (options.preview and PlanHelper()) or nullcontext() as helper:
+            ThreadPoolExecutor(max_workers=1) as meshing, ExitStack() as helpers:
+        helper: list[PlanHelper] = []
         if options.auto and not {"liver", "totalsegmentator"} & set(options.masks.given()):
             # the segmentation's modules imported while the CT is read (before the hashes, which are
             # needed last), the modules the plan calls after the automatic segmentation (mostly one
@@ -228,6 +228,8 @@ def plan(options: PlanOptions) -> dict:
                 trees = _vessel_trees(study, nearest_nodes=anatomical, deferred=True)
                 vessel_trees.append(trees)
                 hashing.submit(trees.prepare)
+            if options.preview:  # after the trees' start: started with the plan, its interpreter and imports (~0.35 s
+                helper.append(helpers.enter_context(PlanHelper()))  # of CPU) took a core from the reads, then scipy's
             if options.preview and (vessels := _vessels(study)):
                 from .meshing import structure_meshes
 
@@ -285,7 +287,7 @@ def plan(options: PlanOptions) -> dict:
             _write_outputs(options, study, result, arrays, folder=folder, nifti=list(writing.values()), inputs=inputs,
                            label_files=writing[_SLICER_FILES],
                            hashes={name: future.result() for name, future in sha256.items()},
-                           ahead=(started[0] if started else StartedAhead())._replace(pdf=helper))
+                           ahead=(started[0] if started else StartedAhead())._replace(pdf=helper[0] if helper else None))
     log.info("outputs written to %s", options.out)
     return result
 

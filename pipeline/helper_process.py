@@ -7,8 +7,8 @@ decimation helper's stop). One child does both, so the plan pays one interpreter
 (two children did until the seventeenth stop, one17): its main thread runs
 :mod:`~hepatoplan.pipeline.meshing`'s decimation loop on its standard input and output (the previews wait for the
 decimations: each takes the child's GIL as it comes), a thread of it lays out and writes the pages through a
-second pair of pipes. ``plan`` starts it at its beginning (fpdf2 and numpy imported while the inputs are read);
-this module imports neither fpdf2 nor the layout.
+second pair of pipes. ``plan`` starts it once the masks are read and the vessel trees started (fpdf2 and numpy
+imported beside the Couinaud division); this module imports neither fpdf2 nor the layout.
 """
 
 from __future__ import annotations
