@@ -386,3 +386,25 @@ def test_the_ct_voxels_arrive_after_the_masks_steps(study_dir, tmp_path):
     assert header.array is None and np.array_equal(header.affine_ras, ct.affine_ras) and header.grid == ct.grid
     assert study.segments is not None and np.array_equal(study.ct.array, ct.array)
     assert study.ct.grid == ct.grid and study.ct.notes == ct.notes == ()
+
+
+def test_the_helper_process_starts_after_the_vessel_trees(study_dir, tmp_path, monkeypatch):
+    """The plan's helper process (decimations, report.pdf) is started once the vessel trees have been, not at the
+    plan's start: its interpreter and imports took a core from the reads and from scipy's import."""
+    from hepatoplan.pipeline import cmd_plan
+
+    order = []
+    trees = cmd_plan._vessel_trees
+
+    class Helper(cmd_plan.PlanHelper):
+        def __init__(self):
+            order.append("helper")
+            super().__init__()
+
+    monkeypatch.setattr(cmd_plan, "PlanHelper", Helper)
+    monkeypatch.setattr(cmd_plan, "_vessel_trees", lambda *args, **kwargs: order.append("trees") or trees(*args, **kwargs))
+    d = study_dir
+    assert main(["plan", str(d / "ct.nii.gz"), "--out", str(tmp_path / "o"), "--liver", str(d / "liver.nii.gz"),
+                 "--tumours", str(d / "tumours.nii.gz"), "--portal", str(d / "portal_vein.nii.gz"),
+                 "--hepatic", str(d / "hepatic_veins.nii.gz"), "--resect", "right-hepatectomy"]) == 0
+    assert order[:2] == ["trees", "helper"] and (tmp_path / "o" / "report.pdf").is_file()
