@@ -20,7 +20,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from skimage.morphology import skeletonize
 
-from hepatoplan.arrays import bounding_box, is_empty_box
+from hepatoplan.arrays import bounding_box, is_empty_box, voxel_indices
 from hepatoplan.nearest_voxel import edt_mm
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def skeleton_graph(mask: np.ndarray, spacing_mm, *, distance_mm: np.ndarray | No
     if is_empty_box(box):
         return SkeletonGraph(np.zeros((0, 3), int), np.zeros((0, 3)), np.zeros(0), sparse.csr_matrix((0, 0)))
     crop = np.ascontiguousarray(mask[box], dtype=bool)
-    local = np.argwhere(skeletonize(crop) > 0)
+    local = voxel_indices(skeletonize(crop))
     ijk = local + [b.start for b in box]
     if distance_mm is None:
         radius = edt_mm(crop, spacing_mm=sp)[tuple(local.T)]

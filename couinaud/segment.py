@@ -84,7 +84,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.arrays import bounding_box, padded_box, voxel_indices
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError, NotComputableError
 from hepatoplan.nearest_voxel import edt_mm
@@ -263,7 +263,7 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
 
 def _voxels_mm(mask: np.ndarray, spacing_mm: np.ndarray, shift_mm: np.ndarray) -> np.ndarray:
     """The analysis grid's true voxels in crop-frame mm, ``(n, 3)``."""
-    return np.argwhere(mask) * spacing_mm + shift_mm
+    return voxel_indices(mask) * spacing_mm + shift_mm
 
 
 # --------------------------------------------------------------------------- step 1: landmarks
@@ -780,12 +780,12 @@ def _full_resolution(labels_a: np.ndarray, g: _Grids, inside: np.ndarray, shape)
     block's label (a voxel in a block the pooling dropped, at the crop's far edge, the nearest
     labelled block's)."""
     f = np.round(g.spacing_analysis_mm / g.spacing_mm).astype(int)
-    ijk = np.argwhere(inside) + np.array([s.start for s in g.inner])
+    ijk = voxel_indices(inside) + np.array([s.start for s in g.inner])
     blocks = np.minimum(ijk // f, np.array(labels_a.shape) - 1)
     lab = labels_a[tuple(blocks.T)]
     missing = lab == 0
     if missing.any():
-        have = np.argwhere(labels_a)
+        have = voxel_indices(labels_a)
         _, nearest = cKDTree(have * g.spacing_analysis_mm).query(blocks[missing] * g.spacing_analysis_mm)
         lab[missing] = labels_a[tuple(have[nearest].T)]
     trees = []
@@ -950,7 +950,7 @@ def _check_near_liver(L2, PV2, HV2, sp2, params: CouinaudParams):
 
     ap = params.analysis
     for name, m in (("portal", PV2), ("hepatic", HV2))[:1 if HV2 is PV2 else 2]:
-        ijk = np.argwhere(m)
+        ijk = voxel_indices(m)
         if len(ijk) == 0:
             raise InputError(f"{name} mask has no voxel within the liver's bounding box (+{ap.crop_margin_mm:.0f} mm): "
                              "it does not belong to this liver (wrong file or different grid)")
