@@ -230,7 +230,7 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
     f = np.maximum(1, np.round(ap.analysis_spacing_mm / spa).astype(int))
     sp2, shift_mm = spa * f, (f - 1) / 2.0 * spa
     if portal.shape == liver.shape:
-        PVc = np.asarray(portal[box]) != 0
+        PVc = _mask_in(portal, box)
     else:
         PVc = np.zeros(tuple(b.stop - b.start for b in box), bool)
         PVc[inner] = portal
@@ -240,7 +240,7 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
         pool = ThreadPoolExecutor(1, thread_name_prefix="couinaud-landmarks")
         portal_graph = pool.submit(lm.skeleton_graph, PV2, sp2)
     Lc = np.asarray(liver[box]) != 0
-    HVc = PVc if one else np.asarray(hepatic[box]) != 0
+    HVc = PVc if one else _mask_in(hepatic, box)
     for n, a, c in (("portal", portal, PVc), ("hepatic", hepatic, HVc))[:1 if one else 2]:
         k = int(np.count_nonzero(a)) - int(np.count_nonzero(c))
         if k:
@@ -259,6 +259,12 @@ def _grids(liver, portal, hepatic, spa: np.ndarray, params: CouinaudParams, live
         distance_to_liver_a_mm=_check_near_liver(L2, PV2, HV2, sp2, params), portal_graph=portal_graph,
         ivc_candidates=ivc_candidates, hepatic_mm=hepatic_mm,
     )
+
+
+def _mask_in(mask: np.ndarray, box: tuple) -> np.ndarray:
+    """``mask[box] != 0``; a boolean mask's box as a view (the vessels are only pooled and counted: no
+    copy of their crop, 6 ms each on IRCADb 01)."""
+    return mask[box] if mask.dtype == bool else mask[box] != 0
 
 
 def _voxels_mm(mask: np.ndarray, spacing_mm: np.ndarray, shift_mm: np.ndarray) -> np.ndarray:
