@@ -665,7 +665,7 @@ def _divide(g: _Grids, k: _Landmarks, shape, params: CouinaudParams, *, split_se
         tried: list = []
         bd, methods = _boundaries(k, g, params, tried, separated=separated, middle_trunk=middle_trunk)
         lab = _label_liver(g, bd, methods, params, split_segment_4=split_segment_4, warnings=tried)
-        share_4 = np.count_nonzero((lab == LABEL_4A) | (lab == LABEL_4B)) / max(np.count_nonzero(lab), 1)
+        share_4 = (np.count_nonzero(lab == LABEL_4A) + np.count_nonzero(lab == LABEL_4B)) / max(np.count_nonzero(lab), 1)
         if share_4 >= params.scissurae.min_segment_4_fraction or not methods["middle_scissura"]["confidence"]:
             break
         # the "middle" trunk closed segment 4: it ran on the left hepatic vein's course
