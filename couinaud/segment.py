@@ -1021,13 +1021,12 @@ def _one_piece_per_label(lab: np.ndarray, warnings: list) -> np.ndarray:
 
 def _pieces(cc, lab, n):
     """Voxel count, label and index bounds (inclusive) of each numbered piece ``1..n`` of ``cc``
-    (``lab``: the labels it was numbered from). The counts (``np.bincount``, which releases the GIL)
-    in a thread while this one finds the boxes (``find_objects``): half the wall time of
-    ``cc3d.statistics``, which also sums centroids, holding the GIL. A piece's label is read on its
-    box's first plane along axis 0, which holds one of its voxels."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="couinaud-counts")
-    counts = pool.submit(np.bincount, cc.ravel(), minlength=n + 1)
-    pool.shutdown(wait=False)
+    (``lab``: the labels it was numbered from). A piece's label is read on its box's first plane
+    along axis 0, which holds one of its voxels. Only the pieces of a label that has several are
+    counted (the count picks the piece kept; a label's only piece is kept whatever it counts, and
+    its count is left 0), each within its own box: on IRCADb 01 / 05 / 08 / 12 18-72 ms less CPU
+    than ``np.bincount`` of the whole box (its int64 copy of the uint32 pieces), 3-8 ms more on
+    this thread; ``cc3d.statistics`` also sums centroids (twice the CPU)."""
     lo, hi = np.zeros((n + 1, 3), np.int64), np.zeros((n + 1, 3), np.int64)
     boxes = ndi.find_objects(cc, n)
     lo[1:] = [[s.start for s in b] for b in boxes]
@@ -1036,4 +1035,8 @@ def _pieces(cc, lab, n):
     for c in range(1, n + 1):
         plane = (lo[c, 0], slice(lo[c, 1], hi[c, 1] + 1), slice(lo[c, 2], hi[c, 2] + 1))
         label[c] = lab[plane][cc[plane] == c][0]
-    return counts.result().astype(np.int64), label, lo, hi
+    counts, pieces_of = np.zeros(n + 1, np.int64), np.bincount(label[1:], minlength=256)
+    for c in range(1, n + 1):
+        if pieces_of[label[c]] > 1:
+            counts[c] = np.count_nonzero(cc[boxes[c - 1]] == c)
+    return counts, label, lo, hi
