@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 from skimage.morphology import skeletonize
 
-from hepatoplan.arrays import bounding_box, is_empty_box
+from hepatoplan.arrays import bounding_box, is_empty_box, voxel_indices
 from hepatoplan.nearest_voxel import edt_mm
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def skeleton_graph(mask: np.ndarray, spacing_mm, *, distance_mm: np.ndarray | No
     if is_empty_box(box):
         return SkeletonGraph(np.zeros((0, 3), int), np.zeros((0, 3)), np.zeros(0), sparse.csr_matrix((0, 0)))
     crop = np.ascontiguousarray(mask[box], dtype=bool)
-    local = np.argwhere(skeletonize(crop) > 0)
+    local = voxel_indices(skeletonize(crop))
     ijk = local + [b.start for b in box]
     if distance_mm is None:
         radius = edt_mm(crop, spacing_mm=sp)[tuple(local.T)]
@@ -150,6 +151,17 @@ class RootedTree:
             out.append(int(self.parent[out[-1]]))
         return out
 
+    @cached_property
+    def kids_of(self) -> dict[int, list[int]]:
+        """The children of each node with any, in the order of ``order`` (made once: :func:`main_split`
+        and :func:`heaviest_path` walk it)."""
+        kids: dict[int, list[int]] = {}
+        parent = self.parent.tolist()
+        for v in self.order.tolist():
+            if parent[v] >= 0:
+                kids.setdefault(parent[v], []).append(v)
+        return kids
+
     def descendants(self, node: int) -> np.ndarray:
         """Boolean mask of ``node`` and every node below it."""
         inside = np.zeros(len(self.parent), bool)
@@ -184,11 +196,7 @@ def main_split(tree: RootedTree, *, min_fraction: float) -> tuple[int, list[int]
     and an empty list are returned.
     """
     total = tree.subtree[tree.root]
-    kids_of: dict[int, list[int]] = {}
-    for v in tree.order:
-        p = tree.parent[v]
-        if p >= 0:
-            kids_of.setdefault(int(p), []).append(int(v))
+    kids_of = tree.kids_of
     node = tree.root
     while True:
         kids = sorted(kids_of.get(node, []), key=lambda k: -tree.subtree[k])
@@ -202,11 +210,7 @@ def main_split(tree: RootedTree, *, min_fraction: float) -> tuple[int, list[int]
 
 def heaviest_path(tree: RootedTree, start: int, *, max_length_mm: float = np.inf) -> list[int]:
     """Nodes from ``start`` downward, always into the heaviest child, up to ``max_length_mm``."""
-    kids_of: dict[int, list[int]] = {}
-    for v in tree.order:
-        p = tree.parent[v]
-        if p >= 0:
-            kids_of.setdefault(int(p), []).append(int(v))
+    kids_of = tree.kids_of
     path = [int(start)]
     d0 = tree.dist_mm[start]
     while True:

@@ -44,7 +44,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from hepatoplan.arrays import bounding_box
+from hepatoplan.arrays import bounding_box, voxel_indices
 from hepatoplan.errors import NotComputableError
 from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
 from hepatoplan.units import voxel_volume_ml
@@ -350,7 +350,7 @@ def _join_at_hilum(pieces: np.ndarray, stats: dict, hilum_mm: np.ndarray, sp: np
         if i == 0 or i == home:
             continue
         box = stats["bounding_boxes"][i]
-        pts = (np.argwhere(pieces[box] == i) + [b.start for b in box]) * sp
+        pts = (voxel_indices(pieces[box] == i) + [b.start for b in box]) * sp
         end = pts[np.argmin(np.linalg.norm(pts - hilum_mm, axis=1))]
         line = hilum_mm + np.linspace(0.0, 1.0, steps)[:, None] * (end - hilum_mm)
         r = np.ceil(tube_radius_mm / sp).astype(int)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 
-from hepatoplan.arrays import bounding_box
+from hepatoplan.arrays import bounding_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
 
@@ -81,12 +81,6 @@ def boundary_voxels(mask: np.ndarray) -> np.ndarray:
         along[:1] = along[-1:] = False
     boundary[box] = crop & ~interior
     return boundary
-
-
-def voxel_indices(mask: np.ndarray) -> np.ndarray:
-    """Indices ``(n, ndim)`` of the true voxels in C order: ``np.argwhere(mask)``, about 5× faster
-    on a large, mostly empty mask (one flat scan, then only the hits are unravelled)."""
-    return np.stack(np.unravel_index(np.flatnonzero(mask), mask.shape), axis=1)
 
 
 class VoxelSet:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hepatoplan.arrays import bounding_box, is_empty_box, joint_box, label_boxes, padded_box
+from hepatoplan.arrays import bounding_box, is_empty_box, joint_box, label_boxes, padded_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
 
@@ -33,6 +33,20 @@ def test_bounding_box_is_the_extent_of_the_nonzero_voxels(seed):
                           for lo, hi, n in zip(hits.min(axis=0), hits.max(axis=0), mask.shape)) if len(hits)
                     else tuple(slice(0, 0) for _ in mask.shape))
         assert bounding_box(mask, pad=pad) == expected
+
+
+def test_voxel_indices_are_argwheres():
+    """Random masks of 1-4 dimensions, several dtypes, empty to dense, strided views (reversed, every other
+    voxel): the same indices, order and dtype as ``np.argwhere``."""
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 9, rng.integers(1, 5)))
+        mask = ((rng.random(shape) < rng.choice([0.0, 0.05, 0.5, 1.0])) * rng.integers(1, 4, shape)).astype(
+            rng.choice([bool, np.uint8, np.int16, np.float32]))
+        if rng.random() < 0.4:
+            mask = mask[::-1][..., ::2]
+        got, want = voxel_indices(mask), np.argwhere(mask)
+        assert got.shape == want.shape and got.dtype == want.dtype and np.array_equal(got, want)
 
 
 def test_empty_mask_has_an_empty_box():

@@ -275,7 +275,7 @@ def test_share_height_of_a_slab():
 def test_one_piece_per_label_gives_strays_to_their_surroundings():
     """Label 2 fills a box; a stray piece of label 1 inside it becomes 2, the big piece of label 1
     stays 1, and a second piece of label 1 touching no label (an island) keeps it with a warning. Counts and
-    (inclusive) boxes of the pieces are the analytic ones."""
+    (inclusive) boxes of the pieces are the analytic ones; label 2's only piece is not counted (0)."""
     from hepatoplan.couinaud.segment import _one_piece_per_label, _pieces
 
     lab = np.zeros((30, 20, 12), np.uint8)
@@ -289,7 +289,8 @@ def test_one_piece_per_label_gives_strays_to_their_surroundings():
     stray = cc[21, 6, 3]
     assert (sizes[stray], label[stray]) == (3 * 4 * 2, 1)
     assert lo[stray].tolist() == [20, 5, 3] and hi[stray].tolist() == [22, 8, 4]
-    assert sorted(sizes[1:].tolist()) == sorted([1, 3 * 4 * 2, 10 * 20 * 12 - 8, 20 * 20 * 12 - 24])
+    assert sorted(sizes[1:].tolist()) == sorted([1, 3 * 4 * 2, 10 * 20 * 12 - 8, 0])
+    assert label[cc[15, 0, 0]] == 2 and sizes[cc[15, 0, 0]] == 0
     # many small pieces of four labels: counts and boxes as cc3d.statistics gives them, each label read right
     noise = np.random.default_rng(0).integers(0, 4, (25, 18, 9), dtype=np.uint8)
     ncc, nn = cc3d.connected_components(noise, connectivity=6, return_N=True)
