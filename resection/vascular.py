@@ -499,17 +499,18 @@ class _LiverGeometry:
     ``box`` (slices of the full array) is the liver's box grown by ``crop_pad_mm``: vessels are
     analysed there. ``inner`` (slices of the crop) is the liver's box grown by 3 voxels: the
     territories are computed there. The liver's voxels of ``inner`` are listed once, in C order
-    (``liver_flat``).
+    (``liver_flat``). The liver's boundary voxels (``surface``, with their KD-tree and blocks) are
+    made when first read (by the first tree that asks which of its voxels lie in parenchyma), so that
+    the trees start with the crop and the boundary is made beside the other tree's feature transform.
     """
 
     box: tuple[slice, ...]
     liver: np.ndarray  # bool, the crop
-    surface: VoxelSet | None  # the liver's boundary voxels (crop indices), with their KD-tree
     inner: tuple[slice, ...]
     in_inner: np.ndarray  # bool, the liver in ``inner``
     liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
     spacing_mm: tuple[float, float, float]
-    surface_blocks: _Blocks | None  # a lower bound of the distance to ``surface``
+    boundary: _Once  # -> (surface, surface_blocks)
 
     @classmethod
     def make(cls, liver, spacing, crop_pad_mm) -> _LiverGeometry:
@@ -520,10 +521,25 @@ class _LiverGeometry:
         # than that cannot be the nearest one for most liver voxels
         inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
         in_inner = liver_c[inner]
-        surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
-        return cls(box=box, liver=liver_c, surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
-                   inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner), spacing_mm=spacing,
-                   surface_blocks=_Blocks.of(surface, liver_c.shape, spacing) if len(surface) else None)
+
+        def boundary():  # nearest liver voxel of outside vessels
+            surface = voxel_indices(boundary_voxels(liver_c))
+            if not len(surface):
+                return None, None
+            return VoxelSet(surface, spacing_mm=spacing), _Blocks.of(surface, liver_c.shape, spacing)
+
+        return cls(box=box, liver=liver_c, inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner),
+                   spacing_mm=spacing, boundary=_Once(boundary))
+
+    @property
+    def surface(self) -> VoxelSet | None:
+        """The liver's boundary voxels (crop indices), with their KD-tree."""
+        return self.boundary.get()[0]
+
+    @property
+    def surface_blocks(self) -> _Blocks | None:
+        """A lower bound of the distance to ``surface``."""
+        return self.boundary.get()[1]
 
     @property
     def offset(self) -> np.ndarray:
@@ -590,11 +606,12 @@ class _PreparedTree:
                        (f"{tree}: no vessel voxel near the liver; nothing to cut",))
         notes: list[str] = []
         t = _Tree.of(vessel_c, geometry.spacing_mm)
+        # the feature transform first (compiled, without the GIL): it needs neither the liver's boundary nor the root
+        nearest = _nearest_nodes(t, vessel_c, geometry.inner, geometry) if nearest_nodes else None
         intra, state_ijk = _intrahepatic(t, geometry)
         root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
         before = t.connected_to(np.ones(t.n, bool), root)
-        downstream = (_Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, geometry.inner, geometry))
-                      if nearest_nodes else None)
+        downstream = None if nearest is None else _Downstream.make(t, before, root & before, nearest)
         return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
 
 
