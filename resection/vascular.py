@@ -605,9 +605,11 @@ class _PreparedTree:
             return cls(tree, None, None, None, None, None, None, None,
                        (f"{tree}: no vessel voxel near the liver; nothing to cut",))
         notes: list[str] = []
-        t = _Tree.of(vessel_c, geometry.spacing_mm)
-        # the feature transform first (compiled, without the GIL): it needs neither the liver's boundary nor the root
-        nearest = _nearest_nodes(t, vessel_c, geometry.inner, geometry) if nearest_nodes else None
+        ijk = voxel_indices(vessel_c)
+        # the feature transform first (compiled, without the GIL): it needs neither the wall distances (whose
+        # ``edt`` holds the GIL), nor the liver's boundary, nor the root
+        nearest = _nearest_nodes(ijk, vessel_c, geometry.inner, geometry) if nearest_nodes else None
+        t = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
         intra, state_ijk = _intrahepatic(t, geometry)
         root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
         before = t.connected_to(np.ones(t.n, bool), root)
@@ -727,8 +729,8 @@ class _Tree:
     spacing_mm: tuple[float, float, float]
 
     @classmethod
-    def of(cls, vessel_c: np.ndarray, spacing) -> _Tree:
-        ijk = voxel_indices(vessel_c)
+    def of(cls, vessel_c: np.ndarray, spacing, ijk: np.ndarray) -> _Tree:
+        """The tree of the vessel voxels ``ijk`` (``voxel_indices(vessel_c)``)."""
         box = tuple(slice(max(int(lo) - 1, 0), min(int(hi) + 2, n))
                     for lo, hi, n in zip(ijk.min(axis=0), ijk.max(axis=0), vessel_c.shape))
         # the nearest non-vessel voxel of a vessel voxel lies in the box (one voxel beyond the
@@ -842,7 +844,7 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     if not candidates.any():
         return cut, t.connected_to(~cut, root), None
     if downstream is None:
-        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, ctx.inner, ctx))
+        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t.ijk, vessel_c, ctx.inner, ctx))
     nearest = downstream.nearest
     share = downstream.removed_share(ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
@@ -858,13 +860,13 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     return cut, after, nearest
 
 
-def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverGeometry, liver_sel=None) -> np.ndarray:
-    """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
+def _nearest_nodes(ijk: np.ndarray, vessel_c, box, ctx: _LiverGeometry, liver_sel=None) -> np.ndarray:
+    """Index (into the tree's nodes ``ijk``) of the vessel voxel of the box ``box`` (crop slices) nearest
     to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
     ``ctx.liver_flat``; default all, ``box`` being ``inner``): one feature transform
     (:func:`~hepatoplan.nearest_voxel.nearest_voxel`, mm). -1 where the box holds no vessel voxel."""
     shape = _shape(box)
-    rel = t.ijk - [b.start for b in box]
+    rel = ijk - [b.start for b in box]
     inside = np.flatnonzero(np.all((rel >= 0) & (rel < shape), axis=1)).astype(np.int32)
     if liver_sel is None:  # the liver's voxels of ``inner`` (``box``), in C order as ``liver_flat``
         asking = ctx.liver[ctx.inner]
@@ -1019,7 +1021,7 @@ def _territory_owner(t: _Tree, piece, vessel_c, nearest, ctx: _LiverCrop) -> np.
         tbox = padded_box(pbox, [int(np.ceil(2 * reach / s)) + 2 for s in spacing], _shape(inner))
         at = np.unravel_index(ctx.liver_flat, _shape(inner))
         sel = np.flatnonzero(np.all([(a >= b.start) & (a < b.stop) for a, b in zip(at, served)], axis=0))
-        near = _nearest_nodes(t, vessel_c, tuple(slice(i.start + b.start, i.start + b.stop)
+        near = _nearest_nodes(t.ijk, vessel_c, tuple(slice(i.start + b.start, i.start + b.stop)
                                                  for i, b in zip(inner, tbox)), ctx, liver_sel=sel)
         owner = np.zeros(len(ctx.liver_flat), np.int32)
         owner[sel] = np.where(near >= 0, piece[near], 0)
