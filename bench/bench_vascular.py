@@ -43,15 +43,22 @@ PLANS = (("right-hepatectomy",), ("left-hepatectomy",), ("wedge:all@1",), ("wedg
 
 
 def reference_module(rev: str) -> types.ModuleType:
-    """``resection/vascular.py`` as of ``rev``, importable beside the current one."""
-    source = subprocess.run(["git", "show", f"{rev}:resection/vascular.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    name = "hepatoplan.resection._vascular_reference"
-    module = types.ModuleType(name)
-    module.__package__ = "hepatoplan.resection"  # its relative imports resolve as in the package
-    sys.modules[name] = module
-    exec(compile(source, f"{rev}:resection/vascular.py", "exec"), module.__dict__)
-    return module
+    """``resection/vascular.py`` as of ``rev``, importable beside the current one (with ``resection/volumetry.py``
+    as of ``rev``: the reference's helpers there may have changed since)."""
+    def load(stem: str, source: str) -> types.ModuleType:
+        name = f"hepatoplan.resection._{stem}_reference"
+        module = types.ModuleType(name)
+        module.__package__ = "hepatoplan.resection"  # its relative imports resolve as in the package
+        sys.modules[name] = module
+        exec(compile(source, f"{rev}:resection/{stem}.py", "exec"), module.__dict__)
+        return module
+
+    def show(stem: str) -> str:
+        return subprocess.run(["git", "show", f"{rev}:resection/{stem}.py"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+
+    load("volumetry", show("volumetry"))
+    return load("vascular", show("vascular").replace("from .volumetry import", "from ._volumetry_reference import"))
 
 
 def studies(cases: list[str], phantom: bool):

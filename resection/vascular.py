@@ -64,8 +64,8 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   cut, root, connected before / after the cut, pieces) is a boolean per node. Connectivity is
   labelled with cc3d in the tree's box and read at the nodes.
 - ``d_liver`` and the nearest liver voxel of a vessel voxel outside the liver come from a KD-tree
-  of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), with
-  a search bounded by each voxel's own ``d_wall + max(spacing)``.
+  of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), asked
+  only about the voxels that blocks of the boundary do not put beyond their ``d_wall + max(spacing)``.
 - The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
   read from an array of node numbers over the tree's box); the downstream sums are one sparse
   triangular solve over the predecessor tree.
@@ -499,17 +499,18 @@ class _LiverGeometry:
     ``box`` (slices of the full array) is the liver's box grown by ``crop_pad_mm``: vessels are
     analysed there. ``inner`` (slices of the crop) is the liver's box grown by 3 voxels: the
     territories are computed there. The liver's voxels of ``inner`` are listed once, in C order
-    (``liver_flat``).
+    (``liver_flat``). The liver's boundary voxels (``surface``, with their KD-tree and blocks) are
+    made when first read (by the first tree that asks which of its voxels lie in parenchyma), so that
+    the trees start with the crop and the boundary is made beside the other tree's feature transform.
     """
 
     box: tuple[slice, ...]
     liver: np.ndarray  # bool, the crop
-    surface: VoxelSet | None  # the liver's boundary voxels (crop indices), with their KD-tree
     inner: tuple[slice, ...]
     in_inner: np.ndarray  # bool, the liver in ``inner``
     liver_flat: np.ndarray  # flat indices (in ``inner``) of its liver voxels
     spacing_mm: tuple[float, float, float]
-    surface_blocks: _Blocks | None  # a lower bound of the distance to ``surface``
+    boundary: _Once  # -> (surface, surface_blocks)
 
     @classmethod
     def make(cls, liver, spacing, crop_pad_mm) -> _LiverGeometry:
@@ -520,10 +521,25 @@ class _LiverGeometry:
         # than that cannot be the nearest one for most liver voxels
         inner = padded_box(bounding_box(liver_c), [3, 3, 3], liver_c.shape)
         in_inner = liver_c[inner]
-        surface = voxel_indices(boundary_voxels(liver_c))  # nearest liver voxel of outside vessels
-        return cls(box=box, liver=liver_c, surface=VoxelSet(surface, spacing_mm=spacing) if len(surface) else None,
-                   inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner), spacing_mm=spacing,
-                   surface_blocks=_Blocks.of(surface, liver_c.shape, spacing) if len(surface) else None)
+
+        def boundary():  # nearest liver voxel of outside vessels
+            surface = voxel_indices(boundary_voxels(liver_c))
+            if not len(surface):
+                return None, None
+            return VoxelSet(surface, spacing_mm=spacing), _Blocks.of(surface, liver_c.shape, spacing)
+
+        return cls(box=box, liver=liver_c, inner=inner, in_inner=in_inner, liver_flat=np.flatnonzero(in_inner),
+                   spacing_mm=spacing, boundary=_Once(boundary))
+
+    @property
+    def surface(self) -> VoxelSet | None:
+        """The liver's boundary voxels (crop indices), with their KD-tree."""
+        return self.boundary.get()[0]
+
+    @property
+    def surface_blocks(self) -> _Blocks | None:
+        """A lower bound of the distance to ``surface``."""
+        return self.boundary.get()[1]
 
     @property
     def offset(self) -> np.ndarray:
@@ -589,12 +605,15 @@ class _PreparedTree:
             return cls(tree, None, None, None, None, None, None, None,
                        (f"{tree}: no vessel voxel near the liver; nothing to cut",))
         notes: list[str] = []
-        t = _Tree.of(vessel_c, geometry.spacing_mm)
+        ijk = voxel_indices(vessel_c)
+        # the feature transform first (compiled, without the GIL): it needs neither the wall distances (whose
+        # ``edt`` holds the GIL), nor the liver's boundary, nor the root
+        nearest = _nearest_nodes(ijk, vessel_c, geometry.inner, geometry) if nearest_nodes else None
+        t = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
         intra, state_ijk = _intrahepatic(t, geometry)
         root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
         before = t.connected_to(np.ones(t.n, bool), root)
-        downstream = (_Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, geometry.inner, geometry))
-                      if nearest_nodes else None)
+        downstream = None if nearest is None else _Downstream.make(t, before, root & before, nearest)
         return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
 
 
@@ -710,8 +729,8 @@ class _Tree:
     spacing_mm: tuple[float, float, float]
 
     @classmethod
-    def of(cls, vessel_c: np.ndarray, spacing) -> _Tree:
-        ijk = voxel_indices(vessel_c)
+    def of(cls, vessel_c: np.ndarray, spacing, ijk: np.ndarray) -> _Tree:
+        """The tree of the vessel voxels ``ijk`` (``voxel_indices(vessel_c)``)."""
         box = tuple(slice(max(int(lo) - 1, 0), min(int(hi) + 2, n))
                     for lo, hi, n in zip(ijk.min(axis=0), ijk.max(axis=0), vessel_c.shape))
         # the nearest non-vessel voxel of a vessel voxel lies in the box (one voxel beyond the
@@ -779,17 +798,16 @@ def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.nd
     outside = np.flatnonzero(~intra)
     if geometry.surface is None or not len(outside):
         return intra, t.ijk
-    # a bounded search finds them quickly, asked only about the voxels the surface's blocks do not
-    # already put beyond their bound (most of the extrahepatic trunks: IRCADb 01, 173 k -> 48 k voxels);
-    # the unbounded one then names the nearest liver voxel (among equidistant ones, the one the
-    # KD-tree's full search returns)
+    # the KD-tree is asked only about the voxels the surface's blocks do not already put beyond their bound (most
+    # of the extrahepatic trunks: IRCADb 01, 173 k -> 48 k voxels); its full search names the nearest liver voxel
+    # (among equidistant ones, the one it finds first) and its distance, the least of them all whatever it names
     bound_mm = t.wall_mm[outside] + max(geometry.spacing_mm)
     if geometry.surface_blocks is not None:
         near = ~geometry.surface_blocks.farther_than(t.ijk[outside], bound_mm)
         outside, bound_mm = outside[near], bound_mm[near]
-    liver_mm, _ = geometry.surface.nearest_within(t.ijk[outside], bound_mm)
-    candidates = outside[np.isfinite(liver_mm)]
-    _, k = geometry.surface.nearest(t.ijk[candidates])
+    liver_mm, k = geometry.surface.nearest(t.ijk[outside])
+    within = liver_mm <= bound_mm
+    candidates, k = outside[within], k[within]
     intra, state = intra.copy(), t.ijk.copy()
     intra[candidates] = True
     state[candidates] = geometry.surface.voxels[k]
@@ -826,7 +844,7 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     if not candidates.any():
         return cut, t.connected_to(~cut, root), None
     if downstream is None:
-        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t, vessel_c, ctx.inner, ctx))
+        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t.ijk, vessel_c, ctx.inner, ctx))
     nearest = downstream.nearest
     share = downstream.removed_share(ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
@@ -842,13 +860,13 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     return cut, after, nearest
 
 
-def _nearest_nodes(t: _Tree, vessel_c, box, ctx: _LiverGeometry, liver_sel=None) -> np.ndarray:
-    """Index (into the tree's nodes) of the vessel voxel of the box ``box`` (crop slices) nearest
+def _nearest_nodes(ijk: np.ndarray, vessel_c, box, ctx: _LiverGeometry, liver_sel=None) -> np.ndarray:
+    """Index (into the tree's nodes ``ijk``) of the vessel voxel of the box ``box`` (crop slices) nearest
     to each liver voxel of ``inner`` that lies in ``box`` (``liver_sel``: their positions in
     ``ctx.liver_flat``; default all, ``box`` being ``inner``): one feature transform
     (:func:`~hepatoplan.nearest_voxel.nearest_voxel`, mm). -1 where the box holds no vessel voxel."""
     shape = _shape(box)
-    rel = t.ijk - [b.start for b in box]
+    rel = ijk - [b.start for b in box]
     inside = np.flatnonzero(np.all((rel >= 0) & (rel < shape), axis=1)).astype(np.int32)
     if liver_sel is None:  # the liver's voxels of ``inner`` (``box``), in C order as ``liver_flat``
         asking = ctx.liver[ctx.inner]
@@ -931,27 +949,25 @@ _FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for d
 def _voxel_graph(ijk: np.ndarray, spacing):
     """Symmetric sparse graph (CSR, columns sorted) of voxels ``ijk`` (C order): 26-neighbours
     joined by their distance (mm). Neighbours are read from an array of node numbers over the
-    voxels' box (one gather per offset)."""
+    voxels' box, all 26 offsets in one gather (one return to the GIL, not 52)."""
     from scipy import sparse
 
     n = len(ijk)
     rel = ijk - ijk.min(axis=0) + 1  # one voxel of margin on each side: no neighbour wraps around
     dims = rel.max(axis=0) + 2
     key = (rel[:, 0] * dims[1] + rel[:, 1]) * dims[2] + rel[:, 2]  # increasing (C order)
-    number = np.full(int(np.prod(dims)), -1, np.int32)
-    number[key] = np.arange(n, dtype=np.int32)
-    k = len(_FORWARD_OFFSETS)
+    # node number + 1 (0: no node) in zeros, whose pages are mapped only where the voxels are written
+    number = np.zeros(int(np.prod(dims)), np.int32)
+    number[key] = np.arange(1, n + 1, dtype=np.int32)
+    forward = [(off[0] * dims[1] + off[1]) * dims[2] + off[2] for off in _FORWARD_OFFSETS]
     # columns in increasing order of key: the backward offsets from the last, then the forward ones
-    neighbour = np.empty((n, 2 * k), np.int32)
-    for i, off in enumerate(_FORWARD_OFFSETS):
-        step = (off[0] * dims[1] + off[1]) * dims[2] + off[2]
-        neighbour[:, k + i] = number[key + step]
-        neighbour[:, k - 1 - i] = number[key - step]
-    forward = [float(np.linalg.norm(np.asarray(off) * spacing)) for off in _FORWARD_OFFSETS]
+    neighbour = number[key[:, None] + np.array([-step for step in forward[::-1]] + forward)]
+    neighbour -= 1
+    forward_mm = [float(np.linalg.norm(np.asarray(off) * spacing)) for off in _FORWARD_OFFSETS]
     edge = neighbour >= 0
     indptr = np.zeros(n + 1, np.int32)
     np.cumsum(np.count_nonzero(edge, axis=1), out=indptr[1:])
-    weight = np.broadcast_to(np.array(forward[::-1] + forward), edge.shape)
+    weight = np.broadcast_to(np.array(forward_mm[::-1] + forward_mm), edge.shape)
     return sparse.csr_array((weight[edge], neighbour[edge], indptr), shape=(n, n))
 
 
@@ -1005,7 +1021,7 @@ def _territory_owner(t: _Tree, piece, vessel_c, nearest, ctx: _LiverCrop) -> np.
         tbox = padded_box(pbox, [int(np.ceil(2 * reach / s)) + 2 for s in spacing], _shape(inner))
         at = np.unravel_index(ctx.liver_flat, _shape(inner))
         sel = np.flatnonzero(np.all([(a >= b.start) & (a < b.stop) for a, b in zip(at, served)], axis=0))
-        near = _nearest_nodes(t, vessel_c, tuple(slice(i.start + b.start, i.start + b.stop)
+        near = _nearest_nodes(t.ijk, vessel_c, tuple(slice(i.start + b.start, i.start + b.stop)
                                                  for i, b in zip(inner, tbox)), ctx, liver_sel=sel)
         owner = np.zeros(len(ctx.liver_flat), np.int32)
         owner[sel] = np.where(near >= 0, piece[near], 0)

@@ -100,27 +100,6 @@ class VoxelSet:
         """``(distance_mm, index into voxels)`` of the member nearest each voxel index in ``points``."""
         return self._tree.query(np.asarray(points) * self._scale, workers=-1)
 
-    def nearest_within(self, points: np.ndarray, max_mm: np.ndarray):
-        """As :meth:`nearest`, for each point only up to its own distance ``max_mm`` (an array):
-        beyond it the distance is ``inf`` and the index ``len(self)``.
-
-        A bounded search is much cheaper for points far from every member; the points are
-        queried in four groups of increasing bound (the quartiles of ``max_mm``).
-        """
-        points, max_mm = np.asarray(points), np.asarray(max_mm, dtype=float)
-        distance = np.full(len(points), np.inf)
-        index = np.full(len(points), len(self))
-        lower = -np.inf
-        for bound in np.unique(np.quantile(max_mm, [0.25, 0.5, 0.75, 1.0])) if len(points) else ():
-            group = (max_mm > lower) & (max_mm <= bound)
-            lower = bound
-            if group.any():  # the bound is strict: widen it by a hair, then keep d ≤ max_mm
-                distance[group], index[group] = self._tree.query(
-                    points[group] * self._scale, distance_upper_bound=bound * (1 + 1e-9) + 1e-9, workers=-1)
-        beyond = distance > max_mm
-        distance[beyond], index[beyond] = np.inf, len(self)
-        return distance, index
-
 
 def nearest_in_set(points: np.ndarray, candidates: np.ndarray, *, spacing_mm):
     """For voxel indices ``points`` (n, 3), the nearest of ``candidates`` (m, 3) in mm.

@@ -470,6 +470,24 @@ def test_the_voxel_graph_searched_as_directed_is_the_undirected_search(seed):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_voxel_graph_joins_each_voxel_to_its_26_neighbours(seed):
+    """The voxel graph (CSR) holds exactly the pairs of voxels one step apart along every axis
+    (26-neighbours, none across the box's edges), weighted by their distance in mm, each row's
+    columns in increasing order: compared with every pair's distance."""
+    from hepatoplan.resection.vascular import _voxel_graph
+
+    rng = np.random.default_rng(seed)
+    ijk = np.argwhere(rng.random((9, 7, 6)) < 0.3)  # voxels on every face of their box
+    spacing = (0.78, 0.78, 1.6)
+    graph = _voxel_graph(ijk, spacing)
+    step = np.abs(ijk[:, None] - ijk[None])
+    near = (step.max(axis=2) == 1)
+    expected = np.where(near, np.sqrt(((step * spacing) ** 2).sum(axis=2)), 0.0)
+    np.testing.assert_array_equal(graph.toarray(), expected)
+    assert graph.has_sorted_indices and graph.nnz == np.count_nonzero(near)
+
+
 def test_nearest_voxel_on_a_line_of_two_points_splits_at_the_midpoint():
     """Two voxels 10 apart along the slices (2 mm): voxels up to the midpoint (a tie, which the
     lower index wins) go to the first, the rest to the second; an empty mask answers -1."""
