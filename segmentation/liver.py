@@ -25,8 +25,7 @@ value is a field of :class:`~hepatoplan.segmentation.params.LiverParams`, named 
    that face the liver over at least a quarter of their boundary, are compact, thick and not bowel
    (no gas next to the blob once opened, little air along its free boundary — read in-plane on
    slices thicker than the coarse grid) are tumours bulging out of the liver and join it (opened by
-   ``lesion_open_mm`` to shed attached muscle; a blob of two intensity classes without its darker
-   class's mass on its free boundary: the stomach's content against a tumour).
+   ``lesion_open_mm`` to shed attached muscle).
 5. The coarse mask is up-sampled (linear, partial-volume aware) and its boundary snapped to the
    full-resolution smoothed intensities within ``band_mm``.
 
@@ -441,74 +440,16 @@ def _bulging_lesions(scan: _CoarseScan, liver: np.ndarray, window_max_hu: float,
         & (contact >= p.lesion_min_contact_fraction)
     big = np.argsort(-vox)[:8]
     log.debug("dark blobs (vox, contact, r_mm): %s", [(int(vox[i]), round(contact[i], 2), round(rmax[i], 1), bool(ok[i])) for i in big])
-    out = np.zeros(ws.shape, bool)
-    split = {}
-    for lab in np.flatnonzero(ok):
-        win, m = opened[lab]
-        kept, split[lab] = _without_darker_mass(s[win], m, liver[win], _open_radius_mm(lab, rmax, p), sp, p)
-        out[win] |= kept
-        ok[lab] = kept.any()
-        split[lab] += (round(float(np.count_nonzero(m & ~kept)) * scan.voxel_ml, 1),)
     report = [{"volume_ml": round(float(vox[i]) * scan.voxel_ml, 1), "contact_fraction": round(float(contact[i]), 3),
                "gas_fraction": round(float(gas[i]), 4), "outer_gas_fraction": round(float(outer_gas[i]), 3),
                "volume_to_sphere": round(float(vox[i] / sphere_vox[i]), 2),
-               "radius_mm": round(float(rmax[i]), 2), "voxel_mm": round(float(max(sp)), 2), "joined": bool(ok[i]),
-               **({"two_class_separation": round(split[i][0], 3), "darker_mass_ml": split[i][1]} if i in split else {})}
+               "radius_mm": round(float(rmax[i]), 2), "voxel_mm": round(float(max(sp)), 2), "joined": bool(ok[i])}
               for i in reported]
+    out = np.zeros(ws.shape, bool)
+    for lab in np.flatnonzero(ok):
+        win, m = opened[lab]
+        out[win] |= m
     return out, report
-
-
-def _otsu(values: np.ndarray) -> tuple[float, float]:
-    """Otsu's threshold of ``values`` (whole HU) and its separation: the between-class variance
-    over the total (0-1; 1 for two spikes, low for one broad mode)."""
-    v = np.rint(values).astype(np.int64)
-    v -= v.min()
-    hist = np.bincount(v).astype(float)
-    if hist.size < 2:
-        return float(values.min()), 0.0
-    hu = np.arange(hist.size, dtype=float)
-    w0 = np.cumsum(hist)[:-1]
-    m0 = np.cumsum(hist * hu)[:-1]
-    n, total = hist.sum(), float((hist * hu).sum())
-    w1 = n - w0
-    between = (m0 / np.maximum(w0, 1) - (total - m0) / np.maximum(w1, 1)) ** 2 * w0 * w1 / n**2
-    between[(w0 == 0) | (w1 == 0)] = 0.0
-    k = int(np.argmax(between))
-    var = float(np.var(v))
-    return float(k + 1 + np.rint(values).min()), float(between[k] / var) if var > 0 else 0.0
-
-
-def _without_darker_mass(image: np.ndarray, blob: np.ndarray, liver: np.ndarray, radius_mm: float, sp,
-                         p: LiverParams) -> tuple[np.ndarray, tuple[float]]:
-    """``blob`` without the darker tissue it bulges against (stomach or bowel content beside a tumour),
-    and the separation of its two intensity classes.
-
-    When the blob's intensities fall into two classes (Otsu's separation at least
-    ``lesion_two_class_separation``), the darker class's masses on the blob's free boundary are
-    left out, with whatever they cut off from ``liver``: a mass is the darker voxels that survive
-    an opening by the blob's own opening radius ``radius_mm`` (a heterogeneous tumour's dark specks
-    do not), on the free boundary when it touches tissue neither blob nor liver (a tumour's necrotic
-    core, enclosed by its rim, stays). The darker rim the opening leaves along the tumour stays too:
-    taken with the mass, it took IRCADb 07 seed 4's bulging lesion's darker edge, and the lesion
-    search lost the lesion. What stays of a blob that lost a mass must be a tumour's shape by the blob tests
-    (``lesion_max_volume_to_sphere``, ``lesion_min_radius_mm``), or nothing joins: a stomach's wall
-    without its content is not (07 seed 1 on 3.2 mm slices: 9.5 times its inscribed sphere).
-    """
-    if not blob.any():
-        return blob, (0.0,)
-    cut, separation = _otsu(image[blob])
-    if not p.lesion_two_class_separation or separation < p.lesion_two_class_separation:
-        return blob, (separation,)
-    mass = morph.open_(blob & (image < cut), radius_mm, sp)
-    mass = morph.reconstruct(mass & morph.touching(~blob & ~liver), mass)
-    if not mass.any():
-        return blob, (separation,)
-    kept = morph.reconstruct(blob & ~mass & morph.touching(liver), blob & ~mass)
-    inscribed_mm = float(morph._dist_inside(kept, sp).max()) if kept.any() else 0.0
-    sphere_vox = 4.0 / 3.0 * np.pi * inscribed_mm**3 / float(np.prod(sp))
-    if inscribed_mm < p.lesion_min_radius_mm or np.count_nonzero(kept) > p.lesion_max_volume_to_sphere * sphere_vox:
-        return np.zeros_like(blob), (separation,)
-    return kept, (separation,)
 
 
 def _near_air(scan: _CoarseScan, region: np.ndarray, mm: float) -> np.ndarray:
@@ -561,11 +502,8 @@ def _opened(ws, lab, sl, rmax, sp, p: LiverParams) -> tuple[tuple, np.ndarray]:
     small one): the window (slices of ``ws``) and the opened mask in it."""
     pad = tuple(int(np.ceil(p.lesion_open_mm / v)) + 1 for v in sp)
     win = tuple(slice(max(0, a.start - q), min(n_, a.stop + q)) for a, q, n_ in zip(sl, pad, ws.shape))
-    return win, morph.open_(ws[win] == lab, _open_radius_mm(lab, rmax, p), sp)
-
-
-def _open_radius_mm(lab, rmax, p: LiverParams) -> float:
-    return min(p.lesion_open_mm, p.lesion_open_fraction * float(rmax[lab]))
+    radius = min(p.lesion_open_mm, p.lesion_open_fraction * float(rmax[lab]))
+    return win, morph.open_(ws[win] == lab, radius, sp)
 
 
 def _refine_full(image, coarse: _CoarseLiver, factors, spacing, p: LiverParams) -> np.ndarray:

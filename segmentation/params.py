@@ -151,12 +151,6 @@ class LiverParams:
         Blobs of this volume or more are reported (``bulging_blobs`` in the liver's report, with their
         contact and gas shares and their shape) for the self-check's ``bulging_join_margin_fraction``.
         Reporting only.
-    lesion_two_class_separation : float
-        A joined blob whose intensities fall into two classes, Otsu's between-class variance over
-        the total at least this (0-1), leaves out its darker class's mass on its free boundary
-        (stomach or bowel content against a tumour; :func:`~hepatoplan.segmentation.liver._without_darker_mass`).
-        IRCADb 07 seed 4's blob (a 75-85 HU lesion against 20-40 HU stomach content) 0.75, 01's
-        tumour blob (one broad mode) 0.59. SEPARATION_LOSO
     refine_box_margin_vox : int
         Margin (coarse voxels) of the box refined at full resolution. Implementation.
     coarse_blur_vox : float
@@ -231,7 +225,6 @@ class LiverParams:
     lesion_open_mm: float = 8.0
     lesion_open_fraction: float = 0.6
     lesion_report_min_ml: float = 5.0
-    lesion_two_class_separation: float = 0.65
     refine_box_margin_vox: int = 3
     coarse_blur_vox: float = 0.7
     band_mm: float = 3.0
