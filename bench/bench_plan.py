@@ -81,6 +81,13 @@ NAIVE = ("import resource, sys, json; parts = {}; last = [0.0, 0.0]\n"
 #: numpy's huge-page switch of the floor's process: the plan's (hepatoplan's CLI turns huge pages off
 #: unless ``NUMPY_MADVISE_HUGEPAGE`` is set, which numpy then follows in both processes).
 FLOOR_ENV = {"NUMPY_MADVISE_HUGEPAGE": os.environ.get("NUMPY_MADVISE_HUGEPAGE", "0")}
+#: The plan's processes use and write bytecode (``__pycache__``), as a user's install does: pip compiles a wheel's
+#: modules when it installs them, and Python writes an editable install's at its first import. A machine that sets
+#: ``PYTHONDONTWRITEBYTECODE`` (these sessions' did) would otherwise compile hepatoplan's sources in every run
+#: (~0.05-0.1 s of CPU before the read; numpy's and scipy's, in site-packages, are compiled either way).
+#: ``HEPATOPLAN_BENCH_NO_BYTECODE=1`` keeps the variable (the figures before the eighteenth stop).
+if os.environ.get("HEPATOPLAN_BENCH_NO_BYTECODE") != "1":
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 STAGES = ("read", "checks", "segmentation", "couinaud", "volumetry", "resection", "vascular", "assessment",
           "writing", "dicom_seg", "previews", "report", "other")
 
