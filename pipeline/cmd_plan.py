@@ -190,12 +190,7 @@ def plan(options: PlanOptions) -> dict:
     specs, ablations = options.validate()
     anatomical = any(isinstance(s, AnatomicalResection) for s in specs)
     options, dicomweb_section = dicomweb.prepare(options)  # a URL CT is retrieved into the cache
-    inputs = {"ct": str(options.ct)}
-    for name, given in options.masks.given().items():  # a repeated option: name, name_2, ... (each hashed)
-        for i, path in enumerate(given if isinstance(given, tuple) else (given,)):
-            inputs[name if i == 0 else f"{name}_{i + 1}"] = str(path)
-    if options.function_map is not None:
-        inputs["function_map"] = str(options.function_map)
+    inputs = _hashed_inputs(options)
     # the provenance hashes are computed meanwhile (hashlib releases the GIL); with previews, the
     # vessels' meshes are made as soon as the masks are read (beside the Couinaud segments), the
     # others as soon as the label map is known, beside the vascular analysis and the assessment
@@ -290,6 +285,17 @@ def plan(options: PlanOptions) -> dict:
                            ahead=(started[0] if started else StartedAhead())._replace(pdf=helper[0] if helper else None))
     log.info("outputs written to %s", options.out)
     return result
+
+
+def _hashed_inputs(options: PlanOptions) -> dict[str, str]:
+    """The plan's input files by name, as its provenance hashes them: a repeated option as name, name_2, ..."""
+    inputs = {"ct": str(options.ct)}
+    for name, given in options.masks.given().items():
+        for i, path in enumerate(given if isinstance(given, tuple) else (given,)):
+            inputs[name if i == 0 else f"{name}_{i + 1}"] = str(path)
+    if options.function_map is not None:
+        inputs["function_map"] = str(options.function_map)
+    return inputs
 
 
 def _import_ahead(options: PlanOptions, *, resects: bool, compiled: bool = False, previews: bool = False) -> None:
