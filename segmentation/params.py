@@ -709,9 +709,9 @@ class SelfCheckParams:
         :func:`hepatoplan.segmentation.tumours._complete_bulges`: its outer part not recovered) fails
         the check. Chosen on the whole cut share (IRCADb 01's own 84 mL tumour: 0.21, found whole;
         lesions left cut on thick slices or a cut scan: 0.42-0.59); on the continued share the
-        benchmark's cut lesions read 0.06-0.12 (01's tumour), 0.36-0.53 (07's stomach content taken as
-        a lesion on thick slices, noise, the caudal scan) and 0.20 (07 s4's lesion joined with the
-        stomach: 0.42 cut): bench/RESULTS.md, "cut18".
+        benchmark's cut lesions read 0.08-0.12 (01's tumour), 0.33-0.54 (07's stomach content taken as
+        a lesion on thick slices, with noise, on the caudal scan) and 0.20 (07 s4's lesion joined with
+        the stomach: 0.42 cut): bench/RESULTS.md, "cut18".
     bulging_contact_margin : float
         A bulging blob (``LiverParams.lesion_*``) whose contact share lies within this of
         ``lesion_min_contact_fraction`` was joined or left out by a margin that a few mL of liver

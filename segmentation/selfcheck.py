@@ -121,9 +121,10 @@ def self_check(image: np.ndarray, liver: np.ndarray, report: dict, *, spacing_mm
 def lesion_checks(tinfo: dict, p: SelfCheckParams) -> list[dict]:
     """The checks of the tumour search's result: the largest near miss away from the lesions found
     (``lesion_near_miss_ml``), the largest compact dark region the search did not judge
-    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), the largest share of a found lesion's boundary left cut by the
-    liver outline where the lesion continues past it (``lesion_cut_fraction``: the lesion's
-    ``continued_fraction``; its ``cut_fraction`` in reports made before that was recorded), and the largest lesion found whose share in the liver's
+    (``dark_region_ml``: ellipsoid fill at least ``min_dark_region_fill``), the largest share of a
+    found lesion's boundary left cut by the liver outline where the lesion continues past it
+    (``lesion_cut_fraction``: the lesion's ``continued_fraction``; its ``cut_fraction`` in reports
+    made before that was recorded), and the largest lesion found whose share in the liver's
     surface shell lies within ``max_near_miss_margin`` of the surface test's limit, or over it
     (``lesion_at_surface_ml``, held to ``max_near_miss_ml``: the near miss's mirror, a candidate taken
     by a small margin).
