@@ -516,7 +516,7 @@ def near_miss_table(rows: list[dict]) -> str:
                          f"{e['rejected']} | {e['margin']} | {e['touches_lesion']} | {e['truth']} |")
         for e in (e for e in r["cut_lesions"] if e["volume_ml"] >= BIG_LESION_ML):
             lines.append(f"| {r['case']} | {r['seed']} | {r['variant']} | {bad} | cut lesion | {e['volume_ml']} | "
-                         f"cut {e['cut_fraction']} | – | – | found |")
+                         f"cut {e['cut_fraction']}, continued {e.get('continued_fraction', '–')} | – | – | found |")
     return "\n".join(lines)
 
 

@@ -704,9 +704,14 @@ class SelfCheckParams:
         4.3 mL regions of fill 0.96; no good run has such a region of 2 mL or more (the darker
         parenchyma of IRCADb 01, 12-17 mL, has fill 0.2-0.45).
     max_cut_fraction : float
-        A lesion found with at least this share of its boundary cut by the liver outline (its
-        outer part not recovered) fails the check (IRCADb 01's own 84 mL tumour: 0.21, found whole;
-        bulging lesions left cut on thick slices or a cut scan: 0.42-0.59).
+        A lesion found with at least this share of its boundary cut by the liver outline where the
+        tissue just past the cut continues it (``continued_fraction`` of
+        :func:`hepatoplan.segmentation.tumours._complete_bulges`: its outer part not recovered) fails
+        the check. Chosen on the whole cut share (IRCADb 01's own 84 mL tumour: 0.21, found whole;
+        lesions left cut on thick slices or a cut scan: 0.42-0.59); on the continued share the
+        benchmark's cut lesions read 0.08-0.12 (01's tumour), 0.33-0.54 (07's stomach content taken as
+        a lesion on thick slices, with noise, on the caudal scan) and 0.20 (07 s4's lesion joined with
+        the stomach: 0.42 cut): bench/RESULTS.md, "cut18".
     bulging_contact_margin : float
         A bulging blob (``LiverParams.lesion_*``) whose contact share lies within this of
         ``lesion_min_contact_fraction`` was joined or left out by a margin that a few mL of liver

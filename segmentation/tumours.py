@@ -826,7 +826,9 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
     holds at least ``bulge_min_within`` of them, and whose added part is at most
     ``bulge_max_added_ratio`` times their volume. Returns the lesions of at least
     ``near_miss_min_ml`` left cut (no sphere taken): volume (mL), median (HU), the share of their
-    boundary on the cut (``cut_fraction``), for the self-check.
+    boundary on the cut (``cut_fraction``) and the share on the cut where the tissue just past it
+    continues the lesion (``continued_fraction``: within ``edge_fraction`` of the lesion-parenchyma
+    contrast of the lesion's median, either side), for the self-check.
     """
     sp = np.asarray(spacing, float)
     left_cut = []
@@ -862,8 +864,13 @@ def _complete_bulges(labels: np.ndarray, image: np.ndarray, allowed: np.ndarray,
             if within >= p.bulge_min_within and add.sum() <= p.bulge_max_added_ratio * own.sum():
                 labels[win][add] = k
             elif own.sum() * voxel_volume_ml(sp) >= p.near_miss_min_ml:
+                # the lesion goes on past the cut where the voxel beyond lies within half its contrast of
+                # its median, on either side: not where a darker neighbour (the stomach's content) starts
+                alike = ~ok & (np.abs(img - lesion_hu) < p.edge_fraction * (parenchyma_hu - lesion_hu))
+                continued = cut & morph.touching(alike)
                 left_cut.append({"volume_ml": round(float(own.sum() * voxel_volume_ml(sp)), 2), "median_hu": round(lesion_hu, 1),
-                                 "cut_fraction": round(float(cut.sum() / edge.sum()), 3), "label": k})
+                                 "cut_fraction": round(float(cut.sum() / edge.sum()), 3),
+                                 "continued_fraction": round(float(continued.sum() / edge.sum()), 3), "label": k})
     return left_cut
 
 

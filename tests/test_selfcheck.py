@@ -1,6 +1,7 @@
 """The segmentation's self-check (issue 16): each check's value, and a failed check turning the
 plan's verdict into "unverified" in report.json, the summary and report.html."""
 
+import dataclasses
 import json
 
 import nibabel as nib
@@ -96,6 +97,30 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     assert checks[0]["value"] == 40.0 and not checks[0]["passed"] and "40 mL" in checks[0]["reason"]
     cut = [{"volume_ml": 84.0, "median_hu": 60.0, "cut_fraction": f, "label": 1} for f in (0.21, 0.35)]
     assert passed([], cut[:1])["lesion_cut_fraction"] and not passed([], cut)["lesion_cut_fraction"]
+
+
+@pytest.mark.parametrize("beyond_hu, continued", [(70.0, True), (20.0, False)])
+def test_a_lesion_cut_by_the_outline_counts_its_cut_only_where_the_tissue_beyond_continues_it(beyond_hu, continued):
+    """A 70 HU lesion in 130 HU parenchyma (1 mm voxels), its outer face on the liver mask's edge:
+    the same share of its boundary is cut whether the tissue past the cut is more of the lesion
+    (70 HU) or a neighbour darker by more than half the lesion's contrast (20 HU: the stomach's
+    content beside IRCADb 07 s4's lesion); only the first counts in ``continued_fraction``, the
+    value the self-check holds to ``max_cut_fraction``. (``bulge_max_added_ratio`` 0: no sphere
+    is taken, the lesion is left cut either way.)"""
+    img = np.full((40, 30, 30), 130.0, np.float32)
+    allowed = np.zeros(img.shape, bool)
+    allowed[:25] = True
+    labels = np.zeros(img.shape, np.uint16)
+    labels[12:25, 8:22, 8:22] = 1
+    img[labels == 1] = 70.0
+    img[25:38, 4:26, 4:26] = beyond_hu  # wider than the lesion, as the stomach beside it
+    p = dataclasses.replace(TumourParams(), bulge_max_added_ratio=0.0)
+    (cut,) = tumours._complete_bulges(labels, img, allowed, (1.0, 1.0, 1.0), p)
+    assert cut["cut_fraction"] == pytest.approx(196 / 964, abs=1e-3)  # its x = 24 face: 14 x 14 of 964 boundary voxels
+    assert cut["continued_fraction"] == (cut["cut_fraction"] if continued else 0.0)
+    check = next(c for c in lesion_checks({"near_misses": [], "cut_lesions": [cut]}, SelfCheckParams(max_cut_fraction=0.1))
+                 if c["name"] == "lesion_cut_fraction")
+    assert check["value"] == cut["continued_fraction"] and check["passed"] is not continued
 
 
 def _lesion_free(phantom):
