@@ -101,11 +101,11 @@ from scipy import ndimage
 from hepatoplan.checks import check_spacing_mm
 from hepatoplan.errors import InputError
 
-from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.arrays import bounding_box, padded_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
 from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
-from .volumetry import VoxelSet, boundary_voxels, voxel_indices
+from .volumetry import VoxelSet, boundary_voxels
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ import numpy as np
 from hepatoplan.errors import InputError
 
 from .procedures import DEFAULT_MARGIN_MM, AnatomicalResection, ResectionSpec, WedgeResection, check_margin_mm
-from hepatoplan.arrays import bounding_box, padded_box
+from hepatoplan.arrays import bounding_box, padded_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
-from .volumetry import VoxelSet, boundary_voxels, label_in, voxel_indices
+from .volumetry import VoxelSet, boundary_voxels, label_in
 
 log = logging.getLogger(__name__)
 
