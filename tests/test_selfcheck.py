@@ -123,6 +123,31 @@ def test_a_lesion_cut_by_the_outline_counts_its_cut_only_where_the_tissue_beyond
     assert check["value"] == cut["continued_fraction"] and check["passed"] is not continued
 
 
+def test_the_continued_cut_reads_the_same_on_thick_anisotropic_slices():
+    """The test above on 0.8 x 0.8 x 2 mm voxels: the smoothing across the thick slices mixes a little of the
+    lesion into the darker neighbour's first voxels, but the cut facing it stays far under the share of a cut
+    the lesion continues across (the whole cut), and only the latter fails the check."""
+    img = np.full((40, 30, 30), 130.0, np.float32)
+    allowed = np.zeros(img.shape, bool)
+    allowed[:25] = True
+    labels = np.zeros(img.shape, np.uint16)
+    labels[12:25, 8:22, 8:22] = 1
+    img[labels == 1] = 70.0
+    p = dataclasses.replace(TumourParams(), bulge_max_added_ratio=0.0)
+    found = {}
+    for beyond_hu in (70.0, 20.0):
+        beyond = img.copy()
+        beyond[25:38, 4:26, 4:26] = beyond_hu
+        (found[beyond_hu],) = tumours._complete_bulges(labels.copy(), beyond, allowed, (0.8, 0.8, 2.0), p)
+    assert found[70.0]["cut_fraction"] == found[20.0]["cut_fraction"] == pytest.approx(196 / 964, abs=1e-3)
+    assert found[70.0]["continued_fraction"] == found[70.0]["cut_fraction"]
+    assert found[20.0]["continued_fraction"] < 0.25 * found[20.0]["cut_fraction"]
+    for cut, fails in ((found[70.0], True), (found[20.0], False)):
+        check = next(c for c in lesion_checks({"near_misses": [], "cut_lesions": [cut]},
+                                              SelfCheckParams(max_cut_fraction=0.1)) if c["name"] == "lesion_cut_fraction")
+        assert check["passed"] is not fails
+
+
 def _lesion_free(phantom):
     """The phantom with its tumour filled with parenchyma (110 HU, 12 HU noise), its grid and liver,
     and a 15 mm sphere inside the liver; the coordinates (mm) and the liver's centre."""
