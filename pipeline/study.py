@@ -310,8 +310,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
              | ({"portal", "hepatic"} if masks.vessels else set()) | ({"segments"} if ts_segments else set()))
     wanted = _automatic_masks(given) if options.auto else []
-    read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT",
-                      header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
+    checked_only = not wanted and not options.preview and not Path(options.ct).is_dir()  # its voxels not kept
+    read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT", header_only=checked_only,
                       interpolate_slices=options.interpolate_slices)
     ct_read = None  # a NIfTI CT's voxels being read and checked beside the masks
     if not io.is_nifti_file(options.ct) or not masks.given():
@@ -320,7 +320,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
                                    segments_from_totalsegmentator=ts_segments)
     else:  # a NIfTI CT: its voxels read and checked beside the masks, checked against its header's grid
         reading = ThreadPoolExecutor(1)
-        ct_read = reading.submit(partial(_at_low_priority, read_ct))
+        ct_read = reading.submit(partial(_at_low_priority, read_ct) if checked_only else read_ct)
         reading.shutdown(wait=False)
         try:
             ct = read_ct(header_only=True, check_voxels=False)
@@ -396,9 +396,11 @@ def _checked_study(options: PlanOptions, ct: io.Volume, arrays: dict[str, np.nda
     return study
 
 
-#: How much nicer (Linux: per thread) than the plan the thread reading a NIfTI CT's voxels beside the masks runs:
-#: the masks, the vascular analysis' import, the vessel trees and the Couinaud division go first on the cores; the
-#: CT's voxels are waited for only after the division (bench/RESULTS.md, "nineteenth stop (start19)").
+#: How much nicer (Linux: per thread) than the plan the thread checking a NIfTI CT's voxels beside the masks runs
+#: when they are not kept (no previews, nothing segmented): the masks, the vascular analysis' import, the vessel trees
+#: and the Couinaud division go first on the cores; the check is waited for only after the division. Kept voxels (the
+#: previews') are read at the plan's priority: waited for after the division, they were late (bench/RESULTS.md,
+#: "nineteenth stop (start19)").
 CT_READ_NICENESS = 10
 
 
