@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -310,8 +307,8 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
     given = (set(masks.given()) | ({"liver", "portal", "hepatic"} if masks.totalsegmentator else set())
              | ({"portal", "hepatic"} if masks.vessels else set()) | ({"segments"} if ts_segments else set()))
     wanted = _automatic_masks(given) if options.auto else []
-    checked_only = not wanted and not options.preview and not Path(options.ct).is_dir()  # its voxels not kept
-    read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT", header_only=checked_only,
+    read_ct = partial(io.read_image, options.ct, series_uid=options.series_uid, name="CT",
+                      header_only=not wanted and not options.preview and not Path(options.ct).is_dir(),
                       interpolate_slices=options.interpolate_slices)
     ct_read = None  # a NIfTI CT's voxels being read and checked beside the masks
     if not io.is_nifti_file(options.ct) or not masks.given():
@@ -320,7 +317,7 @@ def load_study(options: PlanOptions, *, needs_segments: bool,
                                    segments_from_totalsegmentator=ts_segments)
     else:  # a NIfTI CT: its voxels read and checked beside the masks, checked against its header's grid
         reading = ThreadPoolExecutor(1)
-        ct_read = reading.submit(partial(_at_low_priority, read_ct) if checked_only else read_ct)
+        ct_read = reading.submit(read_ct)
         reading.shutdown(wait=False)
         try:
             ct = read_ct(header_only=True, check_voxels=False)
@@ -394,26 +391,6 @@ def _checked_study(options: PlanOptions, ct: io.Volume, arrays: dict[str, np.nda
             "--portal FILE and --hepatic FILE to derive them from the vessel tree"
         )
     return study
-
-
-#: How much nicer (Linux: per thread) than the plan the thread checking a NIfTI CT's voxels beside the masks runs
-#: when they are not kept (no previews, nothing segmented): the masks, the vascular analysis' import, the vessel trees
-#: and the Couinaud division go first on the cores; the check is waited for only after the division. Kept voxels (the
-#: previews') are read at the plan's priority: waited for after the division, they were late (bench/RESULTS.md,
-#: "nineteenth stop (start19)").
-CT_READ_NICENESS = 10
-
-
-def _at_low_priority(read: Callable[[], io.Volume]) -> io.Volume:
-    """``read()`` in this thread (one of its own, ended after it) made :data:`CT_READ_NICENESS` nicer; where threads
-    have no nice value of their own (not Linux), or it cannot be changed, at the plan's priority."""
-    if sys.platform.startswith("linux"):
-        try:
-            thread = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + CT_READ_NICENESS, 19))
-        except OSError:
-            pass
-    return read()
 
 
 @timed("read")

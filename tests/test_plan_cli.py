@@ -388,34 +388,6 @@ def test_the_ct_voxels_arrive_after_the_masks_steps(study_dir, tmp_path):
     assert study.ct.grid == ct.grid and study.ct.notes == ct.notes == ()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have nice values of their own on Linux")
-@pytest.mark.parametrize("preview", [False, True])
-def test_the_ct_check_alone_runs_nicer_than_the_plan(study_dir, tmp_path, monkeypatch, preview):
-    """A NIfTI CT whose voxels are only checked (no previews, every mask given) is checked in a thread made
-    ``CT_READ_NICENESS`` nicer than the plan, so the masks and the steps after them go first on the cores; voxels
-    the previews keep are read at the plan's priority, as are the header and the masks."""
-    import threading
-
-    from hepatoplan.pipeline import io, study
-
-    read = io.read_image
-    seen = []
-
-    def recorded(*args, **kwargs):
-        seen.append((kwargs.get("check_voxels", True), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
-        return read(*args, **kwargs)
-
-    monkeypatch.setattr(io, "read_image", recorded)
-    d = study_dir
-    options = study.PlanOptions(ct=d / "ct.nii.gz", out=tmp_path / "o", preview=preview, auto=False,
-                                masks=study.MaskPaths(d / "liver.nii.gz", d / "tumours.nii.gz",
-                                                      d / "portal_vein.nii.gz", d / "hepatic_veins.nii.gz"))
-    study.load_study(options, needs_segments=True)
-    plan_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    voxels = min(plan_nice + study.CT_READ_NICENESS, 19) if not preview else plan_nice
-    assert sorted(seen) == [(False, plan_nice), (True, voxels)]
-
-
 def test_the_helper_process_starts_after_the_vessel_trees(study_dir, tmp_path, monkeypatch):
     """The plan's helper process (decimations, report.pdf) is started once the vessel trees have been, not at the
     plan's start: its interpreter and imports took a core from the reads and from scipy's import."""
