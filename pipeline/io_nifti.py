@@ -252,7 +252,8 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
     length-checked. A size the file cannot hold (uncompressed: its length; gzip: deflate's largest
     ratio) is refused before anything is read or allocated. The buffer is not zeroed first, and the
     inflated chunks are copied into it by numpy, which releases the GIL (a ``bytearray`` was zeroed and
-    filled holding it: a mask's ~15 ms that threads beside the reads waited for)."""
+    filled holding it, IRCADb 01's CT 67 MB, each mask 34 MB, while the plan's other threads waited:
+    bench/RESULTS.md, "nineteenth stop (start19)")."""
     size, compressed = path.stat().st_size, _is_gz(path)
     if offset + expected > (size * _MAX_DEFLATE_RATIO if compressed else size) or (
             not compressed and size != offset + expected):
@@ -262,7 +263,8 @@ def _payload(path: Path, offset: int, expected: int, name: str, *, keep: bool) -
         if data is not None:
             with open(path, "rb") as fh:
                 fh.seek(offset)
-                fh.readinto(data)
+                if (got := fh.readinto(data)) != expected:  # the file shrank since its size was checked
+                    _wrong_size(path, name, offset, expected, found=got)
         return data
     seen = 0  # bytes of the inflated file read so far
     got = 0   # of which voxel data

@@ -395,3 +395,26 @@ def test_cli_freezes_the_objects_left_at_exit_once():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-2:] == ["registered 1 frozen now False", "frozen at exit True"]
+
+
+def test_an_uncompressed_nifti_cut_short_while_read_is_refused(tmp_path):
+    """The voxel buffer is not zeroed first: a .nii that holds less data when read than its size said when it was
+    checked (cut meanwhile) is refused, not read with whatever the buffer held."""
+    from pathlib import Path
+
+    from hepatoplan.pipeline import io_nifti
+
+    path = tmp_path / "ct.nii"
+    nib.save(nib.Nifti1Image(np.arange(60, dtype=np.int16).reshape(3, 4, 5), np.eye(4)), path)
+    header = io_nifti.read_header(path, "CT")
+    assert np.array_equal(io_nifti.read_voxels(path, header, "CT"), np.arange(60, dtype=np.int16).reshape(3, 4, 5).T)
+
+    class CutAfterItsSizeWasRead(type(Path())):
+        def stat(self, **kwargs):
+            size = super().stat(**kwargs)
+            with open(self, "r+b") as fh:
+                fh.truncate(size.st_size - 10)
+            return size
+
+    with pytest.raises(InputFileError, match="truncated"):
+        io_nifti.read_voxels(CutAfterItsSizeWasRead(path), header, "CT")
