@@ -245,9 +245,8 @@ def plan(options: PlanOptions) -> dict:
         first: list[Future] = []
 
         def start_first_meshes(labels_without_resection: Callable[[], np.ndarray]) -> None:
-            from .report_html import meshes_before_resection, start_render_warm_up
+            from .report_html import meshes_before_resection
 
-            start_render_warm_up()  # the render window and its shaders made beside the resection (RESULTS.md, tail19)
             vessels = vessel_meshes[0] if vessel_meshes else None
             first.append(meshing.submit(meshes_before_resection, labels_without_resection,
                                         affine_ras=study.ct.affine_ras, vessels=vessels))
@@ -263,8 +262,9 @@ def plan(options: PlanOptions) -> dict:
                                                               affine_ras=study.ct.affine_ras, vessels=vessels),
                                         first=made))
 
-        # the whole folder appears at once, replacing an earlier run's; label files written into it once known, beside
-        # the analysis and other outputs (outside the GIL), .seg.nrrd first; on an error writers joined, folder removed
+        # the whole folder appears at once, replacing an earlier run's; the label files are written into
+        # it as soon as they are known, beside the vascular analysis and the other outputs (ITK and zlib release
+        # the GIL), labels.seg.nrrd first (the longest); on an error it is removed, the files' writers joined first
         with output_folder(options.out) as folder, ThreadPoolExecutor(io.worker_threads()) as files:
             writing: dict[str, Future] = {}
 

@@ -18,10 +18,6 @@ again (off Linux, without ``/proc/self/maps`` to list the libraries, nothing is 
 crashes the interpreter (the plan ends with a fatal signal and, through :mod:`faulthandler`, the
 traceback, its output folder not written), the next check finds the marker of a dead process, drops the
 answer and probes again, which then fails with the error above.
-
-A process's first render also imports vtk's rendering modules, makes the window's OpenGL context and has
-llvmpipe compile the shader programs (~0.25 s of a core); :func:`start_warm_up` does that in a thread while
-``plan`` still computes (the resection), so that the previews' renders find them made.
 """
 
 from __future__ import annotations
@@ -504,7 +500,12 @@ def _actor(vtk, polydata, colour: Sequence[float], opacity: float):
     return actor
 
 
-def _renderer(vtk):
+def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: Mapping,
+                  colours: Mapping[str, Sequence[float]], framing: _Framing, *,
+                  views: Sequence[str], out_dir: Path, png: ThreadPoolExecutor,
+                  on_written: Callable[[Path, np.ndarray], object] | None = None) -> list[Future]:
+    """One scene's structures with their opacities and legend, drawn from each view; ``png`` writes
+    the images (Futures of their paths) and calls ``on_written`` with each."""
     renderer = vtk.vtkRenderer()
     renderer.SetBackground(1.0, 1.0, 1.0)
     # translucency by weighted blended order-independent transparency: one geometry pass
@@ -512,16 +513,6 @@ def _renderer(vtk):
     # image: mean pixel difference 1-5 of 255 on IRCADb 01, bench/RESULTS.md "## Previews")
     renderer.SetUseDepthPeeling(0)
     renderer.SetUseOIT(1)
-    return renderer
-
-
-def _render_scene(vtk, scene_name: str, members: Mapping[str, float], polydata: Mapping,
-                  colours: Mapping[str, Sequence[float]], framing: _Framing, *,
-                  views: Sequence[str], out_dir: Path, png: ThreadPoolExecutor,
-                  on_written: Callable[[Path, np.ndarray], object] | None = None) -> list[Future]:
-    """One scene's structures with their opacities and legend, drawn from each view; ``png`` writes
-    the images (Futures of their paths) and calls ``on_written`` with each."""
-    renderer = _renderer(vtk)
     shown = [name for name in members if name in polydata]
     for name in members:
         if name not in polydata:
@@ -581,62 +572,6 @@ def _write_png(image, path: Path, then: Callable[[Path, np.ndarray], object] | N
     if then is not None:
         then(path, rgb)
     return path
-
-
-def start_warm_up(size_px: tuple[int, int] = (1000, 800)) -> None:
-    """Start :func:`warm_up` in a thread, once per process: what a process's first render costs besides
-    its pictures (vtk's rendering modules, the render window's OpenGL context, llvmpipe's compiled shaders:
-    ~0.25 s, most of it holding a core) done while the plan still computes, instead of before the first
-    preview; :func:`render_previews` waits for it (the render lock)."""
-    global _warm_up
-    with _PROBE_LOCK:
-        if _warm_up is None:
-            _warm_up = threading.Thread(target=warm_up, args=(size_px,), name="render warm-up")
-            _warm_up.start()
-
-
-_warm_up: threading.Thread | None = None
-
-
-def warm_up(size_px: tuple[int, int] = (1000, 800)) -> None:
-    """Draw a small scene of the previews' kinds of actors (an opaque and a translucent mesh, the
-    legend's squares and text, the titles) in this process's render window at ``size_px``, and read it
-    back, so that the previews' renders find the window, its OpenGL context and its shader programs made.
-    Leaves nothing in the window; does nothing when the window exists or offscreen rendering does not
-    work here (:func:`render_previews` then raises that)."""
-    try:
-        check_offscreen_rendering()
-    except NotComputableError:
-        return
-    with _RENDER_LOCK:
-        if _window is not None:
-            return
-        with _verified_render():
-            vtk = vtk_classes()
-            window = _render_window(vtk)
-            try:
-                _draw_warm_up_scene(vtk, window, size_px)
-            except HepatoplanError as exc:  # an all-black image: the previews' first render raises it
-                log.debug("render warm-up: %s", exc)
-            finally:  # as render_previews leaves it (the scene's objects freed before the context is released)
-                window.GetRenderers().RemoveAllItems()
-                window.ReleaseCurrent()
-
-
-def _draw_warm_up_scene(vtk, window, size_px: tuple[int, int]) -> None:
-    tetrahedron = Mesh(np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]]),
-                       np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]))
-    polydata = _render_polydata(vtk, tetrahedron, 60_000)
-    names = {"segment 1": PARENCHYMA_OPACITY, "tumour 1": 1.0}
-    colours = default_colours(list(names))
-    renderer = _renderer(vtk)
-    for name, opacity in names.items():
-        renderer.AddActor(_actor(vtk, polydata, colours[name], opacity))
-    for actor in [*_legend(list(names), colours), *_view_texts("warm-up", np.eye(3)[0], np.eye(3)[2])]:
-        renderer.AddViewProp(actor)
-    window.SetSize(*size_px)
-    window.AddRenderer(renderer)
-    _rendered_image(vtk, window)
 
 
 _window = None

@@ -884,15 +884,6 @@ def meshes_before_resection(labels_without_resection: Callable[[], np.ndarray], 
     return meshes | ({} if vessels is None else vessels.result())
 
 
-def start_render_warm_up() -> None:
-    """:func:`~hepatoplan.pipeline.rendering.start_warm_up` at the previews' size: ``plan`` calls it once the
-    Couinaud division is done, so that the first preview's render window, OpenGL context and shaders are
-    made beside the resection (~0.25 s of a core) instead of before the first preview."""
-    from .rendering import start_warm_up
-
-    start_warm_up(PREVIEW_SIZE_PX)
-
-
 def _framing(meshes: Mapping[str, Mesh]) -> dict[str, Mesh]:
     """The meshes every preview frames: with the Couinaud segments drawn, those the resection does not
     change (segments, tumours, vessels; the remnant and the resected part are the segments' voxels, their

@@ -467,36 +467,6 @@ def test_without_a_home_folder_the_probe_runs_and_nothing_is_kept(monkeypatch, t
     assert not list(tmp_path.rglob("*render-probe*"))
 
 
-_RENDER_AFTER_WARM_UP = """
-import pickle, sys, threading
-from hepatoplan.pipeline import rendering
-from hepatoplan.pipeline.meshing import Mesh
-with open(sys.argv[1], "rb") as f:
-    meshes = {n: Mesh(*m) for n, m in pickle.load(f).items()}
-if sys.argv[3] == "warm":
-    rendering.start_warm_up((200, 160))
-    rendering._warm_up.join()
-    assert rendering._window is not None
-rendering.render_previews(meshes, sys.argv[2], size_px=(200, 160))
-"""
-
-
-def test_previews_after_the_warm_up_in_another_thread_are_the_same(phantom_meshes, tmp_path):
-    """The render window made and drawn in by the warm-up's thread serves the previews' renders in the
-    main thread (its OpenGL context released: else the render fails), which draw the same pixels as in
-    a process without a warm-up."""
-    import pickle
-
-    meshes, _, _ = phantom_meshes
-    (tmp_path / "meshes.pkl").write_bytes(pickle.dumps({n: tuple(m) for n, m in meshes.items()}))
-    for mode in ("cold", "warm"):
-        subprocess.run([sys.executable, "-c", _RENDER_AFTER_WARM_UP, str(tmp_path / "meshes.pkl"),
-                        str(tmp_path / mode), mode], check=True, timeout=120)
-    pngs = sorted(p.name for p in (tmp_path / "cold").glob("*.png"))
-    assert len(pngs) == 4 and pngs == sorted(p.name for p in (tmp_path / "warm").glob("*.png"))
-    assert all((tmp_path / "cold" / n).read_bytes() == (tmp_path / "warm" / n).read_bytes() for n in pngs)
-
-
 def test_mesh_files_written_ahead_are_listed_not_written_again(phantom_meshes, tmp_path):
     """``write_meshes(written=)``: the STL and OBJ of those very meshes are listed in place, not written again
     (plan writes the segments', tumours' and vessels' while the resection's are made); the same files in the
