@@ -168,6 +168,7 @@ def write_meshes(
     opacities: Mapping[str, float] | None = None,
     formats: Sequence[str] = ("glb", "stl", "obj"),
     glb_name: str = "plan.glb",
+    written: Mapping[str, Mesh] | None = None,
 ) -> list[Path]:
     """Write the meshes: one GLB scene (named nodes, coloured), and one STL and OBJ per structure.
 
@@ -186,6 +187,9 @@ def write_meshes(
         Which files to write.
     glb_name : str
         File name of the GLB scene in ``out_dir``.
+    written : mapping of str to Mesh, optional
+        Meshes whose STL and OBJ files an earlier call wrote (the same objects as in ``meshes``): listed, not
+        written again (``plan`` writes those of the segments, tumours and vessels while the resection's are made).
 
     Returns
     -------
@@ -198,23 +202,26 @@ def write_meshes(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = dict(default_colours(list(meshes))) | dict(colours or {})
-    written: list[Path] = []
+    glb = []
     if "glb" in formats:
-        written.append(write_glb(meshes, out_dir / glb_name, colours=colours,
-                                 opacities=opacities or {}))
+        glb.append(write_glb(meshes, out_dir / glb_name, colours=colours, opacities=opacities or {}))
     per_structure = [f for f in ("stl", "obj") if f in formats]
     if per_structure and meshes:
         (out_dir / "meshes").mkdir(exist_ok=True)
+    before = written or {}
+    files: list[Path] = []
     for name, mesh in meshes.items():
-        lps = _lps(mesh)
         stem = out_dir / "meshes" / _safe_filename(name)
+        if before.get(name) is mesh:
+            files += [stem.with_suffix(f".{f}") for f in per_structure]
+            continue
+        lps = _lps(mesh)
         if "stl" in per_structure:
-            written.append(_write_stl(stem.with_suffix(".stl"), lps, mesh.faces, name))
+            files.append(_write_stl(stem.with_suffix(".stl"), lps, mesh.faces, name))
         if "obj" in per_structure:
-            written.append(_write_obj(stem.with_suffix(".obj"), lps, mesh.faces, name,
-                                      tuple(colours[name])))
-    log.info("wrote %d mesh files to %s", len(written), out_dir)
-    return written
+            files.append(_write_obj(stem.with_suffix(".obj"), lps, mesh.faces, name, tuple(colours[name])))
+    log.info("wrote %d mesh files to %s", len(files) + len(glb), out_dir)
+    return glb + files
 
 
 def write_glb(meshes: Mapping[str, Mesh], path: Path, *, colours: Mapping[str, Sequence[float]],

@@ -94,13 +94,25 @@ _A, _B, _ALL = slice(None, -1), slice(1, None), slice(None)
 _PAIRS = (((_A, _ALL), (_B, _ALL)), ((_B, _ALL), (_A, _ALL)), ((_ALL, _A), (_ALL, _B)), ((_ALL, _B), (_ALL, _A)))
 
 
-def _paint_edges(rgb: np.ndarray, labels: np.ndarray, test: Callable, colour: Callable) -> None:
-    """Paint pixel p with ``colour(P, Q)`` wherever ``test(P, Q)`` holds for a 4-neighbour q."""
+def _differing_neighbours(labels: np.ndarray) -> list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]]:
+    """Per 4-neighbour shift of :data:`_PAIRS`, the pixels p whose neighbour q has another label: ``((rows,
+    cols), P, Q)``. Every outline is drawn where labels differ (a few % of a panel's pixels), so the
+    outlines' tests run on these alone."""
+    found = []
     for p, q in _PAIRS:
         P, Q = labels[p], labels[q]
+        rows, cols = np.nonzero(P != Q)
+        found.append(((rows + (p[0] == _B), cols + (p[1] == _B)), P[rows, cols], Q[rows, cols]))
+    return found
+
+
+def _paint_edges(rgb: np.ndarray, edges, test: Callable, colour: Callable) -> None:
+    """Paint pixel p with ``colour(P, Q)`` wherever ``test(P, Q)`` holds for a 4-neighbour q with another
+    label (``edges``: :func:`_differing_neighbours`)."""
+    for (rows, cols), P, Q in edges:
         hit = test(P, Q)
         if hit.any():
-            rgb[p][hit] = colour(P[hit], Q[hit])
+            rgb[rows[hit], cols[hit]] = colour(P[hit], Q[hit])
 
 
 def _colour_table(max_label: int) -> np.ndarray:
@@ -140,13 +152,14 @@ def outlined_panel(grey: np.ndarray, labels: np.ndarray, *, resected_tint: float
     def parenchyma(v):
         return (v > 0) & (v < TUMOUR_LABEL_OFFSET)
 
-    _paint_edges(rgb, labels, lambda P, Q: (P > 0) & (Q == 0), lambda P, Q: LIVER_COLOUR_RGB)
-    _paint_edges(rgb, labels, lambda P, Q: parenchyma(P) & parenchyma(Q)
+    edges = _differing_neighbours(labels)  # each test below holds only where P != Q
+    _paint_edges(rgb, edges, lambda P, Q: (P > 0) & (Q == 0), lambda P, Q: LIVER_COLOUR_RGB)
+    _paint_edges(rgb, edges, lambda P, Q: parenchyma(P) & parenchyma(Q)
                  & (P % RESECTED_LABEL_OFFSET != Q % RESECTED_LABEL_OFFSET), lambda P, Q: table[P])
-    _paint_edges(rgb, labels, lambda P, Q: parenchyma(P) & parenchyma(Q)
+    _paint_edges(rgb, edges, lambda P, Q: parenchyma(P) & parenchyma(Q)
                  & ((P > RESECTED_LABEL_OFFSET) != (Q > RESECTED_LABEL_OFFSET)), lambda P, Q: RESECTED_COLOUR_RGB)
-    _paint_edges(rgb, labels, lambda P, Q: (P > TUMOUR_LABEL_OFFSET) & (P != Q), lambda P, Q: table[P])
-    _paint_edges(rgb, labels, lambda P, Q: (Q > TUMOUR_LABEL_OFFSET) & (P != Q), lambda P, Q: table[Q])
+    _paint_edges(rgb, edges, lambda P, Q: P > TUMOUR_LABEL_OFFSET, lambda P, Q: table[P])
+    _paint_edges(rgb, edges, lambda P, Q: Q > TUMOUR_LABEL_OFFSET, lambda P, Q: table[Q])
     return rgb
 
 

@@ -918,6 +918,8 @@ def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadP
     t = time.perf_counter()
     first = {} if ahead.first is None else ahead.first.result()
     early = any(structure_kind(n) == "segment" for n in first)  # the "before" scene is all there
+    # their STL and OBJ files are written meanwhile: after the last render, only the resection's and plan.glb are left
+    ahead_files = mesh_writer.submit(_write_mesh_files, plan, first, formats=("stl", "obj")) if early else None
     previews = render(first, scenes={"before": default_scenes(list(first))["before"]},
                       framing=_framing(first)) if early else []
     if ahead.meshes is None:
@@ -925,7 +927,7 @@ def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadP
     else:
         meshes = ahead.meshes.result()
     view = worker.submit(viewer_data, meshes) if meshes else None
-    files = mesh_writer.submit(_write_mesh_files, plan, meshes) if meshes else None
+    files = mesh_writer.submit(_write_mesh_files, plan, meshes, ahead=ahead_files, written=first) if meshes else None
     if meshes:
         scenes = default_scenes(list(meshes))
         previews += render(meshes, scenes={k: v for k, v in scenes.items() if not (early and k == "before")},
@@ -934,11 +936,16 @@ def _meshes_and_previews(plan: _PlanLabels, ahead: StartedAhead, worker: ThreadP
     return files, previews, view, jpegs
 
 
-def _write_mesh_files(plan: _PlanLabels, meshes: Mapping[str, Mesh]) -> list[Path]:
-    """``plan.glb`` and ``meshes/*.stl|obj``."""
+def _write_mesh_files(plan: _PlanLabels, meshes: Mapping[str, Mesh], *, formats=("glb", "stl", "obj"),
+                      ahead: Future | None = None, written: Mapping[str, Mesh] | None = None) -> list[Path]:
+    """``plan.glb`` and ``meshes/*.stl|obj`` (:func:`~hepatoplan.pipeline.mesh_files.write_meshes`); with
+    ``ahead`` (an earlier call's Future: its error raised here), not again the STL and OBJ files of ``written``,
+    which it wrote."""
     from .mesh_files import write_meshes
 
+    if ahead is not None:
+        ahead.result()
     t = time.perf_counter()
-    files = write_meshes(meshes, plan.out_dir)
+    files = write_meshes(meshes, plan.out_dir, formats=formats, written=written if ahead is not None else None)
     log.info("mesh files: %.1f s", time.perf_counter() - t)
     return files

@@ -467,6 +467,24 @@ def test_without_a_home_folder_the_probe_runs_and_nothing_is_kept(monkeypatch, t
     assert not list(tmp_path.rglob("*render-probe*"))
 
 
+def test_mesh_files_written_ahead_are_listed_not_written_again(phantom_meshes, tmp_path):
+    """``write_meshes(written=)``: the STL and OBJ of those very meshes are listed in place, not written again
+    (plan writes the segments', tumours' and vessels' while the resection's are made); the same files in the
+    same order as one call; a mesh of that name that is another object is written."""
+    meshes, _, _ = phantom_meshes
+    full = write_meshes(meshes, tmp_path / "one")
+    names = list(meshes)
+    ahead = {n: meshes[n] for n in names[:3]} | {names[3]: Mesh(meshes[names[3]].vertices_mm, meshes[names[3]].faces)}
+    write_meshes(ahead, tmp_path / "two", formats=("stl", "obj"))
+    kept, rewritten = (tmp_path / "two" / p.relative_to(tmp_path / "one") for p in (full[1], full[7]))
+    kept.write_bytes(b"written ahead")
+    rewritten.write_bytes(b"another object")
+    files = write_meshes(meshes, tmp_path / "two", written=ahead)
+    assert [p.relative_to(tmp_path / "two") for p in files] == [p.relative_to(tmp_path / "one") for p in full]
+    assert kept.read_bytes() == b"written ahead"
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(full, files) if b != kept)
+
+
 def test_render_previews_framed_by_other_meshes(phantom_meshes, tmp_path):
     """``framing``: the images frame those meshes' box, whatever the scenes draw."""
     meshes, _, _ = phantom_meshes

@@ -160,6 +160,41 @@ def test_montage_outlines_every_panel_in_radiological_orientation():
     assert middle[:, w // 2 + 20:w - 30].mean() > middle[:, 30:w // 2 - 20].mean() + 10
 
 
+def test_montage_outlines_are_the_full_image_rule():
+    """The outlines drawn from the differing neighbours alone equal the rule applied to every pixel in
+    turn (each outline's test, each 4-neighbour in turn, later ones painting over earlier ones) on
+    random label maps holding every kind of label and edge."""
+    from hepatoplan.pipeline.labels import RESECTED_LABEL_OFFSET, TUMOUR_LABEL_OFFSET
+    from hepatoplan.pipeline.montage import _colour_table, outlined_panel
+
+    rng = np.random.default_rng(7)
+    values = np.array([0, 1, 2, 5, 9, 11, 15, 19, TUMOUR_LABEL_OFFSET + 1, TUMOUR_LABEL_OFFSET + 3])
+    for size in ((1, 1), (1, 9), (23, 31)):
+        labels = values[rng.integers(0, len(values), size)]
+        grey = rng.integers(0, 256, size, dtype=np.uint8)
+        expected = np.repeat(grey[..., None], 3, axis=2)
+        table = _colour_table(int(labels.max()))
+        parenchyma = (labels > 0) & (labels < TUMOUR_LABEL_OFFSET)
+        resected = parenchyma & (labels > RESECTED_LABEL_OFFSET)
+        tinted = ((1 - 0.18) * expected[resected] + 0.18 * np.array(RESECTED_COLOUR_RGB)).astype(np.uint8)
+        expected[resected] = tinted
+        rules = [(lambda P, Q: P > 0 and Q == 0, lambda P, Q: LIVER_COLOUR_RGB),
+                 (lambda P, Q: 0 < P < TUMOUR_LABEL_OFFSET and 0 < Q < TUMOUR_LABEL_OFFSET
+                  and P % RESECTED_LABEL_OFFSET != Q % RESECTED_LABEL_OFFSET, lambda P, Q: table[P]),
+                 (lambda P, Q: 0 < P < TUMOUR_LABEL_OFFSET and 0 < Q < TUMOUR_LABEL_OFFSET
+                  and (P > RESECTED_LABEL_OFFSET) != (Q > RESECTED_LABEL_OFFSET), lambda P, Q: RESECTED_COLOUR_RGB),
+                 (lambda P, Q: P > TUMOUR_LABEL_OFFSET and P != Q, lambda P, Q: table[P]),
+                 (lambda P, Q: Q > TUMOUR_LABEL_OFFSET and P != Q, lambda P, Q: table[Q])]
+        h, w = size
+        for test, colour in rules:
+            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                for r in range(h):
+                    for c in range(w):
+                        if 0 <= r + dr < h and 0 <= c + dc < w and test(labels[r, c], labels[r + dr, c + dc]):
+                            expected[r, c] = colour(labels[r, c], labels[r + dr, c + dc])
+        assert np.array_equal(outlined_panel(grey, labels), expected), size
+
+
 def test_montage_pixels_are_square_mm():
     ct, labels, affine = _box_phantom()
     image, panels = qc_montage(ct, labels, affine_ras=affine, params=MontageParams(margin_mm=0.0))
