@@ -228,8 +228,7 @@ def plan(options: PlanOptions) -> dict:
             if options.preview and (vessels := _vessels(study)):
                 from .meshing import structure_meshes
 
-                vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras,
-                                                    background=True))
+                vessel_meshes.append(meshing.submit(structure_meshes, vessels, affine_ras=study.ct.affine_ras))
 
         def read(names: set[str]) -> None:
             # the vascular analysis' modules (scipy.ndimage: ~0.17 s holding the GIL) imported as soon as the masks

@@ -24,10 +24,9 @@ from typing import Any, Mapping, Sequence
 
 from hepatoplan.errors import NotComputableError
 
-#: Put before meshing's decimation loop in the child: the PDF's thread, on the two descriptors given as arguments
-#: (and the import's nice value).
+#: Put before meshing's decimation loop in the child: the PDF's thread, on the two descriptors given as arguments.
 _PDF_THREAD = ("import sys, threading\nfrom hepatoplan.pipeline.helper_process import _serve_pdf\n"
-               "threading.Thread(target=_serve_pdf, args=[int(a) for a in sys.argv[1:4]], daemon=True).start()\n")
+               "threading.Thread(target=_serve_pdf, args=[int(fd) for fd in sys.argv[1:3]], daemon=True).start()\n")
 
 
 class PlanHelper:
@@ -45,15 +44,15 @@ class PlanHelper:
     """
 
     def __init__(self) -> None:
-        from .meshing import _SIMPLIFIER, BACKGROUND_NICE, _use_simplifier
+        from .meshing import _SIMPLIFIER, _use_simplifier
 
         self.previews: list[Path] = []
         pdf_in, to_child = os.pipe()
         from_child, pdf_out = os.pipe()
         try:
-            command = [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, *map(str, (pdf_in, pdf_out, BACKGROUND_NICE))]
-            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), env=_child_environment(),
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            command = [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, str(pdf_in), str(pdf_out)]
+            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_environment())
         finally:
             os.close(pdf_in)
             os.close(pdf_out)
@@ -116,23 +115,26 @@ def _child_environment() -> dict[str, str]:
     return {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
 
-def _import_layout(nice: int) -> None:
-    """The child's fpdf2 and layout import at a lower priority (``nice``: meshing's ``BACKGROUND_NICE``, this thread
-    only): ~0.3 core-s of Python done while the plan's threads leave a core idle (the plan starts the helper beside the
-    Couinaud division and the vessel trees, its critical path); the layout, the write and the decimations of the
-    meshes the previews wait for keep the child's priority. On Linux a thread's nice value is its own (elsewhere the
-    process's: not lowered there)."""
+#: The nice value (added to the child's) of the thread that imports fpdf2 and the layout in the child: ~0.3 core-s of
+#: Python done while the plan's threads leave a core idle (the plan starts the helper beside the Couinaud division and
+#: the vessel trees, which are on its critical path); the layout itself, the write and the decimations keep the
+#: child's priority. On Linux a thread's nice value is its own (elsewhere the whole child's: not lowered there).
+IMPORT_NICE = 10
+
+
+def _import_layout() -> None:
+    """The child's fpdf2 and layout import, at a lower priority (this thread only, :data:`IMPORT_NICE`)."""
     if sys.platform.startswith("linux"):
-        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + IMPORT_NICE)
     import hepatoplan.pipeline.report_pdf  # noqa: F401
 
 
-def _serve_pdf(fd_in: int, fd_out: int, nice: int = 0) -> None:
+def _serve_pdf(fd_in: int, fd_out: int) -> None:
     """The child's PDF thread: lay the pages out, put the JPEGs in, write; answer with the path or the error.
     Its pipes are closed when it ends, however (the parent then reads the end of the file). fpdf2 and the
     layout are imported meanwhile by a thread of lower priority (:func:`_import_layout`); one not done by the
     request is waited for (Python's import lock) or, having failed, imported here."""
-    threading.Thread(target=_import_layout, args=(nice,), daemon=True).start()
+    threading.Thread(target=_import_layout, daemon=True).start()
     with open(fd_in, "rb") as stdin, open(fd_out, "wb") as stdout:
         request = json.loads(_receive(stdin))
         from .report_pdf import PdfLayout

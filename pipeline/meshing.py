@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Collection, Mapping, NamedTuple
 
@@ -116,25 +115,15 @@ _SIMPLIFY_LOCK = threading.Lock()
 #: (the same library and input arrays: the same output); a thread waiting on the pipe leaves the GIL free.
 #: ``plan`` starts its own at its beginning, which also writes report.pdf (:mod:`~hepatoplan.pipeline.helper_process`).
 _SIMPLIFIER = r"""
-import os, struct, sys, threading
+import os, struct, sys
 import numpy as np, fast_simplification
 read, write = sys.stdin.buffer.read, sys.stdout.buffer.write
-def simplify(points, faces, reduction, nice, out):
-    if nice and sys.platform.startswith("linux"):  # this thread's nice value only (elsewhere the process's)
-        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-    out += fast_simplification.simplify(points, faces, target_reduction=reduction)
-while len(head := read(32)) == 32:
-    n_points, n_faces, reduction, nice = struct.unpack("<qqdq", head)
+while len(head := read(24)) == 24:
+    n_points, n_faces, reduction = struct.unpack("<qqd", head)
     points = np.frombuffer(bytearray(read(12 * n_points)), np.float32).reshape(n_points, 3)  # writable,
     faces = np.frombuffer(bytearray(read(12 * n_faces)), np.int32).reshape(n_faces, 3)  # as nanobind wants
-    out = []
-    if nice:  # in a thread of its own, at a lower priority
-        worker = threading.Thread(target=simplify, args=(points, faces, reduction, nice, out))
-        worker.start()
-        worker.join()
-    else:
-        simplify(points, faces, reduction, 0, out)
-    points, faces = np.ascontiguousarray(out[0], np.float64), np.ascontiguousarray(out[1], np.int32)
+    points, faces = fast_simplification.simplify(points, faces, target_reduction=reduction)
+    points, faces = np.ascontiguousarray(points, np.float64), np.ascontiguousarray(faces, np.int32)
     write(struct.pack("<qq", len(points), len(faces)) + points.tobytes() + faces.tobytes())
     sys.stdout.buffer.flush()
 os._exit(0)  # every answer flushed; the interpreter's teardown (fpdf2's modules, in plan's helper) was 0.2 s
@@ -181,18 +170,12 @@ def _stop_simplifier(helper: subprocess.Popen) -> None:
         helper.stdout.close()
 
 
-#: How much lower (a nice value) the helper decimates :func:`structure_meshes`' meshes made in the background.
-BACKGROUND_NICE = 10
-#: The nice value the helper decimates this thread's meshes at (:func:`structure_meshes`' ``background``).
-_decimation_nice: ContextVar[int] = ContextVar("decimation_nice", default=0)
-
-
 def _decimate(points: np.ndarray, faces: np.ndarray, target_reduction: float) -> tuple[np.ndarray, np.ndarray]:
     """``fast_simplification.simplify`` in the helper (in this process when the helper fails); call under the lock."""
     helper = _start_simplifier()
     if helper is not None:
         try:
-            helper.stdin.write(struct.pack("<qqdq", len(points), len(faces), target_reduction, _decimation_nice.get())
+            helper.stdin.write(struct.pack("<qqd", len(points), len(faces), target_reduction)
                                + points.tobytes() + faces.tobytes())
             helper.stdin.flush()
             n_points, n_faces = struct.unpack("<qq", helper.stdout.read(16))
@@ -549,7 +532,6 @@ def structure_meshes(
     smoothing_passband: float = 0.05,
     target_reduction: float = 0.7,
     names: Collection[str] | None = None,
-    background: bool = False,
 ) -> dict[str, Mesh]:
     """Meshes of named binary masks (see :func:`surface_mesh`); empty masks are left out (logged).
 
@@ -564,9 +546,6 @@ def structure_meshes(
         As in :func:`surface_mesh`.
     names : collection of str, optional
         Mesh only these of ``structures`` (default: all).
-    background : bool
-        Decimate at a lower priority (:data:`BACKGROUND_NICE`) in the helper process: meshes not awaited soon, made
-        beside work that is (``plan``'s vessels beside the Couinaud division and the vessel trees).
 
     Returns
     -------
@@ -588,7 +567,6 @@ def structure_meshes(
     parenchyma_block = parenchyma_block_voxels(np.linalg.norm(affine[:3, :3], axis=0))
 
     def mesh_of(name: str) -> Mesh:
-        _decimation_nice.set(BACKGROUND_NICE if background else 0)  # this thread's
         block = parenchyma_block if structure_kind(name) in (*PARENCHYMA_KINDS, "tumour") else (1, 1, 1)
         options = dict(smoothing_iterations=smoothing_iterations,
                        smoothing_passband=smoothing_passband, target_reduction=target_reduction,
