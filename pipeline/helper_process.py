@@ -18,7 +18,6 @@ import os
 import struct
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -44,15 +43,15 @@ class PlanHelper:
     """
 
     def __init__(self) -> None:
-        from .meshing import _SIMPLIFIER, _use_simplifier
+        from .meshing import _helper_environment, _SIMPLIFIER, _use_simplifier
 
         self.previews: list[Path] = []
         pdf_in, to_child = os.pipe()
         from_child, pdf_out = os.pipe()
         try:
             command = [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, str(pdf_in), str(pdf_out)]
-            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_environment())
+            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), env=_helper_environment(),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         finally:
             os.close(pdf_in)
             os.close(pdf_out)
@@ -109,36 +108,13 @@ def _receive(pipe) -> bytes:
     return pipe.read(struct.unpack("<q", header)[0])
 
 
-def _child_environment() -> dict[str, str]:
-    """The child's environment: this one, with OpenBLAS on one thread (the child calls no BLAS; numpy's import
-    then starts no idle workers: ~0.05 core-s less per plan, bench/RESULTS.md, child19)."""
-    return {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-
-
-#: The nice value (added to the child's) of the thread that imports fpdf2 and the layout in the child: ~0.3 core-s of
-#: Python done while the plan's threads leave a core idle (the plan starts the helper beside the Couinaud division and
-#: the vessel trees, which are on its critical path); the layout itself, the write and the decimations keep the
-#: child's priority. On Linux a thread's nice value is its own (elsewhere the whole child's: not lowered there).
-IMPORT_NICE = 10
-
-
-def _import_layout() -> None:
-    """The child's fpdf2 and layout import, at a lower priority (this thread only, :data:`IMPORT_NICE`)."""
-    if sys.platform.startswith("linux"):
-        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + IMPORT_NICE)
-    import hepatoplan.pipeline.report_pdf  # noqa: F401
-
-
 def _serve_pdf(fd_in: int, fd_out: int) -> None:
     """The child's PDF thread: lay the pages out, put the JPEGs in, write; answer with the path or the error.
-    Its pipes are closed when it ends, however (the parent then reads the end of the file). fpdf2 and the
-    layout are imported meanwhile by a thread of lower priority (:func:`_import_layout`); one not done by the
-    request is waited for (Python's import lock) or, having failed, imported here."""
-    threading.Thread(target=_import_layout, daemon=True).start()
+    Its pipes are closed when it ends, however (the parent then reads the end of the file)."""
     with open(fd_in, "rb") as stdin, open(fd_out, "wb") as stdout:
-        request = json.loads(_receive(stdin))
         from .report_pdf import PdfLayout
 
+        request = json.loads(_receive(stdin))
         previews = [Path(p) for p in request["previews"]]
         layout, error = None, None
         try:
