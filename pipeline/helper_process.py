@@ -43,7 +43,7 @@ class PlanHelper:
     """
 
     def __init__(self) -> None:
-        from .meshing import _helper_environment, _SIMPLIFIER, _use_simplifier
+        from .meshing import _SIMPLIFIER, _helper_environment, _use_simplifier
 
         self.previews: list[Path] = []
         pdf_in, to_child = os.pipe()

@@ -133,7 +133,7 @@ _simplifier: subprocess.Popen | None = None
 
 def _helper_environment() -> dict[str, str]:
     """A decimation helper's environment: this process's, with OpenBLAS on one thread (the helper calls no BLAS; its
-    numpy import then starts no idle BLAS workers: 0.03-0.07 core-s less per helper, bench/RESULTS.md, child19)."""
+    numpy import then starts no idle BLAS worker: ~0.03 core-s less per helper, bench/RESULTS.md, child19)."""
     return {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
 
