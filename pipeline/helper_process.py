@@ -43,15 +43,15 @@ class PlanHelper:
     """
 
     def __init__(self) -> None:
-        from .meshing import _SIMPLIFIER, _use_simplifier
+        from .meshing import _SIMPLIFIER, _helper_environment, _use_simplifier
 
         self.previews: list[Path] = []
         pdf_in, to_child = os.pipe()
         from_child, pdf_out = os.pipe()
         try:
             command = [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, str(pdf_in), str(pdf_out)]
-            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), env=_helper_environment(),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         finally:
             os.close(pdf_in)
             os.close(pdf_out)

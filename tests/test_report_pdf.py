@@ -246,6 +246,26 @@ def test_one_helper_process_decimates_and_writes_the_pdf_and_its_death_leaves_bo
         np.testing.assert_allclose(mesh.vertices_mm, made[True][name].vertices_mm, rtol=0, atol=1e-5)
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment from /proc")
+def test_the_helpers_run_openblas_on_one_thread(monkeypatch):
+    """Both decimation helpers (the plan's and the plain one) start numpy with OpenBLAS on one thread: they call no
+    BLAS, and its idle workers cost ~0.03 core-s per start (bench/RESULTS.md, child19)."""
+    from hepatoplan.pipeline import meshing
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with helper_process.PlanHelper() as helper:
+        plans = helper._process
+    monkeypatch.setattr(meshing, "_simplifier", None)
+    with meshing._SIMPLIFY_LOCK:
+        plain = meshing._start_simplifier()
+    try:
+        assert plain is not plans
+        for child in (plans, plain):
+            assert b"OPENBLAS_NUM_THREADS=1" in Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        meshing._stop_simplifier(plain)
+
+
 @needs_poppler
 def test_an_rgb_png_goes_into_the_pdf_as_its_file_holds_it(tmp_path):
     """The QC montage's IDAT chunks are the PDF's image stream (not decoded and deflated again); its pixels
