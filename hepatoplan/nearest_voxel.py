@@ -145,6 +145,18 @@ def compiled_transform():
         return _loaded
 
 
+def compiled_subtree_sums():
+    """:func:`hepatoplan.nearest_voxel_compiled.subtree_sums`, from where :func:`compiled_transform` comes: the
+    module built ahead of time, else numba's just-in-time route."""
+    compiled_transform()
+    module = _built_ahead()
+    if module is None:
+        from hepatoplan.nearest_voxel_compiled import subtree_sums
+
+        return subtree_sums
+    return module.subtree_sums
+
+
 @functools.cache
 def _aot_name() -> str:
     """The built module's name: a hash of the kernel's source, the installed numba (its ``__init__.py``'s

@@ -12,6 +12,9 @@ along axis 1 in each axis-0 plane, then along axis 2 over those, where the outpu
 is scipy's rule; distances are computed in the same arithmetic order, so ties come out the same.
 :func:`transform` takes C-contiguous bool ``mask`` and ``at`` and the three spacings (mm) and
 returns what :func:`hepatoplan.nearest_voxel.nearest_voxel` does.
+
+:func:`subtree_sums` (the vascular analysis' downstream sums, one loop over a tree) is compiled here with the
+transform, so that it needs no module of its own to build and load.
 """
 
 from __future__ import annotations
@@ -137,8 +140,21 @@ def _nearest_on_line(n, has, other, s, stack, site):  # pragma: no cover (compil
         site[p] = stack[k]
 
 
+@njit(cache=True, nogil=True)
+def subtree_sums(order, parent, weights):  # pragma: no cover (compiled)
+    """``weights`` (one per node of a forest) summed over each node's subtree: node ``v``'s parent is
+    ``parent[v]`` (< 0: a root) and ``order`` lists every node after its parent (the vascular analysis'
+    downstream sums over its shortest-path tree, :class:`hepatoplan.resection.vascular._Downstream`)."""
+    sums = weights.copy()
+    for i in range(len(order) - 1, -1, -1):
+        v = order[i]
+        if parent[v] >= 0:
+            sums[parent[v]] += sums[v]
+    return sums
+
+
 def build_ahead_of_time(folder: str, name: str) -> None:
-    """Compile :func:`transform` for its one signature into the extension module ``name`` in ``folder``
+    """Compile :func:`transform` and :func:`subtree_sums` for their one signature each into the extension module ``name`` in ``folder``
     (built in a temporary folder there, then renamed into place: a concurrent build leaves one whole
     file). Generic code for the machine's architecture (no host-specific instructions: a shared cache
     folder may serve other CPUs); the GIL released during the call, as ``nogil`` does."""
@@ -162,6 +178,7 @@ def build_ahead_of_time(folder: str, name: str) -> None:
         cc.output_dir = tmp
         cc.verbose = False
         cc.export("transform", "i4[::1](b1[:, :, ::1], b1[:, :, ::1], f8, f8, f8)")(transform.py_func)
+        cc.export("subtree_sums", "f8[::1](i8[::1], i4[::1], f8[::1])")(subtree_sums.py_func)
         cc.compile()
         (built,) = [f for f in os.listdir(tmp) if f.startswith(name + ".")]
         os.replace(os.path.join(tmp, built), os.path.join(folder, built))

@@ -67,8 +67,9 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), asked
   only about the voxels that blocks of the boundary do not put beyond their ``d_wall + max(spacing)``.
 - The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
-  read from an array of node numbers over the tree's box); the downstream sums are one sparse
-  triangular solve over the predecessor tree.
+  read from an array of node numbers over the tree's box); the downstream sums are one compiled loop
+  over the predecessor tree, from the farthest node back (the liver each node serves downstream, in
+  the preparation; the removed part of it, after the resection).
 - The nearest vessel voxel of every liver voxel (``inner`` box) is one feature transform
   (:func:`~hepatoplan.nearest_voxel.nearest_voxel`: the same voxels as scipy's
   ``distance_transform_edt(return_indices=True)``, six times faster, answered as node numbers),
@@ -104,7 +105,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
-from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
+from hepatoplan.nearest_voxel import compiled_subtree_sums, edt_mm, nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels
 
 log = logging.getLogger(__name__)
@@ -883,61 +884,51 @@ def _nearest_nodes(ijk: np.ndarray, vessel_c, box, ctx: _LiverGeometry, liver_se
 @dataclass(frozen=True, eq=False)
 class _Downstream:
     """The downstream sums of a vessel tree (the nodes ``before``, rooted at ``root``): the
-    shortest-path tree from the root (Dijkstra over the nodes' 26-neighbour graph, mm) as a unit
-    upper-triangular system in order of distance from the root, and the liver voxels each node
-    serves (those whose nearest vessel voxel it is; ``nearest`` as :func:`_nearest_nodes` gives it).
+    shortest-path tree from the root (Dijkstra over the nodes' 26-neighbour graph, mm), and the liver
+    voxels each node serves (those whose nearest vessel voxel it is; ``nearest`` as :func:`_nearest_nodes`
+    gives it) summed downstream of each node.
 
-    Downstream = the voxels whose shortest path to the root passes through a node: its sums
-    ``s = w + (sums of the children)`` solve ``(I − C)·s = w`` with ``C[parent, child] = 1``; in
-    order of distance from the root every parent comes before its children (triangular system).
+    Downstream = the voxels whose shortest path to the root passes through a node: its sum is the node's
+    own count plus its children's sums, added up from the farthest node back to the root (in order of
+    distance from the root every parent comes before its children), one compiled loop
+    (:func:`~hepatoplan.nearest_voxel_compiled.subtree_sums`). The counts are whole numbers in float64, so
+    any order of the additions gives the same sums (as the triangular solve that gave them before).
     """
 
     n_nodes: int  # of the tree
     nodes: np.ndarray  # the tree's node numbers of ``before``
-    order: np.ndarray
-    pos: np.ndarray
-    system: object  # scipy.sparse CSR
+    order: np.ndarray  # positions in ``nodes``, in order of distance from the root
+    parent: np.ndarray  # int32 per position in ``nodes``: its parent's position (< 0 at the root)
     nearest: np.ndarray
-    total: np.ndarray  # float64 per node of ``nodes``: liver voxels served
+    total: np.ndarray  # float64 per node of ``nodes``: liver voxels served downstream
 
     @classmethod
     def make(cls, t: _Tree, before, root, nearest) -> _Downstream:
-        from scipy import sparse
         from scipy.sparse import csgraph
 
         nodes = np.flatnonzero(before)
         graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
-        n = len(nodes)
         # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
-        total = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
+        served = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
         # ``graph`` holds both directions of every edge with one weight: as a directed graph it is searched
         # as the undirected one (the same relaxations in the same order; the undirected search's second scan
         # of the transpose improves nothing, as only a strictly shorter path replaces a predecessor) without
         # building that transpose (IRCADb 01: 0.09 -> 0.05 s per plan, the same distances and predecessors)
-        dist, pred, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root[nodes]), min_only=True,
-                                         return_predecessors=True)
+        dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root[nodes]), min_only=True,
+                                           return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        pos = np.empty(n, np.int64)
-        pos[order] = np.arange(n)
-        child = np.flatnonzero(pred >= 0)
-        system = sparse.identity(n, format="csr") - sparse.csr_array(
-            (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
-        return cls(t.n, nodes, order, pos, system, nearest, total)
+        return cls(t.n, nodes, order, parent, nearest, compiled_subtree_sums()(order, parent, served))
 
     def removed_share(self, anatomical_at_liver) -> np.ndarray:
         """For every node of the tree, the removed (``anatomical_at_liver``) share of the liver its
         downstream part serves (float32; 1 off ``before``, and where it serves nothing: nothing
         argues for keeping it)."""
-        from scipy.sparse.linalg import spsolve_triangular
-
-        nearest, nodes, order, pos = self.nearest, self.nodes, self.order, self.pos
+        nearest, nodes = self.nearest, self.nodes
         removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=self.n_nodes)[nodes]
-        sums = spsolve_triangular(self.system, np.stack([self.total[order], removed.astype(np.float64)[order]], axis=1),
-                                  lower=False, unit_diagonal=True)
-        total, removed = sums[pos, 0], sums[pos, 1]
+        removed = compiled_subtree_sums()(self.order, self.parent, removed.astype(np.float64))
         share = np.ones(self.n_nodes, np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            share[nodes] = np.where(total > 0, removed / total, 1.0)
+            share[nodes] = np.where(self.total > 0, removed / self.total, 1.0)
         return share
 
 

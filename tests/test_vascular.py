@@ -470,6 +470,35 @@ def test_the_voxel_graph_searched_as_directed_is_the_undirected_search(seed):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("route", ["just in time", "ahead of time"])
+def test_the_downstream_sums_add_each_nodes_descendants(route):
+    """The downstream rule's sums (``subtree_sums``, both compiled routes): on random forests listed parents
+    first, each node's weight plus those of all its descendants, found by walking up from every node."""
+    from hepatoplan import nearest_voxel as nv
+    from hepatoplan.nearest_voxel_compiled import subtree_sums
+
+    if route == "ahead of time":
+        module = nv._built_ahead() or nv._build_ahead()
+        if module is None:
+            pytest.skip("the ahead-of-time module cannot be built here")
+        subtree_sums = module.subtree_sums
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 50, 400):
+        order = rng.permutation(n)
+        parent = np.full(n, -9999, np.int32)  # a forest: some nodes are roots
+        for i in range(1, n):
+            if rng.random() < 0.9:
+                parent[order[i]] = order[rng.integers(0, i)]
+        weights = rng.integers(0, 1000, n).astype(np.float64)
+        expected = weights.copy()
+        for v in range(n):
+            up = parent[v]
+            while up >= 0:
+                expected[up] += weights[v]
+                up = parent[up]
+        np.testing.assert_array_equal(subtree_sums(order.astype(np.int64), parent, weights), expected)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_the_voxel_graph_joins_each_voxel_to_its_26_neighbours(seed):
     """The voxel graph (CSR) holds exactly the pairs of voxels one step apart along every axis
