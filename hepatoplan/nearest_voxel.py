@@ -145,16 +145,14 @@ def compiled_transform():
         return _loaded
 
 
-def compiled_subtree_sums():
-    """:func:`hepatoplan.nearest_voxel_compiled.subtree_sums`, from where :func:`compiled_transform` comes: the
-    module built ahead of time, else numba's just-in-time route."""
+def compiled(name: str):
+    """The function ``name`` of :mod:`hepatoplan.nearest_voxel_compiled` (``subtree_sums``, ``neighbours``) from
+    where :func:`compiled_transform` comes: the module built ahead of time, else numba's just-in-time route."""
     compiled_transform()
     module = _built_ahead()
     if module is None:
-        from hepatoplan.nearest_voxel_compiled import subtree_sums
-
-        return subtree_sums
-    return module.subtree_sums
+        import hepatoplan.nearest_voxel_compiled as module
+    return getattr(module, name)
 
 
 @functools.cache

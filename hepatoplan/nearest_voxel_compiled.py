@@ -13,8 +13,8 @@ is scipy's rule; distances are computed in the same arithmetic order, so ties co
 :func:`transform` takes C-contiguous bool ``mask`` and ``at`` and the three spacings (mm) and
 returns what :func:`hepatoplan.nearest_voxel.nearest_voxel` does.
 
-:func:`subtree_sums` (the vascular analysis' downstream sums, one loop over a tree) is compiled here with the
-transform, so that it needs no module of its own to build and load.
+:func:`subtree_sums` and :func:`neighbours` (the vascular analysis' downstream sums, one loop over a tree, and its
+voxel graph's edges) are compiled here with the transform, so that they need no module of their own to build and load.
 """
 
 from __future__ import annotations
@@ -153,8 +153,27 @@ def subtree_sums(order, parent, weights):  # pragma: no cover (compiled)
     return sums
 
 
+@njit(cache=True, nogil=True)
+def neighbours(key, number, steps, weights, indptr, indices, data):  # pragma: no cover (compiled)
+    """A voxel graph's CSR arrays (:func:`hepatoplan.resection.vascular._voxel_graph`): node ``i`` at
+    ``key[i]`` in the flat array ``number`` (node number + 1 there, 0: none) is joined to the node at
+    ``key[i] + steps[s]``, weight ``weights[s]``, for each step in turn. Fills ``indptr`` (n + 1),
+    ``indices`` and ``data`` (room for n × steps) and returns the number of edges."""
+    e = 0
+    indptr[0] = 0
+    for i in range(len(key)):
+        for s in range(len(steps)):
+            j = number[key[i] + steps[s]] - 1
+            if j >= 0:
+                indices[e] = j
+                data[e] = weights[s]
+                e += 1
+        indptr[i + 1] = e
+    return e
+
+
 def build_ahead_of_time(folder: str, name: str) -> None:
-    """Compile :func:`transform` and :func:`subtree_sums` for their one signature each into the extension module ``name`` in ``folder``
+    """Compile :func:`transform`, :func:`subtree_sums` and :func:`neighbours` for their one signature each into the extension module ``name`` in ``folder``
     (built in a temporary folder there, then renamed into place: a concurrent build leaves one whole
     file). Generic code for the machine's architecture (no host-specific instructions: a shared cache
     folder may serve other CPUs); the GIL released during the call, as ``nogil`` does."""
@@ -179,6 +198,7 @@ def build_ahead_of_time(folder: str, name: str) -> None:
         cc.verbose = False
         cc.export("transform", "i4[::1](b1[:, :, ::1], b1[:, :, ::1], f8, f8, f8)")(transform.py_func)
         cc.export("subtree_sums", "f8[::1](i8[::1], i4[::1], f8[::1])")(subtree_sums.py_func)
+        cc.export("neighbours", "i8(i8[::1], i4[::1], i8[::1], f8[::1], i4[::1], i4[::1], f8[::1])")(neighbours.py_func)
         cc.compile()
         (built,) = [f for f in os.listdir(tmp) if f.startswith(name + ".")]
         os.replace(os.path.join(tmp, built), os.path.join(folder, built))

@@ -67,7 +67,7 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), asked
   only about the voxels that blocks of the boundary do not put beyond their ``d_wall + max(spacing)``.
 - The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
-  read from an array of node numbers over the tree's box); the downstream sums are one compiled loop
+  read from an array of node numbers over the tree's box, compiled); the downstream sums are one compiled loop
   over the predecessor tree, from the farthest node back (the liver each node serves downstream, in
   the preparation; the removed part of it, after the resection).
 - The nearest vessel voxel of every liver voxel (``inner`` box) is one feature transform
@@ -105,7 +105,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
-from hepatoplan.nearest_voxel import compiled_subtree_sums, edt_mm, nearest_voxel
+from hepatoplan.nearest_voxel import compiled, edt_mm, nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels
 
 log = logging.getLogger(__name__)
@@ -917,7 +917,7 @@ class _Downstream:
         dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root[nodes]), min_only=True,
                                            return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        return cls(t.n, nodes, order, parent, nearest, compiled_subtree_sums()(order, parent, served))
+        return cls(t.n, nodes, order, parent, nearest, compiled("subtree_sums")(order, parent, served))
 
     def removed_share(self, anatomical_at_liver) -> np.ndarray:
         """For every node of the tree, the removed (``anatomical_at_liver``) share of the liver its
@@ -925,7 +925,7 @@ class _Downstream:
         argues for keeping it)."""
         nearest, nodes = self.nearest, self.nodes
         removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=self.n_nodes)[nodes]
-        removed = compiled_subtree_sums()(self.order, self.parent, removed.astype(np.float64))
+        removed = compiled("subtree_sums")(self.order, self.parent, removed.astype(np.float64))
         share = np.ones(self.n_nodes, np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             share[nodes] = np.where(self.total > 0, removed / self.total, 1.0)
@@ -940,7 +940,8 @@ _FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for d
 def _voxel_graph(ijk: np.ndarray, spacing):
     """Symmetric sparse graph (CSR, columns sorted) of voxels ``ijk`` (C order): 26-neighbours
     joined by their distance (mm). Neighbours are read from an array of node numbers over the
-    voxels' box, all 26 offsets in one gather (one return to the GIL, not 52)."""
+    voxels' box, by one compiled loop without the GIL
+    (:func:`~hepatoplan.nearest_voxel_compiled.neighbours`)."""
     from scipy import sparse
 
     n = len(ijk)
@@ -951,15 +952,13 @@ def _voxel_graph(ijk: np.ndarray, spacing):
     number = np.zeros(int(np.prod(dims)), np.int32)
     number[key] = np.arange(1, n + 1, dtype=np.int32)
     forward = [(off[0] * dims[1] + off[1]) * dims[2] + off[2] for off in _FORWARD_OFFSETS]
-    # columns in increasing order of key: the backward offsets from the last, then the forward ones
-    neighbour = number[key[:, None] + np.array([-step for step in forward[::-1]] + forward)]
-    neighbour -= 1
     forward_mm = [float(np.linalg.norm(np.asarray(off) * spacing)) for off in _FORWARD_OFFSETS]
-    edge = neighbour >= 0
-    indptr = np.zeros(n + 1, np.int32)
-    np.cumsum(np.count_nonzero(edge, axis=1), out=indptr[1:])
-    weight = np.broadcast_to(np.array(forward_mm[::-1] + forward_mm), edge.shape)
-    return sparse.csr_array((weight[edge], neighbour[edge], indptr), shape=(n, n))
+    # columns in increasing order of key: the backward offsets from the last, then the forward ones
+    steps = np.array([-step for step in forward[::-1]] + forward, np.int64)
+    indptr, indices, data = np.empty(n + 1, np.int32), np.empty(n * len(steps), np.int32), np.empty(n * len(steps))
+    edges = compiled("neighbours")(key.astype(np.int64, copy=False), number, steps,
+                                   np.array(forward_mm[::-1] + forward_mm), indptr, indices, data)
+    return sparse.csr_array((data[:edges], indices[:edges], indptr), shape=(n, n))
 
 
 def _pieces(t: _Tree, disconnected, transected) -> tuple[np.ndarray, int]:
