@@ -13,8 +13,8 @@ is scipy's rule; distances are computed in the same arithmetic order, so ties co
 :func:`transform` takes C-contiguous bool ``mask`` and ``at`` and the three spacings (mm) and
 returns what :func:`hepatoplan.nearest_voxel.nearest_voxel` does.
 
-:func:`subtree_sums` and :func:`neighbours` (the vascular analysis' downstream sums, one loop over a tree, and its
-voxel graph's edges) are compiled here with the transform, so that they need no module of their own to build and load.
+:func:`subtree_sums`, :func:`neighbours` and :func:`reached` (the vascular analysis' downstream sums, one loop over
+a tree, its voxel graph's edges, and the nodes a search reaches on it) are compiled here with the transform, so that they need no module of their own to build and load.
 """
 
 from __future__ import annotations
@@ -172,8 +172,34 @@ def neighbours(key, number, steps, weights, indptr, indices, data):  # pragma: n
     return e
 
 
+@njit(cache=True, nogil=True)
+def reached(indptr, indices, keep, seeds):  # pragma: no cover (compiled)
+    """The nodes of ``keep`` that a graph (CSR ``indptr``, ``indices``) joins to a node of ``seeds`` through
+    nodes of ``keep`` (a breadth-first search)."""
+    out = np.zeros(len(keep), np.bool_)
+    queue = np.empty(len(keep), np.int64)
+    end = 0
+    for s in seeds:
+        if keep[s] and not out[s]:
+            out[s] = True
+            queue[end] = s
+            end += 1
+    start = 0
+    while start < end:
+        u = queue[start]
+        start += 1
+        for e in range(indptr[u], indptr[u + 1]):
+            v = indices[e]
+            if keep[v] and not out[v]:
+                out[v] = True
+                queue[end] = v
+                end += 1
+    return out
+
+
 def build_ahead_of_time(folder: str, name: str) -> None:
-    """Compile :func:`transform`, :func:`subtree_sums` and :func:`neighbours` for their one signature each into the extension module ``name`` in ``folder``
+    """Compile :func:`transform`, :func:`subtree_sums`, :func:`neighbours` and :func:`reached` for their one
+    signature each into the extension module ``name`` in ``folder``
     (built in a temporary folder there, then renamed into place: a concurrent build leaves one whole
     file). Generic code for the machine's architecture (no host-specific instructions: a shared cache
     folder may serve other CPUs); the GIL released during the call, as ``nogil`` does."""
@@ -199,6 +225,7 @@ def build_ahead_of_time(folder: str, name: str) -> None:
         cc.export("transform", "i4[::1](b1[:, :, ::1], b1[:, :, ::1], f8, f8, f8)")(transform.py_func)
         cc.export("subtree_sums", "f8[::1](i8[::1], i4[::1], f8[::1])")(subtree_sums.py_func)
         cc.export("neighbours", "i8(i8[::1], i4[::1], i8[::1], f8[::1], i4[::1], i4[::1], f8[::1])")(neighbours.py_func)
+        cc.export("reached", "b1[::1](i4[::1], i4[::1], b1[::1], i8[::1])")(reached.py_func)
         cc.compile()
         (built,) = [f for f in os.listdir(tmp) if f.startswith(name + ".")]
         os.replace(os.path.join(tmp, built), os.path.join(folder, built))

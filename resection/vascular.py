@@ -613,8 +613,8 @@ class _PreparedTree:
         t = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
         intra, state_ijk = _intrahepatic(t, geometry)
         root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
-        before = t.connected_to(np.ones(t.n, bool), root)
-        downstream = None if nearest is None else _Downstream.make(t, before, root & before, nearest)
+        downstream = None if nearest is None else _Downstream.make(t, root, nearest)
+        before = t.connected_to(np.ones(t.n, bool), root) if downstream is None else downstream.before
         return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
 
 
@@ -842,15 +842,15 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     feeds the remnant).
     """
     candidates = cut & nearest_anatomical & before
-    if not candidates.any():
-        return cut, t.connected_to(~cut, root), None
+    if not candidates.any():  # the prepared graph's search, else cc3d's labels: the same nodes
+        return cut, (t if downstream is None else downstream).connected_to(~cut, root), None
     if downstream is None:
-        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t.ijk, vessel_c, ctx.inner, ctx))
+        downstream = _Downstream.make(t, root, _nearest_nodes(t.ijk, vessel_c, ctx.inner, ctx))
     nearest = downstream.nearest
     share = downstream.removed_share(ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
     cut = cut & ~spared
-    after = t.connected_to(~cut, root)
+    after = downstream.connected_to(~cut, root)
     # a spared stretch that hangs on a divided pedicle gains nothing: it goes with the resection
     # (cutting voxels that no longer reach the root leaves ``after`` as it is)
     cut |= spared & ~after
@@ -883,52 +883,62 @@ def _nearest_nodes(ijk: np.ndarray, vessel_c, box, ctx: _LiverGeometry, liver_se
 
 @dataclass(frozen=True, eq=False)
 class _Downstream:
-    """The downstream sums of a vessel tree (the nodes ``before``, rooted at ``root``): the
-    shortest-path tree from the root (Dijkstra over the nodes' 26-neighbour graph, mm), and the liver
-    voxels each node serves (those whose nearest vessel voxel it is; ``nearest`` as :func:`_nearest_nodes`
-    gives it) summed downstream of each node.
+    """The downstream sums of a vessel tree rooted at ``root``: the nodes' 26-neighbour graph (mm), the
+    nodes it joins to the root (``before``), the shortest-path tree from the root (Dijkstra), and the
+    liver voxels each node serves (those whose nearest vessel voxel it is; ``nearest`` as
+    :func:`_nearest_nodes` gives it) summed downstream of each node.
 
     Downstream = the voxels whose shortest path to the root passes through a node: its sum is the node's
     own count plus its children's sums, added up from the farthest node back to the root (in order of
     distance from the root every parent comes before its children), one compiled loop
     (:func:`~hepatoplan.nearest_voxel_compiled.subtree_sums`). The counts are whole numbers in float64, so
     any order of the additions gives the same sums (as the triangular solve that gave them before).
+
+    The graph holds every node of the tree: the search never reaches the nodes not joined to the root, and
+    for the others it scans the same neighbours in the same order, with the same weights, as on the graph of
+    ``before`` alone (where it ran before; the same distances and predecessors, bench/RESULTS.md, trees19).
     """
 
-    n_nodes: int  # of the tree
-    nodes: np.ndarray  # the tree's node numbers of ``before``
-    order: np.ndarray  # positions in ``nodes``, in order of distance from the root
-    parent: np.ndarray  # int32 per position in ``nodes``: its parent's position (< 0 at the root)
+    indptr: np.ndarray  # the graph (CSR, without its weights): the nodes joined to the root are searched on it
+    indices: np.ndarray
+    before: np.ndarray  # bool per node: joined to the root
+    order: np.ndarray  # the nodes, in order of distance from the root (those not joined to it last)
+    parent: np.ndarray  # int32 per node: its parent in the shortest-path tree (< 0: a root, or not joined)
     nearest: np.ndarray
-    total: np.ndarray  # float64 per node of ``nodes``: liver voxels served downstream
+    total: np.ndarray  # float64 per node: liver voxels served downstream
 
     @classmethod
-    def make(cls, t: _Tree, before, root, nearest) -> _Downstream:
+    def make(cls, t: _Tree, root, nearest) -> _Downstream:
         from scipy.sparse import csgraph
 
-        nodes = np.flatnonzero(before)
-        graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
-        # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
-        served = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
+        graph = _voxel_graph(t.ijk, t.spacing_mm)
+        # liver voxels served by each node (nearest -1: no vessel voxel in the box)
+        served = np.bincount(nearest[nearest >= 0], minlength=t.n).astype(np.float64)
         # ``graph`` holds both directions of every edge with one weight: as a directed graph it is searched
         # as the undirected one (the same relaxations in the same order; the undirected search's second scan
         # of the transpose improves nothing, as only a strictly shorter path replaces a predecessor) without
         # building that transpose (IRCADb 01: 0.09 -> 0.05 s per plan, the same distances and predecessors)
-        dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root[nodes]), min_only=True,
+        dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root), min_only=True,
                                            return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        return cls(t.n, nodes, order, parent, nearest, compiled("subtree_sums")(order, parent, served))
+        before = compiled("reached")(graph.indptr, graph.indices, np.ones(t.n, bool), np.flatnonzero(root))
+        return cls(graph.indptr, graph.indices, before, order, parent, nearest,
+                   compiled("subtree_sums")(order, parent, served))
+
+    def connected_to(self, keep: np.ndarray, root: np.ndarray) -> np.ndarray:
+        """The nodes of ``keep`` joined to a node of ``root`` through ``keep`` (as :meth:`_Tree.connected_to`)."""
+        return compiled("reached")(self.indptr, self.indices, keep, np.flatnonzero(root))
 
     def removed_share(self, anatomical_at_liver) -> np.ndarray:
         """For every node of the tree, the removed (``anatomical_at_liver``) share of the liver its
         downstream part serves (float32; 1 off ``before``, and where it serves nothing: nothing
         argues for keeping it)."""
-        nearest, nodes = self.nearest, self.nodes
-        removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=self.n_nodes)[nodes]
+        nearest = self.nearest
+        removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=len(self.before))
         removed = compiled("subtree_sums")(self.order, self.parent, removed.astype(np.float64))
-        share = np.ones(self.n_nodes, np.float32)
+        share = np.ones(len(self.before), np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            share[nodes] = np.where(self.total > 0, removed / self.total, 1.0)
+            share[self.before] = np.where(self.total > 0, removed / self.total, 1.0)[self.before]
         return share
 
 
