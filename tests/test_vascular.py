@@ -500,6 +500,26 @@ def test_the_downstream_sums_add_each_nodes_descendants(route):
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_the_downstream_graphs_search_joins_the_nodes_cc3d_joins(seed):
+    """With the downstream rule the nodes joined to the root (before and after a cut) come from a search on the
+    voxel graph: the same nodes as cc3d's 26-connected labels, on fragmented random trees and random cuts."""
+    from hepatoplan.resection.vascular import _Downstream, _Tree
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_dilation(rng.random((30, 25, 20)) < 0.01, iterations=2) | (rng.random((30, 25, 20)) < 0.02)
+    ijk = np.argwhere(mask)
+    t = _Tree.of(mask, (0.78, 0.78, 1.6), ijk)
+    root = np.zeros(t.n, bool)
+    root[rng.choice(t.n, 3, replace=False)] = True
+    down = _Downstream.make(t, root, np.zeros(10, np.int32))
+    assert 0 < np.count_nonzero(down.before) < t.n  # fragments left out
+    np.testing.assert_array_equal(down.before, t.connected_to(np.ones(t.n, bool), root))
+    for cut_share in (0.02, 0.1, 0.3):
+        keep = rng.random(t.n) >= cut_share
+        np.testing.assert_array_equal(down.connected_to(keep, root), t.connected_to(keep, root))
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_the_voxel_graph_joins_each_voxel_to_its_26_neighbours(seed):
     """The voxel graph (CSR) holds exactly the pairs of voxels one step apart along every axis
     (26-neighbours, none across the box's edges), weighted by their distance in mm, each row's
