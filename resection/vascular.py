@@ -471,25 +471,34 @@ class _OnBox:
     def of(cls, arr, box) -> _OnBox:
         return cls(np.asarray(arr), box)
 
-    def region(self, region: tuple[slice, ...], mask: np.ndarray) -> np.ndarray:
-        """The values at the true voxels of ``mask`` (the shape of the full array's ``region``), in C order."""
+    def region(self, region: tuple[slice, ...], mask: np.ndarray, count: int) -> np.ndarray:
+        """The values at the ``count`` true voxels of ``mask`` (the shape of the full array's ``region``), in C order."""
         if self.box is None:
             return self.values[region][mask]
         cut = tuple(slice(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, self.box))
         if all(c.stop > c.start for c in cut):
             in_cut = mask[tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(cut, region))]
-            if np.count_nonzero(in_cut) == np.count_nonzero(mask):  # every voxel asked lies in the box
+            if np.count_nonzero(in_cut) == count:  # every voxel asked lies in the box
                 return self.values[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(cut, self.box))][in_cut]
         return self.at(np.argwhere(mask) + [r.start for r in region])
 
-    def at(self, ijk: np.ndarray) -> np.ndarray:
-        """The values at the full array's voxels ``ijk`` ((n, 3))."""
+    def where(self, ijk: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]] | None:
+        """Where the full array's voxels ``ijk`` ((n, 3)) lie in ``values``: whether each is inside the box, and
+        its indices there (clipped to the box outside it); None without a box."""
         if self.box is None:
+            return None
+        rel = (ijk - [b.start for b in self.box]).T
+        inside = np.logical_and.reduce([(r >= 0) & (r < n) for r, n in zip(rel, self.values.shape)])
+        return inside, tuple(np.clip(r, 0, n - 1) for r, n in zip(rel, self.values.shape))
+
+    def at(self, ijk: np.ndarray, where=None) -> np.ndarray:
+        """The values at the full array's voxels ``ijk`` ((n, 3)); ``where``: :meth:`where` of them, when known
+        (of any array on the same box)."""
+        where = self.where(ijk) if where is None else where
+        if where is None:
             return self.values[tuple(ijk.T)]
-        rel = ijk - [b.start for b in self.box]
-        inside = np.all((rel >= 0) & (rel < self.values.shape), axis=1)
-        out = np.zeros(len(ijk), self.values.dtype)
-        out[inside] = self.values[tuple(rel[inside].T)]
+        out = self.values[where[1]]
+        out[~where[0]] = 0
         return out
 
 
@@ -550,7 +559,7 @@ class _LiverGeometry:
         """The values of a full array (or an :class:`_OnBox`) at the liver voxels of ``inner``, in C order."""
         full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(self.box, self.inner))
         if isinstance(arr, _OnBox):
-            return arr.region(full_inner, self.in_inner)
+            return arr.region(full_inner, self.in_inner, len(self.liver_flat))
         return np.asarray(arr)[full_inner][self.in_inner]
 
 
@@ -655,10 +664,11 @@ class _LiverCrop(_LiverGeometry):
     def removed_and_anatomical(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Whether the voxels ``ijk`` (crop indices, (n, 3)) are resected, and removed as whole segments."""
         at = ijk + self.offset
-        removed = self.fraction.at(at).astype(np.float32, copy=False) >= 0.5
+        where = self.fraction.where(at)  # the resection's arrays share one box
+        removed = self.fraction.at(at, where).astype(np.float32, copy=False) >= 0.5
         if self.anatomical_full is None:
             return removed, np.zeros(len(ijk), bool)
-        return removed, self.anatomical_full.at(at).astype(bool) & removed
+        return removed, self.anatomical_full.at(at, where).astype(bool) & removed
 
 
 def _shape(box) -> tuple[int, ...]:
