@@ -620,10 +620,13 @@ class _PreparedTree:
         # ``edt`` holds the GIL), nor the liver's boundary, nor the root
         nearest = _nearest_nodes(ijk, vessel_c, geometry.inner, geometry) if nearest_nodes else None
         t = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
-        intra, state_ijk = _intrahepatic(t, geometry)
-        root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
+        # the portal root is found among the extrahepatic voxels; the IVC core (or a given root) needs no liver
+        # boundary: that tree's intrahepatic voxels come last, when the other tree has likely made the boundary
+        intra = _intrahepatic(t, geometry) if tree == "portal" and root_mask is None else None
+        root = _tree_root(tree, t, root_mask, intra and intra[0], geometry, params, notes)
         downstream = None if nearest is None else _Downstream.make(t, root, nearest)
         before = t.connected_to(np.ones(t.n, bool), root) if downstream is None else downstream.before
+        intra, state_ijk = intra or _intrahepatic(t, geometry)
         return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
 
 
@@ -826,7 +829,8 @@ def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.nd
 
 
 def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverGeometry, params: VascularParams, notes) -> np.ndarray:
-    """The given root (checked), or the portal root / the IVC core found in the vessel mask."""
+    """The given root (checked), or the portal root / the IVC core found in the vessel mask (``intra``, the
+    intrahepatic nodes, is read for the portal root only)."""
     if root_mask is not None:
         root = np.asarray(root_mask)[tuple((t.ijk + ctx.offset).T)] > 0
         if not root.any():
