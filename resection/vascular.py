@@ -935,9 +935,9 @@ class _Downstream:
         dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root), min_only=True,
                                            return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        before = compiled("reached")(graph.indptr, graph.indices, np.ones(t.n, bool), np.flatnonzero(root))
-        return cls(graph.indptr, graph.indices, before, order, parent, nearest,
-                   compiled("subtree_sums")(order, parent, served))
+        indptr, indices = (a.astype(np.int32, copy=False) for a in (graph.indptr, graph.indices))  # the compiled types
+        before = compiled("reached")(indptr, indices, np.ones(t.n, bool), np.flatnonzero(root))
+        return cls(indptr, indices, before, order, parent, nearest, compiled("subtree_sums")(order, parent, served))
 
     def connected_to(self, keep: np.ndarray, root: np.ndarray) -> np.ndarray:
         """The nodes of ``keep`` joined to a node of ``root`` through ``keep`` (as :meth:`_Tree.connected_to`)."""
