@@ -46,8 +46,8 @@ def main() -> None:
         for side in list(sides)[:: 1 if r % 2 == 0 else -1]:
             module = sides[side]
             start = time.process_time()
-            trees = module.prepare_vessel_trees(liver=study["liver"], spacing_mm=study["spacing"], portal=study["portal"],
-                                                hepatic=study["hepatic"], nearest_nodes=True)
+            trees = module.prepare_vessel_trees(liver=study["liver"], spacing_mm=study["spacing"],
+                                                portal=study["portal"], hepatic=study["hepatic"], nearest_nodes=True)
             prepared = time.process_time()
             module.consequences_of(trees, resected=plan.fraction_in_box, tumours=study["tumours"],
                                    segments=study["segments"], box=box,

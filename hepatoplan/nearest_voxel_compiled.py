@@ -14,7 +14,8 @@ is scipy's rule; distances are computed in the same arithmetic order, so ties co
 returns what :func:`hepatoplan.nearest_voxel.nearest_voxel` does.
 
 :func:`subtree_sums`, :func:`neighbours` and :func:`reached` (the vascular analysis' downstream sums, one loop over
-a tree, its voxel graph's edges, and the nodes a search reaches on it) are compiled here with the transform, so that they need no module of their own to build and load.
+a tree, its voxel graph's edges, and the nodes a search reaches on it) are compiled here with the transform, so that
+they need no module of their own to build and load.
 """
 
 from __future__ import annotations

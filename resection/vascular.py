@@ -472,7 +472,8 @@ class _OnBox:
         return cls(np.asarray(arr), box)
 
     def region(self, region: tuple[slice, ...], mask: np.ndarray, count: int) -> np.ndarray:
-        """The values at the ``count`` true voxels of ``mask`` (the shape of the full array's ``region``), in C order."""
+        """The values at the ``count`` true voxels of ``mask`` (the shape of the full array's ``region``), in C
+        order."""
         if self.box is None:
             return self.values[region][mask]
         cut = tuple(slice(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, self.box))
