@@ -145,6 +145,17 @@ def compiled_transform():
         return _loaded
 
 
+def compiled(name: str):
+    """The function ``name`` of :mod:`hepatoplan.nearest_voxel_compiled` (``subtree_sums``, ``neighbours``, ``reached``)
+    from
+    where :func:`compiled_transform` comes: the module built ahead of time, else numba's just-in-time route."""
+    compiled_transform()
+    module = _built_ahead()
+    if module is None:
+        import hepatoplan.nearest_voxel_compiled as module
+    return getattr(module, name)
+
+
 @functools.cache
 def _aot_name() -> str:
     """The built module's name: a hash of the kernel's source, the installed numba (its ``__init__.py``'s

@@ -12,6 +12,10 @@ along axis 1 in each axis-0 plane, then along axis 2 over those, where the outpu
 is scipy's rule; distances are computed in the same arithmetic order, so ties come out the same.
 :func:`transform` takes C-contiguous bool ``mask`` and ``at`` and the three spacings (mm) and
 returns what :func:`hepatoplan.nearest_voxel.nearest_voxel` does.
+
+:func:`subtree_sums`, :func:`neighbours` and :func:`reached` (the vascular analysis' downstream sums, one loop over
+a tree, its voxel graph's edges, and the nodes a search reaches on it) are compiled here with the transform, so that
+they need no module of their own to build and load.
 """
 
 from __future__ import annotations
@@ -137,8 +141,66 @@ def _nearest_on_line(n, has, other, s, stack, site):  # pragma: no cover (compil
         site[p] = stack[k]
 
 
+@njit(cache=True, nogil=True)
+def subtree_sums(order, parent, weights):  # pragma: no cover (compiled)
+    """``weights`` (one per node of a forest) summed over each node's subtree: node ``v``'s parent is
+    ``parent[v]`` (< 0: a root) and ``order`` lists every node after its parent (the vascular analysis'
+    downstream sums over its shortest-path tree, :class:`hepatoplan.resection.vascular._Downstream`)."""
+    sums = weights.copy()
+    for i in range(len(order) - 1, -1, -1):
+        v = order[i]
+        if parent[v] >= 0:
+            sums[parent[v]] += sums[v]
+    return sums
+
+
+@njit(cache=True, nogil=True)
+def neighbours(key, number, steps, weights, indptr, indices, data):  # pragma: no cover (compiled)
+    """A voxel graph's CSR arrays (:func:`hepatoplan.resection.vascular._voxel_graph`): node ``i`` at
+    ``key[i]`` in the flat array ``number`` (node number + 1 there, 0: none) is joined to the node at
+    ``key[i] + steps[s]``, weight ``weights[s]``, for each step in turn. Fills ``indptr`` (n + 1),
+    ``indices`` and ``data`` (room for n × steps) and returns the number of edges."""
+    e = 0
+    indptr[0] = 0
+    for i in range(len(key)):
+        for s in range(len(steps)):
+            j = number[key[i] + steps[s]] - 1
+            if j >= 0:
+                indices[e] = j
+                data[e] = weights[s]
+                e += 1
+        indptr[i + 1] = e
+    return e
+
+
+@njit(cache=True, nogil=True)
+def reached(indptr, indices, keep, seeds):  # pragma: no cover (compiled)
+    """The nodes of ``keep`` that a graph (CSR ``indptr``, ``indices``) joins to a node of ``seeds`` through
+    nodes of ``keep`` (a breadth-first search)."""
+    out = np.zeros(len(keep), np.bool_)
+    queue = np.empty(len(keep), np.int64)
+    end = 0
+    for s in seeds:
+        if keep[s] and not out[s]:
+            out[s] = True
+            queue[end] = s
+            end += 1
+    start = 0
+    while start < end:
+        u = queue[start]
+        start += 1
+        for e in range(indptr[u], indptr[u + 1]):
+            v = indices[e]
+            if keep[v] and not out[v]:
+                out[v] = True
+                queue[end] = v
+                end += 1
+    return out
+
+
 def build_ahead_of_time(folder: str, name: str) -> None:
-    """Compile :func:`transform` for its one signature into the extension module ``name`` in ``folder``
+    """Compile :func:`transform`, :func:`subtree_sums`, :func:`neighbours` and :func:`reached` for their one
+    signature each into the extension module ``name`` in ``folder``
     (built in a temporary folder there, then renamed into place: a concurrent build leaves one whole
     file). Generic code for the machine's architecture (no host-specific instructions: a shared cache
     folder may serve other CPUs); the GIL released during the call, as ``nogil`` does."""
@@ -162,6 +224,9 @@ def build_ahead_of_time(folder: str, name: str) -> None:
         cc.output_dir = tmp
         cc.verbose = False
         cc.export("transform", "i4[::1](b1[:, :, ::1], b1[:, :, ::1], f8, f8, f8)")(transform.py_func)
+        cc.export("subtree_sums", "f8[::1](i8[::1], i4[::1], f8[::1])")(subtree_sums.py_func)
+        cc.export("neighbours", "i8(i8[::1], i4[::1], i8[::1], f8[::1], i4[::1], i4[::1], f8[::1])")(neighbours.py_func)
+        cc.export("reached", "b1[::1](i4[::1], i4[::1], b1[::1], i8[::1])")(reached.py_func)
         cc.compile()
         (built,) = [f for f in os.listdir(tmp) if f.startswith(name + ".")]
         os.replace(os.path.join(tmp, built), os.path.join(folder, built))

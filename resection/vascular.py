@@ -67,8 +67,9 @@ Work follows the vessel tree, not the volume, except for one feature transform p
   of the liver's boundary voxels (the nearest liver voxel of an outside point is always one), asked
   only about the voxels that blocks of the boundary do not put beyond their ``d_wall + max(spacing)``.
 - The downstream rule's shortest-path tree is Dijkstra on the nodes' 26-neighbour graph (edges
-  read from an array of node numbers over the tree's box); the downstream sums are one sparse
-  triangular solve over the predecessor tree.
+  read from an array of node numbers over the tree's box, compiled); the downstream sums are one compiled loop
+  over the predecessor tree, from the farthest node back (the liver each node serves downstream, in
+  the preparation; the removed part of it, after the resection).
 - The nearest vessel voxel of every liver voxel (``inner`` box) is one feature transform
   (:func:`~hepatoplan.nearest_voxel.nearest_voxel`: the same voxels as scipy's
   ``distance_transform_edt(return_indices=True)``, six times faster, answered as node numbers),
@@ -104,7 +105,7 @@ from hepatoplan.errors import InputError
 from hepatoplan.arrays import bounding_box, padded_box, voxel_indices
 from hepatoplan.units import voxel_volume_ml
 
-from hepatoplan.nearest_voxel import edt_mm, nearest_voxel
+from hepatoplan.nearest_voxel import compiled, edt_mm, nearest_voxel
 from .volumetry import VoxelSet, boundary_voxels
 
 log = logging.getLogger(__name__)
@@ -470,25 +471,35 @@ class _OnBox:
     def of(cls, arr, box) -> _OnBox:
         return cls(np.asarray(arr), box)
 
-    def region(self, region: tuple[slice, ...], mask: np.ndarray) -> np.ndarray:
-        """The values at the true voxels of ``mask`` (the shape of the full array's ``region``), in C order."""
+    def region(self, region: tuple[slice, ...], mask: np.ndarray, count: int) -> np.ndarray:
+        """The values at the ``count`` true voxels of ``mask`` (the shape of the full array's ``region``), in C
+        order."""
         if self.box is None:
             return self.values[region][mask]
         cut = tuple(slice(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, self.box))
         if all(c.stop > c.start for c in cut):
             in_cut = mask[tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(cut, region))]
-            if np.count_nonzero(in_cut) == np.count_nonzero(mask):  # every voxel asked lies in the box
+            if np.count_nonzero(in_cut) == count:  # every voxel asked lies in the box
                 return self.values[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(cut, self.box))][in_cut]
         return self.at(np.argwhere(mask) + [r.start for r in region])
 
-    def at(self, ijk: np.ndarray) -> np.ndarray:
-        """The values at the full array's voxels ``ijk`` ((n, 3))."""
+    def where(self, ijk: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]] | None:
+        """Where the full array's voxels ``ijk`` ((n, 3)) lie in ``values``: whether each is inside the box, and
+        its indices there (clipped to the box outside it); None without a box."""
         if self.box is None:
+            return None
+        rel = (ijk - [b.start for b in self.box]).T
+        inside = np.logical_and.reduce([(r >= 0) & (r < n) for r, n in zip(rel, self.values.shape)])
+        return inside, tuple(np.clip(r, 0, n - 1) for r, n in zip(rel, self.values.shape))
+
+    def at(self, ijk: np.ndarray, where=None) -> np.ndarray:
+        """The values at the full array's voxels ``ijk`` ((n, 3)); ``where``: :meth:`where` of them, when known
+        (of any array on the same box)."""
+        where = self.where(ijk) if where is None else where
+        if where is None:
             return self.values[tuple(ijk.T)]
-        rel = ijk - [b.start for b in self.box]
-        inside = np.all((rel >= 0) & (rel < self.values.shape), axis=1)
-        out = np.zeros(len(ijk), self.values.dtype)
-        out[inside] = self.values[tuple(rel[inside].T)]
+        out = self.values[where[1]]
+        out[~where[0]] = 0
         return out
 
 
@@ -549,7 +560,7 @@ class _LiverGeometry:
         """The values of a full array (or an :class:`_OnBox`) at the liver voxels of ``inner``, in C order."""
         full_inner = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(self.box, self.inner))
         if isinstance(arr, _OnBox):
-            return arr.region(full_inner, self.in_inner)
+            return arr.region(full_inner, self.in_inner, len(self.liver_flat))
         return np.asarray(arr)[full_inner][self.in_inner]
 
 
@@ -610,10 +621,13 @@ class _PreparedTree:
         # ``edt`` holds the GIL), nor the liver's boundary, nor the root
         nearest = _nearest_nodes(ijk, vessel_c, geometry.inner, geometry) if nearest_nodes else None
         t = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
-        intra, state_ijk = _intrahepatic(t, geometry)
-        root = _tree_root(tree, t, root_mask, intra, geometry, params, notes)
-        before = t.connected_to(np.ones(t.n, bool), root)
-        downstream = None if nearest is None else _Downstream.make(t, before, root & before, nearest)
+        # the portal root is found among the extrahepatic voxels; the IVC core (or a given root) needs no liver
+        # boundary: that tree's intrahepatic voxels come last, when the other tree has likely made the boundary
+        intra = _intrahepatic(t, geometry) if tree == "portal" and root_mask is None else None
+        root = _tree_root(tree, t, root_mask, intra and intra[0], geometry, params, notes)
+        downstream = None if nearest is None else _Downstream.make(t, root, nearest)
+        before = t.connected_to(np.ones(t.n, bool), root) if downstream is None else downstream.before
+        intra, state_ijk = intra or _intrahepatic(t, geometry)
         return cls(tree, vessel_c, t, intra, state_ijk, root, before, downstream, tuple(notes))
 
 
@@ -654,10 +668,11 @@ class _LiverCrop(_LiverGeometry):
     def removed_and_anatomical(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Whether the voxels ``ijk`` (crop indices, (n, 3)) are resected, and removed as whole segments."""
         at = ijk + self.offset
-        removed = self.fraction.at(at).astype(np.float32, copy=False) >= 0.5
+        where = self.fraction.where(at)  # the resection's arrays share one box
+        removed = self.fraction.at(at, where).astype(np.float32, copy=False) >= 0.5
         if self.anatomical_full is None:
             return removed, np.zeros(len(ijk), bool)
-        return removed, self.anatomical_full.at(at).astype(bool) & removed
+        return removed, self.anatomical_full.at(at, where).astype(bool) & removed
 
 
 def _shape(box) -> tuple[int, ...]:
@@ -815,7 +830,8 @@ def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.nd
 
 
 def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverGeometry, params: VascularParams, notes) -> np.ndarray:
-    """The given root (checked), or the portal root / the IVC core found in the vessel mask."""
+    """The given root (checked), or the portal root / the IVC core found in the vessel mask (``intra``, the
+    intrahepatic nodes, is read for the portal root only)."""
     if root_mask is not None:
         root = np.asarray(root_mask)[tuple((t.ijk + ctx.offset).T)] > 0
         if not root.any():
@@ -841,15 +857,15 @@ def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ct
     feeds the remnant).
     """
     candidates = cut & nearest_anatomical & before
-    if not candidates.any():
-        return cut, t.connected_to(~cut, root), None
+    if not candidates.any():  # the prepared graph's search, else cc3d's labels: the same nodes
+        return cut, (t if downstream is None else downstream).connected_to(~cut, root), None
     if downstream is None:
-        downstream = _Downstream.make(t, before, root & before, _nearest_nodes(t.ijk, vessel_c, ctx.inner, ctx))
+        downstream = _Downstream.make(t, root, _nearest_nodes(t.ijk, vessel_c, ctx.inner, ctx))
     nearest = downstream.nearest
     share = downstream.removed_share(ctx.anatomical_at_liver)
     spared = candidates & (share < 0.5)
     cut = cut & ~spared
-    after = t.connected_to(~cut, root)
+    after = downstream.connected_to(~cut, root)
     # a spared stretch that hangs on a divided pedicle gains nothing: it goes with the resection
     # (cutting voxels that no longer reach the root leaves ``after`` as it is)
     cut |= spared & ~after
@@ -882,62 +898,62 @@ def _nearest_nodes(ijk: np.ndarray, vessel_c, box, ctx: _LiverGeometry, liver_se
 
 @dataclass(frozen=True, eq=False)
 class _Downstream:
-    """The downstream sums of a vessel tree (the nodes ``before``, rooted at ``root``): the
-    shortest-path tree from the root (Dijkstra over the nodes' 26-neighbour graph, mm) as a unit
-    upper-triangular system in order of distance from the root, and the liver voxels each node
-    serves (those whose nearest vessel voxel it is; ``nearest`` as :func:`_nearest_nodes` gives it).
+    """The downstream sums of a vessel tree rooted at ``root``: the nodes' 26-neighbour graph (mm), the
+    nodes it joins to the root (``before``), the shortest-path tree from the root (Dijkstra), and the
+    liver voxels each node serves (those whose nearest vessel voxel it is; ``nearest`` as
+    :func:`_nearest_nodes` gives it) summed downstream of each node.
 
-    Downstream = the voxels whose shortest path to the root passes through a node: its sums
-    ``s = w + (sums of the children)`` solve ``(I − C)·s = w`` with ``C[parent, child] = 1``; in
-    order of distance from the root every parent comes before its children (triangular system).
+    Downstream = the voxels whose shortest path to the root passes through a node: its sum is the node's
+    own count plus its children's sums, added up from the farthest node back to the root (in order of
+    distance from the root every parent comes before its children), one compiled loop
+    (:func:`~hepatoplan.nearest_voxel_compiled.subtree_sums`). The counts are whole numbers in float64, so
+    any order of the additions gives the same sums (as the triangular solve that gave them before).
+
+    The graph holds every node of the tree: the search never reaches the nodes not joined to the root, and
+    for the others it scans the same neighbours in the same order, with the same weights, as on the graph of
+    ``before`` alone (where it ran before; the same distances and predecessors, bench/RESULTS.md, trees19).
     """
 
-    n_nodes: int  # of the tree
-    nodes: np.ndarray  # the tree's node numbers of ``before``
-    order: np.ndarray
-    pos: np.ndarray
-    system: object  # scipy.sparse CSR
+    indptr: np.ndarray  # the graph (CSR, without its weights): the nodes joined to the root are searched on it
+    indices: np.ndarray
+    before: np.ndarray  # bool per node: joined to the root
+    order: np.ndarray  # the nodes, in order of distance from the root (those not joined to it last)
+    parent: np.ndarray  # int32 per node: its parent in the shortest-path tree (< 0: a root, or not joined)
     nearest: np.ndarray
-    total: np.ndarray  # float64 per node of ``nodes``: liver voxels served
+    total: np.ndarray  # float64 per node: liver voxels served downstream
 
     @classmethod
-    def make(cls, t: _Tree, before, root, nearest) -> _Downstream:
-        from scipy import sparse
+    def make(cls, t: _Tree, root, nearest) -> _Downstream:
         from scipy.sparse import csgraph
 
-        nodes = np.flatnonzero(before)
-        graph = _voxel_graph(t.ijk[nodes], t.spacing_mm)
-        n = len(nodes)
-        # liver voxels served by each node (nearest -1: no vessel voxel in the box), read at ``nodes``
-        total = np.bincount(nearest[nearest >= 0], minlength=t.n)[nodes].astype(np.float64)
+        graph = _voxel_graph(t.ijk, t.spacing_mm)
+        # liver voxels served by each node (nearest -1: no vessel voxel in the box)
+        served = np.bincount(nearest[nearest >= 0], minlength=t.n).astype(np.float64)
         # ``graph`` holds both directions of every edge with one weight: as a directed graph it is searched
         # as the undirected one (the same relaxations in the same order; the undirected search's second scan
         # of the transpose improves nothing, as only a strictly shorter path replaces a predecessor) without
         # building that transpose (IRCADb 01: 0.09 -> 0.05 s per plan, the same distances and predecessors)
-        dist, pred, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root[nodes]), min_only=True,
-                                         return_predecessors=True)
+        dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root), min_only=True,
+                                           return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        pos = np.empty(n, np.int64)
-        pos[order] = np.arange(n)
-        child = np.flatnonzero(pred >= 0)
-        system = sparse.identity(n, format="csr") - sparse.csr_array(
-            (np.ones(len(child)), (pos[pred[child]], pos[child])), shape=(n, n))
-        return cls(t.n, nodes, order, pos, system, nearest, total)
+        indptr, indices = (a.astype(np.int32, copy=False) for a in (graph.indptr, graph.indices))  # the compiled types
+        before = compiled("reached")(indptr, indices, np.ones(t.n, bool), np.flatnonzero(root))
+        return cls(indptr, indices, before, order, parent, nearest, compiled("subtree_sums")(order, parent, served))
+
+    def connected_to(self, keep: np.ndarray, root: np.ndarray) -> np.ndarray:
+        """The nodes of ``keep`` joined to a node of ``root`` through ``keep`` (as :meth:`_Tree.connected_to`)."""
+        return compiled("reached")(self.indptr, self.indices, keep, np.flatnonzero(root))
 
     def removed_share(self, anatomical_at_liver) -> np.ndarray:
         """For every node of the tree, the removed (``anatomical_at_liver``) share of the liver its
         downstream part serves (float32; 1 off ``before``, and where it serves nothing: nothing
         argues for keeping it)."""
-        from scipy.sparse.linalg import spsolve_triangular
-
-        nearest, nodes, order, pos = self.nearest, self.nodes, self.order, self.pos
-        removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=self.n_nodes)[nodes]
-        sums = spsolve_triangular(self.system, np.stack([self.total[order], removed.astype(np.float64)[order]], axis=1),
-                                  lower=False, unit_diagonal=True)
-        total, removed = sums[pos, 0], sums[pos, 1]
-        share = np.ones(self.n_nodes, np.float32)
+        nearest = self.nearest
+        removed = np.bincount(nearest[(nearest >= 0) & anatomical_at_liver], minlength=len(self.before))
+        removed = compiled("subtree_sums")(self.order, self.parent, removed.astype(np.float64))
+        share = np.ones(len(self.before), np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            share[nodes] = np.where(total > 0, removed / total, 1.0)
+            share[self.before] = np.where(self.total > 0, removed / self.total, 1.0)[self.before]
         return share
 
 
@@ -949,7 +965,8 @@ _FORWARD_OFFSETS = [(di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for d
 def _voxel_graph(ijk: np.ndarray, spacing):
     """Symmetric sparse graph (CSR, columns sorted) of voxels ``ijk`` (C order): 26-neighbours
     joined by their distance (mm). Neighbours are read from an array of node numbers over the
-    voxels' box, all 26 offsets in one gather (one return to the GIL, not 52)."""
+    voxels' box, by one compiled loop without the GIL
+    (:func:`~hepatoplan.nearest_voxel_compiled.neighbours`)."""
     from scipy import sparse
 
     n = len(ijk)
@@ -960,15 +977,13 @@ def _voxel_graph(ijk: np.ndarray, spacing):
     number = np.zeros(int(np.prod(dims)), np.int32)
     number[key] = np.arange(1, n + 1, dtype=np.int32)
     forward = [(off[0] * dims[1] + off[1]) * dims[2] + off[2] for off in _FORWARD_OFFSETS]
-    # columns in increasing order of key: the backward offsets from the last, then the forward ones
-    neighbour = number[key[:, None] + np.array([-step for step in forward[::-1]] + forward)]
-    neighbour -= 1
     forward_mm = [float(np.linalg.norm(np.asarray(off) * spacing)) for off in _FORWARD_OFFSETS]
-    edge = neighbour >= 0
-    indptr = np.zeros(n + 1, np.int32)
-    np.cumsum(np.count_nonzero(edge, axis=1), out=indptr[1:])
-    weight = np.broadcast_to(np.array(forward_mm[::-1] + forward_mm), edge.shape)
-    return sparse.csr_array((weight[edge], neighbour[edge], indptr), shape=(n, n))
+    # columns in increasing order of key: the backward offsets from the last, then the forward ones
+    steps = np.array([-step for step in forward[::-1]] + forward, np.int64)
+    indptr, indices, data = np.empty(n + 1, np.int32), np.empty(n * len(steps), np.int32), np.empty(n * len(steps))
+    edges = compiled("neighbours")(key.astype(np.int64, copy=False), number, steps,
+                                   np.array(forward_mm[::-1] + forward_mm), indptr, indices, data)
+    return sparse.csr_array((data[:edges], indices[:edges], indptr), shape=(n, n))
 
 
 def _pieces(t: _Tree, disconnected, transected) -> tuple[np.ndarray, int]:

@@ -470,6 +470,55 @@ def test_the_voxel_graph_searched_as_directed_is_the_undirected_search(seed):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("route", ["just in time", "ahead of time"])
+def test_the_downstream_sums_add_each_nodes_descendants(route):
+    """The downstream rule's sums (``subtree_sums``, both compiled routes): on random forests listed parents
+    first, each node's weight plus those of all its descendants, found by walking up from every node."""
+    from hepatoplan import nearest_voxel as nv
+    from hepatoplan.nearest_voxel_compiled import subtree_sums
+
+    if route == "ahead of time":
+        module = nv._built_ahead() or nv._build_ahead()
+        if module is None:
+            pytest.skip("the ahead-of-time module cannot be built here")
+        subtree_sums = module.subtree_sums
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 50, 400):
+        order = rng.permutation(n)
+        parent = np.full(n, -9999, np.int32)  # a forest: some nodes are roots
+        for i in range(1, n):
+            if rng.random() < 0.9:
+                parent[order[i]] = order[rng.integers(0, i)]
+        weights = rng.integers(0, 1000, n).astype(np.float64)
+        expected = weights.copy()
+        for v in range(n):
+            up = parent[v]
+            while up >= 0:
+                expected[up] += weights[v]
+                up = parent[up]
+        np.testing.assert_array_equal(subtree_sums(order.astype(np.int64), parent, weights), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_downstream_graphs_search_joins_the_nodes_cc3d_joins(seed):
+    """With the downstream rule the nodes joined to the root (before and after a cut) come from a search on the
+    voxel graph: the same nodes as cc3d's 26-connected labels, on fragmented random trees and random cuts."""
+    from hepatoplan.resection.vascular import _Downstream, _Tree
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_dilation(rng.random((30, 25, 20)) < 0.01, iterations=2) | (rng.random((30, 25, 20)) < 0.02)
+    ijk = np.argwhere(mask)
+    t = _Tree.of(mask, (0.78, 0.78, 1.6), ijk)
+    root = np.zeros(t.n, bool)
+    root[rng.choice(t.n, 3, replace=False)] = True
+    down = _Downstream.make(t, root, np.zeros(10, np.int32))
+    assert 0 < np.count_nonzero(down.before) < t.n  # fragments left out
+    np.testing.assert_array_equal(down.before, t.connected_to(np.ones(t.n, bool), root))
+    for cut_share in (0.02, 0.1, 0.3):
+        keep = rng.random(t.n) >= cut_share
+        np.testing.assert_array_equal(down.connected_to(keep, root), t.connected_to(keep, root))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_the_voxel_graph_joins_each_voxel_to_its_26_neighbours(seed):
     """The voxel graph (CSR) holds exactly the pairs of voxels one step apart along every axis
