@@ -146,9 +146,9 @@ def compiled_transform():
 
 
 def compiled(name: str):
-    """The function ``name`` of :mod:`hepatoplan.nearest_voxel_compiled` (``subtree_sums``, ``neighbours``, ``reached``)
-    from
-    where :func:`compiled_transform` comes: the module built ahead of time, else numba's just-in-time route."""
+    """The function ``name`` of :mod:`hepatoplan.nearest_voxel_compiled` (``subtree_sums``, ``neighbours``,
+    ``reached``) from where :func:`compiled_transform` comes: the module built ahead of time, else numba's
+    just-in-time route."""
     compiled_transform()
     module = _built_ahead()
     if module is None:
