@@ -99,6 +99,24 @@ def test_near_misses_touching_a_found_lesion_or_far_from_the_limit_are_not_misse
     assert passed([], cut[:1])["lesion_cut_fraction"] and not passed([], cut)["lesion_cut_fraction"]
 
 
+def _lesion_on_the_outline() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 70 HU lesion in 130 HU parenchyma, its outer (x = 24) face on the edge of the allowed region (the
+    liver mask): the image, the allowed region and the lesion's labels."""
+    img = np.full((40, 30, 30), 130.0, np.float32)
+    allowed = np.zeros(img.shape, bool)
+    allowed[:25] = True
+    labels = np.zeros(img.shape, np.uint16)
+    labels[12:25, 8:22, 8:22] = 1
+    img[labels == 1] = 70.0
+    return img, allowed, labels
+
+
+def _cut_check(cut: dict) -> dict:
+    """The self-check's ``lesion_cut_fraction`` of one cut lesion, with ``max_cut_fraction`` 0.1."""
+    checks = lesion_checks({"near_misses": [], "cut_lesions": [cut]}, SelfCheckParams(max_cut_fraction=0.1))
+    return next(c for c in checks if c["name"] == "lesion_cut_fraction")
+
+
 @pytest.mark.parametrize("beyond_hu, continued", [(70.0, True), (20.0, False)])
 def test_a_lesion_cut_by_the_outline_counts_its_cut_only_where_the_tissue_beyond_continues_it(beyond_hu, continued):
     """A 70 HU lesion in 130 HU parenchyma (1 mm voxels), its outer face on the liver mask's edge:
@@ -107,19 +125,13 @@ def test_a_lesion_cut_by_the_outline_counts_its_cut_only_where_the_tissue_beyond
     content beside IRCADb 07 s4's lesion); only the first counts in ``continued_fraction``, the
     value the self-check holds to ``max_cut_fraction``. (``bulge_max_added_ratio`` 0: no sphere
     is taken, the lesion is left cut either way.)"""
-    img = np.full((40, 30, 30), 130.0, np.float32)
-    allowed = np.zeros(img.shape, bool)
-    allowed[:25] = True
-    labels = np.zeros(img.shape, np.uint16)
-    labels[12:25, 8:22, 8:22] = 1
-    img[labels == 1] = 70.0
+    img, allowed, labels = _lesion_on_the_outline()
     img[25:38, 4:26, 4:26] = beyond_hu  # wider than the lesion, as the stomach beside it
     p = dataclasses.replace(TumourParams(), bulge_max_added_ratio=0.0)
     (cut,) = tumours._complete_bulges(labels, img, allowed, (1.0, 1.0, 1.0), p)
     assert cut["cut_fraction"] == pytest.approx(196 / 964, abs=1e-3)  # its x = 24 face: 14 x 14 of 964 boundary voxels
     assert cut["continued_fraction"] == (cut["cut_fraction"] if continued else 0.0)
-    check = next(c for c in lesion_checks({"near_misses": [], "cut_lesions": [cut]}, SelfCheckParams(max_cut_fraction=0.1))
-                 if c["name"] == "lesion_cut_fraction")
+    check = _cut_check(cut)
     assert check["value"] == cut["continued_fraction"] and check["passed"] is not continued
 
 
@@ -127,12 +139,7 @@ def test_the_continued_cut_reads_the_same_on_thick_anisotropic_slices():
     """The test above on 0.8 x 0.8 x 2 mm voxels: the smoothing across the thick slices mixes a little of the
     lesion into the darker neighbour's first voxels, but the cut facing it stays far under the share of a cut
     the lesion continues across (the whole cut), and only the latter fails the check."""
-    img = np.full((40, 30, 30), 130.0, np.float32)
-    allowed = np.zeros(img.shape, bool)
-    allowed[:25] = True
-    labels = np.zeros(img.shape, np.uint16)
-    labels[12:25, 8:22, 8:22] = 1
-    img[labels == 1] = 70.0
+    img, allowed, labels = _lesion_on_the_outline()
     p = dataclasses.replace(TumourParams(), bulge_max_added_ratio=0.0)
     found = {}
     for beyond_hu in (70.0, 20.0):
@@ -143,9 +150,7 @@ def test_the_continued_cut_reads_the_same_on_thick_anisotropic_slices():
     assert found[70.0]["continued_fraction"] == found[70.0]["cut_fraction"]
     assert found[20.0]["continued_fraction"] < 0.25 * found[20.0]["cut_fraction"]
     for cut, fails in ((found[70.0], True), (found[20.0], False)):
-        check = next(c for c in lesion_checks({"near_misses": [], "cut_lesions": [cut]},
-                                              SelfCheckParams(max_cut_fraction=0.1)) if c["name"] == "lesion_cut_fraction")
-        assert check["passed"] is not fails
+        assert _cut_check(cut)["passed"] is not fails
 
 
 def _lesion_free(phantom):
