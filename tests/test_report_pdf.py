@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -252,16 +253,24 @@ def test_the_helpers_run_openblas_on_one_thread(monkeypatch):
     BLAS, and its idle workers cost ~0.03 core-s per start (bench/RESULTS.md, child19)."""
     from hepatoplan.pipeline import meshing
 
+    def environment(child) -> list[bytes]:
+        """Read while the child lives (a new helper ends the previous one) and once it has exec'd (empty before)."""
+        for _ in range(200):
+            if environ := Path(f"/proc/{child.pid}/environ").read_bytes():
+                return environ.split(b"\0")
+            time.sleep(0.05)
+        raise AssertionError(f"helper {child.pid}: /proc environ stayed empty")
+
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     with helper_process.PlanHelper() as helper:
         plans = helper._process
+        assert b"OPENBLAS_NUM_THREADS=1" in environment(plans)
     monkeypatch.setattr(meshing, "_simplifier", None)
     with meshing._SIMPLIFY_LOCK:
         plain = meshing._start_simplifier()
     try:
         assert plain is not plans
-        for child in (plans, plain):
-            assert b"OPENBLAS_NUM_THREADS=1" in Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=1" in environment(plain)
     finally:
         meshing._stop_simplifier(plain)
 
