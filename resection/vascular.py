@@ -355,6 +355,8 @@ class VesselTrees:
         # the two trees side by side: their feature transforms (compiled without the GIL) overlap
         with ThreadPoolExecutor(max_workers=max(1, len(self._trees))) as pool:
             list(pool.map(_Once.get, self._trees))
+        # the liver's boundary voxels and their KD-tree are read only while a tree is prepared
+        self._geometry.get().boundary.forget()
         return self
 
 
@@ -371,6 +373,11 @@ class _Once:
                 self._value = self._make()
                 self._done = True
             return self._value
+
+    def forget(self) -> None:
+        """Drop the value (the next :meth:`get` makes it again)."""
+        with self._lock:
+            self._done, self._value = False, None
 
 
 def prepare_vessel_trees(
@@ -957,7 +964,8 @@ class _Downstream:
         dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root), min_only=True,
                                            return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        indptr, indices = (a.astype(np.int32, copy=False) for a in (graph.indptr, graph.indices))  # the compiled types
+        # the compiled types; the columns copied out of the graph's buffer sized for 26 neighbours per node
+        indptr, indices = graph.indptr.astype(np.int32, copy=False), graph.indices.astype(np.int32, copy=True)
         before = compiled("reached")(indptr, indices, np.ones(t.n, bool), np.flatnonzero(root))
         return cls(indptr, indices, before, order, parent, nearest, compiled("subtree_sums")(order, parent, served))
 
