@@ -459,8 +459,7 @@ def _resect(result: dict, plan: _Resection, specs, ablations, *,
     # passes and the label files' compression, outside the GIL), which do not depend on them
     with ThreadPoolExecutor(max_workers=1) as analysis:
         vascular = analysis.submit(_consequences, plan, res)
-        resected = res.resected_mask
-        on_resected(resected)
+        on_resected(res.resected_mask)  # a full-volume mask, freed once the label map and the remnant are made
         section = _resection_section(res, details)
         devascularised = _vascular(plan, res, section, vascular)
     result["resection"] = section
