@@ -229,6 +229,9 @@ class VascularConsequences:
         Size of the roots used (0 when the mask was not given).
     notes : list of str
         How the roots were found, and anything the caller should know.
+    full_territory : callable
+        ``"portal"`` or ``"hepatic"`` -> that tree's territory as a full boolean array (None without the tree):
+        what ``devascularised`` and ``congested`` are made by.
     """
 
     devascularised_ml: float | None
