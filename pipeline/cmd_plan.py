@@ -274,7 +274,7 @@ def plan(options: PlanOptions) -> dict:
             result, arrays = compute_plan(study, specs, options, ablations=ablations, function_map=function_map,
                                           on_labels=start_meshes if options.preview else None, on_arrays=write_arrays,
                                           on_unresected=start_first_meshes if options.preview else None,
-                                          vessel_trees=vessel_trees[0] if vessel_trees else None)
+                                          vessel_trees=vessel_trees.pop() if vessel_trees else None)  # freed after
             write_arrays(arrays)
             result = report.rounded(result)  # once, before any output: report.json, SR, HTML agree digit for digit
             if dicomweb_section:
@@ -459,8 +459,7 @@ def _resect(result: dict, plan: _Resection, specs, ablations, *,
     # passes and the label files' compression, outside the GIL), which do not depend on them
     with ThreadPoolExecutor(max_workers=1) as analysis:
         vascular = analysis.submit(_consequences, plan, res)
-        resected = res.resected_mask
-        on_resected(resected)
+        on_resected(res.resected_mask)  # a full-volume mask, freed once the label map and the remnant are made
         section = _resection_section(res, details)
         devascularised = _vascular(plan, res, section, vascular)
     result["resection"] = section

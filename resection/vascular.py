@@ -94,6 +94,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import cc3d
 import numpy as np
@@ -213,7 +214,8 @@ class VascularConsequences:
     ----------
     devascularised, congested : ndarray of bool or None
         Remnant liver voxels (full array) whose portal inflow / hepatic outflow the resection cut;
-        ``None`` when the corresponding vessel mask was not given.
+        ``None`` when the corresponding vessel mask was not given. Each is made when first read (two
+        full-volume arrays: the plan reads the first only when the cut devascularises liver).
     devascularised_ml, congested_ml : float or None
         Their functional volume (tumours excluded, each voxel weighted by its kept share), mL;
         ``None`` (not 0) when the vessel mask was not given.
@@ -227,10 +229,11 @@ class VascularConsequences:
         Size of the roots used (0 when the mask was not given).
     notes : list of str
         How the roots were found, and anything the caller should know.
+    full_territory : callable
+        ``"portal"`` or ``"hepatic"`` -> that tree's territory as a full boolean array (None without the tree):
+        what ``devascularised`` and ``congested`` are made by.
     """
 
-    devascularised: np.ndarray | None
-    congested: np.ndarray | None
     devascularised_ml: float | None
     congested_ml: float | None
     devascularised_or_congested_ml: float | None
@@ -241,6 +244,15 @@ class VascularConsequences:
     portal_root_voxels: int = 0
     ivc_voxels: int = 0
     notes: list[str] = field(default_factory=list)
+    full_territory: Callable[[str], np.ndarray | None] = field(default=lambda tree: None, repr=False)
+
+    @cached_property
+    def devascularised(self) -> np.ndarray | None:
+        return self.full_territory("portal")
+
+    @cached_property
+    def congested(self) -> np.ndarray | None:
+        return self.full_territory("hepatic")
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no arrays)."""
@@ -346,6 +358,8 @@ class VesselTrees:
         # the two trees side by side: their feature transforms (compiled without the GIL) overlap
         with ThreadPoolExecutor(max_workers=max(1, len(self._trees))) as pool:
             list(pool.map(_Once.get, self._trees))
+        # the liver's boundary voxels and their KD-tree are read only while a tree is prepared
+        self._geometry.get().boundary.forget()
         return self
 
 
@@ -362,6 +376,11 @@ class _Once:
                 self._value = self._make()
                 self._done = True
             return self._value
+
+    def forget(self) -> None:
+        """Drop the value (the next :meth:`get` makes it again)."""
+        with self._lock:
+            self._done, self._value = False, None
 
 
 def prepare_vessel_trees(
@@ -611,7 +630,9 @@ class _PreparedTree:
     @classmethod
     def make(cls, tree, vessel, root_mask, geometry: _LiverGeometry, params: VascularParams,
              nearest_nodes: bool) -> _PreparedTree:
-        vessel_c = np.ascontiguousarray(np.asarray(vessel)[geometry.box] > 0)
+        vessel_c = np.asarray(vessel)[geometry.box]
+        # a boolean mask is read through a view of its crop (IRCADb 01: a 17 MB copy per tree, kept through the plan)
+        vessel_c = vessel_c if vessel_c.dtype == bool else np.ascontiguousarray(vessel_c > 0)
         if not vessel_c.any():
             return cls(tree, None, None, None, None, None, None, None,
                        (f"{tree}: no vessel voxel near the liver; nothing to cut",))
@@ -620,11 +641,12 @@ class _PreparedTree:
         # the feature transform first (compiled, without the GIL): it needs neither the wall distances (whose
         # ``edt`` holds the GIL), nor the liver's boundary, nor the root
         nearest = _nearest_nodes(ijk, vessel_c, geometry.inner, geometry) if nearest_nodes else None
-        t = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
+        t, wall_box_mm = _Tree.of(vessel_c, geometry.spacing_mm, ijk)
         # the portal root is found among the extrahepatic voxels; the IVC core (or a given root) needs no liver
         # boundary: that tree's intrahepatic voxels come last, when the other tree has likely made the boundary
         intra = _intrahepatic(t, geometry) if tree == "portal" and root_mask is None else None
-        root = _tree_root(tree, t, root_mask, intra and intra[0], geometry, params, notes)
+        root = _tree_root(tree, t, wall_box_mm, root_mask, intra and intra[0], geometry, params, notes)
+        del wall_box_mm  # read by the IVC core only (the plan's largest array kept by the trees otherwise)
         downstream = None if nearest is None else _Downstream.make(t, root, nearest)
         before = t.connected_to(np.ones(t.n, bool), root) if downstream is None else downstream.before
         intra, state_ijk = intra or _intrahepatic(t, geometry)
@@ -696,25 +718,14 @@ class _TreeOutcome:
 
 def _consequences(p: _TreeOutcome | None, h: _TreeOutcome | None, ctx: _LiverCrop, shape, notes
                   ) -> VascularConsequences:
-    """The trees' outcomes on the full array."""
+    """The trees' outcomes; their territories on the full array made when read (:func:`_full_territory`)."""
     n = len(ctx.liver_flat)
-
-    def full(outcome):
-        if outcome is None:
-            return None
-        out = np.zeros(shape, bool)  # untouched pages cost nothing: written only where a territory lies
-        if outcome.owner_at_liver is not None:
-            at = np.unravel_index(ctx.liver_flat[outcome.territory_at_liver(n)], _shape(ctx.inner))
-            out[tuple(a + b.start + i.start for a, b, i in zip(at, ctx.box, ctx.inner))] = True
-        return out
-
     union_ml = None
     if p is not None and h is not None:
         either = p.territory_at_liver(n) | h.territory_at_liver(n)
         union_ml = float(ctx.kept_at_liver[either].sum(dtype=np.float64)) * ctx.unit_ml
     return VascularConsequences(
-        devascularised=full(p),
-        congested=full(h),
+        full_territory=_full_territory({"portal": p, "hepatic": h}, ctx, shape),
         devascularised_ml=None if p is None else p.ml,
         congested_ml=None if h is None else h.ml,
         devascularised_or_congested_ml=union_ml,
@@ -728,6 +739,25 @@ def _consequences(p: _TreeOutcome | None, h: _TreeOutcome | None, ctx: _LiverCro
     )
 
 
+def _full_territory(outcomes: dict[str, _TreeOutcome | None], ctx: _LiverCrop, shape) -> Callable:
+    """A function giving a tree's territory (``outcomes[tree]``) as a full boolean array (None without the tree).
+    It holds the territories' owners and where the liver voxels lie (shared with the trees), not the rest of
+    ``ctx`` nor two full arrays that the plan mostly never reads (IRCADb 01: 34 MB each)."""
+    liver_flat, box, inner = ctx.liver_flat, ctx.box, ctx.inner
+
+    def full(tree: str) -> np.ndarray | None:
+        outcome = outcomes[tree]
+        if outcome is None:
+            return None
+        out = np.zeros(shape, bool)
+        if outcome.owner_at_liver is not None:
+            at = np.unravel_index(liver_flat[outcome.territory_at_liver(len(liver_flat))], _shape(inner))
+            out[tuple(a + b.start + i.start for a, b, i in zip(at, box, inner))] = True
+        return out
+
+    return full
+
+
 @dataclass(frozen=True, eq=False)
 class _Tree:
     """A vessel tree in the crop, as its voxels (nodes, C order) and their box.
@@ -739,20 +769,21 @@ class _Tree:
 
     ijk: np.ndarray
     box: tuple[slice, ...]
-    wall_box_mm: np.ndarray  # float32 on ``box``
     wall_mm: np.ndarray  # float32 per node
     spacing_mm: tuple[float, float, float]
 
     @classmethod
-    def of(cls, vessel_c: np.ndarray, spacing, ijk: np.ndarray) -> _Tree:
-        """The tree of the vessel voxels ``ijk`` (``voxel_indices(vessel_c)``)."""
+    def of(cls, vessel_c: np.ndarray, spacing, ijk: np.ndarray) -> tuple[_Tree, np.ndarray]:
+        """The tree of the vessel voxels ``ijk`` (``voxel_indices(vessel_c)``), and the distance (mm,
+        float32) of every voxel of its ``box`` to the nearest non-vessel voxel, for the caller to drop
+        once read (IRCADb 01: 31 MB per tree, kept through the whole plan when the tree held it)."""
         box = tuple(slice(max(int(lo) - 1, 0), min(int(hi) + 2, n))
                     for lo, hi, n in zip(ijk.min(axis=0), ijk.max(axis=0), vessel_c.shape))
         # the nearest non-vessel voxel of a vessel voxel lies in the box (one voxel beyond the
         # vessels' extent is background wherever the crop has it)
         wall = edt_mm(vessel_c[box], spacing_mm=spacing)
         wall = wall.astype(np.float32, copy=False)
-        return cls(ijk, box, wall, wall[tuple((ijk - [b.start for b in box]).T)], spacing)
+        return cls(ijk, box, wall[tuple((ijk - [b.start for b in box]).T)], spacing), wall
 
     @property
     def n(self) -> int:
@@ -829,9 +860,11 @@ def _intrahepatic(t: _Tree, geometry: _LiverGeometry) -> tuple[np.ndarray, np.nd
     return intra, state
 
 
-def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverGeometry, params: VascularParams, notes) -> np.ndarray:
+def _tree_root(tree, t: _Tree, wall_box_mm, root_mask, intra, ctx: _LiverGeometry, params: VascularParams,
+               notes) -> np.ndarray:
     """The given root (checked), or the portal root / the IVC core found in the vessel mask (``intra``, the
-    intrahepatic nodes, is read for the portal root only)."""
+    intrahepatic nodes, is read for the portal root only; ``wall_box_mm``, as :meth:`_Tree.of` gives it, for
+    the IVC core only)."""
     if root_mask is not None:
         root = np.asarray(root_mask)[tuple((t.ijk + ctx.offset).T)] > 0
         if not root.any():
@@ -843,7 +876,7 @@ def _tree_root(tree, t: _Tree, root_mask, intra, ctx: _LiverGeometry, params: Va
         return root
     if tree == "portal":
         return _portal_root(t, intra, notes)
-    return _ivc_core(t, params, notes)
+    return _ivc_core(t, wall_box_mm, params, notes)
 
 
 def _divided(tree, t: _Tree, cut, nearest_anatomical, before, root, vessel_c, ctx: _LiverCrop, notes,
@@ -936,7 +969,8 @@ class _Downstream:
         dist, parent, _ = csgraph.dijkstra(graph, directed=True, indices=np.flatnonzero(root), min_only=True,
                                            return_predecessors=True)
         order = np.argsort(dist, kind="stable")
-        indptr, indices = (a.astype(np.int32, copy=False) for a in (graph.indptr, graph.indices))  # the compiled types
+        # the compiled types; the columns copied out of the graph's buffer sized for 26 neighbours per node
+        indptr, indices = graph.indptr.astype(np.int32, copy=False), graph.indices.astype(np.int32, copy=True)
         before = compiled("reached")(indptr, indices, np.ones(t.n, bool), np.flatnonzero(root))
         return cls(indptr, indices, before, order, parent, nearest, compiled("subtree_sums")(order, parent, served))
 
@@ -1096,9 +1130,9 @@ def _portal_root(t: _Tree, intra, notes) -> np.ndarray:
     return d2 <= r * r
 
 
-def _ivc_core(t: _Tree, params: VascularParams, notes) -> np.ndarray:
-    """Largest piece of the opening of the hepatic mask with a ball (the IVC)."""
-    wall_mm, spacing = t.wall_box_mm, t.spacing_mm
+def _ivc_core(t: _Tree, wall_mm, params: VascularParams, notes) -> np.ndarray:
+    """Largest piece of the opening of the hepatic mask with a ball (the IVC); ``wall_mm`` on the tree's box."""
+    spacing = t.spacing_mm
     r = (params.ivc_core_fraction * float(wall_mm.max()) if params.ivc_core_radius_mm is None
          else float(params.ivc_core_radius_mm))
     centres = wall_mm >= r

@@ -123,7 +123,9 @@ def fill_partition(segments: np.ndarray, liver: np.ndarray, *, spacing_mm) -> tu
     Returns
     -------
     filled : ndarray of uint8
-        Segments restricted to the liver, every liver voxel labelled (if any segment exists).
+        Segments restricted to the liver, every liver voxel labelled (if any segment exists): ``segments``
+        itself when it already is that (uint8, no label outside the liver, none missing in it; e.g. the
+        segments the plan derives), else a new array.
     n_filled : int
         Number of liver voxels that had no label.
     """
@@ -131,6 +133,8 @@ def fill_partition(segments: np.ndarray, liver: np.ndarray, *, spacing_mm) -> tu
     liver_c = liver[box]
     crop = np.where(liver_c, segments[box], 0).astype(np.uint8, copy=False)
     holes = voxel_indices(liver_c & (crop == 0))
+    if not len(holes) and segments.dtype == np.uint8 and np.count_nonzero(segments) == np.count_nonzero(crop):
+        return segments, 0  # every label lies in the liver (and is kept in ``crop``): nothing would change
     if len(holes) and crop.any():
         sources = voxel_indices(boundary_voxels(crop > 0))
         _, nearest = nearest_in_set(holes, sources, spacing_mm=spacing_mm)

@@ -167,6 +167,20 @@ def test_fill_partition_sums_to_the_liver_and_uses_the_nearest_segment():
     assert np.array_equal(filled, seg)  # each plane joins the segment it touches
 
 
+def test_fill_partition_gives_a_complete_partition_back_itself_and_drops_labels_outside_the_liver():
+    liver, seg = _octant_liver((20, 20, 20))
+    liver[:2] = False
+    seg = np.where(liver, seg, 0).astype(np.uint8)
+    filled, n = fill_partition(seg, liver, spacing_mm=(1.0, 1.0, 1.0))
+    assert filled is seg and n == 0  # nothing to change: no copy
+    outside = seg.copy()
+    outside[~liver] = 3
+    filled, n = fill_partition(outside, liver, spacing_mm=(1.0, 1.0, 1.0))
+    assert n == 0 and filled is not outside and np.array_equal(filled, seg)
+    filled, n = fill_partition(seg.astype(np.int32), liver, spacing_mm=(1.0, 1.0, 1.0))
+    assert filled.dtype == np.uint8 and np.array_equal(filled, seg)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
 def test_label_in_is_isin(dtype):
     labels = np.random.default_rng(3).integers(0, 9, (17, 11, 5)).astype(dtype)

@@ -508,7 +508,7 @@ def test_the_downstream_graphs_search_joins_the_nodes_cc3d_joins(seed):
     rng = np.random.default_rng(seed)
     mask = ndimage.binary_dilation(rng.random((30, 25, 20)) < 0.01, iterations=2) | (rng.random((30, 25, 20)) < 0.02)
     ijk = np.argwhere(mask)
-    t = _Tree.of(mask, (0.78, 0.78, 1.6), ijk)
+    t, _ = _Tree.of(mask, (0.78, 0.78, 1.6), ijk)
     root = np.zeros(t.n, bool)
     root[rng.choice(t.n, 3, replace=False)] = True
     down = _Downstream.make(t, root, np.zeros(10, np.int32))
