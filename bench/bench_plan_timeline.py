@@ -71,6 +71,7 @@ def stage(self, name):
 _timing.StageTimer.stage = stage
 MAIN_TID = threading.get_native_id()
 from hepatoplan.pipeline import cli
+getattr(cli, "start_plan_helper", lambda argv: None)(sys.argv[1:])  # as the CLI does first (since start20)
 from hepatoplan.pipeline.cli import keep_freed_memory, main
 keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 getattr(cli, "preload_libraries", lambda: None)()  # and its libraries mapped meanwhile (since nopreview14)
