@@ -102,12 +102,20 @@ class PlanHelper:
             if ahead is not None:
                 _end(ahead)
             self._process, self._to_child, self._from_child = _launch()
+        self._prepared = False
         _use_simplifier(self._process)
+
+    def prepare(self) -> None:
+        """Have the child import fpdf2 and the layout's modules now (once; :meth:`lay_out` does it first)."""
+        if not self._prepared:
+            self._prepared = True
+            _send(self._to_child, b"")
 
     def lay_out(self, report: Mapping[str, Any], *, montage_png: str | Path | None = None,
                 previews: Sequence[str | Path] = (), preview_size_px: tuple[int, int] = (1000, 800),
                 growth_plot_png: str | Path | None = None, title: str | None = None) -> "PlanHelper":
         """Have the child lay the pages out (``PdfLayout``'s parameters; ``title``: its default)."""
+        self.prepare()
         self.previews = [Path(p) for p in previews]
         _send(self._to_child, json.dumps(
             {"report": report, "montage_png": montage_png, "previews": self.previews,
@@ -158,6 +166,7 @@ def _serve_pdf(fd_in: int, fd_out: int) -> None:
     """The child's PDF thread: lay the pages out, put the JPEGs in, write; answer with the path or the error.
     Its pipes are closed when it ends, however (the parent then reads the end of the file)."""
     with open(fd_in, "rb") as stdin, open(fd_out, "wb") as stdout:
+        _receive(stdin)  # the parent's word to import: fpdf2's ~0.2 core-s where the plan leaves a core idle
         from .report_pdf import PdfLayout
 
         request = json.loads(_receive(stdin))
