@@ -248,8 +248,6 @@ def plan(options: PlanOptions) -> dict:
             from .report_html import meshes_before_resection
 
             vessels = vessel_meshes[0] if vessel_meshes else None
-            if helper:
-                helper[0].prepare()
             first.append(meshing.submit(meshes_before_resection, labels_without_resection,
                                         affine_ras=study.ct.affine_ras, vessels=vessels))
 

@@ -102,20 +102,13 @@ class PlanHelper:
             if ahead is not None:
                 _end(ahead)
             self._process, self._to_child, self._from_child = _launch()
-        self._prepared = False
+        _send(self._to_child, b"")  # the PDF's thread imports fpdf2 and the layout now
         _use_simplifier(self._process)
-
-    def prepare(self) -> None:
-        """Have the child import fpdf2 and the layout's modules now (once; :meth:`lay_out` does it first)."""
-        if not self._prepared:
-            self._prepared = True
-            _send(self._to_child, b"")
 
     def lay_out(self, report: Mapping[str, Any], *, montage_png: str | Path | None = None,
                 previews: Sequence[str | Path] = (), preview_size_px: tuple[int, int] = (1000, 800),
                 growth_plot_png: str | Path | None = None, title: str | None = None) -> "PlanHelper":
         """Have the child lay the pages out (``PdfLayout``'s parameters; ``title``: its default)."""
-        self.prepare()
         self.previews = [Path(p) for p in previews]
         _send(self._to_child, json.dumps(
             {"report": report, "montage_png": montage_png, "previews": self.previews,
