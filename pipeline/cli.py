@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     start_plan_helper(argv)
     keep_freed_memory()
     preload_libraries()
+    inflate_inputs_ahead(argv)
     defer_unused_modules()
     freeze_objects_at_exit()
     root, handler, verbose = logging.getLogger(), None, False
@@ -257,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
+        if "hepatoplan.pipeline.io_nifti" in sys.modules:
+            sys.modules["hepatoplan.pipeline.io_nifti"].drop_ahead()
         if "hepatoplan.pipeline.helper_process" in sys.modules:
             sys.modules["hepatoplan.pipeline.helper_process"].end_unused()
         if handler is not None:
@@ -275,6 +278,17 @@ def start_plan_helper(argv: list[str]) -> None:
         from .helper_process import start_ahead
 
         start_ahead()
+
+
+def inflate_inputs_ahead(argv: list[str]) -> None:
+    """For a plan, inflate the ``.nii.gz`` files ``argv`` names (``--liver FILE``, ``--liver=FILE``, the CT) in a
+    thread now, while this process imports the plan's modules on one core (:func:`~hepatoplan.pipeline.io_nifti.
+    inflate_ahead`): the masks' reads, which the plan's next steps wait for, then find their voxels inflated."""
+    if next((a for a in argv if not a.startswith("-")), None) == "plan":
+        from .io_nifti import inflate_ahead
+
+        inflate_ahead(a.partition("=")[2] if a.startswith("--") else a for a in argv
+                      if a.lower().endswith(".nii.gz"))
 
 
 def _fail(message: str, status: int, *, verbose: bool = False) -> int:
