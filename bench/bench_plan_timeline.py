@@ -71,11 +71,9 @@ def stage(self, name):
 _timing.StageTimer.stage = stage
 MAIN_TID = threading.get_native_id()
 from hepatoplan.pipeline import cli
-getattr(cli, "start_plan_helper", lambda argv: None)(sys.argv[1:])  # as the CLI does first (since start20)
 from hepatoplan.pipeline.cli import keep_freed_memory, main
 keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 getattr(cli, "preload_libraries", lambda: None)()  # and its libraries mapped meanwhile (since nopreview14)
-getattr(cli, "inflate_inputs_ahead", lambda argv: None)(sys.argv[1:])  # and its inputs inflated (since start20)
 import hepatoplan.pipeline.cmd_plan
 event("imported")
 import contextlib, io

@@ -221,16 +221,14 @@ _FREEZE_REGISTERED = False
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    start_plan_helper(argv)
     keep_freed_memory()
     preload_libraries()
-    inflate_inputs_ahead(argv)
     defer_unused_modules()
     freeze_objects_at_exit()
     root, handler, verbose = logging.getLogger(), None, False
     saved_level = root.level
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         if args.command is None:
@@ -258,37 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
-        if "hepatoplan.pipeline.io_nifti" in sys.modules:
-            sys.modules["hepatoplan.pipeline.io_nifti"].drop_ahead()
-        if "hepatoplan.pipeline.helper_process" in sys.modules:
-            sys.modules["hepatoplan.pipeline.helper_process"].end_unused()
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)
-
-
-def start_plan_helper(argv: list[str]) -> None:
-    """When ``argv`` runs a plan with previews, start its helper process (the meshes' decimations,
-    report.pdf: :mod:`~hepatoplan.pipeline.helper_process`) now, before this process's imports: the
-    child's interpreter, numpy and fpdf2 (~0.35 core-s) then run on the core those imports leave idle,
-    not in the Couinaud division's window. The plan takes it once the vessel trees have started;
-    :func:`main` ends it, unused, when the command fails before (nothing written)."""
-    command = next((a for a in argv if not a.startswith("-")), None)
-    if command in ("plan", "demo") and not {"--no-preview", "-h", "--help"} & set(argv):
-        from .helper_process import start_ahead
-
-        start_ahead()
-
-
-def inflate_inputs_ahead(argv: list[str]) -> None:
-    """For a plan, inflate the ``.nii.gz`` files ``argv`` names (``--liver FILE``, ``--liver=FILE``, the CT) in a
-    thread now, while this process imports the plan's modules on one core (:func:`~hepatoplan.pipeline.io_nifti.
-    inflate_ahead`): the masks' reads, which the plan's next steps wait for, then find their voxels inflated."""
-    if next((a for a in argv if not a.startswith("-")), None) == "plan":
-        from .io_nifti import inflate_ahead
-
-        inflate_ahead(a.partition("=")[2] if a.startswith("--") else a for a in argv
-                      if a.lower().endswith(".nii.gz"))
 
 
 def _fail(message: str, status: int, *, verbose: bool = False) -> int:

@@ -23,57 +23,9 @@ from typing import Any, Mapping, Sequence
 
 from hepatoplan.errors import NotComputableError
 
-#: The child's program: the PDF's thread on the two descriptors given as arguments, then meshing's decimation loop.
-_CHILD = ("import sys, threading\nfrom hepatoplan.pipeline.helper_process import _serve_pdf\n"
-          "threading.Thread(target=_serve_pdf, args=[int(fd) for fd in sys.argv[1:3]], daemon=True).start()\n"
-          "from hepatoplan.pipeline.meshing import _SIMPLIFIER\nexec(_SIMPLIFIER)\n")
-#: The helper :func:`start_ahead` started (its process, the pipes to and from its PDF thread) until a
-#: :class:`PlanHelper` takes it or :func:`end_unused` ends it.
-_ahead: tuple | None = None
-
-
-def start_ahead() -> None:
-    """Start the plan's helper now (at the command's first line, before this process's own imports: the child's
-    interpreter, numpy and fpdf2 on the core those leave idle); the next :class:`PlanHelper` made in this process
-    takes it. :func:`end_unused` ends it when none does (e.g. a refused input). Nothing when it cannot start."""
-    global _ahead
-    if _ahead is None:
-        try:
-            _ahead = _launch()
-        except OSError:
-            pass
-
-
-def end_unused() -> None:
-    """End the helper :func:`start_ahead` started if no :class:`PlanHelper` took it (killed: it wrote nothing)."""
-    global _ahead
-    ahead, _ahead = _ahead, None
-    if ahead is not None and ahead[0].pid_of_parent == os.getpid():
-        _end(ahead)
-
-
-def _launch() -> tuple[subprocess.Popen, Any, Any]:
-    """A new child: its process, the pipes to and from its PDF thread."""
-    pdf_in, to_child = os.pipe()
-    from_child, pdf_out = os.pipe()
-    try:
-        # OpenBLAS on one thread: meshing._helper_environment's setting (numpy's import then starts no idle worker)
-        process = subprocess.Popen([sys.executable, "-c", _CHILD, str(pdf_in), str(pdf_out)],
-                                   pass_fds=(pdf_in, pdf_out), env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    finally:
-        os.close(pdf_in)
-        os.close(pdf_out)
-    process.pid_of_parent = os.getpid()
-    return process, open(to_child, "wb"), open(from_child, "rb")
-
-
-def _end(ahead: tuple) -> None:
-    process, to_child, from_child = ahead
-    process.kill()
-    process.wait()
-    for pipe in (to_child, from_child, process.stdin, process.stdout):
-        pipe.close()
+#: Put before meshing's decimation loop in the child: the PDF's thread, on the two descriptors given as arguments.
+_PDF_THREAD = ("import sys, threading\nfrom hepatoplan.pipeline.helper_process import _serve_pdf\n"
+               "threading.Thread(target=_serve_pdf, args=[int(fd) for fd in sys.argv[1:3]], daemon=True).start()\n")
 
 
 class PlanHelper:
@@ -91,18 +43,19 @@ class PlanHelper:
     """
 
     def __init__(self) -> None:
-        from .meshing import _use_simplifier
+        from .meshing import _SIMPLIFIER, _helper_environment, _use_simplifier
 
-        global _ahead
         self.previews: list[Path] = []
-        ahead, _ahead = _ahead, None
-        if ahead is not None and ahead[0].pid_of_parent == os.getpid() and ahead[0].poll() is None:
-            self._process, self._to_child, self._from_child = ahead
-        else:
-            if ahead is not None:
-                _end(ahead)
-            self._process, self._to_child, self._from_child = _launch()
-        _send(self._to_child, b"")  # the PDF's thread imports fpdf2 and the layout now
+        pdf_in, to_child = os.pipe()
+        from_child, pdf_out = os.pipe()
+        try:
+            command = [sys.executable, "-c", _PDF_THREAD + _SIMPLIFIER, str(pdf_in), str(pdf_out)]
+            self._process = subprocess.Popen(command, pass_fds=(pdf_in, pdf_out), env=_helper_environment(),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        finally:
+            os.close(pdf_in)
+            os.close(pdf_out)
+        self._to_child, self._from_child = open(to_child, "wb"), open(from_child, "rb")
         _use_simplifier(self._process)
 
     def lay_out(self, report: Mapping[str, Any], *, montage_png: str | Path | None = None,
@@ -159,7 +112,6 @@ def _serve_pdf(fd_in: int, fd_out: int) -> None:
     """The child's PDF thread: lay the pages out, put the JPEGs in, write; answer with the path or the error.
     Its pipes are closed when it ends, however (the parent then reads the end of the file)."""
     with open(fd_in, "rb") as stdin, open(fd_out, "wb") as stdout:
-        _receive(stdin)  # the parent's word to import: fpdf2's ~0.2 core-s where the plan leaves a core idle
         from .report_pdf import PdfLayout
 
         request = json.loads(_receive(stdin))

@@ -309,74 +309,7 @@ def _raw(path: Path):
             yield chunk
 
 
-#: Inflations started ahead by :func:`inflate_ahead`: the file's identity → a Future of (chunks, the stream's
-#: rest or None, its error or None).
-_AHEAD: dict = {}
-#: :func:`inflate_ahead` keeps at most this much of a stream; the reader goes on from there itself.
-_AHEAD_BYTES = 1 << 30
-
-
-def inflate_ahead(paths) -> None:
-    """Inflate the gzip-compressed ``paths`` in a thread, smallest file first, before anyone reads them (a
-    plan's masks and CT while the interpreter is still importing the plan's modules: one core is idle
-    then); :func:`read_voxels` then takes the chunks (or, if a file's turn has not come, inflates it
-    itself). A file changed since is read afresh. :func:`drop_ahead` forgets what was not read."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    found = [(os.stat(path).st_size, path) for path in map(Path, paths) if path.is_file() and _is_gz(path)]
-    if not found:
-        return
-    pool = ThreadPoolExecutor(1, thread_name_prefix="hepatoplan-inflate")
-    for _, path in sorted(found):
-        if (identity := _identity(path)) not in _AHEAD:
-            _AHEAD[identity] = pool.submit(_inflate_first, path)
-    pool.shutdown(wait=False)
-
-
-def drop_ahead() -> None:
-    """Forget the inflations :func:`inflate_ahead` started that no read took (cancelled if not begun)."""
-    while _AHEAD:
-        _AHEAD.popitem()[1].cancel()
-
-
-def _identity(path: Path):
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
-
-
-def _inflate_first(path: Path):
-    chunks, total, stream = [], 0, _inflate(path)
-    try:
-        for chunk in stream:
-            chunks.append(chunk)
-            total += len(chunk)
-            if total >= _AHEAD_BYTES:
-                return chunks, stream, None
-    except Exception as exc:  # noqa: BLE001 (raised to the reader, after the chunks, as its own read would)
-        return chunks, None, exc
-    return chunks, None, None
-
-
 def _inflated(path: Path):
-    """:func:`_inflate`, or the chunks :func:`inflate_ahead` made of the file (each dropped once given)."""
-    ahead = _AHEAD.pop(_identity(path), None)
-    if ahead is None or ahead.cancel():
-        yield from _inflate(path)
-        return
-    chunks, rest, error = ahead.result()
-    chunks.reverse()
-    while chunks:
-        yield chunks.pop()
-    if error is not None:
-        raise error
-    if rest is not None:
-        yield from rest
-
-
-def _inflate(path: Path):
     """Inflate every gzip member of the file, at most ``_CHUNK`` bytes at a time (a small file that
     inflates to terabytes is read only as far as needed); EOFError when the last member is cut short."""
     with open(path, "rb") as fh:
