@@ -125,6 +125,13 @@ def keep_freed_memory() -> None:
         mallopt(ctypes.c_int(option), ctypes.c_int(value))
 
 
+#: OpenBLAS's threads when the environment does not say (``OPENBLAS_NUM_THREADS``, set by :func:`main` before numpy's
+#: import): one. A command's arrays go through BLAS only in small products (affines on point lists, 3 × 3 covariances,
+#: plane fits), while its own threads and helper processes fill the cores; numpy's and scipy's OpenBLAS each started
+#: a worker per core that spun after such a call: 0.04-0.16 core-s per default plan of IRCADb 01 (bench/RESULTS.md,
+#: start20). The helper processes already ran with one (``meshing._helper_environment``).
+BLAS_THREADS = "1"
+
 #: Extension libraries mapped ahead of their import (:func:`preload_libraries`): (package, file pattern).
 PRELOADED = (("SimpleITK", "_SimpleITK*.so"),)
 
@@ -221,6 +228,7 @@ _FREEZE_REGISTERED = False
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)  # before numpy's import
     keep_freed_memory()
     preload_libraries()
     defer_unused_modules()
