@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
+        gc.freeze()  # the subcommand's modules: out of every collection of the command (unfrozen at its end)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
+        gc.unfreeze()
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)

@@ -188,6 +188,22 @@ def test_the_cli_runs_openblas_on_one_thread_unless_told_otherwise(given):
         assert threads in ("1", "None")  # numpy's and scipy's OpenBLAS (None: another BLAS)
 
 
+def test_a_command_runs_with_its_modules_out_of_the_collector(tmp_path, monkeypatch):
+    """``main`` freezes what the subcommand's imports made (the cyclic collector's passes skip it while the command
+    runs) and unfreezes it when the command ends, also on an error (an in-process caller's objects are collected as
+    before)."""
+    import gc
+
+    from hepatoplan.pipeline import cmd_plan
+
+    frozen = []
+    monkeypatch.setattr(cmd_plan, "run_demo", lambda args: frozen.append(gc.get_freeze_count()) or 0)
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 0
+    assert frozen[0] > 10_000 and gc.get_freeze_count() == 0
+    monkeypatch.setattr(cmd_plan, "run_demo", lambda args: 1 / 0)
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 3 and gc.get_freeze_count() == 0
+
+
 def test_numpys_unused_modules_are_not_run_by_a_plan(study_dir, tmp_path):
     """``defer_unused_modules`` leaves numpy.f2py and numpy.testing lazy through a whole plan (previews, the
     vascular analysis: scipy.ndimage copies numpy's namespace), and they work when used."""
