@@ -235,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     freeze_objects_at_exit()
     root, handler, verbose = logging.getLogger(), None, False
     saved_level = root.level
+    freezes = not gc.get_freeze_count()  # a caller's own freeze is left as it is
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
-        gc.freeze()  # the subcommand's modules: out of every collection of the command (unfrozen at its end)
+        if freezes:  # the subcommand's modules: out of every collection of the command (unfrozen at its end)
+            gc.freeze()
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -265,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
-        gc.unfreeze()
+        if freezes:
+            gc.unfreeze()
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)

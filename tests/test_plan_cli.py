@@ -191,7 +191,7 @@ def test_the_cli_runs_openblas_on_one_thread_unless_told_otherwise(given):
 def test_a_command_runs_with_its_modules_out_of_the_collector(tmp_path, monkeypatch):
     """``main`` freezes what the subcommand's imports made (the cyclic collector's passes skip it while the command
     runs) and unfreezes it when the command ends, also on an error (an in-process caller's objects are collected as
-    before)."""
+    before); a freeze the caller made is left as it is."""
     import gc
 
     from hepatoplan.pipeline import cmd_plan
@@ -202,6 +202,12 @@ def test_a_command_runs_with_its_modules_out_of_the_collector(tmp_path, monkeypa
     assert frozen[0] > 10_000 and gc.get_freeze_count() == 0
     monkeypatch.setattr(cmd_plan, "run_demo", lambda args: 1 / 0)
     assert main(["demo", "--out", str(tmp_path / "o")]) == 3 and gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze stays
+    try:
+        count = gc.get_freeze_count()
+        assert main(["demo", "--out", str(tmp_path / "o")]) == 3 and gc.get_freeze_count() == count
+    finally:
+        gc.unfreeze()
 
 
 def test_numpys_unused_modules_are_not_run_by_a_plan(study_dir, tmp_path):
