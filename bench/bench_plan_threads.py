@@ -24,7 +24,7 @@ from bench_plan import IRCADB
 from bench_plan_ab import other_revision
 
 PROBE = r"""
-import collections, json, sys, threading, time
+import collections, json, os, sys, threading, time
 from concurrent.futures import thread as _cft
 _items = collections.defaultdict(float)
 _lock = threading.Lock()
@@ -47,6 +47,8 @@ def _thread(self):
 _cft._WorkItem.run, threading.Thread.run = _item, _thread
 _t0, _i0 = time.process_time(), time.thread_time()
 from hepatoplan.pipeline import cli
+if hasattr(cli, "BLAS_THREADS"):  # as the CLI does first, before numpy's import (since start20)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", cli.BLAS_THREADS)
 from hepatoplan.pipeline.cli import keep_freed_memory, main
 keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 getattr(cli, "preload_libraries", lambda: None)()  # and its libraries mapped meanwhile (since nopreview14)

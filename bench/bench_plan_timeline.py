@@ -71,6 +71,8 @@ def stage(self, name):
 _timing.StageTimer.stage = stage
 MAIN_TID = threading.get_native_id()
 from hepatoplan.pipeline import cli
+if hasattr(cli, "BLAS_THREADS"):  # as the CLI does first, before numpy's import (since start20)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", cli.BLAS_THREADS)
 from hepatoplan.pipeline.cli import keep_freed_memory, main
 keep_freed_memory()  # as the CLI does before its imports (malloc's settings before numpy's BLAS threads exist)
 getattr(cli, "preload_libraries", lambda: None)()  # and its libraries mapped meanwhile (since nopreview14)

@@ -125,6 +125,13 @@ def keep_freed_memory() -> None:
         mallopt(ctypes.c_int(option), ctypes.c_int(value))
 
 
+#: OpenBLAS's threads when the environment does not say (``OPENBLAS_NUM_THREADS``, set by :func:`main` before numpy's
+#: import): one. A command's arrays go through BLAS only in small products (affines on point lists, 3 × 3 covariances,
+#: plane fits), while its own threads and helper processes fill the cores; numpy's and scipy's OpenBLAS each started
+#: a worker per core that spun after such a call: 0.04-0.16 core-s per default plan of IRCADb 01 (bench/RESULTS.md,
+#: start20). The helper processes already ran with one (``meshing._helper_environment``).
+BLAS_THREADS = "1"
+
 #: Extension libraries mapped ahead of their import (:func:`preload_libraries`): (package, file pattern).
 PRELOADED = (("SimpleITK", "_SimpleITK*.so"),)
 
@@ -221,15 +228,19 @@ _FREEZE_REGISTERED = False
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)  # before numpy's import
     keep_freed_memory()
     preload_libraries()
     defer_unused_modules()
     freeze_objects_at_exit()
     root, handler, verbose = logging.getLogger(), None, False
     saved_level = root.level
+    freezes = not gc.get_freeze_count()  # a caller's own freeze is left as it is
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
+        if freezes:  # the subcommand's modules: out of every collection of the command (unfrozen at its end)
+            gc.freeze()
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -256,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"hepatoplan: internal error: {type(exc).__name__}: {exc} (please report it with the command "
                      "line; -v shows the traceback)", 3, verbose=verbose)
     finally:
+        if freezes:
+            gc.unfreeze()
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(saved_level)

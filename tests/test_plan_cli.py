@@ -166,6 +166,50 @@ def test_a_fork_waits_for_the_library_thread():
     assert _python_prints(code) == "False"
 
 
+@pytest.mark.parametrize("given", [None, "2"])
+def test_the_cli_runs_openblas_on_one_thread_unless_told_otherwise(given):
+    """``main`` sets ``OPENBLAS_NUM_THREADS`` to 1 before numpy's import when the environment does not set it (the
+    idle workers spun after each small product), and leaves a value the user gave; numpy's and scipy's OpenBLAS
+    follow it."""
+    code = ("import ctypes, contextlib, io, os; from hepatoplan.pipeline.cli import main\n"
+            "with contextlib.redirect_stderr(io.StringIO()):\n"
+            "    assert main([]) == 2\n"
+            "names = ('scipy_openblas_get_num_threads64_', 'scipy_openblas_get_num_threads', 'openblas_get_num_threads')\n"
+            "libraries = {line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line}\n"
+            "threads = {getattr(ctypes.CDLL(path), name)() for path in libraries for name in names\n"
+            "           if hasattr(ctypes.CDLL(path), name)}\n"
+            "print(os.environ['OPENBLAS_NUM_THREADS'], ','.join(map(str, sorted(threads))) or 'None')")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | ({"OPENBLAS_NUM_THREADS": given} if given else {})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    value, threads = proc.stdout.split()
+    assert value == (given or "1")
+    if given is None:
+        assert threads in ("1", "None")  # numpy's and scipy's OpenBLAS (None: another BLAS)
+
+
+def test_a_command_runs_with_its_modules_out_of_the_collector(tmp_path, monkeypatch):
+    """``main`` freezes what the subcommand's imports made (the cyclic collector's passes skip it while the command
+    runs) and unfreezes it when the command ends, also on an error (an in-process caller's objects are collected as
+    before); a freeze the caller made is left as it is."""
+    import gc
+
+    from hepatoplan.pipeline import cmd_plan
+
+    frozen = []
+    monkeypatch.setattr(cmd_plan, "run_demo", lambda args: frozen.append(gc.get_freeze_count()) or 0)
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 0
+    assert frozen[0] > 10_000 and gc.get_freeze_count() == 0
+    monkeypatch.setattr(cmd_plan, "run_demo", lambda args: 1 / 0)
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 3 and gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze stays
+    try:
+        count = gc.get_freeze_count()
+        assert main(["demo", "--out", str(tmp_path / "o")]) == 3 and gc.get_freeze_count() == count
+    finally:
+        gc.unfreeze()
+
+
 def test_numpys_unused_modules_are_not_run_by_a_plan(study_dir, tmp_path):
     """``defer_unused_modules`` leaves numpy.f2py and numpy.testing lazy through a whole plan (previews, the
     vascular analysis: scipy.ndimage copies numpy's namespace), and they work when used."""
