@@ -216,7 +216,7 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
         new_points, new_faces = _decimate(np.ascontiguousarray(points, dtype=np.float32),
                                           np.ascontiguousarray(faces, dtype=np.int32), float(target_reduction))
     new_points, new_faces = _compact(np.asarray(new_points, np.float64), np.asarray(new_faces, np.int32))
-    fins = _row_counts(np.sort(new_faces, axis=1), len(new_points)) > 1
+    fins = _row_counts(_sorted_rows(new_faces), len(new_points)) > 1
     new_points, new_faces = _compact(new_points, new_faces[~fins])
     if is_closed_manifold(new_faces):  # no edge in more than two triangles: none to split
         return new_points, new_faces
@@ -225,6 +225,15 @@ def _simplify(points: np.ndarray, faces: np.ndarray, target_reduction: float):
         log.debug("decimation left a non-manifold edge: %d triangles kept undecimated", len(faces))
         return points, faces
     return new_points, new_faces
+
+
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.sort(rows, axis=1)`` for 2 or 3 columns, by minimum and maximum (~30x faster than numpy's row sorts)."""
+    low, high = np.minimum(rows[:, 0], rows[:, 1]), np.maximum(rows[:, 0], rows[:, 1])
+    if rows.shape[1] == 2:
+        return np.stack([low, high], axis=1)
+    third = rows[:, 2]
+    return np.stack([np.minimum(low, third), np.maximum(low, np.minimum(high, third)), np.maximum(high, third)], axis=1)
 
 
 def _row_keys(rows: np.ndarray, n: int) -> np.ndarray:
@@ -262,7 +271,7 @@ def _split_pinched_edges(points: np.ndarray, faces: np.ndarray):
     triangles share; each fan after the first gets its own copy of the vertex, moved
     :data:`PINCH_SPLIT_MM` toward the fan's centre. Triangles are neither added nor removed.
     """
-    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    edges = _sorted_rows(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2))
     counts = _row_counts(edges, len(points))
     pinched = edges[counts > 2]
     if not len(pinched):
@@ -321,7 +330,7 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
     # one sort: each edge's key (its two vertices, smaller first) doubled, + 1 when it runs from the larger
     # vertex to the smaller; closed and 2-manifold when the sorted keys come in pairs 2k, 2k + 1 (each
     # edge once in each direction) with k rising from pair to pair (no edge in a third triangle)
-    keys = np.sort(_row_keys(np.sort(edges, axis=1), n) * 2 + (edges[:, 0] > edges[:, 1]))
+    keys = np.sort(_row_keys(_sorted_rows(edges), n) * 2 + (edges[:, 0] > edges[:, 1]))
     first, second = keys[0::2], keys[1::2]
     return (len(keys) % 2 == 0 and bool(np.all(first % 2 == 0)) and bool(np.array_equal(first + 1, second))
             and bool(np.all(first[1:] > first[:-1])))
