@@ -51,7 +51,7 @@ else:
 if blocks == "floor":
     meshing.parenchyma_block_voxels = lambda spacing: tuple(
         max(1, int(max(spacing) / s + 1e-6)) for s in np.asarray(spacing, float))
-meshing.structure_meshes({"start": np.pad(np.ones((3, 3, 3), bool), 2)}, affine_ras=z["affine"])  # helper, imports
+meshing.structure_meshes({"start": np.pad(np.ones((12, 12, 12), bool), 2)}, affine_ras=z["affine"])  # helper, imports
 def helper_s():
     f = open(f"/proc/{meshing._simplifier.pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
