@@ -32,6 +32,7 @@ scipy (``bench/RESULTS.md``, "Nearest vessel voxel").
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import importlib.machinery
@@ -109,9 +110,43 @@ def edt_mm(mask: np.ndarray, *, spacing_mm, black_border: bool = False) -> np.nd
     one), computed on the mask's uint8 view. ``edt`` 3.1 takes another path for numpy booleans that
     gives the same values bit for bit (300 random masks, both borders, anisotropic) and costs about
     3 × the CPU on sparse masks: a vessel tree's box of IRCADb 01, 0.15-0.2 → 0.05 s (bench/RESULTS.md,
-    eleventh stop)."""
+    eleventh stop).
+
+    2-D and 3-D masks call the C++ function ``edt.edt`` calls for uint8 labels (its squared transform) through
+    ctypes, then take its square root as ``edt.edt`` does: the same values bit for bit, but ctypes releases the
+    GIL for the call, which ``edt``'s wrapper holds while its worker thread computes (IRCADb 01's plan: 0.3-0.4 s
+    of the division's window, the trees' and the division's threads waiting; bench/RESULTS.md, gil20). Where
+    ``edt``'s build does not export that function (:func:`_edt_squared`), ``edt.edt`` answers."""
     mask = np.ascontiguousarray(mask, dtype=bool)
-    return edt.edt(mask.view(np.uint8), anisotropy=tuple(float(s) for s in spacing_mm), black_border=black_border)
+    squared = _edt_squared(mask.ndim) if mask.size else None
+    if squared is None:
+        return edt.edt(mask.view(np.uint8), anisotropy=tuple(float(s) for s in spacing_mm), black_border=black_border)
+    out = np.empty(mask.shape, np.float32)
+    # edt's C++ takes the fastest axis first: a C-ordered array's last
+    squared(mask.ctypes.data, *mask.shape[::-1], *(float(s) for s in spacing_mm[::-1]), bool(black_border), 1,
+            out.ctypes.data)
+    return np.sqrt(out, out=out)
+
+
+_EDT_SQUARED = {2: "_ZN5pyedt8_edt2dsqIhEEPfPT_llffbiS1_",  # float* _edt2dsq<uint8_t>(uint8_t*, size_t sx, ...,
+                3: "_ZN5pyedt8_edt3dsqIhEEPfPT_lllfffbiS1_"}  # float wx, ..., bool black_border, int parallel,
+# float* out): the mangled name spells the parameters' types, so a changed signature is not found
+
+
+@functools.cache
+def _edt_squared(ndim: int):
+    """``edt``'s C++ squared transform of uint8 labels in ``ndim`` dimensions as a ctypes function (which
+    releases the GIL while it runs), or None where ``edt``'s extension does not export it."""
+    if ndim not in _EDT_SQUARED:
+        return None
+    try:
+        function = getattr(ctypes.CDLL(edt.__file__), _EDT_SQUARED[ndim])
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_void_p
+    function.argtypes = ([ctypes.c_void_p] + [ctypes.c_size_t] * ndim + [ctypes.c_float] * ndim
+                         + [ctypes.c_bool, ctypes.c_int, ctypes.c_void_p])
+    return function
 
 
 def load_compiled() -> None:
