@@ -218,6 +218,24 @@ def test_edt_mm_calls_edts_squared_transform_outside_the_gil():
             assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+def test_edts_function_that_answers_otherwise_than_edt_is_not_used(monkeypatch):
+    """The ctypes route is checked once against edt.edt on a probe: an edt whose internal function disagrees
+    (here edt.edt itself made to differ) leaves edt_mm to edt.edt."""
+    import edt
+
+    real = edt.edt
+    monkeypatch.setattr(edt, "edt", lambda *args, **kwargs: real(*args, **kwargs) + np.float32(0.5))
+    nv._edt_squared.cache_clear()
+    try:
+        assert nv._edt_squared(3) is None and nv._edt_squared(2) is None
+        mask = np.zeros((6, 5, 4), bool)
+        mask[2:4, 1:4, 1:3] = True
+        assert np.array_equal(nv.edt_mm(mask, spacing_mm=(1.0, 1.0, 2.0)),
+                              real(mask.view(np.uint8), anisotropy=(1.0, 1.0, 2.0)) + np.float32(0.5))
+    finally:
+        nv._edt_squared.cache_clear()
+
+
 def test_a_damaged_built_module_is_not_loaded(monkeypatch, tmp_path):
     """A file under the built module's name that is no loadable extension (cut short, another platform's) is
     passed over, not raised: the route is built again or falls back to numba's."""
