@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_plan import CASES
+from bench_plan import rows_for
 from bench_plan_ab import MAIN, other_revision
 
 FIELDS = ("wall_s", "user_s", "system_s", "minor_faults", "max_rss_gb")
@@ -38,6 +38,10 @@ def run(code: str, args: list[str]) -> dict:
     return dict(zip(FIELDS, (wall, user, system, faults, rss_kb / 1e6)))
 
 
+def _line(row: dict) -> str:
+    return "  ".join(f"{k} {v / 1e3:.0f}k" if k == "minor_faults" else f"{k} {v:.3f}" for k, v in row.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", required=True)
@@ -45,7 +49,6 @@ def main() -> None:
     parser.add_argument("--case", default="01")
     parser.add_argument("--no-preview", action="store_true")
     opts = parser.parse_args()
-    case = CASES / opts.case
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "rev"
         folder.mkdir()
@@ -53,10 +56,9 @@ def main() -> None:
         # the other revision's compiled transform made once, untimed (as bench_plan_ab.py does)
         subprocess.run([sys.executable, "-c", codes[opts.rev] + "; from hepatoplan.nearest_voxel import load_compiled; "
                         "load_compiled()"], check=True)
-        args = ["plan", str(case / "ct.nii.gz"), "--liver", str(case / "liver.nii.gz"),
-                "--tumours", str(case / "tumours.nii.gz"), "--portal", str(case / "portal_vein.nii.gz"),
-                "--hepatic", str(case / "hepatic_veins.nii.gz"), "--resect", "right-hepatectomy",
-                *(["--no-preview"] if opts.no_preview else []), "--out", str(Path(tmp) / "out")]
+        # bench_plan.py's own row: the same command
+        args = {row: args for _, row, args in rows_for(opts.case, Path(tmp) / "out", False, None)}[
+            "no-preview" if opts.no_preview else "default"]
         results: dict[str, list[dict]] = {side: [] for side in codes}
         for i in range(opts.runs):
             for side in (list(codes) if i % 2 == 0 else list(codes)[::-1]):
@@ -64,12 +66,10 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 row = run(codes[side], args)
                 results[side].append(row)
-                print(f"{side:>10} " + "  ".join(f"{k} {v:.3f}" if k != "minor_faults" else f"{k} {v / 1e3:.0f}k"
-                                                 for k, v in row.items()) + f"  load {load:.1f}", flush=True)
+                print(f"{side:>10} {_line(row)}  load {load:.1f}", flush=True)
     for side, rows in results.items():
         medians = {k: statistics.median(r[k] for r in rows) for k in FIELDS}
-        print(f"{side:>10} median " + "  ".join(f"{k} {v:.3f}" if k != "minor_faults" else f"{k} {v / 1e3:.0f}k"
-                                                for k, v in medians.items()))
+        print(f"{side:>10} median {_line(medians)}")
 
 
 if __name__ == "__main__":

@@ -149,11 +149,11 @@ def _edt_squared(ndim: int):
     # an internal function: checked once against ``edt.edt`` on an anisotropic probe (both borders), so that an
     # ``edt`` whose function kept its name but changed its meaning answers through ``edt.edt``, never wrongly
     probe = np.random.default_rng(0).random((9, 7, 5)[:ndim]) > 0.3
-    spacing = (2.5, 0.7, 1.1)[:ndim]
+    spacing_mm = (2.5, 0.7, 1.1)[:ndim]
     for border in (False, True):
         out = np.empty(probe.shape, np.float32)
-        function(probe.ctypes.data, *probe.shape[::-1], *spacing[::-1], border, 1, out.ctypes.data)
-        if not np.array_equal(np.sqrt(out), edt.edt(probe.view(np.uint8), anisotropy=spacing, black_border=border)):
+        function(probe.ctypes.data, *probe.shape[::-1], *spacing_mm[::-1], border, 1, out.ctypes.data)
+        if not np.array_equal(np.sqrt(out), edt.edt(probe.view(np.uint8), anisotropy=spacing_mm, black_border=border)):
             return None
     return function
 
